@@ -1,0 +1,25 @@
+import * as path from 'path';
+import { App } from 'aws-cdk-lib';
+import { CatalogError, loadCatalog } from '../lib/catalog';
+import { buildFleet } from '../lib/fleet';
+
+const app = new App();
+const catalogPath =
+  (app.node.tryGetContext('catalog') as string | undefined) ?? path.join(__dirname, '..', 'tenants.json');
+const onlyTenant = app.node.tryGetContext('tenant') as string | undefined;
+const region =
+  (app.node.tryGetContext('region') as string | undefined) || process.env.CDK_DEFAULT_REGION || 'us-east-1';
+
+try {
+  const catalog = loadCatalog(catalogPath);
+  buildFleet(app, catalog, {
+    onlyTenant,
+    env: { account: process.env.CDK_DEFAULT_ACCOUNT || undefined, region },
+  });
+} catch (e) {
+  if (e instanceof CatalogError || (e instanceof Error && e.message.startsWith('-c tenant='))) {
+    console.error(e.message);
+    process.exit(1);
+  }
+  throw e;
+}

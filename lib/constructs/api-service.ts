@@ -1,0 +1,203 @@
+import * as path from 'path';
+import { Construct } from 'constructs';
+import { ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import { IsolationModel } from '../../db/naming';
+import { EncryptedLogGroup } from './encrypted-log-group';
+import { ssmNames } from '../ssm-names';
+
+/** The repository root: the image's build context (the Dockerfile in service/ also needs db/). */
+const REPO_ROOT = path.join(__dirname, '..', '..');
+
+export interface ApiServiceProps {
+  readonly vpc: ec2.IVpc;
+  readonly key: kms.IKey;
+  /** The isolation model this service serves; the API reads it from MODEL. */
+  readonly model: IsolationModel;
+  /** Extra environment for the container (database endpoint, registry table, ...). */
+  readonly environment?: Record<string, string>;
+  /**
+   * Tasks kept running.
+   * @default 2 - one per AZ
+   */
+  readonly desiredCount?: number;
+  /** @default 512 */
+  readonly cpu?: number;
+  /** @default 1024 */
+  readonly memoryLimitMiB?: number;
+  /**
+   * The ACM certificate for the HTTPS listener.
+   * @default - the ARN stored in the SSM parameter `/tenantforge/platform/certificate-arn`, read at deploy time
+   */
+  readonly certificateArn?: string;
+  /** @default false - load balancer deletion protection on, access logs retained */
+  readonly disposable?: boolean;
+}
+
+/**
+ * The tenant-aware API on ECS Fargate behind an internet-facing ALB. HTTPS only (port 80 answers with a
+ * redirect), invalid headers dropped, a WAF with AWS's common and known-bad-input rule sets, access logs kept.
+ * Tasks run in private subnets with no public IP and a read-only root filesystem.
+ */
+export class ApiService extends Construct {
+  readonly service: ecs.FargateService;
+  readonly loadBalancer: elbv2.ApplicationLoadBalancer;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly taskDefinition: ecs.FargateTaskDefinition;
+  readonly accessLogs: s3.Bucket;
+
+  constructor(scope: Construct, id: string, props: ApiServiceProps) {
+    super(scope, id);
+    const disposable = props.disposable ?? false;
+    const removalPolicy = disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
+
+    const cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc: props.vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENHANCED,
+    });
+    this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+      cpu: props.cpu ?? 512,
+      memoryLimitMiB: props.memoryLimitMiB ?? 1024,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64 },
+    });
+    const logGroup = new EncryptedLogGroup(this, 'Logs', { key: props.key, disposable });
+    this.taskDefinition.addContainer('api', {
+      image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
+        file: 'service/Dockerfile',
+        ignoreMode: IgnoreMode.DOCKER,
+        exclude: ['**', '!service/**', '!db/**', '!package.json', '!package-lock.json', '!tsconfig.json'],
+      }),
+      portMappings: [{ containerPort: 8080 }],
+      readonlyRootFilesystem: true,
+      user: '1000',
+      logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'api' }),
+      environment: { MODEL: props.model, PORT: '8080', ...props.environment },
+      healthCheck: {
+        command: ['CMD', 'node', 'service/healthcheck.js'],
+        interval: Duration.seconds(30),
+        startPeriod: Duration.seconds(30),
+      },
+    });
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'TaskSecurityGroup', {
+      vpc: props.vpc,
+      description: 'API tasks: reachable only from the load balancer',
+      allowAllOutbound: true,
+    });
+    this.service = new ecs.FargateService(this, 'Service', {
+      cluster,
+      taskDefinition: this.taskDefinition,
+      desiredCount: props.desiredCount ?? 2,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [this.securityGroup],
+      assignPublicIp: false,
+      circuitBreaker: { rollback: true },
+      minHealthyPercent: 100,
+      enableExecuteCommand: false,
+    });
+
+    this.accessLogs = new s3.Bucket(this, 'AccessLogs', {
+      // ALB access logs can only be delivered to SSE-S3 buckets.
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      removalPolicy,
+      autoDeleteObjects: false,
+      lifecycleRules: [{ expiration: Duration.days(400), noncurrentVersionExpiration: Duration.days(30) }],
+    });
+
+    const albSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+      vpc: props.vpc,
+      description: 'API load balancer: HTTPS (and the HTTP redirect) from the internet',
+      allowAllOutbound: false,
+    });
+    albSecurityGroup.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS from clients');
+    albSecurityGroup.addIngressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(80),
+      'HTTP, answered with a redirect to HTTPS',
+    );
+    this.loadBalancer = new elbv2.ApplicationLoadBalancer(this, 'LoadBalancer', {
+      vpc: props.vpc,
+      internetFacing: true,
+      vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
+      securityGroup: albSecurityGroup,
+      dropInvalidHeaderFields: true,
+      deletionProtection: !disposable,
+    });
+    this.loadBalancer.logAccessLogs(this.accessLogs, 'alb');
+    this.securityGroup.addIngressRule(
+      albSecurityGroup,
+      ec2.Port.tcp(8080),
+      'API traffic from the load balancer',
+    );
+    albSecurityGroup.addEgressRule(this.securityGroup, ec2.Port.tcp(8080), 'to the API tasks');
+
+    const certificateArn =
+      props.certificateArn ?? ssm.StringParameter.valueForStringParameter(this, ssmNames.certificateArn);
+    const https = this.loadBalancer.addListener('Https', {
+      port: 443,
+      protocol: elbv2.ApplicationProtocol.HTTPS,
+      sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
+      certificates: [elbv2.ListenerCertificate.fromArn(certificateArn)],
+      open: false,
+    });
+    https.addTargets('Api', {
+      port: 8080,
+      protocol: elbv2.ApplicationProtocol.HTTP,
+      targets: [this.service],
+      healthCheck: { path: '/health', healthyHttpCodes: '200' },
+      deregistrationDelay: Duration.seconds(30),
+    });
+    this.loadBalancer.addRedirect({ sourcePort: 80, targetPort: 443, open: false });
+
+    const webAcl = new wafv2.CfnWebACL(this, 'WebAcl', {
+      scope: 'REGIONAL',
+      defaultAction: { allow: {} },
+      visibilityConfig: {
+        cloudWatchMetricsEnabled: true,
+        metricName: `${Stack.of(this).stackName}-api`,
+        sampledRequestsEnabled: true,
+      },
+      rules: ['AWSManagedRulesCommonRuleSet', 'AWSManagedRulesKnownBadInputsRuleSet'].map((name, i) => ({
+        name,
+        priority: i,
+        overrideAction: { none: {} },
+        statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
+        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: name, sampledRequestsEnabled: true },
+      })),
+    });
+    new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', {
+      resourceArn: this.loadBalancer.loadBalancerArn,
+      webAclArn: webAcl.attrArn,
+    });
+    // WAF only delivers to log groups whose name starts with aws-waf-logs-.
+    const wafLogs = new logs.LogGroup(this, 'WafLogs', {
+      logGroupName: `aws-waf-logs-${Stack.of(this).stackName}-api`,
+      encryptionKey: props.key,
+      retention: logs.RetentionDays.ONE_YEAR,
+      removalPolicy,
+    });
+    new wafv2.CfnLoggingConfiguration(this, 'WafLogging', {
+      resourceArn: webAcl.attrArn,
+      logDestinationConfigs: [
+        Stack.of(this).formatArn({
+          service: 'logs',
+          resource: 'log-group',
+          resourceName: wafLogs.logGroupName,
+          arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+        }),
+      ],
+      redactedFields: [{ singleHeader: { Name: 'authorization' } }],
+    });
+  }
+}

@@ -1,0 +1,44 @@
+import { Construct } from 'constructs';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as backup from 'aws-cdk-lib/aws-backup';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as kms from 'aws-cdk-lib/aws-kms';
+
+export interface BackupProps {
+  /** Encrypts the recovery points. */
+  readonly key: kms.IKey;
+  /** What to back up. */
+  readonly resources: backup.BackupResource[];
+  /**
+   * How long daily recovery points are kept.
+   * @default 35
+   */
+  readonly retentionDays?: number;
+}
+
+/**
+ * Daily AWS Backup recovery points in a vault of the cell's own, encrypted with the cell's key. They outlive
+ * the resource: a tenant offboarded by mistake, or a database deleted outside CloudFormation, can be restored.
+ */
+export class Backup extends Construct {
+  readonly plan: backup.BackupPlan;
+
+  constructor(scope: Construct, id: string, props: BackupProps) {
+    super(scope, id);
+    const vault = new backup.BackupVault(this, 'Vault', {
+      encryptionKey: props.key,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.plan = new backup.BackupPlan(this, 'Plan', {
+      backupVault: vault,
+      backupPlanRules: [
+        new backup.BackupPlanRule({
+          ruleName: 'daily',
+          scheduleExpression: events.Schedule.cron({ hour: '3', minute: '0' }),
+          deleteAfter: Duration.days(props.retentionDays ?? 35),
+        }),
+      ],
+    });
+    this.plan.addSelection('Selection', { resources: props.resources, allowRestores: true });
+  }
+}

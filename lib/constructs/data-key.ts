@@ -1,0 +1,48 @@
+import { Construct } from 'constructs';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+
+export interface DataKeyProps {
+  /** What the key protects, shown in the KMS console. */
+  readonly description: string;
+  /**
+   * Schedule the key for deletion when its stack is destroyed. Only for disposable tenants: a deleted key makes
+   * every snapshot and backup encrypted with it unreadable.
+   * @default false - the key is retained
+   */
+  readonly disposable?: boolean;
+}
+
+/**
+ * A customer-managed KMS key with yearly rotation. One per silo tenant (its data is readable only through its
+ * own key, and revoking the key crypto-shreds the tenant) and one per shared stack. CloudWatch Logs in this
+ * region may use it for log groups of this account only.
+ */
+export class DataKey extends Construct {
+  readonly key: kms.Key;
+
+  constructor(scope: Construct, id: string, props: DataKeyProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    this.key = new kms.Key(this, 'Key', {
+      description: props.description,
+      enableKeyRotation: true,
+      pendingWindow: Duration.days(30),
+      removalPolicy: props.disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+    });
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchLogsOfThisAccount',
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        resources: ['*'],
+        conditions: {
+          ArnLike: {
+            'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*`,
+          },
+        },
+      }),
+    );
+  }
+}

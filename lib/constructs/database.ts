@@ -1,0 +1,107 @@
+import { Construct } from 'constructs';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as rds from 'aws-cdk-lib/aws-rds';
+
+export interface DatabaseProps {
+  readonly vpc: ec2.IVpc;
+  /** Encrypts storage, the master secret, Performance Insights and exported logs' snapshots. */
+  readonly key: kms.IKey;
+  /**
+   * RDS instance class without the `db.` prefix.
+   * @default 't4g.medium'
+   */
+  readonly instanceClass?: string;
+  /** @default true - a standby in a second AZ */
+  readonly multiAz?: boolean;
+  /** @default 14 */
+  readonly backupRetentionDays?: number;
+  /**
+   * A test database: no deletion protection, no final snapshot, deleted with its stack.
+   * @default false - deletion protection on, a final snapshot on delete
+   */
+  readonly disposable?: boolean;
+  /**
+   * Allocated storage in GiB (it grows automatically up to 4x).
+   * @default 50
+   */
+  readonly allocatedStorageGiB?: number;
+}
+
+/** The PostgreSQL major version every cell runs. A fleet-wide upgrade is one change here. */
+export const POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17;
+
+/**
+ * An RDS PostgreSQL instance locked down for tenant data: isolated subnets, not public, storage and master
+ * secret encrypted with the cell's key, TLS enforced by the server (`rds.force_ssl`), IAM authentication,
+ * enhanced monitoring, logs exported, and a master password that RDS itself rotates in Secrets Manager.
+ *
+ * Its security group admits nobody: callers are allowed in one by one with `allowFrom`.
+ */
+export class Database extends Construct {
+  readonly instance: rds.DatabaseInstance;
+  readonly securityGroup: ec2.SecurityGroup;
+  /** The Secrets Manager secret that RDS manages for the master user. */
+  readonly secretArn: string;
+  readonly port = 5432;
+
+  constructor(scope: Construct, id: string, props: DatabaseProps) {
+    super(scope, id);
+    const disposable = props.disposable ?? false;
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'PostgreSQL: admits only the security groups granted with allowFrom',
+      allowAllOutbound: false,
+    });
+    const engine = rds.DatabaseInstanceEngine.postgres({ version: POSTGRES_VERSION });
+    const parameterGroup = new rds.ParameterGroup(this, 'Parameters', {
+      engine,
+      description: 'TLS only, SCRAM passwords, connection and DDL audit logging',
+      parameters: {
+        'rds.force_ssl': '1',
+        ssl_min_protocol_version: 'TLSv1.2',
+        password_encryption: 'scram-sha-256',
+        log_connections: '1',
+        log_disconnections: '1',
+        log_statement: 'ddl',
+        log_min_duration_statement: '1000',
+      },
+    });
+    this.instance = new rds.DatabaseInstance(this, 'Instance', {
+      engine,
+      parameterGroup,
+      instanceType: new ec2.InstanceType(props.instanceClass ?? 't4g.medium'),
+      vpc: props.vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      securityGroups: [this.securityGroup],
+      publiclyAccessible: false,
+      port: this.port,
+      multiAz: props.multiAz ?? true,
+      allocatedStorage: props.allocatedStorageGiB ?? 50,
+      maxAllocatedStorage: (props.allocatedStorageGiB ?? 50) * 4,
+      storageType: rds.StorageType.GP3,
+      storageEncrypted: true,
+      storageEncryptionKey: props.key,
+      manageMasterUserPassword: true,
+      credentials: rds.Credentials.fromUsername('postgres', { encryptionKey: props.key }),
+      iamAuthentication: true,
+      caCertificate: rds.CaCertificate.RDS_CA_RSA2048_G1,
+      backupRetention: Duration.days(props.backupRetentionDays ?? 14),
+      copyTagsToSnapshot: true,
+      deletionProtection: !disposable,
+      removalPolicy: disposable ? RemovalPolicy.DESTROY : RemovalPolicy.SNAPSHOT,
+      autoMinorVersionUpgrade: true,
+      cloudwatchLogsExports: ['postgresql', 'upgrade'],
+      monitoringInterval: Duration.seconds(60),
+      enablePerformanceInsights: true,
+      performanceInsightEncryptionKey: props.key,
+    });
+    this.secretArn = (this.instance.node.defaultChild as rds.CfnDBInstance).attrMasterUserSecretSecretArn;
+  }
+
+  /** Admits PostgreSQL connections from `peer`'s security group, and nothing else. */
+  allowFrom(peer: ec2.ISecurityGroup, description: string): void {
+    this.securityGroup.addIngressRule(peer, ec2.Port.tcp(this.port), description);
+  }
+}

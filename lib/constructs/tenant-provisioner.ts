@@ -1,0 +1,139 @@
+import * as path from 'path';
+import { Construct } from 'constructs';
+import { Duration } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { IsolationModel } from '../../db/naming';
+import { Database } from './database';
+import { EncryptedLogGroup } from './encrypted-log-group';
+
+/** The Lambda runtime for every function of ours. */
+export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
+
+export interface TenantProvisionerProps {
+  readonly vpc: ec2.IVpc;
+  /** The database this provisioner creates tenants in; its security group admits the handler. */
+  readonly database: Database;
+  /** Encrypts the handler's logs and environment, and decrypts the database secret. */
+  readonly key: kms.IKey;
+  /** The model of the cell: which custom resources the handler accepts. */
+  readonly model: IsolationModel;
+  /** The tenant registry (DynamoDB) the handler records tenants in. */
+  readonly registryTableName: string;
+  readonly registryTableArn: string;
+  /** @default false */
+  readonly disposable?: boolean;
+}
+
+/**
+ * The custom-resource provider that creates tenants inside a database: bootstrap roles, schemas, migrations,
+ * registry entries. Only the handler runs in the VPC (it needs the database); the provider framework's own
+ * function only relays CloudFormation's request to it. A handler failure fails the resource at once with its
+ * reason, never after CloudFormation's one-hour wait.
+ */
+export class TenantProvisioner extends Construct {
+  readonly handler: nodejs.NodejsFunction;
+  readonly provider: cr.Provider;
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly serviceToken: string;
+
+  constructor(scope: Construct, id: string, props: TenantProvisionerProps) {
+    super(scope, id);
+    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Tenant provisioner: PostgreSQL, and HTTPS to Secrets Manager and DynamoDB',
+      allowAllOutbound: true,
+    });
+    props.database.allowFrom(this.securityGroup, 'tenant provisioner');
+
+    const role = new iam.Role(this, 'HandlerRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Tenant provisioner (${props.model}): database secret, registry entries, its own logs`,
+    });
+    const logGroup = new EncryptedLogGroup(this, 'HandlerLogs', {
+      key: props.key,
+      disposable: props.disposable,
+    });
+    this.handler = new nodejs.NodejsFunction(this, 'Handler', {
+      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'index.ts'),
+      handler: 'handler',
+      runtime: LAMBDA_RUNTIME,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 512,
+      timeout: Duration.minutes(5),
+      role,
+      vpc: props.vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [this.securityGroup],
+      logGroup,
+      environmentEncryption: props.key,
+      environment: {
+        MODEL: props.model,
+        DB_HOST: props.database.instance.dbInstanceEndpointAddress,
+        DB_PORT: String(props.database.port),
+        DB_SECRET_ARN: props.database.secretArn,
+        REGISTRY_TABLE: props.registryTableName,
+        // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.
+        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+      },
+      bundling: {
+        target: 'node24',
+        minify: true,
+        sourceMap: true,
+        externalModules: ['@aws-sdk/*', 'pg-native'],
+      },
+    });
+    // A customer-managed policy written out in full rather than L2 grants, so the role holds exactly this.
+    new iam.ManagedPolicy(this, 'HandlerPolicy', {
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'ReadDatabaseSecret',
+          actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+          resources: [props.database.secretArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'DecryptWithCellKey',
+          actions: ['kms:Decrypt'],
+          resources: [props.key.keyArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'WriteRegistryEntries',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          resources: [props.registryTableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'WriteOwnLogs',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [logGroup.logGroupArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'VpcNetworkInterfaces',
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
+          resources: ['*'],
+        }),
+      ],
+    });
+
+    const providerLogs = new EncryptedLogGroup(this, 'ProviderLogs', {
+      key: props.key,
+      disposable: props.disposable,
+    });
+    this.provider = new cr.Provider(this, 'Provider', {
+      onEventHandler: this.handler,
+      logGroup: providerLogs,
+      providerFunctionEnvEncryption: props.key,
+    });
+    this.serviceToken = this.provider.serviceToken;
+  }
+}

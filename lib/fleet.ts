@@ -1,0 +1,73 @@
+import { App, Stack, Tags } from 'aws-cdk-lib';
+import { Catalog, SHARED_VPC_CIDRS } from './catalog';
+import { applyCompliance } from './compliance';
+import { PlatformStack } from './stacks/platform-stack';
+import { BridgeStack, PoolStack } from './stacks/shared-cell-stack';
+import { TenantStack } from './stacks/tenant-stack';
+import { tenantStackName } from '../db/naming';
+
+export interface FleetOptions {
+  /** Build only this tenant's stack (plus the shared stacks), e.g. from `-c tenant=<id>`. */
+  readonly onlyTenant?: string;
+  /** @default - the stacks are environment-agnostic except for the region */
+  readonly env?: { account?: string; region?: string };
+}
+
+export interface Fleet {
+  readonly platform: PlatformStack;
+  readonly pool: PoolStack;
+  readonly bridge: BridgeStack;
+  readonly tenants: TenantStack[];
+}
+
+/**
+ * Builds the whole fleet into `app`: the shared stacks and one stack per tenant (or only the one named).
+ * Compliance packs and acknowledgements are applied here, so no stack can be built without them.
+ */
+export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {}): Fleet {
+  const env = options.env;
+  let tenants = catalog.tenants;
+  if (options.onlyTenant !== undefined) {
+    tenants = tenants.filter((t) => t.id === options.onlyTenant);
+    if (tenants.length === 0) {
+      throw new Error(
+        `-c tenant=${options.onlyTenant}: no tenant with that id in ${catalog.source}: add it to the catalog or pass one of its ids`,
+      );
+    }
+  }
+  const platform = new PlatformStack(app, 'Platform', {
+    env,
+    description: 'Sign-in and the tenant registry',
+  });
+  const pool = new PoolStack(app, 'Pool', { env, cidr: SHARED_VPC_CIDRS.pool, description: 'Pool cell' });
+  const bridge = new BridgeStack(app, 'Bridge', {
+    env,
+    cidr: SHARED_VPC_CIDRS.bridge,
+    description: 'Bridge cell',
+  });
+  pool.addStackDependency(platform, 'reads the registry and user pool from SSM');
+  bridge.addStackDependency(platform, 'reads the registry and user pool from SSM');
+  tag(platform, 'shared', 'shared');
+  tag(pool, 'shared', 'pool');
+  tag(bridge, 'shared', 'bridge');
+
+  const stacks = tenants.map((t) => {
+    const stack = new TenantStack(app, tenantStackName(t.id), {
+      env,
+      tenant: t,
+      description: `Tenant ${t.id} (${t.model})`,
+    });
+    stack.addStackDependency(platform, 'reads the registry from SSM');
+    if (t.model === 'pool') stack.addStackDependency(pool, 'calls the pool provisioner');
+    if (t.model === 'bridge') stack.addStackDependency(bridge, 'calls the bridge provisioner');
+    tag(stack, t.id, t.model);
+    return stack;
+  });
+  applyCompliance(app);
+  return { platform, pool, bridge, tenants: stacks };
+}
+
+function tag(stack: Stack, tenantId: string, model: string): void {
+  Tags.of(stack).add('tenant-id', tenantId);
+  Tags.of(stack).add('isolation-model', model);
+}

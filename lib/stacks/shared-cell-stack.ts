@@ -1,0 +1,51 @@
+import { Construct } from 'constructs';
+import { Stack, StackProps } from 'aws-cdk-lib';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Cell } from '../constructs/cell';
+import { ssmNames } from '../ssm-names';
+
+export interface SharedCellStackProps extends StackProps {
+  /** The VPC range; must not overlap any silo tenant's (the catalog checks). */
+  readonly cidr: string;
+}
+
+/**
+ * A cell shared by many tenants. Its provisioner's service token is published in SSM, where each tenant
+ * stack finds it: no CloudFormation export ties this stack to its tenants.
+ */
+abstract class SharedCellStack extends Stack {
+  readonly cell: Cell;
+
+  protected constructor(
+    scope: Construct,
+    id: string,
+    model: 'pool' | 'bridge',
+    description: string,
+    props: SharedCellStackProps,
+  ) {
+    super(scope, id, props);
+    this.cell = new Cell(this, 'Cell', { model, cidr: props.cidr, description });
+    new ssm.StringParameter(this, 'ProvisionerServiceToken', {
+      parameterName: ssmNames.provisionerServiceToken(model),
+      stringValue: this.cell.provisioner.serviceToken,
+    });
+    new ssm.StringParameter(this, 'ApiEndpoint', {
+      parameterName: ssmNames.apiEndpoint(model),
+      stringValue: `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`,
+    });
+  }
+}
+
+/** Pool: tenants share tables; rows carry tenant_id and Row-Level Security keeps them apart. */
+export class PoolStack extends SharedCellStack {
+  constructor(scope: Construct, id: string, props: SharedCellStackProps) {
+    super(scope, id, 'pool', 'Pool cell: shared tables with row-level security', props);
+  }
+}
+
+/** Bridge: tenants share the server; each has its own schema and role. */
+export class BridgeStack extends SharedCellStack {
+  constructor(scope: Construct, id: string, props: SharedCellStackProps) {
+    super(scope, id, 'bridge', 'Bridge cell: one schema and role per tenant', props);
+  }
+}

@@ -1,0 +1,50 @@
+import { spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { REPO_ROOT } from './fleet-helpers';
+
+/** Runs the real CLI the way a user or a pipeline does (offline, no credentials). */
+function cdkSynth(args: string[]) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-out-'));
+  const result = spawnSync(
+    path.join(REPO_ROOT, 'node_modules', '.bin', 'cdk'),
+    ['synth', '--quiet', '-o', out, ...args],
+    {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', CDK_DEFAULT_ACCOUNT: '' },
+    },
+  );
+  const templates = fs.existsSync(out)
+    ? fs
+        .readdirSync(out)
+        .filter((f) => f.endsWith('.template.json'))
+        .sort()
+    : [];
+  return { status: result.status, stderr: result.stderr, templates };
+}
+
+describe('cdk synth from the command line', () => {
+  test('-c tenant=<id> writes the shared stacks and that one tenant stack', () => {
+    const r = cdkSynth(['-c', 'tenant=acme']);
+    expect(r.status).toBe(0);
+    expect(r.templates).toEqual([
+      'Bridge.template.json',
+      'Platform.template.json',
+      'Pool.template.json',
+      'Tenant-acme.template.json',
+    ]);
+  });
+
+  test('fails with the file, tenant, field and fix when the catalog is invalid', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'catalog-'));
+    const catalog = path.join(dir, 'tenants.json');
+    fs.writeFileSync(catalog, JSON.stringify({ tenants: [{ id: 'Acme!', name: 'Acme', model: 'pool' }] }));
+    const r = cdkSynth(['-c', `catalog=${catalog}`]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain(`${catalog}: the tenant catalog has 1 problem`);
+    expect(r.stderr).toContain('tenant #1: field "id": "Acme!" is invalid: use 3-30 lowercase letters');
+    expect(r.templates).toEqual([]);
+  });
+});

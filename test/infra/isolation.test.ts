@@ -1,0 +1,284 @@
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { SAMPLE_TENANTS, synthFleet, SynthesizedFleet } from './fleet-helpers';
+
+let fleet: SynthesizedFleet;
+beforeAll(() => {
+  fleet = synthFleet();
+});
+
+type Resources = Record<
+  string,
+  { Type: string; Properties?: Record<string, unknown>; DeletionPolicy?: string }
+>;
+const resourcesOf = (t: Template) => t.toJSON().Resources as Resources;
+const ofType = (t: Template, type: string) =>
+  Object.entries(resourcesOf(t)).filter(([, r]) => r.Type === type);
+const ref = (v: unknown) => JSON.stringify(v);
+
+describe('fleet layout', () => {
+  test('synthesizes the shared stacks and exactly one stack per tenant', () => {
+    expect(fleet.stackNames()).toEqual(
+      ['Bridge', 'Platform', 'Pool', ...SAMPLE_TENANTS.map((t) => `Tenant-${t.id}`)].sort(),
+    );
+  });
+
+  test('-c tenant=<id> builds the shared stacks and that tenant only', () => {
+    const one = synthFleet(SAMPLE_TENANTS, { onlyTenant: 'umbrella' });
+    expect(one.stackNames()).toEqual(['Bridge', 'Platform', 'Pool', 'Tenant-umbrella']);
+  });
+
+  test('rejects -c tenant=<id> for a tenant the catalog does not have', () => {
+    expect(() => synthFleet(SAMPLE_TENANTS, { onlyTenant: 'nobody' })).toThrow(
+      '-c tenant=nobody: no tenant with that id in test catalog',
+    );
+  });
+
+  test('stacks share values through SSM parameters, never CloudFormation exports', () => {
+    for (const name of fleet.stackNames()) {
+      const json = JSON.stringify(fleet.template(name).toJSON());
+      expect(json).not.toContain('Fn::ImportValue');
+      expect(fleet.template(name).toJSON().Outputs ?? {}).not.toEqual(
+        expect.objectContaining({ Export: expect.anything() }),
+      );
+    }
+  });
+
+  test('every tenant resource carries tenant-id and isolation-model tags for cost allocation', () => {
+    const t = fleet.template('Tenant-northwind');
+    for (const type of ['AWS::RDS::DBInstance', 'AWS::EC2::VPC', 'AWS::KMS::Key', 'AWS::ECS::Cluster']) {
+      t.hasResourceProperties(type, {
+        Tags: Match.arrayWith([
+          { Key: 'isolation-model', Value: 'silo' },
+          { Key: 'tenant-id', Value: 'northwind' },
+        ]),
+      });
+    }
+    fleet.template('Pool').hasResourceProperties('AWS::RDS::DBInstance', {
+      Tags: Match.arrayWith([{ Key: 'isolation-model', Value: 'pool' }]),
+    });
+  });
+});
+
+describe('silo isolation', () => {
+  test.each(['northwind', 'initech-qa'])(
+    'silo tenant %s has its own database encrypted with its own KMS key',
+    (id) => {
+      const t = fleet.template(`Tenant-${id}`);
+      const keys = ofType(t, 'AWS::KMS::Key');
+      const dbs = ofType(t, 'AWS::RDS::DBInstance');
+      expect(keys).toHaveLength(1);
+      expect(dbs).toHaveLength(1);
+      const [keyId] = keys[0];
+      const db = dbs[0][1].Properties!;
+      expect(db.KmsKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+      expect(db.MasterUserSecret).toEqual({ KmsKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
+      expect(db.PerformanceInsightsKMSKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+      t.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+      t.resourceCountIs('AWS::EC2::VPC', 1);
+      t.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'ALL' });
+      t.resourceCountIs('AWS::ECS::Service', 1);
+    },
+  );
+
+  test('silo database accepts PostgreSQL connections only from its own API service and provisioner', () => {
+    for (const name of ['Tenant-northwind', 'Tenant-initech-qa', 'Pool', 'Bridge']) {
+      const t = fleet.template(name);
+      const res = resourcesOf(t);
+      const [dbSgId] = ofType(t, 'AWS::EC2::SecurityGroup').find(([id]) =>
+        id.includes('DatabaseSecurityGroup'),
+      )!;
+      expect(res[dbSgId].Properties!.SecurityGroupIngress).toBeUndefined();
+      const rules = ofType(t, 'AWS::EC2::SecurityGroupIngress').filter(
+        ([, r]) => ref(r.Properties!.GroupId) === ref({ 'Fn::GetAtt': [dbSgId, 'GroupId'] }),
+      );
+      const sources = rules.map(
+        ([, r]) => (r.Properties!.SourceSecurityGroupId as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0],
+      );
+      expect(sources.sort()).toEqual([
+        expect.stringMatching(/^CellApiTaskSecurityGroup/),
+        expect.stringMatching(/^CellProvisionerSecurityGroup/),
+      ]);
+      for (const [, r] of rules) {
+        expect(r.Properties).toMatchObject({ IpProtocol: 'tcp', FromPort: 5432, ToPort: 5432 });
+        expect(r.Properties!.CidrIp).toBeUndefined();
+      }
+      // And no egress from the database at all.
+      expect(res[dbSgId].Properties!.SecurityGroupEgress).toEqual([
+        expect.objectContaining({ CidrIp: '255.255.255.255/32', Description: 'Disallow all traffic' }),
+      ]);
+    }
+  });
+
+  test('no security group admits 0.0.0.0/0 except the load balancer on 443 and the 80 redirect', () => {
+    for (const name of fleet.stackNames()) {
+      const t = fleet.template(name);
+      const open: string[] = [];
+      for (const [id, r] of Object.entries(resourcesOf(t))) {
+        const rules =
+          r.Type === 'AWS::EC2::SecurityGroup'
+            ? ((r.Properties!.SecurityGroupIngress as Record<string, unknown>[]) ?? [])
+            : r.Type === 'AWS::EC2::SecurityGroupIngress'
+              ? [r.Properties!]
+              : [];
+        for (const rule of rules) {
+          if (rule.CidrIp === '0.0.0.0/0' || rule.CidrIpv6 === '::/0') open.push(`${id}:${rule.FromPort}`);
+        }
+      }
+      const expected = t.toJSON().Resources && ofType(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer').length;
+      expect(open.sort()).toEqual(
+        expected
+          ? [
+              expect.stringMatching(/^CellApiLoadBalancerSecurityGroup.*:443$/),
+              expect.stringMatching(/^CellApiLoadBalancerSecurityGroup.*:80$/),
+            ].sort()
+          : [],
+      );
+    }
+  });
+
+  test('the load balancer serves HTTPS only: port 80 answers with a redirect', () => {
+    const t = fleet.template('Tenant-northwind');
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+      Port: 443,
+      Protocol: 'HTTPS',
+      Certificates: [{ CertificateArn: Match.anyValue() }],
+    });
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+      Port: 80,
+      DefaultActions: [
+        { Type: 'redirect', RedirectConfig: Match.objectLike({ Protocol: 'HTTPS', Port: '443' }) },
+      ],
+    });
+    t.hasResourceProperties('AWS::WAFv2::WebACLAssociation', {});
+  });
+
+  test('a non-disposable database is encrypted, TLS-only, private, deletion-protected and snapshotted on delete', () => {
+    for (const name of ['Tenant-northwind', 'Pool', 'Bridge']) {
+      const t = fleet.template(name);
+      t.hasResource('AWS::RDS::DBInstance', {
+        DeletionPolicy: 'Snapshot',
+        UpdateReplacePolicy: 'Snapshot',
+        Properties: Match.objectLike({
+          StorageEncrypted: true,
+          PubliclyAccessible: false,
+          DeletionProtection: true,
+          EnableIAMDatabaseAuthentication: true,
+          ManageMasterUserPassword: true,
+          MultiAZ: true,
+          EnableCloudwatchLogsExports: ['postgresql', 'upgrade'],
+          BackupRetentionPeriod: name === 'Tenant-northwind' ? 35 : 14,
+        }),
+      });
+      t.hasResourceProperties('AWS::RDS::DBParameterGroup', {
+        Parameters: Match.objectLike({ 'rds.force_ssl': '1', password_encryption: 'scram-sha-256' }),
+      });
+      t.hasResource('AWS::KMS::Key', { DeletionPolicy: 'Retain' });
+      t.hasResourceProperties('AWS::Backup::BackupSelection', {});
+    }
+  });
+
+  test('a disposable tenant is deleted with its stack, with backups still kept for at least 7 days', () => {
+    const t = fleet.template('Tenant-initech-qa');
+    t.hasResource('AWS::RDS::DBInstance', {
+      DeletionPolicy: 'Delete',
+      Properties: Match.objectLike({
+        DeletionProtection: false,
+        StorageEncrypted: true,
+        PubliclyAccessible: false,
+        BackupRetentionPeriod: 7,
+      }),
+    });
+    t.resourceCountIs('AWS::Backup::BackupPlan', 0);
+  });
+});
+
+describe('pool and bridge tenants', () => {
+  test.each([
+    ['acme', 'pool', 'Custom::PoolTenant'],
+    ['umbrella', 'bridge', 'Custom::BridgeTenant'],
+  ])(
+    'tenant %s holds only its custom resource, which calls the %s provisioner found in SSM',
+    (id, model, type) => {
+      const t = fleet.template(`Tenant-${id}`);
+      const res = resourcesOf(t);
+      expect(Object.values(res).map((r) => r.Type)).toEqual([type]);
+      const [, tenant] = Object.entries(res)[0];
+      expect(tenant.Properties).toMatchObject({ TenantId: id, Model: model, DeletionPolicy: 'retain' });
+      const tokenParam = (tenant.Properties!.ServiceToken as { Ref: string }).Ref;
+      expect(t.toJSON().Parameters[tokenParam]).toEqual({
+        Type: 'AWS::SSM::Parameter::Value<String>',
+        Default: `/tenantforge/${model}/provisioner-service-token`,
+      });
+    },
+  );
+
+  test.each(['Pool', 'Bridge'])(
+    'the %s provisioner runs in the database VPC and publishes its service token',
+    (name) => {
+      const t = fleet.template(name);
+      const model = name.toLowerCase();
+      t.hasResourceProperties('AWS::SSM::Parameter', {
+        Name: `/tenantforge/${model}/provisioner-service-token`,
+      });
+      t.hasResourceProperties('AWS::Lambda::Function', {
+        Runtime: 'nodejs24.x',
+        VpcConfig: Match.objectLike({ SecurityGroupIds: [Match.anyValue()] }),
+        Environment: {
+          Variables: Match.objectLike({ MODEL: model, NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem' }),
+        },
+      });
+      t.hasResourceProperties('Custom::DatabaseBootstrap', { Model: model });
+    },
+  );
+
+  test('the API service signs in to PostgreSQL as its runtime role with IAM, never with the master secret', () => {
+    const t = fleet.template('Pool');
+    t.hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: 'DB_USER', Value: 'app_pool' },
+            { Name: 'DB_AUTH', Value: 'iam' },
+          ]),
+          ReadonlyRootFilesystem: true,
+        }),
+      ],
+    });
+    expect(JSON.stringify(t.toJSON())).toContain(':dbuser:');
+    const taskDefs = ofType(t, 'AWS::ECS::TaskDefinition');
+    expect(JSON.stringify(taskDefs)).not.toContain('MasterUserSecret');
+  });
+});
+
+describe('platform', () => {
+  test('the tenant id attribute is immutable and no app client can write it', () => {
+    const t = fleet.template('Platform');
+    t.hasResourceProperties('AWS::Cognito::UserPool', {
+      Schema: Match.arrayWith([
+        Match.objectLike({ Name: 'tenant_id', Mutable: false, AttributeDataType: 'String' }),
+      ]),
+      AdminCreateUserConfig: { AllowAdminCreateUserOnly: true },
+      MfaConfiguration: 'ON',
+    });
+    const clients = ofType(t, 'AWS::Cognito::UserPoolClient');
+    expect(clients.length).toBeGreaterThan(0);
+    for (const [, c] of clients) {
+      // Cognito's default when WriteAttributes is absent is "all writable attributes": it must always be explicit.
+      expect(c.Properties!.WriteAttributes).toBeDefined();
+      expect(c.Properties!.WriteAttributes).not.toContain('custom:tenant_id');
+      expect(c.Properties!.ReadAttributes).toContain('custom:tenant_id');
+    }
+  });
+
+  test('the tenant registry is encrypted with a customer key, recoverable to any point and retained', () => {
+    fleet.template('Platform').hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      Properties: Match.objectLike({
+        KeySchema: [{ AttributeName: 'tenantId', KeyType: 'HASH' }],
+        SSESpecification: Match.objectLike({ SSEEnabled: true, SSEType: 'KMS' }),
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: true,
+      }),
+    });
+  });
+});

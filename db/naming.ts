@@ -3,8 +3,10 @@
  *
  * Everything that reaches SQL as an identifier (schema, role, database) is derived here from an id that
  * passed `validateTenantId`, and is still quoted by the caller with the driver's identifier escaping.
- * This module imports nothing, so the CDK app, the Lambda handlers and the API can all share it.
+ * This module imports nothing but Node's crypto, so the CDK app, the Lambda handlers and the API can all
+ * share it.
  */
+import { createHmac } from 'crypto';
 
 export const TENANT_ID_PATTERN = /^[a-z][a-z0-9-]{1,28}[a-z0-9]$/;
 export const TENANT_ID_RULE =
@@ -88,9 +90,16 @@ export interface TenantDbNames {
 /**
  * The PostgreSQL names for a tenant. Hyphens become underscores; since ids cannot contain underscores the
  * mapping is one-to-one, so two tenants can never share a schema or role.
+ *
+ * Every role can list every schema and role name in the catalogs (B4). Where the tenant ids themselves are
+ * confidential (they are often customer names), pass a `namingKey`: names become `t_` + 24 hex digits of an
+ * HMAC of the id, which nobody without the key can map back to a customer, even by guessing names. The key
+ * must never change once tenants exist (the provisioner and the API must use the same one).
  */
-export function tenantDbNames(id: string): TenantDbNames {
-  const base = id.replace(/-/g, '_');
+export function tenantDbNames(id: string, namingKey?: string): TenantDbNames {
+  const base = namingKey
+    ? createHmac('sha256', namingKey).update(id).digest('hex').slice(0, 24)
+    : id.replace(/-/g, '_');
   return { schema: `t_${base}`, role: `t_${base}`, database: `silo_${base}` };
 }
 

@@ -2,6 +2,8 @@ import { Construct } from 'constructs';
 import { CustomResource } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { IsolationModel } from '../../db/naming';
+import { RUNTIME_ROLES } from '../../db/roles';
+import { LATEST_VERSION } from '../../db/migrations';
 import { ssmNames } from '../ssm-names';
 import { ApiService } from './api-service';
 import { DataKey } from './data-key';
@@ -13,14 +15,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { TenantProvisioner } from './tenant-provisioner';
 
 /** The version of the application schema (db/migrations) the provisioner applies. */
-export const SCHEMA_VERSION = '1';
-
-/** The runtime login role each model's API connects as (IAM authentication, never the master user). */
-export const RUNTIME_ROLES: Readonly<Record<IsolationModel, string>> = {
-  pool: 'app_pool',
-  bridge: 'app_bridge',
-  silo: 'app_silo',
-};
+export const SCHEMA_VERSION = String(LATEST_VERSION);
 
 export interface CellProps {
   readonly model: IsolationModel;

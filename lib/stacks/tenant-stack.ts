@@ -2,7 +2,7 @@ import { Construct } from 'constructs';
 import { CustomResource, Stack, StackProps } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Tenant } from '../catalog';
-import { Cell } from '../constructs/cell';
+import { Cell, SCHEMA_VERSION } from '../constructs/cell';
 import { ssmNames } from '../ssm-names';
 
 export interface TenantStackProps extends StackProps {
@@ -52,7 +52,15 @@ export class TenantStack extends Stack {
     this.tenantResource = new CustomResource(this, 'Tenant', {
       serviceToken,
       resourceType: TENANT_RESOURCE_TYPES[t.model],
-      properties: { TenantId: t.id, Name: t.name, Model: t.model, DeletionPolicy: t.deletionPolicy },
+      // A new SchemaVersion (a new migration in db/migrations) makes CloudFormation send an Update, which
+      // brings this tenant's schema up to date: a fleet-wide upgrade is `cdk deploy --all`.
+      properties: {
+        TenantId: t.id,
+        Name: t.name,
+        Model: t.model,
+        DeletionPolicy: t.deletionPolicy,
+        SchemaVersion: SCHEMA_VERSION,
+      },
     });
     if (this.cell) this.tenantResource.node.addDependency(this.cell.bootstrap);
   }

@@ -1,0 +1,28 @@
+/**
+ * The application's versioned schema. Each migration has two renderings of the same domain:
+ *
+ * - `pool`: shared tables in schema `pool`. Every row carries `tenant_id`; every key, unique constraint and
+ *   foreign key includes it; Row-Level Security is enabled and forced with one FOR ALL policy.
+ * - `tenant`: the plain tables of one tenant, created in a bridge tenant's schema or in a silo database's
+ *   `app` schema. No cross-schema references, so each schema stays movable on its own (e.g. Citus schema-based
+ *   sharding).
+ *
+ * Migrations run as the owner role with `search_path` set to the target schema; they never grant anything
+ * (the runner grants the target's runtime principal exactly SELECT, INSERT, UPDATE, DELETE afterwards).
+ * Append new versions; never edit one that has shipped.
+ */
+import { invoices } from './0001-invoices';
+import { dueDates } from './0002-due-dates';
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  /** SQL for the pool schema. */
+  readonly pool: string;
+  /** SQL for one tenant's schema (bridge) or the silo database's schema. */
+  readonly tenant: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [invoices, dueDates];
+
+export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -1,0 +1,24 @@
+import type { IsolationModel } from './naming';
+
+/**
+ * Database roles. The owner owns every tenant object and runs migrations; it cannot log in. The runtime login
+ * roles are what the API connects as: not superuser, not BYPASSRLS, not owners, never granted TRUNCATE or
+ * REFERENCES. The RDS master user only provisions.
+ */
+export const OWNER_ROLE = 'tenant_owner';
+
+export const RUNTIME_ROLES: Readonly<Record<IsolationModel, string>> = {
+  pool: 'app_pool',
+  bridge: 'app_bridge',
+  silo: 'app_silo',
+};
+
+/** Schema of the pool model's shared tables. */
+export const POOL_SCHEMA = 'pool';
+/** Schema of the application tables in a silo database. */
+export const SILO_SCHEMA = 'app';
+/** Schema of the provisioner's own bookkeeping (targets, versions); no runtime role can read it. */
+export const ADMIN_SCHEMA = 'tenancy';
+
+/** The runtime DML privileges. Deliberately not ALL: ALL includes TRUNCATE, which ignores RLS (P8). */
+export const RUNTIME_TABLE_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE';

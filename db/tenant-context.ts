@@ -1,0 +1,219 @@
+/**
+ * Tenant context: the only way the API touches tenant data.
+ *
+ * Every unit of work runs inside a transaction whose first statements set the tenant's context with
+ * transaction-local settings (`SET LOCAL`, `set_config(..., true)`), so the context ends at COMMIT or ROLLBACK
+ * and a pooled connection can never carry one tenant's context into the next request (P14, B5):
+ *
+ * - pool:   `set_config('app.tenant_id', <id>, true)`; Row-Level Security does the rest.
+ * - bridge: `SET LOCAL ROLE t_<id>` (privileges are the boundary) and `SET LOCAL search_path = t_<id>`.
+ * - silo:   the database serves one tenant; `SET LOCAL search_path = app`, and any other tenant id is refused.
+ *
+ * Two entry points, by round trips:
+ * - `run(tenantId, statement)`: one statement, one round trip. The whole transaction goes as one simple-query
+ *   message (`BEGIN; <context>; <statement>; COMMIT`), values escaped as literals by the driver.
+ * - `withTenant(tenantId, async (tx) => ...)`: any number of parameterised statements; one round trip to
+ *   begin and set the context, one per statement, one to commit. Always commits or rolls back and releases.
+ */
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { IsolationModel, tenantDbNames, validateTenantId } from './naming';
+import { OWNER_ROLE, SILO_SCHEMA } from './roles';
+import { ident, sql, Sql } from './sql';
+
+export interface TenantDatabaseOptions {
+  readonly pool: Pool;
+  readonly model: IsolationModel;
+  /** Silo only: the one tenant this database serves. */
+  readonly siloTenantId?: string;
+  /**
+   * Per-transaction statement timeout: one tenant's runaway query cannot hold a pooled connection for long.
+   * @default 5000
+   */
+  readonly statementTimeoutMs?: number;
+  /**
+   * Bridge: the key for opaque schema and role names (see `tenantDbNames`); the provisioner must use the same.
+   * @default - names derived from the tenant id
+   */
+  readonly namingKey?: string;
+}
+
+export class TenantContextError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TenantContextError';
+  }
+}
+
+export interface TenantTransaction {
+  readonly tenantId: string;
+  query<R extends QueryResultRow = QueryResultRow>(statement: Sql): Promise<QueryResult<R>>;
+}
+
+export class TenantDatabase {
+  readonly model: IsolationModel;
+  private readonly pool: Pool;
+  private readonly siloTenantId?: string;
+  private readonly statementTimeoutMs: number;
+  private readonly namingKey?: string;
+
+  constructor(options: TenantDatabaseOptions) {
+    this.namingKey = options.namingKey;
+    this.pool = options.pool;
+    this.model = options.model;
+    this.statementTimeoutMs = options.statementTimeoutMs ?? 5000;
+    if (this.model === 'silo') {
+      this.siloTenantId = validateTenantId(options.siloTenantId, 'TenantDatabase siloTenantId');
+    }
+    if (!Number.isInteger(this.statementTimeoutMs) || this.statementTimeoutMs <= 0) {
+      throw new TenantContextError(
+        `statementTimeoutMs must be a positive whole number (got ${this.statementTimeoutMs})`,
+      );
+    }
+  }
+
+  /**
+   * Refuses to serve as a role that would make isolation meaningless: a superuser or BYPASSRLS role skips
+   * RLS (P1), a member of the owner role can act as the owner (P2), and a role that inherits a tenant role's
+   * privileges reads that tenant without SET ROLE (B2). Call at start-up.
+   */
+  async assertSafeRuntimeRole(): Promise<void> {
+    const r = await this.pool.query<{
+      rolname: string;
+      rolsuper: boolean;
+      rolbypassrls: boolean;
+      owner_member: boolean;
+      owns_tables: boolean;
+      inherited_tenant_role: string | null;
+    }>(
+      `SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+              coalesce((SELECT pg_has_role(r.oid, o.oid, 'MEMBER') FROM pg_roles o WHERE o.rolname = $1), false)
+                AS owner_member,
+              EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE c.relowner = r.oid AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                        AND n.nspname NOT LIKE 'pg\\_%') AS owns_tables,
+              (SELECT t.rolname FROM pg_roles t
+                WHERE t.rolname LIKE 't\\_%' AND t.oid <> r.oid AND pg_has_role(r.oid, t.oid, 'USAGE') LIMIT 1)
+                AS inherited_tenant_role
+         FROM pg_roles r WHERE r.rolname = current_user`,
+      [OWNER_ROLE],
+    );
+    const role = r.rows[0];
+    const problems: string[] = [];
+    if (role.rolsuper) problems.push('is a superuser (superusers skip Row-Level Security)');
+    if (role.rolbypassrls) problems.push('has BYPASSRLS (it skips Row-Level Security)');
+    if (role.owner_member) problems.push(`is a member of the owner role "${OWNER_ROLE}"`);
+    if (role.owns_tables) problems.push('owns tables (owners can disable Row-Level Security on them)');
+    if (role.inherited_tenant_role) {
+      problems.push(
+        `inherits the privileges of tenant role "${role.inherited_tenant_role}" without SET ROLE`,
+      );
+    }
+    if (problems.length > 0) {
+      throw new TenantContextError(
+        `refusing to serve tenants as database role "${role.rolname}": it ${problems.join('; it ')}. ` +
+          `Connect as the runtime login role created by the provisioner (app_pool, app_bridge or app_silo).`,
+      );
+    }
+  }
+
+  /** One statement in its own tenant-scoped transaction, in one round trip. */
+  async run<R extends QueryResultRow = QueryResultRow>(
+    tenantId: string,
+    statement: Sql,
+  ): Promise<QueryResult<R>> {
+    const context = this.contextSql(tenantId);
+    refuseExplain(statement);
+    const text = `BEGIN; ${context}; ${statement.toLiteralSql()}; COMMIT`;
+    const client = await this.pool.connect();
+    let results: QueryResult<R>[];
+    try {
+      results = (await client.query(text)) as unknown as QueryResult<R>[];
+    } catch (e) {
+      await abandon(client);
+      throw e;
+    }
+    client.release();
+    return results[results.length - 2];
+  }
+
+  /** Any number of statements in one tenant-scoped transaction. */
+  async withTenant<T>(tenantId: string, work: (tx: TenantTransaction) => Promise<T>): Promise<T> {
+    const context = this.contextSql(tenantId);
+    const client = await this.pool.connect();
+    let open = true;
+    const tx: TenantTransaction = {
+      tenantId,
+      query: <R extends QueryResultRow>(statement: Sql) => {
+        if (!open) {
+          return Promise.reject(new TenantContextError('this tenant transaction has already ended'));
+        }
+        refuseExplain(statement);
+        return client.query<R>(statement.toQuery());
+      },
+    };
+    try {
+      await client.query(`BEGIN; ${context}`);
+      const result = await work(tx);
+      await client.query('COMMIT');
+      open = false;
+      client.release();
+      return result;
+    } catch (e) {
+      open = false;
+      await abandon(client);
+      throw e;
+    }
+  }
+
+  /** The transaction-local statements that bind a transaction to one tenant, as literal SQL. */
+  private contextSql(tenantId: string): string {
+    validateTenantId(tenantId, 'tenant context');
+    const timeout = sql`SET LOCAL statement_timeout = ${`${this.statementTimeoutMs}ms`}`;
+    switch (this.model) {
+      case 'pool':
+        return [timeout, sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`]
+          .map((s) => s.toLiteralSql())
+          .join('; ');
+      case 'bridge': {
+        const { role, schema } = tenantDbNames(tenantId, this.namingKey);
+        return [timeout, sql`SET LOCAL ROLE ${ident(role)}`, sql`SET LOCAL search_path = ${ident(schema)}`]
+          .map((s) => s.toLiteralSql())
+          .join('; ');
+      }
+      case 'silo':
+        if (tenantId !== this.siloTenantId) {
+          throw new TenantContextError(
+            `tenant "${tenantId}" is not served by this silo database, which belongs to tenant "${this.siloTenantId}"`,
+          );
+        }
+        return [timeout, sql`SET LOCAL search_path = ${ident(SILO_SCHEMA)}`]
+          .map((s) => s.toLiteralSql())
+          .join('; ');
+    }
+  }
+}
+
+/**
+ * EXPLAIN's row estimates come from whole-table statistics, so they describe every tenant's rows (P13).
+ * Tenant work never needs it; plans are read by operators as the owner.
+ */
+function refuseExplain(statement: Sql): void {
+  if (/^\s*explain\b/i.test(statement.strings[0])) {
+    throw new TenantContextError(
+      'EXPLAIN is not allowed in tenant context: its estimates cover every tenant',
+    );
+  }
+}
+
+/**
+ * Ends a failed transaction: ROLLBACK, then back to the pool. If even ROLLBACK fails the connection's state is
+ * unknown, so it is destroyed rather than returned (a client released mid-transaction poisons the pool).
+ */
+async function abandon(client: PoolClient): Promise<void> {
+  try {
+    await client.query('ROLLBACK');
+    client.release();
+  } catch (e) {
+    client.release(e instanceof Error ? e : new Error(String(e)));
+  }
+}

@@ -1,0 +1,155 @@
+import * as fs from 'fs';
+import { randomBytes } from 'crypto';
+import { Client, Pool, PoolConfig } from 'pg';
+import { escapeIdentifier, escapeLiteral } from 'pg';
+
+/**
+ * Test databases on the run's real PostgreSQL server. Provisioning runs as `rds_master`, a role shaped like
+ * the RDS master user (LOGIN CREATEROLE CREATEDB, not a superuser), which owns each test database; queries
+ * run as the runtime login roles. The superuser is used only to create rds_master and the databases.
+ */
+export const MASTER_ROLE = 'rds_master';
+export const MASTER_PASSWORD = 'master-password';
+export const RUNTIME_PASSWORD = 'runtime-password';
+
+/** The superuser's password on the embedded server (scripts/pg-server.mjs), or the one in DATABASE_URL. */
+export function superuserPassword(): string {
+  return decodeURIComponent(serverUrl().password);
+}
+
+export function serverUrl(): URL {
+  const url = process.env.TEST_DATABASE_URL;
+  if (!url)
+    throw new Error('TEST_DATABASE_URL is not set: run the tests through jest (test/global-setup.cjs)');
+  return new URL(url);
+}
+
+export function urlFor(database: string, user: string, password: string): string {
+  const u = serverUrl();
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function superClient(): Promise<Client> {
+  const c = quiet(new Client({ connectionString: serverUrl().toString() }));
+  await c.connect();
+  return c;
+}
+
+export interface TestDatabase {
+  readonly name: string;
+  /** The server's superuser, connected to this database: only for setting up hostile roles in tests. */
+  superuser(): Promise<Client>;
+  /** A connected client as rds_master: what the provisioner uses. */
+  master(): Promise<Client>;
+  /** A pool as a login role (the runtime roles use RUNTIME_PASSWORD). */
+  poolAs(user: string, config?: PoolConfig, password?: string): Pool;
+  clientAs(user: string, password?: string): Promise<Client>;
+  /** Drops the database (and closes what this harness opened). */
+  drop(): Promise<void>;
+}
+
+/** Connections dropped by the server (DROP DATABASE ... WITH (FORCE), shutdown) must not crash the run. */
+function quiet<T extends { on(event: 'error', fn: () => void): unknown }>(x: T): T {
+  x.on('error', () => undefined);
+  return x;
+}
+
+export async function createTestDatabase(label: string): Promise<TestDatabase> {
+  const name = `test_${label.replace(/[^a-z0-9]/g, '_')}_${randomBytes(3).toString('hex')}`;
+  const su = await superClient();
+  try {
+    await su
+      .query(
+        `DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${escapeLiteral(MASTER_ROLE)}) THEN
+        CREATE ROLE ${escapeIdentifier(MASTER_ROLE)} LOGIN CREATEROLE CREATEDB PASSWORD ${escapeLiteral(MASTER_PASSWORD)};
+      END IF;
+    END $$`,
+      )
+      .catch((e) => {
+        if (e.code !== '23505' && e.code !== '42710') throw e;
+      });
+    await su.query(`CREATE DATABASE ${escapeIdentifier(name)} OWNER ${escapeIdentifier(MASTER_ROLE)}`);
+  } finally {
+    await su.end();
+  }
+  const opened: { end(): Promise<void> }[] = [];
+  const track = <T extends { end(): Promise<void>; on(event: 'error', fn: () => void): unknown }>(x: T) => {
+    opened.push(quiet(x));
+    return x;
+  };
+  return {
+    name,
+    async superuser() {
+      const u = serverUrl();
+      u.pathname = `/${name}`;
+      const c = track(new Client({ connectionString: u.toString() }));
+      await c.connect();
+      return c;
+    },
+    async master() {
+      const c = track(new Client({ connectionString: urlFor(name, MASTER_ROLE, MASTER_PASSWORD) }));
+      await c.connect();
+      return c;
+    },
+    poolAs(user, config = {}, password = RUNTIME_PASSWORD) {
+      return track(new Pool({ connectionString: urlFor(name, user, password), max: 4, ...config }));
+    },
+    async clientAs(user, password = RUNTIME_PASSWORD) {
+      const c = track(new Client({ connectionString: urlFor(name, user, password) }));
+      await c.connect();
+      return c;
+    },
+    async drop() {
+      await Promise.all(opened.splice(0).map((x) => x.end().catch(() => undefined)));
+      const s = await superClient();
+      try {
+        await s.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(name)} WITH (FORCE)`);
+      } finally {
+        await s.end();
+      }
+    },
+  };
+}
+
+export interface LeakOutcome {
+  /** True when the attempt saw or changed another tenant's data (or gained a privilege it must not have). */
+  readonly leaked: boolean;
+  /** What was observed, for the report. */
+  readonly detail: string;
+}
+
+/**
+ * Records one leak attempt in the run's ledger (summarised after the run: `isolation: N attempts, M leaks`)
+ * and returns its outcome for the test to assert on.
+ */
+export async function tryLeak(
+  id: string,
+  what: string,
+  attempt: () => Promise<LeakOutcome>,
+): Promise<LeakOutcome> {
+  let outcome: LeakOutcome;
+  try {
+    outcome = await attempt();
+  } catch (e) {
+    outcome = { leaked: true, detail: `the attempt itself failed unexpectedly: ${(e as Error).message}` };
+  }
+  const ledger = process.env.ISOLATION_LEDGER;
+  if (ledger) fs.appendFileSync(ledger, JSON.stringify({ id, what, ...outcome }) + '\n');
+  return outcome;
+}
+
+/** Runs `query` expecting PostgreSQL to refuse it; returns the SQLSTATE, or undefined if it succeeded. */
+export async function sqlstateOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (!code) throw e;
+    return code;
+  }
+}

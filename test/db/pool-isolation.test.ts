@@ -1,0 +1,336 @@
+import { Client } from 'pg';
+import { bootstrapDatabase, migratePool, registerPoolTenant } from '../../db/provisioning';
+import { sql } from '../../db/sql';
+import { TenantDatabase } from '../../db/tenant-context';
+import {
+  createTestDatabase,
+  RUNTIME_PASSWORD,
+  serverUrl,
+  sqlstateOf,
+  superuserPassword,
+  TestDatabase,
+  tryLeak,
+} from './harness';
+
+// Every row of ISOLATION.md's pool table, tried for real as the runtime login role app_pool.
+let db: TestDatabase;
+let tenants: TenantDatabase;
+let app: Client; // a raw connection as app_pool, as a buggy or compromised API would have
+const invoiceOf: Record<string, string> = {};
+
+beforeAll(async () => {
+  db = await createTestDatabase('pool_isolation');
+  const master = await db.master();
+  await bootstrapDatabase(master, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
+  await migratePool(master);
+  for (const id of ['acme', 'globex']) await registerPoolTenant(master, id, id.toUpperCase());
+  tenants = new TenantDatabase({ pool: db.poolAs('app_pool'), model: 'pool' });
+  for (const id of ['acme', 'globex']) {
+    const r = await tenants.run<{ id: string }>(
+      id,
+      sql`WITH i AS (INSERT INTO pool.invoices (customer, reference) VALUES (${`${id} customer`}, ${`${id}-ref`}) RETURNING id)
+          INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
+          SELECT id, 1, 'Consulting', 2, 5000 FROM i RETURNING invoice_id AS id`,
+    );
+    invoiceOf[id] = r.rows[0].id;
+  }
+  app = await db.clientAs('app_pool');
+});
+
+afterAll(async () => {
+  await db.drop();
+});
+
+/** Rows of `table` the raw connection sees in a transaction set to `tenant` (or with no context at all). */
+async function visibleTenants(table: string, tenant?: string): Promise<string[]> {
+  await app.query('BEGIN');
+  try {
+    if (tenant !== undefined) await app.query("SELECT set_config('app.tenant_id', $1, true)", [tenant]);
+    const r = await app.query<{ tenant_id: string }>(`SELECT DISTINCT tenant_id FROM ${table} ORDER BY 1`);
+    return r.rows.map((x) => x.tenant_id);
+  } finally {
+    await app.query('ROLLBACK');
+  }
+}
+
+describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
+  test('a tenant sees only its own rows in every table', async () => {
+    const outcome = await tryLeak('P0', 'read every table in acme context', async () => {
+      const seen = [
+        ...(await visibleTenants('pool.invoices', 'acme')),
+        ...(await visibleTenants('pool.invoice_items', 'acme')),
+      ];
+      return { leaked: seen.some((t) => t !== 'acme'), detail: `saw tenants ${seen.join(',')}` };
+    });
+    expect(outcome).toEqual({ leaked: false, detail: 'saw tenants acme,acme' });
+  });
+
+  test('P1: the runtime role is neither superuser nor BYPASSRLS and cannot make itself either', async () => {
+    const r = await app.query('SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user');
+    expect(r.rows[0]).toEqual({ rolsuper: false, rolbypassrls: false });
+    const outcome = await tryLeak('P1', 'ALTER ROLE app_pool BYPASSRLS', async () => {
+      const code = await sqlstateOf(app.query('ALTER ROLE app_pool BYPASSRLS'));
+      return { leaked: code === undefined, detail: `sqlstate ${code}` };
+    });
+    expect(outcome.leaked).toBe(false);
+  });
+
+  test('P1: the API refuses to start as a superuser or BYPASSRLS role', async () => {
+    const su = await db.superuser();
+    await su.query(
+      `DROP ROLE IF EXISTS bypass_pool; CREATE ROLE bypass_pool LOGIN BYPASSRLS PASSWORD '${RUNTIME_PASSWORD}'`,
+    );
+    await su.query(`GRANT CONNECT ON DATABASE ${db.name} TO bypass_pool`);
+    const bypass = new TenantDatabase({ pool: db.poolAs('bypass_pool'), model: 'pool' });
+    await expect(bypass.assertSafeRuntimeRole()).rejects.toThrow(
+      'refusing to serve tenants as database role "bypass_pool": it has BYPASSRLS (it skips Row-Level Security)',
+    );
+    const superuser = new TenantDatabase({
+      pool: db.poolAs(serverUrl().username, {}, superuserPassword()),
+      model: 'pool',
+    });
+    await expect(superuser.assertSafeRuntimeRole()).rejects.toThrow('it is a superuser');
+    await expect(tenants.assertSafeRuntimeRole()).resolves.toBeUndefined();
+  });
+
+  test('P2: even the table owner sees no rows without tenant context (FORCE ROW LEVEL SECURITY)', async () => {
+    const master = await db.master();
+    const outcome = await tryLeak('P2', 'read pool.invoices as the owner role', async () => {
+      await master.query('BEGIN');
+      await master.query('SET LOCAL ROLE tenant_owner');
+      const r = await master.query('SELECT count(*)::int AS n FROM pool.invoices');
+      await master.query('ROLLBACK');
+      return { leaked: r.rows[0].n !== 0, detail: `owner saw ${r.rows[0].n} rows` };
+    });
+    expect(outcome.leaked).toBe(false);
+    const owner = await master.query(
+      "SELECT pg_get_userbyid(c.relowner) AS owner, c.relforcerowsecurity AS forced FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pool' AND c.relname = 'invoices'",
+    );
+    expect(owner.rows[0]).toEqual({ owner: 'tenant_owner', forced: true });
+    expect(await sqlstateOf(app.query('ALTER TABLE pool.invoices DISABLE ROW LEVEL SECURITY'))).toBe('42501');
+  });
+
+  test("P3: the summary view runs with the caller's rights, so RLS applies through it", async () => {
+    const outcome = await tryLeak('P3', 'read pool.invoice_summaries in acme context', async () => {
+      const seen = await visibleTenants('pool.invoice_summaries', 'acme');
+      return { leaked: seen.join() !== 'acme', detail: `saw ${seen.join(',')}` };
+    });
+    expect(outcome.leaked).toBe(false);
+    const r = await app.query(
+      "SELECT reloptions FROM pg_class WHERE oid = 'pool.invoice_summaries'::regclass",
+    );
+    expect(r.rows[0].reloptions).toContain('security_invoker=true');
+    // And the runtime role cannot create a view (or anything else) of its own.
+    expect(await sqlstateOf(app.query('CREATE VIEW pool.everything AS SELECT * FROM pool.invoices'))).toBe(
+      '42501',
+    );
+  });
+
+  test('P4/P5: no SECURITY DEFINER or LEAKPROOF function exists, and the runtime role cannot create one', async () => {
+    const r = await app.query(
+      `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND (p.prosecdef OR p.proleakproof)`,
+    );
+    expect(r.rows).toEqual([]);
+    const outcome = await tryLeak('P4', 'create a SECURITY DEFINER function as app_pool', async () => {
+      const codes = [
+        await sqlstateOf(
+          app.query(
+            'CREATE FUNCTION pool.peek() RETURNS bigint SECURITY DEFINER LANGUAGE sql AS $$ SELECT count(*) FROM pool.invoices $$',
+          ),
+        ),
+        await sqlstateOf(
+          app.query('CREATE FUNCTION public.peek() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$'),
+        ),
+        // pg_temp would need the TEMP privilege, which PUBLIC no longer has.
+        await sqlstateOf(
+          app.query('CREATE FUNCTION pg_temp.peek() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$'),
+        ),
+      ];
+      return { leaked: codes.some((c) => c === undefined), detail: `sqlstates ${codes.join(',')}` };
+    });
+    expect(outcome).toEqual({ leaked: false, detail: 'sqlstates 42501,42501,42501' });
+    const leakproof = await tryLeak('P5', 'mark a function LEAKPROOF as app_pool', async () => {
+      const code = await sqlstateOf(app.query('ALTER FUNCTION pg_catalog.lower(text) LEAKPROOF'));
+      return { leaked: code === undefined, detail: `sqlstate ${code}` };
+    });
+    expect(leakproof.leaked).toBe(false);
+  });
+
+  test('P6: a duplicate key reveals nothing: another tenant may use the same unique value', async () => {
+    const outcome = await tryLeak('P6', 'globex inserts the reference acme already uses', async () => {
+      const code = await sqlstateOf(
+        tenants.run(
+          'globex',
+          sql`INSERT INTO pool.invoices (customer, reference) VALUES ('probe', 'acme-ref')`,
+        ),
+      );
+      return {
+        leaked: code === '23505',
+        detail: code ? `sqlstate ${code}` : 'inserted: no collision revealed',
+      };
+    });
+    expect(outcome).toEqual({ leaked: false, detail: 'inserted: no collision revealed' });
+    // Within one tenant the constraint still holds.
+    expect(
+      await sqlstateOf(
+        tenants.run('acme', sql`INSERT INTO pool.invoices (customer, reference) VALUES ('dup', 'acme-ref')`),
+      ),
+    ).toBe('23505');
+  });
+
+  test("P7: a foreign key cannot point at, or probe for, another tenant's invoice", async () => {
+    const attach = (invoiceId: string) =>
+      sqlstateOf(
+        tenants.run(
+          'globex',
+          sql`INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
+              VALUES (${invoiceId}, 9, 'probe', 1, 1)`,
+        ),
+      );
+    const outcome = await tryLeak('P7', "globex attaches an item to acme's invoice", async () => {
+      const acmeInvoice = await attach(invoiceOf.acme);
+      const nonexistent = await attach('00000000-0000-4000-8000-000000000000');
+      // Same answer for "exists in another tenant" and "does not exist": nothing to probe.
+      return {
+        leaked: acmeInvoice === undefined || acmeInvoice !== nonexistent,
+        detail: `acme's id: ${acmeInvoice}, unknown id: ${nonexistent}`,
+      };
+    });
+    expect(outcome).toEqual({ leaked: false, detail: "acme's id: 23503, unknown id: 23503" });
+  });
+
+  test("P8: TRUNCATE is not granted, so nobody can empty every tenant's rows", async () => {
+    const outcome = await tryLeak('P8', 'TRUNCATE pool.invoices as app_pool', async () => {
+      const code = await sqlstateOf(app.query('TRUNCATE pool.invoices CASCADE'));
+      return { leaked: code === undefined, detail: `sqlstate ${code}` };
+    });
+    expect(outcome.leaked).toBe(false);
+    const r = await app.query(
+      "SELECT has_table_privilege('pool.invoices', 'TRUNCATE') AS t, has_table_privilege('pool.invoices', 'REFERENCES') AS r",
+    );
+    expect(r.rows[0]).toEqual({ t: false, r: false });
+    expect(await visibleTenants('pool.invoices', 'globex')).toEqual(['globex']);
+  });
+
+  test('P9: values are data, never SQL: an injected set_config in a value stays a string', async () => {
+    const payload = "x'); SELECT set_config('app.tenant_id', 'acme', true); --";
+    const outcome = await tryLeak('P9', 'inject a context switch through a value', async () => {
+      const r = await tenants.run<{ customer: string; tenant_id: string }>(
+        'globex',
+        sql`INSERT INTO pool.invoices (customer) VALUES (${payload}) RETURNING customer, tenant_id`,
+      );
+      const seen = await tenants.run<{ tenant_id: string }>(
+        'globex',
+        sql`SELECT DISTINCT tenant_id FROM pool.invoices`,
+      );
+      return {
+        leaked: r.rows[0].customer !== payload || seen.rows.some((x) => x.tenant_id !== 'globex'),
+        detail: `stored as ${r.rows[0].tenant_id}'s customer name`,
+      };
+    });
+    expect(outcome).toEqual({ leaked: false, detail: "stored as globex's customer name" });
+  });
+
+  test('P10: no tenant context (never set, or reset to empty) means no rows, not an error or all rows', async () => {
+    const outcome = await tryLeak(
+      'P10',
+      'read pool.invoices with no context and with an emptied context',
+      async () => {
+        const none = await visibleTenants('pool.invoices');
+        await app.query('BEGIN');
+        await app.query("SELECT set_config('app.tenant_id', 'acme', true)");
+        await app.query("SELECT set_config('app.tenant_id', '', true)");
+        const emptied = await app.query('SELECT count(*)::int AS n FROM pool.invoices');
+        await app.query('ROLLBACK');
+        return {
+          leaked: none.length > 0 || emptied.rows[0].n > 0,
+          detail: `no context: ${none.length} tenants, emptied: ${emptied.rows[0].n} rows`,
+        };
+      },
+    );
+    expect(outcome).toEqual({ leaked: false, detail: 'no context: 0 tenants, emptied: 0 rows' });
+  });
+
+  test('P11: a tenant can neither write rows into another tenant nor move its rows there', async () => {
+    const outcome = await tryLeak(
+      'P11',
+      'acme inserts as globex and moves its invoice to globex',
+      async () => {
+        const insert = await sqlstateOf(
+          tenants.run(
+            'acme',
+            sql`INSERT INTO pool.invoices (tenant_id, customer) VALUES ('globex', 'planted')`,
+          ),
+        );
+        const move = await sqlstateOf(
+          tenants.run('acme', sql`UPDATE pool.invoices SET tenant_id = 'globex'`),
+        );
+        return {
+          leaked: insert === undefined || move === undefined,
+          detail: `insert ${insert}, move ${move}`,
+        };
+      },
+    );
+    expect(outcome).toEqual({ leaked: false, detail: 'insert 42501, move 42501' });
+    const policies = await app.query(
+      "SELECT tablename, cmd FROM pg_policies WHERE schemaname = 'pool' ORDER BY tablename",
+    );
+    expect(policies.rows).toEqual([
+      { tablename: 'invoice_items', cmd: 'ALL' },
+      { tablename: 'invoices', cmd: 'ALL' },
+    ]);
+  });
+
+  test("P12: no shared sequence exists whose gaps would reveal other tenants' volume", async () => {
+    const outcome = await tryLeak('P12', 'look for sequences in the pool schema', async () => {
+      const r = await app.query(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'pool' AND c.relkind = 'S'",
+      );
+      return { leaked: r.rows.length > 0, detail: `${r.rows.length} sequences` };
+    });
+    expect(outcome.leaked).toBe(false);
+    expect(invoiceOf.acme).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  test('P13: EXPLAIN is refused in tenant context (its estimates cover every tenant)', async () => {
+    const outcome = await tryLeak('P13', 'EXPLAIN through the tenant API', async () => {
+      try {
+        await tenants.run('acme', sql`EXPLAIN SELECT * FROM pool.invoices`);
+        return { leaked: true, detail: 'EXPLAIN ran' };
+      } catch (e) {
+        return { leaked: false, detail: (e as Error).message };
+      }
+    });
+    expect(outcome.leaked).toBe(false);
+    expect(outcome.detail).toContain('EXPLAIN is not allowed in tenant context');
+  });
+
+  test('P14: context never outlives its transaction on a pooled connection', async () => {
+    const single = new TenantDatabase({ pool: db.poolAs('app_pool', { max: 1 }), model: 'pool' });
+    const raw = single['pool'];
+    const outcome = await tryLeak(
+      'P14',
+      'reuse the connection acme just used, with no context of its own',
+      async () => {
+        await single.withTenant('acme', (tx) => tx.query(sql`SELECT count(*) FROM pool.invoices`));
+        await single.run('acme', sql`SELECT count(*) FROM pool.invoices`);
+        const after = await raw.query<{ n: number; ctx: string | null }>(
+          "SELECT count(*)::int AS n, current_setting('app.tenant_id', true) AS ctx FROM pool.invoices",
+        );
+        const next = await single.withTenant('globex', (tx) =>
+          tx.query<{ tenant_id: string }>(sql`SELECT DISTINCT tenant_id FROM pool.invoices`),
+        );
+        const leaked = after.rows[0].n > 0 || next.rows.some((r) => r.tenant_id !== 'globex');
+        return {
+          leaked,
+          detail: `no-context reuse saw ${after.rows[0].n} rows (context ${JSON.stringify(after.rows[0].ctx)}); next tenant saw ${next.rows.map((r) => r.tenant_id).join(',')}`,
+        };
+      },
+    );
+    expect(outcome).toEqual({
+      leaked: false,
+      detail: 'no-context reuse saw 0 rows (context ""); next tenant saw globex',
+    });
+  });
+});

@@ -1,0 +1,15 @@
+module.exports = async function globalTeardown() {
+  const child = globalThis.__PG_SERVER__;
+  if (!child || child.exitCode !== null) return;
+  await new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, 15000);
+    child.on('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+};

@@ -1,0 +1,216 @@
+import { Client, Pool } from 'pg';
+import { TenantIdError } from '../../db/naming';
+import {
+  bootstrapDatabase,
+  migratePool,
+  offboardBridgeTenant,
+  offboardPoolTenant,
+  provisionBridgeTenant,
+  registerPoolTenant,
+} from '../../db/provisioning';
+import { sql } from '../../db/sql';
+import { TenantContextError, TenantDatabase } from '../../db/tenant-context';
+import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase, tryLeak } from './harness';
+
+// One connection per pool, so every request reuses the connection the previous one released.
+let poolDb: TestDatabase;
+let bridgeDb: TestDatabase;
+let poolRaw: Pool;
+let bridgeRaw: Pool;
+let pooled: TenantDatabase;
+let bridged: TenantDatabase;
+
+beforeAll(async () => {
+  poolDb = await createTestDatabase('hygiene_pool');
+  bridgeDb = await createTestDatabase('hygiene_bridge');
+  const pm = await poolDb.master();
+  await bootstrapDatabase(pm, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
+  await migratePool(pm);
+  await registerPoolTenant(pm, 'acme', 'Acme');
+  const bm = await bridgeDb.master();
+  await bootstrapDatabase(bm, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+  await provisionBridgeTenant(bm, 'soylent');
+  poolRaw = poolDb.poolAs('app_pool', { max: 1 });
+  bridgeRaw = bridgeDb.poolAs('app_bridge', { max: 1 });
+  pooled = new TenantDatabase({ pool: poolRaw, model: 'pool' });
+  bridged = new TenantDatabase({ pool: bridgeRaw, model: 'bridge' });
+  await pooled.run('acme', sql`INSERT INTO pool.invoices (customer) VALUES ('acme customer')`);
+  await bridged.run('soylent', sql`INSERT INTO invoices (customer) VALUES ('soylent customer')`);
+});
+
+afterAll(async () => {
+  await poolDb.drop();
+  await bridgeDb.drop();
+});
+
+/** What the next user of the single pooled connection sees without setting any context. */
+async function leftover(): Promise<{ poolRows: number; bridgeUser: string; bridgeRead?: string }> {
+  const p = await poolRaw.query<{ n: number }>('SELECT count(*)::int AS n FROM pool.invoices');
+  const b = await bridgeRaw.query<{ u: string }>('SELECT current_user AS u');
+  const read = await sqlstateOf(bridgeRaw.query('SELECT * FROM t_soylent.invoices'));
+  return { poolRows: p.rows[0].n, bridgeUser: b.rows[0].u, bridgeRead: read };
+}
+
+const clean = { poolRows: 0, bridgeUser: 'app_bridge', bridgeRead: '42501' };
+
+describe('pooled-connection hygiene: the next user of a connection sees no tenant context', () => {
+  test.each([
+    [
+      'after a commit',
+      async () => {
+        await pooled.withTenant('acme', (tx) => tx.query(sql`SELECT * FROM pool.invoices`));
+        await bridged.withTenant('soylent', (tx) => tx.query(sql`SELECT * FROM invoices`));
+      },
+    ],
+    [
+      'after a rollback (the work threw)',
+      async () => {
+        await expect(
+          pooled.withTenant('acme', async (tx) => {
+            await tx.query(sql`SELECT * FROM pool.invoices`);
+            throw new Error('handler failed');
+          }),
+        ).rejects.toThrow('handler failed');
+        await expect(
+          bridged.withTenant('soylent', async (tx) => {
+            await tx.query(sql`SELECT * FROM invoices`);
+            throw new Error('handler failed');
+          }),
+        ).rejects.toThrow('handler failed');
+      },
+    ],
+    [
+      'after an SQL error mid-transaction',
+      async () => {
+        await expect(
+          pooled.withTenant('acme', (tx) => tx.query(sql`SELECT * FROM no_such_table`)),
+        ).rejects.toThrow('does not exist');
+        await expect(pooled.run('acme', sql`SELECT 1/0`)).rejects.toThrow('division by zero');
+        await expect(bridged.run('soylent', sql`SELECT 1/0`)).rejects.toThrow('division by zero');
+        await expect(
+          bridged.withTenant('soylent', (tx) => tx.query(sql`INSERT INTO invoices (customer) VALUES ('')`)),
+        ).rejects.toThrow('violates check constraint');
+      },
+    ],
+    [
+      'after a statement timeout',
+      async () => {
+        const slow = new TenantDatabase({ pool: poolRaw, model: 'pool', statementTimeoutMs: 50 });
+        await expect(slow.run('acme', sql`SELECT pg_sleep(1)`)).rejects.toThrow('statement timeout');
+      },
+    ],
+  ])('%s', async (when, scenario) => {
+    await scenario();
+    const outcome = await tryLeak('P14', `reuse a pooled connection ${when}`, async () => {
+      const seen = await leftover();
+      return {
+        leaked: seen.poolRows !== 0 || seen.bridgeUser !== 'app_bridge' || seen.bridgeRead !== '42501',
+        detail: JSON.stringify(seen),
+      };
+    });
+    expect(JSON.parse(outcome.detail)).toEqual(clean);
+    expect(outcome.leaked).toBe(false);
+    // The one connection went back to the pool (nothing leaked or held).
+    expect(poolRaw.totalCount).toBeLessThanOrEqual(1);
+    expect(poolRaw.idleCount).toBe(poolRaw.totalCount);
+  });
+
+  test('a transaction handle used after its transaction ended is refused', async () => {
+    let escaped: { query: (s: ReturnType<typeof sql>) => Promise<unknown> } | undefined;
+    await pooled.withTenant('acme', async (tx) => {
+      escaped = tx;
+    });
+    await expect(escaped!.query(sql`SELECT * FROM pool.invoices`)).rejects.toThrow(
+      'this tenant transaction has already ended',
+    );
+  });
+
+  test('an offboarded bridge tenant can no longer be served, and its data is still there', async () => {
+    const master = await bridgeDb.master();
+    await provisionBridgeTenant(master, 'initech');
+    await bridged.run('initech', sql`INSERT INTO invoices (customer) VALUES ('kept')`);
+    await offboardBridgeTenant(master, 'initech', 'retain');
+    expect(await sqlstateOf(bridged.run('initech', sql`SELECT * FROM invoices`))).toBe('42501');
+    await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+    const kept = await master.query('SELECT customer FROM t_initech.invoices');
+    await master.query('ROLLBACK');
+    expect(kept.rows).toEqual([{ customer: 'kept' }]);
+    // Onboarding again restores access to the same data.
+    await provisionBridgeTenant(master, 'initech');
+    const back = await bridged.run<{ customer: string }>('initech', sql`SELECT customer FROM invoices`);
+    expect(back.rows).toEqual([{ customer: 'kept' }]);
+  });
+});
+
+describe('hostile tenant ids are refused before any SQL is built', () => {
+  const hostile = [
+    "acme'; DROP TABLE pool.invoices; --",
+    'acme;',
+    'acme/*',
+    'acme--',
+    'аcme', // Cyrillic а
+    'ACME',
+    'Acme',
+    'a'.repeat(64),
+    'public',
+    'pg-catalog',
+    '',
+    ' acme',
+    'acme\u0000',
+    't_acme',
+    '../acme',
+  ];
+
+  test.each(hostile.map((id) => [JSON.stringify(id), id]))('%s', async (_label, id) => {
+    const master = await poolDb.master();
+    const sent: unknown[] = [];
+    const spy = jest.spyOn(master, 'query').mockImplementation(((q: unknown) => {
+      sent.push(q);
+      return Promise.reject(new Error('no SQL may reach the server for a hostile id'));
+    }) as unknown as Client['query']);
+    await expect(provisionBridgeTenant(master, id)).rejects.toThrow(TenantIdError);
+    await expect(registerPoolTenant(master, id, 'x')).rejects.toThrow(TenantIdError);
+    await expect(offboardPoolTenant(master, id, 'destroy')).rejects.toThrow(TenantIdError);
+    await expect(offboardBridgeTenant(master, id, 'destroy')).rejects.toThrow(TenantIdError);
+    spy.mockRestore();
+    expect(sent).toEqual([]);
+
+    const connects = jest.spyOn(poolRaw, 'connect');
+    await expect(pooled.run(id, sql`SELECT 1`)).rejects.toThrow(TenantIdError);
+    await expect(pooled.withTenant(id, async () => 1)).rejects.toThrow(TenantIdError);
+    await expect(bridged.run(id, sql`SELECT 1`)).rejects.toThrow(TenantIdError);
+    expect(connects).not.toHaveBeenCalled();
+    connects.mockRestore();
+  });
+
+  test('the messages name the value, where it came from and the rule', async () => {
+    await expect(pooled.run('Acme!', sql`SELECT 1`)).rejects.toThrow(
+      'tenant context: tenant id "Acme!" is invalid: use 3-30 lowercase letters, digits and hyphens',
+    );
+    await expect(provisionBridgeTenant(await bridgeDb.master(), 'postgres')).rejects.toThrow(
+      'provisionBridgeTenant: tenant id "postgres" is reserved',
+    );
+  });
+
+  test('nothing was created in either database by the refused ids', async () => {
+    const master = await poolDb.master();
+    const roles = await master.query("SELECT rolname FROM pg_roles WHERE rolname LIKE 't\\_%' ORDER BY 1");
+    expect(roles.rows.map((r) => r.rolname)).not.toContain('t_acme');
+    const b = await bridgeDb.master();
+    const schemas = await b.query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 't\\_%' ORDER BY 1");
+    expect(schemas.rows.map((r) => r.nspname)).toEqual(['t_initech', 't_soylent']);
+    await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+    const registered = await master.query('SELECT tenant_id FROM tenancy.pool_tenants ORDER BY 1');
+    await master.query('ROLLBACK');
+    expect(registered.rows).toEqual([{ tenant_id: 'acme' }]);
+  });
+
+  test('a silo database refuses every tenant but its own', async () => {
+    const silo = new TenantDatabase({ pool: poolRaw, model: 'silo', siloTenantId: 'northwind' });
+    await expect(silo.run('acme', sql`SELECT 1`)).rejects.toThrow(
+      new TenantContextError(
+        'tenant "acme" is not served by this silo database, which belongs to tenant "northwind"',
+      ),
+    );
+  });
+});

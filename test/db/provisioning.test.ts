@@ -1,0 +1,226 @@
+import { Client } from 'pg';
+import { LATEST_VERSION } from '../../db/migrations';
+import {
+  bootstrapDatabase,
+  bridgeTenantsBelow,
+  migratePool,
+  migrateSilo,
+  offboardBridgeTenant,
+  offboardPoolTenant,
+  offboardSilo,
+  provisionBridgeTenant,
+  registerPoolTenant,
+  targetState,
+} from '../../db/provisioning';
+import { sql } from '../../db/sql';
+import { TenantDatabase } from '../../db/tenant-context';
+import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase } from './harness';
+
+const dbs: TestDatabase[] = [];
+afterAll(async () => {
+  await Promise.all(dbs.map((d) => d.drop()));
+});
+async function fresh(label: string): Promise<TestDatabase> {
+  const d = await createTestDatabase(label);
+  dbs.push(d);
+  return d;
+}
+
+async function asOwner<T>(master: Client, work: () => Promise<T>): Promise<T> {
+  await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+  try {
+    return await work();
+  } finally {
+    await master.query('ROLLBACK');
+  }
+}
+
+describe('database bootstrap', () => {
+  test('creates the owner and a runtime role that is not superuser, not BYPASSRLS, NOINHERIT, and runs twice harmlessly', async () => {
+    const db = await fresh('bootstrap');
+    const master = await db.master();
+    await bootstrapDatabase(master, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
+    await bootstrapDatabase(master, 'pool');
+    const r = await master.query(
+      `SELECT rolname, rolcanlogin, rolsuper, rolbypassrls, rolinherit, rolcreaterole, rolcreatedb
+         FROM pg_roles WHERE rolname IN ('tenant_owner', 'app_pool') ORDER BY rolname`,
+    );
+    expect(r.rows).toEqual([
+      {
+        rolname: 'app_pool',
+        rolcanlogin: true,
+        rolsuper: false,
+        rolbypassrls: false,
+        rolinherit: false,
+        rolcreaterole: false,
+        rolcreatedb: false,
+      },
+      {
+        rolname: 'tenant_owner',
+        rolcanlogin: false,
+        rolsuper: false,
+        rolbypassrls: false,
+        rolinherit: false,
+        rolcreaterole: false,
+        rolcreatedb: false,
+      },
+    ]);
+    // PUBLIC lost CONNECT and TEMP on the database and everything on schema public.
+    const acl = await master.query(
+      `SELECT has_database_privilege('public', current_database(), 'CONNECT') AS connect,
+              has_database_privilege('public', current_database(), 'TEMP') AS temp,
+              has_schema_privilege('public', 'public', 'USAGE') AS usage,
+              has_schema_privilege('public', 'public', 'CREATE') AS create`,
+    );
+    expect(acl.rows[0]).toEqual({ connect: false, temp: false, usage: false, create: false });
+  });
+
+  test('concurrent bootstraps and migrations of one database serialize instead of failing', async () => {
+    const db = await fresh('concurrent');
+    const clients = await Promise.all([db.master(), db.master(), db.master()]);
+    await Promise.all(clients.map((c) => bootstrapDatabase(c, 'pool')));
+    await Promise.all(clients.map((c) => migratePool(c)));
+    await Promise.all(clients.map((c, i) => registerPoolTenant(c, 'acme', `Acme ${i}`)));
+    expect(await targetState(clients[0], 'pool').catch(() => undefined)).toBeUndefined(); // not readable as master
+    const state = await asOwner(clients[0], () => targetState(clients[0], 'pool'));
+    expect(state).toMatchObject({ model: 'pool', schema: 'pool', version: LATEST_VERSION, status: 'active' });
+  });
+});
+
+describe('bridge tenants', () => {
+  let db: TestDatabase;
+  let master: Client;
+  let api: TenantDatabase;
+  beforeAll(async () => {
+    db = await fresh('bridge_prov');
+    master = await db.master();
+    await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+    api = new TenantDatabase({ pool: db.poolAs('app_bridge'), model: 'bridge' });
+  });
+
+  test('a retried Create is harmless: the same schema, role and data', async () => {
+    const first = await provisionBridgeTenant(master, 'vandelay');
+    await api.run('vandelay', sql`INSERT INTO invoices (customer) VALUES ('Kramer')`);
+    const again = await provisionBridgeTenant(master, 'vandelay');
+    expect(again).toEqual({ schema: 't_vandelay', role: 't_vandelay', fromVersion: LATEST_VERSION });
+    expect(first.fromVersion).toBe(0);
+    const r = await api.run<{ customer: string }>('vandelay', sql`SELECT customer FROM invoices`);
+    expect(r.rows).toEqual([{ customer: 'Kramer' }]);
+  });
+
+  test('two provisioners creating the same tenant at once end with one schema and no error', async () => {
+    const [a, b] = await Promise.all([db.master(), db.master()]);
+    const results = await Promise.all([
+      provisionBridgeTenant(a, 'pendant'),
+      provisionBridgeTenant(b, 'pendant'),
+    ]);
+    expect(results.map((x) => x.fromVersion).sort()).toEqual([0, LATEST_VERSION]);
+    const n = await master.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 't_pendant'");
+    expect(n.rows[0].n).toBe(1);
+  });
+
+  test('an Update to a newer schema version migrates the tenant in place and keeps its rows', async () => {
+    await provisionBridgeTenant(master, 'kramerica', { version: 1 });
+    await api.run('kramerica', sql`INSERT INTO invoices (customer) VALUES ('Bob Sacamano')`);
+    expect(await sqlstateOf(api.run('kramerica', sql`SELECT due_on FROM invoices`))).toBe('42703');
+    expect(await bridgeTenantsBelow(master, 2).catch(() => 'denied')).toBe('denied');
+    expect(await asOwner(master, () => bridgeTenantsBelow(master, 2))).toEqual(['kramerica']);
+    const upgraded = await provisionBridgeTenant(master, 'kramerica', { version: 2 });
+    expect(upgraded.fromVersion).toBe(1);
+    const r = await api.run<{ customer: string; due_on: null }>(
+      'kramerica',
+      sql`SELECT customer, due_on FROM invoice_summaries`,
+    );
+    expect(r.rows).toEqual([{ customer: 'Bob Sacamano', due_on: null }]);
+  });
+
+  test('refuses a schema version that does not exist, and a downgrade, naming the fix', async () => {
+    await expect(provisionBridgeTenant(master, 'vandelay', { version: 99 })).rejects.toThrow(
+      'schema version 99 does not exist: this provisioner knows versions 1, 2',
+    );
+    await expect(provisionBridgeTenant(master, 'vandelay', { version: 1 })).rejects.toThrow(
+      'bridge:vandelay is at schema version 2, newer than the requested 1: downgrades are not supported',
+    );
+  });
+
+  test('offboarding a disposable tenant drops its schema and role; others are untouched', async () => {
+    await provisionBridgeTenant(master, 'disposable');
+    await api.run('disposable', sql`INSERT INTO invoices (customer) VALUES ('temp')`);
+    await offboardBridgeTenant(master, 'disposable', 'destroy');
+    await offboardBridgeTenant(master, 'disposable', 'destroy'); // a retried Delete
+    const left = await master.query(
+      "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 't_disposable')::int AS schemas, (SELECT count(*) FROM pg_roles WHERE rolname = 't_disposable')::int AS roles",
+    );
+    expect(left.rows[0]).toEqual({ schemas: 0, roles: 0 });
+    const other = await api.run<{ customer: string }>('vandelay', sql`SELECT customer FROM invoices`);
+    expect(other.rows).toEqual([{ customer: 'Kramer' }]);
+  });
+});
+
+describe('pool tenants', () => {
+  test('a pool tenant can only have rows once registered; destroy removes its rows and only its rows', async () => {
+    const db = await fresh('pool_prov');
+    const master = await db.master();
+    await bootstrapDatabase(master, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
+    await migratePool(master);
+    const api = new TenantDatabase({ pool: db.poolAs('app_pool'), model: 'pool' });
+    expect(
+      await sqlstateOf(api.run('stranger', sql`INSERT INTO pool.invoices (customer) VALUES ('x')`)),
+    ).toBe('23503');
+    for (const id of ['acme', 'globex']) {
+      await registerPoolTenant(master, id, id);
+      await api.run(
+        id,
+        sql`WITH i AS (INSERT INTO pool.invoices (customer) VALUES (${id}) RETURNING id)
+            INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
+            SELECT id, 1, 'x', 1, 100 FROM i`,
+      );
+    }
+    await offboardPoolTenant(master, 'acme', 'retain');
+    const kept = await api.run<{ n: number }>('acme', sql`SELECT count(*)::int AS n FROM pool.invoices`);
+    expect(kept.rows[0].n).toBe(1);
+    await offboardPoolTenant(master, 'acme', 'destroy');
+    const gone = await api.run<{ n: number }>('acme', sql`SELECT count(*)::int AS n FROM pool.invoice_items`);
+    expect(gone.rows[0].n).toBe(0);
+    const globex = await api.run<{ n: number }>(
+      'globex',
+      sql`SELECT count(*)::int AS n FROM pool.invoice_items`,
+    );
+    expect(globex.rows[0].n).toBe(1);
+  });
+});
+
+describe('silo databases', () => {
+  test('a silo database serves its one tenant as its own runtime role; offboarding keeps or drops the data', async () => {
+    const db = await fresh('silo_prov');
+    const master = await db.master();
+    await bootstrapDatabase(master, 'silo', {
+      runtimePasswords: { silo: RUNTIME_PASSWORD },
+      siloRuntimeRole: 'app_silo_northwind',
+    });
+    await migrateSilo(master, LATEST_VERSION, 'app_silo_northwind');
+    await migrateSilo(master, LATEST_VERSION, 'app_silo_northwind');
+    const api = new TenantDatabase({
+      pool: db.poolAs('app_silo_northwind'),
+      model: 'silo',
+      siloTenantId: 'northwind',
+    });
+    await api.assertSafeRuntimeRole();
+    await api.run('northwind', sql`INSERT INTO invoices (customer) VALUES ('patient zero')`);
+    // The silo's runtime role may not connect to any other database on the server.
+    const other = await fresh('silo_other');
+    await bootstrapDatabase(await other.master(), 'silo', {
+      runtimePasswords: { silo: RUNTIME_PASSWORD },
+      siloRuntimeRole: 'app_silo_initech',
+    });
+    await expect(other.clientAs('app_silo_initech')).resolves.toBeDefined();
+    await expect(other.clientAs('app_silo_northwind')).rejects.toMatchObject({ code: '42501' });
+    await offboardSilo(master, 'retain', 'app_silo_northwind');
+    expect(await sqlstateOf(api.run('northwind', sql`SELECT * FROM app.invoices`))).toBe('42501');
+    const kept = await asOwner(master, () => master.query('SELECT customer FROM app.invoices'));
+    expect(kept.rows).toEqual([{ customer: 'patient zero' }]);
+    await offboardSilo(master, 'destroy', 'app_silo_northwind');
+    const schemas = await master.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'app'");
+    expect(schemas.rows[0].n).toBe(0);
+  });
+});

@@ -77,7 +77,7 @@ export class Cell extends Construct {
       environment: {
         DB_HOST: this.database.instance.dbInstanceEndpointAddress,
         DB_PORT: String(this.database.port),
-        DB_NAME: 'postgres',
+        DB_NAME: this.database.databaseName,
         DB_USER: runtimeRole,
         DB_AUTH: 'iam',
         REGISTRY_TABLE: registryTableName,

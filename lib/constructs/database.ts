@@ -45,6 +45,8 @@ export class Database extends Construct {
   /** The Secrets Manager secret that RDS manages for the master user. */
   readonly secretArn: string;
   readonly port = 5432;
+  /** The application database every provisioner and service connects to. */
+  readonly databaseName = 'saas';
 
   constructor(scope: Construct, id: string, props: DatabaseProps) {
     super(scope, id);
@@ -77,6 +79,7 @@ export class Database extends Construct {
       securityGroups: [this.securityGroup],
       publiclyAccessible: false,
       port: this.port,
+      databaseName: this.databaseName,
       multiAz: props.multiAz ?? true,
       allocatedStorage: props.allocatedStorageGiB ?? 50,
       maxAllocatedStorage: (props.allocatedStorageGiB ?? 50) * 4,

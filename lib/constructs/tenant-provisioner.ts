@@ -75,6 +75,7 @@ export class TenantProvisioner extends Construct {
         MODEL: props.model,
         DB_HOST: props.database.instance.dbInstanceEndpointAddress,
         DB_PORT: String(props.database.port),
+        DB_NAME: props.database.databaseName,
         DB_SECRET_ARN: props.database.secretArn,
         REGISTRY_TABLE: props.registryTableName,
         // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.

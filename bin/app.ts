@@ -3,7 +3,8 @@ import { App } from 'aws-cdk-lib';
 import { CatalogError, loadCatalog } from '../lib/catalog';
 import { buildFleet } from '../lib/fleet';
 
-const app = new App();
+// Creation stack traces cost seconds on a large fleet and are only useful with --debug.
+const app = new App({ stackTraces: process.env.CDK_DEBUG === 'true' });
 const catalogPath =
   (app.node.tryGetContext('catalog') as string | undefined) ?? path.join(__dirname, '..', 'tenants.json');
 const onlyTenant = app.node.tryGetContext('tenant') as string | undefined;

@@ -212,19 +212,23 @@ async function migrateSchema(
     );
   }
   const schema = ident(target.schema);
+  const grantee = ident(target.grantee);
   await exec(client, sql`CREATE SCHEMA IF NOT EXISTS ${schema}`);
   await exec(client, sql`REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`);
+  await exec(client, sql`GRANT USAGE ON SCHEMA ${schema} TO ${grantee}`);
+  // Default privileges, set before any table exists, grant each table and view as a migration creates it:
+  // no GRANT ... ON ALL TABLES IN SCHEMA, which scans the whole catalog and slows as tenants accumulate.
+  await exec(
+    client,
+    sql`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(OWNER_ROLE)} IN SCHEMA ${schema}
+        GRANT ${raw(RUNTIME_TABLE_PRIVILEGES)} ON TABLES TO ${grantee}`,
+  );
   await exec(client, sql`SET LOCAL search_path = ${schema}`);
   for (const m of MIGRATIONS) {
     if (m.version > from && m.version <= toVersion)
       await client.query(target.kind === 'pool' ? m.pool : m.tenant);
   }
   await exec(client, sql`SET LOCAL search_path = pg_catalog`);
-  await exec(client, sql`GRANT USAGE ON SCHEMA ${schema} TO ${ident(target.grantee)}`);
-  await exec(
-    client,
-    sql`GRANT ${raw(RUNTIME_TABLE_PRIVILEGES)} ON ALL TABLES IN SCHEMA ${schema} TO ${ident(target.grantee)}`,
-  );
   await client.query(
     `INSERT INTO ${ADMIN_SCHEMA}.targets (target, model, schema_name, version, status)
      VALUES ($1, $2, $3, $4, 'active')
@@ -328,18 +332,11 @@ export async function provisionBridgeTenant(
         ? sql`GRANT ${ident(role)} TO ${ident(RUNTIME_ROLES.bridge)} WITH INHERIT FALSE, SET TRUE`
         : sql`GRANT ${ident(role)} TO ${ident(RUNTIME_ROLES.bridge)}`,
     );
-    const from = await migrateSchema(
+    return migrateSchema(
       client,
       { target: `bridge:${tenantId}`, model: 'bridge', schema, grantee: role, kind: 'tenant' },
       version,
     );
-    await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
-    await exec(
-      client,
-      sql`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(OWNER_ROLE)} IN SCHEMA ${ident(schema)}
-          GRANT ${raw(RUNTIME_TABLE_PRIVILEGES)} ON TABLES TO ${ident(role)}`,
-    );
-    return from;
   });
   return { schema, role, fromVersion };
 }

@@ -10,15 +10,16 @@
  * - silo:   the database serves one tenant; `SET LOCAL search_path = app`, and any other tenant id is refused.
  *
  * Two entry points, by round trips:
- * - `run(tenantId, statement)`: one statement, one round trip. The whole transaction goes as one simple-query
- *   message (`BEGIN; <context>; <statement>; COMMIT`), values escaped as literals by the driver.
+ * - `run(tenantId, statement)`: one statement, one round trip. Context and statement go as one simple-query
+ *   message (`SELECT set_config(...); <statement>`), one implicit transaction, values escaped as literals by
+ *   the driver (never by hand, and only at the template's holes).
  * - `withTenant(tenantId, async (tx) => ...)`: any number of parameterised statements; one round trip to
  *   begin and set the context, one per statement, one to commit. Always commits or rolls back and releases.
  */
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { IsolationModel, tenantDbNames, validateTenantId } from './naming';
 import { OWNER_ROLE, SILO_SCHEMA } from './roles';
-import { ident, sql, Sql } from './sql';
+import { ident, join, sql, Sql } from './sql';
 
 export interface TenantDatabaseOptions {
   readonly pool: Pool;
@@ -165,20 +166,22 @@ export class TenantDatabase {
     }
   }
 
-  /** The transaction-local statements that bind a transaction to one tenant, as literal SQL. */
+  /**
+   * The one statement that binds the current transaction to a tenant, as literal SQL. `set_config(..., true)`
+   * is the function form of SET LOCAL: every value ends with the transaction.
+   */
   private contextSql(tenantId: string): string {
     validateTenantId(tenantId, 'tenant context');
-    const timeout = sql`SET LOCAL statement_timeout = ${`${this.statementTimeoutMs}ms`}`;
+    const settings: [string, string][] = [['statement_timeout', `${this.statementTimeoutMs}ms`]];
     switch (this.model) {
       case 'pool':
-        return [timeout, sql`SELECT set_config('app.tenant_id', ${tenantId}, true)`]
-          .map((s) => s.toLiteralSql())
-          .join('; ');
+        settings.push(['app.tenant_id', tenantId]);
+        break;
       case 'bridge': {
         const { role, schema } = tenantDbNames(tenantId, this.namingKey);
-        return [timeout, sql`SET LOCAL ROLE ${ident(role)}`, sql`SET LOCAL search_path = ${ident(schema)}`]
-          .map((s) => s.toLiteralSql())
-          .join('; ');
+        // Privileges are the boundary (the role); search_path only resolves the tenant's unqualified names.
+        settings.push(['role', role], ['search_path', sql`${ident(schema)}`.toLiteralSql()]);
+        break;
       }
       case 'silo':
         if (tenantId !== this.siloTenantId) {
@@ -186,10 +189,11 @@ export class TenantDatabase {
             `tenant "${tenantId}" is not served by this silo database, which belongs to tenant "${this.siloTenantId}"`,
           );
         }
-        return [timeout, sql`SET LOCAL search_path = ${ident(SILO_SCHEMA)}`]
-          .map((s) => s.toLiteralSql())
-          .join('; ');
+        settings.push(['search_path', SILO_SCHEMA]);
+        break;
     }
+    const calls = settings.map(([name, value]) => sql`set_config(${name}, ${value}, true)`);
+    return sql`SELECT ${join(calls, ', ')}`.toLiteralSql();
   }
 }
 

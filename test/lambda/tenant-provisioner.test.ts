@@ -261,9 +261,7 @@ describe('tenant provisioner handler: bridge cell', () => {
     secrets
       .on(GetSecretValueCommand)
       .rejects(new Error('AccessDeniedException: not authorized to GetSecretValue'));
-    await expect(
-      handler(cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('wonka'))),
-    ).rejects.toThrow(
+    await expect(handler(cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('wonka')))).rejects.toThrow(
       'Custom::BridgeTenant Create for tenant "wonka" failed: AccessDeniedException: not authorized to GetSecretValue',
     );
     expect(registryWrites().at(-1)).toEqual({

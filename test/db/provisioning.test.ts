@@ -10,6 +10,7 @@ import {
   offboardSilo,
   provisionBridgeTenant,
   registerPoolTenant,
+  roleAdminFor,
   targetState,
 } from '../../db/provisioning';
 import { sql } from '../../db/sql';
@@ -106,6 +107,19 @@ describe('bridge tenants', () => {
     expect(first.fromVersion).toBe(0);
     const r = await api.run<{ customer: string }>('vandelay', sql`SELECT customer FROM invoices`);
     expect(r.rows).toEqual([{ customer: 'Kramer' }]);
+  });
+
+  test('tenant roles are administered by a role-admin bucket, so the master user does not accumulate memberships', async () => {
+    const r = await master.query(
+      `SELECT r.rolname AS member, m.admin_option
+         FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member
+        WHERE m.roleid = (SELECT oid FROM pg_roles WHERE rolname = 't_vandelay') ORDER BY 1`,
+    );
+    expect(r.rows).toEqual([
+      { member: 'app_bridge', admin_option: false },
+      { member: roleAdminFor('t_vandelay'), admin_option: true },
+    ]);
+    expect(roleAdminFor('t_vandelay')).toMatch(/^tenant_role_admin_\d{2}$/);
   });
 
   test('two provisioners creating the same tenant at once end with one schema and no error', async () => {

@@ -14,7 +14,9 @@ import {
   ADMIN_SCHEMA,
   OWNER_ROLE,
   POOL_SCHEMA,
+  RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT,
   RUNTIME_ROLES,
+  RUNTIME_STATEMENT_TIMEOUT,
   RUNTIME_TABLE_PRIVILEGES,
   SILO_SCHEMA,
 } from './roles';
@@ -105,22 +107,30 @@ async function ensureRole(client: ClientBase, role: string, attributes: string):
  * holds 1/64th of the memberships, and the master only SETs ROLE to them inside the transaction.
  */
 export const ROLE_ADMIN_BUCKETS = 64;
+const roleAdminName = (bucket: number) => `tenant_role_admin_${String(bucket).padStart(2, '0')}`;
 export function roleAdminFor(role: string): string {
-  const h = createHash('sha256').update(role).digest().readUInt16BE(0) % ROLE_ADMIN_BUCKETS;
-  return `tenant_role_admin_${String(h).padStart(2, '0')}`;
+  return roleAdminName(createHash('sha256').update(role).digest().readUInt16BE(0) % ROLE_ADMIN_BUCKETS);
 }
 
 async function actAsRoleAdmin(client: ClientBase, role: string): Promise<void> {
   if ((await serverVersion(client)) < 160000) return;
   const admin = roleAdminFor(role);
-  await ensureRole(client, admin, 'NOLOGIN NOINHERIT CREATEROLE');
-  const member = await client.query<{ ok: boolean }>("SELECT pg_has_role(current_user, $1, 'SET') AS ok", [
-    admin,
-  ]);
-  if (!member.rows[0].ok) {
-    await exec(client, sql`GRANT ${ident(admin)} TO CURRENT_USER WITH INHERIT FALSE, SET TRUE`);
+  if (!(await roleExists(client, admin))) {
+    throw new Error(
+      `role admin "${admin}" does not exist: run the database bootstrap (Custom::DatabaseBootstrap) for this bridge database first`,
+    );
   }
   await exec(client, sql`SET LOCAL ROLE ${ident(admin)}`);
+}
+
+/** Bridge bootstrap: all role-admin buckets at once, under the bootstrap lock (no race between tenants). */
+async function ensureRoleAdmins(client: ClientBase): Promise<void> {
+  if ((await serverVersion(client)) < 160000) return;
+  for (let i = 0; i < ROLE_ADMIN_BUCKETS; i++) {
+    const admin = roleAdminName(i);
+    await ensureRole(client, admin, 'NOLOGIN NOINHERIT CREATEROLE');
+    await exec(client, sql`GRANT ${ident(admin)} TO CURRENT_USER WITH INHERIT FALSE, SET TRUE`);
+  }
 }
 
 /**
@@ -152,11 +162,21 @@ export async function bootstrapDatabase(
       await client.query(`ALTER ROLE ${quote(role)} PASSWORD ${sql`${password}`.toLiteralSql()}`);
     }
     if (await roleExists(client, 'rds_iam')) await exec(client, sql`GRANT rds_iam TO ${ident(role)}`);
+    // Every session of the runtime role starts with these limits, at no per-query cost: one tenant's runaway
+    // query cannot hold a pooled connection, and a transaction left open by a bug is ended.
+    // (Utility statements take no parameters: the values are rendered as literals by the driver.)
+    await client.query(
+      sql`ALTER ROLE ${ident(role)} SET statement_timeout = ${RUNTIME_STATEMENT_TIMEOUT}`.toLiteralSql(),
+    );
+    await client.query(
+      sql`ALTER ROLE ${ident(role)} SET idle_in_transaction_session_timeout = ${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}`.toLiteralSql(),
+    );
 
     const db = ident(await currentDatabase(client));
     await exec(client, sql`GRANT CONNECT ON DATABASE ${db} TO ${ident(role)}`);
     // The owner creates the schemas it owns (tenancy, pool, app, t_<tenant>).
     await exec(client, sql`GRANT CREATE ON DATABASE ${db} TO ${ident(OWNER_ROLE)}`);
+    if (model === 'bridge') await ensureRoleAdmins(client);
     // B3: PUBLIC may not connect, create temporary tables, or use the public schema.
     await exec(client, sql`REVOKE ALL ON DATABASE ${db} FROM PUBLIC`);
     await exec(client, sql`REVOKE ALL ON SCHEMA public FROM PUBLIC`);

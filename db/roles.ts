@@ -22,3 +22,7 @@ export const ADMIN_SCHEMA = 'tenancy';
 
 /** The runtime DML privileges. Deliberately not ALL: ALL includes TRUNCATE, which ignores RLS (P8). */
 export const RUNTIME_TABLE_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE';
+
+/** Session limits of every runtime login role (ALTER ROLE ... SET). */
+export const RUNTIME_STATEMENT_TIMEOUT = '5s';
+export const RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT = '10s';

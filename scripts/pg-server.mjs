@@ -30,7 +30,9 @@ const pg = new EmbeddedPostgres({
   persistent,
   createPostgresUser: isRoot,
   postgresFlags: ['-c', 'max_connections=300', '-c', 'listen_addresses=127.0.0.1'],
-  onLog: () => {},
+  onLog: (m) => {
+    if (process.env.PG_SERVER_LOG) fs.appendFileSync(process.env.PG_SERVER_LOG, m + '\n');
+  },
   onError: (e) => process.stderr.write(`postgres: ${e instanceof Error ? e.message : String(e)}\n`),
 });
 

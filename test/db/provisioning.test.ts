@@ -66,6 +66,12 @@ describe('database bootstrap', () => {
         rolcreatedb: false,
       },
     ]);
+    // Every runtime session starts with a statement timeout and an idle-in-transaction timeout.
+    const app = await db.clientAs('app_pool');
+    const limits = await app.query(
+      "SELECT current_setting('statement_timeout') AS st, current_setting('idle_in_transaction_session_timeout') AS idle",
+    );
+    expect(limits.rows[0]).toEqual({ st: '5s', idle: '10s' });
     // PUBLIC lost CONNECT and TEMP on the database and everything on schema public.
     const acl = await master.query(
       `SELECT has_database_privilege('public', current_database(), 'CONNECT') AS connect,

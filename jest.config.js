@@ -7,5 +7,4 @@ module.exports = {
   testTimeout: 120000,
   globalSetup: '<rootDir>/test/global-setup.cjs',
   globalTeardown: '<rootDir>/test/global-teardown.cjs',
-  reporters: ['default', '<rootDir>/test/isolation-reporter.cjs'],
 };

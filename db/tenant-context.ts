@@ -5,7 +5,7 @@
  * transaction-local settings (`SET LOCAL`, `set_config(..., true)`), so the context ends at COMMIT or ROLLBACK
  * and a pooled connection can never carry one tenant's context into the next request (P14, B5):
  *
- * - pool:   `set_config('app.tenant_id', <id>, true)`; Row-Level Security does the rest.
+ * - pool:   `set_config('app.tenant_id', <id>, true)` and `search_path = pool`; Row-Level Security does the rest.
  * - bridge: `SET LOCAL ROLE t_<id>` (privileges are the boundary) and `SET LOCAL search_path = t_<id>`.
  * - silo:   the database serves one tenant; `SET LOCAL search_path = app`, and any other tenant id is refused.
  *
@@ -18,7 +18,7 @@
  */
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { IsolationModel, tenantDbNames, validateTenantId } from './naming';
-import { OWNER_ROLE, SILO_SCHEMA } from './roles';
+import { OWNER_ROLE, POOL_SCHEMA, SILO_SCHEMA } from './roles';
 import { ident, join, sql, Sql } from './sql';
 
 export interface TenantDatabaseOptions {
@@ -182,7 +182,8 @@ export class TenantDatabase {
       settings.push(['statement_timeout', `${this.statementTimeoutMs}ms`]);
     switch (this.model) {
       case 'pool':
-        settings.push(['app.tenant_id', tenantId]);
+        // RLS reads app.tenant_id; search_path lets the same unqualified SQL serve every model.
+        settings.push(['app.tenant_id', tenantId], ['search_path', POOL_SCHEMA]);
         break;
       case 'bridge': {
         const { role, schema } = tenantDbNames(tenantId, this.namingKey);

@@ -80,7 +80,7 @@ export class ApiService extends Construct {
       logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'api' }),
       environment: { MODEL: props.model, PORT: '8080', ...props.environment },
       healthCheck: {
-        command: ['CMD', 'node', 'service/healthcheck.js'],
+        command: ['CMD', 'node', '/app/healthcheck.cjs'],
         interval: Duration.seconds(30),
         startPeriod: Duration.seconds(30),
       },

@@ -31,6 +31,8 @@ export interface CellProps {
   readonly backupRetentionDays?: number;
   /** @default false - data, keys and logs are retained when the stack is destroyed */
   readonly disposable?: boolean;
+  /** Silo only: the one tenant this cell serves (its API refuses every other). */
+  readonly siloTenantId?: string;
 }
 
 /**
@@ -53,6 +55,11 @@ export class Cell extends Construct {
     readonly props: CellProps,
   ) {
     super(scope, id);
+    if ((props.model === 'silo') !== (props.siloTenantId !== undefined)) {
+      throw new Error(
+        `Cell ${id}: siloTenantId is required for a silo cell and only for one (model "${props.model}")`,
+      );
+    }
     const disposable = props.disposable ?? false;
     this.key = new DataKey(this, 'DataKey', { description: props.description, disposable });
     this.network = new Network(this, 'Network', { cidr: props.cidr, key: this.key.key, disposable });
@@ -83,6 +90,7 @@ export class Cell extends Construct {
         REGISTRY_TABLE: registryTableName,
         USER_POOL_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolId),
         USER_POOL_CLIENT_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolClientId),
+        ...(props.siloTenantId ? { SILO_TENANT_ID: props.siloTenantId } : {}),
       },
     });
     this.database.allowFrom(this.api.securityGroup, 'API service');

@@ -35,6 +35,7 @@ export class TenantStack extends Stack {
       const silo = t.silo!;
       this.cell = new Cell(this, 'Cell', {
         model: 'silo',
+        siloTenantId: t.id,
         cidr: silo.vpcCidr,
         description: `Silo tenant ${t.id}: all of this tenant's data`,
         instanceClass: silo.instanceClass,

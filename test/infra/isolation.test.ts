@@ -231,6 +231,20 @@ describe('pool and bridge tenants', () => {
     },
   );
 
+  test('a silo API serves its own tenant only', () => {
+    fleet.template('Tenant-northwind').hasResourceProperties('AWS::ECS::TaskDefinition', {
+      ContainerDefinitions: [
+        Match.objectLike({
+          Environment: Match.arrayWith([
+            { Name: 'MODEL', Value: 'silo' },
+            { Name: 'DB_USER', Value: 'app_silo' },
+            { Name: 'SILO_TENANT_ID', Value: 'northwind' },
+          ]),
+        }),
+      ],
+    });
+  });
+
   test('the API service signs in to PostgreSQL as its runtime role with IAM, never with the master secret', () => {
     const t = fleet.template('Pool');
     t.hasResourceProperties('AWS::ECS::TaskDefinition', {

@@ -1,0 +1,208 @@
+/**
+ * The tenant-aware HTTP API. One codebase for every model: per request it verifies the JWT, takes the tenant
+ * from the verified claim only, looks the tenant up in the registry, and runs every query through the tenant's
+ * TenantDatabase (db/), which binds the transaction to that tenant. Nothing here builds tenant SQL.
+ */
+import { randomUUID } from 'crypto';
+import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { createInvoice, deleteInvoice, getInvoice, listInvoices, NewInvoice } from '../../db/invoices';
+import { TenantDatabase } from '../../db/tenant-context';
+import { AuthError, Authenticate, Principal } from './auth';
+import { RegistryEntry, TenantRegistry } from './registry';
+
+export interface AppDeps {
+  readonly authenticate: Authenticate;
+  readonly registry: TenantRegistry;
+  /** The database that serves this tenant in this deployment, or undefined when it is served elsewhere. */
+  readonly databaseFor: (entry: RegistryEntry) => TenantDatabase | undefined;
+  /** Resolves when the database answers (readiness). */
+  readonly ready: () => Promise<void>;
+  /** @default true - JSON logs on stdout */
+  readonly logger?: boolean;
+}
+
+interface TenantScope {
+  principal: Principal;
+  entry: RegistryEntry;
+  db: TenantDatabase;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tenant?: TenantScope;
+  }
+}
+
+const PUBLIC_ROUTES = new Set(['/health', '/ready']);
+
+const invoiceBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['customer', 'items'],
+  properties: {
+    customer: { type: 'string', minLength: 1, maxLength: 200 },
+    reference: { type: 'string', minLength: 1, maxLength: 100 },
+    dueOn: { type: 'string', format: 'date' },
+    items: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 100,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['description', 'quantity', 'unitPriceCents'],
+        properties: {
+          description: { type: 'string', minLength: 1, maxLength: 500 },
+          quantity: { type: 'integer', minimum: 1, maximum: 1000000 },
+          unitPriceCents: { type: 'integer', minimum: 0, maximum: 100000000000 },
+        },
+      },
+    },
+  },
+} as const;
+
+const listQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 100, default: 50 },
+    cursor: { type: 'string', maxLength: 200 },
+  },
+} as const;
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    logger: deps.logger === false ? false : { level: process.env.LOG_LEVEL ?? 'info' },
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    bodyLimit: 256 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
+    let principal: Principal;
+    try {
+      principal = await deps.authenticate(request.headers.authorization);
+    } catch (e) {
+      if (e instanceof AuthError) {
+        request.log.info({ reason: e.message }, 'unauthenticated');
+        return reply
+          .code(401)
+          .header('www-authenticate', 'Bearer')
+          .send({ error: 'unauthorized', message: e.message });
+      }
+      throw e;
+    }
+    request.log = request.log.child({ tenantId: principal.tenantId });
+    const entry = await deps.registry.get(principal.tenantId);
+    const db = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
+    if (!entry || !db) {
+      const why = !entry
+        ? 'is not registered'
+        : entry.status !== 'active'
+          ? `is ${entry.status}`
+          : 'is not served by this deployment';
+      request.log.warn({ status: entry?.status }, `refused: tenant ${why}`);
+      return reply.code(403).send({ error: 'forbidden', message: `tenant "${principal.tenantId}" ${why}` });
+    }
+    request.tenant = { principal, entry, db };
+  });
+
+  app.setErrorHandler(
+    (error: Error & { code?: string; validation?: unknown; statusCode?: number }, request, reply) => {
+      if (error.validation) {
+        return reply.code(400).send({ error: 'bad_request', message: error.message });
+      }
+      if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+        return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
+      }
+      if (error.code === '23505') {
+        return reply
+          .code(409)
+          .send({ error: 'conflict', message: 'an invoice with this reference already exists' });
+      }
+      if (error.code === '57014') {
+        request.log.warn({ err: error }, 'statement timeout');
+        return reply.code(503).send({ error: 'timeout', message: 'the request took too long; try again' });
+      }
+      request.log.error({ err: error }, 'request failed');
+      return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
+    },
+  );
+
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_request, reply) => {
+    try {
+      await deps.ready();
+      return { status: 'ready' };
+    } catch (e) {
+      return reply.code(503).send({ status: 'unavailable', message: (e as Error).message });
+    }
+  });
+
+  const scope = (request: FastifyRequest): TenantScope => request.tenant!;
+
+  app.get('/me', async (request) => {
+    const t = scope(request);
+    return { tenantId: t.principal.tenantId, model: t.entry.model, name: t.entry.name ?? null };
+  });
+
+  app.post('/invoices', { schema: { body: invoiceBody } }, async (request, reply) => {
+    const t = scope(request);
+    const invoice = await createInvoice(t.db, t.principal.tenantId, request.body as NewInvoice);
+    return reply.code(201).header('location', `/invoices/${invoice.id}`).send(invoice);
+  });
+
+  app.get('/invoices', { schema: { querystring: listQuery } }, async (request, reply) => {
+    const t = scope(request);
+    const q = request.query as { limit: number; cursor?: string };
+    const after = q.cursor ? decodeCursor(q.cursor) : undefined;
+    if (q.cursor && !after) return badRequest(reply, 'querystring/cursor is not a cursor this API returned');
+    const page = await listInvoices(t.db, t.principal.tenantId, { limit: q.limit, after });
+    return { invoices: page.invoices, nextCursor: page.next ? encodeCursor(page.next) : null };
+  });
+
+  app.get('/invoices/:id', async (request, reply) => {
+    const t = scope(request);
+    const invoice = await getInvoice(t.db, t.principal.tenantId, (request.params as { id: string }).id);
+    // Another tenant's invoice and a missing one answer exactly alike.
+    return invoice ?? notFound(reply);
+  });
+
+  app.delete('/invoices/:id', async (request, reply) => {
+    const t = scope(request);
+    const deleted = await deleteInvoice(t.db, t.principal.tenantId, (request.params as { id: string }).id);
+    return deleted ? reply.code(204).send() : notFound(reply);
+  });
+
+  return app;
+}
+
+function notFound(reply: FastifyReply) {
+  return reply.code(404).send({ error: 'not_found', message: 'no such invoice' });
+}
+
+function badRequest(reply: FastifyReply, message: string) {
+  return reply.code(400).send({ error: 'bad_request', message });
+}
+
+function encodeCursor(c: { createdAt: string; id: string }): string {
+  return Buffer.from(`${c.createdAt}|${c.id}`).toString('base64url');
+}
+
+function decodeCursor(s: string): { createdAt: string; id: string } | undefined {
+  const [createdAt, id] = Buffer.from(s, 'base64url').toString('utf8').split('|');
+  if (
+    !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(createdAt ?? '') ||
+    !/^[0-9a-f-]{36}$/.test(id ?? '')
+  ) {
+    return undefined;
+  }
+  return { createdAt, id };
+}

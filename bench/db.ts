@@ -15,7 +15,7 @@
  * The raw rate is given two ways: the usual parameterised query, and the same read sent as one literal
  * message (the protocol run() uses), so the ratio can be read against either.
  */
-import { spawn, ChildProcess } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
@@ -29,6 +29,7 @@ import {
 } from '../db/provisioning';
 import { sql } from '../db/sql';
 import { TenantDatabase } from '../db/tenant-context';
+import { startEmbeddedServer } from '../service/src/local/embedded-server';
 
 const PASSWORD = 'bench-password';
 const arg = (name: string, fallback: string) => {
@@ -55,28 +56,8 @@ async function startServer(): Promise<{ url: string; child?: ChildProcess; dir?:
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL };
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-db-'));
   fs.chmodSync(dir, 0o755);
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(__dirname, '..', 'scripts', 'pg-server.mjs'),
-      '--dir',
-      path.join(dir, 'pg'),
-      '--port',
-      String(port),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d) => {
-      buf += d;
-      const line = buf.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve(JSON.parse(line).url);
-    });
-    child.on('exit', (c) => reject(new Error(`postgres exited ${c}`)));
-  });
-  return { url, child, dir };
+  const { server, url } = await startEmbeddedServer(path.join(dir, 'pg'), await freePort(), false);
+  return { url, child: server, dir };
 }
 
 function urlFor(base: string, db: string, user: string, password: string): string {

@@ -4,7 +4,7 @@
  * per silo tenant, each provisioned by the same db/ code the provisioner Lambda runs, as a master role shaped
  * like RDS's (CREATEROLE, CREATEDB, not a superuser). A JSON file plays the tenant registry.
  */
-import { ChildProcess, spawn } from 'child_process';
+import type { ChildProcess } from 'child_process';
 import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -24,6 +24,7 @@ import {
 import { RUNTIME_ROLES } from '../../../db/roles';
 import { TenantDatabase } from '../../../db/tenant-context';
 import { FileRegistry, RegistryEntry } from '../registry';
+import { startEmbeddedServer } from './embedded-server';
 import { LocalIssuer } from './issuer';
 
 export const LOCAL_MASTER_ROLE = 'local_master';
@@ -88,8 +89,10 @@ export class LocalPlatform {
     fs.writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
 
     let server: ChildProcess | undefined;
-    let url = options.serverUrl;
-    if (!url) {
+    let url: string;
+    if (options.serverUrl) {
+      url = options.serverUrl;
+    } else {
       ({ server, url } = await startEmbeddedServer(path.join(options.dir, 'pg'), options.pgPort ?? 54329));
     }
     const platform = new LocalPlatform(options, url, secrets, server);
@@ -288,30 +291,4 @@ export class LocalPlatform {
       });
     }
   }
-}
-
-async function startEmbeddedServer(
-  dir: string,
-  port: number,
-): Promise<{ server: ChildProcess; url: string }> {
-  const script = path.join(__dirname, '..', '..', '..', 'scripts', 'pg-server.mjs');
-  const server = spawn(process.execPath, [script, '--dir', dir, '--port', String(port), '--persistent'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buf = '';
-    server.stdout!.on('data', (d) => {
-      buf += d;
-      const line = buf.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve(JSON.parse(line).url);
-    });
-    server.on('exit', (code) =>
-      reject(
-        new Error(
-          `the local PostgreSQL server exited (code ${code}) before it was ready: is port ${port} free? (LOCAL_PG_PORT changes it; --reset starts from empty data)`,
-        ),
-      ),
-    );
-  });
-  return { server, url };
 }

@@ -12,9 +12,8 @@ import { buildApp } from '../service/src/app';
 import { createAuthenticator } from '../service/src/auth';
 import { CachedRegistry } from '../service/src/registry';
 import { LOCAL_CLIENT_ID, LOCAL_USER_POOL_ID } from '../service/src/local/issuer';
-import { LocalPlatform } from '../service/src/local/platform';
+import { LOCAL_DIR, LocalPlatform } from '../service/src/local/platform';
 
-export const LOCAL_DIR = process.env.LOCAL_DIR ?? path.join(__dirname, '..', '.local');
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -35,7 +35,7 @@ export interface TenantProvisioningProps {
 export class TenantProvisioning extends Construct {
   /** Validates a raw tenant request (`{ id, name, model, settings }`) with the catalog's rules. */
   static tenantFrom(request: unknown, source: string): Tenant {
-    const { tenant, problems } = parseTenant(request, 'the tenant');
+    const { tenant, problems } = parseTenant(request, 'the request');
     if (!tenant) throw new CatalogError(source, problems);
     return tenant;
   }

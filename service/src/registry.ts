@@ -6,14 +6,18 @@ import * as fs from 'fs';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import type { IsolationModel } from '../../db/naming';
 
-export type TenantStatus = 'provisioning' | 'active' | 'offboarded' | 'failed';
+export type TenantStatus = 'provisioning' | 'active' | 'offboarding' | 'offboarded' | 'failed';
 
 export interface RegistryEntry {
   readonly tenantId: string;
   readonly model: IsolationModel;
   readonly status: TenantStatus;
   readonly name?: string;
+  readonly deletionPolicy?: 'retain' | 'destroy';
   readonly failureReason?: string;
+  readonly dataRetained?: boolean;
+  /** Silo offboarding: the final snapshot's id. */
+  readonly finalSnapshotId?: string;
 }
 
 export interface TenantRegistry {
@@ -40,6 +44,7 @@ export class DynamoRegistry implements TenantRegistry {
       model: r.Item.model?.S as IsolationModel,
       status: r.Item.status?.S as TenantStatus,
       name: r.Item.name?.S,
+      deletionPolicy: r.Item.deletionPolicy?.S as RegistryEntry['deletionPolicy'],
     };
   }
 }

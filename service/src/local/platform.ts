@@ -29,6 +29,9 @@ import { LocalIssuer } from './issuer';
 
 export const LOCAL_MASTER_ROLE = 'local_master';
 
+/** Where the local platform keeps its data (LOCAL_DIR overrides). */
+export const LOCAL_DIR = process.env.LOCAL_DIR ?? path.join(__dirname, '..', '..', '..', '.local');
+
 export interface LocalPlatformOptions {
   /** Where data, keys and the registry live. */
   readonly dir: string;
@@ -221,8 +224,9 @@ export class LocalPlatform {
     );
   }
 
-  /** The database that serves a registry entry on this platform. */
+  /** The database that serves a registry entry on this platform (a silo onboarded by another process too). */
   databaseFor(entry: RegistryEntry): TenantDatabase | undefined {
+    if (entry.model === 'silo' && entry.status === 'active') this.attachSilo(entry.tenantId);
     return this.databases.get(entry.model === 'silo' ? `silo:${entry.tenantId}` : entry.model);
   }
 
@@ -238,6 +242,7 @@ export class LocalPlatform {
       model: tenant.model,
       status,
       name: tenant.name,
+      deletionPolicy: tenant.deletionPolicy,
     });
     this.registry.put(entry('provisioning'));
     try {
@@ -269,6 +274,7 @@ export class LocalPlatform {
   async offboardTenant(tenantId: string, policy: 'retain' | 'destroy'): Promise<void> {
     const entry = await this.registry.get(tenantId);
     if (!entry) throw new Error(`tenant "${tenantId}" is not in the local registry (${this.registry.path})`);
+    this.registry.put({ ...entry, status: 'offboarding' });
     if (entry.model === 'pool') {
       await this.master(this.dbName('pool'), (c) => offboardPoolTenant(c, tenantId, policy));
     } else if (entry.model === 'bridge') {
@@ -278,7 +284,7 @@ export class LocalPlatform {
         offboardSilo(c, policy, this.siloRole(tenantId)),
       );
     }
-    this.registry.put({ ...entry, status: 'offboarded' });
+    this.registry.put({ ...entry, status: 'offboarded', dataRetained: policy === 'retain' });
   }
 
   async stop(): Promise<void> {

@@ -18,7 +18,17 @@ const region =
   (app.node.tryGetContext('region') as string | undefined) || process.env.CDK_DEFAULT_REGION || 'us-east-1';
 
 try {
-  const catalog = loadCatalog(catalogPath);
+  // An onboarding pipeline adds the requested tenant (validated with the catalog's rules) and builds its stack.
+  const request = app.node.tryGetContext('tenantRequest') as string | undefined;
+  let extra: unknown[] = [];
+  if (request !== undefined) {
+    try {
+      extra = [typeof request === 'string' ? JSON.parse(request) : request];
+    } catch (e) {
+      throw new CatalogError('-c tenantRequest', [`is not JSON (${(e as Error).message})`]);
+    }
+  }
+  const catalog = loadCatalog(catalogPath, extra);
   buildFleet(app, catalog, {
     onlyTenant,
     env: { account: process.env.CDK_DEFAULT_ACCOUNT || undefined, region },

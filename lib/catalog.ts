@@ -90,8 +90,11 @@ export class CatalogError extends Error {
   }
 }
 
-/** Reads and validates a catalog file. Throws CatalogError naming the file on any problem. */
-export function loadCatalog(path: string): Catalog {
+/**
+ * Reads and validates a catalog file. Throws CatalogError naming the file on any problem. `extraTenants` (an
+ * onboarding request) are validated together with the file's, so duplicates and CIDR overlaps are caught.
+ */
+export function loadCatalog(path: string, extraTenants: readonly unknown[] = []): Catalog {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
@@ -105,6 +108,9 @@ export function loadCatalog(path: string): Catalog {
     raw = JSON.parse(text);
   } catch (e) {
     throw new CatalogError(path, [`is not valid JSON (${(e as Error).message}): fix the syntax`]);
+  }
+  if (extraTenants.length > 0 && isObject(raw) && Array.isArray(raw.tenants)) {
+    raw = { ...raw, tenants: [...raw.tenants, ...extraTenants] };
   }
   return parseCatalog(raw, path);
 }

@@ -15,6 +15,7 @@ import { Cell } from './constructs/cell';
 import { Database } from './constructs/database';
 import { Network } from './constructs/network';
 import { TenantProvisioner } from './constructs/tenant-provisioner';
+import { OnboardingStack } from './stacks/onboarding-stack';
 
 export function applyCompliance(app: App): void {
   Validations.of(app).addPlugins(
@@ -29,6 +30,7 @@ export function applyCompliance(app: App): void {
     else if (c instanceof TenantProvisioner) acknowledgeProvisioner(c);
     else if (c instanceof Backup) acknowledgeBackup(c);
     else if (c instanceof Cell) acknowledgeCell(c);
+    else if (c instanceof OnboardingStack) acknowledgeOnboarding(c);
     else if (c instanceof iam.Policy && c.node.id === 'DefaultPolicy') acknowledgeDefaultPolicy(c);
   }
 }
@@ -187,6 +189,106 @@ function acknowledgeBackup(b: Backup): void {
       'AWS Backup requires its AWS-maintained service-role policies to snapshot and restore the selected resources.',
     );
   }
+}
+
+function acknowledgeOnboarding(stack: OnboardingStack): void {
+  const region = stack.region;
+  const partition = region.startsWith('cn-') ? 'aws-cn' : region.startsWith('us-gov-') ? 'aws-us-gov' : 'aws';
+  const arn = (rest: string) => `arn:${partition}:${rest.replace('{region}', region)}`;
+  const project = stack.deployProject;
+  const projectId = logicalIdOf(project.node.defaultChild as IConstruct);
+  ack(
+    resource(project, 'Resource'),
+    HIPAA_AND_NIST('CodeBuildProjectSourceRepoUrl').slice(0, 1),
+    'The source is the app bundle uploaded as a CDK asset to the bootstrap bucket: no repository URL and no credentials in the project.',
+  );
+  const buildPolicy = resource(project.role!.node.findChild('DefaultPolicy'), 'Resource');
+  const grants: [string, string][] = [
+    [
+      'Action::kms:GenerateDataKey*',
+      'CDK grant for the project key: encrypt build artifacts and logs with this one key.',
+    ],
+    [
+      'Action::kms:ReEncrypt*',
+      'CDK grant for the project key: encrypt build artifacts and logs with this one key.',
+    ],
+    ['Action::s3:GetBucket*', 'CDK asset grant: read the app source bundle from the bootstrap asset bucket.'],
+    ['Action::s3:GetObject*', 'CDK asset grant: read the app source bundle from the bootstrap asset bucket.'],
+    ['Action::s3:List*', 'CDK asset grant: read the app source bundle from the bootstrap asset bucket.'],
+    [
+      `Resource::${arn('s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{region}/*')}`,
+      'CDK asset grant: objects of the bootstrap asset bucket, where the app source bundle is; read only.',
+    ],
+    [
+      `Resource::${arn(`codebuild:{region}:<AWS::AccountId>:report-group/<${projectId}>-*`)}`,
+      "CodeBuild's default grant: test report groups of this one project.",
+    ],
+    [
+      `Resource::${arn(`logs:{region}:<AWS::AccountId>:log-group:/aws/codebuild/<${projectId}>:*`)}`,
+      "CodeBuild's default grant: log streams of this one project's log group.",
+    ],
+  ];
+  for (const [finding, reason] of grants) ack(buildPolicy, AWS_SOLUTIONS(`IAM5[${finding}]`), reason);
+
+  const fn = resource(stack.steps, 'Resource');
+  ack(
+    fn,
+    HIPAA_AND_NIST('LambdaDLQ'),
+    'Invoked synchronously by Step Functions, which retries and catches every failure and records it in the registry; there is no asynchronous event to dead-letter.',
+  );
+  ack(
+    fn,
+    HIPAA_AND_NIST('LambdaConcurrency'),
+    'Runs a few times per onboarding; reserving concurrency would take it from the account pool without bounding anything that matters.',
+  );
+  ack(
+    fn,
+    HIPAA_AND_NIST('LambdaInsideVPC'),
+    "Calls only AWS APIs (DynamoDB, CloudFormation, RDS, SSM) and the tenant API's public HTTPS endpoint; it never connects to a database.",
+  );
+  ack(
+    resource(stack.steps.role!, 'Resource'),
+    AWS_SOLUTIONS(
+      'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+    ),
+    'The AWS-maintained basic execution policy: write its own logs, nothing else.',
+  );
+  const stepsPolicy = resource(stack.steps.role!.node.findChild('DefaultPolicy'), 'Resource');
+  const stepGrants: [string, string][] = [
+    [
+      arn('cloudformation:{region}:<AWS::AccountId>:stack/Tenant-*/*'),
+      'Reads events and resources of tenant stacks only (Tenant-<id>), to report why one failed and to find a silo database.',
+    ],
+    [
+      arn('rds:{region}:<AWS::AccountId>:db:*'),
+      'Snapshot and lift deletion protection only on instances tagged isolation-model=silo (condition), at offboarding.',
+    ],
+    [
+      arn('rds:{region}:<AWS::AccountId>:snapshot:*'),
+      'Create only snapshots tagged purpose=offboarding-final-snapshot (condition), and watch their status.',
+    ],
+    [
+      arn('ssm:{region}:<AWS::AccountId>:parameter/tenantforge/*/api-endpoint'),
+      'Reads only the API endpoint parameters the cell stacks publish, to check a new tenant is served before marking it active.',
+    ],
+    [
+      arn('ssm:{region}:<AWS::AccountId>:parameter/tenantforge/tenants/*/api-endpoint'),
+      "Reads only silo tenants' published API endpoint parameters, to check a new silo is served before marking it active.",
+    ],
+  ];
+  for (const [res, reason] of stepGrants) ack(stepsPolicy, AWS_SOLUTIONS(`IAM5[Resource::${res}]`), reason);
+
+  const workflowPolicy = resource(stack.stateMachine.role.node.findChild('DefaultPolicy'), 'Resource');
+  ack(
+    workflowPolicy,
+    AWS_SOLUTIONS('IAM5[Resource::*]'),
+    'X-Ray tracing and CloudWatch Logs delivery for Step Functions have no resource-level permissions and must be granted on "*".',
+  );
+  ack(
+    workflowPolicy,
+    AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(stack.steps.node.defaultChild as IConstruct)}.Arn>:*]`),
+    'Invokes any version of the one step function, and no other function.',
+  );
 }
 
 /** CDK's grant methods write inline policies; each is scoped by CDK to the one role and the resources it uses. */

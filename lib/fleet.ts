@@ -4,6 +4,7 @@ import { applyCompliance } from './compliance';
 import { PlatformStack } from './stacks/platform-stack';
 import { BridgeStack, PoolStack } from './stacks/shared-cell-stack';
 import { TenantStack } from './stacks/tenant-stack';
+import { OnboardingStack } from './stacks/onboarding-stack';
 import { tenantStackName } from '../db/naming';
 
 export interface FleetOptions {
@@ -17,6 +18,7 @@ export interface Fleet {
   readonly platform: PlatformStack;
   readonly pool: PoolStack;
   readonly bridge: BridgeStack;
+  readonly onboarding: OnboardingStack;
   readonly tenants: TenantStack[];
 }
 
@@ -45,6 +47,12 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     cidr: SHARED_VPC_CIDRS.bridge,
     description: 'Bridge cell',
   });
+  const onboarding = new OnboardingStack(app, 'Onboarding', {
+    env,
+    description: 'Onboarding and offboarding pipeline: one tenant stack at a time',
+  });
+  onboarding.addStackDependency(platform, 'reads the registry from SSM');
+  tag(onboarding, 'shared', 'shared');
   pool.addStackDependency(platform, 'reads the registry and user pool from SSM');
   bridge.addStackDependency(platform, 'reads the registry and user pool from SSM');
   tag(platform, 'shared', 'shared');
@@ -64,7 +72,7 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     return stack;
   });
   applyCompliance(app);
-  return { platform, pool, bridge, tenants: stacks };
+  return { platform, pool, bridge, onboarding, tenants: stacks };
 }
 
 function tag(stack: Stack, tenantId: string, model: string): void {

@@ -16,4 +16,6 @@ export const ssmNames = {
   provisionerServiceToken: (model: Exclude<IsolationModel, 'silo'>) =>
     `${SSM_ROOT}/${model}/provisioner-service-token`,
   apiEndpoint: (model: Exclude<IsolationModel, 'silo'>) => `${SSM_ROOT}/${model}/api-endpoint`,
+  /** A silo tenant's own API. */
+  tenantApiEndpoint: (tenantId: string) => `${SSM_ROOT}/tenants/${tenantId}/api-endpoint`,
 };

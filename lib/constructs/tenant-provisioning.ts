@@ -63,6 +63,10 @@ export class TenantProvisioning extends Construct {
         disposable: t.deletionPolicy === 'destroy',
       });
       serviceToken = this.cell.provisioner.serviceToken;
+      new ssm.StringParameter(this, 'ApiEndpoint', {
+        parameterName: ssmNames.tenantApiEndpoint(t.id),
+        stringValue: `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`,
+      });
     } else {
       serviceToken = ssm.StringParameter.valueForStringParameter(
         this,

@@ -31,6 +31,7 @@ describe('cdk synth from the command line', () => {
     expect(r.status).toBe(0);
     expect(r.templates).toEqual([
       'Bridge.template.json',
+      'Onboarding.template.json',
       'Platform.template.json',
       'Pool.template.json',
       'Tenant-acme.template.json',

@@ -18,13 +18,13 @@ const ref = (v: unknown) => JSON.stringify(v);
 describe('fleet layout', () => {
   test('synthesizes the shared stacks and exactly one stack per tenant', () => {
     expect(fleet.stackNames()).toEqual(
-      ['Bridge', 'Platform', 'Pool', ...SAMPLE_TENANTS.map((t) => `Tenant-${t.id}`)].sort(),
+      ['Bridge', 'Onboarding', 'Platform', 'Pool', ...SAMPLE_TENANTS.map((t) => `Tenant-${t.id}`)].sort(),
     );
   });
 
   test('-c tenant=<id> builds the shared stacks and that tenant only', () => {
     const one = synthFleet(SAMPLE_TENANTS, { onlyTenant: 'umbrella' });
-    expect(one.stackNames()).toEqual(['Bridge', 'Platform', 'Pool', 'Tenant-umbrella']);
+    expect(one.stackNames()).toEqual(['Bridge', 'Onboarding', 'Platform', 'Pool', 'Tenant-umbrella']);
   });
 
   test('rejects -c tenant=<id> for a tenant the catalog does not have', () => {

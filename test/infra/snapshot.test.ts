@@ -11,6 +11,7 @@ describe('template drift', () => {
     ['silo tenant', 'Tenant-northwind'],
     ['pool tenant', 'Tenant-acme'],
     ['bridge tenant', 'Tenant-umbrella'],
+    ['onboarding pipeline', 'Onboarding'],
   ])('%s stack matches its snapshot', (_kind, stackName) => {
     expect(normalizeTemplate(fleet.template(stackName).toJSON())).toMatchSnapshot();
   });

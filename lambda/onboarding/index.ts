@@ -1,0 +1,297 @@
+/**
+ * The onboarding workflow's Lambda steps (one function, one `step` per invocation). Step Functions calls them
+ * in order; each throws a named error on failure so the workflow's retries and catches can tell them apart.
+ *
+ *   validate       the request, with the catalog's rules, and against the registry (no duplicate onboarding,
+ *                  no offboarding of an unknown tenant)
+ *   setStatus      the tenant's registry entry (provisioning, active, offboarding, offboarded, failed + reason)
+ *   checkReady     the tenant's API answers /ready (a tenant is active only once its service is)
+ *   failureReason  the CloudFormation reason read from the tenant stack's events
+ *   finalSnapshot  silo offboarding: a manual snapshot of the tenant's database before its stack goes, and
+ *                  deletion protection lifted so `cdk destroy` can remove the instance
+ *   snapshotStatus whether that snapshot is available yet
+ */
+import {
+  CloudFormationClient,
+  DescribeStackEventsCommand,
+  DescribeStackResourcesCommand,
+} from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  CreateDBSnapshotCommand,
+  DescribeDBSnapshotsCommand,
+  ModifyDBInstanceCommand,
+  RDSClient,
+} from '@aws-sdk/client-rds';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { CatalogError } from '../../lib/catalog';
+import { TenantProvisioning } from '../../lib/constructs/tenant-provisioning';
+import { tenantIdProblem, tenantStackName } from '../../db/naming';
+
+export type Step =
+  | { step: 'validate'; action: 'onboard' | 'offboard'; request: OnboardingRequest }
+  | {
+      step: 'setStatus';
+      tenantId: string;
+      status: string;
+      model?: string;
+      name?: string;
+      reason?: unknown;
+      snapshotId?: string;
+    }
+  | { step: 'checkReady'; tenantId: string; model: string }
+  | { step: 'failureReason'; tenantId: string; error?: { Error?: string; Cause?: string } }
+  | { step: 'finalSnapshot'; tenantId: string }
+  | { step: 'snapshotStatus'; snapshotId: string };
+
+export interface OnboardingRequest {
+  readonly tenantId?: unknown;
+  readonly name?: unknown;
+  readonly model?: unknown;
+  readonly settings?: unknown;
+}
+
+/** A request the workflow must refuse: it changes nothing. */
+export class RequestRejected extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RequestRejected';
+  }
+}
+/** The tenant's API does not answer /ready yet (retried by the workflow). */
+export class NotReady extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotReady';
+  }
+}
+
+const cfn = new CloudFormationClient({});
+const ddb = new DynamoDBClient({});
+const rds = new RDSClient({});
+const ssm = new SSMClient({});
+const table = () => {
+  const t = process.env.REGISTRY_TABLE;
+  if (!t) throw new Error('onboarding misconfigured: REGISTRY_TABLE is not set');
+  return t;
+};
+
+export async function handler(event: Step): Promise<Record<string, unknown>> {
+  switch (event.step) {
+    case 'validate':
+      return validate(event.action, event.request);
+    case 'setStatus':
+      return setStatus(event);
+    case 'checkReady':
+      return checkReady(await apiEndpoint(event.tenantId, event.model));
+    case 'failureReason':
+      return { reason: await failureReason(event.tenantId, event.error) };
+    case 'finalSnapshot':
+      return finalSnapshot(event.tenantId);
+    case 'snapshotStatus':
+      return snapshotStatus(event.snapshotId);
+    default:
+      throw new Error(`unknown step ${JSON.stringify((event as { step?: unknown }).step)}`);
+  }
+}
+
+async function validate(
+  action: 'onboard' | 'offboard',
+  request: OnboardingRequest,
+): Promise<Record<string, unknown>> {
+  if (action === 'offboard') {
+    const problem = tenantIdProblem(request.tenantId);
+    if (problem) throw new RequestRejected(`offboard request: tenant id ${problem}`);
+    const entry = await registryEntry(request.tenantId as string);
+    if (!entry)
+      throw new RequestRejected(
+        `offboard request: tenant "${request.tenantId}" is unknown: nothing was changed`,
+      );
+    if (entry.status === 'offboarded') {
+      throw new RequestRejected(`offboard request: tenant "${request.tenantId}" is already offboarded`);
+    }
+    return {
+      tenantId: request.tenantId,
+      model: entry.model,
+      stackName: tenantStackName(request.tenantId as string),
+    };
+  }
+  let tenant;
+  try {
+    tenant = TenantProvisioning.tenantFrom(
+      {
+        id: request.tenantId,
+        name: request.name ?? request.tenantId,
+        model: request.model,
+        settings: request.settings,
+      },
+      'onboard request',
+    );
+  } catch (e) {
+    if (e instanceof CatalogError)
+      throw new RequestRejected(`onboard request refused: ${e.problems.join('; ')}`);
+    throw e;
+  }
+  const existing = await registryEntry(tenant.id);
+  if (existing && existing.status !== 'offboarded' && existing.status !== 'failed') {
+    throw new RequestRejected(
+      `onboard request: tenant "${tenant.id}" already exists (status ${existing.status}): choose another id, or offboard it first`,
+    );
+  }
+  return {
+    tenantId: tenant.id,
+    model: tenant.model,
+    name: tenant.name,
+    stackName: tenantStackName(tenant.id),
+    // What the CodeBuild job passes to the CDK app as -c tenantRequest=...
+    tenantRequest: JSON.stringify({
+      id: tenant.id,
+      name: tenant.name,
+      model: tenant.model,
+      settings: request.settings ?? {},
+    }),
+  };
+}
+
+async function registryEntry(tenantId: string): Promise<{ status?: string; model?: string } | undefined> {
+  const r = await ddb.send(
+    new GetItemCommand({ TableName: table(), Key: { tenantId: { S: tenantId } }, ConsistentRead: true }),
+  );
+  return r.Item ? { status: r.Item.status?.S, model: r.Item.model?.S } : undefined;
+}
+
+async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Record<string, unknown>> {
+  const values: Record<string, { S: string }> = {
+    ':s': { S: e.status },
+    ':at': { S: new Date().toISOString() },
+  };
+  const set = ['#status = :s', 'updatedAt = :at'];
+  const names: Record<string, string> = { '#status': 'status' };
+  if (e.model) {
+    set.push('model = :m');
+    values[':m'] = { S: e.model };
+  }
+  if (e.name) {
+    set.push('#name = :n');
+    names['#name'] = 'name';
+    values[':n'] = { S: e.name };
+  }
+  if (e.snapshotId) {
+    set.push('finalSnapshotId = :snap');
+    values[':snap'] = { S: e.snapshotId };
+  }
+  const reason =
+    e.reason === undefined ? undefined : typeof e.reason === 'string' ? e.reason : JSON.stringify(e.reason);
+  if (reason) {
+    set.push('failureReason = :r');
+    values[':r'] = { S: reason.slice(0, 2000) };
+  }
+  await ddb.send(
+    new UpdateItemCommand({
+      TableName: table(),
+      Key: { tenantId: { S: e.tenantId } },
+      UpdateExpression: `SET ${set.join(', ')}${reason ? '' : ' REMOVE failureReason'}`,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    }),
+  );
+  return { tenantId: e.tenantId, status: e.status };
+}
+
+/** The API that serves the tenant: its own (silo) or its cell's (pool, bridge), as the stacks publish it. */
+async function apiEndpoint(tenantId: string, model: string): Promise<string> {
+  const name =
+    model === 'silo' ? `/tenantforge/tenants/${tenantId}/api-endpoint` : `/tenantforge/${model}/api-endpoint`;
+  try {
+    const r = await ssm.send(new GetParameterCommand({ Name: name }));
+    return r.Parameter!.Value!;
+  } catch (e) {
+    throw new NotReady(`the API endpoint ${name} is not published yet: ${(e as Error).message}`);
+  }
+}
+
+async function checkReady(endpoint: string): Promise<Record<string, unknown>> {
+  if (!/^https:\/\/[A-Za-z0-9.-]+(:\d+)?$/.test(endpoint)) {
+    throw new Error(`readiness: endpoint ${JSON.stringify(endpoint)} is not an https origin`);
+  }
+  let status: number;
+  try {
+    status = (await fetch(`${endpoint}/ready`, { signal: AbortSignal.timeout(5000) })).status;
+  } catch (e) {
+    throw new NotReady(`${endpoint}/ready did not answer: ${(e as Error).message}`);
+  }
+  if (status !== 200) throw new NotReady(`${endpoint}/ready answered ${status}`);
+  return { ready: true };
+}
+
+/**
+ * The first real reason CloudFormation gave for the tenant stack's failure (not the cascade of "Resource
+ * creation cancelled" that follows it), or the workflow's own error when the stack never started.
+ */
+export async function failureReason(
+  tenantId: string,
+  error?: { Error?: string; Cause?: string },
+): Promise<string> {
+  const stackName = tenantStackName(tenantId);
+  try {
+    const r = await cfn.send(new DescribeStackEventsCommand({ StackName: stackName }));
+    const failed = (r.StackEvents ?? [])
+      .filter((e) => /FAILED$/.test(e.ResourceStatus ?? '') && e.ResourceStatusReason)
+      .filter((e) => !/cancelled|The following resource\(s\) failed/i.test(e.ResourceStatusReason!))
+      .sort((a, b) => (a.Timestamp?.getTime() ?? 0) - (b.Timestamp?.getTime() ?? 0));
+    if (failed.length > 0) {
+      const first = failed[0];
+      return `${stackName}: ${first.LogicalResourceId} (${first.ResourceType}) ${first.ResourceStatus}: ${first.ResourceStatusReason}`;
+    }
+  } catch (e) {
+    if (!/does not exist/.test((e as Error).message)) throw e;
+  }
+  const cause = error?.Cause ? parseCause(error.Cause) : undefined;
+  return `${stackName}: ${error?.Error ?? 'failed'}${cause ? `: ${cause}` : ''}`;
+}
+
+function parseCause(cause: string): string {
+  try {
+    const c = JSON.parse(cause) as { errorMessage?: string; Build?: { BuildStatus?: string } };
+    return c.errorMessage ?? (c.Build?.BuildStatus ? `build ${c.Build.BuildStatus}` : cause.slice(0, 500));
+  } catch {
+    return cause.slice(0, 500);
+  }
+}
+
+async function finalSnapshot(tenantId: string): Promise<Record<string, unknown>> {
+  const stackName = tenantStackName(tenantId);
+  const resources = await cfn.send(new DescribeStackResourcesCommand({ StackName: stackName }));
+  const db = (resources.StackResources ?? []).find((r) => r.ResourceType === 'AWS::RDS::DBInstance');
+  if (!db?.PhysicalResourceId) throw new Error(`${stackName} has no RDS instance to snapshot`);
+  const snapshotId = `${tenantId}-final-${new Date()
+    .toISOString()
+    .replace(/[^0-9]/g, '')
+    .slice(0, 14)}`;
+  await rds.send(
+    new CreateDBSnapshotCommand({
+      DBInstanceIdentifier: db.PhysicalResourceId,
+      DBSnapshotIdentifier: snapshotId,
+      Tags: [
+        { Key: 'tenant-id', Value: tenantId },
+        { Key: 'purpose', Value: 'offboarding-final-snapshot' },
+      ],
+    }),
+  );
+  // The instance is deletion-protected; the stack can only remove it once the snapshot is taken.
+  await rds.send(
+    new ModifyDBInstanceCommand({
+      DBInstanceIdentifier: db.PhysicalResourceId,
+      DeletionProtection: false,
+      ApplyImmediately: true,
+    }),
+  );
+  return { snapshotId, dbInstanceId: db.PhysicalResourceId };
+}
+
+async function snapshotStatus(snapshotId: string): Promise<Record<string, unknown>> {
+  const r = await rds.send(new DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: snapshotId }));
+  const status = r.DBSnapshots?.[0]?.Status ?? 'unknown';
+  if (status === 'failed') throw new Error(`final snapshot ${snapshotId} failed`);
+  return { snapshotId, available: status === 'available', status };
+}

@@ -48,4 +48,23 @@ describe('cdk synth from the command line', () => {
     expect(r.stderr).toContain('tenant #1: field "id": "Acme!" is invalid: use 3-30 lowercase letters');
     expect(r.templates).toEqual([]);
   });
+
+  test("-c tenantRequest=<json> (the onboarding pipeline's job) builds the requested tenant, checked with the catalog", () => {
+    const ok = cdkSynth([
+      '-c',
+      'tenant=initrode',
+      '-c',
+      'tenantRequest={"id":"initrode","name":"Initrode","model":"bridge"}',
+    ]);
+    expect(ok.status).toBe(0);
+    expect(ok.templates).toContain('Tenant-initrode.template.json');
+    const dup = cdkSynth([
+      '-c',
+      'tenant=acme',
+      '-c',
+      'tenantRequest={"id":"acme","name":"Again","model":"pool"}',
+    ]);
+    expect(dup.status).not.toBe(0);
+    expect(dup.stderr).toContain('tenant "acme" (#7): duplicate id, already used by tenant #3');
+  });
 });

@@ -14,7 +14,6 @@ import { CachedRegistry } from '../service/src/registry';
 import { LOCAL_CLIENT_ID, LOCAL_USER_POOL_ID } from '../service/src/local/issuer';
 import { LOCAL_DIR, LocalPlatform } from '../service/src/local/platform';
 
-
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const catalogPath = args.includes('--catalog')

@@ -24,8 +24,13 @@ import {
   RDSClient,
 } from '@aws-sdk/client-rds';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { CatalogError } from '../../lib/catalog';
-import { TenantProvisioning } from '../../lib/constructs/tenant-provisioning';
+import {
+  checkOffboarding,
+  offboardingTenantId,
+  OnboardingRequest,
+  onboardingTenant,
+  RequestRejected,
+} from '../../lib/onboarding-rules';
 import { tenantIdProblem, tenantStackName } from '../../db/naming';
 
 export type Step =
@@ -44,20 +49,8 @@ export type Step =
   | { step: 'finalSnapshot'; tenantId: string }
   | { step: 'snapshotStatus'; snapshotId: string };
 
-export interface OnboardingRequest {
-  readonly tenantId?: unknown;
-  readonly name?: unknown;
-  readonly model?: unknown;
-  readonly settings?: unknown;
-}
+export { RequestRejected };
 
-/** A request the workflow must refuse: it changes nothing. */
-export class RequestRejected extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RequestRejected';
-  }
-}
 /** The tenant's API does not answer /ready yet (retried by the workflow). */
 export class NotReady extends Error {
   constructor(message: string) {
@@ -100,44 +93,17 @@ async function validate(
   request: OnboardingRequest,
 ): Promise<Record<string, unknown>> {
   if (action === 'offboard') {
-    const problem = tenantIdProblem(request.tenantId);
-    if (problem) throw new RequestRejected(`offboard request: tenant id ${problem}`);
-    const entry = await registryEntry(request.tenantId as string);
-    if (!entry)
-      throw new RequestRejected(
-        `offboard request: tenant "${request.tenantId}" is unknown: nothing was changed`,
-      );
-    if (entry.status === 'offboarded') {
-      throw new RequestRejected(`offboard request: tenant "${request.tenantId}" is already offboarded`);
-    }
-    return {
-      tenantId: request.tenantId,
-      model: entry.model,
-      stackName: tenantStackName(request.tenantId as string),
-    };
+    const tenantId = offboardingTenantId(request.tenantId);
+    const entry = await registryEntry(tenantId);
+    checkOffboarding(tenantId, entry);
+    return { tenantId, model: entry!.model, stackName: tenantStackName(tenantId) };
   }
-  let tenant;
-  try {
-    tenant = TenantProvisioning.tenantFrom(
-      {
-        id: request.tenantId,
-        name: request.name ?? request.tenantId,
-        model: request.model,
-        settings: request.settings,
-      },
-      'onboard request',
-    );
-  } catch (e) {
-    if (e instanceof CatalogError)
-      throw new RequestRejected(`onboard request refused: ${e.problems.join('; ')}`);
-    throw e;
-  }
-  const existing = await registryEntry(tenant.id);
-  if (existing && existing.status !== 'offboarded' && existing.status !== 'failed') {
-    throw new RequestRejected(
-      `onboard request: tenant "${tenant.id}" already exists (status ${existing.status}): choose another id, or offboard it first`,
-    );
-  }
+  // The id is checked before it is used as a registry key.
+  const idOk = !tenantIdProblem(request.tenantId);
+  const tenant = onboardingTenant(
+    request,
+    idOk ? await registryEntry(request.tenantId as string) : undefined,
+  );
   return {
     tenantId: tenant.id,
     model: tenant.model,

@@ -76,7 +76,7 @@ describe('validate', () => {
     });
     await expect(
       handler({ step: 'validate', action: 'onboard', request: { tenantId: 'acme', model: 'pool' } }),
-    ).rejects.toThrow('onboard request: tenant "acme" already exists (status active)');
+    ).rejects.toThrow('onboard request: tenant "acme" already exists (model pool, status active)');
     await expect(
       handler({ step: 'validate', action: 'offboard', request: { tenantId: 'ghost' } }),
     ).rejects.toThrow('offboard request: tenant "ghost" is unknown: nothing was changed');
@@ -222,4 +222,26 @@ describe('checkReady', () => {
       'https://127.0.0.1:1/ready did not answer',
     );
   });
+});
+
+describe('bundles', () => {
+  test.each(['onboarding', 'tenant-provisioner'])(
+    'the %s Lambda bundle pulls in neither aws-cdk-lib nor constructs (it stays small)',
+    async (name) => {
+      const { build } = await import('esbuild');
+      const result = await build({
+        entryPoints: [`${__dirname}/../../lambda/${name}/index.ts`],
+        bundle: true,
+        platform: 'node',
+        target: 'node22',
+        external: ['@aws-sdk/*', 'pg-native'],
+        write: false,
+        metafile: true,
+        logLevel: 'silent',
+      });
+      const inputs = Object.keys(result.metafile!.inputs);
+      expect(inputs.filter((i) => /node_modules\/(aws-cdk-lib|constructs|cdk-nag)\//.test(i))).toEqual([]);
+      expect(result.outputFiles![0].contents.length).toBeLessThan(1024 * 1024);
+    },
+  );
 });

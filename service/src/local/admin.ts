@@ -5,17 +5,17 @@
  * provisioning -> active (or failed, with the reason); offboarding -> offboarded.
  */
 import { Client } from 'pg';
-import { CatalogError } from '../../../lib/catalog';
-import { TenantProvisioning } from '../../../lib/constructs/tenant-provisioning';
+import {
+  checkOffboarding,
+  offboardingTenantId,
+  onboardingTenant,
+  RequestRejected,
+} from '../../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../../db/naming';
-import { LocalPlatform, LocalPlatformOptions } from './platform';
 
-export class AdminError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'AdminError';
-  }
-}
+/** A refused request (the pipeline's RequestRejected): nothing was changed. */
+export const AdminError = RequestRejected;
+import { LocalPlatform, LocalPlatformOptions } from './platform';
 
 export interface OnboardRequest {
   readonly tenantId: string;
@@ -24,56 +24,26 @@ export interface OnboardRequest {
   readonly settings?: Record<string, unknown>;
 }
 
-/** Validates and provisions one tenant. Refuses a tenant that exists and is not offboarded or failed. */
+/** Validates and provisions one tenant, with the pipeline's rules (lib/onboarding-rules.ts). */
 export async function onboard(platform: LocalPlatform, request: OnboardRequest): Promise<string> {
-  let tenant;
-  try {
-    tenant = TenantProvisioning.tenantFrom(
-      {
-        id: request.tenantId,
-        name: request.name ?? request.tenantId,
-        model: request.model,
-        settings: request.settings,
-      },
-      'onboard request',
-    );
-  } catch (e) {
-    if (e instanceof CatalogError) throw new AdminError(`onboard request refused: ${e.problems.join('; ')}`);
-    throw e;
-  }
-  const existing = await platform.registry.get(tenant.id);
-  if (existing && existing.status !== 'offboarded' && existing.status !== 'failed') {
-    throw new AdminError(
-      `onboard request: tenant "${tenant.id}" already exists (model ${existing.model}, status ${existing.status}): choose another id, or offboard it first`,
-    );
-  }
-  if (existing && existing.model !== tenant.model) {
-    throw new AdminError(
-      `onboard request: tenant "${tenant.id}" was a ${existing.model} tenant; it cannot come back as ${tenant.model}: choose another id`,
-    );
-  }
+  const existing = tenantIdProblem(request.tenantId)
+    ? undefined
+    : await platform.registry.get(request.tenantId);
+  const tenant = onboardingTenant(request, existing);
   await platform.provisionTenant(tenant);
   return `onboarded ${tenant.model} tenant "${tenant.id}" (${tenant.name}): status active`;
 }
 
 /** Offboards one tenant following its deletion policy (retain unless it was onboarded as disposable). */
 export async function offboard(platform: LocalPlatform, tenantId: string): Promise<string> {
-  const problem = tenantIdProblem(tenantId);
-  if (problem) throw new AdminError(`offboard request: tenant id ${problem}`);
-  const entry = await platform.registry.get(tenantId);
-  if (!entry) {
-    throw new AdminError(
-      `offboard request: tenant "${tenantId}" is unknown: nothing was changed (see the registry, ${platform.registry.path})`,
-    );
-  }
-  if (entry.status === 'offboarded') {
-    throw new AdminError(`offboard request: tenant "${tenantId}" is already offboarded: nothing was changed`);
-  }
-  const policy = entry.deletionPolicy ?? 'retain';
-  await platform.offboardTenant(tenantId, policy);
+  const id = offboardingTenantId(tenantId);
+  const entry = await platform.registry.get(id);
+  checkOffboarding(id, entry);
+  const policy = entry!.deletionPolicy ?? 'retain';
+  await platform.offboardTenant(id, policy);
   return policy === 'retain'
-    ? `offboarded ${entry.model} tenant "${tenantId}": access removed, data kept`
-    : `offboarded ${entry.model} tenant "${tenantId}": disposable, its data was deleted`;
+    ? `offboarded ${entry!.model} tenant "${id}": access removed, data kept`
+    : `offboarded ${entry!.model} tenant "${id}": disposable, its data was deleted`;
 }
 
 /**

@@ -21,7 +21,7 @@ try {
   // An onboarding pipeline adds the requested tenant (validated with the catalog's rules) and builds its stack.
   const request = app.node.tryGetContext('tenantRequest') as string | undefined;
   let extra: unknown[] = [];
-  if (request !== undefined) {
+  if (request !== undefined && request !== '') {
     try {
       extra = [typeof request === 'string' ? JSON.parse(request) : request];
     } catch (e) {

@@ -43,6 +43,8 @@ export type Step =
       name?: string;
       reason?: unknown;
       snapshotId?: string;
+      /** The validated request, kept so offboarding can build the same stack to destroy it. */
+      request?: string;
     }
   | { step: 'checkReady'; tenantId: string; model: string }
   | { step: 'failureReason'; tenantId: string; error?: { Error?: string; Cause?: string } }
@@ -96,7 +98,13 @@ async function validate(
     const tenantId = offboardingTenantId(request.tenantId);
     const entry = await registryEntry(tenantId);
     checkOffboarding(tenantId, entry);
-    return { tenantId, model: entry!.model, stackName: tenantStackName(tenantId) };
+    return {
+      tenantId,
+      model: entry!.model,
+      stackName: tenantStackName(tenantId),
+      // A tenant onboarded by this pipeline is not in the catalog file: destroy needs its original request.
+      tenantRequest: entry!.request ?? '',
+    };
   }
   // The id is checked before it is used as a registry key.
   const idOk = !tenantIdProblem(request.tenantId);
@@ -119,11 +127,15 @@ async function validate(
   };
 }
 
-async function registryEntry(tenantId: string): Promise<{ status?: string; model?: string } | undefined> {
+async function registryEntry(
+  tenantId: string,
+): Promise<{ status?: string; model?: string; request?: string } | undefined> {
   const r = await ddb.send(
     new GetItemCommand({ TableName: table(), Key: { tenantId: { S: tenantId } }, ConsistentRead: true }),
   );
-  return r.Item ? { status: r.Item.status?.S, model: r.Item.model?.S } : undefined;
+  return r.Item
+    ? { status: r.Item.status?.S, model: r.Item.model?.S, request: r.Item.request?.S }
+    : undefined;
 }
 
 async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Record<string, unknown>> {
@@ -145,6 +157,11 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
   if (e.snapshotId) {
     set.push('finalSnapshotId = :snap');
     values[':snap'] = { S: e.snapshotId };
+  }
+  if (e.request) {
+    set.push('#request = :req');
+    names['#request'] = 'request';
+    values[':req'] = { S: e.request };
   }
   const reason =
     e.reason === undefined ? undefined : typeof e.reason === 'string' ? e.reason : JSON.stringify(e.reason);

@@ -323,6 +323,7 @@ export class OnboardingStack extends Stack {
           status: 'provisioning',
           model: sfn.JsonPath.stringAt('$.tenant.model'),
           name: sfn.JsonPath.stringAt('$.tenant.name'),
+          request: sfn.JsonPath.stringAt('$.tenant.tenantRequest'),
         },
         undefined,
       ),

@@ -40,6 +40,11 @@ describe('onboarding pipeline', () => {
       'Onboarded',
     ]);
     expect(states.DeployTenantStack.Resource).toMatch(/codebuild:startBuild.sync/);
+    // The request is kept in the registry, so offboarding can build the same stack to destroy it.
+    expect(states.MarkProvisioning.Parameters).toMatchObject({
+      'request.$': '$.tenant.tenantRequest',
+      status: 'provisioning',
+    });
     expect(states.EmitOnboarded.Parameters).toMatchObject({
       Entries: [expect.objectContaining({ DetailType: 'TenantOnboarded' })],
     });

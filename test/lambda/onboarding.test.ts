@@ -84,6 +84,22 @@ describe('validate', () => {
       tenantId: 'acme',
       model: 'pool',
       stackName: 'Tenant-acme',
+      tenantRequest: '',
+    });
+    // A tenant the pipeline onboarded is destroyed from the request it was created with.
+    const original = JSON.stringify({ id: 'initech', name: 'Initech', model: 'bridge', settings: {} });
+    ddb.on(GetItemCommand, { Key: { tenantId: { S: 'initech' } } }).resolves({
+      Item: {
+        tenantId: { S: 'initech' },
+        status: { S: 'active' },
+        model: { S: 'bridge' },
+        request: { S: original },
+      },
+    });
+    expect(
+      await handler({ step: 'validate', action: 'offboard', request: { tenantId: 'initech' } }),
+    ).toMatchObject({
+      tenantRequest: original,
     });
   });
 });

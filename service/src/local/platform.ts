@@ -120,28 +120,13 @@ export class LocalPlatform {
   }
 
   /** A client as the superuser: only to create the master role and the databases, as RDS does. */
-  private async superuser<T>(work: (c: Client) => Promise<T>): Promise<T> {
-    const c = new Client({ connectionString: this.serverUrl });
-    c.on('error', () => undefined);
-    await c.connect();
-    try {
-      return await work(c);
-    } finally {
-      await c.end();
-    }
+  private superuser<T>(work: (c: Client) => Promise<T>): Promise<T> {
+    return withClient(this.serverUrl, work);
   }
 
-  private async master<T>(database: string, work: (c: Client) => Promise<T>): Promise<T> {
-    const c = new Client({
-      connectionString: this.url(database, this.masterRole, this.secrets.masterPassword),
-    });
-    c.on('error', () => undefined);
-    await c.connect();
-    try {
-      return await work(c);
-    } finally {
-      await c.end();
-    }
+  /** A client as the RDS-like master role: everything the provisioner does. */
+  private master<T>(database: string, work: (c: Client) => Promise<T>): Promise<T> {
+    return withClient(this.url(database, this.masterRole, this.secrets.masterPassword), work);
   }
 
   private async ensureDatabase(name: string): Promise<void> {
@@ -296,5 +281,16 @@ export class LocalPlatform {
         server.kill('SIGTERM');
       });
     }
+  }
+}
+
+async function withClient<T>(connectionString: string, work: (c: Client) => Promise<T>): Promise<T> {
+  const c = new Client({ connectionString });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    return await work(c);
+  } finally {
+    await c.end();
   }
 }

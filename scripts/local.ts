@@ -51,11 +51,22 @@ async function main(): Promise<void> {
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 
-  for (const tenant of catalog.tenants) {
-    await platform.provisionTenant(tenant);
-    console.log(`  provisioned ${tenant.model.padEnd(6)} ${tenant.id}`);
+  try {
+    for (const tenant of catalog.tenants) {
+      await platform.provisionTenant(tenant);
+      console.log(`  provisioned ${tenant.model.padEnd(6)} ${tenant.id}`);
+    }
+    await app.listen({ port, host: '127.0.0.1' });
+  } catch (e) {
+    // Never leave the PostgreSQL server running behind a failed start.
+    await platform.stop();
+    if ((e as { code?: string }).code === 'EADDRINUSE') {
+      throw new Error(
+        `port ${port} is in use: stop what uses it, or start with PORT=<another port> npm run local`,
+      );
+    }
+    throw e;
   }
-  await app.listen({ port, host: '127.0.0.1' });
   const first = catalog.tenants[0]?.id ?? 'acme';
   console.log(`
 API listening on http://localhost:${port} (Ctrl-C stops)
@@ -70,6 +81,6 @@ API listening on http://localhost:${port} (Ctrl-C stops)
 }
 
 main().catch((e) => {
-  console.error(e instanceof CatalogError ? e.message : e);
+  console.error(e instanceof CatalogError || e instanceof Error ? `npm run local: ${e.message}` : e);
   process.exit(1);
 });

@@ -3,7 +3,7 @@
  * `npm run onboard` / `npm run offboard`, so both refuse the same requests with the same messages. Pure: it
  * imports neither aws-cdk-lib nor any AWS SDK (the Lambda bundle stays small).
  */
-import { parseTenant, Tenant } from './catalog';
+import { parseCatalog, CatalogError, parseTenant, Tenant } from './catalog';
 import { tenantIdProblem } from '../db/naming';
 
 /** A request refused before anything changed. */
@@ -53,6 +53,27 @@ export function onboardingTenant(request: OnboardingRequest, existing: ExistingT
     );
   }
   return tenant;
+}
+
+/**
+ * A silo tenant's VPC range against the silo tenants onboarded earlier by the pipeline (whose requests the
+ * registry keeps; tenants in the catalog file are checked by the CDK app itself). Throws when they overlap.
+ */
+export function checkSiloRanges(tenant: Tenant, earlierRequests: readonly unknown[]): void {
+  if (tenant.model !== 'silo' || earlierRequests.length === 0) return;
+  const mine = {
+    id: tenant.id,
+    name: tenant.name,
+    model: tenant.model,
+    settings: { vpcCidr: tenant.silo!.vpcCidr },
+  };
+  try {
+    parseCatalog({ tenants: [...earlierRequests, mine] }, 'the registry');
+  } catch (e) {
+    if (!(e instanceof CatalogError)) throw e;
+    const clash = e.problems.find((p) => p.startsWith(`tenant "${tenant.id}"`) && p.includes('overlaps'));
+    if (clash) throw new RequestRejected(`onboard request refused: ${clash}`);
+  }
 }
 
 /** Checks an offboarding request's tenant id before any lookup. */

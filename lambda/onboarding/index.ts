@@ -16,7 +16,13 @@ import {
   DescribeStackEventsCommand,
   DescribeStackResourcesCommand,
 } from '@aws-sdk/client-cloudformation';
-import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import {
+  AttributeValue,
+  DynamoDBClient,
+  GetItemCommand,
+  ScanCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import {
   CreateDBSnapshotCommand,
   DescribeDBSnapshotsCommand,
@@ -26,6 +32,7 @@ import {
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import {
   checkOffboarding,
+  checkSiloRanges,
   offboardingTenantId,
   OnboardingRequest,
   onboardingTenant,
@@ -112,6 +119,7 @@ async function validate(
     request,
     idOk ? await registryEntry(request.tenantId as string) : undefined,
   );
+  if (tenant.model === 'silo') checkSiloRanges(tenant, await pipelineSiloRequests(tenant.id));
   return {
     tenantId: tenant.id,
     model: tenant.model,
@@ -125,6 +133,29 @@ async function validate(
       settings: request.settings ?? {},
     }),
   };
+}
+
+/** The requests of silo tenants this pipeline onboarded and has not offboarded (for the VPC range check). */
+async function pipelineSiloRequests(except: string): Promise<unknown[]> {
+  const requests: unknown[] = [];
+  let start: Record<string, AttributeValue> | undefined;
+  do {
+    const page = await ddb.send(
+      new ScanCommand({
+        TableName: table(),
+        ProjectionExpression: 'tenantId, #request',
+        FilterExpression: 'model = :silo AND attribute_exists(#request) AND #status <> :gone',
+        ExpressionAttributeNames: { '#request': 'request', '#status': 'status' },
+        ExpressionAttributeValues: { ':silo': { S: 'silo' }, ':gone': { S: 'offboarded' } },
+        ExclusiveStartKey: start,
+      }),
+    );
+    for (const item of page.Items ?? []) {
+      if (item.tenantId?.S !== except && item.request?.S) requests.push(JSON.parse(item.request.S));
+    }
+    start = page.LastEvaluatedKey;
+  } while (start);
+  return requests;
 }
 
 async function registryEntry(

@@ -126,7 +126,7 @@ export class OnboardingStack extends Stack {
     this.steps.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'TenantRegistry',
-        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Scan'],
         resources: [registryTableArn],
       }),
     );

@@ -7,6 +7,7 @@ import {
 import {
   DynamoDBClient,
   GetItemCommand,
+  ScanCommand,
   UpdateItemCommand,
   UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
@@ -32,6 +33,7 @@ beforeEach(() => {
   [cfn, ddb, rds, ssm].forEach((m) => m.reset());
   ddb.on(GetItemCommand).resolves({});
   ddb.on(UpdateItemCommand).resolves({});
+  ddb.on(ScanCommand).resolves({ Items: [] });
 });
 
 describe('validate', () => {
@@ -101,6 +103,40 @@ describe('validate', () => {
     ).toMatchObject({
       tenantRequest: original,
     });
+  });
+
+  test('refuses a silo whose VPC range overlaps a silo the pipeline onboarded earlier', async () => {
+    ddb.on(ScanCommand).resolves({
+      Items: [
+        {
+          tenantId: { S: 'umbrella' },
+          request: {
+            S: JSON.stringify({
+              id: 'umbrella',
+              name: 'U',
+              model: 'silo',
+              settings: { vpcCidr: '10.40.0.0/20' },
+            }),
+          },
+        },
+      ],
+    });
+    await expect(
+      handler({
+        step: 'validate',
+        action: 'onboard',
+        request: { tenantId: 'initrode', model: 'silo', settings: { vpcCidr: '10.40.8.0/21' } },
+      }),
+    ).rejects.toThrow(
+      'onboard request refused: tenant "initrode": field "settings.vpcCidr" 10.40.8.0/21 (set in settings.vpcCidr) overlaps tenant "umbrella" (10.40.0.0/20)',
+    );
+    const ok = await handler({
+      step: 'validate',
+      action: 'onboard',
+      request: { tenantId: 'initrode', model: 'silo', settings: { vpcCidr: '10.41.0.0/20' } },
+    });
+    expect(ok.tenantId).toBe('initrode');
+    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(0);
   });
 });
 

@@ -7,4 +7,5 @@ module.exports = {
   testTimeout: 120000,
   globalSetup: '<rootDir>/test/global-setup.cjs',
   globalTeardown: '<rootDir>/test/global-teardown.cjs',
+  reporters: ['default', '<rootDir>/test/count-reporter.cjs'],
 };

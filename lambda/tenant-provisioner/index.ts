@@ -28,13 +28,9 @@ import {
   registerPoolTenant,
 } from '../../db/provisioning';
 import { POOL_SCHEMA, SILO_SCHEMA } from '../../db/roles';
+import { PROVISIONER_RESOURCE_TYPES } from '../../lib/resource-types';
 
-export const RESOURCE_TYPES = {
-  bootstrap: 'Custom::DatabaseBootstrap',
-  pool: 'Custom::PoolTenant',
-  bridge: 'Custom::BridgeTenant',
-  silo: 'Custom::SiloTenant',
-} as const;
+export const RESOURCE_TYPES = PROVISIONER_RESOURCE_TYPES;
 
 type Result = Pick<CloudFormationCustomResourceResponse, 'PhysicalResourceId' | 'Data'>;
 

@@ -4,6 +4,7 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { IsolationModel } from '../../db/naming';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { LATEST_VERSION } from '../../db/migrations';
+import { PROVISIONER_RESOURCE_TYPES } from '../resource-types';
 import { ssmNames } from '../ssm-names';
 import { ApiService } from './api-service';
 import { DataKey } from './data-key';
@@ -121,7 +122,7 @@ export class Cell extends Construct {
     });
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {
       serviceToken: this.provisioner.serviceToken,
-      resourceType: 'Custom::DatabaseBootstrap',
+      resourceType: PROVISIONER_RESOURCE_TYPES.bootstrap,
       properties: { Model: props.model, SchemaVersion: SCHEMA_VERSION },
     });
   }

@@ -2,14 +2,15 @@ import { Construct } from 'constructs';
 import { CustomResource } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { CatalogError, parseTenant, Tenant } from '../catalog';
+import { PROVISIONER_RESOURCE_TYPES } from '../resource-types';
 import { ssmNames } from '../ssm-names';
 import { Cell, SCHEMA_VERSION } from './cell';
 
 /** The custom resource type that provisions a tenant of each model. */
 export const TENANT_RESOURCE_TYPES = {
-  silo: 'Custom::SiloTenant',
-  pool: 'Custom::PoolTenant',
-  bridge: 'Custom::BridgeTenant',
+  silo: PROVISIONER_RESOURCE_TYPES.silo,
+  pool: PROVISIONER_RESOURCE_TYPES.pool,
+  bridge: PROVISIONER_RESOURCE_TYPES.bridge,
 } as const;
 
 export interface TenantProvisioningProps {

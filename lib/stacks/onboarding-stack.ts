@@ -157,6 +157,12 @@ export class OnboardingStack extends Stack {
         ],
       }),
     );
+    const anySnapshot = this.formatArn({
+      service: 'rds',
+      resource: 'snapshot',
+      resourceName: '*',
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
     // Final snapshots: only of silo tenant databases (tagged by the tenant stack), only as offboarding snapshots.
     this.steps.addToRolePolicy(
       new iam.PolicyStatement({
@@ -177,14 +183,7 @@ export class OnboardingStack extends Stack {
       new iam.PolicyStatement({
         sid: 'CreateTaggedFinalSnapshots',
         actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'],
-        resources: [
-          this.formatArn({
-            service: 'rds',
-            resource: 'snapshot',
-            resourceName: '*',
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-        ],
+        resources: [anySnapshot],
         conditions: { StringEquals: { 'aws:RequestTag/purpose': 'offboarding-final-snapshot' } },
       }),
     );
@@ -192,14 +191,7 @@ export class OnboardingStack extends Stack {
       new iam.PolicyStatement({
         sid: 'WatchFinalSnapshots',
         actions: ['rds:DescribeDBSnapshots'],
-        resources: [
-          this.formatArn({
-            service: 'rds',
-            resource: 'snapshot',
-            resourceName: '*',
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-        ],
+        resources: [anySnapshot],
       }),
     );
 

@@ -21,12 +21,9 @@ import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { Client, Pool, escapeIdentifier } from 'pg';
-import {
-  bootstrapDatabase,
-  migratePool,
-  provisionBridgeTenant,
-  registerPoolTenant,
-} from '../db/provisioning';
+import { bootstrapDatabase } from '../db/bootstrap';
+import { migratePool, provisionBridgeTenant, registerPoolTenant } from '../db/models';
+import { TENANT_SETTING } from '../contracts';
 import { sql } from '../db/sql';
 import { TenantDatabase } from '../db/tenant-context';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
@@ -194,7 +191,7 @@ async function bridgeConnMaster(base: string): Promise<Client> {
 
 async function contextBenchmark(base: string): Promise<void> {
   console.log(
-    `\n## Tenant-context cost: single-row primary-key read, ${CONCURRENCY} concurrent clients, ${SECONDS} s each\n`,
+    `\n## Tenant context cost: single-row primary-key read, ${CONCURRENCY} concurrent clients, ${SECONDS} s each\n`,
   );
   const poolMaster = new Client({ connectionString: urlFor(base, 'bench_pool', 'bench_master', PASSWORD) });
   await poolMaster.connect();
@@ -205,11 +202,11 @@ async function contextBenchmark(base: string): Promise<void> {
   // Rows for two pool tenants, and the baseline: a copy of acme's rows in a table of the same shape without
   // RLS, read with no tenant context at all.
   await poolMaster.query(`BEGIN; SET LOCAL ROLE tenant_owner;
-    SELECT set_config('app.tenant_id', 'acme', true);
+    SELECT set_config('${TENANT_SETTING}', 'acme', true);
     INSERT INTO pool.invoices (customer) SELECT 'customer ' || g FROM generate_series(1, 1000) g;
-    SELECT set_config('app.tenant_id', 'globex', true);
+    SELECT set_config('${TENANT_SETTING}', 'globex', true);
     INSERT INTO pool.invoices (customer) SELECT 'customer ' || g FROM generate_series(1, 1000) g;
-    SELECT set_config('app.tenant_id', 'acme', true);
+    SELECT set_config('${TENANT_SETTING}', 'acme', true);
     CREATE SCHEMA IF NOT EXISTS plain;
     CREATE TABLE plain.invoices (LIKE pool.invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
     INSERT INTO plain.invoices SELECT * FROM pool.invoices;
@@ -229,20 +226,19 @@ async function contextBenchmark(base: string): Promise<void> {
   const bridgeConn = countingPool(urlFor(base, 'bench_bridge', 'app_bridge', PASSWORD));
   const pooled = new TenantDatabase({ pool: poolConn.pool, model: 'pool' });
   const bridged = new TenantDatabase({ pool: bridgeConn.pool, model: 'bridge' });
-  const acmeIds = (await pooled.run<{ id: string }>('acme', sql`SELECT id FROM pool.invoices`)).rows.map(
-    (r) => r.id,
-  );
+  const acmeIds = (
+    await pooled.forTenant('acme').run<{ id: string }>(sql`SELECT id FROM pool.invoices`)
+  ).rows.map((r) => r.id);
   const bridgeTenant = 'bench-0-0';
-  await bridged.run(
-    bridgeTenant,
-    sql`INSERT INTO invoices (customer) SELECT 'customer ' || g FROM generate_series(1, 1000) g`,
-  );
+  await bridged
+    .forTenant(bridgeTenant)
+    .run(sql`INSERT INTO invoices (customer) SELECT 'customer ' || g FROM generate_series(1, 1000) g`);
   const bridgeMaster = await bridgeConnMaster(base);
   await bridgeMaster.query('ANALYZE');
   await bridgeMaster.end();
-  const bridgeIds = (await bridged.run<{ id: string }>(bridgeTenant, sql`SELECT id FROM invoices`)).rows.map(
-    (r) => r.id,
-  );
+  const bridgeIds = (
+    await bridged.forTenant(bridgeTenant).run<{ id: string }>(sql`SELECT id FROM invoices`)
+  ).rows.map((r) => r.id);
   const pick = (xs: string[]) => xs[Math.floor(Math.random() * xs.length)];
 
   const cases: { name: string; calls: () => number; work: () => Promise<unknown> }[] = [
@@ -264,31 +260,33 @@ async function contextBenchmark(base: string): Promise<void> {
       name: 'pool tenant, run() (RLS)',
       calls: poolConn.calls,
       work: () =>
-        pooled.run(
-          'acme',
-          sql`SELECT * FROM pool.invoices WHERE tenant_id = 'acme' AND id = ${pick(acmeIds)}`,
-        ),
+        pooled
+          .forTenant('acme')
+          .run(sql`SELECT * FROM pool.invoices WHERE tenant_id = 'acme' AND id = ${pick(acmeIds)}`),
     },
     {
       name: 'bridge tenant, run() (SET LOCAL ROLE + search_path)',
       calls: bridgeConn.calls,
-      work: () => bridged.run(bridgeTenant, sql`SELECT * FROM invoices WHERE id = ${pick(bridgeIds)}`),
+      work: () =>
+        bridged.forTenant(bridgeTenant).run(sql`SELECT * FROM invoices WHERE id = ${pick(bridgeIds)}`),
     },
     {
-      name: 'pool tenant, withTenant() (parameterised)',
+      name: 'pool tenant, transaction() (parameterised)',
       calls: poolConn.calls,
       work: () =>
-        pooled.withTenant('acme', (tx) =>
-          tx.query(sql`SELECT * FROM pool.invoices WHERE tenant_id = 'acme' AND id = ${pick(acmeIds)}`),
-        ),
+        pooled
+          .forTenant('acme')
+          .transaction((tx) =>
+            tx.query(sql`SELECT * FROM pool.invoices WHERE tenant_id = 'acme' AND id = ${pick(acmeIds)}`),
+          ),
     },
     {
-      name: 'bridge tenant, withTenant() (parameterised)',
+      name: 'bridge tenant, transaction() (parameterised)',
       calls: bridgeConn.calls,
       work: () =>
-        bridged.withTenant(bridgeTenant, (tx) =>
-          tx.query(sql`SELECT * FROM invoices WHERE id = ${pick(bridgeIds)}`),
-        ),
+        bridged
+          .forTenant(bridgeTenant)
+          .transaction((tx) => tx.query(sql`SELECT * FROM invoices WHERE id = ${pick(bridgeIds)}`)),
     },
   ];
   console.log('| transaction | tx/s | ratio to no context | round trips per tx |');

@@ -1,7 +1,7 @@
 import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { CatalogError, loadCatalog } from '../lib/catalog';
-import { buildFleet } from '../lib/fleet';
+import { buildFleet, FleetError } from '../lib/fleet';
 
 // A stack trace per construct and a 27 MB construct tree cost seconds on a 1,000-tenant fleet and serve only
 // debugging: `cdk synth --debug` (CDK_DEBUG) brings the traces back. Findings still name the construct path.
@@ -25,7 +25,9 @@ try {
     try {
       extra = [typeof request === 'string' ? JSON.parse(request) : request];
     } catch (e) {
-      throw new CatalogError('-c tenantRequest', [`is not JSON (${(e as Error).message})`]);
+      throw new CatalogError('-c tenantRequest', [
+        { code: 'invalid-document', message: `is not JSON (${(e as Error).message})` },
+      ]);
     }
   }
   const catalog = loadCatalog(catalogPath, extra);
@@ -34,7 +36,7 @@ try {
     env: { account: process.env.CDK_DEFAULT_ACCOUNT || undefined, region },
   });
 } catch (e) {
-  if (e instanceof CatalogError || (e instanceof Error && e.message.startsWith('-c tenant='))) {
+  if (e instanceof CatalogError || e instanceof FleetError) {
     console.error(e.message);
     process.exit(1);
   }

@@ -1,10 +1,11 @@
 /**
- * The sample domain's queries: invoices with line items. The same unqualified SQL serves every model, because
+ * The sample domain's queries: invoices with line items. Every function takes a `TenantScope` (a database
+ * already bound to one verified tenant), never a tenant id beside a handle. The same unqualified SQL serves every model, because
  * the tenant context sets `search_path` (pool: the shared `pool` schema under RLS; bridge: the tenant's own
  * schema; silo: `app`). No query here filters by tenant: the context does, so a forgotten WHERE cannot leak.
  */
 import { join, sql } from './sql';
-import { TenantDatabase } from './tenant-context';
+import type { TenantScope } from './tenant-context';
 
 export interface NewInvoice {
   readonly customer: string;
@@ -61,17 +62,12 @@ const CREATED_AT = sql`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24
 const SUMMARY = sql`id, customer, reference, to_char(due_on, 'YYYY-MM-DD') AS due_on, ${CREATED_AT}, item_count, total_cents`;
 
 /** Creates an invoice and its items in one statement (one round trip), returning the summary. */
-export async function createInvoice(
-  db: TenantDatabase,
-  tenantId: string,
-  input: NewInvoice,
-): Promise<Invoice> {
+export async function createInvoice(db: TenantScope, input: NewInvoice): Promise<Invoice> {
   const rows = input.items.map(
     (it, i) =>
       sql`(${i + 1}::integer, ${it.description}::text, ${it.quantity}::integer, ${it.unitPriceCents}::bigint)`,
   );
   const r = await db.run<SummaryRow & { items: InvoiceItem[] }>(
-    tenantId,
     sql`WITH inv AS (
           INSERT INTO invoices (customer, reference, due_on)
           VALUES (${input.customer}, ${input.reference ?? null}, ${input.dueOn ?? null}::date)
@@ -94,14 +90,9 @@ export async function createInvoice(
 }
 
 /** One invoice with its items, or undefined: another tenant's id is indistinguishable from a missing one. */
-export async function getInvoice(
-  db: TenantDatabase,
-  tenantId: string,
-  id: string,
-): Promise<Invoice | undefined> {
+export async function getInvoice(db: TenantScope, id: string): Promise<Invoice | undefined> {
   if (!isInvoiceId(id)) return undefined;
   const r = await db.run<SummaryRow & { items: InvoiceItem[] | null }>(
-    tenantId,
     sql`SELECT ${SUMMARY},
                (SELECT json_agg(json_build_object('lineNo', line_no, 'description', description,
                         'quantity', quantity, 'unitPriceCents', unit_price_cents) ORDER BY line_no)
@@ -114,15 +105,13 @@ export async function getInvoice(
 
 /** A page of invoice summaries, oldest first, keyed by (created_at, id). */
 export async function listInvoices(
-  db: TenantDatabase,
-  tenantId: string,
+  db: TenantScope,
   page: { limit: number; after?: { createdAt: string; id: string } },
 ): Promise<{ invoices: Invoice[]; next?: { createdAt: string; id: string } }> {
   const after = page.after
     ? sql`WHERE (created_at, id) > (${page.after.createdAt}::timestamptz, ${page.after.id}::uuid)`
     : sql``;
   const r = await db.run<SummaryRow>(
-    tenantId,
     sql`SELECT ${SUMMARY} FROM invoice_summaries ${after} ORDER BY created_at, id LIMIT ${page.limit + 1}`,
   );
   const rows = r.rows.slice(0, page.limit).map(toInvoice);
@@ -132,8 +121,8 @@ export async function listInvoices(
 }
 
 /** Deletes an invoice (its items go with it); false when it does not exist for this tenant. */
-export async function deleteInvoice(db: TenantDatabase, tenantId: string, id: string): Promise<boolean> {
+export async function deleteInvoice(db: TenantScope, id: string): Promise<boolean> {
   if (!isInvoiceId(id)) return false;
-  const r = await db.run(tenantId, sql`DELETE FROM invoices WHERE id = ${id}`);
+  const r = await db.run(sql`DELETE FROM invoices WHERE id = ${id}`);
   return (r.rowCount ?? 0) > 0;
 }

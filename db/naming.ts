@@ -3,65 +3,20 @@
  *
  * Everything that reaches SQL as an identifier (schema, role, database) is derived here from an id that
  * passed `validateTenantId`, and is still quoted by the caller with the driver's identifier escaping.
- * This module imports nothing but Node's crypto, so the CDK app, the Lambda handlers and the API can all
- * share it.
+ * The id rule itself is a contract (contracts/tenant-id.ts); this module adds what PostgreSQL needs of it.
  */
 import { createHmac } from 'crypto';
+import { tenantIdRuleProblem } from '../contracts';
 
-export const TENANT_ID_PATTERN = /^[a-z][a-z0-9-]{1,28}[a-z0-9]$/;
-export const TENANT_ID_RULE =
-  'use 3-30 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen';
+export { ISOLATION_MODELS } from '../contracts';
+export type { IsolationModel } from '../contracts';
 
 /** PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes; a truncated name could collide. */
 export const MAX_PG_IDENTIFIER_BYTES = 63;
 
-/** Ids that collide with names PostgreSQL, RDS or this product reserve for themselves. */
-const RESERVED_IDS = new Set([
-  'public',
-  'postgres',
-  'information-schema',
-  'admin',
-  'administrator',
-  'root',
-  'master',
-  'template0',
-  'template1',
-  'default',
-  'none',
-  'all',
-  'owner',
-  'platform',
-  'pool',
-  'bridge',
-  'silo',
-  'shared',
-  'system',
-  'rds',
-  'rdsadmin',
-  'rdsrepladmin',
-  'aws',
-]);
-/** Hyphens become underscores in PostgreSQL names, so `pg-` here is PostgreSQL's reserved `pg_` prefix. */
-const RESERVED_PREFIXES = ['pg-', 'rds-', 'rdsadmin', 'aws-', 'app-'];
-
-export type IsolationModel = 'silo' | 'pool' | 'bridge';
-export const ISOLATION_MODELS: readonly IsolationModel[] = ['silo', 'pool', 'bridge'];
-
 /** Why a tenant id was refused, or undefined when it is acceptable. */
 export function tenantIdProblem(id: unknown): string | undefined {
-  if (typeof id !== 'string') {
-    return `must be a string (got ${id === null ? 'null' : typeof id}): ${TENANT_ID_RULE}`;
-  }
-  if (!TENANT_ID_PATTERN.test(id)) {
-    return `${JSON.stringify(id)} is invalid: ${TENANT_ID_RULE}`;
-  }
-  if (id.includes('--')) {
-    return `${JSON.stringify(id)} is invalid: it contains "--", which reads as an SQL comment marker; ${TENANT_ID_RULE} with single hyphens`;
-  }
-  if (RESERVED_IDS.has(id) || RESERVED_PREFIXES.some((p) => id.startsWith(p))) {
-    return `${JSON.stringify(id)} is reserved (it collides with a PostgreSQL, RDS or platform name such as public, postgres, information-schema, admin, rds, pg-*, rds-*, aws-*, app-*): choose another id`;
-  }
-  return derivedNameProblem(id);
+  return tenantIdRuleProblem(id) ?? derivedNameProblem(id as string);
 }
 
 /** Throws a TenantIdError when the id is not acceptable. `source` says where the id came from. */
@@ -116,9 +71,4 @@ export function derivedNameProblem(id: string): string | undefined {
     }
   }
   return undefined;
-}
-
-/** The CloudFormation stack that holds one tenant, whatever its model. */
-export function tenantStackName(id: string): string {
-  return `Tenant-${id}`;
 }

@@ -1,25 +1,25 @@
 /**
- * Tenant context: the only way the API touches tenant data.
+ * Tenant context: the only way the API touches tenant data. A `TenantDatabase` is one connection pool of one
+ * model; `forTenant(id)` binds it to one verified tenant and returns a `TenantScope`, the handle routes and
+ * domain functions receive. No caller ever passes a tenant id beside a handle.
  *
- * Every unit of work runs inside a transaction whose first statements set the tenant's context with
- * transaction-local settings (`SET LOCAL`, `set_config(..., true)`), so the context ends at COMMIT or ROLLBACK
- * and a pooled connection can never carry one tenant's context into the next request (P14, B5):
+ * The context is transaction-local only (`set_config(..., true)`, the function form of SET LOCAL), so a pooled
+ * connection can never carry one tenant's context into another's transaction (P14). What the settings are is
+ * the model's business (db/models): pool sets the tenant setting that Row-Level Security reads; bridge sets
+ * the tenant's role and search_path; silo sets search_path, and its database refuses every tenant but its own.
  *
- * - pool:   `set_config('app.tenant_id', <id>, true)` and `search_path = pool`; Row-Level Security does the rest.
- * - bridge: `SET LOCAL ROLE t_<id>` (privileges are the boundary) and `SET LOCAL search_path = t_<id>`.
- * - silo:   the database serves one tenant; `SET LOCAL search_path = app`, and any other tenant id is refused.
- *
- * Two entry points, by round trips:
- * - `run(tenantId, statement)`: one statement, one round trip. Context and statement go as one simple-query
- *   message (`SELECT set_config(...); <statement>`), one implicit transaction, values escaped as literals by
- *   the driver (never by hand, and only at the template's holes).
- * - `withTenant(tenantId, async (tx) => ...)`: any number of parameterised statements; one round trip to
- *   begin and set the context, one per statement, one to commit. Always commits or rolls back and releases.
+ * Two ways to run work, by round trips:
+ * - `run(statement)`: one statement, one round trip. Context and statement go as one simple-query message
+ *   (`SELECT set_config(...); <statement>`), one implicit transaction, values escaped as literals by the
+ *   driver (never by hand, and only at the template's holes).
+ * - `transaction(async (tx) => ...)`: any number of parameterised statements; one round trip to begin and set
+ *   the context, one per statement, one to commit. Always commits or rolls back and releases.
  */
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { IsolationModel, tenantDbNames, validateTenantId } from './naming';
-import { OWNER_ROLE, POOL_SCHEMA, SILO_SCHEMA } from './roles';
-import { ident, join, sql, Sql } from './sql';
+import { IsolationModel, validateTenantId } from './naming';
+import { DataModel, dataModel } from './models';
+import { OWNER_ROLE } from './roles';
+import { join, sql, Sql } from './sql';
 
 export interface TenantDatabaseOptions {
   readonly pool: Pool;
@@ -52,8 +52,19 @@ export interface TenantTransaction {
   query<R extends QueryResultRow = QueryResultRow>(statement: Sql): Promise<QueryResult<R>>;
 }
 
+/** A database bound to one tenant: everything a route or a domain function may do with tenant data. */
+export interface TenantScope {
+  readonly tenantId: string;
+  readonly model: IsolationModel;
+  /** One statement in its own tenant-scoped transaction, in one round trip. */
+  run<R extends QueryResultRow = QueryResultRow>(statement: Sql): Promise<QueryResult<R>>;
+  /** Any number of statements in one tenant-scoped transaction. */
+  transaction<T>(work: (tx: TenantTransaction) => Promise<T>): Promise<T>;
+}
+
 export class TenantDatabase {
   readonly model: IsolationModel;
+  private readonly impl: DataModel;
   private readonly pool: Pool;
   private readonly siloTenantId?: string;
   private readonly statementTimeoutMs?: number;
@@ -63,8 +74,9 @@ export class TenantDatabase {
     this.namingKey = options.namingKey;
     this.pool = options.pool;
     this.model = options.model;
+    this.impl = dataModel(options.model);
     this.statementTimeoutMs = options.statementTimeoutMs;
-    if (this.model === 'silo') {
+    if (this.impl.databasePerTenant) {
       this.siloTenantId = validateTenantId(options.siloTenantId, 'TenantDatabase siloTenantId');
     }
     if (
@@ -75,6 +87,34 @@ export class TenantDatabase {
         `statementTimeoutMs must be a positive whole number (got ${this.statementTimeoutMs})`,
       );
     }
+  }
+
+  /** Whether this database serves the tenant: its model's tenants; for a silo database, its own tenant only. */
+  serves(tenant: { readonly tenantId: string; readonly model: IsolationModel }): boolean {
+    return (
+      tenant.model === this.model &&
+      (this.siloTenantId === undefined || tenant.tenantId === this.siloTenantId)
+    );
+  }
+
+  /**
+   * Binds this database to one tenant. The id is validated here, once; a silo database refuses any tenant but
+   * its own. Every statement run through the scope is in that tenant's context.
+   */
+  forTenant(tenantId: string): TenantScope {
+    validateTenantId(tenantId, 'tenant context');
+    if (this.siloTenantId !== undefined && tenantId !== this.siloTenantId) {
+      throw new TenantContextError(
+        `tenant "${tenantId}" is not served by this silo database, which belongs to tenant "${this.siloTenantId}"`,
+      );
+    }
+    const context = this.contextSql(tenantId);
+    return {
+      tenantId,
+      model: this.model,
+      run: (statement) => this.runIn(context, statement),
+      transaction: (work) => this.transactionIn(tenantId, context, work),
+    };
   }
 
   /**
@@ -122,12 +162,7 @@ export class TenantDatabase {
     }
   }
 
-  /** One statement in its own tenant-scoped transaction, in one round trip. */
-  async run<R extends QueryResultRow = QueryResultRow>(
-    tenantId: string,
-    statement: Sql,
-  ): Promise<QueryResult<R>> {
-    const context = this.contextSql(tenantId);
+  private async runIn<R extends QueryResultRow>(context: string, statement: Sql): Promise<QueryResult<R>> {
     refuseExplain(statement);
     const text = `BEGIN; ${context}; ${statement.toLiteralSql()}; COMMIT`;
     const client = await this.pool.connect();
@@ -142,9 +177,11 @@ export class TenantDatabase {
     return results[results.length - 2];
   }
 
-  /** Any number of statements in one tenant-scoped transaction. */
-  async withTenant<T>(tenantId: string, work: (tx: TenantTransaction) => Promise<T>): Promise<T> {
-    const context = this.contextSql(tenantId);
+  private async transactionIn<T>(
+    tenantId: string,
+    context: string,
+    work: (tx: TenantTransaction) => Promise<T>,
+  ): Promise<T> {
     const client = await this.pool.connect();
     let open = true;
     const tx: TenantTransaction = {
@@ -176,30 +213,10 @@ export class TenantDatabase {
    * is the function form of SET LOCAL: every value ends with the transaction.
    */
   private contextSql(tenantId: string): string {
-    validateTenantId(tenantId, 'tenant context');
-    const settings: [string, string][] = [];
+    const settings: (readonly [string, string])[] = [];
     if (this.statementTimeoutMs !== undefined)
       settings.push(['statement_timeout', `${this.statementTimeoutMs}ms`]);
-    switch (this.model) {
-      case 'pool':
-        // RLS reads app.tenant_id; search_path lets the same unqualified SQL serve every model.
-        settings.push(['app.tenant_id', tenantId], ['search_path', POOL_SCHEMA]);
-        break;
-      case 'bridge': {
-        const { role, schema } = tenantDbNames(tenantId, this.namingKey);
-        // Privileges are the boundary (the role); search_path only resolves the tenant's unqualified names.
-        settings.push(['role', role], ['search_path', sql`${ident(schema)}`.toLiteralSql()]);
-        break;
-      }
-      case 'silo':
-        if (tenantId !== this.siloTenantId) {
-          throw new TenantContextError(
-            `tenant "${tenantId}" is not served by this silo database, which belongs to tenant "${this.siloTenantId}"`,
-          );
-        }
-        settings.push(['search_path', SILO_SCHEMA]);
-        break;
-    }
+    settings.push(...this.impl.contextSettings(tenantId, { namingKey: this.namingKey }));
     const calls = settings.map(([name, value]) => sql`set_config(${name}, ${value}, true)`);
     return sql`SELECT ${join(calls, ', ')}`.toLiteralSql();
   }

@@ -7,9 +7,11 @@
  */
 import * as fs from 'fs';
 import { createHash } from 'crypto';
-import { ISOLATION_MODELS, IsolationModel, tenantIdProblem } from '../db/naming';
+import { DeletionPolicy, ISOLATION_MODELS, IsolationModel } from '../contracts';
+import { tenantIdProblem } from '../db/naming';
+import { CidrRange, intToIp, isPrivate, nthBlock, overlaps, parseCidr } from './cidr';
 
-export type DeletionPolicy = 'retain' | 'destroy';
+export type { DeletionPolicy };
 
 /** Settings as they come in the catalog (all optional). */
 export interface TenantSettingsInput {
@@ -62,7 +64,7 @@ export const MIN_BACKUP_RETENTION_DAYS = 7;
 export const MAX_BACKUP_RETENTION_DAYS = 35;
 
 /** Silo VPCs without an explicit CIDR get a /20 in 10.128.0.0/9 chosen from a hash of the tenant id. */
-const DERIVED_CIDR_BASE = ipToInt('10.128.0.0');
+const DERIVED_CIDR_BASE = '10.128.0.0';
 const DERIVED_CIDR_PREFIX = 20;
 const DERIVED_CIDR_SLOTS = 2 ** (DERIVED_CIDR_PREFIX - 9);
 
@@ -77,18 +79,51 @@ const SETTINGS_FIELDS = new Set([
 const SILO_ONLY_SETTINGS = ['instanceClass', 'multiAz', 'backupRetentionDays', 'vpcCidr'];
 const INSTANCE_CLASS_PATTERN = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
 
+/** What a problem is about, so code can decide on it without reading its message. */
+export type ProblemCode =
+  | 'unreadable'
+  | 'invalid-document'
+  | 'unknown-field'
+  | 'invalid-id'
+  | 'invalid-field'
+  | 'silo-only-setting'
+  | 'duplicate-id'
+  | 'cidr-overlap';
+
+/** One problem with a catalog or a request: a code, the tenant and field it concerns, and the message users see. */
+export interface Problem {
+  readonly code: ProblemCode;
+  /** The tenant's id, when the id itself is usable. */
+  readonly tenantId?: string;
+  /** The field, as written in the catalog (`settings.vpcCidr`). */
+  readonly field?: string;
+  readonly message: string;
+}
+
 export class CatalogError extends Error {
   constructor(
     readonly source: string,
-    readonly problems: readonly string[],
+    readonly problems: readonly Problem[],
   ) {
     super(
       `${source}: the tenant catalog has ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n` +
-        problems.map((p) => `  - ${p}`).join('\n'),
+        problems.map((p) => `  - ${p.message}`).join('\n'),
     );
     this.name = 'CatalogError';
   }
+
+  /** The problems' messages, in order. */
+  get messages(): string[] {
+    return this.problems.map((p) => p.message);
+  }
 }
+
+const problem = (code: ProblemCode, message: string, tenantId?: string, field?: string): Problem => ({
+  code,
+  message,
+  ...(tenantId !== undefined ? { tenantId } : {}),
+  ...(field !== undefined ? { field } : {}),
+});
 
 /**
  * Reads and validates a catalog file. Throws CatalogError naming the file on any problem. `extraTenants` (an
@@ -100,14 +135,19 @@ export function loadCatalog(path: string, extraTenants: readonly unknown[] = [])
     text = fs.readFileSync(path, 'utf8');
   } catch (e) {
     throw new CatalogError(path, [
-      `cannot read the catalog (${(e as Error).message}): pass an existing file with -c catalog=<path>`,
+      problem(
+        'unreadable',
+        `cannot read the catalog (${(e as Error).message}): pass an existing file with -c catalog=<path>`,
+      ),
     ]);
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new CatalogError(path, [`is not valid JSON (${(e as Error).message}): fix the syntax`]);
+    throw new CatalogError(path, [
+      problem('invalid-document', `is not valid JSON (${(e as Error).message}): fix the syntax`),
+    ]);
   }
   if (extraTenants.length > 0 && isObject(raw) && Array.isArray(raw.tenants)) {
     raw = { ...raw, tenants: [...raw.tenants, ...extraTenants] };
@@ -118,11 +158,16 @@ export function loadCatalog(path: string, extraTenants: readonly unknown[] = [])
 /** Validates a parsed catalog document (`{ "tenants": [...] }`). */
 export function parseCatalog(raw: unknown, source: string): Catalog {
   if (!isObject(raw) || !Array.isArray(raw.tenants)) {
-    throw new CatalogError(source, ['must be an object with a "tenants" array: { "tenants": [ ... ] }']);
+    throw new CatalogError(source, [
+      problem('invalid-document', 'must be an object with a "tenants" array: { "tenants": [ ... ] }'),
+    ]);
   }
   const unknownTop = Object.keys(raw).filter((k) => k !== 'tenants' && k !== '$schema');
-  const problems: string[] = unknownTop.map(
-    (k) => `unknown top-level field "${k}": only "tenants" is allowed (check the spelling)`,
+  const problems: Problem[] = unknownTop.map((k) =>
+    problem(
+      'unknown-field',
+      `unknown top-level field "${k}": only "tenants" is allowed (check the spelling)`,
+    ),
   );
   const tenants: Tenant[] = [];
   const seen = new Map<string, number>();
@@ -133,7 +178,12 @@ export function parseCatalog(raw: unknown, source: string): Catalog {
     const first = seen.get(result.tenant.id);
     if (first !== undefined) {
       problems.push(
-        `tenant "${result.tenant.id}" (#${index + 1}): duplicate id, already used by tenant #${first + 1}: ids must be unique`,
+        problem(
+          'duplicate-id',
+          `tenant "${result.tenant.id}" (#${index + 1}): duplicate id, already used by tenant #${first + 1}: ids must be unique`,
+          result.tenant.id,
+          'id',
+        ),
       );
       return;
     }
@@ -149,54 +199,67 @@ export function parseCatalog(raw: unknown, source: string): Catalog {
  * Validates one tenant entry, e.g. an onboarding request. `where` names it in messages when the id itself
  * is unusable. Returns the tenant with defaults applied, or the problems.
  */
-export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; problems: string[] } {
+export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; problems: Problem[] } {
   if (!isObject(entry)) {
-    return { problems: [`${where}: must be an object with "id", "name" and "model"`] };
+    return {
+      problems: [problem('invalid-document', `${where}: must be an object with "id", "name" and "model"`)],
+    };
   }
-  const problems: string[] = [];
+  const problems: Problem[] = [];
   const idProblem = tenantIdProblem(entry.id);
-  const label = idProblem ? where : `tenant "${entry.id as string}"`;
-  if (idProblem) problems.push(`${where}: field "id": ${idProblem}`);
+  const tenantId = idProblem ? undefined : (entry.id as string);
+  const label = idProblem ? where : `tenant "${tenantId}"`;
+  const add = (code: ProblemCode, field: string | undefined, message: string) =>
+    problems.push(problem(code, `${label}: ${message}`, tenantId, field));
+  if (idProblem) problems.push(problem('invalid-id', `${where}: field "id": ${idProblem}`, undefined, 'id'));
 
   for (const k of Object.keys(entry)) {
     if (!TENANT_FIELDS.has(k)) {
-      problems.push(`${label}: unknown field "${k}": allowed fields are ${[...TENANT_FIELDS].join(', ')}`);
+      add('unknown-field', k, `unknown field "${k}": allowed fields are ${[...TENANT_FIELDS].join(', ')}`);
     }
   }
   if (typeof entry.name !== 'string' || entry.name.trim() === '' || entry.name.length > 128) {
-    problems.push(`${label}: field "name" must be a display name of 1-128 characters`);
+    add('invalid-field', 'name', 'field "name" must be a display name of 1-128 characters');
   }
   const model = entry.model;
   if (!ISOLATION_MODELS.includes(model as IsolationModel)) {
-    problems.push(
-      `${label}: field "model" is ${JSON.stringify(model)}: use one of ${ISOLATION_MODELS.map((m) => `"${m}"`).join(', ')}`,
+    add(
+      'invalid-field',
+      'model',
+      `field "model" is ${JSON.stringify(model)}: use one of ${ISOLATION_MODELS.map((m) => `"${m}"`).join(', ')}`,
     );
   }
 
   const settings = entry.settings ?? {};
   if (!isObject(settings)) {
-    problems.push(`${label}: field "settings" must be an object`);
+    add('invalid-field', 'settings', 'field "settings" must be an object');
     return { problems };
   }
   for (const k of Object.keys(settings)) {
     if (!SETTINGS_FIELDS.has(k)) {
-      problems.push(
-        `${label}: unknown field "settings.${k}": allowed settings are ${[...SETTINGS_FIELDS].join(', ')}`,
+      add(
+        'unknown-field',
+        `settings.${k}`,
+        `unknown field "settings.${k}": allowed settings are ${[...SETTINGS_FIELDS].join(', ')}`,
       );
     } else if (
       model !== 'silo' &&
       SILO_ONLY_SETTINGS.includes(k) &&
       ISOLATION_MODELS.includes(model as IsolationModel)
     ) {
-      problems.push(
-        `${label}: field "settings.${k}" applies to silo tenants only, and this tenant's model is "${String(model)}": remove it or use "model": "silo"`,
+      add(
+        'silo-only-setting',
+        `settings.${k}`,
+        `field "settings.${k}" applies to silo tenants only, and this tenant's model is "${String(model)}": remove it or use "model": "silo"`,
       );
     }
   }
   const deletionPolicy = settings.deletionPolicy ?? 'retain';
   if (deletionPolicy !== 'retain' && deletionPolicy !== 'destroy') {
-    problems.push(
-      `${label}: field "settings.deletionPolicy" is ${JSON.stringify(deletionPolicy)}: use "retain" (keep data, the default) or "destroy" (test tenants only)`,
+    add(
+      'invalid-field',
+      'settings.deletionPolicy',
+      `field "settings.deletionPolicy" is ${JSON.stringify(deletionPolicy)}: use "retain" (keep data, the default) or "destroy" (test tenants only)`,
     );
   }
 
@@ -204,13 +267,15 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
   if (model === 'silo') {
     const instanceClass = settings.instanceClass ?? SILO_DEFAULTS.instanceClass;
     if (typeof instanceClass !== 'string' || !INSTANCE_CLASS_PATTERN.test(instanceClass)) {
-      problems.push(
-        `${label}: field "settings.instanceClass" is ${JSON.stringify(instanceClass)}: use an RDS class without the "db." prefix, e.g. "t4g.medium" or "r6g.large"`,
+      add(
+        'invalid-field',
+        'settings.instanceClass',
+        `field "settings.instanceClass" is ${JSON.stringify(instanceClass)}: use an RDS class without the "db." prefix, e.g. "t4g.medium" or "r6g.large"`,
       );
     }
     const multiAz = settings.multiAz ?? SILO_DEFAULTS.multiAz;
     if (typeof multiAz !== 'boolean') {
-      problems.push(`${label}: field "settings.multiAz" must be true or false`);
+      add('invalid-field', 'settings.multiAz', 'field "settings.multiAz" must be true or false');
     }
     const days = settings.backupRetentionDays ?? SILO_DEFAULTS.backupRetentionDays;
     if (
@@ -219,8 +284,10 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
       days < MIN_BACKUP_RETENTION_DAYS ||
       days > MAX_BACKUP_RETENTION_DAYS
     ) {
-      problems.push(
-        `${label}: field "settings.backupRetentionDays" is ${JSON.stringify(days)}: use a whole number of days from ${MIN_BACKUP_RETENTION_DAYS} to ${MAX_BACKUP_RETENTION_DAYS}`,
+      add(
+        'invalid-field',
+        'settings.backupRetentionDays',
+        `field "settings.backupRetentionDays" is ${JSON.stringify(days)}: use a whole number of days from ${MIN_BACKUP_RETENTION_DAYS} to ${MAX_BACKUP_RETENTION_DAYS}`,
       );
     }
     let vpcCidr: string | undefined;
@@ -232,7 +299,7 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
       }
     } else {
       const cidrProblem = siloCidrProblem(settings.vpcCidr);
-      if (cidrProblem) problems.push(`${label}: field "settings.vpcCidr" ${cidrProblem}`);
+      if (cidrProblem) add('invalid-field', 'settings.vpcCidr', `field "settings.vpcCidr" ${cidrProblem}`);
       else vpcCidr = settings.vpcCidr as string;
     }
     if (vpcCidr) {
@@ -262,7 +329,7 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
 /** A stable /20 for a silo tenant with no explicit CIDR: a function of its id alone, never of the others. */
 export function derivedSiloCidr(id: string): string {
   const slot = createHash('sha256').update(id).digest().readUInt32BE(0) % DERIVED_CIDR_SLOTS;
-  return `${intToIp(DERIVED_CIDR_BASE + slot * 2 ** (32 - DERIVED_CIDR_PREFIX))}/${DERIVED_CIDR_PREFIX}`;
+  return nthBlock(DERIVED_CIDR_BASE, DERIVED_CIDR_PREFIX, slot);
 }
 
 function siloCidrProblem(value: unknown): string | undefined {
@@ -282,57 +349,30 @@ function siloCidrProblem(value: unknown): string | undefined {
   return undefined;
 }
 
-function cidrProblems(tenants: readonly Tenant[]): string[] {
-  const problems: string[] = [];
-  const ranges: { owner: string; range: CidrRange; tenant?: Tenant }[] = Object.entries(SHARED_VPC_CIDRS).map(
+function cidrProblems(tenants: readonly Tenant[]): Problem[] {
+  const problems: Problem[] = [];
+  const ranges: { owner: string; range: CidrRange }[] = Object.entries(SHARED_VPC_CIDRS).map(
     ([model, cidr]) => ({ owner: `the shared ${model} VPC (${cidr})`, range: parseCidr(cidr)! }),
   );
   for (const t of tenants) {
     if (!t.silo) continue;
     const range = parseCidr(t.silo.vpcCidr)!;
-    const clash = ranges.find((r) => range.start <= r.range.end && r.range.start <= range.end);
+    const clash = ranges.find((r) => overlaps(range, r.range));
     if (clash) {
       const how = t.silo.vpcCidrDerived ? 'derived from its id' : 'set in settings.vpcCidr';
       problems.push(
-        `tenant "${t.id}": field "settings.vpcCidr" ${t.silo.vpcCidr} (${how}) overlaps ${clash.owner}: set settings.vpcCidr to a free private range`,
+        problem(
+          'cidr-overlap',
+          `tenant "${t.id}": field "settings.vpcCidr" ${t.silo.vpcCidr} (${how}) overlaps ${clash.owner}: set settings.vpcCidr to a free private range`,
+          t.id,
+          'settings.vpcCidr',
+        ),
       );
       continue;
     }
-    ranges.push({ owner: `tenant "${t.id}" (${t.silo.vpcCidr})`, range, tenant: t });
+    ranges.push({ owner: `tenant "${t.id}" (${t.silo.vpcCidr})`, range });
   }
   return problems;
-}
-
-interface CidrRange {
-  readonly network: number;
-  readonly start: number;
-  readonly end: number;
-  readonly prefix: number;
-}
-
-function parseCidr(cidr: string): (CidrRange & { network: number }) | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(cidr);
-  if (!m) return undefined;
-  const octets = m.slice(1, 5).map(Number);
-  const prefix = Number(m[5]);
-  if (octets.some((o) => o > 255) || prefix > 32) return undefined;
-  const network = ipToInt(octets.join('.'));
-  const size = 2 ** (32 - prefix);
-  const start = Math.floor(network / size) * size;
-  return { network, start, end: start + size - 1, prefix };
-}
-
-function isPrivate(r: CidrRange): boolean {
-  const blocks = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'].map((c) => parseCidr(c)!);
-  return blocks.some((b) => r.start >= b.start && r.end <= b.end);
-}
-
-function ipToInt(ip: string): number {
-  return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
-}
-
-function intToIp(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

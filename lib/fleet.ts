@@ -5,7 +5,15 @@ import { PlatformStack } from './stacks/platform-stack';
 import { BridgeStack, PoolStack } from './stacks/shared-cell-stack';
 import { TenantStack } from './stacks/tenant-stack';
 import { OnboardingStack } from './stacks/onboarding-stack';
-import { tenantStackName } from '../db/naming';
+import { IsolationModel, STACK_NAMES, tenantStackName } from '../contracts';
+
+/** A fleet that cannot be built as asked (a bad `-c` option): the message names the option and the fix. */
+export class FleetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FleetError';
+  }
+}
 
 export interface FleetOptions {
   /** Build only this tenant's stack (plus the shared stacks), e.g. from `-c tenant=<id>`. */
@@ -32,22 +40,26 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   if (options.onlyTenant !== undefined) {
     tenants = tenants.filter((t) => t.id === options.onlyTenant);
     if (tenants.length === 0) {
-      throw new Error(
+      throw new FleetError(
         `-c tenant=${options.onlyTenant}: no tenant with that id in ${catalog.source}: add it to the catalog or pass one of its ids`,
       );
     }
   }
-  const platform = new PlatformStack(app, 'Platform', {
+  const platform = new PlatformStack(app, STACK_NAMES.platform, {
     env,
     description: 'Sign-in and the tenant registry',
   });
-  const pool = new PoolStack(app, 'Pool', { env, cidr: SHARED_VPC_CIDRS.pool, description: 'Pool cell' });
-  const bridge = new BridgeStack(app, 'Bridge', {
+  const pool = new PoolStack(app, STACK_NAMES.pool, {
+    env,
+    cidr: SHARED_VPC_CIDRS.pool,
+    description: 'Pool cell',
+  });
+  const bridge = new BridgeStack(app, STACK_NAMES.bridge, {
     env,
     cidr: SHARED_VPC_CIDRS.bridge,
     description: 'Bridge cell',
   });
-  const onboarding = new OnboardingStack(app, 'Onboarding', {
+  const onboarding = new OnboardingStack(app, STACK_NAMES.onboarding, {
     env,
     description: 'Onboarding and offboarding pipeline: one tenant stack at a time',
   });
@@ -59,6 +71,8 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   tag(pool, 'shared', 'pool');
   tag(bridge, 'shared', 'bridge');
 
+  /** The shared cell each model's tenants live in (silo tenants have their own, inside their stack). */
+  const sharedCells: Partial<Record<IsolationModel, Stack>> = { pool, bridge };
   const stacks = tenants.map((t) => {
     const stack = new TenantStack(app, tenantStackName(t.id), {
       env,
@@ -66,8 +80,8 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
       description: `Tenant ${t.id} (${t.model})`,
     });
     stack.addStackDependency(platform, 'reads the registry from SSM');
-    if (t.model === 'pool') stack.addStackDependency(pool, 'calls the pool provisioner');
-    if (t.model === 'bridge') stack.addStackDependency(bridge, 'calls the bridge provisioner');
+    const sharedCell = sharedCells[t.model];
+    if (sharedCell) stack.addStackDependency(sharedCell, `calls the ${t.model} provisioner`);
     tag(stack, t.id, t.model);
     return stack;
   });

@@ -41,7 +41,8 @@ export function onboardingTenant(request: OnboardingRequest, existing: ExistingT
     },
     'the request',
   );
-  if (!tenant) throw new RequestRejected(`onboard request refused: ${problems.join('; ')}`);
+  if (!tenant)
+    throw new RequestRejected(`onboard request refused: ${problems.map((p) => p.message).join('; ')}`);
   if (existing && existing.status !== 'offboarded' && existing.status !== 'failed') {
     throw new RequestRejected(
       `onboard request: tenant "${tenant.id}" already exists (model ${existing.model}, status ${existing.status}): choose another id, or offboard it first`,
@@ -71,8 +72,8 @@ export function checkSiloRanges(tenant: Tenant, earlierRequests: readonly unknow
     parseCatalog({ tenants: [...earlierRequests, mine] }, 'the registry');
   } catch (e) {
     if (!(e instanceof CatalogError)) throw e;
-    const clash = e.problems.find((p) => p.startsWith(`tenant "${tenant.id}"`) && p.includes('overlaps'));
-    if (clash) throw new RequestRejected(`onboard request refused: ${clash}`);
+    const clash = e.problems.find((p) => p.code === 'cidr-overlap' && p.tenantId === tenant.id);
+    if (clash) throw new RequestRejected(`onboard request refused: ${clash.message}`);
   }
 }
 

@@ -1,7 +1,8 @@
+import { TENANT_SETTING } from '../../contracts';
 import type { Migration } from './index';
 
 /** The tenant filter: no context means no rows, never an error or all rows (P10). */
-const CURRENT_TENANT = "nullif(current_setting('app.tenant_id', true), '')";
+const CURRENT_TENANT = `nullif(current_setting('${TENANT_SETTING}', true), '')`;
 
 const rls = (table: string) => `
 ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY;

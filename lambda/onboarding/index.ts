@@ -38,22 +38,32 @@ import {
   onboardingTenant,
   RequestRejected,
 } from '../../lib/onboarding-rules';
-import { tenantIdProblem, tenantStackName } from '../../db/naming';
+import {
+  IsolationModel,
+  REGISTRY_KEY,
+  RegistryItem,
+  registryItemFromAttributes,
+  registryUpdate,
+  ssmNames,
+  TenantStatus,
+  tenantStackName,
+} from '../../contracts';
+import { tenantIdProblem } from '../../db/naming';
 
 export type Step =
   | { step: 'validate'; action: 'onboard' | 'offboard'; request: OnboardingRequest }
   | {
       step: 'setStatus';
       tenantId: string;
-      status: string;
-      model?: string;
+      status: TenantStatus;
+      model?: IsolationModel;
       name?: string;
       reason?: unknown;
       snapshotId?: string;
       /** The validated request, kept so offboarding can build the same stack to destroy it. */
       request?: string;
     }
-  | { step: 'checkReady'; tenantId: string; model: string }
+  | { step: 'checkReady'; tenantId: string; model: IsolationModel }
   | { step: 'failureReason'; tenantId: string; error?: { Error?: string; Cause?: string } }
   | { step: 'finalSnapshot'; tenantId: string }
   | { step: 'snapshotStatus'; snapshotId: string };
@@ -143,79 +153,61 @@ async function pipelineSiloRequests(except: string): Promise<unknown[]> {
     const page = await ddb.send(
       new ScanCommand({
         TableName: table(),
-        ProjectionExpression: 'tenantId, #request',
+        ProjectionExpression: '#key, #request',
         FilterExpression: 'model = :silo AND attribute_exists(#request) AND #status <> :gone',
-        ExpressionAttributeNames: { '#request': 'request', '#status': 'status' },
+        ExpressionAttributeNames: { '#key': REGISTRY_KEY, '#request': 'request', '#status': 'status' },
         ExpressionAttributeValues: { ':silo': { S: 'silo' }, ':gone': { S: 'offboarded' } },
         ExclusiveStartKey: start,
       }),
     );
     for (const item of page.Items ?? []) {
-      if (item.tenantId?.S !== except && item.request?.S) requests.push(JSON.parse(item.request.S));
+      if (item[REGISTRY_KEY]?.S !== except && item.request?.S) requests.push(JSON.parse(item.request.S));
     }
     start = page.LastEvaluatedKey;
   } while (start);
   return requests;
 }
 
-async function registryEntry(
-  tenantId: string,
-): Promise<{ status?: string; model?: string; request?: string } | undefined> {
+async function registryEntry(tenantId: string): Promise<RegistryItem | undefined> {
   const r = await ddb.send(
-    new GetItemCommand({ TableName: table(), Key: { tenantId: { S: tenantId } }, ConsistentRead: true }),
+    new GetItemCommand({
+      TableName: table(),
+      Key: { [REGISTRY_KEY]: { S: tenantId } },
+      ConsistentRead: true,
+    }),
   );
-  return r.Item
-    ? { status: r.Item.status?.S, model: r.Item.model?.S, request: r.Item.request?.S }
-    : undefined;
+  return registryItemFromAttributes(r.Item);
 }
 
 async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Record<string, unknown>> {
-  const values: Record<string, { S: string }> = {
-    ':s': { S: e.status },
-    ':at': { S: new Date().toISOString() },
-  };
-  const set = ['#status = :s', 'updatedAt = :at'];
-  const names: Record<string, string> = { '#status': 'status' };
-  if (e.model) {
-    set.push('model = :m');
-    values[':m'] = { S: e.model };
-  }
-  if (e.name) {
-    set.push('#name = :n');
-    names['#name'] = 'name';
-    values[':n'] = { S: e.name };
-  }
-  if (e.snapshotId) {
-    set.push('finalSnapshotId = :snap');
-    values[':snap'] = { S: e.snapshotId };
-  }
-  if (e.request) {
-    set.push('#request = :req');
-    names['#request'] = 'request';
-    values[':req'] = { S: e.request };
-  }
   const reason =
     e.reason === undefined ? undefined : typeof e.reason === 'string' ? e.reason : JSON.stringify(e.reason);
-  if (reason) {
-    set.push('failureReason = :r');
-    values[':r'] = { S: reason.slice(0, 2000) };
-  }
-  await ddb.send(
-    new UpdateItemCommand({
-      TableName: table(),
-      Key: { tenantId: { S: e.tenantId } },
-      UpdateExpression: `SET ${set.join(', ')}${reason ? '' : ' REMOVE failureReason'}`,
-      ExpressionAttributeNames: names,
-      ExpressionAttributeValues: values,
-    }),
+  const update = registryUpdate(
+    e.tenantId,
+    {
+      status: e.status,
+      model: e.model,
+      name: e.name,
+      finalSnapshotId: e.snapshotId,
+      request: e.request,
+      // The request's deletion policy, so every reader (the API, offboarding) knows it without parsing the request.
+      deletionPolicy: e.request ? requestedDeletionPolicy(e.request) : undefined,
+      failureReason: reason || undefined,
+    },
+    reason ? [] : ['failureReason'],
   );
+  await ddb.send(new UpdateItemCommand({ TableName: table(), ...update }));
   return { tenantId: e.tenantId, status: e.status };
 }
 
+function requestedDeletionPolicy(request: string): RegistryItem['deletionPolicy'] {
+  const settings = (JSON.parse(request) as { settings?: { deletionPolicy?: unknown } }).settings;
+  return settings?.deletionPolicy === 'destroy' ? 'destroy' : 'retain';
+}
+
 /** The API that serves the tenant: its own (silo) or its cell's (pool, bridge), as the stacks publish it. */
-async function apiEndpoint(tenantId: string, model: string): Promise<string> {
-  const name =
-    model === 'silo' ? `/tenantforge/tenants/${tenantId}/api-endpoint` : `/tenantforge/${model}/api-endpoint`;
+async function apiEndpoint(tenantId: string, model: IsolationModel): Promise<string> {
+  const name = ssmNames.apiEndpointFor(model, tenantId);
   try {
     const r = await ssm.send(new GetParameterCommand({ Name: name }));
     return r.Parameter!.Value!;

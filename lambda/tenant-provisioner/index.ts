@@ -15,20 +15,17 @@ import type { CloudFormationCustomResourceEvent, CloudFormationCustomResourceRes
 import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Client, ClientConfig } from 'pg';
-import { ISOLATION_MODELS, IsolationModel, tenantDbNames, tenantIdProblem } from '../../db/naming';
-import { MIGRATIONS } from '../../db/migrations';
 import {
-  bootstrapDatabase,
-  migratePool,
-  migrateSilo,
-  offboardBridgeTenant,
-  offboardPoolTenant,
-  offboardSilo,
-  provisionBridgeTenant,
-  registerPoolTenant,
-} from '../../db/provisioning';
-import { POOL_SCHEMA, SILO_SCHEMA } from '../../db/roles';
-import { PROVISIONER_RESOURCE_TYPES } from '../../lib/resource-types';
+  ISOLATION_MODELS,
+  IsolationModel,
+  PROVISIONER_RESOURCE_TYPES,
+  RegistryItem,
+  registryUpdate,
+} from '../../contracts';
+import { tenantIdProblem } from '../../db/naming';
+import { MIGRATIONS } from '../../db/migrations';
+import { bootstrapDatabase } from '../../db/bootstrap';
+import { dataModel } from '../../db/models';
 
 export const RESOURCE_TYPES = PROVISIONER_RESOURCE_TYPES;
 
@@ -123,36 +120,22 @@ async function carryOut(
   const version = r.schemaVersion;
   if (r.kind === 'bootstrap') {
     // Deleting the bootstrap resource never drops roles or data: tenant data outlives the cell's stack.
-    if (requestType !== 'Delete') {
-      await bootstrapDatabase(client, r.model);
-      if (r.model === 'pool') await migratePool(client, version);
-    }
+    if (requestType !== 'Delete') await bootstrapDatabase(client, r.model, { version });
     return { Model: r.model, SchemaVersion: String(version) };
   }
   const id = r.tenantId!;
-  switch (r.model) {
-    case 'pool':
-      if (requestType === 'Delete') await offboardPoolTenant(client, id, r.deletionPolicy);
-      else await registerPoolTenant(client, id, r.name!);
-      return { TenantId: id, Schema: POOL_SCHEMA };
-    case 'bridge': {
-      if (requestType === 'Delete') {
-        await offboardBridgeTenant(client, id, r.deletionPolicy);
-        return { TenantId: id, Schema: tenantDbNames(id).schema };
-      }
-      const { schema, fromVersion } = await provisionBridgeTenant(client, id, { version });
-      return {
-        TenantId: id,
-        Schema: schema,
-        SchemaVersion: String(version),
-        FromVersion: String(fromVersion),
-      };
-    }
-    case 'silo':
-      if (requestType === 'Delete') await offboardSilo(client, r.deletionPolicy);
-      else await migrateSilo(client, version);
-      return { TenantId: id, Schema: SILO_SCHEMA, SchemaVersion: String(version) };
+  const model = dataModel(r.model);
+  if (requestType === 'Delete') {
+    await model.offboard(client, id, r.deletionPolicy, {});
+    return { TenantId: id, Schema: model.schemaOf(id, {}) };
   }
+  const done = await model.provision(client, { id, name: r.name! }, { version });
+  return {
+    TenantId: id,
+    Schema: done.schema,
+    SchemaVersion: String(done.version),
+    FromVersion: String(done.fromVersion),
+  };
 }
 
 /** Validates the event against this cell's model. Throws ProvisioningInputError naming the property and fix. */
@@ -275,51 +258,22 @@ async function connect(env: Env): Promise<Client> {
 async function recordTenant(
   env: Env,
   r: Request,
-  fields: { status: string; schema?: string; failureReason?: string; dataRetained?: boolean },
+  fields: Pick<RegistryItem, 'status'> &
+    Partial<Pick<RegistryItem, 'schema' | 'failureReason' | 'dataRetained'>>,
 ): Promise<void> {
   dynamo ??= new DynamoDBClient({});
-  const values: Record<string, { S: string } | { N: string } | { BOOL: boolean }> = {
-    ':model': { S: r.model },
-    ':status': { S: fields.status },
-    ':name': { S: r.name ?? r.tenantId! },
-    ':version': { N: String(r.schemaVersion) },
-    ':at': { S: new Date().toISOString() },
-  };
-  const set = [
-    'model = :model',
-    '#status = :status',
-    '#name = :name',
-    'schemaVersion = :version',
-    'updatedAt = :at',
-  ];
-  const remove: string[] = [];
-  if (fields.schema) {
-    set.push('#schema = :schema');
-    values[':schema'] = { S: fields.schema };
-  }
-  if (fields.failureReason) {
-    set.push('failureReason = :reason');
-    values[':reason'] = { S: fields.failureReason.slice(0, 2000) };
-  } else {
-    remove.push('failureReason');
-  }
-  if (fields.dataRetained !== undefined) {
-    set.push('dataRetained = :retained');
-    values[':retained'] = { BOOL: fields.dataRetained };
-  }
-  await dynamo.send(
-    new UpdateItemCommand({
-      TableName: env.registryTable,
-      Key: { tenantId: { S: r.tenantId! } },
-      UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}`,
-      ExpressionAttributeNames: {
-        '#status': 'status',
-        '#name': 'name',
-        ...(fields.schema ? { '#schema': 'schema' } : {}),
-      },
-      ExpressionAttributeValues: values,
-    }),
+  const update = registryUpdate(
+    r.tenantId!,
+    {
+      model: r.model,
+      name: r.name ?? r.tenantId!,
+      deletionPolicy: r.deletionPolicy,
+      schemaVersion: r.schemaVersion,
+      ...fields,
+    },
+    fields.failureReason ? [] : ['failureReason'],
   );
+  await dynamo.send(new UpdateItemCommand({ TableName: env.registryTable, ...update }));
 }
 
 function log(message: string, fields: Record<string, unknown>): void {

@@ -3,15 +3,16 @@ import { Construct } from 'constructs';
 import { ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
-import { IsolationModel } from '../../db/naming';
+import { IsolationModel, ssmNames } from '../../contracts';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { EncryptedLogGroup } from './encrypted-log-group';
-import { ssmNames } from '../ssm-names';
 
 /** The repository root: the image's build context (the Dockerfile in service/ also needs db/). */
 const REPO_ROOT = path.join(__dirname, '..', '..');
@@ -158,7 +159,7 @@ export class ApiService extends Construct {
       healthCheck: { path: '/health', healthyHttpCodes: '200' },
       deregistrationDelay: Duration.seconds(30),
     });
-    this.loadBalancer.addRedirect({ sourcePort: 80, targetPort: 443, open: false });
+    const redirect = this.loadBalancer.addRedirect({ sourcePort: 80, targetPort: 443, open: false });
 
     const webAcl = new wafv2.CfnWebACL(this, 'WebAcl', {
       scope: 'REGIONAL',
@@ -199,5 +200,56 @@ export class ApiService extends Construct {
       ],
       redactedFields: [{ singleHeader: { Name: 'authorization' } }],
     });
+    this.acknowledge(redirect, albSecurityGroup, disposable);
+  }
+
+  private acknowledge(
+    redirect: elbv2.ApplicationListener,
+    albSecurityGroup: ec2.SecurityGroup,
+    disposable: boolean,
+  ): void {
+    const bucket = l1(this.accessLogs);
+    ack(
+      bucket,
+      HIPAA_AND_NIST('S3DefaultEncryptionKMS'),
+      'Elastic Load Balancing delivers access logs only to buckets encrypted with SSE-S3 (AES-256); SSE-KMS is not supported for this destination.',
+    );
+    ack(
+      bucket,
+      [AWS_SOLUTIONS('S1'), ...HIPAA_AND_NIST('S3BucketLoggingEnabled')],
+      'This bucket is itself the access-log destination; it holds no tenant data, blocks public access, enforces TLS and is versioned.',
+    );
+    ack(
+      bucket,
+      HIPAA_AND_NIST('S3BucketReplicationEnabled'),
+      'Load balancer access logs are operational records, not tenant data; they are versioned and kept 400 days in this region.',
+    );
+    ack(
+      l1(redirect),
+      HIPAA_AND_NIST('ELBv2ACMCertificateRequired'),
+      'The port 80 listener carries no data: its only action is a permanent redirect to the HTTPS listener, which serves an ACM certificate.',
+    );
+    ack(
+      l1(albSecurityGroup),
+      AWS_SOLUTIONS('EC23'),
+      'The API is public by design: the load balancer admits 443 (and 80, which only redirects) from anywhere, behind AWS WAF; API tasks admit only the load balancer.',
+    );
+    ack(
+      l1(this.taskDefinition),
+      AWS_SOLUTIONS('ECS2'),
+      'The environment carries only non-secret configuration (endpoints, table and pool ids, the model); the API signs in to PostgreSQL with short-lived IAM tokens, so no secret is in the task definition.',
+    );
+    ack(
+      l1(childOfType(this.taskDefinition.executionRole!, iam.Policy)),
+      AWS_SOLUTIONS('IAM5[Resource::*]'),
+      'ecr:GetAuthorizationToken has no resource-level permissions and must be granted on "*"; the image pull itself is scoped to the asset repository.',
+    );
+    if (disposable) {
+      ack(
+        l1(this.loadBalancer),
+        HIPAA_AND_NIST('ELBDeletionProtectionEnabled'),
+        `The tenant catalog declares this tenant disposable (settings.deletionPolicy "destroy"): a test tenant whose data is meant to be deleted with its stack.`,
+      );
+    }
   }
 }

@@ -2,7 +2,9 @@ import { Construct } from 'constructs';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as backup from 'aws-cdk-lib/aws-backup';
 import * as events from 'aws-cdk-lib/aws-events';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import { ack, AWS_SOLUTIONS, l1 } from '../nag';
 
 export interface BackupProps {
   /** Encrypts the recovery points. */
@@ -39,6 +41,16 @@ export class Backup extends Construct {
         }),
       ],
     });
-    this.plan.addSelection('Selection', { resources: props.resources, allowRestores: true });
+    const selection = this.plan.addSelection('Selection', {
+      resources: props.resources,
+      allowRestores: true,
+    });
+    for (const policy of ['AWSBackupServiceRolePolicyForBackup', 'AWSBackupServiceRolePolicyForRestores']) {
+      ack(
+        l1(selection.grantPrincipal as iam.Role),
+        AWS_SOLUTIONS(`IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/${policy}]`),
+        'AWS Backup requires its AWS-maintained service-role policies to snapshot and restore the selected resources.',
+      );
+    }
   }
 }

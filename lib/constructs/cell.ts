@@ -1,11 +1,9 @@
 import { Construct } from 'constructs';
 import { CustomResource } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { IsolationModel } from '../../db/naming';
+import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames } from '../../contracts';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { LATEST_VERSION } from '../../db/migrations';
-import { PROVISIONER_RESOURCE_TYPES } from '../resource-types';
-import { ssmNames } from '../ssm-names';
 import { ApiService } from './api-service';
 import { DataKey } from './data-key';
 import { Database } from './database';

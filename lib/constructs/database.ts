@@ -1,8 +1,10 @@
 import { Construct } from 'constructs';
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as rds from 'aws-cdk-lib/aws-rds';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 
 export interface DatabaseProps {
   readonly vpc: ec2.IVpc;
@@ -101,6 +103,36 @@ export class Database extends Construct {
       performanceInsightEncryptionKey: props.key,
     });
     this.secretArn = (this.instance.node.defaultChild as rds.CfnDBInstance).attrMasterUserSecretSecretArn;
+    this.acknowledge(disposable, props.multiAz ?? true);
+  }
+
+  private acknowledge(disposable: boolean, multiAz: boolean): void {
+    const instance = l1(this.instance);
+    ack(
+      instance,
+      AWS_SOLUTIONS('RDS11'),
+      'The default port is kept so standard PostgreSQL tooling works; the security group admits only the API tasks and the provisioner, and the instance is in isolated subnets, so a changed port would add no control.',
+    );
+    ack(
+      l1(childOfType(this.instance, iam.Role)),
+      AWS_SOLUTIONS(
+        'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole]',
+      ),
+      'Enhanced Monitoring requires this AWS-maintained service-role policy; it only lets RDS write OS metrics to CloudWatch Logs.',
+    );
+    // Only for databases whose tenant's catalog entry declares them disposable or single-AZ.
+    if (disposable) {
+      const why = `The tenant catalog declares this tenant disposable (settings.deletionPolicy "destroy"): a test tenant whose data is meant to be deleted with its stack.`;
+      ack(instance, [AWS_SOLUTIONS('RDS10'), ...HIPAA_AND_NIST('RDSInstanceDeletionProtectionEnabled')], why);
+      ack(instance, HIPAA_AND_NIST('RDSInBackupPlan'), why + ' Automated RDS backups still run.');
+    }
+    if (!multiAz) {
+      ack(
+        instance,
+        [AWS_SOLUTIONS('RDS3'), ...HIPAA_AND_NIST('RDSMultiAZSupport')],
+        'The tenant catalog sets settings.multiAz false for this tenant, accepting single-AZ availability; every other control (encryption, backups, TLS) is unchanged.',
+      );
+    }
   }
 
   /** Admits PostgreSQL connections from `peer`'s security group, and nothing else. */

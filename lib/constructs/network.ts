@@ -1,6 +1,7 @@
 import { Construct } from 'constructs';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import { ack, childOfType, HIPAA_AND_NIST } from '../nag';
 import { EncryptedLogGroup } from './encrypted-log-group';
 
 export interface NetworkProps {
@@ -51,5 +52,12 @@ export class Network extends Construct {
       destination: ec2.FlowLogDestination.toCloudWatchLogs(logGroup),
       trafficType: ec2.FlowLogTrafficType.ALL,
     });
+    for (const subnet of this.vpc.publicSubnets) {
+      ack(
+        childOfType(subnet, ec2.CfnRoute),
+        HIPAA_AND_NIST('VPCNoUnrestrictedRouteToIGW'),
+        'The public tier holds only the internet-facing load balancer and the NAT gateway; the API tasks and the database sit in private and isolated subnets with no route to the internet gateway.',
+      );
+    }
   }
 }

@@ -7,7 +7,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { IsolationModel } from '../../db/naming';
+import { IsolationModel } from '../../contracts';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
 import { Database } from './database';
 import { EncryptedLogGroup } from './encrypted-log-group';
 
@@ -89,7 +90,7 @@ export class TenantProvisioner extends Construct {
       },
     });
     // A customer-managed policy written out in full rather than L2 grants, so the role holds exactly this.
-    new iam.ManagedPolicy(this, 'HandlerPolicy', {
+    const handlerPolicy = new iam.ManagedPolicy(this, 'HandlerPolicy', {
       roles: [role],
       statements: [
         new iam.PolicyStatement({
@@ -136,5 +137,49 @@ export class TenantProvisioner extends Construct {
       providerFunctionEnvEncryption: props.key,
     });
     this.serviceToken = this.provider.serviceToken;
+    this.acknowledge(handlerPolicy);
+  }
+
+  private acknowledge(handlerPolicy: iam.ManagedPolicy): void {
+    const framework = this.provider.node
+      .findAll()
+      .filter((c): c is lambda.Function => c instanceof lambda.Function && c !== this.handler);
+    if (framework.length !== 1)
+      throw new Error(`${this.node.path}: expected one provider framework function`);
+    const frameworkFn = framework[0];
+    for (const fn of [l1(this.handler), l1(frameworkFn)]) {
+      ack(
+        fn,
+        HIPAA_AND_NIST('LambdaDLQ'),
+        'Invoked synchronously by CloudFormation (through the custom-resource provider); a failure is returned to CloudFormation, which fails the stack with the reason, so there is no asynchronous event to dead-letter.',
+      );
+      ack(
+        fn,
+        HIPAA_AND_NIST('LambdaConcurrency'),
+        'Runs only during deployments, one invocation per custom resource; reserving concurrency would take it from the account pool (and fails on accounts with the default quota) without bounding anything that matters.',
+      );
+    }
+    ack(
+      l1(frameworkFn),
+      HIPAA_AND_NIST('LambdaInsideVPC'),
+      'The provider framework function only relays the CloudFormation request to the handler and the response back; it never touches tenant data. The handler, which does, runs in the VPC.',
+    );
+    ack(
+      l1(frameworkFn.role!),
+      AWS_SOLUTIONS(
+        'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      ),
+      'The CDK custom-resource framework role uses the AWS-maintained basic execution policy: write its own logs, nothing else.',
+    );
+    ack(
+      l1(childOfType(frameworkFn.role!, iam.Policy)),
+      AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.handler))}.Arn>:*]`),
+      'Lets the framework invoke any version or alias of this one handler function, and no other function.',
+    );
+    ack(
+      l1(handlerPolicy),
+      AWS_SOLUTIONS('IAM5[Resource::*]'),
+      'A VPC Lambda must create and delete its network interfaces; these EC2 actions have no resource-level permissions. Every other statement is scoped to one secret, key, table or log group.',
+    );
   }
 }

@@ -2,8 +2,7 @@ import { Construct } from 'constructs';
 import { CustomResource } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { CatalogError, parseTenant, Tenant } from '../catalog';
-import { PROVISIONER_RESOURCE_TYPES } from '../resource-types';
-import { ssmNames } from '../ssm-names';
+import { PROVISIONER_RESOURCE_TYPES, ssmNames } from '../../contracts';
 import { Cell, SCHEMA_VERSION } from './cell';
 
 /** The custom resource type that provisions a tenant of each model. */

@@ -6,10 +6,13 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { DataKey } from '../constructs/data-key';
 import { Backup } from '../constructs/backup-plan';
 import * as backup from 'aws-cdk-lib/aws-backup';
-import { ssmNames } from '../ssm-names';
-
-/** The Cognito custom attribute that carries the tenant id in every token. */
-export const TENANT_ID_ATTRIBUTE = 'tenant_id';
+import {
+  REGISTRY_KEY,
+  ssmNames,
+  TENANT_ID_ATTRIBUTE,
+  TENANT_ID_MAX_LENGTH,
+  TENANT_ID_MIN_LENGTH,
+} from '../../contracts';
 
 /**
  * What every tenant shares: sign-in (Cognito) and the tenant registry (DynamoDB). It never changes when a
@@ -29,7 +32,11 @@ export class PlatformStack extends Stack {
       signInAliases: { email: true },
       // The tenant id is set once, by the onboarding pipeline's AdminCreateUser, and can never change.
       customAttributes: {
-        [TENANT_ID_ATTRIBUTE]: new cognito.StringAttribute({ minLen: 3, maxLen: 30, mutable: false }),
+        [TENANT_ID_ATTRIBUTE]: new cognito.StringAttribute({
+          minLen: TENANT_ID_MIN_LENGTH,
+          maxLen: TENANT_ID_MAX_LENGTH,
+          mutable: false,
+        }),
       },
       mfa: cognito.Mfa.REQUIRED,
       mfaSecondFactor: { otp: true, sms: false },
@@ -63,7 +70,7 @@ export class PlatformStack extends Stack {
     });
 
     this.registry = new dynamodb.Table(this, 'TenantRegistry', {
-      partitionKey: { name: 'tenantId', type: dynamodb.AttributeType.STRING },
+      partitionKey: { name: REGISTRY_KEY, type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
       encryptionKey: key.key,

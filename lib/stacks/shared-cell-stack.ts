@@ -2,7 +2,7 @@ import { Construct } from 'constructs';
 import { Stack, StackProps } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Cell } from '../constructs/cell';
-import { ssmNames } from '../ssm-names';
+import { ssmNames } from '../../contracts';
 
 export interface SharedCellStackProps extends StackProps {
   /** The VPC range; must not overlap any silo tenant's (the catalog checks). */

@@ -6,14 +6,14 @@
 import { randomUUID } from 'crypto';
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createInvoice, deleteInvoice, getInvoice, listInvoices, NewInvoice } from '../../db/invoices';
-import { TenantDatabase } from '../../db/tenant-context';
+import { TenantDatabase, TenantScope } from '../../db/tenant-context';
 import { AuthError, Authenticate, Principal } from './auth';
 import { RegistryEntry, TenantRegistry } from './registry';
 
 export interface AppDeps {
   readonly authenticate: Authenticate;
   readonly registry: TenantRegistry;
-  /** The database that serves this tenant in this deployment, or undefined when it is served elsewhere. */
+  /** The database that serves this tenant's model in this deployment, or undefined when it is served elsewhere. */
   readonly databaseFor: (entry: RegistryEntry) => TenantDatabase | undefined;
   /** Resolves when the database answers (readiness). */
   readonly ready: () => Promise<void>;
@@ -21,15 +21,17 @@ export interface AppDeps {
   readonly logger?: boolean;
 }
 
-interface TenantScope {
+/** What a route knows of the caller: who signed in, their registry entry, and the database bound to them. */
+interface RequestTenant {
   principal: Principal;
   entry: RegistryEntry;
-  db: TenantDatabase;
+  /** The tenant's database, bound once to the verified tenant: routes never pair an id with a handle. */
+  db: TenantScope;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
-    tenant?: TenantScope;
+    tenant?: RequestTenant;
   }
 }
 
@@ -101,8 +103,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
     request.log = request.log.child({ tenantId: principal.tenantId });
     const entry = await deps.registry.get(principal.tenantId);
-    const db = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
-    if (!entry || !db) {
+    const database = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
+    if (!entry || !database?.serves(entry)) {
       const why = !entry
         ? 'is not registered'
         : entry.status !== 'active'
@@ -111,7 +113,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       request.log.warn({ status: entry?.status }, `refused: tenant ${why}`);
       return reply.code(403).send({ error: 'forbidden', message: `tenant "${principal.tenantId}" ${why}` });
     }
-    request.tenant = { principal, entry, db };
+    request.tenant = { principal, entry, db: database.forTenant(principal.tenantId) };
   });
 
   app.setErrorHandler(
@@ -146,7 +148,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
   });
 
-  const scope = (request: FastifyRequest): TenantScope => request.tenant!;
+  const scope = (request: FastifyRequest): RequestTenant => request.tenant!;
 
   app.get('/me', async (request) => {
     const t = scope(request);
@@ -155,7 +157,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.post('/invoices', { schema: { body: invoiceBody } }, async (request, reply) => {
     const t = scope(request);
-    const invoice = await createInvoice(t.db, t.principal.tenantId, request.body as NewInvoice);
+    const invoice = await createInvoice(t.db, request.body as NewInvoice);
     return reply.code(201).header('location', `/invoices/${invoice.id}`).send(invoice);
   });
 
@@ -164,20 +166,20 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const q = request.query as { limit: number; cursor?: string };
     const after = q.cursor ? decodeCursor(q.cursor) : undefined;
     if (q.cursor && !after) return badRequest(reply, 'querystring/cursor is not a cursor this API returned');
-    const page = await listInvoices(t.db, t.principal.tenantId, { limit: q.limit, after });
+    const page = await listInvoices(t.db, { limit: q.limit, after });
     return { invoices: page.invoices, nextCursor: page.next ? encodeCursor(page.next) : null };
   });
 
   app.get('/invoices/:id', async (request, reply) => {
     const t = scope(request);
-    const invoice = await getInvoice(t.db, t.principal.tenantId, (request.params as { id: string }).id);
+    const invoice = await getInvoice(t.db, (request.params as { id: string }).id);
     // Another tenant's invoice and a missing one answer exactly alike.
     return invoice ?? notFound(reply);
   });
 
   app.delete('/invoices/:id', async (request, reply) => {
     const t = scope(request);
-    const deleted = await deleteInvoice(t.db, t.principal.tenantId, (request.params as { id: string }).id);
+    const deleted = await deleteInvoice(t.db, (request.params as { id: string }).id);
     return deleted ? reply.code(204).send() : notFound(reply);
   });
 

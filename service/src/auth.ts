@@ -8,9 +8,10 @@
  */
 import { CognitoJwtVerifier } from 'aws-jwt-verify';
 import type { Jwks } from 'aws-jwt-verify/jwk';
+import { TENANT_CLAIM } from '../../contracts';
 import { tenantIdProblem } from '../../db/naming';
 
-export const TENANT_CLAIM = 'custom:tenant_id';
+export { TENANT_CLAIM };
 
 export class AuthError extends Error {
   constructor(message: string) {

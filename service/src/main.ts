@@ -9,6 +9,7 @@
 import { Signer } from '@aws-sdk/rds-signer';
 import { Pool } from 'pg';
 import { ISOLATION_MODELS, IsolationModel } from '../../db/naming';
+import { dataModel } from '../../db/models';
 import { TenantDatabase } from '../../db/tenant-context';
 import { buildApp } from './app';
 import { createAuthenticator } from './auth';
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
   const db = new TenantDatabase({
     pool,
     model,
-    siloTenantId: model === 'silo' ? env('SILO_TENANT_ID') : undefined,
+    siloTenantId: dataModel(model).databasePerTenant ? env('SILO_TENANT_ID') : undefined,
   });
   await db.assertSafeRuntimeRole();
 
@@ -58,11 +59,8 @@ async function main(): Promise<void> {
       clientId: env('USER_POOL_CLIENT_ID'),
     }),
     registry: new CachedRegistry(new DynamoRegistry(env('REGISTRY_TABLE')), 30000),
-    // This deployment serves its own model only; a silo service, its own tenant only (TenantDatabase refuses others).
-    databaseFor: (entry) =>
-      entry.model === model && (model !== 'silo' || entry.tenantId === process.env.SILO_TENANT_ID)
-        ? db
-        : undefined,
+    // This deployment serves its own model only; a silo service, its own tenant only (db.serves decides).
+    databaseFor: () => db,
     ready: async () => {
       await pool.query('SELECT 1');
     },

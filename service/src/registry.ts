@@ -1,24 +1,15 @@
 /**
- * The tenant registry as the API reads it: tenant id -> model, status. DynamoDB in AWS (the table the
- * provisioner writes), a JSON file on the local platform; both behind a short cache.
+ * The tenant registry as the API reads it (contracts/registry.ts defines the item): DynamoDB in AWS (the table
+ * the provisioner and the onboarding workflow write), a JSON file on the local platform; both behind a short
+ * cache.
  */
 import * as fs from 'fs';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
-import type { IsolationModel } from '../../db/naming';
+import { REGISTRY_KEY, RegistryItem, registryItemFromAttributes } from '../../contracts';
 
-export type TenantStatus = 'provisioning' | 'active' | 'offboarding' | 'offboarded' | 'failed';
-
-export interface RegistryEntry {
-  readonly tenantId: string;
-  readonly model: IsolationModel;
-  readonly status: TenantStatus;
-  readonly name?: string;
-  readonly deletionPolicy?: 'retain' | 'destroy';
-  readonly failureReason?: string;
-  readonly dataRetained?: boolean;
-  /** Silo offboarding: the final snapshot's id. */
-  readonly finalSnapshotId?: string;
-}
+export type { RegistryItem, TenantStatus } from '../../contracts';
+/** What the API reads of a tenant: the registry item. */
+export type RegistryEntry = RegistryItem;
 
 export interface TenantRegistry {
   get(tenantId: string): Promise<RegistryEntry | undefined>;
@@ -34,18 +25,11 @@ export class DynamoRegistry implements TenantRegistry {
     const r = await this.client.send(
       new GetItemCommand({
         TableName: this.tableName,
-        Key: { tenantId: { S: tenantId } },
+        Key: { [REGISTRY_KEY]: { S: tenantId } },
         ConsistentRead: true,
       }),
     );
-    if (!r.Item) return undefined;
-    return {
-      tenantId,
-      model: r.Item.model?.S as IsolationModel,
-      status: r.Item.status?.S as TenantStatus,
-      name: r.Item.name?.S,
-      deletionPolicy: r.Item.deletionPolicy?.S as RegistryEntry['deletionPolicy'],
-    };
+    return registryItemFromAttributes(r.Item);
   }
 }
 
@@ -64,7 +48,7 @@ export class FileRegistry implements TenantRegistry {
 
   put(entry: RegistryEntry): void {
     const all = this.readAll();
-    all[entry.tenantId] = entry;
+    all[entry.tenantId] = { ...entry, updatedAt: new Date().toISOString() };
     const tmp = `${this.path}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify(all, null, 2));
     fs.renameSync(tmp, this.path);

@@ -1,11 +1,12 @@
 import { Client } from 'pg';
 import { tenantDbNames } from '../../db/naming';
-import { bootstrapDatabase, provisionBridgeTenant } from '../../db/provisioning';
+import { bootstrapDatabase } from '../../db/bootstrap';
+import { provisionBridgeTenant } from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase, tryLeak } from './harness';
 
-// Every row of ISOLATION.md's bridge table, tried for real as the runtime login role app_bridge.
+// Every row of the threat model's bridge table (docs/threat-model.md), tried for real as the runtime login role app_bridge.
 let db: TestDatabase;
 let tenants: TenantDatabase;
 let app: Client;
@@ -17,10 +18,9 @@ beforeAll(async () => {
   for (const id of ['umbrella', 'hooli']) await provisionBridgeTenant(master, id);
   tenants = new TenantDatabase({ pool: db.poolAs('app_bridge'), model: 'bridge' });
   for (const id of ['umbrella', 'hooli']) {
-    await tenants.run(
-      id,
-      sql`INSERT INTO invoices (customer, reference) VALUES (${`${id} customer`}, 'ref-1')`,
-    );
+    await tenants
+      .forTenant(id)
+      .run(sql`INSERT INTO invoices (customer, reference) VALUES (${`${id} customer`}, 'ref-1')`);
   }
   app = await db.clientAs('app_bridge');
 });
@@ -41,17 +41,21 @@ async function asTenant(tenant: string, statement: string): Promise<string | und
   }
 }
 
-describe('bridge isolation (ISOLATION.md B1-B7), as app_bridge', () => {
+describe('bridge isolation (docs/threat-model.md B1-B7), as app_bridge', () => {
   test('a tenant sees its own invoices by unqualified name', async () => {
-    const r = await tenants.run<{ customer: string }>('umbrella', sql`SELECT customer FROM invoices`);
+    const r = await tenants
+      .forTenant('umbrella')
+      .run<{ customer: string }>(sql`SELECT customer FROM invoices`);
     expect(r.rows).toEqual([{ customer: 'umbrella customer' }]);
   });
 
   test("B1: a tenant cannot read another tenant's schema by qualified name", async () => {
     const outcome = await tryLeak('B1', 'SELECT * FROM t_hooli.invoices as umbrella', async () => {
-      const viaApi = await sqlstateOf(tenants.run('umbrella', sql`SELECT * FROM t_hooli.invoices`));
-      const viaView = await sqlstateOf(tenants.run('umbrella', sql`SELECT * FROM t_hooli.invoice_summaries`));
-      const write = await sqlstateOf(tenants.run('umbrella', sql`DELETE FROM t_hooli.invoices`));
+      const viaApi = await sqlstateOf(tenants.forTenant('umbrella').run(sql`SELECT * FROM t_hooli.invoices`));
+      const viaView = await sqlstateOf(
+        tenants.forTenant('umbrella').run(sql`SELECT * FROM t_hooli.invoice_summaries`),
+      );
+      const write = await sqlstateOf(tenants.forTenant('umbrella').run(sql`DELETE FROM t_hooli.invoices`));
       return {
         leaked: [viaApi, viaView, write].some((c) => c === undefined),
         detail: `sqlstates ${viaApi},${viaView},${write}`,
@@ -122,19 +126,20 @@ describe('bridge isolation (ISOLATION.md B1-B7), as app_bridge', () => {
         model: 'bridge',
         namingKey: key,
       });
-      await opaque.run('initrode', sql`INSERT INTO invoices (customer) VALUES ('x')`);
+      await opaque.forTenant('initrode').run(sql`INSERT INTO invoices (customer) VALUES ('x')`);
       const outcome = await tryLeak('B4', 'list schema and role names from the catalogs', async () => {
-        const r = await opaque.run<{ name: string }>(
-          'initrode',
-          sql`SELECT nspname AS name FROM pg_namespace UNION ALL SELECT rolname FROM pg_roles`,
-        );
+        const r = await opaque
+          .forTenant('initrode')
+          .run<{ name: string }>(
+            sql`SELECT nspname AS name FROM pg_namespace UNION ALL SELECT rolname FROM pg_roles`,
+          );
         const revealing = r.rows.filter((x) => x.name.includes('initrode'));
         return { leaked: revealing.length > 0, detail: `${revealing.length} names mention the tenant` };
       });
       expect(outcome).toEqual({ leaked: false, detail: '0 names mention the tenant' });
       // Without the key the API cannot even find the tenant's schema.
       const unkeyed = new TenantDatabase({ pool: keyed.poolAs('app_bridge'), model: 'bridge' });
-      expect(await sqlstateOf(unkeyed.run('initrode', sql`SELECT 1`))).toBe('22023');
+      expect(await sqlstateOf(unkeyed.forTenant('initrode').run(sql`SELECT 1`))).toBe('22023');
     } finally {
       await keyed.drop();
     }
@@ -144,8 +149,8 @@ describe('bridge isolation (ISOLATION.md B1-B7), as app_bridge', () => {
     const single = new TenantDatabase({ pool: db.poolAs('app_bridge', { max: 1 }), model: 'bridge' });
     const probe = single['pool'];
     const outcome = await tryLeak('B5', 'reuse the connection umbrella just used', async () => {
-      await single.withTenant('umbrella', (tx) => tx.query(sql`SELECT * FROM invoices`));
-      await single.run('umbrella', sql`SELECT * FROM invoices`);
+      await single.forTenant('umbrella').transaction((tx) => tx.query(sql`SELECT * FROM invoices`));
+      await single.forTenant('umbrella').run(sql`SELECT * FROM invoices`);
       const state = await probe.query(
         "SELECT current_user AS who, current_setting('search_path') AS path, has_schema_privilege('t_umbrella', 'USAGE') AS usage",
       );
@@ -195,7 +200,7 @@ describe('bridge isolation (ISOLATION.md B1-B7), as app_bridge', () => {
     const outcome = await tryLeak('B2', 'SET ROLE to a role app_bridge is not a member of', async () => {
       const su = await db.superuser();
       await su.query('DROP ROLE IF EXISTS t_outsider; CREATE ROLE t_outsider NOLOGIN');
-      const code = await sqlstateOf(tenants.run('outsider', sql`SELECT 1`));
+      const code = await sqlstateOf(tenants.forTenant('outsider').run(sql`SELECT 1`));
       return { leaked: code === undefined, detail: `sqlstate ${code}` };
     });
     expect(outcome).toEqual({ leaked: false, detail: 'sqlstate 42501' });

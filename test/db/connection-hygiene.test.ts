@@ -1,13 +1,13 @@
 import { Client, Pool } from 'pg';
 import { TenantIdError } from '../../db/naming';
+import { bootstrapDatabase } from '../../db/bootstrap';
 import {
-  bootstrapDatabase,
   migratePool,
   offboardBridgeTenant,
   offboardPoolTenant,
   provisionBridgeTenant,
   registerPoolTenant,
-} from '../../db/provisioning';
+} from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantContextError, TenantDatabase } from '../../db/tenant-context';
 import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase, tryLeak } from './harness';
@@ -34,8 +34,8 @@ beforeAll(async () => {
   bridgeRaw = bridgeDb.poolAs('app_bridge', { max: 1 });
   pooled = new TenantDatabase({ pool: poolRaw, model: 'pool' });
   bridged = new TenantDatabase({ pool: bridgeRaw, model: 'bridge' });
-  await pooled.run('acme', sql`INSERT INTO pool.invoices (customer) VALUES ('acme customer')`);
-  await bridged.run('soylent', sql`INSERT INTO invoices (customer) VALUES ('soylent customer')`);
+  await pooled.forTenant('acme').run(sql`INSERT INTO pool.invoices (customer) VALUES ('acme customer')`);
+  await bridged.forTenant('soylent').run(sql`INSERT INTO invoices (customer) VALUES ('soylent customer')`);
 });
 
 afterAll(async () => {
@@ -58,21 +58,21 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
     [
       'after a commit',
       async () => {
-        await pooled.withTenant('acme', (tx) => tx.query(sql`SELECT * FROM pool.invoices`));
-        await bridged.withTenant('soylent', (tx) => tx.query(sql`SELECT * FROM invoices`));
+        await pooled.forTenant('acme').transaction((tx) => tx.query(sql`SELECT * FROM pool.invoices`));
+        await bridged.forTenant('soylent').transaction((tx) => tx.query(sql`SELECT * FROM invoices`));
       },
     ],
     [
       'after a rollback (the work threw)',
       async () => {
         await expect(
-          pooled.withTenant('acme', async (tx) => {
+          pooled.forTenant('acme').transaction(async (tx) => {
             await tx.query(sql`SELECT * FROM pool.invoices`);
             throw new Error('handler failed');
           }),
         ).rejects.toThrow('handler failed');
         await expect(
-          bridged.withTenant('soylent', async (tx) => {
+          bridged.forTenant('soylent').transaction(async (tx) => {
             await tx.query(sql`SELECT * FROM invoices`);
             throw new Error('handler failed');
           }),
@@ -83,12 +83,14 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
       'after an SQL error mid-transaction',
       async () => {
         await expect(
-          pooled.withTenant('acme', (tx) => tx.query(sql`SELECT * FROM no_such_table`)),
+          pooled.forTenant('acme').transaction((tx) => tx.query(sql`SELECT * FROM no_such_table`)),
         ).rejects.toThrow('does not exist');
-        await expect(pooled.run('acme', sql`SELECT 1/0`)).rejects.toThrow('division by zero');
-        await expect(bridged.run('soylent', sql`SELECT 1/0`)).rejects.toThrow('division by zero');
+        await expect(pooled.forTenant('acme').run(sql`SELECT 1/0`)).rejects.toThrow('division by zero');
+        await expect(bridged.forTenant('soylent').run(sql`SELECT 1/0`)).rejects.toThrow('division by zero');
         await expect(
-          bridged.withTenant('soylent', (tx) => tx.query(sql`INSERT INTO invoices (customer) VALUES ('')`)),
+          bridged
+            .forTenant('soylent')
+            .transaction((tx) => tx.query(sql`INSERT INTO invoices (customer) VALUES ('')`)),
         ).rejects.toThrow('violates check constraint');
       },
     ],
@@ -96,7 +98,9 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
       'after a statement timeout',
       async () => {
         const slow = new TenantDatabase({ pool: poolRaw, model: 'pool', statementTimeoutMs: 50 });
-        await expect(slow.run('acme', sql`SELECT pg_sleep(1)`)).rejects.toThrow('statement timeout');
+        await expect(slow.forTenant('acme').run(sql`SELECT pg_sleep(1)`)).rejects.toThrow(
+          'statement timeout',
+        );
       },
     ],
   ])('%s', async (when, scenario) => {
@@ -117,7 +121,7 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
 
   test('a transaction handle used after its transaction ended is refused', async () => {
     let escaped: { query: (s: ReturnType<typeof sql>) => Promise<unknown> } | undefined;
-    await pooled.withTenant('acme', async (tx) => {
+    await pooled.forTenant('acme').transaction(async (tx) => {
       escaped = tx;
     });
     await expect(escaped!.query(sql`SELECT * FROM pool.invoices`)).rejects.toThrow(
@@ -128,16 +132,18 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
   test('an offboarded bridge tenant can no longer be served, and its data is still there', async () => {
     const master = await bridgeDb.master();
     await provisionBridgeTenant(master, 'initech');
-    await bridged.run('initech', sql`INSERT INTO invoices (customer) VALUES ('kept')`);
+    await bridged.forTenant('initech').run(sql`INSERT INTO invoices (customer) VALUES ('kept')`);
     await offboardBridgeTenant(master, 'initech', 'retain');
-    expect(await sqlstateOf(bridged.run('initech', sql`SELECT * FROM invoices`))).toBe('42501');
+    expect(await sqlstateOf(bridged.forTenant('initech').run(sql`SELECT * FROM invoices`))).toBe('42501');
     await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
     const kept = await master.query('SELECT customer FROM t_initech.invoices');
     await master.query('ROLLBACK');
     expect(kept.rows).toEqual([{ customer: 'kept' }]);
     // Onboarding again restores access to the same data.
     await provisionBridgeTenant(master, 'initech');
-    const back = await bridged.run<{ customer: string }>('initech', sql`SELECT customer FROM invoices`);
+    const back = await bridged
+      .forTenant('initech')
+      .run<{ customer: string }>(sql`SELECT customer FROM invoices`);
     expect(back.rows).toEqual([{ customer: 'kept' }]);
   });
 });
@@ -176,15 +182,15 @@ describe('hostile tenant ids are refused before any SQL is built', () => {
     expect(sent).toEqual([]);
 
     const connects = jest.spyOn(poolRaw, 'connect');
-    await expect(pooled.run(id, sql`SELECT 1`)).rejects.toThrow(TenantIdError);
-    await expect(pooled.withTenant(id, async () => 1)).rejects.toThrow(TenantIdError);
-    await expect(bridged.run(id, sql`SELECT 1`)).rejects.toThrow(TenantIdError);
+    // The id is checked when the database is bound to the tenant, before any work can be handed to it.
+    expect(() => pooled.forTenant(id)).toThrow(TenantIdError);
+    expect(() => bridged.forTenant(id)).toThrow(TenantIdError);
     expect(connects).not.toHaveBeenCalled();
     connects.mockRestore();
   });
 
   test('the messages name the value, where it came from and the rule', async () => {
-    await expect(pooled.run('Acme!', sql`SELECT 1`)).rejects.toThrow(
+    expect(() => pooled.forTenant('Acme!')).toThrow(
       'tenant context: tenant id "Acme!" is invalid: use 3-30 lowercase letters, digits and hyphens',
     );
     await expect(provisionBridgeTenant(await bridgeDb.master(), 'postgres')).rejects.toThrow(
@@ -207,10 +213,13 @@ describe('hostile tenant ids are refused before any SQL is built', () => {
 
   test('a silo database refuses every tenant but its own', async () => {
     const silo = new TenantDatabase({ pool: poolRaw, model: 'silo', siloTenantId: 'northwind' });
-    await expect(silo.run('acme', sql`SELECT 1`)).rejects.toThrow(
+    expect(() => silo.forTenant('acme')).toThrow(
       new TenantContextError(
         'tenant "acme" is not served by this silo database, which belongs to tenant "northwind"',
       ),
     );
+    expect(silo.serves({ tenantId: 'acme', model: 'silo' })).toBe(false);
+    expect(silo.serves({ tenantId: 'northwind', model: 'pool' })).toBe(false);
+    expect(silo.serves({ tenantId: 'northwind', model: 'silo' })).toBe(true);
   });
 });

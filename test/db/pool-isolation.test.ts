@@ -1,5 +1,6 @@
 import { Client } from 'pg';
-import { bootstrapDatabase, migratePool, registerPoolTenant } from '../../db/provisioning';
+import { bootstrapDatabase } from '../../db/bootstrap';
+import { migratePool, registerPoolTenant } from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import {
@@ -12,7 +13,7 @@ import {
   tryLeak,
 } from './harness';
 
-// Every row of ISOLATION.md's pool table, tried for real as the runtime login role app_pool.
+// Every row of the threat model's pool table (docs/threat-model.md), tried for real as the runtime login role app_pool.
 let db: TestDatabase;
 let tenants: TenantDatabase;
 let app: Client; // a raw connection as app_pool, as a buggy or compromised API would have
@@ -26,8 +27,7 @@ beforeAll(async () => {
   for (const id of ['acme', 'globex']) await registerPoolTenant(master, id, id.toUpperCase());
   tenants = new TenantDatabase({ pool: db.poolAs('app_pool'), model: 'pool' });
   for (const id of ['acme', 'globex']) {
-    const r = await tenants.run<{ id: string }>(
-      id,
+    const r = await tenants.forTenant(id).run<{ id: string }>(
       sql`WITH i AS (INSERT INTO pool.invoices (customer, reference) VALUES (${`${id} customer`}, ${`${id}-ref`}) RETURNING id)
           INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
           SELECT id, 1, 'Consulting', 2, 5000 FROM i RETURNING invoice_id AS id`,
@@ -53,7 +53,7 @@ async function visibleTenants(table: string, tenant?: string): Promise<string[]>
   }
 }
 
-describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
+describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
   test('a tenant sees only its own rows in every table', async () => {
     const outcome = await tryLeak('P0', 'read every table in acme context', async () => {
       const seen = [
@@ -160,10 +160,9 @@ describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
   test('P6: a duplicate key reveals nothing: another tenant may use the same unique value', async () => {
     const outcome = await tryLeak('P6', 'globex inserts the reference acme already uses', async () => {
       const code = await sqlstateOf(
-        tenants.run(
-          'globex',
-          sql`INSERT INTO pool.invoices (customer, reference) VALUES ('probe', 'acme-ref')`,
-        ),
+        tenants
+          .forTenant('globex')
+          .run(sql`INSERT INTO pool.invoices (customer, reference) VALUES ('probe', 'acme-ref')`),
       );
       return {
         leaked: code === '23505',
@@ -174,7 +173,9 @@ describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
     // Within one tenant the constraint still holds.
     expect(
       await sqlstateOf(
-        tenants.run('acme', sql`INSERT INTO pool.invoices (customer, reference) VALUES ('dup', 'acme-ref')`),
+        tenants
+          .forTenant('acme')
+          .run(sql`INSERT INTO pool.invoices (customer, reference) VALUES ('dup', 'acme-ref')`),
       ),
     ).toBe('23505');
   });
@@ -182,8 +183,7 @@ describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
   test("P7: a foreign key cannot point at, or probe for, another tenant's invoice", async () => {
     const attach = (invoiceId: string) =>
       sqlstateOf(
-        tenants.run(
-          'globex',
+        tenants.forTenant('globex').run(
           sql`INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
               VALUES (${invoiceId}, 9, 'probe', 1, 1)`,
         ),
@@ -216,14 +216,14 @@ describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
   test('P9: values are data, never SQL: an injected set_config in a value stays a string', async () => {
     const payload = "x'); SELECT set_config('app.tenant_id', 'acme', true); --";
     const outcome = await tryLeak('P9', 'inject a context switch through a value', async () => {
-      const r = await tenants.run<{ customer: string; tenant_id: string }>(
-        'globex',
-        sql`INSERT INTO pool.invoices (customer) VALUES (${payload}) RETURNING customer, tenant_id`,
-      );
-      const seen = await tenants.run<{ tenant_id: string }>(
-        'globex',
-        sql`SELECT DISTINCT tenant_id FROM pool.invoices`,
-      );
+      const r = await tenants
+        .forTenant('globex')
+        .run<{ customer: string; tenant_id: string }>(
+          sql`INSERT INTO pool.invoices (customer) VALUES (${payload}) RETURNING customer, tenant_id`,
+        );
+      const seen = await tenants
+        .forTenant('globex')
+        .run<{ tenant_id: string }>(sql`SELECT DISTINCT tenant_id FROM pool.invoices`);
       return {
         leaked: r.rows[0].customer !== payload || seen.rows.some((x) => x.tenant_id !== 'globex'),
         detail: `stored as ${r.rows[0].tenant_id}'s customer name`,
@@ -258,13 +258,12 @@ describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
       'acme inserts as globex and moves its invoice to globex',
       async () => {
         const insert = await sqlstateOf(
-          tenants.run(
-            'acme',
-            sql`INSERT INTO pool.invoices (tenant_id, customer) VALUES ('globex', 'planted')`,
-          ),
+          tenants
+            .forTenant('acme')
+            .run(sql`INSERT INTO pool.invoices (tenant_id, customer) VALUES ('globex', 'planted')`),
         );
         const move = await sqlstateOf(
-          tenants.run('acme', sql`UPDATE pool.invoices SET tenant_id = 'globex'`),
+          tenants.forTenant('acme').run(sql`UPDATE pool.invoices SET tenant_id = 'globex'`),
         );
         return {
           leaked: insert === undefined || move === undefined,
@@ -296,7 +295,7 @@ describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
   test('P13: EXPLAIN is refused in tenant context (its estimates cover every tenant)', async () => {
     const outcome = await tryLeak('P13', 'EXPLAIN through the tenant API', async () => {
       try {
-        await tenants.run('acme', sql`EXPLAIN SELECT * FROM pool.invoices`);
+        await tenants.forTenant('acme').run(sql`EXPLAIN SELECT * FROM pool.invoices`);
         return { leaked: true, detail: 'EXPLAIN ran' };
       } catch (e) {
         return { leaked: false, detail: (e as Error).message };
@@ -313,14 +312,16 @@ describe('pool isolation (ISOLATION.md P1-P14), as app_pool', () => {
       'P14',
       'reuse the connection acme just used, with no context of its own',
       async () => {
-        await single.withTenant('acme', (tx) => tx.query(sql`SELECT count(*) FROM pool.invoices`));
-        await single.run('acme', sql`SELECT count(*) FROM pool.invoices`);
+        await single.forTenant('acme').transaction((tx) => tx.query(sql`SELECT count(*) FROM pool.invoices`));
+        await single.forTenant('acme').run(sql`SELECT count(*) FROM pool.invoices`);
         const after = await raw.query<{ n: number; ctx: string | null }>(
           "SELECT count(*)::int AS n, current_setting('app.tenant_id', true) AS ctx FROM pool.invoices",
         );
-        const next = await single.withTenant('globex', (tx) =>
-          tx.query<{ tenant_id: string }>(sql`SELECT DISTINCT tenant_id FROM pool.invoices`),
-        );
+        const next = await single
+          .forTenant('globex')
+          .transaction((tx) =>
+            tx.query<{ tenant_id: string }>(sql`SELECT DISTINCT tenant_id FROM pool.invoices`),
+          );
         const leaked = after.rows[0].n > 0 || next.rows.some((r) => r.tenant_id !== 'globex');
         return {
           leaked,

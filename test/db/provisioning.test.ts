@@ -1,8 +1,9 @@
 import { Client } from 'pg';
 import { LATEST_VERSION } from '../../db/migrations';
+import { bootstrapDatabase } from '../../db/bootstrap';
+import { bridgeTenantsBelow, targetState } from '../../db/migrate';
+import { roleAdminFor } from '../../db/role-admin';
 import {
-  bootstrapDatabase,
-  bridgeTenantsBelow,
   migratePool,
   migrateSilo,
   offboardBridgeTenant,
@@ -10,9 +11,7 @@ import {
   offboardSilo,
   provisionBridgeTenant,
   registerPoolTenant,
-  roleAdminFor,
-  targetState,
-} from '../../db/provisioning';
+} from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase } from './harness';
@@ -107,11 +106,11 @@ describe('bridge tenants', () => {
 
   test('a retried Create is harmless: the same schema, role and data', async () => {
     const first = await provisionBridgeTenant(master, 'vandelay');
-    await api.run('vandelay', sql`INSERT INTO invoices (customer) VALUES ('Kramer')`);
+    await api.forTenant('vandelay').run(sql`INSERT INTO invoices (customer) VALUES ('Kramer')`);
     const again = await provisionBridgeTenant(master, 'vandelay');
     expect(again).toEqual({ schema: 't_vandelay', role: 't_vandelay', fromVersion: LATEST_VERSION });
     expect(first.fromVersion).toBe(0);
-    const r = await api.run<{ customer: string }>('vandelay', sql`SELECT customer FROM invoices`);
+    const r = await api.forTenant('vandelay').run<{ customer: string }>(sql`SELECT customer FROM invoices`);
     expect(r.rows).toEqual([{ customer: 'Kramer' }]);
   });
 
@@ -141,16 +140,15 @@ describe('bridge tenants', () => {
 
   test('an Update to a newer schema version migrates the tenant in place and keeps its rows', async () => {
     await provisionBridgeTenant(master, 'kramerica', { version: 1 });
-    await api.run('kramerica', sql`INSERT INTO invoices (customer) VALUES ('Bob Sacamano')`);
-    expect(await sqlstateOf(api.run('kramerica', sql`SELECT due_on FROM invoices`))).toBe('42703');
+    await api.forTenant('kramerica').run(sql`INSERT INTO invoices (customer) VALUES ('Bob Sacamano')`);
+    expect(await sqlstateOf(api.forTenant('kramerica').run(sql`SELECT due_on FROM invoices`))).toBe('42703');
     expect(await bridgeTenantsBelow(master, 2).catch(() => 'denied')).toBe('denied');
     expect(await asOwner(master, () => bridgeTenantsBelow(master, 2))).toEqual(['kramerica']);
     const upgraded = await provisionBridgeTenant(master, 'kramerica', { version: 2 });
     expect(upgraded.fromVersion).toBe(1);
-    const r = await api.run<{ customer: string; due_on: null }>(
-      'kramerica',
-      sql`SELECT customer, due_on FROM invoice_summaries`,
-    );
+    const r = await api
+      .forTenant('kramerica')
+      .run<{ customer: string; due_on: null }>(sql`SELECT customer, due_on FROM invoice_summaries`);
     expect(r.rows).toEqual([{ customer: 'Bob Sacamano', due_on: null }]);
   });
 
@@ -165,14 +163,16 @@ describe('bridge tenants', () => {
 
   test('offboarding a disposable tenant drops its schema and role; others are untouched', async () => {
     await provisionBridgeTenant(master, 'disposable');
-    await api.run('disposable', sql`INSERT INTO invoices (customer) VALUES ('temp')`);
+    await api.forTenant('disposable').run(sql`INSERT INTO invoices (customer) VALUES ('temp')`);
     await offboardBridgeTenant(master, 'disposable', 'destroy');
     await offboardBridgeTenant(master, 'disposable', 'destroy'); // a retried Delete
     const left = await master.query(
       "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 't_disposable')::int AS schemas, (SELECT count(*) FROM pg_roles WHERE rolname = 't_disposable')::int AS roles",
     );
     expect(left.rows[0]).toEqual({ schemas: 0, roles: 0 });
-    const other = await api.run<{ customer: string }>('vandelay', sql`SELECT customer FROM invoices`);
+    const other = await api
+      .forTenant('vandelay')
+      .run<{ customer: string }>(sql`SELECT customer FROM invoices`);
     expect(other.rows).toEqual([{ customer: 'Kramer' }]);
   });
 });
@@ -185,27 +185,29 @@ describe('pool tenants', () => {
     await migratePool(master);
     const api = new TenantDatabase({ pool: db.poolAs('app_pool'), model: 'pool' });
     expect(
-      await sqlstateOf(api.run('stranger', sql`INSERT INTO pool.invoices (customer) VALUES ('x')`)),
+      await sqlstateOf(api.forTenant('stranger').run(sql`INSERT INTO pool.invoices (customer) VALUES ('x')`)),
     ).toBe('23503');
     for (const id of ['acme', 'globex']) {
       await registerPoolTenant(master, id, id);
-      await api.run(
-        id,
+      await api.forTenant(id).run(
         sql`WITH i AS (INSERT INTO pool.invoices (customer) VALUES (${id}) RETURNING id)
             INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
             SELECT id, 1, 'x', 1, 100 FROM i`,
       );
     }
     await offboardPoolTenant(master, 'acme', 'retain');
-    const kept = await api.run<{ n: number }>('acme', sql`SELECT count(*)::int AS n FROM pool.invoices`);
+    const kept = await api
+      .forTenant('acme')
+      .run<{ n: number }>(sql`SELECT count(*)::int AS n FROM pool.invoices`);
     expect(kept.rows[0].n).toBe(1);
     await offboardPoolTenant(master, 'acme', 'destroy');
-    const gone = await api.run<{ n: number }>('acme', sql`SELECT count(*)::int AS n FROM pool.invoice_items`);
+    const gone = await api
+      .forTenant('acme')
+      .run<{ n: number }>(sql`SELECT count(*)::int AS n FROM pool.invoice_items`);
     expect(gone.rows[0].n).toBe(0);
-    const globex = await api.run<{ n: number }>(
-      'globex',
-      sql`SELECT count(*)::int AS n FROM pool.invoice_items`,
-    );
+    const globex = await api
+      .forTenant('globex')
+      .run<{ n: number }>(sql`SELECT count(*)::int AS n FROM pool.invoice_items`);
     expect(globex.rows[0].n).toBe(1);
   });
 });
@@ -226,7 +228,7 @@ describe('silo databases', () => {
       siloTenantId: 'northwind',
     });
     await api.assertSafeRuntimeRole();
-    await api.run('northwind', sql`INSERT INTO invoices (customer) VALUES ('patient zero')`);
+    await api.forTenant('northwind').run(sql`INSERT INTO invoices (customer) VALUES ('patient zero')`);
     // The silo's runtime role may not connect to any other database on the server.
     const other = await fresh('silo_other');
     await bootstrapDatabase(await other.master(), 'silo', {
@@ -236,7 +238,7 @@ describe('silo databases', () => {
     await expect(other.clientAs('app_silo_initech')).resolves.toBeDefined();
     await expect(other.clientAs('app_silo_northwind')).rejects.toMatchObject({ code: '42501' });
     await offboardSilo(master, 'retain', 'app_silo_northwind');
-    expect(await sqlstateOf(api.run('northwind', sql`SELECT * FROM app.invoices`))).toBe('42501');
+    expect(await sqlstateOf(api.forTenant('northwind').run(sql`SELECT * FROM app.invoices`))).toBe('42501');
     const kept = await asOwner(master, () => master.query('SELECT customer FROM app.invoices'));
     expect(kept.rows).toEqual([{ customer: 'patient zero' }]);
     await offboardSilo(master, 'destroy', 'app_silo_northwind');

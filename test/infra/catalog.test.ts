@@ -10,7 +10,7 @@ function problemsOf(tenants: unknown[]): string[] {
     parseCatalog({ tenants }, 'tenants.json');
   } catch (e) {
     expect(e).toBeInstanceOf(CatalogError);
-    return [...(e as CatalogError).problems];
+    return (e as CatalogError).messages;
   }
   throw new Error('expected the catalog to be refused');
 }

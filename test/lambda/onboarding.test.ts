@@ -152,13 +152,14 @@ describe('setStatus', () => {
     const [failed, active] = ddb
       .commandCalls(UpdateItemCommand)
       .map((c) => c.args[0].input as UpdateItemCommandInput);
-    expect(failed).toMatchObject({
-      TableName: 'TenantRegistry',
-      Key: { tenantId: { S: 'acme' } },
-      UpdateExpression: 'SET #status = :s, updatedAt = :at, failureReason = :r',
-    });
-    expect(failed.ExpressionAttributeValues![':r']).toEqual({ S: 'Tenant-acme: Tenant failed' });
-    expect(active.UpdateExpression).toBe('SET #status = :s, updatedAt = :at REMOVE failureReason');
+    expect(failed).toMatchObject({ TableName: 'TenantRegistry', Key: { tenantId: { S: 'acme' } } });
+    expect(failed.UpdateExpression).toBe(
+      'SET #status = :status, #failureReason = :failureReason, #updatedAt = :updatedAt',
+    );
+    expect(failed.ExpressionAttributeValues![':failureReason']).toEqual({ S: 'Tenant-acme: Tenant failed' });
+    expect(active.UpdateExpression).toBe(
+      'SET #status = :status, #updatedAt = :updatedAt REMOVE #failureReason',
+    );
   });
 });
 

@@ -92,8 +92,8 @@ const registryWrites = () =>
       tenantId: input.Key!.tenantId.S,
       status: v[':status'].S,
       ...(v[':schema'] ? { schema: v[':schema'].S } : {}),
-      ...(v[':reason'] ? { failureReason: v[':reason'].S } : {}),
-      ...(v[':retained'] ? { dataRetained: v[':retained'].BOOL } : {}),
+      ...(v[':failureReason'] ? { failureReason: v[':failureReason'].S } : {}),
+      ...(v[':dataRetained'] ? { dataRetained: v[':dataRetained'].BOOL } : {}),
     };
   });
 
@@ -141,7 +141,12 @@ describe('tenant provisioner handler: pool cell', () => {
     const res = await handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme')));
     expect(res).toEqual({
       PhysicalResourceId: 'tenant-pool-acme',
-      Data: { TenantId: 'acme', Schema: 'pool' },
+      Data: {
+        TenantId: 'acme',
+        Schema: 'pool',
+        SchemaVersion: String(LATEST_VERSION),
+        FromVersion: String(LATEST_VERSION),
+      },
     });
     expect(registryWrites()).toEqual([
       { tenantId: 'acme', status: 'provisioning' },
@@ -149,7 +154,10 @@ describe('tenant provisioner handler: pool cell', () => {
     ]);
     const call = dynamo.commandCalls(UpdateItemCommand)[1].args[0].input as UpdateItemCommandInput;
     expect(call.TableName).toBe('TenantRegistry');
-    expect(call.UpdateExpression).toContain('REMOVE failureReason');
+    expect(call.UpdateExpression).toContain('REMOVE #failureReason');
+    expect(call.ExpressionAttributeNames!['#failureReason']).toBe('failureReason');
+    // Every writer records the tenant's deletion policy, so readers need not parse its request.
+    expect(call.ExpressionAttributeValues![':deletionPolicy']).toEqual({ S: 'retain' });
   });
 
   test('a retried Create returns the same physical id and changes nothing', async () => {
@@ -292,7 +300,7 @@ describe('tenant provisioner handler: bridge cell', () => {
     // In AWS app_bridge signs in with IAM; here it needs a password to try.
     await master.query(`ALTER ROLE app_bridge PASSWORD '${RUNTIME_PASSWORD}'`);
     const api = new TenantDatabase({ pool: bridgeDb.poolAs('app_bridge'), model: 'bridge' });
-    expect(await sqlstateOf(api.run('tyrell', sql`SELECT 1`))).toBe('22023');
+    expect(await sqlstateOf(api.forTenant('tyrell').run(sql`SELECT 1`))).toBe('22023');
   });
 });
 

@@ -49,7 +49,7 @@ describe('local onboarding and offboarding', () => {
     const entry = (await platform.registry.get('globochem'))!;
     expect(entry).toMatchObject({ status: 'active', model: 'bridge', deletionPolicy: 'retain' });
     const db = platform.databaseFor(entry)!;
-    await db.run('globochem', sql`INSERT INTO invoices (customer) VALUES ('kept')`);
+    await db.forTenant('globochem').run(sql`INSERT INTO invoices (customer) VALUES ('kept')`);
     expect(await offboard(platform, 'globochem')).toBe(
       'offboarded bridge tenant "globochem": access removed, data kept',
     );
@@ -58,7 +58,7 @@ describe('local onboarding and offboarding', () => {
       dataRetained: true,
     });
     expect(await schemasAndRoles()).toContain('t_globochem');
-    await expect(db.run('globochem', sql`SELECT 1`)).rejects.toMatchObject({ code: '42501' });
+    await expect(db.forTenant('globochem').run(sql`SELECT 1`)).rejects.toMatchObject({ code: '42501' });
   });
 
   test('a disposable silo tenant loses its data when offboarded', async () => {
@@ -68,7 +68,7 @@ describe('local onboarding and offboarding', () => {
       settings: { deletionPolicy: 'destroy', multiAz: false },
     });
     const db = platform.databaseFor((await platform.registry.get('hyperion'))!)!;
-    await db.run('hyperion', sql`INSERT INTO invoices (customer) VALUES ('temp')`);
+    await db.forTenant('hyperion').run(sql`INSERT INTO invoices (customer) VALUES ('temp')`);
     expect(await offboard(platform, 'hyperion')).toBe(
       'offboarded silo tenant "hyperion": disposable, its data was deleted',
     );

@@ -350,7 +350,8 @@ describe('concurrency', () => {
         const entry = (await platform.registry.get(t))!;
         await platform
           .databaseFor(entry)!
-          .withTenant(t, async (tx) => {
+          .forTenant(t)
+          .transaction(async (tx) => {
             await tx.query(sql`INSERT INTO invoices (customer) VALUES ('never committed')`);
             throw new Error('crash mid-transaction');
           })

@@ -15,6 +15,7 @@ import {
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Jwks } from 'aws-jwt-verify/jwk';
+import { TENANT_CLAIM } from '../../../contracts';
 
 export const LOCAL_REGION = 'us-east-1';
 export const LOCAL_USER_POOL_ID = `${LOCAL_REGION}_TenantForgeLocal`;
@@ -74,7 +75,7 @@ export class LocalIssuer {
       jti: randomUUID(),
       'cognito:username': username,
       email: `${username}@${request.tenantId}.example`,
-      'custom:tenant_id': request.tenantId,
+      [TENANT_CLAIM]: request.tenantId,
       ...request.overrides,
     };
     return this.sign({ alg: 'RS256', kid: this.kid, typ: 'JWT' }, payload);

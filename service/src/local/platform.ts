@@ -11,23 +11,19 @@ import * as path from 'path';
 import { Client, escapeIdentifier, escapeLiteral, Pool } from 'pg';
 import { Tenant } from '../../../lib/catalog';
 import { tenantDbNames } from '../../../db/naming';
-import {
-  bootstrapDatabase,
-  migratePool,
-  migrateSilo,
-  offboardBridgeTenant,
-  offboardPoolTenant,
-  offboardSilo,
-  provisionBridgeTenant,
-  registerPoolTenant,
-} from '../../../db/provisioning';
+import { bootstrapDatabase } from '../../../db/bootstrap';
+import { dataModel, ModelOptions } from '../../../db/models';
 import { RUNTIME_ROLES } from '../../../db/roles';
 import { TenantDatabase } from '../../../db/tenant-context';
+import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
 import { FileRegistry, RegistryEntry } from '../registry';
 import { startEmbeddedServer } from './embedded-server';
 import { LocalIssuer } from './issuer';
 
 export const LOCAL_MASTER_ROLE = 'local_master';
+
+/** The models whose tenants share one cell database. */
+const SHARED_MODELS = ISOLATION_MODELS.filter((m) => !dataModel(m).databasePerTenant);
 
 /** Where the local platform keeps its data (LOCAL_DIR overrides). */
 export const LOCAL_DIR = process.env.LOCAL_DIR ?? path.join(__dirname, '..', '..', '..', '.local');
@@ -152,35 +148,45 @@ export class LocalPlatform {
     });
   }
 
+  /** The shared cells (one database per shared model), bootstrapped; tenants' own databases found again. */
   private async prepareCells(): Promise<void> {
-    const pw = this.secrets.runtimePassword;
-    await this.ensureDatabase(this.dbName('pool'));
-    await this.master(this.dbName('pool'), async (c) => {
-      await bootstrapDatabase(c, 'pool', { runtimePasswords: { pool: pw } });
-      await migratePool(c);
-    });
-    await this.ensureDatabase(this.dbName('bridge'));
-    await this.master(this.dbName('bridge'), (c) =>
-      bootstrapDatabase(c, 'bridge', { runtimePasswords: { bridge: pw } }),
-    );
-    this.databases.set(
-      'pool',
-      this.tenantDatabase(this.dbName('pool'), RUNTIME_ROLES.pool, { model: 'pool' }),
-    );
-    this.databases.set(
-      'bridge',
-      this.tenantDatabase(this.dbName('bridge'), RUNTIME_ROLES.bridge, { model: 'bridge' }),
-    );
-    // Silo tenants provisioned by an earlier start.
-    for (const entry of Object.values(this.registry.readAll())) {
-      if (entry.model === 'silo') this.attachSilo(entry.tenantId);
+    for (const model of SHARED_MODELS) {
+      const database = this.dbName(model);
+      await this.ensureDatabase(database);
+      await this.bootstrap(database, model, {});
+      this.databases.set(model, this.tenantDatabase(database, dataModel(model).runtimeRole({}), { model }));
     }
+    // Tenants with a database of their own, provisioned by an earlier start.
+    for (const entry of Object.values(this.registry.readAll())) {
+      if (dataModel(entry.model).databasePerTenant) this.attachOwnDatabase(entry.model, entry.tenantId);
+    }
+  }
+
+  private bootstrap(database: string, model: IsolationModel, options: ModelOptions): Promise<void> {
+    return this.master(database, (c) =>
+      bootstrapDatabase(c, model, {
+        ...options,
+        runtimePasswords: { [model]: this.secrets.runtimePassword },
+      }),
+    );
+  }
+
+  /**
+   * Where a tenant's data lives on this platform: its model's shared cell database, or (silo) a database of its
+   * own with a login role of its own, as a silo's own RDS instance would have.
+   */
+  private placement(model: IsolationModel, tenantId: string): { database: string; options: ModelOptions } {
+    if (!dataModel(model).databasePerTenant) return { database: this.dbName(model), options: {} };
+    return {
+      database: this.dbName(tenantDbNames(tenantId).database),
+      options: { siloRuntimeRole: `${RUNTIME_ROLES.silo}_${tenantId.replace(/-/g, '_')}` },
+    };
   }
 
   private tenantDatabase(
     database: string,
     role: string,
-    options: { model: 'pool' | 'bridge' } | { model: 'silo'; siloTenantId: string },
+    options: { model: IsolationModel; siloTenantId?: string },
   ): TenantDatabase {
     const pool = new Pool({
       connectionString: this.url(database, role, this.secrets.runtimePassword),
@@ -194,25 +200,21 @@ export class LocalPlatform {
     return new TenantDatabase({ pool, ...options });
   }
 
-  private siloRole(tenantId: string): string {
-    return `${RUNTIME_ROLES.silo}_${tenantId.replace(/-/g, '_')}`;
-  }
-
-  private attachSilo(tenantId: string): void {
-    if (this.databases.has(`silo:${tenantId}`)) return;
+  private attachOwnDatabase(model: IsolationModel, tenantId: string): void {
+    const key = `${model}:${tenantId}`;
+    if (this.databases.has(key)) return;
+    const { database, options } = this.placement(model, tenantId);
     this.databases.set(
-      `silo:${tenantId}`,
-      this.tenantDatabase(this.dbName(tenantDbNames(tenantId).database), this.siloRole(tenantId), {
-        model: 'silo',
-        siloTenantId: tenantId,
-      }),
+      key,
+      this.tenantDatabase(database, dataModel(model).runtimeRole(options), { model, siloTenantId: tenantId }),
     );
   }
 
   /** The database that serves a registry entry on this platform (a silo onboarded by another process too). */
   databaseFor(entry: RegistryEntry): TenantDatabase | undefined {
-    if (entry.model === 'silo' && entry.status === 'active') this.attachSilo(entry.tenantId);
-    return this.databases.get(entry.model === 'silo' ? `silo:${entry.tenantId}` : entry.model);
+    if (!dataModel(entry.model).databasePerTenant) return this.databases.get(entry.model);
+    if (entry.status === 'active') this.attachOwnDatabase(entry.model, entry.tenantId);
+    return this.databases.get(`${entry.model}:${entry.tenantId}`);
   }
 
   /** Readiness: every cell database answers. */
@@ -230,24 +232,15 @@ export class LocalPlatform {
       deletionPolicy: tenant.deletionPolicy,
     });
     this.registry.put(entry('provisioning'));
+    const model = dataModel(tenant.model);
+    const { database, options } = this.placement(tenant.model, tenant.id);
     try {
-      if (tenant.model === 'pool') {
-        await this.master(this.dbName('pool'), (c) => registerPoolTenant(c, tenant.id, tenant.name));
-      } else if (tenant.model === 'bridge') {
-        await this.master(this.dbName('bridge'), (c) => provisionBridgeTenant(c, tenant.id));
-      } else {
-        const database = this.dbName(tenantDbNames(tenant.id).database);
+      if (model.databasePerTenant) {
         await this.ensureDatabase(database);
-        const role = this.siloRole(tenant.id);
-        await this.master(database, async (c) => {
-          await bootstrapDatabase(c, 'silo', {
-            siloRuntimeRole: role,
-            runtimePasswords: { silo: this.secrets.runtimePassword },
-          });
-          await migrateSilo(c, undefined, role);
-        });
-        this.attachSilo(tenant.id);
+        await this.bootstrap(database, tenant.model, options);
       }
+      await this.master(database, (c) => model.provision(c, tenant, options));
+      if (model.databasePerTenant) this.attachOwnDatabase(tenant.model, tenant.id);
     } catch (e) {
       this.registry.put({ ...entry('failed'), failureReason: (e as Error).message });
       throw e;
@@ -260,15 +253,8 @@ export class LocalPlatform {
     const entry = await this.registry.get(tenantId);
     if (!entry) throw new Error(`tenant "${tenantId}" is not in the local registry (${this.registry.path})`);
     this.registry.put({ ...entry, status: 'offboarding' });
-    if (entry.model === 'pool') {
-      await this.master(this.dbName('pool'), (c) => offboardPoolTenant(c, tenantId, policy));
-    } else if (entry.model === 'bridge') {
-      await this.master(this.dbName('bridge'), (c) => offboardBridgeTenant(c, tenantId, policy));
-    } else {
-      await this.master(this.dbName(tenantDbNames(tenantId).database), (c) =>
-        offboardSilo(c, policy, this.siloRole(tenantId)),
-      );
-    }
+    const { database, options } = this.placement(entry.model, tenantId);
+    await this.master(database, (c) => dataModel(entry.model).offboard(c, tenantId, policy, options));
     this.registry.put({ ...entry, status: 'offboarded', dataRetained: policy === 'retain' });
   }
 

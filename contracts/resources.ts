@@ -1,7 +1,4 @@
-/**
- * The custom resource types the stacks declare and the provisioner handler serves: the one contract between
- * lib/ and lambda/tenant-provisioner. Pure (no aws-cdk-lib), so the handler bundle can import it.
- */
+/** The custom resource types the stacks declare and the provisioner handler serves. */
 export const PROVISIONER_RESOURCE_TYPES = {
   /** Roles, bookkeeping and PUBLIC revoked, once per database; pool: the shared tables too. */
   bootstrap: 'Custom::DatabaseBootstrap',

@@ -1,4 +1,4 @@
-import { IsolationModel } from '../db/naming';
+import type { IsolationModel } from './tenant-id';
 
 /**
  * Where cross-stack values live in SSM Parameter Store. Stacks read each other's values from here rather than
@@ -18,4 +18,9 @@ export const ssmNames = {
   apiEndpoint: (model: Exclude<IsolationModel, 'silo'>) => `${SSM_ROOT}/${model}/api-endpoint`,
   /** A silo tenant's own API. */
   tenantApiEndpoint: (tenantId: string) => `${SSM_ROOT}/tenants/${tenantId}/api-endpoint`,
+  /** The API endpoint of whichever cell serves a tenant of `model`. */
+  apiEndpointFor: (model: IsolationModel, tenantId: string) =>
+    model === 'silo' ? ssmNames.tenantApiEndpoint(tenantId) : ssmNames.apiEndpoint(model),
+  /** IAM resource-name patterns (no leading slash) of every API endpoint parameter: the readiness check reads them. */
+  apiEndpointPatterns: [`${SSM_ROOT.slice(1)}/*/api-endpoint`, `${SSM_ROOT.slice(1)}/tenants/*/api-endpoint`],
 };

@@ -1,0 +1,135 @@
+/**
+ * The tenant registry item: one DynamoDB item per tenant, keyed by `tenantId`. The one definition of its fields,
+ * used by every writer (the provisioner, the onboarding workflow, the local platform's file registry) and every
+ * reader (the API, the workflow, the tools). Pure: the DynamoDB attribute shapes are written out here, so nothing
+ * that imports this pulls in an SDK.
+ */
+import { ISOLATION_MODELS, IsolationModel } from './tenant-id';
+
+/** The registry table's partition key. */
+export const REGISTRY_KEY = 'tenantId';
+
+export const TENANT_STATUSES = ['provisioning', 'active', 'offboarding', 'offboarded', 'failed'] as const;
+export type TenantStatus = (typeof TENANT_STATUSES)[number];
+export type DeletionPolicy = 'retain' | 'destroy';
+
+export interface RegistryItem {
+  readonly tenantId: string;
+  readonly model: IsolationModel;
+  readonly status: TenantStatus;
+  /** Display name. */
+  readonly name?: string;
+  /** What offboarding does with the tenant's data. */
+  readonly deletionPolicy?: DeletionPolicy;
+  /** The tenant's schema (bridge: its own; pool: the shared one; silo: its database's). */
+  readonly schema?: string;
+  /** The application schema version the provisioner last brought the tenant to. */
+  readonly schemaVersion?: number;
+  /** Why the last operation failed (cleared on success). */
+  readonly failureReason?: string;
+  /** Set at offboarding: whether the tenant's data was kept. */
+  readonly dataRetained?: boolean;
+  /** Silo offboarding: the final snapshot's id. */
+  readonly finalSnapshotId?: string;
+  /** The onboarding request as validated (JSON), kept so the tenant's stack can be rebuilt by any later job. */
+  readonly request?: string;
+  /** ISO time of the last write. */
+  readonly updatedAt?: string;
+}
+
+/** The DynamoDB attribute value shapes the registry uses. */
+export type AttributeValue = { S: string } | { N: string } | { BOOL: boolean };
+type Attributes = Record<string, unknown>;
+
+/** What every field is stored as. */
+const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S' | 'N' | 'BOOL' } = {
+  model: 'S',
+  status: 'S',
+  name: 'S',
+  deletionPolicy: 'S',
+  schema: 'S',
+  schemaVersion: 'N',
+  failureReason: 'S',
+  dataRetained: 'BOOL',
+  finalSnapshotId: 'S',
+  request: 'S',
+  updatedAt: 'S',
+};
+export type RegistryField = keyof typeof FIELD_TYPES;
+
+/** Failure reasons are cut to this many characters (DynamoDB items are limited to 400 KB; reasons stay readable). */
+export const MAX_REASON_LENGTH = 2000;
+
+/** Reads an item as DynamoDB returns it. Returns undefined for no item; throws on an item that breaks the contract. */
+export function registryItemFromAttributes(attrs: Attributes | undefined): RegistryItem | undefined {
+  if (!attrs) return undefined;
+  const str = (k: string) => (attrs[k] as { S?: string } | undefined)?.S;
+  const tenantId = str(REGISTRY_KEY);
+  const model = str('model') as IsolationModel | undefined;
+  const status = str('status') as TenantStatus | undefined;
+  if (
+    !tenantId ||
+    !model ||
+    !ISOLATION_MODELS.includes(model) ||
+    !status ||
+    !TENANT_STATUSES.includes(status)
+  ) {
+    throw new Error(
+      `tenant registry item ${JSON.stringify(tenantId ?? '?')} breaks the registry contract (model ${JSON.stringify(model)}, status ${JSON.stringify(status)}): repair it or remove it`,
+    );
+  }
+  const item: Record<string, unknown> = { tenantId, model, status };
+  for (const [field, type] of Object.entries(FIELD_TYPES)) {
+    if (field === 'model' || field === 'status') continue;
+    const v = attrs[field] as Record<string, unknown> | undefined;
+    if (!v) continue;
+    if (type === 'S' && typeof v.S === 'string') item[field] = v.S;
+    if (type === 'N' && typeof v.N === 'string') item[field] = Number(v.N);
+    if (type === 'BOOL' && typeof v.BOOL === 'boolean') item[field] = v.BOOL;
+  }
+  return item as unknown as RegistryItem;
+}
+
+export interface RegistryUpdate {
+  readonly Key: Record<string, { S: string }>;
+  readonly UpdateExpression: string;
+  readonly ExpressionAttributeNames: Record<string, string>;
+  readonly ExpressionAttributeValues: Record<string, AttributeValue>;
+}
+
+/**
+ * The UpdateItem input that sets `set` on the tenant's item (creating it if absent) and removes `remove`.
+ * `updatedAt` is always set. Undefined values in `set` are skipped.
+ */
+export function registryUpdate(
+  tenantId: string,
+  set: Partial<Omit<RegistryItem, 'tenantId' | 'updatedAt'>>,
+  remove: readonly RegistryField[] = [],
+  now = new Date(),
+): RegistryUpdate {
+  const names: Record<string, string> = {};
+  const values: Record<string, AttributeValue> = {};
+  const assignments: string[] = [];
+  const fields = { ...set, updatedAt: now.toISOString() } as Record<string, unknown>;
+  for (const [field, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    const type = FIELD_TYPES[field as RegistryField];
+    if (!type) throw new Error(`registry update: "${field}" is not a registry field`);
+    names[`#${field}`] = field;
+    let v = value;
+    if (field === 'failureReason') v = String(value).slice(0, MAX_REASON_LENGTH);
+    values[`:${field}`] =
+      type === 'N' ? { N: String(v) } : type === 'BOOL' ? { BOOL: Boolean(v) } : { S: String(v) };
+    assignments.push(`#${field} = :${field}`);
+  }
+  const removals = remove.filter((f) => fields[f] === undefined);
+  for (const f of removals) names[`#${f}`] = f;
+  return {
+    Key: { [REGISTRY_KEY]: { S: tenantId } },
+    UpdateExpression:
+      `SET ${assignments.join(', ')}` +
+      (removals.length ? ` REMOVE ${removals.map((f) => `#${f}`).join(', ')}` : ''),
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * The migration runner: brings one target (the pool schema, one bridge tenant's schema, or a silo database's
+ * schema) to a version of db/migrations, as the owner role, inside the caller's transaction, under the target's
+ * lock. The provisioner, the local platform and fleet-wide upgrades all migrate through this one function.
+ */
+import type { ClientBase } from 'pg';
+import type { IsolationModel } from './naming';
+import { MIGRATIONS } from './migrations';
+import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_TABLE_PRIVILEGES } from './roles';
+import { ident, raw, sql } from './sql';
+import { exec, lockTarget } from './tx';
+
+/** One schema the migrations apply to. */
+export interface MigrationTarget {
+  /** Its key in tenancy.targets and its lock: `pool`, `bridge:<tenant>` or `silo`. */
+  readonly target: string;
+  readonly model: IsolationModel;
+  readonly schema: string;
+  /** The only role granted DML on its tables. */
+  readonly grantee: string;
+  /** Which rendering of each migration it takes. */
+  readonly kind: 'pool' | 'tenant';
+}
+
+export function checkVersionExists(version: number): void {
+  if (!MIGRATIONS.some((m) => m.version === version)) {
+    throw new Error(
+      `schema version ${version} does not exist: this provisioner knows versions ${MIGRATIONS.map((m) => m.version).join(', ')}`,
+    );
+  }
+}
+
+/**
+ * Creates the target's schema if needed and brings it to `toVersion`, inside the caller's transaction, as the
+ * owner role. Grants the target's grantee DML on every table and view of the schema, and nothing else.
+ * Returns the version the target was at.
+ */
+export async function migrateTarget(
+  client: ClientBase,
+  target: MigrationTarget,
+  toVersion: number,
+): Promise<number> {
+  checkVersionExists(toVersion);
+  await exec(client, lockTarget(target.target));
+  await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+  const current = await client.query<{ version: number }>(
+    `SELECT version FROM ${ADMIN_SCHEMA}.targets WHERE target = $1 FOR UPDATE`,
+    [target.target],
+  );
+  const from = current.rows[0]?.version ?? 0;
+  if (from > toVersion) {
+    throw new Error(
+      `${target.target} is at schema version ${from}, newer than the requested ${toVersion}: downgrades are not supported; deploy the newer provisioner`,
+    );
+  }
+  const schema = ident(target.schema);
+  const grantee = ident(target.grantee);
+  await exec(client, sql`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+  await exec(client, sql`REVOKE ALL ON SCHEMA ${schema} FROM PUBLIC`);
+  await exec(client, sql`GRANT USAGE ON SCHEMA ${schema} TO ${grantee}`);
+  // Default privileges, set before any table exists, grant each table and view as a migration creates it:
+  // no GRANT ... ON ALL TABLES IN SCHEMA, which scans the whole catalog and slows as tenants accumulate.
+  await exec(
+    client,
+    sql`ALTER DEFAULT PRIVILEGES FOR ROLE ${ident(OWNER_ROLE)} IN SCHEMA ${schema}
+        GRANT ${raw(RUNTIME_TABLE_PRIVILEGES)} ON TABLES TO ${grantee}`,
+  );
+  await exec(client, sql`SET LOCAL search_path = ${schema}`);
+  for (const m of MIGRATIONS) {
+    if (m.version > from && m.version <= toVersion)
+      await client.query(target.kind === 'pool' ? m.pool : m.tenant);
+  }
+  await exec(client, sql`SET LOCAL search_path = pg_catalog`);
+  await client.query(
+    `INSERT INTO ${ADMIN_SCHEMA}.targets (target, model, schema_name, version, status)
+     VALUES ($1, $2, $3, $4, 'active')
+     ON CONFLICT (target) DO UPDATE SET version = EXCLUDED.version, status = 'active', updated_at = now()`,
+    [target.target, target.model, target.schema, toVersion],
+  );
+  await client.query('RESET ROLE');
+  return from;
+}
+
+export interface TargetState {
+  readonly target: string;
+  readonly model: IsolationModel;
+  readonly schema: string;
+  readonly version: number;
+  readonly status: 'active' | 'offboarded';
+}
+
+export async function targetState(client: ClientBase, target: string): Promise<TargetState | undefined> {
+  const r = await client.query(
+    `SELECT target, model, schema_name AS schema, version, status FROM ${ADMIN_SCHEMA}.targets WHERE target = $1`,
+    [target],
+  );
+  return r.rows[0] as TargetState | undefined;
+}
+
+/** Every bridge tenant below `version`, for a fleet-wide schema upgrade. */
+export async function bridgeTenantsBelow(client: ClientBase, version: number): Promise<string[]> {
+  const r = await client.query<{ target: string }>(
+    `SELECT target FROM ${ADMIN_SCHEMA}.targets WHERE model = 'bridge' AND status = 'active' AND version < $1 ORDER BY target`,
+    [version],
+  );
+  return r.rows.map((row) => row.target.slice('bridge:'.length));
+}

@@ -1,0 +1,97 @@
+/**
+ * Pool: every tenant's rows in shared tables (schema `pool`), each row carrying `tenant_id`, kept apart by
+ * Row-Level Security (ENABLE + FORCE, one FOR ALL policy on the tenant setting). A tenant is a registration in
+ * tenancy.pool_tenants; its rows can exist only once it is registered.
+ */
+import type { ClientBase } from 'pg';
+import { TENANT_SETTING } from '../../contracts';
+import { validateTenantId } from '../naming';
+import { LATEST_VERSION } from '../migrations';
+import { migrateTarget, MigrationTarget, targetState } from '../migrate';
+import { ADMIN_SCHEMA, OWNER_ROLE, POOL_SCHEMA, RUNTIME_ROLES } from '../roles';
+import { ident, sql } from '../sql';
+import { exec, inTransaction, lockTarget } from '../tx';
+import type { DataModel } from './model';
+
+const poolTarget = (): MigrationTarget => ({
+  target: 'pool',
+  model: 'pool',
+  schema: POOL_SCHEMA,
+  grantee: RUNTIME_ROLES.pool,
+  kind: 'pool',
+});
+
+/** Pool database: the shared tables at `version`. */
+export async function migratePool(client: ClientBase, version = LATEST_VERSION): Promise<void> {
+  await inTransaction(client, () => migrateTarget(client, poolTarget(), version));
+}
+
+/**
+ * Registers (or re-activates) a pool tenant. Its rows can only exist once it is registered. Returns the shared
+ * tables' schema version.
+ */
+export async function registerPoolTenant(
+  client: ClientBase,
+  tenantId: string,
+  name: string,
+): Promise<number> {
+  validateTenantId(tenantId, 'registerPoolTenant');
+  return inTransaction(client, async () => {
+    await exec(client, lockTarget(`pool:${tenantId}`));
+    await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    await exec(
+      client,
+      sql`INSERT INTO ${ident(ADMIN_SCHEMA)}.pool_tenants (tenant_id, name, status) VALUES (${tenantId}, ${name}, 'active')
+          ON CONFLICT (tenant_id) DO UPDATE SET name = EXCLUDED.name, status = 'active', updated_at = now()`,
+    );
+    return (await targetState(client, poolTarget().target))?.version ?? 0;
+  });
+}
+
+/**
+ * Offboards a pool tenant. `retain` keeps every row and marks the tenant offboarded (the API refuses it);
+ * `destroy` deletes its rows, through the same RLS policy that scopes the API, so no other tenant's row can
+ * be touched even by a bug here.
+ */
+export async function offboardPoolTenant(
+  client: ClientBase,
+  tenantId: string,
+  policy: 'retain' | 'destroy',
+): Promise<void> {
+  validateTenantId(tenantId, 'offboardPoolTenant');
+  await inTransaction(client, async () => {
+    await exec(client, lockTarget(`pool:${tenantId}`));
+    await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    if (policy === 'destroy') {
+      await exec(client, sql`SELECT set_config(${TENANT_SETTING}, ${tenantId}, true)`);
+      // Items go with their invoices (ON DELETE CASCADE).
+      await exec(client, sql`DELETE FROM ${ident(POOL_SCHEMA)}.invoices`);
+      await exec(client, sql`DELETE FROM ${ident(ADMIN_SCHEMA)}.pool_tenants WHERE tenant_id = ${tenantId}`);
+    } else {
+      await exec(
+        client,
+        sql`UPDATE ${ident(ADMIN_SCHEMA)}.pool_tenants SET status = 'offboarded', updated_at = now() WHERE tenant_id = ${tenantId}`,
+      );
+    }
+  });
+}
+
+export const pool: DataModel = {
+  model: 'pool',
+  databasePerTenant: false,
+  runtimeRole: () => RUNTIME_ROLES.pool,
+  bootstrap: async () => undefined,
+  afterBootstrap: (client, { version }) => migratePool(client, version),
+  async provision(client, tenant) {
+    const version = await registerPoolTenant(client, tenant.id, tenant.name);
+    return { schema: POOL_SCHEMA, version, fromVersion: version };
+  },
+  offboard: (client, tenantId, policy) => offboardPoolTenant(client, tenantId, policy),
+  schemaOf: () => POOL_SCHEMA,
+  migrationTarget: () => poolTarget(),
+  // RLS reads the tenant setting; search_path lets the same unqualified SQL serve every model.
+  contextSettings: (tenantId) => [
+    [TENANT_SETTING, tenantId],
+    ['search_path', POOL_SCHEMA],
+  ],
+};

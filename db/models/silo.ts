@@ -1,0 +1,68 @@
+/**
+ * Silo: the tenant has a database (on RDS, an instance) of its own; its tables are in schema `app`, readable by
+ * the silo's runtime role only. The database serves one tenant and refuses any other (TenantDatabase).
+ */
+import type { ClientBase } from 'pg';
+import { LATEST_VERSION } from '../migrations';
+import { migrateTarget, MigrationTarget } from '../migrate';
+import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_ROLES, SILO_SCHEMA } from '../roles';
+import { ident, sql } from '../sql';
+import { exec, inTransaction, lockTarget } from '../tx';
+import type { DataModel, ModelOptions } from './model';
+
+const siloRole = (options: ModelOptions) => options.siloRuntimeRole ?? RUNTIME_ROLES.silo;
+const siloTarget = (options: ModelOptions): MigrationTarget => ({
+  target: 'silo',
+  model: 'silo',
+  schema: SILO_SCHEMA,
+  grantee: siloRole(options),
+  kind: 'tenant',
+});
+
+/** Silo database: its application schema at `version`, readable by the silo's runtime role only. */
+export async function migrateSilo(
+  client: ClientBase,
+  version = LATEST_VERSION,
+  siloRuntimeRole = RUNTIME_ROLES.silo,
+): Promise<number> {
+  return inTransaction(client, () => migrateTarget(client, siloTarget({ siloRuntimeRole }), version));
+}
+
+/** Offboards a silo database: `retain` revokes the runtime role's access; `destroy` drops the schema. */
+export async function offboardSilo(
+  client: ClientBase,
+  policy: 'retain' | 'destroy',
+  siloRuntimeRole = RUNTIME_ROLES.silo,
+): Promise<void> {
+  await inTransaction(client, async () => {
+    await exec(client, lockTarget('silo'));
+    await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    if (policy === 'destroy') {
+      await exec(client, sql`DROP SCHEMA IF EXISTS ${ident(SILO_SCHEMA)} CASCADE`);
+      await exec(client, sql`DELETE FROM ${ident(ADMIN_SCHEMA)}.targets WHERE target = 'silo'`);
+    } else {
+      await exec(client, sql`REVOKE USAGE ON SCHEMA ${ident(SILO_SCHEMA)} FROM ${ident(siloRuntimeRole)}`);
+      await exec(
+        client,
+        sql`UPDATE ${ident(ADMIN_SCHEMA)}.targets SET status = 'offboarded', updated_at = now() WHERE target = 'silo'`,
+      );
+    }
+  });
+}
+
+export const silo: DataModel = {
+  model: 'silo',
+  databasePerTenant: true,
+  runtimeRole: siloRole,
+  bootstrap: async () => undefined,
+  afterBootstrap: async () => undefined,
+  async provision(client, _tenant, options) {
+    const version = options.version ?? LATEST_VERSION;
+    const fromVersion = await migrateSilo(client, version, siloRole(options));
+    return { schema: SILO_SCHEMA, version, fromVersion };
+  },
+  offboard: (client, _tenantId, policy, options) => offboardSilo(client, policy, siloRole(options)),
+  schemaOf: () => SILO_SCHEMA,
+  migrationTarget: (_tenantId, options) => siloTarget(options),
+  contextSettings: () => [['search_path', SILO_SCHEMA]],
+};

@@ -1,0 +1,65 @@
+/**
+ * Transactions, locks and small catalog helpers for the provisioning code (as the database's administrative
+ * user, never the API). Every provisioning operation runs in one transaction per target under a lock on that
+ * target, so a retried or concurrent provisioner either finds the work done or waits for it; it never
+ * half-applies.
+ */
+import type { ClientBase } from 'pg';
+import { ident, sql, Sql } from './sql';
+
+/** One advisory-lock key per target; `hashtextextended` is stable across sessions and servers. */
+export const lockTarget = (target: string) =>
+  sql`SELECT pg_advisory_xact_lock(hashtextextended(${`tenancy:${target}`}, 0))`;
+
+export async function exec(client: ClientBase, statement: Sql): Promise<void> {
+  await client.query(statement.toQuery());
+}
+
+export async function inTransaction<T>(client: ClientBase, work: () => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    const result = await work();
+    await client.query('COMMIT');
+    return result;
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+export async function serverVersion(client: ClientBase): Promise<number> {
+  const r = await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+  return Number(r.rows[0].v);
+}
+
+export async function roleExists(client: ClientBase, role: string): Promise<boolean> {
+  const r = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role]);
+  return (r.rowCount ?? 0) > 0;
+}
+
+export async function currentDatabase(client: ClientBase): Promise<string> {
+  const r = await client.query<{ db: string }>('SELECT current_database() AS db');
+  return r.rows[0].db;
+}
+
+/** An identifier quoted by the driver, for the few utility statements that take no parameters. */
+export function quote(identifier: string): string {
+  return sql`${ident(identifier)}`.toLiteralSql();
+}
+
+/**
+ * CREATE ROLE unless it exists. Roles are cluster-wide and advisory locks are per database, so two databases
+ * on one server (the local platform's silos) may race: a duplicate is taken as "already there".
+ */
+export async function ensureRole(client: ClientBase, role: string, attributes: string): Promise<void> {
+  if (await roleExists(client, role)) return;
+  await client.query('SAVEPOINT ensure_role');
+  try {
+    await client.query(`CREATE ROLE ${quote(role)} ${attributes}`);
+    await client.query('RELEASE SAVEPOINT ensure_role');
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code !== '42710' && code !== '23505') throw e;
+    await client.query('ROLLBACK TO SAVEPOINT ensure_role');
+  }
+}

@@ -1,0 +1,138 @@
+import * as path from 'path';
+import { Construct } from 'constructs';
+import { Duration, Stack } from 'aws-cdk-lib';
+import * as codebuild from 'aws-cdk-lib/aws-codebuild';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
+import { TENANT_STACK_PREFIX } from '../../../contracts';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../../nag';
+
+const REPO_ROOT = path.join(__dirname, '..', '..', '..');
+
+export interface DeployProjectProps {
+  /** Encrypts build artifacts and logs. */
+  readonly key: kms.IKey;
+  /** Where the build logs go. */
+  readonly logGroup: logs.ILogGroup;
+  /**
+   * The CDK bootstrap qualifier whose roles the deploy job may assume.
+   * @default 'hnb659fds'
+   */
+  readonly bootstrapQualifier?: string;
+}
+
+/**
+ * The CodeBuild project that deploys or destroys exactly one tenant stack
+ * (`cdk deploy Tenant-<id> -c tenant=<id> --exclusively`), from this app's source uploaded as a CDK asset.
+ * Its role can do nothing but assume the CDK bootstrap roles of this account and region.
+ */
+export class DeployProject extends Construct {
+  readonly project: codebuild.Project;
+
+  constructor(scope: Construct, id: string, props: DeployProjectProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const qualifier = props.bootstrapQualifier ?? 'hnb659fds';
+
+    // The app's source, as the deploy job runs it.
+    const source = new s3assets.Asset(this, 'AppSource', {
+      path: REPO_ROOT,
+      exclude: ['node_modules', 'cdk.out', 'cdk.out.*', '.local', '.git', 'coverage', '.bench'],
+    });
+
+    // "Default": the project is this construct's resource, and keeps the logical id it had at the stack's root.
+    this.project = new codebuild.Project(this, 'Default', {
+      description: 'Deploys or destroys exactly one tenant stack with the CDK bootstrap roles',
+      source: codebuild.Source.s3({ bucket: source.bucket, path: source.s3ObjectKey }),
+      environment: {
+        buildImage: codebuild.LinuxBuildImage.STANDARD_7_0,
+        computeType: codebuild.ComputeType.MEDIUM,
+        privileged: false,
+      },
+      encryptionKey: props.key,
+      timeout: Duration.minutes(90),
+      logging: { cloudWatch: { logGroup: props.logGroup } },
+      buildSpec: codebuild.BuildSpec.fromObject({
+        version: '0.2',
+        env: { shell: 'bash' },
+        phases: {
+          install: { 'runtime-versions': { nodejs: '22' }, commands: ['npm ci --no-audit --no-fund'] },
+          build: {
+            commands: [
+              // TENANT_ID and TENANT_REQUEST were validated by the workflow; quoted here all the same.
+              `if [ "$ACTION" = deploy ]; then npx cdk deploy "${TENANT_STACK_PREFIX}$TENANT_ID" -c "tenant=$TENANT_ID" -c "tenantRequest=$TENANT_REQUEST" --exclusively --require-approval never; ` +
+                `elif [ "$ACTION" = destroy ]; then npx cdk destroy "${TENANT_STACK_PREFIX}$TENANT_ID" -c "tenant=$TENANT_ID" -c "tenantRequest=$TENANT_REQUEST" --exclusively --force; ` +
+                'else echo "unknown ACTION $ACTION"; exit 2; fi',
+            ],
+          },
+        },
+      }),
+    });
+    source.grantRead(this.project);
+    // Least privilege: the job itself can do nothing but assume the CDK bootstrap roles of this account and
+    // region, which CloudFormation uses to deploy. No "*" action on "*".
+    this.project.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'AssumeCdkBootstrapRoles',
+        actions: ['sts:AssumeRole', 'sts:TagSession'],
+        resources: ['deploy', 'file-publishing', 'image-publishing', 'lookup'].map(
+          (role) =>
+            `arn:${stack.partition}:iam::${stack.account}:role/cdk-${qualifier}-${role}-role-${stack.account}-${stack.region}`,
+        ),
+      }),
+    );
+    this.acknowledge();
+  }
+
+  private acknowledge(): void {
+    const stack = Stack.of(this);
+    const region = stack.region;
+    const partition = region.startsWith('cn-')
+      ? 'aws-cn'
+      : region.startsWith('us-gov-')
+        ? 'aws-us-gov'
+        : 'aws';
+    const arn = (rest: string) => `arn:${partition}:${rest.replace('{region}', region)}`;
+    const projectId = logicalIdOf(l1(this.project));
+    ack(
+      l1(this.project),
+      HIPAA_AND_NIST('CodeBuildProjectSourceRepoUrl').slice(0, 1),
+      'The source is the app bundle uploaded as a CDK asset to the bootstrap bucket: no repository URL and no credentials in the project.',
+    );
+    const buildPolicy = l1(childOfType(this.project.role!, iam.Policy));
+    const grants: [string, string][] = [
+      [
+        'Action::kms:GenerateDataKey*',
+        'CDK grant for the project key: encrypt build artifacts and logs with this one key.',
+      ],
+      [
+        'Action::kms:ReEncrypt*',
+        'CDK grant for the project key: encrypt build artifacts and logs with this one key.',
+      ],
+      [
+        'Action::s3:GetBucket*',
+        'CDK asset grant: read the app source bundle from the bootstrap asset bucket.',
+      ],
+      [
+        'Action::s3:GetObject*',
+        'CDK asset grant: read the app source bundle from the bootstrap asset bucket.',
+      ],
+      ['Action::s3:List*', 'CDK asset grant: read the app source bundle from the bootstrap asset bucket.'],
+      [
+        `Resource::${arn('s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{region}/*')}`,
+        'CDK asset grant: objects of the bootstrap asset bucket, where the app source bundle is; read only.',
+      ],
+      [
+        `Resource::${arn(`codebuild:{region}:<AWS::AccountId>:report-group/<${projectId}>-*`)}`,
+        "CodeBuild's default grant: test report groups of this one project.",
+      ],
+      [
+        `Resource::${arn(`logs:{region}:<AWS::AccountId>:log-group:/aws/codebuild/<${projectId}>:*`)}`,
+        "CodeBuild's default grant: log streams of this one project's log group.",
+      ],
+    ];
+    for (const [finding, reason] of grants) ack(buildPolicy, AWS_SOLUTIONS(`IAM5[${finding}]`), reason);
+  }
+}

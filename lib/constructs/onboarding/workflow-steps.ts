@@ -1,0 +1,172 @@
+import * as path from 'path';
+import { Construct } from 'constructs';
+import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { ssmNames, TENANT_STACK_PREFIX } from '../../../contracts';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../../nag';
+import { LAMBDA_RUNTIME } from '../tenant-provisioner';
+
+const REPO_ROOT = path.join(__dirname, '..', '..', '..');
+
+export interface WorkflowStepsProps {
+  /** Encrypts the function's environment. */
+  readonly key: kms.IKey;
+  readonly logGroup: logs.ILogGroup;
+  /** The tenant registry the steps read and write. */
+  readonly registryTableName: string;
+  readonly registryTableArn: string;
+}
+
+/**
+ * The onboarding workflow's Lambda steps (lambda/onboarding): validation, registry status, readiness, failure
+ * reasons and silo final snapshots. Every permission is written out here, scoped to what one step needs.
+ */
+export class WorkflowSteps extends Construct {
+  readonly function: nodejs.NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: WorkflowStepsProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    this.function = new nodejs.NodejsFunction(this, 'Default', {
+      entry: path.join(REPO_ROOT, 'lambda', 'onboarding', 'index.ts'),
+      handler: 'handler',
+      runtime: LAMBDA_RUNTIME,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 256,
+      timeout: Duration.seconds(30),
+      logGroup: props.logGroup,
+      environmentEncryption: props.key,
+      environment: { REGISTRY_TABLE: props.registryTableName },
+      bundling: { target: 'node24', minify: true, sourceMap: true, externalModules: ['@aws-sdk/*'] },
+    });
+    const grant = (statement: iam.PolicyStatement) => this.function.addToRolePolicy(statement);
+    grant(
+      new iam.PolicyStatement({
+        sid: 'TenantRegistry',
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Scan'],
+        resources: [props.registryTableArn],
+      }),
+    );
+    grant(
+      new iam.PolicyStatement({
+        sid: 'ReadApiEndpoints',
+        actions: ['ssm:GetParameter'],
+        resources: ssmNames.apiEndpointPatterns.map((resourceName) =>
+          stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName }),
+        ),
+      }),
+    );
+    grant(
+      new iam.PolicyStatement({
+        sid: 'ReadTenantStacks',
+        actions: ['cloudformation:DescribeStackEvents', 'cloudformation:DescribeStackResources'],
+        resources: [
+          stack.formatArn({
+            service: 'cloudformation',
+            resource: 'stack',
+            resourceName: `${TENANT_STACK_PREFIX}*/*`,
+          }),
+        ],
+      }),
+    );
+    const anySnapshot = stack.formatArn({
+      service: 'rds',
+      resource: 'snapshot',
+      resourceName: '*',
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    // Final snapshots: only of silo tenant databases (tagged by the tenant stack), only as offboarding snapshots.
+    grant(
+      new iam.PolicyStatement({
+        sid: 'SnapshotAndUnprotectSiloDatabases',
+        actions: ['rds:CreateDBSnapshot', 'rds:ModifyDBInstance'],
+        resources: [
+          stack.formatArn({
+            service: 'rds',
+            resource: 'db',
+            resourceName: '*',
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+        conditions: { StringEquals: { 'aws:ResourceTag/isolation-model': 'silo' } },
+      }),
+    );
+    grant(
+      new iam.PolicyStatement({
+        sid: 'CreateTaggedFinalSnapshots',
+        actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'],
+        resources: [anySnapshot],
+        conditions: { StringEquals: { 'aws:RequestTag/purpose': 'offboarding-final-snapshot' } },
+      }),
+    );
+    grant(
+      new iam.PolicyStatement({
+        sid: 'WatchFinalSnapshots',
+        actions: ['rds:DescribeDBSnapshots'],
+        resources: [anySnapshot],
+      }),
+    );
+    this.acknowledge();
+  }
+
+  private acknowledge(): void {
+    const region = Stack.of(this).region;
+    const partition = region.startsWith('cn-')
+      ? 'aws-cn'
+      : region.startsWith('us-gov-')
+        ? 'aws-us-gov'
+        : 'aws';
+    const arn = (rest: string) => `arn:${partition}:${rest.replace('{region}', region)}`;
+    const fn = l1(this.function);
+    ack(
+      fn,
+      HIPAA_AND_NIST('LambdaDLQ'),
+      'Invoked synchronously by Step Functions, which retries and catches every failure and records it in the registry; there is no asynchronous event to dead-letter.',
+    );
+    ack(
+      fn,
+      HIPAA_AND_NIST('LambdaConcurrency'),
+      'Runs a few times per onboarding; reserving concurrency would take it from the account pool without bounding anything that matters.',
+    );
+    ack(
+      fn,
+      HIPAA_AND_NIST('LambdaInsideVPC'),
+      "Calls only AWS APIs (DynamoDB, CloudFormation, RDS, SSM) and the tenant API's public HTTPS endpoint; it never connects to a database.",
+    );
+    ack(
+      l1(this.function.role!),
+      AWS_SOLUTIONS(
+        'IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+      ),
+      'The AWS-maintained basic execution policy: write its own logs, nothing else.',
+    );
+    const policy = l1(childOfType(this.function.role!, iam.Policy));
+    const grants: [string, string][] = [
+      [
+        arn(`cloudformation:{region}:<AWS::AccountId>:stack/${TENANT_STACK_PREFIX}*/*`),
+        'Reads events and resources of tenant stacks only (one stack per tenant, by name), to report why one failed and to find a silo database.',
+      ],
+      [
+        arn('rds:{region}:<AWS::AccountId>:db:*'),
+        'Snapshot and lift deletion protection only on instances tagged isolation-model=silo (condition), at offboarding.',
+      ],
+      [
+        arn('rds:{region}:<AWS::AccountId>:snapshot:*'),
+        'Create only snapshots tagged purpose=offboarding-final-snapshot (condition), and watch their status.',
+      ],
+      [
+        arn(`ssm:{region}:<AWS::AccountId>:parameter/${ssmNames.apiEndpointPatterns[0]}`),
+        'Reads only the API endpoint parameters the cell stacks publish, to check a new tenant is served before marking it active.',
+      ],
+      [
+        arn(`ssm:{region}:<AWS::AccountId>:parameter/${ssmNames.apiEndpointPatterns[1]}`),
+        "Reads only silo tenants' published API endpoint parameters, to check a new silo is served before marking it active.",
+      ],
+    ];
+    for (const [res, reason] of grants) ack(policy, AWS_SOLUTIONS(`IAM5[Resource::${res}]`), reason);
+  }
+}

@@ -1,6 +1,7 @@
 import * as path from 'path';
 import { App } from 'aws-cdk-lib';
-import { CatalogError, loadCatalog } from '../lib/catalog';
+import { TENANT_PHASES, TenantPhase } from '../contracts';
+import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
 import { buildFleet, FleetError } from '../lib/fleet';
 
 // A stack trace per construct and a 27 MB construct tree cost seconds on a 1,000-tenant fleet and serve only
@@ -11,30 +12,71 @@ const app = new App({
   treeMetadata: debug,
   context: debug ? {} : { 'aws:cdk:disable-creation-stack-traces': true },
 });
-const catalogPath =
-  (app.node.tryGetContext('catalog') as string | undefined) ?? path.join(__dirname, '..', 'tenants.json');
-const onlyTenant = app.node.tryGetContext('tenant') as string | undefined;
-const region =
-  (app.node.tryGetContext('region') as string | undefined) || process.env.CDK_DEFAULT_REGION || 'us-east-1';
+const context = (name: string) => app.node.tryGetContext(name) as string | undefined;
+const catalogPath = context('catalog') ?? path.join(__dirname, '..', 'tenants.json');
+const region = context('region') || process.env.CDK_DEFAULT_REGION || 'us-east-1';
 
 try {
+  const catalog = loadCatalog(catalogPath);
   // An onboarding pipeline adds the requested tenant (validated with the catalog's rules) and builds its stack.
-  const request = app.node.tryGetContext('tenantRequest') as string | undefined;
-  let extra: unknown[] = [];
+  const request = context('tenantRequest');
+  const restoreTenants: string[] = [];
+  let tenants = catalog.tenants;
   if (request !== undefined && request !== '') {
+    const source = '-c tenantRequest';
+    let raw: { restore?: unknown } & Record<string, unknown>;
     try {
-      extra = [typeof request === 'string' ? JSON.parse(request) : request];
+      raw = typeof request === 'string' ? JSON.parse(request) : request;
     } catch (e) {
-      throw new CatalogError('-c tenantRequest', [
+      throw new CatalogError(source, [
         { code: 'invalid-document', message: `is not JSON (${(e as Error).message})` },
       ]);
     }
+    const { restore, ...entry } = raw;
+    const { tenant, problems } = parseTenant(entry, 'the request');
+    if (!tenant) throw new CatalogError(source, problems);
+    // A catalog tenant's request (as the registry keeps it) is the catalog's own entry: nothing to add. Any
+    // other request for an id the catalog holds is a conflict.
+    const inCatalog = tenants.find((t) => t.id === tenant.id);
+    if (inCatalog && tenantRequestOf(inCatalog) !== tenantRequestOf(tenant)) {
+      throw new CatalogError(source, [
+        {
+          code: 'duplicate-id',
+          tenantId: tenant.id,
+          field: 'id',
+          message: `tenant "${tenant.id}": ${catalog.source} already defines this tenant differently (${tenantRequestOf(inCatalog)}): change the catalog entry, or use another id`,
+        },
+      ]);
+    }
+    if (!inCatalog) tenants = [...tenants, tenant];
+    if (restore === true) restoreTenants.push(tenant.id);
   }
-  const catalog = loadCatalog(catalogPath, extra);
-  buildFleet(app, catalog, {
-    onlyTenant,
-    env: { account: process.env.CDK_DEFAULT_ACCOUNT || undefined, region },
-  });
+  const phase = context('tenantPhase');
+  if (phase !== undefined && !TENANT_PHASES.includes(phase as TenantPhase)) {
+    throw new FleetError(`-c tenantPhase=${phase}: use one of ${TENANT_PHASES.join(', ')}`);
+  }
+  const architecture = context('apiArchitecture');
+  if (architecture !== undefined && architecture !== 'arm64' && architecture !== 'x86_64') {
+    throw new FleetError(`-c apiArchitecture=${architecture}: use arm64 (the default) or x86_64`);
+  }
+  const zoneId = context('hostedZoneId');
+  const zoneName = context('domainName');
+  if ((zoneId === undefined) !== (zoneName === undefined)) {
+    throw new FleetError('-c hostedZoneId and -c domainName go together: give both, or neither');
+  }
+  buildFleet(
+    app,
+    { source: catalog.source, tenants },
+    {
+      onlyTenant: context('tenant'),
+      env: { account: process.env.CDK_DEFAULT_ACCOUNT || undefined, region },
+      tenantPhase: phase as TenantPhase | undefined,
+      restoreTenants,
+      apiArchitecture: architecture as 'arm64' | 'x86_64' | undefined,
+      siloIpamPoolId: context('siloIpamPoolId'),
+      domain: zoneId && zoneName ? { zoneId, zoneName } : undefined,
+    },
+  );
 } catch (e) {
   if (e instanceof CatalogError || e instanceof FleetError) {
     console.error(e.message);

@@ -8,3 +8,6 @@ export const RESULT_DETAIL_TYPES = {
   onboardingFailed: 'TenantOnboardingFailed',
   offboarded: 'TenantOffboarded',
 } as const;
+
+/** The offboarding path's failure event. */
+export const OFFBOARDING_FAILED_DETAIL_TYPE = 'TenantOffboardingFailed';

@@ -11,3 +11,4 @@ export * from './resources';
 export * from './ssm';
 export * from './events';
 export * from './registry';
+export * from './api';

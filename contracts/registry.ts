@@ -33,9 +33,23 @@ export interface RegistryItem {
   readonly finalSnapshotId?: string;
   /** The onboarding request as validated (JSON), kept so the tenant's stack can be rebuilt by any later job. */
   readonly request?: string;
+  /** Who asked for the last onboarding or offboarding (an IAM principal ARN, or `catalog` for a catalog deploy). */
+  readonly requestedBy?: string;
+  /**
+   * The workflow execution that holds the tenant while it changes its status. Every status change is a
+   * conditional write that holds it; a second request for the same tenant is refused while it is set.
+   */
+  readonly lock?: string;
+  /** Schema upgrades record their own state here and never touch `status`. */
+  readonly upgradeStatus?: UpgradeStatus;
+  /** Why the last schema upgrade failed (the tenant keeps serving at its previous version). */
+  readonly upgradeFailure?: string;
   /** ISO time of the last write. */
   readonly updatedAt?: string;
 }
+
+export const UPGRADE_STATUSES = ['upgrading', 'current', 'failed'] as const;
+export type UpgradeStatus = (typeof UPGRADE_STATUSES)[number];
 
 /** The DynamoDB attribute value shapes the registry uses. */
 export type AttributeValue = { S: string } | { N: string } | { BOOL: boolean };
@@ -53,6 +67,10 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   dataRetained: 'BOOL',
   finalSnapshotId: 'S',
   request: 'S',
+  requestedBy: 'S',
+  lock: 'S',
+  upgradeStatus: 'S',
+  upgradeFailure: 'S',
   updatedAt: 'S',
 };
 export type RegistryField = keyof typeof FIELD_TYPES;
@@ -93,8 +111,61 @@ export function registryItemFromAttributes(attrs: Attributes | undefined): Regis
 export interface RegistryUpdate {
   readonly Key: Record<string, { S: string }>;
   readonly UpdateExpression: string;
+  readonly ConditionExpression?: string;
   readonly ExpressionAttributeNames: Record<string, string>;
   readonly ExpressionAttributeValues: Record<string, AttributeValue>;
+}
+
+/**
+ * A condition on the item, for a conditional write. Each writer states what it requires of the item it changes:
+ * - `absent`: no item for the tenant yet;
+ * - `unlocked`: nobody holds the tenant's lock (or there is no item);
+ * - `lockedBy`: this execution holds it;
+ * - `statusIn`: the item exists with one of these statuses.
+ * All listed conditions must hold; `anyOf` lists alternatives, one of which must hold.
+ */
+export interface RegistryCondition {
+  readonly absent?: boolean;
+  readonly unlocked?: boolean;
+  readonly lockedBy?: string;
+  readonly statusIn?: readonly TenantStatus[];
+  readonly anyOf?: readonly RegistryCondition[];
+}
+
+function conditionExpression(
+  c: RegistryCondition,
+  names: Record<string, string>,
+  values: Record<string, AttributeValue>,
+  prefix: string,
+): string {
+  const parts: string[] = [];
+  if (c.absent) {
+    names['#key'] = REGISTRY_KEY;
+    parts.push('attribute_not_exists(#key)');
+  }
+  if (c.unlocked) {
+    names['#lock'] = 'lock';
+    parts.push('attribute_not_exists(#lock)');
+  }
+  if (c.lockedBy !== undefined) {
+    names['#lock'] = 'lock';
+    values[`:${prefix}lock`] = { S: c.lockedBy };
+    parts.push(`#lock = :${prefix}lock`);
+  }
+  if (c.statusIn) {
+    names['#status'] = 'status';
+    const refs = c.statusIn.map((s, i) => {
+      values[`:${prefix}s${i}`] = { S: s };
+      return `:${prefix}s${i}`;
+    });
+    parts.push(`#status IN (${refs.join(', ')})`);
+  }
+  if (c.anyOf) {
+    parts.push(
+      `(${c.anyOf.map((alt, i) => `(${conditionExpression(alt, names, values, `${prefix}a${i}`)})`).join(' OR ')})`,
+    );
+  }
+  return parts.join(' AND ');
 }
 
 /**
@@ -105,6 +176,7 @@ export function registryUpdate(
   tenantId: string,
   set: Partial<Omit<RegistryItem, 'tenantId' | 'updatedAt'>>,
   remove: readonly RegistryField[] = [],
+  condition?: RegistryCondition,
   now = new Date(),
 ): RegistryUpdate {
   const names: Record<string, string> = {};
@@ -117,18 +189,21 @@ export function registryUpdate(
     if (!type) throw new Error(`registry update: "${field}" is not a registry field`);
     names[`#${field}`] = field;
     let v = value;
-    if (field === 'failureReason') v = String(value).slice(0, MAX_REASON_LENGTH);
+    if (field === 'failureReason' || field === 'upgradeFailure')
+      v = String(value).slice(0, MAX_REASON_LENGTH);
     values[`:${field}`] =
       type === 'N' ? { N: String(v) } : type === 'BOOL' ? { BOOL: Boolean(v) } : { S: String(v) };
     assignments.push(`#${field} = :${field}`);
   }
   const removals = remove.filter((f) => fields[f] === undefined);
   for (const f of removals) names[`#${f}`] = f;
+  const conditionText = condition ? conditionExpression(condition, names, values, 'c') : '';
   return {
     Key: { [REGISTRY_KEY]: { S: tenantId } },
     UpdateExpression:
       `SET ${assignments.join(', ')}` +
       (removals.length ? ` REMOVE ${removals.map((f) => `#${f}`).join(', ')}` : ''),
+    ...(conditionText ? { ConditionExpression: conditionText } : {}),
     ExpressionAttributeNames: names,
     ExpressionAttributeValues: values,
   };

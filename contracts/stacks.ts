@@ -19,3 +19,22 @@ export function tenantStackName(tenantId: string): string {
 export function tenantOfStackName(stackName: string): string | undefined {
   return stackName.startsWith(TENANT_STACK_PREFIX) ? stackName.slice(TENANT_STACK_PREFIX.length) : undefined;
 }
+
+/**
+ * Where a tenant stack is in its life, chosen by whoever deploys it (`-c tenantPhase=...`):
+ * - `create`: its first deploy by the onboarding workflow: nothing is deletion-protected yet, so a failed
+ *   first deploy rolls back cleanly and can be retried;
+ * - `steady` (the default, and what `cdk deploy --all` deploys): everything that holds data is protected;
+ * - `retire`: the deploy the offboarding workflow runs just before destroying the stack: protection lifted by
+ *   the stack itself, so no role needs the right to modify databases or load balancers.
+ */
+export const TENANT_PHASES = ['create', 'steady', 'retire'] as const;
+export type TenantPhase = (typeof TENANT_PHASES)[number];
+
+/** Template metadata every stack carries, so the lifecycle checks know what CloudFormation is meant to do with it. */
+export const LIFECYCLE_METADATA_KEY = 'tenantforge:lifecycle';
+export interface StackLifecycle {
+  /** What deleting the stack does with its data. */
+  readonly deletionPolicy: 'retain' | 'destroy';
+  readonly phase: TenantPhase;
+}

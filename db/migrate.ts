@@ -39,14 +39,17 @@ export async function migrateTarget(
   client: ClientBase,
   target: MigrationTarget,
   toVersion: number,
+  options: { restore?: boolean } = {},
 ): Promise<number> {
   checkVersionExists(toVersion);
   await exec(client, lockTarget(target.target));
   await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
-  const current = await client.query<{ version: number }>(
-    `SELECT version FROM ${ADMIN_SCHEMA}.targets WHERE target = $1 FOR UPDATE`,
+  const current = await client.query<{ version: number; status: string }>(
+    `SELECT version, status FROM ${ADMIN_SCHEMA}.targets WHERE target = $1 FOR UPDATE`,
     [target.target],
   );
+  if (current.rows[0]?.status === 'offboarded' && !options.restore)
+    throw new RetiredTenantError(target.target);
   const from = current.rows[0]?.version ?? 0;
   if (from > toVersion) {
     throw new Error(
@@ -79,6 +82,16 @@ export async function migrateTarget(
   );
   await client.query('RESET ROLE');
   return from;
+}
+
+/** An offboarded tenant's data is still there: it comes back only through an explicit restore. */
+export class RetiredTenantError extends Error {
+  constructor(target: string) {
+    super(
+      `${target} was offboarded with its data kept: it is provisioned again only by an explicit restore (the onboarding request's "restore": true), never as a new tenant`,
+    );
+    this.name = 'RetiredTenantError';
+  }
 }
 
 export interface TargetState {

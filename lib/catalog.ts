@@ -1,26 +1,17 @@
 /**
  * The tenant catalog: its schema, defaults and validation.
  *
- * Validation runs before any construct is built and reports every problem at once, each naming the source
- * file, the tenant, the field and the fix. This module imports nothing from aws-cdk-lib, so the onboarding
- * pipeline's handlers can apply exactly the same rules to a single request.
+ * Validation runs before any construct is built and reports every problem at once, each naming the source,
+ * the tenant, the field and the fix, as data (a code, the tenant, the field, the message). This module imports
+ * nothing from aws-cdk-lib, so the onboarding pipeline's handlers and the local tools apply exactly the same
+ * rules to a single request.
  */
 import * as fs from 'fs';
-import { createHash } from 'crypto';
 import { DeletionPolicy, ISOLATION_MODELS, IsolationModel } from '../contracts';
 import { tenantIdProblem } from '../db/naming';
-import { CidrRange, intToIp, isPrivate, nthBlock, overlaps, parseCidr } from './cidr';
+import { CidrRange, intToIp, isPrivate, overlaps, parseCidr } from './cidr';
 
 export type { DeletionPolicy };
-
-/** Settings as they come in the catalog (all optional). */
-export interface TenantSettingsInput {
-  readonly deletionPolicy?: DeletionPolicy;
-  readonly instanceClass?: string;
-  readonly multiAz?: boolean;
-  readonly backupRetentionDays?: number;
-  readonly vpcCidr?: string;
-}
 
 /** Silo-only settings after defaults are applied. */
 export interface SiloSettings {
@@ -28,9 +19,17 @@ export interface SiloSettings {
   readonly instanceClass: string;
   readonly multiAz: boolean;
   readonly backupRetentionDays: number;
-  readonly vpcCidr: string;
-  /** True when `vpcCidr` was derived from the tenant id rather than set in the catalog. */
-  readonly vpcCidrDerived: boolean;
+  /**
+   * A VPC range set in the catalog (for a tenant that must be reachable on a known range).
+   * @default - a /20 allocated from the platform's VPC IP Address Manager pool at deploy time
+   */
+  readonly vpcCidr?: string;
+  /**
+   * The snapshot this silo's database was restored from (an explicit restore of an offboarded tenant). Kept for
+   * the tenant's life: CloudFormation replaces a restored instance with an empty one if the property goes away.
+   * @default - a new, empty database
+   */
+  readonly restoredFromSnapshot?: string;
 }
 
 export interface Tenant {
@@ -39,6 +38,11 @@ export interface Tenant {
   readonly model: IsolationModel;
   /** `retain` keeps the tenant's data when its stack is destroyed; `destroy` is for test tenants only. */
   readonly deletionPolicy: DeletionPolicy;
+  /**
+   * The tenant's DNS label when the fleet has a domain (`<hostname>.<domain>`).
+   * @default - the tenant id
+   */
+  readonly hostname: string;
   /** Present for silo tenants only. */
   readonly silo?: SiloSettings;
 }
@@ -54,6 +58,12 @@ export const SHARED_VPC_CIDRS: Readonly<Record<'pool' | 'bridge', string>> = {
   bridge: '10.1.0.0/16',
 };
 
+/**
+ * The range of the platform's VPC IP Address Manager pool, from which every silo VPC without a catalog range
+ * gets a /20 (2,048 of them). A range set in the catalog must lie outside it.
+ */
+export const SILO_IPAM_CIDR = '10.128.0.0/9';
+
 export const SILO_DEFAULTS = {
   instanceClass: 't4g.medium',
   multiAz: true,
@@ -63,21 +73,26 @@ export const SILO_DEFAULTS = {
 export const MIN_BACKUP_RETENTION_DAYS = 7;
 export const MAX_BACKUP_RETENTION_DAYS = 35;
 
-/** Silo VPCs without an explicit CIDR get a /20 in 10.128.0.0/9 chosen from a hash of the tenant id. */
-const DERIVED_CIDR_BASE = '10.128.0.0';
-const DERIVED_CIDR_PREFIX = 20;
-const DERIVED_CIDR_SLOTS = 2 ** (DERIVED_CIDR_PREFIX - 9);
-
 const TENANT_FIELDS = new Set(['id', 'name', 'model', 'settings']);
 const SETTINGS_FIELDS = new Set([
   'deletionPolicy',
+  'hostname',
   'instanceClass',
   'multiAz',
   'backupRetentionDays',
   'vpcCidr',
+  'restoredFromSnapshot',
 ]);
-const SILO_ONLY_SETTINGS = ['instanceClass', 'multiAz', 'backupRetentionDays', 'vpcCidr'];
+const SILO_ONLY_SETTINGS = [
+  'instanceClass',
+  'multiAz',
+  'backupRetentionDays',
+  'vpcCidr',
+  'restoredFromSnapshot',
+];
+const SNAPSHOT_ID_PATTERN = /^[a-zA-Z][a-zA-Z0-9]*(-[a-zA-Z0-9]+)*$/;
 const INSTANCE_CLASS_PATTERN = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+const HOSTNAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** What a problem is about, so code can decide on it without reading its message. */
 export type ProblemCode =
@@ -88,6 +103,7 @@ export type ProblemCode =
   | 'invalid-field'
   | 'silo-only-setting'
   | 'duplicate-id'
+  | 'duplicate-hostname'
   | 'cidr-overlap';
 
 /** One problem with a catalog or a request: a code, the tenant and field it concerns, and the message users see. */
@@ -125,11 +141,8 @@ const problem = (code: ProblemCode, message: string, tenantId?: string, field?: 
   ...(field !== undefined ? { field } : {}),
 });
 
-/**
- * Reads and validates a catalog file. Throws CatalogError naming the file on any problem. `extraTenants` (an
- * onboarding request) are validated together with the file's, so duplicates and CIDR overlaps are caught.
- */
-export function loadCatalog(path: string, extraTenants: readonly unknown[] = []): Catalog {
+/** Reads and validates a catalog file. Throws CatalogError naming the file on any problem. */
+export function loadCatalog(path: string): Catalog {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
@@ -149,9 +162,6 @@ export function loadCatalog(path: string, extraTenants: readonly unknown[] = [])
       problem('invalid-document', `is not valid JSON (${(e as Error).message}): fix the syntax`),
     ]);
   }
-  if (extraTenants.length > 0 && isObject(raw) && Array.isArray(raw.tenants)) {
-    raw = { ...raw, tenants: [...raw.tenants, ...extraTenants] };
-  }
   return parseCatalog(raw, path);
 }
 
@@ -169,39 +179,37 @@ export function parseCatalog(raw: unknown, source: string): Catalog {
       `unknown top-level field "${k}": only "tenants" is allowed (check the spelling)`,
     ),
   );
-  const tenants: Tenant[] = [];
-  const seen = new Map<string, number>();
-  raw.tenants.forEach((entry: unknown, index: number) => {
-    const result = parseTenant(entry, `tenant #${index + 1}`);
-    problems.push(...result.problems);
-    if (!result.tenant) return;
-    const first = seen.get(result.tenant.id);
-    if (first !== undefined) {
-      problems.push(
-        problem(
-          'duplicate-id',
-          `tenant "${result.tenant.id}" (#${index + 1}): duplicate id, already used by tenant #${first + 1}: ids must be unique`,
-          result.tenant.id,
-          'id',
-        ),
-      );
-      return;
-    }
-    seen.set(result.tenant.id, index);
-    tenants.push(result.tenant);
-  });
-  problems.push(...cidrProblems(tenants));
+  const parsed = raw.tenants.map((entry: unknown, index: number) =>
+    parseTenant(entry, `tenant #${index + 1}`),
+  );
+  parsed.forEach((p) => problems.push(...p.problems));
+  // Cross-tenant rules look at every entry whose id (or range) is usable, even one with other problems, so
+  // every problem is reported at once.
+  problems.push(...crossTenantProblems(parsed));
   if (problems.length > 0) throw new CatalogError(source, problems);
-  return { source, tenants };
+  return { source, tenants: parsed.map((p) => p.tenant!) };
+}
+
+/** One entry's validation: the tenant when it is valid, and what could be read of it either way. */
+export interface ParsedTenant {
+  readonly tenant?: Tenant;
+  readonly problems: Problem[];
+  /** The entry's id, when it is a valid id (even if other fields are not). */
+  readonly id?: string;
+  readonly hostname?: string;
+  /** The entry's catalog VPC range, when it is a valid one. */
+  readonly vpcCidr?: string;
+  readonly where: string;
 }
 
 /**
  * Validates one tenant entry, e.g. an onboarding request. `where` names it in messages when the id itself
  * is unusable. Returns the tenant with defaults applied, or the problems.
  */
-export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; problems: Problem[] } {
+export function parseTenant(entry: unknown, where: string): ParsedTenant {
   if (!isObject(entry)) {
     return {
+      where,
       problems: [problem('invalid-document', `${where}: must be an object with "id", "name" and "model"`)],
     };
   }
@@ -222,7 +230,8 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
     add('invalid-field', 'name', 'field "name" must be a display name of 1-128 characters');
   }
   const model = entry.model;
-  if (!ISOLATION_MODELS.includes(model as IsolationModel)) {
+  const modelOk = ISOLATION_MODELS.includes(model as IsolationModel);
+  if (!modelOk) {
     add(
       'invalid-field',
       'model',
@@ -233,7 +242,7 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
   const settings = entry.settings ?? {};
   if (!isObject(settings)) {
     add('invalid-field', 'settings', 'field "settings" must be an object');
-    return { problems };
+    return { where, problems, id: tenantId };
   }
   for (const k of Object.keys(settings)) {
     if (!SETTINGS_FIELDS.has(k)) {
@@ -242,11 +251,7 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
         `settings.${k}`,
         `unknown field "settings.${k}": allowed settings are ${[...SETTINGS_FIELDS].join(', ')}`,
       );
-    } else if (
-      model !== 'silo' &&
-      SILO_ONLY_SETTINGS.includes(k) &&
-      ISOLATION_MODELS.includes(model as IsolationModel)
-    ) {
+    } else if (modelOk && model !== 'silo' && SILO_ONLY_SETTINGS.includes(k)) {
       add(
         'silo-only-setting',
         `settings.${k}`,
@@ -262,80 +267,107 @@ export function parseTenant(entry: unknown, where: string): { tenant?: Tenant; p
       `field "settings.deletionPolicy" is ${JSON.stringify(deletionPolicy)}: use "retain" (keep data, the default) or "destroy" (test tenants only)`,
     );
   }
-
-  let silo: SiloSettings | undefined;
-  if (model === 'silo') {
-    const instanceClass = settings.instanceClass ?? SILO_DEFAULTS.instanceClass;
-    if (typeof instanceClass !== 'string' || !INSTANCE_CLASS_PATTERN.test(instanceClass)) {
-      add(
-        'invalid-field',
-        'settings.instanceClass',
-        `field "settings.instanceClass" is ${JSON.stringify(instanceClass)}: use an RDS class without the "db." prefix, e.g. "t4g.medium" or "r6g.large"`,
-      );
-    }
-    const multiAz = settings.multiAz ?? SILO_DEFAULTS.multiAz;
-    if (typeof multiAz !== 'boolean') {
-      add('invalid-field', 'settings.multiAz', 'field "settings.multiAz" must be true or false');
-    }
-    const days = settings.backupRetentionDays ?? SILO_DEFAULTS.backupRetentionDays;
-    if (
-      typeof days !== 'number' ||
-      !Number.isInteger(days) ||
-      days < MIN_BACKUP_RETENTION_DAYS ||
-      days > MAX_BACKUP_RETENTION_DAYS
-    ) {
-      add(
-        'invalid-field',
-        'settings.backupRetentionDays',
-        `field "settings.backupRetentionDays" is ${JSON.stringify(days)}: use a whole number of days from ${MIN_BACKUP_RETENTION_DAYS} to ${MAX_BACKUP_RETENTION_DAYS}`,
-      );
-    }
-    let vpcCidr: string | undefined;
-    let vpcCidrDerived = false;
-    if (settings.vpcCidr === undefined) {
-      if (!idProblem) {
-        vpcCidr = derivedSiloCidr(entry.id as string);
-        vpcCidrDerived = true;
-      }
-    } else {
-      const cidrProblem = siloCidrProblem(settings.vpcCidr);
-      if (cidrProblem) add('invalid-field', 'settings.vpcCidr', `field "settings.vpcCidr" ${cidrProblem}`);
-      else vpcCidr = settings.vpcCidr as string;
-    }
-    if (vpcCidr) {
-      silo = {
-        instanceClass: instanceClass as string,
-        multiAz: multiAz as boolean,
-        backupRetentionDays: days as number,
-        vpcCidr,
-        vpcCidrDerived,
-      };
-    }
+  const hostname = settings.hostname ?? tenantId;
+  if (settings.hostname !== undefined && (typeof hostname !== 'string' || !HOSTNAME_PATTERN.test(hostname))) {
+    add(
+      'invalid-field',
+      'settings.hostname',
+      `field "settings.hostname" is ${JSON.stringify(settings.hostname)}: use a DNS label of 1-63 lowercase letters, digits and hyphens`,
+    );
   }
+  const silo = model === 'silo' ? siloSettings(settings, add) : undefined;
+  const validCidr =
+    silo?.vpcCidr ?? (model === 'silo' && problems.length > 0 ? validVpcCidr(settings) : undefined);
 
-  if (problems.length > 0) return { problems };
+  const common = {
+    where,
+    id: tenantId,
+    hostname: typeof hostname === 'string' ? hostname : undefined,
+    vpcCidr: validCidr,
+  };
+  if (problems.length > 0) return { ...common, problems };
   return {
+    ...common,
+    problems,
     tenant: {
-      id: entry.id as string,
+      id: tenantId!,
       name: (entry.name as string).trim(),
       model: model as IsolationModel,
       deletionPolicy: deletionPolicy as DeletionPolicy,
-      silo,
+      hostname: hostname as string,
+      ...(silo ? { silo } : {}),
     },
-    problems,
   };
 }
 
-/** A stable /20 for a silo tenant with no explicit CIDR: a function of its id alone, never of the others. */
-export function derivedSiloCidr(id: string): string {
-  const slot = createHash('sha256').update(id).digest().readUInt32BE(0) % DERIVED_CIDR_SLOTS;
-  return nthBlock(DERIVED_CIDR_BASE, DERIVED_CIDR_PREFIX, slot);
+/** A silo tenant's settings with defaults applied; each bad one is reported through `add`. */
+function siloSettings(
+  settings: Record<string, unknown>,
+  add: (code: ProblemCode, field: string, message: string) => void,
+): SiloSettings | undefined {
+  let ok = true;
+  const fail = (field: string, message: string) => {
+    ok = false;
+    add('invalid-field', field, message);
+  };
+  const instanceClass = settings.instanceClass ?? SILO_DEFAULTS.instanceClass;
+  if (typeof instanceClass !== 'string' || !INSTANCE_CLASS_PATTERN.test(instanceClass)) {
+    fail(
+      'settings.instanceClass',
+      `field "settings.instanceClass" is ${JSON.stringify(instanceClass)}: use an RDS class without the "db." prefix, e.g. "t4g.medium" or "r6g.large"`,
+    );
+  }
+  const multiAz = settings.multiAz ?? SILO_DEFAULTS.multiAz;
+  if (typeof multiAz !== 'boolean')
+    fail('settings.multiAz', 'field "settings.multiAz" must be true or false');
+  const days = settings.backupRetentionDays ?? SILO_DEFAULTS.backupRetentionDays;
+  if (
+    typeof days !== 'number' ||
+    !Number.isInteger(days) ||
+    days < MIN_BACKUP_RETENTION_DAYS ||
+    days > MAX_BACKUP_RETENTION_DAYS
+  ) {
+    fail(
+      'settings.backupRetentionDays',
+      `field "settings.backupRetentionDays" is ${JSON.stringify(days)}: use a whole number of days from ${MIN_BACKUP_RETENTION_DAYS} to ${MAX_BACKUP_RETENTION_DAYS}`,
+    );
+  }
+  let vpcCidr: string | undefined;
+  if (settings.vpcCidr !== undefined) {
+    const cidrProblem = siloCidrProblem(settings.vpcCidr);
+    if (cidrProblem) fail('settings.vpcCidr', `field "settings.vpcCidr" ${cidrProblem}`);
+    else vpcCidr = settings.vpcCidr as string;
+  }
+  const snapshot = settings.restoredFromSnapshot;
+  if (
+    snapshot !== undefined &&
+    (typeof snapshot !== 'string' || !SNAPSHOT_ID_PATTERN.test(snapshot) || snapshot.length > 255)
+  ) {
+    fail(
+      'settings.restoredFromSnapshot',
+      `field "settings.restoredFromSnapshot" is ${JSON.stringify(snapshot)}: use an RDS snapshot identifier (letters, digits and single hyphens, starting with a letter)`,
+    );
+  }
+  if (!ok) return undefined;
+  return {
+    instanceClass: instanceClass as string,
+    multiAz: multiAz as boolean,
+    backupRetentionDays: days as number,
+    ...(vpcCidr ? { vpcCidr } : {}),
+    ...(snapshot ? { restoredFromSnapshot: snapshot as string } : {}),
+  };
+}
+
+function validVpcCidr(settings: Record<string, unknown>): string | undefined {
+  return settings.vpcCidr !== undefined && !siloCidrProblem(settings.vpcCidr)
+    ? (settings.vpcCidr as string)
+    : undefined;
 }
 
 function siloCidrProblem(value: unknown): string | undefined {
   const parsed = typeof value === 'string' ? parseCidr(value) : undefined;
   if (!parsed) {
-    return `is ${JSON.stringify(value)}: use an IPv4 CIDR block such as "10.20.0.0/20"`;
+    return `is ${JSON.stringify(value)}: use an IPv4 CIDR block such as "10.20.0.0/20", or leave it out to get a range from the platform's address pool`;
   }
   if (parsed.prefix < 16 || parsed.prefix > 22) {
     return `is "${value as string}": use a prefix from /16 to /22 (a silo VPC needs room for three subnet tiers in two AZs)`;
@@ -349,32 +381,98 @@ function siloCidrProblem(value: unknown): string | undefined {
   return undefined;
 }
 
-function cidrProblems(tenants: readonly Tenant[]): Problem[] {
+/** Ranges no catalog silo range may overlap: the shared VPCs and the address pool silo ranges come from. */
+function reservedRanges(): { owner: string; range: CidrRange }[] {
+  return [
+    ...Object.entries(SHARED_VPC_CIDRS).map(([model, cidr]) => ({
+      owner: `the shared ${model} VPC (${cidr})`,
+      range: parseCidr(cidr)!,
+    })),
+    { owner: `the platform's silo address pool (${SILO_IPAM_CIDR})`, range: parseCidr(SILO_IPAM_CIDR)! },
+  ];
+}
+
+/** Rules across entries: unique ids and hostnames, and catalog VPC ranges that overlap nothing. */
+function crossTenantProblems(entries: readonly ParsedTenant[]): Problem[] {
   const problems: Problem[] = [];
-  const ranges: { owner: string; range: CidrRange }[] = Object.entries(SHARED_VPC_CIDRS).map(
-    ([model, cidr]) => ({ owner: `the shared ${model} VPC (${cidr})`, range: parseCidr(cidr)! }),
-  );
-  for (const t of tenants) {
-    if (!t.silo) continue;
-    const range = parseCidr(t.silo.vpcCidr)!;
+  const firstWithId = new Map<string, number>();
+  const firstWithHost = new Map<string, number>();
+  entries.forEach((e, index) => {
+    if (e.id) {
+      const first = firstWithId.get(e.id);
+      if (first !== undefined) {
+        problems.push(
+          problem(
+            'duplicate-id',
+            `tenant "${e.id}" (#${index + 1}): duplicate id, already used by tenant #${first + 1}: ids must be unique`,
+            e.id,
+            'id',
+          ),
+        );
+      } else firstWithId.set(e.id, index);
+    }
+    if (e.hostname && e.id) {
+      const first = firstWithHost.get(e.hostname);
+      if (first !== undefined && entries[first].id !== e.id) {
+        problems.push(
+          problem(
+            'duplicate-hostname',
+            `tenant "${e.id}" (#${index + 1}): hostname "${e.hostname}" is already used by tenant "${entries[first].id}": set settings.hostname to another label`,
+            e.id,
+            'settings.hostname',
+          ),
+        );
+      } else if (first === undefined) firstWithHost.set(e.hostname, index);
+    }
+  });
+  problems.push(...rangeProblems(entries.filter((e) => e.vpcCidr)));
+  return problems;
+}
+
+/** Catalog VPC ranges against the reserved ranges and each other. */
+export function rangeProblems(
+  entries: readonly Pick<ParsedTenant, 'id' | 'vpcCidr' | 'where'>[],
+  taken: readonly { owner: string; cidr: string }[] = [],
+): Problem[] {
+  const problems: Problem[] = [];
+  const ranges = [
+    ...reservedRanges(),
+    ...taken.map((t) => ({ owner: `${t.owner} (${t.cidr})`, range: parseCidr(t.cidr)! })),
+  ];
+  for (const e of entries) {
+    const range = parseCidr(e.vpcCidr!)!;
+    const label = e.id ? `tenant "${e.id}"` : e.where;
     const clash = ranges.find((r) => overlaps(range, r.range));
     if (clash) {
-      const how = t.silo.vpcCidrDerived ? 'derived from its id' : 'set in settings.vpcCidr';
       problems.push(
         problem(
           'cidr-overlap',
-          `tenant "${t.id}": field "settings.vpcCidr" ${t.silo.vpcCidr} (${how}) overlaps ${clash.owner}: set settings.vpcCidr to a free private range`,
-          t.id,
+          `${label}: field "settings.vpcCidr" ${e.vpcCidr} overlaps ${clash.owner}: choose a free private range, or leave settings.vpcCidr out to get one from the platform's address pool`,
+          e.id,
           'settings.vpcCidr',
         ),
       );
       continue;
     }
-    ranges.push({ owner: `tenant "${t.id}" (${t.silo.vpcCidr})`, range });
+    ranges.push({ owner: `${label} (${e.vpcCidr})`, range });
   }
   return problems;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A tenant as a catalog entry (its settings written out in full): what the registry keeps as its request. */
+export function tenantRequestOf(t: Tenant): string {
+  const settings: Record<string, unknown> = { deletionPolicy: t.deletionPolicy };
+  if (t.hostname !== t.id) settings.hostname = t.hostname;
+  if (t.silo) {
+    settings.instanceClass = t.silo.instanceClass;
+    settings.multiAz = t.silo.multiAz;
+    settings.backupRetentionDays = t.silo.backupRetentionDays;
+    if (t.silo.vpcCidr) settings.vpcCidr = t.silo.vpcCidr;
+    if (t.silo.restoredFromSnapshot) settings.restoredFromSnapshot = t.silo.restoredFromSnapshot;
+  }
+  return JSON.stringify({ id: t.id, name: t.name, model: t.model, settings });
 }

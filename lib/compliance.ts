@@ -6,6 +6,7 @@
 import { App, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks } from 'cdk-nag';
+import { LifecycleChecks } from './lifecycle';
 import { ack, HIPAA_AND_NIST, l1 } from './nag';
 
 export function applyCompliance(app: App): void {
@@ -13,6 +14,8 @@ export function applyCompliance(app: App): void {
     new AwsSolutionsChecks(app),
     new HIPAASecurityChecks(app),
     new NIST80053R5Checks(app),
+    // Not a compliance pack: what would break a deploy or a delete in AWS (lib/lifecycle.ts).
+    new LifecycleChecks(),
   );
   // Inline policies exist only where CDK's grant methods write them (our own statements go in managed
   // policies or the roles' grants); each is scoped by CDK to one role and the resources it uses.

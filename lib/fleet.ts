@@ -5,7 +5,16 @@ import { PlatformStack } from './stacks/platform-stack';
 import { BridgeStack, PoolStack } from './stacks/shared-cell-stack';
 import { TenantStack } from './stacks/tenant-stack';
 import { OnboardingStack } from './stacks/onboarding-stack';
-import { IsolationModel, STACK_NAMES, tenantStackName } from '../contracts';
+import {
+  IsolationModel,
+  LIFECYCLE_METADATA_KEY,
+  STACK_NAMES,
+  StackLifecycle,
+  TenantPhase,
+  tenantStackName,
+} from '../contracts';
+import { ApiArchitecture } from './constructs/api-image';
+import { TenantDomain } from './constructs/tenant-provisioning';
 
 /** A fleet that cannot be built as asked (a bad `-c` option): the message names the option and the fix. */
 export class FleetError extends Error {
@@ -20,6 +29,23 @@ export interface FleetOptions {
   readonly onlyTenant?: string;
   /** @default - the stacks are environment-agnostic except for the region */
   readonly env?: { account?: string; region?: string };
+  /**
+   * The lifecycle phase of the tenant stacks built (the onboarding workflow deploys one tenant in `create`,
+   * then `steady`; offboarding deploys it in `retire` before destroying it).
+   * @default 'steady'
+   */
+  readonly tenantPhase?: TenantPhase;
+  /**
+   * Tenants whose stacks bring back an offboarded tenant's kept data (an explicit restore request).
+   * @default - none
+   */
+  readonly restoreTenants?: readonly string[];
+  /** @default 'arm64' */
+  readonly apiArchitecture?: ApiArchitecture;
+  /** @default - the Platform stack creates an IPAM and a pool */
+  readonly siloIpamPoolId?: string;
+  /** @default - tenants get no DNS names */
+  readonly domain?: TenantDomain;
 }
 
 export interface Fleet {
@@ -47,20 +73,26 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   }
   const platform = new PlatformStack(app, STACK_NAMES.platform, {
     env,
-    description: 'Sign-in and the tenant registry',
+    description: 'Sign-in, the tenant registry, the API image and the silo address pool',
+    apiArchitecture: options.apiArchitecture,
+    siloIpamPoolId: options.siloIpamPoolId,
   });
+  const image = platform.apiImage.ref;
   const pool = new PoolStack(app, STACK_NAMES.pool, {
     env,
     cidr: SHARED_VPC_CIDRS.pool,
+    image,
     description: 'Pool cell',
   });
   const bridge = new BridgeStack(app, STACK_NAMES.bridge, {
     env,
     cidr: SHARED_VPC_CIDRS.bridge,
+    image,
     description: 'Bridge cell',
   });
   const onboarding = new OnboardingStack(app, STACK_NAMES.onboarding, {
     env,
+    domainName: options.domain?.zoneName,
     description: 'Onboarding and offboarding pipeline: one tenant stack at a time',
   });
   onboarding.addStackDependency(platform, 'reads the registry from SSM');
@@ -70,6 +102,13 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   tag(platform, 'shared', 'shared');
   tag(pool, 'shared', 'pool');
   tag(bridge, 'shared', 'bridge');
+  for (const shared of [platform, pool, bridge, onboarding]) {
+    const lifecycle: StackLifecycle = { deletionPolicy: 'retain', phase: 'steady' };
+    shared.templateOptions.metadata = {
+      ...shared.templateOptions.metadata,
+      [LIFECYCLE_METADATA_KEY]: lifecycle,
+    };
+  }
 
   /** The shared cell each model's tenants live in (silo tenants have their own, inside their stack). */
   const sharedCells: Partial<Record<IsolationModel, Stack>> = { pool, bridge };
@@ -77,9 +116,13 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     const stack = new TenantStack(app, tenantStackName(t.id), {
       env,
       tenant: t,
+      image,
+      phase: options.tenantPhase,
+      domain: options.domain,
+      restore: options.restoreTenants?.includes(t.id),
       description: `Tenant ${t.id} (${t.model})`,
     });
-    stack.addStackDependency(platform, 'reads the registry from SSM');
+    stack.addStackDependency(platform, 'reads the registry, the image and the address pool from SSM');
     const sharedCell = sharedCells[t.model];
     if (sharedCell) stack.addStackDependency(sharedCell, `calls the ${t.model} provisioner`);
     tag(stack, t.id, t.model);

@@ -3,7 +3,8 @@
  * `npm run onboard` / `npm run offboard`, so both refuse the same requests with the same messages. Pure: it
  * imports neither aws-cdk-lib nor any AWS SDK (the Lambda bundle stays small).
  */
-import { parseCatalog, CatalogError, parseTenant, Tenant } from './catalog';
+import type { RegistryItem } from '../contracts';
+import { parseTenant, rangeProblems, Tenant } from './catalog';
 import { tenantIdProblem } from '../db/naming';
 
 /** A request refused before anything changed. */
@@ -19,19 +20,35 @@ export interface OnboardingRequest {
   readonly name?: unknown;
   readonly model?: unknown;
   readonly settings?: unknown;
+  /**
+   * Bring back an offboarded tenant whose data was kept. Without it, an offboarded id is never reused: a
+   * retired id handed to a new customer would show them the old customer's data.
+   */
+  readonly restore?: unknown;
 }
 
 /** What the registry holds for a tenant, if anything. */
-export interface ExistingTenant {
-  readonly status?: string;
-  readonly model?: string;
+export type ExistingTenant = Pick<RegistryItem, 'status' | 'model'> &
+  Partial<Pick<RegistryItem, 'dataRetained' | 'lock'>>;
+
+/** What an accepted onboarding request does. */
+export interface OnboardingDecision {
+  readonly tenant: Tenant;
+  /** True when the request brings back an offboarded tenant and its kept data. */
+  readonly restore: boolean;
 }
 
 /**
- * An onboarding request, validated with the catalog's rules. A tenant may be onboarded when it is new, or when
- * it was offboarded or failed before, in the same model.
+ * An onboarding request, validated with the catalog's rules and against what the registry holds:
+ * - a new id is onboarded;
+ * - a tenant whose onboarding failed may be onboarded again, in the same model (a retry);
+ * - an offboarded tenant comes back only when the request says `restore: true` and its data was kept;
+ * - anything else (active, being onboarded or offboarded) is refused.
  */
-export function onboardingTenant(request: OnboardingRequest, existing: ExistingTenant | undefined): Tenant {
+export function onboardingDecision(
+  request: OnboardingRequest,
+  existing: ExistingTenant | undefined,
+): OnboardingDecision {
   const { tenant, problems } = parseTenant(
     {
       id: request.tenantId,
@@ -43,38 +60,77 @@ export function onboardingTenant(request: OnboardingRequest, existing: ExistingT
   );
   if (!tenant)
     throw new RequestRejected(`onboard request refused: ${problems.map((p) => p.message).join('; ')}`);
-  if (existing && existing.status !== 'offboarded' && existing.status !== 'failed') {
+  if (request.restore !== undefined && typeof request.restore !== 'boolean') {
+    throw new RequestRejected(`onboard request refused: "restore" must be true or false`);
+  }
+  const restore = request.restore === true;
+  const id = tenant.id;
+  if (!existing) {
+    if (restore) {
+      throw new RequestRejected(
+        `onboard request: tenant "${id}" cannot be restored: the registry has never known it; leave "restore" out to onboard it as new`,
+      );
+    }
+    return { tenant, restore: false };
+  }
+  if (existing.lock) {
     throw new RequestRejected(
-      `onboard request: tenant "${tenant.id}" already exists (model ${existing.model}, status ${existing.status}): choose another id, or offboard it first`,
+      `onboard request: tenant "${id}" is being changed by another request (${existing.lock}): nothing was changed; wait for it to finish`,
     );
   }
-  if (existing?.model && existing.model !== tenant.model) {
+  if (existing.status !== 'failed' && existing.status !== 'offboarded') {
     throw new RequestRejected(
-      `onboard request: tenant "${tenant.id}" was a ${existing.model} tenant; it cannot come back as ${tenant.model}: choose another id`,
+      `onboard request: tenant "${id}" already exists (model ${existing.model}, status ${existing.status}): choose another id, or offboard it first`,
     );
   }
-  return tenant;
+  if (existing.model !== tenant.model) {
+    throw new RequestRejected(
+      `onboard request: tenant "${id}" was a ${existing.model} tenant; it cannot come back as ${tenant.model}: choose another id`,
+    );
+  }
+  switch (existing.status) {
+    case 'failed':
+      return { tenant, restore: false };
+    case 'offboarded':
+      if (!restore) {
+        throw new RequestRejected(
+          `onboard request: tenant id "${id}" belonged to a tenant that was offboarded, and ids are never reused for a new customer: choose another id, or send "restore": true to bring that tenant back with its kept data`,
+        );
+      }
+      if (existing.dataRetained === false) {
+        throw new RequestRejected(
+          `onboard request: tenant "${id}" cannot be restored: it was disposable and its data was deleted when it was offboarded`,
+        );
+      }
+      return { tenant, restore: true };
+  }
 }
 
 /**
- * A silo tenant's VPC range against the silo tenants onboarded earlier by the pipeline (whose requests the
- * registry keeps; tenants in the catalog file are checked by the CDK app itself). Throws when they overlap.
+ * A silo tenant's catalog VPC range against the ranges of silos onboarded earlier by a pipeline (whose requests
+ * the registry keeps), the shared VPCs and the platform's address pool: the same rule `cdk synth` applies to a
+ * catalog file. Throws when they overlap.
  */
-export function checkSiloRanges(tenant: Tenant, earlierRequests: readonly unknown[]): void {
-  if (tenant.model !== 'silo' || earlierRequests.length === 0) return;
-  const mine = {
-    id: tenant.id,
-    name: tenant.name,
-    model: tenant.model,
-    settings: { vpcCidr: tenant.silo!.vpcCidr },
-  };
-  try {
-    parseCatalog({ tenants: [...earlierRequests, mine] }, 'the registry');
-  } catch (e) {
-    if (!(e instanceof CatalogError)) throw e;
-    const clash = e.problems.find((p) => p.code === 'cidr-overlap' && p.tenantId === tenant.id);
-    if (clash) throw new RequestRejected(`onboard request refused: ${clash.message}`);
-  }
+export function checkSiloRanges(
+  tenant: Tenant,
+  earlier: readonly { readonly tenantId: string; readonly vpcCidr?: string }[],
+): void {
+  if (!tenant.silo?.vpcCidr) return;
+  const taken = earlier
+    .filter((e) => e.tenantId !== tenant.id && e.vpcCidr)
+    .map((e) => ({ owner: `tenant "${e.tenantId}"`, cidr: e.vpcCidr! }));
+  const [clash] = rangeProblems(
+    [{ id: tenant.id, vpcCidr: tenant.silo.vpcCidr, where: 'the request' }],
+    taken,
+  );
+  if (clash) throw new RequestRejected(`onboard request refused: ${clash.message}`);
+}
+
+/** The catalog VPC range a kept request asked for, if any. */
+export function requestedVpcCidr(request: string | undefined): string | undefined {
+  if (!request) return undefined;
+  const settings = (JSON.parse(request) as { settings?: { vpcCidr?: unknown } }).settings;
+  return typeof settings?.vpcCidr === 'string' ? settings.vpcCidr : undefined;
 }
 
 /** Checks an offboarding request's tenant id before any lookup. */
@@ -88,6 +144,11 @@ export function offboardingTenantId(tenantId: unknown): string {
 export function checkOffboarding(tenantId: string, existing: ExistingTenant | undefined): void {
   if (!existing)
     throw new RequestRejected(`offboard request: tenant "${tenantId}" is unknown: nothing was changed`);
+  if (existing.lock) {
+    throw new RequestRejected(
+      `offboard request: tenant "${tenantId}" is being changed by another request (${existing.lock}): nothing was changed; wait for it to finish`,
+    );
+  }
   if (existing.status === 'offboarded') {
     throw new RequestRejected(
       `offboard request: tenant "${tenantId}" is already offboarded: nothing was changed`,

@@ -1,5 +1,5 @@
 /**
- *   npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings '<json>']
+ *   npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings '<json>'] [--restore]
  *   npm run offboard -- --tenant <id>
  *
  * Onboards or offboards one tenant on the local platform (see service/src/local/admin.ts). Works whether or not
@@ -18,7 +18,7 @@ async function main(): Promise<number> {
   const tenantId = flag(args, 'tenant');
   if ((command !== 'onboard' && command !== 'offboard') || !tenantId) {
     console.error(
-      'usage: npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings <json>]\n' +
+      'usage: npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings <json>] [--restore]\n' +
         '       npm run offboard -- --tenant <id>',
     );
     return 2;
@@ -47,6 +47,7 @@ async function main(): Promise<number> {
             model: flag(args, 'model') ?? '',
             name: flag(args, 'name'),
             settings,
+            ...(args.includes('--restore') ? { restore: true } : {}),
           })
         : await offboard(platform, tenantId);
     console.log(message);

@@ -53,6 +53,13 @@ async function main(): Promise<void> {
 
   try {
     for (const tenant of catalog.tenants) {
+      const known = await platform.registry.get(tenant.id);
+      // Local state follows the registry's rules: an offboarded tenant stays offboarded (npm run onboard --
+      // --restore brings it back), even if the catalog still lists it.
+      if (known?.status === 'offboarded') {
+        console.log(`  offboarded ${tenant.model.padEnd(6)} ${tenant.id} (kept offboarded; not provisioned)`);
+        continue;
+      }
       await platform.provisionTenant(tenant);
       console.log(`  provisioned ${tenant.model.padEnd(6)} ${tenant.id}`);
     }

@@ -43,7 +43,7 @@ export async function provisionBridgeTenant(
         : sql`GRANT ${ident(target.grantee)} TO ${ident(RUNTIME_ROLES.bridge)}`,
     );
     await client.query('RESET ROLE');
-    return migrateTarget(client, target, version);
+    return migrateTarget(client, target, version, { restore: options.restore });
   });
   return { schema: target.schema, role: target.grantee, fromVersion };
 }

@@ -21,6 +21,12 @@ export interface ModelOptions {
 export interface ProvisionOptions extends ModelOptions {
   /** @default LATEST_VERSION */
   readonly version?: number;
+  /**
+   * Bring back an offboarded tenant whose data was kept. Without it, provisioning an offboarded tenant is
+   * refused: a retired id must never hand a new customer the old customer's data.
+   * @default false
+   */
+  readonly restore?: boolean;
 }
 
 export interface TenantRef {

@@ -7,7 +7,7 @@ import type { ClientBase } from 'pg';
 import { TENANT_SETTING } from '../../contracts';
 import { validateTenantId } from '../naming';
 import { LATEST_VERSION } from '../migrations';
-import { migrateTarget, MigrationTarget, targetState } from '../migrate';
+import { migrateTarget, MigrationTarget, RetiredTenantError, targetState } from '../migrate';
 import { ADMIN_SCHEMA, OWNER_ROLE, POOL_SCHEMA, RUNTIME_ROLES } from '../roles';
 import { ident, sql } from '../sql';
 import { exec, inTransaction, lockTarget } from '../tx';
@@ -34,11 +34,19 @@ export async function registerPoolTenant(
   client: ClientBase,
   tenantId: string,
   name: string,
+  options: { restore?: boolean } = {},
 ): Promise<number> {
   validateTenantId(tenantId, 'registerPoolTenant');
   return inTransaction(client, async () => {
     await exec(client, lockTarget(`pool:${tenantId}`));
     await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    const existing = await client.query<{ status: string }>(
+      `SELECT status FROM ${ADMIN_SCHEMA}.pool_tenants WHERE tenant_id = $1 FOR UPDATE`,
+      [tenantId],
+    );
+    if (existing.rows[0]?.status === 'offboarded' && !options.restore) {
+      throw new RetiredTenantError(`pool:${tenantId}`);
+    }
     await exec(
       client,
       sql`INSERT INTO ${ident(ADMIN_SCHEMA)}.pool_tenants (tenant_id, name, status) VALUES (${tenantId}, ${name}, 'active')
@@ -82,8 +90,8 @@ export const pool: DataModel = {
   runtimeRole: () => RUNTIME_ROLES.pool,
   bootstrap: async () => undefined,
   afterBootstrap: (client, { version }) => migratePool(client, version),
-  async provision(client, tenant) {
-    const version = await registerPoolTenant(client, tenant.id, tenant.name);
+  async provision(client, tenant, options) {
+    const version = await registerPoolTenant(client, tenant.id, tenant.name, options);
     return { schema: POOL_SCHEMA, version, fromVersion: version };
   },
   offboard: (client, tenantId, policy) => offboardPoolTenant(client, tenantId, policy),

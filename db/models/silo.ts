@@ -24,8 +24,11 @@ export async function migrateSilo(
   client: ClientBase,
   version = LATEST_VERSION,
   siloRuntimeRole = RUNTIME_ROLES.silo,
+  options: { restore?: boolean } = {},
 ): Promise<number> {
-  return inTransaction(client, () => migrateTarget(client, siloTarget({ siloRuntimeRole }), version));
+  return inTransaction(client, () =>
+    migrateTarget(client, siloTarget({ siloRuntimeRole }), version, options),
+  );
 }
 
 /** Offboards a silo database: `retain` revokes the runtime role's access; `destroy` drops the schema. */
@@ -58,7 +61,7 @@ export const silo: DataModel = {
   afterBootstrap: async () => undefined,
   async provision(client, _tenant, options) {
     const version = options.version ?? LATEST_VERSION;
-    const fromVersion = await migrateSilo(client, version, siloRole(options));
+    const fromVersion = await migrateSilo(client, version, siloRole(options), { restore: options.restore });
     return { schema: SILO_SCHEMA, version, fromVersion };
   },
   offboard: (client, _tenantId, policy, options) => offboardSilo(client, policy, siloRole(options)),

@@ -1,6 +1,5 @@
-import * as path from 'path';
 import { Construct } from 'constructs';
-import { ArnFormat, Duration, IgnoreMode, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { ArnFormat, CustomResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,18 +9,19 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
-import { IsolationModel, ssmNames } from '../../contracts';
+import { HEALTH_PATH, IsolationModel, ssmNames, TenantPhase } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
+import { apiContainerImage, ApiImageRef, cpuArchitecture } from './api-image';
 import { EncryptedLogGroup } from './encrypted-log-group';
-
-/** The repository root: the image's build context (the Dockerfile in service/ also needs db/). */
-const REPO_ROOT = path.join(__dirname, '..', '..');
+import { incarnationSuffix } from './names';
 
 export interface ApiServiceProps {
   readonly vpc: ec2.IVpc;
   readonly key: kms.IKey;
   /** The isolation model this service serves; the API reads it from MODEL. */
   readonly model: IsolationModel;
+  /** The release's API image; the tasks run on its architecture. */
+  readonly image: ApiImageRef;
   /** Extra environment for the container (database endpoint, registry table, ...). */
   readonly environment?: Record<string, string>;
   /**
@@ -38,9 +38,23 @@ export interface ApiServiceProps {
    * @default - the ARN stored in the SSM parameter `/tenantforge/platform/certificate-arn`, read at deploy time
    */
   readonly certificateArn?: string;
-  /** @default false - load balancer deletion protection on, access logs retained */
+  /** @default false - access logs retained */
   readonly disposable?: boolean;
+  /**
+   * Where the stack is in its life: the load balancer is deletion-protected in `steady` only, and never for a
+   * disposable service.
+   * @default 'steady'
+   */
+  readonly phase?: TenantPhase;
 }
+
+/** Why a stack in a lifecycle phase other than `steady` has no deletion protection (shared with the database). */
+export const PHASE_REASONS: Record<Exclude<TenantPhase, 'steady'>, string> = {
+  create:
+    "Lifecycle phase 'create': the onboarding workflow's first deploy of this tenant. Deletion protection is turned on by the workflow's next deploy (phase 'steady') as soon as the tenant is ready; until then a failed first deploy must be able to roll back and be retried.",
+  retire:
+    "Lifecycle phase 'retire': the offboarding workflow's deploy right before it destroys this tenant's stack, after the database's final snapshot is taken and recorded. Protection is lifted by the stack itself so that no role holds rights to modify databases or load balancers.",
+};
 
 /**
  * The tenant-aware API on ECS Fargate behind an internet-facing ALB. HTTPS only (port 80 answers with a
@@ -53,10 +67,13 @@ export class ApiService extends Construct {
   readonly securityGroup: ec2.SecurityGroup;
   readonly taskDefinition: ecs.FargateTaskDefinition;
   readonly accessLogs: s3.Bucket;
+  readonly targetGroup: elbv2.ApplicationTargetGroup;
 
   constructor(scope: Construct, id: string, props: ApiServiceProps) {
     super(scope, id);
     const disposable = props.disposable ?? false;
+    const phase = props.phase ?? 'steady';
+    const protect = !disposable && phase === 'steady';
     const removalPolicy = disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 
     const cluster = new ecs.Cluster(this, 'Cluster', {
@@ -66,15 +83,11 @@ export class ApiService extends Construct {
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu ?? 512,
       memoryLimitMiB: props.memoryLimitMiB ?? 1024,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64 },
+      runtimePlatform: { cpuArchitecture: cpuArchitecture(props.image) },
     });
     const logGroup = new EncryptedLogGroup(this, 'Logs', { key: props.key, disposable });
     this.taskDefinition.addContainer('api', {
-      image: ecs.ContainerImage.fromAsset(REPO_ROOT, {
-        file: 'service/Dockerfile',
-        ignoreMode: IgnoreMode.DOCKER,
-        exclude: ['**', '!service/**', '!db/**', '!package.json', '!package-lock.json', '!tsconfig.json'],
-      }),
+      image: apiContainerImage(this, props.image),
       portMappings: [{ containerPort: 8080 }],
       readonlyRootFilesystem: true,
       user: '1000',
@@ -112,7 +125,9 @@ export class ApiService extends Construct {
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       versioned: true,
       removalPolicy,
-      autoDeleteObjects: false,
+      // A disposable tenant's bucket goes with its stack, so it is emptied first (the load balancer keeps
+      // writing into it until it is gone: see the dependency below).
+      autoDeleteObjects: disposable,
       lifecycleRules: [{ expiration: Duration.days(400), noncurrentVersionExpiration: Duration.days(30) }],
     });
 
@@ -133,9 +148,15 @@ export class ApiService extends Construct {
       vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC },
       securityGroup: albSecurityGroup,
       dropInvalidHeaderFields: true,
-      deletionProtection: !disposable,
+      deletionProtection: protect,
     });
     this.loadBalancer.logAccessLogs(this.accessLogs, 'alb');
+    if (disposable) {
+      // Deleted before the bucket is emptied, so no access log lands in an emptied bucket.
+      this.loadBalancer.node.addDependency(
+        this.accessLogs.node.children.find((c) => c instanceof CustomResource)!,
+      );
+    }
     this.securityGroup.addIngressRule(
       albSecurityGroup,
       ec2.Port.tcp(8080),
@@ -152,11 +173,11 @@ export class ApiService extends Construct {
       certificates: [elbv2.ListenerCertificate.fromArn(certificateArn)],
       open: false,
     });
-    https.addTargets('Api', {
+    this.targetGroup = https.addTargets('Api', {
       port: 8080,
       protocol: elbv2.ApplicationProtocol.HTTP,
       targets: [this.service],
-      healthCheck: { path: '/health', healthyHttpCodes: '200' },
+      healthCheck: { path: HEALTH_PATH, healthyHttpCodes: '200' },
       deregistrationDelay: Duration.seconds(30),
     });
     const redirect = this.loadBalancer.addRedirect({ sourcePort: 80, targetPort: 443, open: false });
@@ -181,9 +202,10 @@ export class ApiService extends Construct {
       resourceArn: this.loadBalancer.loadBalancerArn,
       webAclArn: webAcl.attrArn,
     });
-    // WAF only delivers to log groups whose name starts with aws-waf-logs-.
+    // WAF only delivers to log groups whose name starts with aws-waf-logs-. The name carries the stack's
+    // incarnation, so a kept log group never blocks the stack from being created again.
     const wafLogs = new logs.LogGroup(this, 'WafLogs', {
-      logGroupName: `aws-waf-logs-${Stack.of(this).stackName}-api`,
+      logGroupName: `aws-waf-logs-${Stack.of(this).stackName}-api-${incarnationSuffix(this)}`,
       encryptionKey: props.key,
       retention: logs.RetentionDays.ONE_YEAR,
       removalPolicy,
@@ -200,13 +222,14 @@ export class ApiService extends Construct {
       ],
       redactedFields: [{ singleHeader: { Name: 'authorization' } }],
     });
-    this.acknowledge(redirect, albSecurityGroup, disposable);
+    this.acknowledge(redirect, albSecurityGroup, disposable, phase);
   }
 
   private acknowledge(
     redirect: elbv2.ApplicationListener,
     albSecurityGroup: ec2.SecurityGroup,
     disposable: boolean,
+    phase: TenantPhase,
   ): void {
     const bucket = l1(this.accessLogs);
     ack(
@@ -250,6 +273,8 @@ export class ApiService extends Construct {
         HIPAA_AND_NIST('ELBDeletionProtectionEnabled'),
         `The tenant catalog declares this tenant disposable (settings.deletionPolicy "destroy"): a test tenant whose data is meant to be deleted with its stack.`,
       );
+    } else if (phase !== 'steady') {
+      ack(l1(this.loadBalancer), HIPAA_AND_NIST('ELBDeletionProtectionEnabled'), PHASE_REASONS[phase]);
     }
   }
 }

@@ -1,10 +1,11 @@
 import { Construct } from 'constructs';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as backup from 'aws-cdk-lib/aws-backup';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { ack, AWS_SOLUTIONS, l1 } from '../nag';
+import { incarnationSuffix } from './names';
 
 export interface BackupProps {
   /** Encrypts the recovery points. */
@@ -27,7 +28,10 @@ export class Backup extends Construct {
 
   constructor(scope: Construct, id: string, props: BackupProps) {
     super(scope, id);
+    // Kept when the stack goes (its recovery points outlive the tenant's stack), so its name carries the stack's
+    // incarnation: a stack created again never collides with the vault an earlier one left.
     const vault = new backup.BackupVault(this, 'Vault', {
+      backupVaultName: `${Stack.of(this).stackName}-${incarnationSuffix(this)}`,
       encryptionKey: props.key,
       removalPolicy: RemovalPolicy.RETAIN,
     });

@@ -1,7 +1,7 @@
 import { Construct } from 'constructs';
-import { CustomResource } from 'aws-cdk-lib';
+import { CustomResource, Stack } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames } from '../../contracts';
+import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { LATEST_VERSION } from '../../db/migrations';
 import { ApiService } from './api-service';
@@ -10,16 +10,32 @@ import { Database } from './database';
 import { Network } from './network';
 import { Backup } from './backup-plan';
 import * as backup from 'aws-cdk-lib/aws-backup';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import { TenantProvisioner } from './tenant-provisioner';
+import { ApiImageRef } from './api-image';
+import { grantRegistry, registryRef } from './registry-access';
 
 /** The version of the application schema (db/migrations) the provisioner applies. */
 export const SCHEMA_VERSION = String(LATEST_VERSION);
 
 export interface CellProps {
   readonly model: IsolationModel;
-  /** The VPC range. */
-  readonly cidr: string;
+  /** The release's API image. */
+  readonly image: ApiImageRef;
+  /**
+   * The VPC range. Exactly one of `cidr` and `ipamPoolId`.
+   * @default - a range allocated from `ipamPoolId`
+   */
+  readonly cidr?: string;
+  /**
+   * The VPC IP Address Manager pool to allocate the VPC's range from.
+   * @default - `cidr`
+   */
+  readonly ipamPoolId?: string;
+  /**
+   * Where the stack is in its life (deletion protection is on in `steady` only).
+   * @default 'steady'
+   */
+  readonly phase?: TenantPhase;
   /** Shown on the KMS key. */
   readonly description: string;
   /** @default 't4g.medium' */
@@ -30,6 +46,11 @@ export interface CellProps {
   readonly backupRetentionDays?: number;
   /** @default false - data, keys and logs are retained when the stack is destroyed */
   readonly disposable?: boolean;
+  /**
+   * Restore the database from this snapshot (see `DatabaseProps.snapshotIdentifier`).
+   * @default - a new, empty database
+   */
+  readonly snapshotIdentifier?: string;
   /** Silo only: the one tenant this cell serves (its API refuses every other). */
   readonly siloTenantId?: string;
 }
@@ -61,7 +82,12 @@ export class Cell extends Construct {
     }
     const disposable = props.disposable ?? false;
     this.key = new DataKey(this, 'DataKey', { description: props.description, disposable });
-    this.network = new Network(this, 'Network', { cidr: props.cidr, key: this.key.key, disposable });
+    this.network = new Network(this, 'Network', {
+      cidr: props.cidr,
+      ipamPoolId: props.ipamPoolId,
+      key: this.key.key,
+      disposable,
+    });
     const vpc = this.network.vpc;
     this.database = new Database(this, 'Database', {
       vpc,
@@ -70,36 +96,38 @@ export class Cell extends Construct {
       multiAz: props.multiAz,
       backupRetentionDays: props.backupRetentionDays,
       disposable,
+      phase: props.phase,
+      snapshotIdentifier: props.snapshotIdentifier,
     });
 
-    const registryTableName = ssm.StringParameter.valueForStringParameter(this, ssmNames.registryTableName);
-    const registryTableArn = ssm.StringParameter.valueForStringParameter(this, ssmNames.registryTableArn);
+    const registry = registryRef(this);
     const runtimeRole = RUNTIME_ROLES[props.model];
     this.api = new ApiService(this, 'Api', {
       vpc,
       key: this.key.key,
       model: props.model,
+      image: props.image,
       disposable,
+      phase: props.phase,
       environment: {
         DB_HOST: this.database.instance.dbInstanceEndpointAddress,
         DB_PORT: String(this.database.port),
         DB_NAME: this.database.databaseName,
         DB_USER: runtimeRole,
         DB_AUTH: 'iam',
-        REGISTRY_TABLE: registryTableName,
+        REGISTRY_TABLE: registry.tableName,
         USER_POOL_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolId),
         USER_POOL_CLIENT_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolClientId),
         ...(props.siloTenantId ? { SILO_TENANT_ID: props.siloTenantId } : {}),
       },
     });
     this.database.allowFrom(this.api.securityGroup, 'API service');
-    this.api.taskDefinition.taskRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'ReadTenantRegistry',
-        actions: ['dynamodb:GetItem'],
-        resources: [registryTableArn],
-      }),
-    );
+    // The API reads tenants' registry items, never writes them.
+    grantRegistry(this.api.taskDefinition.taskRole, registry, {
+      sid: 'ReadTenantRegistry',
+      actions: ['dynamodb:GetItem'],
+      writes: false,
+    });
     if (!disposable) {
       this.backup = new Backup(this, 'Backup', {
         key: this.key.key,
@@ -114,14 +142,32 @@ export class Cell extends Construct {
       database: this.database,
       key: this.key.key,
       model: props.model,
-      registryTableName,
-      registryTableArn,
+      registry,
       disposable,
     });
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {
       serviceToken: this.provisioner.serviceToken,
       resourceType: PROVISIONER_RESOURCE_TYPES.bootstrap,
       properties: { Model: props.model, SchemaVersion: SCHEMA_VERSION },
+    });
+    // The API's tasks start only once their runtime role exists: on a first deploy they would otherwise refuse
+    // to start, trip the circuit breaker and roll the stack back.
+    this.api.service.node.addDependency(this.bootstrap);
+  }
+
+  /** Publishes where this cell's API is (endpoint, and the ECS service and target group readiness reads). */
+  publishApi(scope: Construct, names: { endpoint: string; service: string }): void {
+    new ssm.StringParameter(scope, 'ApiEndpoint', {
+      parameterName: names.endpoint,
+      stringValue: `https://${this.api.loadBalancer.loadBalancerDnsName}`,
+    });
+    new ssm.StringParameter(scope, 'ApiService', {
+      parameterName: names.service,
+      stringValue: Stack.of(this).toJsonString({
+        cluster: this.api.service.cluster.clusterName,
+        service: this.api.service.serviceName,
+        targetGroupArn: this.api.targetGroup.targetGroupArn,
+      }),
     });
   }
 }

@@ -4,7 +4,9 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as rds from 'aws-cdk-lib/aws-rds';
+import { TenantPhase } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
+import { PHASE_REASONS } from './api-service';
 
 export interface DatabaseProps {
   readonly vpc: ec2.IVpc;
@@ -29,10 +31,22 @@ export interface DatabaseProps {
    * @default 50
    */
   readonly allocatedStorageGiB?: number;
+  /**
+   * Where the stack is in its life: the instance is deletion-protected in `steady` only (and never when
+   * disposable), so a failed first deploy rolls back and offboarding needs no right to modify databases.
+   * @default 'steady'
+   */
+  readonly phase?: TenantPhase;
+  /**
+   * Restore the instance from this snapshot (an offboarded silo tenant brought back). It must stay set for the
+   * instance's life: CloudFormation replaces a restored instance with an empty one when the property goes away.
+   * @default - a new, empty database
+   */
+  readonly snapshotIdentifier?: string;
 }
 
 /** The PostgreSQL major version every cell runs. A fleet-wide upgrade is one change here. */
-export const POSTGRES_VERSION = rds.PostgresEngineVersion.VER_17;
+export const POSTGRES_VERSION = rds.PostgresEngineVersion.VER_18;
 
 /**
  * An RDS PostgreSQL instance locked down for tenant data: isolated subnets, not public, storage and master
@@ -94,7 +108,7 @@ export class Database extends Construct {
       caCertificate: rds.CaCertificate.RDS_CA_RSA2048_G1,
       backupRetention: Duration.days(props.backupRetentionDays ?? 14),
       copyTagsToSnapshot: true,
-      deletionProtection: !disposable,
+      deletionProtection: !disposable && (props.phase ?? 'steady') === 'steady',
       removalPolicy: disposable ? RemovalPolicy.DESTROY : RemovalPolicy.SNAPSHOT,
       autoMinorVersionUpgrade: true,
       cloudwatchLogsExports: ['postgresql', 'upgrade'],
@@ -102,12 +116,27 @@ export class Database extends Construct {
       enablePerformanceInsights: true,
       performanceInsightEncryptionKey: props.key,
     });
-    this.secretArn = (this.instance.node.defaultChild as rds.CfnDBInstance).attrMasterUserSecretSecretArn;
-    this.acknowledge(disposable, props.multiAz ?? true);
+    const cfn = this.instance.node.defaultChild as rds.CfnDBInstance;
+    if (props.snapshotIdentifier) {
+      // Name, master user and encryption (with the key the snapshot was taken with: the tenant's own, kept when
+      // it was offboarded) all come from the snapshot; CloudFormation refuses them beside a snapshot.
+      cfn.addPropertyOverride('DBSnapshotIdentifier', props.snapshotIdentifier);
+      for (const p of ['DBName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted'])
+        cfn.addPropertyDeletionOverride(p);
+    }
+    this.secretArn = cfn.attrMasterUserSecretSecretArn;
+    this.acknowledge(disposable, props.multiAz ?? true, props.phase ?? 'steady', props.snapshotIdentifier);
   }
 
-  private acknowledge(disposable: boolean, multiAz: boolean): void {
+  private acknowledge(disposable: boolean, multiAz: boolean, phase: TenantPhase, snapshot?: string): void {
     const instance = l1(this.instance);
+    if (snapshot) {
+      ack(
+        instance,
+        HIPAA_AND_NIST('RDSStorageEncrypted'),
+        `Restored from snapshot ${snapshot}, the tenant's own final snapshot, which is encrypted with the tenant's own key (kept when it was offboarded); an instance restored from an encrypted snapshot is encrypted with that key, and CloudFormation refuses StorageEncrypted beside a snapshot.`,
+      );
+    }
     ack(
       instance,
       AWS_SOLUTIONS('RDS11'),
@@ -125,6 +154,12 @@ export class Database extends Construct {
       const why = `The tenant catalog declares this tenant disposable (settings.deletionPolicy "destroy"): a test tenant whose data is meant to be deleted with its stack.`;
       ack(instance, [AWS_SOLUTIONS('RDS10'), ...HIPAA_AND_NIST('RDSInstanceDeletionProtectionEnabled')], why);
       ack(instance, HIPAA_AND_NIST('RDSInBackupPlan'), why + ' Automated RDS backups still run.');
+    } else if (phase !== 'steady') {
+      ack(
+        instance,
+        [AWS_SOLUTIONS('RDS10'), ...HIPAA_AND_NIST('RDSInstanceDeletionProtectionEnabled')],
+        PHASE_REASONS[phase],
+      );
     }
     if (!multiAz) {
       ack(

@@ -4,9 +4,22 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import { ack, childOfType, HIPAA_AND_NIST } from '../nag';
 import { EncryptedLogGroup } from './encrypted-log-group';
 
+/** The size of a VPC allocated from an IPAM pool: a /20 holds three /24 tiers in two AZs with room to grow. */
+export const SILO_VPC_NETMASK = 20;
+
 export interface NetworkProps {
-  /** The VPC's IPv4 range (from the catalog for a silo tenant, fixed for the shared stacks). */
-  readonly cidr: string;
+  /**
+   * The VPC's IPv4 range (fixed for the shared stacks; set in the catalog for a silo tenant that needs a
+   * known range). Exactly one of `cidr` and `ipamPoolId`.
+   * @default - a /20 allocated from `ipamPoolId`
+   */
+  readonly cidr?: string;
+  /**
+   * A VPC IP Address Manager pool to take a /20 from: ranges never overlap, at any fleet size, and go back to
+   * the pool when the VPC is deleted.
+   * @default - `cidr` is used
+   */
+  readonly ipamPoolId?: string;
   /** Encrypts the flow logs. */
   readonly key: kms.IKey;
   /**
@@ -33,8 +46,17 @@ export class Network extends Construct {
 
   constructor(scope: Construct, id: string, props: NetworkProps) {
     super(scope, id);
+    if ((props.cidr === undefined) === (props.ipamPoolId === undefined)) {
+      throw new Error(`Network ${id}: give exactly one of cidr and ipamPoolId`);
+    }
     this.vpc = new ec2.Vpc(this, 'Vpc', {
-      ipAddresses: ec2.IpAddresses.cidr(props.cidr),
+      ipAddresses: props.cidr
+        ? ec2.IpAddresses.cidr(props.cidr)
+        : ec2.IpAddresses.awsIpamAllocation({
+            ipv4IpamPoolId: props.ipamPoolId!,
+            ipv4NetmaskLength: SILO_VPC_NETMASK,
+            defaultSubnetIpv4NetmaskLength: 24,
+          }),
       maxAzs: props.maxAzs ?? 2,
       natGateways: props.natGateways ?? 1,
       restrictDefaultSecurityGroup: true,

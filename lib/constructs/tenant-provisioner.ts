@@ -1,6 +1,6 @@
 import * as path from 'path';
 import { Construct } from 'constructs';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -11,6 +11,7 @@ import { IsolationModel } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
 import { Database } from './database';
 import { EncryptedLogGroup } from './encrypted-log-group';
+import { RegistryRef, registryStatements } from './registry-access';
 
 /** The Lambda runtime for every function of ours. */
 export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
@@ -24,8 +25,7 @@ export interface TenantProvisionerProps {
   /** The model of the cell: which custom resources the handler accepts. */
   readonly model: IsolationModel;
   /** The tenant registry (DynamoDB) the handler records tenants in. */
-  readonly registryTableName: string;
-  readonly registryTableArn: string;
+  readonly registry: RegistryRef;
   /** @default false */
   readonly disposable?: boolean;
 }
@@ -74,11 +74,13 @@ export class TenantProvisioner extends Construct {
       environmentEncryption: props.key,
       environment: {
         MODEL: props.model,
+        // Its own stack: the only one whose bootstrap resource it serves.
+        OWN_STACK: Stack.of(this).stackName,
         DB_HOST: props.database.instance.dbInstanceEndpointAddress,
         DB_PORT: String(props.database.port),
         DB_NAME: props.database.databaseName,
         DB_SECRET_ARN: props.database.secretArn,
-        REGISTRY_TABLE: props.registryTableName,
+        REGISTRY_TABLE: props.registry.tableName,
         // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.
         NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
       },
@@ -103,10 +105,10 @@ export class TenantProvisioner extends Construct {
           actions: ['kms:Decrypt'],
           resources: [props.key.keyArn],
         }),
-        new iam.PolicyStatement({
+        ...registryStatements(this, props.registry, {
           sid: 'WriteRegistryEntries',
-          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
-          resources: [props.registryTableArn],
+          actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+          writes: true,
         }),
         new iam.PolicyStatement({
           sid: 'WriteOwnLogs',

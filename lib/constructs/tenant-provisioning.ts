@@ -1,8 +1,10 @@
 import { Construct } from 'constructs';
-import { CustomResource } from 'aws-cdk-lib';
+import { CustomResource, Duration, Fn } from 'aws-cdk-lib';
+import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { CatalogError, parseTenant, Tenant } from '../catalog';
-import { PROVISIONER_RESOURCE_TYPES, ssmNames } from '../../contracts';
+import { CatalogError, parseTenant, Tenant, tenantRequestOf } from '../catalog';
+import { PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
+import { ApiImage, ApiImageRef } from './api-image';
 import { Cell, SCHEMA_VERSION } from './cell';
 
 /** The custom resource type that provisions a tenant of each model. */
@@ -12,9 +14,40 @@ export const TENANT_RESOURCE_TYPES = {
   bridge: PROVISIONER_RESOURCE_TYPES.bridge,
 } as const;
 
+/** A Route 53 hosted zone the platform engineer names: every tenant gets `<hostname>.<zoneName>`. */
+export interface TenantDomain {
+  readonly zoneId: string;
+  readonly zoneName: string;
+}
+
 export interface TenantProvisioningProps {
   /** The tenant, validated with the catalog's rules (`TenantProvisioning.tenantFrom` for a raw request). */
   readonly tenant: Tenant;
+  /**
+   * The release's API image (silo tenants run it in their own cell).
+   * @default - this source tree's image, as the Platform stack builds it (`ApiImage.reference()`)
+   */
+  readonly image?: ApiImageRef;
+  /**
+   * Where the tenant's stack is in its life (see `TenantPhase`).
+   * @default 'steady'
+   */
+  readonly phase?: TenantPhase;
+  /**
+   * The VPC IP Address Manager pool a silo VPC takes its range from when the catalog sets none.
+   * @default - the pool the Platform stack publishes in SSM
+   */
+  readonly ipamPoolId?: string;
+  /**
+   * A hosted zone to give the tenant a DNS name in.
+   * @default - no DNS name; the tenant is reached through its cell's load balancer
+   */
+  readonly domain?: TenantDomain;
+  /**
+   * Bring back an offboarded tenant and its kept data (the onboarding workflow's explicit restore).
+   * @default false - a retired tenant is never provisioned again
+   */
+  readonly restore?: boolean;
 }
 
 /**
@@ -44,6 +77,8 @@ export class TenantProvisioning extends Construct {
   /** Silo only: the tenant's own cell. */
   readonly cell?: Cell;
   readonly tenantResource: CustomResource;
+  /** The tenant's DNS name, when the fleet has a domain. */
+  readonly hostName?: string;
 
   constructor(scope: Construct, id: string, props: TenantProvisioningProps) {
     super(scope, id);
@@ -55,17 +90,26 @@ export class TenantProvisioning extends Construct {
       this.cell = new Cell(this, 'Cell', {
         model: 'silo',
         siloTenantId: t.id,
-        cidr: t.silo.vpcCidr,
+        image: props.image ?? ApiImage.reference(),
+        ...(t.silo.vpcCidr
+          ? { cidr: t.silo.vpcCidr }
+          : {
+              ipamPoolId:
+                props.ipamPoolId ??
+                ssm.StringParameter.valueForStringParameter(this, ssmNames.siloIpamPoolId),
+            }),
         description: `Silo tenant ${t.id}: all of this tenant's data`,
         instanceClass: t.silo.instanceClass,
         multiAz: t.silo.multiAz,
         backupRetentionDays: t.silo.backupRetentionDays,
         disposable: t.deletionPolicy === 'destroy',
+        phase: props.phase,
+        snapshotIdentifier: t.silo.restoredFromSnapshot,
       });
       serviceToken = this.cell.provisioner.serviceToken;
-      new ssm.StringParameter(this, 'ApiEndpoint', {
-        parameterName: ssmNames.tenantApiEndpoint(t.id),
-        stringValue: `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`,
+      this.cell.publishApi(this, {
+        endpoint: ssmNames.tenantApiEndpoint(t.id),
+        service: ssmNames.tenantApiService(t.id),
       });
     } else {
       serviceToken = ssm.StringParameter.valueForStringParameter(
@@ -84,8 +128,32 @@ export class TenantProvisioning extends Construct {
         Model: t.model,
         DeletionPolicy: t.deletionPolicy,
         SchemaVersion: SCHEMA_VERSION,
+        // The tenant as the registry keeps it: the registry is the fleet's source of truth.
+        Request: tenantRequestOf(t),
+        ...(props.restore ? { Restore: 'true' } : {}),
       },
     });
     if (this.cell) this.tenantResource.node.addDependency(this.cell.bootstrap);
+
+    if (props.domain) {
+      this.hostName = `${t.hostname}.${props.domain.zoneName}`;
+      const zone = route53.HostedZone.fromHostedZoneAttributes(this, 'Zone', {
+        hostedZoneId: props.domain.zoneId,
+        zoneName: props.domain.zoneName,
+      });
+      const endpoint = this.cell
+        ? `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`
+        : ssm.StringParameter.valueForStringParameter(
+            this,
+            ssmNames.apiEndpoint(t.model as 'pool' | 'bridge'),
+          );
+      // The cell's load balancer, from its published https:// endpoint.
+      new route53.CnameRecord(this, 'HostName', {
+        zone,
+        recordName: t.hostname,
+        domainName: Fn.select(1, Fn.split('https://', endpoint)),
+        ttl: Duration.minutes(5),
+      });
+    }
   }
 }

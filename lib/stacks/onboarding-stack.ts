@@ -5,10 +5,10 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { REQUEST_DETAIL_TYPES, REQUEST_SOURCE, ssmNames } from '../../contracts';
+import { REQUEST_DETAIL_TYPES, REQUEST_SOURCE } from '../../contracts';
 import { DataKey } from '../constructs/data-key';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
+import { registryRef } from '../constructs/registry-access';
 import { DeployProject } from '../constructs/onboarding/deploy-project';
 import { OnboardingWorkflow } from '../constructs/onboarding/onboarding-workflow';
 import { WorkflowSteps } from '../constructs/onboarding/workflow-steps';
@@ -19,6 +19,11 @@ export interface OnboardingStackProps extends StackProps {
    * @default 'hnb659fds'
    */
   readonly bootstrapQualifier?: string;
+  /**
+   * The tenants' DNS zone, when the fleet has one: readiness is checked at the tenant's own name.
+   * @default - readiness from the ECS service and its load balancer targets
+   */
+  readonly domainName?: string;
 }
 
 /**
@@ -36,8 +41,7 @@ export class OnboardingStack extends Stack {
     super(scope, id, props);
     const key = new DataKey(this, 'DataKey', { description: 'Onboarding pipeline: build artifacts and logs' })
       .key;
-    const registryTableName = ssm.StringParameter.valueForStringParameter(this, ssmNames.registryTableName);
-    const registryTableArn = ssm.StringParameter.valueForStringParameter(this, ssmNames.registryTableArn);
+    const registry = registryRef(this);
 
     this.deployProject = new DeployProject(this, 'DeployTenant', {
       key,
@@ -47,14 +51,41 @@ export class OnboardingStack extends Stack {
     this.steps = new WorkflowSteps(this, 'Steps', {
       key,
       logGroup: new EncryptedLogGroup(this, 'StepLogs', { key }),
-      registryTableName,
-      registryTableArn,
+      registry,
     }).function;
     this.stateMachine = new OnboardingWorkflow(this, 'Workflow', {
       steps: this.steps,
       project: this.deployProject,
       logGroup: new EncryptedLogGroup(this, 'WorkflowLogs', { key }),
+      domainName: props.domainName,
     }).stateMachine;
+
+    // An execution that ends without recording its end (it timed out, was aborted, or failed inside its own
+    // failure path) never leaves its tenant in a transitional state: its tenant is marked failed with the reason.
+    new events.Rule(this, 'ReconcileEndedExecutions', {
+      description: 'Marks the tenant of an execution that ended without recording it as failed',
+      eventPattern: {
+        source: ['aws.states'],
+        detailType: ['Step Functions Execution Status Change'],
+        detail: {
+          stateMachineArn: [this.stateMachine.stateMachineArn],
+          status: ['FAILED', 'TIMED_OUT', 'ABORTED'],
+        },
+      },
+      targets: [
+        new targets.LambdaFunction(this.steps, {
+          event: events.RuleTargetInput.fromObject({
+            step: 'reconcile',
+            executionArn: events.EventField.fromPath('$.detail.executionArn'),
+            status: events.EventField.fromPath('$.detail.status'),
+            input: events.EventField.fromPath('$.detail.input'),
+            error: events.EventField.fromPath('$.detail.error'),
+            cause: events.EventField.fromPath('$.detail.cause'),
+          }),
+          retryAttempts: 10,
+        }),
+      ],
+    });
 
     new events.Rule(this, 'Requests', {
       description: 'Onboarding and offboarding requests',

@@ -1,17 +1,21 @@
 import { Construct } from 'constructs';
 import { Stack, StackProps } from 'aws-cdk-lib';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { Cell } from '../constructs/cell';
 import { ssmNames } from '../../contracts';
+import { ApiImageRef } from '../constructs/api-image';
+import { Cell } from '../constructs/cell';
 
 export interface SharedCellStackProps extends StackProps {
   /** The VPC range; must not overlap any silo tenant's (the catalog checks). */
   readonly cidr: string;
+  /** The release's API image (built by the Platform stack). */
+  readonly image: ApiImageRef;
 }
 
 /**
- * A cell shared by many tenants. Its provisioner's service token is published in SSM, where each tenant
- * stack finds it: no CloudFormation export ties this stack to its tenants.
+ * A cell shared by many tenants. Its provisioner's service token and its API's endpoint and service are
+ * published in SSM, where tenant stacks and the onboarding workflow find them: no CloudFormation export ties
+ * this stack to its tenants.
  */
 abstract class SharedCellStack extends Stack {
   readonly cell: Cell;
@@ -24,14 +28,14 @@ abstract class SharedCellStack extends Stack {
     props: SharedCellStackProps,
   ) {
     super(scope, id, props);
-    this.cell = new Cell(this, 'Cell', { model, cidr: props.cidr, description });
+    this.cell = new Cell(this, 'Cell', { model, cidr: props.cidr, image: props.image, description });
     new ssm.StringParameter(this, 'ProvisionerServiceToken', {
       parameterName: ssmNames.provisionerServiceToken(model),
       stringValue: this.cell.provisioner.serviceToken,
     });
-    new ssm.StringParameter(this, 'ApiEndpoint', {
-      parameterName: ssmNames.apiEndpoint(model),
-      stringValue: `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`,
+    this.cell.publishApi(this, {
+      endpoint: ssmNames.apiEndpoint(model),
+      service: ssmNames.apiService(model),
     });
   }
 }

@@ -1,13 +1,12 @@
 import { Construct } from 'constructs';
 import { Stack, StackProps } from 'aws-cdk-lib';
+import { LIFECYCLE_METADATA_KEY, StackLifecycle } from '../../contracts';
 import { Tenant } from '../catalog';
-import { TenantProvisioning } from '../constructs/tenant-provisioning';
+import { TenantProvisioning, TenantProvisioningProps } from '../constructs/tenant-provisioning';
 
 export { TENANT_RESOURCE_TYPES } from '../constructs/tenant-provisioning';
 
-export interface TenantStackProps extends StackProps {
-  readonly tenant: Tenant;
-}
+export interface TenantStackProps extends StackProps, TenantProvisioningProps {}
 
 /**
  * One tenant's stack, whatever its model: a `TenantProvisioning` and nothing else. Deploying it onboards the
@@ -20,8 +19,13 @@ export class TenantStack extends Stack {
   constructor(scope: Construct, id: string, props: TenantStackProps) {
     super(scope, id, props);
     this.tenant = props.tenant;
+    const lifecycle: StackLifecycle = {
+      deletionPolicy: props.tenant.deletionPolicy,
+      phase: props.phase ?? 'steady',
+    };
+    this.templateOptions.metadata = { ...this.templateOptions.metadata, [LIFECYCLE_METADATA_KEY]: lifecycle };
     // "Default" keeps the construct out of logical ids: resources keep the ids they had at the stack's root.
-    this.provisioning = new TenantProvisioning(this, 'Default', { tenant: props.tenant });
+    this.provisioning = new TenantProvisioning(this, 'Default', props);
   }
 
   get cell() {

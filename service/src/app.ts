@@ -5,10 +5,12 @@
  */
 import { randomUUID } from 'crypto';
 import Fastify, { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { HEALTH_PATH, READY_PATH } from '../../contracts';
 import { createInvoice, deleteInvoice, getInvoice, listInvoices, NewInvoice } from '../../db/invoices';
 import { TenantDatabase, TenantScope } from '../../db/tenant-context';
 import { AuthError, Authenticate, Principal } from './auth';
 import { RegistryEntry, TenantRegistry } from './registry';
+import type { StartupState } from './startup';
 
 export interface AppDeps {
   readonly authenticate: Authenticate;
@@ -17,6 +19,12 @@ export interface AppDeps {
   readonly databaseFor: (entry: RegistryEntry) => TenantDatabase | undefined;
   /** Resolves when the database answers (readiness). */
   readonly ready: () => Promise<void>;
+  /**
+   * Whether start-up is done (the database reached, the runtime role confirmed safe). Until it is, tenant
+   * requests get 503 with Retry-After.
+   * @default - ready from the start
+   */
+  readonly startup?: StartupState;
   /** @default true - JSON logs on stdout */
   readonly logger?: boolean;
 }
@@ -35,7 +43,7 @@ declare module 'fastify' {
   }
 }
 
-const PUBLIC_ROUTES = new Set(['/health', '/ready']);
+const PUBLIC_ROUTES = new Set([HEALTH_PATH, READY_PATH]);
 
 const invoiceBody = {
   type: 'object',
@@ -88,6 +96,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.addHook('onRequest', async (request, reply) => {
     if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
+    if (deps.startup && !deps.startup.ready()) {
+      return reply
+        .code(503)
+        .header('retry-after', '5')
+        .send({ error: 'unavailable', message: deps.startup.reason() });
+    }
     let principal: Principal;
     try {
       principal = await deps.authenticate(request.headers.authorization);
@@ -138,8 +152,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     },
   );
 
-  app.get('/health', async () => ({ status: 'ok' }));
-  app.get('/ready', async (_request, reply) => {
+  app.get(HEALTH_PATH, async () => ({ status: 'ok' }));
+  app.get(READY_PATH, async (_request, reply) => {
     try {
       await deps.ready();
       return { status: 'ready' };

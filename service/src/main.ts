@@ -14,6 +14,7 @@ import { TenantDatabase } from '../../db/tenant-context';
 import { buildApp } from './app';
 import { createAuthenticator } from './auth';
 import { CachedRegistry, DynamoRegistry } from './registry';
+import { waitForDatabase } from './startup';
 
 function env(name: string): string {
   const v = process.env[name];
@@ -51,7 +52,13 @@ async function main(): Promise<void> {
     model,
     siloTenantId: dataModel(model).databasePerTenant ? env('SILO_TENANT_ID') : undefined,
   });
-  await db.assertSafeRuntimeRole();
+  const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
+    console.log(JSON.stringify({ level, msg, ...fields }));
+  const startup = waitForDatabase({
+    check: () => db.assertSafeRuntimeRole(),
+    log,
+    fatal: () => process.exit(1),
+  });
 
   const app = buildApp({
     authenticate: createAuthenticator({
@@ -61,6 +68,7 @@ async function main(): Promise<void> {
     registry: new CachedRegistry(new DynamoRegistry(env('REGISTRY_TABLE')), 30000),
     // This deployment serves its own model only; a silo service, its own tenant only (db.serves decides).
     databaseFor: () => db,
+    startup: startup.state,
     ready: async () => {
       await pool.query('SELECT 1');
     },

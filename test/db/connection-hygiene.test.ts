@@ -139,8 +139,11 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
     const kept = await master.query('SELECT customer FROM t_initech.invoices');
     await master.query('ROLLBACK');
     expect(kept.rows).toEqual([{ customer: 'kept' }]);
-    // Onboarding again restores access to the same data.
-    await provisionBridgeTenant(master, 'initech');
+    // Provisioning it again as if it were new is refused; an explicit restore brings back the same data.
+    await expect(provisionBridgeTenant(master, 'initech')).rejects.toThrow(
+      'bridge:initech was offboarded with its data kept: it is provisioned again only by an explicit restore',
+    );
+    await provisionBridgeTenant(master, 'initech', { restore: true });
     const back = await bridged
       .forTenant('initech')
       .run<{ customer: string }>(sql`SELECT customer FROM invoices`);

@@ -1,7 +1,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CatalogError, derivedSiloCidr, loadCatalog, parseCatalog } from '../../lib/catalog';
+import { CatalogError, loadCatalog, parseCatalog, tenantRequestOf } from '../../lib/catalog';
 import { derivedNameProblem, tenantDbNames } from '../../db/naming';
 import { REPO_ROOT } from './fleet-helpers';
 
@@ -89,7 +89,7 @@ describe('tenant catalog', () => {
     ]);
     expect(problems).toEqual([
       'tenant "acme": unknown field "plan": allowed fields are id, name, model, settings',
-      'tenant "globex": unknown field "settings.colour": allowed settings are deletionPolicy, instanceClass, multiAz, backupRetentionDays, vpcCidr',
+      'tenant "globex": unknown field "settings.colour": allowed settings are deletionPolicy, hostname, instanceClass, multiAz, backupRetentionDays, vpcCidr, restoredFromSnapshot',
       'tenant "hooli": field "model" is "shared": use one of "silo", "pool", "bridge"',
     ]);
   });
@@ -134,29 +134,73 @@ describe('tenant catalog', () => {
     expect(problemsOf([silo('northwind', { vpcCidr: cidr })])[0]).toContain(message);
   });
 
-  test('rejects silo CIDRs that overlap each other or the shared VPCs', () => {
+  test("rejects catalog silo ranges that overlap each other, the shared VPCs or the platform's address pool", () => {
     const problems = problemsOf([
       silo('northwind', { vpcCidr: '10.16.0.0/20' }),
       silo('initech', { vpcCidr: '10.16.8.0/21' }),
       silo('umbrella', { vpcCidr: '10.0.128.0/20' }),
       silo('hooli', { vpcCidr: '10.1.0.0/16' }),
+      silo('zeta', { vpcCidr: '10.200.0.0/20' }),
     ]);
+    const fix =
+      "choose a free private range, or leave settings.vpcCidr out to get one from the platform's address pool";
     expect(problems).toEqual([
-      'tenant "initech": field "settings.vpcCidr" 10.16.8.0/21 (set in settings.vpcCidr) overlaps tenant "northwind" (10.16.0.0/20): set settings.vpcCidr to a free private range',
-      'tenant "umbrella": field "settings.vpcCidr" 10.0.128.0/20 (set in settings.vpcCidr) overlaps the shared pool VPC (10.0.0.0/16): set settings.vpcCidr to a free private range',
-      'tenant "hooli": field "settings.vpcCidr" 10.1.0.0/16 (set in settings.vpcCidr) overlaps the shared bridge VPC (10.1.0.0/16): set settings.vpcCidr to a free private range',
+      `tenant "initech": field "settings.vpcCidr" 10.16.8.0/21 overlaps tenant "northwind" (10.16.0.0/20): ${fix}`,
+      `tenant "umbrella": field "settings.vpcCidr" 10.0.128.0/20 overlaps the shared pool VPC (10.0.0.0/16): ${fix}`,
+      `tenant "hooli": field "settings.vpcCidr" 10.1.0.0/16 overlaps the shared bridge VPC (10.1.0.0/16): ${fix}`,
+      `tenant "zeta": field "settings.vpcCidr" 10.200.0.0/20 overlaps the platform's silo address pool (10.128.0.0/9): ${fix}`,
     ]);
   });
 
-  test("a silo tenant's derived CIDR does not change when other tenants come or go", () => {
-    const alone = parseCatalog({ tenants: [silo('northwind')] }, 'c.json').tenants[0].silo!.vpcCidr;
-    const crowd = parseCatalog(
-      { tenants: [silo('zeta'), pool('acme'), silo('northwind'), silo('omega')] },
+  test('a silo with no range in the catalog gets one from the address pool at deploy time, at any fleet size', () => {
+    const { tenants } = parseCatalog(
+      { tenants: Array.from({ length: 1000 }, (_, i) => silo(`silo-${i}`)) },
       'c.json',
-    ).tenants.find((t) => t.id === 'northwind')!.silo!.vpcCidr;
-    expect(crowd).toBe(alone);
-    expect(alone).toBe(derivedSiloCidr('northwind'));
-    expect(alone).toMatch(/^10\.(1[2-9][0-9]|2[0-5][0-9])\.\d+\.0\/20$/);
+    );
+    expect(tenants).toHaveLength(1000);
+    expect(tenants.every((t) => t.silo!.vpcCidr === undefined)).toBe(true);
+  });
+
+  test('hostnames: the tenant id by default, a DNS label when set, unique across the catalog', () => {
+    const { tenants } = parseCatalog(
+      { tenants: [pool('acme'), pool('globex', { settings: { hostname: 'gx' } })] },
+      'c',
+    );
+    expect(tenants.map((t) => t.hostname)).toEqual(['acme', 'gx']);
+    expect(problemsOf([pool('acme'), pool('globex', { settings: { hostname: 'acme' } })])).toEqual([
+      'tenant "globex" (#2): hostname "acme" is already used by tenant "acme": set settings.hostname to another label',
+    ]);
+    expect(problemsOf([pool('acme', { settings: { hostname: 'Not A Label' } })])[0]).toContain(
+      'field "settings.hostname" is "Not A Label": use a DNS label',
+    );
+  });
+
+  test('duplicates and overlaps are reported even for entries that have other problems', () => {
+    const problems = problemsOf([
+      silo('northwind', { vpcCidr: '10.16.0.0/20', multiAz: 'yes' }),
+      silo('northwind', { vpcCidr: '10.16.0.0/20', backupRetentionDays: 1 }),
+    ]);
+    expect(problems).toEqual([
+      'tenant "northwind": field "settings.multiAz" must be true or false',
+      'tenant "northwind": field "settings.backupRetentionDays" is 1: use a whole number of days from 7 to 35',
+      'tenant "northwind" (#2): duplicate id, already used by tenant #1: ids must be unique',
+      `tenant "northwind": field "settings.vpcCidr" 10.16.0.0/20 overlaps tenant "northwind" (10.16.0.0/20): choose a free private range, or leave settings.vpcCidr out to get one from the platform's address pool`,
+    ]);
+  });
+
+  test("a tenant's request, as the registry keeps it, validates back to the same tenant", () => {
+    const { tenants } = parseCatalog(
+      {
+        tenants: [
+          silo('northwind', { vpcCidr: '10.16.0.0/20', multiAz: false }),
+          pool('acme', { settings: { hostname: 'ac' } }),
+        ],
+      },
+      'c',
+    );
+    for (const t of tenants) {
+      expect(parseCatalog({ tenants: [JSON.parse(tenantRequestOf(t))] }, 'r').tenants[0]).toEqual(t);
+    }
   });
 
   test('reports every problem at once, and names the file', () => {

@@ -65,6 +65,17 @@ describe('cdk synth from the command line', () => {
       'tenantRequest={"id":"acme","name":"Again","model":"pool"}',
     ]);
     expect(dup.status).not.toBe(0);
-    expect(dup.stderr).toContain('tenant "acme" (#7): duplicate id, already used by tenant #3');
+    expect(dup.stderr).toContain('-c tenantRequest: the tenant catalog has 1 problem');
+    expect(dup.stderr).toContain('tenant "acme": ');
+    expect(dup.stderr).toContain('already defines this tenant differently');
+    // The request the registry keeps for a catalog tenant is the catalog's own entry: accepted as is.
+    const same = cdkSynth([
+      '-c',
+      'tenant=acme',
+      '-c',
+      'tenantRequest={"id":"acme","name":"Acme Corp","model":"pool","settings":{"deletionPolicy":"retain"}}',
+    ]);
+    expect(same.status).toBe(0);
+    expect(same.templates).toContain('Tenant-acme.template.json');
   });
 });

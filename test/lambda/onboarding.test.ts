@@ -4,58 +4,83 @@ import {
   DescribeStackEventsCommand,
   DescribeStackResourcesCommand,
 } from '@aws-sdk/client-cloudformation';
+import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import {
-  DynamoDBClient,
-  GetItemCommand,
-  ScanCommand,
-  UpdateItemCommand,
-  UpdateItemCommandInput,
-} from '@aws-sdk/client-dynamodb';
-import {
-  CreateDBSnapshotCommand,
-  DescribeDBSnapshotsCommand,
-  ModifyDBInstanceCommand,
-  RDSClient,
-} from '@aws-sdk/client-rds';
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { handler, NotReady, RequestRejected } from '../../lambda/onboarding';
+import { Moto, startMoto } from '../helpers/moto';
 
-// The onboarding workflow's Lambda steps, with every AWS service stubbed at the SDK boundary.
+// The onboarding workflow's Lambda steps. The registry is DynamoDB's API for real (moto), so conditional writes
+// behave as they do in AWS; every other service is stubbed at the SDK boundary.
 const cfn = mockClient(CloudFormationClient);
-const ddb = mockClient(DynamoDBClient);
+const ecs = mockClient(ECSClient);
+const elb = mockClient(ElasticLoadBalancingV2Client);
 const rds = mockClient(RDSClient);
 const ssm = mockClient(SSMClient);
 
-beforeAll(() => {
-  process.env.REGISTRY_TABLE = 'TenantRegistry';
+let moto: Moto;
+let steps: typeof import('../../lambda/onboarding');
+beforeAll(async () => {
+  moto = await startMoto();
+  steps = await import('../../lambda/onboarding');
 });
-beforeEach(() => {
-  [cfn, ddb, rds, ssm].forEach((m) => m.reset());
-  ddb.on(GetItemCommand).resolves({});
-  ddb.on(UpdateItemCommand).resolves({});
-  ddb.on(ScanCommand).resolves({ Items: [] });
+afterAll(async () => {
+  await moto.stop();
+});
+beforeEach(async () => {
+  [cfn, ecs, elb, rds, ssm].forEach((m) => m.reset());
+  await moto.resetRegistry();
 });
 
-describe('validate', () => {
-  test('accepts an onboarding request that passes the catalog rules and returns what the deploy job needs', async () => {
-    const r = await handler({
-      step: 'validate',
-      action: 'onboard',
-      request: { tenantId: 'initrode', name: 'Initrode', model: 'silo', settings: { multiAz: false } },
+const EXEC_A = 'arn:aws:states:us-east-1:111122223333:execution:Workflow:a';
+const EXEC_B = 'arn:aws:states:us-east-1:111122223333:execution:Workflow:b';
+const begin = (
+  request: Record<string, unknown>,
+  execution = EXEC_A,
+  action: 'onboard' | 'offboard' = 'onboard',
+) =>
+  steps.handler({
+    step: 'begin',
+    action,
+    request,
+    execution,
+    requestedBy: 'arn:aws:iam::111122223333:role/ops',
+  });
+
+describe('begin: onboarding', () => {
+  test('accepts a new tenant, locks it for this execution and records the request and who made it', async () => {
+    const r = await begin({
+      tenantId: 'initrode',
+      name: 'Initrode',
+      model: 'silo',
+      settings: { multiAz: false },
+    });
+    const request = JSON.stringify({
+      id: 'initrode',
+      name: 'Initrode',
+      model: 'silo',
+      settings: { multiAz: false },
     });
     expect(r).toEqual({
       tenantId: 'initrode',
       model: 'silo',
       name: 'Initrode',
+      hostname: 'initrode',
       stackName: 'Tenant-initrode',
-      tenantRequest: JSON.stringify({
-        id: 'initrode',
-        name: 'Initrode',
-        model: 'silo',
-        settings: { multiAz: false },
-      }),
+      tenantRequest: request,
+      restore: false,
     });
-    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    expect(await moto.get('initrode')).toMatchObject({
+      status: 'provisioning',
+      model: 'silo',
+      lock: EXEC_A,
+      request,
+      requestedBy: 'arn:aws:iam::111122223333:role/ops',
+      deletionPolicy: 'retain',
+    });
   });
 
   test.each([
@@ -65,101 +90,214 @@ describe('validate', () => {
       'settings.backupRetentionDays" is 1',
     ],
     [{ tenantId: 'initrode', model: 'hybrid' }, 'field "model" is "hybrid"'],
-  ])('rejects %j before any registry write', async (request, message) => {
-    const attempt = handler({ step: 'validate', action: 'onboard', request });
-    await expect(attempt).rejects.toThrow(RequestRejected);
-    await expect(handler({ step: 'validate', action: 'onboard', request })).rejects.toThrow(message);
-    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    [
+      { tenantId: 'initrode', model: 'silo', settings: { vpcCidr: '10.0.8.0/22' } },
+      'overlaps the shared pool VPC',
+    ],
+  ])('rejects %j with nothing written', async (request, message) => {
+    await expect(begin(request)).rejects.toThrow(steps.RequestRejected);
+    await expect(begin(request)).rejects.toThrow(message);
+    expect(await moto.get('initrode')).toBeUndefined();
   });
 
-  test('rejects onboarding a tenant that exists, and offboarding one that does not', async () => {
-    ddb.on(GetItemCommand, { Key: { tenantId: { S: 'acme' } } }).resolves({
-      Item: { tenantId: { S: 'acme' }, status: { S: 'active' }, model: { S: 'pool' } },
-    });
-    await expect(
-      handler({ step: 'validate', action: 'onboard', request: { tenantId: 'acme', model: 'pool' } }),
-    ).rejects.toThrow('onboard request: tenant "acme" already exists (model pool, status active)');
-    await expect(
-      handler({ step: 'validate', action: 'offboard', request: { tenantId: 'ghost' } }),
-    ).rejects.toThrow('offboard request: tenant "ghost" is unknown: nothing was changed');
-    expect(await handler({ step: 'validate', action: 'offboard', request: { tenantId: 'acme' } })).toEqual({
-      tenantId: 'acme',
-      model: 'pool',
-      stackName: 'Tenant-acme',
-      tenantRequest: '',
-    });
-    // A tenant the pipeline onboarded is destroyed from the request it was created with.
-    const original = JSON.stringify({ id: 'initech', name: 'Initech', model: 'bridge', settings: {} });
-    ddb.on(GetItemCommand, { Key: { tenantId: { S: 'initech' } } }).resolves({
-      Item: {
-        tenantId: { S: 'initech' },
-        status: { S: 'active' },
-        model: { S: 'bridge' },
-        request: { S: original },
-      },
-    });
-    expect(
-      await handler({ step: 'validate', action: 'offboard', request: { tenantId: 'initech' } }),
-    ).toMatchObject({
-      tenantRequest: original,
-    });
-  });
-
-  test('refuses a silo whose VPC range overlaps a silo the pipeline onboarded earlier', async () => {
-    ddb.on(ScanCommand).resolves({
-      Items: [
-        {
-          tenantId: { S: 'umbrella' },
-          request: {
-            S: JSON.stringify({
-              id: 'umbrella',
-              name: 'U',
-              model: 'silo',
-              settings: { vpcCidr: '10.40.0.0/20' },
-            }),
-          },
-        },
-      ],
-    });
-    await expect(
-      handler({
-        step: 'validate',
-        action: 'onboard',
-        request: { tenantId: 'initrode', model: 'silo', settings: { vpcCidr: '10.40.8.0/21' } },
-      }),
-    ).rejects.toThrow(
-      'onboard request refused: tenant "initrode": field "settings.vpcCidr" 10.40.8.0/21 (set in settings.vpcCidr) overlaps tenant "umbrella" (10.40.0.0/20)',
+  test('a duplicate request (EventBridge delivers at least once) is refused while the first holds the tenant', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    await expect(begin({ tenantId: 'initrode', model: 'pool' }, EXEC_B)).rejects.toThrow(
+      `tenant "initrode" is being changed by another request (${EXEC_A}): nothing was changed`,
     );
-    const ok = await handler({
-      step: 'validate',
-      action: 'onboard',
-      request: { tenantId: 'initrode', model: 'silo', settings: { vpcCidr: '10.41.0.0/20' } },
+    expect(await moto.get('initrode')).toMatchObject({ lock: EXEC_A, status: 'provisioning' });
+  });
+
+  test('two requests that both pass validation: the conditional write admits one, refuses the other', async () => {
+    const results = await Promise.allSettled([
+      begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A),
+      begin({ tenantId: 'initrode', model: 'pool' }, EXEC_B),
+    ]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(refused.reason).toBeInstanceOf(steps.RequestRejected);
+    const item = await moto.get('initrode');
+    expect([EXEC_A, EXEC_B]).toContain(item!.lock);
+  });
+
+  test('an active tenant cannot be onboarded again', async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active' });
+    await expect(begin({ tenantId: 'acme', model: 'pool' })).rejects.toThrow(
+      'tenant "acme" already exists (model pool, status active)',
+    );
+  });
+
+  test('a failed first onboarding can be retried in the same model', async () => {
+    await moto.put({ tenantId: 'initrode', model: 'pool', status: 'failed', failureReason: 'deploy failed' });
+    await begin({ tenantId: 'initrode', model: 'pool' });
+    const item = await moto.get('initrode');
+    expect(item).toMatchObject({ status: 'provisioning', lock: EXEC_A });
+    expect(item!.failureReason).toBeUndefined();
+  });
+
+  test('a retired id is refused unless the request asks to restore that tenant, whose kept data comes back', async () => {
+    await moto.put({
+      tenantId: 'northwind',
+      model: 'silo',
+      status: 'offboarded',
+      dataRetained: true,
+      finalSnapshotId: 'northwind-final-20261127100000',
     });
-    expect(ok.tenantId).toBe('initrode');
-    expect(ddb.commandCalls(UpdateItemCommand)).toHaveLength(0);
+    await expect(begin({ tenantId: 'northwind', model: 'silo' })).rejects.toThrow(
+      'tenant id "northwind" belonged to a tenant that was offboarded, and ids are never reused for a new customer',
+    );
+    expect(await moto.get('northwind')).toMatchObject({ status: 'offboarded' });
+    const r = await begin({ tenantId: 'northwind', model: 'silo', restore: true });
+    expect(r.restore).toBe(true);
+    expect(JSON.parse(r.tenantRequest as string)).toMatchObject({
+      id: 'northwind',
+      restore: true,
+      settings: { restoredFromSnapshot: 'northwind-final-20261127100000' },
+    });
+    // What the registry keeps is the tenant's definition (its database now comes from that snapshot, for good),
+    // not this one request's restore.
+    const kept = JSON.parse((await moto.get('northwind'))!.request!);
+    expect(kept).not.toHaveProperty('restore');
+    expect(kept.settings).toEqual({ restoredFromSnapshot: 'northwind-final-20261127100000' });
+  });
+
+  test('a disposable tenant whose data was deleted cannot be restored', async () => {
+    await moto.put({ tenantId: 'initech-qa', model: 'silo', status: 'offboarded', dataRetained: false });
+    await expect(begin({ tenantId: 'initech-qa', model: 'silo', restore: true })).rejects.toThrow(
+      'it was disposable and its data was deleted',
+    );
+  });
+
+  test('a silo range overlapping a silo the registry already holds is refused', async () => {
+    await moto.put({
+      tenantId: 'northwind',
+      model: 'silo',
+      status: 'active',
+      request: JSON.stringify({
+        id: 'northwind',
+        name: 'N',
+        model: 'silo',
+        settings: { vpcCidr: '10.16.0.0/20' },
+      }),
+    });
+    await expect(
+      begin({ tenantId: 'initrode', model: 'silo', settings: { vpcCidr: '10.16.8.0/22' } }),
+    ).rejects.toThrow('overlaps tenant "northwind" (10.16.0.0/20)');
+    await expect(
+      begin({ tenantId: 'initrode', model: 'silo', settings: { vpcCidr: '10.17.0.0/20' } }),
+    ).resolves.toMatchObject({
+      tenantId: 'initrode',
+    });
   });
 });
 
-describe('setStatus', () => {
-  test('records a failure with its reason, and clears the reason on success', async () => {
-    await handler({
-      step: 'setStatus',
+describe('begin: offboarding', () => {
+  test('takes the lock of an active tenant and returns what destroying its stack needs', async () => {
+    await moto.put({
       tenantId: 'acme',
-      status: 'failed',
-      reason: 'Tenant-acme: Tenant failed',
+      model: 'pool',
+      status: 'active',
+      deletionPolicy: 'retain',
+      request: '{"id":"acme"}',
     });
-    await handler({ step: 'setStatus', tenantId: 'acme', status: 'active' });
-    const [failed, active] = ddb
-      .commandCalls(UpdateItemCommand)
-      .map((c) => c.args[0].input as UpdateItemCommandInput);
-    expect(failed).toMatchObject({ TableName: 'TenantRegistry', Key: { tenantId: { S: 'acme' } } });
-    expect(failed.UpdateExpression).toBe(
-      'SET #status = :status, #failureReason = :failureReason, #updatedAt = :updatedAt',
+    expect(await begin({ tenantId: 'acme' }, EXEC_A, 'offboard')).toEqual({
+      tenantId: 'acme',
+      model: 'pool',
+      stackName: 'Tenant-acme',
+      tenantRequest: '{"id":"acme"}',
+      deletionPolicy: 'retain',
+      dataRetained: true,
+    });
+    expect(await moto.get('acme')).toMatchObject({ status: 'offboarding', lock: EXEC_A });
+  });
+
+  test('refuses an unknown tenant, an offboarded one, and one being onboarded', async () => {
+    await expect(begin({ tenantId: 'nobody' }, EXEC_A, 'offboard')).rejects.toThrow(
+      'tenant "nobody" is unknown',
     );
-    expect(failed.ExpressionAttributeValues![':failureReason']).toEqual({ S: 'Tenant-acme: Tenant failed' });
-    expect(active.UpdateExpression).toBe(
-      'SET #status = :status, #updatedAt = :updatedAt REMOVE #failureReason',
+    await moto.put({ tenantId: 'gone', model: 'pool', status: 'offboarded' });
+    await expect(begin({ tenantId: 'gone' }, EXEC_A, 'offboard')).rejects.toThrow('already offboarded');
+    await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    await expect(begin({ tenantId: 'initrode' }, EXEC_B, 'offboard')).rejects.toThrow(
+      `is being changed by another request (${EXEC_A})`,
     );
+    expect(await moto.get('initrode')).toMatchObject({ status: 'provisioning', lock: EXEC_A });
+  });
+});
+
+describe('setStatus and reconcile', () => {
+  test('status changes need the lock; the last one releases it and clears an old failure', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    await expect(
+      steps.handler({
+        step: 'setStatus',
+        tenantId: 'initrode',
+        execution: EXEC_B,
+        status: 'active',
+        release: true,
+      }),
+    ).rejects.toThrow(steps.LockLost);
+    expect(await moto.get('initrode')).toMatchObject({ status: 'provisioning', lock: EXEC_A });
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'initrode',
+      execution: EXEC_A,
+      status: 'active',
+      release: true,
+    });
+    const item = await moto.get('initrode');
+    expect(item).toMatchObject({ status: 'active' });
+    expect(item!.lock).toBeUndefined();
+  });
+
+  test('records a failure with its reason', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'initrode',
+      execution: EXEC_A,
+      status: 'failed',
+      release: true,
+      reason: 'Tenant-initrode: Tenant (Custom::PoolTenant) CREATE_FAILED: boom',
+    });
+    expect(await moto.get('initrode')).toMatchObject({
+      status: 'failed',
+      failureReason: 'Tenant-initrode: Tenant (Custom::PoolTenant) CREATE_FAILED: boom',
+    });
+  });
+
+  test('an execution that timed out holding its tenant leaves it failed with the reason, never provisioning', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    const r = await steps.handler({
+      step: 'reconcile',
+      executionArn: EXEC_A,
+      status: 'TIMED_OUT',
+      input: JSON.stringify({ action: 'OnboardTenant', request: { tenantId: 'initrode', model: 'pool' } }),
+    });
+    expect(r).toEqual({ reconciled: true, tenantId: 'initrode' });
+    const item = await moto.get('initrode');
+    expect(item).toMatchObject({ status: 'failed' });
+    expect(item!.failureReason).toContain(`the workflow execution ${EXEC_A} ended TIMED_OUT`);
+    expect(item!.lock).toBeUndefined();
+  });
+
+  test('reconciling an execution that already recorded its end changes nothing', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'initrode',
+      execution: EXEC_A,
+      status: 'active',
+      release: true,
+    });
+    const r = await steps.handler({
+      step: 'reconcile',
+      executionArn: EXEC_A,
+      status: 'FAILED',
+      input: JSON.stringify({ request: { tenantId: 'initrode' } }),
+    });
+    expect(r).toEqual({ reconciled: false, tenantId: 'initrode' });
+    expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
   });
 });
 
@@ -167,16 +305,6 @@ describe('failureReason', () => {
   test("reports CloudFormation's first real failure, not the cancellations that follow it", async () => {
     cfn.on(DescribeStackEventsCommand, { StackName: 'Tenant-acme' }).resolves({
       StackEvents: [
-        {
-          StackId: 's',
-          EventId: '3',
-          StackName: 'Tenant-acme',
-          Timestamp: new Date('2026-11-27T10:03:00Z'),
-          LogicalResourceId: 'Tenant-acme',
-          ResourceType: 'AWS::CloudFormation::Stack',
-          ResourceStatus: 'CREATE_FAILED',
-          ResourceStatusReason: 'The following resource(s) failed to create: [Tenant].',
-        },
         {
           StackId: 's',
           EventId: '2',
@@ -199,7 +327,7 @@ describe('failureReason', () => {
         },
       ],
     });
-    expect(await handler({ step: 'failureReason', tenantId: 'acme' })).toEqual({
+    expect(await steps.handler({ step: 'failureReason', tenantId: 'acme' })).toEqual({
       reason:
         'Tenant-acme: Tenant (Custom::PoolTenant) CREATE_FAILED: Custom::PoolTenant Create for tenant "acme" failed: connection refused',
     });
@@ -208,7 +336,7 @@ describe('failureReason', () => {
   test("falls back to the workflow's error when the stack was never created", async () => {
     cfn.on(DescribeStackEventsCommand).rejects(new Error('Stack with id Tenant-acme does not exist'));
     expect(
-      await handler({
+      await steps.handler({
         step: 'failureReason',
         tenantId: 'acme',
         error: { Error: 'States.TaskFailed', Cause: JSON.stringify({ Build: { BuildStatus: 'FAILED' } }) },
@@ -218,7 +346,7 @@ describe('failureReason', () => {
 });
 
 describe('finalSnapshot', () => {
-  test("snapshots the silo tenant's database, tags it, lifts deletion protection, and reports the snapshot id", async () => {
+  test("snapshots the silo tenant's database, tagged, and modifies nothing (the stack lifts its own protection)", async () => {
     cfn.on(DescribeStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({
       StackResources: [
         {
@@ -231,8 +359,7 @@ describe('finalSnapshot', () => {
       ],
     });
     rds.on(CreateDBSnapshotCommand).resolves({});
-    rds.on(ModifyDBInstanceCommand).resolves({});
-    const r = await handler({ step: 'finalSnapshot', tenantId: 'northwind' });
+    const r = await steps.handler({ step: 'finalSnapshot', tenantId: 'northwind' });
     expect(r.snapshotId).toMatch(/^northwind-final-\d{14}$/);
     expect(rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toEqual({
       DBInstanceIdentifier: 'tenant-northwind-db',
@@ -242,38 +369,82 @@ describe('finalSnapshot', () => {
         { Key: 'purpose', Value: 'offboarding-final-snapshot' },
       ],
     });
-    expect(rds.commandCalls(ModifyDBInstanceCommand)[0].args[0].input).toMatchObject({
-      DeletionProtection: false,
-    });
-    // The snapshot is taken before protection is lifted.
-    expect(rds.calls().map((c) => c.args[0].constructor.name)).toEqual([
-      'CreateDBSnapshotCommand',
-      'ModifyDBInstanceCommand',
-    ]);
+    expect(rds.calls().map((c) => c.args[0].constructor.name)).toEqual(['CreateDBSnapshotCommand']);
 
     rds.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [{ Status: 'creating' }] });
-    expect(await handler({ step: 'snapshotStatus', snapshotId: r.snapshotId as string })).toMatchObject({
-      available: false,
-    });
+    expect(await steps.handler({ step: 'snapshotStatus', snapshotId: r.snapshotId as string })).toMatchObject(
+      {
+        available: false,
+      },
+    );
     rds.on(DescribeDBSnapshotsCommand).resolves({ DBSnapshots: [{ Status: 'available' }] });
-    expect(await handler({ step: 'snapshotStatus', snapshotId: r.snapshotId as string })).toMatchObject({
-      available: true,
-    });
+    expect(await steps.handler({ step: 'snapshotStatus', snapshotId: r.snapshotId as string })).toMatchObject(
+      {
+        available: true,
+      },
+    );
   });
 });
 
 describe('checkReady', () => {
-  test('is NotReady while the endpoint is unpublished or does not answer', async () => {
+  const service = {
+    cluster: 'pool-cluster',
+    service: 'pool-api',
+    targetGroupArn: 'arn:aws:elasticloadbalancing:tg/api',
+  };
+  const ready = () => steps.handler({ step: 'checkReady', tenantId: 'acme', model: 'pool' });
+
+  test("decides from AWS's own view of the service: steady deployment and a healthy target", async () => {
     ssm.on(GetParameterCommand).rejects(new Error('ParameterNotFound'));
-    await expect(handler({ step: 'checkReady', tenantId: 'northwind', model: 'silo' })).rejects.toThrow(
-      NotReady,
-    );
+    await expect(ready()).rejects.toThrow(steps.NotReady);
     ssm
-      .on(GetParameterCommand, { Name: '/tenantforge/pool/api-endpoint' })
-      .resolves({ Parameter: { Value: 'https://127.0.0.1:1' } });
-    await expect(handler({ step: 'checkReady', tenantId: 'acme', model: 'pool' })).rejects.toThrow(
-      'https://127.0.0.1:1/ready did not answer',
-    );
+      .on(GetParameterCommand, { Name: '/tenantforge/pool/api-service' })
+      .resolves({ Parameter: { Value: JSON.stringify(service) } });
+    const describe = (rolloutState: string, runningCount: number) =>
+      ecs.on(DescribeServicesCommand, { cluster: 'pool-cluster', services: ['pool-api'] }).resolves({
+        services: [
+          {
+            desiredCount: 2,
+            runningCount,
+            deployments: [{ status: 'PRIMARY', rolloutState: rolloutState as never }],
+          },
+        ],
+      });
+    describe('IN_PROGRESS', 1);
+    await expect(ready()).rejects.toThrow('deployment IN_PROGRESS, 1 of 2 tasks running');
+    describe('COMPLETED', 2);
+    elb
+      .on(DescribeTargetHealthCommand)
+      .resolves({ TargetHealthDescriptions: [{ TargetHealth: { State: 'initial' } }] });
+    await expect(ready()).rejects.toThrow('no healthy load balancer target yet (initial)');
+    elb.on(DescribeTargetHealthCommand).resolves({
+      TargetHealthDescriptions: [
+        { TargetHealth: { State: 'healthy' } },
+        { TargetHealth: { State: 'healthy' } },
+      ],
+    });
+    await expect(ready()).resolves.toEqual({ ready: true, runningTasks: 2, healthyTargets: 2 });
+  });
+
+  test('a failed deployment is not retried as not-ready', async () => {
+    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: JSON.stringify(service) } });
+    ecs.on(DescribeServicesCommand).resolves({
+      services: [
+        {
+          desiredCount: 2,
+          runningCount: 0,
+          deployments: [{ status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'circuit breaker' }],
+        },
+      ],
+    });
+    await expect(ready()).rejects.toThrow(steps.DeploymentFailed);
+    await expect(ready()).rejects.toThrow('its deployment failed: circuit breaker');
+  });
+
+  test('with a DNS name, readiness is its /ready over verified TLS', async () => {
+    await expect(
+      steps.handler({ step: 'checkReady', tenantId: 'acme', model: 'pool', host: 'acme.invalid' }),
+    ).rejects.toThrow('https://acme.invalid/ready did not answer');
   });
 });
 

@@ -1,8 +1,6 @@
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
-import { DynamoDBClient, UpdateItemCommand, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { handler, connectionConfig } from '../../lambda/tenant-provisioner';
 import { LATEST_VERSION } from '../../db/migrations';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
@@ -15,58 +13,69 @@ import {
   sqlstateOf,
   TestDatabase,
 } from '../db/harness';
+import { Moto, startMoto } from '../helpers/moto';
 
-// The handler runs for real against the embedded PostgreSQL server; only Secrets Manager and DynamoDB are
-// stubbed, at the SDK boundary.
+// The handler runs for real against the embedded PostgreSQL server and against DynamoDB's API (moto), so the
+// registry's conditional writes behave as in AWS; only Secrets Manager is stubbed, at the SDK boundary.
 const secrets = mockClient(SecretsManagerClient);
-const dynamo = mockClient(DynamoDBClient);
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
 
 let poolDb: TestDatabase;
 let bridgeDb: TestDatabase;
+let moto: Moto;
+let provisioner: typeof import('../../lambda/tenant-provisioner');
+const handler = (event: CloudFormationCustomResourceEvent) => provisioner.handler(event);
 
 beforeAll(async () => {
+  moto = await startMoto();
+  provisioner = await import('../../lambda/tenant-provisioner');
   poolDb = await createTestDatabase('handler_pool');
   bridgeDb = await createTestDatabase('handler_bridge');
 });
 afterAll(async () => {
   await poolDb.drop();
   await bridgeDb.drop();
+  await moto.stop();
 });
 beforeEach(() => {
   secrets.reset();
-  dynamo.reset();
   secrets
     .on(GetSecretValueCommand, { SecretId: SECRET_ARN })
     .resolves({ SecretString: JSON.stringify({ username: MASTER_ROLE, password: MASTER_PASSWORD }) });
-  dynamo.on(UpdateItemCommand).resolves({});
 });
 
 function useCell(model: 'pool' | 'bridge', db: TestDatabase): void {
   const url = serverUrl();
   Object.assign(process.env, {
     MODEL: model,
+    OWN_STACK: model === 'pool' ? 'Pool' : 'Bridge',
     DB_HOST: url.hostname,
     DB_PORT: url.port,
     DB_NAME: db.name,
     DB_SECRET_ARN: SECRET_ARN,
-    REGISTRY_TABLE: 'TenantRegistry',
     // The embedded test server has no certificate; production is verify-full (asserted below).
     DB_SSL_MODE: 'disable',
+    DB_CONNECT_SECONDS: '2',
   });
 }
+
+const stackId = (name: string) => `arn:aws:cloudformation:us-east-1:111122223333:stack/${name}/0a1b2c3d`;
 
 let requestNo = 0;
 function cfnEvent(
   requestType: 'Create' | 'Update' | 'Delete',
   resourceType: string,
   properties: Record<string, unknown>,
-  extra: { physicalId?: string; old?: Record<string, unknown> } = {},
+  extra: { physicalId?: string; old?: Record<string, unknown>; stack?: string } = {},
 ): CloudFormationCustomResourceEvent {
   const base = {
     ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:provider',
     ResponseURL: 'https://cloudformation-custom-resource-response.example/',
-    StackId: 'arn:aws:cloudformation:us-east-1:111122223333:stack/Tenant-x/guid',
+    // A tenant's resource comes from its own stack, the bootstrap from the cell's, unless a test says otherwise.
+    StackId: stackId(
+      extra.stack ??
+        (properties.TenantId ? `Tenant-${properties.TenantId as string}` : process.env.OWN_STACK!),
+    ),
     RequestId: `request-${++requestNo}`,
     LogicalResourceId: 'Tenant',
     ResourceType: resourceType,
@@ -84,19 +93,6 @@ function cfnEvent(
   return { ...base, RequestType: 'Delete', PhysicalResourceId: extra.physicalId ?? 'unknown' };
 }
 
-const registryWrites = () =>
-  dynamo.commandCalls(UpdateItemCommand).map((c) => {
-    const input = c.args[0].input as UpdateItemCommandInput;
-    const v = input.ExpressionAttributeValues!;
-    return {
-      tenantId: input.Key!.tenantId.S,
-      status: v[':status'].S,
-      ...(v[':schema'] ? { schema: v[':schema'].S } : {}),
-      ...(v[':failureReason'] ? { failureReason: v[':failureReason'].S } : {}),
-      ...(v[':dataRetained'] ? { dataRetained: v[':dataRetained'].BOOL } : {}),
-    };
-  });
-
 const bootstrap = (model: string) =>
   cfnEvent('Create', 'Custom::DatabaseBootstrap', { Model: model, SchemaVersion: String(LATEST_VERSION) });
 const poolTenant = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -105,6 +101,7 @@ const poolTenant = (id: string, extra: Record<string, unknown> = {}) => ({
   Model: 'pool',
   DeletionPolicy: 'retain',
   SchemaVersion: String(LATEST_VERSION),
+  Request: JSON.stringify({ id, name: `${id} Inc`, model: 'pool', settings: { deletionPolicy: 'retain' } }),
   ...extra,
 });
 const bridgeTenant = (id: string, extra: Record<string, unknown> = {}) => ({
@@ -114,7 +111,10 @@ const bridgeTenant = (id: string, extra: Record<string, unknown> = {}) => ({
 });
 
 describe('tenant provisioner handler: pool cell', () => {
-  beforeAll(() => useCell('pool', poolDb));
+  beforeAll(async () => {
+    useCell('pool', poolDb);
+    await moto.resetRegistry();
+  });
 
   test('bootstrap Create (and its retry) prepares the database; Delete keeps it', async () => {
     const first = await handler(bootstrap('pool'));
@@ -133,11 +133,10 @@ describe('tenant provisioner handler: pool cell', () => {
       ),
     );
     expect(del.PhysicalResourceId).toBe('pool-database-bootstrap');
-    expect(registryWrites()).toEqual([]);
     expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(3);
   });
 
-  test('pool tenant Create registers the tenant and records provisioning then active in the registry', async () => {
+  test('a catalog tenant (deployed straight from the catalog) is registered by its Create: active, with its request', async () => {
     const res = await handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme')));
     expect(res).toEqual({
       PhysicalResourceId: 'tenant-pool-acme',
@@ -148,21 +147,55 @@ describe('tenant provisioner handler: pool cell', () => {
         FromVersion: String(LATEST_VERSION),
       },
     });
-    expect(registryWrites()).toEqual([
-      { tenantId: 'acme', status: 'provisioning' },
-      { tenantId: 'acme', status: 'active', schema: 'pool' },
-    ]);
-    const call = dynamo.commandCalls(UpdateItemCommand)[1].args[0].input as UpdateItemCommandInput;
-    expect(call.TableName).toBe('TenantRegistry');
-    expect(call.UpdateExpression).toContain('REMOVE #failureReason');
-    expect(call.ExpressionAttributeNames!['#failureReason']).toBe('failureReason');
-    // Every writer records the tenant's deletion policy, so readers need not parse its request.
-    expect(call.ExpressionAttributeValues![':deletionPolicy']).toEqual({ S: 'retain' });
+    expect(await moto.get('acme')).toMatchObject({
+      status: 'active',
+      model: 'pool',
+      schema: 'pool',
+      schemaVersion: LATEST_VERSION,
+      upgradeStatus: 'current',
+      deletionPolicy: 'retain',
+      requestedBy: 'catalog',
+      request: poolTenant('acme').Request,
+    });
   });
 
   test('a retried Create returns the same physical id and changes nothing', async () => {
     const again = await handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme')));
     expect(again.PhysicalResourceId).toBe('tenant-pool-acme');
+    expect(await moto.get('acme')).toMatchObject({ status: 'active' });
+  });
+
+  test("a tenant the onboarding workflow holds: its status is the workflow's, never the provisioner's", async () => {
+    await moto.put({ tenantId: 'globex', model: 'pool', status: 'provisioning', lock: 'execution-1' });
+    await handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('globex')));
+    expect(await moto.get('globex')).toMatchObject({
+      status: 'provisioning',
+      lock: 'execution-1',
+      upgradeStatus: 'current',
+      schema: 'pool',
+    });
+  });
+
+  test('a resource naming another tenant than its own stack is refused with nothing changed', async () => {
+    const before = await moto.get('acme');
+    await expect(
+      handler(
+        cfnEvent('Delete', 'Custom::PoolTenant', poolTenant('acme'), {
+          stack: 'Tenant-globex',
+          physicalId: 'tenant-pool-acme',
+        }),
+      ),
+    ).resolves.toEqual({ PhysicalResourceId: 'tenant-pool-acme' });
+    await expect(
+      handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme'), { stack: 'Tenant-globex' })),
+    ).rejects.toThrow(
+      'tenant "acme" can be provisioned only from its own stack Tenant-acme, not from Tenant-globex: nothing was changed',
+    );
+    await expect(handler({ ...bootstrap('pool'), StackId: stackId('Tenant-globex') })).rejects.toThrow(
+      'the database bootstrap belongs to stack Pool; stack Tenant-globex may not run it',
+    );
+    expect(secrets.calls()).toHaveLength(0);
+    expect(await moto.get('acme')).toEqual(before);
   });
 
   test('Delete with the default policy keeps the rows and records offboarded with data retained', async () => {
@@ -170,30 +203,41 @@ describe('tenant provisioner handler: pool cell', () => {
       cfnEvent('Delete', 'Custom::PoolTenant', poolTenant('acme'), { physicalId: 'tenant-pool-acme' }),
     );
     expect(res.PhysicalResourceId).toBe('tenant-pool-acme');
-    expect(registryWrites()).toEqual([
-      { tenantId: 'acme', status: 'offboarded', schema: 'pool', dataRetained: true },
-    ]);
+    expect(await moto.get('acme')).toMatchObject({ status: 'offboarded', dataRetained: true });
+  });
+
+  test('a retired tenant is provisioned again only by an explicit restore', async () => {
+    await expect(handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme')))).rejects.toThrow(
+      'pool:acme was offboarded with its data kept: it is provisioned again only by an explicit restore',
+    );
+    await handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme', { Restore: 'true' })));
+    const api = new TenantDatabase({ pool: poolDb.poolAs('app_pool'), model: 'pool' });
+    await poolDb.master().then((m) => m.query(`ALTER ROLE app_pool PASSWORD '${RUNTIME_PASSWORD}'`));
+    await expect(api.forTenant('acme').run(sql`SELECT 1`)).resolves.toBeDefined();
   });
 
   test('rejects a bad tenant id before any AWS call or SQL, with a message naming the property and the rule', async () => {
     await expect(
-      handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant("acme'; DROP SCHEMA pool; --"))),
+      handler(
+        cfnEvent('Create', 'Custom::PoolTenant', poolTenant("acme'; DROP SCHEMA pool; --"), {
+          stack: 'Tenant-x',
+        }),
+      ),
     ).rejects.toThrow(
       'Custom::PoolTenant Tenant: property TenantId: tenant id "acme\'; DROP SCHEMA pool; --" is invalid: use 3-30 lowercase letters',
     );
     expect(secrets.calls()).toHaveLength(0);
-    expect(dynamo.calls()).toHaveLength(0);
   });
 
   test('the rollback Delete of a refused Create succeeds without touching anything', async () => {
     const res = await handler(
       cfnEvent('Delete', 'Custom::PoolTenant', poolTenant('Bad Id!'), {
         physicalId: 'request-id-of-failed-create',
+        stack: 'Tenant-x',
       }),
     );
     expect(res).toEqual({ PhysicalResourceId: 'request-id-of-failed-create' });
     expect(secrets.calls()).toHaveLength(0);
-    expect(dynamo.calls()).toHaveLength(0);
   });
 
   test.each([
@@ -201,11 +245,12 @@ describe('tenant provisioner handler: pool cell', () => {
     [{ SchemaVersion: '7' }, 'property SchemaVersion is "7": use one of 1, 2'],
     [{ DeletionPolicy: 'keep' }, 'property DeletionPolicy is "keep": use "retain" or "destroy"'],
     [{ Name: '' }, 'property Name must be the tenant display name'],
+    [{ Restore: 'yes' }, 'property Restore is "yes": use "true" or leave it out'],
   ])('rejects invalid properties %j', async (override, message) => {
     await expect(
-      handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme', override))),
+      handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('initrode', override))),
     ).rejects.toThrow(message);
-    expect(dynamo.calls()).toHaveLength(0);
+    expect(await moto.get('initrode')).toBeUndefined();
   });
 
   test('rejects a resource type that belongs to another model', async () => {
@@ -216,9 +261,12 @@ describe('tenant provisioner handler: pool cell', () => {
 });
 
 describe('tenant provisioner handler: bridge cell', () => {
-  beforeAll(() => useCell('bridge', bridgeDb));
+  beforeAll(async () => {
+    useCell('bridge', bridgeDb);
+    await moto.resetRegistry();
+  });
 
-  test('Create builds the tenant schema at the requested version; Update migrates it in place', async () => {
+  test('Create builds the tenant schema at the requested version; Update migrates it in place, status untouched', async () => {
     await handler(bootstrap('bridge'));
     const created = await handler(
       cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('cyberdyne', { SchemaVersion: '1' })),
@@ -227,6 +275,7 @@ describe('tenant provisioner handler: bridge cell', () => {
       PhysicalResourceId: 'tenant-bridge-cyberdyne',
       Data: { TenantId: 'cyberdyne', Schema: 't_cyberdyne', SchemaVersion: '1', FromVersion: '0' },
     });
+    expect(await moto.get('cyberdyne')).toMatchObject({ status: 'active', schemaVersion: 1 });
     const updated = await handler(
       cfnEvent('Update', 'Custom::BridgeTenant', bridgeTenant('cyberdyne', { SchemaVersion: '2' }), {
         physicalId: created.PhysicalResourceId,
@@ -235,6 +284,11 @@ describe('tenant provisioner handler: bridge cell', () => {
     );
     expect(updated.Data).toMatchObject({ SchemaVersion: '2', FromVersion: '1' });
     expect(updated.PhysicalResourceId).toBe(created.PhysicalResourceId);
+    expect(await moto.get('cyberdyne')).toMatchObject({
+      status: 'active',
+      schemaVersion: 2,
+      upgradeStatus: 'current',
+    });
     const master = await bridgeDb.master();
     await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
     const due = await master.query(
@@ -244,7 +298,7 @@ describe('tenant provisioner handler: bridge cell', () => {
     expect(due.rows[0].n).toBe(1);
   });
 
-  test('a failing Update records the reason in the registry and fails with it', async () => {
+  test('a failing Update records its own failure; the tenant stays active at its version', async () => {
     await expect(
       handler(
         cfnEvent('Update', 'Custom::BridgeTenant', bridgeTenant('cyberdyne', { SchemaVersion: '1' }), {
@@ -255,28 +309,27 @@ describe('tenant provisioner handler: bridge cell', () => {
     ).rejects.toThrow(
       'Custom::BridgeTenant Update for tenant "cyberdyne" failed: bridge:cyberdyne is at schema version 2, newer than the requested 1',
     );
-    expect(registryWrites()).toEqual([
-      { tenantId: 'cyberdyne', status: 'provisioning' },
-      {
-        tenantId: 'cyberdyne',
-        status: 'failed',
-        failureReason: expect.stringContaining('Update: bridge:cyberdyne is at schema version 2'),
-      },
-    ]);
+    const item = await moto.get('cyberdyne');
+    expect(item).toMatchObject({ status: 'active', schemaVersion: 2, upgradeStatus: 'failed' });
+    expect(item!.upgradeFailure).toContain('Update: bridge:cyberdyne is at schema version 2');
+    expect(item!.failureReason).toBeUndefined();
   });
 
-  test('a Create that cannot reach its database fails at once with the reason', async () => {
-    secrets
-      .on(GetSecretValueCommand)
-      .rejects(new Error('AccessDeniedException: not authorized to GetSecretValue'));
-    await expect(handler(cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('wonka')))).rejects.toThrow(
-      'Custom::BridgeTenant Create for tenant "wonka" failed: AccessDeniedException: not authorized to GetSecretValue',
-    );
-    expect(registryWrites().at(-1)).toEqual({
-      tenantId: 'wonka',
-      status: 'failed',
-      failureReason: 'Create: AccessDeniedException: not authorized to GetSecretValue',
-    });
+  test('a Create that cannot reach its database fails with the reason after bounded retries', async () => {
+    process.env.DB_PORT = '1';
+    try {
+      const started = Date.now();
+      await expect(
+        handler(cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('wonka'))),
+      ).rejects.toThrow(
+        /Custom::BridgeTenant Create for tenant "wonka" failed: cannot reach the database at .*:1 after \d+ attempts over 2 s/,
+      );
+      expect(Date.now() - started).toBeLessThan(10000);
+    } finally {
+      useCell('bridge', bridgeDb);
+    }
+    expect(await moto.get('wonka')).toMatchObject({ status: 'failed', upgradeStatus: 'failed' });
+    expect((await moto.get('wonka'))!.failureReason).toContain('cannot reach the database');
   });
 
   test('Delete of a disposable tenant drops its schema and role; the API can no longer serve it', async () => {
@@ -288,12 +341,7 @@ describe('tenant provisioner handler: bridge cell', () => {
         physicalId: 'tenant-bridge-tyrell',
       }),
     );
-    expect(registryWrites().at(-1)).toEqual({
-      tenantId: 'tyrell',
-      status: 'offboarded',
-      schema: 't_tyrell',
-      dataRetained: false,
-    });
+    expect(await moto.get('tyrell')).toMatchObject({ status: 'offboarded', dataRetained: false });
     const master = await bridgeDb.master();
     const left = await master.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 't_tyrell'");
     expect(left.rows[0].n).toBe(0);
@@ -306,9 +354,11 @@ describe('tenant provisioner handler: bridge cell', () => {
 
 describe('connection security', () => {
   test('connects with TLS and verifies the server certificate and host name by default', () => {
-    const config = connectionConfig(
+    const config = provisioner.connectionConfig(
       {
         model: 'pool',
+        ownStack: 'Pool',
+        connectSeconds: 120,
         host: 'pool-db.abc.us-east-1.rds.amazonaws.com',
         port: 5432,
         database: 'saas',
@@ -323,5 +373,7 @@ describe('connection security', () => {
       rejectUnauthorized: true,
       servername: 'pool-db.abc.us-east-1.rds.amazonaws.com',
     });
+    // Migrations never queue behind a long transaction: they wait at most lock_timeout, then retry.
+    expect(config).toMatchObject({ lock_timeout: 5000, keepAlive: true });
   });
 });

@@ -311,12 +311,18 @@ describe('authorization: 403', () => {
       status: 403,
       body: { error: 'forbidden', message: 'tenant "quitter" is offboarded' },
     });
-    await platform.provisionTenant({
+    const back_ = {
       id: 'quitter',
       name: 'Back',
       model: 'bridge',
       deletionPolicy: 'retain',
-    });
+      hostname: 'quitter',
+    } as const;
+    // A retired id is never provisioned again as if it were new: only an explicit restore brings it back.
+    await expect(platform.provisionTenant(back_)).rejects.toThrow(
+      'provisioned again only by an explicit restore',
+    );
+    await platform.provisionTenant(back_, { restore: true });
     const back = await call('quitter', 'GET', `/invoices/${created.body.id}`);
     expect(back.status).toBe(200);
   });

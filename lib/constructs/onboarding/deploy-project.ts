@@ -58,12 +58,18 @@ export class DeployProject extends Construct {
         version: '0.2',
         env: { shell: 'bash' },
         phases: {
-          install: { 'runtime-versions': { nodejs: '22' }, commands: ['npm ci --no-audit --no-fund'] },
+          // Exactly what the lockfile pins, and no package's install scripts run.
+          install: {
+            'runtime-versions': { nodejs: '22' },
+            commands: ['npm ci --ignore-scripts --no-audit --no-fund'],
+          },
           build: {
             commands: [
-              // TENANT_ID and TENANT_REQUEST were validated by the workflow; quoted here all the same.
-              `if [ "$ACTION" = deploy ]; then npx cdk deploy "${TENANT_STACK_PREFIX}$TENANT_ID" -c "tenant=$TENANT_ID" -c "tenantRequest=$TENANT_REQUEST" --exclusively --require-approval never; ` +
-                `elif [ "$ACTION" = destroy ]; then npx cdk destroy "${TENANT_STACK_PREFIX}$TENANT_ID" -c "tenant=$TENANT_ID" -c "tenantRequest=$TENANT_REQUEST" --exclusively --force; ` +
+              // TENANT_ID, TENANT_PHASE and TENANT_REQUEST come from the workflow, which validated them; quoted
+              // here all the same. The API image is never built here: the Platform stack publishes it once per
+              // release, and tenant stacks refer to it by its tag.
+              `if [ "$ACTION" = deploy ]; then npx cdk deploy "${TENANT_STACK_PREFIX}$TENANT_ID" -c "tenant=$TENANT_ID" -c "tenantRequest=$TENANT_REQUEST" -c "tenantPhase=$TENANT_PHASE" --exclusively --require-approval never; ` +
+                `elif [ "$ACTION" = destroy ]; then npx cdk destroy "${TENANT_STACK_PREFIX}$TENANT_ID" -c "tenant=$TENANT_ID" -c "tenantRequest=$TENANT_REQUEST" -c "tenantPhase=$TENANT_PHASE" --exclusively --force; ` +
                 'else echo "unknown ACTION $ACTION"; exit 2; fi',
             ],
           },
@@ -77,7 +83,8 @@ export class DeployProject extends Construct {
       new iam.PolicyStatement({
         sid: 'AssumeCdkBootstrapRoles',
         actions: ['sts:AssumeRole', 'sts:TagSession'],
-        resources: ['deploy', 'file-publishing', 'image-publishing', 'lookup'].map(
+        // No image-publishing (the image is published once per release) and no lookup role (no lookups).
+        resources: ['deploy', 'file-publishing'].map(
           (role) =>
             `arn:${stack.partition}:iam::${stack.account}:role/cdk-${qualifier}-${role}-role-${stack.account}-${stack.region}`,
         ),

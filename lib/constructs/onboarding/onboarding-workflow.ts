@@ -6,7 +6,13 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
-import { EVENT_SOURCE, REQUEST_DETAIL_TYPES, RESULT_DETAIL_TYPES } from '../../../contracts';
+import {
+  EVENT_SOURCE,
+  OFFBOARDING_FAILED_DETAIL_TYPE,
+  REQUEST_DETAIL_TYPES,
+  RESULT_DETAIL_TYPES,
+  TenantPhase,
+} from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf } from '../../nag';
 
 /** Errors the workflow retries as throttling. */
@@ -26,12 +32,27 @@ export interface OnboardingWorkflowProps {
   readonly project: codebuild.IProject;
   /** Where the execution history goes (without execution data). */
   readonly logGroup: logs.ILogGroup;
+  /**
+   * The tenants' DNS zone, when the fleet has one: readiness is then checked at `https://<id>.<zone>/ready`.
+   * @default - readiness from the ECS service and its load balancer targets
+   */
+  readonly domainName?: string;
 }
 
+const tenantId = sfn.JsonPath.stringAt('$.tenant.tenantId');
+const execution = sfn.JsonPath.stringAt('$$.Execution.Id');
+
 /**
- * The onboarding and offboarding workflow (Step Functions): validate the request with the catalog's rules,
- * record the tenant's status, deploy or destroy its stack, wait for its API, emit the result. Every task retries
- * throttling with backoff, has a timeout, and catches into a failure path that records the reason.
+ * The onboarding and offboarding workflow (Step Functions).
+ *
+ * Onboarding: begin (validate, and take the tenant's lock with a conditional write), deploy the tenant's stack
+ * in its `create` phase, wait until its service is ready, deploy it again in `steady` (silo: deletion
+ * protection on), mark it active and release the lock, emit TenantOnboarded.
+ * Offboarding: begin, (silo) take and record a final snapshot, deploy the stack in `retire` (protection
+ * lifted by the stack itself), destroy it, mark it offboarded and release, emit TenantOffboarded.
+ * Every task retries throttling with backoff, has a timeout, and catches into a failure path that records the
+ * reason, releases the lock and emits the failure event; a failure inside that path still ends the execution,
+ * and an execution that ends without recording it is reconciled from its status-change event.
  */
 export class OnboardingWorkflow extends Construct {
   readonly stateMachine: sfn.StateMachine;
@@ -42,15 +63,17 @@ export class OnboardingWorkflow extends Construct {
     private readonly props: OnboardingWorkflowProps,
   ) {
     super(scope, id);
-    this.stateMachine = this.buildWorkflow();
+    this.stateMachine = new sfn.StateMachine(this, 'Default', {
+      definitionBody: sfn.DefinitionBody.fromChainable(this.definition()),
+      // Up to three stack operations of up to 90 minutes each, and the readiness wait.
+      timeout: Duration.hours(6),
+      tracingEnabled: true,
+      logs: { destination: props.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+    });
     this.acknowledge();
   }
 
-  private step(
-    id: string,
-    payload: Record<string, unknown>,
-    resultPath: string | undefined,
-  ): tasks.LambdaInvoke {
+  private step(id: string, payload: Record<string, unknown>, resultPath?: string): tasks.LambdaInvoke {
     const task = new tasks.LambdaInvoke(this, id, {
       lambdaFunction: this.props.steps,
       payload: sfn.TaskInput.fromObject(payload),
@@ -63,38 +86,25 @@ export class OnboardingWorkflow extends Construct {
     return task;
   }
 
-  private emit(id: string, detailType: string): tasks.EventBridgePutEvents {
+  private emit(id: string, detailType: string, detail: Record<string, unknown>): tasks.EventBridgePutEvents {
     const task = new tasks.EventBridgePutEvents(this, id, {
-      entries: [
-        {
-          source: EVENT_SOURCE,
-          detailType,
-          detail: sfn.TaskInput.fromObject({
-            tenantId: sfn.JsonPath.stringAt('$.tenant.tenantId'),
-            reason: sfn.JsonPath.stringAt('$.failure.reason'),
-          }),
-        },
-      ],
+      entries: [{ source: EVENT_SOURCE, detailType, detail: sfn.TaskInput.fromObject(detail) }],
       resultPath: sfn.JsonPath.DISCARD,
     });
     task.addRetry({ errors: THROTTLING, interval: Duration.seconds(2), backoffRate: 2, maxAttempts: 6 });
     return task;
   }
 
-  private build(id: string, action: 'deploy' | 'destroy'): tasks.CodeBuildStartBuild {
+  private build(id: string, action: 'deploy' | 'destroy', phase: TenantPhase): tasks.CodeBuildStartBuild {
+    const env = (value: string) => ({ type: codebuild.BuildEnvironmentVariableType.PLAINTEXT, value });
     const task = new tasks.CodeBuildStartBuild(this, id, {
       project: this.props.project,
       integrationPattern: sfn.IntegrationPattern.RUN_JOB,
       environmentVariablesOverride: {
-        ACTION: { type: codebuild.BuildEnvironmentVariableType.PLAINTEXT, value: action },
-        TENANT_ID: {
-          type: codebuild.BuildEnvironmentVariableType.PLAINTEXT,
-          value: sfn.JsonPath.stringAt('$.tenant.tenantId'),
-        },
-        TENANT_REQUEST: {
-          type: codebuild.BuildEnvironmentVariableType.PLAINTEXT,
-          value: sfn.JsonPath.stringAt('$.tenant.tenantRequest'),
-        },
+        ACTION: env(action),
+        TENANT_PHASE: env(phase),
+        TENANT_ID: env(tenantId),
+        TENANT_REQUEST: env(sfn.JsonPath.stringAt('$.tenant.tenantRequest')),
       },
       resultPath: sfn.JsonPath.DISCARD,
       taskTimeout: sfn.Timeout.duration(Duration.minutes(95)),
@@ -103,91 +113,121 @@ export class OnboardingWorkflow extends Construct {
     return task;
   }
 
-  private buildWorkflow(): sfn.StateMachine {
-    const tenantId = sfn.JsonPath.stringAt('$.tenant.tenantId');
+  private definition(): sfn.IChainable {
+    const mode = sfn.JsonPath.stringAt('$.mode');
 
-    // Failure path shared by every step after validation: the reason, the registry, the event, the end.
+    // The failure path, shared by every step after the request was accepted. Each of its own steps catches
+    // into the next, so a failure inside it still ends the execution with a reason.
+    const failed = new sfn.Fail(this, 'Failed', {
+      error: 'TenantRequestFailed',
+      causePath: '$.failure.reason',
+    });
+    const failedUnrecorded = new sfn.Fail(this, 'FailedUnrecorded', {
+      error: 'TenantRequestFailed',
+      cause:
+        'the request failed and its failure could not be recorded in the registry; the reconciler marks the tenant failed',
+    });
+    const genericReason = new sfn.Pass(this, 'GenericFailureReason', {
+      parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },
+      resultPath: '$.failure',
+    });
     const reason = this.step(
       'ReadFailureReason',
       { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error') },
       '$.failure',
     );
-    const markFailed = this.step(
-      'MarkFailed',
-      { step: 'setStatus', tenantId, status: 'failed', reason: sfn.JsonPath.stringAt('$.failure.reason') },
-      undefined,
-    );
-    const failed = new sfn.Fail(this, 'OnboardingFailed', {
-      error: RESULT_DETAIL_TYPES.onboardingFailed,
-      causePath: '$.failure.reason',
+    reason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
+    const markFailed = this.step('MarkFailed', {
+      step: 'setStatus',
+      tenantId,
+      execution,
+      status: 'failed',
+      release: true,
+      reason: sfn.JsonPath.stringAt('$.failure.reason'),
     });
-    reason
-      .next(markFailed)
-      .next(this.emit('EmitOnboardingFailed', RESULT_DETAIL_TYPES.onboardingFailed))
-      .next(failed);
-    const onError = (state: sfn.TaskStateBase) =>
+    markFailed.addCatch(failedUnrecorded, { resultPath: '$.failureOfFailure' });
+    const failureDetail = { tenantId, reason: sfn.JsonPath.stringAt('$.failure.reason') };
+    const emitOnboardingFailed = this.emit(
+      'EmitOnboardingFailed',
+      RESULT_DETAIL_TYPES.onboardingFailed,
+      failureDetail,
+    );
+    const emitOffboardingFailed = this.emit(
+      'EmitOffboardingFailed',
+      OFFBOARDING_FAILED_DETAIL_TYPE,
+      failureDetail,
+    );
+    for (const e of [emitOnboardingFailed, emitOffboardingFailed]) {
+      e.addCatch(failed, { resultPath: '$.failureOfFailure' });
+      e.next(failed);
+    }
+    reason.next(markFailed);
+    genericReason.next(markFailed);
+    markFailed.next(
+      new sfn.Choice(this, 'WhichFailureEvent')
+        .when(sfn.Condition.stringEquals('$.mode', 'offboard'), emitOffboardingFailed)
+        .otherwise(emitOnboardingFailed),
+    );
+    const onError = <T extends sfn.TaskStateBase>(state: T): T => {
       state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
-
-    const rejected = new sfn.Fail(this, 'RequestRejected', {
-      error: 'RequestRejected',
-      causePath: '$.error.Cause',
-    });
-    const validate = this.step(
-      'Validate',
-      {
-        step: 'validate',
-        action: sfn.JsonPath.stringAt('$.mode'),
-        request: sfn.JsonPath.objectAt('$.request'),
-      },
-      '$.tenant',
-    );
-    // An invalid request changes nothing: it never reaches the registry.
-    validate.addCatch(rejected, { errors: ['States.ALL'], resultPath: '$.error' });
+      return state;
+    };
 
     // Onboarding.
-    const markProvisioning = onError(
-      this.step(
-        'MarkProvisioning',
-        {
-          step: 'setStatus',
-          tenantId,
-          status: 'provisioning',
-          model: sfn.JsonPath.stringAt('$.tenant.model'),
-          name: sfn.JsonPath.stringAt('$.tenant.name'),
-          request: sfn.JsonPath.stringAt('$.tenant.tenantRequest'),
-        },
-        undefined,
-      ),
-    );
-    const deploy = onError(this.build('DeployTenantStack', 'deploy'));
-    // Active only once the tenant's API answers /ready (its own for a silo, its cell's for pool and bridge).
-    const checkReady = this.step(
-      'CheckReady',
-      { step: 'checkReady', tenantId, model: sfn.JsonPath.stringAt('$.tenant.model') },
-      undefined,
-    );
+    const checkReady = this.step('CheckReady', {
+      step: 'checkReady',
+      tenantId,
+      model: sfn.JsonPath.stringAt('$.tenant.model'),
+      ...(this.props.domainName
+        ? {
+            host: sfn.JsonPath.format(
+              `{}.${this.props.domainName}`,
+              sfn.JsonPath.stringAt('$.tenant.hostname'),
+            ),
+          }
+        : {}),
+    });
+    // About an hour in all, then the failure path.
     checkReady.addRetry({
       errors: ['NotReady'],
-      interval: Duration.seconds(15),
-      backoffRate: 1.5,
-      maxAttempts: 12,
+      interval: Duration.seconds(20),
+      backoffRate: 1.2,
+      maxAttempts: 20,
     });
-    onError(checkReady);
     const markActive = onError(
-      this.step('MarkActive', { step: 'setStatus', tenantId, status: 'active' }, undefined),
+      this.step('MarkActive', { step: 'setStatus', tenantId, execution, status: 'active', release: true }),
     );
-    const onboarded = onError(this.emit('EmitOnboarded', RESULT_DETAIL_TYPES.onboarded));
-    const onboard = markProvisioning
-      .next(deploy)
-      .next(checkReady)
-      .next(markActive)
-      .next(onboarded)
+    const seal = onError(this.build('DeploySteadyPhase', 'deploy', 'steady'));
+    const onboard = onError(this.build('DeployCreatePhase', 'deploy', 'create'))
+      .next(onError(checkReady))
+      .next(
+        new sfn.Choice(this, 'ProtectedResources', {
+          comment: 'A silo stack holds the deletion-protected resources: deploy it again in its steady phase',
+        })
+          .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), seal.next(markActive))
+          .otherwise(markActive),
+      );
+    markActive
+      .next(onError(this.emit('EmitOnboarded', RESULT_DETAIL_TYPES.onboarded, { tenantId })))
       .next(new sfn.Succeed(this, 'Onboarded'));
 
-    // Offboarding: a silo's database gets a final snapshot (its id recorded) before the stack is destroyed.
-    const markOffboarding = onError(
-      this.step('MarkOffboarding', { step: 'setStatus', tenantId, status: 'offboarding' }, undefined),
-    );
+    // Offboarding: a silo's database gets a final snapshot (its id recorded) before the stack goes.
+    const destroy = onError(this.build('DestroyTenantStack', 'destroy', 'retire'));
+    destroy
+      .next(
+        onError(
+          this.step('MarkOffboarded', {
+            step: 'setStatus',
+            tenantId,
+            execution,
+            status: 'offboarded',
+            release: true,
+            dataRetained: sfn.JsonPath.objectAt('$.tenant.dataRetained'),
+          }),
+        ),
+      )
+      .next(onError(this.emit('EmitOffboarded', RESULT_DETAIL_TYPES.offboarded, { tenantId })))
+      .next(new sfn.Succeed(this, 'Offboarded'));
     const snapshot = onError(this.step('FinalSnapshot', { step: 'finalSnapshot', tenantId }, '$.snapshot'));
     const waitSnapshot = new sfn.Wait(this, 'WaitForSnapshot', {
       time: sfn.WaitTime.duration(Duration.seconds(60)),
@@ -200,39 +240,47 @@ export class OnboardingWorkflow extends Construct {
       ),
     );
     const recordSnapshot = onError(
-      this.step(
-        'RecordSnapshot',
-        {
-          step: 'setStatus',
-          tenantId,
-          status: 'offboarding',
-          snapshotId: sfn.JsonPath.stringAt('$.snapshot.snapshotId'),
-        },
-        undefined,
-      ),
+      this.step('RecordSnapshot', {
+        step: 'setStatus',
+        tenantId,
+        execution,
+        status: 'offboarding',
+        snapshotId: sfn.JsonPath.stringAt('$.snapshot.snapshotId'),
+      }),
     );
-    const destroy = onError(this.build('DestroyTenantStack', 'destroy'));
-    const markOffboarded = onError(
-      this.step('MarkOffboarded', { step: 'setStatus', tenantId, status: 'offboarded' }, undefined),
-    );
-    const offboarded = this.emit('EmitOffboarded', RESULT_DETAIL_TYPES.offboarded);
-    onError(offboarded);
-    destroy.next(markOffboarded).next(offboarded).next(new sfn.Succeed(this, 'Offboarded'));
+    const retire = onError(this.build('DeployRetirePhase', 'deploy', 'retire'));
     snapshot
       .next(waitSnapshot)
       .next(snapshotStatus)
       .next(
         new sfn.Choice(this, 'SnapshotAvailable')
-          .when(sfn.Condition.booleanEquals('$.snapshotState.available', true), recordSnapshot.next(destroy))
+          .when(sfn.Condition.booleanEquals('$.snapshotState.available', true), recordSnapshot.next(retire))
           .otherwise(waitSnapshot),
       );
-    const offboard = markOffboarding.next(
-      new sfn.Choice(this, 'IsSilo')
-        .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), snapshot)
-        .otherwise(destroy),
-    );
+    retire.next(destroy);
+    const offboard = new sfn.Choice(this, 'IsSilo')
+      .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), snapshot)
+      .otherwise(destroy);
 
-    const start = new sfn.Choice(this, 'Action', {
+    // The request: accepted (and the tenant locked) or rejected with nothing changed.
+    const rejected = new sfn.Fail(this, 'RequestRejected', {
+      error: 'RequestRejected',
+      causePath: '$.error.Cause',
+    });
+    const begin = this.step(
+      'Begin',
+      { step: 'begin', action: mode, request: sfn.JsonPath.objectAt('$.request'), execution },
+      '$.tenant',
+    );
+    begin.addCatch(rejected, { errors: ['States.ALL'], resultPath: '$.error' });
+    begin.next(
+      new sfn.Choice(this, 'OnboardOrOffboard')
+        .when(sfn.Condition.stringEquals('$.mode', 'onboard'), onboard)
+        .otherwise(offboard),
+    );
+    const modeOf = (id: string, m: 'onboard' | 'offboard') =>
+      new sfn.Pass(this, id, { parameters: { mode: m, 'request.$': '$.request' } }).next(begin);
+    return new sfn.Choice(this, 'Action', {
       comment: `${REQUEST_DETAIL_TYPES.onboard}/${REQUEST_DETAIL_TYPES.offboard} (EventBridge detail-type) or onboard/offboard (StartExecution)`,
     })
       .when(
@@ -240,18 +288,14 @@ export class OnboardingWorkflow extends Construct {
           sfn.Condition.stringEquals('$.action', REQUEST_DETAIL_TYPES.onboard),
           sfn.Condition.stringEquals('$.action', 'onboard'),
         ),
-        new sfn.Pass(this, 'OnboardMode', { parameters: { mode: 'onboard', 'request.$': '$.request' } }).next(
-          validate,
-        ),
+        modeOf('OnboardMode', 'onboard'),
       )
       .when(
         sfn.Condition.or(
           sfn.Condition.stringEquals('$.action', REQUEST_DETAIL_TYPES.offboard),
           sfn.Condition.stringEquals('$.action', 'offboard'),
         ),
-        new sfn.Pass(this, 'OffboardMode', {
-          parameters: { mode: 'offboard', 'request.$': '$.request' },
-        }).next(validate),
+        modeOf('OffboardMode', 'offboard'),
       )
       .otherwise(
         new sfn.Fail(this, 'UnknownAction', {
@@ -259,18 +303,6 @@ export class OnboardingWorkflow extends Construct {
           cause: `action must be ${REQUEST_DETAIL_TYPES.onboard} or ${REQUEST_DETAIL_TYPES.offboard}`,
         }),
       );
-    validate.next(
-      new sfn.Choice(this, 'OnboardOrOffboard')
-        .when(sfn.Condition.stringEquals('$.mode', 'onboard'), onboard)
-        .otherwise(offboard),
-    );
-
-    return new sfn.StateMachine(this, 'Default', {
-      definitionBody: sfn.DefinitionBody.fromChainable(start),
-      timeout: Duration.hours(3),
-      tracingEnabled: true,
-      logs: { destination: this.props.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
-    });
   }
 
   private acknowledge(): void {

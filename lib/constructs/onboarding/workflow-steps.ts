@@ -8,6 +8,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { ssmNames, TENANT_STACK_PREFIX } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../../nag';
+import { grantRegistry, RegistryRef } from '../registry-access';
 import { LAMBDA_RUNTIME } from '../tenant-provisioner';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
@@ -17,8 +18,7 @@ export interface WorkflowStepsProps {
   readonly key: kms.IKey;
   readonly logGroup: logs.ILogGroup;
   /** The tenant registry the steps read and write. */
-  readonly registryTableName: string;
-  readonly registryTableArn: string;
+  readonly registry: RegistryRef;
 }
 
 /**
@@ -40,22 +40,20 @@ export class WorkflowSteps extends Construct {
       timeout: Duration.seconds(30),
       logGroup: props.logGroup,
       environmentEncryption: props.key,
-      environment: { REGISTRY_TABLE: props.registryTableName },
+      environment: { REGISTRY_TABLE: props.registry.tableName },
       bundling: { target: 'node24', minify: true, sourceMap: true, externalModules: ['@aws-sdk/*'] },
     });
     const grant = (statement: iam.PolicyStatement) => this.function.addToRolePolicy(statement);
+    grantRegistry(this.function, props.registry, {
+      sid: 'TenantRegistry',
+      actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Scan'],
+      writes: true,
+    });
     grant(
       new iam.PolicyStatement({
-        sid: 'TenantRegistry',
-        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:Scan'],
-        resources: [props.registryTableArn],
-      }),
-    );
-    grant(
-      new iam.PolicyStatement({
-        sid: 'ReadApiEndpoints',
+        sid: 'ReadApiServices',
         actions: ['ssm:GetParameter'],
-        resources: ssmNames.apiEndpointPatterns.map((resourceName) =>
+        resources: ssmNames.readinessPatterns.map((resourceName) =>
           stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName }),
         ),
       }),
@@ -79,11 +77,28 @@ export class WorkflowSteps extends Construct {
       resourceName: '*',
       arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
-    // Final snapshots: only of silo tenant databases (tagged by the tenant stack), only as offboarding snapshots.
+    // Readiness: AWS's own view of the service that serves the tenant. DescribeTargetHealth has no resource-level
+    // permissions.
     grant(
       new iam.PolicyStatement({
-        sid: 'SnapshotAndUnprotectSiloDatabases',
-        actions: ['rds:CreateDBSnapshot', 'rds:ModifyDBInstance'],
+        sid: 'ReadApiServiceState',
+        actions: ['ecs:DescribeServices'],
+        resources: [stack.formatArn({ service: 'ecs', resource: 'service', resourceName: '*' })],
+      }),
+    );
+    grant(
+      new iam.PolicyStatement({
+        sid: 'ReadTargetHealth',
+        actions: ['elasticloadbalancing:DescribeTargetHealth'],
+        resources: ['*'],
+      }),
+    );
+    // Final snapshots: only of silo tenant databases (tagged by the tenant stack), only as offboarding snapshots.
+    // Nothing here may modify a database: deletion protection is lifted by the tenant's own stack.
+    grant(
+      new iam.PolicyStatement({
+        sid: 'SnapshotSiloDatabases',
+        actions: ['rds:CreateDBSnapshot'],
         resources: [
           stack.formatArn({
             service: 'rds',
@@ -135,7 +150,7 @@ export class WorkflowSteps extends Construct {
     ack(
       fn,
       HIPAA_AND_NIST('LambdaInsideVPC'),
-      "Calls only AWS APIs (DynamoDB, CloudFormation, RDS, SSM) and the tenant API's public HTTPS endpoint; it never connects to a database.",
+      "Calls only AWS APIs (DynamoDB, CloudFormation, RDS, SSM, ECS, Elastic Load Balancing) and a tenant's public HTTPS name; it never connects to a database.",
     );
     ack(
       l1(this.function.role!),
@@ -152,20 +167,24 @@ export class WorkflowSteps extends Construct {
       ],
       [
         arn('rds:{region}:<AWS::AccountId>:db:*'),
-        'Snapshot and lift deletion protection only on instances tagged isolation-model=silo (condition), at offboarding.',
+        'Snapshots only instances tagged isolation-model=silo (condition), at offboarding; it can modify no instance.',
+      ],
+      [
+        arn('ecs:{region}:<AWS::AccountId>:service/*'),
+        "Reads the state of API services (DescribeServices only) to decide when a new tenant's service is ready.",
+      ],
+      [
+        '*',
+        'elasticloadbalancing:DescribeTargetHealth has no resource-level permissions; it only reads target health.',
       ],
       [
         arn('rds:{region}:<AWS::AccountId>:snapshot:*'),
         'Create only snapshots tagged purpose=offboarding-final-snapshot (condition), and watch their status.',
       ],
-      [
-        arn(`ssm:{region}:<AWS::AccountId>:parameter/${ssmNames.apiEndpointPatterns[0]}`),
-        'Reads only the API endpoint parameters the cell stacks publish, to check a new tenant is served before marking it active.',
-      ],
-      [
-        arn(`ssm:{region}:<AWS::AccountId>:parameter/${ssmNames.apiEndpointPatterns[1]}`),
-        "Reads only silo tenants' published API endpoint parameters, to check a new silo is served before marking it active.",
-      ],
+      ...ssmNames.readinessPatterns.map((pattern): [string, string] => [
+        arn(`ssm:{region}:<AWS::AccountId>:parameter/${pattern}`),
+        'Reads only the API endpoint and service parameters the cell stacks publish, to check a new tenant is served before marking it active.',
+      ]),
     ];
     for (const [res, reason] of grants) ack(policy, AWS_SOLUTIONS(`IAM5[Resource::${res}]`), reason);
   }

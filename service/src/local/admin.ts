@@ -1,27 +1,30 @@
 /**
  * Onboarding and offboarding on the local platform: `npm run onboard` / `npm run offboard`. The request is
- * validated with the catalog's rules, the registry and the provisioning code are the local platform's (the
- * same db/ code as the provisioner Lambda), and the status transitions are the pipeline's:
- * provisioning -> active (or failed, with the reason); offboarding -> offboarded.
+ * validated with the catalog's rules and the registry's (lib/onboarding-rules.ts, the same as the pipeline's:
+ * no duplicate, no reuse of a retired id without an explicit restore, no VPC range overlapping another silo's),
+ * the registry and the provisioning code are the local platform's (the same db/ code as the provisioner Lambda),
+ * and the status transitions are the pipeline's: provisioning -> active (or failed, with the reason);
+ * offboarding -> offboarded.
  */
 import { Client } from 'pg';
 import {
   checkOffboarding,
+  checkSiloRanges,
   offboardingTenantId,
-  onboardingTenant,
+  OnboardingRequest,
+  onboardingDecision,
   RequestRejected,
+  requestedVpcCidr,
 } from '../../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../../db/naming';
+import { LocalPlatform, LocalPlatformOptions } from './platform';
 
 /** A refused request (the pipeline's RequestRejected): nothing was changed. */
 export const AdminError = RequestRejected;
-import { LocalPlatform, LocalPlatformOptions } from './platform';
 
-export interface OnboardRequest {
+export interface OnboardRequest extends OnboardingRequest {
   readonly tenantId: string;
-  readonly name?: string;
   readonly model: string;
-  readonly settings?: Record<string, unknown>;
 }
 
 /** Validates and provisions one tenant, with the pipeline's rules (lib/onboarding-rules.ts). */
@@ -29,9 +32,23 @@ export async function onboard(platform: LocalPlatform, request: OnboardRequest):
   const existing = tenantIdProblem(request.tenantId)
     ? undefined
     : await platform.registry.get(request.tenantId);
-  const tenant = onboardingTenant(request, existing);
-  await platform.provisionTenant(tenant);
-  return `onboarded ${tenant.model} tenant "${tenant.id}" (${tenant.name}): status active`;
+  const { tenant, restore } = onboardingDecision(request, existing);
+  const silos = Object.values(platform.registry.readAll())
+    .filter((e) => e.model === 'silo' && e.status !== 'offboarded')
+    .map((e) => ({ tenantId: e.tenantId, vpcCidr: requestedVpcCidr(e.request) }));
+  checkSiloRanges(tenant, silos);
+  await platform.provisionTenant(tenant, {
+    restore,
+    request: JSON.stringify({
+      id: tenant.id,
+      name: tenant.name,
+      model: tenant.model,
+      settings: request.settings ?? {},
+    }),
+  });
+  return restore
+    ? `restored ${tenant.model} tenant "${tenant.id}" (${tenant.name}) with its kept data: status active`
+    : `onboarded ${tenant.model} tenant "${tenant.id}" (${tenant.name}): status active`;
 }
 
 /** Offboards one tenant following its deletion policy (retain unless it was onboarded as disposable). */

@@ -222,24 +222,33 @@ export class LocalPlatform {
     await Promise.all(this.pools.slice(0, 2).map((p) => p.query('SELECT 1')));
   }
 
-  /** Provisions one tenant in its model, with the same status transitions as the provisioner Lambda. */
-  async provisionTenant(tenant: Tenant): Promise<void> {
+  /**
+   * Provisions one tenant in its model, with the same status transitions as the pipeline. An offboarded tenant
+   * comes back only with `restore`.
+   */
+  async provisionTenant(
+    tenant: Tenant,
+    options: { restore?: boolean; request?: string } = {},
+  ): Promise<void> {
     const entry = (status: RegistryEntry['status']): RegistryEntry => ({
       tenantId: tenant.id,
       model: tenant.model,
       status,
       name: tenant.name,
       deletionPolicy: tenant.deletionPolicy,
+      ...(options.request ? { request: options.request } : {}),
     });
     this.registry.put(entry('provisioning'));
     const model = dataModel(tenant.model);
-    const { database, options } = this.placement(tenant.model, tenant.id);
+    const { database, options: placement } = this.placement(tenant.model, tenant.id);
     try {
       if (model.databasePerTenant) {
         await this.ensureDatabase(database);
-        await this.bootstrap(database, tenant.model, options);
+        await this.bootstrap(database, tenant.model, placement);
       }
-      await this.master(database, (c) => model.provision(c, tenant, options));
+      await this.master(database, (c) =>
+        model.provision(c, tenant, { ...placement, restore: options.restore }),
+      );
       if (model.databasePerTenant) this.attachOwnDatabase(tenant.model, tenant.id);
     } catch (e) {
       this.registry.put({ ...entry('failed'), failureReason: (e as Error).message });

@@ -1,0 +1,96 @@
+/**
+ * What the provisioner records in the tenant registry. Its own fields (schema, schema version, upgrade status,
+ * the tenant's request) it writes every time. The tenant's `status` belongs to whoever registered the tenant:
+ * the onboarding workflow (which holds the tenant's lock while it works), or, for a tenant deployed straight from
+ * the catalog with `cdk deploy`, this provisioner, which writes status only on an item nobody holds.
+ */
+import { ConditionalCheckFailedException, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { RegistryCondition, RegistryField, RegistryItem, registryUpdate } from '../../contracts';
+import type { Env, Request } from './request';
+
+let dynamo: DynamoDBClient | undefined;
+
+async function update(
+  env: Env,
+  tenantId: string,
+  set: Partial<Omit<RegistryItem, 'tenantId' | 'updatedAt'>>,
+  remove: RegistryField[] = [],
+  condition?: RegistryCondition,
+): Promise<boolean> {
+  dynamo ??= new DynamoDBClient({});
+  try {
+    await dynamo.send(
+      new UpdateItemCommand({
+        TableName: env.registryTable,
+        ...registryUpdate(tenantId, set, remove, condition),
+      }),
+    );
+    return true;
+  } catch (e) {
+    if (
+      e instanceof ConditionalCheckFailedException ||
+      (e as Error).name === 'ConditionalCheckFailedException'
+    ) {
+      return false;
+    }
+    throw e;
+  }
+}
+
+/** The tenant's definition, as its stack states it. */
+const definition = (r: Request) => ({
+  model: r.model,
+  name: r.name ?? r.tenantId!,
+  deletionPolicy: r.deletionPolicy,
+  request: r.tenantRequest,
+});
+
+/**
+ * Before a Create or Update: registers a tenant the registry has never seen (a catalog deploy) as
+ * `provisioning`, and marks the schema upgrade under way. Status is never touched otherwise.
+ */
+export async function recordStart(env: Env, r: Request, create: boolean): Promise<void> {
+  if (create) {
+    await update(env, r.tenantId!, { ...definition(r), status: 'provisioning', requestedBy: 'catalog' }, [], {
+      absent: true,
+    });
+  }
+  await update(env, r.tenantId!, { ...definition(r), upgradeStatus: 'upgrading' });
+}
+
+/** After a Create or Update: the schema the tenant is at; a catalog tenant's first Create makes it active. */
+export async function recordDone(env: Env, r: Request, schema: string, create: boolean): Promise<void> {
+  await update(env, r.tenantId!, { schema, schemaVersion: r.schemaVersion, upgradeStatus: 'current' }, [
+    'upgradeFailure',
+  ]);
+  if (create) {
+    await update(env, r.tenantId!, { status: 'active' }, ['failureReason'], {
+      unlocked: true,
+      statusIn: ['provisioning'],
+    });
+  }
+}
+
+/**
+ * A failed Create or Update: the upgrade's own failure (the tenant keeps serving at its previous version). A
+ * catalog tenant whose first Create failed is marked failed; a workflow's tenant is left to its workflow.
+ */
+export async function recordFailure(env: Env, r: Request, reason: string, create: boolean): Promise<void> {
+  await update(env, r.tenantId!, { upgradeStatus: 'failed', upgradeFailure: reason });
+  if (create) {
+    await update(env, r.tenantId!, { status: 'failed', failureReason: reason }, [], {
+      unlocked: true,
+      statusIn: ['provisioning'],
+    });
+  }
+}
+
+/** After a Delete: whether data was kept; a catalog tenant (nobody holds it) is marked offboarded. */
+export async function recordOffboarded(env: Env, r: Request, schema: string): Promise<void> {
+  const dataRetained = r.deletionPolicy === 'retain';
+  await update(env, r.tenantId!, { schema, dataRetained });
+  await update(env, r.tenantId!, { status: 'offboarded' }, ['failureReason'], {
+    unlocked: true,
+    statusIn: ['provisioning', 'active', 'failed'],
+  });
+}

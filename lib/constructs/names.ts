@@ -1,0 +1,12 @@
+import { Construct } from 'constructs';
+import { Fn, Stack } from 'aws-cdk-lib';
+
+/**
+ * Eight hex digits unique to this incarnation of the stack (taken from its stack id, which CloudFormation
+ * makes new each time a stack is created). Resources that outlive their stack (kept on delete) and need a
+ * physical name carry it, so re-creating the stack (a retry after a failed first deploy, or onboarding the same
+ * tenant again after offboarding) never collides with what an earlier incarnation left behind.
+ */
+export function incarnationSuffix(scope: Construct): string {
+  return Fn.select(0, Fn.split('-', Fn.select(2, Fn.split('/', Stack.of(scope).stackId))));
+}

@@ -1,0 +1,353 @@
+import { mockClient } from 'aws-sdk-client-mock';
+import {
+  CloudFormationClient,
+  DescribeStackEventsCommand,
+  DescribeStackResourcesCommand,
+} from '@aws-sdk/client-cloudformation';
+import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
+import {
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { Definition, definitionOf, execute, Execution, Json, StopExecution, TaskError } from '../helpers/asl';
+import { Moto, startMoto } from '../helpers/moto';
+import { synthFleet } from './fleet-helpers';
+
+// The synthesized onboarding state machine, executed: its Lambda steps are the real handler (the registry is
+// DynamoDB's API, from moto), the deploy job and EventBridge are scripted, and every other AWS service is stubbed
+// at the SDK boundary. A path that reads a field the input does not have fails here as it would in AWS.
+const cfn = mockClient(CloudFormationClient);
+const ecs = mockClient(ECSClient);
+const elb = mockClient(ElasticLoadBalancingV2Client);
+const rds = mockClient(RDSClient);
+const ssm = mockClient(SSMClient);
+
+let moto: Moto;
+let steps: typeof import('../../lambda/onboarding');
+let definition: Definition;
+
+beforeAll(async () => {
+  moto = await startMoto();
+  steps = await import('../../lambda/onboarding');
+  definition = definitionOf(synthFleet().template('Onboarding').toJSON() as never);
+});
+afterAll(async () => {
+  await moto.stop();
+});
+
+interface Build {
+  action: string;
+  phase: string;
+  tenantId: string;
+  request: string;
+}
+let builds: Build[];
+let events: { Source?: string; DetailType: string; Detail: unknown }[];
+/** What the deploy job does for each build (default: succeeds). */
+let onBuild: (b: Build) => Promise<void> | void;
+let runs = 0;
+
+beforeEach(async () => {
+  [cfn, ecs, elb, rds, ssm].forEach((m) => m.reset());
+  await moto.resetRegistry();
+  builds = [];
+  events = [];
+  onBuild = () => undefined;
+  // A service that becomes ready on the second look.
+  ssm.on(GetParameterCommand).resolves({
+    Parameter: { Value: JSON.stringify({ cluster: 'c', service: 's', targetGroupArn: 'tg' }) },
+  });
+  ecs
+    .on(DescribeServicesCommand)
+    .resolvesOnce({
+      services: [
+        {
+          desiredCount: 2,
+          runningCount: 0,
+          deployments: [{ status: 'PRIMARY', rolloutState: 'IN_PROGRESS' }],
+        },
+      ],
+    })
+    .resolves({
+      services: [
+        { desiredCount: 2, runningCount: 2, deployments: [{ status: 'PRIMARY', rolloutState: 'COMPLETED' }] },
+      ],
+    });
+  elb
+    .on(DescribeTargetHealthCommand)
+    .resolves({ TargetHealthDescriptions: [{ TargetHealth: { State: 'healthy' } }] });
+  cfn.on(DescribeStackEventsCommand).rejects(new Error('Stack with id Tenant-x does not exist'));
+});
+
+async function run(input: Record<string, unknown>): Promise<Execution & { id: string }> {
+  const id = `arn:aws:states:us-east-1:111122223333:execution:Workflow:run-${++runs}`;
+  const result = await execute(definition, input as Json, {
+    executionId: id,
+    async task(resource, parameters) {
+      if (resource.includes('codebuild:startBuild')) {
+        const env = Object.fromEntries(
+          (
+            parameters as { EnvironmentVariablesOverride: { Name: string; Value: string }[] }
+          ).EnvironmentVariablesOverride.map((v) => [v.Name, v.Value]),
+        );
+        const b = {
+          action: env.ACTION,
+          phase: env.TENANT_PHASE,
+          tenantId: env.TENANT_ID,
+          request: env.TENANT_REQUEST,
+        };
+        builds.push(b);
+        await onBuild(b);
+        return { Build: { BuildStatus: 'SUCCEEDED' } } as Json;
+      }
+      if (resource.includes('events:putEvents')) {
+        for (const e of (parameters as { Entries: { DetailType: string; Detail: unknown }[] }).Entries)
+          events.push(e);
+        return { Entries: [{ EventId: 'e' }] } as Json;
+      }
+      // The one Lambda function: the real handler.
+      return (await steps.handler(parameters as never)) as Json;
+    },
+  });
+  return { ...result, id };
+}
+
+const onboard = (request: Record<string, unknown>) => run({ action: 'OnboardTenant', request });
+const offboard = (tenantId: string) => run({ action: 'OffboardTenant', request: { tenantId } });
+const failBuild = (b: Build) => {
+  throw new TaskError(
+    'States.TaskFailed',
+    JSON.stringify({ Build: { BuildStatus: 'FAILED', id: b.tenantId } }),
+  );
+};
+
+describe('onboarding workflow, executed', () => {
+  test('a silo tenant: create-phase deploy, readiness, steady-phase deploy, active, TenantOnboarded; SUCCEEDED', async () => {
+    const r = await onboard({ tenantId: 'initrode', name: 'Initrode', model: 'silo' });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Action',
+      'OnboardMode',
+      'Begin',
+      'OnboardOrOffboard',
+      'DeployCreatePhase',
+      'CheckReady',
+      'ProtectedResources',
+      'DeploySteadyPhase',
+      'MarkActive',
+      'EmitOnboarded',
+      'Onboarded',
+    ]);
+    expect(builds.map((b) => `${b.action}:${b.phase}`)).toEqual(['deploy:create', 'deploy:steady']);
+    expect(JSON.parse(builds[0].request)).toEqual({
+      id: 'initrode',
+      name: 'Initrode',
+      model: 'silo',
+      settings: {},
+    });
+    expect(events).toEqual([
+      { Source: 'tenantforge.onboarding', DetailType: 'TenantOnboarded', Detail: { tenantId: 'initrode' } },
+    ]);
+    const item = await moto.get('initrode');
+    expect(item).toMatchObject({ status: 'active', model: 'silo' });
+    expect(item!.lock).toBeUndefined();
+    // Readiness was retried until the service reached steady state (simulated time).
+    expect(r.seconds).toBeGreaterThan(0);
+  });
+
+  test('a pool tenant has nothing to protect: one deploy', async () => {
+    const r = await onboard({ tenantId: 'initrode', model: 'pool' });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(builds.map((b) => `${b.action}:${b.phase}`)).toEqual(['deploy:create']);
+  });
+
+  test('a failed deploy: the reason is recorded, the lock released, TenantOnboardingFailed emitted; FAILED with the reason', async () => {
+    onBuild = failBuild;
+    const r = await onboard({ tenantId: 'initrode', model: 'pool' });
+    expect(r.status).toBe('FAILED');
+    expect(r.path.slice(-5)).toEqual([
+      'ReadFailureReason',
+      'MarkFailed',
+      'WhichFailureEvent',
+      'EmitOnboardingFailed',
+      'Failed',
+    ]);
+    expect(r.cause).toBe('Tenant-initrode: States.TaskFailed: build FAILED');
+    expect(events).toEqual([
+      {
+        Source: 'tenantforge.onboarding',
+        DetailType: 'TenantOnboardingFailed',
+        Detail: { tenantId: 'initrode', reason: r.cause },
+      },
+    ]);
+    const item = await moto.get('initrode');
+    expect(item).toMatchObject({ status: 'failed', failureReason: r.cause });
+    expect(item!.lock).toBeUndefined();
+  });
+
+  test('a failed first deploy can be retried: the next request is accepted and succeeds', async () => {
+    onBuild = failBuild;
+    expect((await onboard({ tenantId: 'initrode', model: 'pool' })).status).toBe('FAILED');
+    onBuild = () => undefined;
+    expect((await onboard({ tenantId: 'initrode', model: 'pool' })).status).toBe('SUCCEEDED');
+    expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
+  });
+
+  test('an invalid request ends RequestRejected and never reaches the registry or the deploy job', async () => {
+    const r = await onboard({ tenantId: 'Acme!', model: 'pool' });
+    expect(r).toMatchObject({ status: 'FAILED', error: 'RequestRejected' });
+    expect(r.cause).toContain('field \\"id\\"');
+    expect(builds).toEqual([]);
+    expect(events).toEqual([]);
+  });
+
+  test('a duplicate request, and an offboarding, arriving during an onboarding are refused and change nothing', async () => {
+    const during: Execution[] = [];
+    onBuild = async (b) => {
+      if (b.phase === 'create') {
+        during.push(await onboard({ tenantId: 'initrode', model: 'pool' }));
+        during.push(await offboard('initrode'));
+      }
+    };
+    const first = await onboard({ tenantId: 'initrode', model: 'pool' });
+    expect(first.status).toBe('SUCCEEDED');
+    expect(during.map((d) => [d.status, d.error])).toEqual([
+      ['FAILED', 'RequestRejected'],
+      ['FAILED', 'RequestRejected'],
+    ]);
+    expect(during[0].cause).toContain('is being changed by another request');
+    expect(builds).toHaveLength(1);
+    expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
+  });
+
+  test('an execution that times out is reconciled from its status-change event: failed with the reason', async () => {
+    onBuild = () => {
+      throw new StopExecution('TIMED_OUT');
+    };
+    const r = await onboard({ tenantId: 'initrode', model: 'pool' });
+    expect(r.status).toBe('TIMED_OUT');
+    expect(await moto.get('initrode')).toMatchObject({ status: 'provisioning' });
+    // What the ReconcileEndedExecutions rule sends the step function.
+    await steps.handler({
+      step: 'reconcile',
+      executionArn: r.id,
+      status: r.status,
+      input: JSON.stringify({ action: 'OnboardTenant', request: { tenantId: 'initrode', model: 'pool' } }),
+    });
+    const item = await moto.get('initrode');
+    expect(item).toMatchObject({ status: 'failed' });
+    expect(item!.failureReason).toContain('ended TIMED_OUT');
+    expect(item!.lock).toBeUndefined();
+  });
+
+  test('a failure inside the failure path still ends the execution with a reason, not a runtime error', async () => {
+    onBuild = async (b) => {
+      // Someone reconciled the tenant meanwhile: this execution no longer holds it.
+      await steps.handler({
+        step: 'reconcile',
+        executionArn: `arn:aws:states:us-east-1:111122223333:execution:Workflow:run-${runs}`,
+        status: 'ABORTED',
+        input: JSON.stringify({ request: { tenantId: b.tenantId } }),
+      });
+      failBuild(b);
+    };
+    const r = await onboard({ tenantId: 'initrode', model: 'pool' });
+    expect(r).toMatchObject({ status: 'FAILED', error: 'TenantRequestFailed' });
+    expect(r.path.slice(-3)).toEqual(['ReadFailureReason', 'MarkFailed', 'FailedUnrecorded']);
+    expect(await moto.get('initrode')).toMatchObject({ status: 'failed' });
+  });
+});
+
+describe('offboarding workflow, executed', () => {
+  beforeEach(() => {
+    cfn.on(DescribeStackResourcesCommand).resolves({
+      StackResources: [
+        {
+          LogicalResourceId: 'Db',
+          PhysicalResourceId: 'northwind-db',
+          ResourceType: 'AWS::RDS::DBInstance',
+          ResourceStatus: 'CREATE_COMPLETE',
+          Timestamp: new Date(),
+        },
+      ],
+    });
+    rds.on(CreateDBSnapshotCommand).resolves({});
+    rds
+      .on(DescribeDBSnapshotsCommand)
+      .resolvesOnce({ DBSnapshots: [{ Status: 'creating' }] })
+      .resolves({ DBSnapshots: [{ Status: 'available' }] });
+  });
+
+  test('a silo tenant: final snapshot recorded, retire-phase deploy, destroy, offboarded with data kept', async () => {
+    expect((await onboard({ tenantId: 'northwind', model: 'silo' })).status).toBe('SUCCEEDED');
+    builds = [];
+    events = [];
+    const r = await offboard('northwind');
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Action',
+      'OffboardMode',
+      'Begin',
+      'OnboardOrOffboard',
+      'IsSilo',
+      'FinalSnapshot',
+      'WaitForSnapshot',
+      'SnapshotStatus',
+      'SnapshotAvailable',
+      'WaitForSnapshot',
+      'SnapshotStatus',
+      'SnapshotAvailable',
+      'RecordSnapshot',
+      'DeployRetirePhase',
+      'DestroyTenantStack',
+      'MarkOffboarded',
+      'EmitOffboarded',
+      'Offboarded',
+    ]);
+    expect(builds.map((b) => `${b.action}:${b.phase}`)).toEqual(['deploy:retire', 'destroy:retire']);
+    expect(events).toEqual([
+      { Source: 'tenantforge.onboarding', DetailType: 'TenantOffboarded', Detail: { tenantId: 'northwind' } },
+    ]);
+    const item = await moto.get('northwind');
+    expect(item).toMatchObject({ status: 'offboarded', dataRetained: true });
+    expect(item!.finalSnapshotId).toMatch(/^northwind-final-/);
+    expect(item!.lock).toBeUndefined();
+  });
+
+  test('onboarding the same id again is refused, then accepted as an explicit restore that brings its data back', async () => {
+    expect((await onboard({ tenantId: 'northwind', model: 'silo' })).status).toBe('SUCCEEDED');
+    expect((await offboard('northwind')).status).toBe('SUCCEEDED');
+    builds = [];
+    const again = await onboard({ tenantId: 'northwind', model: 'silo' });
+    expect(again).toMatchObject({ status: 'FAILED', error: 'RequestRejected' });
+    expect(again.cause).toContain('ids are never reused for a new customer');
+    expect(builds).toEqual([]);
+    const restored = await onboard({ tenantId: 'northwind', model: 'silo', restore: true });
+    expect(restored.status).toBe('SUCCEEDED');
+    const request = JSON.parse(builds[0].request);
+    expect(request).toMatchObject({ id: 'northwind', restore: true });
+    expect(request.settings.restoredFromSnapshot).toMatch(/^northwind-final-/);
+    expect(await moto.get('northwind')).toMatchObject({ status: 'active' });
+  });
+
+  test('a failed destroy leaves the tenant failed with the reason and emits TenantOffboardingFailed', async () => {
+    expect((await onboard({ tenantId: 'acme', model: 'pool' })).status).toBe('SUCCEEDED');
+    events = [];
+    onBuild = (b) => (b.action === 'destroy' ? failBuild(b) : undefined);
+    const r = await offboard('acme');
+    expect(r.status).toBe('FAILED');
+    expect(events.map((e) => e.DetailType)).toEqual(['TenantOffboardingFailed']);
+    expect(await moto.get('acme')).toMatchObject({ status: 'failed', failureReason: r.cause });
+  });
+});
+
+describe('state machine definition', () => {
+  test('is valid Amazon States Language', async () => {
+    const { default: validator } = await import('asl-validator');
+    const { isValid, errors } = validator(definition);
+    expect(errors).toEqual([]);
+    expect(isValid).toBe(true);
+  });
+});

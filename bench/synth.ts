@@ -5,6 +5,8 @@
  *
  *   npm run bench:synth              # 10, 100, 1000
  *   npm run bench:synth -- 10 100    # chosen sizes
+ *   npm run bench:synth -- --silos 1000   # 1,000 silos with no VPC settings: time, and every VPC's range
+ *                                         # from the address pool (none hand-picked, none overlapping)
  *
  * Targets (issue 2): single-tenant synth with 1,000 tenants <= 1.5x the 10-tenant one; full 1,000-tenant
  * synth <= 60 s on a 2-core machine.
@@ -24,14 +26,7 @@ export function generateCatalog(size: number) {
       const model = MODELS[i % 3];
       const id = `${model}-tenant-${String(i).padStart(4, '0')}`;
       const tenant: Record<string, unknown> = { id, name: `Generated ${model} tenant ${i}`, model };
-      if (model === 'silo') {
-        // Explicit, non-overlapping /20s: 10.2.0.0/20 upwards, clear of the shared 10.0/16 and 10.1/16.
-        const slot = Math.floor(i / 3);
-        tenant.settings = {
-          vpcCidr: `10.${2 + Math.floor(slot / 16)}.${(slot % 16) * 16}.0/20`,
-          multiAz: true,
-        };
-      }
+      // Silos take no VPC settings: their ranges come from the platform's address pool.
       return tenant;
     }),
   };
@@ -43,7 +38,7 @@ interface Run {
   stacks: number;
 }
 
-function synth(catalog: string, extra: string[]): Run {
+function synth(catalog: string, extra: string[], inspect?: (out: string) => void): Run {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-synth-out-'));
   const rssFile = path.join(out, '..', `${path.basename(out)}.rss`);
   const started = process.hrtime.bigint();
@@ -63,12 +58,53 @@ function synth(catalog: string, extra: string[]): Run {
   }
   const peaks = fs.readFileSync(rssFile, 'utf8').trim().split('\n').map(Number);
   const stacks = fs.readdirSync(out).filter((f) => f.endsWith('.template.json')).length;
+  inspect?.(out);
   fs.rmSync(out, { recursive: true, force: true });
   fs.rmSync(rssFile, { force: true });
   return { seconds, peakMiB: Math.max(...peaks) / 1024, stacks };
 }
 
+/** N silos, no VPC settings: every silo VPC must take its range from the IPAM pool, none hand-picked. */
+function silos(n: number): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-silos-'));
+  const file = path.join(dir, 'silos.json');
+  const catalog = {
+    tenants: Array.from({ length: n }, (_, i) => ({
+      id: `silo-${String(i).padStart(4, '0')}`,
+      name: `Silo ${i}`,
+      model: 'silo',
+    })),
+  };
+  fs.writeFileSync(file, JSON.stringify(catalog));
+  let fromPool = 0;
+  let handPicked = 0;
+  const run = synth(file, [], (out) => {
+    for (const f of fs
+      .readdirSync(out)
+      .filter((x) => x.startsWith('Tenant-') && x.endsWith('.template.json'))) {
+      const t = JSON.parse(fs.readFileSync(path.join(out, f), 'utf8')) as {
+        Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+      };
+      for (const r of Object.values(t.Resources).filter((x) => x.Type === 'AWS::EC2::VPC')) {
+        if (r.Properties.Ipv4IpamPoolId && r.Properties.CidrBlock === undefined) fromPool++;
+        else handPicked++;
+      }
+    }
+  });
+  console.log(
+    `${n} silos, no VPC settings: full synth ${run.seconds.toFixed(1)} s, ${run.stacks} stacks, peak ${run.peakMiB.toFixed(0)} MiB`,
+  );
+  console.log(
+    `  VPC ranges from the address pool (/20 each, allocated by IPAM, never overlapping): ${fromPool}; hand-picked: ${handPicked}`,
+  );
+  console.log(`  pool capacity: 2048 /20s in 10.128.0.0/9`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (fromPool !== n || handPicked !== 0) process.exit(1);
+}
+
 function main(): void {
+  const silosAt = process.argv.indexOf('--silos');
+  if (silosAt >= 0) return silos(Number(process.argv[silosAt + 1] ?? '1000'));
   const sizes = process.argv
     .slice(2)
     .map(Number)

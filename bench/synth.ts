@@ -12,6 +12,7 @@
  * synth <= 60 s on a 2-core machine.
  */
 import { spawnSync } from 'child_process';
+import { TENANT_STACK_PREFIX } from '../contracts';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -81,7 +82,7 @@ function silos(n: number): void {
   const run = synth(file, [], (out) => {
     for (const f of fs
       .readdirSync(out)
-      .filter((x) => x.startsWith('Tenant-') && x.endsWith('.template.json'))) {
+      .filter((x) => x.startsWith(TENANT_STACK_PREFIX) && x.endsWith('.template.json'))) {
       const t = JSON.parse(fs.readFileSync(path.join(out, f), 'utf8')) as {
         Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
       };

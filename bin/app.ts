@@ -14,6 +14,13 @@ const app = new App({
 });
 const context = (name: string) => app.node.tryGetContext(name) as string | undefined;
 const catalogPath = context('catalog') ?? path.join(__dirname, '..', 'tenants.json');
+/** A list option: `-c name=a,b` on the command line, or a JSON array in cdk.json. */
+const listContext = (name: string): string[] | undefined => {
+  const value = app.node.tryGetContext(name) as unknown;
+  if (value === undefined || value === '') return undefined;
+  const items = Array.isArray(value) ? value : String(value).split(',');
+  return items.map((v) => String(v).trim()).filter(Boolean);
+};
 const region = context('region') || process.env.CDK_DEFAULT_REGION || 'us-east-1';
 
 try {
@@ -75,6 +82,10 @@ try {
       apiArchitecture: architecture as 'arm64' | 'x86_64' | undefined,
       siloIpamPoolId: context('siloIpamPoolId'),
       domain: zoneId && zoneName ? { zoneId, zoneName } : undefined,
+      onboarding: {
+        requesters: listContext('onboardingRequesters'),
+        approvers: listContext('onboardingApprovers'),
+      },
     },
   );
 } catch (e) {

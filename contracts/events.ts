@@ -1,8 +1,8 @@
-/** EventBridge: requests come in with REQUEST_SOURCE, the pipeline's results go out with EVENT_SOURCE. */
-export const REQUEST_SOURCE = 'tenantforge.requests';
+/**
+ * EventBridge: the pipeline's results go out with EVENT_SOURCE. Requests come in through the onboarding entry
+ * (an IAM-authorized function URL), never from the event bus, where anyone allowed events:PutEvents could send one.
+ */
 export const EVENT_SOURCE = 'tenantforge.onboarding';
-
-export const REQUEST_DETAIL_TYPES = { onboard: 'OnboardTenant', offboard: 'OffboardTenant' } as const;
 export const RESULT_DETAIL_TYPES = {
   onboarded: 'TenantOnboarded',
   onboardingFailed: 'TenantOnboardingFailed',

@@ -38,3 +38,31 @@ export interface StackLifecycle {
   readonly deletionPolicy: 'retain' | 'destroy';
   readonly phase: TenantPhase;
 }
+
+/**
+ * The permissions boundary every role the stacks create carries (cdk.json sets it), and the prefix of the
+ * CloudFormation execution policies the CDK bootstraps are given (deploy/*.json, npm run deploy-policies).
+ */
+export const PERMISSIONS_BOUNDARY_NAME = 'tenantforge-boundary';
+export const EXECUTION_POLICY_PREFIX = 'tenantforge';
+
+/**
+ * Two CDK bootstraps in each account and region. Tenant stacks deploy through their own (`tenants`), whose
+ * CloudFormation execution role can create only what tenant stacks hold, and only IAM roles and policies named
+ * for tenant stacks: the onboarding job may use only that one. The shared stacks deploy through the default.
+ */
+export const BOOTSTRAP_QUALIFIERS = { platform: 'hnb659fds', tenants: 'tftenants' } as const;
+
+/** What each bootstrap's execution policies cover: the stacks (by name prefix) deployed through it. */
+export const DEPLOY_SCOPES = {
+  platform: { name: 'platform', stackPrefixes: Object.values(STACK_NAMES).map((n) => `${n}-`) },
+  tenants: { name: 'tenants', stackPrefixes: [TENANT_STACK_PREFIX] },
+} as const;
+
+/**
+ * Every log group a stack creates is named under its stack's prefix, so its key can admit CloudWatch Logs for
+ * exactly those log groups (an encryption-context condition) and no other log group in the account. WAF's
+ * log groups must start with `aws-waf-logs-`, so they have a prefix of their own.
+ */
+export const logGroupPrefix = (stackName: string) => `/tenantforge/${stackName}/`;
+export const wafLogGroupPrefix = (stackName: string) => `aws-waf-logs-tenantforge/${stackName}/`;

@@ -1,4 +1,4 @@
-import { App, Stack, Tags } from 'aws-cdk-lib';
+import { App, DefaultStackSynthesizer, Stack, Tags } from 'aws-cdk-lib';
 import { Catalog, SHARED_VPC_CIDRS } from './catalog';
 import { applyCompliance } from './compliance';
 import { PlatformStack } from './stacks/platform-stack';
@@ -6,6 +6,7 @@ import { BridgeStack, PoolStack } from './stacks/shared-cell-stack';
 import { TenantStack } from './stacks/tenant-stack';
 import { OnboardingStack } from './stacks/onboarding-stack';
 import {
+  BOOTSTRAP_QUALIFIERS,
   IsolationModel,
   LIFECYCLE_METADATA_KEY,
   STACK_NAMES,
@@ -15,6 +16,7 @@ import {
 } from '../contracts';
 import { ApiArchitecture } from './constructs/api-image';
 import { TenantDomain } from './constructs/tenant-provisioning';
+import { principalArnProblem } from './constructs/onboarding/onboarding-entry';
 
 /** A fleet that cannot be built as asked (a bad `-c` option): the message names the option and the fix. */
 export class FleetError extends Error {
@@ -46,6 +48,12 @@ export interface FleetOptions {
   readonly siloIpamPoolId?: string;
   /** @default - tenants get no DNS names */
   readonly domain?: TenantDomain;
+  /**
+   * Who may ask the onboarding entry for what (IAM role or user ARNs): requesters within the catalog rules,
+   * approvers also beyond them.
+   * @default - nobody: every request is refused until principals are named
+   */
+  readonly onboarding?: { readonly requesters?: readonly string[]; readonly approvers?: readonly string[] };
   /**
    * Build without the compliance packs and lifecycle checks (tools that only count resources, e.g. preflight).
    * @default false - every stack is checked, and synth fails on any finding
@@ -95,9 +103,20 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     image,
     description: 'Bridge cell',
   });
+  for (const [option, arns] of [
+    ['onboardingRequesters', options.onboarding?.requesters],
+    ['onboardingApprovers', options.onboarding?.approvers],
+  ] as const) {
+    for (const arn of arns ?? []) {
+      const problem = principalArnProblem(arn);
+      if (problem) throw new FleetError(`-c ${option}: ${problem}: name each principal by its full ARN`);
+    }
+  }
   const onboarding = new OnboardingStack(app, STACK_NAMES.onboarding, {
     env,
     domainName: options.domain?.zoneName,
+    requesters: options.onboarding?.requesters,
+    approvers: options.onboarding?.approvers,
     description: 'Onboarding and offboarding pipeline: one tenant stack at a time',
   });
   onboarding.addStackDependency(platform, 'reads the registry from SSM');
@@ -120,6 +139,8 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   const stacks = tenants.map((t) => {
     const stack = new TenantStack(app, tenantStackName(t.id), {
       env,
+      // Through the tenants' own bootstrap: its execution role can create only what tenant stacks hold.
+      synthesizer: new DefaultStackSynthesizer({ qualifier: BOOTSTRAP_QUALIFIERS.tenants }),
       tenant: t,
       image,
       phase: options.tenantPhase,

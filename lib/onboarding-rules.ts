@@ -25,6 +25,52 @@ export interface OnboardingRequest {
    * retired id handed to a new customer would show them the old customer's data.
    */
   readonly restore?: unknown;
+  /**
+   * The tenant's first administrator: the platform creates the user, with the tenant claim set by the platform
+   * (nothing the user can change), and sends an invitation. Required for a new tenant through the pipeline.
+   */
+  readonly adminEmail?: unknown;
+}
+
+/** The catalog rules a request must stay within to be accepted from a requester; beyond them, an approver. */
+export interface ApprovalRules {
+  /** RDS instance classes (without `db.`) a silo may ask for without approval. */
+  readonly instanceClasses: readonly string[];
+}
+
+export const DEFAULT_APPROVAL_RULES: ApprovalRules = {
+  instanceClasses: ['t4g.medium', 't4g.large', 'r6g.large', 'r7g.large'],
+};
+
+/**
+ * Why a request needs an approver, if it does: settings outside the catalog rules that cost a lot or weaken
+ * protection (a large instance class, a disposable tenant whose data goes with its stack, a single-AZ silo).
+ */
+export function approvalReasons(tenant: Tenant, rules: ApprovalRules = DEFAULT_APPROVAL_RULES): string[] {
+  const reasons: string[] = [];
+  if (tenant.deletionPolicy === 'destroy') {
+    reasons.push('settings.deletionPolicy "destroy" (its data is deleted with its stack)');
+  }
+  if (tenant.silo && !tenant.silo.multiAz) reasons.push('settings.multiAz false (a single-AZ database)');
+  if (tenant.silo && !rules.instanceClasses.includes(tenant.silo.instanceClass)) {
+    reasons.push(
+      `settings.instanceClass "${tenant.silo.instanceClass}" (outside ${rules.instanceClasses.join(', ')})`,
+    );
+  }
+  return reasons;
+}
+
+const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{2,63}$/;
+
+/** The request's admin email, checked: a new tenant through the pipeline must name its first administrator. */
+export function adminEmailOf(request: OnboardingRequest, required: boolean): string | undefined {
+  if (request.adminEmail === undefined && !required) return undefined;
+  if (typeof request.adminEmail !== 'string' || !EMAIL.test(request.adminEmail)) {
+    throw new RequestRejected(
+      `onboard request refused: "adminEmail" is ${JSON.stringify(request.adminEmail)}: give the email address of the tenant's first administrator (the platform invites them)`,
+    );
+  }
+  return request.adminEmail.toLowerCase();
 }
 
 /** What the registry holds for a tenant, if anything. */

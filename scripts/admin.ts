@@ -1,5 +1,6 @@
 /**
- *   npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings '<json>'] [--restore]
+ *   npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings '<json>']
+ *                      [--admin-email <email>] [--restore]
  *   npm run offboard -- --tenant <id>
  *
  * Onboards or offboards one tenant on the local platform (see service/src/local/admin.ts). Works whether or not
@@ -18,7 +19,7 @@ async function main(): Promise<number> {
   const tenantId = flag(args, 'tenant');
   if ((command !== 'onboard' && command !== 'offboard') || !tenantId) {
     console.error(
-      'usage: npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings <json>] [--restore]\n' +
+      'usage: npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings <json>] [--admin-email <email>] [--restore]\n' +
         '       npm run offboard -- --tenant <id>',
     );
     return 2;
@@ -47,6 +48,7 @@ async function main(): Promise<number> {
             model: flag(args, 'model') ?? '',
             name: flag(args, 'name'),
             settings,
+            ...(flag(args, 'admin-email') !== undefined ? { adminEmail: flag(args, 'admin-email') } : {}),
             ...(args.includes('--restore') ? { restore: true } : {}),
           })
         : await offboard(platform, tenantId);

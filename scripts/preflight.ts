@@ -25,7 +25,8 @@ import {
 import { GetServiceQuotaCommand, ServiceQuotasClient } from '@aws-sdk/client-service-quotas';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
-import { ssmNames } from '../contracts';
+import { BOOTSTRAP_QUALIFIERS, ssmNames } from '../contracts';
+import { bootstrapCommand } from './deploy-policies';
 import { CatalogError, loadCatalog } from '../lib/catalog';
 import { buildFleet } from '../lib/fleet';
 
@@ -116,7 +117,7 @@ export async function runPreflight(
   },
 ): Promise<Check[]> {
   const checks: Check[] = [];
-  const qualifier = options.qualifier ?? 'hnb659fds';
+  const qualifier = options.qualifier ?? BOOTSTRAP_QUALIFIERS.platform;
   try {
     const me = await c.sts.send(new GetCallerIdentityCommand({}));
     checks.push({
@@ -134,26 +135,33 @@ export async function runPreflight(
     return checks;
   }
 
-  try {
-    const v = await c.ssm.send(new GetParameterCommand({ Name: `/cdk-bootstrap/${qualifier}/version` }));
-    const version = Number(v.Parameter?.Value);
-    checks.push(
-      version >= options.requiredBootstrapVersion
-        ? { name: 'CDK bootstrap', ok: true, detail: `version ${version} (qualifier ${qualifier})` }
-        : {
-            name: 'CDK bootstrap',
-            ok: false,
-            detail: `version ${version} is older than the ${options.requiredBootstrapVersion} these stacks require`,
-            fix: `run npx cdk bootstrap aws://<account>/${options.region} again (see the README's Deploy section for the execution policy and permissions boundary)`,
-          },
-    );
-  } catch {
-    checks.push({
-      name: 'CDK bootstrap',
-      ok: false,
-      detail: `no /cdk-bootstrap/${qualifier}/version parameter: this account and region are not bootstrapped`,
-      fix: `run npx cdk bootstrap aws://<account>/${options.region} (see the README's Deploy section)`,
-    });
+  // Two bootstraps: the shared stacks' and the tenant stacks' own (whose execution role can create only what
+  // tenant stacks hold, and is the only one the onboarding job may use).
+  for (const [name, q, command] of [
+    ['CDK bootstrap', qualifier, bootstrapCommand('platform', options.region)],
+    ['CDK bootstrap (tenants)', BOOTSTRAP_QUALIFIERS.tenants, bootstrapCommand('tenants', options.region)],
+  ] as const) {
+    try {
+      const v = await c.ssm.send(new GetParameterCommand({ Name: `/cdk-bootstrap/${q}/version` }));
+      const version = Number(v.Parameter?.Value);
+      checks.push(
+        version >= options.requiredBootstrapVersion
+          ? { name, ok: true, detail: `version ${version} (qualifier ${q})` }
+          : {
+              name,
+              ok: false,
+              detail: `version ${version} is older than the ${options.requiredBootstrapVersion} these stacks require`,
+              fix: `run it again: ${command}`,
+            },
+      );
+    } catch {
+      checks.push({
+        name,
+        ok: false,
+        detail: `no /cdk-bootstrap/${q}/version parameter: this account and region are not bootstrapped for it`,
+        fix: `create the policies in deploy/ (README, Deploy), then: ${command}`,
+      });
+    }
   }
 
   try {

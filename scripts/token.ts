@@ -1,13 +1,16 @@
 /**
- * npm run -s token -- <tenantId> [--user <name>]
+ * npm run -s token -- <tenantId> [--user <email>]
  *
- * Prints a signed ID token for the tenant from the local issuer, and nothing else, so
+ * Prints a signed ID token from the local issuer for a user of the tenant (its administrator unless --user
+ * names another), and nothing else, so
  *   curl -H "Authorization: Bearer $(npm run -s token -- acme)" localhost:3000/invoices
- * works. The tenant id is checked with the catalog's rules.
+ * works. As in AWS, only an enabled user of the tenant gets one: an offboarded tenant's users are disabled.
  */
 import * as path from 'path';
 import { tenantIdProblem } from '../db/naming';
 import { LocalIssuer } from '../service/src/local/issuer';
+import { LOCAL_DIR } from '../service/src/local/platform';
+import { LocalUserError, LocalUsers } from '../service/src/local/users';
 
 const args = process.argv.slice(2);
 const tenantId = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--user');
@@ -21,9 +24,17 @@ if (problem) {
   console.error(`token: tenant id ${problem}`);
   process.exit(2);
 }
-if (user !== undefined && !/^[A-Za-z0-9._@-]{1,128}$/.test(user)) {
-  console.error(`token: --user ${JSON.stringify(user)} is invalid: use 1-128 letters, digits and . _ @ -`);
+if (user !== undefined && !/^[A-Za-z0-9._@+-]{1,254}$/.test(user)) {
+  console.error(`token: --user ${JSON.stringify(user)} is invalid: give the user's email address`);
   process.exit(2);
 }
-const issuer = LocalIssuer.open(path.join(__dirname, '..', '.local', 'issuer'));
-process.stdout.write(issuer.idToken({ tenantId, username: user }) + '\n');
+const dir = path.join(LOCAL_DIR, 'issuer');
+let signedIn;
+try {
+  signedIn = LocalUsers.open(dir).signInAs(tenantId, user);
+} catch (e) {
+  if (!(e instanceof LocalUserError)) throw e;
+  console.error(`token: ${e.message}`);
+  process.exit(1);
+}
+process.stdout.write(LocalIssuer.open(dir).idToken({ tenantId, username: signedIn.email }) + '\n');

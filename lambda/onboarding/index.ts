@@ -2,8 +2,11 @@
  * The onboarding workflow's Lambda steps (one function, one `step` per invocation). Step Functions calls them
  * in order; each throws a named error on failure so the workflow's retries and catches can tell them apart.
  *
- *   begin          validates the request with the catalog's rules and against the registry, then takes the
- *                  tenant's lock with a conditional write (a duplicate or overlapping request is refused here)
+ *   accept         admits the execution only if it holds its tenant's lock (taken by the onboarding entry,
+ *                  lambda/onboarding-entry, when it accepted the request): an execution started any other
+ *                  way is refused and changes nothing
+ *   inviteAdmin    a new tenant's first administrator invited (a restore: its users enabled again)
+ *   disableUsers   offboarding: every user of the tenant disabled and signed out
  *   setStatus      changes the tenant's status, holding the lock (and releases it at the end)
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
  *   failureReason  the CloudFormation reason read from the tenant stack's events
@@ -12,32 +15,27 @@
  *   reconcile      from EventBridge: an execution that timed out, was aborted or died without recording its
  *                  end leaves its tenant `failed` with the reason, never in a transitional state
  */
-import { IsolationModel, RegistryItem, tenantStackName, TenantStatus } from '../../contracts';
-import {
-  checkOffboarding,
-  checkSiloRanges,
-  offboardingTenantId,
-  OnboardingRequest,
-  onboardingDecision,
-  RequestRejected,
-} from '../../lib/onboarding-rules';
+import { IsolationModel, TenantStatus } from '../../contracts';
+import { RequestRejected } from '../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../db/naming';
+import { AcceptedTenant } from './begin';
+import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
-import { readItem, siloRanges, write } from './registry';
+import { readItem, write } from './registry';
 import { failureReason, finalSnapshot, snapshotStatus } from './stacks';
 
 export { DeploymentFailed, NotReady, RequestRejected };
 
 export type Step =
   | {
-      step: 'begin';
-      action: 'onboard' | 'offboard';
-      request: OnboardingRequest;
-      /** The execution's ARN: the lock this execution holds on the tenant. */
+      step: 'accept';
+      /** The execution's ARN: the lock it must hold. */
       execution: string;
-      /** Who made the request (an IAM principal ARN), recorded in the registry. */
-      requestedBy?: string;
+      /** The execution's input, as the entry wrote it. */
+      input: { tenant?: AcceptedTenant; requestedBy?: string };
     }
+  | { step: 'inviteAdmin'; tenant: AcceptedTenant }
+  | { step: 'disableUsers'; tenantId: string }
   | {
       step: 'setStatus';
       tenantId: string;
@@ -72,8 +70,12 @@ export class LockLost extends Error {
 
 export async function handler(event: Step): Promise<Record<string, unknown>> {
   switch (event.step) {
-    case 'begin':
-      return event.action === 'offboard' ? beginOffboarding(event) : beginOnboarding(event);
+    case 'accept':
+      return accept(event);
+    case 'inviteAdmin':
+      return inviteAdmin(event.tenant as { tenantId: string; adminEmail?: string; restore?: boolean });
+    case 'disableUsers':
+      return disableUsers(event.tenantId);
     case 'setStatus':
       return setStatus(event);
     case 'checkReady':
@@ -91,87 +93,39 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
   }
 }
 
-async function beginOnboarding(e: Extract<Step, { step: 'begin' }>): Promise<Record<string, unknown>> {
-  // The id is checked before it is used as a registry key.
-  const existing = tenantIdProblem(e.request.tenantId)
-    ? undefined
-    : await readItem(e.request.tenantId as string);
-  const { tenant, restore } = onboardingDecision(e.request, existing);
-  if (tenant.model === 'silo') checkSiloRanges(tenant, await siloRanges());
-  // A restored silo's database comes back from its final snapshot, and keeps naming it for its whole life.
-  const restoredFromSnapshot =
-    restore && tenant.model === 'silo' && existing?.finalSnapshotId ? existing.finalSnapshotId : undefined;
-  const request = JSON.stringify({
-    id: tenant.id,
-    name: tenant.name,
-    model: tenant.model,
-    settings: {
-      ...((e.request.settings as object | undefined) ?? {}),
-      ...(restoredFromSnapshot ? { restoredFromSnapshot } : {}),
-    },
-  });
-  const taken = await write(
-    tenant.id,
-    {
-      status: 'provisioning',
-      model: tenant.model,
-      name: tenant.name,
-      deletionPolicy: tenant.deletionPolicy,
-      request,
-      requestedBy: e.requestedBy,
-      lock: e.execution,
-    },
-    ['failureReason'],
-    restore
-      ? { unlocked: true, statusIn: ['offboarded'] }
-      : existing
-        ? { unlocked: true, statusIn: ['failed'] }
-        : { absent: true },
-  );
-  if (!taken) {
+/**
+ * The workflow's first step: the execution is admitted only if the registry says it holds its tenant's lock,
+ * which only the onboarding entry takes (after checking who asked). A StartExecution from anyone else, or a
+ * replayed input, is refused: nothing changes.
+ */
+async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<string, unknown>> {
+  const tenant = e.input.tenant;
+  const tenantId = tenant?.tenantId;
+  if (!tenant || tenantIdProblem(tenantId)) {
     throw new RequestRejected(
-      `onboard request: tenant "${tenant.id}" changed while the request was checked (another request holds it or got there first): nothing was changed`,
+      'this execution was not started by the onboarding entry (its input names no accepted tenant): send requests to the entry URL',
     );
   }
-  // What the deploy job passes to the CDK app as -c tenantRequest=... (a restore says so).
-  const tenantRequest = JSON.stringify({ ...JSON.parse(request), ...(restore ? { restore: true } : {}) });
-  return {
-    tenantId: tenant.id,
-    model: tenant.model,
-    name: tenant.name,
-    hostname: tenant.hostname,
-    stackName: tenantStackName(tenant.id),
-    tenantRequest,
-    restore,
-  };
-}
-
-async function beginOffboarding(e: Extract<Step, { step: 'begin' }>): Promise<Record<string, unknown>> {
-  const tenantId = offboardingTenantId(e.request.tenantId);
-  const entry = await readItem(tenantId);
-  checkOffboarding(tenantId, entry);
-  const taken = await write(
-    tenantId,
-    { status: 'offboarding', requestedBy: e.requestedBy, lock: e.execution },
-    [],
-    { unlocked: true, statusIn: ['active', 'failed'] },
-  );
-  if (!taken) {
+  const item = await readItem(tenantId as string);
+  if (item?.lock !== e.execution || item.model !== tenant.model) {
     throw new RequestRejected(
-      `offboard request: tenant "${tenantId}" changed while the request was checked (another request holds it): nothing was changed`,
+      `execution ${e.execution} does not hold tenant "${tenantId}" (it was not accepted by the onboarding entry): nothing was changed`,
     );
   }
-  const item = entry as RegistryItem;
-  const deletionPolicy = item.deletionPolicy ?? 'retain';
-  return {
-    tenantId,
-    model: item.model,
-    stackName: tenantStackName(tenantId),
-    // A tenant onboarded by this pipeline is not in the catalog file: destroy needs its original request.
-    tenantRequest: item.request ?? '',
-    deletionPolicy,
-    dataRetained: deletionPolicy === 'retain',
-  };
+  // What the execution does, and the request its deploy job passes to the CDK app, come from the registry
+  // item the entry wrote, not from the input.
+  if (item.status !== 'provisioning' && item.status !== 'offboarding') {
+    throw new RequestRejected(
+      `tenant "${tenantId}" is ${item.status}, not being onboarded or offboarded: nothing was changed`,
+    );
+  }
+  const action = item.status === 'offboarding' ? 'offboard' : 'onboard';
+  const kept = item.request ?? '';
+  const tenantRequest =
+    action === 'onboard' && tenant.restore === true
+      ? JSON.stringify({ ...JSON.parse(kept), restore: true })
+      : kept;
+  return { ...tenant, action, tenantRequest };
 }
 
 async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Record<string, unknown>> {
@@ -204,7 +158,9 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
   if (!['TIMED_OUT', 'ABORTED', 'FAILED'].includes(e.status)) return { reconciled: false, why: e.status };
   let tenantId: unknown;
   try {
-    tenantId = (JSON.parse(e.input ?? '{}') as { request?: { tenantId?: unknown } }).request?.tenantId;
+    // The entry's input: the tenant it locked for this execution. Only a tenant this execution holds changes.
+    const input = JSON.parse(e.input ?? '{}') as { tenant?: { tenantId?: unknown } };
+    tenantId = input.tenant?.tenantId;
   } catch {
     tenantId = undefined;
   }

@@ -5,7 +5,7 @@ import * as ecr from 'aws-cdk-lib/aws-ecr';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { ssmNames } from '../../contracts';
+import { BOOTSTRAP_QUALIFIERS, ssmNames } from '../../contracts';
 
 const REPO_ROOT = path.join(__dirname, '..', '..');
 
@@ -24,11 +24,11 @@ export interface ApiImageRef {
 export interface ApiImageProps {
   /** @default 'arm64' - Graviton */
   readonly architecture?: ApiArchitecture;
-  /** @default 'hnb659fds' */
+  /** @default BOOTSTRAP_QUALIFIERS.platform */
   readonly bootstrapQualifier?: string;
 }
 
-const DEFAULT_QUALIFIER = 'hnb659fds';
+const DEFAULT_QUALIFIER = BOOTSTRAP_QUALIFIERS.platform;
 
 /** The build of the API image: its source (service/ with the data plane and contracts) and target platform. */
 function assetProps(architecture: ApiArchitecture): ecrAssets.DockerImageAssetProps {

@@ -9,11 +9,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
-import { HEALTH_PATH, IsolationModel, ssmNames, TenantPhase } from '../../contracts';
+import { HEALTH_PATH, IsolationModel, ssmNames, TenantPhase, wafLogGroupPrefix } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { apiContainerImage, ApiImageRef, cpuArchitecture } from './api-image';
-import { EncryptedLogGroup } from './encrypted-log-group';
-import { incarnationSuffix } from './names';
+import { EncryptedLogGroup, stackLogGroupName } from './encrypted-log-group';
 
 export interface ApiServiceProps {
   readonly vpc: ec2.IVpc;
@@ -205,7 +204,7 @@ export class ApiService extends Construct {
     // WAF only delivers to log groups whose name starts with aws-waf-logs-. The name carries the stack's
     // incarnation, so a kept log group never blocks the stack from being created again.
     const wafLogs = new logs.LogGroup(this, 'WafLogs', {
-      logGroupName: `aws-waf-logs-${Stack.of(this).stackName}-api-${incarnationSuffix(this)}`,
+      logGroupName: stackLogGroupName(this, 'WafLogs', wafLogGroupPrefix),
       encryptionKey: props.key,
       retention: logs.RetentionDays.ONE_YEAR,
       removalPolicy,

@@ -122,11 +122,12 @@ export class Cell extends Construct {
       },
     });
     this.database.allowFrom(this.api.securityGroup, 'API service');
-    // The API reads tenants' registry items, never writes them.
+    // The API reads tenants' registry items, never writes them; a silo's API reads its own tenant's item only.
     grantRegistry(this.api.taskDefinition.taskRole, registry, {
       sid: 'ReadTenantRegistry',
       actions: ['dynamodb:GetItem'],
       writes: false,
+      tenantId: props.siloTenantId,
     });
     if (!disposable) {
       this.backup = new Backup(this, 'Backup', {
@@ -143,6 +144,7 @@ export class Cell extends Construct {
       key: this.key.key,
       model: props.model,
       registry,
+      tenantId: props.siloTenantId,
       disposable,
     });
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {

@@ -2,6 +2,7 @@ import { Construct } from 'constructs';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import { logGroupPrefix, wafLogGroupPrefix } from '../../contracts';
 
 export interface DataKeyProps {
   /** What the key protects, shown in the KMS console. */
@@ -16,8 +17,8 @@ export interface DataKeyProps {
 
 /**
  * A customer-managed KMS key with yearly rotation. One per silo tenant (its data is readable only through its
- * own key, and revoking the key crypto-shreds the tenant) and one per shared stack. CloudWatch Logs in this
- * region may use it for log groups of this account only.
+ * own key, and revoking the key crypto-shreds the tenant) and one per shared stack. CloudWatch Logs may use it
+ * for this stack's own log groups only.
  */
 export class DataKey extends Construct {
   readonly key: kms.Key;
@@ -31,17 +32,19 @@ export class DataKey extends Construct {
       pendingWindow: Duration.days(30),
       removalPolicy: props.disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     });
+    // CloudWatch Logs may use the key only for this stack's own log groups (their names are under the stack's
+    // prefixes; see EncryptedLogGroup), never for any other log group in the account.
+    const logGroups = [logGroupPrefix, wafLogGroupPrefix].map(
+      (prefix) =>
+        `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:${prefix(stack.stackName)}*`,
+    );
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
-        sid: 'AllowCloudWatchLogsOfThisAccount',
+        sid: 'AllowCloudWatchLogsForThisStacksLogGroups',
         principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
         actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
         resources: ['*'],
-        conditions: {
-          ArnLike: {
-            'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*`,
-          },
-        },
+        conditions: { ArnLike: { 'kms:EncryptionContext:aws:logs:arn': logGroups } },
       }),
     );
   }

@@ -56,6 +56,14 @@ export function registryStatements(
   grant: RegistryGrant,
 ): iam.PolicyStatement[] {
   const region = Stack.of(scope).region;
+  // dynamodb:LeadingKeys limits only actions that name keys: a Scan or Query under ForAllValues would match an
+  // empty key set and reach every item.
+  const unscoped = grant.actions.filter((a) => !/^dynamodb:(GetItem|PutItem|UpdateItem|DeleteItem)$/.test(a));
+  if (grant.tenantId && unscoped.length > 0) {
+    throw new Error(
+      `registry grant ${grant.sid} for tenant "${grant.tenantId}": ${unscoped.join(', ')} cannot be limited to one tenant's item; grant only GetItem, PutItem, UpdateItem or DeleteItem`,
+    );
+  }
   return [
     new iam.PolicyStatement({
       sid: `${grant.sid}Items`,

@@ -26,6 +26,11 @@ export interface TenantProvisionerProps {
   readonly model: IsolationModel;
   /** The tenant registry (DynamoDB) the handler records tenants in. */
   readonly registry: RegistryRef;
+  /**
+   * The one tenant a silo's provisioner serves: it may write that tenant's registry item only.
+   * @default - the items of every tenant of its model (a shared cell's provisioner)
+   */
+  readonly tenantId?: string;
   /** @default false */
   readonly disposable?: boolean;
 }
@@ -109,6 +114,7 @@ export class TenantProvisioner extends Construct {
           sid: 'WriteRegistryEntries',
           actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
           writes: true,
+          tenantId: props.tenantId,
         }),
         new iam.PolicyStatement({
           sid: 'WriteOwnLogs',

@@ -5,18 +5,20 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { REQUEST_DETAIL_TYPES, REQUEST_SOURCE } from '../../contracts';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { ssmNames } from '../../contracts';
 import { DataKey } from '../constructs/data-key';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { registryRef } from '../constructs/registry-access';
 import { DeployProject } from '../constructs/onboarding/deploy-project';
+import { OnboardingEntry } from '../constructs/onboarding/onboarding-entry';
 import { OnboardingWorkflow } from '../constructs/onboarding/onboarding-workflow';
 import { WorkflowSteps } from '../constructs/onboarding/workflow-steps';
 
 export interface OnboardingStackProps extends StackProps {
   /**
    * The CDK bootstrap qualifier whose roles the deploy job may assume.
-   * @default 'hnb659fds'
+   * @default BOOTSTRAP_QUALIFIERS.platform
    */
   readonly bootstrapQualifier?: string;
   /**
@@ -24,13 +26,24 @@ export interface OnboardingStackProps extends StackProps {
    * @default - readiness from the ECS service and its load balancer targets
    */
   readonly domainName?: string;
+  /**
+   * IAM role or user ARNs that may request onboarding and offboarding within the catalog rules.
+   * @default - nobody
+   */
+  readonly requesters?: readonly string[];
+  /**
+   * IAM role or user ARNs that may also request what is outside the catalog rules.
+   * @default - nobody
+   */
+  readonly approvers?: readonly string[];
 }
 
 /**
- * The onboarding pipeline: an EventBridge request (`OnboardTenant` / `OffboardTenant` from the request source,
- * or a direct, IAM-authorized StartExecution) runs the workflow (OnboardingWorkflow) that validates it with the
- * catalog's rules, records the tenant's status in the registry, and runs the deploy job (DeployProject) that
- * deploys or destroys exactly one tenant stack. Its Lambda steps are WorkflowSteps.
+ * The onboarding pipeline: a request to the entry (OnboardingEntry, an IAM-authorized function URL that admits
+ * only the named requesters and approvers) is validated with the catalog's rules, locks its tenant in the
+ * registry and starts the workflow (OnboardingWorkflow), which records the tenant's status, runs the deploy job
+ * (DeployProject) that deploys or destroys exactly one tenant stack, and invites or disables the tenant's users.
+ * Its Lambda steps are WorkflowSteps.
  */
 export class OnboardingStack extends Stack {
   readonly stateMachine: sfn.StateMachine;
@@ -52,6 +65,7 @@ export class OnboardingStack extends Stack {
       key,
       logGroup: new EncryptedLogGroup(this, 'StepLogs', { key }),
       registry,
+      userPoolId: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolId),
     }).function;
     this.stateMachine = new OnboardingWorkflow(this, 'Workflow', {
       steps: this.steps,
@@ -87,20 +101,13 @@ export class OnboardingStack extends Stack {
       ],
     });
 
-    new events.Rule(this, 'Requests', {
-      description: 'Onboarding and offboarding requests',
-      eventPattern: {
-        source: [REQUEST_SOURCE],
-        detailType: [REQUEST_DETAIL_TYPES.onboard, REQUEST_DETAIL_TYPES.offboard],
-      },
-      targets: [
-        new targets.SfnStateMachine(this.stateMachine, {
-          input: events.RuleTargetInput.fromObject({
-            action: events.EventField.fromPath('$.detail-type'),
-            request: events.EventField.fromPath('$.detail'),
-          }),
-        }),
-      ],
+    new OnboardingEntry(this, 'Entry', {
+      stateMachine: this.stateMachine,
+      registry,
+      key,
+      logGroup: new EncryptedLogGroup(this, 'EntryLogs', { key }),
+      requesters: props.requesters,
+      approvers: props.approvers,
     });
   }
 }

@@ -30,7 +30,7 @@ export interface PlatformStackProps extends StackProps {
    * @default - an IPAM (Advanced tier) and a pool of SILO_IPAM_CIDR are created here
    */
   readonly siloIpamPoolId?: string;
-  /** @default 'hnb659fds' */
+  /** @default BOOTSTRAP_QUALIFIERS.platform */
   readonly bootstrapQualifier?: string;
 }
 
@@ -77,7 +77,10 @@ export class PlatformStack extends Stack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.appClient = this.userPool.addClient('AppClient', {
+      // Only what the API's clients use: SRP sign-in and refresh. No hosted-UI OAuth flows, callback URLs or
+      // scopes (CDK's defaults would add the implicit flow, an example.com callback and the admin scope).
       authFlows: { userSrp: true },
+      disableOAuth: true,
       generateSecret: false,
       preventUserExistenceErrors: true,
       accessTokenValidity: Duration.hours(1),

@@ -5,8 +5,8 @@ import * as ts from 'typescript';
 import {
   EVENT_SOURCE,
   PROVISIONER_RESOURCE_TYPES,
-  REQUEST_DETAIL_TYPES,
-  REQUEST_SOURCE,
+  BOOTSTRAP_QUALIFIERS,
+  PERMISSIONS_BOUNDARY_NAME,
   RESULT_DETAIL_TYPES,
   SSM_ROOT,
   STACK_NAMES,
@@ -53,15 +53,12 @@ const CONTAINED = [
   TENANT_CLAIM,
   TENANT_SETTING,
   TENANT_STACK_PREFIX,
-  REQUEST_SOURCE,
   EVENT_SOURCE,
+  PERMISSIONS_BOUNDARY_NAME,
+  ...Object.values(BOOTSTRAP_QUALIFIERS),
   ...Object.values(PROVISIONER_RESOURCE_TYPES),
 ];
-const WHOLE = [
-  ...Object.values(STACK_NAMES),
-  ...Object.values(REQUEST_DETAIL_TYPES),
-  ...Object.values(RESULT_DETAIL_TYPES),
-];
+const WHOLE = [...Object.values(STACK_NAMES), ...Object.values(RESULT_DETAIL_TYPES)];
 
 describe('contracts', () => {
   test('no source file outside contracts/ spells a contract value itself', () => {

@@ -12,7 +12,12 @@ import {
   GetItemCommand,
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { REGISTRY_KEY, RegistryItem, registryItemFromAttributes } from '../../contracts';
+import {
+  AdminGetUserCommand,
+  CognitoIdentityProviderClient,
+  CreateUserPoolCommand,
+} from '@aws-sdk/client-cognito-identity-provider';
+import { REGISTRY_KEY, RegistryItem, registryItemFromAttributes, TENANT_ID_ATTRIBUTE } from '../../contracts';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -32,6 +37,13 @@ export interface Moto {
   resetRegistry(): Promise<void>;
   get(tenantId: string): Promise<RegistryItem | undefined>;
   put(item: Record<string, unknown>): Promise<void>;
+  /** A new Cognito user pool shaped as the platform's (email sign-in, the immutable tenant attribute). */
+  createUserPool(): Promise<string>;
+  /** A user's attributes (by email) and whether it is enabled, or undefined. */
+  user(
+    userPoolId: string,
+    email: string,
+  ): Promise<{ enabled: boolean; attributes: Record<string, string> } | undefined>;
   stop(): Promise<void>;
 }
 
@@ -48,6 +60,7 @@ export async function startMoto(): Promise<Moto> {
   const endpoint = `http://127.0.0.1:${port}`;
   Object.assign(process.env, {
     AWS_ENDPOINT_URL_DYNAMODB: endpoint,
+    AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER: endpoint,
     AWS_ACCESS_KEY_ID: 'testing',
     AWS_SECRET_ACCESS_KEY: 'testing',
     AWS_REGION: 'us-east-1',
@@ -67,6 +80,7 @@ export async function startMoto(): Promise<Moto> {
     await new Promise((r) => setTimeout(r, 100));
   }
   const client = new DynamoDBClient({ endpoint, region: 'us-east-1' });
+  const cognito = new CognitoIdentityProviderClient({ endpoint, region: 'us-east-1' });
   const moto: Moto = {
     endpoint,
     client,
@@ -95,8 +109,31 @@ export async function startMoto(): Promise<Moto> {
       }
       await client.send(new PutItemCommand({ TableName: REGISTRY_TABLE, Item }));
     },
+    async createUserPool() {
+      const r = await cognito.send(
+        new CreateUserPoolCommand({
+          PoolName: `users-${Date.now()}`,
+          UsernameAttributes: ['email'],
+          Schema: [{ Name: TENANT_ID_ATTRIBUTE, AttributeDataType: 'String', Mutable: false }],
+        }),
+      );
+      return r.UserPool!.Id!;
+    },
+    async user(UserPoolId, Username) {
+      try {
+        const u = await cognito.send(new AdminGetUserCommand({ UserPoolId, Username }));
+        return {
+          enabled: u.Enabled !== false,
+          attributes: Object.fromEntries((u.UserAttributes ?? []).map((a) => [a.Name!, a.Value!])),
+        };
+      } catch (e) {
+        if ((e as Error).name === 'UserNotFoundException') return undefined;
+        throw e;
+      }
+    },
     async stop() {
       client.destroy();
+      cognito.destroy();
       if (child.exitCode === null) {
         await new Promise<void>((resolve) => {
           child.on('exit', () => resolve());

@@ -65,6 +65,6 @@ export function synthFleet(
 export function normalizeTemplate(template: unknown): unknown {
   const text = JSON.stringify(template)
     .replace(/[0-9a-f]{64}(\.zip)?/g, '<asset-hash>$1')
-    .replace(/"(cdk-hnb659fds-[a-z-]+-)\$\{AWS::AccountId\}/g, '"$1<account>');
+    .replace(/"(cdk-[a-z0-9]+-[a-z-]+-)\$\{AWS::AccountId\}/g, '"$1<account>');
   return JSON.parse(text);
 }

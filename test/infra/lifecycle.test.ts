@@ -137,7 +137,12 @@ describe('the fleet as built passes them, and is built for its whole life', () =
     const t = fleet.template('Tenant-northwind');
     t.hasResourceProperties('AWS::Logs::LogGroup', {
       LogGroupName: {
-        'Fn::Join': ['', Match.arrayWith([Match.stringLikeRegexp('^aws-waf-logs-Tenant-northwind-api-')])],
+        'Fn::Join': [
+          '',
+          Match.arrayWith([
+            Match.stringLikeRegexp('^aws-waf-logs-tenantforge/Tenant-northwind/Cell-Api-WafLogs-'),
+          ]),
+        ],
       },
     });
     t.hasResourceProperties('AWS::Backup::BackupVault', {

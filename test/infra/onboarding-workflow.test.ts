@@ -11,26 +11,42 @@ import {
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import type { LambdaFunctionURLEvent } from 'aws-lambda';
 import { Definition, definitionOf, execute, Execution, Json, StopExecution, TaskError } from '../helpers/asl';
 import { Moto, startMoto } from '../helpers/moto';
 import { synthFleet } from './fleet-helpers';
 
-// The synthesized onboarding state machine, executed: its Lambda steps are the real handler (the registry is
-// DynamoDB's API, from moto), the deploy job and EventBridge are scripted, and every other AWS service is stubbed
-// at the SDK boundary. A path that reads a field the input does not have fails here as it would in AWS.
+// The synthesized onboarding state machine, executed: requests go in through the real onboarding entry, its
+// Lambda steps are the real handler (the registry and the user pool are DynamoDB's and Cognito's APIs, from moto),
+// the deploy job and EventBridge are scripted, and every other AWS service is stubbed at the SDK boundary. A path
+// that reads a field the input does not have fails here as it would in AWS.
 const cfn = mockClient(CloudFormationClient);
 const ecs = mockClient(ECSClient);
 const elb = mockClient(ElasticLoadBalancingV2Client);
 const rds = mockClient(RDSClient);
 const ssm = mockClient(SSMClient);
+const sfn = mockClient(SFNClient);
 
+const STATE_MACHINE = 'arn:aws:states:us-east-1:111122223333:stateMachine:Workflow';
+const REQUESTER = 'arn:aws:iam::111122223333:role/onboarding-pipeline';
 let moto: Moto;
+let userPoolId: string;
 let steps: typeof import('../../lambda/onboarding');
+let entry: typeof import('../../lambda/onboarding-entry');
 let definition: Definition;
 
 beforeAll(async () => {
   moto = await startMoto();
+  userPoolId = await moto.createUserPool();
+  Object.assign(process.env, {
+    USER_POOL_ID: userPoolId,
+    STATE_MACHINE_ARN: STATE_MACHINE,
+    REQUESTERS: REQUESTER,
+    APPROVERS: '',
+  });
   steps = await import('../../lambda/onboarding');
+  entry = await import('../../lambda/onboarding-entry');
   definition = definitionOf(synthFleet().template('Onboarding').toJSON() as never);
 });
 afterAll(async () => {
@@ -50,7 +66,8 @@ let onBuild: (b: Build) => Promise<void> | void;
 let runs = 0;
 
 beforeEach(async () => {
-  [cfn, ecs, elb, rds, ssm].forEach((m) => m.reset());
+  [cfn, ecs, elb, rds, ssm, sfn].forEach((m) => m.reset());
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
   await moto.resetRegistry();
   builds = [];
   events = [];
@@ -81,8 +98,8 @@ beforeEach(async () => {
   cfn.on(DescribeStackEventsCommand).rejects(new Error('Stack with id Tenant-x does not exist'));
 });
 
-async function run(input: Record<string, unknown>): Promise<Execution & { id: string }> {
-  const id = `arn:aws:states:us-east-1:111122223333:execution:Workflow:run-${++runs}`;
+/** Runs the state machine on `input` as execution `id` (what StartExecution would do). */
+async function run(input: Record<string, unknown>, id: string): Promise<Execution & { id: string }> {
   const result = await execute(definition, input as Json, {
     executionId: id,
     async task(resource, parameters) {
@@ -114,8 +131,41 @@ async function run(input: Record<string, unknown>): Promise<Execution & { id: st
   return { ...result, id };
 }
 
-const onboard = (request: Record<string, unknown>) => run({ action: 'OnboardTenant', request });
-const offboard = (tenantId: string) => run({ action: 'OffboardTenant', request: { tenantId } });
+type Outcome =
+  | (Execution & { id: string; input: string })
+  | { status: 'REFUSED'; statusCode: number; cause: string; path: string[] };
+
+/**
+ * A request as a named requester sends it to the onboarding entry; when the entry starts the workflow, the
+ * execution it started runs, with the input and name the entry gave it.
+ */
+async function ask(action: 'onboard' | 'offboard', request: Record<string, unknown>): Promise<Outcome> {
+  const started = sfn.commandCalls(StartExecutionCommand).length;
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
+  const answer = await entry.handler({
+    body: JSON.stringify({ action, request }),
+    isBase64Encoded: false,
+    requestContext: {
+      http: { method: 'POST' },
+      authorizer: {
+        iam: { userArn: `arn:aws:sts::111122223333:assumed-role/onboarding-pipeline/ci-${++runs}` },
+      },
+    },
+  } as unknown as LambdaFunctionURLEvent);
+  const body = JSON.parse(answer.body);
+  if (answer.statusCode !== 202) {
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(started);
+    return { status: 'REFUSED', statusCode: answer.statusCode, cause: body.message, path: [] };
+  }
+  const call = sfn.commandCalls(StartExecutionCommand)[started].args[0].input;
+  const id = `${STATE_MACHINE.replace(':stateMachine:', ':execution:')}:${call.name}`;
+  expect(body.execution).toBe(id);
+  return { ...(await run(JSON.parse(call.input!), id)), input: call.input! };
+}
+
+const onboard = (request: Record<string, unknown>) =>
+  ask('onboard', { adminEmail: `admin@${String(request.tenantId)}.example`, ...request });
+const offboard = (tenantId: string) => ask('offboard', { tenantId });
 const failBuild = (b: Build) => {
   throw new TaskError(
     'States.TaskFailed',
@@ -128,14 +178,13 @@ describe('onboarding workflow, executed', () => {
     const r = await onboard({ tenantId: 'initrode', name: 'Initrode', model: 'silo' });
     expect(r.status).toBe('SUCCEEDED');
     expect(r.path).toEqual([
-      'Action',
-      'OnboardMode',
-      'Begin',
+      'Accept',
       'OnboardOrOffboard',
       'DeployCreatePhase',
       'CheckReady',
       'ProtectedResources',
       'DeploySteadyPhase',
+      'InviteAdmin',
       'MarkActive',
       'EmitOnboarded',
       'Onboarded',
@@ -154,7 +203,12 @@ describe('onboarding workflow, executed', () => {
     expect(item).toMatchObject({ status: 'active', model: 'silo' });
     expect(item!.lock).toBeUndefined();
     // Readiness was retried until the service reached steady state (simulated time).
-    expect(r.seconds).toBeGreaterThan(0);
+    expect((r as Execution).seconds).toBeGreaterThan(0);
+    // Its first administrator was invited, with the tenant claim set by the platform.
+    expect(await moto.user(userPoolId, 'admin@initrode.example')).toMatchObject({
+      enabled: true,
+      attributes: { 'custom:tenant_id': 'initrode' },
+    });
   });
 
   test('a pool tenant has nothing to protect: one deploy', async () => {
@@ -195,16 +249,33 @@ describe('onboarding workflow, executed', () => {
     expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
   });
 
-  test('an invalid request ends RequestRejected and never reaches the registry or the deploy job', async () => {
+  test('an invalid request is refused by the entry and never reaches the registry, the workflow or the deploy job', async () => {
     const r = await onboard({ tenantId: 'Acme!', model: 'pool' });
-    expect(r).toMatchObject({ status: 'FAILED', error: 'RequestRejected' });
-    expect(r.cause).toContain('field \\"id\\"');
+    expect(r).toMatchObject({ status: 'REFUSED', statusCode: 400 });
+    expect(r.cause).toContain('field "id"');
     expect(builds).toEqual([]);
     expect(events).toEqual([]);
   });
 
+  test('an execution started directly (not by the entry) is refused by its first step and changes nothing', async () => {
+    expect((await onboard({ tenantId: 'acme', model: 'pool' })).status).toBe('SUCCEEDED');
+    const before = await moto.get('acme');
+    builds = [];
+    events = [];
+    const forged = await run(
+      { action: 'offboard', tenant: { tenantId: 'acme', model: 'pool', dataRetained: false } },
+      'arn:aws:states:us-east-1:111122223333:execution:Workflow:forged',
+    );
+    expect(forged).toMatchObject({ status: 'FAILED', error: 'RequestRejected' });
+    expect(forged.path).toEqual(['Accept', 'RequestRejected']);
+    expect(forged.cause).toContain('does not hold tenant \\"acme\\"');
+    expect(builds).toEqual([]);
+    expect(events).toEqual([]);
+    expect(await moto.get('acme')).toEqual(before);
+  });
+
   test('a duplicate request, and an offboarding, arriving during an onboarding are refused and change nothing', async () => {
-    const during: Execution[] = [];
+    const during: Outcome[] = [];
     onBuild = async (b) => {
       if (b.phase === 'create') {
         during.push(await onboard({ tenantId: 'initrode', model: 'pool' }));
@@ -213,10 +284,7 @@ describe('onboarding workflow, executed', () => {
     };
     const first = await onboard({ tenantId: 'initrode', model: 'pool' });
     expect(first.status).toBe('SUCCEEDED');
-    expect(during.map((d) => [d.status, d.error])).toEqual([
-      ['FAILED', 'RequestRejected'],
-      ['FAILED', 'RequestRejected'],
-    ]);
+    expect(during.map((d) => d.status)).toEqual(['REFUSED', 'REFUSED']);
     expect(during[0].cause).toContain('is being changed by another request');
     expect(builds).toHaveLength(1);
     expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
@@ -226,7 +294,10 @@ describe('onboarding workflow, executed', () => {
     onBuild = () => {
       throw new StopExecution('TIMED_OUT');
     };
-    const r = await onboard({ tenantId: 'initrode', model: 'pool' });
+    const r = (await onboard({ tenantId: 'initrode', model: 'pool' })) as Execution & {
+      id: string;
+      input: string;
+    };
     expect(r.status).toBe('TIMED_OUT');
     expect(await moto.get('initrode')).toMatchObject({ status: 'provisioning' });
     // What the ReconcileEndedExecutions rule sends the step function.
@@ -234,7 +305,7 @@ describe('onboarding workflow, executed', () => {
       step: 'reconcile',
       executionArn: r.id,
       status: r.status,
-      input: JSON.stringify({ action: 'OnboardTenant', request: { tenantId: 'initrode', model: 'pool' } }),
+      input: r.input,
     });
     const item = await moto.get('initrode');
     expect(item).toMatchObject({ status: 'failed' });
@@ -247,9 +318,9 @@ describe('onboarding workflow, executed', () => {
       // Someone reconciled the tenant meanwhile: this execution no longer holds it.
       await steps.handler({
         step: 'reconcile',
-        executionArn: `arn:aws:states:us-east-1:111122223333:execution:Workflow:run-${runs}`,
+        executionArn: (await moto.get(b.tenantId))!.lock!,
         status: 'ABORTED',
-        input: JSON.stringify({ request: { tenantId: b.tenantId } }),
+        input: JSON.stringify({ tenant: { tenantId: b.tenantId } }),
       });
       failBuild(b);
     };
@@ -287,10 +358,9 @@ describe('offboarding workflow, executed', () => {
     const r = await offboard('northwind');
     expect(r.status).toBe('SUCCEEDED');
     expect(r.path).toEqual([
-      'Action',
-      'OffboardMode',
-      'Begin',
+      'Accept',
       'OnboardOrOffboard',
+      'DisableUsers',
       'IsSilo',
       'FinalSnapshot',
       'WaitForSnapshot',
@@ -314,6 +384,8 @@ describe('offboarding workflow, executed', () => {
     expect(item).toMatchObject({ status: 'offboarded', dataRetained: true });
     expect(item!.finalSnapshotId).toMatch(/^northwind-final-/);
     expect(item!.lock).toBeUndefined();
+    // Its users lost access before anything else happened.
+    expect((await moto.user(userPoolId, 'admin@northwind.example'))!.enabled).toBe(false);
   });
 
   test('onboarding the same id again is refused, then accepted as an explicit restore that brings its data back', async () => {
@@ -321,7 +393,7 @@ describe('offboarding workflow, executed', () => {
     expect((await offboard('northwind')).status).toBe('SUCCEEDED');
     builds = [];
     const again = await onboard({ tenantId: 'northwind', model: 'silo' });
-    expect(again).toMatchObject({ status: 'FAILED', error: 'RequestRejected' });
+    expect(again).toMatchObject({ status: 'REFUSED', statusCode: 400 });
     expect(again.cause).toContain('ids are never reused for a new customer');
     expect(builds).toEqual([]);
     const restored = await onboard({ tenantId: 'northwind', model: 'silo', restore: true });
@@ -330,6 +402,7 @@ describe('offboarding workflow, executed', () => {
     expect(request).toMatchObject({ id: 'northwind', restore: true });
     expect(request.settings.restoredFromSnapshot).toMatch(/^northwind-final-/);
     expect(await moto.get('northwind')).toMatchObject({ status: 'active' });
+    expect((await moto.user(userPoolId, 'admin@northwind.example'))!.enabled).toBe(true);
   });
 
   test('a failed destroy leaves the tenant failed with the reason and emits TenantOffboardingFailed', async () => {

@@ -1,5 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { definitionOf } from '../helpers/asl';
+import * as path from 'path';
+import { sourceDigest, verifierScript } from '../../lib/source-digest';
 import { synthFleet } from './fleet-helpers';
 
 // The pipeline's shape and permissions as deployed; its paths are executed in onboarding-workflow.test.ts.
@@ -24,7 +26,7 @@ describe('onboarding pipeline', () => {
   test('every task after the request is accepted catches every error into the failure path', () => {
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     for (const [name, s] of tasks) {
-      if (name === 'Begin' || FAILURE_PATH.includes(name)) continue;
+      if (name === 'Accept' || FAILURE_PATH.includes(name)) continue;
       expect({ name, catch: s.Catch }).toEqual({
         name,
         catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ReadFailureReason' }],
@@ -39,11 +41,16 @@ describe('onboarding pipeline', () => {
     ]);
   });
 
-  test('a request is accepted by one step that validates it and takes the tenant lock; rejection ends it there', () => {
-    expect(states.Begin.Catch).toEqual([
+  test('the first step admits only the execution holding its lock (taken by the entry); rejection ends it there', () => {
+    expect(def.StartAt).toBe('Accept');
+    expect(states.Accept.Catch).toEqual([
       { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'RequestRejected' },
     ]);
-    expect(states.Begin.Parameters).toMatchObject({ 'execution.$': '$$.Execution.Id' });
+    expect(states.Accept.Parameters).toMatchObject({
+      'execution.$': '$$.Execution.Id',
+      'input.$': '$',
+      step: 'accept',
+    });
     expect(states.RequestRejected).toMatchObject({ Type: 'Fail', Error: 'RequestRejected' });
   });
 
@@ -87,19 +94,33 @@ describe('onboarding pipeline', () => {
     });
   });
 
-  test('the deploy job installs from the lockfile only, builds no image, and assumes only the deploy and file-publishing roles', () => {
+  test('the deploy job verifies its source, installs from the lockfile only, builds no image, and assumes only the tenant bootstrap roles', () => {
     const project = Object.values(resources).find((r) => r.Type === 'AWS::CodeBuild::Project')!;
     const buildspec = JSON.parse((project.Properties.Source as { BuildSpec: string }).BuildSpec);
-    expect(buildspec.phases.install.commands).toEqual(['npm ci --ignore-scripts --no-audit --no-fund']);
+    expect(buildspec.phases.install.commands).toEqual([
+      'node -e "$VERIFY_SOURCE"',
+      'npm ci --ignore-scripts --no-audit --no-fund',
+    ]);
+    expect(buildspec.env.variables.SOURCE_DIGEST).toBe(sourceDigest(path.join(__dirname, '..', '..')));
+    expect(buildspec.env.variables.VERIFY_SOURCE).toBe(verifierScript());
     expect(buildspec.phases.build.commands[0]).toContain('-c "tenantPhase=$TENANT_PHASE"');
     expect(buildspec.phases.build.commands[0]).not.toMatch(/docker|--build/);
     expect(project.Properties.Environment).toMatchObject({ PrivilegedMode: false });
-    const assume = statementsOf('DeployTenantRole').find((s) => s.Sid === 'AssumeCdkBootstrapRoles')!;
+    const assume = statementsOf('DeployTenantRole').find((s) => s.Sid === 'AssumeTenantBootstrapRoles')!;
     expect(assume.Action).toEqual(['sts:AssumeRole', 'sts:TagSession']);
     const roles = JSON.stringify(assume.Resource);
-    expect(roles).toContain('role/cdk-hnb659fds-deploy-role-');
-    expect(roles).toContain('role/cdk-hnb659fds-file-publishing-role-');
-    expect(roles).not.toMatch(/image-publishing|lookup/);
+    expect(roles).toContain('role/cdk-tftenants-deploy-role-');
+    expect(roles).toContain('role/cdk-tftenants-file-publishing-role-');
+    expect(roles).not.toMatch(/hnb659fds|image-publishing|lookup/);
+    // Only the workflow starts builds: no other policy in the stack names codebuild:StartBuild.
+    const starters = Object.entries(resources).filter(
+      ([, r]) =>
+        r.Type === 'AWS::IAM::Policy' &&
+        JSON.stringify(r.Properties.PolicyDocument).includes('codebuild:StartBuild'),
+    );
+    expect(starters.map(([, r]) => JSON.stringify(r.Properties.Roles))).toEqual([
+      expect.stringMatching(/WorkflowRole/),
+    ]);
   });
 
   test('no policy grants "*" actions; the steps cannot modify a database, only snapshot a silo one', () => {
@@ -150,10 +171,73 @@ describe('onboarding pipeline', () => {
     });
   });
 
-  test('requests arrive as EventBridge events and start the workflow', () => {
-    t.hasResourceProperties('AWS::Events::Rule', {
-      EventPattern: { source: ['tenantforge.requests'], 'detail-type': ['OnboardTenant', 'OffboardTenant'] },
-      Targets: [Match.objectLike({ Arn: { Ref: Match.stringLikeRegexp('Workflow') } })],
+  test('requests come only through the IAM-authorized entry: no event rule starts the workflow', () => {
+    const rules = Object.values(resources).filter((r) => r.Type === 'AWS::Events::Rule');
+    expect(rules.map((r) => JSON.stringify(r.Properties.EventPattern))).toEqual([
+      expect.stringContaining('"source":["aws.states"]'),
+    ]);
+    t.hasResourceProperties('AWS::Lambda::Url', { AuthType: 'AWS_IAM' });
+    // Only the entry may start the workflow.
+    const starters = Object.values(resources).filter(
+      (r) =>
+        r.Type === 'AWS::IAM::Policy' &&
+        JSON.stringify(r.Properties.PolicyDocument).includes('states:StartExecution'),
+    );
+    expect(starters.map((r) => JSON.stringify(r.Properties.Roles))).toEqual([expect.stringMatching(/Entry/)]);
+    // With no principals named, nobody may call the entry: no invoke permission at all.
+    expect(Object.values(resources).filter((r) => r.Type === 'AWS::Lambda::Permission')).toHaveLength(1);
+  });
+
+  test('the steps manage users only in the platform user pool, and the entry writes the registry', () => {
+    const cognito = statementsOf('StepsServiceRole').find((s) => s.Sid === 'ManageTenantUsers')!;
+    expect(JSON.stringify(cognito.Resource)).toContain(':userpool/');
+    expect(cognito.Action).not.toContain('cognito-idp:AdminUpdateUserAttributes');
+    expect(statementsOf('EntryServiceRole').map((s) => s.Sid)).toEqual(
+      expect.arrayContaining(['TenantRegistryItems', 'TenantRegistryKey']),
+    );
+  });
+});
+
+describe('onboarding entry with named principals', () => {
+  const REQUESTER = 'arn:aws:iam::111122223333:role/onboarding-pipeline';
+  const APPROVER = 'arn:aws:iam::111122223333:user/cfo';
+  const named = synthFleet(undefined, { onboarding: { requesters: [REQUESTER], approvers: [APPROVER] } });
+  const o = named.template('Onboarding');
+
+  test('only they may invoke the function URL (both permissions AWS requires), and the function knows them', () => {
+    const perms = Object.values(o.findResources('AWS::Lambda::Permission')).map(
+      (r) => (r as { Properties: Record<string, unknown> }).Properties,
+    );
+    const byPrincipal = (p: string) =>
+      perms
+        .filter((x) => x.Principal === p)
+        .map((x) => x.Action)
+        .sort();
+    expect(byPrincipal(REQUESTER)).toEqual(['lambda:InvokeFunction', 'lambda:InvokeFunctionUrl']);
+    expect(byPrincipal(APPROVER)).toEqual(['lambda:InvokeFunction', 'lambda:InvokeFunctionUrl']);
+    expect(
+      perms.find((x) => x.Action === 'lambda:InvokeFunction' && x.Principal === REQUESTER),
+    ).toMatchObject({
+      InvokedViaFunctionUrl: true,
     });
+    expect(
+      perms.find((x) => x.Action === 'lambda:InvokeFunctionUrl' && x.Principal === REQUESTER),
+    ).toMatchObject({
+      FunctionUrlAuthType: 'AWS_IAM',
+    });
+    o.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: Match.objectLike({ REQUESTERS: REQUESTER, APPROVERS: APPROVER }),
+      },
+    });
+  });
+
+  test('a principal that is not an IAM role or user ARN is refused at synth, with the option to fix', () => {
+    expect(() =>
+      synthFleet(undefined, { onboarding: { requesters: ['arn:aws:iam::111122223333:root'] } }),
+    ).toThrow('-c onboardingRequesters: "arn:aws:iam::111122223333:root" is not an IAM role or user ARN');
+    expect(() => synthFleet(undefined, { onboarding: { approvers: ['*'] } })).toThrow(
+      '-c onboardingApprovers: "*"',
+    );
   });
 });

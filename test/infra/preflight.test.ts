@@ -1,3 +1,4 @@
+import * as fs from 'fs';
 import * as path from 'path';
 import { mockClient } from 'aws-sdk-client-mock';
 import { ACMClient, DescribeCertificateCommand } from '@aws-sdk/client-acm';
@@ -71,7 +72,15 @@ describe('npm run preflight', () => {
     expect(checks.find((c) => c.name === 'credentials')).toMatchObject({ ok: true });
     expect(checks.find((c) => c.name === 'CDK bootstrap')).toMatchObject({
       ok: false,
-      fix: expect.stringContaining('npx cdk bootstrap aws://<account>/us-east-1'),
+      fix: expect.stringContaining(
+        'npx cdk bootstrap aws://<account>/us-east-1 --cloudformation-execution-policies arn:aws:iam::<account>:policy/tenantforge-platform-1,arn:aws:iam::<account>:policy/tenantforge-platform-2',
+      ),
+    });
+    expect(checks.find((c) => c.name === 'CDK bootstrap (tenants)')).toMatchObject({
+      ok: false,
+      fix: expect.stringContaining(
+        'npx cdk bootstrap aws://<account>/us-east-1 --qualifier tftenants --toolkit-stack-name CDKToolkit-tenants --cloudformation-execution-policies arn:aws:iam::<account>:policy/tenantforge-tenants-1,',
+      ),
     });
     expect(checks.find((c) => c.name === 'certificate')).toMatchObject({
       ok: false,
@@ -80,7 +89,11 @@ describe('npm run preflight', () => {
     // 1 VPC in use + 4 to add = 5 <= 5; Elastic IPs 0 + 4 <= 5: both fit, just.
     expect(checks.find((c) => c.name === 'VPCs per Region')).toMatchObject({ ok: true });
     expect(checks.find((c) => c.name === 'Docker')).toMatchObject({ ok: false });
-    expect(text).toContain('preflight: 3 things to fix before deploying');
+    expect(text).toContain('preflight: 4 things to fix before deploying');
+    // The README shows exactly this output.
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const shown = /`npm run preflight` on a fresh account[^\n]*\n\n```\n([\s\S]*?)\n```/.exec(readme);
+    expect(shown?.[1]).toBe(text);
   });
 
   test('a third silo on a fresh account goes over the default VPC quota, and the fix names the increase', async () => {
@@ -97,9 +110,11 @@ describe('npm run preflight', () => {
 
   test('a ready account passes every check', async () => {
     freshAccount();
-    ssm
-      .on(GetParameterCommand, { Name: '/cdk-bootstrap/hnb659fds/version' })
-      .resolves({ Parameter: { Value: '30' } });
+    for (const q of ['hnb659fds', 'tftenants']) {
+      ssm
+        .on(GetParameterCommand, { Name: `/cdk-bootstrap/${q}/version` })
+        .resolves({ Parameter: { Value: '30' } });
+    }
     ssm
       .on(GetParameterCommand, { Name: '/tenantforge/platform/certificate-arn' })
       .resolves({ Parameter: { Value: 'arn:aws:acm:us-east-1:111122223333:certificate/abc' } });

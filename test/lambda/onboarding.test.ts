@@ -23,9 +23,14 @@ const ssm = mockClient(SSMClient);
 
 let moto: Moto;
 let steps: typeof import('../../lambda/onboarding');
+let beginning: typeof import('../../lambda/onboarding/begin');
+let userPoolId: string;
 beforeAll(async () => {
   moto = await startMoto();
+  userPoolId = await moto.createUserPool();
+  process.env.USER_POOL_ID = userPoolId;
   steps = await import('../../lambda/onboarding');
+  beginning = await import('../../lambda/onboarding/begin');
 });
 afterAll(async () => {
   await moto.stop();
@@ -37,18 +42,20 @@ beforeEach(async () => {
 
 const EXEC_A = 'arn:aws:states:us-east-1:111122223333:execution:Workflow:a';
 const EXEC_B = 'arn:aws:states:us-east-1:111122223333:execution:Workflow:b';
+const OPS = 'arn:aws:iam::111122223333:role/ops';
+const ADMIN = 'admin@initrode.example';
+/** What the onboarding entry does once it has checked who asks (lambda/onboarding-entry tests that part). */
 const begin = (
   request: Record<string, unknown>,
   execution = EXEC_A,
   action: 'onboard' | 'offboard' = 'onboard',
-) =>
-  steps.handler({
-    step: 'begin',
-    action,
-    request,
-    execution,
-    requestedBy: 'arn:aws:iam::111122223333:role/ops',
-  });
+  approver = false,
+) => {
+  const who = { execution, requestedBy: OPS, approver };
+  return action === 'onboard'
+    ? beginning.beginOnboarding({ adminEmail: ADMIN, ...request }, who)
+    : beginning.beginOffboarding(request, who);
+};
 
 describe('begin: onboarding', () => {
   test('accepts a new tenant, locks it for this execution and records the request and who made it', async () => {
@@ -56,13 +63,14 @@ describe('begin: onboarding', () => {
       tenantId: 'initrode',
       name: 'Initrode',
       model: 'silo',
-      settings: { multiAz: false },
+      settings: { instanceClass: 't4g.large' },
+      adminEmail: 'Admin@Initrode.example',
     });
     const request = JSON.stringify({
       id: 'initrode',
       name: 'Initrode',
       model: 'silo',
-      settings: { multiAz: false },
+      settings: { instanceClass: 't4g.large' },
     });
     expect(r).toEqual({
       tenantId: 'initrode',
@@ -72,15 +80,55 @@ describe('begin: onboarding', () => {
       stackName: 'Tenant-initrode',
       tenantRequest: request,
       restore: false,
+      adminEmail: 'admin@initrode.example',
     });
     expect(await moto.get('initrode')).toMatchObject({
       status: 'provisioning',
       model: 'silo',
       lock: EXEC_A,
       request,
-      requestedBy: 'arn:aws:iam::111122223333:role/ops',
+      requestedBy: OPS,
       deletionPolicy: 'retain',
     });
+  });
+
+  test.each([
+    [{ settings: { multiAz: false } }, 'settings.multiAz false (a single-AZ database)'],
+    [{ settings: { deletionPolicy: 'destroy' } }, 'settings.deletionPolicy "destroy"'],
+    [
+      { settings: { instanceClass: 'r6g.16xlarge' } },
+      'settings.instanceClass "r6g.16xlarge" (outside t4g.medium, t4g.large, r6g.large, r7g.large)',
+    ],
+  ])(
+    'a request outside the catalog rules (%j) needs an approver: refused from a requester, nothing written',
+    async (extra, reason) => {
+      const request = { tenantId: 'initrode', model: 'silo', ...extra };
+      const refused = begin(request);
+      await expect(refused).rejects.toThrow(beginning.ApprovalRequired);
+      await expect(begin(request)).rejects.toThrow(`onboard request: tenant "initrode" asks for ${reason}`);
+      expect(await moto.get('initrode')).toBeUndefined();
+      await begin(request, EXEC_A, 'onboard', true);
+      expect(await moto.get('initrode')).toMatchObject({
+        status: 'provisioning',
+        lock: EXEC_A,
+        requestedBy: `${OPS} (approver)`,
+      });
+    },
+  );
+
+  test('a new tenant must name its first administrator', async () => {
+    await expect(
+      beginning.beginOnboarding(
+        { tenantId: 'initrode', model: 'pool' },
+        { execution: EXEC_A, requestedBy: OPS, approver: false },
+      ),
+    ).rejects.toThrow(
+      `"adminEmail" is undefined: give the email address of the tenant's first administrator`,
+    );
+    await expect(begin({ tenantId: 'initrode', model: 'pool', adminEmail: 'not-an-email' })).rejects.toThrow(
+      '"adminEmail" is "not-an-email"',
+    );
+    expect(await moto.get('initrode')).toBeUndefined();
   });
 
   test.each([
@@ -100,7 +148,7 @@ describe('begin: onboarding', () => {
     expect(await moto.get('initrode')).toBeUndefined();
   });
 
-  test('a duplicate request (EventBridge delivers at least once) is refused while the first holds the tenant', async () => {
+  test('a duplicate request is refused while the first holds the tenant', async () => {
     await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
     await expect(begin({ tenantId: 'initrode', model: 'pool' }, EXEC_B)).rejects.toThrow(
       `tenant "initrode" is being changed by another request (${EXEC_A}): nothing was changed`,
@@ -225,6 +273,99 @@ describe('begin: offboarding', () => {
   });
 });
 
+describe('accept: the first step admits only an execution the entry locked the tenant for', () => {
+  const accept = (execution: string, input: Record<string, unknown>) =>
+    steps.handler({ step: 'accept', execution, input } as never);
+
+  test('an execution holding the lock is admitted, with what it does taken from the registry', async () => {
+    const tenant = await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    const r = await accept(EXEC_A, { action: 'onboard', tenant });
+    expect(r).toEqual({ ...tenant, action: 'onboard' });
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: '{"id":"acme"}' });
+    const leaving = await begin({ tenantId: 'acme' }, EXEC_B, 'offboard');
+    expect(await accept(EXEC_B, { tenant: leaving })).toMatchObject({
+      tenantId: 'acme',
+      action: 'offboard',
+      tenantRequest: '{"id":"acme"}',
+    });
+  });
+
+  test('a StartExecution from anyone else (forged input, another execution, no lock) changes nothing', async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: '{"id":"acme"}' });
+    const before = await moto.get('acme');
+    // Straight to the state machine, bypassing the entry: nothing holds acme for this execution.
+    await expect(
+      accept(EXEC_A, { action: 'offboard', tenant: { tenantId: 'acme', model: 'pool' } }),
+    ).rejects.toThrow(
+      `execution ${EXEC_A} does not hold tenant "acme" (it was not accepted by the onboarding entry): nothing was changed`,
+    );
+    await expect(accept(EXEC_A, { action: 'onboard', request: { tenantId: 'acme' } })).rejects.toThrow(
+      'this execution was not started by the onboarding entry',
+    );
+    await expect(accept(EXEC_A, { tenant: { tenantId: "acme'; --", model: 'pool' } })).rejects.toThrow(
+      steps.RequestRejected,
+    );
+    // Another execution's lock, and a forged request riding on it, are refused just the same.
+    const tenant = await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    await expect(accept(EXEC_B, { tenant })).rejects.toThrow(`execution ${EXEC_B} does not hold`);
+    const forged = { ...tenant, tenantRequest: '{"id":"initrode","model":"pool","settings":{"x":1}}' };
+    expect((await accept(EXEC_A, { tenant: forged })).tenantRequest).toBe(tenant.tenantRequest);
+    expect(await moto.get('acme')).toEqual(before);
+  });
+});
+
+describe("a tenant's users (Cognito's API, moto)", () => {
+  test('onboarding invites the first administrator with the tenant claim set by the platform', async () => {
+    const r = await steps.handler({
+      step: 'inviteAdmin',
+      tenant: { tenantId: 'initrode', model: 'pool', adminEmail: 'boss@initrode.example' },
+    });
+    expect(r).toEqual({ invited: 'boss@initrode.example' });
+    const user = await moto.user(userPoolId, 'boss@initrode.example');
+    expect(user).toMatchObject({ enabled: true, attributes: { 'custom:tenant_id': 'initrode' } });
+    // A retried step finds its own user and carries on.
+    await expect(
+      steps.handler({
+        step: 'inviteAdmin',
+        tenant: { tenantId: 'initrode', model: 'pool', adminEmail: 'boss@initrode.example' },
+      }),
+    ).resolves.toEqual({ invited: 'boss@initrode.example' });
+  });
+
+  test("an email that is already another tenant's user is refused, and that user is untouched", async () => {
+    await steps.handler({
+      step: 'inviteAdmin',
+      tenant: { tenantId: 'acme', model: 'pool', adminEmail: 'shared@example.com' },
+    });
+    await expect(
+      steps.handler({
+        step: 'inviteAdmin',
+        tenant: { tenantId: 'initrode', model: 'pool', adminEmail: 'shared@example.com' },
+      }),
+    ).rejects.toThrow('shared@example.com is already a user of another tenant');
+    expect((await moto.user(userPoolId, 'shared@example.com'))!.attributes['custom:tenant_id']).toBe('acme');
+  });
+
+  test("offboarding disables every user of the tenant and no other tenant's; a restore enables them", async () => {
+    for (const [tenantId, adminEmail] of [
+      ['umbrella', 'a@umbrella.example'],
+      ['hooli', 'a@hooli.example'],
+    ]) {
+      await steps.handler({ step: 'inviteAdmin', tenant: { tenantId, model: 'bridge', adminEmail } });
+    }
+    expect(await steps.handler({ step: 'disableUsers', tenantId: 'umbrella' })).toEqual({ disabled: 1 });
+    expect((await moto.user(userPoolId, 'a@umbrella.example'))!.enabled).toBe(false);
+    expect((await moto.user(userPoolId, 'a@hooli.example'))!.enabled).toBe(true);
+    // A tenant that never had users (or whose group is gone): nothing to disable, and no failure.
+    expect(await steps.handler({ step: 'disableUsers', tenantId: 'nobody' })).toEqual({ disabled: 0 });
+    await steps.handler({
+      step: 'inviteAdmin',
+      tenant: { tenantId: 'umbrella', model: 'bridge', restore: true },
+    });
+    expect((await moto.user(userPoolId, 'a@umbrella.example'))!.enabled).toBe(true);
+  });
+});
+
 describe('setStatus and reconcile', () => {
   test('status changes need the lock; the last one releases it and clears an old failure', async () => {
     await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
@@ -272,7 +413,11 @@ describe('setStatus and reconcile', () => {
       step: 'reconcile',
       executionArn: EXEC_A,
       status: 'TIMED_OUT',
-      input: JSON.stringify({ action: 'OnboardTenant', request: { tenantId: 'initrode', model: 'pool' } }),
+      input: JSON.stringify({
+        action: 'onboard',
+        request: { tenantId: 'initrode', model: 'pool' },
+        tenant: { tenantId: 'initrode', model: 'pool' },
+      }),
     });
     expect(r).toEqual({ reconciled: true, tenantId: 'initrode' });
     const item = await moto.get('initrode');
@@ -294,7 +439,7 @@ describe('setStatus and reconcile', () => {
       step: 'reconcile',
       executionArn: EXEC_A,
       status: 'FAILED',
-      input: JSON.stringify({ request: { tenantId: 'initrode' } }),
+      input: JSON.stringify({ tenant: { tenantId: 'initrode' } }),
     });
     expect(r).toEqual({ reconciled: false, tenantId: 'initrode' });
     expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
@@ -449,7 +594,7 @@ describe('checkReady', () => {
 });
 
 describe('bundles', () => {
-  test.each(['onboarding', 'tenant-provisioner'])(
+  test.each(['onboarding', 'onboarding-entry', 'tenant-provisioner'])(
     'the %s Lambda bundle pulls in neither aws-cdk-lib nor constructs (it stays small)',
     async (name) => {
       const { build } = await import('esbuild');

@@ -6,8 +6,9 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
-import { TENANT_STACK_PREFIX } from '../../../contracts';
+import { BOOTSTRAP_QUALIFIERS, TENANT_STACK_PREFIX } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../../nag';
+import { SOURCE_EXCLUDES, sourceDigest, verifierScript } from '../../source-digest';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
 
@@ -17,8 +18,8 @@ export interface DeployProjectProps {
   /** Where the build logs go. */
   readonly logGroup: logs.ILogGroup;
   /**
-   * The CDK bootstrap qualifier whose roles the deploy job may assume.
-   * @default 'hnb659fds'
+   * The CDK bootstrap qualifier of the shared stacks (where this stack's own assets, the job's source, are).
+   * @default BOOTSTRAP_QUALIFIERS.platform
    */
   readonly bootstrapQualifier?: string;
 }
@@ -26,21 +27,25 @@ export interface DeployProjectProps {
 /**
  * The CodeBuild project that deploys or destroys exactly one tenant stack
  * (`cdk deploy Tenant-<id> -c tenant=<id> --exclusively`), from this app's source uploaded as a CDK asset.
- * Its role can do nothing but assume the CDK bootstrap roles of this account and region.
+ * Its role can do nothing but assume the deploy and file-publishing roles of the tenants' CDK bootstrap
+ * (BOOTSTRAP_QUALIFIERS.tenants), whose execution role can create only what tenant stacks hold.
  */
 export class DeployProject extends Construct {
   readonly project: codebuild.Project;
+  private readonly sourceQualifier: string;
 
   constructor(scope: Construct, id: string, props: DeployProjectProps) {
     super(scope, id);
     const stack = Stack.of(this);
-    const qualifier = props.bootstrapQualifier ?? 'hnb659fds';
+    this.sourceQualifier = props.bootstrapQualifier ?? BOOTSTRAP_QUALIFIERS.platform;
+    // Tenant stacks deploy through the tenants' bootstrap: the only roles this job may assume.
+    const qualifier = BOOTSTRAP_QUALIFIERS.tenants;
 
     // The app's source, as the deploy job runs it.
-    const source = new s3assets.Asset(this, 'AppSource', {
-      path: REPO_ROOT,
-      exclude: ['node_modules', 'cdk.out', 'cdk.out.*', '.local', '.git', 'coverage', '.bench'],
-    });
+    const source = new s3assets.Asset(this, 'AppSource', { path: REPO_ROOT, exclude: SOURCE_EXCLUDES });
+    // The job checks the unpacked source against what this synth uploaded before it installs or runs anything
+    // (lib/source-digest.ts): whoever can write the bootstrap bucket still cannot change what it deploys.
+    const digest = sourceDigest(REPO_ROOT);
 
     // "Default": the project is this construct's resource, and keeps the logical id it had at the stack's root.
     this.project = new codebuild.Project(this, 'Default', {
@@ -56,12 +61,16 @@ export class DeployProject extends Construct {
       logging: { cloudWatch: { logGroup: props.logGroup } },
       buildSpec: codebuild.BuildSpec.fromObject({
         version: '0.2',
-        env: { shell: 'bash' },
+        env: {
+          shell: 'bash',
+          variables: { SOURCE_DIGEST: digest, VERIFY_SOURCE: verifierScript() },
+        },
         phases: {
-          // Exactly what the lockfile pins, and no package's install scripts run.
+          // The source is the one the synth uploaded; then exactly what the lockfile pins, and no package's
+          // install scripts run.
           install: {
             'runtime-versions': { nodejs: '22' },
-            commands: ['npm ci --ignore-scripts --no-audit --no-fund'],
+            commands: ['node -e "$VERIFY_SOURCE"', 'npm ci --ignore-scripts --no-audit --no-fund'],
           },
           build: {
             commands: [
@@ -81,7 +90,7 @@ export class DeployProject extends Construct {
     // region, which CloudFormation uses to deploy. No "*" action on "*".
     this.project.addToRolePolicy(
       new iam.PolicyStatement({
-        sid: 'AssumeCdkBootstrapRoles',
+        sid: 'AssumeTenantBootstrapRoles',
         actions: ['sts:AssumeRole', 'sts:TagSession'],
         // No image-publishing (the image is published once per release) and no lookup role (no lookups).
         resources: ['deploy', 'file-publishing'].map(
@@ -128,7 +137,7 @@ export class DeployProject extends Construct {
       ],
       ['Action::s3:List*', 'CDK asset grant: read the app source bundle from the bootstrap asset bucket.'],
       [
-        `Resource::${arn('s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{region}/*')}`,
+        `Resource::${arn(`s3:::cdk-${this.sourceQualifier}-assets-<AWS::AccountId>-{region}/*`)}`,
         'CDK asset grant: objects of the bootstrap asset bucket, where the app source bundle is; read only.',
       ],
       [

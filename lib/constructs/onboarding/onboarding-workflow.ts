@@ -9,7 +9,6 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import {
   EVENT_SOURCE,
   OFFBOARDING_FAILED_DETAIL_TYPE,
-  REQUEST_DETAIL_TYPES,
   RESULT_DETAIL_TYPES,
   TenantPhase,
 } from '../../../contracts';
@@ -23,6 +22,7 @@ const THROTTLING = [
   'Lambda.SdkClientException',
   'CodeBuild.AccountLimitExceededException',
   'DynamoDB.ProvisionedThroughputExceededException',
+  'TooManyRequestsException',
 ];
 
 export interface OnboardingWorkflowProps {
@@ -40,16 +40,22 @@ export interface OnboardingWorkflowProps {
 }
 
 const tenantId = sfn.JsonPath.stringAt('$.tenant.tenantId');
+/** What the accepted request does, as the registry says (never as the execution's input says). */
+const ACTION = '$.tenant.action';
 const execution = sfn.JsonPath.stringAt('$$.Execution.Id');
 
 /**
  * The onboarding and offboarding workflow (Step Functions).
  *
- * Onboarding: begin (validate, and take the tenant's lock with a conditional write), deploy the tenant's stack
- * in its `create` phase, wait until its service is ready, deploy it again in `steady` (silo: deletion
- * protection on), mark it active and release the lock, emit TenantOnboarded.
- * Offboarding: begin, (silo) take and record a final snapshot, deploy the stack in `retire` (protection
- * lifted by the stack itself), destroy it, mark it offboarded and release, emit TenantOffboarded.
+ * Every execution starts with accept: the onboarding entry (lambda/onboarding-entry) checked who asked,
+ * validated the request and locked the tenant for this execution; accept admits the execution only if the
+ * registry says it holds that lock, and takes what it does from the registry.
+ * Onboarding: deploy the tenant's stack in its `create` phase, wait until its service is ready, deploy it
+ * again in `steady` (silo: deletion protection on), invite the tenant's first administrator, mark it active
+ * and release the lock, emit TenantOnboarded.
+ * Offboarding: disable the tenant's users, (silo) take and record a final snapshot, deploy the stack in
+ * `retire` (protection lifted by the stack itself), destroy it, mark it offboarded and release, emit
+ * TenantOffboarded.
  * Every task retries throttling with backoff, has a timeout, and catches into a failure path that records the
  * reason, releases the lock and emits the failure event; a failure inside that path still ends the execution,
  * and an execution that ends without recording it is reconciled from its status-change event.
@@ -114,8 +120,6 @@ export class OnboardingWorkflow extends Construct {
   }
 
   private definition(): sfn.IChainable {
-    const mode = sfn.JsonPath.stringAt('$.mode');
-
     // The failure path, shared by every step after the request was accepted. Each of its own steps catches
     // into the next, so a failure inside it still ends the execution with a reason.
     const failed = new sfn.Fail(this, 'Failed', {
@@ -165,7 +169,7 @@ export class OnboardingWorkflow extends Construct {
     genericReason.next(markFailed);
     markFailed.next(
       new sfn.Choice(this, 'WhichFailureEvent')
-        .when(sfn.Condition.stringEquals('$.mode', 'offboard'), emitOffboardingFailed)
+        .when(sfn.Condition.stringEquals(ACTION, 'offboard'), emitOffboardingFailed)
         .otherwise(emitOnboardingFailed),
     );
     const onError = <T extends sfn.TaskStateBase>(state: T): T => {
@@ -197,6 +201,11 @@ export class OnboardingWorkflow extends Construct {
     const markActive = onError(
       this.step('MarkActive', { step: 'setStatus', tenantId, execution, status: 'active', release: true }),
     );
+    // The tenant's first administrator is invited once its service answers (a restore: its users come back).
+    const invite = onError(
+      this.step('InviteAdmin', { step: 'inviteAdmin', tenant: sfn.JsonPath.objectAt('$.tenant') }),
+    );
+    invite.next(markActive);
     const seal = onError(this.build('DeploySteadyPhase', 'deploy', 'steady'));
     const onboard = onError(this.build('DeployCreatePhase', 'deploy', 'create'))
       .next(onError(checkReady))
@@ -204,8 +213,8 @@ export class OnboardingWorkflow extends Construct {
         new sfn.Choice(this, 'ProtectedResources', {
           comment: 'A silo stack holds the deletion-protected resources: deploy it again in its steady phase',
         })
-          .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), seal.next(markActive))
-          .otherwise(markActive),
+          .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), seal.next(invite))
+          .otherwise(invite),
       );
     markActive
       .next(onError(this.emit('EmitOnboarded', RESULT_DETAIL_TYPES.onboarded, { tenantId })))
@@ -258,51 +267,26 @@ export class OnboardingWorkflow extends Construct {
           .otherwise(waitSnapshot),
       );
     retire.next(destroy);
-    const offboard = new sfn.Choice(this, 'IsSilo')
-      .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), snapshot)
-      .otherwise(destroy);
+    // The tenant's users lose access first: disabled and signed out before anything of theirs goes.
+    const offboard = onError(this.step('DisableUsers', { step: 'disableUsers', tenantId })).next(
+      new sfn.Choice(this, 'IsSilo')
+        .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), snapshot)
+        .otherwise(destroy),
+    );
 
-    // The request: accepted (and the tenant locked) or rejected with nothing changed.
+    // The request was accepted by the onboarding entry, which locked the tenant for this execution. The first
+    // step admits the execution only if it holds that lock: a StartExecution from anyone else changes nothing.
     const rejected = new sfn.Fail(this, 'RequestRejected', {
       error: 'RequestRejected',
       causePath: '$.error.Cause',
     });
-    const begin = this.step(
-      'Begin',
-      { step: 'begin', action: mode, request: sfn.JsonPath.objectAt('$.request'), execution },
-      '$.tenant',
-    );
-    begin.addCatch(rejected, { errors: ['States.ALL'], resultPath: '$.error' });
-    begin.next(
+    const accept = this.step('Accept', { step: 'accept', execution, 'input.$': '$' }, '$.tenant');
+    accept.addCatch(rejected, { errors: ['States.ALL'], resultPath: '$.error' });
+    return accept.next(
       new sfn.Choice(this, 'OnboardOrOffboard')
-        .when(sfn.Condition.stringEquals('$.mode', 'onboard'), onboard)
+        .when(sfn.Condition.stringEquals(ACTION, 'onboard'), onboard)
         .otherwise(offboard),
     );
-    const modeOf = (id: string, m: 'onboard' | 'offboard') =>
-      new sfn.Pass(this, id, { parameters: { mode: m, 'request.$': '$.request' } }).next(begin);
-    return new sfn.Choice(this, 'Action', {
-      comment: `${REQUEST_DETAIL_TYPES.onboard}/${REQUEST_DETAIL_TYPES.offboard} (EventBridge detail-type) or onboard/offboard (StartExecution)`,
-    })
-      .when(
-        sfn.Condition.or(
-          sfn.Condition.stringEquals('$.action', REQUEST_DETAIL_TYPES.onboard),
-          sfn.Condition.stringEquals('$.action', 'onboard'),
-        ),
-        modeOf('OnboardMode', 'onboard'),
-      )
-      .when(
-        sfn.Condition.or(
-          sfn.Condition.stringEquals('$.action', REQUEST_DETAIL_TYPES.offboard),
-          sfn.Condition.stringEquals('$.action', 'offboard'),
-        ),
-        modeOf('OffboardMode', 'offboard'),
-      )
-      .otherwise(
-        new sfn.Fail(this, 'UnknownAction', {
-          error: 'RequestRejected',
-          cause: `action must be ${REQUEST_DETAIL_TYPES.onboard} or ${REQUEST_DETAIL_TYPES.offboard}`,
-        }),
-      );
   }
 
   private acknowledge(): void {

@@ -19,6 +19,8 @@ export interface WorkflowStepsProps {
   readonly logGroup: logs.ILogGroup;
   /** The tenant registry the steps read and write. */
   readonly registry: RegistryRef;
+  /** The platform's Cognito user pool, where the steps invite and disable tenants' users. */
+  readonly userPoolId: string;
 }
 
 /**
@@ -40,7 +42,7 @@ export class WorkflowSteps extends Construct {
       timeout: Duration.seconds(30),
       logGroup: props.logGroup,
       environmentEncryption: props.key,
-      environment: { REGISTRY_TABLE: props.registry.tableName },
+      environment: { REGISTRY_TABLE: props.registry.tableName, USER_POOL_ID: props.userPoolId },
       bundling: { target: 'node24', minify: true, sourceMap: true, externalModules: ['@aws-sdk/*'] },
     });
     const grant = (statement: iam.PolicyStatement) => this.function.addToRolePolicy(statement);
@@ -68,6 +70,26 @@ export class WorkflowSteps extends Construct {
             resource: 'stack',
             resourceName: `${TENANT_STACK_PREFIX}*/*`,
           }),
+        ],
+      }),
+    );
+    // Tenants' users: invited with the tenant claim set (AdminCreateUser), grouped per tenant, disabled and signed
+    // out at offboarding; in the platform's user pool only.
+    grant(
+      new iam.PolicyStatement({
+        sid: 'ManageTenantUsers',
+        actions: [
+          'cognito-idp:AdminAddUserToGroup',
+          'cognito-idp:AdminCreateUser',
+          'cognito-idp:AdminDisableUser',
+          'cognito-idp:AdminEnableUser',
+          'cognito-idp:AdminGetUser',
+          'cognito-idp:AdminUserGlobalSignOut',
+          'cognito-idp:CreateGroup',
+          'cognito-idp:ListUsersInGroup',
+        ],
+        resources: [
+          stack.formatArn({ service: 'cognito-idp', resource: 'userpool', resourceName: props.userPoolId }),
         ],
       }),
     );

@@ -8,6 +8,7 @@
  */
 import { Client } from 'pg';
 import {
+  adminEmailOf,
   checkOffboarding,
   checkSiloRanges,
   offboardingTenantId,
@@ -18,6 +19,7 @@ import {
 } from '../../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../../db/naming';
 import { LocalPlatform, LocalPlatformOptions } from './platform';
+import { defaultAdminEmail, LocalUserError } from './users';
 
 /** A refused request (the pipeline's RequestRejected): nothing was changed. */
 export const AdminError = RequestRejected;
@@ -37,8 +39,17 @@ export async function onboard(platform: LocalPlatform, request: OnboardRequest):
     .filter((e) => e.model === 'silo' && e.status !== 'offboarded')
     .map((e) => ({ tenantId: e.tenantId, vpcCidr: requestedVpcCidr(e.request) }));
   checkSiloRanges(tenant, silos);
+  // Locally the first administrator may be left out: admin@<id>.example is invited.
+  const adminEmail = adminEmailOf(request, false);
+  try {
+    platform.users.checkInvitable(tenant.id, adminEmail ?? defaultAdminEmail(tenant.id));
+  } catch (e) {
+    if (e instanceof LocalUserError) throw new RequestRejected(`onboard request refused: ${e.message}`);
+    throw e;
+  }
   await platform.provisionTenant(tenant, {
     restore,
+    adminEmail,
     request: JSON.stringify({
       id: tenant.id,
       name: tenant.name,
@@ -46,9 +57,13 @@ export async function onboard(platform: LocalPlatform, request: OnboardRequest):
       settings: request.settings ?? {},
     }),
   });
+  const users = platform.users
+    .all()
+    .filter((u) => u.tenantId === tenant.id && u.enabled)
+    .map((u) => u.email);
   return restore
-    ? `restored ${tenant.model} tenant "${tenant.id}" (${tenant.name}) with its kept data: status active`
-    : `onboarded ${tenant.model} tenant "${tenant.id}" (${tenant.name}): status active`;
+    ? `restored ${tenant.model} tenant "${tenant.id}" (${tenant.name}) with its kept data: status active; users enabled again: ${users.join(', ')}`
+    : `onboarded ${tenant.model} tenant "${tenant.id}" (${tenant.name}): status active; administrator ${users[0]} (npm run -s token -- ${tenant.id})`;
 }
 
 /** Offboards one tenant following its deletion policy (retain unless it was onboarded as disposable). */
@@ -59,8 +74,8 @@ export async function offboard(platform: LocalPlatform, tenantId: string): Promi
   const policy = entry!.deletionPolicy ?? 'retain';
   await platform.offboardTenant(id, policy);
   return policy === 'retain'
-    ? `offboarded ${entry!.model} tenant "${id}": access removed, data kept`
-    : `offboarded ${entry!.model} tenant "${id}": disposable, its data was deleted`;
+    ? `offboarded ${entry!.model} tenant "${id}": its users disabled, access removed, data kept`
+    : `offboarded ${entry!.model} tenant "${id}": its users disabled, disposable, its data was deleted`;
 }
 
 /**

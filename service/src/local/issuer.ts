@@ -74,7 +74,7 @@ export class LocalIssuer {
       exp: now + (request.expiresInSeconds ?? 3600),
       jti: randomUUID(),
       'cognito:username': username,
-      email: `${username}@${request.tenantId}.example`,
+      email: username.includes('@') ? username : `${username}@${request.tenantId}.example`,
       [TENANT_CLAIM]: request.tenantId,
       ...request.overrides,
     };

@@ -19,6 +19,7 @@ import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
 import { FileRegistry, RegistryEntry } from '../registry';
 import { startEmbeddedServer } from './embedded-server';
 import { LocalIssuer } from './issuer';
+import { defaultAdminEmail, LocalUsers } from './users';
 
 export const LOCAL_MASTER_ROLE = 'local_master';
 
@@ -60,6 +61,8 @@ interface Secrets {
 export class LocalPlatform {
   readonly registry: FileRegistry;
   readonly issuer: LocalIssuer;
+  /** The tenants' users (the user pool's part locally): onboarding invites, offboarding disables. */
+  readonly users: LocalUsers;
   private readonly pools: Pool[] = [];
   private readonly databases = new Map<string, TenantDatabase>();
 
@@ -71,6 +74,7 @@ export class LocalPlatform {
   ) {
     this.registry = new FileRegistry(path.join(options.dir, 'registry.json'));
     this.issuer = LocalIssuer.open(path.join(options.dir, 'issuer'));
+    this.users = LocalUsers.open(path.join(options.dir, 'issuer'));
   }
 
   /** Starts (or connects to) the server and prepares the pool and bridge cells. */
@@ -228,8 +232,10 @@ export class LocalPlatform {
    */
   async provisionTenant(
     tenant: Tenant,
-    options: { restore?: boolean; request?: string } = {},
+    options: { restore?: boolean; request?: string; adminEmail?: string } = {},
   ): Promise<void> {
+    const adminEmail = options.adminEmail ?? defaultAdminEmail(tenant.id);
+    this.users.checkInvitable(tenant.id, adminEmail);
     const entry = (status: RegistryEntry['status']): RegistryEntry => ({
       tenantId: tenant.id,
       model: tenant.model,
@@ -254,6 +260,9 @@ export class LocalPlatform {
       this.registry.put({ ...entry('failed'), failureReason: (e as Error).message });
       throw e;
     }
+    // Its users: a restored tenant's come back; a new tenant's first administrator is invited.
+    if (options.restore) this.users.setTenantEnabled(tenant.id, true);
+    if (!this.users.all().some((u) => u.tenantId === tenant.id)) this.users.invite(tenant.id, adminEmail);
     this.registry.put(entry('active'));
   }
 
@@ -262,6 +271,8 @@ export class LocalPlatform {
     const entry = await this.registry.get(tenantId);
     if (!entry) throw new Error(`tenant "${tenantId}" is not in the local registry (${this.registry.path})`);
     this.registry.put({ ...entry, status: 'offboarding' });
+    // Its users lose access first, as in the pipeline.
+    this.users.setTenantEnabled(tenantId, false);
     const { database, options } = this.placement(entry.model, tenantId);
     await this.master(database, (c) => dataModel(entry.model).offboard(c, tenantId, policy, options));
     this.registry.put({ ...entry, status: 'offboarded', dataRetained: policy === 'retain' });

@@ -1,0 +1,146 @@
+/**
+ * The onboarding entry: the one way to ask for an onboarding or an offboarding. A Lambda function URL with IAM
+ * authentication, so AWS verifies who calls and tells this function (requestContext.authorizer.iam); only the
+ * principals the platform engineer names may call it (its resource policy), and this function checks them again.
+ *
+ *   POST { "action": "onboard" | "offboard", "request": { "tenantId", "name", "model", "settings",
+ *          "adminEmail", "restore" } }
+ *
+ * A request within the catalog rules may come from a named requester; one outside them (a large instance
+ * class, a disposable tenant, a single-AZ silo) only from a named approver. An accepted request is validated,
+ * its tenant locked for the workflow execution this function then starts, and recorded with who asked.
+ * Answers: 202 accepted (with the execution), 400 refused (why), 403 not a named principal or needs an
+ * approver, 502 the workflow could not be started (the tenant is released and marked failed with the reason).
+ */
+import { randomBytes } from 'crypto';
+import type { LambdaFunctionURLEvent } from 'aws-lambda';
+import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import {
+  ApprovalRules,
+  DEFAULT_APPROVAL_RULES,
+  OnboardingRequest,
+  RequestRejected,
+} from '../../lib/onboarding-rules';
+import { ApprovalRequired, beginOffboarding, beginOnboarding } from '../onboarding/begin';
+import { write } from '../onboarding/registry';
+
+const sfn = new SFNClient({});
+
+const list = (name: string) =>
+  (process.env[name] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/**
+ * Whether `caller` (the ARN AWS verified) is one of `named`: the same ARN, or, for a named role, a session of
+ * that role (`arn:aws:sts::<account>:assumed-role/<name>/<session>`; role paths do not appear in session ARNs).
+ */
+export function isNamed(caller: string, named: readonly string[]): boolean {
+  const session = /^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role\/([^/]+)\/[^/]+$/.exec(caller);
+  return named.some((n) => {
+    if (n === caller) return true;
+    const role = /^arn:(aws[a-z-]*):iam::(\d{12}):role\/(?:.*\/)?([^/]+)$/.exec(n);
+    return !!(session && role && session[1] === role[1] && session[2] === role[2] && session[3] === role[3]);
+  });
+}
+
+/** What the function URL answers (a LambdaFunctionURLResult). */
+export interface Answer {
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+const answer = (statusCode: number, body: Record<string, unknown>): Answer => ({
+  statusCode,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
+
+export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
+  // The function URL event carries the IAM caller, which the V2 request-context type does not declare.
+  const context = event.requestContext as unknown as { authorizer?: { iam?: { userArn?: string } } };
+  const caller = context.authorizer?.iam?.userArn;
+  if (!caller)
+    return answer(401, { error: 'unauthorized', message: 'sign the request with AWS Signature V4 (IAM)' });
+  const requester = isNamed(caller, list('REQUESTERS'));
+  const approver = isNamed(caller, list('APPROVERS'));
+  if (!requester && !approver) {
+    log('refused: not a named principal', { caller });
+    return answer(403, {
+      error: 'forbidden',
+      message: `${caller} is neither a named requester nor a named approver of this platform: nothing was changed`,
+    });
+  }
+  if (event.requestContext.http.method !== 'POST') {
+    return answer(405, { error: 'method_not_allowed', message: 'POST { "action", "request" }' });
+  }
+  let body: { action?: unknown; request?: unknown };
+  try {
+    body = JSON.parse(
+      event.isBase64Encoded ? Buffer.from(event.body ?? '', 'base64').toString('utf8') : (event.body ?? ''),
+    );
+  } catch {
+    return answer(400, {
+      error: 'bad_request',
+      message: 'the body is not JSON: send { "action", "request" }',
+    });
+  }
+  const action = body.action;
+  if (action !== 'onboard' && action !== 'offboard') {
+    return answer(400, {
+      error: 'bad_request',
+      message: `"action" is ${JSON.stringify(action)}: use "onboard" or "offboard"`,
+    });
+  }
+  if (typeof body.request !== 'object' || body.request === null) {
+    return answer(400, { error: 'bad_request', message: '"request" must be an object with "tenantId"' });
+  }
+  const request = body.request as OnboardingRequest;
+  const stateMachineArn = process.env.STATE_MACHINE_ARN!;
+  const name = `${action}-${String(request.tenantId)
+    .replace(/[^a-z0-9-]/g, '')
+    .slice(0, 30)}-${Date.now()}-${randomBytes(4).toString('hex')}`;
+  const execution = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
+  const rules: ApprovalRules = list('INSTANCE_CLASSES').length
+    ? { instanceClasses: list('INSTANCE_CLASSES') }
+    : DEFAULT_APPROVAL_RULES;
+  let tenant: Awaited<ReturnType<typeof beginOnboarding>>;
+  try {
+    const who = { execution, requestedBy: caller, approver, rules };
+    tenant =
+      action === 'onboard' ? await beginOnboarding(request, who) : await beginOffboarding(request, who);
+  } catch (e) {
+    if (e instanceof RequestRejected) {
+      log('refused', { caller, action, reason: e.message });
+      return answer(e instanceof ApprovalRequired ? 403 : 400, {
+        error: e instanceof ApprovalRequired ? 'approval_required' : 'rejected',
+        message: e.message,
+      });
+    }
+    throw e;
+  }
+  try {
+    await sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn,
+        name,
+        input: JSON.stringify({ action, request, requestedBy: caller, tenant }),
+      }),
+    );
+  } catch (e) {
+    const reason = `the onboarding workflow could not be started: ${(e as Error).message}`;
+    await write(tenant.tenantId, { status: 'failed', failureReason: reason }, ['lock'], {
+      lockedBy: execution,
+    });
+    log('could not start the workflow', { caller, action, tenantId: tenant.tenantId, reason });
+    return answer(502, { error: 'not_started', message: reason });
+  }
+  log('accepted', { caller, action, tenantId: tenant.tenantId, execution });
+  return answer(202, { tenantId: tenant.tenantId, action, execution, requestedBy: caller });
+}
+
+function log(message: string, fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ level: 'info', message, ...fields }));
+}

@@ -1,0 +1,129 @@
+/**
+ * Beginning a request: the onboarding entry (lambda/onboarding-entry) validates it with the catalog's rules and
+ * against the registry, then takes the tenant's lock for the workflow execution it is about to start, with a
+ * conditional write. Whoever else holds the tenant, or got there first, makes the write fail: the request is
+ * refused and nothing changes. The workflow's first step (accept) admits only an execution that holds its lock.
+ */
+import { RegistryItem, tenantStackName } from '../../contracts';
+import {
+  adminEmailOf,
+  approvalReasons,
+  ApprovalRules,
+  checkOffboarding,
+  checkSiloRanges,
+  offboardingTenantId,
+  OnboardingRequest,
+  onboardingDecision,
+  RequestRejected,
+} from '../../lib/onboarding-rules';
+import { tenantIdProblem } from '../../db/naming';
+import { readItem, siloRanges, write } from './registry';
+
+/** A request outside the catalog rules from a principal who is not an approver. */
+export class ApprovalRequired extends RequestRejected {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ApprovalRequired';
+  }
+}
+
+export interface Requester {
+  /** The execution the request will run as: the lock it takes. */
+  readonly execution: string;
+  /** Who asked (an IAM principal ARN), recorded in the registry. */
+  readonly requestedBy: string;
+  /** Whether that principal is a named approver (may ask for settings outside the catalog rules). */
+  readonly approver: boolean;
+  readonly rules?: ApprovalRules;
+}
+
+/** What the workflow needs of an accepted request (its input's `tenant`). */
+export type AcceptedTenant = Record<string, unknown> & { tenantId: string; model: string };
+
+export async function beginOnboarding(request: OnboardingRequest, who: Requester): Promise<AcceptedTenant> {
+  // The id is checked before it is used as a registry key.
+  const existing = tenantIdProblem(request.tenantId) ? undefined : await readItem(request.tenantId as string);
+  const { tenant, restore } = onboardingDecision(request, existing);
+  const adminEmail = adminEmailOf(request, !restore);
+  const needs = approvalReasons(tenant, who.rules);
+  if (needs.length > 0 && !who.approver) {
+    throw new ApprovalRequired(
+      `onboard request: tenant "${tenant.id}" asks for ${needs.join('; ')}: outside the catalog rules, so only an approver may request it; nothing was changed`,
+    );
+  }
+  if (tenant.model === 'silo') checkSiloRanges(tenant, await siloRanges());
+  // A restored silo's database comes back from its final snapshot, and keeps naming it for its whole life.
+  const restoredFromSnapshot =
+    restore && tenant.model === 'silo' && existing?.finalSnapshotId ? existing.finalSnapshotId : undefined;
+  const kept = JSON.stringify({
+    id: tenant.id,
+    name: tenant.name,
+    model: tenant.model,
+    settings: {
+      ...((request.settings as object | undefined) ?? {}),
+      ...(restoredFromSnapshot ? { restoredFromSnapshot } : {}),
+    },
+  });
+  const taken = await write(
+    tenant.id,
+    {
+      status: 'provisioning',
+      model: tenant.model,
+      name: tenant.name,
+      deletionPolicy: tenant.deletionPolicy,
+      request: kept,
+      requestedBy: who.approver && needs.length > 0 ? `${who.requestedBy} (approver)` : who.requestedBy,
+      lock: who.execution,
+    },
+    ['failureReason'],
+    restore
+      ? { unlocked: true, statusIn: ['offboarded'] }
+      : existing
+        ? { unlocked: true, statusIn: ['failed'] }
+        : { absent: true },
+  );
+  if (!taken) {
+    throw new RequestRejected(
+      `onboard request: tenant "${tenant.id}" changed while the request was checked (another request holds it or got there first): nothing was changed`,
+    );
+  }
+  return {
+    tenantId: tenant.id,
+    model: tenant.model,
+    name: tenant.name,
+    hostname: tenant.hostname,
+    stackName: tenantStackName(tenant.id),
+    // What the deploy job passes to the CDK app as -c tenantRequest=... (a restore says so).
+    tenantRequest: JSON.stringify({ ...JSON.parse(kept), ...(restore ? { restore: true } : {}) }),
+    restore,
+    ...(adminEmail ? { adminEmail } : {}),
+  };
+}
+
+export async function beginOffboarding(request: OnboardingRequest, who: Requester): Promise<AcceptedTenant> {
+  const tenantId = offboardingTenantId(request.tenantId);
+  const entry = await readItem(tenantId);
+  checkOffboarding(tenantId, entry);
+  const taken = await write(
+    tenantId,
+    { status: 'offboarding', requestedBy: who.requestedBy, lock: who.execution },
+    [],
+    { unlocked: true, statusIn: ['active', 'failed'] },
+  );
+  if (!taken) {
+    throw new RequestRejected(
+      `offboard request: tenant "${tenantId}" changed while the request was checked (another request holds it): nothing was changed`,
+    );
+  }
+  const item = entry as RegistryItem;
+  const deletionPolicy = item.deletionPolicy ?? 'retain';
+  return {
+    tenantId,
+    model: item.model,
+    stackName: tenantStackName(tenantId),
+    // A tenant onboarded by this pipeline is not in the catalog file: destroy needs its original request.
+    tenantRequest: item.request ?? '',
+    deletionPolicy,
+    dataRetained: deletionPolicy === 'retain',
+  };
+}

@@ -1,0 +1,689 @@
+/**
+ * The deploy path, bounded. CloudFormation deploys with the CDK bootstrap's execution role; by default that role
+ * is AdministratorAccess, so anyone who can start a deploy (the onboarding job, a compromised dependency in it, a
+ * buildspec override) is account admin. This module writes what the bootstrap should be given instead:
+ *
+ * - execution policies that allow exactly what CloudFormation needs to create, update and delete the resource
+ *   types the fleet's templates use (a table below, one entry per type; a test fails when a template uses a
+ *   type the table lacks, or the table holds a type no template uses), and no more;
+ * - a permissions boundary that every role the stacks create must carry (cdk.json sets it on every role):
+ *   the execution policy can create roles only with that boundary, and the boundary grants nothing in IAM,
+ *   so no role a deploy creates can create or change roles, users or policies.
+ */
+import { EXECUTION_POLICY_PREFIX, PERMISSIONS_BOUNDARY_NAME } from '../contracts';
+
+interface Permissions {
+  /** What CloudFormation calls to create, read, update, delete and tag the resource. */
+  readonly actions: readonly string[];
+  /** Services the resource passes a role to (iam:PassRole, only to these). */
+  readonly passRoleTo?: readonly string[];
+  /** Service-linked roles the service may need to create on first use. */
+  readonly serviceLinkedRoles?: readonly string[];
+}
+
+const tags = (service: string) => [`${service}:TagResource`, `${service}:UntagResource`];
+
+/** One entry per resource type the fleet's templates use. */
+export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
+  'AWS::Backup::BackupPlan': {
+    actions: [
+      'backup:CreateBackupPlan',
+      'backup:UpdateBackupPlan',
+      'backup:DeleteBackupPlan',
+      'backup:GetBackupPlan',
+      'backup:ListTags',
+      ...tags('backup'),
+    ],
+  },
+  'AWS::Backup::BackupSelection': {
+    actions: ['backup:CreateBackupSelection', 'backup:DeleteBackupSelection', 'backup:GetBackupSelection'],
+    passRoleTo: ['backup.amazonaws.com'],
+  },
+  'AWS::Backup::BackupVault': {
+    actions: [
+      'backup:CreateBackupVault',
+      'backup:DeleteBackupVault',
+      'backup:DescribeBackupVault',
+      'backup-storage:MountCapsule',
+      'kms:CreateGrant',
+      'kms:DescribeKey',
+      ...tags('backup'),
+    ],
+  },
+  'AWS::CodeBuild::Project': {
+    actions: [
+      'codebuild:CreateProject',
+      'codebuild:UpdateProject',
+      'codebuild:DeleteProject',
+      'codebuild:BatchGetProjects',
+    ],
+    passRoleTo: ['codebuild.amazonaws.com'],
+  },
+  'AWS::Cognito::UserPool': {
+    actions: [
+      'cognito-idp:CreateUserPool',
+      'cognito-idp:UpdateUserPool',
+      'cognito-idp:DeleteUserPool',
+      'cognito-idp:DescribeUserPool',
+      'cognito-idp:SetUserPoolMfaConfig',
+      'cognito-idp:GetUserPoolMfaConfig',
+      'cognito-idp:AddCustomAttributes',
+      'cognito-idp:ListTagsForResource',
+      ...tags('cognito-idp'),
+    ],
+  },
+  'AWS::Cognito::UserPoolClient': {
+    actions: [
+      'cognito-idp:CreateUserPoolClient',
+      'cognito-idp:UpdateUserPoolClient',
+      'cognito-idp:DeleteUserPoolClient',
+      'cognito-idp:DescribeUserPoolClient',
+    ],
+  },
+  'AWS::DynamoDB::Table': {
+    actions: [
+      'dynamodb:CreateTable',
+      'dynamodb:UpdateTable',
+      'dynamodb:DeleteTable',
+      'dynamodb:DescribeTable',
+      'dynamodb:DescribeContinuousBackups',
+      'dynamodb:UpdateContinuousBackups',
+      'dynamodb:DescribeTimeToLive',
+      'dynamodb:ListTagsOfResource',
+      'kms:CreateGrant',
+      'kms:DescribeKey',
+      ...tags('dynamodb'),
+    ],
+  },
+  'AWS::EC2::EIP': {
+    actions: [
+      'ec2:AllocateAddress',
+      'ec2:ReleaseAddress',
+      'ec2:DescribeAddresses',
+      'ec2:CreateTags',
+      'ec2:DeleteTags',
+    ],
+  },
+  'AWS::EC2::FlowLog': {
+    actions: [
+      'ec2:CreateFlowLogs',
+      'ec2:DeleteFlowLogs',
+      'ec2:DescribeFlowLogs',
+      'logs:CreateLogDelivery',
+      'logs:DeleteLogDelivery',
+    ],
+    passRoleTo: ['vpc-flow-logs.amazonaws.com'],
+  },
+  'AWS::EC2::IPAM': {
+    actions: ['ec2:CreateIpam', 'ec2:ModifyIpam', 'ec2:DeleteIpam', 'ec2:DescribeIpams', 'ec2:CreateTags'],
+    serviceLinkedRoles: ['ipam.amazonaws.com'],
+  },
+  'AWS::EC2::IPAMPool': {
+    actions: [
+      'ec2:CreateIpamPool',
+      'ec2:ModifyIpamPool',
+      'ec2:DeleteIpamPool',
+      'ec2:DescribeIpamPools',
+      'ec2:ProvisionIpamPoolCidr',
+      'ec2:DeprovisionIpamPoolCidr',
+      'ec2:GetIpamPoolCidrs',
+      'ec2:GetIpamPoolAllocations',
+    ],
+  },
+  'AWS::EC2::InternetGateway': {
+    actions: [
+      'ec2:CreateInternetGateway',
+      'ec2:DeleteInternetGateway',
+      'ec2:DescribeInternetGateways',
+      'ec2:CreateTags',
+    ],
+  },
+  'AWS::EC2::NatGateway': {
+    actions: ['ec2:CreateNatGateway', 'ec2:DeleteNatGateway', 'ec2:DescribeNatGateways', 'ec2:CreateTags'],
+  },
+  'AWS::EC2::Route': {
+    actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute', 'ec2:DeleteRoute', 'ec2:DescribeRouteTables'],
+  },
+  'AWS::EC2::RouteTable': {
+    actions: ['ec2:CreateRouteTable', 'ec2:DeleteRouteTable', 'ec2:DescribeRouteTables', 'ec2:CreateTags'],
+  },
+  'AWS::EC2::SecurityGroup': {
+    actions: [
+      'ec2:CreateSecurityGroup',
+      'ec2:DeleteSecurityGroup',
+      'ec2:DescribeSecurityGroups',
+      'ec2:DescribeSecurityGroupRules',
+      'ec2:AuthorizeSecurityGroupIngress',
+      'ec2:AuthorizeSecurityGroupEgress',
+      'ec2:RevokeSecurityGroupIngress',
+      'ec2:RevokeSecurityGroupEgress',
+      'ec2:CreateTags',
+    ],
+  },
+  'AWS::EC2::SecurityGroupEgress': {
+    actions: [
+      'ec2:AuthorizeSecurityGroupEgress',
+      'ec2:RevokeSecurityGroupEgress',
+      'ec2:DescribeSecurityGroupRules',
+    ],
+  },
+  'AWS::EC2::SecurityGroupIngress': {
+    actions: [
+      'ec2:AuthorizeSecurityGroupIngress',
+      'ec2:RevokeSecurityGroupIngress',
+      'ec2:DescribeSecurityGroupRules',
+    ],
+  },
+  'AWS::EC2::Subnet': {
+    actions: [
+      'ec2:CreateSubnet',
+      'ec2:DeleteSubnet',
+      'ec2:DescribeSubnets',
+      'ec2:ModifySubnetAttribute',
+      'ec2:CreateTags',
+    ],
+  },
+  'AWS::EC2::SubnetRouteTableAssociation': {
+    actions: ['ec2:AssociateRouteTable', 'ec2:DisassociateRouteTable', 'ec2:ReplaceRouteTableAssociation'],
+  },
+  'AWS::EC2::VPC': {
+    actions: [
+      'ec2:CreateVpc',
+      'ec2:DeleteVpc',
+      'ec2:DescribeVpcs',
+      'ec2:ModifyVpcAttribute',
+      'ec2:DescribeVpcAttribute',
+      'ec2:AllocateIpamPoolCidr',
+      'ec2:ReleaseIpamPoolAllocation',
+      'ec2:CreateTags',
+      'ec2:DeleteTags',
+    ],
+  },
+  'AWS::EC2::VPCGatewayAttachment': { actions: ['ec2:AttachInternetGateway', 'ec2:DetachInternetGateway'] },
+  'AWS::ECS::Cluster': {
+    actions: [
+      'ecs:CreateCluster',
+      'ecs:UpdateCluster',
+      'ecs:UpdateClusterSettings',
+      'ecs:DeleteCluster',
+      'ecs:DescribeClusters',
+      ...tags('ecs'),
+    ],
+    serviceLinkedRoles: ['ecs.amazonaws.com'],
+  },
+  'AWS::ECS::Service': {
+    actions: [
+      'ecs:CreateService',
+      'ecs:UpdateService',
+      'ecs:DeleteService',
+      'ecs:DescribeServices',
+      ...tags('ecs'),
+    ],
+  },
+  'AWS::ECS::TaskDefinition': {
+    actions: [
+      'ecs:RegisterTaskDefinition',
+      'ecs:DeregisterTaskDefinition',
+      'ecs:DescribeTaskDefinition',
+      ...tags('ecs'),
+    ],
+    passRoleTo: ['ecs-tasks.amazonaws.com'],
+  },
+  'AWS::ElasticLoadBalancingV2::Listener': {
+    actions: [
+      'elasticloadbalancing:CreateListener',
+      'elasticloadbalancing:ModifyListener',
+      'elasticloadbalancing:DeleteListener',
+      'elasticloadbalancing:DescribeListeners',
+      'elasticloadbalancing:AddTags',
+      'elasticloadbalancing:RemoveTags',
+    ],
+  },
+  'AWS::ElasticLoadBalancingV2::LoadBalancer': {
+    actions: [
+      'elasticloadbalancing:CreateLoadBalancer',
+      'elasticloadbalancing:DeleteLoadBalancer',
+      'elasticloadbalancing:DescribeLoadBalancers',
+      'elasticloadbalancing:ModifyLoadBalancerAttributes',
+      'elasticloadbalancing:DescribeLoadBalancerAttributes',
+      'elasticloadbalancing:SetSecurityGroups',
+      'elasticloadbalancing:SetSubnets',
+      'elasticloadbalancing:AddTags',
+      'elasticloadbalancing:RemoveTags',
+    ],
+    serviceLinkedRoles: ['elasticloadbalancing.amazonaws.com'],
+  },
+  'AWS::ElasticLoadBalancingV2::TargetGroup': {
+    actions: [
+      'elasticloadbalancing:CreateTargetGroup',
+      'elasticloadbalancing:ModifyTargetGroup',
+      'elasticloadbalancing:ModifyTargetGroupAttributes',
+      'elasticloadbalancing:DeleteTargetGroup',
+      'elasticloadbalancing:DescribeTargetGroups',
+      'elasticloadbalancing:DescribeTargetGroupAttributes',
+      'elasticloadbalancing:AddTags',
+      'elasticloadbalancing:RemoveTags',
+    ],
+  },
+  'AWS::Events::Rule': {
+    actions: [
+      'events:PutRule',
+      'events:DeleteRule',
+      'events:DescribeRule',
+      'events:PutTargets',
+      'events:RemoveTargets',
+      'events:ListTargetsByRule',
+    ],
+    passRoleTo: ['events.amazonaws.com'],
+  },
+  // Roles and policies: the IAM actions are granted separately, each only for roles that carry the boundary.
+  'AWS::IAM::ManagedPolicy': {
+    actions: [
+      'iam:CreatePolicy',
+      'iam:CreatePolicyVersion',
+      'iam:DeletePolicy',
+      'iam:DeletePolicyVersion',
+      'iam:GetPolicy',
+      'iam:GetPolicyVersion',
+      'iam:ListPolicyVersions',
+    ],
+  },
+  'AWS::IAM::Policy': { actions: ['iam:GetRolePolicy'] },
+  'AWS::IAM::Role': {
+    actions: [
+      'iam:GetRole',
+      'iam:DeleteRole',
+      'iam:UpdateRole',
+      'iam:UpdateAssumeRolePolicy',
+      'iam:TagRole',
+      'iam:UntagRole',
+      'iam:ListRolePolicies',
+      'iam:ListAttachedRolePolicies',
+    ],
+  },
+  'AWS::KMS::Key': {
+    actions: [
+      'kms:CreateKey',
+      'kms:DescribeKey',
+      'kms:EnableKeyRotation',
+      'kms:GetKeyRotationStatus',
+      'kms:PutKeyPolicy',
+      'kms:GetKeyPolicy',
+      'kms:UpdateKeyDescription',
+      'kms:ScheduleKeyDeletion',
+      'kms:ListResourceTags',
+      ...tags('kms'),
+    ],
+  },
+  'AWS::Lambda::Function': {
+    actions: [
+      'lambda:CreateFunction',
+      'lambda:UpdateFunctionCode',
+      'lambda:UpdateFunctionConfiguration',
+      'lambda:DeleteFunction',
+      'lambda:GetFunction',
+      'lambda:GetFunctionConfiguration',
+      'lambda:ListTags',
+      ...tags('lambda'),
+      'ec2:DescribeSecurityGroups',
+      'ec2:DescribeSubnets',
+      'ec2:DescribeVpcs',
+      'kms:CreateGrant',
+      'kms:Encrypt',
+    ],
+    passRoleTo: ['lambda.amazonaws.com'],
+  },
+  'AWS::Lambda::Url': {
+    actions: [
+      'lambda:CreateFunctionUrlConfig',
+      'lambda:UpdateFunctionUrlConfig',
+      'lambda:DeleteFunctionUrlConfig',
+      'lambda:GetFunctionUrlConfig',
+    ],
+  },
+  'AWS::Lambda::Permission': {
+    actions: ['lambda:AddPermission', 'lambda:RemovePermission', 'lambda:GetPolicy'],
+  },
+  'AWS::Logs::LogGroup': {
+    actions: [
+      'logs:CreateLogGroup',
+      'logs:DeleteLogGroup',
+      'logs:DescribeLogGroups',
+      'logs:PutRetentionPolicy',
+      'logs:DeleteRetentionPolicy',
+      'logs:AssociateKmsKey',
+      'logs:DisassociateKmsKey',
+      'logs:ListTagsForResource',
+      ...tags('logs'),
+    ],
+  },
+  'AWS::RDS::DBInstance': {
+    actions: [
+      'rds:CreateDBInstance',
+      'rds:ModifyDBInstance',
+      'rds:DeleteDBInstance',
+      'rds:DescribeDBInstances',
+      'rds:RestoreDBInstanceFromDBSnapshot',
+      'rds:DescribeDBSnapshots',
+      'rds:CreateDBSnapshot',
+      'rds:AddTagsToResource',
+      'rds:RemoveTagsFromResource',
+      'rds:ListTagsForResource',
+      'kms:CreateGrant',
+      'kms:DescribeKey',
+      'kms:Decrypt',
+      'kms:GenerateDataKey',
+      'secretsmanager:CreateSecret',
+      'secretsmanager:TagResource',
+      'secretsmanager:DeleteSecret',
+      'secretsmanager:RotateSecret',
+    ],
+    passRoleTo: ['monitoring.rds.amazonaws.com'],
+    serviceLinkedRoles: ['rds.amazonaws.com'],
+  },
+  'AWS::RDS::DBParameterGroup': {
+    actions: [
+      'rds:CreateDBParameterGroup',
+      'rds:ModifyDBParameterGroup',
+      'rds:DeleteDBParameterGroup',
+      'rds:DescribeDBParameterGroups',
+      'rds:DescribeDBParameters',
+      'rds:AddTagsToResource',
+    ],
+  },
+  'AWS::RDS::DBSubnetGroup': {
+    actions: [
+      'rds:CreateDBSubnetGroup',
+      'rds:ModifyDBSubnetGroup',
+      'rds:DeleteDBSubnetGroup',
+      'rds:DescribeDBSubnetGroups',
+      'rds:AddTagsToResource',
+    ],
+  },
+  'AWS::Route53::RecordSet': {
+    actions: ['route53:ChangeResourceRecordSets', 'route53:GetChange', 'route53:ListResourceRecordSets'],
+  },
+  'AWS::S3::Bucket': {
+    actions: [
+      's3:CreateBucket',
+      's3:DeleteBucket',
+      's3:ListBucket',
+      's3:GetBucketLocation',
+      's3:PutBucketTagging',
+      's3:GetBucketTagging',
+      's3:PutEncryptionConfiguration',
+      's3:GetEncryptionConfiguration',
+      's3:PutBucketVersioning',
+      's3:GetBucketVersioning',
+      's3:PutBucketPublicAccessBlock',
+      's3:GetBucketPublicAccessBlock',
+      's3:PutBucketOwnershipControls',
+      's3:GetBucketOwnershipControls',
+      's3:PutLifecycleConfiguration',
+      's3:GetLifecycleConfiguration',
+    ],
+  },
+  'AWS::S3::BucketPolicy': { actions: ['s3:PutBucketPolicy', 's3:DeleteBucketPolicy', 's3:GetBucketPolicy'] },
+  'AWS::SSM::Parameter': {
+    actions: [
+      'ssm:PutParameter',
+      'ssm:DeleteParameter',
+      'ssm:GetParameter',
+      'ssm:GetParameters',
+      'ssm:AddTagsToResource',
+      'ssm:RemoveTagsFromResource',
+      'ssm:ListTagsForResource',
+    ],
+  },
+  'AWS::StepFunctions::StateMachine': {
+    actions: [
+      'states:CreateStateMachine',
+      'states:UpdateStateMachine',
+      'states:DeleteStateMachine',
+      'states:DescribeStateMachine',
+      'states:ListTagsForResource',
+      ...tags('states'),
+      'logs:CreateLogDelivery',
+      'logs:GetLogDelivery',
+      'logs:UpdateLogDelivery',
+      'logs:DeleteLogDelivery',
+      'logs:ListLogDeliveries',
+      'logs:PutResourcePolicy',
+      'logs:DescribeResourcePolicies',
+    ],
+    passRoleTo: ['states.amazonaws.com'],
+  },
+  'AWS::WAFv2::LoggingConfiguration': {
+    actions: [
+      'wafv2:PutLoggingConfiguration',
+      'wafv2:DeleteLoggingConfiguration',
+      'wafv2:GetLoggingConfiguration',
+      'logs:CreateLogDelivery',
+      'logs:DeleteLogDelivery',
+      'logs:PutResourcePolicy',
+      'logs:DescribeResourcePolicies',
+    ],
+    serviceLinkedRoles: ['wafv2.amazonaws.com'],
+  },
+  'AWS::WAFv2::WebACL': {
+    actions: [
+      'wafv2:CreateWebACL',
+      'wafv2:UpdateWebACL',
+      'wafv2:DeleteWebACL',
+      'wafv2:GetWebACL',
+      'wafv2:ListTagsForResource',
+      ...tags('wafv2'),
+    ],
+  },
+  'AWS::WAFv2::WebACLAssociation': {
+    actions: [
+      'wafv2:AssociateWebACL',
+      'wafv2:DisassociateWebACL',
+      'wafv2:GetWebACLForResource',
+      'elasticloadbalancing:SetWebAcl',
+    ],
+  },
+};
+
+/** Custom resources: CloudFormation only invokes their provider functions (which are in the same stacks). */
+const CUSTOM_RESOURCE = { actions: ['lambda:InvokeFunction'] } satisfies Permissions;
+
+export function permissionsOf(type: string): Permissions | undefined {
+  return type.startsWith('Custom::') ? CUSTOM_RESOURCE : RESOURCE_PERMISSIONS[type];
+}
+
+export interface PolicyDocument {
+  Version: '2012-10-17';
+  Statement: Record<string, unknown>[];
+}
+
+/** Which stacks an execution policy deploys: their names start with these (their roles' and policies' too). */
+export interface DeployScope {
+  /** e.g. `tenants` or `platform`: the policies are named `tenantforge-<name>-cfn-execution-<n>`. */
+  readonly name: string;
+  /**
+   * Stack-name prefixes. CloudFormation names the roles and managed policies it creates `<stack>-<id>-<random>`,
+   * so every IAM action is limited to roles and policies under these names: a deploy can change nothing in IAM
+   * that another stack, or a person, owns.
+   */
+  readonly stackPrefixes: readonly string[];
+}
+
+/**
+ * The execution policies for templates using `types` in `scope`: each at most 6,144 characters (IAM's limit for
+ * a managed policy), to be created as `<prefix>-<scope>-1`, `-2`, ... and given to
+ * `cdk bootstrap --cloudformation-execution-policies`.
+ */
+export function executionPolicies(types: Iterable<string>, scope: DeployScope): PolicyDocument[] {
+  // CloudFormation resolves the templates' SSM-typed parameters (the bootstrap version, cross-stack values) with
+  // the execution role, whatever resources the templates hold.
+  const actions = new Set<string>(['ssm:GetParameters']);
+  const passTo = new Set<string>();
+  const linked = new Set<string>();
+  const missing: string[] = [];
+  for (const type of types) {
+    const p = permissionsOf(type);
+    if (!p) {
+      missing.push(type);
+      continue;
+    }
+    p.actions.forEach((a) => actions.add(a));
+    p.passRoleTo?.forEach((s) => passTo.add(s));
+    p.serviceLinkedRoles?.forEach((s) => linked.add(s));
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `the deploy policy has no permissions for ${missing.join(', ')}: add ${missing.length === 1 ? 'it' : 'them'} to RESOURCE_PERMISSIONS in lib/deploy-policy.ts, then npm run deploy-policies`,
+    );
+  }
+  const boundaryArn = `arn:aws:iam::*:policy/${PERMISSIONS_BOUNDARY_NAME}`;
+  // StringLike: the ARN names no account, so the same files serve every account.
+  const withBoundary = { StringLike: { 'iam:PermissionsBoundary': boundaryArn } };
+  const roles = scope.stackPrefixes.map((p) => `arn:aws:iam::*:role/${p}*`);
+  const policies = scope.stackPrefixes.map((p) => `arn:aws:iam::*:policy/${p}*`);
+  const iamActions = [...actions].filter((a) => a.startsWith('iam:')).sort();
+  const roleActions = iamActions.filter((a) => a.includes('Role'));
+  const policyActions = iamActions.filter((a) => !a.includes('Role'));
+  const statementIf = (Sid: string, Action: string[], Resource: string[]) =>
+    Action.length > 0 ? [{ Sid, Effect: 'Allow', Action, Resource }] : [];
+  const statements: Record<string, unknown>[] = [
+    {
+      Sid: 'ResourcesOfTheFleet',
+      Effect: 'Allow',
+      Action: [...actions].filter((a) => !a.startsWith('iam:')).sort(),
+      Resource: '*',
+    },
+    // IAM: only the roles and managed policies of these stacks.
+    ...statementIf('TheStacksOwnRoles', roleActions, roles),
+    ...statementIf('TheStacksOwnManagedPolicies', policyActions, policies),
+    // Roles and their policies, only for these stacks' roles and only while they carry the boundary.
+    {
+      Sid: 'RolesOnlyWithTheBoundary',
+      Effect: 'Allow',
+      Action: [
+        'iam:CreateRole',
+        'iam:PutRolePermissionsBoundary',
+        'iam:PutRolePolicy',
+        'iam:DeleteRolePolicy',
+        'iam:AttachRolePolicy',
+        'iam:DetachRolePolicy',
+      ],
+      Resource: roles,
+      Condition: withBoundary,
+    },
+    {
+      Sid: 'PassOnlyTheStacksRolesToTheirServices',
+      Effect: 'Allow',
+      Action: 'iam:PassRole',
+      Resource: roles,
+      Condition: { StringEquals: { 'iam:PassedToService': [...passTo].sort() } },
+    },
+    ...(linked.size > 0
+      ? [
+          {
+            Sid: 'ServiceLinkedRolesOfTheFleetsServices',
+            Effect: 'Allow',
+            Action: 'iam:CreateServiceLinkedRole',
+            Resource: '*',
+            Condition: { StringEquals: { 'iam:AWSServiceName': [...linked].sort() } },
+          },
+        ]
+      : []),
+    // The boundary itself cannot be changed, removed from a role, or deleted by a deploy.
+    {
+      Sid: 'NeverLoosenTheBoundary',
+      Effect: 'Deny',
+      Action: [
+        'iam:CreatePolicyVersion',
+        'iam:DeletePolicy',
+        'iam:DeletePolicyVersion',
+        'iam:SetDefaultPolicyVersion',
+      ],
+      Resource: boundaryArn,
+    },
+    {
+      Sid: 'NeverDropTheBoundary',
+      Effect: 'Deny',
+      Action: 'iam:DeleteRolePermissionsBoundary',
+      Resource: '*',
+    },
+  ];
+  // Split into documents under IAM's size limit (the long action list goes first, alone if need be).
+  const documents: PolicyDocument[] = [];
+  let current: Record<string, unknown>[] = [];
+  const size = (s: Record<string, unknown>[]) =>
+    JSON.stringify({ Version: '2012-10-17', Statement: s }).length;
+  for (const st of statements) {
+    if (current.length > 0 && size([...current, st]) > 6144) {
+      documents.push({ Version: '2012-10-17', Statement: current });
+      current = [];
+    }
+    if (size([st]) > 6144) {
+      const list = st.Action as string[];
+      const half = Math.ceil(list.length / 2);
+      documents.push({
+        Version: '2012-10-17',
+        Statement: [{ ...st, Sid: `${st.Sid}A`, Action: list.slice(0, half) }],
+      });
+      current = [{ ...st, Sid: `${st.Sid}B`, Action: list.slice(half) }];
+      continue;
+    }
+    current.push(st);
+  }
+  if (current.length > 0) documents.push({ Version: '2012-10-17', Statement: current });
+  return documents;
+}
+
+/**
+ * The permissions boundary: the most any role a deploy creates may ever do. The services the fleet's roles use
+ * at run time, and nothing in IAM, Organizations or account settings, so no such role can create or change
+ * roles, users or policies, whatever policy it is given.
+ */
+export function boundaryPolicy(): PolicyDocument {
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      {
+        Sid: 'TheFleetsRuntimeServices',
+        Effect: 'Allow',
+        Action: [
+          'backup:*',
+          'backup-storage:*',
+          'cloudformation:Describe*',
+          'codebuild:*',
+          'cognito-idp:*',
+          'dynamodb:*',
+          'ec2:*',
+          'ecr:*',
+          'ecs:*',
+          'elasticloadbalancing:Describe*',
+          'events:PutEvents',
+          'kms:*',
+          'lambda:InvokeFunction',
+          'logs:*',
+          'rds:*',
+          'rds-db:connect',
+          's3:*',
+          'secretsmanager:*',
+          'ssm:GetParameter',
+          'ssm:GetParameters',
+          'states:*',
+          'sts:AssumeRole',
+          'sts:TagSession',
+          'tag:GetResources',
+          'xray:*',
+        ],
+        Resource: '*',
+      },
+      {
+        Sid: 'NothingInIam',
+        Effect: 'Deny',
+        Action: ['iam:*', 'organizations:*', 'account:*'],
+        Resource: '*',
+      },
+    ],
+  };
+}
+
+export const executionPolicyName = (scope: DeployScope, n: number) =>
+  `${EXECUTION_POLICY_PREFIX}-${scope.name}-${n}`;

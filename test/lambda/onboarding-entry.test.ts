@@ -1,0 +1,188 @@
+import { mockClient } from 'aws-sdk-client-mock';
+import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import type { LambdaFunctionURLEvent } from 'aws-lambda';
+import { Moto, startMoto } from '../helpers/moto';
+
+// The onboarding entry, the one way in: who may ask, what they may ask for, and what is recorded. The registry is
+// DynamoDB's API for real (moto); Step Functions is stubbed at the SDK boundary.
+const sfn = mockClient(SFNClient);
+
+const ACCOUNT = '111122223333';
+const STATE_MACHINE = `arn:aws:states:us-east-1:${ACCOUNT}:stateMachine:Workflow`;
+const REQUESTER_ROLE = `arn:aws:iam::${ACCOUNT}:role/pipelines/onboarding-pipeline`;
+const APPROVER_USER = `arn:aws:iam::${ACCOUNT}:user/cfo`;
+const session = (role: string, name = 'build-42') =>
+  `arn:aws:sts::${ACCOUNT}:assumed-role/${role.split('/').pop()}/${name}`;
+
+let moto: Moto;
+let logged: string[] = [];
+let entry: typeof import('../../lambda/onboarding-entry');
+beforeAll(async () => {
+  moto = await startMoto();
+  Object.assign(process.env, {
+    STATE_MACHINE_ARN: STATE_MACHINE,
+    REQUESTERS: REQUESTER_ROLE,
+    APPROVERS: APPROVER_USER,
+    INSTANCE_CLASSES: 't4g.medium,t4g.large',
+  });
+  entry = await import('../../lambda/onboarding-entry');
+});
+afterAll(async () => {
+  await moto.stop();
+});
+beforeEach(async () => {
+  logged = [];
+  jest.spyOn(console, 'log').mockImplementation((line: string) => void logged.push(line));
+  sfn.reset();
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
+  await moto.resetRegistry();
+});
+
+/** A function URL event as Lambda delivers it for an IAM-authenticated caller (or none). */
+function call(caller: string | undefined, body: unknown, method = 'POST') {
+  const event = {
+    version: '2.0',
+    rawPath: '/',
+    headers: {},
+    isBase64Encoded: false,
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    requestContext: {
+      http: { method },
+      ...(caller ? { authorizer: { iam: { userArn: caller, accountId: ACCOUNT } } } : {}),
+    },
+  } as unknown as LambdaFunctionURLEvent;
+  return entry.handler(event).then((r) => ({ ...r, json: JSON.parse(r.body) }));
+}
+
+const onboard = (request: Record<string, unknown>) => ({
+  action: 'onboard',
+  request: { adminEmail: 'admin@initrode.example', ...request },
+});
+
+describe('isNamed', () => {
+  test('a named role admits its sessions; a user only itself; nothing else matches', () => {
+    const named = [REQUESTER_ROLE, APPROVER_USER];
+    expect(entry.isNamed(session(REQUESTER_ROLE), named)).toBe(true);
+    expect(entry.isNamed(APPROVER_USER, named)).toBe(true);
+    expect(entry.isNamed(session(`arn:aws:iam::${ACCOUNT}:role/onboarding-pipeline-2`), named)).toBe(false);
+    expect(entry.isNamed(`arn:aws:sts::444455556666:assumed-role/onboarding-pipeline/x`, named)).toBe(false);
+    expect(entry.isNamed(`arn:aws:iam::${ACCOUNT}:user/cfo2`, named)).toBe(false);
+    expect(entry.isNamed(`arn:aws:iam::${ACCOUNT}:root`, named)).toBe(false);
+    expect(entry.isNamed(session(REQUESTER_ROLE), [])).toBe(false);
+  });
+});
+
+describe('who may ask', () => {
+  test('a principal that is not named is refused and nothing changes', async () => {
+    const r = await call(
+      session(`arn:aws:iam::${ACCOUNT}:role/developer`),
+      onboard({ tenantId: 'initrode', model: 'silo', settings: { instanceClass: 'r6g.16xlarge' } }),
+    );
+    expect(r.statusCode).toBe(403);
+    expect(r.json.message).toContain('is neither a named requester nor a named approver');
+    expect(await moto.get('initrode')).toBeUndefined();
+    // Refused requests are recorded too, with who made them.
+    expect(logged.map((l) => JSON.parse(l))).toContainEqual({
+      level: 'info',
+      message: 'refused: not a named principal',
+      caller: session(`arn:aws:iam::${ACCOUNT}:role/developer`),
+    });
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+  });
+
+  test('an unsigned request is refused', async () => {
+    const r = await call(undefined, onboard({ tenantId: 'initrode', model: 'pool' }));
+    expect(r.statusCode).toBe(401);
+    expect(await moto.get('initrode')).toBeUndefined();
+  });
+
+  test('a named requester within the catalog rules is accepted, recorded and the workflow started', async () => {
+    const caller = session(REQUESTER_ROLE);
+    const r = await call(caller, onboard({ tenantId: 'initrode', model: 'pool' }));
+    expect(r.statusCode).toBe(202);
+    expect(r.json).toMatchObject({ tenantId: 'initrode', action: 'onboard', requestedBy: caller });
+    const item = await moto.get('initrode');
+    expect(item).toMatchObject({ status: 'provisioning', requestedBy: caller, lock: r.json.execution });
+    const [start] = sfn.commandCalls(StartExecutionCommand);
+    const input = start.args[0].input;
+    expect(input.stateMachineArn).toBe(STATE_MACHINE);
+    // The execution's ARN is the lock the entry took: the workflow's first step admits only that execution.
+    expect(`${STATE_MACHINE.replace(':stateMachine:', ':execution:')}:${input.name}`).toBe(item!.lock);
+    expect(input.name).toMatch(/^[A-Za-z0-9-]{1,80}$/);
+    expect(JSON.parse(input.input!)).toMatchObject({
+      action: 'onboard',
+      requestedBy: caller,
+      tenant: { tenantId: 'initrode', model: 'pool', adminEmail: 'admin@initrode.example' },
+    });
+  });
+
+  test('outside the catalog rules a requester is refused and an approver accepted', async () => {
+    const big = onboard({ tenantId: 'initrode', model: 'silo', settings: { instanceClass: 'r6g.large' } });
+    const refused = await call(session(REQUESTER_ROLE), big);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.json).toMatchObject({ error: 'approval_required' });
+    expect(refused.json.message).toContain(
+      'settings.instanceClass "r6g.large" (outside t4g.medium, t4g.large)',
+    );
+    expect(await moto.get('initrode')).toBeUndefined();
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+
+    const accepted = await call(APPROVER_USER, big);
+    expect(accepted.statusCode).toBe(202);
+    expect(await moto.get('initrode')).toMatchObject({ requestedBy: `${APPROVER_USER} (approver)` });
+  });
+
+  test('offboarding is a request like any other: an unnamed principal cannot offboard a tenant', async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: '{"id":"acme"}' });
+    const before = await moto.get('acme');
+    const r = await call(`arn:aws:iam::${ACCOUNT}:user/intruder`, {
+      action: 'offboard',
+      request: { tenantId: 'acme' },
+    });
+    expect(r.statusCode).toBe(403);
+    expect(await moto.get('acme')).toEqual(before);
+    const ok = await call(session(REQUESTER_ROLE), { action: 'offboard', request: { tenantId: 'acme' } });
+    expect(ok.statusCode).toBe(202);
+    expect(await moto.get('acme')).toMatchObject({ status: 'offboarding', lock: ok.json.execution });
+  });
+});
+
+describe('bad requests', () => {
+  test.each([
+    ['not json', 400, 'the body is not JSON'],
+    [
+      { action: 'delete', request: { tenantId: 'acme' } },
+      400,
+      '"action" is "delete": use "onboard" or "offboard"',
+    ],
+    [{ action: 'onboard' }, 400, '"request" must be an object'],
+    [{ action: 'onboard', request: { tenantId: 'Bad Id', model: 'pool' } }, 400, 'field "id"'],
+  ])('%j is refused (%d) with the reason, nothing written', async (body, status, message) => {
+    const r = await call(session(REQUESTER_ROLE), body);
+    expect(r.statusCode).toBe(status);
+    expect(r.json.message).toContain(message);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+  });
+
+  test('only POST', async () => {
+    const r = await call(session(REQUESTER_ROLE), '', 'GET');
+    expect(r.statusCode).toBe(405);
+  });
+});
+
+test('a workflow that cannot be started leaves the tenant failed with the reason, and unlocked', async () => {
+  sfn
+    .on(StartExecutionCommand)
+    .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
+  const r = await call(session(REQUESTER_ROLE), onboard({ tenantId: 'initrode', model: 'pool' }));
+  expect(r.statusCode).toBe(502);
+  expect(r.json.message).toBe('the onboarding workflow could not be started: Rate exceeded');
+  const item = await moto.get('initrode');
+  expect(item).toMatchObject({ status: 'failed', failureReason: r.json.message });
+  expect(item!.lock).toBeUndefined();
+  // A failed first onboarding can be asked for again.
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
+  expect(
+    (await call(session(REQUESTER_ROLE), onboard({ tenantId: 'initrode', model: 'pool' }))).statusCode,
+  ).toBe(202);
+});

@@ -70,8 +70,10 @@ export async function migrateTarget(
   );
   await exec(client, sql`SET LOCAL search_path = ${schema}`);
   for (const m of MIGRATIONS) {
-    if (m.version > from && m.version <= toVersion)
-      await client.query(target.kind === 'pool' ? m.pool : m.tenant);
+    if (m.version > from && m.version <= toVersion) {
+      const statements = target.kind === 'pool' ? m.pool : m.tenant;
+      if (statements.trim() !== '') await client.query(statements);
+    }
   }
   await exec(client, sql`SET LOCAL search_path = pg_catalog`);
   await client.query(

@@ -16,6 +16,7 @@
  *   the context, one per statement, one to commit. Always commits or rolls back and releases.
  */
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { isConnectionFault } from './faults';
 import { IsolationModel, validateTenantId } from './naming';
 import { DataModel, dataModel } from './models';
 import { OWNER_ROLE } from './roles';
@@ -38,7 +39,17 @@ export interface TenantDatabaseOptions {
    * @default - names derived from the tenant id
    */
   readonly namingKey?: string;
+  /**
+   * A connection is closed (not returned to the pool) once it has served this many distinct tenants. Each
+   * backend caches the catalog entries of every schema it touches (about 64 KB per bridge tenant, never freed
+   * while it lives), so this bounds a backend's memory whatever the tenant count; see bench/db.ts.
+   * @default - bridge: BRIDGE_TENANTS_PER_CONNECTION; pool and silo: unlimited (their tables are shared)
+   */
+  readonly maxTenantsPerConnection?: number;
 }
+
+/** Distinct tenants a bridge connection serves before it is replaced (see maxTenantsPerConnection). */
+export const BRIDGE_TENANTS_PER_CONNECTION = 100;
 
 export class TenantContextError extends Error {
   constructor(message: string) {
@@ -69,9 +80,20 @@ export class TenantDatabase {
   private readonly siloTenantId?: string;
   private readonly statementTimeoutMs?: number;
   private readonly namingKey?: string;
+  private readonly maxTenantsPerConnection: number;
+  /** The distinct tenants each pooled connection has served. */
+  private readonly served = new WeakMap<PoolClient, Set<string>>();
 
   constructor(options: TenantDatabaseOptions) {
     this.namingKey = options.namingKey;
+    this.maxTenantsPerConnection =
+      options.maxTenantsPerConnection ??
+      (options.model === 'bridge' ? BRIDGE_TENANTS_PER_CONNECTION : Number.POSITIVE_INFINITY);
+    if (!(this.maxTenantsPerConnection >= 1)) {
+      throw new TenantContextError(
+        `maxTenantsPerConnection must be at least 1 (got ${options.maxTenantsPerConnection})`,
+      );
+    }
     this.pool = options.pool;
     this.model = options.model;
     this.impl = dataModel(options.model);
@@ -112,7 +134,7 @@ export class TenantDatabase {
     return {
       tenantId,
       model: this.model,
-      run: (statement) => this.runIn(context, statement),
+      run: (statement) => this.runIn(tenantId, context, statement),
       transaction: (work) => this.transactionIn(tenantId, context, work),
     };
   }
@@ -162,7 +184,11 @@ export class TenantDatabase {
     }
   }
 
-  private async runIn<R extends QueryResultRow>(context: string, statement: Sql): Promise<QueryResult<R>> {
+  private async runIn<R extends QueryResultRow>(
+    tenantId: string,
+    context: string,
+    statement: Sql,
+  ): Promise<QueryResult<R>> {
     refuseExplain(statement);
     const text = `BEGIN; ${context}; ${statement.toLiteralSql()}; COMMIT`;
     const client = await this.pool.connect();
@@ -170,11 +196,20 @@ export class TenantDatabase {
     try {
       results = (await client.query(text)) as unknown as QueryResult<R>[];
     } catch (e) {
-      await abandon(client);
+      await abandon(client, e);
       throw e;
     }
-    client.release();
+    this.release(client, tenantId);
     return results[results.length - 2];
+  }
+
+  /** Back to the pool, unless the connection has now served enough distinct tenants: then it is closed. */
+  private release(client: PoolClient, tenantId: string): void {
+    if (this.maxTenantsPerConnection === Number.POSITIVE_INFINITY) return client.release();
+    let tenants = this.served.get(client);
+    if (!tenants) this.served.set(client, (tenants = new Set()));
+    tenants.add(tenantId);
+    client.release(tenants.size >= this.maxTenantsPerConnection);
   }
 
   private async transactionIn<T>(
@@ -199,11 +234,11 @@ export class TenantDatabase {
       const result = await work(tx);
       await client.query('COMMIT');
       open = false;
-      client.release();
+      this.release(client, tenantId);
       return result;
     } catch (e) {
       open = false;
-      await abandon(client);
+      await abandon(client, e);
       throw e;
     }
   }
@@ -235,14 +270,24 @@ function refuseExplain(statement: Sql): void {
 }
 
 /**
- * Ends a failed transaction: ROLLBACK, then back to the pool. If even ROLLBACK fails the connection's state is
- * unknown, so it is destroyed rather than returned (a client released mid-transaction poisons the pool).
+ * Ends a failed transaction. After a connection fault (a timeout, a cut socket) the connection's protocol state is
+ * unknown: a late reply could answer the next query, another tenant's. So it is destroyed at once, without even a
+ * ROLLBACK (the server rolls back a transaction whose connection goes). Otherwise: ROLLBACK, then back to the
+ * pool; if even ROLLBACK fails the connection is destroyed rather than returned (a client released
+ * mid-transaction poisons the pool).
  */
-async function abandon(client: PoolClient): Promise<void> {
+async function abandon(client: PoolClient, error: unknown): Promise<void> {
+  if (isConnectionFault(error)) return destroy(client, error);
   try {
     await client.query('ROLLBACK');
     client.release();
   } catch (e) {
-    client.release(e instanceof Error ? e : new Error(String(e)));
+    destroy(client, e);
   }
+}
+
+/** Closes the socket now (a half-open socket would otherwise linger until TCP gives up) and drops the client. */
+function destroy(client: PoolClient, error: unknown): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  client.release(error instanceof Error ? error : new Error(String(error)));
 }

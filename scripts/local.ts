@@ -30,13 +30,15 @@ async function main(): Promise<void> {
     dir: LOCAL_DIR,
     pgPort: Number(process.env.LOCAL_PG_PORT ?? '54329'),
   });
+  const registry = new CachedRegistry(platform.registry);
   const app = buildApp({
     authenticate: createAuthenticator({
       userPoolId: LOCAL_USER_POOL_ID,
       clientId: LOCAL_CLIENT_ID,
       jwks: platform.issuer.jwks,
     }),
-    registry: new CachedRegistry(platform.registry, 2000),
+    registry,
+    forgetTenant: (tenantId) => registry.forget(tenantId),
     databaseFor: (entry) => platform.databaseFor(entry),
     ready: () => platform.ready(),
     logger: process.env.LOG_LEVEL !== 'silent',

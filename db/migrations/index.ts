@@ -13,6 +13,7 @@
  */
 import { invoices } from './0001-invoices';
 import { dueDates } from './0002-due-dates';
+import { activeTenants } from './0003-active-tenants';
 
 export interface Migration {
   readonly version: number;
@@ -23,6 +24,6 @@ export interface Migration {
   readonly tenant: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [invoices, dueDates];
+export const MIGRATIONS: readonly Migration[] = [invoices, dueDates, activeTenants];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -57,7 +57,8 @@ export async function registerPoolTenant(
 }
 
 /**
- * Offboards a pool tenant. `retain` keeps every row and marks the tenant offboarded (the API refuses it);
+ * Offboards a pool tenant. `retain` keeps every row and marks the tenant offboarded (the database refuses it
+ * from then on, whatever an API's cache says);
  * `destroy` deletes its rows, through the same RLS policy that scopes the API, so no other tenant's row can
  * be touched even by a bug here.
  */
@@ -72,6 +73,12 @@ export async function offboardPoolTenant(
     await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
     if (policy === 'destroy') {
       await exec(client, sql`SELECT set_config(${TENANT_SETTING}, ${tenantId}, true)`);
+      // The policies admit only an active tenant (migration 3). A tenant offboarded earlier with its data kept
+      // is active again only inside this transaction, which nobody else sees before its rows are gone.
+      await exec(
+        client,
+        sql`UPDATE ${ident(ADMIN_SCHEMA)}.pool_tenants SET status = 'active' WHERE tenant_id = ${tenantId}`,
+      );
       // Items go with their invoices (ON DELETE CASCADE).
       await exec(client, sql`DELETE FROM ${ident(POOL_SCHEMA)}.invoices`);
       await exec(client, sql`DELETE FROM ${ident(ADMIN_SCHEMA)}.pool_tenants WHERE tenant_id = ${tenantId}`);

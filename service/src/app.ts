@@ -9,7 +9,9 @@ import { HEALTH_PATH, READY_PATH } from '../../contracts';
 import { createInvoice, deleteInvoice, getInvoice, listInvoices, NewInvoice } from '../../db/invoices';
 import { TenantDatabase, TenantScope } from '../../db/tenant-context';
 import { AuthError, Authenticate, Principal } from './auth';
-import { RegistryEntry, TenantRegistry } from './registry';
+import { isUnavailable } from '../../db/faults';
+import { DatabaseHealth, DatabaseHealthOptions } from './db-health';
+import { RegistryEntry, RegistryUnavailable, TenantRegistry } from './registry';
 import type { StartupState } from './startup';
 
 export interface AppDeps {
@@ -17,8 +19,12 @@ export interface AppDeps {
   readonly registry: TenantRegistry;
   /** The database that serves this tenant's model in this deployment, or undefined when it is served elsewhere. */
   readonly databaseFor: (entry: RegistryEntry) => TenantDatabase | undefined;
-  /** Resolves when the database answers (readiness). */
+  /** A cheap query against the database: the readiness probe when no request has said anything lately. */
   readonly ready: () => Promise<void>;
+  /** @default - probe every 5 s at most, stuck after 120 s (see DatabaseHealth) */
+  readonly health?: Omit<DatabaseHealthOptions, 'probe'>;
+  /** Told when the database refused a tenant the registry cache still had as active. */
+  readonly forgetTenant?: (tenantId: string) => void;
   /**
    * Whether start-up is done (the database reached, the runtime role confirmed safe). Until it is, tenant
    * requests get 503 with Retry-After.
@@ -44,6 +50,9 @@ declare module 'fastify' {
 }
 
 const PUBLIC_ROUTES = new Set([HEALTH_PATH, READY_PATH]);
+
+/** The largest request body the API accepts; the WAF leaves body size to it (lib/constructs/api-service.ts). */
+export const BODY_LIMIT = 256 * 1024;
 
 const invoiceBody = {
   type: 'object',
@@ -87,11 +96,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     },
-    bodyLimit: 256 * 1024,
+    bodyLimit: BODY_LIMIT,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  const health = new DatabaseHealth({ probe: deps.ready, ...deps.health });
+  // Passive readiness: every tenant request that reached its database says the database answers.
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.tenant && reply.statusCode < 500) health.succeeded();
   });
 
   app.addHook('onRequest', async (request, reply) => {
@@ -135,6 +149,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       if (error.validation) {
         return reply.code(400).send({ error: 'bad_request', message: error.message });
       }
+      if (error.statusCode === 413) {
+        return reply.code(413).send({
+          error: 'payload_too_large',
+          message: `the request body is larger than this API accepts (${BODY_LIMIT / 1024} KB)`,
+        });
+      }
       if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
         return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
       }
@@ -147,19 +167,48 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         request.log.warn({ err: error }, 'statement timeout');
         return reply.code(503).send({ error: 'timeout', message: 'the request took too long; try again' });
       }
+      // The database or the registry cannot answer now (failover, restart, hang, outage): 503 with Retry-After,
+      // never a guess. The raw error goes to the log only.
+      if (isUnavailable(error) || error instanceof RegistryUnavailable) {
+        if (!(error instanceof RegistryUnavailable)) health.failed();
+        request.log.warn({ err: error }, 'unavailable');
+        return reply
+          .code(503)
+          .header('retry-after', '2')
+          .send({
+            error: 'unavailable',
+            message:
+              error instanceof RegistryUnavailable
+                ? 'the tenant registry cannot be read right now; try again shortly'
+                : 'the database cannot be reached right now; try again shortly',
+          });
+      }
+      // The database refused the tenant (offboarded meanwhile: its pool registration or bridge role is gone),
+      // though the registry cache still had it active.
+      if (error.code === '42501' && request.tenant) {
+        deps.forgetTenant?.(request.tenant.principal.tenantId);
+        request.log.warn({ err: error }, 'refused by the database');
+        return reply.code(403).send({
+          error: 'forbidden',
+          message: `tenant "${request.tenant.principal.tenantId}" is not active`,
+        });
+      }
       request.log.error({ err: error }, 'request failed');
       return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
     },
   );
 
-  app.get(HEALTH_PATH, async () => ({ status: 'ok' }));
+  // Liveness: the process answers, and it is not stuck (its database unreachable for minutes while tried).
+  app.get(HEALTH_PATH, async (_request, reply) => {
+    if (deps.startup && !deps.startup.ready()) return { status: 'starting' };
+    await health.ready();
+    return health.stuck() ? reply.code(503).send({ status: 'stuck' }) : { status: 'ok' };
+  });
+  // Readiness: started, and the database answers. Passive (at most one probe per 5 s however often it is
+  // asked) and without error text: the reason is in the log.
   app.get(READY_PATH, async (_request, reply) => {
-    try {
-      await deps.ready();
-      return { status: 'ready' };
-    } catch (e) {
-      return reply.code(503).send({ status: 'unavailable', message: (e as Error).message });
-    }
+    const ready = (!deps.startup || deps.startup.ready()) && (await health.ready());
+    return ready ? { status: 'ready' } : reply.code(503).send({ status: 'unavailable' });
   });
 
   const scope = (request: FastifyRequest): RequestTenant => request.tenant!;

@@ -7,11 +7,11 @@
  * its own tenant).
  */
 import { Signer } from '@aws-sdk/rds-signer';
-import { Pool } from 'pg';
 import { ISOLATION_MODELS, IsolationModel } from '../../db/naming';
 import { dataModel } from '../../db/models';
 import { TenantDatabase } from '../../db/tenant-context';
 import { buildApp } from './app';
+import { createPool, poolSettingsFromEnv } from './db-pool';
 import { createAuthenticator } from './auth';
 import { CachedRegistry, DynamoRegistry } from './registry';
 import { waitForDatabase } from './startup';
@@ -29,28 +29,26 @@ async function main(): Promise<void> {
   const port = Number(process.env.DB_PORT ?? '5432');
   const user = env('DB_USER');
   const signer = new Signer({ hostname: host, port, username: user, region: process.env.AWS_REGION });
-  const pool = new Pool({
-    host,
-    port,
-    user,
-    database: env('DB_NAME'),
-    // A fresh 15-minute IAM token for each new connection; no password exists for the runtime role.
-    password: process.env.DB_AUTH === 'iam' ? () => signer.getAuthToken() : env('DB_PASSWORD'),
-    // The RDS CA bundle is in the image (NODE_EXTRA_CA_CERTS); the host name is verified.
-    ssl: { rejectUnauthorized: true, servername: host },
-    max: Number(process.env.DB_POOL_SIZE ?? '20'),
-    // Recycle connections so per-backend catalog caches (which grow with the schemas touched) stay bounded.
-    maxLifetimeSeconds: 600,
-    idleTimeoutMillis: 30000,
-    connectionTimeoutMillis: 5000,
-  });
-  pool.on('error', (e) =>
-    console.error(JSON.stringify({ level: 'error', msg: 'idle connection error', err: e.message })),
+  const pool = createPool(
+    {
+      host,
+      port,
+      user,
+      database: env('DB_NAME'),
+      // A fresh 15-minute IAM token for each new connection; no password exists for the runtime role.
+      password: process.env.DB_AUTH === 'iam' ? () => signer.getAuthToken() : env('DB_PASSWORD'),
+      // The RDS CA bundle is in the image (NODE_EXTRA_CA_CERTS); the host name is verified.
+      ssl: { rejectUnauthorized: true, servername: host },
+    },
+    poolSettingsFromEnv(),
   );
   const db = new TenantDatabase({
     pool,
     model,
     siloTenantId: dataModel(model).databasePerTenant ? env('SILO_TENANT_ID') : undefined,
+    ...(process.env.DB_MAX_TENANTS_PER_CONNECTION
+      ? { maxTenantsPerConnection: Number(process.env.DB_MAX_TENANTS_PER_CONNECTION) }
+      : {}),
   });
   const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
     console.log(JSON.stringify({ level, msg, ...fields }));
@@ -60,12 +58,20 @@ async function main(): Promise<void> {
     fatal: () => process.exit(1),
   });
 
+  const registry = new CachedRegistry(new DynamoRegistry(env('REGISTRY_TABLE')), {
+    onStale: (tenantId, e) =>
+      log('warn', 'registry unavailable: serving the last known active entry', {
+        tenantId,
+        err: (e as Error).message,
+      }),
+  });
   const app = buildApp({
     authenticate: createAuthenticator({
       userPoolId: env('USER_POOL_ID'),
       clientId: env('USER_POOL_CLIENT_ID'),
     }),
-    registry: new CachedRegistry(new DynamoRegistry(env('REGISTRY_TABLE')), 30000),
+    registry,
+    forgetTenant: (tenantId) => registry.forget(tenantId),
     // This deployment serves its own model only; a silo service, its own tenant only (db.serves decides).
     databaseFor: () => db,
     startup: startup.state,

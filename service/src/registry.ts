@@ -18,7 +18,9 @@ export interface TenantRegistry {
 export class DynamoRegistry implements TenantRegistry {
   constructor(
     private readonly tableName: string,
-    private readonly client = new DynamoDBClient({}),
+    // Two attempts at most: the cache above serves a known tenant from memory while DynamoDB is unwell.
+    private readonly client = new DynamoDBClient({ maxAttempts: 2 }),
+    private readonly timeoutMs = 1000,
   ) {}
 
   async get(tenantId: string): Promise<RegistryEntry | undefined> {
@@ -28,6 +30,8 @@ export class DynamoRegistry implements TenantRegistry {
         Key: { [REGISTRY_KEY]: { S: tenantId } },
         ConsistentRead: true,
       }),
+      // Never wait on a hung request: every lookup ends within the timeout.
+      { abortSignal: AbortSignal.timeout(this.timeoutMs) },
     );
     return registryItemFromAttributes(r.Item);
   }
@@ -55,24 +59,116 @@ export class FileRegistry implements TenantRegistry {
   }
 }
 
-/** Caches lookups (misses too) for `ttlMs`, so a burst of requests costs one registry read per tenant. */
+/** The registry could not be read and nothing usable is cached: the request gets 503, never a guess. */
+export class RegistryUnavailable extends Error {
+  constructor(tenantId: string, cause: unknown) {
+    super(
+      `the tenant registry could not be read for tenant "${tenantId}": ${(cause as Error)?.message ?? cause}`,
+    );
+    this.name = 'RegistryUnavailable';
+  }
+}
+
+export interface RegistryCacheOptions {
+  /**
+   * How long an active tenant's entry is served from memory. Offboarding does not wait for it: the database
+   * refuses an offboarded tenant at once (pool: its registration, bridge: its role), whatever the cache says.
+   * @default 10000
+   */
+  readonly activeTtlMs?: number;
+  /** How long a miss or a non-active entry is served from memory: a new tenant is served within this. @default 1000 */
+  readonly inactiveTtlMs?: number;
+  /** While the registry fails, a known active tenant is served from its last entry for this long. @default 300000 */
+  readonly staleForMs?: number;
+  /** Every lookup gives up after this long (then: stale, or unavailable). @default 1500 */
+  readonly timeoutMs?: number;
+  readonly now?: () => number;
+  /** Told when a stale entry is served, once per tenant and outage. */
+  readonly onStale?: (tenantId: string, error: unknown) => void;
+}
+
+interface Cached {
+  /** When the entry was read. */
+  at: number;
+  entry: RegistryEntry | undefined;
+}
+
+/**
+ * The registry as the API reads it: short caching with explicit semantics.
+ * - an active tenant: from memory for `activeTtlMs`; a miss or a non-active tenant: `inactiveTtlMs`;
+ * - concurrent lookups of the same tenant share one read;
+ * - every read ends within `timeoutMs`;
+ * - when a read fails or times out, a tenant last seen active is served from that entry for up to `staleForMs`
+ *   (stale-while-error); anything else is RegistryUnavailable (503).
+ */
 export class CachedRegistry implements TenantRegistry {
-  private readonly cache = new Map<string, { at: number; entry: Promise<RegistryEntry | undefined> }>();
+  private readonly cache = new Map<string, Cached>();
+  private readonly pending = new Map<string, Promise<RegistryEntry | undefined>>();
+  private readonly staleSince = new Map<string, number>();
+  private readonly o: Required<Omit<RegistryCacheOptions, 'onStale'>> & Pick<RegistryCacheOptions, 'onStale'>;
 
   constructor(
     private readonly inner: TenantRegistry,
-    private readonly ttlMs = 30000,
-  ) {}
+    options: RegistryCacheOptions = {},
+  ) {
+    this.o = {
+      activeTtlMs: options.activeTtlMs ?? 10000,
+      inactiveTtlMs: options.inactiveTtlMs ?? 1000,
+      staleForMs: options.staleForMs ?? 300000,
+      timeoutMs: options.timeoutMs ?? 1500,
+      now: options.now ?? Date.now,
+      onStale: options.onStale,
+    };
+  }
 
   get(tenantId: string): Promise<RegistryEntry | undefined> {
-    const now = Date.now();
+    const now = this.o.now();
     const hit = this.cache.get(tenantId);
-    if (hit && now - hit.at < this.ttlMs) return hit.entry;
-    const entry = this.inner.get(tenantId);
-    this.cache.set(tenantId, { at: now, entry });
-    // A failed lookup is not cached.
-    entry.catch(() => this.cache.delete(tenantId));
-    if (this.cache.size > 10000) this.cache.delete(this.cache.keys().next().value as string);
-    return entry;
+    if (hit) {
+      const ttl = hit.entry?.status === 'active' ? this.o.activeTtlMs : this.o.inactiveTtlMs;
+      if (now - hit.at < ttl) return Promise.resolve(hit.entry);
+    }
+    let read = this.pending.get(tenantId);
+    if (!read) {
+      read = this.read(tenantId, hit).finally(() => this.pending.delete(tenantId));
+      this.pending.set(tenantId, read);
+    }
+    return read;
+  }
+
+  /** Forgets a tenant (the database refused it: the next request reads the registry again). */
+  forget(tenantId: string): void {
+    this.cache.delete(tenantId);
+  }
+
+  private async read(tenantId: string, last: Cached | undefined): Promise<RegistryEntry | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const entry = await Promise.race([
+        this.inner.get(tenantId),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${this.o.timeoutMs} ms`)),
+            this.o.timeoutMs,
+          );
+        }),
+      ]);
+      this.cache.set(tenantId, { at: this.o.now(), entry });
+      this.staleSince.delete(tenantId);
+      if (this.cache.size > 10000) this.cache.delete(this.cache.keys().next().value as string);
+      return entry;
+    } catch (e) {
+      const now = this.o.now();
+      if (last?.entry?.status === 'active' && now - last.at < this.o.staleForMs) {
+        if (!this.staleSince.has(tenantId)) {
+          this.staleSince.set(tenantId, now);
+          this.o.onStale?.(tenantId, e);
+        }
+        return last.entry;
+      }
+      throw new RegistryUnavailable(tenantId, e);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }

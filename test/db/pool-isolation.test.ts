@@ -126,12 +126,23 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
     );
   });
 
-  test('P4/P5: no SECURITY DEFINER or LEAKPROOF function exists, and the runtime role cannot create one', async () => {
+  test('P4/P5: the one SECURITY DEFINER function reads no tenant data; no LEAKPROOF one; the runtime role cannot create one', async () => {
+    // pool.current_tenant() (migration 3) reads only tenancy.pool_tenants, takes no argument and pins its
+    // search_path; nothing else may run with its owner's rights.
     const r = await app.query(
-      `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      `SELECT n.nspname || '.' || p.proname AS name, p.prosecdef, p.proleakproof, p.pronargs, p.proconfig
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND (p.prosecdef OR p.proleakproof)`,
     );
-    expect(r.rows).toEqual([]);
+    expect(r.rows).toEqual([
+      {
+        name: 'pool.current_tenant',
+        prosecdef: true,
+        proleakproof: false,
+        pronargs: 0,
+        proconfig: ['search_path=pg_catalog, pg_temp'],
+      },
+    ]);
     const outcome = await tryLeak('P4', 'create a SECURITY DEFINER function as app_pool', async () => {
       const codes = [
         await sqlstateOf(

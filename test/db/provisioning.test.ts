@@ -12,7 +12,7 @@ import {
   provisionBridgeTenant,
   registerPoolTenant,
 } from '../../db/models';
-import { sql } from '../../db/sql';
+import { ident, sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase } from './harness';
 
@@ -154,10 +154,10 @@ describe('bridge tenants', () => {
 
   test('refuses a schema version that does not exist, and a downgrade, naming the fix', async () => {
     await expect(provisionBridgeTenant(master, 'vandelay', { version: 99 })).rejects.toThrow(
-      'schema version 99 does not exist: this provisioner knows versions 1, 2',
+      'schema version 99 does not exist: this provisioner knows versions 1, 2, 3',
     );
     await expect(provisionBridgeTenant(master, 'vandelay', { version: 1 })).rejects.toThrow(
-      'bridge:vandelay is at schema version 2, newer than the requested 1: downgrades are not supported',
+      'bridge:vandelay is at schema version 3, newer than the requested 1: downgrades are not supported',
     );
   });
 
@@ -178,15 +178,16 @@ describe('bridge tenants', () => {
 });
 
 describe('pool tenants', () => {
-  test('a pool tenant can only have rows once registered; destroy removes its rows and only its rows', async () => {
+  test('a pool tenant can only have rows once registered and active; destroy removes its rows and only its rows', async () => {
     const db = await fresh('pool_prov');
     const master = await db.master();
     await bootstrapDatabase(master, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
     await migratePool(master);
     const api = new TenantDatabase({ pool: db.poolAs('app_pool'), model: 'pool' });
+    // Not registered: refused by the database before any row is written.
     expect(
       await sqlstateOf(api.forTenant('stranger').run(sql`INSERT INTO pool.invoices (customer) VALUES ('x')`)),
-    ).toBe('23503');
+    ).toBe('42501');
     for (const id of ['acme', 'globex']) {
       await registerPoolTenant(master, id, id);
       await api.forTenant(id).run(
@@ -195,20 +196,22 @@ describe('pool tenants', () => {
             SELECT id, 1, 'x', 1, 100 FROM i`,
       );
     }
+    const count = (id: string, table = 'invoices') =>
+      api.forTenant(id).run<{ n: number }>(sql`SELECT count(*)::int AS n FROM pool.${ident(table)}`);
+    // Offboarded with its data kept: the database refuses the tenant at once, reads and writes alike.
     await offboardPoolTenant(master, 'acme', 'retain');
-    const kept = await api
-      .forTenant('acme')
-      .run<{ n: number }>(sql`SELECT count(*)::int AS n FROM pool.invoices`);
-    expect(kept.rows[0].n).toBe(1);
+    expect(await sqlstateOf(count('acme'))).toBe('42501');
+    expect(
+      await sqlstateOf(api.forTenant('acme').run(sql`INSERT INTO pool.invoices (customer) VALUES ('late')`)),
+    ).toBe('42501');
+    // An explicit restore brings its kept rows back.
+    await registerPoolTenant(master, 'acme', 'acme', { restore: true });
+    expect((await count('acme')).rows[0].n).toBe(1);
     await offboardPoolTenant(master, 'acme', 'destroy');
-    const gone = await api
-      .forTenant('acme')
-      .run<{ n: number }>(sql`SELECT count(*)::int AS n FROM pool.invoice_items`);
-    expect(gone.rows[0].n).toBe(0);
-    const globex = await api
-      .forTenant('globex')
-      .run<{ n: number }>(sql`SELECT count(*)::int AS n FROM pool.invoice_items`);
-    expect(globex.rows[0].n).toBe(1);
+    // Registered again as a new tenant, it has nothing: its rows went with it.
+    await registerPoolTenant(master, 'acme', 'acme');
+    expect((await count('acme', 'invoice_items')).rows[0].n).toBe(0);
+    expect((await count('globex', 'invoice_items')).rows[0].n).toBe(1);
   });
 });
 

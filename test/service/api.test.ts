@@ -57,7 +57,7 @@ beforeAll(async () => {
       clientId: LOCAL_CLIENT_ID,
       jwks: platform.issuer.jwks,
     }),
-    registry: new CachedRegistry(platform.registry, 0),
+    registry: new CachedRegistry(platform.registry, { activeTtlMs: 0, inactiveTtlMs: 0 }),
     databaseFor: (entry) => platform.databaseFor(entry),
     ready: () => platform.ready(),
     logger: false,

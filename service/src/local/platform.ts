@@ -18,6 +18,7 @@ import { TenantDatabase } from '../../../db/tenant-context';
 import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
 import { FileRegistry, RegistryEntry } from '../registry';
 import { startEmbeddedServer } from './embedded-server';
+import { createPool, PoolSettings } from '../db-pool';
 import { LocalIssuer } from './issuer';
 import { defaultAdminEmail, LocalUsers } from './users';
 
@@ -45,6 +46,8 @@ export interface LocalPlatformOptions {
   readonly runtimePassword?: string;
   /** Pool size per database. @default 10 */
   readonly poolSize?: number;
+  /** @default - the API's (service/src/db-pool.ts) */
+  readonly poolSettings?: PoolSettings;
   /**
    * The RDS-like master role that provisions (tests sharing a server pass theirs: the first master to create
    * the shared roles administers them).
@@ -192,14 +195,13 @@ export class LocalPlatform {
     role: string,
     options: { model: IsolationModel; siloTenantId?: string },
   ): TenantDatabase {
-    const pool = new Pool({
-      connectionString: this.url(database, role, this.secrets.runtimePassword),
-      max: this.options.poolSize ?? 10,
-      // Recycle connections: each backend caches metadata of every relation it touched.
-      maxLifetimeSeconds: 300,
-      idleTimeoutMillis: 30000,
-    });
-    pool.on('error', () => undefined);
+    // The API's own pool settings (keep-alive, connect and read timeouts, recycling): the local platform and
+    // the fault tests run exactly what runs in AWS.
+    const pool = createPool(
+      { connectionString: this.url(database, role, this.secrets.runtimePassword) },
+      { max: this.options.poolSize ?? 10, ...this.options.poolSettings },
+      () => undefined,
+    );
     this.pools.push(pool);
     return new TenantDatabase({ pool, ...options });
   }

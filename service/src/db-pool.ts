@@ -1,0 +1,67 @@
+/**
+ * The API's connection pool, configured to survive a failover, a restart or a hung database rather than hang
+ * with it (the same settings in AWS and in the fault tests):
+ *
+ * - TCP keep-alive on every connection, so an idle socket to a primary that went away is noticed and dropped;
+ * - a connect timeout: waiting for a free connection or a new one gives up, and the request gets 503;
+ * - a read timeout per statement a little above the runtime role's statement_timeout (5 s, set by the
+ *   bootstrap): the server cancels a slow statement itself; the client gives up only when the server does not
+ *   answer at all (hung, or the socket half-open), and then destroys that connection (db/faults.ts);
+ * - connections recycled by age, so an IAM token's 15 minutes and a failover's DNS change are picked up.
+ */
+import { Pool, PoolConfig } from 'pg';
+
+export interface PoolSettings {
+  /** @default 20 */
+  readonly max?: number;
+  /** @default 3000 */
+  readonly connectTimeoutMs?: number;
+  /** @default 7000 (statement_timeout 5 s + 2 s) */
+  readonly queryTimeoutMs?: number;
+  /** @default 600 */
+  readonly maxLifetimeSeconds?: number;
+  /** @default 10000 */
+  readonly keepAliveInitialDelayMs?: number;
+}
+
+/** The settings, from the environment the stacks set (DB_POOL_SIZE, DB_CONNECT_TIMEOUT_MS, DB_QUERY_TIMEOUT_MS). */
+export function poolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): PoolSettings {
+  const num = (name: string) => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) {
+      throw new Error(`configuration: ${name} is ${JSON.stringify(v)}: use a positive whole number`);
+    }
+    return n;
+  };
+  return {
+    max: num('DB_POOL_SIZE'),
+    connectTimeoutMs: num('DB_CONNECT_TIMEOUT_MS'),
+    queryTimeoutMs: num('DB_QUERY_TIMEOUT_MS'),
+  };
+}
+
+export function resilientPoolConfig(connection: PoolConfig, settings: PoolSettings = {}): PoolConfig {
+  return {
+    ...connection,
+    max: settings.max ?? 20,
+    connectionTimeoutMillis: settings.connectTimeoutMs ?? 3000,
+    query_timeout: settings.queryTimeoutMs ?? 7000,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: settings.keepAliveInitialDelayMs ?? 10000,
+    maxLifetimeSeconds: settings.maxLifetimeSeconds ?? 600,
+    idleTimeoutMillis: 30000,
+  };
+}
+
+/** A pool with those settings; an idle connection's error is logged (the pool drops the connection itself). */
+export function createPool(
+  connection: PoolConfig,
+  settings: PoolSettings = {},
+  log: (fields: Record<string, unknown>) => void = (f) => console.error(JSON.stringify(f)),
+): Pool {
+  const pool = new Pool(resilientPoolConfig(connection, settings));
+  pool.on('error', (e) => log({ level: 'warn', msg: 'idle database connection dropped', err: e.message }));
+  return pool;
+}

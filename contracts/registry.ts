@@ -36,6 +36,15 @@ export interface RegistryItem {
   /** Who asked for the last onboarding or offboarding (an IAM principal ARN, or `catalog` for a catalog deploy). */
   readonly requestedBy?: string;
   /**
+   * The tenant's first administrator, as the accepted onboarding request named them: the only address the
+   * workflow invites, and the only one a retried onboarding may name.
+   */
+  readonly adminEmail?: string;
+  /** The request in progress brings back an offboarded tenant's kept data (set by the entry, with the lock). */
+  readonly restoring?: boolean;
+  /** What the tenant was going through when it failed: a failed offboarding can only be offboarded again. */
+  readonly failedDuring?: 'onboarding' | 'offboarding';
+  /**
    * The workflow execution that holds the tenant while it changes its status. Every status change is a
    * conditional write that holds it; a second request for the same tenant is refused while it is set.
    */
@@ -68,6 +77,9 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   finalSnapshotId: 'S',
   request: 'S',
   requestedBy: 'S',
+  adminEmail: 'S',
+  restoring: 'BOOL',
+  failedDuring: 'S',
   lock: 'S',
   upgradeStatus: 'S',
   upgradeFailure: 'S',

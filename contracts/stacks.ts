@@ -40,11 +40,14 @@ export interface StackLifecycle {
 }
 
 /**
- * The permissions boundary every role the stacks create carries (cdk.json sets it), and the prefix of the
- * CloudFormation execution policies the CDK bootstraps are given (deploy/*.json, npm run deploy-policies).
+ * The prefix of the managed policies the deploy path uses (deploy/*.json, npm run deploy-policies): the
+ * CloudFormation execution policies of each CDK bootstrap, and the permissions boundary every role of each
+ * scope's stacks carries (`tenantforge-<scope>-boundary`, applied by lib/fleet.ts).
  */
-export const PERMISSIONS_BOUNDARY_NAME = 'tenantforge-boundary';
 export const EXECUTION_POLICY_PREFIX = 'tenantforge';
+export const permissionsBoundaryName = (scope: DeployScopeName) =>
+  `${EXECUTION_POLICY_PREFIX}-${scope}-boundary`;
+export type DeployScopeName = 'platform' | 'tenants';
 
 /**
  * Two CDK bootstraps in each account and region. Tenant stacks deploy through their own (`tenants`), whose

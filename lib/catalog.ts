@@ -275,7 +275,7 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
       `field "settings.hostname" is ${JSON.stringify(settings.hostname)}: use a DNS label of 1-63 lowercase letters, digits and hyphens`,
     );
   }
-  const silo = model === 'silo' ? siloSettings(settings, add) : undefined;
+  const silo = model === 'silo' ? siloSettings(settings, add, tenantId) : undefined;
   const validCidr =
     silo?.vpcCidr ?? (model === 'silo' && problems.length > 0 ? validVpcCidr(settings) : undefined);
 
@@ -304,6 +304,7 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
 function siloSettings(
   settings: Record<string, unknown>,
   add: (code: ProblemCode, field: string, message: string) => void,
+  tenantId: string | undefined,
 ): SiloSettings | undefined {
   let ok = true;
   const fail = (field: string, message: string) => {
@@ -346,6 +347,13 @@ function siloSettings(
     fail(
       'settings.restoredFromSnapshot',
       `field "settings.restoredFromSnapshot" is ${JSON.stringify(snapshot)}: use an RDS snapshot identifier (letters, digits and single hyphens, starting with a letter)`,
+    );
+  } else if (snapshot !== undefined && tenantId && !(snapshot as string).startsWith(`${tenantId}-final-`)) {
+    // A tenant's database comes back only from its own final snapshot (offboarding names it <id>-final-<time>),
+    // never from another tenant's.
+    fail(
+      'settings.restoredFromSnapshot',
+      `field "settings.restoredFromSnapshot" is ${JSON.stringify(snapshot)}: a tenant is restored only from its own final snapshot, "${tenantId}-final-<time>"`,
     );
   }
   if (!ok) return undefined;

@@ -10,7 +10,12 @@
  *   the execution policy can create roles only with that boundary, and the boundary grants nothing in IAM,
  *   so no role a deploy creates can create or change roles, users or policies.
  */
-import { EXECUTION_POLICY_PREFIX, PERMISSIONS_BOUNDARY_NAME } from '../contracts';
+import {
+  DeployScopeName,
+  EXECUTION_POLICY_PREFIX,
+  permissionsBoundaryName,
+  TENANT_STACK_PREFIX,
+} from '../contracts';
 
 interface Permissions {
   /** What CloudFormation calls to create, read, update, delete and tag the resource. */
@@ -499,8 +504,8 @@ export interface PolicyDocument {
 
 /** Which stacks an execution policy deploys: their names start with these (their roles' and policies' too). */
 export interface DeployScope {
-  /** e.g. `tenants` or `platform`: the policies are named `tenantforge-<name>-cfn-execution-<n>`. */
-  readonly name: string;
+  /** `tenants` or `platform`: the policies are named `tenantforge-<name>-<n>`, the boundary `tenantforge-<name>-boundary`. */
+  readonly name: DeployScopeName;
   /**
    * Stack-name prefixes. CloudFormation names the roles and managed policies it creates `<stack>-<id>-<random>`,
    * so every IAM action is limited to roles and policies under these names: a deploy can change nothing in IAM
@@ -536,11 +541,13 @@ export function executionPolicies(types: Iterable<string>, scope: DeployScope): 
       `the deploy policy has no permissions for ${missing.join(', ')}: add ${missing.length === 1 ? 'it' : 'them'} to RESOURCE_PERMISSIONS in lib/deploy-policy.ts, then npm run deploy-policies`,
     );
   }
-  const boundaryArn = `arn:aws:iam::*:policy/${PERMISSIONS_BOUNDARY_NAME}`;
-  // StringLike: the ARN names no account, so the same files serve every account.
-  const withBoundary = { StringLike: { 'iam:PermissionsBoundary': boundaryArn } };
-  const roles = scope.stackPrefixes.map((p) => `arn:aws:iam::*:role/${p}*`);
-  const policies = scope.stackPrefixes.map((p) => `arn:aws:iam::*:policy/${p}*`);
+  // ${aws:PrincipalAccount} pins every ARN to the account the policy is used in (a "*" there could also match
+  // a policy path that spells ":policy/<name>"), so the same files serve every account.
+  const account = '${aws:PrincipalAccount}';
+  const boundaryArn = `arn:aws:iam::${account}:policy/${permissionsBoundaryName(scope.name)}`;
+  const withBoundary = { StringEquals: { 'iam:PermissionsBoundary': boundaryArn } };
+  const roles = scope.stackPrefixes.map((p) => `arn:aws:iam::${account}:role/${p}*`);
+  const policies = scope.stackPrefixes.map((p) => `arn:aws:iam::${account}:policy/${p}*`);
   const iamActions = [...actions].filter((a) => a.startsWith('iam:')).sort();
   const roleActions = iamActions.filter((a) => a.includes('Role'));
   const policyActions = iamActions.filter((a) => !a.includes('Role'));
@@ -599,7 +606,7 @@ export function executionPolicies(types: Iterable<string>, scope: DeployScope): 
         'iam:DeletePolicyVersion',
         'iam:SetDefaultPolicyVersion',
       ],
-      Resource: boundaryArn,
+      Resource: `arn:aws:iam::*:policy/${EXECUTION_POLICY_PREFIX}-*-boundary`,
     },
     {
       Sid: 'NeverDropTheBoundary',
@@ -634,47 +641,81 @@ export function executionPolicies(types: Iterable<string>, scope: DeployScope): 
   return documents;
 }
 
+/** The services AWS managed policies the stacks attach to their roles use (the boundary must admit them). */
+export const MANAGED_POLICY_SERVICES: Readonly<Record<string, readonly string[]>> = {
+  'service-role/AWSLambdaBasicExecutionRole': ['logs'],
+  'service-role/AmazonRDSEnhancedMonitoringRole': ['logs'],
+  // Backups and restores of the stacks' RDS instances and DynamoDB tables (the policies also name services the
+  // stacks do not use, which the boundary leaves out).
+  'service-role/AWSBackupServiceRolePolicyForBackup': ['backup', 'rds', 'dynamodb', 'kms', 'tag', 'ec2'],
+  'service-role/AWSBackupServiceRolePolicyForRestores': ['backup', 'rds', 'dynamodb', 'kms', 'tag', 'ec2'],
+};
+
+/** What the roles of one scope's templates use: the services of their policies and managed policies. */
+export function servicesOfRoles(templates: readonly { Resources?: Record<string, unknown> }[]): Set<string> {
+  const services = new Set<string>();
+  const missing: string[] = [];
+  for (const t of templates) {
+    for (const r of Object.values(t.Resources ?? {}) as { Type: string; Properties?: Json }[]) {
+      const p = r.Properties ?? {};
+      const docs: { Statement: { Action: string | string[]; Effect?: string }[] }[] = [];
+      if (r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy')
+        docs.push(p.PolicyDocument as never);
+      if (r.Type === 'AWS::IAM::Role') {
+        for (const inline of (p.Policies as { PolicyDocument: never }[] | undefined) ?? [])
+          docs.push(inline.PolicyDocument);
+        for (const arn of (p.ManagedPolicyArns as unknown[] | undefined) ?? []) {
+          const name = /:iam::aws:policy\/([\w/+=,.@-]+)/.exec(JSON.stringify(arn))?.[1];
+          const known = name ? MANAGED_POLICY_SERVICES[name] : undefined;
+          if (!known) missing.push(JSON.stringify(arn));
+          else known.forEach((svc) => services.add(svc));
+        }
+      }
+      for (const d of docs) {
+        for (const st of d.Statement) {
+          if (st.Effect === 'Deny') continue;
+          for (const a of Array.isArray(st.Action) ? st.Action : [st.Action]) services.add(a.split(':')[0]);
+        }
+      }
+      // A resource policy that names one of the stacks' roles (e.g. a bucket policy for the provider that empties
+      // the bucket) is limited by the role's boundary too.
+      const resourcePolicy =
+        r.Type === 'AWS::S3::BucketPolicy'
+          ? p.PolicyDocument
+          : r.Type === 'AWS::KMS::Key'
+            ? p.KeyPolicy
+            : undefined;
+      for (const st of (resourcePolicy as { Statement?: Json[] } | undefined)?.Statement ?? []) {
+        const principal = JSON.stringify((st as { Principal?: unknown }).Principal ?? '');
+        if (st.Effect === 'Deny' || !/"Fn::GetAtt":\["[^"]+","Arn"\]/.test(principal)) continue;
+        const actions = (st as { Action: string | string[] }).Action;
+        for (const a of Array.isArray(actions) ? actions : [actions]) services.add(a.split(':')[0]);
+      }
+    }
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `the permissions boundary does not know the managed policies ${[...new Set(missing)].join(', ')}: add their services to MANAGED_POLICY_SERVICES in lib/deploy-policy.ts`,
+    );
+  }
+  return services;
+}
+
 /**
- * The permissions boundary: the most any role a deploy creates may ever do. The services the fleet's roles use
- * at run time, and nothing in IAM, Organizations or account settings, so no such role can create or change
- * roles, users or policies, whatever policy it is given.
+ * A scope's permissions boundary: the most any role its stacks create may ever do, whatever policy it is given.
+ * Only the services its roles use (`services`, from the synthesized templates), STS only to assume and tag, and
+ * nothing in IAM, Organizations or account settings, so no such role can create or change roles, users or
+ * policies.
  */
-export function boundaryPolicy(): PolicyDocument {
+export function boundaryPolicy(services: Iterable<string>): PolicyDocument {
+  const actions = [...new Set(services)]
+    .filter((svc) => !['iam', 'organizations', 'account'].includes(svc))
+    .sort()
+    .flatMap((svc) => (svc === 'sts' ? ['sts:AssumeRole', 'sts:TagSession'] : [`${svc}:*`]));
   return {
     Version: '2012-10-17',
     Statement: [
-      {
-        Sid: 'TheFleetsRuntimeServices',
-        Effect: 'Allow',
-        Action: [
-          'backup:*',
-          'backup-storage:*',
-          'cloudformation:Describe*',
-          'codebuild:*',
-          'cognito-idp:*',
-          'dynamodb:*',
-          'ec2:*',
-          'ecr:*',
-          'ecs:*',
-          'elasticloadbalancing:Describe*',
-          'events:PutEvents',
-          'kms:*',
-          'lambda:InvokeFunction',
-          'logs:*',
-          'rds:*',
-          'rds-db:connect',
-          's3:*',
-          'secretsmanager:*',
-          'ssm:GetParameter',
-          'ssm:GetParameters',
-          'states:*',
-          'sts:AssumeRole',
-          'sts:TagSession',
-          'tag:GetResources',
-          'xray:*',
-        ],
-        Resource: '*',
-      },
+      { Sid: 'TheServicesTheseRolesUse', Effect: 'Allow', Action: actions, Resource: '*' },
       {
         Sid: 'NothingInIam',
         Effect: 'Deny',
@@ -687,3 +728,95 @@ export function boundaryPolicy(): PolicyDocument {
 
 export const executionPolicyName = (scope: DeployScope, n: number) =>
   `${EXECUTION_POLICY_PREFIX}-${scope.name}-${n}`;
+
+type Json = Record<string, unknown>;
+
+/**
+ * The tenants' CDK bootstrap, narrowed from the CDK CLI's own template (`bootstrapTemplate`, the YAML that
+ * `cdk bootstrap` deploys), so that the onboarding job's roles reach tenant stacks only:
+ * - its deploy, file-publishing, image-publishing and lookup roles are assumable only by the onboarding deploy
+ *   job's role and the principals in the `TrustedDeployers` parameter (ARN patterns), not by every principal of
+ *   the account;
+ * - the deploy role may create, change and delete only stacks named `Tenant-*` (so it can never hand the
+ *   platform's stacks to the tenants' execution role), and holds none of the cross-account artifact rights;
+ * - only the file-publishing role may write the asset bucket, so nobody can plant an asset a deploy would use.
+ * Deployed with `aws cloudformation deploy` (npm run -s deploy-policies -- --commands prints it).
+ */
+export function tenantsBootstrapTemplate(cdkTemplate: Json, deployJobRolePrefix: string): Json {
+  const t = structuredClone(cdkTemplate) as {
+    Description?: string;
+    Parameters: Json;
+    Resources: Record<string, { Properties: Json & { AssumeRolePolicyDocument?: Json; Policies?: Json[] } }>;
+    Metadata?: Json;
+  };
+  t.Description =
+    'tenantforge: the tenants CDK bootstrap (narrowed from the CDK CLI template; deploy/README)';
+  t.Parameters.TrustedDeployers = {
+    Description:
+      'IAM principal ARN patterns (besides the onboarding deploy job) that may deploy tenant stacks, comma-separated',
+    Type: 'CommaDelimitedList',
+    Default: '',
+  };
+  const trusted = {
+    'Fn::Split': [
+      ',',
+      {
+        'Fn::Join': [
+          ',',
+          [
+            { 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/${deployJobRolePrefix}*` },
+            { 'Fn::Join': [',', { Ref: 'TrustedDeployers' }] },
+          ],
+        ],
+      },
+    ],
+  };
+  for (const role of ['DeploymentActionRole', 'FilePublishingRole', 'ImagePublishingRole', 'LookupRole']) {
+    const doc = t.Resources[role].Properties.AssumeRolePolicyDocument as { Statement: Json[] };
+    for (const st of doc.Statement) {
+      const principal = (st as { Principal?: { AWS?: unknown } }).Principal;
+      if (JSON.stringify(principal?.AWS) !== JSON.stringify({ Ref: 'AWS::AccountId' })) continue;
+      // Same-account trust: only the named principals (StringLike-free: ArnLike on the caller's own ARN).
+      st.Condition = { ArnLike: { 'aws:PrincipalArn': trusted } };
+    }
+  }
+  const deploy = t.Resources.DeploymentActionRole.Properties.Policies![0] as {
+    PolicyDocument: { Statement: Json[] };
+  };
+  const tenantStacks = {
+    'Fn::Sub': `arn:\${AWS::Partition}:cloudformation:\${AWS::Region}:\${AWS::AccountId}:stack/${TENANT_STACK_PREFIX}*/*`,
+  };
+  deploy.PolicyDocument.Statement = deploy.PolicyDocument.Statement.flatMap((st) => {
+    switch (st.Sid) {
+      case 'DeployPermissions':
+        return [{ ...st, Resource: tenantStacks }];
+      case 'PipelineCrossAccountArtifactsBucket':
+      case 'PipelineCrossAccountArtifactsKey':
+      case 'Refactor':
+        return [];
+      case 'CliPermissions':
+        return [
+          {
+            ...st,
+            Action: ['cloudformation:DeleteStack', 'cloudformation:UpdateTerminationProtection'],
+            Resource: tenantStacks,
+          },
+          { Sid: 'WhoAmI', Effect: 'Allow', Action: 'sts:GetCallerIdentity', Resource: '*' },
+        ];
+      default:
+        return [st];
+    }
+  });
+  const bucketPolicy = t.Resources.StagingBucketPolicy.Properties as {
+    PolicyDocument: { Statement: Json[] };
+  };
+  bucketPolicy.PolicyDocument.Statement.push({
+    Sid: 'OnlyTheFilePublishingRoleWrites',
+    Effect: 'Deny',
+    Principal: '*',
+    Action: ['s3:PutObject*', 's3:DeleteObject*', 's3:RestoreObject'],
+    Resource: { 'Fn::Sub': '${StagingBucket.Arn}/*' },
+    Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': ['FilePublishingRole', 'Arn'] } } },
+  });
+  return t;
+}

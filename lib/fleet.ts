@@ -5,9 +5,12 @@ import { PlatformStack } from './stacks/platform-stack';
 import { BridgeStack, PoolStack } from './stacks/shared-cell-stack';
 import { TenantStack } from './stacks/tenant-stack';
 import { OnboardingStack } from './stacks/onboarding-stack';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import {
   BOOTSTRAP_QUALIFIERS,
+  DeployScopeName,
   IsolationModel,
+  permissionsBoundaryName,
   LIFECYCLE_METADATA_KEY,
   STACK_NAMES,
   StackLifecycle,
@@ -154,8 +157,18 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     tag(stack, t.id, t.model);
     return stack;
   });
+  // Every role a stack creates carries its scope's permissions boundary (deploy/<scope>-permissions-boundary.json):
+  // the execution policies create roles only with it, and it admits nothing in IAM.
+  for (const stack of [platform, pool, bridge, onboarding]) applyBoundary(stack, 'platform');
+  for (const stack of stacks) applyBoundary(stack, 'tenants');
   if (!options.skipChecks) applyCompliance(app);
   return { platform, pool, bridge, onboarding, tenants: stacks };
+}
+
+function applyBoundary(stack: Stack, scope: DeployScopeName): void {
+  iam.PermissionsBoundary.of(stack).apply(
+    iam.ManagedPolicy.fromManagedPolicyName(stack, 'PermissionsBoundary', permissionsBoundaryName(scope)),
+  );
 }
 
 function tag(stack: Stack, tenantId: string, model: string): void {

@@ -75,7 +75,7 @@ export function adminEmailOf(request: OnboardingRequest, required: boolean): str
 
 /** What the registry holds for a tenant, if anything. */
 export type ExistingTenant = Pick<RegistryItem, 'status' | 'model'> &
-  Partial<Pick<RegistryItem, 'dataRetained' | 'lock'>>;
+  Partial<Pick<RegistryItem, 'dataRetained' | 'lock' | 'failedDuring'>>;
 
 /** What an accepted onboarding request does. */
 export interface OnboardingDecision {
@@ -87,7 +87,8 @@ export interface OnboardingDecision {
 /**
  * An onboarding request, validated with the catalog's rules and against what the registry holds:
  * - a new id is onboarded;
- * - a tenant whose onboarding failed may be onboarded again, in the same model (a retry);
+ * - a tenant whose onboarding failed may be onboarded again, in the same model (a retry); one whose offboarding
+ *   failed may not (only offboarded again);
  * - an offboarded tenant comes back only when the request says `restore: true` and its data was kept;
  * - anything else (active, being onboarded or offboarded) is refused.
  */
@@ -95,6 +96,15 @@ export function onboardingDecision(
   request: OnboardingRequest,
   existing: ExistingTenant | undefined,
 ): OnboardingDecision {
+  // Which snapshot a silo's database comes from is the platform's to say (on a restore, the tenant's own final
+  // snapshot); a request naming one could bring up another tenant's data under a new id.
+  if (
+    (request.settings as { restoredFromSnapshot?: unknown } | undefined)?.restoredFromSnapshot !== undefined
+  ) {
+    throw new RequestRejected(
+      `onboard request refused: settings.restoredFromSnapshot is set by the platform when it restores a tenant, never by a request: leave it out (send "restore": true to bring back an offboarded tenant's own data)`,
+    );
+  }
   const { tenant, problems } = parseTenant(
     {
       id: request.tenantId,
@@ -136,6 +146,11 @@ export function onboardingDecision(
   }
   switch (existing.status) {
     case 'failed':
+      if (existing.failedDuring === 'offboarding') {
+        throw new RequestRejected(
+          `onboard request: tenant "${id}" failed while it was being offboarded: its users are disabled and it is on its way out; send an offboard request to finish that, then restore it if it should come back`,
+        );
+      }
       return { tenant, restore: false };
     case 'offboarded':
       if (!restore) {

@@ -21,8 +21,9 @@ export const SOURCE_EXCLUDES = [
 
 /**
  * `(root, excludes) => hex`: SHA-256 over every regular file under root, sorted by its relative path
- * ('/'-separated), each as "<path>\0<sha256 of its bytes>\n". Symbolic links and other special files are
- * refused (a link could point the build anywhere). Plain ES2020 with `require`: it runs in Node as it is.
+ * ('/'-separated), each as "<path>\0<sha256 of its bytes>\n"; `excludes` are top-level names only. Symbolic
+ * links and other special files are refused (a link could point the build anywhere). Plain ES2020 with
+ * `require`: it runs in Node as it is.
  */
 export const DIGEST_JS = `function sourceDigest(root, excludes) {
   const fs = require('fs'), path = require('path'), crypto = require('crypto');
@@ -30,7 +31,7 @@ export const DIGEST_JS = `function sourceDigest(root, excludes) {
   const files = [];
   const walk = (dir, rel) => {
     for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      if (skip(entry.name)) continue;
+      if (rel === '' && skip(entry.name)) continue;
       const r = rel ? rel + '/' + entry.name : entry.name;
       if (entry.isDirectory()) walk(path.join(dir, entry.name), r);
       else if (entry.isFile()) files.push(r);
@@ -58,17 +59,21 @@ export function sourceDigest(root: string, excludes: readonly string[] = SOURCE_
 }
 
 /**
- * The script the deploy job runs in its source directory, with the expected digest in SOURCE_DIGEST: it exits
- * non-zero, naming both digests, when the source is not what the synth uploaded.
+ * The command the deploy job runs in its source directory before anything else: the check, with the expected
+ * digest written into the command (no environment variable a build override could change). It exits non-zero, naming both
+ * digests, when the source is not what the synth uploaded.
  */
-export function verifierScript(excludes: readonly string[] = SOURCE_EXCLUDES): string {
-  return [
+export function verifierCommand(expected: string, excludes: readonly string[] = SOURCE_EXCLUDES): string {
+  if (!/^[0-9a-f]{64}$/.test(expected)) throw new Error(`not a SHA-256 digest: ${expected}`);
+  const script = [
     `const sourceDigest = ${DIGEST_JS};`,
+    `const expected = process.argv[1];`,
     `const actual = sourceDigest(process.cwd(), ${JSON.stringify(excludes)});`,
-    `if (actual !== process.env.SOURCE_DIGEST) {`,
-    `  console.error('the deploy source is not the one the synth uploaded (digest ' + actual + ', expected ' + process.env.SOURCE_DIGEST + '): someone changed the source bundle; nothing was deployed');`,
+    `if (actual !== expected) {`,
+    `  console.error('the deploy source is not the one the synth uploaded (digest ' + actual + ', expected ' + expected + '): someone changed the source bundle; nothing was deployed');`,
     `  process.exit(3);`,
     `}`,
     `console.log('deploy source verified: ' + actual);`,
   ].join('\n');
+  return `node -e "$(echo ${Buffer.from(script).toString('base64')} | base64 -d)" ${expected}`;
 }

@@ -5,11 +5,12 @@
  * resource types a representative fleet uses (every kind of tenant: pool, bridge, silo from the address pool,
  * silo with a catalog range, disposable, restored; with tenant DNS names):
  *
- *   deploy/permissions-boundary.json             create as the managed policy named PERMISSIONS_BOUNDARY_NAME
- *   deploy/tenants-execution-policy-<n>.json     create each as "tenantforge-tenants-<n>": the execution policies
- *                                                of the tenants' bootstrap (tenant stacks only)
- *   deploy/platform-execution-policy-<n>.json    create each as "tenantforge-platform-<n>": the default
- *                                                bootstrap's (the shared stacks)
+ *   deploy/<scope>-permissions-boundary.json     the boundary every role of that scope's stacks carries
+ *                                                ("tenantforge-<scope>-boundary")
+ *   deploy/tenants-execution-policy-<n>.json     the execution policies of the tenants' bootstrap (tenant stacks
+ *                                                only), "tenantforge-tenants-<n>"
+ *   deploy/platform-execution-policy-<n>.json    the default bootstrap's (the shared stacks)
+ *   deploy/tenants-bootstrap-template.json       the tenants' bootstrap itself, narrowed from the CDK CLI's
  *
  * A test fails when these files are stale or a template uses a resource type they do not cover.
  *
@@ -21,12 +22,21 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { parseCatalog } from '../lib/catalog';
-import { boundaryPolicy, executionPolicies, executionPolicyName, PolicyDocument } from '../lib/deploy-policy';
+import * as YAML from 'yaml';
+import {
+  boundaryPolicy,
+  executionPolicies,
+  executionPolicyName,
+  servicesOfRoles,
+  tenantsBootstrapTemplate,
+} from '../lib/deploy-policy';
 import { buildFleet } from '../lib/fleet';
 import {
   BOOTSTRAP_QUALIFIERS,
   DEPLOY_SCOPES,
-  PERMISSIONS_BOUNDARY_NAME,
+  DeployScopeName,
+  permissionsBoundaryName,
+  STACK_NAMES,
   tenantOfStackName,
 } from '../contracts';
 
@@ -47,39 +57,60 @@ export const REPRESENTATIVE_TENANTS = [
   },
 ];
 
-/** The resource types of that fleet's templates, for the tenant stacks and for the shared stacks. */
-export function fleetResourceTypes(): Record<'tenants' | 'platform', Set<string>> {
+type Template = { Resources?: Record<string, { Type: string }> };
+
+/** That fleet's templates, by the bootstrap that deploys them: the tenant stacks, and the shared stacks. */
+export function fleetTemplates(): Record<DeployScopeName, Template[]> {
   const app = new App({ context: { 'aws:cdk:disable-creation-stack-traces': true } });
   buildFleet(app, parseCatalog({ tenants: REPRESENTATIVE_TENANTS }, 'representative fleet'), {
     env: { region: 'us-east-1' },
     domain: { zoneId: 'Z0000000000000', zoneName: 'saas.example.com' },
     skipChecks: true,
   });
-  const types = { tenants: new Set<string>(), platform: new Set<string>() };
+  const templates: Record<DeployScopeName, Template[]> = { tenants: [], platform: [] };
   for (const stack of app.synth().stacks) {
-    const into = tenantOfStackName(stack.stackName) !== undefined ? types.tenants : types.platform;
-    for (const r of Object.values(
-      (stack.template as { Resources: Record<string, { Type: string }> }).Resources,
-    )) {
-      into.add(r.Type);
-    }
+    templates[tenantOfStackName(stack.stackName) !== undefined ? 'tenants' : 'platform'].push(
+      stack.template as Template,
+    );
   }
-  return types;
+  return templates;
 }
 
-export function deployPolicyFiles(): Record<string, PolicyDocument> {
-  const files: Record<string, PolicyDocument> = { 'permissions-boundary.json': boundaryPolicy() };
-  const types = fleetResourceTypes();
+/** The resource types of that fleet's templates, for the tenant stacks and for the shared stacks. */
+export function fleetResourceTypes(templates = fleetTemplates()): Record<DeployScopeName, Set<string>> {
+  const types = (ts: Template[]) =>
+    new Set(ts.flatMap((t) => Object.values(t.Resources ?? {}).map((r) => r.Type)));
+  return { tenants: types(templates.tenants), platform: types(templates.platform) };
+}
+
+/** The CDK CLI's own bootstrap template, which the tenants' bootstrap narrows. */
+export function cdkBootstrapTemplate(): Record<string, unknown> {
+  const file = require.resolve('aws-cdk/lib/api/bootstrap/bootstrap-template.yaml');
+  return YAML.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+}
+
+/** The deploy job's role name starts with this (CloudFormation names it <stack>-<logical id>-<random>). */
+export const DEPLOY_JOB_ROLE_PREFIX = `${STACK_NAMES.onboarding}-DeployTenantRole`;
+
+export function deployPolicyFiles(): Record<string, object> {
+  const templates = fleetTemplates();
+  const types = fleetResourceTypes(templates);
+  const files: Record<string, object> = {};
   for (const scope of [DEPLOY_SCOPES.tenants, DEPLOY_SCOPES.platform]) {
+    files[`${scope.name}-permissions-boundary.json`] = boundaryPolicy(servicesOfRoles(templates[scope.name]));
     executionPolicies(types[scope.name], scope).forEach(
       (doc, i) => (files[`${scope.name}-execution-policy-${i + 1}.json`] = doc),
     );
   }
+  files['tenants-bootstrap-template.json'] = tenantsBootstrapTemplate(
+    cdkBootstrapTemplate(),
+    DEPLOY_JOB_ROLE_PREFIX,
+  );
   return files;
 }
 
 /** The committed execution policy files of one bootstrap, in order, and the IAM policy name each is created as. */
-export function executionPolicyFiles(scope: 'platform' | 'tenants'): { file: string; policyName: string }[] {
+export function executionPolicyFiles(scope: DeployScopeName): { file: string; policyName: string }[] {
   return fs
     .readdirSync(DEPLOY_DIR)
     .filter((f) => f.startsWith(`${scope}-execution-policy-`) && f.endsWith('.json'))
@@ -92,19 +123,20 @@ export function executionPolicyFiles(scope: 'platform' | 'tenants'): { file: str
 }
 
 /** The bootstrap command of one of the two bootstraps, with its execution policies. */
-export function bootstrapCommand(
-  scope: 'platform' | 'tenants',
-  region: string,
-  account = '<account>',
-): string {
+export function bootstrapCommand(scope: DeployScopeName, region: string, account = '<account>'): string {
   const policies = executionPolicyFiles(scope)
     .map((p) => `arn:aws:iam::${account}:policy/${p.policyName}`)
     .join(',');
-  const own =
-    scope === 'tenants'
-      ? ` --qualifier ${BOOTSTRAP_QUALIFIERS.tenants} --toolkit-stack-name CDKToolkit-tenants`
-      : '';
-  return `npx cdk bootstrap aws://${account}/${region}${own} --cloudformation-execution-policies ${policies}`;
+  if (scope === 'platform') {
+    return `npx cdk bootstrap aws://${account}/${region} --cloudformation-execution-policies ${policies}`;
+  }
+  // The tenants' bootstrap is the narrowed template (lib/deploy-policy.ts tenantsBootstrapTemplate).
+  return (
+    `aws cloudformation deploy --region ${region} --stack-name CDKToolkit-tenants ` +
+    `--template-file deploy/tenants-bootstrap-template.json --capabilities CAPABILITY_NAMED_IAM ` +
+    `--parameter-overrides Qualifier=${BOOTSTRAP_QUALIFIERS.tenants} CloudFormationExecutionPolicies=${policies} ` +
+    `TrustedDeployers=<ARN patterns of the people or pipelines that deploy tenant stacks, or leave empty>`
+  );
 }
 
 /** Everything an account needs once per region, in order: the policies from deploy/, then the two bootstraps. */
@@ -112,10 +144,10 @@ export function setupCommands(region: string, account = '<account>'): string[] {
   const create = (name: string, file: string) =>
     `aws iam create-policy --policy-name ${name} --policy-document file://${file}`;
   return [
-    create(PERMISSIONS_BOUNDARY_NAME, 'deploy/permissions-boundary.json'),
-    ...(['platform', 'tenants'] as const).flatMap((scope) =>
-      executionPolicyFiles(scope).map((p) => create(p.policyName, p.file)),
-    ),
+    ...(['platform', 'tenants'] as const).flatMap((scope) => [
+      create(permissionsBoundaryName(scope), `deploy/${scope}-permissions-boundary.json`),
+      ...executionPolicyFiles(scope).map((p) => create(p.policyName, p.file)),
+    ]),
     bootstrapCommand('platform', region, account),
     bootstrapCommand('tenants', region, account),
   ];

@@ -1,10 +1,12 @@
 /**
  * The onboarding entry: the one way to ask for an onboarding or an offboarding. A Lambda function URL with IAM
- * authentication, so AWS verifies who calls and tells this function (requestContext.authorizer.iam); only the
- * principals the platform engineer names may call it (its resource policy), and this function checks them again.
+ * authentication whose resource policy admits only the principals the platform engineer names. The function
+ * does not trust the identity in its event (anyone allowed lambda:InvokeFunction could write one): the request
+ * carries a signed STS GetCallerIdentity request bound to its payload, and STS states who the caller is
+ * (caller-proof.ts). `npm run request` builds such requests.
  *
- *   POST { "action": "onboard" | "offboard", "request": { "tenantId", "name", "model", "settings",
- *          "adminEmail", "restore" } }
+ *   POST { "payload": "<JSON: { action: onboard | offboard, request: { tenantId, name, model, settings,
+ *          adminEmail, restore } }>", "proof": { url, headers, body } }
  *
  * A request within the catalog rules may come from a named requester; one outside them (a large instance
  * class, a disposable tenant, a single-AZ silo) only from a named approver. An accepted request is validated,
@@ -23,6 +25,7 @@ import {
 } from '../../lib/onboarding-rules';
 import { ApprovalRequired, beginOffboarding, beginOnboarding } from '../onboarding/begin';
 import { write } from '../onboarding/registry';
+import { ProofRejected, verifyCallerProof } from './caller-proof';
 
 const sfn = new SFNClient({});
 
@@ -59,11 +62,48 @@ const answer = (statusCode: number, body: Record<string, unknown>): Answer => ({
 });
 
 export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
-  // The function URL event carries the IAM caller, which the V2 request-context type does not declare.
+  if (event.requestContext.http?.method !== 'POST') {
+    return answer(405, {
+      error: 'method_not_allowed',
+      message: 'POST { "payload", "proof" } (npm run request)',
+    });
+  }
+  let envelope: { payload?: unknown; proof?: unknown };
+  try {
+    envelope = JSON.parse(
+      event.isBase64Encoded ? Buffer.from(event.body ?? '', 'base64').toString('utf8') : (event.body ?? ''),
+    );
+  } catch {
+    return answer(400, {
+      error: 'bad_request',
+      message: 'the body is not JSON: send requests with npm run request',
+    });
+  }
+  if (typeof envelope?.payload !== 'string') {
+    return answer(400, {
+      error: 'bad_request',
+      message: 'the body has no "payload": send requests with npm run request',
+    });
+  }
+  // Who asks, as STS states it (caller-proof.ts): never as the event says, which a direct invocation could forge.
+  let caller: string;
+  try {
+    caller = await verifyCallerProof(envelope.proof, envelope.payload);
+  } catch (e) {
+    if (!(e instanceof ProofRejected)) throw e;
+    log('refused: no valid caller proof', { reason: e.message });
+    return answer(401, { error: 'unauthorized', message: e.message });
+  }
+  // Through the function URL, AWS also verified the HTTP request's signature: both must name the same caller.
   const context = event.requestContext as unknown as { authorizer?: { iam?: { userArn?: string } } };
-  const caller = context.authorizer?.iam?.userArn;
-  if (!caller)
-    return answer(401, { error: 'unauthorized', message: 'sign the request with AWS Signature V4 (IAM)' });
+  const signedBy = context.authorizer?.iam?.userArn;
+  if (signedBy !== undefined && signedBy !== caller) {
+    log('refused: the request and its proof name different principals', { caller, signedBy });
+    return answer(401, {
+      error: 'unauthorized',
+      message: 'the request was signed by one principal and its caller proof by another',
+    });
+  }
   const requester = isNamed(caller, list('REQUESTERS'));
   const approver = isNamed(caller, list('APPROVERS'));
   if (!requester && !approver) {
@@ -73,21 +113,13 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
       message: `${caller} is neither a named requester nor a named approver of this platform: nothing was changed`,
     });
   }
-  if (event.requestContext.http.method !== 'POST') {
-    return answer(405, { error: 'method_not_allowed', message: 'POST { "action", "request" }' });
-  }
   let body: { action?: unknown; request?: unknown };
   try {
-    body = JSON.parse(
-      event.isBase64Encoded ? Buffer.from(event.body ?? '', 'base64').toString('utf8') : (event.body ?? ''),
-    );
+    body = JSON.parse(envelope.payload);
   } catch {
-    return answer(400, {
-      error: 'bad_request',
-      message: 'the body is not JSON: send { "action", "request" }',
-    });
+    return answer(400, { error: 'bad_request', message: 'the payload is not JSON: { "action", "request" }' });
   }
-  const action = body.action;
+  const action = body?.action;
   if (action !== 'onboard' && action !== 'offboard') {
     return answer(400, {
       error: 'bad_request',

@@ -44,7 +44,14 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
   // The id is checked before it is used as a registry key.
   const existing = tenantIdProblem(request.tenantId) ? undefined : await readItem(request.tenantId as string);
   const { tenant, restore } = onboardingDecision(request, existing);
-  const adminEmail = adminEmailOf(request, !restore);
+  const adminEmail = adminEmailOf(request, !restore && !existing?.adminEmail);
+  // A retried onboarding keeps the administrator its first request named: a retry cannot hand the tenant to
+  // someone else.
+  if (existing?.adminEmail && adminEmail && adminEmail !== existing.adminEmail) {
+    throw new RequestRejected(
+      `onboard request: tenant "${request.tenantId as string}" was requested with administrator ${existing.adminEmail}; a retry or restore cannot name another (${adminEmail}): leave "adminEmail" out`,
+    );
+  }
   const needs = approvalReasons(tenant, who.rules);
   if (needs.length > 0 && !who.approver) {
     throw new ApprovalRequired(
@@ -74,8 +81,10 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
       request: kept,
       requestedBy: who.approver && needs.length > 0 ? `${who.requestedBy} (approver)` : who.requestedBy,
       lock: who.execution,
+      ...(adminEmail && !existing?.adminEmail ? { adminEmail } : {}),
+      ...(restore ? { restoring: true } : {}),
     },
-    ['failureReason'],
+    ['failureReason', 'failedDuring', ...(restore ? [] : (['restoring'] as const))],
     restore
       ? { unlocked: true, statusIn: ['offboarded'] }
       : existing
@@ -96,7 +105,7 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
     // What the deploy job passes to the CDK app as -c tenantRequest=... (a restore says so).
     tenantRequest: JSON.stringify({ ...JSON.parse(kept), ...(restore ? { restore: true } : {}) }),
     restore,
-    ...(adminEmail ? { adminEmail } : {}),
+    ...(adminEmail || existing?.adminEmail ? { adminEmail: existing?.adminEmail ?? adminEmail } : {}),
   };
 }
 
@@ -107,7 +116,7 @@ export async function beginOffboarding(request: OnboardingRequest, who: Requeste
   const taken = await write(
     tenantId,
     { status: 'offboarding', requestedBy: who.requestedBy, lock: who.execution },
-    [],
+    ['failedDuring', 'restoring'],
     { unlocked: true, statusIn: ['active', 'failed'] },
   );
   if (!taken) {

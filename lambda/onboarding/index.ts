@@ -15,14 +15,14 @@
  *   reconcile      from EventBridge: an execution that timed out, was aborted or died without recording its
  *                  end leaves its tenant `failed` with the reason, never in a transitional state
  */
-import { IsolationModel, TenantStatus } from '../../contracts';
+import { IsolationModel, RegistryItem, tenantStackName, TenantStatus } from '../../contracts';
 import { RequestRejected } from '../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../db/naming';
 import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
 import { readItem, write } from './registry';
-import { failureReason, finalSnapshot, snapshotStatus } from './stacks';
+import { executionEnded, failureReason, finalSnapshot, snapshotStatus } from './stacks';
 
 export { DeploymentFailed, NotReady, RequestRejected };
 
@@ -34,8 +34,8 @@ export type Step =
       /** The execution's input, as the entry wrote it. */
       input: { tenant?: AcceptedTenant; requestedBy?: string };
     }
-  | { step: 'inviteAdmin'; tenant: AcceptedTenant }
-  | { step: 'disableUsers'; tenantId: string }
+  | { step: 'inviteAdmin'; tenantId: string; execution: string }
+  | { step: 'disableUsers'; tenantId: string; execution: string }
   | {
       step: 'setStatus';
       tenantId: string;
@@ -49,7 +49,7 @@ export type Step =
     }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | { step: 'failureReason'; tenantId: string; error?: { Error?: string; Cause?: string } }
-  | { step: 'finalSnapshot'; tenantId: string }
+  | { step: 'finalSnapshot'; tenantId: string; execution: string }
   | { step: 'snapshotStatus'; snapshotId: string }
   | {
       step: 'reconcile';
@@ -73,9 +73,15 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
     case 'accept':
       return accept(event);
     case 'inviteAdmin':
-      return inviteAdmin(event.tenant as { tenantId: string; adminEmail?: string; restore?: boolean });
+      return held(event, 'provisioning').then((item) =>
+        inviteAdmin({
+          tenantId: item.tenantId,
+          adminEmail: item.adminEmail,
+          restore: item.restoring === true,
+        }),
+      );
     case 'disableUsers':
-      return disableUsers(event.tenantId);
+      return held(event, 'offboarding').then((item) => disableUsers(item.tenantId));
     case 'setStatus':
       return setStatus(event);
     case 'checkReady':
@@ -83,7 +89,7 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
     case 'failureReason':
       return { reason: await failureReason(event.tenantId, event.error) };
     case 'finalSnapshot':
-      return finalSnapshot(event.tenantId);
+      return held(event, 'offboarding').then((item) => finalSnapshot(item.tenantId));
     case 'snapshotStatus':
       return snapshotStatus(event.snapshotId);
     case 'reconcile':
@@ -107,39 +113,74 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
     );
   }
   const item = await readItem(tenantId as string);
-  if (item?.lock !== e.execution || item.model !== tenant.model) {
+  if (item?.lock !== e.execution) {
     throw new RequestRejected(
       `execution ${e.execution} does not hold tenant "${tenantId}" (it was not accepted by the onboarding entry): nothing was changed`,
     );
   }
-  // What the execution does, and the request its deploy job passes to the CDK app, come from the registry
-  // item the entry wrote, not from the input.
   if (item.status !== 'provisioning' && item.status !== 'offboarding') {
     throw new RequestRejected(
       `tenant "${tenantId}" is ${item.status}, not being onboarded or offboarded: nothing was changed`,
     );
   }
+  // Everything the execution does, and the request its deploy job passes to the CDK app, comes from the registry
+  // item the entry wrote with the lock; nothing from the input but the tenant's id.
   const action = item.status === 'offboarding' ? 'offboard' : 'onboard';
   const kept = item.request ?? '';
-  const tenantRequest =
-    action === 'onboard' && tenant.restore === true
-      ? JSON.stringify({ ...JSON.parse(kept), restore: true })
-      : kept;
-  return { ...tenant, action, tenantRequest };
+  const restore = action === 'onboard' && item.restoring === true;
+  const deletionPolicy = item.deletionPolicy ?? 'retain';
+  const request = kept ? (JSON.parse(kept) as { settings?: { hostname?: string } }) : {};
+  return {
+    tenantId: item.tenantId,
+    model: item.model,
+    action,
+    stackName: tenantStackName(item.tenantId),
+    hostname: request.settings?.hostname ?? item.tenantId,
+    tenantRequest: restore ? JSON.stringify({ ...JSON.parse(kept), restore: true }) : kept,
+    restore,
+    deletionPolicy,
+    dataRetained: deletionPolicy === 'retain',
+  };
+}
+
+/**
+ * The registry item of a tenant this execution holds, in the status the step belongs to. The steps that change
+ * a tenant (invite or disable its users, snapshot its database) take everything from it, so invoking the step
+ * function directly can only repeat what a running execution is doing anyway.
+ */
+async function held(
+  e: { tenantId: string; execution: string },
+  status: 'provisioning' | 'offboarding',
+): Promise<RegistryItem> {
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  if (!item || item.lock !== e.execution || item.status !== status) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not held by execution ${e.execution} while ${status}: nothing was changed`,
+    );
+  }
+  return item;
 }
 
 async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Record<string, unknown>> {
   const reason =
     e.reason === undefined ? undefined : typeof e.reason === 'string' ? e.reason : JSON.stringify(e.reason);
+  // A failure records what the tenant was going through: a failed offboarding can only be offboarded again.
+  const failedDuring =
+    e.status === 'failed' ? await readItem(e.tenantId).then((i) => duringOf(i?.status)) : undefined;
   const written = await write(
     e.tenantId,
     {
       status: e.status,
+      failedDuring,
       failureReason: reason || undefined,
       finalSnapshotId: e.snapshotId,
       dataRetained: e.dataRetained,
     },
-    [...(reason ? [] : (['failureReason'] as const)), ...(e.release ? (['lock'] as const) : [])],
+    [
+      ...(reason ? [] : (['failureReason'] as const)),
+      ...(e.release ? (['lock', 'restoring'] as const) : []),
+      ...(e.status === 'failed' ? [] : (['failedDuring'] as const)),
+    ],
     { lockedBy: e.execution },
   );
   if (!written) {
@@ -165,9 +206,21 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
     tenantId = undefined;
   }
   if (tenantIdProblem(tenantId)) return { reconciled: false, why: 'no tenant id in the execution input' };
-  const reason = `the workflow execution ${e.executionArn} ended ${e.status}${e.error ? ` (${e.error})` : ''}${e.cause ? `: ${e.cause.slice(0, 500)}` : ''}`;
-  const written = await write(tenantId as string, { status: 'failed', failureReason: reason }, ['lock'], {
-    lockedBy: e.executionArn,
-  });
+  // The event says the execution ended; Step Functions must say so too (the step function can be invoked
+  // directly, with any event): a running execution's tenant is never marked failed.
+  const ended = await executionEnded(e.executionArn);
+  if (!ended) return { reconciled: false, why: `${e.executionArn} is still running`, tenantId };
+  const item = await readItem(tenantId as string);
+  const reason = `the workflow execution ${e.executionArn} ended ${ended}${e.error ? ` (${e.error})` : ''}${e.cause ? `: ${e.cause.slice(0, 500)}` : ''}`;
+  const written = await write(
+    tenantId as string,
+    { status: 'failed', failureReason: reason, failedDuring: duringOf(item?.status) },
+    ['lock', 'restoring'],
+    { lockedBy: e.executionArn },
+  );
   return { reconciled: written, tenantId };
+}
+
+function duringOf(status: TenantStatus | undefined): 'onboarding' | 'offboarding' {
+  return status === 'offboarding' ? 'offboarding' : 'onboarding';
 }

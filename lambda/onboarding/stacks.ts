@@ -1,4 +1,5 @@
 /** What the workflow reads from a tenant's stack: why it failed, and (silo) its database for a final snapshot. */
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import {
   CloudFormationClient,
   DescribeStackEventsCommand,
@@ -9,6 +10,7 @@ import { tenantStackName } from '../../contracts';
 
 const cfn = new CloudFormationClient({});
 const rds = new RDSClient({});
+const sfn = new SFNClient({});
 
 /**
  * The first real reason CloudFormation gave for the tenant stack's failure (not the cascade of "Resource
@@ -76,4 +78,10 @@ export async function snapshotStatus(snapshotId: string): Promise<Record<string,
   const status = r.DBSnapshots?.[0]?.Status ?? 'unknown';
   if (status === 'failed') throw new Error(`final snapshot ${snapshotId} failed`);
   return { snapshotId, available: status === 'available', status };
+}
+
+/** How a workflow execution ended (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), or undefined while it runs. */
+export async function executionEnded(executionArn: string): Promise<string | undefined> {
+  const r = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+  return r.status === 'RUNNING' || r.status === 'PENDING_REDRIVE' ? undefined : r.status;
 }

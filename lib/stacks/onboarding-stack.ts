@@ -61,18 +61,20 @@ export class OnboardingStack extends Stack {
       logGroup: new EncryptedLogGroup(this, 'DeployLogs', { key }),
       bootstrapQualifier: props.bootstrapQualifier,
     }).project;
-    this.steps = new WorkflowSteps(this, 'Steps', {
+    const steps = new WorkflowSteps(this, 'Steps', {
       key,
       logGroup: new EncryptedLogGroup(this, 'StepLogs', { key }),
       registry,
       userPoolId: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolId),
-    }).function;
+    });
+    this.steps = steps.function;
     this.stateMachine = new OnboardingWorkflow(this, 'Workflow', {
       steps: this.steps,
       project: this.deployProject,
       logGroup: new EncryptedLogGroup(this, 'WorkflowLogs', { key }),
       domainName: props.domainName,
     }).stateMachine;
+    steps.readExecutionsOf(this.stateMachine);
 
     // An execution that ends without recording its end (it timed out, was aborted, or failed inside its own
     // failure path) never leaves its tenant in a transitional state: its tenant is marked failed with the reason.

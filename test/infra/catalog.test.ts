@@ -125,6 +125,17 @@ describe('tenant catalog', () => {
     );
   });
 
+  test("a silo is restored only from its own final snapshot, never another tenant's", () => {
+    expect(problemsOf([silo('evil', { restoredFromSnapshot: 'northwind-final-20261127100000' })])).toEqual([
+      'tenant "evil": field "settings.restoredFromSnapshot" is "northwind-final-20261127100000": a tenant is restored only from its own final snapshot, "evil-final-<time>"',
+    ]);
+    const own = parseCatalog(
+      { tenants: [silo('northwind', { restoredFromSnapshot: 'northwind-final-20261127100000' })] },
+      'test',
+    );
+    expect(own.tenants[0].silo?.restoredFromSnapshot).toBe('northwind-final-20261127100000');
+  });
+
   test.each([
     ['10.16.0.0', 'use an IPv4 CIDR block'],
     ['10.16.0.0/24', 'use a prefix from /16 to /22'],

@@ -4,8 +4,14 @@ import * as os from 'os';
 import * as path from 'path';
 import { DEPLOY_SCOPES } from '../../contracts';
 import { executionPolicies, permissionsOf, RESOURCE_PERMISSIONS } from '../../lib/deploy-policy';
-import { sourceDigest, verifierScript } from '../../lib/source-digest';
-import { DEPLOY_DIR, deployPolicyFiles, fleetResourceTypes } from '../../scripts/deploy-policies';
+import { sourceDigest, verifierCommand } from '../../lib/source-digest';
+import {
+  cdkBootstrapTemplate,
+  DEPLOY_DIR,
+  DEPLOY_JOB_ROLE_PREFIX,
+  deployPolicyFiles,
+  fleetResourceTypes,
+} from '../../scripts/deploy-policies';
 import { REPO_ROOT, synthFleet } from './fleet-helpers';
 
 // The deploy path, bounded: what the CDK bootstraps are given instead of AdministratorAccess, proven against every
@@ -19,7 +25,7 @@ type Statement = {
   Condition?: unknown;
 };
 const actionsOf = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
-const generated = deployPolicyFiles();
+const generated = deployPolicyFiles() as Record<string, { Statement: Statement[] }>;
 const types = fleetResourceTypes();
 const fleet = synthFleet();
 
@@ -76,7 +82,7 @@ describe('CloudFormation execution policies', () => {
 
   test("the tenants' bootstrap can create only what tenant stacks hold", () => {
     const tenantActions = Object.entries(generated)
-      .filter(([f]) => f.startsWith('tenants-'))
+      .filter(([f]) => f.startsWith('tenants-execution-policy-'))
       .flatMap(([, d]) =>
         (d.Statement as Statement[]).filter((s) => s.Effect === 'Allow').flatMap(actionsOf),
       );
@@ -93,6 +99,7 @@ describe('CloudFormation execution policies', () => {
   });
 
   test('IAM: only the stacks own roles and policies, roles only with the boundary, passed only to their services', () => {
+    const account = '${aws:PrincipalAccount}';
     for (const [file, doc] of Object.entries(generated).filter(([f]) => f.includes('execution-policy'))) {
       const scope = file.startsWith('tenants-') ? DEPLOY_SCOPES.tenants : DEPLOY_SCOPES.platform;
       const statements = doc.Statement as Statement[];
@@ -109,7 +116,9 @@ describe('CloudFormation execution policies', () => {
           file,
           sid: s.Sid,
           resources: scope.stackPrefixes.map((p) =>
-            expect.stringMatching(new RegExp(`^arn:aws:iam::\\*:(role|policy)/${p}\\*$`)),
+            expect.stringMatching(
+              new RegExp(`^arn:aws:iam::\\$\\{aws:PrincipalAccount\\}:(role|policy)/${p}\\*$`),
+            ),
           ),
         });
         if (
@@ -117,8 +126,11 @@ describe('CloudFormation execution policies', () => {
             /^iam:(CreateRole|PutRolePolicy|AttachRolePolicy|PutRolePermissionsBoundary)$/.test(a),
           )
         ) {
+          // Pinned to the account: no "*" that a crafted policy path could match.
           expect(s.Condition).toEqual({
-            StringLike: { 'iam:PermissionsBoundary': 'arn:aws:iam::*:policy/tenantforge-boundary' },
+            StringEquals: {
+              'iam:PermissionsBoundary': `arn:aws:iam::${account}:policy/tenantforge-${scope.name}-boundary`,
+            },
           });
         }
         if (iam.includes('iam:PassRole')) {
@@ -128,7 +140,7 @@ describe('CloudFormation execution policies', () => {
     }
     for (const scope of ['tenants', 'platform']) {
       const denies = Object.entries(generated)
-        .filter(([f]) => f.startsWith(`${scope}-`))
+        .filter(([f]) => f.startsWith(`${scope}-execution-policy-`))
         .flatMap(([, d]) => d.Statement as Statement[])
         .filter((s) => s.Effect === 'Deny');
       expect(denies.map((s) => s.Sid)).toEqual(['NeverLoosenTheBoundary', 'NeverDropTheBoundary']);
@@ -137,7 +149,7 @@ describe('CloudFormation execution policies', () => {
 
   test('no statement in deploy/ or in any template allows "*", "*:*", "iam:*" or unbounded role creation', () => {
     const allStatements: { where: string; s: Statement }[] = [];
-    for (const [file, doc] of Object.entries(generated)) {
+    for (const [file, doc] of Object.entries(generated).filter(([f]) => !f.endsWith('-template.json'))) {
       for (const s of doc.Statement as Statement[]) allStatements.push({ where: `deploy/${file}`, s });
     }
     for (const name of fleet.stackNames()) {
@@ -174,7 +186,7 @@ describe('CloudFormation execution policies', () => {
     expect(bad.map((b) => b.where)).toEqual([]);
   });
 
-  test('every role in every template carries the permissions boundary', () => {
+  test("every role in every template carries its scope's permissions boundary", () => {
     let roles = 0;
     for (const name of fleet.stackNames()) {
       const resources = fleet.template(name).toJSON().Resources as Record<
@@ -186,12 +198,31 @@ describe('CloudFormation execution policies', () => {
         expect({ role: `${name}/${id}`, boundary: JSON.stringify(r.Properties.PermissionsBoundary) }).toEqual(
           {
             role: `${name}/${id}`,
-            boundary: expect.stringContaining(':policy/tenantforge-boundary'),
+            boundary: expect.stringContaining(
+              `:policy/tenantforge-${name.startsWith('Tenant-') ? 'tenants' : 'platform'}-boundary`,
+            ),
           },
         );
       }
     }
     expect(roles).toBeGreaterThan(20);
+  });
+
+  test("the tenants' boundary admits only the services tenant stacks' roles use: no control plane", () => {
+    const tenants = actionsOf(generated['tenants-permissions-boundary.json'].Statement[0]);
+    for (const svc of ['cognito-idp', 'codebuild', 'states', 'sts', 'events', 'iam', 'cloudformation'])
+      expect(tenants.filter((a) => a.startsWith(`${svc}:`))).toEqual([]);
+    expect(tenants).toEqual(expect.arrayContaining(['rds-db:*', 'secretsmanager:*', 's3:*']));
+    const platform = actionsOf(generated['platform-permissions-boundary.json'].Statement[0]);
+    expect(platform.filter((a) => a.startsWith('sts:'))).toEqual(['sts:AssumeRole', 'sts:TagSession']);
+    for (const doc of ['tenants', 'platform'].map((s) => generated[`${s}-permissions-boundary.json`])) {
+      expect(doc.Statement[1]).toEqual({
+        Sid: 'NothingInIam',
+        Effect: 'Deny',
+        Action: ['iam:*', 'organizations:*', 'account:*'],
+        Resource: '*',
+      });
+    }
   });
 
   test("tenant stacks deploy through the tenants' bootstrap, the shared stacks through the default", () => {
@@ -206,6 +237,69 @@ describe('CloudFormation execution policies', () => {
           : '/cdk-bootstrap/hnb659fds/version',
       });
     }
+  });
+});
+
+describe("the tenants' CDK bootstrap", () => {
+  type Res = { Properties: Record<string, unknown> };
+  const t = generated['tenants-bootstrap-template.json'] as unknown as { Resources: Record<string, Res> };
+  const statements = (r: string) =>
+    (t.Resources[r].Properties.Policies as { PolicyDocument: { Statement: Statement[] } }[])[0].PolicyDocument
+      .Statement;
+
+  test('its roles are assumable only by the onboarding deploy job and the named deployers', () => {
+    for (const role of ['DeploymentActionRole', 'FilePublishingRole', 'ImagePublishingRole', 'LookupRole']) {
+      const trust = (t.Resources[role].Properties.AssumeRolePolicyDocument as { Statement: Statement[] })
+        .Statement;
+      const sameAccount = trust.filter(
+        (s) =>
+          JSON.stringify((s as { Principal?: unknown }).Principal) === '{"AWS":{"Ref":"AWS::AccountId"}}',
+      );
+      expect(sameAccount.length).toBeGreaterThan(0);
+      for (const s of sameAccount) {
+        expect(JSON.stringify(s.Condition)).toContain(`:role/${DEPLOY_JOB_ROLE_PREFIX}*`);
+        expect(JSON.stringify(s.Condition)).toContain('{"Ref":"TrustedDeployers"}');
+      }
+    }
+    // The prefix is the deploy job's role as synthesized (CloudFormation names it <stack>-<logical id>-<random>).
+    const roleIds = Object.entries(
+      fleet.template('Onboarding').toJSON().Resources as Record<string, { Type: string }>,
+    )
+      .filter(([, r]) => r.Type === 'AWS::IAM::Role')
+      .map(([id]) => `Onboarding-${id}`);
+    expect(roleIds.filter((id) => id.startsWith(DEPLOY_JOB_ROLE_PREFIX))).toHaveLength(1);
+  });
+
+  test('its deploy role changes only Tenant-* stacks and holds no cross-account rights', () => {
+    const deploy = statements('DeploymentActionRole');
+    const cfn = deploy.filter((s) => actionsOf(s).some((a) => a.startsWith('cloudformation:')));
+    expect(cfn.length).toBeGreaterThan(0);
+    for (const s of cfn) {
+      expect(s.Resource).toEqual({
+        'Fn::Sub': 'arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/Tenant-*/*',
+      });
+    }
+    expect(deploy.map((s) => s.Sid)).not.toContain('PipelineCrossAccountArtifactsBucket');
+    expect(deploy.flatMap(actionsOf).filter((a) => a.startsWith('s3:Put') || a.startsWith('kms:'))).toEqual(
+      [],
+    );
+  });
+
+  test('only its file-publishing role may write the asset bucket', () => {
+    const policy = t.Resources.StagingBucketPolicy.Properties.PolicyDocument as { Statement: Statement[] };
+    expect(policy.Statement).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: ['s3:PutObject*', 's3:DeleteObject*', 's3:RestoreObject'],
+        Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': ['FilePublishingRole', 'Arn'] } } },
+      }),
+    );
+  });
+
+  test('it is the CDK CLI template of this release, bootstrap version and all', () => {
+    const cdk = cdkBootstrapTemplate() as { Resources: Record<string, Res> };
+    expect(Object.keys(t.Resources).sort()).toEqual(Object.keys(cdk.Resources).sort());
+    expect(t.Resources.CdkBootstrapVersion).toEqual(cdk.Resources.CdkBootstrapVersion);
   });
 });
 
@@ -225,9 +319,8 @@ describe("the deploy job's source integrity", () => {
     try {
       return {
         code: 0,
-        out: execFileSync(process.execPath, ['-e', verifierScript()], {
+        out: execFileSync('bash', ['-c', verifierCommand(expected)], {
           cwd: dir,
-          env: { ...process.env, SOURCE_DIGEST: expected },
           encoding: 'utf8',
           stdio: 'pipe',
         }),
@@ -260,6 +353,31 @@ describe("the deploy job's source integrity", () => {
     fs.rmSync(path.join(dir, 'postinstall.js'));
     fs.rmSync(path.join(dir, 'package.json'));
     expect(verify(digest).code).toBe(3);
+  });
+
+  test('a node_modules planted below the top (Node would load it first) changes the digest', () => {
+    const digest = sourceDigest(dir);
+    fs.mkdirSync(path.join(dir, 'lib', 'node_modules', 'aws-cdk-lib'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'lib', 'node_modules', 'aws-cdk-lib', 'index.js'), 'evil()');
+    expect(verify(digest).code).toBe(3);
+  });
+
+  test('the asset the synth uploads is exactly the source it digested', () => {
+    const project = Object.values(
+      fleet.template('Onboarding').toJSON().Resources as Record<
+        string,
+        { Type: string; Properties: Record<string, unknown> }
+      >,
+    ).find((r) => r.Type === 'AWS::CodeBuild::Project')!;
+    const buildspec = JSON.parse((project.Properties.Source as { BuildSpec: string }).BuildSpec);
+    const command = buildspec.phases.install.commands[0] as string;
+    const expected = /base64 -d\)" ([0-9a-f]{64})$/.exec(command)![1];
+    const location = JSON.stringify(project.Properties.Source);
+    const hash = /([0-9a-f]{64})\.zip/.exec(location)![1];
+    const staged = path.join(fleet.app.outdir, `asset.${hash}`);
+    expect(fs.existsSync(staged)).toBe(true);
+    expect(sourceDigest(staged)).toBe(expected);
+    expect(expected).toBe(sourceDigest(REPO_ROOT));
   });
 
   test('a symbolic link in the source is refused', () => {

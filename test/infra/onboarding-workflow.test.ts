@@ -11,10 +11,12 @@ import {
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { LambdaFunctionURLEvent } from 'aws-lambda';
 import { Definition, definitionOf, execute, Execution, Json, StopExecution, TaskError } from '../helpers/asl';
+import { FakePrincipal, fakeSts } from '../helpers/fake-sts';
 import { Moto, startMoto } from '../helpers/moto';
+import { entryRequestBody } from '../../scripts/request';
 import { synthFleet } from './fleet-helpers';
 
 // The synthesized onboarding state machine, executed: requests go in through the real onboarding entry, its
@@ -30,6 +32,11 @@ const sfn = mockClient(SFNClient);
 
 const STATE_MACHINE = 'arn:aws:states:us-east-1:111122223333:stateMachine:Workflow';
 const REQUESTER = 'arn:aws:iam::111122223333:role/onboarding-pipeline';
+const PIPELINE: FakePrincipal = {
+  accessKeyId: 'AKIAPIPELINE00000001',
+  secretAccessKey: 'pipeline-secret',
+  arn: 'arn:aws:sts::111122223333:assumed-role/onboarding-pipeline/ci',
+};
 let moto: Moto;
 let userPoolId: string;
 let steps: typeof import('../../lambda/onboarding');
@@ -63,11 +70,11 @@ let builds: Build[];
 let events: { Source?: string; DetailType: string; Detail: unknown }[];
 /** What the deploy job does for each build (default: succeeds). */
 let onBuild: (b: Build) => Promise<void> | void;
-let runs = 0;
 
 beforeEach(async () => {
   [cfn, ecs, elb, rds, ssm, sfn].forEach((m) => m.reset());
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  jest.spyOn(global, 'fetch').mockImplementation(fakeSts([PIPELINE]));
   await moto.resetRegistry();
   builds = [];
   events = [];
@@ -142,15 +149,11 @@ type Outcome =
 async function ask(action: 'onboard' | 'offboard', request: Record<string, unknown>): Promise<Outcome> {
   const started = sfn.commandCalls(StartExecutionCommand).length;
   sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
+  const payload = JSON.stringify({ action, request });
   const answer = await entry.handler({
-    body: JSON.stringify({ action, request }),
+    body: await entryRequestBody({ payload, region: 'us-east-1', credentials: PIPELINE }),
     isBase64Encoded: false,
-    requestContext: {
-      http: { method: 'POST' },
-      authorizer: {
-        iam: { userArn: `arn:aws:sts::111122223333:assumed-role/onboarding-pipeline/ci-${++runs}` },
-      },
-    },
+    requestContext: { http: { method: 'POST' }, authorizer: { iam: { userArn: PIPELINE.arn } } },
   } as unknown as LambdaFunctionURLEvent);
   const body = JSON.parse(answer.body);
   if (answer.statusCode !== 202) {
@@ -300,7 +303,8 @@ describe('onboarding workflow, executed', () => {
     };
     expect(r.status).toBe('TIMED_OUT');
     expect(await moto.get('initrode')).toMatchObject({ status: 'provisioning' });
-    // What the ReconcileEndedExecutions rule sends the step function.
+    // What the ReconcileEndedExecutions rule sends the step function; Step Functions confirms it ended.
+    sfn.on(DescribeExecutionCommand, { executionArn: r.id }).resolves({ status: 'TIMED_OUT' } as never);
     await steps.handler({
       step: 'reconcile',
       executionArn: r.id,
@@ -316,6 +320,7 @@ describe('onboarding workflow, executed', () => {
   test('a failure inside the failure path still ends the execution with a reason, not a runtime error', async () => {
     onBuild = async (b) => {
       // Someone reconciled the tenant meanwhile: this execution no longer holds it.
+      sfn.on(DescribeExecutionCommand).resolves({ status: 'ABORTED' } as never);
       await steps.handler({
         step: 'reconcile',
         executionArn: (await moto.get(b.tenantId))!.lock!,

@@ -17,6 +17,7 @@ import { GetServiceQuotaCommand, ServiceQuotasClient } from '@aws-sdk/client-ser
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { fleetNeeds, fleetTemplates, PreflightClients, report, runPreflight } from '../../scripts/preflight';
+import { setupCommands } from '../../scripts/deploy-policies';
 
 const sts = mockClient(STSClient);
 const cfn = mockClient(CloudFormationClient);
@@ -79,7 +80,7 @@ describe('npm run preflight', () => {
     expect(checks.find((c) => c.name === 'CDK bootstrap (tenants)')).toMatchObject({
       ok: false,
       fix: expect.stringContaining(
-        'npx cdk bootstrap aws://<account>/us-east-1 --qualifier tftenants --toolkit-stack-name CDKToolkit-tenants --cloudformation-execution-policies arn:aws:iam::<account>:policy/tenantforge-tenants-1,',
+        'aws cloudformation deploy --region us-east-1 --stack-name CDKToolkit-tenants --template-file deploy/tenants-bootstrap-template.json --capabilities CAPABILITY_NAMED_IAM --parameter-overrides Qualifier=tftenants CloudFormationExecutionPolicies=arn:aws:iam::<account>:policy/tenantforge-tenants-1,',
       ),
     });
     expect(checks.find((c) => c.name === 'certificate')).toMatchObject({
@@ -94,6 +95,14 @@ describe('npm run preflight', () => {
     const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
     const shown = /`npm run preflight` on a fresh account[^\n]*\n\n```\n([\s\S]*?)\n```/.exec(readme);
     expect(shown?.[1]).toBe(text);
+  });
+
+  test("the README's once-per-account commands are the ones npm run deploy-policies -- --commands prints", () => {
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const block = /npm run -s deploy-policies -- --commands[^\n]*\n([\s\S]*?)\naws ssm put-parameter/.exec(
+      readme,
+    );
+    expect(block?.[1]).toBe(setupCommands('<region>').join('\n'));
   });
 
   test('a third silo on a fresh account goes over the default VPC quota, and the fix names the increase', async () => {

@@ -1,7 +1,9 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { LambdaFunctionURLEvent } from 'aws-lambda';
+import { FakePrincipal, fakeSts } from '../helpers/fake-sts';
 import { Moto, startMoto } from '../helpers/moto';
+import { entryRequestBody } from '../../scripts/request';
 
 // The onboarding entry, the one way in: who may ask, what they may ask for, and what is recorded. The registry is
 // DynamoDB's API for real (moto); Step Functions is stubbed at the SDK boundary.
@@ -33,25 +35,65 @@ afterAll(async () => {
 beforeEach(async () => {
   logged = [];
   jest.spyOn(console, 'log').mockImplementation((line: string) => void logged.push(line));
+  jest.spyOn(global, 'fetch').mockImplementation(fakeSts([REQUESTER, APPROVER, DEVELOPER, INTRUDER]));
   sfn.reset();
   sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
   await moto.resetRegistry();
 });
 
-/** A function URL event as Lambda delivers it for an IAM-authenticated caller (or none). */
-function call(caller: string | undefined, body: unknown, method = 'POST') {
+const REQUESTER: FakePrincipal = {
+  accessKeyId: 'AKIAREQUESTER0000001',
+  secretAccessKey: 'requester-secret',
+  arn: session(REQUESTER_ROLE),
+};
+const APPROVER: FakePrincipal = {
+  accessKeyId: 'AKIAAPPROVER00000001',
+  secretAccessKey: 'approver-secret',
+  arn: APPROVER_USER,
+};
+const DEVELOPER: FakePrincipal = {
+  accessKeyId: 'AKIADEVELOPER0000001',
+  secretAccessKey: 'developer-secret',
+  arn: session(`arn:aws:iam::${ACCOUNT}:role/developer`),
+};
+const INTRUDER: FakePrincipal = {
+  accessKeyId: 'AKIAINTRUDER00000001',
+  secretAccessKey: 'intruder-secret',
+  arn: `arn:aws:iam::${ACCOUNT}:user/intruder`,
+};
+
+/**
+ * A request as npm run request sends it, signed by `by`, delivered as a function URL event (which names the
+ * signer in requestContext, unless `context` overrides it: a direct invocation can write anything there).
+ */
+async function call(
+  by: FakePrincipal | undefined,
+  payload: unknown,
+  options: { method?: string; context?: string | null; proofPayload?: string; signedAt?: Date } = {},
+) {
+  const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  const body = by
+    ? await entryRequestBody({
+        payload: options.proofPayload ?? text,
+        region: 'us-east-1',
+        credentials: { accessKeyId: by.accessKeyId, secretAccessKey: by.secretAccessKey },
+        now: options.signedAt,
+      }).then((b) => JSON.stringify({ ...JSON.parse(b), payload: text }))
+    : JSON.stringify({ payload: text });
+  const signer = options.context === undefined ? by?.arn : (options.context ?? undefined);
   const event = {
     version: '2.0',
     rawPath: '/',
     headers: {},
     isBase64Encoded: false,
-    body: typeof body === 'string' ? body : JSON.stringify(body),
+    body,
     requestContext: {
-      http: { method },
-      ...(caller ? { authorizer: { iam: { userArn: caller, accountId: ACCOUNT } } } : {}),
+      http: { method: options.method ?? 'POST' },
+      ...(signer ? { authorizer: { iam: { userArn: signer, accountId: ACCOUNT } } } : {}),
     },
   } as unknown as LambdaFunctionURLEvent;
-  return entry.handler(event).then((r) => ({ ...r, json: JSON.parse(r.body) }));
+  const r = await entry.handler(event);
+  return { ...r, json: JSON.parse(r.body) };
 }
 
 const onboard = (request: Record<string, unknown>) => ({
@@ -75,7 +117,7 @@ describe('isNamed', () => {
 describe('who may ask', () => {
   test('a principal that is not named is refused and nothing changes', async () => {
     const r = await call(
-      session(`arn:aws:iam::${ACCOUNT}:role/developer`),
+      DEVELOPER,
       onboard({ tenantId: 'initrode', model: 'silo', settings: { instanceClass: 'r6g.16xlarge' } }),
     );
     expect(r.statusCode).toBe(403);
@@ -85,20 +127,108 @@ describe('who may ask', () => {
     expect(logged.map((l) => JSON.parse(l))).toContainEqual({
       level: 'info',
       message: 'refused: not a named principal',
-      caller: session(`arn:aws:iam::${ACCOUNT}:role/developer`),
+      caller: DEVELOPER.arn,
     });
     expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
   });
 
-  test('an unsigned request is refused', async () => {
+  test('a request without a caller proof is refused', async () => {
     const r = await call(undefined, onboard({ tenantId: 'initrode', model: 'pool' }));
     expect(r.statusCode).toBe(401);
+    expect(r.json.message).toContain('the request carries no caller proof');
     expect(await moto.get('initrode')).toBeUndefined();
   });
 
+  test('a direct invocation that writes a named principal into the event is refused: who asks comes from STS', async () => {
+    // Anyone allowed lambda:InvokeFunction can write requestContext; only STS's answer counts.
+    const forged = await call(DEVELOPER, onboard({ tenantId: 'initrode', model: 'pool' }), {
+      context: APPROVER_USER,
+    });
+    expect(forged.statusCode).toBe(401);
+    expect(forged.json.message).toBe(
+      'the request was signed by one principal and its caller proof by another',
+    );
+    const noContext = await call(DEVELOPER, onboard({ tenantId: 'initrode', model: 'pool' }), {
+      context: null,
+    });
+    expect(noContext.statusCode).toBe(403);
+    expect(noContext.json.message).toContain(`${DEVELOPER.arn} is neither a named requester`);
+    expect(await moto.get('initrode')).toBeUndefined();
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+  });
+
+  test.each([
+    [
+      "signed with a key that is not the principal's",
+      async () => {
+        const body = JSON.parse(
+          await entryRequestBody({
+            payload: JSON.stringify(onboard({ tenantId: 'initrode', model: 'pool' })),
+            region: 'us-east-1',
+            credentials: { accessKeyId: APPROVER.accessKeyId, secretAccessKey: 'guessed' },
+          }),
+        );
+        return { body, expected: 'STS did not accept the caller proof (SignatureDoesNotMatch)' };
+      },
+    ],
+    [
+      'signed for another request',
+      async () => {
+        const body = JSON.parse(
+          await entryRequestBody({
+            payload: JSON.stringify({ action: 'offboard', request: { tenantId: 'acme' } }),
+            region: 'us-east-1',
+            credentials: APPROVER,
+          }),
+        );
+        body.payload = JSON.stringify(onboard({ tenantId: 'initrode', model: 'pool' }));
+        return { body, expected: 'the caller proof was signed for another request' };
+      },
+    ],
+    [
+      'addressed to a host that is not STS',
+      async () => {
+        const body = JSON.parse(
+          await entryRequestBody({
+            payload: JSON.stringify(onboard({ tenantId: 'initrode', model: 'pool' })),
+            region: 'us-east-1',
+            credentials: APPROVER,
+          }),
+        );
+        body.proof.url = 'https://attacker.example/';
+        return { body, expected: 'the caller proof is addressed to https://attacker.example/, not to STS' };
+      },
+    ],
+    [
+      'older than five minutes',
+      async () => {
+        const body = JSON.parse(
+          await entryRequestBody({
+            payload: JSON.stringify(onboard({ tenantId: 'initrode', model: 'pool' })),
+            region: 'us-east-1',
+            credentials: APPROVER,
+            now: new Date(Date.now() - 10 * 60 * 1000),
+          }),
+        );
+        return { body, expected: 'the caller proof is older than 5 minutes' };
+      },
+    ],
+  ])('a caller proof %s is refused and nothing changes', async (_what, make) => {
+    const { body, expected } = await make();
+    const r = await entry.handler({
+      body: JSON.stringify(body),
+      isBase64Encoded: false,
+      requestContext: { http: { method: 'POST' } },
+    } as unknown as LambdaFunctionURLEvent);
+    expect(r.statusCode).toBe(401);
+    expect(JSON.parse(r.body).message).toContain(expected);
+    expect(await moto.get('initrode')).toBeUndefined();
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+  });
+
   test('a named requester within the catalog rules is accepted, recorded and the workflow started', async () => {
-    const caller = session(REQUESTER_ROLE);
-    const r = await call(caller, onboard({ tenantId: 'initrode', model: 'pool' }));
+    const caller = REQUESTER.arn;
+    const r = await call(REQUESTER, onboard({ tenantId: 'initrode', model: 'pool' }));
     expect(r.statusCode).toBe(202);
     expect(r.json).toMatchObject({ tenantId: 'initrode', action: 'onboard', requestedBy: caller });
     const item = await moto.get('initrode');
@@ -118,7 +248,7 @@ describe('who may ask', () => {
 
   test('outside the catalog rules a requester is refused and an approver accepted', async () => {
     const big = onboard({ tenantId: 'initrode', model: 'silo', settings: { instanceClass: 'r6g.large' } });
-    const refused = await call(session(REQUESTER_ROLE), big);
+    const refused = await call(REQUESTER, big);
     expect(refused.statusCode).toBe(403);
     expect(refused.json).toMatchObject({ error: 'approval_required' });
     expect(refused.json.message).toContain(
@@ -127,7 +257,7 @@ describe('who may ask', () => {
     expect(await moto.get('initrode')).toBeUndefined();
     expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
 
-    const accepted = await call(APPROVER_USER, big);
+    const accepted = await call(APPROVER, big);
     expect(accepted.statusCode).toBe(202);
     expect(await moto.get('initrode')).toMatchObject({ requestedBy: `${APPROVER_USER} (approver)` });
   });
@@ -135,13 +265,13 @@ describe('who may ask', () => {
   test('offboarding is a request like any other: an unnamed principal cannot offboard a tenant', async () => {
     await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: '{"id":"acme"}' });
     const before = await moto.get('acme');
-    const r = await call(`arn:aws:iam::${ACCOUNT}:user/intruder`, {
+    const r = await call(INTRUDER, {
       action: 'offboard',
       request: { tenantId: 'acme' },
     });
     expect(r.statusCode).toBe(403);
     expect(await moto.get('acme')).toEqual(before);
-    const ok = await call(session(REQUESTER_ROLE), { action: 'offboard', request: { tenantId: 'acme' } });
+    const ok = await call(REQUESTER, { action: 'offboard', request: { tenantId: 'acme' } });
     expect(ok.statusCode).toBe(202);
     expect(await moto.get('acme')).toMatchObject({ status: 'offboarding', lock: ok.json.execution });
   });
@@ -149,7 +279,7 @@ describe('who may ask', () => {
 
 describe('bad requests', () => {
   test.each([
-    ['not json', 400, 'the body is not JSON'],
+    ['not json', 400, 'the payload is not JSON'],
     [
       { action: 'delete', request: { tenantId: 'acme' } },
       400,
@@ -158,14 +288,14 @@ describe('bad requests', () => {
     [{ action: 'onboard' }, 400, '"request" must be an object'],
     [{ action: 'onboard', request: { tenantId: 'Bad Id', model: 'pool' } }, 400, 'field "id"'],
   ])('%j is refused (%d) with the reason, nothing written', async (body, status, message) => {
-    const r = await call(session(REQUESTER_ROLE), body);
+    const r = await call(REQUESTER, body);
     expect(r.statusCode).toBe(status);
     expect(r.json.message).toContain(message);
     expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
   });
 
   test('only POST', async () => {
-    const r = await call(session(REQUESTER_ROLE), '', 'GET');
+    const r = await call(REQUESTER, '', { method: 'GET' });
     expect(r.statusCode).toBe(405);
   });
 });
@@ -174,7 +304,7 @@ test('a workflow that cannot be started leaves the tenant failed with the reason
   sfn
     .on(StartExecutionCommand)
     .rejects(Object.assign(new Error('Rate exceeded'), { name: 'ThrottlingException' }));
-  const r = await call(session(REQUESTER_ROLE), onboard({ tenantId: 'initrode', model: 'pool' }));
+  const r = await call(REQUESTER, onboard({ tenantId: 'initrode', model: 'pool' }));
   expect(r.statusCode).toBe(502);
   expect(r.json.message).toBe('the onboarding workflow could not be started: Rate exceeded');
   const item = await moto.get('initrode');
@@ -182,7 +312,5 @@ test('a workflow that cannot be started leaves the tenant failed with the reason
   expect(item!.lock).toBeUndefined();
   // A failed first onboarding can be asked for again.
   sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
-  expect(
-    (await call(session(REQUESTER_ROLE), onboard({ tenantId: 'initrode', model: 'pool' }))).statusCode,
-  ).toBe(202);
+  expect((await call(REQUESTER, onboard({ tenantId: 'initrode', model: 'pool' }))).statusCode).toBe(202);
 });

@@ -11,6 +11,7 @@ import {
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Moto, startMoto } from '../helpers/moto';
 
 // The onboarding workflow's Lambda steps. The registry is DynamoDB's API for real (moto), so conditional writes
@@ -20,6 +21,7 @@ const ecs = mockClient(ECSClient);
 const elb = mockClient(ElasticLoadBalancingV2Client);
 const rds = mockClient(RDSClient);
 const ssm = mockClient(SSMClient);
+const sfn = mockClient(SFNClient);
 
 let moto: Moto;
 let steps: typeof import('../../lambda/onboarding');
@@ -36,7 +38,7 @@ afterAll(async () => {
   await moto.stop();
 });
 beforeEach(async () => {
-  [cfn, ecs, elb, rds, ssm].forEach((m) => m.reset());
+  [cfn, ecs, elb, rds, ssm, sfn].forEach((m) => m.reset());
   await moto.resetRegistry();
 });
 
@@ -280,7 +282,17 @@ describe('accept: the first step admits only an execution the entry locked the t
   test('an execution holding the lock is admitted, with what it does taken from the registry', async () => {
     const tenant = await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
     const r = await accept(EXEC_A, { action: 'onboard', tenant });
-    expect(r).toEqual({ ...tenant, action: 'onboard' });
+    expect(r).toEqual({
+      tenantId: 'initrode',
+      model: 'pool',
+      action: 'onboard',
+      stackName: 'Tenant-initrode',
+      hostname: 'initrode',
+      tenantRequest: tenant.tenantRequest,
+      restore: false,
+      deletionPolicy: 'retain',
+      dataRetained: true,
+    });
     await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: '{"id":"acme"}' });
     const leaving = await begin({ tenantId: 'acme' }, EXEC_B, 'offboard');
     expect(await accept(EXEC_B, { tenant: leaving })).toMatchObject({
@@ -305,44 +317,71 @@ describe('accept: the first step admits only an execution the entry locked the t
     await expect(accept(EXEC_A, { tenant: { tenantId: "acme'; --", model: 'pool' } })).rejects.toThrow(
       steps.RequestRejected,
     );
-    // Another execution's lock, and a forged request riding on it, are refused just the same.
+    // Another execution's lock is refused; the holder's forged fields are ignored (all from the registry).
     const tenant = await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
     await expect(accept(EXEC_B, { tenant })).rejects.toThrow(`execution ${EXEC_B} does not hold`);
-    const forged = { ...tenant, tenantRequest: '{"id":"initrode","model":"pool","settings":{"x":1}}' };
-    expect((await accept(EXEC_A, { tenant: forged })).tenantRequest).toBe(tenant.tenantRequest);
+    const forged = {
+      ...tenant,
+      tenantRequest: '{"id":"initrode","model":"pool","settings":{"x":1}}',
+      adminEmail: 'attacker@evil.example',
+      restore: true,
+    };
+    const admitted = await accept(EXEC_A, { tenant: forged });
+    expect(admitted).toMatchObject({ tenantRequest: tenant.tenantRequest, restore: false });
+    expect(admitted).not.toHaveProperty('adminEmail');
     expect(await moto.get('acme')).toEqual(before);
   });
 });
 
 describe("a tenant's users (Cognito's API, moto)", () => {
-  test('onboarding invites the first administrator with the tenant claim set by the platform', async () => {
-    const r = await steps.handler({
-      step: 'inviteAdmin',
-      tenant: { tenantId: 'initrode', model: 'pool', adminEmail: 'boss@initrode.example' },
-    });
-    expect(r).toEqual({ invited: 'boss@initrode.example' });
+  const invite = (tenantId: string, execution = EXEC_A) =>
+    steps.handler({ step: 'inviteAdmin', tenantId, execution });
+  const activate = (tenantId: string, execution = EXEC_A) =>
+    steps.handler({ step: 'setStatus', tenantId, execution, status: 'active', release: true });
+
+  test('onboarding invites the administrator its request named, with the tenant claim set by the platform', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool', adminEmail: 'boss@initrode.example' });
+    expect(await invite('initrode')).toEqual({ invited: 'boss@initrode.example' });
     const user = await moto.user(userPoolId, 'boss@initrode.example');
     expect(user).toMatchObject({ enabled: true, attributes: { 'custom:tenant_id': 'initrode' } });
     // A retried step finds its own user and carries on.
+    await expect(invite('initrode')).resolves.toEqual({ invited: 'boss@initrode.example' });
+  });
+
+  test('invoked directly, the steps change nothing for a tenant the execution does not hold', async () => {
+    // The event names only a tenant and an execution; the address, and the right to act, come from the registry.
     await expect(
       steps.handler({
         step: 'inviteAdmin',
-        tenant: { tenantId: 'initrode', model: 'pool', adminEmail: 'boss@initrode.example' },
-      }),
-    ).resolves.toEqual({ invited: 'boss@initrode.example' });
+        tenantId: 'initrode',
+        execution: EXEC_A,
+        tenant: { adminEmail: 'attacker@evil.example' },
+      } as never),
+    ).rejects.toThrow(steps.LockLost);
+    await begin({ tenantId: 'acme', model: 'pool', adminEmail: 'a@acme.example' });
+    await invite('acme');
+    await activate('acme');
+    await expect(invite('acme')).rejects.toThrow(
+      `tenant "acme" is not held by execution ${EXEC_A} while provisioning: nothing was changed`,
+    );
+    await expect(
+      steps.handler({ step: 'disableUsers', tenantId: 'acme', execution: EXEC_B }),
+    ).rejects.toThrow(steps.LockLost);
+    await expect(
+      steps.handler({ step: 'finalSnapshot', tenantId: 'acme', execution: EXEC_B }),
+    ).rejects.toThrow(steps.LockLost);
+    expect(await moto.user(userPoolId, 'attacker@evil.example')).toBeUndefined();
+    expect((await moto.user(userPoolId, 'a@acme.example'))!.enabled).toBe(true);
+    expect(rds.calls()).toHaveLength(0);
   });
 
   test("an email that is already another tenant's user is refused, and that user is untouched", async () => {
-    await steps.handler({
-      step: 'inviteAdmin',
-      tenant: { tenantId: 'acme', model: 'pool', adminEmail: 'shared@example.com' },
-    });
-    await expect(
-      steps.handler({
-        step: 'inviteAdmin',
-        tenant: { tenantId: 'initrode', model: 'pool', adminEmail: 'shared@example.com' },
-      }),
-    ).rejects.toThrow('shared@example.com is already a user of another tenant');
+    await begin({ tenantId: 'acme', model: 'pool', adminEmail: 'shared@example.com' });
+    await invite('acme');
+    await begin({ tenantId: 'initrode', model: 'pool', adminEmail: 'shared@example.com' }, EXEC_B);
+    await expect(invite('initrode', EXEC_B)).rejects.toThrow(
+      'shared@example.com is already a user of another tenant',
+    );
     expect((await moto.user(userPoolId, 'shared@example.com'))!.attributes['custom:tenant_id']).toBe('acme');
   });
 
@@ -351,18 +390,78 @@ describe("a tenant's users (Cognito's API, moto)", () => {
       ['umbrella', 'a@umbrella.example'],
       ['hooli', 'a@hooli.example'],
     ]) {
-      await steps.handler({ step: 'inviteAdmin', tenant: { tenantId, model: 'bridge', adminEmail } });
+      await begin({ tenantId, model: 'bridge', adminEmail });
+      await invite(tenantId);
+      await activate(tenantId);
     }
-    expect(await steps.handler({ step: 'disableUsers', tenantId: 'umbrella' })).toEqual({ disabled: 1 });
+    await begin({ tenantId: 'umbrella' }, EXEC_B, 'offboard');
+    expect(await steps.handler({ step: 'disableUsers', tenantId: 'umbrella', execution: EXEC_B })).toEqual({
+      disabled: 1,
+    });
     expect((await moto.user(userPoolId, 'a@umbrella.example'))!.enabled).toBe(false);
     expect((await moto.user(userPoolId, 'a@hooli.example'))!.enabled).toBe(true);
-    // A tenant that never had users (or whose group is gone): nothing to disable, and no failure.
-    expect(await steps.handler({ step: 'disableUsers', tenantId: 'nobody' })).toEqual({ disabled: 0 });
     await steps.handler({
-      step: 'inviteAdmin',
-      tenant: { tenantId: 'umbrella', model: 'bridge', restore: true },
+      step: 'setStatus',
+      tenantId: 'umbrella',
+      execution: EXEC_B,
+      status: 'offboarded',
+      release: true,
+      dataRetained: true,
     });
+    // A restore names no administrator: the tenant's own users come back.
+    await begin({ tenantId: 'umbrella', model: 'bridge', restore: true, adminEmail: undefined });
+    expect(await invite('umbrella')).toEqual({ enabled: 1 });
     expect((await moto.user(userPoolId, 'a@umbrella.example'))!.enabled).toBe(true);
+  });
+});
+
+describe('retries and failures cannot hand a tenant to someone else', () => {
+  test('a retried onboarding keeps the administrator its first request named', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool', adminEmail: 'boss@initrode.example' });
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'initrode',
+      execution: EXEC_A,
+      status: 'failed',
+      release: true,
+    });
+    await expect(
+      begin({ tenantId: 'initrode', model: 'pool', adminEmail: 'attacker@evil.example' }, EXEC_B),
+    ).rejects.toThrow(
+      'tenant "initrode" was requested with administrator boss@initrode.example; a retry or restore cannot name another (attacker@evil.example)',
+    );
+    const retried = await begin({ tenantId: 'initrode', model: 'pool', adminEmail: undefined }, EXEC_B);
+    expect(retried.adminEmail).toBe('boss@initrode.example');
+  });
+
+  test('a tenant whose offboarding failed can only be offboarded again, never onboarded', async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: '{"id":"acme"}' });
+    await begin({ tenantId: 'acme' }, EXEC_A, 'offboard');
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'acme',
+      execution: EXEC_A,
+      status: 'failed',
+      release: true,
+    });
+    expect(await moto.get('acme')).toMatchObject({ status: 'failed', failedDuring: 'offboarding' });
+    await expect(begin({ tenantId: 'acme', model: 'pool' }, EXEC_B)).rejects.toThrow(
+      'tenant "acme" failed while it was being offboarded',
+    );
+    await expect(begin({ tenantId: 'acme' }, EXEC_B, 'offboard')).resolves.toMatchObject({
+      tenantId: 'acme',
+    });
+  });
+
+  test("a request cannot name a snapshot to restore from (it could be another tenant's)", async () => {
+    await expect(
+      begin({
+        tenantId: 'evil',
+        model: 'silo',
+        settings: { restoredFromSnapshot: 'northwind-final-20261127100000' },
+      }),
+    ).rejects.toThrow('settings.restoredFromSnapshot is set by the platform when it restores a tenant');
+    expect(await moto.get('evil')).toBeUndefined();
   });
 });
 
@@ -391,7 +490,7 @@ describe('setStatus and reconcile', () => {
     expect(item!.lock).toBeUndefined();
   });
 
-  test('records a failure with its reason', async () => {
+  test('records a failure with its reason and what the tenant was going through', async () => {
     await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
     await steps.handler({
       step: 'setStatus',
@@ -403,27 +502,40 @@ describe('setStatus and reconcile', () => {
     });
     expect(await moto.get('initrode')).toMatchObject({
       status: 'failed',
+      failedDuring: 'onboarding',
       failureReason: 'Tenant-initrode: Tenant (Custom::PoolTenant) CREATE_FAILED: boom',
     });
   });
 
+  const ended = { tenant: { tenantId: 'initrode', model: 'pool' } };
+
   test('an execution that timed out holding its tenant leaves it failed with the reason, never provisioning', async () => {
     await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    sfn.on(DescribeExecutionCommand, { executionArn: EXEC_A }).resolves({ status: 'TIMED_OUT' } as never);
     const r = await steps.handler({
       step: 'reconcile',
       executionArn: EXEC_A,
       status: 'TIMED_OUT',
-      input: JSON.stringify({
-        action: 'onboard',
-        request: { tenantId: 'initrode', model: 'pool' },
-        tenant: { tenantId: 'initrode', model: 'pool' },
-      }),
+      input: JSON.stringify({ action: 'onboard', ...ended }),
     });
     expect(r).toEqual({ reconciled: true, tenantId: 'initrode' });
     const item = await moto.get('initrode');
-    expect(item).toMatchObject({ status: 'failed' });
+    expect(item).toMatchObject({ status: 'failed', failedDuring: 'onboarding' });
     expect(item!.failureReason).toContain(`the workflow execution ${EXEC_A} ended TIMED_OUT`);
     expect(item!.lock).toBeUndefined();
+  });
+
+  test('a reconcile event for an execution that is still running (a forged one) changes nothing', async () => {
+    await begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A);
+    sfn.on(DescribeExecutionCommand, { executionArn: EXEC_A }).resolves({ status: 'RUNNING' } as never);
+    const r = await steps.handler({
+      step: 'reconcile',
+      executionArn: EXEC_A,
+      status: 'ABORTED',
+      input: JSON.stringify(ended),
+    });
+    expect(r).toMatchObject({ reconciled: false, why: `${EXEC_A} is still running` });
+    expect(await moto.get('initrode')).toMatchObject({ status: 'provisioning', lock: EXEC_A });
   });
 
   test('reconciling an execution that already recorded its end changes nothing', async () => {
@@ -435,11 +547,12 @@ describe('setStatus and reconcile', () => {
       status: 'active',
       release: true,
     });
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'FAILED' } as never);
     const r = await steps.handler({
       step: 'reconcile',
       executionArn: EXEC_A,
       status: 'FAILED',
-      input: JSON.stringify({ tenant: { tenantId: 'initrode' } }),
+      input: JSON.stringify(ended),
     });
     expect(r).toEqual({ reconciled: false, tenantId: 'initrode' });
     expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
@@ -504,7 +617,8 @@ describe('finalSnapshot', () => {
       ],
     });
     rds.on(CreateDBSnapshotCommand).resolves({});
-    const r = await steps.handler({ step: 'finalSnapshot', tenantId: 'northwind' });
+    await moto.put({ tenantId: 'northwind', model: 'silo', status: 'offboarding', lock: EXEC_A });
+    const r = await steps.handler({ step: 'finalSnapshot', tenantId: 'northwind', execution: EXEC_A });
     expect(r.snapshotId).toMatch(/^northwind-final-\d{14}$/);
     expect(rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input).toEqual({
       DBInstanceIdentifier: 'tenant-northwind-db',

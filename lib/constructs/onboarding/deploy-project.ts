@@ -1,6 +1,6 @@
 import * as path from 'path';
 import { Construct } from 'constructs';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Duration, IgnoreMode, Stack } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -8,7 +8,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { BOOTSTRAP_QUALIFIERS, TENANT_STACK_PREFIX } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../../nag';
-import { SOURCE_EXCLUDES, sourceDigest, verifierScript } from '../../source-digest';
+import { SOURCE_EXCLUDES, sourceDigest, verifierCommand } from '../../source-digest';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
 
@@ -42,7 +42,12 @@ export class DeployProject extends Construct {
     const qualifier = BOOTSTRAP_QUALIFIERS.tenants;
 
     // The app's source, as the deploy job runs it.
-    const source = new s3assets.Asset(this, 'AppSource', { path: REPO_ROOT, exclude: SOURCE_EXCLUDES });
+    // Excluded at the top only (git-style "/name"), exactly as the digest leaves them out.
+    const source = new s3assets.Asset(this, 'AppSource', {
+      path: REPO_ROOT,
+      exclude: SOURCE_EXCLUDES.map((name) => `/${name}`),
+      ignoreMode: IgnoreMode.GIT,
+    });
     // The job checks the unpacked source against what this synth uploaded before it installs or runs anything
     // (lib/source-digest.ts): whoever can write the bootstrap bucket still cannot change what it deploys.
     const digest = sourceDigest(REPO_ROOT);
@@ -61,16 +66,13 @@ export class DeployProject extends Construct {
       logging: { cloudWatch: { logGroup: props.logGroup } },
       buildSpec: codebuild.BuildSpec.fromObject({
         version: '0.2',
-        env: {
-          shell: 'bash',
-          variables: { SOURCE_DIGEST: digest, VERIFY_SOURCE: verifierScript() },
-        },
+        env: { shell: 'bash' },
         phases: {
           // The source is the one the synth uploaded; then exactly what the lockfile pins, and no package's
           // install scripts run.
           install: {
             'runtime-versions': { nodejs: '22' },
-            commands: ['node -e "$VERIFY_SOURCE"', 'npm ci --ignore-scripts --no-audit --no-fund'],
+            commands: [verifierCommand(digest), 'npm ci --ignore-scripts --no-audit --no-fund'],
           },
           build: {
             commands: [

@@ -202,9 +202,7 @@ export class OnboardingWorkflow extends Construct {
       this.step('MarkActive', { step: 'setStatus', tenantId, execution, status: 'active', release: true }),
     );
     // The tenant's first administrator is invited once its service answers (a restore: its users come back).
-    const invite = onError(
-      this.step('InviteAdmin', { step: 'inviteAdmin', tenant: sfn.JsonPath.objectAt('$.tenant') }),
-    );
+    const invite = onError(this.step('InviteAdmin', { step: 'inviteAdmin', tenantId, execution }));
     invite.next(markActive);
     const seal = onError(this.build('DeploySteadyPhase', 'deploy', 'steady'));
     const onboard = onError(this.build('DeployCreatePhase', 'deploy', 'create'))
@@ -237,7 +235,9 @@ export class OnboardingWorkflow extends Construct {
       )
       .next(onError(this.emit('EmitOffboarded', RESULT_DETAIL_TYPES.offboarded, { tenantId })))
       .next(new sfn.Succeed(this, 'Offboarded'));
-    const snapshot = onError(this.step('FinalSnapshot', { step: 'finalSnapshot', tenantId }, '$.snapshot'));
+    const snapshot = onError(
+      this.step('FinalSnapshot', { step: 'finalSnapshot', tenantId, execution }, '$.snapshot'),
+    );
     const waitSnapshot = new sfn.Wait(this, 'WaitForSnapshot', {
       time: sfn.WaitTime.duration(Duration.seconds(60)),
     });
@@ -268,7 +268,7 @@ export class OnboardingWorkflow extends Construct {
       );
     retire.next(destroy);
     // The tenant's users lose access first: disabled and signed out before anything of theirs goes.
-    const offboard = onError(this.step('DisableUsers', { step: 'disableUsers', tenantId })).next(
+    const offboard = onError(this.step('DisableUsers', { step: 'disableUsers', tenantId, execution })).next(
       new sfn.Choice(this, 'IsSilo')
         .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), snapshot)
         .otherwise(destroy),

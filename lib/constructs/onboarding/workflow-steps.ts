@@ -6,8 +6,9 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { ssmNames, TENANT_STACK_PREFIX } from '../../../contracts';
-import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../../nag';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../../nag';
 import { grantRegistry, RegistryRef } from '../registry-access';
 import { LAMBDA_RUNTIME } from '../tenant-provisioner';
 
@@ -148,6 +149,42 @@ export class WorkflowSteps extends Construct {
       }),
     );
     this.acknowledge();
+  }
+
+  /**
+   * Reconciliation asks Step Functions whether an execution really ended (the event alone could be forged by
+   * anyone allowed to invoke this function). The workflow's name is CloudFormation's, after its logical id;
+   * naming its ARN would make the function and the state machine depend on each other.
+   */
+  readExecutionsOf(stateMachine: sfn.StateMachine): void {
+    const stack = Stack.of(this);
+    const logicalId = stack.resolve(logicalIdOf(l1(stateMachine))) as string;
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadWorkflowExecutions',
+        actions: ['states:DescribeExecution'],
+        resources: [
+          stack.formatArn({
+            service: 'states',
+            resource: 'execution',
+            resourceName: `${logicalId}*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
+    const partition = stack.region.startsWith('cn-')
+      ? 'aws-cn'
+      : stack.region.startsWith('us-gov-')
+        ? 'aws-us-gov'
+        : 'aws';
+    ack(
+      l1(childOfType(this.function.role!, iam.Policy)),
+      AWS_SOLUTIONS(
+        `IAM5[Resource::arn:${partition}:states:${stack.region}:<AWS::AccountId>:execution:${logicalId}*]`,
+      ),
+      'Reads (DescribeExecution only) executions of the onboarding workflow, whose name CloudFormation derives from its logical id, so that only executions that really ended are reconciled.',
+    );
   }
 
   private acknowledge(): void {

@@ -55,6 +55,15 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       ...tags('backup'),
     ],
   },
+  'AWS::CloudWatch::Alarm': {
+    actions: [
+      'cloudwatch:PutMetricAlarm',
+      'cloudwatch:DeleteAlarms',
+      'cloudwatch:DescribeAlarms',
+      'cloudwatch:ListTagsForResource',
+      ...tags('cloudwatch'),
+    ],
+  },
   'AWS::CodeBuild::Project': {
     actions: [
       'codebuild:CreateProject',
@@ -200,6 +209,17 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       'ec2:DescribeVpcAttribute',
       'ec2:AllocateIpamPoolCidr',
       'ec2:ReleaseIpamPoolAllocation',
+      'ec2:CreateTags',
+      'ec2:DeleteTags',
+    ],
+  },
+  'AWS::EC2::VPCEndpoint': {
+    actions: [
+      'ec2:CreateVpcEndpoint',
+      'ec2:ModifyVpcEndpoint',
+      'ec2:DeleteVpcEndpoints',
+      'ec2:DescribeVpcEndpoints',
+      'ec2:DescribeRouteTables',
       'ec2:CreateTags',
       'ec2:DeleteTags',
     ],
@@ -429,6 +449,17 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
     ],
   },
   'AWS::S3::BucketPolicy': { actions: ['s3:PutBucketPolicy', 's3:DeleteBucketPolicy', 's3:GetBucketPolicy'] },
+  'AWS::SNS::Topic': {
+    actions: [
+      'sns:CreateTopic',
+      'sns:DeleteTopic',
+      'sns:GetTopicAttributes',
+      'sns:SetTopicAttributes',
+      'sns:ListTagsForResource',
+      ...tags('sns'),
+    ],
+  },
+  'AWS::SNS::TopicPolicy': { actions: ['sns:SetTopicAttributes', 'sns:GetTopicAttributes'] },
   'AWS::SSM::Parameter': {
     actions: [
       'ssm:PutParameter',

@@ -198,7 +198,11 @@ export async function runPreflight(
   }
   const needs = fleetNeeds(options.templates, deployed);
   for (const q of QUOTAS) {
-    const need = needs[q.type] ?? 0;
+    // NAT gateways count per AZ: each VPC puts one in each of its AZs, so an AZ gets one per VPC.
+    const need =
+      q.type === 'AWS::EC2::NatGateway'
+        ? Math.min(needs[q.type] ?? 0, needs['AWS::EC2::VPC'] ?? 0)
+        : (needs[q.type] ?? 0);
     if (need === 0) continue;
     const quota = (
       await c.quotas.send(new GetServiceQuotaCommand({ ServiceCode: q.service, QuotaCode: q.code }))

@@ -14,6 +14,9 @@ import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { apiContainerImage, ApiImageRef, cpuArchitecture } from './api-image';
 import { EncryptedLogGroup, stackLogGroupName } from './encrypted-log-group';
 
+/** Common rule set rules that only count: the API's own validation answers for request bodies. */
+export const WAF_BODY_RULES_COUNTED = ['SizeRestrictions_BODY', 'CrossSiteScripting_BODY'];
+
 export interface ApiServiceProps {
   readonly vpc: ec2.IVpc;
   readonly key: kms.IKey;
@@ -193,7 +196,23 @@ export class ApiService extends Construct {
         name,
         priority: i,
         overrideAction: { none: {} },
-        statement: { managedRuleGroupStatement: { vendorName: 'AWS', name } },
+        statement: {
+          managedRuleGroupStatement: {
+            vendorName: 'AWS',
+            name,
+            // The API decides what a valid body is (its schema and its 256 KB limit, answered in its own error
+            // shape): a large invoice is not an attack, and text with "<" in a JSON field is data the API never
+            // renders. These two body rules count instead of block.
+            ...(name === 'AWSManagedRulesCommonRuleSet'
+              ? {
+                  ruleActionOverrides: WAF_BODY_RULES_COUNTED.map((rule) => ({
+                    name: rule,
+                    actionToUse: { count: {} },
+                  })),
+                }
+              : {}),
+          },
+        },
         visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: name, sampledRequestsEnabled: true },
       })),
     });

@@ -1,5 +1,6 @@
 import { Construct } from 'constructs';
 import { CustomResource, Stack } from 'aws-cdk-lib';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
 import { RUNTIME_ROLES } from '../../db/roles';
@@ -63,6 +64,8 @@ export class Cell extends Construct {
   readonly key: DataKey;
   readonly network: Network;
   readonly database: Database;
+  /** Where the cell's alarms go. */
+  readonly alarmTopic: sns.Topic;
   readonly api: ApiService;
   readonly provisioner: TenantProvisioner;
   readonly bootstrap: CustomResource;
@@ -89,8 +92,16 @@ export class Cell extends Construct {
       disposable,
     });
     const vpc = this.network.vpc;
+    // The cell's alarms (the database's memory, ...): subscribe the on-call to this topic.
+    this.alarmTopic = new sns.Topic(this, 'Alarms', {
+      displayName: `${props.description ?? id}: alarms`,
+      masterKey: this.key.key,
+      enforceSSL: true,
+    });
+    this.key.allowCloudWatchAlarms();
     this.database = new Database(this, 'Database', {
       vpc,
+      alarmTopic: this.alarmTopic,
       key: this.key.key,
       instanceClass: props.instanceClass,
       multiAz: props.multiAz,

@@ -48,4 +48,21 @@ export class DataKey extends Construct {
       }),
     );
   }
+
+  /**
+   * CloudWatch alarms publish to topics encrypted with this key: CloudWatch may generate and read data keys for
+   * that, from this account only.
+   */
+  allowCloudWatchAlarms(): void {
+    const stack = Stack.of(this);
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchAlarmsToPublish',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': stack.account } },
+      }),
+    );
+  }
 }

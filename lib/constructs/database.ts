@@ -3,7 +3,10 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as rds from 'aws-cdk-lib/aws-rds';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import { TenantPhase } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { PHASE_REASONS } from './api-service';
@@ -43,6 +46,11 @@ export interface DatabaseProps {
    * @default - a new, empty database
    */
   readonly snapshotIdentifier?: string;
+  /**
+   * Where the database's alarms go (the cell's alarm topic).
+   * @default - no alarms
+   */
+  readonly alarmTopic?: sns.ITopic;
 }
 
 /** The PostgreSQL major version every cell runs. A fleet-wide upgrade is one change here. */
@@ -125,7 +133,27 @@ export class Database extends Construct {
         cfn.addPropertyDeletionOverride(p);
     }
     this.secretArn = cfn.attrMasterUserSecretSecretArn;
+    if (props.alarmTopic) this.alarmOnLowMemory(props.instanceClass ?? 't4g.medium', props.alarmTopic);
     this.acknowledge(disposable, props.multiAz ?? true, props.phase ?? 'steady', props.snapshotIdentifier);
+  }
+
+  /**
+   * Each backend keeps the catalog entries of every schema it touched (a bridge cell's per-tenant schemas): when
+   * they crowd out the page cache, the database slows and then fails connections. The alarm fires when freeable
+   * memory stays under a tenth of the instance's memory for 15 minutes (README: sizing a bridge cell).
+   */
+  private alarmOnLowMemory(instanceClass: string, topic: sns.ITopic): void {
+    const gib = instanceMemoryGiB(instanceClass);
+    const alarm = new cloudwatch.Alarm(this, 'LowFreeableMemory', {
+      alarmDescription: `FreeableMemory below 10% of ${gib} GiB (${instanceClass}) for 15 minutes: see the README's bridge sizing rule`,
+      metric: this.instance.metricFreeableMemory({ period: Duration.minutes(5), statistic: 'Minimum' }),
+      threshold: Math.round(gib * 0.1 * 1024 ** 3),
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic));
+    alarm.addOkAction(new cloudwatchActions.SnsAction(topic));
   }
 
   private acknowledge(disposable: boolean, multiAz: boolean, phase: TenantPhase, snapshot?: string): void {
@@ -174,4 +202,14 @@ export class Database extends Construct {
   allowFrom(peer: ec2.ISecurityGroup, description: string): void {
     this.securityGroup.addIngressRule(peer, ec2.Port.tcp(this.port), description);
   }
+}
+
+/** Memory of the RDS instance classes the catalog allows by default (GiB); others are read from their size. */
+export function instanceMemoryGiB(instanceClass: string): number {
+  const [family, size] = instanceClass.split('.');
+  const perSize: Record<string, number> = { micro: 1, small: 2, medium: 4, large: 8, xlarge: 16 };
+  const multiple = /^(\d+)xlarge$/.exec(size ?? '');
+  const base = multiple ? 16 * Number(multiple[1]) : (perSize[size ?? ''] ?? 8);
+  // Memory-optimized families (r*, x*) have twice the memory of the general-purpose ones at the same size.
+  return /^[rx]/.test(family ?? '') ? base * 2 : base;
 }

@@ -51,6 +51,10 @@ declare module 'fastify' {
 
 const PUBLIC_ROUTES = new Set([HEALTH_PATH, READY_PATH]);
 
+export const MAX_ITEMS = 100;
+export const MAX_QUANTITY = 1_000_000;
+export const MAX_UNIT_PRICE_CENTS = 90_000_000;
+
 /** The largest request body the API accepts; the WAF leaves body size to it (lib/constructs/api-service.ts). */
 export const BODY_LIMIT = 256 * 1024;
 
@@ -65,15 +69,17 @@ const invoiceBody = {
     items: {
       type: 'array',
       minItems: 1,
-      maxItems: 100,
+      maxItems: MAX_ITEMS,
       items: {
         type: 'object',
         additionalProperties: false,
         required: ['description', 'quantity', 'unitPriceCents'],
         properties: {
           description: { type: 'string', minLength: 1, maxLength: 500 },
-          quantity: { type: 'integer', minimum: 1, maximum: 1000000 },
-          unitPriceCents: { type: 'integer', minimum: 0, maximum: 100000000000 },
+          // Bounded so that the largest invoice's total (100 x 1,000,000 x 90,000,000 = 9e15 cents) is exact in a
+          // JSON number (Number.MAX_SAFE_INTEGER is about 9.007e15) and in PostgreSQL's bigint.
+          quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY },
+          unitPriceCents: { type: 'integer', minimum: 0, maximum: MAX_UNIT_PRICE_CENTS },
         },
       },
     },

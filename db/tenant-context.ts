@@ -23,7 +23,12 @@ import { OWNER_ROLE } from './roles';
 import { join, sql, Sql } from './sql';
 
 export interface TenantDatabaseOptions {
-  readonly pool: Pool;
+  /**
+   * The connections. Several pools (partitions of one budget) route each tenant to one of them by a hash of its
+   * id, so each backend serves a share of the tenants and keeps their catalog entries warm (bridge: see
+   * maxTenantsPerConnection); a tenant still has every connection of its partition.
+   */
+  readonly pool: Pool | readonly Pool[];
   readonly model: IsolationModel;
   /** Silo only: the one tenant this database serves. */
   readonly siloTenantId?: string;
@@ -48,8 +53,16 @@ export interface TenantDatabaseOptions {
   readonly maxTenantsPerConnection?: number;
 }
 
-/** Distinct tenants a bridge connection serves before it is replaced (see maxTenantsPerConnection). */
-export const BRIDGE_TENANTS_PER_CONNECTION = 100;
+/**
+ * Distinct tenants a bridge connection serves before it is replaced (see maxTenantsPerConnection): about 17.5 KB
+ * of catalog cache each on PostgreSQL 18 over a 6 MB base, so a backend stays near 30 MB (npm run bench:db).
+ */
+export const BRIDGE_TENANTS_PER_CONNECTION = 1400;
+/**
+ * The API splits a bridge cell's connections into this many pools and routes each tenant to one, so a backend
+ * serves a fifth of the tenants and keeps them warm (service/src/main.ts, DB_POOL_PARTITIONS).
+ */
+export const BRIDGE_POOL_PARTITIONS = 5;
 
 export class TenantContextError extends Error {
   constructor(message: string) {
@@ -77,6 +90,7 @@ export class TenantDatabase {
   readonly model: IsolationModel;
   private readonly impl: DataModel;
   private readonly pool: Pool;
+  private readonly partitions: readonly Pool[];
   private readonly siloTenantId?: string;
   private readonly statementTimeoutMs?: number;
   private readonly namingKey?: string;
@@ -94,7 +108,9 @@ export class TenantDatabase {
         `maxTenantsPerConnection must be at least 1 (got ${options.maxTenantsPerConnection})`,
       );
     }
-    this.pool = options.pool;
+    this.partitions = Array.isArray(options.pool) ? options.pool : [options.pool as Pool];
+    if (this.partitions.length === 0) throw new TenantContextError('TenantDatabase needs at least one pool');
+    this.pool = this.partitions[0];
     this.model = options.model;
     this.impl = dataModel(options.model);
     this.statementTimeoutMs = options.statementTimeoutMs;
@@ -131,11 +147,12 @@ export class TenantDatabase {
       );
     }
     const context = this.contextSql(tenantId);
+    const pool = this.partitionOf(tenantId);
     return {
       tenantId,
       model: this.model,
-      run: (statement) => this.runIn(tenantId, context, statement),
-      transaction: (work) => this.transactionIn(tenantId, context, work),
+      run: (statement) => this.runIn(pool, tenantId, context, statement),
+      transaction: (work) => this.transactionIn(pool, tenantId, context, work),
     };
   }
 
@@ -184,14 +201,23 @@ export class TenantDatabase {
     }
   }
 
+  /** The partition that serves a tenant: always the same one (FNV-1a of the id). */
+  private partitionOf(tenantId: string): Pool {
+    if (this.partitions.length === 1) return this.pool;
+    let h = 0x811c9dc5;
+    for (let i = 0; i < tenantId.length; i++) h = Math.imul(h ^ tenantId.charCodeAt(i), 0x01000193);
+    return this.partitions[(h >>> 0) % this.partitions.length];
+  }
+
   private async runIn<R extends QueryResultRow>(
+    pool: Pool,
     tenantId: string,
     context: string,
     statement: Sql,
   ): Promise<QueryResult<R>> {
     refuseExplain(statement);
     const text = `BEGIN; ${context}; ${statement.toLiteralSql()}; COMMIT`;
-    const client = await this.pool.connect();
+    const client = await pool.connect();
     let results: QueryResult<R>[];
     try {
       results = (await client.query(text)) as unknown as QueryResult<R>[];
@@ -213,11 +239,12 @@ export class TenantDatabase {
   }
 
   private async transactionIn<T>(
+    pool: Pool,
     tenantId: string,
     context: string,
     work: (tx: TenantTransaction) => Promise<T>,
   ): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await pool.connect();
     let open = true;
     const tx: TenantTransaction = {
       tenantId,

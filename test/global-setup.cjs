@@ -22,6 +22,9 @@ module.exports = async function globalSetup() {
   fs.chmodSync(dir, 0o755);
   process.env.ISOLATION_LEDGER = path.join(dir, 'isolation-ledger.jsonl');
   fs.writeFileSync(process.env.ISOLATION_LEDGER, '');
+  // The fault-injection suite's record: each fault injected, whether the API recovered, its wrong answers.
+  process.env.FAULTS_LEDGER = path.join(dir, 'faults-ledger.jsonl');
+  fs.writeFileSync(process.env.FAULTS_LEDGER, '');
   if (process.env.DATABASE_URL) {
     process.env.TEST_DATABASE_URL = process.env.DATABASE_URL;
     return;

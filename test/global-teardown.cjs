@@ -1,7 +1,8 @@
-const { printIsolationSummary } = require('./isolation-summary.cjs');
+const { printFaultSummary, printIsolationSummary } = require('./isolation-summary.cjs');
 
 // Runs after Jest's own summary, so the isolation line is the last line of the test output.
 module.exports = async function globalTeardown() {
+  printFaultSummary();
   printIsolationSummary();
   const child = globalThis.__PG_SERVER__;
   if (!child || child.exitCode !== null) return;

@@ -17,4 +17,24 @@ function printIsolationSummary() {
     `isolation: ${entries.length} attempts, ${leaks.length} leaks (${ids.size} vectors: ${[...ids].sort().join(' ')})\n`,
   );
 }
-module.exports = { printIsolationSummary };
+// Summarises the fault-injection suite's ledger: faults injected, recovered, and wrong answers seen.
+function printFaultSummary() {
+  const file = process.env.FAULTS_LEDGER;
+  if (!file || !fs.existsSync(file)) return;
+  const entries = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  if (entries.length === 0) return;
+  const recovered = entries.filter((e) => e.recovered).length;
+  const wrong = entries.reduce((n, e) => n + e.wrongAnswers, 0);
+  for (const e of entries.filter((x) => !x.recovered || x.wrongAnswers > 0)) {
+    process.stderr.write(`FAULT ${e.fault}: recovered ${e.recovered}, wrong answers ${e.wrongAnswers}\n`);
+  }
+  process.stderr.write(
+    `faults: ${entries.length} injected, ${recovered} recovered, ${wrong} wrong answers\n`,
+  );
+}
+
+module.exports = { printIsolationSummary, printFaultSummary };

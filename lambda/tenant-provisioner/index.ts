@@ -46,7 +46,8 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
   let client: Client | undefined;
   try {
     client = await connect(env, log);
-    const data = await carryOut(client, event.RequestType, request);
+    const connected = client;
+    const data = await withLockRetries(() => carryOut(connected, event.RequestType, request), log);
     if (request.kind === 'tenant') {
       if (event.RequestType === 'Delete') await recordOffboarded(env, request, data.Schema);
       else await recordDone(env, request, data.Schema, create);
@@ -95,6 +96,43 @@ async function carryOut(
     SchemaVersion: String(done.version),
     FromVersion: String(done.fromVersion),
   };
+}
+
+/** Lock waits give up after lock_timeout (connection.ts); a deadlock loses one side. Both are worth retrying. */
+const RETRIED_SQLSTATES = new Set(['55P03', '40P01']);
+
+/**
+ * Runs `work` (each of its transactions rolls back whole on failure) again when it lost a lock: a migration never
+ * queues behind a tenant's long transaction (that would stall every request behind the migration's lock), it
+ * steps aside and tries again, with backoff, for up to `seconds` (the stack fails with the reason after that).
+ */
+export async function withLockRetries<T>(
+  work: () => Promise<T>,
+  logFn: (message: string, fields: Record<string, unknown>) => void,
+  seconds = Number(process.env.DB_LOCK_RETRY_SECONDS ?? '120'),
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((r) => setTimeout(r, ms)),
+): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  let delay = 1000;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (!code || !RETRIED_SQLSTATES.has(code) || Date.now() + delay > deadline) {
+        if (code && RETRIED_SQLSTATES.has(code)) {
+          throw new Error(
+            `${(e as Error).message} (still waiting for a lock after ${attempt} attempts over ${seconds} s: a long transaction holds it; retry the deploy once it ends)`,
+            { cause: e },
+          );
+        }
+        throw e;
+      }
+      logFn('lock not available; retrying', { attempt, inMs: delay, sqlstate: code });
+      await sleep(delay);
+      delay = Math.min(delay * 2, 15000);
+    }
+  }
 }
 
 function log(message: string, fields: Record<string, unknown>): void {

@@ -12,8 +12,13 @@
 import { Pool, PoolConfig } from 'pg';
 
 export interface PoolSettings {
-  /** @default 20 */
+  /** Connections in all, across the partitions. @default 20 */
   readonly max?: number;
+  /**
+   * Pools the connections are split into; each tenant is routed to one (TenantDatabase), so a backend serves a
+   * share of the tenants and keeps their catalog entries warm. @default 1
+   */
+  readonly partitions?: number;
   /** @default 3000 */
   readonly connectTimeoutMs?: number;
   /** @default 7000 (statement_timeout 5 s + 2 s) */
@@ -24,7 +29,10 @@ export interface PoolSettings {
   readonly keepAliveInitialDelayMs?: number;
 }
 
-/** The settings, from the environment the stacks set (DB_POOL_SIZE, DB_CONNECT_TIMEOUT_MS, DB_QUERY_TIMEOUT_MS). */
+/**
+ * The settings, from the environment the stacks set (DB_POOL_SIZE, DB_POOL_PARTITIONS, DB_CONNECT_TIMEOUT_MS,
+ * DB_QUERY_TIMEOUT_MS).
+ */
 export function poolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): PoolSettings {
   const num = (name: string) => {
     const v = env[name];
@@ -37,6 +45,7 @@ export function poolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): PoolS
   };
   return {
     max: num('DB_POOL_SIZE'),
+    partitions: num('DB_POOL_PARTITIONS'),
     connectTimeoutMs: num('DB_CONNECT_TIMEOUT_MS'),
     queryTimeoutMs: num('DB_QUERY_TIMEOUT_MS'),
   };
@@ -63,5 +72,24 @@ export function createPool(
 ): Pool {
   const pool = new Pool(resilientPoolConfig(connection, settings));
   pool.on('error', (e) => log({ level: 'warn', msg: 'idle database connection dropped', err: e.message }));
+  // A connection that fails while checked out (between two statements of a transaction, when the server shuts
+  // down) emits 'error' on its client; unheard, that error would end the process. The statement in progress
+  // still fails, and the connection is destroyed (db/faults.ts).
+  pool.on('connect', (client) =>
+    client.on('error', (e) =>
+      log({ level: 'warn', msg: 'database connection failed while in use', err: e.message }),
+    ),
+  );
   return pool;
+}
+
+/** `settings.partitions` pools sharing `settings.max` connections (at least one each). */
+export function createPools(
+  connection: PoolConfig,
+  settings: PoolSettings = {},
+  log?: (fields: Record<string, unknown>) => void,
+): Pool[] {
+  const partitions = settings.partitions ?? 1;
+  const each = Math.max(1, Math.floor((settings.max ?? 20) / partitions));
+  return Array.from({ length: partitions }, () => createPool(connection, { ...settings, max: each }, log));
 }

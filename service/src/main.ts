@@ -9,9 +9,9 @@
 import { Signer } from '@aws-sdk/rds-signer';
 import { ISOLATION_MODELS, IsolationModel } from '../../db/naming';
 import { dataModel } from '../../db/models';
-import { TenantDatabase } from '../../db/tenant-context';
+import { BRIDGE_POOL_PARTITIONS, TenantDatabase } from '../../db/tenant-context';
 import { buildApp } from './app';
-import { createPool, poolSettingsFromEnv } from './db-pool';
+import { createPools, poolSettingsFromEnv } from './db-pool';
 import { createAuthenticator } from './auth';
 import { CachedRegistry, DynamoRegistry } from './registry';
 import { waitForDatabase } from './startup';
@@ -29,7 +29,10 @@ async function main(): Promise<void> {
   const port = Number(process.env.DB_PORT ?? '5432');
   const user = env('DB_USER');
   const signer = new Signer({ hostname: host, port, username: user, region: process.env.AWS_REGION });
-  const pool = createPool(
+  // Bridge: the connections are split into partitions and each tenant routed to one, so a backend caches a
+  // share of the tenants' schemas (README: when something fails).
+  const settings = poolSettingsFromEnv();
+  const pools = createPools(
     {
       host,
       port,
@@ -40,10 +43,11 @@ async function main(): Promise<void> {
       // The RDS CA bundle is in the image (NODE_EXTRA_CA_CERTS); the host name is verified.
       ssl: { rejectUnauthorized: true, servername: host },
     },
-    poolSettingsFromEnv(),
+    { ...settings, partitions: settings.partitions ?? (model === 'bridge' ? BRIDGE_POOL_PARTITIONS : 1) },
   );
+  const pool = pools[0];
   const db = new TenantDatabase({
-    pool,
+    pool: pools,
     model,
     siloTenantId: dataModel(model).databasePerTenant ? env('SILO_TENANT_ID') : undefined,
     ...(process.env.DB_MAX_TENANTS_PER_CONNECTION
@@ -81,7 +85,7 @@ async function main(): Promise<void> {
   });
   const close = async () => {
     await app.close();
-    await pool.end();
+    await Promise.all(pools.map((p) => p.end()));
     process.exit(0);
   };
   process.on('SIGTERM', close);

@@ -226,3 +226,32 @@ describe('hostile tenant ids are refused before any SQL is built', () => {
     expect(silo.serves({ tenantId: 'northwind', model: 'silo' })).toBe(true);
   });
 });
+
+describe('bridge connections: bounded caches', () => {
+  test('a connection that has served maxTenantsPerConnection distinct tenants is closed, not reused', async () => {
+    const bm = await bridgeDb.master();
+    for (const id of ['tyrell', 'wayland', 'cyberdyne']) await provisionBridgeTenant(bm, id);
+    const raw = bridgeDb.poolAs('app_bridge', { max: 1 });
+    const db = new TenantDatabase({ pool: raw, model: 'bridge', maxTenantsPerConnection: 2 });
+    const pid = async (tenant: string) =>
+      (await db.forTenant(tenant).run<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0].pid;
+    const first = await pid('tyrell');
+    expect(await pid('tyrell')).toBe(first); // the same tenant again: still one tenant served
+    expect(await pid('wayland')).toBe(first); // the second distinct tenant: served, then the connection closes
+    const second = await pid('cyberdyne');
+    expect(second).not.toBe(first);
+    await raw.end();
+  });
+
+  test('each tenant is routed to one partition, always the same, and tenants spread over the partitions', async () => {
+    const parts = [bridgeDb.poolAs('app_bridge', { max: 1 }), bridgeDb.poolAs('app_bridge', { max: 1 })];
+    const db = new TenantDatabase({ pool: parts, model: 'bridge' });
+    const pidOf = async (tenant: string) =>
+      (await db.forTenant(tenant).run<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0].pid;
+    const tenants = ['soylent', 'tyrell', 'wayland', 'cyberdyne'];
+    const first = await Promise.all(tenants.map(pidOf));
+    expect(await Promise.all(tenants.map(pidOf))).toEqual(first);
+    expect(new Set(first).size).toBe(2);
+    await Promise.all(parts.map((p) => p.end()));
+  });
+});

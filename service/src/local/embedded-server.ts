@@ -6,18 +6,18 @@ export async function startEmbeddedServer(
   dir: string,
   port: number,
   persistent = true,
-): Promise<{ server: ChildProcess; url: string }> {
+): Promise<{ server: ChildProcess; url: string; dataDir: string }> {
   const script = path.join(__dirname, '..', '..', '..', 'scripts', 'pg-server.mjs');
   const args = [script, '--dir', dir, '--port', String(port), ...(persistent ? ['--persistent'] : [])];
   const server = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const url = await new Promise<string>((resolve, reject) => {
+  const ready = await new Promise<{ url: string; dataDir: string }>((resolve, reject) => {
     let buf = '';
     server.stdout!.on('data', (d) => {
       buf += d;
       const line = buf.split('\n').find((l) => l.startsWith('{'));
-      if (line) resolve(JSON.parse(line).url);
+      if (line) resolve(JSON.parse(line));
     });
     server.on('exit', (code) =>
       reject(
@@ -27,5 +27,5 @@ export async function startEmbeddedServer(
       ),
     );
   });
-  return { server, url };
+  return { server, url: ready.url, dataDir: ready.dataDir };
 }

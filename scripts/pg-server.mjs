@@ -24,7 +24,7 @@ const password = opt('password', 'postgres');
 if (args.includes('--reset')) fs.rmSync(dir, { recursive: true, force: true });
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-const CACHE = process.env.TENANTFORGE_PG_CACHE ?? '/var/tmp/tenantforge-pg';
+const CACHE = process.env.EMBEDDED_PG_CACHE ?? '/var/tmp/embedded-pg-cache';
 
 /** Whether every directory from the root down to `p` lets others through (the postgres user is an other). */
 function othersCanReach(p) {

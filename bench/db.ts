@@ -28,15 +28,17 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { Client, Pool, escapeIdentifier } from 'pg';
+import { Client, Pool, PoolConfig, escapeIdentifier } from 'pg';
 import { bootstrapDatabase } from '../db/bootstrap';
 import { migratePool, provisionBridgeTenant, registerPoolTenant } from '../db/models';
 import { TENANT_SETTING } from '../contracts';
 import { sql } from '../db/sql';
+import { ContextKey } from '../db/context';
 import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
 
 const PASSWORD = 'bench-password';
+const BENCH_CONTEXT_KEY = ContextKey.fromHex('b3'.repeat(32), 'bench');
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
@@ -110,7 +112,10 @@ async function provisioningBenchmark(base: string, master: Client): Promise<void
   console.log(`\n## Provisioning one bridge tenant (${SAMPLES} samples per level)\n`);
   console.log('| tenants already present | median | p95 | seeding to this level |');
   console.log('|---|---|---|---|');
-  await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: PASSWORD } });
+  await bootstrapDatabase(master, 'bridge', {
+    contextKey: BENCH_CONTEXT_KEY,
+    runtimePasswords: { bridge: PASSWORD },
+  });
   let present = 0;
   let next = 0;
   const perLevelStatements: Map<string, number[]>[] = [];
@@ -182,7 +187,7 @@ async function throughput(label: string, work: () => Promise<unknown>): Promise<
 /** Counts client.query calls (one network round trip each) per transaction. */
 function countingPool(connectionString: string): { pool: Pool; calls: () => number } {
   let calls = 0;
-  const pool = new Pool({ connectionString, max: CONCURRENCY });
+  const pool = new Pool({ connectionString, max: CONCURRENCY, pipeline: true } as PoolConfig);
   pool.on('connect', (c) => {
     const original = c.query.bind(c) as (...a: unknown[]) => unknown;
     (c as unknown as { query: unknown }).query = (...args: unknown[]) => {
@@ -206,7 +211,10 @@ async function contextBenchmark(base: string): Promise<void> {
   );
   const poolMaster = new Client({ connectionString: urlFor(base, 'bench_pool', 'bench_master', PASSWORD) });
   await poolMaster.connect();
-  await bootstrapDatabase(poolMaster, 'pool', { runtimePasswords: { pool: PASSWORD } });
+  await bootstrapDatabase(poolMaster, 'pool', {
+    contextKey: BENCH_CONTEXT_KEY,
+    runtimePasswords: { pool: PASSWORD },
+  });
   await migratePool(poolMaster);
   await registerPoolTenant(poolMaster, 'acme', 'Acme');
   await registerPoolTenant(poolMaster, 'globex', 'Globex');
@@ -235,8 +243,12 @@ async function contextBenchmark(base: string): Promise<void> {
   const raw = countingPool(urlFor(base, 'bench_pool', 'app_pool', PASSWORD));
   const poolConn = countingPool(urlFor(base, 'bench_pool', 'app_pool', PASSWORD));
   const bridgeConn = countingPool(urlFor(base, 'bench_bridge', 'app_bridge', PASSWORD));
-  const pooled = new TenantDatabase({ pool: poolConn.pool, model: 'pool' });
-  const bridged = new TenantDatabase({ pool: bridgeConn.pool, model: 'bridge' });
+  const pooled = new TenantDatabase({ contextKey: BENCH_CONTEXT_KEY, pool: poolConn.pool, model: 'pool' });
+  const bridged = new TenantDatabase({
+    contextKey: BENCH_CONTEXT_KEY,
+    pool: bridgeConn.pool,
+    model: 'bridge',
+  });
   const acmeIds = (
     await pooled.forTenant('acme').run<{ id: string }>(sql`SELECT id FROM pool.invoices`)
   ).rows.map((r) => r.id);
@@ -387,9 +399,15 @@ async function memoryBenchmark(base: string, su: Client): Promise<void> {
             connectionString: urlFor(base, 'bench_bridge', 'app_bridge', PASSWORD),
             max: 20 / partitions,
             maxLifetimeSeconds: 600,
-          }),
+            pipeline: true,
+          } as PoolConfig),
       );
-      const db = new TenantDatabase({ pool: pools, model: 'bridge', maxTenantsPerConnection: limit });
+      const db = new TenantDatabase({
+        contextKey: BENCH_CONTEXT_KEY,
+        pool: pools,
+        model: 'bridge',
+        maxTenantsPerConnection: limit,
+      });
       let peak = 0;
       let measuring = false;
       // A warm-up pass (every tenant once: connections opened, caches filled, as a task's are after minutes of

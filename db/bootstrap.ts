@@ -8,10 +8,19 @@ import type { ClientBase } from 'pg';
 import type { IsolationModel } from './naming';
 import { LATEST_VERSION } from './migrations';
 import { dataModel, ModelOptions } from './models';
+import { TENANT_EXPIRY_SETTING, TENANT_MAC_SETTING, TENANT_SETTING } from '../contracts';
+import {
+  CONTEXT_API_SCHEMA,
+  ContextKey,
+  CREDENTIAL_SECONDS,
+  VERIFY_TENANT_DECLARE,
+  VERIFY_TENANT_SQL,
+} from './context';
 import {
   ADMIN_SCHEMA,
   OWNER_ROLE,
   RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT,
+  RUNTIME_LOCK_TIMEOUT,
   RUNTIME_STATEMENT_TIMEOUT,
 } from './roles';
 import { ident, sql } from './sql';
@@ -20,7 +29,7 @@ import {
   ensureRole,
   exec,
   inTransaction,
-  lockTarget,
+  lockBootstrap,
   quote,
   roleExists,
   serverVersion,
@@ -38,17 +47,22 @@ export interface BootstrapOptions extends ModelOptions {
    * @default LATEST_VERSION
    */
   readonly version?: number;
+  /**
+   * The key the database verifies tenant context credentials with (db/context.ts); the API that connects must
+   * hold the same. Bootstrapping again with another key rotates it (units of work in flight fail once).
+   */
+  readonly contextKey: ContextKey;
 }
 
 export async function bootstrapDatabase(
   client: ClientBase,
   model: IsolationModel,
-  options: BootstrapOptions = {},
+  options: BootstrapOptions,
 ): Promise<void> {
   const impl = dataModel(model);
   const pg16 = (await serverVersion(client)) >= 160000;
   await inTransaction(client, async () => {
-    await exec(client, lockTarget('bootstrap'));
+    await exec(client, lockBootstrap());
     await ensureRole(client, OWNER_ROLE, 'NOLOGIN NOINHERIT');
     // The provisioning user acts as the owner only through SET ROLE, never by inheritance.
     await exec(
@@ -74,6 +88,10 @@ export async function bootstrapDatabase(
     );
     await client.query(
       sql`ALTER ROLE ${ident(role)} SET idle_in_transaction_session_timeout = ${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}`.toLiteralSql(),
+    );
+    // I6: a lock the runtime role waits for (another tenant's LOCK TABLE) gives up instead of stalling it.
+    await client.query(
+      sql`ALTER ROLE ${ident(role)} SET lock_timeout = ${RUNTIME_LOCK_TIMEOUT}`.toLiteralSql(),
     );
 
     const db = ident(await currentDatabase(client));
@@ -108,7 +126,12 @@ export async function bootstrapDatabase(
         status text NOT NULL CHECK (status IN ('active', 'offboarded')),
         updated_at timestamptz NOT NULL DEFAULT now()
       );
+      -- Provisioning's per-target locks are row locks here: no runtime role can take or hold them (I6).
+      CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.locks (target text PRIMARY KEY);
+      GRANT USAGE ON SCHEMA ${ADMIN_SCHEMA} TO SESSION_USER;
+      GRANT SELECT, INSERT, UPDATE ON ${ADMIN_SCHEMA}.locks TO SESSION_USER;
     `);
+    await installContext(client, role, options.contextKey);
   });
   await impl.afterBootstrap(client, { ...options, version: options.version ?? LATEST_VERSION });
 }
@@ -126,4 +149,79 @@ async function assertRuntimeRoleAttributes(client: ClientBase, role: string): Pr
         `run ALTER ROLE ${role} NOSUPERUSER NOBYPASSRLS as a superuser, then provision again`,
     );
   }
+}
+
+/**
+ * The tenant context credential's half in the database (db/context.ts): the key, readable by the owner only; the
+ * verification every tenant statement runs; and enter(), with which every unit of work starts from a clean
+ * session (I4): whatever a previous request set for the session (settings, role, prepared statements, cursors,
+ * listeners, advisory locks) is gone, the limits are set again whatever ALTER ROLE said (I5), and then the unit's
+ * own settings, credential included.
+ */
+async function installContext(client: ClientBase, runtimeRole: string, key: ContextKey): Promise<void> {
+  const { ipad, opad } = key.pads();
+  const api = CONTEXT_API_SCHEMA;
+  await client.query(`
+    CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.context_key (
+      id integer PRIMARY KEY CHECK (id = 1),
+      ipad bytea NOT NULL,
+      opad bytea NOT NULL
+    );
+    CREATE SCHEMA IF NOT EXISTS ${api};
+    REVOKE ALL ON SCHEMA ${api} FROM PUBLIC;
+    -- Any role may call verified_tenant(): a bridge tenant's role (after SET ROLE) evaluates its tables' policies.
+    GRANT USAGE ON SCHEMA ${api} TO PUBLIC;
+    CREATE OR REPLACE FUNCTION ${api}.verified_tenant() RETURNS text
+      LANGUAGE plpgsql STABLE SECURITY DEFINER
+      SET search_path = pg_catalog, pg_temp
+    AS $fn$
+    DECLARE ${VERIFY_TENANT_DECLARE}
+    BEGIN ${VERIFY_TENANT_SQL}
+      RETURN t;
+    END
+    $fn$;
+    REVOKE ALL ON FUNCTION ${api}.verified_tenant() FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION ${api}.verified_tenant() TO PUBLIC;
+    CREATE OR REPLACE FUNCTION ${api}.enter(names text[], vals text[]) RETURNS void
+      LANGUAGE plpgsql
+    AS $fn$
+    BEGIN
+      RESET ALL;
+      EXECUTE 'CLOSE ALL';
+      EXECUTE 'UNLISTEN *';
+      EXECUTE 'DEALLOCATE ALL';
+      PERFORM pg_catalog.pg_advisory_unlock_all();
+      PERFORM pg_catalog.set_config('role', 'none', true);
+      PERFORM pg_catalog.set_config('client_encoding', 'UTF8', true);
+      PERFORM pg_catalog.set_config('statement_timeout', '${RUNTIME_STATEMENT_TIMEOUT}', true);
+      PERFORM pg_catalog.set_config('lock_timeout', '${RUNTIME_LOCK_TIMEOUT}', true);
+      PERFORM pg_catalog.set_config('idle_in_transaction_session_timeout', '${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}', true);
+      FOR n IN 1 .. coalesce(array_length(names, 1), 0) LOOP
+        PERFORM pg_catalog.set_config(names[n], vals[n], true);
+      END LOOP;
+    END
+    $fn$;
+    REVOKE ALL ON FUNCTION ${api}.enter(text[], text[]) FROM PUBLIC;
+    GRANT EXECUTE ON FUNCTION ${api}.enter(text[], text[]) TO ${quote(runtimeRole)};
+    -- For the owner (provisioning, tools): a credential for this backend, computed in the database.
+    CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.owner_enter(tenant text) RETURNS void
+      LANGUAGE plpgsql
+    AS $fn$
+    DECLARE e text := (extract(epoch FROM statement_timestamp())::bigint + ${CREDENTIAL_SECONDS})::text;
+            i bytea; o bytea;
+    BEGIN
+      SELECT k.ipad, k.opad INTO i, o FROM ${ADMIN_SCHEMA}.context_key k WHERE k.id = 1;
+      PERFORM set_config('${TENANT_SETTING}', tenant, true),
+              set_config('${TENANT_EXPIRY_SETTING}', e, true),
+              set_config('${TENANT_MAC_SETTING}',
+                encode(sha256(o || sha256(i || convert_to(tenant || '|' || pg_backend_pid() || '|' || e, 'UTF8'))), 'hex'),
+                true);
+    END
+    $fn$;
+  `);
+  await client.query(
+    `INSERT INTO ${ADMIN_SCHEMA}.context_key (id, ipad, opad) VALUES (1, $1, $2)
+       ON CONFLICT (id) DO UPDATE SET ipad = excluded.ipad, opad = excluded.opad`,
+    [ipad, opad],
+  );
 }

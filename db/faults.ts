@@ -16,6 +16,7 @@ const UNAVAILABLE_SQLSTATES = new Set([
   '57P03', // cannot_connect_now
   '53300', // too_many_connections
   '25006', // read_only_sql_transaction: a writer connected to a former primary during a failover
+  '55P03', // lock_not_available: another transaction held a lock past lock_timeout
 ]);
 
 /** Node socket error codes of a broken or unreachable connection. */
@@ -54,7 +55,7 @@ export function isConnectionFault(e: unknown): boolean {
   if (typeof err?.code === 'string') {
     if (SOCKET_CODES.has(err.code)) return true;
     if (err.code.startsWith('08')) return true; // connection_exception
-    if (UNAVAILABLE_SQLSTATES.has(err.code) && err.code !== '25006' && err.code !== '53300') return true;
+    if (['57P01', '57P02', '57P03'].includes(err.code)) return true;
   }
   return typeof err?.message === 'string' && DRIVER_FAULTS.some((re) => re.test(err.message as string));
 }

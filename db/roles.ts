@@ -23,6 +23,12 @@ export const ADMIN_SCHEMA = 'tenancy';
 /** The runtime DML privileges. Deliberately not ALL: ALL includes TRUNCATE, which ignores RLS (P8). */
 export const RUNTIME_TABLE_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE';
 
-/** Session limits of every runtime login role (ALTER ROLE ... SET). */
-export const RUNTIME_STATEMENT_TIMEOUT = '5s';
-export const RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT = '10s';
+/**
+ * Session limits of every runtime login role: set as the role's defaults (ALTER ROLE ... SET), sent again by the
+ * API in each connection's startup packet (which overrides role defaults: an injected ALTER ROLE CURRENT_USER SET
+ * cannot reach them, I5), and set once more by enter() in every unit of work.
+ */
+export const RUNTIME_LIMITS_MS = { statement: 5000, idleInTransaction: 10000, lock: 2000 } as const;
+export const RUNTIME_STATEMENT_TIMEOUT = `${RUNTIME_LIMITS_MS.statement / 1000}s`;
+export const RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT = `${RUNTIME_LIMITS_MS.idleInTransaction / 1000}s`;
+export const RUNTIME_LOCK_TIMEOUT = `${RUNTIME_LIMITS_MS.lock / 1000}s`;

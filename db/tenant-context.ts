@@ -1,26 +1,34 @@
 /**
- * Tenant context: the only way the API touches tenant data. A `TenantDatabase` is one connection pool of one
- * model; `forTenant(id)` binds it to one verified tenant and returns a `TenantScope`, the handle routes and
- * domain functions receive. No caller ever passes a tenant id beside a handle.
+ * Tenant context: the only way the API touches tenant data. A `TenantDatabase` is the connection pool(s) of one
+ * model; `forTenant(id)` binds it to one verified tenant and returns a `TenantScope`, the handle routes and domain
+ * functions receive. No caller ever passes a tenant id beside a handle.
  *
- * The context is transaction-local only (`set_config(..., true)`, the function form of SET LOCAL), so a pooled
- * connection can never carry one tenant's context into another's transaction (P14). What the settings are is
- * the model's business (db/models): pool sets the tenant setting that Row-Level Security reads; bridge sets
- * the tenant's role and search_path; silo sets search_path, and its database refuses every tenant but its own.
+ * Every unit of work is, on one connection and in one round trip (pipelined):
  *
- * Two ways to run work, by round trips:
- * - `run(statement)`: one statement, one round trip. Context and statement go as one simple-query message
- *   (`SELECT set_config(...); <statement>`), one implicit transaction, values escaped as literals by the
- *   driver (never by hand, and only at the template's holes).
- * - `transaction(async (tx) => ...)`: any number of parameterised statements; one round trip to begin and set
- *   the context, one per statement, one to commit. Always commits or rolls back and releases.
+ *   BEGIN READ WRITE
+ *   SELECT tenancy_api.enter($names, $values)   -- a clean session, then the model's settings and the credential
+ *   <the statement, its values as bind parameters>
+ *   COMMIT
+ *
+ * The credential (db/context.ts) is an HMAC over tenant, backend pid and expiry that PostgreSQL verifies on every
+ * statement that reads tenant rows, with a key no runtime role can read (I1, I2); enter() first clears whatever a
+ * previous unit of work left in the session (I4, I5). Values travel as bind parameters, never in SQL text, so no
+ * activity view or log line shows them (I3). Everything is transaction-local: a pooled connection never carries
+ * one tenant's context into another's transaction (P14). `transaction(work)` runs any number of statements the
+ * same way, one round trip each.
  */
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import { CONTEXT_API_SCHEMA, ContextKey } from './context';
 import { isConnectionFault } from './faults';
 import { IsolationModel, validateTenantId } from './naming';
 import { DataModel, dataModel } from './models';
-import { OWNER_ROLE } from './roles';
-import { join, sql, Sql } from './sql';
+import {
+  OWNER_ROLE,
+  RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT,
+  RUNTIME_LOCK_TIMEOUT,
+  RUNTIME_STATEMENT_TIMEOUT,
+} from './roles';
+import { Sql } from './sql';
 
 export interface TenantDatabaseOptions {
   /**
@@ -39,6 +47,8 @@ export interface TenantDatabaseOptions {
    * @default - the runtime role's `statement_timeout` (5 s, set by bootstrapDatabase)
    */
   readonly statementTimeoutMs?: number;
+  /** The key the database verifies tenant credentials with (the same one its bootstrap installed). */
+  readonly contextKey: ContextKey;
   /**
    * Bridge: the key for opaque schema and role names (see `tenantDbNames`); the provisioner must use the same.
    * @default - names derived from the tenant id
@@ -94,12 +104,17 @@ export class TenantDatabase {
   private readonly siloTenantId?: string;
   private readonly statementTimeoutMs?: number;
   private readonly namingKey?: string;
+  private readonly contextKey: ContextKey;
   private readonly maxTenantsPerConnection: number;
   /** The distinct tenants each pooled connection has served. */
   private readonly served = new WeakMap<PoolClient, Set<string>>();
 
   constructor(options: TenantDatabaseOptions) {
     this.namingKey = options.namingKey;
+    if (!(options.contextKey instanceof ContextKey)) {
+      throw new TenantContextError('TenantDatabase needs the contextKey its database was bootstrapped with');
+    }
+    this.contextKey = options.contextKey;
     this.maxTenantsPerConnection =
       options.maxTenantsPerConnection ??
       (options.model === 'bridge' ? BRIDGE_TENANTS_PER_CONNECTION : Number.POSITIVE_INFINITY);
@@ -146,13 +161,12 @@ export class TenantDatabase {
         `tenant "${tenantId}" is not served by this silo database, which belongs to tenant "${this.siloTenantId}"`,
       );
     }
-    const context = this.contextSql(tenantId);
     const pool = this.partitionOf(tenantId);
     return {
       tenantId,
       model: this.model,
-      run: (statement) => this.runIn(pool, tenantId, context, statement),
-      transaction: (work) => this.transactionIn(pool, tenantId, context, work),
+      run: (statement) => this.runIn(pool, tenantId, statement),
+      transaction: (work) => this.transactionIn(pool, tenantId, work),
     };
   }
 
@@ -193,6 +207,20 @@ export class TenantDatabase {
         `inherits the privileges of tenant role "${role.inherited_tenant_role}" without SET ROLE`,
       );
     }
+    // I5: the role's own defaults are what the bootstrap set and nothing else (an injected ALTER ROLE
+    // CURRENT_USER SET ... would reach every new connection; enter() overrides them per unit of work, and this
+    // says so at start-up).
+    const settings = await this.pool.query<{ setting: string }>(
+      `SELECT unnest(s.setconfig) AS setting FROM pg_db_role_setting s
+        WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+          AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))`,
+    );
+    const unexpected = settings.rows.map((r) => r.setting).filter((x) => !EXPECTED_ROLE_SETTINGS.includes(x));
+    if (unexpected.length > 0) {
+      problems.push(
+        `has role settings nobody provisioned (${unexpected.join(', ')}): run ALTER ROLE ${role.rolname} RESET ALL as the database's administrator, then provision again`,
+      );
+    }
     if (problems.length > 0) {
       throw new TenantContextError(
         `refusing to serve tenants as database role "${role.rolname}": it ${problems.join('; it ')}. ` +
@@ -212,21 +240,39 @@ export class TenantDatabase {
   private async runIn<R extends QueryResultRow>(
     pool: Pool,
     tenantId: string,
-    context: string,
     statement: Sql,
   ): Promise<QueryResult<R>> {
     refuseExplain(statement);
-    const text = `BEGIN; ${context}; ${statement.toLiteralSql()}; COMMIT`;
     const client = await pool.connect();
-    let results: QueryResult<R>[];
-    try {
-      results = (await client.query(text)) as unknown as QueryResult<R>[];
-    } catch (e) {
-      await abandon(client, e);
-      throw e;
+    // All four go out at once (the pool's connections pipeline): one round trip.
+    const sent = [
+      client.query('BEGIN READ WRITE'),
+      client.query(ENTER, this.enterValues(client, tenantId)),
+      client.query<R>(statement.toQuery()),
+      client.query('COMMIT'),
+    ];
+    const settled = await Promise.allSettled(sent);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await abandon(client, failed.reason);
+      throw failed.reason;
     }
     this.release(client, tenantId);
-    return results[results.length - 2];
+    return (settled[2] as PromiseFulfilledResult<QueryResult<R>>).value;
+  }
+
+  /** enter()'s arguments: the model's settings for the tenant, then the credential for this connection. */
+  private enterValues(client: PoolClient, tenantId: string): [string[], string[]] {
+    const pid = (client as unknown as { processID?: number }).processID;
+    if (!pid) throw new TenantContextError('the connection has no backend pid: it cannot carry a credential');
+    const settings: (readonly [string, string])[] = [
+      ...this.impl.contextSettings(tenantId, { namingKey: this.namingKey }),
+      ...(this.statementTimeoutMs !== undefined
+        ? [['statement_timeout', `${this.statementTimeoutMs}ms`] as const]
+        : []),
+      ...this.contextKey.credential(tenantId, pid),
+    ];
+    return [settings.map(([n]) => n), settings.map(([, v]) => v)];
   }
 
   /** Back to the pool, unless the connection has now served enough distinct tenants: then it is closed. */
@@ -241,7 +287,6 @@ export class TenantDatabase {
   private async transactionIn<T>(
     pool: Pool,
     tenantId: string,
-    context: string,
     work: (tx: TenantTransaction) => Promise<T>,
   ): Promise<T> {
     const client = await pool.connect();
@@ -257,7 +302,12 @@ export class TenantDatabase {
       },
     };
     try {
-      await client.query(`BEGIN; ${context}`);
+      const [begin, enter] = await Promise.allSettled([
+        client.query('BEGIN READ WRITE'),
+        client.query(ENTER, this.enterValues(client, tenantId)),
+      ]);
+      if (begin.status === 'rejected') throw begin.reason;
+      if (enter.status === 'rejected') throw enter.reason;
       const result = await work(tx);
       await client.query('COMMIT');
       open = false;
@@ -269,20 +319,17 @@ export class TenantDatabase {
       throw e;
     }
   }
-
-  /**
-   * The one statement that binds the current transaction to a tenant, as literal SQL. `set_config(..., true)`
-   * is the function form of SET LOCAL: every value ends with the transaction.
-   */
-  private contextSql(tenantId: string): string {
-    const settings: (readonly [string, string])[] = [];
-    if (this.statementTimeoutMs !== undefined)
-      settings.push(['statement_timeout', `${this.statementTimeoutMs}ms`]);
-    settings.push(...this.impl.contextSettings(tenantId, { namingKey: this.namingKey }));
-    const calls = settings.map(([name, value]) => sql`set_config(${name}, ${value}, true)`);
-    return sql`SELECT ${join(calls, ', ')}`.toLiteralSql();
-  }
 }
+
+/** The runtime roles' own settings, as the bootstrap sets them (db/bootstrap.ts). */
+const EXPECTED_ROLE_SETTINGS = [
+  `statement_timeout=${RUNTIME_STATEMENT_TIMEOUT}`,
+  `idle_in_transaction_session_timeout=${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}`,
+  `lock_timeout=${RUNTIME_LOCK_TIMEOUT}`,
+];
+
+/** Every unit of work starts here (db/bootstrap.ts installContext): a clean session, then its settings. */
+const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::text[], $2::text[])`;
 
 /**
  * EXPLAIN's row estimates come from whole-table statistics, so they describe every tenant's rows (P13).

@@ -8,8 +8,17 @@ import type { ClientBase } from 'pg';
 import { ident, sql, Sql } from './sql';
 
 /** One advisory-lock key per target; `hashtextextended` is stable across sessions and servers. */
+/**
+ * The provisioning lock of one target (a tenant, a schema, the bootstrap): a row lock in tenancy.locks, which no
+ * runtime role can see, so injected SQL cannot take or hold it (I6). Held until the transaction ends; waits at most
+ * lock_timeout.
+ */
+export const lockBootstrap = () =>
+  // Before tenancy.locks exists: an advisory lock (a runtime role could only delay a bootstrap, which retries).
+  sql`SELECT pg_advisory_xact_lock(hashtextextended('tenancy:bootstrap', 0))`;
+
 export const lockTarget = (target: string) =>
-  sql`SELECT pg_advisory_xact_lock(hashtextextended(${`tenancy:${target}`}, 0))`;
+  sql`WITH t AS (INSERT INTO tenancy.locks (target) VALUES (${target}) ON CONFLICT (target) DO UPDATE SET target = excluded.target RETURNING target) SELECT target FROM t`;
 
 export async function exec(client: ClientBase, statement: Sql): Promise<void> {
   await client.query(statement.toQuery());

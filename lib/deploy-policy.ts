@@ -449,6 +449,18 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
     ],
   },
   'AWS::S3::BucketPolicy': { actions: ['s3:PutBucketPolicy', 's3:DeleteBucketPolicy', 's3:GetBucketPolicy'] },
+  'AWS::SecretsManager::Secret': {
+    actions: [
+      'secretsmanager:CreateSecret',
+      'secretsmanager:UpdateSecret',
+      'secretsmanager:DeleteSecret',
+      'secretsmanager:DescribeSecret',
+      'secretsmanager:GetRandomPassword',
+      ...tags('secretsmanager'),
+      'kms:GenerateDataKey',
+      'kms:Decrypt',
+    ],
+  },
   'AWS::SNS::Topic': {
     actions: [
       'sns:CreateTopic',

@@ -14,6 +14,7 @@
 import { invoices } from './0001-invoices';
 import { dueDates } from './0002-due-dates';
 import { activeTenants } from './0003-active-tenants';
+import { verifiedContext } from './0004-verified-context';
 
 export interface Migration {
   readonly version: number;
@@ -24,6 +25,6 @@ export interface Migration {
   readonly tenant: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [invoices, dueDates, activeTenants];
+export const MIGRATIONS: readonly Migration[] = [invoices, dueDates, activeTenants, verifiedContext];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

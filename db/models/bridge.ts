@@ -15,7 +15,7 @@ import type { DataModel, ModelOptions, ProvisionOptions } from './model';
 
 const bridgeTarget = (tenantId: string, namingKey?: string): MigrationTarget => {
   const { schema, role } = tenantDbNames(tenantId, namingKey);
-  return { target: `bridge:${tenantId}`, model: 'bridge', schema, grantee: role, kind: 'tenant' };
+  return { target: `bridge:${tenantId}`, model: 'bridge', schema, grantee: role, kind: 'tenant', tenantId };
 };
 
 /**

@@ -4,7 +4,6 @@
  * tenancy.pool_tenants; its rows can exist only once it is registered.
  */
 import type { ClientBase } from 'pg';
-import { TENANT_SETTING } from '../../contracts';
 import { validateTenantId } from '../naming';
 import { LATEST_VERSION } from '../migrations';
 import { migrateTarget, MigrationTarget, RetiredTenantError, targetState } from '../migrate';
@@ -72,7 +71,9 @@ export async function offboardPoolTenant(
     await exec(client, lockTarget(`pool:${tenantId}`));
     await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
     if (policy === 'destroy') {
-      await exec(client, sql`SELECT set_config(${TENANT_SETTING}, ${tenantId}, true)`);
+      // A credential for this backend, computed in the database (the owner reads the key): the policies admit
+      // the owner only with one too (FORCE).
+      await exec(client, sql`SELECT ${ident(ADMIN_SCHEMA)}.owner_enter(${tenantId})`);
       // The policies admit only an active tenant (migration 3). A tenant offboarded earlier with its data kept
       // is active again only inside this transaction, which nobody else sees before its rows are gone.
       await exec(
@@ -105,8 +106,6 @@ export const pool: DataModel = {
   schemaOf: () => POOL_SCHEMA,
   migrationTarget: () => poolTarget(),
   // RLS reads the tenant setting; search_path lets the same unqualified SQL serve every model.
-  contextSettings: (tenantId) => [
-    [TENANT_SETTING, tenantId],
-    ['search_path', POOL_SCHEMA],
-  ],
+  // The tenant itself travels with its credential (db/context.ts).
+  contextSettings: () => [['search_path', POOL_SCHEMA]],
 };

@@ -1,6 +1,7 @@
 /** The provisioner's database connection: the master secret from Secrets Manager, verified TLS, bounded retries. */
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { Client, ClientConfig } from 'pg';
+import { ContextKey } from '../../db/context';
 import type { Env } from './request';
 
 let secrets: SecretsManagerClient | undefined;
@@ -71,4 +72,11 @@ export async function connect(
       delay = Math.min(delay * 2, 15000);
     }
   }
+}
+
+/** The cell's tenant context key, from its secret. */
+export async function contextKey(env: Env): Promise<ContextKey> {
+  secrets ??= new SecretsManagerClient({});
+  const secret = await secrets.send(new GetSecretValueCommand({ SecretId: env.contextKeySecretArn }));
+  return ContextKey.fromHex(secret.SecretString?.trim(), `the context key secret ${env.contextKeySecretArn}`);
 }

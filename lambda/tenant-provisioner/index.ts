@@ -16,9 +16,9 @@ import type { CloudFormationCustomResourceEvent, CloudFormationCustomResourceRes
 import type { Client } from 'pg';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { dataModel } from '../../db/models';
-import { connect } from './connection';
+import { connect, contextKey } from './connection';
 import { recordDone, recordFailure, recordOffboarded, recordStart } from './registry';
-import { parseRequest, ProvisioningInputError, readEnv, Request } from './request';
+import { Env, parseRequest, ProvisioningInputError, readEnv, Request } from './request';
 
 export { connectionConfig } from './connection';
 export { parseRequest, ProvisioningInputError, RESOURCE_TYPES } from './request';
@@ -47,7 +47,7 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
   try {
     client = await connect(env, log);
     const connected = client;
-    const data = await withLockRetries(() => carryOut(connected, event.RequestType, request), log);
+    const data = await withLockRetries(() => carryOut(env, connected, event.RequestType, request), log);
     if (request.kind === 'tenant') {
       if (event.RequestType === 'Delete') await recordOffboarded(env, request, data.Schema);
       else await recordDone(env, request, data.Schema, create);
@@ -73,6 +73,7 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
 }
 
 async function carryOut(
+  env: Env,
   client: Client,
   requestType: CloudFormationCustomResourceEvent['RequestType'],
   r: Request,
@@ -80,7 +81,9 @@ async function carryOut(
   const version = r.schemaVersion;
   if (r.kind === 'bootstrap') {
     // Deleting the bootstrap resource never drops roles or data: tenant data outlives the cell's stack.
-    if (requestType !== 'Delete') await bootstrapDatabase(client, r.model, { version });
+    if (requestType !== 'Delete') {
+      await bootstrapDatabase(client, r.model, { version, contextKey: await contextKey(env) });
+    }
     return { Model: r.model, SchemaVersion: String(version) };
   }
   const id = r.tenantId!;

@@ -42,6 +42,8 @@ export interface Env {
   port: number;
   database: string;
   secretArn: string;
+  /** The cell's tenant context key (a secret of 64 hex characters): the bootstrap installs it (db/context.ts). */
+  contextKeySecretArn: string;
   registryTable: string;
   sslMode: 'verify-full' | 'disable';
   /** How long to keep trying to reach the database before failing the stack. */
@@ -135,7 +137,14 @@ export function parseRequest(
 
 export function readEnv(): Env {
   const e = process.env;
-  const missing = ['MODEL', 'OWN_STACK', 'DB_HOST', 'DB_SECRET_ARN', 'REGISTRY_TABLE'].filter((k) => !e[k]);
+  const missing = [
+    'MODEL',
+    'OWN_STACK',
+    'DB_HOST',
+    'DB_SECRET_ARN',
+    'CONTEXT_KEY_SECRET_ARN',
+    'REGISTRY_TABLE',
+  ].filter((k) => !e[k]);
   if (missing.length > 0) {
     throw new Error(
       `tenant provisioner misconfigured: environment ${missing.join(', ')} not set (the CDK construct sets them)`,
@@ -157,6 +166,7 @@ export function readEnv(): Env {
     port: Number(e.DB_PORT ?? '5432'),
     database: e.DB_NAME ?? 'saas',
     secretArn: e.DB_SECRET_ARN!,
+    contextKeySecretArn: e.CONTEXT_KEY_SECRET_ARN!,
     registryTable: e.REGISTRY_TABLE!,
     sslMode,
     connectSeconds: Number(e.DB_CONNECT_SECONDS ?? '120'),

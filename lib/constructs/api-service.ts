@@ -26,6 +26,8 @@ export interface ApiServiceProps {
   readonly image: ApiImageRef;
   /** Extra environment for the container (database endpoint, registry table, ...). */
   readonly environment?: Record<string, string>;
+  /** Secrets the container receives as environment variables, injected by ECS (the context key). */
+  readonly secrets?: Record<string, ecs.Secret>;
   /**
    * Tasks kept running.
    * @default 2 - one per AZ
@@ -95,6 +97,7 @@ export class ApiService extends Construct {
       user: '1000',
       logging: ecs.LogDrivers.awsLogs({ logGroup, streamPrefix: 'api' }),
       environment: { MODEL: props.model, PORT: '8080', ...props.environment },
+      secrets: props.secrets,
       healthCheck: {
         command: ['CMD', 'node', '/app/healthcheck.cjs'],
         interval: Duration.seconds(30),
@@ -278,7 +281,7 @@ export class ApiService extends Construct {
     ack(
       l1(this.taskDefinition),
       AWS_SOLUTIONS('ECS2'),
-      'The environment carries only non-secret configuration (endpoints, table and pool ids, the model); the API signs in to PostgreSQL with short-lived IAM tokens, so no secret is in the task definition.',
+      'The environment carries only non-secret configuration (endpoints, table and pool ids, the model); the one secret (the context key) is injected by ECS from Secrets Manager, and the API signs in to PostgreSQL with short-lived IAM tokens.',
     );
     ack(
       l1(childOfType(this.taskDefinition.executionRole!, iam.Policy)),

@@ -1,5 +1,7 @@
 import { Construct } from 'constructs';
-import { CustomResource, Stack } from 'aws-cdk-lib';
+import { CustomResource, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
@@ -12,6 +14,7 @@ import { Network } from './network';
 import { Backup } from './backup-plan';
 import * as backup from 'aws-cdk-lib/aws-backup';
 import { TenantProvisioner } from './tenant-provisioner';
+import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1 } from '../nag';
 import { ApiImageRef } from './api-image';
 import { grantRegistry, registryRef } from './registry-access';
 
@@ -66,6 +69,8 @@ export class Cell extends Construct {
   readonly database: Database;
   /** Where the cell's alarms go. */
   readonly alarmTopic: sns.Topic;
+  /** The key tenant context credentials are signed and verified with (db/context.ts). */
+  readonly contextKey: secretsmanager.Secret;
   readonly api: ApiService;
   readonly provisioner: TenantProvisioner;
   readonly bootstrap: CustomResource;
@@ -111,6 +116,31 @@ export class Cell extends Construct {
       snapshotIdentifier: props.snapshotIdentifier,
     });
 
+    // The tenant context key (db/context.ts): the database verifies every unit of work's credential with it, so
+    // the API (which signs credentials) and the provisioner (which installs it at bootstrap) hold it, nobody
+    // else. 64 hex characters; encrypted with the cell's key.
+    this.contextKey = new secretsmanager.Secret(this, 'ContextKey', {
+      description: `${props.description ?? id}: the key tenant context credentials are signed with`,
+      encryptionKey: this.key.key,
+      generateSecretString: {
+        passwordLength: 64,
+        excludeUppercase: true,
+        excludePunctuation: true,
+        includeSpace: false,
+        excludeCharacters: 'ghijklmnopqrstuvwxyz',
+      },
+      removalPolicy: disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
+    });
+    ack(
+      l1(this.contextKey),
+      HIPAA_AND_NIST('SecretsManagerRotationEnabled'),
+      'The context key is rotated by replacing the secret value and redeploying: the bootstrap installs the new key in the database and the API tasks restart with it (a rotation Lambda could not do both at once without failing units of work in flight).',
+    );
+    ack(
+      l1(this.contextKey),
+      AWS_SOLUTIONS('SMG4'),
+      'The context key is rotated by replacing the secret value and redeploying: the bootstrap installs the new key in the database and the API tasks restart with it (a rotation Lambda could not do both at once without failing units of work in flight).',
+    );
     const registry = registryRef(this);
     const runtimeRole = RUNTIME_ROLES[props.model];
     this.api = new ApiService(this, 'Api', {
@@ -131,6 +161,7 @@ export class Cell extends Construct {
         USER_POOL_CLIENT_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolClientId),
         ...(props.siloTenantId ? { SILO_TENANT_ID: props.siloTenantId } : {}),
       },
+      secrets: { CONTEXT_KEY: ecs.Secret.fromSecretsManager(this.contextKey) },
     });
     this.database.allowFrom(this.api.securityGroup, 'API service');
     // The API reads tenants' registry items, never writes them; a silo's API reads its own tenant's item only.
@@ -156,6 +187,7 @@ export class Cell extends Construct {
       model: props.model,
       registry,
       tenantId: props.siloTenantId,
+      contextKey: this.contextKey,
       disposable,
     });
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {

@@ -5,6 +5,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { IsolationModel } from '../../contracts';
@@ -26,6 +27,8 @@ export interface TenantProvisionerProps {
   readonly model: IsolationModel;
   /** The tenant registry (DynamoDB) the handler records tenants in. */
   readonly registry: RegistryRef;
+  /** The cell's tenant context key, which the database bootstrap installs (db/context.ts). */
+  readonly contextKey: secretsmanager.ISecret;
   /**
    * The one tenant a silo's provisioner serves: it may write that tenant's registry item only.
    * @default - the items of every tenant of its model (a shared cell's provisioner)
@@ -85,6 +88,7 @@ export class TenantProvisioner extends Construct {
         DB_PORT: String(props.database.port),
         DB_NAME: props.database.databaseName,
         DB_SECRET_ARN: props.database.secretArn,
+        CONTEXT_KEY_SECRET_ARN: props.contextKey.secretArn,
         REGISTRY_TABLE: props.registry.tableName,
         // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.
         NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
@@ -104,6 +108,11 @@ export class TenantProvisioner extends Construct {
           sid: 'ReadDatabaseSecret',
           actions: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
           resources: [props.database.secretArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadContextKey',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [props.contextKey.secretArn],
         }),
         new iam.PolicyStatement({
           sid: 'DecryptWithCellKey',

@@ -7,9 +7,11 @@
  * - a read timeout per statement a little above the runtime role's statement_timeout (5 s, set by the
  *   bootstrap): the server cancels a slow statement itself; the client gives up only when the server does not
  *   answer at all (hung, or the socket half-open), and then destroys that connection (db/faults.ts);
- * - connections recycled by age, so an IAM token's 15 minutes and a failover's DNS change are picked up.
+ * - connections recycled by age, so an IAM token's 15 minutes and a failover's DNS change are picked up;
+ * - pipelined: the statements of a unit of work are sent together (db/tenant-context.ts).
  */
 import { Pool, PoolConfig } from 'pg';
+import { RUNTIME_LIMITS_MS } from '../../db/roles';
 
 export interface PoolSettings {
   /** Connections in all, across the partitions. @default 20 */
@@ -61,7 +63,13 @@ export function resilientPoolConfig(connection: PoolConfig, settings: PoolSettin
     keepAliveInitialDelayMillis: settings.keepAliveInitialDelayMs ?? 10000,
     maxLifetimeSeconds: settings.maxLifetimeSeconds ?? 600,
     idleTimeoutMillis: 30000,
-  };
+    // A unit of work (BEGIN, enter(), the statement, COMMIT) goes out at once: one round trip.
+    pipeline: true,
+    // In the startup packet, so they hold from the first statement whatever the role's defaults say (I5).
+    statement_timeout: RUNTIME_LIMITS_MS.statement,
+    lock_timeout: RUNTIME_LIMITS_MS.lock,
+    idle_in_transaction_session_timeout: RUNTIME_LIMITS_MS.idleInTransaction,
+  } as PoolConfig;
 }
 
 /** A pool with those settings; an idle connection's error is logged (the pool drops the connection itself). */

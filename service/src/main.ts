@@ -1,7 +1,7 @@
 /**
  * The API's entry point on ECS. Configuration comes from the environment the CDK stacks set:
  *   MODEL, PORT, DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_AUTH=iam, REGISTRY_TABLE, USER_POOL_ID,
- *   USER_POOL_CLIENT_ID, SILO_TENANT_ID (silo only), AWS_REGION.
+ *   USER_POOL_CLIENT_ID, SILO_TENANT_ID (silo only), AWS_REGION, and the secret CONTEXT_KEY.
  * It signs in to PostgreSQL as its runtime role with short-lived IAM tokens over verified TLS, refuses to start
  * as a role that could bypass isolation, and serves only the tenants of its own model (and, for a silo, only
  * its own tenant).
@@ -9,6 +9,7 @@
 import { Signer } from '@aws-sdk/rds-signer';
 import { ISOLATION_MODELS, IsolationModel } from '../../db/naming';
 import { dataModel } from '../../db/models';
+import { ContextKey } from '../../db/context';
 import { BRIDGE_POOL_PARTITIONS, TenantDatabase } from '../../db/tenant-context';
 import { buildApp } from './app';
 import { createPools, poolSettingsFromEnv } from './db-pool';
@@ -47,6 +48,12 @@ async function main(): Promise<void> {
   );
   const pool = pools[0];
   const db = new TenantDatabase({
+    // The tenant context key, from the cell's secret (ECS injects it): the database verifies every unit of
+    // work's credential with the same key (db/context.ts).
+    contextKey: ContextKey.fromHex(
+      process.env.CONTEXT_KEY,
+      'the CONTEXT_KEY environment variable (the cell secret)',
+    ),
     pool: pools,
     model,
     siloTenantId: dataModel(model).databasePerTenant ? env('SILO_TENANT_ID') : undefined,

@@ -4,7 +4,15 @@ import { bootstrapDatabase } from '../../db/bootstrap';
 import { provisionBridgeTenant } from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
-import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase, tryLeak } from './harness';
+import {
+  createTestDatabase,
+  enterAs,
+  RUNTIME_PASSWORD,
+  TEST_CONTEXT_KEY,
+  sqlstateOf,
+  TestDatabase,
+  tryLeak,
+} from './harness';
 
 // Every row of the threat model's bridge table (docs/threat-model.md), tried for real as the runtime login role app_bridge.
 let db: TestDatabase;
@@ -14,9 +22,16 @@ let app: Client;
 beforeAll(async () => {
   db = await createTestDatabase('bridge_isolation');
   const master = await db.master();
-  await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+  await bootstrapDatabase(master, 'bridge', {
+    contextKey: TEST_CONTEXT_KEY,
+    runtimePasswords: { bridge: RUNTIME_PASSWORD },
+  });
   for (const id of ['umbrella', 'hooli']) await provisionBridgeTenant(master, id);
-  tenants = new TenantDatabase({ pool: db.poolAs('app_bridge'), model: 'bridge' });
+  tenants = new TenantDatabase({
+    contextKey: TEST_CONTEXT_KEY,
+    pool: db.poolAs('app_bridge'),
+    model: 'bridge',
+  });
   for (const id of ['umbrella', 'hooli']) {
     await tenants
       .forTenant(id)
@@ -35,6 +50,7 @@ async function asTenant(tenant: string, statement: string): Promise<string | und
   await app.query('BEGIN');
   try {
     await app.query(`SET LOCAL ROLE ${role}; SET LOCAL search_path = ${schema}`);
+    await enterAs(app, tenant);
     return await sqlstateOf(app.query(statement));
   } finally {
     await app.query('ROLLBACK');
@@ -117,11 +133,15 @@ describe('bridge isolation (docs/threat-model.md B1-B7), as app_bridge', () => {
     const keyed = await createTestDatabase('bridge_opaque');
     try {
       const master = await keyed.master();
-      await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+      await bootstrapDatabase(master, 'bridge', {
+        contextKey: TEST_CONTEXT_KEY,
+        runtimePasswords: { bridge: RUNTIME_PASSWORD },
+      });
       const key = 'naming-key-from-secrets-manager';
       const names = await provisionBridgeTenant(master, 'initrode', { namingKey: key });
       expect(names.schema).toMatch(/^t_[0-9a-f]{24}$/);
       const opaque = new TenantDatabase({
+        contextKey: TEST_CONTEXT_KEY,
         pool: keyed.poolAs('app_bridge'),
         model: 'bridge',
         namingKey: key,
@@ -138,7 +158,11 @@ describe('bridge isolation (docs/threat-model.md B1-B7), as app_bridge', () => {
       });
       expect(outcome).toEqual({ leaked: false, detail: '0 names mention the tenant' });
       // Without the key the API cannot even find the tenant's schema.
-      const unkeyed = new TenantDatabase({ pool: keyed.poolAs('app_bridge'), model: 'bridge' });
+      const unkeyed = new TenantDatabase({
+        contextKey: TEST_CONTEXT_KEY,
+        pool: keyed.poolAs('app_bridge'),
+        model: 'bridge',
+      });
       expect(await sqlstateOf(unkeyed.forTenant('initrode').run(sql`SELECT 1`))).toBe('22023');
     } finally {
       await keyed.drop();
@@ -146,7 +170,11 @@ describe('bridge isolation (docs/threat-model.md B1-B7), as app_bridge', () => {
   });
 
   test('B5: neither role nor search_path survives the transaction on a pooled connection', async () => {
-    const single = new TenantDatabase({ pool: db.poolAs('app_bridge', { max: 1 }), model: 'bridge' });
+    const single = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: db.poolAs('app_bridge', { max: 1 }),
+      model: 'bridge',
+    });
     const probe = single['pool'];
     const outcome = await tryLeak('B5', 'reuse the connection umbrella just used', async () => {
       await single.forTenant('umbrella').transaction((tx) => tx.query(sql`SELECT * FROM invoices`));
@@ -167,12 +195,17 @@ describe('bridge isolation (docs/threat-model.md B1-B7), as app_bridge', () => {
     });
   });
 
-  test('B6: no SECURITY DEFINER function exists, and a tenant cannot create functions at all', async () => {
+  test('B6: the one SECURITY DEFINER function reads no tenant data, and a tenant cannot create functions at all', async () => {
+    // tenancy_api.verified_tenant(): the credential check; it reads only the key, takes no argument and pins
+    // its search_path.
     const r = await app.query(
-      `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      `SELECT n.nspname || '.' || p.proname AS name, p.pronargs, p.proconfig
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND p.prosecdef`,
     );
-    expect(r.rows).toEqual([]);
+    expect(r.rows).toEqual([
+      { name: 'tenancy_api.verified_tenant', pronargs: 0, proconfig: ['search_path=pg_catalog, pg_temp'] },
+    ]);
     const outcome = await tryLeak('B6', 'create a SECURITY DEFINER function in its own schema', async () => {
       const code = await asTenant(
         'umbrella',

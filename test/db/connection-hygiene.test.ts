@@ -10,7 +10,14 @@ import {
 } from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantContextError, TenantDatabase } from '../../db/tenant-context';
-import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase, tryLeak } from './harness';
+import {
+  createTestDatabase,
+  RUNTIME_PASSWORD,
+  TEST_CONTEXT_KEY,
+  sqlstateOf,
+  TestDatabase,
+  tryLeak,
+} from './harness';
 
 // One connection per pool, so every request reuses the connection the previous one released.
 let poolDb: TestDatabase;
@@ -24,16 +31,22 @@ beforeAll(async () => {
   poolDb = await createTestDatabase('hygiene_pool');
   bridgeDb = await createTestDatabase('hygiene_bridge');
   const pm = await poolDb.master();
-  await bootstrapDatabase(pm, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
+  await bootstrapDatabase(pm, 'pool', {
+    contextKey: TEST_CONTEXT_KEY,
+    runtimePasswords: { pool: RUNTIME_PASSWORD },
+  });
   await migratePool(pm);
   await registerPoolTenant(pm, 'acme', 'Acme');
   const bm = await bridgeDb.master();
-  await bootstrapDatabase(bm, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+  await bootstrapDatabase(bm, 'bridge', {
+    contextKey: TEST_CONTEXT_KEY,
+    runtimePasswords: { bridge: RUNTIME_PASSWORD },
+  });
   await provisionBridgeTenant(bm, 'soylent');
   poolRaw = poolDb.poolAs('app_pool', { max: 1 });
   bridgeRaw = bridgeDb.poolAs('app_bridge', { max: 1 });
-  pooled = new TenantDatabase({ pool: poolRaw, model: 'pool' });
-  bridged = new TenantDatabase({ pool: bridgeRaw, model: 'bridge' });
+  pooled = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: poolRaw, model: 'pool' });
+  bridged = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: bridgeRaw, model: 'bridge' });
   await pooled.forTenant('acme').run(sql`INSERT INTO pool.invoices (customer) VALUES ('acme customer')`);
   await bridged.forTenant('soylent').run(sql`INSERT INTO invoices (customer) VALUES ('soylent customer')`);
 });
@@ -97,7 +110,12 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
     [
       'after a statement timeout',
       async () => {
-        const slow = new TenantDatabase({ pool: poolRaw, model: 'pool', statementTimeoutMs: 50 });
+        const slow = new TenantDatabase({
+          contextKey: TEST_CONTEXT_KEY,
+          pool: poolRaw,
+          model: 'pool',
+          statementTimeoutMs: 50,
+        });
         await expect(slow.forTenant('acme').run(sql`SELECT pg_sleep(1)`)).rejects.toThrow(
           'statement timeout',
         );
@@ -135,7 +153,8 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
     await bridged.forTenant('initech').run(sql`INSERT INTO invoices (customer) VALUES ('kept')`);
     await offboardBridgeTenant(master, 'initech', 'retain');
     expect(await sqlstateOf(bridged.forTenant('initech').run(sql`SELECT * FROM invoices`))).toBe('42501');
-    await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+    // The owner, too, reads a tenant's rows only with the tenant's credential (computed in the database).
+    await master.query("BEGIN; SET LOCAL ROLE tenant_owner; SELECT tenancy.owner_enter('initech')");
     const kept = await master.query('SELECT customer FROM t_initech.invoices');
     await master.query('ROLLBACK');
     expect(kept.rows).toEqual([{ customer: 'kept' }]);
@@ -215,7 +234,12 @@ describe('hostile tenant ids are refused before any SQL is built', () => {
   });
 
   test('a silo database refuses every tenant but its own', async () => {
-    const silo = new TenantDatabase({ pool: poolRaw, model: 'silo', siloTenantId: 'northwind' });
+    const silo = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: poolRaw,
+      model: 'silo',
+      siloTenantId: 'northwind',
+    });
     expect(() => silo.forTenant('acme')).toThrow(
       new TenantContextError(
         'tenant "acme" is not served by this silo database, which belongs to tenant "northwind"',
@@ -232,7 +256,12 @@ describe('bridge connections: bounded caches', () => {
     const bm = await bridgeDb.master();
     for (const id of ['tyrell', 'wayland', 'cyberdyne']) await provisionBridgeTenant(bm, id);
     const raw = bridgeDb.poolAs('app_bridge', { max: 1 });
-    const db = new TenantDatabase({ pool: raw, model: 'bridge', maxTenantsPerConnection: 2 });
+    const db = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: raw,
+      model: 'bridge',
+      maxTenantsPerConnection: 2,
+    });
     const pid = async (tenant: string) =>
       (await db.forTenant(tenant).run<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0].pid;
     const first = await pid('tyrell');
@@ -245,7 +274,7 @@ describe('bridge connections: bounded caches', () => {
 
   test('each tenant is routed to one partition, always the same, and tenants spread over the partitions', async () => {
     const parts = [bridgeDb.poolAs('app_bridge', { max: 1 }), bridgeDb.poolAs('app_bridge', { max: 1 })];
-    const db = new TenantDatabase({ pool: parts, model: 'bridge' });
+    const db = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: parts, model: 'bridge' });
     const pidOf = async (tenant: string) =>
       (await db.forTenant(tenant).run<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`)).rows[0].pid;
     const tenants = ['soylent', 'tyrell', 'wayland', 'cyberdyne'];

@@ -1,6 +1,8 @@
 import * as fs from 'fs';
 import { randomBytes } from 'crypto';
-import { Client, Pool, PoolConfig } from 'pg';
+import { Client, ClientBase, Pool, PoolConfig } from 'pg';
+import { ContextKey } from '../../db/context';
+import { resilientPoolConfig } from '../../service/src/db-pool';
 import { escapeIdentifier, escapeLiteral } from 'pg';
 
 /**
@@ -11,6 +13,21 @@ import { escapeIdentifier, escapeLiteral } from 'pg';
 export const MASTER_ROLE = 'rds_master';
 export const MASTER_PASSWORD = 'master-password';
 export const RUNTIME_PASSWORD = 'runtime-password';
+/** The tenant context key every test database is bootstrapped with (db/context.ts). */
+export const TEST_CONTEXT_KEY = ContextKey.fromHex('5e'.repeat(32), 'test harness');
+
+/**
+ * Sets a valid credential for `tenant` in the current transaction of a raw client, as the API would (a raw
+ * connection with the key: what the isolation tests use to act as a tenant outside TenantDatabase).
+ */
+export async function enterAs(client: ClientBase, tenant: string): Promise<void> {
+  for (const [name, value] of TEST_CONTEXT_KEY.credential(
+    tenant,
+    (client as unknown as { processID: number }).processID,
+  )) {
+    await client.query('SELECT set_config($1, $2, true)', [name, value]);
+  }
+}
 
 /** The superuser's password on the embedded server (scripts/pg-server.mjs), or the one in DATABASE_URL. */
 export function superuserPassword(): string {
@@ -96,7 +113,13 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
       return c;
     },
     poolAs(user, config = {}, password = RUNTIME_PASSWORD) {
-      return track(new Pool({ connectionString: urlFor(name, user, password), max: 4, ...config }));
+      // The API's own pool settings (pipelined, the startup limits, the timeouts), as tests act as the API.
+      return track(
+        new Pool({
+          ...resilientPoolConfig({ connectionString: urlFor(name, user, password) }, { max: 4 }),
+          ...config,
+        }),
+      );
     },
     async clientAs(user, password = RUNTIME_PASSWORD) {
       const c = track(new Client({ connectionString: urlFor(name, user, password) }));

@@ -9,6 +9,8 @@ import {
   serverUrl,
   sqlstateOf,
   superuserPassword,
+  enterAs,
+  TEST_CONTEXT_KEY,
   TestDatabase,
   tryLeak,
 } from './harness';
@@ -22,10 +24,13 @@ const invoiceOf: Record<string, string> = {};
 beforeAll(async () => {
   db = await createTestDatabase('pool_isolation');
   const master = await db.master();
-  await bootstrapDatabase(master, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
+  await bootstrapDatabase(master, 'pool', {
+    contextKey: TEST_CONTEXT_KEY,
+    runtimePasswords: { pool: RUNTIME_PASSWORD },
+  });
   await migratePool(master);
   for (const id of ['acme', 'globex']) await registerPoolTenant(master, id, id.toUpperCase());
-  tenants = new TenantDatabase({ pool: db.poolAs('app_pool'), model: 'pool' });
+  tenants = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: db.poolAs('app_pool'), model: 'pool' });
   for (const id of ['acme', 'globex']) {
     const r = await tenants.forTenant(id).run<{ id: string }>(
       sql`WITH i AS (INSERT INTO pool.invoices (customer, reference) VALUES (${`${id} customer`}, ${`${id}-ref`}) RETURNING id)
@@ -45,7 +50,8 @@ afterAll(async () => {
 async function visibleTenants(table: string, tenant?: string): Promise<string[]> {
   await app.query('BEGIN');
   try {
-    if (tenant !== undefined) await app.query("SELECT set_config('app.tenant_id', $1, true)", [tenant]);
+    // A valid credential for the tenant, as the API sets it (the raw connection holds the key).
+    if (tenant !== undefined) await enterAs(app, tenant);
     const r = await app.query<{ tenant_id: string }>(`SELECT DISTINCT tenant_id FROM ${table} ORDER BY 1`);
     return r.rows.map((x) => x.tenant_id);
   } finally {
@@ -81,11 +87,16 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
       `DROP ROLE IF EXISTS bypass_pool; CREATE ROLE bypass_pool LOGIN BYPASSRLS PASSWORD '${RUNTIME_PASSWORD}'`,
     );
     await su.query(`GRANT CONNECT ON DATABASE ${db.name} TO bypass_pool`);
-    const bypass = new TenantDatabase({ pool: db.poolAs('bypass_pool'), model: 'pool' });
+    const bypass = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: db.poolAs('bypass_pool'),
+      model: 'pool',
+    });
     await expect(bypass.assertSafeRuntimeRole()).rejects.toThrow(
       'refusing to serve tenants as database role "bypass_pool": it has BYPASSRLS (it skips Row-Level Security)',
     );
     const superuser = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
       pool: db.poolAs(serverUrl().username, {}, superuserPassword()),
       model: 'pool',
     });
@@ -126,23 +137,25 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
     );
   });
 
-  test('P4/P5: the one SECURITY DEFINER function reads no tenant data; no LEAKPROOF one; the runtime role cannot create one', async () => {
-    // pool.current_tenant() (migration 3) reads only tenancy.pool_tenants, takes no argument and pins its
-    // search_path; nothing else may run with its owner's rights.
+  test('P4/P5: the SECURITY DEFINER functions read no tenant data; no LEAKPROOF one; the runtime role cannot create one', async () => {
+    // tenancy_api.verified_tenant() (the credential check) and pool.current_tenant() (it, and the tenant's
+    // registration) read only the key and the registrations, take no argument and pin their search_path;
+    // nothing else may run with its owner's rights.
     const r = await app.query(
       `SELECT n.nspname || '.' || p.proname AS name, p.prosecdef, p.proleakproof, p.pronargs, p.proconfig
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND (p.prosecdef OR p.proleakproof)`,
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND (p.prosecdef OR p.proleakproof)
+        ORDER BY 1`,
     );
-    expect(r.rows).toEqual([
-      {
-        name: 'pool.current_tenant',
+    expect(r.rows).toEqual(
+      ['pool.current_tenant', 'tenancy_api.verified_tenant'].map((name) => ({
+        name,
         prosecdef: true,
         proleakproof: false,
         pronargs: 0,
         proconfig: ['search_path=pg_catalog, pg_temp'],
-      },
-    ]);
+      })),
+    );
     const outcome = await tryLeak('P4', 'create a SECURITY DEFINER function as app_pool', async () => {
       const codes = [
         await sqlstateOf(
@@ -250,7 +263,7 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
       async () => {
         const none = await visibleTenants('pool.invoices');
         await app.query('BEGIN');
-        await app.query("SELECT set_config('app.tenant_id', 'acme', true)");
+        await enterAs(app, 'acme');
         await app.query("SELECT set_config('app.tenant_id', '', true)");
         const emptied = await app.query('SELECT count(*)::int AS n FROM pool.invoices');
         await app.query('ROLLBACK');
@@ -317,7 +330,11 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
   });
 
   test('P14: context never outlives its transaction on a pooled connection', async () => {
-    const single = new TenantDatabase({ pool: db.poolAs('app_pool', { max: 1 }), model: 'pool' });
+    const single = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: db.poolAs('app_pool', { max: 1 }),
+      model: 'pool',
+    });
     const raw = single['pool'];
     const outcome = await tryLeak(
       'P14',

@@ -13,8 +13,9 @@ import {
   registerPoolTenant,
 } from '../../db/models';
 import { ident, sql } from '../../db/sql';
+import { lockTarget } from '../../db/tx';
 import { TenantDatabase } from '../../db/tenant-context';
-import { createTestDatabase, RUNTIME_PASSWORD, sqlstateOf, TestDatabase } from './harness';
+import { createTestDatabase, RUNTIME_PASSWORD, TEST_CONTEXT_KEY, sqlstateOf, TestDatabase } from './harness';
 
 const dbs: TestDatabase[] = [];
 afterAll(async () => {
@@ -39,8 +40,11 @@ describe('database bootstrap', () => {
   test('creates the owner and a runtime role that is not superuser, not BYPASSRLS, NOINHERIT, and runs twice harmlessly', async () => {
     const db = await fresh('bootstrap');
     const master = await db.master();
-    await bootstrapDatabase(master, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
-    await bootstrapDatabase(master, 'pool');
+    await bootstrapDatabase(master, 'pool', {
+      contextKey: TEST_CONTEXT_KEY,
+      runtimePasswords: { pool: RUNTIME_PASSWORD },
+    });
+    await bootstrapDatabase(master, 'pool', { contextKey: TEST_CONTEXT_KEY });
     const r = await master.query(
       `SELECT rolname, rolcanlogin, rolsuper, rolbypassrls, rolinherit, rolcreaterole, rolcreatedb
          FROM pg_roles WHERE rolname IN ('tenant_owner', 'app_pool') ORDER BY rolname`,
@@ -84,7 +88,7 @@ describe('database bootstrap', () => {
   test('concurrent bootstraps and migrations of one database serialize instead of failing', async () => {
     const db = await fresh('concurrent');
     const clients = await Promise.all([db.master(), db.master(), db.master()]);
-    await Promise.all(clients.map((c) => bootstrapDatabase(c, 'pool')));
+    await Promise.all(clients.map((c) => bootstrapDatabase(c, 'pool', { contextKey: TEST_CONTEXT_KEY })));
     await Promise.all(clients.map((c) => migratePool(c)));
     await Promise.all(clients.map((c, i) => registerPoolTenant(c, 'acme', `Acme ${i}`)));
     expect(await targetState(clients[0], 'pool').catch(() => undefined)).toBeUndefined(); // not readable as master
@@ -100,8 +104,15 @@ describe('bridge tenants', () => {
   beforeAll(async () => {
     db = await fresh('bridge_prov');
     master = await db.master();
-    await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
-    api = new TenantDatabase({ pool: db.poolAs('app_bridge'), model: 'bridge' });
+    await bootstrapDatabase(master, 'bridge', {
+      contextKey: TEST_CONTEXT_KEY,
+      runtimePasswords: { bridge: RUNTIME_PASSWORD },
+    });
+    api = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: db.poolAs('app_bridge'),
+      model: 'bridge',
+    });
   });
 
   test('a retried Create is harmless: the same schema, role and data', async () => {
@@ -154,10 +165,10 @@ describe('bridge tenants', () => {
 
   test('refuses a schema version that does not exist, and a downgrade, naming the fix', async () => {
     await expect(provisionBridgeTenant(master, 'vandelay', { version: 99 })).rejects.toThrow(
-      'schema version 99 does not exist: this provisioner knows versions 1, 2, 3',
+      'schema version 99 does not exist: this provisioner knows versions 1, 2, 3, 4',
     );
     await expect(provisionBridgeTenant(master, 'vandelay', { version: 1 })).rejects.toThrow(
-      'bridge:vandelay is at schema version 3, newer than the requested 1: downgrades are not supported',
+      'bridge:vandelay is at schema version 4, newer than the requested 1: downgrades are not supported',
     );
   });
 
@@ -181,9 +192,16 @@ describe('pool tenants', () => {
   test('a pool tenant can only have rows once registered and active; destroy removes its rows and only its rows', async () => {
     const db = await fresh('pool_prov');
     const master = await db.master();
-    await bootstrapDatabase(master, 'pool', { runtimePasswords: { pool: RUNTIME_PASSWORD } });
+    await bootstrapDatabase(master, 'pool', {
+      contextKey: TEST_CONTEXT_KEY,
+      runtimePasswords: { pool: RUNTIME_PASSWORD },
+    });
     await migratePool(master);
-    const api = new TenantDatabase({ pool: db.poolAs('app_pool'), model: 'pool' });
+    const api = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: db.poolAs('app_pool'),
+      model: 'pool',
+    });
     // Not registered: refused by the database before any row is written.
     expect(
       await sqlstateOf(api.forTenant('stranger').run(sql`INSERT INTO pool.invoices (customer) VALUES ('x')`)),
@@ -220,12 +238,14 @@ describe('silo databases', () => {
     const db = await fresh('silo_prov');
     const master = await db.master();
     await bootstrapDatabase(master, 'silo', {
+      contextKey: TEST_CONTEXT_KEY,
       runtimePasswords: { silo: RUNTIME_PASSWORD },
       siloRuntimeRole: 'app_silo_northwind',
     });
     await migrateSilo(master, LATEST_VERSION, 'app_silo_northwind');
     await migrateSilo(master, LATEST_VERSION, 'app_silo_northwind');
     const api = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
       pool: db.poolAs('app_silo_northwind'),
       model: 'silo',
       siloTenantId: 'northwind',
@@ -235,6 +255,7 @@ describe('silo databases', () => {
     // The silo's runtime role may not connect to any other database on the server.
     const other = await fresh('silo_other');
     await bootstrapDatabase(await other.master(), 'silo', {
+      contextKey: TEST_CONTEXT_KEY,
       runtimePasswords: { silo: RUNTIME_PASSWORD },
       siloRuntimeRole: 'app_silo_initech',
     });
@@ -255,12 +276,15 @@ describe('migrations step aside for long transactions', () => {
     const { withLockRetries } = await import('../../lambda/tenant-provisioner');
     const db = await fresh('lock_retry');
     const master = await db.master();
-    await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+    await bootstrapDatabase(master, 'bridge', {
+      contextKey: TEST_CONTEXT_KEY,
+      runtimePasswords: { bridge: RUNTIME_PASSWORD },
+    });
     await master.query("SET lock_timeout = '200ms'");
     // Another session holds the tenant's provisioning lock, as a long migration or offboarding would.
     const holder = await db.master();
     await holder.query('BEGIN');
-    await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('tenancy:bridge:kessler', 0))");
+    await holder.query(lockTarget('bridge:kessler').toQuery());
     const attempts: number[] = [];
     const done = withLockRetries(
       () => provisionBridgeTenant(master, 'kessler'),
@@ -278,11 +302,14 @@ describe('migrations step aside for long transactions', () => {
     const { withLockRetries } = await import('../../lambda/tenant-provisioner');
     const db = await fresh('lock_deadline');
     const master = await db.master();
-    await bootstrapDatabase(master, 'bridge', { runtimePasswords: { bridge: RUNTIME_PASSWORD } });
+    await bootstrapDatabase(master, 'bridge', {
+      contextKey: TEST_CONTEXT_KEY,
+      runtimePasswords: { bridge: RUNTIME_PASSWORD },
+    });
     await master.query("SET lock_timeout = '100ms'");
     const holder = await db.master();
     await holder.query('BEGIN');
-    await holder.query("SELECT pg_advisory_xact_lock(hashtextextended('tenancy:bridge:kessler', 0))");
+    await holder.query(lockTarget('bridge:kessler').toQuery());
     await expect(
       withLockRetries(
         () => provisionBridgeTenant(master, 'kessler'),

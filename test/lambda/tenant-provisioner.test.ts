@@ -12,6 +12,7 @@ import {
   serverUrl,
   sqlstateOf,
   TestDatabase,
+  TEST_CONTEXT_KEY,
 } from '../db/harness';
 import { Moto, startMoto } from '../helpers/moto';
 
@@ -19,6 +20,8 @@ import { Moto, startMoto } from '../helpers/moto';
 // registry's conditional writes behave as in AWS; only Secrets Manager is stubbed, at the SDK boundary.
 const secrets = mockClient(SecretsManagerClient);
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
+const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key';
+const TEST_KEY_HEX = '5e'.repeat(32); // the harness's TEST_CONTEXT_KEY
 
 let poolDb: TestDatabase;
 let bridgeDb: TestDatabase;
@@ -42,6 +45,8 @@ beforeEach(() => {
   secrets
     .on(GetSecretValueCommand, { SecretId: SECRET_ARN })
     .resolves({ SecretString: JSON.stringify({ username: MASTER_ROLE, password: MASTER_PASSWORD }) });
+  // The cell's tenant context key (the API holds the same).
+  secrets.on(GetSecretValueCommand, { SecretId: KEY_SECRET_ARN }).resolves({ SecretString: TEST_KEY_HEX });
 });
 
 function useCell(model: 'pool' | 'bridge', db: TestDatabase): void {
@@ -53,6 +58,7 @@ function useCell(model: 'pool' | 'bridge', db: TestDatabase): void {
     DB_PORT: url.port,
     DB_NAME: db.name,
     DB_SECRET_ARN: SECRET_ARN,
+    CONTEXT_KEY_SECRET_ARN: KEY_SECRET_ARN,
     // The embedded test server has no certificate; production is verify-full (asserted below).
     DB_SSL_MODE: 'disable',
     DB_CONNECT_SECONDS: '2',
@@ -133,7 +139,9 @@ describe('tenant provisioner handler: pool cell', () => {
       ),
     );
     expect(del.PhysicalResourceId).toBe('pool-database-bootstrap');
-    expect(secrets.commandCalls(GetSecretValueCommand)).toHaveLength(3);
+    // The master secret for each connection; the context key for each bootstrap (Create and its retry).
+    expect(secrets.commandCalls(GetSecretValueCommand, { SecretId: SECRET_ARN })).toHaveLength(3);
+    expect(secrets.commandCalls(GetSecretValueCommand, { SecretId: KEY_SECRET_ARN })).toHaveLength(2);
   });
 
   test('a catalog tenant (deployed straight from the catalog) is registered by its Create: active, with its request', async () => {
@@ -211,7 +219,11 @@ describe('tenant provisioner handler: pool cell', () => {
       'pool:acme was offboarded with its data kept: it is provisioned again only by an explicit restore',
     );
     await handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('acme', { Restore: 'true' })));
-    const api = new TenantDatabase({ pool: poolDb.poolAs('app_pool'), model: 'pool' });
+    const api = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: poolDb.poolAs('app_pool'),
+      model: 'pool',
+    });
     await poolDb.master().then((m) => m.query(`ALTER ROLE app_pool PASSWORD '${RUNTIME_PASSWORD}'`));
     await expect(api.forTenant('acme').run(sql`SELECT 1`)).resolves.toBeDefined();
   });
@@ -347,7 +359,11 @@ describe('tenant provisioner handler: bridge cell', () => {
     expect(left.rows[0].n).toBe(0);
     // In AWS app_bridge signs in with IAM; here it needs a password to try.
     await master.query(`ALTER ROLE app_bridge PASSWORD '${RUNTIME_PASSWORD}'`);
-    const api = new TenantDatabase({ pool: bridgeDb.poolAs('app_bridge'), model: 'bridge' });
+    const api = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: bridgeDb.poolAs('app_bridge'),
+      model: 'bridge',
+    });
     expect(await sqlstateOf(api.forTenant('tyrell').run(sql`SELECT 1`))).toBe('22023');
   });
 });
@@ -363,6 +379,7 @@ describe('connection security', () => {
         port: 5432,
         database: 'saas',
         secretArn: SECRET_ARN,
+        contextKeySecretArn: KEY_SECRET_ARN,
         registryTable: 't',
         sslMode: 'verify-full',
       },

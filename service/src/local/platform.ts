@@ -18,6 +18,7 @@ import { TenantDatabase } from '../../../db/tenant-context';
 import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
 import { FileRegistry, RegistryEntry } from '../registry';
 import { startEmbeddedServer } from './embedded-server';
+import { ContextKey } from '../../../db/context';
 import { createPool, PoolSettings } from '../db-pool';
 import { LocalIssuer } from './issuer';
 import { defaultAdminEmail, LocalUsers } from './users';
@@ -59,6 +60,8 @@ export interface LocalPlatformOptions {
 interface Secrets {
   masterPassword: string;
   runtimePassword: string;
+  /** The tenant context key (db/context.ts), hex. */
+  contextKey?: string;
 }
 
 export class LocalPlatform {
@@ -91,6 +94,7 @@ export class LocalPlatform {
           runtimePassword: randomBytes(18).toString('base64url'),
         };
     if (options.runtimePassword) secrets.runtimePassword = options.runtimePassword;
+    secrets.contextKey ??= randomBytes(32).toString('hex');
     if (options.master) secrets.masterPassword = options.master.password;
     fs.writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
 
@@ -104,6 +108,11 @@ export class LocalPlatform {
     const platform = new LocalPlatform(options, url, secrets, server);
     await platform.prepareCells();
     return platform;
+  }
+
+  /** The tenant context key its databases and its API share (kept in `dir`, like the passwords). */
+  get contextKey(): ContextKey {
+    return ContextKey.fromHex(this.secrets.contextKey, `${this.options.dir}/secrets.json contextKey`);
   }
 
   private get masterRole(): string {
@@ -172,6 +181,7 @@ export class LocalPlatform {
   private bootstrap(database: string, model: IsolationModel, options: ModelOptions): Promise<void> {
     return this.master(database, (c) =>
       bootstrapDatabase(c, model, {
+        contextKey: this.contextKey,
         ...options,
         runtimePasswords: { [model]: this.secrets.runtimePassword },
       }),
@@ -203,7 +213,7 @@ export class LocalPlatform {
       () => undefined,
     );
     this.pools.push(pool);
-    return new TenantDatabase({ pool, ...options });
+    return new TenantDatabase({ pool, contextKey: this.contextKey, ...options });
   }
 
   private attachOwnDatabase(model: IsolationModel, tenantId: string): void {

@@ -1,0 +1,302 @@
+import { Pool } from 'pg';
+import { bootstrapDatabase } from '../../db/bootstrap';
+import { migratePool, offboardPoolTenant, provisionBridgeTenant, registerPoolTenant } from '../../db/models';
+import { raw, sql } from '../../db/sql';
+import { TenantDatabase, TenantScope } from '../../db/tenant-context';
+import {
+  createTestDatabase,
+  RUNTIME_PASSWORD,
+  sqlstateOf,
+  TEST_CONTEXT_KEY,
+  TestDatabase,
+  tryLeak,
+} from './harness';
+
+// The attacker has SQL injection: arbitrary SQL inside tenant A's own transaction, as the runtime login role,
+// through the API's own TenantDatabase (docs/threat-model.md I1-I7). Each test runs one vector and asserts that
+// it reaches no other tenant's data, and leaves nothing behind for the next tenant's work.
+let poolDb: TestDatabase;
+let bridgeDb: TestDatabase;
+let pooled: TenantDatabase; // one connection: the next unit of work reuses what A's injection touched
+let bridged: TenantDatabase;
+let pooledOther: TenantDatabase; // another connection, for what runs at the same time
+let poolRaw: Pool;
+
+/** Runs `attack` (arbitrary SQL) inside `tenant`'s transaction; returns its rows, or the SQLSTATE it failed with. */
+async function inject(
+  scope: TenantScope,
+  attack: string,
+): Promise<{ rows: Record<string, unknown>[]; sqlstate?: string }> {
+  try {
+    const r = await scope.transaction((tx) => tx.query(raw(attack)));
+    // Several statements answer with one result each: the last one's rows.
+    const last = Array.isArray(r) ? (r as (typeof r)[]).at(-1)! : r;
+    return { rows: last.rows };
+  } catch (e) {
+    return { rows: [], sqlstate: (e as { code?: string }).code ?? (e as Error).message };
+  }
+}
+
+beforeAll(async () => {
+  poolDb = await createTestDatabase('inject_pool');
+  bridgeDb = await createTestDatabase('inject_bridge');
+  const pm = await poolDb.master();
+  await bootstrapDatabase(pm, 'pool', {
+    contextKey: TEST_CONTEXT_KEY,
+    runtimePasswords: { pool: RUNTIME_PASSWORD },
+  });
+  await migratePool(pm);
+  for (const id of ['acme', 'globex', 'gone']) await registerPoolTenant(pm, id, id);
+  const bm = await bridgeDb.master();
+  await bootstrapDatabase(bm, 'bridge', {
+    contextKey: TEST_CONTEXT_KEY,
+    runtimePasswords: { bridge: RUNTIME_PASSWORD },
+  });
+  for (const id of ['umbrella', 'hooli']) await provisionBridgeTenant(bm, id);
+  poolRaw = poolDb.poolAs('app_pool', { max: 1 });
+  pooled = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: poolRaw, model: 'pool' });
+  pooledOther = new TenantDatabase({
+    contextKey: TEST_CONTEXT_KEY,
+    pool: poolDb.poolAs('app_pool', { max: 2 }),
+    model: 'pool',
+  });
+  bridged = new TenantDatabase({
+    contextKey: TEST_CONTEXT_KEY,
+    pool: bridgeDb.poolAs('app_bridge', { max: 1 }),
+    model: 'bridge',
+  });
+  for (const id of ['acme', 'globex', 'gone']) {
+    await pooled.forTenant(id).run(sql`INSERT INTO pool.invoices (customer) VALUES (${`${id} secret`})`);
+  }
+  await offboardPoolTenant(pm, 'gone', 'retain');
+  for (const id of ['umbrella', 'hooli']) {
+    await bridged.forTenant(id).run(sql`INSERT INTO invoices (customer) VALUES (${`${id} secret`})`);
+  }
+  await pm.query('ANALYZE');
+});
+
+afterAll(async () => {
+  await poolDb.drop();
+  await bridgeDb.drop();
+});
+
+describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A transaction as the runtime role', () => {
+  test('I1: pool: setting another tenant (active, or offboarded and retained) in the session reads and writes nothing of it', async () => {
+    const attempts = [
+      "SELECT set_config('app.tenant_id', 'globex', true); SELECT customer FROM pool.invoices",
+      "SET LOCAL app.tenant_id = 'globex'; SELECT customer FROM pool.invoices",
+      "SET LOCAL app.tenant_id = 'gone'; SELECT customer FROM pool.invoices",
+      "SET LOCAL app.tenant_id = 'globex'; INSERT INTO pool.invoices (customer) VALUES ('planted') RETURNING customer",
+      // A's own MAC with B's id: the MAC covers the tenant.
+      "SELECT set_config('app.tenant_id', 'globex', true), current_setting('app.tenant_mac'); SELECT customer FROM pool.invoices",
+      "SET LOCAL app.tenant_mac = 'ffff'; SET LOCAL app.tenant_id = 'globex'; DELETE FROM pool.invoices RETURNING customer",
+    ];
+    for (const attack of attempts) {
+      const outcome = await tryLeak('I1', attack, async () => {
+        const r = await inject(pooled.forTenant('acme'), attack);
+        const leaked = r.rows.some((row) => String(Object.values(row).pop()).match(/globex|gone|planted/));
+        return { leaked, detail: r.sqlstate ?? `${r.rows.length} rows` };
+      });
+      expect({ attack, outcome }).toEqual({ attack, outcome: { leaked: false, detail: '42501' } });
+    }
+    // Nothing was written into globex, nothing deleted there.
+    const globex = await pooled.forTenant('globex').run(sql`SELECT customer FROM pool.invoices`);
+    expect(globex.rows).toEqual([{ customer: 'globex secret' }]);
+  });
+
+  test("I2: bridge: SET ROLE to another tenant's role reaches none of its rows", async () => {
+    const attempts = [
+      'SET LOCAL ROLE t_hooli; SELECT customer FROM t_hooli.invoices',
+      "SET LOCAL ROLE t_hooli; SET LOCAL app.tenant_id = 'hooli'; SELECT customer FROM t_hooli.invoices",
+      "SET LOCAL ROLE t_hooli; INSERT INTO t_hooli.invoices (customer) VALUES ('planted') RETURNING customer",
+      'SET LOCAL ROLE t_hooli; UPDATE t_hooli.invoices SET customer = customer RETURNING customer',
+    ];
+    for (const attack of attempts) {
+      const outcome = await tryLeak('I2', attack, async () => {
+        const r = await inject(bridged.forTenant('umbrella'), attack);
+        return {
+          leaked: r.rows.length > 0,
+          detail: r.sqlstate ?? `${r.rows.length} rows`,
+        };
+      });
+      expect(outcome.leaked).toBe(false);
+    }
+    const hooli = await bridged.forTenant('hooli').run(sql`SELECT customer FROM invoices`);
+    expect(hooli.rows).toEqual([{ customer: 'hooli secret' }]);
+  });
+
+  test("I3: other tenants' values appear in no activity view (they travel as bind parameters)", async () => {
+    const value = 'globex-confidential-4471';
+    const running = pooledOther
+      .forTenant('globex')
+      .run(sql`SELECT pg_sleep(0.6), count(*) FROM pool.invoices WHERE customer = ${value}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const outcome = await tryLeak('I3', 'read pg_stat_activity while globex runs a statement', async () => {
+      const r = await inject(
+        pooled.forTenant('acme'),
+        "SELECT string_agg(coalesce(query, ''), ' | ') AS q FROM pg_stat_activity WHERE pid <> pg_backend_pid()",
+      );
+      const seen = String(r.rows[0]?.q ?? '');
+      return {
+        leaked: seen.includes(value) || seen.includes('globex'),
+        detail: seen.includes('$1') ? 'placeholders only' : `saw: ${seen.slice(0, 80)}`,
+      };
+    });
+    await running;
+    expect(outcome).toEqual({ leaked: false, detail: 'placeholders only' });
+  });
+
+  test('I4: whatever the injection leaves in the session is gone before the next tenant works on that connection', async () => {
+    const left = await inject(
+      pooled.forTenant('acme'),
+      `SET client_encoding = 'LATIN1'; SET default_transaction_read_only = on; SET statement_timeout = '1ms';
+       SET search_path = pg_catalog; SET ROLE NONE; PREPARE stolen AS SELECT 1; LISTEN leak;
+       SELECT pg_advisory_lock(4242); DECLARE held CURSOR WITH HOLD FOR SELECT 1;
+       SELECT set_config('app.tenant_id', 'globex', false)`,
+    );
+    expect(left.sqlstate).toBeUndefined();
+    const outcome = await tryLeak('I4', 'corrupt the next tenant through session state', async () => {
+      const text = 'Zoë ✓ naïve façade';
+      const written = await pooled
+        .forTenant('globex')
+        .run<{ customer: string }>(
+          sql`INSERT INTO pool.invoices (customer) VALUES (${text}) RETURNING customer`,
+        );
+      const state = await pooled.forTenant('globex').run<Record<string, string>>(
+        sql`SELECT current_setting('client_encoding') AS encoding,
+                   current_setting('transaction_read_only') AS read_only,
+                   current_setting('statement_timeout') AS timeout,
+                   (SELECT count(*) FROM pg_prepared_statements)::text AS prepared,
+                   (SELECT count(*) FROM pg_cursors)::text AS cursors,
+                   (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::text AS locks,
+                   (SELECT count(*) FROM pg_listening_channels())::text AS listening`,
+      );
+      const clean =
+        written.rows[0].customer === text &&
+        JSON.stringify(state.rows[0]) ===
+          JSON.stringify({
+            encoding: 'UTF8',
+            read_only: 'off',
+            timeout: '5s',
+            prepared: '0',
+            cursors: '0',
+            locks: '0',
+            listening: '0',
+          });
+      return {
+        leaked: !clean,
+        detail: JSON.stringify({ stored: written.rows[0].customer, ...state.rows[0] }),
+      };
+    });
+    expect(outcome.leaked).toBe(false);
+    await pooled.forTenant('globex').run(sql`DELETE FROM pool.invoices WHERE customer LIKE 'Zo%'`);
+  });
+
+  test("I5: changing the runtime role's own defaults reaches no unit of work, and the API notices the drift", async () => {
+    const changed = await inject(
+      pooled.forTenant('acme'),
+      "ALTER ROLE CURRENT_USER SET statement_timeout = '1ms'; ALTER ROLE CURRENT_USER SET search_path = pg_catalog",
+    );
+    const master = await poolDb.master();
+    try {
+      const outcome = await tryLeak(
+        'I5',
+        'ALTER ROLE CURRENT_USER SET ... for every new connection',
+        async () => {
+          // A new connection starts with the attacker's defaults; enter() sets its own.
+          const fresh = new TenantDatabase({
+            contextKey: TEST_CONTEXT_KEY,
+            pool: poolDb.poolAs('app_pool', { max: 1 }),
+            model: 'pool',
+          });
+          const r = await fresh
+            .forTenant('globex')
+            .run<{ n: number; timeout: string }>(
+              sql`SELECT count(*)::int AS n, current_setting('statement_timeout') AS timeout FROM invoices`,
+            );
+          const drift = await fresh.assertSafeRuntimeRole().then(
+            () => undefined,
+            (e: Error) => e.message,
+          );
+          return {
+            leaked: r.rows[0].timeout !== '5s' || r.rows[0].n !== 1 || drift === undefined,
+            detail: `timeout ${r.rows[0].timeout}; drift refused: ${drift !== undefined}`,
+          };
+        },
+      );
+      expect(changed.sqlstate).toBeUndefined();
+      expect(outcome).toEqual({ leaked: false, detail: 'timeout 5s; drift refused: true' });
+      await expect(
+        new TenantDatabase({
+          contextKey: TEST_CONTEXT_KEY,
+          pool: poolDb.poolAs('app_pool', { max: 1 }),
+          model: 'pool',
+        }).assertSafeRuntimeRole(),
+      ).rejects.toThrow(
+        'has role settings nobody provisioned (statement_timeout=1ms, search_path=pg_catalog)',
+      );
+    } finally {
+      await master.query(
+        'ALTER ROLE app_pool RESET statement_timeout; ALTER ROLE app_pool RESET search_path',
+      );
+      await master.query("ALTER ROLE app_pool SET statement_timeout = '5s'");
+    }
+  });
+
+  test("I6: a table lock stalls other tenants only for lock_timeout; the provisioner's locks are out of reach", async () => {
+    const master = await poolDb.master();
+    const outcome = await tryLeak(
+      'I6',
+      'LOCK TABLE ... ACCESS EXCLUSIVE, and the provisioner lock',
+      async () => {
+        // acme holds the table for 3 s inside its own transaction (its injected statement).
+        const holding = inject(
+          pooled.forTenant('acme'),
+          'LOCK TABLE pool.invoices IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3)',
+        );
+        await new Promise((r) => setTimeout(r, 300));
+        const t0 = Date.now();
+        const blocked = await sqlstateOf(
+          pooledOther.forTenant('globex').run(sql`SELECT count(*) FROM invoices`),
+        );
+        const waited = Date.now() - t0;
+        await holding;
+        // The provisioner's lock is a row in tenancy.locks, which the runtime role cannot even see.
+        const lock = await inject(
+          pooled.forTenant('acme'),
+          "SELECT target FROM tenancy.locks WHERE target = 'pool:globex' FOR UPDATE",
+        );
+        const t1 = Date.now();
+        await registerPoolTenant(master, 'globex', 'globex');
+        return {
+          leaked: blocked !== '55P03' || waited > 2900 || lock.sqlstate !== '42501' || Date.now() - t1 > 1000,
+          detail: `waited ${blocked} after ${Math.round(waited / 1000)} s; tenancy.locks ${lock.sqlstate}`,
+        };
+      },
+    );
+    expect(outcome).toEqual({ leaked: false, detail: 'waited 55P03 after 2 s; tenancy.locks 42501' });
+  });
+
+  test("I7: the planner's statistics hold no tenant's text, so EXPLAIN estimates are the same for any value", async () => {
+    const outcome = await tryLeak('I7', 'bisect another tenant value through EXPLAIN estimates', async () => {
+      const stats = await inject(
+        pooled.forTenant('acme'),
+        "SELECT count(*)::int AS n FROM pg_stats WHERE schemaname = 'pool' AND attname IN ('customer', 'reference', 'description') AND (most_common_vals IS NOT NULL OR histogram_bounds IS NOT NULL)",
+      );
+      const estimate = async (value: string) => {
+        const r = await inject(
+          pooled.forTenant('acme'),
+          `/* bypasses a check on the statement's first word */ EXPLAIN (FORMAT JSON) SELECT * FROM pool.invoices WHERE customer = '${value}'`,
+        );
+        return JSON.stringify(r.rows[0]).match(/"Plan Rows\\?":\s*(\d+)/)?.[1];
+      };
+      const real = await estimate('globex secret');
+      const fake = await estimate('no such customer at all');
+      return {
+        leaked: stats.rows[0]?.n !== 0 || real !== fake,
+        detail: `text statistics ${stats.rows[0]?.n}; estimates equal: ${real === fake}`,
+      };
+    });
+    expect(outcome).toEqual({ leaked: false, detail: 'text statistics 0; estimates equal: true' });
+  });
+});

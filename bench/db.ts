@@ -31,7 +31,6 @@ import * as path from 'path';
 import { Client, Pool, PoolConfig, escapeIdentifier } from 'pg';
 import { bootstrapDatabase } from '../db/bootstrap';
 import { migratePool, provisionBridgeTenant, registerPoolTenant } from '../db/models';
-import { TENANT_SETTING } from '../contracts';
 import { sql } from '../db/sql';
 import { ContextKey } from '../db/context';
 import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
@@ -210,6 +209,7 @@ async function contextBenchmark(base: string): Promise<void> {
     `\n## Tenant context cost: single-row primary-key read, ${CONCURRENCY} concurrent clients, ${SECONDS} s each\n`,
   );
   const poolMaster = new Client({ connectionString: urlFor(base, 'bench_pool', 'bench_master', PASSWORD) });
+  poolMaster.on('error', (e) => console.error(`bench_pool master connection: ${e.message}`));
   await poolMaster.connect();
   await bootstrapDatabase(poolMaster, 'pool', {
     contextKey: BENCH_CONTEXT_KEY,
@@ -220,12 +220,13 @@ async function contextBenchmark(base: string): Promise<void> {
   await registerPoolTenant(poolMaster, 'globex', 'Globex');
   // Rows for two pool tenants, and the baseline: a copy of acme's rows in a table of the same shape without
   // RLS, read with no tenant context at all.
+  // The owner writes tenants' rows only with their credentials (computed in the database: tenancy.owner_enter).
   await poolMaster.query(`BEGIN; SET LOCAL ROLE tenant_owner;
-    SELECT set_config('${TENANT_SETTING}', 'acme', true);
+    SELECT tenancy.owner_enter('acme');
     INSERT INTO pool.invoices (customer) SELECT 'customer ' || g FROM generate_series(1, 1000) g;
-    SELECT set_config('${TENANT_SETTING}', 'globex', true);
+    SELECT tenancy.owner_enter('globex');
     INSERT INTO pool.invoices (customer) SELECT 'customer ' || g FROM generate_series(1, 1000) g;
-    SELECT set_config('${TENANT_SETTING}', 'acme', true);
+    SELECT tenancy.owner_enter('acme');
     CREATE SCHEMA IF NOT EXISTS plain;
     CREATE TABLE plain.invoices (LIKE pool.invoices INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES);
     INSERT INTO plain.invoices SELECT * FROM pool.invoices;

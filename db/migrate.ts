@@ -8,7 +8,6 @@ import type { IsolationModel } from './naming';
 import { MIGRATIONS } from './migrations';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_TABLE_PRIVILEGES } from './roles';
 import { ident, raw, sql } from './sql';
-import { CONTEXT_API_SCHEMA } from './context';
 import { exec, lockTarget } from './tx';
 
 /** One schema the migrations apply to. */
@@ -79,10 +78,12 @@ export async function migrateTarget(
     if (m.version > from && m.version <= toVersion) {
       const statements = target.kind === 'pool' ? m.pool : m.tenant;
       if (statements.trim() !== '') await client.query(statements);
+      if (target.tenantId !== undefined && m.bridge) {
+        await client.query(m.bridge.replaceAll('{{tenant}}', sql`${target.tenantId}`.toLiteralSql()));
+      }
     }
   }
   await exec(client, sql`SET LOCAL search_path = pg_catalog`);
-  if (target.tenantId !== undefined) await requireVerifiedTenant(client, target.schema, target.tenantId);
   await client.query(
     `INSERT INTO ${ADMIN_SCHEMA}.targets (target, model, schema_name, version, status)
      VALUES ($1, $2, $3, $4, 'active')
@@ -91,29 +92,6 @@ export async function migrateTarget(
   );
   await client.query('RESET ROLE');
   return from;
-}
-
-/**
- * Every table of a tenant's schema that lacks it gets Row-Level Security (forced, the owner included) with one
- * policy: the unit of work's credential must verify as this tenant (db/context.ts). Runs after every migration,
- * so tables later migrations add are covered too.
- */
-async function requireVerifiedTenant(client: ClientBase, schema: string, tenantId: string): Promise<void> {
-  const tables = await client.query<{ name: string }>(
-    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
-        AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'verified_tenant')`,
-    [schema],
-  );
-  for (const { name } of tables.rows) {
-    const table = sql`${ident(schema)}.${ident(name)}`;
-    await exec(client, sql`ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY`);
-    await exec(client, sql`ALTER TABLE ${table} FORCE ROW LEVEL SECURITY`);
-    const verified = sql`(SELECT ${ident(CONTEXT_API_SCHEMA)}.verified_tenant()) = ${tenantId}`;
-    await client.query(
-      sql`CREATE POLICY verified_tenant ON ${table} FOR ALL USING (${verified}) WITH CHECK (${verified})`.toLiteralSql(),
-    );
-  }
 }
 
 /** An offboarded tenant's data is still there: it comes back only through an explicit restore. */

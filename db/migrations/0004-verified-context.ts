@@ -1,8 +1,11 @@
 import { ADMIN_SCHEMA } from '../roles';
-import { VERIFY_TENANT_DECLARE, VERIFY_TENANT_SQL } from '../context';
+import { CONTEXT_API_SCHEMA, VERIFY_TENANT_DECLARE, VERIFY_TENANT_SQL } from '../context';
 import type { Migration } from './index';
 
 /**
+ * Bridge: every tenant table admits only its own tenant's verified credential, so SET ROLE to another tenant's
+ * role reaches nothing (I2).
+ *
  * Pool: the policies admit a tenant only with a verified credential (I1): current_tenant() checks the unit of
  * work's HMAC (db/context.ts) before it checks the tenant is active (P15). Injected SQL that sets another tenant's
  * id without that tenant's MAC gets an error, not rows.
@@ -35,4 +38,14 @@ ALTER TABLE invoices ALTER COLUMN reference SET STATISTICS 0;
 ALTER TABLE invoice_items ALTER COLUMN description SET STATISTICS 0;
 `,
   tenant: '',
+  bridge: ['invoices', 'invoice_items']
+    .map(
+      (table) => `
+ALTER TABLE ${table} ENABLE ROW LEVEL SECURITY;
+ALTER TABLE ${table} FORCE ROW LEVEL SECURITY;
+CREATE POLICY verified_tenant ON ${table} FOR ALL
+  USING ((SELECT ${CONTEXT_API_SCHEMA}.verified_tenant()) = {{tenant}})
+  WITH CHECK ((SELECT ${CONTEXT_API_SCHEMA}.verified_tenant()) = {{tenant}});`,
+    )
+    .join('\n'),
 };

@@ -23,6 +23,12 @@ export interface Migration {
   readonly pool: string;
   /** SQL for one tenant's schema (bridge) or the silo database's schema. */
   readonly tenant: string;
+  /**
+   * SQL run after `tenant` for a bridge tenant's schema only, with `{{tenant}}` replaced by the tenant id as a
+   * literal: the policies that admit only that tenant's verified credential. A migration that adds a table to
+   * the tenant rendering adds its policy here (a test checks every bridge table has one).
+   */
+  readonly bridge?: string;
 }
 
 export const MIGRATIONS: readonly Migration[] = [invoices, dueDates, activeTenants, verifiedContext];

@@ -123,6 +123,18 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     }
     const hooli = await bridged.forTenant('hooli').run(sql`SELECT customer FROM invoices`);
     expect(hooli.rows).toEqual([{ customer: 'hooli secret' }]);
+    // Every table of a tenant's schema has the policy, forced (a migration adding a table without one fails here).
+    const master = await bridgeDb.master();
+    const tables = await master.query(
+      `SELECT c.relname, c.relforcerowsecurity AS forced,
+              EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'verified_tenant') AS policy
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 't_hooli' AND c.relkind IN ('r', 'p') ORDER BY 1`,
+    );
+    expect(tables.rows).toEqual([
+      { relname: 'invoice_items', forced: true, policy: true },
+      { relname: 'invoices', forced: true, policy: true },
+    ]);
   });
 
   test("I3: other tenants' values appear in no activity view (they travel as bind parameters)", async () => {

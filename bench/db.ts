@@ -183,18 +183,36 @@ async function throughput(label: string, work: () => Promise<unknown>): Promise<
   return tps;
 }
 
-/** Counts client.query calls (one network round trip each) per transaction. */
+/**
+ * Counts network round trips per transaction: a query sent while the connection has none in flight starts one
+ * (queries sent together, pipelined or as one exchange, share it).
+ */
 function countingPool(connectionString: string): { pool: Pool; calls: () => number } {
-  let calls = 0;
+  let trips = 0;
   const pool = new Pool({ connectionString, max: CONCURRENCY, pipeline: true } as PoolConfig);
   pool.on('connect', (c) => {
+    let inFlight = 0;
     const original = c.query.bind(c) as (...a: unknown[]) => unknown;
     (c as unknown as { query: unknown }).query = (...args: unknown[]) => {
-      calls++;
-      return original(...args);
+      if (inFlight++ === 0) trips++;
+      const settle = () => void inFlight--;
+      const last = args[args.length - 1];
+      const submittable = args[0] as { callback?: (...r: unknown[]) => void } | undefined;
+      if (typeof last === 'function') {
+        args[args.length - 1] = (...r: unknown[]) => (settle(), (last as (...x: unknown[]) => void)(...r));
+        return original(...args);
+      }
+      if (submittable && typeof submittable.callback === 'function') {
+        const cb = submittable.callback;
+        submittable.callback = (...r: unknown[]) => (settle(), cb(...r));
+        return original(...args);
+      }
+      const p = original(...args) as Promise<unknown>;
+      p.then(settle, settle);
+      return p;
     };
   });
-  return { pool, calls: () => calls };
+  return { pool, calls: () => trips };
 }
 
 async function bridgeConnMaster(base: string): Promise<Client> {
@@ -271,6 +289,16 @@ async function contextBenchmark(base: string): Promise<void> {
       calls: raw.calls,
       work: () =>
         raw.pool.query("SELECT * FROM plain.invoices WHERE tenant_id = 'acme' AND id = $1", [pick(rawIds)]),
+    },
+    {
+      name: 'no tenant context (same table shape, no RLS), prepared once per connection',
+      calls: raw.calls,
+      work: () =>
+        raw.pool.query({
+          name: 'plain_read',
+          text: "SELECT * FROM plain.invoices WHERE tenant_id = 'acme' AND id = $1",
+          values: [pick(rawIds)],
+        }),
     },
     {
       name: 'no tenant context (same table shape, no RLS), one literal message',

@@ -185,20 +185,22 @@ async function installContext(client: ClientBase, runtimeRole: string, key: Cont
     CREATE OR REPLACE FUNCTION ${api}.enter(names text[], vals text[]) RETURNS void
       LANGUAGE plpgsql
     AS $fn$
+    DECLARE s text;
     BEGIN
       RESET ALL;
       EXECUTE 'CLOSE ALL';
       EXECUTE 'UNLISTEN *';
-      EXECUTE 'DEALLOCATE ALL';
-      PERFORM pg_catalog.pg_advisory_unlock_all();
-      PERFORM pg_catalog.set_config('role', 'none', true);
-      PERFORM pg_catalog.set_config('client_encoding', 'UTF8', true);
-      PERFORM pg_catalog.set_config('statement_timeout', '${RUNTIME_STATEMENT_TIMEOUT}', true);
-      PERFORM pg_catalog.set_config('lock_timeout', '${RUNTIME_LOCK_TIMEOUT}', true);
-      PERFORM pg_catalog.set_config('idle_in_transaction_session_timeout', '${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}', true);
-      FOR n IN 1 .. coalesce(array_length(names, 1), 0) LOOP
-        PERFORM pg_catalog.set_config(names[n], vals[n], true);
+      -- Statements prepared with SQL (never the API's: those are protocol-level, which SQL cannot create).
+      FOR s IN SELECT p.name FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql LOOP
+        EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(s);
       END LOOP;
+      PERFORM pg_catalog.pg_advisory_unlock_all(),
+              pg_catalog.set_config('role', 'none', true),
+              pg_catalog.set_config('client_encoding', 'UTF8', true),
+              pg_catalog.set_config('statement_timeout', '${RUNTIME_STATEMENT_TIMEOUT}', true),
+              pg_catalog.set_config('lock_timeout', '${RUNTIME_LOCK_TIMEOUT}', true),
+              pg_catalog.set_config('idle_in_transaction_session_timeout', '${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}', true);
+      PERFORM pg_catalog.set_config(x.n, x.v, true) FROM unnest(names, vals) AS x(n, v);  -- the multi-array form is syntax, not a pg_catalog function
     END
     $fn$;
     REVOKE ALL ON FUNCTION ${api}.enter(text[], text[]) FROM PUBLIC;

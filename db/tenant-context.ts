@@ -3,19 +3,18 @@
  * model; `forTenant(id)` binds it to one verified tenant and returns a `TenantScope`, the handle routes and domain
  * functions receive. No caller ever passes a tenant id beside a handle.
  *
- * Every unit of work is, on one connection and in one round trip (pipelined):
+ * Every unit of work is, on one connection, ONE protocol exchange (db/unit-of-work.ts): one write, one reply,
+ * one implicit transaction that the exchange's Sync commits (or rolls back whole):
  *
- *   BEGIN READ WRITE
  *   SELECT tenancy_api.enter($names, $values)   -- a clean session, then the model's settings and the credential
- *   <the statement, its values as bind parameters>
- *   COMMIT
+ *   <the statement, its values as bind parameters; prepared once per connection>
  *
  * The credential (db/context.ts) is an HMAC over tenant, backend pid and expiry that PostgreSQL verifies on every
  * statement that reads tenant rows, with a key no runtime role can read (I1, I2); enter() first clears whatever a
  * previous unit of work left in the session (I4, I5). Values travel as bind parameters, never in SQL text, so no
  * activity view or log line shows them (I3). Everything is transaction-local: a pooled connection never carries
- * one tenant's context into another's transaction (P14). `transaction(work)` runs any number of statements the
- * same way, one round trip each.
+ * one tenant's context into another's transaction (P14). `transaction(work)` runs any number of statements in
+ * one explicit transaction (BEGIN READ WRITE and enter() in one round trip, then one per statement).
  */
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { CONTEXT_API_SCHEMA, ContextKey } from './context';
@@ -29,6 +28,7 @@ import {
   RUNTIME_STATEMENT_TIMEOUT,
 } from './roles';
 import { Sql } from './sql';
+import { forgetParsedStatements, runUnitOfWork } from './unit-of-work';
 
 export interface TenantDatabaseOptions {
   /**
@@ -243,22 +243,44 @@ export class TenantDatabase {
     statement: Sql,
   ): Promise<QueryResult<R>> {
     refuseExplain(statement);
-    const client = await pool.connect();
-    // All four go out at once (the pool's connections pipeline): one round trip.
-    const sent = [
-      client.query('BEGIN READ WRITE'),
-      client.query(ENTER, this.enterValues(client, tenantId)),
-      client.query<R>(statement.toQuery()),
-      client.query('COMMIT'),
-    ];
-    const settled = await Promise.allSettled(sent);
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      await abandon(client, failed.reason);
-      throw failed.reason;
+    const query = statement.toQuery();
+    for (let attempt = 1; ; attempt++) {
+      const client = await pool.connect();
+      let unit;
+      try {
+        // enter() then the statement, in one exchange and one implicit transaction (db/unit-of-work.ts).
+        unit = await runUnitOfWork<R>(client, [
+          { text: ENTER, values: this.enterValues(client, tenantId) },
+          { text: query.text, values: query.values, name: statementName(query.text) },
+        ]);
+      } catch (e) {
+        if (isConnectionFault(e) || txStatus(client) !== 'I') {
+          await abandon(client, e);
+          throw e;
+        }
+        // The Sync rolled the unit back whole, enter()'s reset included: so reset the session's settings now, in
+        // case SQL in an earlier unit made this one fail (its transactions read-only, say).
+        const code = (e as { code?: string }).code;
+        if (code === '26000') {
+          // SQL in an earlier unit deallocated one of our statements: replace the connection, try once more.
+          destroy(client, e);
+        } else if (!(await resetSession(client))) {
+          throw e;
+        }
+        if (attempt === 1 && (code === '26000' || code === '25006')) continue;
+        throw e;
+      }
+      if (unit.transactionStatus !== 'I') {
+        // The statement opened a transaction block the Sync did not end: never hand that to the next tenant.
+        const e = new TenantContextError(
+          'the unit of work left a transaction open; its connection was closed',
+        );
+        destroy(client, e);
+        throw e;
+      }
+      this.release(client, tenantId);
+      return unit.last;
     }
-    this.release(client, tenantId);
-    return (settled[2] as PromiseFulfilledResult<QueryResult<R>>).value;
   }
 
   /** enter()'s arguments: the model's settings for the tenant, then the credential for this connection. */
@@ -331,6 +353,36 @@ const EXPECTED_ROLE_SETTINGS = [
 /** Every unit of work starts here (db/bootstrap.ts installContext): a clean session, then its settings. */
 const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::text[], $2::text[])`;
 
+function txStatus(client: PoolClient): string | undefined {
+  return (client as unknown as { _txStatus?: string })._txStatus;
+}
+
+/** After a failed unit: the role's defaults back (one round trip, errors only), then back to the pool. */
+async function resetSession(client: PoolClient): Promise<boolean> {
+  try {
+    await client.query('RESET ALL');
+    client.release();
+    return true;
+  } catch (e) {
+    destroy(client, e);
+    return false;
+  }
+}
+
+/**
+ * Each distinct statement text gets a protocol-level statement name, parsed once per connection, so its plan is
+ * kept. Past MAX_NAMED_STATEMENTS texts (generated SQL, which the API does not write) statements go unnamed.
+ */
+const statementNames = new Map<string, string>();
+const MAX_NAMED_STATEMENTS = 256;
+function statementName(text: string): string | undefined {
+  let name = statementNames.get(text);
+  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) {
+    statementNames.set(text, (name = `tf_${statementNames.size + 1}`));
+  }
+  return name;
+}
+
 /**
  * EXPLAIN's row estimates come from whole-table statistics, so they describe every tenant's rows (P13).
  * Tenant work never needs it; plans are read by operators as the owner.
@@ -362,6 +414,7 @@ async function abandon(client: PoolClient, error: unknown): Promise<void> {
 
 /** Closes the socket now (a half-open socket would otherwise linger until TCP gives up) and drops the client. */
 function destroy(client: PoolClient, error: unknown): void {
+  forgetParsedStatements(client);
   (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   client.release(error instanceof Error ? error : new Error(String(error)));
 }

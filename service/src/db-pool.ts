@@ -63,7 +63,7 @@ export function resilientPoolConfig(connection: PoolConfig, settings: PoolSettin
     keepAliveInitialDelayMillis: settings.keepAliveInitialDelayMs ?? 10000,
     maxLifetimeSeconds: settings.maxLifetimeSeconds ?? 600,
     idleTimeoutMillis: 30000,
-    // A unit of work (BEGIN, enter(), the statement, COMMIT) goes out at once: one round trip.
+    // Queries sent together go out together (a unit of work is one exchange anyway: db/unit-of-work.ts).
     pipeline: true,
     // In the startup packet, so they hold from the first statement whatever the role's defaults say (I5).
     statement_timeout: RUNTIME_LIMITS_MS.statement,

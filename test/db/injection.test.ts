@@ -178,8 +178,8 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
         sql`SELECT current_setting('client_encoding') AS encoding,
                    current_setting('transaction_read_only') AS read_only,
                    current_setting('statement_timeout') AS timeout,
-                   (SELECT count(*) FROM pg_prepared_statements)::text AS prepared,
-                   (SELECT count(*) FROM pg_cursors)::text AS cursors,
+                   (SELECT count(*) FROM pg_prepared_statements WHERE from_sql)::text AS prepared,
+                   (SELECT count(*) FROM pg_cursors WHERE name <> '')::text AS cursors,
                    (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::text AS locks,
                    (SELECT count(*) FROM pg_listening_channels())::text AS listening`,
       );
@@ -202,6 +202,53 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     });
     expect(outcome.leaked).toBe(false);
     await pooled.forTenant('globex').run(sql`DELETE FROM pool.invoices WHERE customer LIKE 'Zo%'`);
+  });
+
+  test("I4: the API's own prepared statements cannot be replaced, and a transaction left open goes with its connection", async () => {
+    const read = () =>
+      pooled
+        .forTenant('globex')
+        .run<{ customer: string }>(sql`SELECT customer FROM pool.invoices ORDER BY customer`);
+    expect((await read()).rows).toEqual([{ customer: 'globex secret' }]);
+    // The attacker finds the protocol-level statement globex's read uses on this connection and swaps it for one
+    // that keeps whatever it is given (the next tenant's values) in a session setting.
+    const found = await inject(
+      pooled.forTenant('acme'),
+      `SELECT name FROM pg_prepared_statements WHERE NOT from_sql AND statement LIKE 'SELECT customer FROM pool.invoices ORDER BY%'`,
+    );
+    const name = String(found.rows[0]?.name);
+    expect(name).toMatch(/^tf_/);
+    const swapped = await inject(
+      pooled.forTenant('acme'),
+      `DEALLOCATE ${name}; PREPARE ${name} AS SELECT set_config('app.stolen', current_setting('app.tenant_mac', true), false) AS customer`,
+    );
+    expect(swapped.sqlstate).toBeUndefined();
+    const outcome = await tryLeak(
+      'I4',
+      "replace the API's prepared statement for the next tenant",
+      async () => {
+        const r = await read();
+        const after = await inject(
+          pooled.forTenant('acme'),
+          `SELECT current_setting('app.stolen', true) AS stolen,
+                (SELECT bool_and(NOT from_sql) FROM pg_prepared_statements) AS ours`,
+        );
+        return {
+          leaked:
+            JSON.stringify(r.rows) !== JSON.stringify([{ customer: 'globex secret' }]) ||
+            Boolean(after.rows[0]?.stolen) ||
+            after.rows[0]?.ours === false,
+          detail: JSON.stringify({ read: r.rows, ...after.rows[0] }),
+        };
+      },
+    );
+    expect(outcome.leaked).toBe(false);
+
+    // A statement that opens a transaction block: the Sync does not end it, so the connection must not go back.
+    const pid = () => pooled.forTenant('globex').run<{ pid: number }>(sql`SELECT pg_backend_pid() AS pid`);
+    const before = (await pid()).rows[0].pid;
+    await expect(pooled.forTenant('acme').run(raw('BEGIN'))).rejects.toThrow(/left a transaction open/);
+    expect((await pid()).rows[0].pid).not.toBe(before);
   });
 
   test("I5: changing the runtime role's own defaults reaches no unit of work, and the API notices the drift", async () => {
@@ -232,12 +279,12 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
           );
           return {
             leaked: r.rows[0].timeout !== '5s' || r.rows[0].n !== 1 || drift === undefined,
-            detail: `timeout ${r.rows[0].timeout}; drift refused: ${drift !== undefined}`,
+            detail: `timeout ${r.rows[0].timeout}; drift refused: ${drift !== undefined}; n=${r.rows[0].n}`,
           };
         },
       );
       expect(changed.sqlstate).toBeUndefined();
-      expect(outcome).toEqual({ leaked: false, detail: 'timeout 5s; drift refused: true' });
+      expect(outcome).toEqual({ leaked: false, detail: 'timeout 5s; drift refused: true; n=1' });
       await expect(
         new TenantDatabase({
           contextKey: TEST_CONTEXT_KEY,

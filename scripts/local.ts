@@ -3,39 +3,54 @@
  *
  * Starts the whole platform on this machine: an embedded PostgreSQL (data under .local/), every tenant of the
  * catalog provisioned in its model, the local token issuer and the API on http://localhost:3000 (PORT).
- * A second start reuses the data; --reset wipes it. Ctrl-C stops everything cleanly.
+ * A second start reuses the data; --reset wipes it. Ctrl-C, or SIGTERM/SIGHUP, stops everything cleanly; one
+ * instance per checkout (a second one, or a reset of a running one, is refused with its pid and ports).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { CatalogError, loadCatalog } from '../lib/catalog';
+import { parseCli } from './cli';
+import { acquireInstance, runningInstance, InstanceRunning } from '../service/src/local/instance';
 import { buildApp } from '../service/src/app';
 import { createAuthenticator } from '../service/src/auth';
 import { CachedRegistry } from '../service/src/registry';
-import { LOCAL_CLIENT_ID, LOCAL_USER_POOL_ID } from '../service/src/local/issuer';
+import { LOCAL_CLIENT_ID, LOCAL_UNKNOWN_KEY_HINT, LOCAL_USER_POOL_ID } from '../service/src/local/issuer';
 import { LOCAL_DIR, LocalPlatform } from '../service/src/local/platform';
 
+const USAGE = `usage: npm run local [-- --reset] [-- --catalog <path>]
+
+Starts the platform on this machine: PostgreSQL, every catalog tenant, the token issuer and the API.
+  --reset           start from empty data (refused while an instance runs)
+  --catalog <path>  the tenant catalog (default: tenants.json)
+  --help            this text
+Environment: PORT (API, default 3000), LOCAL_PG_PORT (PostgreSQL, default 54329), LOG_LEVEL.`;
+
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const catalogPath = args.includes('--catalog')
-    ? args[args.indexOf('--catalog') + 1]
-    : path.join(__dirname, '..', 'tenants.json');
+  const { values } = parseCli('npm run local', USAGE, {
+    reset: { type: 'boolean' },
+    catalog: { type: 'string' },
+  });
+  const catalogPath = values.catalog ?? path.join(__dirname, '..', 'tenants.json');
   const port = Number(process.env.PORT ?? '3000');
-  if (args.includes('--reset')) {
+  const pgPort = Number(process.env.LOCAL_PG_PORT ?? '54329');
+  const running = runningInstance(LOCAL_DIR);
+  if (running) throw new InstanceRunning(running, `${LOCAL_DIR}.lock`);
+  if (values.reset) {
     fs.rmSync(LOCAL_DIR, { recursive: true, force: true });
     console.log(`reset: removed ${LOCAL_DIR}`);
   }
+  const release = acquireInstance(LOCAL_DIR, { port, pgPort });
+  process.on('exit', release);
   const catalog = loadCatalog(catalogPath);
   console.log(`starting PostgreSQL (data in ${path.join(LOCAL_DIR, 'pg')}) ...`);
-  const platform = await LocalPlatform.start({
-    dir: LOCAL_DIR,
-    pgPort: Number(process.env.LOCAL_PG_PORT ?? '54329'),
-  });
+  const platform = await LocalPlatform.start({ dir: LOCAL_DIR, pgPort });
   const registry = new CachedRegistry(platform.registry);
   const app = buildApp({
     authenticate: createAuthenticator({
       userPoolId: LOCAL_USER_POOL_ID,
       clientId: LOCAL_CLIENT_ID,
       jwks: platform.issuer.jwks,
+      unknownKeyHint: LOCAL_UNKNOWN_KEY_HINT,
     }),
     registry,
     forgetTenant: (tenantId) => registry.forget(tenantId),
@@ -43,15 +58,23 @@ async function main(): Promise<void> {
     ready: () => platform.ready(),
     logger: process.env.LOG_LEVEL !== 'silent',
   });
-  const stop = async () => {
-    console.log('\nstopping ...');
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`\n${signal}: stopping ...`);
     await app.close().catch(() => undefined);
     await platform.stop();
     console.log('stopped');
     process.exit(0);
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stop(signal));
+  // If whatever started this goes without passing the signal on (npm's shell, a supervisor killed outright), this
+  // process is adopted by another: stop then too, rather than run on as an orphan holding both ports.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void stop('the command that started it exited');
+  }, 1000).unref();
 
   try {
     for (const tenant of catalog.tenants) {
@@ -90,6 +113,7 @@ API listening on http://localhost:${port} (Ctrl-C stops)
 }
 
 main().catch((e) => {
+  // The message is the useful part: no stack for what the user can fix.
   console.error(e instanceof CatalogError || e instanceof Error ? `npm run local: ${e.message}` : e);
   process.exit(1);
 });

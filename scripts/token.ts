@@ -7,16 +7,22 @@
  * works. As in AWS, only an enabled user of the tenant gets one: an offboarded tenant's users are disabled.
  */
 import * as path from 'path';
+import { parseCli } from './cli';
 import { tenantIdProblem } from '../db/naming';
 import { LocalIssuer } from '../service/src/local/issuer';
 import { LOCAL_DIR } from '../service/src/local/platform';
 import { LocalUserError, LocalUsers } from '../service/src/local/users';
 
-const args = process.argv.slice(2);
-const tenantId = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--user');
-const user = args.includes('--user') ? args[args.indexOf('--user') + 1] : undefined;
+const USAGE = `usage: npm run -s token -- <tenant id> [--user <email>]
+
+Prints an ID token from the local issuer for a user of the tenant (its administrator unless --user names another).
+  --user <email>   sign in as this user of the tenant
+  --help           this text`;
+const { values, positionals } = parseCli('token', USAGE, { user: { type: 'string' } }, { positionals: 1 });
+const tenantId = positionals[0];
+const user = values.user;
 if (!tenantId) {
-  console.error('usage: npm run -s token -- <tenantId> [--user <name>]');
+  console.error(`token: which tenant? give its id\n\n${USAGE}`);
   process.exit(2);
 }
 const problem = tenantIdProblem(tenantId);

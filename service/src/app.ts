@@ -33,6 +33,8 @@ export interface AppDeps {
   readonly startup?: StartupState;
   /** @default true - JSON logs on stdout */
   readonly logger?: boolean;
+  /** Where the JSON log lines go (tests); standard output by default. */
+  readonly logStream?: { write(line: string): void };
 }
 
 /** What a route knows of the caller: who signed in, their registry entry, and the database bound to them. */
@@ -86,24 +88,37 @@ const invoiceBody = {
   },
 } as const;
 
+/** The `error` of each client error the framework raises (the API's own errors name theirs). */
+const CLIENT_ERRORS: Record<number, string> = {
+  400: 'bad_request',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
+
 const listQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    limit: { type: 'integer', minimum: 1, maximum: 100, default: 50 },
+    limit: { type: 'string', maxLength: 3 },
     cursor: { type: 'string', maxLength: 200 },
   },
 } as const;
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
-    logger: deps.logger === false ? false : { level: process.env.LOG_LEVEL ?? 'info' },
+    logger:
+      deps.logger === false
+        ? false
+        : { level: process.env.LOG_LEVEL ?? 'info', ...(deps.logStream ? { stream: deps.logStream } : {}) },
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,64}$/.test(given) ? given : randomUUID();
     },
     bodyLimit: BODY_LIMIT,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Types are strict: "5" is not a number (no coercion); the one numeric query parameter is parsed by its route.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -135,8 +150,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       }
       throw e;
     }
-    request.log = request.log.child({ tenantId: principal.tenantId });
+    // From here every line of this request (the framework's "request completed" included) names the tenant.
+    request.log = reply.log = request.log.child({ tenantId: principal.tenantId });
     const entry = await deps.registry.get(principal.tenantId);
+    if (entry) request.log = reply.log = request.log.child({ model: entry.model });
     const database = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
     if (!entry || !database?.serves(entry)) {
       const why = !entry
@@ -162,7 +179,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         });
       }
       if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
-        return reply.code(error.statusCode).send({ error: 'bad_request', message: error.message });
+        return reply
+          .code(error.statusCode)
+          .send({ error: CLIENT_ERRORS[error.statusCode] ?? 'bad_request', message: error.message });
       }
       if (error.code === '23505') {
         return reply
@@ -204,6 +223,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     },
   );
 
+  // Unknown routes answer in the API's shape too (the framework's own would be { statusCode, error, message }).
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      error: 'not_found',
+      message: `no route ${request.method} ${request.url.split('?')[0]}: see the README's API section`,
+    }),
+  );
+
   // Liveness: the process answers, and it is not stuck (its database unreachable for minutes while tried).
   app.get(HEALTH_PATH, async (_request, reply) => {
     if (deps.startup && !deps.startup.ready()) return { status: 'starting' };
@@ -232,10 +259,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.get('/invoices', { schema: { querystring: listQuery } }, async (request, reply) => {
     const t = scope(request);
-    const q = request.query as { limit: number; cursor?: string };
+    const q = request.query as { limit?: string; cursor?: string };
+    const limit = q.limit === undefined ? 50 : /^[0-9]+$/.test(q.limit) ? Number(q.limit) : NaN;
+    if (!(limit >= 1 && limit <= 100)) {
+      return badRequest(reply, `querystring/limit must be a whole number from 1 to 100 (got "${q.limit}")`);
+    }
     const after = q.cursor ? decodeCursor(q.cursor) : undefined;
     if (q.cursor && !after) return badRequest(reply, 'querystring/cursor is not a cursor this API returned');
-    const page = await listInvoices(t.db, { limit: q.limit, after });
+    const page = await listInvoices(t.db, { limit, after });
     return { invoices: page.invoices, nextCursor: page.next ? encodeCursor(page.next) : null };
   });
 

@@ -3,11 +3,12 @@
  * expiry, issuer, token_use "id", audience = the app client). The tenant comes only from the verified
  * `custom:tenant_id` claim, which no app client may write (see the Platform stack).
  *
- * On the local platform the same verifier is used with the local issuer's JWKS preloaded (`cacheJwks`), so
- * nothing is fetched and nothing is skipped.
+ * On the local platform the same verifier is used with the local issuer's JWKS as its only keys (an offline key
+ * cache): nothing is ever fetched, nothing is skipped, and a token signed by a key the issuer does not have (one
+ * minted before `npm run local -- --reset`, say) gets a 401 that says so.
  */
 import { CognitoJwtVerifier } from 'aws-jwt-verify';
-import type { Jwks } from 'aws-jwt-verify/jwk';
+import type { Jwks, JwksCache, JwkWithKid } from 'aws-jwt-verify/jwk';
 import { TENANT_CLAIM } from '../../contracts';
 import { tenantIdProblem } from '../../db/naming';
 
@@ -29,19 +30,54 @@ export interface Principal {
 export interface AuthenticatorOptions {
   readonly userPoolId: string;
   readonly clientId: string;
-  /** Preloaded keys (the local issuer); in AWS they are fetched from Cognito and cached. */
+  /** The only keys (the local issuer): never fetched. In AWS they are fetched from Cognito and cached. */
   readonly jwks?: Jwks;
+  /** What to tell a caller whose token was signed by a key `jwks` does not have (local: how to get a new one). */
+  readonly unknownKeyHint?: string;
+}
+
+/** A key cache that holds `jwks` and nothing else, and never reaches the network. */
+class OfflineJwks implements JwksCache {
+  constructor(
+    private readonly jwks: Jwks,
+    private readonly hint: string,
+  ) {}
+
+  getCachedJwk(_uri: string, jwt: { header: { kid?: string } }): JwkWithKid {
+    const jwk = this.jwks.keys.find((k) => k.kid !== undefined && k.kid === jwt.header.kid);
+    if (!jwk) {
+      throw new AuthError(
+        `the token was signed with key "${String(jwt.header.kid)}", which this issuer does not have. ${this.hint}`,
+      );
+    }
+    return jwk as JwkWithKid;
+  }
+
+  async getJwk(uri: string, jwt: { header: { kid?: string } }): Promise<JwkWithKid> {
+    return this.getCachedJwk(uri, jwt);
+  }
+
+  addJwks(): void {}
+
+  async getJwks(): Promise<Jwks> {
+    return this.jwks;
+  }
 }
 
 export type Authenticate = (authorization: string | undefined) => Promise<Principal>;
 
 export function createAuthenticator(options: AuthenticatorOptions): Authenticate {
-  const verifier = CognitoJwtVerifier.create({
-    userPoolId: options.userPoolId,
-    tokenUse: 'id',
-    clientId: options.clientId,
-  });
-  if (options.jwks) verifier.cacheJwks(options.jwks);
+  const verifier = CognitoJwtVerifier.create(
+    { userPoolId: options.userPoolId, tokenUse: 'id', clientId: options.clientId },
+    options.jwks
+      ? {
+          jwksCache: new OfflineJwks(
+            options.jwks,
+            options.unknownKeyHint ?? 'Get a new token from its issuer.',
+          ),
+        }
+      : undefined,
+  );
   return async (authorization) => {
     const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization ?? '');
     if (!match) throw new AuthError('missing or malformed Authorization header: send "Bearer <ID token>"');
@@ -49,6 +85,7 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticate
     try {
       payload = (await verifier.verify(match[1])) as Record<string, unknown>;
     } catch (e) {
+      if (e instanceof AuthError) throw e;
       throw new AuthError(`invalid token: ${(e as Error).message}`);
     }
     const tenantId = payload[TENANT_CLAIM];

@@ -1,4 +1,5 @@
 import * as fs from 'fs';
+import https from 'https';
 import * as os from 'os';
 import * as path from 'path';
 import { randomBytes, randomUUID } from 'crypto';
@@ -9,7 +10,12 @@ import { sql } from '../../db/sql';
 import { buildApp, MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS } from '../../service/src/app';
 import { createAuthenticator } from '../../service/src/auth';
 import { CachedRegistry } from '../../service/src/registry';
-import { LocalIssuer, LOCAL_CLIENT_ID, LOCAL_USER_POOL_ID } from '../../service/src/local/issuer';
+import {
+  LocalIssuer,
+  LOCAL_CLIENT_ID,
+  LOCAL_UNKNOWN_KEY_HINT,
+  LOCAL_USER_POOL_ID,
+} from '../../service/src/local/issuer';
 import { LocalPlatform } from '../../service/src/local/platform';
 import { MASTER_PASSWORD, MASTER_ROLE, RUNTIME_PASSWORD, serverUrl, tryLeak } from '../db/harness';
 
@@ -56,6 +62,7 @@ beforeAll(async () => {
       userPoolId: LOCAL_USER_POOL_ID,
       clientId: LOCAL_CLIENT_ID,
       jwks: platform.issuer.jwks,
+      unknownKeyHint: LOCAL_UNKNOWN_KEY_HINT,
     }),
     registry: new CachedRegistry(platform.registry, { activeTtlMs: 0, inactiveTtlMs: 0 }),
     databaseFor: (entry) => platform.databaseFor(entry),
@@ -233,6 +240,59 @@ describe('request bodies: the API decides', () => {
   });
 });
 
+describe('strict types and one error shape', () => {
+  test.each([
+    ['a price as a string', { unitPriceCents: '5' }, 'unitPriceCents'],
+    ['a quantity as a string', { quantity: '2' }, 'quantity'],
+    ['a quantity as a boolean', { quantity: true }, 'quantity'],
+    ['a description as a number', { description: 5 }, 'description'],
+  ])('refuses %s with 400 naming the field', async (_what, change, field) => {
+    const body = {
+      customer: 'Types',
+      items: [{ description: 'x', quantity: 1, unitPriceCents: 1, ...change }],
+    };
+    const r = await call('stark', 'POST', '/invoices', body);
+    expect(r.status).toBe(400);
+    expect(r.body.error).toBe('bad_request');
+    expect(r.body.message).toContain(field);
+  });
+
+  test('a customer given as an array is refused, not joined into a string', async () => {
+    const r = await call('stark', 'POST', '/invoices', { ...invoice('x'), customer: ['a', 'b'] });
+    expect(r.status).toBe(400);
+    expect(r.body.message).toContain('customer');
+  });
+
+  test('limit is a whole number from 1 to 100', async () => {
+    expect((await call('stark', 'GET', '/invoices?limit=2')).status).toBe(200);
+    for (const bad of ['0', '101', 'abc', '1.5', '-1']) {
+      const r = await call('stark', 'GET', `/invoices?limit=${bad}`);
+      expect(r).toEqual({
+        status: 400,
+        body: {
+          error: 'bad_request',
+          message: `querystring/limit must be a whole number from 1 to 100 (got "${bad}")`,
+        },
+      });
+    }
+  });
+
+  test('unknown routes and unsupported bodies answer { error, message } like every other error', async () => {
+    expect(await call('stark', 'GET', '/nope?x=1')).toEqual({
+      status: 404,
+      body: { error: 'not_found', message: "no route GET /nope: see the README's API section" },
+    });
+    expect((await call('stark', 'PUT', '/invoices')).body.error).toBe('not_found');
+    const res = await fetch(`${base}/invoices`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token('stark')}`, 'content-type': 'application/xml' },
+      body: '<invoice/>',
+    });
+    expect(res.status).toBe(415);
+    expect(Object.keys((await res.json()) as object).sort()).toEqual(['error', 'message']);
+  });
+});
+
 describe('offboarding while an API still caches the tenant as active', () => {
   test('the database refuses the pool tenant at once (403), and the next lookup reads the registry again', async () => {
     await platform.provisionTenant({
@@ -360,6 +420,27 @@ describe('authentication: 401', () => {
     expect(r.body.error).toBe('unauthorized');
   });
 
+  test('a token from another local issuer gets a 401 that says how to get a new one, and nothing is fetched', async () => {
+    const request = jest.spyOn(https, 'request');
+    const get = jest.spyOn(https, 'get');
+    const fetched = jest.spyOn(globalThis, 'fetch');
+    try {
+      const r = await call({ raw: `Bearer ${other.idToken({ tenantId: 'stark' })}` }, 'GET', '/invoices');
+      expect(r.status).toBe(401);
+      expect(r.body.message).toContain('which this issuer does not have');
+      expect(r.body.message).toContain('npm run -s token -- <tenant id>');
+      expect(r.body.message).not.toMatch(/cognito|JWKS/i);
+      expect(request).not.toHaveBeenCalled();
+      expect(get).not.toHaveBeenCalled();
+      // The test's own call to the API is the only fetch.
+      expect(fetched.mock.calls.map(([url]) => String(url)).filter((u) => !u.startsWith(base))).toEqual([]);
+    } finally {
+      request.mockRestore();
+      get.mockRestore();
+      fetched.mockRestore();
+    }
+  });
+
   test('the tenant comes only from the token, never from a header, the path, the query or the body', async () => {
     const mine = await call('lexcorp', 'POST', '/invoices', invoice('mine'));
     const headers = { authorization: `Bearer ${token('lexcorp')}`, 'x-tenant-id': 'stark' };
@@ -473,6 +554,36 @@ describe('concurrency', () => {
     for (const t of tenants) {
       const r = await call(t, 'GET', '/invoices?limit=100');
       expect(new Set(r.body.invoices.map((x: { id: string }) => x.id))).toEqual(own.get(t));
+    }
+  });
+});
+
+describe('logs', () => {
+  test("every line of a tenant's request carries the request id, the tenant and its model", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logged = buildApp({
+      authenticate: createAuthenticator({
+        userPoolId: LOCAL_USER_POOL_ID,
+        clientId: LOCAL_CLIENT_ID,
+        jwks: platform.issuer.jwks,
+      }),
+      registry: new CachedRegistry(platform.registry),
+      databaseFor: (entry) => platform.databaseFor(entry),
+      ready: () => platform.ready(),
+      logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    try {
+      const r = await logged.inject({
+        method: 'GET',
+        url: '/invoices',
+        headers: { authorization: `Bearer ${token('aperture')}`, 'x-request-id': 'log-test-1' },
+      });
+      expect(r.statusCode).toBe(200);
+      const mine = lines.filter((l) => l.reqId === 'log-test-1');
+      const completed = mine.find((l) => l.msg === 'request completed');
+      expect(completed).toMatchObject({ tenantId: 'aperture', model: 'bridge', reqId: 'log-test-1' });
+    } finally {
+      await logged.close();
     }
   });
 });

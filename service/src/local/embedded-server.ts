@@ -8,9 +8,17 @@ export async function startEmbeddedServer(
   persistent = true,
 ): Promise<{ server: ChildProcess; url: string; dataDir: string }> {
   const script = path.join(__dirname, '..', '..', '..', 'scripts', 'pg-server.mjs');
-  const args = [script, '--dir', dir, '--port', String(port), ...(persistent ? ['--persistent'] : [])];
-  const server = spawn(process.execPath, args, {
-    stdio: ['ignore', 'pipe', 'inherit'],
+  const args = [
+    script,
+    ...['--dir', dir, '--port', String(port), '--watch-parent'],
+    ...(persistent ? ['--persistent'] : []),
+  ];
+  // Its standard input is a pipe from this process: if this process goes, however it goes, the server stops.
+  const server = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let errors = '';
+  server.stderr!.on('data', (d) => {
+    errors += d;
+    process.stderr.write(d);
   });
   const ready = await new Promise<{ url: string; dataDir: string }>((resolve, reject) => {
     let buf = '';
@@ -19,13 +27,17 @@ export async function startEmbeddedServer(
       const line = buf.split('\n').find((l) => l.startsWith('{'));
       if (line) resolve(JSON.parse(line));
     });
-    server.on('exit', (code) =>
+    server.on('exit', (code) => {
+      const said = errors.trim();
       reject(
         new Error(
-          `the local PostgreSQL server exited (code ${code}) before it was ready: is port ${port} free? (LOCAL_PG_PORT changes it; --reset starts from empty data)`,
+          `the local PostgreSQL server (data in ${dir}, port ${port}) exited with code ${code} before it was ready` +
+            (said
+              ? `; it said:\n${said}`
+              : '; it said nothing (run node scripts/pg-server.mjs to see it start)'),
         ),
-      ),
-    );
+      );
+    });
   });
   return { server, url: ready.url, dataDir: ready.dataDir };
 }

@@ -20,6 +20,9 @@ import { TENANT_CLAIM } from '../../../contracts';
 export const LOCAL_REGION = 'us-east-1';
 export const LOCAL_USER_POOL_ID = `${LOCAL_REGION}_TenantForgeLocal`;
 export const LOCAL_CLIENT_ID = 'tenantforge-local-client';
+/** The local API's 401 for a token signed by a key this issuer does not have. */
+export const LOCAL_UNKNOWN_KEY_HINT =
+  'It was minted by another local issuer (before `npm run local -- --reset`, or in another checkout): get a new one with: npm run -s token -- <tenant id>';
 export const LOCAL_ISSUER = `https://cognito-idp.${LOCAL_REGION}.amazonaws.com/${LOCAL_USER_POOL_ID}`;
 
 export interface TokenRequest {

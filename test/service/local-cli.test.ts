@@ -1,0 +1,119 @@
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+
+// The local platform's commands as a new user runs them: through npm, in their own processes.
+const REPO = path.join(__dirname, '..', '..');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+function npm(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync('npm', ['run', '-s', ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 60000,
+  });
+}
+
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('connect', () => (c.destroy(), resolve(true)));
+    c.on('error', () => resolve(false));
+  });
+
+async function until(check: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return false;
+}
+
+describe('command line: --help, unknown flags, missing values', () => {
+  test.each([
+    [['local', '--', '--help'], 0, /usage: npm run local/],
+    [['token', '--', '--help'], 0, /usage: npm run -s token/],
+    [['onboard', '--', '--help'], 0, /--admin-email/],
+    [['offboard', '--', '--help'], 0, /usage: npm run offboard/],
+    [['local', '--', '--bogus'], 2, /Unknown option '--bogus'/],
+    [['token', '--', 'acme', '--user'], 2, /--user <value>' argument missing/],
+    [['token', '--', 'acme', '--user', '--help'], 2, /'--user' argument is ambiguous/],
+    [['onboard', '--', '--tenant'], 2, /--tenant <value>' argument missing/],
+  ])('npm run %j exits %i', (args, code, said) => {
+    const r = npm(args as string[], { LOCAL_DIR: path.join(os.tmpdir(), 'cli-test-never-created') });
+    expect(r.status).toBe(code);
+    expect(r.stdout + r.stderr).toMatch(said);
+    // Nothing started, and no Node internals in what the user reads.
+    expect(r.stdout + r.stderr).not.toMatch(/node:internal|triggerUncaughtException|\n\s+at /);
+  });
+});
+
+describe('npm run local: one instance, and every stop signal stops everything', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'local-cli-'));
+    fs.chmodSync(dir, 0o755);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('a second instance and a reset of a running one are refused with its pid and ports; SIGTERM to npm leaves no process', async () => {
+    const [port, pgPort] = [await freePort(), await freePort()];
+    const env = {
+      ...process.env,
+      LOCAL_DIR: path.join(dir, '.local'),
+      PORT: String(port),
+      LOCAL_PG_PORT: String(pgPort),
+      LOG_LEVEL: 'silent',
+    };
+    const first = spawn('npm', ['run', '-s', 'local'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    first.stdout.on('data', (d) => (output += d));
+    first.stderr.on('data', (d) => (output += d));
+    try {
+      expect(await until(() => output.includes('API listening'), 90000)).toBe(true);
+      const lock = JSON.parse(fs.readFileSync(path.join(dir, '.local.lock'), 'utf8'));
+      for (const args of [['local'], ['local', '--', '--reset']]) {
+        const second = npm(args, env);
+        expect(second.status).toBe(1);
+        expect(second.stderr).toContain(
+          `another instance is already running for this data directory (pid ${lock.pid}, API on port ${port}, PostgreSQL on port ${pgPort})`,
+        );
+      }
+      // The reset removed nothing from under the running server.
+      expect(fs.existsSync(path.join(dir, '.local', 'pg', 'PG_VERSION'))).toBe(true);
+      expect(await listening(port)).toBe(true);
+
+      first.kill('SIGTERM'); // npm itself, as a supervisor or `kill <pid>` would
+      expect(await until(async () => !(await listening(port)) && !(await listening(pgPort)), 20000)).toBe(
+        true,
+      );
+      expect(
+        await until(() => {
+          try {
+            process.kill(lock.pid, 0);
+            return false;
+          } catch {
+            return true;
+          }
+        }, 5000),
+      ).toBe(true);
+      expect(fs.existsSync(path.join(dir, '.local.lock'))).toBe(false);
+    } finally {
+      first.kill('SIGKILL');
+    }
+  }, 150000);
+});

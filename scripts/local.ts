@@ -99,10 +99,14 @@ async function main(): Promise<void> {
     }
     throw e;
   }
-  const first = catalog.tenants[0]?.id ?? 'acme';
+  // What the registry holds, as in AWS: the catalog's tenants and any onboarded here (npm run onboard).
+  const registered = Object.values(platform.registry.readAll());
+  const served = registered.filter((t) => t.status === 'active');
+  const offboarded = registered.filter((t) => t.status === 'offboarded');
+  const first = served[0]?.tenantId ?? catalog.tenants[0]?.id ?? 'acme';
   console.log(`
 API listening on http://localhost:${port} (Ctrl-C stops)
-  tenants: ${catalog.tenants.map((t) => `${t.id} (${t.model})`).join(', ')}
+  tenants: ${served.map((t) => `${t.tenantId} (${t.model})`).join(', ') || 'none'}${offboarded.length ? `\n  offboarded (kept): ${offboarded.map((t) => t.tenantId).join(', ')}` : ''}
   try:
     TOKEN=$(npm run -s token -- ${first})
     curl -s -H "Authorization: Bearer $TOKEN" localhost:${port}/me

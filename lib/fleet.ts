@@ -82,8 +82,11 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   if (options.onlyTenant !== undefined) {
     tenants = tenants.filter((t) => t.id === options.onlyTenant);
     if (tenants.length === 0) {
+      const ids = catalog.tenants.map((t) => t.id);
+      const shown =
+        ids.length > 20 ? `${ids.slice(0, 20).join(', ')} and ${ids.length - 20} more` : ids.join(', ');
       throw new FleetError(
-        `-c tenant=${options.onlyTenant}: no tenant with that id in ${catalog.source}: add it to the catalog or pass one of its ids`,
+        `-c tenant=${options.onlyTenant}: no tenant with that id in ${catalog.source}: add it to the catalog or pass one of its ids (${shown || 'it has none'})`,
       );
     }
   }

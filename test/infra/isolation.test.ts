@@ -29,7 +29,7 @@ describe('fleet layout', () => {
 
   test('rejects -c tenant=<id> for a tenant the catalog does not have', () => {
     expect(() => synthFleet(SAMPLE_TENANTS, { onlyTenant: 'nobody' })).toThrow(
-      '-c tenant=nobody: no tenant with that id in test catalog',
+      `-c tenant=nobody: no tenant with that id in test catalog: add it to the catalog or pass one of its ids (${SAMPLE_TENANTS.map((t) => t.id).join(', ')})`,
     );
   });
 

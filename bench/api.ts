@@ -110,6 +110,8 @@ async function main(): Promise<void> {
         LOCAL_PG_PORT: String(PG_PORT),
         LOCAL_DIR: dir,
         LOG_LEVEL: 'silent',
+        // The read path, not the per-tenant limits (64 connections on one tenant is a flood: bench:noisy).
+        LOCAL_TENANT_LIMITS: 'off',
       },
       stdio: ['ignore', 'ignore', 'inherit'],
     },

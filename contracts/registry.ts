@@ -13,6 +13,10 @@ export const TENANT_STATUSES = ['provisioning', 'active', 'offboarding', 'offboa
 export type TenantStatus = (typeof TENANT_STATUSES)[number];
 export type DeletionPolicy = 'retain' | 'destroy';
 
+/** A tenant's service tier: its per-tenant limits in a shared cell (service/src/tenant-limits.ts). */
+export const TENANT_TIERS = ['standard', 'premium'] as const;
+export type TenantTier = (typeof TENANT_TIERS)[number];
+
 export interface RegistryItem {
   readonly tenantId: string;
   readonly model: IsolationModel;
@@ -21,6 +25,8 @@ export interface RegistryItem {
   readonly name?: string;
   /** What offboarding does with the tenant's data. */
   readonly deletionPolicy?: DeletionPolicy;
+  /** Its service tier. @default 'standard' */
+  readonly tier?: TenantTier;
   /** The tenant's schema (bridge: its own; pool: the shared one; silo: its database's). */
   readonly schema?: string;
   /** The application schema version the provisioner last brought the tenant to. */
@@ -70,6 +76,7 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   status: 'S',
   name: 'S',
   deletionPolicy: 'S',
+  tier: 'S',
   schema: 'S',
   schemaVersion: 'N',
   failureReason: 'S',
@@ -138,6 +145,8 @@ export interface RegistryUpdate {
  */
 export interface RegistryCondition {
   readonly absent?: boolean;
+  /** The item exists (an update never creates it). */
+  readonly exists?: boolean;
   readonly unlocked?: boolean;
   readonly lockedBy?: string;
   readonly statusIn?: readonly TenantStatus[];
@@ -154,6 +163,10 @@ function conditionExpression(
   if (c.absent) {
     names['#key'] = REGISTRY_KEY;
     parts.push('attribute_not_exists(#key)');
+  }
+  if (c.exists) {
+    names['#key'] = REGISTRY_KEY;
+    parts.push('attribute_exists(#key)');
   }
   if (c.unlocked) {
     names['#lock'] = 'lock';

@@ -5,7 +5,7 @@
  */
 import type { ClientBase } from 'pg';
 import type { IsolationModel } from './naming';
-import { MIGRATIONS } from './migrations';
+import { MIGRATIONS, type Migration } from './migrations';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_TABLE_PRIVILEGES } from './roles';
 import { ident, raw, sql } from './sql';
 import { exec, lockTarget } from './tx';
@@ -27,10 +27,10 @@ export interface MigrationTarget {
   readonly tenantId?: string;
 }
 
-export function checkVersionExists(version: number): void {
-  if (!MIGRATIONS.some((m) => m.version === version)) {
+export function checkVersionExists(version: number, migrations: readonly Migration[] = MIGRATIONS): void {
+  if (!migrations.some((m) => m.version === version)) {
     throw new Error(
-      `schema version ${version} does not exist: this provisioner knows versions ${MIGRATIONS.map((m) => m.version).join(', ')}`,
+      `schema version ${version} does not exist: this provisioner knows versions ${migrations.map((m) => m.version).join(', ')}`,
     );
   }
 }
@@ -44,9 +44,10 @@ export async function migrateTarget(
   client: ClientBase,
   target: MigrationTarget,
   toVersion: number,
-  options: { restore?: boolean } = {},
+  options: { restore?: boolean; migrations?: readonly Migration[] } = {},
 ): Promise<number> {
-  checkVersionExists(toVersion);
+  const migrations = options.migrations ?? MIGRATIONS;
+  checkVersionExists(toVersion, migrations);
   await exec(client, lockTarget(target.target));
   await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
   const current = await client.query<{ version: number; status: string }>(
@@ -74,13 +75,15 @@ export async function migrateTarget(
         GRANT ${raw(RUNTIME_TABLE_PRIVILEGES)} ON TABLES TO ${grantee}`,
   );
   await exec(client, sql`SET LOCAL search_path = ${schema}`);
-  for (const m of MIGRATIONS) {
+  for (const m of migrations) {
     if (m.version > from && m.version <= toVersion) {
       const statements = target.kind === 'pool' ? m.pool : m.tenant;
       if (statements.trim() !== '') await client.query(statements);
       if (target.tenantId !== undefined && m.bridge) {
         await client.query(m.bridge.replaceAll('{{tenant}}', sql`${target.tenantId}`.toLiteralSql()));
       }
+      const backfill = target.kind === 'pool' ? m.backfill?.pool : m.backfill?.tenant;
+      if (backfill) await withRlsUnforced(client, target.schema, backfill);
     }
   }
   await exec(client, sql`SET LOCAL search_path = pg_catalog`);
@@ -92,6 +95,22 @@ export async function migrateTarget(
   );
   await client.query('RESET ROLE');
   return from;
+}
+
+/**
+ * Runs `statements` with the schema's forced-RLS tables unforced, then forces them again, all in the caller's
+ * transaction (see Migration.backfill).
+ */
+async function withRlsUnforced(client: ClientBase, schema: string, statements: string): Promise<void> {
+  const forced = await client.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relforcerowsecurity ORDER BY c.relname`,
+    [schema],
+  );
+  const tables = forced.rows.map((r) => sql`${ident(schema)}.${ident(r.name)}`.toLiteralSql());
+  for (const t of tables) await client.query(`ALTER TABLE ${t} NO FORCE ROW LEVEL SECURITY`);
+  await client.query(statements);
+  for (const t of tables) await client.query(`ALTER TABLE ${t} FORCE ROW LEVEL SECURITY`);
 }
 
 /** An offboarded tenant's data is still there: it comes back only through an explicit restore. */

@@ -41,9 +41,8 @@ export interface TenantDatabaseOptions {
   /** Silo only: the one tenant this database serves. */
   readonly siloTenantId?: string;
   /**
-   * A per-transaction statement timeout for this database's tenants, overriding the runtime role's own.
-   * Setting it costs about 15% of single-read throughput (a timer armed per transaction), so the default
-   * relies on the role-level timeout that the bootstrap sets.
+   * A per-transaction statement timeout for this database's tenants, overriding the runtime role's own (which
+   * enter() sets on every unit of work anyway); `forTenant(id, { statementTimeoutMs })` overrides it per tenant.
    * @default - the runtime role's `statement_timeout` (5 s, set by bootstrapDatabase)
    */
   readonly statementTimeoutMs?: number;
@@ -154,8 +153,12 @@ export class TenantDatabase {
    * Binds this database to one tenant. The id is validated here, once; a silo database refuses any tenant but
    * its own. Every statement run through the scope is in that tenant's context.
    */
-  forTenant(tenantId: string): TenantScope {
+  forTenant(tenantId: string, options: { statementTimeoutMs?: number } = {}): TenantScope {
     validateTenantId(tenantId, 'tenant context');
+    const timeout = options.statementTimeoutMs ?? this.statementTimeoutMs;
+    if (timeout !== undefined && (!Number.isInteger(timeout) || timeout <= 0)) {
+      throw new TenantContextError(`statementTimeoutMs must be a positive whole number (got ${timeout})`);
+    }
     if (this.siloTenantId !== undefined && tenantId !== this.siloTenantId) {
       throw new TenantContextError(
         `tenant "${tenantId}" is not served by this silo database, which belongs to tenant "${this.siloTenantId}"`,
@@ -165,8 +168,8 @@ export class TenantDatabase {
     return {
       tenantId,
       model: this.model,
-      run: (statement) => this.runIn(pool, tenantId, statement),
-      transaction: (work) => this.transactionIn(pool, tenantId, work),
+      run: (statement) => this.runIn(pool, tenantId, statement, timeout),
+      transaction: (work) => this.transactionIn(pool, tenantId, work, timeout),
     };
   }
 
@@ -241,6 +244,7 @@ export class TenantDatabase {
     pool: Pool,
     tenantId: string,
     statement: Sql,
+    timeoutMs?: number,
   ): Promise<QueryResult<R>> {
     refuseExplain(statement);
     const query = statement.toQuery();
@@ -250,7 +254,7 @@ export class TenantDatabase {
       try {
         // enter() then the statement, in one exchange and one implicit transaction (db/unit-of-work.ts).
         unit = await runUnitOfWork<R>(client, [
-          { text: ENTER, values: this.enterValues(client, tenantId) },
+          { text: ENTER, values: this.enterValues(client, tenantId, timeoutMs) },
           { text: query.text, values: query.values, name: statementName(query.text) },
         ]);
       } catch (e) {
@@ -284,14 +288,12 @@ export class TenantDatabase {
   }
 
   /** enter()'s arguments: the model's settings for the tenant, then the credential for this connection. */
-  private enterValues(client: PoolClient, tenantId: string): [string[], string[]] {
+  private enterValues(client: PoolClient, tenantId: string, timeoutMs?: number): [string[], string[]] {
     const pid = (client as unknown as { processID?: number }).processID;
     if (!pid) throw new TenantContextError('the connection has no backend pid: it cannot carry a credential');
     const settings: (readonly [string, string])[] = [
       ...this.impl.contextSettings(tenantId, { namingKey: this.namingKey }),
-      ...(this.statementTimeoutMs !== undefined
-        ? [['statement_timeout', `${this.statementTimeoutMs}ms`] as const]
-        : []),
+      ...(timeoutMs !== undefined ? [['statement_timeout', `${timeoutMs}ms`] as const] : []),
       ...this.contextKey.credential(tenantId, pid),
     ];
     return [settings.map(([n]) => n), settings.map(([, v]) => v)];
@@ -310,6 +312,7 @@ export class TenantDatabase {
     pool: Pool,
     tenantId: string,
     work: (tx: TenantTransaction) => Promise<T>,
+    timeoutMs?: number,
   ): Promise<T> {
     const client = await pool.connect();
     let open = true;
@@ -326,7 +329,7 @@ export class TenantDatabase {
     try {
       const [begin, enter] = await Promise.allSettled([
         client.query('BEGIN READ WRITE'),
-        client.query(ENTER, this.enterValues(client, tenantId)),
+        client.query(ENTER, this.enterValues(client, tenantId, timeoutMs)),
       ]);
       if (begin.status === 'rejected') throw begin.reason;
       if (enter.status === 'rejected') throw enter.reason;

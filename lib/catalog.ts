@@ -7,7 +7,7 @@
  * rules to a single request.
  */
 import * as fs from 'fs';
-import { DeletionPolicy, ISOLATION_MODELS, IsolationModel } from '../contracts';
+import { DeletionPolicy, ISOLATION_MODELS, IsolationModel, TENANT_TIERS, TenantTier } from '../contracts';
 import { tenantIdProblem } from '../db/naming';
 import { CidrRange, intToIp, isPrivate, overlaps, parseCidr } from './cidr';
 
@@ -43,6 +43,8 @@ export interface Tenant {
    * @default - the tenant id
    */
   readonly hostname: string;
+  /** Its service tier: its limits in a shared cell (requests, concurrency, database share). */
+  readonly tier: TenantTier;
   /** Present for silo tenants only. */
   readonly silo?: SiloSettings;
 }
@@ -77,6 +79,7 @@ const TENANT_FIELDS = new Set(['id', 'name', 'model', 'settings']);
 const SETTINGS_FIELDS = new Set([
   'deletionPolicy',
   'hostname',
+  'tier',
   'instanceClass',
   'multiAz',
   'backupRetentionDays',
@@ -267,6 +270,14 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
       `field "settings.deletionPolicy" is ${JSON.stringify(deletionPolicy)}: use "retain" (keep data, the default) or "destroy" (test tenants only)`,
     );
   }
+  const tier = settings.tier ?? 'standard';
+  if (!TENANT_TIERS.includes(tier as TenantTier)) {
+    add(
+      'invalid-field',
+      'settings.tier',
+      `field "settings.tier" is ${JSON.stringify(settings.tier)}: use one of ${TENANT_TIERS.map((t) => `"${t}"`).join(', ')} (the default is "standard")`,
+    );
+  }
   const hostname = settings.hostname ?? tenantId;
   if (settings.hostname !== undefined && (typeof hostname !== 'string' || !HOSTNAME_PATTERN.test(hostname))) {
     add(
@@ -295,6 +306,7 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
       model: model as IsolationModel,
       deletionPolicy: deletionPolicy as DeletionPolicy,
       hostname: hostname as string,
+      tier: tier as TenantTier,
       ...(silo ? { silo } : {}),
     },
   };
@@ -475,6 +487,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export function tenantRequestOf(t: Tenant): string {
   const settings: Record<string, unknown> = { deletionPolicy: t.deletionPolicy };
   if (t.hostname !== t.id) settings.hostname = t.hostname;
+  if (t.tier !== 'standard') settings.tier = t.tier;
   if (t.silo) {
     settings.instanceClass = t.silo.instanceClass;
     settings.multiAz = t.silo.multiAz;

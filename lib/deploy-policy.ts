@@ -40,6 +40,30 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       ...tags('backup'),
     ],
   },
+  'AWS::ApplicationAutoScaling::ScalableTarget': {
+    actions: [
+      'application-autoscaling:RegisterScalableTarget',
+      'application-autoscaling:DeregisterScalableTarget',
+      'application-autoscaling:DescribeScalableTargets',
+      'application-autoscaling:ListTagsForResource',
+      ...tags('application-autoscaling'),
+      // Registering an ECS service's desired count as a scalable target reads and updates the service.
+      'ecs:DescribeServices',
+      'ecs:UpdateService',
+    ],
+    serviceLinkedRoles: ['ecs.application-autoscaling.amazonaws.com'],
+  },
+  'AWS::ApplicationAutoScaling::ScalingPolicy': {
+    actions: [
+      'application-autoscaling:PutScalingPolicy',
+      'application-autoscaling:DeleteScalingPolicy',
+      'application-autoscaling:DescribeScalingPolicies',
+      // Target tracking creates and removes its own CloudWatch alarms.
+      'cloudwatch:PutMetricAlarm',
+      'cloudwatch:DeleteAlarms',
+      'cloudwatch:DescribeAlarms',
+    ],
+  },
   'AWS::Backup::BackupSelection': {
     actions: ['backup:CreateBackupSelection', 'backup:DeleteBackupSelection', 'backup:GetBackupSelection'],
     passRoleTo: ['backup.amazonaws.com'],
@@ -368,6 +392,9 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
   },
   'AWS::Lambda::Permission': {
     actions: ['lambda:AddPermission', 'lambda:RemovePermission', 'lambda:GetPolicy'],
+  },
+  'AWS::Logs::MetricFilter': {
+    actions: ['logs:PutMetricFilter', 'logs:DeleteMetricFilter', 'logs:DescribeMetricFilters'],
   },
   'AWS::Logs::LogGroup': {
     actions: [

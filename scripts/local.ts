@@ -10,6 +10,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CatalogError, loadCatalog } from '../lib/catalog';
 import { parseCli } from './cli';
+import { TenantLimiter, UNMETERED } from '../service/src/tenant-limits';
 import { acquireInstance, runningInstance, InstanceRunning } from '../service/src/local/instance';
 import { buildApp } from '../service/src/app';
 import { createAuthenticator } from '../service/src/auth';
@@ -23,7 +24,8 @@ Starts the platform on this machine: PostgreSQL, every catalog tenant, the token
   --reset           start from empty data (refused while an instance runs)
   --catalog <path>  the tenant catalog (default: tenants.json)
   --help            this text
-Environment: PORT (API, default 3000), LOCAL_PG_PORT (PostgreSQL, default 54329), LOG_LEVEL.`;
+Environment: PORT (API, default 3000), LOCAL_PG_PORT (PostgreSQL, default 54329), LOG_LEVEL,
+LOCAL_TENANT_LIMITS=off (no per-tenant limits: for benchmarks of the read path only).`;
 
 async function main(): Promise<void> {
   const { values } = parseCli('npm run local', USAGE, {
@@ -57,6 +59,9 @@ async function main(): Promise<void> {
     databaseFor: (entry) => platform.databaseFor(entry),
     ready: () => platform.ready(),
     logger: process.env.LOG_LEVEL !== 'silent',
+    // LOCAL_TENANT_LIMITS=off: no per-tenant limits (npm run bench:api measures the read path with 64 connections
+    // on one tenant). Local only: the API in AWS always applies them.
+    ...(process.env.LOCAL_TENANT_LIMITS === 'off' ? { limiter: new TenantLimiter(() => UNMETERED) } : {}),
   });
   let stopping = false;
   const stop = async (signal: string) => {

@@ -29,6 +29,19 @@ export interface Migration {
    * the tenant rendering adds its policy here (a test checks every bridge table has one).
    */
   readonly bridge?: string;
+  /**
+   * The contract step of an earlier expand (db/migrations/compatibility.ts): only such a migration may drop,
+   * rename or retype what a running release could still read.
+   */
+  readonly contract?: { readonly expandedIn: number };
+  /**
+   * Statements that rewrite existing rows (a backfill), per rendering. The tables' Row-Level Security is forced,
+   * so an UPDATE in `pool` or `tenant` would see no rows at all (the owner has no tenant context): the runner runs
+   * these with the target's tables' RLS unforced inside the migration's transaction (the owner then sees every
+   * row) and forces it again before commit, under the ACCESS EXCLUSIVE locks ALTER TABLE takes, so no other
+   * session ever sees the tables unforced.
+   */
+  readonly backfill?: { readonly pool?: string; readonly tenant?: string };
 }
 
 export const MIGRATIONS: readonly Migration[] = [invoices, dueDates, activeTenants, verifiedContext];

@@ -17,7 +17,8 @@ import type { Client } from 'pg';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { dataModel } from '../../db/models';
 import { connect, contextKey } from './connection';
-import { recordDone, recordFailure, recordOffboarded, recordStart } from './registry';
+import { FleetEvent, FleetReport, isFleetEvent, runFleetEvent } from './fleet';
+import { recordDone, recordFailure, recordOffboarded, recordSchemaVersion, recordStart } from './registry';
 import { Env, parseRequest, ProvisioningInputError, readEnv, Request } from './request';
 
 export { connectionConfig } from './connection';
@@ -25,8 +26,21 @@ export { parseRequest, ProvisioningInputError, RESOURCE_TYPES } from './request'
 
 type Result = Pick<CloudFormationCustomResourceResponse, 'PhysicalResourceId' | 'Data'>;
 
-export async function handler(event: CloudFormationCustomResourceEvent): Promise<Result> {
+export async function handler(event: CloudFormationCustomResourceEvent): Promise<Result>;
+export async function handler(event: FleetEvent): Promise<FleetReport>;
+export async function handler(
+  event: CloudFormationCustomResourceEvent | FleetEvent,
+): Promise<Result | FleetReport> {
   const env = readEnv();
+  // An operator's fleet migration (npm run migrate -- --aws), not CloudFormation: this cell's database only.
+  if (isFleetEvent(event)) {
+    log('fleet event', { ...event });
+    return runFleetEvent(event, env, {
+      connect: () => connect(env, log),
+      recordVersion: (tenantId, version) => recordSchemaVersion(env, tenantId, version),
+      log,
+    });
+  }
   let request: Request;
   try {
     request = parseRequest(event, env);

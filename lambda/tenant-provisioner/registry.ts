@@ -5,7 +5,14 @@
  * the catalog with `cdk deploy`, this provisioner, which writes status only on an item nobody holds.
  */
 import { ConditionalCheckFailedException, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
-import { RegistryCondition, RegistryField, RegistryItem, registryUpdate } from '../../contracts';
+import {
+  RegistryCondition,
+  RegistryField,
+  RegistryItem,
+  registryUpdate,
+  TENANT_TIERS,
+  TenantTier,
+} from '../../contracts';
 import type { Env, Request } from './request';
 
 let dynamo: DynamoDBClient | undefined;
@@ -42,8 +49,19 @@ const definition = (r: Request) => ({
   model: r.model,
   name: r.name ?? r.tenantId!,
   deletionPolicy: r.deletionPolicy,
+  tier: tierOf(r.tenantRequest),
   request: r.tenantRequest,
 });
+
+/** The tier the tenant's request (its catalog entry, validated by the CDK app) names; standard by default. */
+function tierOf(request: string | undefined): TenantTier {
+  try {
+    const tier = (JSON.parse(request ?? '{}') as { settings?: { tier?: unknown } }).settings?.tier;
+    return TENANT_TIERS.includes(tier as TenantTier) ? (tier as TenantTier) : 'standard';
+  } catch {
+    return 'standard';
+  }
+}
 
 /**
  * Before a Create or Update: registers a tenant the registry has never seen (a catalog deploy) as
@@ -69,6 +87,13 @@ export async function recordDone(env: Env, r: Request, schema: string, create: b
       statusIn: ['provisioning'],
     });
   }
+}
+
+/** A fleet migration brought the tenant's schema to `version` (only an item that exists is touched). */
+export async function recordSchemaVersion(env: Env, tenantId: string, version: number): Promise<boolean> {
+  return update(env, tenantId, { schemaVersion: version, upgradeStatus: 'current' }, ['upgradeFailure'], {
+    exists: true,
+  });
 }
 
 /**

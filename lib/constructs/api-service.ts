@@ -5,7 +5,10 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as kms from 'aws-cdk-lib/aws-kms';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
@@ -50,6 +53,16 @@ export interface ApiServiceProps {
    * @default 'steady'
    */
   readonly phase?: TenantPhase;
+  /**
+   * Where the sustained-throttling alarm goes (the cell's alarm topic).
+   * @default - no alarm
+   */
+  readonly alarmTopic?: sns.ITopic;
+  /**
+   * The most tasks the service scales out to under load (CPU and requests per task).
+   * @default - four times desiredCount
+   */
+  readonly maxCount?: number;
 }
 
 /** Why a stack in a lifecycle phase other than `steady` has no deletion protection (shared with the database). */
@@ -59,6 +72,9 @@ export const PHASE_REASONS: Record<Exclude<TenantPhase, 'steady'>, string> = {
   retire:
     "Lifecycle phase 'retire': the offboarding workflow's deploy right before it destroys this tenant's stack, after the database's final snapshot is taken and recorded. Protection is lifted by the stack itself so that no role holds rights to modify databases or load balancers.",
 };
+
+/** The edge's per-token rate (requests per minute): above the premium tier's rate on two tasks. */
+export const WAF_TOKEN_RATE_PER_MINUTE = 60_000;
 
 /**
  * The tenant-aware API on ECS Fargate behind an internet-facing ALB. HTTPS only (port 80 answers with a
@@ -195,29 +211,58 @@ export class ApiService extends Construct {
         metricName: `${Stack.of(this).stackName}-api`,
         sampledRequestsEnabled: true,
       },
-      rules: ['AWSManagedRulesCommonRuleSet', 'AWSManagedRulesKnownBadInputsRuleSet'].map((name, i) => ({
-        name,
-        priority: i,
-        overrideAction: { none: {} },
-        statement: {
-          managedRuleGroupStatement: {
-            vendorName: 'AWS',
-            name,
-            // The API decides what a valid body is (its schema and its 256 KB limit, answered in its own error
-            // shape): a large invoice is not an attack, and text with "<" in a JSON field is data the API never
-            // renders. These two body rules count instead of block.
-            ...(name === 'AWSManagedRulesCommonRuleSet'
-              ? {
-                  ruleActionOverrides: WAF_BODY_RULES_COUNTED.map((rule) => ({
-                    name: rule,
-                    actionToUse: { count: {} },
-                  })),
-                }
-              : {}),
+      rules: [
+        ...['AWSManagedRulesCommonRuleSet', 'AWSManagedRulesKnownBadInputsRuleSet'].map((name, i) => ({
+          name,
+          priority: i,
+          overrideAction: { none: {} },
+          statement: {
+            managedRuleGroupStatement: {
+              vendorName: 'AWS',
+              name,
+              // The API decides what a valid body is (its schema and its 256 KB limit, answered in its own error
+              // shape): a large invoice is not an attack, and text with "<" in a JSON field is data the API never
+              // renders. These two body rules count instead of block.
+              ...(name === 'AWSManagedRulesCommonRuleSet'
+                ? {
+                    ruleActionOverrides: WAF_BODY_RULES_COUNTED.map((rule) => ({
+                      name: rule,
+                      actionToUse: { count: {} },
+                    })),
+                  }
+                : {}),
+            },
+          },
+          visibilityConfig: {
+            cloudWatchMetricsEnabled: true,
+            metricName: name,
+            sampledRequestsEnabled: true,
+          },
+        })),
+        // Noisy neighbours at the edge: one caller's token (so one tenant's user) over WAF_TOKEN_RATE_PER_MINUTE is
+        // answered 429 before it reaches a task. The API's own per-tenant limits (service/src/tenant-limits.ts)
+        // are the fine-grained ones; this bounds what a single token can make the tasks refuse.
+        {
+          name: 'RatePerToken',
+          priority: 2,
+          action: { block: { customResponse: { responseCode: 429 } } },
+          statement: {
+            rateBasedStatement: {
+              aggregateKeyType: 'CUSTOM_KEYS',
+              customKeys: [
+                { header: { name: 'authorization', textTransformations: [{ priority: 0, type: 'NONE' }] } },
+              ],
+              limit: WAF_TOKEN_RATE_PER_MINUTE,
+              evaluationWindowSec: 60,
+            },
+          },
+          visibilityConfig: {
+            cloudWatchMetricsEnabled: true,
+            metricName: 'RatePerToken',
+            sampledRequestsEnabled: true,
           },
         },
-        visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: name, sampledRequestsEnabled: true },
-      })),
+      ],
     });
     new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', {
       resourceArn: this.loadBalancer.loadBalancerArn,
@@ -243,7 +288,62 @@ export class ApiService extends Construct {
       ],
       redactedFields: [{ singleHeader: { Name: 'authorization' } }],
     });
+    this.scaleOnLoad(props.desiredCount ?? 2, props.maxCount);
+    this.tenantMetrics(logGroup, props.alarmTopic);
     this.acknowledge(redirect, albSecurityGroup, disposable, phase);
+  }
+
+  /** More tasks under load: on CPU, and on requests per task (a flood that the limits refuse still costs CPU). */
+  private scaleOnLoad(desired: number, max?: number): void {
+    const scaling = this.service.autoScaleTaskCount({
+      minCapacity: desired,
+      maxCapacity: max ?? desired * 4,
+    });
+    scaling.scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: 60 });
+    scaling.scaleOnRequestCount('Requests', { requestsPerTarget: 3000, targetGroup: this.targetGroup });
+  }
+
+  /**
+   * Per-tenant metrics from the API's once-a-minute usage lines (service/src/app.ts, "tenant usage"): requests,
+   * throttled requests and the slowest request, with the tenant as a dimension (namespace TenantForge/Api), and
+   * an alarm when some tenant has been throttled in every minute for 10 minutes.
+   */
+  private tenantMetrics(logGroup: logs.ILogGroup, topic?: sns.ITopic): void {
+    const namespace = 'TenantForge/Api';
+    const usage = '{ $.msg = "tenant usage" }';
+    for (const [name, field] of [
+      ['TenantRequests', '$.requests'],
+      ['TenantThrottled', '$.throttled'],
+      ['TenantLatencyMaxMs', '$.latencyMsMax'],
+    ] as const) {
+      new logs.MetricFilter(this, `${name}Filter`, {
+        logGroup,
+        metricNamespace: namespace,
+        metricName: name,
+        filterPattern: logs.FilterPattern.literal(usage),
+        metricValue: field,
+        dimensions: { TenantId: '$.tenantId' },
+      });
+    }
+    const throttledTenants = new logs.MetricFilter(this, 'TenantsThrottledFilter', {
+      logGroup,
+      metricNamespace: namespace,
+      metricName: 'TenantsThrottled',
+      filterPattern: logs.FilterPattern.literal('{ $.msg = "tenant usage" && $.throttled > 0 }'),
+      metricValue: '1',
+    });
+    if (!topic) return;
+    const alarm = new cloudwatch.Alarm(this, 'SustainedThrottling', {
+      alarmDescription:
+        'A tenant of this cell has been throttled (429/503 from its limits) in every minute for 10 minutes: see TenantThrottled by TenantId; raise its tier or find what floods.',
+      metric: throttledTenants.metric({ statistic: 'Sum', period: Duration.minutes(1) }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 10,
+      datapointsToAlarm: 10,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic));
   }
 
   private acknowledge(

@@ -150,6 +150,7 @@ export class Cell extends Construct {
       image: props.image,
       disposable,
       phase: props.phase,
+      alarmTopic: this.alarmTopic,
       environment: {
         DB_HOST: this.database.instance.dbInstanceEndpointAddress,
         DB_PORT: String(this.database.port),

@@ -9,6 +9,9 @@ import { HEALTH_PATH, READY_PATH } from '../../contracts';
 import { createInvoice, deleteInvoice, getInvoice, listInvoices, NewInvoice } from '../../db/invoices';
 import { TenantDatabase, TenantScope } from '../../db/tenant-context';
 import { AuthError, Authenticate, Principal } from './auth';
+import { SERVED_SCHEMA_VERSIONS } from '../../db/migrations/compatibility';
+import type { TenantTier } from '../../contracts';
+import { TenantLimiter, TenantLimitError } from './tenant-limits';
 import { isUnavailable } from '../../db/faults';
 import { DatabaseHealth, DatabaseHealthOptions } from './db-health';
 import { RegistryEntry, RegistryUnavailable, TenantRegistry } from './registry';
@@ -35,12 +38,19 @@ export interface AppDeps {
   readonly logger?: boolean;
   /** Where the JSON log lines go (tests); standard output by default. */
   readonly logStream?: { write(line: string): void };
+  /** Per-tenant limits (noisy neighbours). @default - a TenantLimiter with TIER_LIMITS */
+  readonly limiter?: TenantLimiter;
+  /** How often each active tenant's usage is logged (the cell's per-tenant metrics read it). @default 60000 */
+  readonly usageIntervalMs?: number;
 }
 
 /** What a route knows of the caller: who signed in, their registry entry, and the database bound to them. */
 interface RequestTenant {
   principal: Principal;
   entry: RegistryEntry;
+  tier: TenantTier;
+  /** Ends the request's place in its tenant's limits (idempotent). */
+  release: () => void;
   /** The tenant's database, bound once to the verified tenant: routes never pair an id with a handle. */
   db: TenantScope;
 }
@@ -88,6 +98,18 @@ const invoiceBody = {
   },
 } as const;
 
+/** 429 (over a rate or concurrency limit) or 503 (its database share stayed busy), with Retry-After. */
+function sendLimit(reply: FastifyReply, e: TenantLimitError) {
+  return reply
+    .code(e.status)
+    .header('retry-after', String(e.retryAfterSeconds))
+    .send({
+      error: e.status === 429 ? 'too_many_requests' : 'unavailable',
+      message: e.message,
+      limit: e.limit,
+    });
+}
+
 /** The `error` of each client error the framework raises (the API's own errors name theirs). */
 const CLIENT_ERRORS: Record<number, string> = {
   400: 'bad_request',
@@ -124,6 +146,33 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     reply.header('x-request-id', request.id);
   });
   const health = new DatabaseHealth({ probe: deps.ready, ...deps.health });
+  const limiter = deps.limiter ?? new TenantLimiter();
+  // A request's place in its tenant's limits ends with its response, or when its client goes away.
+  app.addHook('onResponse', async (request, reply) => {
+    if (!request.tenant) return;
+    request.tenant.release();
+    limiter.recordLatency(request.tenant.principal.tenantId, reply.elapsedTime);
+  });
+  // Once a minute, one line per tenant active in it: what the cell's per-tenant metrics and alarm read
+  // (lib/constructs/api-service.ts, tenantMetrics).
+  const usage = setInterval(() => {
+    for (const [tenantId, c] of limiter.drainCounters()) {
+      app.log.info(
+        {
+          tenantId,
+          requests: c.requests,
+          throttled: c.throttled,
+          queued: c.queued,
+          latencyMsMax: Math.round(c.latencyMsMax),
+          latencyMsAvg: c.completed ? Math.round(c.latencyMsSum / c.completed) : 0,
+        },
+        'tenant usage',
+      );
+    }
+  }, deps.usageIntervalMs ?? 60_000);
+  usage.unref();
+  app.addHook('onClose', async () => clearInterval(usage));
+  app.addHook('onRequestAbort', async (request) => request.tenant?.release());
   // Passive readiness: every tenant request that reached its database says the database answers.
   app.addHook('onResponse', async (request, reply) => {
     if (request.tenant && reply.statusCode < 500) health.succeeded();
@@ -164,11 +213,45 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       request.log.warn({ status: entry?.status }, `refused: tenant ${why}`);
       return reply.code(403).send({ error: 'forbidden', message: `tenant "${principal.tenantId}" ${why}` });
     }
-    request.tenant = { principal, entry, db: database.forTenant(principal.tenantId) };
+    // A tenant whose schema the release's migrations have not reached yet: say so, rather than fail mid-query.
+    if (entry.schemaVersion !== undefined && entry.schemaVersion < SERVED_SCHEMA_VERSIONS.oldest) {
+      request.log.warn({ schemaVersion: entry.schemaVersion }, 'schema older than this release serves');
+      return reply
+        .code(503)
+        .header('retry-after', '30')
+        .send({
+          error: 'unavailable',
+          message: `tenant "${principal.tenantId}" has data at schema version ${entry.schemaVersion}; this release of the API serves version ${SERVED_SCHEMA_VERSIONS.oldest} and later. Its migration has not run yet (npm run migrate): try again after it`,
+        });
+    }
+    // Noisy neighbours: the tenant's own limits (tier), before any work (service/src/tenant-limits.ts).
+    const tier = entry.tier ?? 'standard';
+    let release: () => void;
+    try {
+      release = limiter.admit(principal.tenantId, tier);
+    } catch (e) {
+      if (e instanceof TenantLimitError) return sendLimit(reply, e);
+      throw e;
+    }
+    const limits = limiter.limits(tier);
+    request.tenant = {
+      principal,
+      entry,
+      tier,
+      release,
+      db: limiter.meter(
+        database.forTenant(principal.tenantId, { statementTimeoutMs: limits.statementTimeoutMs }),
+        tier,
+      ),
+    };
   });
 
   app.setErrorHandler(
     (error: Error & { code?: string; validation?: unknown; statusCode?: number }, request, reply) => {
+      if (error instanceof TenantLimitError) {
+        request.log.warn({ limit: error.limit }, 'tenant limit');
+        return sendLimit(reply, error);
+      }
       if (error.validation) {
         return reply.code(400).send({ error: 'bad_request', message: error.message });
       }
@@ -248,7 +331,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.get('/me', async (request) => {
     const t = scope(request);
-    return { tenantId: t.principal.tenantId, model: t.entry.model, name: t.entry.name ?? null };
+    return {
+      tenantId: t.principal.tenantId,
+      model: t.entry.model,
+      name: t.entry.name ?? null,
+      tier: t.tier,
+      limits: limiter.limits(t.tier),
+    };
   });
 
   app.post('/invoices', { schema: { body: invoiceBody } }, async (request, reply) => {

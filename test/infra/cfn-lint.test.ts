@@ -19,6 +19,13 @@ const ACKNOWLEDGED: { rule: string; resourceType: string; message: RegExp; reaso
       "cfn-lint 1.51's bundled resource schema predates Tags on load balancer listeners; CloudFormation's current schema has them, and aws-cdk-lib validates every template against it at synth (validateAgainstDefaultRules).",
   },
   {
+    rule: 'E3002',
+    resourceType: 'AWS::ApplicationAutoScaling::ScalableTarget',
+    message: /'Tags' was unexpected/,
+    reason:
+      "cfn-lint 1.51's bundled resource schema predates Tags on Application Auto Scaling scalable targets; CloudFormation's current schema has them, and aws-cdk-lib validates every template against it at synth (validateAgainstDefaultRules).",
+  },
+  {
     rule: 'W3005',
     resourceType: '*',
     message: /dependency already enforced by a '(Ref|GetAtt)'/,

@@ -1,5 +1,5 @@
 import { Match } from 'aws-cdk-lib/assertions';
-import { WAF_BODY_RULES_COUNTED } from '../../lib/constructs/api-service';
+import { WAF_BODY_RULES_COUNTED, WAF_TOKEN_RATE_PER_MINUTE } from '../../lib/constructs/api-service';
 import { instanceMemoryGiB } from '../../lib/constructs/database';
 import { synthFleet } from './fleet-helpers';
 
@@ -76,4 +76,90 @@ describe('resilience of every cell', () => {
     expect(instanceMemoryGiB('r7g.2xlarge')).toBe(64);
     expect(instanceMemoryGiB('m7g.xlarge')).toBe(16);
   });
+});
+
+describe('noisy neighbours at the edge and in operations (issue 15)', () => {
+  test.each(CELLS)(
+    '%s: the WAF answers 429 to one token over its rate, keyed on the Authorization header',
+    (stack) => {
+      fleet.template(stack).hasResourceProperties('AWS::WAFv2::WebACL', {
+        Rules: Match.arrayWith([
+          Match.objectLike({
+            Name: 'RatePerToken',
+            Action: { Block: { CustomResponse: { ResponseCode: 429 } } },
+            Statement: {
+              RateBasedStatement: {
+                AggregateKeyType: 'CUSTOM_KEYS',
+                CustomKeys: [
+                  { Header: { Name: 'authorization', TextTransformations: [{ Priority: 0, Type: 'NONE' }] } },
+                ],
+                Limit: WAF_TOKEN_RATE_PER_MINUTE,
+                EvaluationWindowSec: 60,
+              },
+            },
+          }),
+        ]),
+      });
+    },
+  );
+
+  test.each(CELLS)(
+    '%s: the API scales out on CPU and on requests per task, from its desired count up',
+    (stack) => {
+      const t = fleet.template(stack);
+      t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+        MinCapacity: 2,
+        MaxCapacity: 8,
+        ScalableDimension: 'ecs:service:DesiredCount',
+      });
+      t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+        TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+          PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
+          TargetValue: 60,
+        }),
+      });
+      t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+        TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+          PredefinedMetricSpecification: Match.objectLike({
+            PredefinedMetricType: 'ALBRequestCountPerTarget',
+          }),
+        }),
+      });
+    },
+  );
+
+  test.each(CELLS)(
+    '%s: per-tenant metrics from the API log (tenant as a dimension), and an alarm on sustained throttling',
+    (stack) => {
+      const t = fleet.template(stack);
+      for (const [name, value] of [
+        ['TenantRequests', '$.requests'],
+        ['TenantThrottled', '$.throttled'],
+        ['TenantLatencyMaxMs', '$.latencyMsMax'],
+      ]) {
+        t.hasResourceProperties('AWS::Logs::MetricFilter', {
+          FilterPattern: '{ $.msg = "tenant usage" }',
+          MetricTransformations: [
+            {
+              MetricNamespace: 'TenantForge/Api',
+              MetricName: name,
+              MetricValue: value,
+              Dimensions: [{ Key: 'TenantId', Value: '$.tenantId' }],
+            },
+          ],
+        });
+      }
+      t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'TenantForge/Api',
+        MetricName: 'TenantsThrottled',
+        Statistic: 'Sum',
+        Period: 60,
+        EvaluationPeriods: 10,
+        DatapointsToAlarm: 10,
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        AlarmActions: Match.anyValue(),
+      });
+    },
+  );
 });

@@ -344,6 +344,56 @@ describe('tenant provisioner handler: bridge cell', () => {
     expect((await moto.get('wonka'))!.failureReason).toContain('cannot reach the database');
   });
 
+  test('a fleet event migrates every tenant of the cell, records each new schemaVersion, and reports', async () => {
+    const fleet = (event: Record<string, unknown>) => provisioner.handler(event as never) as Promise<never>;
+    await handler(
+      cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('soylent', { SchemaVersion: '1' })),
+    );
+    // Bad input is refused before any SQL, naming the field.
+    await expect(fleet({ action: 'migrate-fleet', concurrency: 99 })).rejects.toThrow(
+      'fleet event field "concurrency" is 99: a whole number from 1 to 16',
+    );
+    await expect(fleet({ action: 'migrate-fleet', canary: ['../x'] })).rejects.toThrow(
+      'fleet event field "canary"',
+    );
+    const plan = (await fleet({ action: 'plan-fleet' })) as {
+      plan: { target: string; from: number; action: string }[];
+      done: number;
+    };
+    expect(plan.done).toBe(0);
+    expect(plan.plan.filter((t) => t.action === 'migrate').map((t) => [t.target, t.from])).toEqual([
+      ['bridge:cyberdyne', 2],
+      ['bridge:soylent', 1],
+    ]);
+    expect(await moto.get('soylent')).toMatchObject({ schemaVersion: 1 }); // the plan changed nothing
+
+    const logged = jest.spyOn(console, 'log');
+    let report;
+    let lines: string[];
+    try {
+      report = await fleet({ action: 'migrate-fleet', canary: ['soylent'] });
+      lines = logged.mock.calls.map(([line]) => String(line));
+    } finally {
+      logged.mockRestore();
+    }
+    expect(report).toMatchObject({
+      cell: 'bridge cell',
+      action: 'migrate-fleet',
+      toVersion: LATEST_VERSION,
+      done: 2,
+      failed: [],
+      stoppedAfterCanary: false,
+    });
+    for (const id of ['cyberdyne', 'soylent']) {
+      expect(await moto.get(id)).toMatchObject({ schemaVersion: LATEST_VERSION, upgradeStatus: 'current' });
+    }
+    // The counts, as CloudWatch metrics in the log (embedded metric format).
+    const emf = lines.find((line) => line.includes('"_aws"'));
+    expect(JSON.parse(emf!)).toMatchObject({ Cell: 'bridge cell', TargetsDone: 2, TargetsFailed: 0 });
+    // A rerun has nothing to do.
+    expect(await fleet({ action: 'migrate-fleet' })).toMatchObject({ targets: 2, done: 0, current: 2 });
+  });
+
   test('Delete of a disposable tenant drops its schema and role; the API can no longer serve it', async () => {
     await handler(
       cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('tyrell', { DeletionPolicy: 'destroy' })),

@@ -9,6 +9,8 @@ import { parseCatalog, Tenant } from '../../lib/catalog';
 import { sql } from '../../db/sql';
 import { buildApp, MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS } from '../../service/src/app';
 import { createAuthenticator } from '../../service/src/auth';
+import { TenantLimiter, TIER_LIMITS } from '../../service/src/tenant-limits';
+import { SERVED_SCHEMA_VERSIONS } from '../../db/migrations/compatibility';
 import { CachedRegistry } from '../../service/src/registry';
 import {
   LocalIssuer,
@@ -130,7 +132,7 @@ describe('API basics', () => {
   ])('GET /me tells tenant %s its model (%s)', async (tenantId, model) => {
     expect(await call(tenantId, 'GET', '/me')).toEqual({
       status: 200,
-      body: { tenantId, model, name: tenantId },
+      body: { tenantId, model, name: tenantId, tier: 'standard', limits: TIER_LIMITS.standard },
     });
   });
 
@@ -301,6 +303,7 @@ describe('offboarding while an API still caches the tenant as active', () => {
       model: 'pool',
       deletionPolicy: 'retain',
       hostname: 'leaver',
+      tier: 'standard',
     });
     let forgotten = 0;
     const registry = new CachedRegistry(platform.registry, { activeTtlMs: 60000 });
@@ -479,6 +482,7 @@ describe('authorization: 403', () => {
       model: 'bridge',
       deletionPolicy: 'retain',
       hostname: 'quitter',
+      tier: 'standard',
     } as const;
     // A retired id is never provisioned again as if it were new: only an explicit restore brings it back.
     await expect(platform.provisionTenant(back_)).rejects.toThrow(
@@ -558,6 +562,87 @@ describe('concurrency', () => {
   });
 });
 
+describe('schema versions', () => {
+  test('a tenant whose schema is older than this release serves gets 503 with the reason, then is served once migrated', async () => {
+    const entry = (await platform.registry.get('oscorp'))!;
+    platform.registry.put({ ...entry, schemaVersion: SERVED_SCHEMA_VERSIONS.oldest - 1 });
+    try {
+      const r = await call('oscorp', 'GET', '/invoices');
+      expect(r.status).toBe(503);
+      expect(r.body).toEqual({
+        error: 'unavailable',
+        message: `tenant "oscorp" has data at schema version ${SERVED_SCHEMA_VERSIONS.oldest - 1}; this release of the API serves version ${SERVED_SCHEMA_VERSIONS.oldest} and later. Its migration has not run yet (npm run migrate): try again after it`,
+      });
+    } finally {
+      platform.registry.put(entry);
+    }
+    expect((await call('oscorp', 'GET', '/invoices')).status).toBe(200);
+  });
+});
+
+describe('noisy neighbours: per-tenant limits', () => {
+  test('GET /me shows the caller its tier and limits', async () => {
+    const me = await call('stark', 'GET', '/me');
+    expect(me.body).toMatchObject({ tenantId: 'stark', tier: 'standard', limits: TIER_LIMITS.standard });
+  });
+
+  test("over its rate a tenant gets 429 with Retry-After and the limit's name; a neighbour is served meanwhile", async () => {
+    const limits = {
+      ...TIER_LIMITS.standard,
+      requestsPerSecond: 1,
+      burst: 2,
+      dbConnections: 1,
+      dbQueueMs: 100,
+    };
+    const limiter = new TenantLimiter(() => limits);
+    const limited = buildApp({
+      authenticate: createAuthenticator({
+        userPoolId: LOCAL_USER_POOL_ID,
+        clientId: LOCAL_CLIENT_ID,
+        jwks: platform.issuer.jwks,
+      }),
+      registry: new CachedRegistry(platform.registry),
+      databaseFor: (entry) => platform.databaseFor(entry),
+      ready: () => platform.ready(),
+      logger: false,
+      limiter,
+    });
+    try {
+      const get = (tenant: string) =>
+        limited.inject({
+          method: 'GET',
+          url: '/invoices',
+          headers: { authorization: `Bearer ${token(tenant)}` },
+        });
+      expect((await get('stark')).statusCode).toBe(200);
+      expect((await get('stark')).statusCode).toBe(200);
+      const over = await get('stark');
+      expect(over.statusCode).toBe(429);
+      expect(over.headers['retry-after']).toBe('1');
+      expect(over.json()).toEqual({
+        error: 'too_many_requests',
+        limit: 'requests per second',
+        message: `tenant "stark" is over its standard tier's 1 requests per second (burst 2): retry after 1 s`,
+      });
+      expect((await get('wayne')).statusCode).toBe(200);
+
+      // Its database share held (by its own slow work): its next request waits, then 503; the neighbour is served.
+      const held = await limiter.dbSlot('oscorp', 'standard');
+      try {
+        const busy = await get('oscorp');
+        expect(busy.statusCode).toBe(503);
+        expect(busy.headers['retry-after']).toBe('1');
+        expect(busy.json()).toMatchObject({ error: 'unavailable', limit: 'database share' });
+        expect((await get('lexcorp')).statusCode).toBe(200);
+      } finally {
+        held();
+      }
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
 describe('logs', () => {
   test("every line of a tenant's request carries the request id, the tenant and its model", async () => {
     const lines: Record<string, unknown>[] = [];
@@ -571,6 +656,7 @@ describe('logs', () => {
       databaseFor: (entry) => platform.databaseFor(entry),
       ready: () => platform.ready(),
       logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      usageIntervalMs: 50,
     });
     try {
       const r = await logged.inject({
@@ -582,6 +668,11 @@ describe('logs', () => {
       const mine = lines.filter((l) => l.reqId === 'log-test-1');
       const completed = mine.find((l) => l.msg === 'request completed');
       expect(completed).toMatchObject({ tenantId: 'aperture', model: 'bridge', reqId: 'log-test-1' });
+      // The tenant's usage line, as the cell's metric filters read it.
+      await new Promise((r) => setTimeout(r, 120));
+      const usage = lines.find((l) => l.msg === 'tenant usage' && l.tenantId === 'aperture');
+      expect(usage).toMatchObject({ tenantId: 'aperture', requests: 1, throttled: 0, queued: 0 });
+      expect(typeof usage!.latencyMsMax).toBe('number');
     } finally {
       await logged.close();
     }

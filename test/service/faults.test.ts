@@ -3,6 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import type { AddressInfo } from 'net';
 import type { FastifyInstance } from 'fastify';
+import { TenantLimiter, UNMETERED } from '../../service/src/tenant-limits';
 import { buildApp } from '../../service/src/app';
 import { createAuthenticator } from '../../service/src/auth';
 import { CachedRegistry, RegistryEntry, TenantRegistry } from '../../service/src/registry';
@@ -52,7 +53,14 @@ beforeAll(async () => {
     ['umbrella', 'bridge'],
     ['cold', 'pool'],
   ] as const) {
-    await platform.provisionTenant({ id, name: id, model, deletionPolicy: 'retain', hostname: id });
+    await platform.provisionTenant({
+      id,
+      name: id,
+      model,
+      deletionPolicy: 'retain',
+      hostname: id,
+      tier: 'standard',
+    });
   }
   registry = new FaultyRegistry(platform.registry);
   const cache = new CachedRegistry(registry, { activeTtlMs: 500, inactiveTtlMs: 500 });
@@ -67,6 +75,9 @@ beforeAll(async () => {
     databaseFor: (entry) => platform.databaseFor(entry),
     ready: () => platform.ready(),
     logger: false,
+    // This suite drives faults, not floods: its traffic (6 workers in a tight loop) is above a standard tier's
+    // rate, so per-tenant limits are out of its way here (test/service/tenant-limits.test.ts tests them).
+    limiter: new TenantLimiter(() => UNMETERED),
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

@@ -53,6 +53,8 @@ describe('command line: --help, unknown flags, missing values', () => {
     [['token', '--', 'acme', '--user'], 2, /--user <value>' argument missing/],
     [['token', '--', 'acme', '--user', '--help'], 2, /'--user' argument is ambiguous/],
     [['onboard', '--', '--tenant'], 2, /--tenant <value>' argument missing/],
+    [['migrate', '--', '--help'], 0, /--canary <n\|ids>/],
+    [['migrate', '--', '--concurrency', 'many'], 2, /--concurrency must be a whole number \(got "many"\)/],
   ])('npm run %j exits %i', (args, code, said) => {
     const r = npm(args as string[], { LOCAL_DIR: path.join(os.tmpdir(), 'cli-test-never-created') });
     expect(r.status).toBe(code);
@@ -93,6 +95,15 @@ describe('npm run local: one instance, and every stop signal stops everything', 
           `another instance is already running for this data directory (pid ${lock.pid}, API on port ${port}, PostgreSQL on port ${pgPort})`,
         );
       }
+      // npm run migrate works beside the running instance: the plan lists every target, a run has nothing to do.
+      const plan = npm(['migrate', '--', '--plan'], env);
+      expect(plan.status).toBe(0);
+      expect(plan.stdout).toMatch(/\| bridge cell \| bridge:umbrella \| \d+ \| \d+ \| current \|/);
+      expect(plan.stdout).toMatch(/\| silo northwind \| silo \|/);
+      expect(plan.stdout).toContain('0 of 5 targets would be migrated'); // pool (2 tenants), 2 bridge, 2 silos
+      const run = npm(['migrate'], env);
+      expect(run.status).toBe(0);
+      expect(run.stdout).toContain('| 5 | 0 | 0 | 0 | 5 | 0 |');
       // The reset removed nothing from under the running server.
       expect(fs.existsSync(path.join(dir, '.local', 'pg', 'PG_VERSION'))).toBe(true);
       expect(await listening(port)).toBe(true);

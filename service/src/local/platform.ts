@@ -15,6 +15,7 @@ import { bootstrapDatabase } from '../../../db/bootstrap';
 import { dataModel, ModelOptions } from '../../../db/models';
 import { RUNTIME_ROLES } from '../../../db/roles';
 import { TenantDatabase } from '../../../db/tenant-context';
+import type { FleetDatabase } from '../../../db/fleet-migrate';
 import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
 import { FileRegistry, RegistryEntry } from '../registry';
 import { startEmbeddedServer } from './embedded-server';
@@ -254,19 +255,21 @@ export class LocalPlatform {
       status,
       name: tenant.name,
       deletionPolicy: tenant.deletionPolicy,
+      tier: tenant.tier,
       ...(options.request ? { request: options.request } : {}),
     });
     this.registry.put(entry('provisioning'));
     const model = dataModel(tenant.model);
     const { database, options: placement } = this.placement(tenant.model, tenant.id);
+    let schemaVersion: number;
     try {
       if (model.databasePerTenant) {
         await this.ensureDatabase(database);
         await this.bootstrap(database, tenant.model, placement);
       }
-      await this.master(database, (c) =>
+      ({ version: schemaVersion } = await this.master(database, (c) =>
         model.provision(c, tenant, { ...placement, restore: options.restore }),
-      );
+      ));
       if (model.databasePerTenant) this.attachOwnDatabase(tenant.model, tenant.id);
     } catch (e) {
       this.registry.put({ ...entry('failed'), failureReason: (e as Error).message });
@@ -275,7 +278,7 @@ export class LocalPlatform {
     // Its users: a restored tenant's come back; a new tenant's first administrator is invited.
     if (options.restore) this.users.setTenantEnabled(tenant.id, true);
     if (!this.users.all().some((u) => u.tenantId === tenant.id)) this.users.invite(tenant.id, adminEmail);
-    this.registry.put(entry('active'));
+    this.registry.put({ ...entry('active'), schema: model.schemaOf(tenant.id, placement), schemaVersion });
   }
 
   /** Offboards one tenant: `retain` keeps its data and takes away access; `destroy` removes it. */
@@ -288,6 +291,48 @@ export class LocalPlatform {
     const { database, options } = this.placement(entry.model, tenantId);
     await this.master(database, (c) => dataModel(entry.model).offboard(c, tenantId, policy, options));
     this.registry.put({ ...entry, status: 'offboarded', dataRetained: policy === 'retain' });
+  }
+
+  /** Every database of this platform (the shared cells, each silo's own), for fleet migrations. */
+  fleetDatabases(): FleetDatabase[] {
+    const connect = (database: string) => async () => {
+      const c = new Client({
+        connectionString: this.url(database, this.masterRole, this.secrets.masterPassword),
+      });
+      c.on('error', () => undefined);
+      await c.connect();
+      return c;
+    };
+    const databases: FleetDatabase[] = SHARED_MODELS.map((model) => ({
+      name: `${model} cell`,
+      model,
+      options: {},
+      connect: connect(this.dbName(model)),
+    }));
+    for (const entry of Object.values(this.registry.readAll())) {
+      if (!dataModel(entry.model).databasePerTenant || entry.status === 'failed') continue;
+      const { database, options } = this.placement(entry.model, entry.tenantId);
+      databases.push({
+        name: `${entry.model} ${entry.tenantId}`,
+        model: entry.model,
+        options,
+        tenantId: entry.tenantId,
+        connect: connect(database),
+      });
+    }
+    return databases;
+  }
+
+  /** The registry follows a fleet migration: each migrated tenant's schemaVersion (pool: all of the cell's). */
+  recordSchemaVersions(done: readonly { target: string; tenantId?: string; to: number }[]): void {
+    const all = this.registry.readAll();
+    for (const t of done) {
+      const tenants =
+        t.target === 'pool'
+          ? Object.values(all).filter((e) => e.model === 'pool')
+          : Object.values(all).filter((e) => e.tenantId === t.tenantId);
+      for (const e of tenants) this.registry.put({ ...e, schemaVersion: t.to });
+    }
   }
 
   async stop(): Promise<void> {

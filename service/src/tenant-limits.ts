@@ -1,0 +1,275 @@
+/**
+ * Noisy neighbours: per-tenant limits in the API, so one tenant's flood cannot take a shared cell's request
+ * capacity or its database connections from the others.
+ *
+ * - Requests per second with a burst (a token bucket): over it, 429 with Retry-After (when the next token comes).
+ * - Requests in flight: over it, 429 with Retry-After 1.
+ * - A share of the database pool: a tenant holds at most `dbConnections` of the task's connections at once; more
+ *   units of work wait in the tenant's own queue (first come, first served) for at most `dbQueueMs`, then 503 with
+ *   Retry-After. Other tenants' units never wait behind that queue.
+ * - Each unit of work's statement timeout is the tier's (enforced by PostgreSQL: db/tenant-context.ts).
+ *
+ * Limits come from the tenant's tier (the catalog's `settings.tier`, kept in the registry); state is per task
+ * and bounded (a tenant idle for a minute is forgotten).
+ */
+import type { TenantTier } from '../../contracts';
+import type { TenantScope } from '../../db/tenant-context';
+
+export interface TenantLimits {
+  readonly requestsPerSecond: number;
+  readonly burst: number;
+  readonly concurrentRequests: number;
+  /** Connections of this task's pool one tenant may hold at once. */
+  readonly dbConnections: number;
+  /** How long a unit of work waits in its tenant's queue for one of them. */
+  readonly dbQueueMs: number;
+  readonly statementTimeoutMs: number;
+}
+
+/**
+ * Per task. A task's pool has 20 connections (service/src/db-pool.ts): a standard tenant may hold a fifth of
+ * them, a premium one two fifths, so at least three tenants always find a free connection whoever floods.
+ */
+export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
+  standard: {
+    requestsPerSecond: 100,
+    burst: 200,
+    concurrentRequests: 16,
+    dbConnections: 4,
+    dbQueueMs: 2000,
+    statementTimeoutMs: 5000,
+  },
+  premium: {
+    requestsPerSecond: 400,
+    burst: 800,
+    concurrentRequests: 48,
+    dbConnections: 8,
+    dbQueueMs: 2000,
+    statementTimeoutMs: 5000,
+  },
+};
+
+/** No limits (the local platform's LOCAL_TENANT_LIMITS=off, for benchmarks; tests that drive faults, not floods). */
+export const UNMETERED: TenantLimits = {
+  requestsPerSecond: 1e9,
+  burst: 1e9,
+  concurrentRequests: 1e9,
+  dbConnections: 1e9,
+  dbQueueMs: 60_000,
+  statementTimeoutMs: 5000,
+};
+
+/** A limit was hit: the API answers `status` with Retry-After and says which limit. */
+export class TenantLimitError extends Error {
+  constructor(
+    readonly status: 429 | 503,
+    readonly limit: 'requests per second' | 'concurrent requests' | 'database share',
+    readonly retryAfterSeconds: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TenantLimitError';
+  }
+}
+
+interface State {
+  tokens: number;
+  refilled: number;
+  inFlight: number;
+  dbInUse: number;
+  readonly waiting: { grant: () => void; timer: NodeJS.Timeout }[];
+  seen: number;
+}
+
+export interface LimiterCounters {
+  requests: number;
+  throttled: number;
+  queued: number;
+  latencyMsMax: number;
+  latencyMsSum: number;
+  completed: number;
+}
+
+export class TenantLimiter {
+  private readonly states = new Map<string, State>();
+  /** Per tenant since the last `drainCounters()`: for metrics. */
+  private counters = new Map<string, LimiterCounters>();
+
+  constructor(
+    private readonly limitsOf: (tier: TenantTier) => TenantLimits = (tier) => TIER_LIMITS[tier],
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  limits(tier: TenantTier): TenantLimits {
+    return this.limitsOf(tier);
+  }
+
+  private state(tenantId: string, limits: TenantLimits): State {
+    let s = this.states.get(tenantId);
+    if (!s) {
+      this.forgetIdle();
+      s = {
+        tokens: limits.burst,
+        refilled: this.now(),
+        inFlight: 0,
+        dbInUse: 0,
+        waiting: [],
+        seen: this.now(),
+      };
+      this.states.set(tenantId, s);
+    }
+    s.seen = this.now();
+    return s;
+  }
+
+  private count(tenantId: string): LimiterCounters {
+    let c = this.counters.get(tenantId);
+    if (!c) {
+      c = { requests: 0, throttled: 0, queued: 0, latencyMsMax: 0, latencyMsSum: 0, completed: 0 };
+      this.counters.set(tenantId, c);
+    }
+    return c;
+  }
+
+  /** Admits one request of the tenant, or throws TenantLimitError (429). Call the result when it ends. */
+  admit(tenantId: string, tier: TenantTier): () => void {
+    const limits = this.limitsOf(tier);
+    const s = this.state(tenantId, limits);
+    const counters = this.count(tenantId);
+    counters.requests++;
+    const t = this.now();
+    s.tokens = Math.min(limits.burst, s.tokens + ((t - s.refilled) / 1000) * limits.requestsPerSecond);
+    s.refilled = t;
+    if (s.tokens < 1) {
+      counters.throttled++;
+      const wait = Math.max(1, Math.ceil((1 - s.tokens) / limits.requestsPerSecond));
+      throw new TenantLimitError(
+        429,
+        'requests per second',
+        wait,
+        `tenant "${tenantId}" is over its ${tier} tier's ${limits.requestsPerSecond} requests per second (burst ${limits.burst}): retry after ${wait} s`,
+      );
+    }
+    if (s.inFlight >= limits.concurrentRequests) {
+      counters.throttled++;
+      throw new TenantLimitError(
+        429,
+        'concurrent requests',
+        1,
+        `tenant "${tenantId}" already has ${s.inFlight} requests in flight, its ${tier} tier's limit: retry after 1 s`,
+      );
+    }
+    s.tokens -= 1;
+    s.inFlight++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      s.inFlight--;
+      s.seen = this.now();
+    };
+  }
+
+  /** One of the tenant's database connections: at once, or after waiting in its queue, or TenantLimitError (503). */
+  async dbSlot(tenantId: string, tier: TenantTier): Promise<() => void> {
+    const limits = this.limitsOf(tier);
+    const s = this.state(tenantId, limits);
+    const release = () => {
+      const next = s.waiting.shift();
+      if (next) {
+        clearTimeout(next.timer);
+        next.grant(); // the slot passes straight to the next unit of the same tenant
+      } else {
+        s.dbInUse--;
+        s.seen = this.now();
+      }
+    };
+    if (s.dbInUse < limits.dbConnections) {
+      s.dbInUse++;
+      return once(release);
+    }
+    this.count(tenantId).queued++;
+    return new Promise((resolve, reject) => {
+      const entry = {
+        grant: () => resolve(once(release)),
+        timer: setTimeout(() => {
+          const i = s.waiting.indexOf(entry);
+          if (i >= 0) s.waiting.splice(i, 1);
+          this.count(tenantId).throttled++;
+          reject(
+            new TenantLimitError(
+              503,
+              'database share',
+              1,
+              `tenant "${tenantId}" is using its ${tier} tier's share of the database (${limits.dbConnections} connections) and its next unit of work waited ${limits.dbQueueMs} ms: retry after 1 s`,
+            ),
+          );
+        }, limits.dbQueueMs),
+      };
+      s.waiting.push(entry);
+    });
+  }
+
+  /** The tenant's scope with every unit of work metered by its database share. */
+  meter(scope: TenantScope, tier: TenantTier): TenantScope {
+    const slot = () => this.dbSlot(scope.tenantId, tier);
+    return {
+      tenantId: scope.tenantId,
+      model: scope.model,
+      run: async (statement) => {
+        const release = await slot();
+        try {
+          return await scope.run(statement);
+        } finally {
+          release();
+        }
+      },
+      transaction: async (work) => {
+        const release = await slot();
+        try {
+          return await scope.transaction(work);
+        } finally {
+          release();
+        }
+      },
+    };
+  }
+
+  /** A request of the tenant took `ms` (for its usage metrics). */
+  recordLatency(tenantId: string, ms: number): void {
+    const c = this.count(tenantId);
+    c.completed++;
+    c.latencyMsSum += ms;
+    c.latencyMsMax = Math.max(c.latencyMsMax, ms);
+  }
+
+  /** The counters since the last call, per tenant (and forgets them). */
+  drainCounters(): Map<string, LimiterCounters> {
+    const c = this.counters;
+    this.counters = new Map();
+    return c;
+  }
+
+  /** Tenants with state now (tests, and the bound on memory). */
+  get tracked(): number {
+    return this.states.size;
+  }
+
+  private forgetIdle(): void {
+    const cutoff = this.now() - 60_000;
+    for (const [id, s] of this.states) {
+      if (s.seen < cutoff && s.inFlight === 0 && s.dbInUse === 0 && s.waiting.length === 0)
+        this.states.delete(id);
+    }
+  }
+}
+
+function once(f: () => void): () => void {
+  let done = false;
+  return () => {
+    if (!done) {
+      done = true;
+      f();
+    }
+  };
+}

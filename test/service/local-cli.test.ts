@@ -54,6 +54,8 @@ describe('command line: --help, unknown flags, missing values', () => {
     [['token', '--', 'acme', '--user', '--help'], 2, /'--user' argument is ambiguous/],
     [['onboard', '--', '--tenant'], 2, /--tenant <value>' argument missing/],
     [['migrate', '--', '--help'], 0, /--canary <n\|ids>/],
+    [['cost', '--', '--help'], 0, /--nat-gb <GB per NAT gateway>/],
+    [['cost', '--', '--nat-gb', 'lots'], 2, /--nat-gb must be a number 0 or more \(got "lots"\)/],
     [['migrate', '--', '--concurrency', 'many'], 2, /--concurrency must be a whole number \(got "many"\)/],
   ])('npm run %j exits %i', (args, code, said) => {
     const r = npm(args as string[], { LOCAL_DIR: path.join(os.tmpdir(), 'cli-test-never-created') });

@@ -1,0 +1,385 @@
+/**
+ * What the fleet costs, from its synthesized templates and a dated price table kept in the repository
+ * (lib/prices/<region>.json). Every resource type the templates use is either priced here or named as free of
+ * charge (FREE_TYPES); any other type stops the report with its name, so a new priced resource cannot slip in
+ * unpriced. Usage-driven lines (log volume, NAT traffic, load balancer capacity units, WAF requests, backup
+ * storage, monthly active users) are assumptions the caller sets (`Usage`), shown as such.
+ */
+export interface PriceTable {
+  readonly region: string;
+  readonly currency: string;
+  readonly date: string;
+  readonly hoursPerMonth: number;
+  readonly source: string;
+  readonly prices: {
+    readonly 'rds.postgres.instanceHour': Readonly<Record<string, number>>;
+    readonly [name: string]: number | Readonly<Record<string, number>>;
+  };
+}
+
+export interface Usage {
+  /** GB ingested per month into each log group (API, provisioner, flow logs, WAF). */
+  readonly logGbPerLogGroup: number;
+  /** GB per month through each NAT gateway. */
+  readonly natGbPerGateway: number;
+  /** Average load balancer capacity units per load balancer. */
+  readonly albLcu: number;
+  /** Millions of requests per month per web ACL. */
+  readonly wafMillionRequests: number;
+  /** Backup storage as a multiple of the database's allocated storage. */
+  readonly backupGbFactor: number;
+  /** Monthly active users per tenant (Cognito). */
+  readonly mauPerTenant: number;
+  /** Active IP addresses the IPAM monitors, per VPC. */
+  readonly ipamIpsPerVpc: number;
+  /** Millions of registry reads per month (DynamoDB on demand). */
+  readonly registryMillionReads: number;
+}
+
+export const DEFAULT_USAGE: Usage = {
+  logGbPerLogGroup: 0.2,
+  natGbPerGateway: 5,
+  albLcu: 1,
+  wafMillionRequests: 1,
+  backupGbFactor: 1,
+  mauPerTenant: 5,
+  ipamIpsPerVpc: 16,
+  registryMillionReads: 1,
+};
+
+export interface CostLine {
+  readonly stack: string;
+  readonly resource: string;
+  readonly what: string;
+  readonly monthly: number;
+  /** Driven by an assumption of Usage rather than by the template alone. */
+  readonly usage: boolean;
+}
+
+/** Resource types that cost nothing by themselves (their usage is priced where it lands, if anywhere). */
+export const FREE_TYPES = new Set([
+  'AWS::ApplicationAutoScaling::ScalableTarget',
+  'AWS::ApplicationAutoScaling::ScalingPolicy',
+  'AWS::Backup::BackupSelection',
+  'AWS::Backup::BackupVault',
+  'AWS::CodeBuild::Project', // per build minute: a few minutes per onboarding
+  'AWS::Cognito::UserPoolClient',
+  'AWS::EC2::FlowLog', // its log group is priced
+  'AWS::EC2::InternetGateway',
+  'AWS::EC2::IPAMPool',
+  'AWS::EC2::Route',
+  'AWS::EC2::RouteTable',
+  'AWS::EC2::SecurityGroup',
+  'AWS::EC2::SecurityGroupEgress',
+  'AWS::EC2::SecurityGroupIngress',
+  'AWS::EC2::Subnet',
+  'AWS::EC2::SubnetRouteTableAssociation',
+  'AWS::EC2::VPC',
+  'AWS::EC2::VPCGatewayAttachment',
+  'AWS::ECS::Cluster',
+  'AWS::ECS::TaskDefinition', // priced through its service
+  'AWS::ElasticLoadBalancingV2::Listener',
+  'AWS::ElasticLoadBalancingV2::TargetGroup',
+  'AWS::Events::Rule',
+  'AWS::IAM::ManagedPolicy',
+  'AWS::IAM::Policy',
+  'AWS::IAM::Role',
+  'AWS::Lambda::Function', // per request: provisioning and onboarding only
+  'AWS::Lambda::Permission',
+  'AWS::Lambda::Url',
+  'AWS::Logs::MetricFilter',
+  'AWS::RDS::DBParameterGroup',
+  'AWS::RDS::DBSubnetGroup',
+  'AWS::S3::BucketPolicy',
+  'AWS::SNS::Topic', // per notification: alarms only
+  'AWS::SNS::TopicPolicy',
+  'AWS::SSM::Parameter', // standard parameters
+  'AWS::StepFunctions::StateMachine', // per transition: onboarding only
+  'AWS::WAFv2::LoggingConfiguration',
+  'AWS::WAFv2::WebACLAssociation',
+]);
+
+interface Resource {
+  readonly Type: string;
+  readonly Properties?: Record<string, unknown>;
+}
+
+export interface Template {
+  readonly Resources: Record<string, Resource>;
+}
+
+export class UnpricedResourceError extends Error {
+  constructor(readonly types: readonly string[]) {
+    super(
+      `no price for resource type${types.length > 1 ? 's' : ''} ${types.join(', ')}: add a price line to lib/cost.ts (and its unit prices to lib/prices/<region>.json), or add the type to FREE_TYPES if it costs nothing by itself`,
+    );
+    this.name = 'UnpricedResourceError';
+  }
+}
+
+const num = (v: unknown, fallback = 0) => (v === undefined ? fallback : Number(v));
+
+/** The monthly cost lines of one stack's template. `tenants`: how many tenants the stack serves (Cognito MAU). */
+export function priceTemplate(
+  stack: string,
+  template: Template,
+  table: PriceTable,
+  usage: Usage = DEFAULT_USAGE,
+  context: { tenants?: number; vpcs?: number } = {},
+): CostLine[] {
+  const p = table.prices as Record<string, number>;
+  const h = table.hoursPerMonth;
+  const lines: CostLine[] = [];
+  const add = (resource: string, what: string, monthly: number, isUsage = false) =>
+    lines.push({ stack, resource, what, monthly, usage: isUsage });
+  const unpriced = new Set<string>();
+  const resources = template.Resources ?? {};
+  const allocatedGb = Object.values(resources)
+    .filter((r) => r.Type === 'AWS::RDS::DBInstance')
+    .reduce((sum, r) => sum + num(r.Properties?.AllocatedStorage, 20), 0);
+  for (const [id, r] of Object.entries(resources)) {
+    const props = r.Properties ?? {};
+    switch (r.Type) {
+      case 'AWS::RDS::DBInstance': {
+        const cls = String(props.DBInstanceClass);
+        const hourly = table.prices['rds.postgres.instanceHour'][cls];
+        if (hourly === undefined) {
+          throw new Error(
+            `no price for ${cls} in lib/prices/${table.region}.json: add it under rds.postgres.instanceHour`,
+          );
+        }
+        const factor = props.MultiAZ === true ? p['rds.multiAzFactor'] : 1;
+        const gb = num(props.AllocatedStorage, 20);
+        add(id, `RDS PostgreSQL ${cls}${factor > 1 ? ' Multi-AZ' : ''}`, hourly * factor * h);
+        add(
+          id,
+          `RDS storage gp3 ${gb} GB${factor > 1 ? ' Multi-AZ' : ''}`,
+          gb * p['rds.gp3GbMonth'] * factor,
+        );
+        if (props.ManageMasterUserPassword === true)
+          add(id, 'RDS-managed master secret', p['secretsmanager.secretMonth']);
+        break;
+      }
+      case 'AWS::Backup::BackupPlan':
+        add(
+          id,
+          `backup storage (${usage.backupGbFactor} x ${allocatedGb} GB)`,
+          allocatedGb * usage.backupGbFactor * p['backup.rdsSnapshotGbMonth'],
+          true,
+        );
+        break;
+      case 'AWS::EC2::NatGateway':
+        add(id, 'NAT gateway', p['ec2.natGatewayHour'] * h);
+        add(
+          id,
+          `NAT data (${usage.natGbPerGateway} GB)`,
+          usage.natGbPerGateway * p['ec2.natGatewayGbProcessed'],
+          true,
+        );
+        break;
+      case 'AWS::EC2::EIP':
+        add(id, 'public IPv4 address (Elastic IP)', p['ec2.publicIpv4Hour'] * h);
+        break;
+      case 'AWS::ElasticLoadBalancingV2::LoadBalancer': {
+        add(id, 'application load balancer', p['elb.albHour'] * h);
+        add(id, `load balancer capacity (${usage.albLcu} LCU)`, usage.albLcu * p['elb.albLcuHour'] * h, true);
+        if (props.Scheme === 'internet-facing') {
+          const azs = Array.isArray(props.Subnets) ? props.Subnets.length : 2;
+          add(id, `public IPv4 addresses of the load balancer (${azs})`, azs * p['ec2.publicIpv4Hour'] * h);
+        }
+        break;
+      }
+      case 'AWS::WAFv2::WebACL': {
+        const rules = Array.isArray(props.Rules) ? props.Rules.length : 0;
+        add(id, `WAF web ACL and ${rules} rules`, p['waf.webAclMonth'] + rules * p['waf.ruleMonth']);
+        add(
+          id,
+          `WAF requests (${usage.wafMillionRequests} million)`,
+          usage.wafMillionRequests * p['waf.millionRequests'],
+          true,
+        );
+        break;
+      }
+      case 'AWS::ECS::Service': {
+        const ref = (props.TaskDefinition as { Ref?: string } | undefined)?.Ref;
+        const task = ref ? resources[ref]?.Properties : undefined;
+        if (!task) throw new Error(`${stack}/${id}: its task definition is not in the template`);
+        const arch =
+          (task.RuntimePlatform as { CpuArchitecture?: string } | undefined)?.CpuArchitecture === 'X86_64'
+            ? 'x86_64'
+            : 'arm64';
+        const vcpu = num(task.Cpu) / 1024;
+        const gb = num(task.Memory) / 1024;
+        const count = num(props.DesiredCount, 1);
+        add(
+          id,
+          `Fargate ${arch} ${count} x (${vcpu} vCPU, ${gb} GB)`,
+          count * (vcpu * p[`fargate.${arch}.vcpuHour`] + gb * p[`fargate.${arch}.gbHour`]) * h,
+        );
+        break;
+      }
+      case 'AWS::KMS::Key':
+        add(id, 'KMS key', p['kms.keyMonth']);
+        break;
+      case 'AWS::SecretsManager::Secret':
+        add(id, 'Secrets Manager secret', p['secretsmanager.secretMonth']);
+        break;
+      case 'AWS::CloudWatch::Alarm':
+        add(id, 'CloudWatch alarm', p['cloudwatch.alarmMonth']);
+        break;
+      case 'AWS::Logs::LogGroup':
+        add(
+          id,
+          `log ingestion and storage (${usage.logGbPerLogGroup} GB)`,
+          usage.logGbPerLogGroup * (p['logs.ingestGb'] + p['logs.storedGbMonth']),
+          true,
+        );
+        break;
+      case 'AWS::EC2::VPCEndpoint':
+        if (props.VpcEndpointType === 'Interface') {
+          const azs = Array.isArray(props.SubnetIds) ? props.SubnetIds.length : 2;
+          add(id, `interface endpoint (${azs} AZs)`, azs * p['ec2.interfaceEndpointAzHour'] * h);
+        }
+        break;
+      case 'AWS::EC2::IPAM':
+        if (props.Tier !== 'free') {
+          const ips = usage.ipamIpsPerVpc * (context.vpcs ?? 1);
+          add(
+            id,
+            `IPAM advanced tier (${ips} active IPs)`,
+            ips * p['ec2.ipamAdvancedActiveIpHour'] * h,
+            true,
+          );
+        }
+        break;
+      case 'AWS::Cognito::UserPool': {
+        const mau = usage.mauPerTenant * (context.tenants ?? 1);
+        add(id, `Cognito Plus (${mau} monthly active users)`, mau * p['cognito.plusMau'], true);
+        break;
+      }
+      case 'AWS::DynamoDB::Table':
+        add(
+          id,
+          `DynamoDB on demand (${usage.registryMillionReads} million reads)`,
+          usage.registryMillionReads * p['dynamodb.onDemandMillionReads'],
+          true,
+        );
+        break;
+      case 'AWS::S3::Bucket':
+        add(id, 'S3 storage (1 GB of logs)', p['s3.standardGbMonth'], true);
+        break;
+      default:
+        if (!FREE_TYPES.has(r.Type) && !r.Type.startsWith('Custom::')) unpriced.add(r.Type);
+    }
+  }
+  if (unpriced.size) throw new UnpricedResourceError([...unpriced].sort());
+  return lines;
+}
+
+export const total = (lines: readonly CostLine[]) => lines.reduce((s, l) => s + l.monthly, 0);
+
+/** The biggest lines (merged by what they are), for a report. */
+export function biggest(lines: readonly CostLine[], n = 3): { what: string; monthly: number }[] {
+  const merged = new Map<string, number>();
+  for (const l of lines) {
+    const key = l.what.replace(/ \(.*\)$/, '');
+    merged.set(key, (merged.get(key) ?? 0) + l.monthly);
+  }
+  return [...merged.entries()]
+    .map(([what, monthly]) => ({ what, monthly }))
+    .sort((a, b) => b.monthly - a.monthly)
+    .slice(0, n);
+}
+
+/**
+ * How a shared cell is sized for N tenants (the cost model's rule, stated in the README): its database class and
+ * storage, and its API task count. Cells are Multi-AZ at every size.
+ */
+export function cellSizeFor(tenants: number): { instanceClass: string; storageGb: number; tasks: number } {
+  const instanceClass =
+    tenants <= 100
+      ? 'db.t4g.medium'
+      : tenants <= 300
+        ? 'db.r6g.large'
+        : tenants <= 1000
+          ? 'db.r6g.xlarge'
+          : 'db.r6g.2xlarge';
+  return {
+    instanceClass,
+    storageGb: Math.max(50, Math.ceil(tenants * 0.2)),
+    tasks: Math.max(2, Math.ceil(tenants / 250)),
+  };
+}
+
+/** A shared cell's template resized for N tenants by cellSizeFor (database class and storage, task count). */
+export function resizeCell(template: Template, tenants: number): Template {
+  const size = cellSizeFor(tenants);
+  const resources: Record<string, Resource> = {};
+  for (const [id, r] of Object.entries(template.Resources)) {
+    if (r.Type === 'AWS::RDS::DBInstance') {
+      resources[id] = {
+        ...r,
+        Properties: {
+          ...r.Properties,
+          DBInstanceClass: size.instanceClass,
+          AllocatedStorage: String(size.storageGb),
+        },
+      };
+    } else if (r.Type === 'AWS::ECS::Service') {
+      resources[id] = { ...r, Properties: { ...r.Properties, DesiredCount: size.tasks } };
+    } else {
+      resources[id] = r;
+    }
+  }
+  return { Resources: resources };
+}
+
+/** A line chart (SVG) of monthly cost per tenant against fleet size, one line per model, both axes logarithmic. */
+export function unitCostChart(series: Record<string, { tenants: number; perTenant: number }[]>): string {
+  const W = 640;
+  const H = 400;
+  const m = { l: 70, r: 120, t: 30, b: 50 };
+  const all = Object.values(series).flat();
+  const xs = all.map((d) => d.tenants);
+  const ys = all.map((d) => d.perTenant);
+  const [x0, x1] = [Math.log10(Math.min(...xs)), Math.log10(Math.max(...xs))];
+  const [y0, y1] = [Math.floor(Math.log10(Math.min(...ys))), Math.ceil(Math.log10(Math.max(...ys)))];
+  const X = (v: number) => m.l + ((Math.log10(v) - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
+  const Y = (v: number) => H - m.b - ((Math.log10(v) - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
+  const colours = ['#1b6ac9', '#d4731c', '#2e9e4f', '#8b3fb5'];
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">Monthly cost per tenant by fleet size (USD, log scales)</text>`,
+  ];
+  for (let e = y0; e <= y1; e++) {
+    const y = Y(10 ** e);
+    parts.push(`<line x1="${m.l}" y1="${y}" x2="${W - m.r}" y2="${y}" stroke="#ddd"/>`);
+    parts.push(
+      `<text x="${m.l - 6}" y="${y + 4}" text-anchor="end">$${10 ** e >= 1 ? (10 ** e).toFixed(0) : (10 ** e).toString()}</text>`,
+    );
+  }
+  for (const t of [...new Set(xs)].sort((a, b) => a - b)) {
+    parts.push(
+      `<text x="${X(t)}" y="${H - m.b + 18}" text-anchor="middle">${t.toLocaleString('en-US')}</text>`,
+    );
+  }
+  parts.push(
+    `<text x="${(m.l + W - m.r) / 2}" y="${H - 12}" text-anchor="middle">tenants of the model</text>`,
+  );
+  Object.entries(series).forEach(([name, points], i) => {
+    const c = colours[i % colours.length];
+    const pts = points.map((d) => `${X(d.tenants).toFixed(1)},${Y(d.perTenant).toFixed(1)}`).join(' ');
+    parts.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts}"/>`);
+    for (const d of points) {
+      parts.push(
+        `<circle cx="${X(d.tenants).toFixed(1)}" cy="${Y(d.perTenant).toFixed(1)}" r="3" fill="${c}"/>`,
+      );
+    }
+    const last = points[points.length - 1];
+    parts.push(
+      `<text x="${X(last.tenants) + 8}" y="${Y(last.perTenant) + 4}" fill="${c}">${name} $${last.perTenant.toFixed(2)}</text>`,
+    );
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}

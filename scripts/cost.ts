@@ -1,0 +1,211 @@
+/**
+ * npm run cost [-- --catalog <file>] [-- --chart <file.svg>] [usage flags]
+ *
+ * Prices the synthesized fleet (the catalog's, offline) from the dated price table in lib/prices/: per stack, per
+ * model and per tenant with the biggest lines, the empty fleet, and the monthly cost per tenant of each model as
+ * the fleet grows (10, 100, 1,000 tenants of the model; shared cells sized by cellSizeFor in lib/cost.ts), as a
+ * table and an SVG chart. Usage-driven lines are assumptions, set with flags.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { App } from 'aws-cdk-lib';
+import { loadCatalog, parseCatalog, type Tenant } from '../lib/catalog';
+import {
+  biggest,
+  cellSizeFor,
+  DEFAULT_USAGE,
+  priceTemplate,
+  resizeCell,
+  total,
+  unitCostChart,
+  type CostLine,
+  type PriceTable,
+  type Template,
+  type Usage,
+} from '../lib/cost';
+import { buildFleet } from '../lib/fleet';
+import { STACK_NAMES, tenantStackName } from '../contracts';
+import { parseCli } from './cli';
+
+const ROOT = path.join(__dirname, '..');
+const PROBE = 'cost-default-silo';
+const SIZES = [10, 100, 1000];
+
+const USAGE_FLAGS: Record<string, keyof Usage> = {
+  'log-gb': 'logGbPerLogGroup',
+  'nat-gb': 'natGbPerGateway',
+  'alb-lcu': 'albLcu',
+  'waf-mreq': 'wafMillionRequests',
+  'backup-factor': 'backupGbFactor',
+  mau: 'mauPerTenant',
+  'ipam-ips': 'ipamIpsPerVpc',
+};
+
+const USAGE_TEXT = `usage: npm run cost [-- --catalog <file>] [-- --chart <file.svg>] [-- --prices <file>] [usage flags]
+
+Prices the catalog's fleet (synthesized offline) from a dated price table: per stack, model and tenant, and the
+monthly cost per tenant of each model at 10, 100 and 1,000 tenants.
+  --catalog <file>   the tenant catalog (default: tenants.json)
+  --chart <file>     where the SVG chart goes (default: cdk.out/cost-per-tenant.svg)
+  --prices <file>    the price table (default: lib/prices/us-east-1.json)
+Usage assumptions (monthly): --log-gb <GB per log group> (${DEFAULT_USAGE.logGbPerLogGroup}), --nat-gb <GB per NAT gateway> (${DEFAULT_USAGE.natGbPerGateway}),
+  --alb-lcu <average LCU> (${DEFAULT_USAGE.albLcu}), --waf-mreq <million requests per web ACL> (${DEFAULT_USAGE.wafMillionRequests}),
+  --backup-factor <backup GB per GB of database storage> (${DEFAULT_USAGE.backupGbFactor}), --mau <active users per tenant> (${DEFAULT_USAGE.mauPerTenant}),
+  --ipam-ips <active IPs per VPC> (${DEFAULT_USAGE.ipamIpsPerVpc})
+  --help             this text`;
+
+const usd = (v: number) =>
+  `$${v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+
+function synthesize(tenants: readonly Tenant[]): Map<string, Template> {
+  const context = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')).context;
+  // Pricing needs the templates, not the Lambda bundles.
+  const app = new App({
+    context: { ...context, 'aws:cdk:bundling-stacks': [] },
+    outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'cost-')),
+  });
+  buildFleet(app, { source: 'cost', tenants }, { env: { region: 'us-east-1' } });
+  const assembly = app.synth();
+  const templates = new Map(assembly.stacks.map((s) => [s.stackName, s.template as Template]));
+  fs.rmSync(assembly.directory, { recursive: true, force: true });
+  return templates;
+}
+
+async function main(): Promise<number> {
+  const flags = Object.fromEntries(Object.keys(USAGE_FLAGS).map((f) => [f, { type: 'string' as const }]));
+  const { values } = parseCli('cost', USAGE_TEXT, {
+    catalog: { type: 'string' },
+    chart: { type: 'string' },
+    prices: { type: 'string' },
+    ...flags,
+  });
+  const v = values as Record<string, string | undefined>;
+  const usage: Record<string, number> = { ...DEFAULT_USAGE };
+  for (const [flag, key] of Object.entries(USAGE_FLAGS)) {
+    if (v[flag] === undefined) continue;
+    const n = Number(v[flag]);
+    if (!(n >= 0) || !Number.isFinite(n)) {
+      console.error(`cost: --${flag} must be a number 0 or more (got "${v[flag]}")\n\n${USAGE_TEXT}`);
+      return 2;
+    }
+    usage[key] = n;
+  }
+  const table = JSON.parse(
+    fs.readFileSync(v.prices ?? path.join(ROOT, 'lib', 'prices', 'us-east-1.json'), 'utf8'),
+  ) as PriceTable;
+  const catalog = loadCatalog(v.catalog ?? path.join(ROOT, 'tenants.json'));
+  // One silo with every default setting, priced for the per-tenant curve (not part of the catalog's report).
+  const probe = parseCatalog({ tenants: [{ id: PROBE, name: 'cost probe', model: 'silo' }] }, 'cost')
+    .tenants[0];
+  const templates = synthesize([...catalog.tenants, probe]);
+  const vpcs = [...templates]
+    .filter(([stack]) => stack !== tenantStackName(PROBE))
+    .reduce((n, [, t]) => n + Object.values(t.Resources).filter((r) => r.Type === 'AWS::EC2::VPC').length, 0);
+  const price = (stack: string, template: Template, tenants?: number) =>
+    priceTemplate(stack, template, table, usage as unknown as Usage, { tenants, vpcs });
+  const lines = new Map<string, CostLine[]>();
+  for (const [stack, template] of templates) {
+    if (stack === tenantStackName(PROBE)) continue;
+    lines.set(
+      stack,
+      price(stack, template, stack === STACK_NAMES.platform ? catalog.tenants.length : undefined),
+    );
+  }
+
+  console.log(
+    `Monthly cost of the fleet in ${catalog.source}, ${table.region} list prices of ${table.date} (${table.currency}, ${table.hoursPerMonth} h a month)`,
+  );
+  console.log(`Prices: ${table.source}`);
+  console.log(
+    `Usage assumptions: ${Object.entries(USAGE_FLAGS)
+      .map(([f, k]) => `--${f} ${usage[k]}`)
+      .join(', ')}\n`,
+  );
+  console.log('| stack | monthly | of which usage-driven | biggest lines |');
+  console.log('|---|---|---|---|');
+  for (const [stack, l] of [...lines].sort((a, b) => total(b[1]) - total(a[1]))) {
+    const u = total(l.filter((x) => x.usage));
+    console.log(
+      `| ${stack} | ${usd(total(l))} | ${usd(u)} | ${biggest(l)
+        .map((b) => `${b.what} ${usd(b.monthly)}`)
+        .join('; ')} |`,
+    );
+  }
+  const shared = (name: string) => total(lines.get(name) ?? []);
+  const platform = shared(STACK_NAMES.platform) + shared(STACK_NAMES.onboarding);
+  const fleetTotal = [...lines.values()].reduce((s, l) => s + total(l), 0);
+  console.log(
+    `\nWhole fleet: ${usd(fleetTotal)} a month. Empty fleet (Platform + Onboarding): ${usd(platform)}.`,
+  );
+
+  console.log(
+    '\n| tenant | model | its own stack | its share of its shared cell | its share of Platform + Onboarding | monthly |',
+  );
+  console.log('|---|---|---|---|---|---|');
+  const inCell = (model: string) => catalog.tenants.filter((t) => t.model === model).length;
+  const byModel = new Map<string, number>();
+  for (const t of catalog.tenants) {
+    const own = shared(tenantStackName(t.id));
+    const cell =
+      t.model === 'silo'
+        ? 0
+        : shared(t.model === 'pool' ? STACK_NAMES.pool : STACK_NAMES.bridge) / inCell(t.model);
+    const share = platform / catalog.tenants.length;
+    byModel.set(t.model, (byModel.get(t.model) ?? 0) + own + cell + share);
+    console.log(
+      `| ${t.id} | ${t.model} | ${usd(own)} | ${usd(cell)} | ${usd(share)} | ${usd(own + cell + share)} |`,
+    );
+  }
+  console.log(
+    `\nBy model: ${[...byModel].map(([m, c]) => `${m} ${usd(c)}`).join(', ')} (shared cells are attributed to their tenants equally).`,
+  );
+
+  // Cost per tenant as the fleet grows: a model's N tenants, with Platform and Onboarding shared by them.
+  const probeSilo = price(tenantStackName(PROBE), templates.get(tenantStackName(PROBE))!);
+  const poolTenant = catalog.tenants.find((t) => t.model === 'pool');
+  const bridgeTenant = catalog.tenants.find((t) => t.model === 'bridge');
+  const tenantStack = (t?: Tenant) => (t ? shared(tenantStackName(t.id)) : 0);
+  const series: Record<string, { tenants: number; perTenant: number }[]> = { silo: [], pool: [], bridge: [] };
+  for (const n of SIZES) {
+    series.silo.push({ tenants: n, perTenant: total(probeSilo) + platform / n });
+    for (const [model, cellName, t] of [
+      ['pool', STACK_NAMES.pool, poolTenant],
+      ['bridge', STACK_NAMES.bridge, bridgeTenant],
+    ] as const) {
+      const cell = templates.get(cellName);
+      if (!cell) continue;
+      const sized = total(price(cellName, resizeCell(cell, n)));
+      series[model].push({ tenants: n, perTenant: sized / n + tenantStack(t) + platform / n });
+    }
+  }
+  console.log(
+    '\nMonthly cost per tenant as the fleet grows (N tenants of one model; Platform + Onboarding shared by them):\n',
+  );
+  console.log(`| model | ${SIZES.map((n) => `${n.toLocaleString('en-US')} tenants`).join(' | ')} |`);
+  console.log(`|---|${SIZES.map(() => '---').join('|')}|`);
+  for (const [model, points] of Object.entries(series)) {
+    if (points.length) console.log(`| ${model} | ${points.map((p) => usd(p.perTenant)).join(' | ')} |`);
+  }
+  console.log(
+    `\nShared cells sized per N (lib/cost.ts cellSizeFor): ${SIZES.map((n) => {
+      const s = cellSizeFor(n);
+      return `${n}: ${s.instanceClass} Multi-AZ, ${s.storageGb} GB, ${s.tasks} tasks`;
+    }).join('; ')}. A silo: every default setting (${biggest(probeSilo, 2)
+      .map((b) => b.what)
+      .join(', ')}).`,
+  );
+  const chart = v.chart ?? path.join(ROOT, 'cdk.out', 'cost-per-tenant.svg');
+  fs.mkdirSync(path.dirname(chart), { recursive: true });
+  fs.writeFileSync(chart, unitCostChart(series));
+  console.log(`\nChart: ${chart}`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`cost: ${(e as Error).message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,168 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import {
+  DEFAULT_USAGE,
+  FREE_TYPES,
+  cellSizeFor,
+  priceTemplate,
+  resizeCell,
+  total,
+  unitCostChart,
+  UnpricedResourceError,
+  type PriceTable,
+  type Template,
+} from '../../lib/cost';
+import { synthFleet } from './fleet-helpers';
+
+// A fixed price table, so the figures below are exact.
+const TABLE: PriceTable = {
+  region: 'test-1',
+  currency: 'USD',
+  date: '2026-01-01',
+  hoursPerMonth: 100,
+  source: 'test',
+  prices: {
+    'rds.postgres.instanceHour': { 'db.t4g.medium': 0.1, 'db.r6g.xlarge': 1 },
+    'rds.multiAzFactor': 2,
+    'rds.gp3GbMonth': 0.1,
+    'backup.rdsSnapshotGbMonth': 0.05,
+    'ec2.natGatewayHour': 0.05,
+    'ec2.natGatewayGbProcessed': 0.05,
+    'ec2.publicIpv4Hour': 0.01,
+    'ec2.interfaceEndpointAzHour': 0.01,
+    'ec2.ipamAdvancedActiveIpHour': 0.001,
+    'elb.albHour': 0.02,
+    'elb.albLcuHour': 0.01,
+    'waf.webAclMonth': 5,
+    'waf.ruleMonth': 1,
+    'waf.millionRequests': 0.5,
+    'fargate.arm64.vcpuHour': 0.04,
+    'fargate.arm64.gbHour': 0.004,
+    'fargate.x86_64.vcpuHour': 0.05,
+    'fargate.x86_64.gbHour': 0.005,
+    'kms.keyMonth': 1,
+    'secretsmanager.secretMonth': 0.4,
+    'cloudwatch.alarmMonth': 0.1,
+    'logs.ingestGb': 0.5,
+    'logs.storedGbMonth': 0.03,
+    'cognito.plusMau': 0.02,
+    'dynamodb.onDemandMillionReads': 0.25,
+    'dynamodb.onDemandMillionWrites': 1.25,
+    's3.standardGbMonth': 0.02,
+  },
+};
+
+const CELL: Template = {
+  Resources: {
+    Db: {
+      Type: 'AWS::RDS::DBInstance',
+      Properties: {
+        DBInstanceClass: 'db.t4g.medium',
+        MultiAZ: true,
+        AllocatedStorage: '50',
+        ManageMasterUserPassword: true,
+      },
+    },
+    Nat: { Type: 'AWS::EC2::NatGateway' },
+    Ip: { Type: 'AWS::EC2::EIP' },
+    Lb: {
+      Type: 'AWS::ElasticLoadBalancingV2::LoadBalancer',
+      Properties: { Scheme: 'internet-facing', Subnets: ['a', 'b'] },
+    },
+    Acl: { Type: 'AWS::WAFv2::WebACL', Properties: { Rules: [{}, {}, {}] } },
+    Task: {
+      Type: 'AWS::ECS::TaskDefinition',
+      Properties: { Cpu: '512', Memory: '1024', RuntimePlatform: { CpuArchitecture: 'ARM64' } },
+    },
+    Service: { Type: 'AWS::ECS::Service', Properties: { TaskDefinition: { Ref: 'Task' }, DesiredCount: 2 } },
+    Key: { Type: 'AWS::KMS::Key' },
+    Vpc: { Type: 'AWS::EC2::VPC' },
+    Tenant: { Type: 'Custom::PoolTenant' },
+  },
+};
+
+describe('pricing a template (lib/cost.ts)', () => {
+  test('exact lines from a fixed template and price table', () => {
+    const lines = priceTemplate('Cell', CELL, TABLE, {
+      ...DEFAULT_USAGE,
+      natGbPerGateway: 10,
+      albLcu: 2,
+      wafMillionRequests: 4,
+    });
+    expect(lines.map((l) => [l.what, Number(l.monthly.toFixed(4)), l.usage])).toEqual([
+      ['RDS PostgreSQL db.t4g.medium Multi-AZ', 20, false], // 0.1 x 2 x 100 h
+      ['RDS storage gp3 50 GB Multi-AZ', 10, false], // 50 x 0.1 x 2
+      ['RDS-managed master secret', 0.4, false],
+      ['NAT gateway', 5, false],
+      ['NAT data (10 GB)', 0.5, true],
+      ['public IPv4 address (Elastic IP)', 1, false],
+      ['application load balancer', 2, false],
+      ['load balancer capacity (2 LCU)', 2, true],
+      ['public IPv4 addresses of the load balancer (2)', 2, false],
+      ['WAF web ACL and 3 rules', 8, false],
+      ['WAF requests (4 million)', 2, true],
+      ['Fargate arm64 2 x (0.5 vCPU, 1 GB)', 4.8, false], // 2 x (0.5 x 0.04 + 1 x 0.004) x 100
+      ['KMS key', 1, false],
+    ]);
+    expect(Number(total(lines).toFixed(4))).toBe(58.7);
+  });
+
+  test('a resource type with no price line and not known to be free stops the report, naming it', () => {
+    const t: Template = {
+      Resources: {
+        ...CELL.Resources,
+        Cache: { Type: 'AWS::ElastiCache::CacheCluster' },
+        Q: { Type: 'AWS::SQS::Queue' },
+      },
+    };
+    expect(() => priceTemplate('Cell', t, TABLE)).toThrow(UnpricedResourceError);
+    expect(() => priceTemplate('Cell', t, TABLE)).toThrow(
+      'no price for resource types AWS::ElastiCache::CacheCluster, AWS::SQS::Queue: add a price line',
+    );
+  });
+
+  test('an instance class missing from the price table is named, with where to add it', () => {
+    const t: Template = {
+      Resources: { Db: { Type: 'AWS::RDS::DBInstance', Properties: { DBInstanceClass: 'db.x9.huge' } } },
+    };
+    expect(() => priceTemplate('Cell', t, TABLE)).toThrow(
+      'no price for db.x9.huge in lib/prices/test-1.json',
+    );
+  });
+
+  test('every resource type of the synthesized sample fleet is priced or known to be free', () => {
+    const fleet = synthFleet();
+    const table = JSON.parse(
+      fs.readFileSync(path.join(__dirname, '..', '..', 'lib', 'prices', 'us-east-1.json'), 'utf8'),
+    ) as PriceTable;
+    for (const stack of fleet.stackNames()) {
+      const template = fleet.template(stack).toJSON() as Template;
+      expect(() => priceTemplate(stack, template, table)).not.toThrow();
+    }
+    expect(FREE_TYPES.has('AWS::RDS::DBInstance')).toBe(false);
+  });
+
+  test('shared cells are sized by the stated rule, and resized templates price accordingly', () => {
+    expect(cellSizeFor(10)).toEqual({ instanceClass: 'db.t4g.medium', storageGb: 50, tasks: 2 });
+    expect(cellSizeFor(1000)).toEqual({ instanceClass: 'db.r6g.xlarge', storageGb: 200, tasks: 4 });
+    const big = priceTemplate('Cell', resizeCell(CELL, 1000), TABLE);
+    expect(big.find((l) => l.what.startsWith('RDS PostgreSQL'))!.monthly).toBe(200); // 1 x 2 x 100 h
+    expect(big.find((l) => l.what.startsWith('Fargate'))!.what).toBe('Fargate arm64 4 x (0.5 vCPU, 1 GB)');
+  });
+
+  test('the chart is an SVG with one line per model', () => {
+    const svg = unitCostChart({
+      silo: [
+        { tenants: 10, perTenant: 250 },
+        { tenants: 1000, perTenant: 240 },
+      ],
+      pool: [
+        { tenants: 10, perTenant: 25 },
+        { tenants: 1000, perTenant: 0.9 },
+      ],
+    });
+    expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
+    expect(svg.match(/<polyline /g)).toHaveLength(2);
+    expect(svg).toContain('pool $0.90');
+  });
+});

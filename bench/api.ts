@@ -13,6 +13,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import autocannon from 'autocannon';
+import { stopChild, waitFor } from './support';
 import { Client } from 'pg';
 import { LOCAL_MASTER_ROLE } from '../service/src/local/platform';
 import { LocalIssuer } from '../service/src/local/issuer';
@@ -28,19 +29,6 @@ const TENANTS = [
   { id: 'umbrella', model: 'bridge' },
   { id: 'northwind', model: 'silo' },
 ];
-
-async function waitFor(url: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${url} did not answer within ${ms} ms`);
-}
 
 /** Copies the pool cell's tables (acme's rows) into schema bench_plain, without RLS, for the baseline to read. */
 async function startBaseline(dir: string): Promise<ChildProcess> {
@@ -87,14 +75,6 @@ async function startBaseline(dir: string): Promise<ChildProcess> {
 async function measure(url: string, headers: Record<string, string>, connections: number) {
   await autocannon({ url, headers, connections, duration: 2 });
   return autocannon({ url, headers, connections, duration: SECONDS });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.on('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
 }
 
 async function main(): Promise<void> {
@@ -154,7 +134,7 @@ async function main(): Promise<void> {
             );
           }
         } finally {
-          await stop(baseline);
+          await stopChild(baseline);
         }
       }
       for (const connections of [8, 64]) {
@@ -166,10 +146,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await new Promise<void>((resolve) => {
-      server.on('exit', () => resolve());
-      server.kill('SIGTERM');
-    });
+    await stopChild(server);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -25,7 +25,6 @@
  */
 import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { Client, Pool, PoolConfig, escapeIdentifier } from 'pg';
@@ -35,6 +34,7 @@ import { sql } from '../db/sql';
 import { ContextKey } from '../db/context';
 import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
+import { freePort } from '../service/src/local/free-port';
 
 const PASSWORD = 'bench-password';
 const BENCH_CONTEXT_KEY = ContextKey.fromHex('b3'.repeat(32), 'bench');
@@ -49,17 +49,6 @@ const MEMORY_SAMPLES = Number(arg('memory-samples', '3'));
 const SECONDS = Number(arg('seconds', '5'));
 const SAMPLES = Number(arg('samples', '30'));
 const CONCURRENCY = 8;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function startServer(): Promise<{ url: string; child?: ChildProcess; dir?: string }> {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL };

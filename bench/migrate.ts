@@ -17,7 +17,6 @@
  * flat as the target count grows.
  */
 import * as fs from 'fs';
-import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { Client, escapeIdentifier } from 'pg';
@@ -27,6 +26,7 @@ import { FleetDatabase, migrateFleet, planFleet, DEFAULT_CONCURRENCY } from '../
 import { LATEST_VERSION, MIGRATIONS, type Migration } from '../db/migrations';
 import { provisionBridgeTenant, registerPoolTenant } from '../db/models';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
+import { freePort } from '../service/src/local/free-port';
 
 const PASSWORD = 'bench-password';
 const KEY = ContextKey.fromHex('c4'.repeat(32), 'bench');
@@ -50,17 +50,6 @@ const RELEASE: Migration = {
   },
 };
 const MIGRATIONS_NEXT = [...MIGRATIONS, RELEASE];
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 function urlFor(base: string, db: string): string {
   const u = new URL(base);

@@ -15,6 +15,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import autocannon from 'autocannon';
+import { stopChild, waitFor } from './support';
 import { LocalIssuer } from '../service/src/local/issuer';
 
 const arg = (name: string, fallback: string) => {
@@ -27,19 +28,6 @@ const PORT = 3900 + Math.floor(Math.random() * 90);
 const PG_PORT = 55900 + Math.floor(Math.random() * 90);
 const QUIET = Array.from({ length: 8 }, (_, i) => `quiet-${i + 1}`);
 const LOUD = 'loud';
-
-async function waitFor(url: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`${url} did not answer within ${ms} ms`);
-}
 
 interface Figures {
   rps: number;
@@ -161,10 +149,7 @@ async function main(): Promise<void> {
       `\nthe flooding tenant: ${loud.ok} served, ${loud.throttled} refused with 429, ${loud.unavailable} with 503 (its database share), ${loud.other} other`,
     );
   } finally {
-    await new Promise<void>((resolve) => {
-      server.on('exit', () => resolve());
-      server.kill('SIGTERM');
-    });
+    await stopChild(server);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

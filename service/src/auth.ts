@@ -34,7 +34,12 @@ export interface AuthenticatorOptions {
   readonly jwks?: Jwks;
   /** What to tell a caller whose token was signed by a key `jwks` does not have (local: how to get a new one). */
   readonly unknownKeyHint?: string;
+  /** The clock (tests). */
+  readonly now?: () => number;
 }
+
+/** Verified tokens a task remembers (the oldest is forgotten first): about 2 KB each. */
+export const VERIFIED_TOKENS_KEPT = 10_000;
 
 /** A key cache that holds `jwks` and nothing else, and never reaches the network. */
 class OfflineJwks implements JwksCache {
@@ -78,9 +83,18 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticate
         }
       : undefined,
   );
+  // Tokens already verified, by their exact text, until they expire: a token's signature is checked once per
+  // task, not on every request (a flood of one tenant's requests, even refused by its limits, then costs little).
+  const verified = new Map<string, { principal: Principal; expiresAt: number }>();
+  const now = options.now ?? Date.now;
   return async (authorization) => {
     const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization ?? '');
     if (!match) throw new AuthError('missing or malformed Authorization header: send "Bearer <ID token>"');
+    const known = verified.get(match[1]);
+    if (known) {
+      if (known.expiresAt > now()) return known.principal;
+      verified.delete(match[1]);
+    }
     let payload: Record<string, unknown>;
     try {
       payload = (await verifier.verify(match[1])) as Record<string, unknown>;
@@ -90,11 +104,16 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticate
     }
     const tenantId = payload[TENANT_CLAIM];
     if (tenantIdProblem(tenantId)) throw new AuthError(`the token carries no valid ${TENANT_CLAIM} claim`);
-    return {
+    const principal: Principal = {
       tenantId: tenantId as string,
       subject: String(payload.sub),
       username:
         typeof payload['cognito:username'] === 'string' ? (payload['cognito:username'] as string) : undefined,
     };
+    if (typeof payload.exp === 'number') {
+      if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!);
+      verified.set(match[1], { principal, expiresAt: payload.exp * 1000 });
+    }
+    return principal;
   };
 }

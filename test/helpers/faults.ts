@@ -8,17 +8,8 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { startEmbeddedServer } from '../../service/src/local/embedded-server';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
+import { freePort } from '../../service/src/local/free-port';
+export { freePort };
 
 /** A PostgreSQL server the test may stop, restart and pause. */
 export class ControlledServer {

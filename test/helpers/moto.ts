@@ -4,7 +4,6 @@
  * stub says. The SDK reaches it through AWS_ENDPOINT_URL_DYNAMODB; set before the code under test is imported.
  */
 import { ChildProcess, spawn } from 'child_process';
-import * as net from 'net';
 import {
   CreateTableCommand,
   DeleteTableCommand,
@@ -18,17 +17,7 @@ import {
   CreateUserPoolCommand,
 } from '@aws-sdk/client-cognito-identity-provider';
 import { REGISTRY_KEY, RegistryItem, registryItemFromAttributes, TENANT_ID_ATTRIBUTE } from '../../contracts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
+import { freePort } from '../../service/src/local/free-port';
 
 export interface Moto {
   readonly endpoint: string;

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'net';
 import type { FastifyInstance } from 'fastify';
 import { parseCatalog, Tenant } from '../../lib/catalog';
 import { sql } from '../../db/sql';
-import { buildApp, MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS } from '../../service/src/app';
+import { AppDeps, buildApp, MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS } from '../../service/src/app';
 import { createAuthenticator } from '../../service/src/auth';
 import { TenantLimiter, TIER_LIMITS } from '../../service/src/tenant-limits';
 import { SERVED_SCHEMA_VERSIONS } from '../../db/migrations/compatibility';
@@ -80,6 +80,20 @@ afterAll(async () => {
   await platform?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+/** An API on the same platform with other settings (limits, logs), used through inject(). */
+const anotherApp = (deps: Partial<AppDeps>) =>
+  buildApp({
+    authenticate: createAuthenticator({
+      userPoolId: LOCAL_USER_POOL_ID,
+      clientId: LOCAL_CLIENT_ID,
+      jwks: platform.issuer.jwks,
+    }),
+    registry: new CachedRegistry(platform.registry),
+    databaseFor: (entry) => platform.databaseFor(entry),
+    ready: () => platform.ready(),
+    ...deps,
+  });
 
 const token = (tenantId: string, overrides?: Record<string, unknown>) =>
   platform.issuer.idToken({ tenantId, overrides });
@@ -595,18 +609,7 @@ describe('noisy neighbours: per-tenant limits', () => {
       dbQueueMs: 100,
     };
     const limiter = new TenantLimiter(() => limits);
-    const limited = buildApp({
-      authenticate: createAuthenticator({
-        userPoolId: LOCAL_USER_POOL_ID,
-        clientId: LOCAL_CLIENT_ID,
-        jwks: platform.issuer.jwks,
-      }),
-      registry: new CachedRegistry(platform.registry),
-      databaseFor: (entry) => platform.databaseFor(entry),
-      ready: () => platform.ready(),
-      logger: false,
-      limiter,
-    });
+    const limited = anotherApp({ logger: false, limiter });
     try {
       const get = (tenant: string) =>
         limited.inject({
@@ -646,15 +649,7 @@ describe('noisy neighbours: per-tenant limits', () => {
 describe('logs', () => {
   test("every line of a tenant's request carries the request id, the tenant and its model", async () => {
     const lines: Record<string, unknown>[] = [];
-    const logged = buildApp({
-      authenticate: createAuthenticator({
-        userPoolId: LOCAL_USER_POOL_ID,
-        clientId: LOCAL_CLIENT_ID,
-        jwks: platform.issuer.jwks,
-      }),
-      registry: new CachedRegistry(platform.registry),
-      databaseFor: (entry) => platform.databaseFor(entry),
-      ready: () => platform.ready(),
+    const logged = anotherApp({
       logStream: { write: (line: string) => void lines.push(JSON.parse(line)) },
       usageIntervalMs: 50,
     });

@@ -3,20 +3,10 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { freePort } from '../../service/src/local/free-port';
 
 // The local platform's commands as a new user runs them: through npm, in their own processes.
 const REPO = path.join(__dirname, '..', '..');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 function npm(args: string[], env: NodeJS.ProcessEnv = {}) {
   return spawnSync('npm', ['run', '-s', ...args], {

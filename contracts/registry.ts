@@ -147,6 +147,8 @@ export interface RegistryCondition {
   readonly absent?: boolean;
   /** The item exists (an update never creates it). */
   readonly exists?: boolean;
+  /** Its schemaVersion is absent or lower than this (a late write never lowers it). */
+  readonly schemaVersionBelow?: number;
   readonly unlocked?: boolean;
   readonly lockedBy?: string;
   readonly statusIn?: readonly TenantStatus[];
@@ -167,6 +169,11 @@ function conditionExpression(
   if (c.exists) {
     names['#key'] = REGISTRY_KEY;
     parts.push('attribute_exists(#key)');
+  }
+  if (c.schemaVersionBelow !== undefined) {
+    names['#sv'] = 'schemaVersion';
+    values[`:${prefix}sv`] = { N: String(c.schemaVersionBelow) };
+    parts.push(`(attribute_not_exists(#sv) OR #sv < :${prefix}sv)`);
   }
   if (c.unlocked) {
     names['#lock'] = 'lock';

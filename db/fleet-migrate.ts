@@ -6,8 +6,9 @@
  * - The plan reads each database's own record of its targets (tenancy.targets: one query per database), so it
  *   covers every tenant the database holds, pipeline-onboarded ones included, and changes nothing.
  * - Each target migrates in its own transaction under its lock, with lock_timeout: it never queues behind a long
- *   transaction (its own lock, or a table's) and so never stalls tenants' traffic behind it; a lock timeout is
- *   retried with backoff, then the target is skipped with the reason (being onboarded or migrated elsewhere).
+ *   transaction (its own lock, or a table's), so tenants' traffic never waits behind a waiting migration; a lock
+ *   timeout is retried with backoff, then the target is skipped with the reason (being onboarded or migrated
+ *   elsewhere). Once it holds its tables, their traffic waits for its DDL and backfill (README: Releases).
  * - A canary wave goes first; the rest only if every canary target succeeded.
  * - Bounded concurrency: workers, each with one connection at a time (targets are ordered by database).
  * - One target's failure is recorded with its reason and does not stop the others. Versions are recorded per
@@ -18,7 +19,7 @@ import { LATEST_VERSION, MIGRATIONS, type Migration } from './migrations';
 import { assertCompatible } from './migrations/compatibility';
 import { migrateTarget, RetiredTenantError, type MigrationTarget } from './migrate';
 import { dataModel, type ModelOptions } from './models';
-import type { IsolationModel } from './naming';
+import { validateTenantId, type IsolationModel } from './naming';
 import { ADMIN_SCHEMA, OWNER_ROLE } from './roles';
 import { inTransaction } from './tx';
 
@@ -133,7 +134,7 @@ export async function planFleet(
     }
     for (const row of rows) {
       const tenantId = row.target.startsWith('bridge:')
-        ? row.target.slice('bridge:'.length)
+        ? validateTenantId(row.target.slice('bridge:'.length), `${database.name}: tenancy.targets`)
         : database.tenantId;
       const pending = migrations.filter((m) => m.version > row.version && m.version <= toVersion);
       const base = { database, target: row.target, tenantId, from: row.version, to: toVersion };

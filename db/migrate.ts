@@ -4,7 +4,7 @@
  * lock. The provisioner, the local platform and fleet-wide upgrades all migrate through this one function.
  */
 import type { ClientBase } from 'pg';
-import type { IsolationModel } from './naming';
+import { validateTenantId, type IsolationModel } from './naming';
 import { MIGRATIONS, type Migration } from './migrations';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_TABLE_PRIVILEGES } from './roles';
 import { ident, raw, sql } from './sql';
@@ -80,7 +80,9 @@ export async function migrateTarget(
       const statements = target.kind === 'pool' ? m.pool : m.tenant;
       if (statements.trim() !== '') await client.query(statements);
       if (target.tenantId !== undefined && m.bridge) {
-        await client.query(m.bridge.replaceAll('{{tenant}}', sql`${target.tenantId}`.toLiteralSql()));
+        const literal = sql`${validateTenantId(target.tenantId, 'migration target')}`.toLiteralSql();
+        // A function, so nothing in the literal is read as a replacement pattern ($&, $').
+        await client.query(m.bridge.replaceAll('{{tenant}}', () => literal));
       }
       const backfill = target.kind === 'pool' ? m.backfill?.pool : m.backfill?.tenant;
       if (backfill) await withRlsUnforced(client, target.schema, backfill);

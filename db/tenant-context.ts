@@ -248,8 +248,8 @@ export class TenantDatabase {
   ): Promise<QueryResult<R>> {
     refuseExplain(statement);
     const query = statement.toQuery();
+    let client = await pool.connect();
     for (let attempt = 1; ; attempt++) {
-      const client = await pool.connect();
       let unit;
       try {
         // enter() then the statement, in one exchange and one implicit transaction (db/unit-of-work.ts).
@@ -262,16 +262,20 @@ export class TenantDatabase {
           await abandon(client, e);
           throw e;
         }
-        // The Sync rolled the unit back whole, enter()'s reset included: so reset the session's settings now, in
-        // case SQL in an earlier unit made this one fail (its transactions read-only, say).
         const code = (e as { code?: string }).code;
-        if (code === '26000') {
-          // SQL in an earlier unit deallocated one of our statements: replace the connection, try once more.
-          destroy(client, e);
-        } else if (!(await resetSession(client))) {
+        if (code === '26000' && attempt === 1) {
+          // SQL in an earlier unit deallocated one of our statements: start this connection's statements over
+          // (DEALLOCATE ALL, forget them) and run the unit again on it (it was rolled back whole).
+          if (await resetStatements(client)) continue;
           throw e;
         }
-        if (attempt === 1 && (code === '26000' || code === '25006')) continue;
+        // The Sync rolled the unit back whole, enter()'s reset included: so reset the session's settings now, in
+        // case SQL in an earlier unit made this one fail (its transactions read-only, say).
+        if (!(await resetSession(client))) throw e;
+        if (attempt === 1 && code === '25006') {
+          client = await pool.connect();
+          continue;
+        }
         throw e;
       }
       if (unit.transactionStatus !== 'I') {
@@ -358,6 +362,18 @@ const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::text[], $2::text[])`;
 
 function txStatus(client: PoolClient): string | undefined {
   return (client as unknown as { _txStatus?: string })._txStatus;
+}
+
+/** After a 26000: every prepared statement of the connection gone and forgotten (the connection is kept). */
+async function resetStatements(client: PoolClient): Promise<boolean> {
+  try {
+    await client.query('DEALLOCATE ALL');
+    forgetParsedStatements(client);
+    return true;
+  } catch (e) {
+    destroy(client, e);
+    return false;
+  }
 }
 
 /** After a failed unit: the role's defaults back (one round trip, errors only), then back to the pool. */

@@ -43,6 +43,7 @@ interface Connection {
 /** A submittable the pg client runs as one query: results come back as an array, one per statement. */
 class UnitOfWorkQuery extends (Query as new (config: object) => {
   handleReadyForQuery(connection: unknown): void;
+  handleError(error: Error, connection: unknown): void;
 }) {
   private onParseComplete?: () => void;
 
@@ -91,8 +92,20 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
   }
 
   handleReadyForQuery(connection: NodeJS.EventEmitter): void {
-    if (this.onParseComplete) connection.removeListener('parseComplete', this.onParseComplete);
+    this.stopCounting(connection);
     super.handleReadyForQuery(connection);
+  }
+
+  // On an error the driver drops the query without its ReadyForQuery: stop counting here too, or a later
+  // exchange's ParseComplete would mark a statement parsed that the server never created.
+  handleError(error: Error, connection: NodeJS.EventEmitter): void {
+    this.stopCounting(connection);
+    super.handleError(error, connection);
+  }
+
+  private stopCounting(connection: NodeJS.EventEmitter): void {
+    if (this.onParseComplete) connection.removeListener('parseComplete', this.onParseComplete);
+    this.onParseComplete = undefined;
   }
 }
 

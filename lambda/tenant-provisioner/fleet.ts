@@ -11,13 +11,7 @@
  * (embedded metric format, namespace TenantForge/Migrations, dimension Cell).
  */
 import type { Client } from 'pg';
-import {
-  planFleet,
-  migrateFleet,
-  type FleetDatabase,
-  type PlannedTarget,
-  type TargetOutcome,
-} from '../../db/fleet-migrate';
+import { planFleet, migrateFleet, type FleetDatabase, type PlannedTarget } from '../../db/fleet-migrate';
 import { LATEST_VERSION, MIGRATIONS } from '../../db/migrations';
 import { ADMIN_SCHEMA, OWNER_ROLE } from '../../db/roles';
 import { validateTenantId } from '../../db/naming';
@@ -125,7 +119,22 @@ export async function runFleetEvent(event: FleetEvent, env: Env, deps: FleetDeps
       ms: Date.now() - started,
     };
   }
-  const outcomes: TargetOutcome[] = [];
+  // Each migrated target's tenants are recorded as it finishes (a run cut short by the function's timeout keeps
+  // what it did), and so are targets already current (a rerun after such a cut records what the cut run missed).
+  const record = async (target: PlannedTarget) => {
+    for (const tenantId of await tenantsOf(target, deps).catch(() => [] as string[])) {
+      try {
+        await deps.recordVersion(tenantId, target.to);
+      } catch (e) {
+        deps.log('could not record the schema version', {
+          tenantId,
+          target: target.target,
+          error: String(e),
+        });
+      }
+    }
+  };
+  const recording: Promise<void>[] = plan.filter((t) => t.action === 'current').map(record);
   // Canary tenants named for the fleet that this database does not hold: no canary wave here (the CLI runs the
   // shared cells, canaries included, before any silo).
   const canary = Array.isArray(parsed.canary)
@@ -135,7 +144,6 @@ export async function runFleetEvent(event: FleetEvent, env: Env, deps: FleetDeps
     concurrency: parsed.concurrency,
     canary: Array.isArray(canary) && canary.length === 0 ? 0 : canary,
     onOutcome: (o) => {
-      outcomes.push(o);
       deps.log('target', {
         target: o.target.target,
         result: o.result,
@@ -143,15 +151,10 @@ export async function runFleetEvent(event: FleetEvent, env: Env, deps: FleetDeps
         attempts: o.attempts,
         reason: o.reason,
       });
+      if (o.result === 'done') recording.push(record(o.target));
     },
   });
-  for (const o of result.outcomes.filter((x) => x.result === 'done')) {
-    for (const tenantId of await tenantsOf(o.target, deps)) {
-      if (!(await deps.recordVersion(tenantId, o.target.to))) {
-        deps.log('registry has no item for a migrated tenant', { tenantId, target: o.target.target });
-      }
-    }
-  }
+  await Promise.all(recording);
   const report: FleetReport = {
     ...base,
     done: result.outcomes.filter((o) => o.result === 'done').length,

@@ -89,10 +89,14 @@ export async function recordDone(env: Env, r: Request, schema: string, create: b
   }
 }
 
-/** A fleet migration brought the tenant's schema to `version` (only an item that exists is touched). */
+/**
+ * A fleet migration brought the tenant's schema to `version`: only an item that exists, and only upward (a late
+ * write never lowers what a concurrent custom-resource run recorded). False when there was nothing to change.
+ */
 export async function recordSchemaVersion(env: Env, tenantId: string, version: number): Promise<boolean> {
   return update(env, tenantId, { schemaVersion: version, upgradeStatus: 'current' }, ['upgradeFailure'], {
     exists: true,
+    schemaVersionBelow: version,
   });
 }
 

@@ -147,7 +147,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   const health = new DatabaseHealth({ probe: deps.ready, ...deps.health });
   const limiter = deps.limiter ?? new TenantLimiter();
-  // A request's place in its tenant's limits ends with its response, or when its client goes away.
+  // A request's place in its tenant's limits ends with its response, or when its client goes away (see below).
   app.addHook('onResponse', async (request, reply) => {
     if (!request.tenant) return;
     request.tenant.release();
@@ -226,6 +226,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
     // Noisy neighbours: the tenant's own limits (tier), before any work (service/src/tenant-limits.ts).
     const tier = entry.tier ?? 'standard';
+    const limits = limiter.limits(tier);
+    const db = limiter.meter(
+      database.forTenant(principal.tenantId, { statementTimeoutMs: limits.statementTimeoutMs }),
+      tier,
+    );
     let release: () => void;
     try {
       release = limiter.admit(principal.tenantId, tier);
@@ -233,17 +238,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       if (e instanceof TenantLimitError) return sendLimit(reply, e);
       throw e;
     }
-    const limits = limiter.limits(tier);
-    request.tenant = {
-      principal,
-      entry,
-      tier,
-      release,
-      db: limiter.meter(
-        database.forTenant(principal.tenantId, { statementTimeoutMs: limits.statementTimeoutMs }),
-        tier,
-      ),
-    };
+    // The place ends when the response is done or the connection goes, whichever comes first: 'close' fires in
+    // every case (a client that hangs up after sending a whole body gets neither onResponse nor onRequestAbort).
+    reply.raw.once('close', release);
+    request.tenant = { principal, entry, tier, release, db };
   });
 
   app.setErrorHandler(

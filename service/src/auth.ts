@@ -7,6 +7,7 @@
  * cache): nothing is ever fetched, nothing is skipped, and a token signed by a key the issuer does not have (one
  * minted before `npm run local -- --reset`, say) gets a 401 that says so.
  */
+import { createHash } from 'crypto';
 import { CognitoJwtVerifier } from 'aws-jwt-verify';
 import type { Jwks, JwksCache, JwkWithKid } from 'aws-jwt-verify/jwk';
 import { TENANT_CLAIM } from '../../contracts';
@@ -38,7 +39,7 @@ export interface AuthenticatorOptions {
   readonly now?: () => number;
 }
 
-/** Verified tokens a task remembers (the oldest is forgotten first): about 2 KB each. */
+/** Verified tokens a task remembers (expired ones, then the oldest, are forgotten first): about 300 bytes each. */
 export const VERIFIED_TOKENS_KEPT = 10_000;
 
 /** A key cache that holds `jwks` and nothing else, and never reaches the network. */
@@ -90,10 +91,12 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticate
   return async (authorization) => {
     const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization ?? '');
     if (!match) throw new AuthError('missing or malformed Authorization header: send "Bearer <ID token>"');
-    const known = verified.get(match[1]);
+    // Keyed by a digest of the token: a large token costs the cache no more than a small one.
+    const key = createHash('sha256').update(match[1]).digest('base64');
+    const known = verified.get(key);
     if (known) {
       if (known.expiresAt > now()) return known.principal;
-      verified.delete(match[1]);
+      verified.delete(key);
     }
     let payload: Record<string, unknown>;
     try {
@@ -111,8 +114,13 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticate
         typeof payload['cognito:username'] === 'string' ? (payload['cognito:username'] as string) : undefined,
     };
     if (typeof payload.exp === 'number') {
-      if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!);
-      verified.set(match[1], { principal, expiresAt: payload.exp * 1000 });
+      if (verified.size >= VERIFIED_TOKENS_KEPT) {
+        // Expired ones go first; if none has, the oldest.
+        const t = now();
+        for (const [k, v] of verified) if (v.expiresAt <= t) verified.delete(k);
+        if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!);
+      }
+      verified.set(key, { principal, expiresAt: payload.exp * 1000 });
     }
     return principal;
   };

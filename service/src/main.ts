@@ -13,6 +13,7 @@ import { ContextKey } from '../../db/context';
 import { BRIDGE_POOL_PARTITIONS, TenantDatabase } from '../../db/tenant-context';
 import { buildApp } from './app';
 import { createPools, poolSettingsFromEnv } from './db-pool';
+import { TenantLimiter } from './tenant-limits';
 import { createAuthenticator } from './auth';
 import { CachedRegistry, DynamoRegistry } from './registry';
 import { waitForDatabase } from './startup';
@@ -86,6 +87,12 @@ async function main(): Promise<void> {
     // This deployment serves its own model only; a silo service, its own tenant only (db.serves decides).
     databaseFor: () => db,
     startup: startup.state,
+    // No tenant holds more than half of the pool (bridge: of the partition) its units of work draw from.
+    limiter: new TenantLimiter(
+      undefined,
+      undefined,
+      Math.max(1, Math.floor((pools[0].options.max ?? 20) / 2)),
+    ),
     ready: async () => {
       await pool.query('SELECT 1');
     },

@@ -28,7 +28,9 @@ export interface TenantLimits {
 
 /**
  * Per task. A task's pool has 20 connections (service/src/db-pool.ts): a standard tenant may hold a fifth of
- * them, a premium one two fifths, so at least three tenants always find a free connection whoever floods.
+ * them, a premium one two fifths, and never more than half of the pool or partition it draws from
+ * (`dbConnectionsCap`: a bridge cell's partitions have 4, so 2 there). Several tenants flooding at once can still
+ * fill a pool between them; each of them then waits in its own queue, and the rest get the connections freed.
  */
 export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
   standard: {
@@ -95,13 +97,19 @@ export class TenantLimiter {
   /** Per tenant since the last `drainCounters()`: for metrics. */
   private counters = new Map<string, LimiterCounters>();
 
+  /**
+   * @param dbConnectionsCap - the most connections one tenant may hold whatever its tier: half of the pool (or
+   *   partition) its units of work draw from, so one tenant never fills what its neighbours share with it.
+   */
   constructor(
     private readonly limitsOf: (tier: TenantTier) => TenantLimits = (tier) => TIER_LIMITS[tier],
     private readonly now: () => number = Date.now,
+    private readonly dbConnectionsCap = Number.POSITIVE_INFINITY,
   ) {}
 
   limits(tier: TenantTier): TenantLimits {
-    return this.limitsOf(tier);
+    const l = this.limitsOf(tier);
+    return l.dbConnections > this.dbConnectionsCap ? { ...l, dbConnections: this.dbConnectionsCap } : l;
   }
 
   private state(tenantId: string, limits: TenantLimits): State {
@@ -133,7 +141,7 @@ export class TenantLimiter {
 
   /** Admits one request of the tenant, or throws TenantLimitError (429). Call the result when it ends. */
   admit(tenantId: string, tier: TenantTier): () => void {
-    const limits = this.limitsOf(tier);
+    const limits = this.limits(tier);
     const s = this.state(tenantId, limits);
     const counters = this.count(tenantId);
     counters.requests++;
@@ -172,7 +180,7 @@ export class TenantLimiter {
 
   /** One of the tenant's database connections: at once, or after waiting in its queue, or TenantLimitError (503). */
   async dbSlot(tenantId: string, tier: TenantTier): Promise<() => void> {
-    const limits = this.limitsOf(tier);
+    const limits = this.limits(tier);
     const s = this.state(tenantId, limits);
     const release = () => {
       const next = s.waiting.shift();

@@ -392,6 +392,13 @@ describe('tenant provisioner handler: bridge cell', () => {
     expect(JSON.parse(emf!)).toMatchObject({ Cell: 'bridge cell', TargetsDone: 2, TargetsFailed: 0 });
     // A rerun has nothing to do.
     expect(await fleet({ action: 'migrate-fleet' })).toMatchObject({ targets: 2, done: 0, current: 2 });
+    // A late or concurrent write never lowers a recorded version.
+    const { recordSchemaVersion } = await import('../../lambda/tenant-provisioner/registry');
+    const { readEnv } = await import('../../lambda/tenant-provisioner/request');
+    expect(await recordSchemaVersion(readEnv(), 'soylent', 1)).toBe(false);
+    expect(await recordSchemaVersion(readEnv(), 'nobody-here', LATEST_VERSION)).toBe(false);
+    expect(await moto.get('soylent')).toMatchObject({ schemaVersion: LATEST_VERSION });
+    expect(await moto.get('nobody-here')).toBeUndefined();
   });
 
   test('Delete of a disposable tenant drops its schema and role; the API can no longer serve it', async () => {

@@ -1,4 +1,5 @@
 import * as fs from 'fs';
+import * as net from 'net';
 import https from 'https';
 import * as os from 'os';
 import * as path from 'path';
@@ -642,6 +643,39 @@ describe('noisy neighbours: per-tenant limits', () => {
       }
     } finally {
       await limited.close();
+    }
+  });
+});
+
+describe('noisy neighbours: a request gives its place back however it ends', () => {
+  test('a client that hangs up after sending a whole POST does not leave its tenant throttled', async () => {
+    const limits = { ...TIER_LIMITS.standard, concurrentRequests: 1, dbConnections: 1, dbQueueMs: 300 };
+    const limiter = new TenantLimiter(() => limits);
+    const app2 = anotherApp({ logger: false, limiter });
+    await app2.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app2.server.address() as AddressInfo).port;
+    try {
+      const held = await limiter.dbSlot('stark', 'standard'); // its next unit of work waits in its queue
+      const body = JSON.stringify(invoice('hang-up'));
+      await new Promise<void>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => {
+          socket.write(
+            `POST /invoices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token('stark')}\r\n` +
+              `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          );
+          setTimeout(() => (socket.destroy(), resolve()), 100); // gone before the answer
+        });
+      });
+      await new Promise((r) => setTimeout(r, 500)); // the queued unit gives up (503) meanwhile
+      held();
+      const next = await app2.inject({
+        method: 'GET',
+        url: '/invoices?limit=1',
+        headers: { authorization: `Bearer ${token('stark')}` },
+      });
+      expect(next.statusCode).toBe(200);
+    } finally {
+      await app2.close();
     }
   });
 });

@@ -125,3 +125,10 @@ test('state is bounded: a tenant idle for a minute is forgotten', () => {
 test('each tier leaves room for others in a task of 20 connections', () => {
   for (const limits of Object.values(TIER_LIMITS)) expect(limits.dbConnections).toBeLessThanOrEqual(20 / 2);
 });
+
+test("no tier's database share exceeds the cap the task sets (half of the pool or partition it draws from)", () => {
+  const l = new TenantLimiter(undefined, undefined, 2);
+  expect(l.limits('standard').dbConnections).toBe(2);
+  expect(l.limits('premium').dbConnections).toBe(2);
+  expect(new TenantLimiter().limits('premium').dbConnections).toBe(TIER_LIMITS.premium.dbConnections);
+});

@@ -28,7 +28,8 @@ import {
   RUNTIME_STATEMENT_TIMEOUT,
 } from './roles';
 import { Sql } from './sql';
-import { forgetParsedStatements, runUnitOfWork } from './unit-of-work';
+import { runUnitOfWork } from './unit-of-work';
+import { abandon, destroy, resetSession, resetStatements, statementName, txStatus } from './connection-care';
 
 export interface TenantDatabaseOptions {
   /**
@@ -360,48 +361,6 @@ const EXPECTED_ROLE_SETTINGS = [
 /** Every unit of work starts here (db/bootstrap.ts installContext): a clean session, then its settings. */
 const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::text[], $2::text[])`;
 
-function txStatus(client: PoolClient): string | undefined {
-  return (client as unknown as { _txStatus?: string })._txStatus;
-}
-
-/** After a 26000: every prepared statement of the connection gone and forgotten (the connection is kept). */
-async function resetStatements(client: PoolClient): Promise<boolean> {
-  try {
-    await client.query('DEALLOCATE ALL');
-    forgetParsedStatements(client);
-    return true;
-  } catch (e) {
-    destroy(client, e);
-    return false;
-  }
-}
-
-/** After a failed unit: the role's defaults back (one round trip, errors only), then back to the pool. */
-async function resetSession(client: PoolClient): Promise<boolean> {
-  try {
-    await client.query('RESET ALL');
-    client.release();
-    return true;
-  } catch (e) {
-    destroy(client, e);
-    return false;
-  }
-}
-
-/**
- * Each distinct statement text gets a protocol-level statement name, parsed once per connection, so its plan is
- * kept. Past MAX_NAMED_STATEMENTS texts (generated SQL, which the API does not write) statements go unnamed.
- */
-const statementNames = new Map<string, string>();
-const MAX_NAMED_STATEMENTS = 256;
-function statementName(text: string): string | undefined {
-  let name = statementNames.get(text);
-  if (name === undefined && statementNames.size < MAX_NAMED_STATEMENTS) {
-    statementNames.set(text, (name = `tf_${statementNames.size + 1}`));
-  }
-  return name;
-}
-
 /**
  * EXPLAIN's row estimates come from whole-table statistics, so they describe every tenant's rows (P13).
  * Tenant work never needs it; plans are read by operators as the owner.
@@ -412,28 +371,4 @@ function refuseExplain(statement: Sql): void {
       'EXPLAIN is not allowed in tenant context: its estimates cover every tenant',
     );
   }
-}
-
-/**
- * Ends a failed transaction. After a connection fault (a timeout, a cut socket) the connection's protocol state is
- * unknown: a late reply could answer the next query, another tenant's. So it is destroyed at once, without even a
- * ROLLBACK (the server rolls back a transaction whose connection goes). Otherwise: ROLLBACK, then back to the
- * pool; if even ROLLBACK fails the connection is destroyed rather than returned (a client released
- * mid-transaction poisons the pool).
- */
-async function abandon(client: PoolClient, error: unknown): Promise<void> {
-  if (isConnectionFault(error)) return destroy(client, error);
-  try {
-    await client.query('ROLLBACK');
-    client.release();
-  } catch (e) {
-    destroy(client, e);
-  }
-}
-
-/** Closes the socket now (a half-open socket would otherwise linger until TCP gives up) and drops the client. */
-function destroy(client: PoolClient, error: unknown): void {
-  forgetParsedStatements(client);
-  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
-  client.release(error instanceof Error ? error : new Error(String(error)));
 }

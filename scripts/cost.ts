@@ -18,12 +18,12 @@ import {
   priceTemplate,
   resizeCell,
   total,
-  unitCostChart,
   type CostLine,
   type PriceTable,
   type Template,
   type Usage,
 } from '../lib/cost';
+import { unitCostChart } from '../lib/cost-chart';
 import { buildFleet } from '../lib/fleet';
 import { STACK_NAMES, tenantStackName } from '../contracts';
 import { parseCli } from './cli';

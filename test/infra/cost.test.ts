@@ -7,11 +7,11 @@ import {
   priceTemplate,
   resizeCell,
   total,
-  unitCostChart,
   UnpricedResourceError,
   type PriceTable,
   type Template,
 } from '../../lib/cost';
+import { unitCostChart } from '../../lib/cost-chart';
 import { synthFleet } from './fleet-helpers';
 
 // A fixed price table, so the figures below are exact.

@@ -40,6 +40,8 @@ export interface AppDeps {
   readonly logStream?: { write(line: string): void };
   /** Per-tenant limits (noisy neighbours). @default - a TenantLimiter with TIER_LIMITS */
   readonly limiter?: TenantLimiter;
+  /** How long a 429 waits before it is sent (a flood then costs little CPU). @default 250 */
+  readonly refusalDelayMs?: number;
   /** How often each active tenant's usage is logged (the cell's per-tenant metrics read it). @default 60000 */
   readonly usageIntervalMs?: number;
 }
@@ -147,6 +149,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   const health = new DatabaseHealth({ probe: deps.ready, ...deps.health });
   const limiter = deps.limiter ?? new TenantLimiter();
+  const refusalDelayMs = deps.refusalDelayMs ?? 250;
   // A request's place in its tenant's limits ends with its response, or when its client goes away (see below).
   app.addHook('onResponse', async (request, reply) => {
     if (!request.tenant) return;
@@ -235,7 +238,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     try {
       release = limiter.admit(principal.tenantId, tier);
     } catch (e) {
-      if (e instanceof TenantLimitError) return sendLimit(reply, e);
+      if (e instanceof TenantLimitError) {
+        // Over its rate or concurrency: the answer waits a moment (holding nothing but the socket), so a flooding
+        // client's connections each refuse a few requests a second instead of thousands, which would otherwise
+        // cost the task the CPU its neighbours need (npm run bench:noisy).
+        await new Promise((r) => setTimeout(r, refusalDelayMs));
+        return sendLimit(reply, e);
+      }
       throw e;
     }
     // The place ends when the response is done or the connection goes, whichever comes first: 'close' fires in

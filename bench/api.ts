@@ -13,7 +13,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import autocannon from 'autocannon';
-import { stopChild, waitFor } from './support';
+import { startLocalPlatform, stopChild, waitFor } from './support';
 import { Client } from 'pg';
 import { LOCAL_MASTER_ROLE } from '../service/src/local/platform';
 import { LocalIssuer } from '../service/src/local/issuer';
@@ -80,22 +80,13 @@ async function measure(url: string, headers: Record<string, string>, connections
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-api-'));
   fs.chmodSync(dir, 0o755);
-  const server = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(__dirname, '..', 'scripts', 'local.ts')],
-    {
-      env: {
-        ...process.env,
-        PORT: String(PORT),
-        LOCAL_PG_PORT: String(PG_PORT),
-        LOCAL_DIR: dir,
-        LOG_LEVEL: 'silent',
-        // The read path, not the per-tenant limits (64 connections on one tenant is a flood: bench:noisy).
-        LOCAL_TENANT_LIMITS: 'off',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
+  const server = startLocalPlatform({
+    localDir: dir,
+    port: PORT,
+    pgPort: PG_PORT,
+    // The read path, not the per-tenant limits (64 connections on one tenant is a flood: bench:noisy).
+    env: { LOCAL_TENANT_LIMITS: 'off' },
+  });
   const base = `http://127.0.0.1:${PORT}`;
   try {
     await waitFor(`${base}/ready`, 120000);

@@ -10,12 +10,11 @@
  * Target (issue 15): the quiet tenants' p99 within 1.2x and throughput within 0.9x of the run without the flood,
  * and no errors. The API runs in a child process (npm run local with a catalog of 9 pool tenants), autocannon here.
  */
-import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import autocannon from 'autocannon';
-import { stopChild, waitFor } from './support';
+import { startLocalPlatform, stopChild, waitFor } from './support';
 import { LocalIssuer } from '../service/src/local/issuer';
 
 const arg = (name: string, fallback: string) => {
@@ -86,20 +85,12 @@ async function main(): Promise<void> {
       tenants: [...QUIET, LOUD].map((id) => ({ id, name: id, model: 'pool' })),
     }),
   );
-  const server: ChildProcess = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(__dirname, '..', 'scripts', 'local.ts'), '--catalog', catalog],
-    {
-      env: {
-        ...process.env,
-        PORT: String(PORT),
-        LOCAL_PG_PORT: String(PG_PORT),
-        LOCAL_DIR: path.join(dir, '.local'),
-        LOG_LEVEL: 'silent',
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
-  );
+  const server = startLocalPlatform({
+    localDir: path.join(dir, '.local'),
+    port: PORT,
+    pgPort: PG_PORT,
+    args: ['--catalog', catalog],
+  });
   const base = `http://127.0.0.1:${PORT}`;
   try {
     await waitFor(`${base}/ready`, 180000);

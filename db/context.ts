@@ -51,6 +51,14 @@ export class ContextKey {
   }
 }
 
+/** A tenant context that cannot be (an unknown tenant for a silo database, an unsafe runtime role, ...). */
+export class TenantContextError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TenantContextError';
+  }
+}
+
 /** Schema of the functions the runtime roles call: enter() and verified_tenant(). */
 export const CONTEXT_API_SCHEMA = 'tenancy_api';
 

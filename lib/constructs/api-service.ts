@@ -5,8 +5,6 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -15,6 +13,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { HEALTH_PATH, IsolationModel, ssmNames, TenantPhase, wafLogGroupPrefix } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { apiContainerImage, ApiImageRef, cpuArchitecture } from './api-image';
+import { scaleOnLoad, tenantMetrics } from './api-operations';
 import { EncryptedLogGroup, stackLogGroupName } from './encrypted-log-group';
 
 /** Common rule set rules that only count: the API's own validation answers for request bodies. */
@@ -288,62 +287,9 @@ export class ApiService extends Construct {
       ],
       redactedFields: [{ singleHeader: { Name: 'authorization' } }],
     });
-    this.scaleOnLoad(props.desiredCount ?? 2, props.maxCount);
-    this.tenantMetrics(logGroup, props.alarmTopic);
+    scaleOnLoad(this.service, this.targetGroup, props.desiredCount ?? 2, props.maxCount);
+    tenantMetrics(this, logGroup, props.alarmTopic);
     this.acknowledge(redirect, albSecurityGroup, disposable, phase);
-  }
-
-  /** More tasks under load: on CPU, and on requests per task (a flood that the limits refuse still costs CPU). */
-  private scaleOnLoad(desired: number, max?: number): void {
-    const scaling = this.service.autoScaleTaskCount({
-      minCapacity: desired,
-      maxCapacity: max ?? desired * 4,
-    });
-    scaling.scaleOnCpuUtilization('Cpu', { targetUtilizationPercent: 60 });
-    scaling.scaleOnRequestCount('Requests', { requestsPerTarget: 3000, targetGroup: this.targetGroup });
-  }
-
-  /**
-   * Per-tenant metrics from the API's once-a-minute usage lines (service/src/app.ts, "tenant usage"): requests,
-   * throttled requests and the slowest request, with the tenant as a dimension (namespace TenantForge/Api), and
-   * an alarm when some tenant has been throttled in every minute for 10 minutes.
-   */
-  private tenantMetrics(logGroup: logs.ILogGroup, topic?: sns.ITopic): void {
-    const namespace = 'TenantForge/Api';
-    const usage = '{ $.msg = "tenant usage" }';
-    for (const [name, field] of [
-      ['TenantRequests', '$.requests'],
-      ['TenantThrottled', '$.throttled'],
-      ['TenantLatencyMaxMs', '$.latencyMsMax'],
-    ] as const) {
-      new logs.MetricFilter(this, `${name}Filter`, {
-        logGroup,
-        metricNamespace: namespace,
-        metricName: name,
-        filterPattern: logs.FilterPattern.literal(usage),
-        metricValue: field,
-        dimensions: { TenantId: '$.tenantId' },
-      });
-    }
-    const throttledTenants = new logs.MetricFilter(this, 'TenantsThrottledFilter', {
-      logGroup,
-      metricNamespace: namespace,
-      metricName: 'TenantsThrottled',
-      filterPattern: logs.FilterPattern.literal('{ $.msg = "tenant usage" && $.throttled > 0 }'),
-      metricValue: '1',
-    });
-    if (!topic) return;
-    const alarm = new cloudwatch.Alarm(this, 'SustainedThrottling', {
-      alarmDescription:
-        'A tenant of this cell has been throttled (429/503 from its limits) in every minute for 10 minutes: see TenantThrottled by TenantId; raise its tier or find what floods.',
-      metric: throttledTenants.metric({ statistic: 'Sum', period: Duration.minutes(1) }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 10,
-      datapointsToAlarm: 10,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic));
   }
 
   private acknowledge(

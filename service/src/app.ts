@@ -12,9 +12,12 @@ import { AuthError, Authenticate, Principal } from './auth';
 import { SERVED_SCHEMA_VERSIONS } from '../../db/migrations/compatibility';
 import type { TenantTier } from '../../contracts';
 import { TenantLimiter, TenantLimitError } from './tenant-limits';
-import { isUnavailable } from '../../db/faults';
+import { BODY_LIMIT, errorHandler, sendLimit } from './errors';
+
+export { BODY_LIMIT };
+import { reportTenantUsage } from './tenant-usage';
 import { DatabaseHealth, DatabaseHealthOptions } from './db-health';
-import { RegistryEntry, RegistryUnavailable, TenantRegistry } from './registry';
+import { RegistryEntry, TenantRegistry } from './registry';
 import type { StartupState } from './startup';
 
 export interface AppDeps {
@@ -51,8 +54,6 @@ interface RequestTenant {
   principal: Principal;
   entry: RegistryEntry;
   tier: TenantTier;
-  /** Ends the request's place in its tenant's limits (idempotent). */
-  release: () => void;
   /** The tenant's database, bound once to the verified tenant: routes never pair an id with a handle. */
   db: TenantScope;
 }
@@ -68,9 +69,6 @@ const PUBLIC_ROUTES = new Set([HEALTH_PATH, READY_PATH]);
 export const MAX_ITEMS = 100;
 export const MAX_QUANTITY = 1_000_000;
 export const MAX_UNIT_PRICE_CENTS = 90_000_000;
-
-/** The largest request body the API accepts; the WAF leaves body size to it (lib/constructs/api-service.ts). */
-export const BODY_LIMIT = 256 * 1024;
 
 const invoiceBody = {
   type: 'object',
@@ -99,27 +97,6 @@ const invoiceBody = {
     },
   },
 } as const;
-
-/** 429 (over a rate or concurrency limit) or 503 (its database share stayed busy), with Retry-After. */
-function sendLimit(reply: FastifyReply, e: TenantLimitError) {
-  return reply
-    .code(e.status)
-    .header('retry-after', String(e.retryAfterSeconds))
-    .send({
-      error: e.status === 429 ? 'too_many_requests' : 'unavailable',
-      message: e.message,
-      limit: e.limit,
-    });
-}
-
-/** The `error` of each client error the framework raises (the API's own errors name theirs). */
-const CLIENT_ERRORS: Record<number, string> = {
-  400: 'bad_request',
-  404: 'not_found',
-  405: 'method_not_allowed',
-  413: 'payload_too_large',
-  415: 'unsupported_media_type',
-};
 
 const listQuery = {
   type: 'object',
@@ -150,32 +127,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const health = new DatabaseHealth({ probe: deps.ready, ...deps.health });
   const limiter = deps.limiter ?? new TenantLimiter();
   const refusalDelayMs = deps.refusalDelayMs ?? 250;
-  // A request's place in its tenant's limits ends with its response, or when its client goes away (see below).
   app.addHook('onResponse', async (request, reply) => {
-    if (!request.tenant) return;
-    request.tenant.release();
-    limiter.recordLatency(request.tenant.principal.tenantId, reply.elapsedTime);
+    if (request.tenant) limiter.recordLatency(request.tenant.principal.tenantId, reply.elapsedTime);
   });
-  // Once a minute, one line per tenant active in it: what the cell's per-tenant metrics and alarm read
-  // (lib/constructs/api-service.ts, tenantMetrics).
-  const usage = setInterval(() => {
-    for (const [tenantId, c] of limiter.drainCounters()) {
-      app.log.info(
-        {
-          tenantId,
-          requests: c.requests,
-          throttled: c.throttled,
-          queued: c.queued,
-          latencyMsMax: Math.round(c.latencyMsMax),
-          latencyMsAvg: c.completed ? Math.round(c.latencyMsSum / c.completed) : 0,
-        },
-        'tenant usage',
-      );
-    }
-  }, deps.usageIntervalMs ?? 60_000);
-  usage.unref();
-  app.addHook('onClose', async () => clearInterval(usage));
-  app.addHook('onRequestAbort', async (request) => request.tenant?.release());
+  reportTenantUsage(app, limiter, deps.usageIntervalMs ?? 60_000);
   // Passive readiness: every tenant request that reached its database says the database answers.
   app.addHook('onResponse', async (request, reply) => {
     if (request.tenant && reply.statusCode < 500) health.succeeded();
@@ -250,68 +205,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // The place ends when the response is done or the connection goes, whichever comes first: 'close' fires in
     // every case (a client that hangs up after sending a whole body gets neither onResponse nor onRequestAbort).
     reply.raw.once('close', release);
-    request.tenant = { principal, entry, tier, release, db };
+    request.tenant = { principal, entry, tier, db };
   });
 
-  app.setErrorHandler(
-    (error: Error & { code?: string; validation?: unknown; statusCode?: number }, request, reply) => {
-      if (error instanceof TenantLimitError) {
-        request.log.warn({ limit: error.limit }, 'tenant limit');
-        return sendLimit(reply, error);
-      }
-      if (error.validation) {
-        return reply.code(400).send({ error: 'bad_request', message: error.message });
-      }
-      if (error.statusCode === 413) {
-        return reply.code(413).send({
-          error: 'payload_too_large',
-          message: `the request body is larger than this API accepts (${BODY_LIMIT / 1024} KB)`,
-        });
-      }
-      if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
-        return reply
-          .code(error.statusCode)
-          .send({ error: CLIENT_ERRORS[error.statusCode] ?? 'bad_request', message: error.message });
-      }
-      if (error.code === '23505') {
-        return reply
-          .code(409)
-          .send({ error: 'conflict', message: 'an invoice with this reference already exists' });
-      }
-      if (error.code === '57014') {
-        request.log.warn({ err: error }, 'statement timeout');
-        return reply.code(503).send({ error: 'timeout', message: 'the request took too long; try again' });
-      }
-      // The database or the registry cannot answer now (failover, restart, hang, outage): 503 with Retry-After,
-      // never a guess. The raw error goes to the log only.
-      if (isUnavailable(error) || error instanceof RegistryUnavailable) {
-        if (!(error instanceof RegistryUnavailable)) health.failed();
-        request.log.warn({ err: error }, 'unavailable');
-        return reply
-          .code(503)
-          .header('retry-after', '2')
-          .send({
-            error: 'unavailable',
-            message:
-              error instanceof RegistryUnavailable
-                ? 'the tenant registry cannot be read right now; try again shortly'
-                : 'the database cannot be reached right now; try again shortly',
-          });
-      }
-      // The database refused the tenant (offboarded meanwhile: its pool registration or bridge role is gone),
-      // though the registry cache still had it active.
-      if (error.code === '42501' && request.tenant) {
-        deps.forgetTenant?.(request.tenant.principal.tenantId);
-        request.log.warn({ err: error }, 'refused by the database');
-        return reply.code(403).send({
-          error: 'forbidden',
-          message: `tenant "${request.tenant.principal.tenantId}" is not active`,
-        });
-      }
-      request.log.error({ err: error }, 'request failed');
-      return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
-    },
-  );
+  app.setErrorHandler(errorHandler({ health, forgetTenant: deps.forgetTenant }));
 
   // Unknown routes answer in the API's shape too (the framework's own would be { statusCode, error, message }).
   app.setNotFoundHandler((request, reply) =>

@@ -1,0 +1,100 @@
+/**
+ * How the API answers errors: always `{ "error", "message" }` (and `"limit"` for a tenant limit), the database's
+ * and the registry's faults as 503 with Retry-After, never a guess; raw errors go to the log only.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { isUnavailable } from '../../db/faults';
+import type { DatabaseHealth } from './db-health';
+import { RegistryUnavailable } from './registry';
+import { TenantLimitError } from './tenant-limits';
+
+/** The largest request body the API accepts; the WAF leaves body size to it (lib/constructs/api-service.ts). */
+export const BODY_LIMIT = 256 * 1024;
+
+/** 429 (over a rate or concurrency limit) or 503 (its database share stayed busy), with Retry-After. */
+export function sendLimit(reply: FastifyReply, e: TenantLimitError) {
+  return reply
+    .code(e.status)
+    .header('retry-after', String(e.retryAfterSeconds))
+    .send({
+      error: e.status === 429 ? 'too_many_requests' : 'unavailable',
+      message: e.message,
+      limit: e.limit,
+    });
+}
+
+/** The `error` of each client error the framework raises (the API's own errors name theirs). */
+const CLIENT_ERRORS: Record<number, string> = {
+  400: 'bad_request',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
+
+type ApiError = Error & { code?: string; validation?: unknown; statusCode?: number };
+
+export function errorHandler(deps: {
+  readonly health: DatabaseHealth;
+  /** Told when the database refused a tenant the registry cache still had as active. */
+  readonly forgetTenant?: (tenantId: string) => void;
+}): (error: ApiError, request: FastifyRequest, reply: FastifyReply) => unknown {
+  const { health } = deps;
+  return (error, request, reply) => {
+    if (error instanceof TenantLimitError) {
+      request.log.warn({ limit: error.limit }, 'tenant limit');
+      return sendLimit(reply, error);
+    }
+    if (error.validation) {
+      return reply.code(400).send({ error: 'bad_request', message: error.message });
+    }
+    if (error.statusCode === 413) {
+      return reply.code(413).send({
+        error: 'payload_too_large',
+        message: `the request body is larger than this API accepts (${BODY_LIMIT / 1024} KB)`,
+      });
+    }
+    if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+      return reply
+        .code(error.statusCode)
+        .send({ error: CLIENT_ERRORS[error.statusCode] ?? 'bad_request', message: error.message });
+    }
+    if (error.code === '23505') {
+      return reply
+        .code(409)
+        .send({ error: 'conflict', message: 'an invoice with this reference already exists' });
+    }
+    if (error.code === '57014') {
+      request.log.warn({ err: error }, 'statement timeout');
+      return reply.code(503).send({ error: 'timeout', message: 'the request took too long; try again' });
+    }
+    // The database or the registry cannot answer now (failover, restart, hang, outage): 503 with Retry-After,
+    // never a guess. The raw error goes to the log only.
+    if (isUnavailable(error) || error instanceof RegistryUnavailable) {
+      if (!(error instanceof RegistryUnavailable)) health.failed();
+      request.log.warn({ err: error }, 'unavailable');
+      return reply
+        .code(503)
+        .header('retry-after', '2')
+        .send({
+          error: 'unavailable',
+          message:
+            error instanceof RegistryUnavailable
+              ? 'the tenant registry cannot be read right now; try again shortly'
+              : 'the database cannot be reached right now; try again shortly',
+        });
+    }
+    // The database refused the tenant (offboarded meanwhile: its pool registration or bridge role is gone),
+    // though the registry cache still had it active.
+    if (error.code === '42501' && request.tenant) {
+      deps.forgetTenant?.(request.tenant.principal.tenantId);
+      request.log.warn({ err: error }, 'refused by the database');
+      return reply.code(403).send({
+        error: 'forbidden',
+        message: `tenant "${request.tenant.principal.tenantId}" is not active`,
+      });
+    }
+    request.log.error({ err: error }, 'request failed');
+    return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
+  };
+}

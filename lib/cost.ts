@@ -210,7 +210,11 @@ export function priceTemplate(
             : 'arm64';
         const vcpu = num(task.Cpu) / 1024;
         const gb = num(task.Memory) / 1024;
-        const count = num(props.DesiredCount, 1);
+        // A service whose count autoscaling owns has no DesiredCount: it runs at least its target's minimum.
+        const scaledMin = Object.values(resources)
+          .filter((x) => x.Type === 'AWS::ApplicationAutoScaling::ScalableTarget')
+          .map((x) => num(x.Properties?.MinCapacity, 1));
+        const count = num(props.DesiredCount, scaledMin.length ? Math.max(...scaledMin) : 1);
         add(
           id,
           `Fargate ${arch} ${count} x (${vcpu} vCPU, ${gb} GB)`,

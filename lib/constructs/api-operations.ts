@@ -58,7 +58,7 @@ export function tenantMetrics(scope: Construct, logGroup: logs.ILogGroup, topic?
   if (!topic) return;
   const alarm = new cloudwatch.Alarm(scope, 'SustainedThrottling', {
     alarmDescription:
-      'A tenant of this cell has been throttled (429/503 from its limits) in every minute for 10 minutes: see TenantThrottled by TenantId; raise its tier or find what floods.',
+      'Some tenant of this cell was throttled (429/503 from its limits) in every minute for 10 minutes, not necessarily the same one each minute: see TenantThrottled by TenantId to find which; raise its tier or find what floods.',
     metric: throttledTenants.metric({ statistic: 'Sum', period: Duration.minutes(1) }),
     threshold: 1,
     comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

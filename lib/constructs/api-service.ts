@@ -31,7 +31,7 @@ export interface ApiServiceProps {
   /** Secrets the container receives as environment variables, injected by ECS (the context key). */
   readonly secrets?: Record<string, ecs.Secret>;
   /**
-   * Tasks kept running.
+   * The tasks the service keeps at least (autoscaling's minimum; the template sets no DesiredCount).
    * @default 2 - one per AZ
    */
   readonly desiredCount?: number;
@@ -74,6 +74,8 @@ export const PHASE_REASONS: Record<Exclude<TenantPhase, 'steady'>, string> = {
 
 /** The edge's per-token rate (requests per minute): above the premium tier's rate on two tasks. */
 export const WAF_TOKEN_RATE_PER_MINUTE = 60_000;
+/** The edge's per-address rate (requests per minute): above any one office's share of a tenant's traffic. */
+export const WAF_ADDRESS_RATE_PER_MINUTE = 120_000;
 
 /**
  * The tenant-aware API on ECS Fargate behind an internet-facing ALB. HTTPS only (port 80 answers with a
@@ -128,7 +130,8 @@ export class ApiService extends Construct {
     this.service = new ecs.FargateService(this, 'Service', {
       cluster,
       taskDefinition: this.taskDefinition,
-      desiredCount: props.desiredCount ?? 2,
+      // No DesiredCount in the template: autoscaling owns the count (its minimum is desiredCount). With one in the
+      // template, every service update (a release, a rollback) would reset a scaled-out service to it.
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [this.securityGroup],
       assignPublicIp: false,
@@ -261,7 +264,32 @@ export class ApiService extends Construct {
             sampledRequestsEnabled: true,
           },
         },
+        // The backstop for what a token key cannot count: requests with no token, or a new random one each time.
+        {
+          name: 'RatePerAddress',
+          priority: 3,
+          action: { block: { customResponse: { responseCode: 429 } } },
+          statement: {
+            rateBasedStatement: {
+              aggregateKeyType: 'IP',
+              limit: WAF_ADDRESS_RATE_PER_MINUTE,
+              evaluationWindowSec: 60,
+            },
+          },
+          visibilityConfig: {
+            cloudWatchMetricsEnabled: true,
+            metricName: 'RatePerAddress',
+            sampledRequestsEnabled: true,
+          },
+        },
       ],
+      // The rate rule keys on the Authorization header: its value would otherwise appear in WAF logs (the rate
+      // rules' aggregate key) despite the log redaction below. Logs keep a hash of it.
+      dataProtectionConfig: {
+        dataProtections: [
+          { field: { fieldType: 'SINGLE_HEADER', fieldKeys: ['authorization'] }, action: 'HASH' },
+        ],
+      },
     });
     new wafv2.CfnWebACLAssociation(this, 'WebAclAssociation', {
       resourceArn: this.loadBalancer.loadBalancerArn,

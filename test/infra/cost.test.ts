@@ -107,6 +107,27 @@ describe('pricing a template (lib/cost.ts)', () => {
     expect(Number(total(lines).toFixed(4))).toBe(58.7);
   });
 
+  test('a service whose count autoscaling owns (no DesiredCount) is priced at its scalable target minimum', () => {
+    const { DesiredCount: _omitted, ...service } = CELL.Resources.Service.Properties as Record<
+      string,
+      unknown
+    >;
+    void _omitted;
+    const t: Template = {
+      Resources: {
+        Task: CELL.Resources.Task,
+        Service: { Type: 'AWS::ECS::Service', Properties: service },
+        Scaling: {
+          Type: 'AWS::ApplicationAutoScaling::ScalableTarget',
+          Properties: { MinCapacity: 3, MaxCapacity: 12 },
+        },
+      },
+    };
+    expect(priceTemplate('Cell', t, TABLE).map((l) => l.what)).toEqual([
+      'Fargate arm64 3 x (0.5 vCPU, 1 GB)',
+    ]);
+  });
+
   test('a resource type with no price line and not known to be free stops the report, naming it', () => {
     const t: Template = {
       Resources: {

@@ -1,5 +1,9 @@
 import { Match } from 'aws-cdk-lib/assertions';
-import { WAF_BODY_RULES_COUNTED, WAF_TOKEN_RATE_PER_MINUTE } from '../../lib/constructs/api-service';
+import {
+  WAF_ADDRESS_RATE_PER_MINUTE,
+  WAF_BODY_RULES_COUNTED,
+  WAF_TOKEN_RATE_PER_MINUTE,
+} from '../../lib/constructs/api-service';
 import { instanceMemoryGiB } from '../../lib/constructs/database';
 import { synthFleet } from './fleet-helpers';
 
@@ -104,9 +108,39 @@ describe('noisy neighbours at the edge and in operations (issue 15)', () => {
   );
 
   test.each(CELLS)(
+    '%s: a per-address backstop rule, and WAF logs keep only a hash of the Authorization header',
+    (stack) => {
+      fleet.template(stack).hasResourceProperties('AWS::WAFv2::WebACL', {
+        Rules: Match.arrayWith([
+          Match.objectLike({
+            Name: 'RatePerAddress',
+            Action: { Block: { CustomResponse: { ResponseCode: 429 } } },
+            Statement: {
+              RateBasedStatement: {
+                AggregateKeyType: 'IP',
+                Limit: WAF_ADDRESS_RATE_PER_MINUTE,
+                EvaluationWindowSec: 60,
+              },
+            },
+          }),
+        ]),
+        DataProtectionConfig: {
+          DataProtections: [
+            { Action: 'HASH', Field: { FieldType: 'SINGLE_HEADER', FieldKeys: ['authorization'] } },
+          ],
+        },
+      });
+    },
+  );
+
+  test.each(CELLS)(
     '%s: the API scales out on CPU and on requests per task, from its desired count up',
     (stack) => {
       const t = fleet.template(stack);
+      // Autoscaling owns the count: a DesiredCount in the template would reset it on every service update.
+      for (const service of Object.values(t.findResources('AWS::ECS::Service')) as { Properties: object }[]) {
+        expect(service.Properties).not.toHaveProperty('DesiredCount');
+      }
       t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
         MinCapacity: 2,
         MaxCapacity: 8,

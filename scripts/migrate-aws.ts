@@ -5,7 +5,7 @@
  * platform. Pool and bridge first (one canary wave in each), then the silos, a few at a time. Tenants onboarded by
  * the pipeline are included: each cell migrates what its database holds, and each silo has its stack.
  *
- * Needs: cloudformation:ListStacks, cloudformation:ListStackResources, lambda:InvokeFunction on the provisioners.
+ * Needs: cloudformation:ListStacks, cloudformation:ListStackResources, lambda:InvokeFunction on the cells' fleet runners (FleetRunner functions) only.
  */
 import {
   CloudFormationClient,
@@ -38,8 +38,8 @@ const LIVE: StackStatus[] = [
   'IMPORT_ROLLBACK_COMPLETE',
 ];
 
-/** The provisioner handler's logical id (not the provider framework's function next to it). */
-const HANDLER_LOGICAL_ID = /ProvisionerHandler[0-9A-F]{8}$/;
+/** The cell's fleet runner (lambda/tenant-provisioner/fleet-entry.ts), never the custom-resource handler. */
+const FLEET_RUNNER_LOGICAL_ID = /ProvisionerFleetRunner[0-9A-F]{8}$/;
 
 export async function findProvisioners(cfn: CloudFormationClient): Promise<Provisioner[]> {
   const stacks: string[] = [];
@@ -57,7 +57,7 @@ export async function findProvisioners(cfn: CloudFormationClient): Promise<Provi
       for (const r of page.StackResourceSummaries ?? []) {
         if (
           r.ResourceType === 'AWS::Lambda::Function' &&
-          HANDLER_LOGICAL_ID.test(r.LogicalResourceId ?? '')
+          FLEET_RUNNER_LOGICAL_ID.test(r.LogicalResourceId ?? '')
         ) {
           found.push({ stack, functionName: r.PhysicalResourceId! });
         }

@@ -1,6 +1,7 @@
 /**
- * Fleet migrations in AWS: each cell's provisioner (the pool cell's, the bridge cell's, each silo's own) migrates
- * the targets of its own database when invoked with a fleet event, with the runner `npm run migrate` uses locally
+ * Fleet migrations in AWS: each cell's fleet runner (fleet-entry.ts: the pool cell's, the bridge cell's, each
+ * silo's own, beside its custom-resource handler) migrates the targets of its own database when invoked with a
+ * fleet event, with the runner `npm run migrate` uses locally
  * (db/fleet-migrate.ts), which runs the custom resource's own migrateTarget. `npm run migrate -- --aws` invokes
  * every provisioner of the fleet and adds up their reports (scripts/migrate-aws.ts).
  *

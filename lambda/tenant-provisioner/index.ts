@@ -17,8 +17,8 @@ import type { Client } from 'pg';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { dataModel } from '../../db/models';
 import { connect, contextKey } from './connection';
-import { FleetEvent, FleetReport, isFleetEvent, runFleetEvent } from './fleet';
-import { recordDone, recordFailure, recordOffboarded, recordSchemaVersion, recordStart } from './registry';
+import { isFleetEvent } from './fleet';
+import { recordDone, recordFailure, recordOffboarded, recordStart } from './registry';
 import { Env, parseRequest, ProvisioningInputError, readEnv, Request } from './request';
 
 export { connectionConfig } from './connection';
@@ -26,20 +26,14 @@ export { parseRequest, ProvisioningInputError, RESOURCE_TYPES } from './request'
 
 type Result = Pick<CloudFormationCustomResourceResponse, 'PhysicalResourceId' | 'Data'>;
 
-export async function handler(event: CloudFormationCustomResourceEvent): Promise<Result>;
-export async function handler(event: FleetEvent): Promise<FleetReport>;
-export async function handler(
-  event: CloudFormationCustomResourceEvent | FleetEvent,
-): Promise<Result | FleetReport> {
+export async function handler(event: CloudFormationCustomResourceEvent): Promise<Result> {
   const env = readEnv();
-  // An operator's fleet migration (npm run migrate -- --aws), not CloudFormation: this cell's database only.
+  // Fleet migrations have a function of their own (fleet-entry.ts): whoever may start one must not be able to
+  // send this handler CloudFormation-shaped events.
   if (isFleetEvent(event)) {
-    log('fleet event', { ...event });
-    return runFleetEvent(event, env, {
-      connect: () => connect(env, log),
-      recordVersion: (tenantId, version) => recordSchemaVersion(env, tenantId, version),
-      log,
-    });
+    throw new ProvisioningInputError(
+      "a fleet event goes to the cell's fleet runner function (FleetRunner), not to the custom-resource handler",
+    );
   }
   let request: Request;
   try {
@@ -152,6 +146,6 @@ export async function withLockRetries<T>(
   }
 }
 
-function log(message: string, fields: Record<string, unknown>): void {
+export function log(message: string, fields: Record<string, unknown>): void {
   console.log(JSON.stringify({ level: 'info', message, ...fields }));
 }

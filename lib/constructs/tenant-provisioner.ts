@@ -46,6 +46,8 @@ export interface TenantProvisionerProps {
  */
 export class TenantProvisioner extends Construct {
   readonly handler: nodejs.NodejsFunction;
+  /** Fleet migrations (npm run migrate -- --aws): operators invoke this, never the custom-resource handler. */
+  readonly fleetRunner: nodejs.NodejsFunction;
   readonly provider: cr.Provider;
   readonly securityGroup: ec2.SecurityGroup;
   readonly serviceToken: string;
@@ -100,6 +102,43 @@ export class TenantProvisioner extends Construct {
         externalModules: ['@aws-sdk/*', 'pg-native'],
       },
     });
+    const fleetLogs = new EncryptedLogGroup(this, 'FleetRunnerLogs', {
+      key: props.key,
+      disposable: props.disposable,
+    });
+    this.fleetRunner = new nodejs.NodejsFunction(this, 'FleetRunner', {
+      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'fleet-entry.ts'),
+      handler: 'handler',
+      runtime: LAMBDA_RUNTIME,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 512,
+      timeout: Duration.minutes(15),
+      role,
+      vpc: props.vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [this.securityGroup],
+      logGroup: fleetLogs,
+      environmentEncryption: props.key,
+      environment: {
+        MODEL: props.model,
+        // Its own stack: the only one whose bootstrap resource it serves.
+        OWN_STACK: Stack.of(this).stackName,
+        DB_HOST: props.database.instance.dbInstanceEndpointAddress,
+        DB_PORT: String(props.database.port),
+        DB_NAME: props.database.databaseName,
+        DB_SECRET_ARN: props.database.secretArn,
+        CONTEXT_KEY_SECRET_ARN: props.contextKey.secretArn,
+        REGISTRY_TABLE: props.registry.tableName,
+        // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.
+        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+      },
+      bundling: {
+        target: 'node24',
+        minify: true,
+        sourceMap: true,
+        externalModules: ['@aws-sdk/*', 'pg-native'],
+      },
+    });
     // A customer-managed policy written out in full rather than L2 grants, so the role holds exactly this.
     const handlerPolicy = new iam.ManagedPolicy(this, 'HandlerPolicy', {
       roles: [role],
@@ -128,7 +167,7 @@ export class TenantProvisioner extends Construct {
         new iam.PolicyStatement({
           sid: 'WriteOwnLogs',
           actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-          resources: [logGroup.logGroupArn],
+          resources: [logGroup.logGroupArn, fleetLogs.logGroupArn],
         }),
         new iam.PolicyStatement({
           sid: 'VpcNetworkInterfaces',
@@ -164,6 +203,16 @@ export class TenantProvisioner extends Construct {
     if (framework.length !== 1)
       throw new Error(`${this.node.path}: expected one provider framework function`);
     const frameworkFn = framework[0];
+    ack(
+      l1(this.fleetRunner),
+      HIPAA_AND_NIST('LambdaDLQ'),
+      'Invoked synchronously by an operator (npm run migrate -- --aws), who receives the report or the error; there is no asynchronous event to dead-letter.',
+    );
+    ack(
+      l1(this.fleetRunner),
+      HIPAA_AND_NIST('LambdaConcurrency'),
+      'Runs once per cell per release, started by an operator; reserving concurrency would take it from the account pool without bounding anything that matters.',
+    );
     for (const fn of [l1(this.handler), l1(frameworkFn)]) {
       ack(
         fn,

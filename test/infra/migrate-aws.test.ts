@@ -52,7 +52,7 @@ beforeEach(() => {
       ...(withProvisioner
         ? [
             {
-              LogicalResourceId: 'CellProvisionerHandler989583A8',
+              LogicalResourceId: 'CellProvisionerFleetRunner991F4907',
               PhysicalResourceId: `${stack}-provisioner`,
               ResourceType: 'AWS::Lambda::Function',
               ResourceStatus: 'CREATE_COMPLETE' as const,
@@ -60,6 +60,13 @@ beforeEach(() => {
             },
           ]
         : []),
+      {
+        LogicalResourceId: 'CellProvisionerHandler989583A8', // the custom-resource handler: never invoked
+        PhysicalResourceId: `${stack}-handler`,
+        ResourceType: 'AWS::Lambda::Function',
+        ResourceStatus: 'CREATE_COMPLETE' as const,
+        LastUpdatedTimestamp: new Date(),
+      },
       {
         LogicalResourceId: 'CellProvisionerProviderframeworkonEvent821C6C51',
         PhysicalResourceId: `${stack}-framework`,
@@ -79,7 +86,7 @@ beforeEach(() => {
   }
 });
 
-test('finds every provisioner handler (not the provider framework), the shared cells first', async () => {
+test("finds every cell's fleet runner (not its custom-resource handler or the provider framework), cells first", async () => {
   expect(await findProvisioners(new CloudFormationClient({}))).toEqual([
     { stack: 'Bridge', functionName: 'Bridge-provisioner' },
     { stack: 'Pool', functionName: 'Pool-provisioner' },

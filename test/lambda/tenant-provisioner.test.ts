@@ -345,7 +345,16 @@ describe('tenant provisioner handler: bridge cell', () => {
   });
 
   test('a fleet event migrates every tenant of the cell, records each new schemaVersion, and reports', async () => {
-    const fleet = (event: Record<string, unknown>) => provisioner.handler(event as never) as Promise<never>;
+    const runner = await import('../../lambda/tenant-provisioner/fleet-entry');
+    const fleet = (event: Record<string, unknown>) => runner.handler(event as never) as Promise<never>;
+    // The custom-resource handler refuses fleet events (operators invoke the fleet runner only), and the runner
+    // refuses anything else.
+    await expect(provisioner.handler({ action: 'migrate-fleet' } as never)).rejects.toThrow(
+      "a fleet event goes to the cell's fleet runner function (FleetRunner)",
+    );
+    await expect(runner.handler(bootstrap('bridge') as never)).rejects.toThrow(
+      'the fleet runner accepts only fleet events',
+    );
     await handler(
       cfnEvent('Create', 'Custom::BridgeTenant', bridgeTenant('soylent', { SchemaVersion: '1' })),
     );

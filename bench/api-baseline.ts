@@ -26,6 +26,7 @@ const unisolated = {
   model: 'pool',
   run: (statement) => pool.query(statement.toQuery()),
   transaction: () => Promise.reject(new Error('not used by the baseline')),
+  snapshot: () => Promise.reject(new Error('not used by the baseline')),
 } as TenantScope;
 
 const app = Fastify({ logger: false });

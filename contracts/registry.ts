@@ -9,7 +9,15 @@ import { ISOLATION_MODELS, IsolationModel } from './tenant-id';
 /** The registry table's partition key. */
 export const REGISTRY_KEY = 'tenantId';
 
-export const TENANT_STATUSES = ['provisioning', 'active', 'offboarding', 'offboarded', 'failed'] as const;
+/** `moving`: its data is being copied to another model (npm run tenant -- move); the API answers it 503 meanwhile. */
+export const TENANT_STATUSES = [
+  'provisioning',
+  'active',
+  'moving',
+  'offboarding',
+  'offboarded',
+  'failed',
+] as const;
 export type TenantStatus = (typeof TENANT_STATUSES)[number];
 export type DeletionPolicy = 'retain' | 'destroy';
 
@@ -59,6 +67,13 @@ export interface RegistryItem {
   readonly upgradeStatus?: UpgradeStatus;
   /** Why the last schema upgrade failed (the tenant keeps serving at its previous version). */
   readonly upgradeFailure?: string;
+  /** While `moving`: the model its data is being moved to. */
+  readonly movingTo?: IsolationModel;
+  /**
+   * The model where a move left the tenant's previous copy, unreachable by any runtime role, until
+   * `npm run tenant -- purge` removes it.
+   */
+  readonly keptCopy?: IsolationModel;
   /** ISO time of the last write. */
   readonly updatedAt?: string;
 }
@@ -90,6 +105,8 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   lock: 'S',
   upgradeStatus: 'S',
   upgradeFailure: 'S',
+  movingTo: 'S',
+  keptCopy: 'S',
   updatedAt: 'S',
 };
 export type RegistryField = keyof typeof FIELD_TYPES;

@@ -84,6 +84,11 @@ export interface TenantScope {
   run<R extends QueryResultRow = QueryResultRow>(statement: Sql): Promise<QueryResult<R>>;
   /** Any number of statements in one tenant-scoped transaction. */
   transaction<T>(work: (tx: TenantTransaction) => Promise<T>): Promise<T>;
+  /**
+   * Any number of reads in one READ ONLY transaction that sees one snapshot (REPEATABLE READ): what an export
+   * reads. Admitted while the tenant is frozen for a move (db/mobility/).
+   */
+  snapshot<T>(work: (tx: TenantTransaction) => Promise<T>): Promise<T>;
 }
 
 export class TenantDatabase {
@@ -160,7 +165,9 @@ export class TenantDatabase {
       tenantId,
       model: this.model,
       run: (statement) => this.runIn(pool, tenantId, statement, timeout),
-      transaction: (work) => this.transactionIn(pool, tenantId, work, timeout),
+      transaction: (work) => this.transactionIn(pool, tenantId, work, timeout, 'BEGIN READ WRITE'),
+      snapshot: (work) =>
+        this.transactionIn(pool, tenantId, work, timeout, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'),
     };
   }
 
@@ -255,7 +262,8 @@ export class TenantDatabase {
     pool: Pool,
     tenantId: string,
     work: (tx: TenantTransaction) => Promise<T>,
-    timeoutMs?: number,
+    timeoutMs: number | undefined,
+    begin: 'BEGIN READ WRITE' | 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
   ): Promise<T> {
     const client = await pool.connect();
     let open = true;
@@ -270,11 +278,11 @@ export class TenantDatabase {
       },
     };
     try {
-      const [begin, enter] = await Promise.allSettled([
-        client.query('BEGIN READ WRITE'),
+      const [begun, enter] = await Promise.allSettled([
+        client.query(begin),
         client.query(ENTER, this.enterValues(client, tenantId, timeoutMs)),
       ]);
-      if (begin.status === 'rejected') throw begin.reason;
+      if (begun.status === 'rejected') throw begun.reason;
       if (enter.status === 'rejected') throw enter.reason;
       const result = await work(tx);
       await client.query('COMMIT');

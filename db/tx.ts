@@ -5,6 +5,7 @@
  * half-applies.
  */
 import type { ClientBase } from 'pg';
+import { ADMIN_SCHEMA, OWNER_ROLE } from './roles';
 import { ident, sql, Sql } from './sql';
 
 /** One advisory-lock key per target; `hashtextextended` is stable across sessions and servers. */
@@ -71,4 +72,35 @@ export async function ensureRole(client: ClientBase, role: string, attributes: s
     if (code !== '42710' && code !== '23505') throw e;
     await client.query('ROLLBACK TO SAVEPOINT ensure_role');
   }
+}
+
+/**
+ * Freezes or thaws the runtime principal's writes on every table of a tenant's own schema (bridge, silo): the
+ * freeze revokes INSERT, UPDATE and DELETE and keeps SELECT; the thaw grants them again. Under the target's lock,
+ * as the owner. Refuses a target that is not active (offboarded data stays unreachable).
+ */
+export async function setSchemaFrozen(
+  client: ClientBase,
+  target: { target: string; schema: string; grantee: string },
+  frozen: boolean,
+): Promise<void> {
+  await inTransaction(client, async () => {
+    await exec(client, lockTarget(target.target));
+    await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    const state = await client.query<{ status: string }>(
+      `SELECT status FROM ${ADMIN_SCHEMA}.targets WHERE target = $1`,
+      [target.target],
+    );
+    if (state.rows[0]?.status !== 'active') {
+      throw new Error(
+        `${target.target} is ${state.rows[0]?.status ?? 'not provisioned'} in this database: nothing to ${frozen ? 'freeze' : 'unfreeze'}`,
+      );
+    }
+    await exec(
+      client,
+      frozen
+        ? sql`REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${ident(target.schema)} FROM ${ident(target.grantee)}`
+        : sql`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${ident(target.schema)} TO ${ident(target.grantee)}`,
+    );
+  });
 }

@@ -215,4 +215,9 @@ export function checkOffboarding(tenantId: string, existing: ExistingTenant | un
       `offboard request: tenant "${tenantId}" is already offboarded: nothing was changed`,
     );
   }
+  if (existing.status === 'moving') {
+    throw new RequestRejected(
+      `offboard request: tenant "${tenantId}" is being moved to another model: nothing was changed; wait for the move to finish`,
+    );
+  }
 }

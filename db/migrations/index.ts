@@ -15,6 +15,7 @@ import { invoices } from './0001-invoices';
 import { dueDates } from './0002-due-dates';
 import { activeTenants } from './0003-active-tenants';
 import { verifiedContext } from './0004-verified-context';
+import { tenantFreeze } from './0005-tenant-freeze';
 
 export interface Migration {
   readonly version: number;
@@ -44,6 +45,12 @@ export interface Migration {
   readonly backfill?: { readonly pool?: string; readonly tenant?: string };
 }
 
-export const MIGRATIONS: readonly Migration[] = [invoices, dueDates, activeTenants, verifiedContext];
+export const MIGRATIONS: readonly Migration[] = [
+  invoices,
+  dueDates,
+  activeTenants,
+  verifiedContext,
+  tenantFreeze,
+];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

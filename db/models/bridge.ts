@@ -10,7 +10,15 @@ import { migrateTarget, MigrationTarget } from '../migrate';
 import { actAsRoleAdmin, ensureRoleAdmins } from '../role-admin';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_ROLES } from '../roles';
 import { ident, sql } from '../sql';
-import { ensureRole, exec, inTransaction, lockTarget, roleExists, serverVersion } from '../tx';
+import {
+  ensureRole,
+  exec,
+  inTransaction,
+  lockTarget,
+  roleExists,
+  serverVersion,
+  setSchemaFrozen,
+} from '../tx';
 import type { DataModel, ModelOptions, ProvisionOptions } from './model';
 
 const bridgeTarget = (tenantId: string, namingKey?: string): MigrationTarget => {
@@ -95,6 +103,10 @@ export const bridge: DataModel = {
   },
   offboard: (client, tenantId, policy, options: ModelOptions) =>
     offboardBridgeTenant(client, tenantId, policy, options.namingKey),
+  freeze: (client, tenantId, options) =>
+    setSchemaFrozen(client, bridgeTarget(validateTenantId(tenantId, 'freeze'), options.namingKey), true),
+  unfreeze: (client, tenantId, options) =>
+    setSchemaFrozen(client, bridgeTarget(validateTenantId(tenantId, 'unfreeze'), options.namingKey), false),
   schemaOf: (tenantId, options) => tenantDbNames(tenantId, options.namingKey).schema,
   migrationTarget: (tenantId, options) => bridgeTarget(tenantId, options.namingKey),
   // Privileges are the boundary (the role); search_path only resolves the tenant's unqualified names.

@@ -69,6 +69,15 @@ export interface DataModel {
     policy: 'retain' | 'destroy',
     options: ModelOptions,
   ): Promise<void>;
+  /**
+   * Freezes a tenant's writes while its data moves (db/mobility/): every write of its runtime principal is
+   * refused with insufficient_privilege from the next statement on; reads in READ ONLY transactions stay admitted
+   * (an export runs as the runtime principal). Idempotent. Transactions that passed their checks before the
+   * freeze may still commit: wait for them (db/mobility/freeze.ts) before reading what to copy.
+   */
+  freeze(client: ClientBase, tenantId: string, options: ModelOptions): Promise<void>;
+  /** Lifts `freeze` (a failed move: the tenant serves again where it was). Idempotent. */
+  unfreeze(client: ClientBase, tenantId: string, options: ModelOptions): Promise<void>;
   /** The schema a tenant's tables are in. */
   schemaOf(tenantId: string, options: ModelOptions): string;
   /** The schema the migrations bring up to date for this tenant (pool: the one shared schema). */

@@ -92,6 +92,37 @@ export async function offboardPoolTenant(
   });
 }
 
+/** The schema version that knows the `frozen` registration (migration 5). */
+const FREEZE_VERSION = 5;
+
+/**
+ * Freezes (or thaws) a pool tenant's registration: `frozen` admits its credential in read-only transactions only
+ * (migration 5). Only an active (or already frozen) tenant can be frozen.
+ */
+async function setPoolFrozen(client: ClientBase, tenantId: string, frozen: boolean): Promise<void> {
+  validateTenantId(tenantId, frozen ? 'freeze' : 'unfreeze');
+  await inTransaction(client, async () => {
+    await exec(client, lockTarget(`pool:${tenantId}`));
+    await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    const version = (await targetState(client, poolTarget().target))?.version ?? 0;
+    if (version < FREEZE_VERSION) {
+      throw new Error(
+        `the pool schema is at version ${version}; freezing a tenant needs version ${FREEZE_VERSION} or later: run the fleet migration first (npm run migrate)`,
+      );
+    }
+    const r = await client.query(
+      `UPDATE ${ADMIN_SCHEMA}.pool_tenants SET status = $2, updated_at = now()
+        WHERE tenant_id = $1 AND status IN ('active', 'frozen') RETURNING tenant_id`,
+      [tenantId, frozen ? 'frozen' : 'active'],
+    );
+    if (r.rowCount === 0) {
+      throw new Error(
+        `pool tenant "${tenantId}" is not registered as active in this database: nothing to ${frozen ? 'freeze' : 'unfreeze'}`,
+      );
+    }
+  });
+}
+
 export const pool: DataModel = {
   model: 'pool',
   databasePerTenant: false,
@@ -103,6 +134,8 @@ export const pool: DataModel = {
     return { schema: POOL_SCHEMA, version, fromVersion: version };
   },
   offboard: (client, tenantId, policy) => offboardPoolTenant(client, tenantId, policy),
+  freeze: (client, tenantId) => setPoolFrozen(client, tenantId, true),
+  unfreeze: (client, tenantId) => setPoolFrozen(client, tenantId, false),
   schemaOf: () => POOL_SCHEMA,
   migrationTarget: () => poolTarget(),
   // RLS reads the tenant setting; search_path lets the same unqualified SQL serve every model.

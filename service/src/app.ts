@@ -12,7 +12,7 @@ import { AuthError, Authenticate, Principal } from './auth';
 import { SERVED_SCHEMA_VERSIONS } from '../../db/migrations/compatibility';
 import type { TenantTier } from '../../contracts';
 import { TenantLimiter, TenantLimitError } from './tenant-limits';
-import { BODY_LIMIT, errorHandler, sendLimit } from './errors';
+import { BODY_LIMIT, errorHandler, sendLimit, sendMoving } from './errors';
 
 export { BODY_LIMIT };
 import { reportTenantUsage } from './tenant-usage';
@@ -161,6 +161,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     request.log = reply.log = request.log.child({ tenantId: principal.tenantId });
     const entry = await deps.registry.get(principal.tenantId);
     if (entry) request.log = reply.log = request.log.child({ model: entry.model });
+    if (entry?.status === 'moving') {
+      request.log.info({ movingTo: entry.movingTo }, 'refused: tenant is being moved');
+      return sendMoving(reply, principal.tenantId, entry.movingTo ?? 'another');
+    }
     const database = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
     if (!entry || !database?.serves(entry)) {
       const why = !entry
@@ -208,7 +212,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     request.tenant = { principal, entry, tier, db };
   });
 
-  app.setErrorHandler(errorHandler({ health, forgetTenant: deps.forgetTenant }));
+  app.setErrorHandler(errorHandler({ health, forgetTenant: deps.forgetTenant, registry: deps.registry }));
 
   // Unknown routes answer in the API's shape too (the framework's own would be { statusCode, error, message }).
   app.setNotFoundHandler((request, reply) =>

@@ -5,7 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isUnavailable } from '../../db/faults';
 import type { DatabaseHealth } from './db-health';
-import { RegistryUnavailable } from './registry';
+import { RegistryUnavailable, type TenantRegistry } from './registry';
 import { TenantLimitError } from './tenant-limits';
 
 /** The largest request body the API accepts; the WAF leaves body size to it (lib/constructs/api-service.ts). */
@@ -23,6 +23,20 @@ export function sendLimit(reply: FastifyReply, e: TenantLimitError) {
     });
 }
 
+/** A tenant whose data is being moved to another model: 503 with Retry-After, for that tenant only. */
+export function sendMoving(reply: FastifyReply, tenantId: string, to: string) {
+  return reply
+    .code(503)
+    .header('retry-after', String(MOVE_RETRY_AFTER_SECONDS))
+    .send({
+      error: 'unavailable',
+      message: `tenant "${tenantId}" is being moved to the ${to} model: its data is read-only in transit; try again in a few seconds`,
+    });
+}
+
+/** What a moving tenant's 503 asks clients to wait. */
+export const MOVE_RETRY_AFTER_SECONDS = 2;
+
 /** The `error` of each client error the framework raises (the API's own errors name theirs). */
 const CLIENT_ERRORS: Record<number, string> = {
   400: 'bad_request',
@@ -38,9 +52,11 @@ export function errorHandler(deps: {
   readonly health: DatabaseHealth;
   /** Told when the database refused a tenant the registry cache still had as active. */
   readonly forgetTenant?: (tenantId: string) => void;
+  /** Read again when the database refused a tenant: a tenant being moved (or just moved) gets 503, not 403. */
+  readonly registry?: TenantRegistry;
 }): (error: ApiError, request: FastifyRequest, reply: FastifyReply) => unknown {
   const { health } = deps;
-  return (error, request, reply) => {
+  return async (error, request, reply) => {
     if (error instanceof TenantLimitError) {
       request.log.warn({ limit: error.limit }, 'tenant limit');
       return sendLimit(reply, error);
@@ -87,8 +103,17 @@ export function errorHandler(deps: {
     // The database refused the tenant (offboarded meanwhile: its pool registration or bridge role is gone),
     // though the registry cache still had it active.
     if (error.code === '42501' && request.tenant) {
-      deps.forgetTenant?.(request.tenant.principal.tenantId);
+      const { tenantId } = request.tenant.principal;
+      deps.forgetTenant?.(tenantId);
       request.log.warn({ err: error }, 'refused by the database');
+      // Frozen for a move (M1), or moved since the cache read it: the tenant is not gone, its data is in transit.
+      const now = await deps.registry?.get(tenantId).catch(() => undefined);
+      if (
+        now?.status === 'moving' ||
+        (now?.status === 'active' && now.model !== request.tenant.entry.model)
+      ) {
+        return sendMoving(reply, tenantId, now.movingTo ?? now.model);
+      }
       return reply.code(403).send({
         error: 'forbidden',
         message: `tenant "${request.tenant.principal.tenantId}" is not active`,

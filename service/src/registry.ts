@@ -53,6 +53,17 @@ export class FileRegistry implements TenantRegistry {
   put(entry: RegistryEntry): void {
     const all = this.readAll();
     all[entry.tenantId] = { ...entry, updatedAt: new Date().toISOString() };
+    this.write(all);
+  }
+
+  /** Forgets a tenant that never became active (a restore into a new id that failed). */
+  remove(tenantId: string): void {
+    const all = this.readAll();
+    delete all[tenantId];
+    this.write(all);
+  }
+
+  private write(all: Record<string, RegistryEntry>): void {
     const tmp = `${this.path}.tmp`;
     fs.writeFileSync(tmp, JSON.stringify(all, null, 2));
     fs.renameSync(tmp, this.path);

@@ -240,6 +240,14 @@ export class TenantLimiter {
           release();
         }
       },
+      snapshot: async (work) => {
+        const release = await slot();
+        try {
+          return await scope.snapshot(work);
+        } finally {
+          release();
+        }
+      },
     };
   }
 

@@ -16,7 +16,7 @@ function rows(): Row[] {
     .readFileSync(path.join(REPO_ROOT, DOC), 'utf8')
     .split('\n')
     .map((line) => line.split('|').map((c) => c.trim()))
-    .filter((cells) => cells.length === 6 && /^(API|[PBIC]\d+)$/.test(cells[1]))
+    .filter((cells) => cells.length === 6 && /^(API|[PBICM]\d+)$/.test(cells[1]))
     .map((cells) => ({ id: cells[1], control: cells[3], test: cells[4] }));
 }
 
@@ -52,7 +52,7 @@ describe('threat model', () => {
     const cited = new Map<string, string>();
     for (const dir of ['bin', 'lib', 'db', 'lambda', 'service', 'scripts', 'bench', 'test', 'contracts']) {
       for (const file of files(path.join(REPO_ROOT, dir))) {
-        for (const m of fs.readFileSync(file, 'utf8').matchAll(/\b([PBIC]\d{1,2})\b/g)) {
+        for (const m of fs.readFileSync(file, 'utf8').matchAll(/\b([PBICM]\d{1,2})\b/g)) {
           cited.set(m[1], path.relative(REPO_ROOT, file));
         }
       }

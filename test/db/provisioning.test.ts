@@ -168,7 +168,7 @@ describe('bridge tenants', () => {
       'schema version 99 does not exist: this provisioner knows versions 1, 2, 3, 4',
     );
     await expect(provisionBridgeTenant(master, 'vandelay', { version: 1 })).rejects.toThrow(
-      'bridge:vandelay is at schema version 4, newer than the requested 1: downgrades are not supported',
+      `bridge:vandelay is at schema version ${LATEST_VERSION}, newer than the requested 1: downgrades are not supported`,
     );
   });
 

@@ -102,6 +102,7 @@ test('meter(): every unit of work of the scope holds one of its tenant connectio
       throw new Error('the statement failed');
     },
     transaction: async () => undefined as never,
+    snapshot: async () => undefined as never,
   };
   const metered = l.meter(scope, 'standard');
   const results = await Promise.allSettled(Array.from({ length: 6 }, () => metered.run(sql`SELECT 1`)));

@@ -12,14 +12,17 @@ import { Client, escapeIdentifier, escapeLiteral, Pool } from 'pg';
 import { Tenant } from '../../../lib/catalog';
 import { tenantDbNames } from '../../../db/naming';
 import { bootstrapDatabase } from '../../../db/bootstrap';
-import { dataModel, ModelOptions } from '../../../db/models';
-import { RUNTIME_ROLES } from '../../../db/roles';
+import { dataModel, ModelOptions, Provisioned, TenantRef } from '../../../db/models';
+import { OWNER_ROLE, RUNTIME_ROLES } from '../../../db/roles';
+import { inTransaction } from '../../../db/tx';
 import { TenantDatabase } from '../../../db/tenant-context';
 import type { FleetDatabase } from '../../../db/fleet-migrate';
 import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
 import { FileRegistry, RegistryEntry } from '../registry';
 import { startEmbeddedServer } from './embedded-server';
 import { ContextKey } from '../../../db/context';
+import { ArchiveKey } from '../../../db/mobility/archive';
+import { targetState } from '../../../db/migrate';
 import { createPool, PoolSettings } from '../db-pool';
 import { LocalIssuer } from './issuer';
 import { defaultAdminEmail, LocalUsers } from './users';
@@ -63,6 +66,8 @@ interface Secrets {
   runtimePassword: string;
   /** The tenant context key (db/context.ts), hex. */
   contextKey?: string;
+  /** The key that signs (and encrypts) tenant archives (db/mobility/archive.ts), hex. */
+  archiveKey?: string;
 }
 
 export class LocalPlatform {
@@ -72,6 +77,7 @@ export class LocalPlatform {
   readonly users: LocalUsers;
   private readonly pools: Pool[] = [];
   private readonly databases = new Map<string, TenantDatabase>();
+  private readonly poolOf = new WeakMap<TenantDatabase, Pool>();
 
   private constructor(
     private readonly options: LocalPlatformOptions,
@@ -96,6 +102,7 @@ export class LocalPlatform {
         };
     if (options.runtimePassword) secrets.runtimePassword = options.runtimePassword;
     secrets.contextKey ??= randomBytes(32).toString('hex');
+    secrets.archiveKey ??= randomBytes(32).toString('hex');
     if (options.master) secrets.masterPassword = options.master.password;
     fs.writeFileSync(secretsFile, JSON.stringify(secrets), { mode: 0o600 });
 
@@ -114,6 +121,11 @@ export class LocalPlatform {
   /** The tenant context key its databases and its API share (kept in `dir`, like the passwords). */
   get contextKey(): ContextKey {
     return ContextKey.fromHex(this.secrets.contextKey, `${this.options.dir}/secrets.json contextKey`);
+  }
+
+  /** The key this installation signs tenant archives with (kept in `dir`, like the passwords). */
+  get archiveKey(): ArchiveKey {
+    return ArchiveKey.fromHex(this.secrets.archiveKey, `${this.options.dir}/secrets.json archiveKey`);
   }
 
   private get masterRole(): string {
@@ -214,7 +226,9 @@ export class LocalPlatform {
       () => undefined,
     );
     this.pools.push(pool);
-    return new TenantDatabase({ pool, contextKey: this.contextKey, ...options });
+    const db = new TenantDatabase({ pool, contextKey: this.contextKey, ...options });
+    this.poolOf.set(db, pool);
+    return db;
   }
 
   private attachOwnDatabase(model: IsolationModel, tenantId: string): void {
@@ -260,17 +274,11 @@ export class LocalPlatform {
     });
     this.registry.put(entry('provisioning'));
     const model = dataModel(tenant.model);
-    const { database, options: placement } = this.placement(tenant.model, tenant.id);
     let schemaVersion: number;
     try {
-      if (model.databasePerTenant) {
-        await this.ensureDatabase(database);
-        await this.bootstrap(database, tenant.model, placement);
-      }
-      ({ version: schemaVersion } = await this.master(database, (c) =>
-        model.provision(c, tenant, { ...placement, restore: options.restore }),
-      ));
-      if (model.databasePerTenant) this.attachOwnDatabase(tenant.model, tenant.id);
+      ({ version: schemaVersion } = await this.provisionPlace(tenant.model, tenant, {
+        restore: options.restore,
+      }));
     } catch (e) {
       this.registry.put({ ...entry('failed'), failureReason: (e as Error).message });
       throw e;
@@ -278,7 +286,84 @@ export class LocalPlatform {
     // Its users: a restored tenant's come back; a new tenant's first administrator is invited.
     if (options.restore) this.users.setTenantEnabled(tenant.id, true);
     if (!this.users.all().some((u) => u.tenantId === tenant.id)) this.users.invite(tenant.id, adminEmail);
-    this.registry.put({ ...entry('active'), schema: model.schemaOf(tenant.id, placement), schemaVersion });
+    this.registry.put({
+      ...entry('active'),
+      schema: model.schemaOf(tenant.id, this.placement(tenant.model, tenant.id).options),
+      schemaVersion,
+    });
+  }
+
+  /**
+   * A tenant's place in `model` (a silo: its database created and bootstrapped), provisioned with the model's own
+   * code, with no registry change: what onboarding does, and where a restore or a move puts a tenant's data.
+   */
+  async provisionPlace(
+    modelName: IsolationModel,
+    tenant: TenantRef,
+    options: { restore?: boolean } = {},
+  ): Promise<Provisioned> {
+    const model = dataModel(modelName);
+    const { database, options: placement } = this.placement(modelName, tenant.id);
+    if (model.databasePerTenant) {
+      await this.ensureDatabase(database);
+      await this.bootstrap(database, modelName, placement);
+    }
+    const provisioned = await this.master(database, (c) =>
+      model.provision(c, tenant, { ...placement, restore: options.restore }),
+    );
+    if (model.databasePerTenant) this.attachOwnDatabase(modelName, tenant.id);
+    return provisioned;
+  }
+
+  /**
+   * Removes a tenant's place in `model` and its data (the model's `destroy`; a silo's database too): undoing a
+   * failed restore or move, and purging the copy a move kept.
+   */
+  async removePlace(modelName: IsolationModel, tenantId: string): Promise<void> {
+    const model = dataModel(modelName);
+    const { database, options } = this.placement(modelName, tenantId);
+    if (model.databasePerTenant) {
+      const key = `${modelName}:${tenantId}`;
+      const attached = this.databases.get(key);
+      this.databases.delete(key);
+      const pool = attached && this.poolOf.get(attached);
+      if (pool) {
+        this.pools.splice(this.pools.indexOf(pool), 1);
+        await pool.end().catch(() => undefined);
+      }
+      const exists = await this.superuser((c) =>
+        c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]),
+      );
+      if (exists.rowCount === 0) return;
+      await this.master(database, (c) => model.offboard(c, tenantId, 'destroy', options));
+      await this.superuser((c) =>
+        c.query(`DROP DATABASE IF EXISTS ${escapeIdentifier(database)} WITH (FORCE)`),
+      );
+      return;
+    }
+    await this.master(database, (c) => model.offboard(c, tenantId, 'destroy', options));
+  }
+
+  /** Runs `work` as the master user on the database that holds a tenant's data in `model`. */
+  withMaster<T>(
+    modelName: IsolationModel,
+    tenantId: string,
+    work: (c: Client, options: ModelOptions) => Promise<T>,
+  ): Promise<T> {
+    const { database, options } = this.placement(modelName, tenantId);
+    return this.master(database, (c) => work(c, options));
+  }
+
+  /** The schema version of a tenant's tables in `model` (pool: the shared tables'), from the database itself. */
+  schemaVersionOf(modelName: IsolationModel, tenantId: string): Promise<number> {
+    return this.withMaster(modelName, tenantId, async (c, options) => {
+      const state = await inTransaction(c, async () => {
+        await c.query(`SET LOCAL ROLE ${escapeIdentifier(OWNER_ROLE)}`);
+        return targetState(c, dataModel(modelName).migrationTarget(tenantId, options).target);
+      });
+      if (!state) throw new Error(`tenant "${tenantId}" has no ${modelName} schema on this platform`);
+      return state.version;
+    });
   }
 
   /** Offboards one tenant: `retain` keeps its data and takes away access; `destroy` removes it. */

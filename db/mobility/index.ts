@@ -1,0 +1,11 @@
+/**
+ * Tenant data mobility: export one tenant to an archive, restore an archive into a tenant (the same, a new id,
+ * another model), and the pieces a move is made of (freeze, wait, export, restore, verify). The orchestration
+ * of a move (registry status `moving`, provisioning the destination, switching) is the platform's:
+ * service/src/local/mobility.ts.
+ */
+export * from './archive';
+export { exportTenant } from './export';
+export { restoreArchive, type RestoreInto, type Restored } from './restore';
+export { waitForOlderTransactions, FreezeTimeout } from './freeze';
+export { TENANT_TABLES, digestTables, canonicalSession, tableColumns } from './tables';

@@ -1,0 +1,161 @@
+/**
+ *   npm run tenant -- export --tenant <id> --out <file> [--encrypt]
+ *   npm run tenant -- restore --from <file> --tenant <id> [--as <new id>] [--model <model>] [--force] [--name <name>]
+ *   npm run tenant -- move --tenant <id> --to <model>
+ *   npm run tenant -- purge --tenant <id>
+ *   npm run tenant -- abort-move --tenant <id>
+ *   npm run tenant -- inspect --from <file>
+ *
+ * One tenant's data on the local platform: export to a signed archive, restore it (same tenant, new id, another
+ * model), move it to another model with its writes frozen meanwhile (service/src/local/mobility.ts, db/mobility/).
+ * Works whether or not `npm run local` is running; a running API sees the move through the registry.
+ */
+import { ISOLATION_MODELS, IsolationModel } from '../contracts';
+import { ArchiveError, verifyArchive } from '../db/mobility';
+import { TenantIdError } from '../db/naming';
+import { openLocalPlatform } from '../service/src/local/admin';
+import { MobilityError, TenantMobility } from '../service/src/local/mobility';
+import { LOCAL_DIR } from '../service/src/local/platform';
+import { parseCli } from './cli';
+
+const USAGE = `usage: npm run tenant -- <command> [options]
+
+One tenant's data on the local platform.
+  export --tenant <id> --out <file> [--encrypt]
+      exactly this tenant's rows, read by its own runtime principal in one snapshot, to a signed archive
+      (gzip; --encrypt: AES-256-GCM with this installation's key)
+  restore --from <file> --tenant <id> [--as <new id>] [--model <model>] [--force] [--name <name>]
+      an archive of tenant <id> into <id> (active: only with --force, which exports what it has first),
+      into a new tenant (--as), or into another model (--model); all or nothing
+  move --tenant <id> --to <silo|pool|bridge>
+      its writes frozen (the API answers it 503 with Retry-After), its data copied and verified, the registry
+      switched; on any failure it stays where it was. The old copy is kept until purge
+  purge --tenant <id>         removes the copy its last move kept
+  abort-move --tenant <id>    after an interrupted move: back where it was, serving again
+  inspect --from <file>       verifies an archive and prints its manifest
+  --help                      this text`;
+
+type Flags = Record<string, string | boolean | undefined>;
+
+async function main(): Promise<number> {
+  const [command, ...argv] = process.argv.slice(2);
+  const commands = ['export', 'restore', 'move', 'purge', 'abort-move', 'inspect'];
+  if (command === '--help' || command === '-h') {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!commands.includes(command)) {
+    console.error(
+      `tenant: ${command ? `unknown command "${command}"` : 'a command is required'}\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  const { values } = parseCli(
+    `tenant ${command}`,
+    USAGE,
+    {
+      tenant: { type: 'string' },
+      out: { type: 'string' },
+      from: { type: 'string' },
+      as: { type: 'string' },
+      model: { type: 'string' },
+      to: { type: 'string' },
+      name: { type: 'string' },
+      encrypt: { type: 'boolean' },
+      force: { type: 'boolean' },
+    },
+    { argv },
+  );
+  const flags = values as Flags;
+  const required: Record<string, string[]> = {
+    export: ['tenant', 'out'],
+    restore: ['from', 'tenant'],
+    move: ['tenant', 'to'],
+    purge: ['tenant'],
+    'abort-move': ['tenant'],
+    inspect: ['from'],
+  };
+  const missing = required[command].filter((f) => flags[f] === undefined);
+  if (missing.length > 0) {
+    console.error(`tenant ${command}: ${missing.map((f) => `--${f}`).join(' and ')} required\n\n${USAGE}`);
+    return 2;
+  }
+  for (const f of ['model', 'to'] as const) {
+    const v = flags[f];
+    if (v !== undefined && !ISOLATION_MODELS.includes(v as IsolationModel)) {
+      console.error(`tenant ${command}: --${f} must be silo, pool or bridge (got "${v}")`);
+      return 2;
+    }
+  }
+  const platform = await openLocalPlatform({
+    dir: LOCAL_DIR,
+    pgPort: Number(process.env.LOCAL_PG_PORT ?? '54329'),
+  });
+  const mobility = new TenantMobility(platform);
+  const str = (f: string) => flags[f] as string;
+  const started = Date.now();
+  try {
+    switch (command) {
+      case 'export': {
+        const m = await mobility.export(str('tenant'), str('out'), { encrypt: Boolean(flags.encrypt) });
+        console.log(
+          `exported ${m.model} tenant "${m.tenantId}" at schema version ${m.schemaVersion} to ${str('out')}${m.encrypted ? ' (encrypted)' : ''}: ${rows(m.rows)} in ${seconds(started)}`,
+        );
+        break;
+      }
+      case 'restore': {
+        const r = await mobility.restore(str('from'), {
+          tenantId: str('tenant'),
+          as: flags.as as string | undefined,
+          model: flags.model as IsolationModel | undefined,
+          force: Boolean(flags.force),
+          name: flags.name as string | undefined,
+        });
+        console.log(
+          `restored ${rows(r.manifest.rows)} of "${r.manifest.tenantId}" into ${r.created ? 'new ' : ''}${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion}` +
+            (r.manifest.schemaVersion < r.schemaVersion
+              ? ` (migrated forward from ${r.manifest.schemaVersion})`
+              : '') +
+            ` in ${seconds(started)}` +
+            (r.safetyFile ? `; what it had before is in ${r.safetyFile}` : ''),
+        );
+        break;
+      }
+      case 'move': {
+        const r = await mobility.move(str('tenant'), str('to') as IsolationModel);
+        console.log(
+          `moved tenant "${r.tenantId}" from ${r.from} to ${r.to}: ${rows(r.rows)}, ${(r.bytes / 1e6).toFixed(1)} MB archived, writes frozen ${(r.frozenMs / 1000).toFixed(1)} s, ${(r.totalMs / 1000).toFixed(1)} s in all (${Object.entries(
+            r.phasesMs,
+          )
+            .map(([p, ms]) => `${p} ${(ms / 1000).toFixed(1)} s`)
+            .join(', ')}). The ${r.from} copy is kept until: npm run tenant -- purge --tenant ${r.tenantId}`,
+        );
+        break;
+      }
+      case 'purge':
+        console.log(await mobility.purge(str('tenant')));
+        break;
+      case 'abort-move':
+        console.log(await mobility.abortMove(str('tenant')));
+        break;
+      case 'inspect':
+        console.log(JSON.stringify(await verifyArchive(str('from'), platform.archiveKey), null, 2));
+        break;
+    }
+    return 0;
+  } catch (e) {
+    const known = e instanceof MobilityError || e instanceof ArchiveError || e instanceof TenantIdError;
+    console.error(known ? (e as Error).message : `tenant ${command}: ${(e as Error).stack}`);
+    return 1;
+  } finally {
+    await platform.stop();
+  }
+}
+
+const rows = (r: Record<string, number>) =>
+  Object.entries(r)
+    .map(([t, n]) => `${n.toLocaleString('en-US')} ${t}`)
+    .join(', ');
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
+
+main().then((code) => process.exit(code));

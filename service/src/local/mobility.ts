@@ -1,0 +1,355 @@
+/**
+ * Tenant data mobility on the local platform: `npm run tenant -- export | restore | move | purge | inspect`.
+ * The data plane's part (archives, export as the runtime principal, all-or-nothing restore, the freeze) is in
+ * db/mobility/; this module adds the registry, provisioning and the order of a move:
+ *
+ *   registry `moving` -> freeze the source (M1) -> wait for transactions older than the freeze (M2)
+ *   -> export as the tenant's runtime principal (M3) -> provision the destination -> restore (one transaction)
+ *   -> verify as the destination's runtime principal -> retire the source copy (kept, unreachable)
+ *   -> registry: active in the new model, `keptCopy` the old one
+ *
+ * Any failure before the switch removes the destination, thaws the source and sets the registry back to active
+ * where the tenant was: it serves again with every write it acknowledged.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { randomBytes } from 'crypto';
+import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
+import { dataModel } from '../../../db/models';
+import { validateTenantId } from '../../../db/naming';
+import {
+  ArchiveManifest,
+  digestTables,
+  canonicalSession,
+  exportTenant,
+  restoreArchive,
+  tableColumns,
+  TENANT_TABLES,
+  verifyArchive,
+  waitForOlderTransactions,
+} from '../../../db/mobility';
+import type { LocalPlatform } from './platform';
+import type { RegistryEntry } from '../registry';
+
+/** A refused operation: nothing was changed. */
+export class MobilityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MobilityError';
+  }
+}
+
+export interface MoveReport {
+  readonly tenantId: string;
+  readonly from: IsolationModel;
+  readonly to: IsolationModel;
+  readonly rows: Record<string, number>;
+  /** Archive bytes copied. */
+  readonly bytes: number;
+  /** From the freeze to the switch: how long the tenant's writes were refused. */
+  readonly frozenMs: number;
+  readonly totalMs: number;
+  readonly phasesMs: Record<string, number>;
+}
+
+export class TenantMobility {
+  constructor(
+    private readonly platform: LocalPlatform,
+    /** Where a move keeps its archive while it runs. */
+    private readonly workDir = path.join(os.tmpdir(), 'tenantforge-moves'),
+  ) {}
+
+  /** Exports an active (or moving) tenant to `file` (which must not exist), as its runtime principal. */
+  async export(
+    tenantId: string,
+    file: string,
+    options: { encrypt?: boolean } = {},
+  ): Promise<ArchiveManifest> {
+    const entry = await this.entryOf(tenantId, 'export');
+    if (entry.status !== 'active' && entry.status !== 'moving') {
+      throw new MobilityError(
+        `export: tenant "${tenantId}" is ${entry.status}: only an active tenant's data can be exported by its runtime principal`,
+      );
+    }
+    if (fs.existsSync(file))
+      throw new MobilityError(
+        `export: ${file} already exists: choose another --out (nothing is overwritten)`,
+      );
+    return this.exportFrom(entry.model, tenantId, file, options.encrypt);
+  }
+
+  /**
+   * Restores an archive into `as` (default: the archive's tenant) in `model` (default: the archive's). A new tenant
+   * is provisioned, filled, and only then registered active; an existing active one is refused unless `force`,
+   * which exports what it has first (`safetyFile`) and replaces it.
+   */
+  async restore(
+    file: string,
+    options: { tenantId: string; as?: string; model?: IsolationModel; force?: boolean; name?: string },
+  ): Promise<{
+    manifest: ArchiveManifest;
+    tenantId: string;
+    model: IsolationModel;
+    created: boolean;
+    safetyFile?: string;
+    schemaVersion: number;
+  }> {
+    const key = this.platform.archiveKey;
+    const manifest = await verifyArchive(file, key);
+    validateTenantId(options.tenantId, 'restore --tenant');
+    if (manifest.tenantId !== options.tenantId) {
+      throw new MobilityError(
+        `restore: ${file} is tenant "${manifest.tenantId}"'s archive, not "${options.tenantId}"'s: name the tenant it belongs to with --tenant (and a new id with --as); nothing was written`,
+      );
+    }
+    const id = validateTenantId(options.as ?? options.tenantId, 'restore --as');
+    const model = options.model ?? manifest.model;
+    if (!ISOLATION_MODELS.includes(model))
+      throw new MobilityError(`restore: --model must be silo, pool or bridge (got "${model}")`);
+    const existing = await this.platform.registry.get(id);
+    if (existing) {
+      if (existing.status !== 'active') {
+        throw new MobilityError(
+          `restore: tenant "${id}" is ${existing.status}: restore into an active tenant (with --force) or a new id (--as); nothing was written`,
+        );
+      }
+      if (existing.model !== model) {
+        throw new MobilityError(
+          `restore: tenant "${id}" is a ${existing.model} tenant; to change its model use: npm run tenant -- move --tenant ${id} --to ${model}; nothing was written`,
+        );
+      }
+      if (!options.force) {
+        throw new MobilityError(
+          `restore: tenant "${id}" is active and has its own data: restoring would replace it. Add --force to replace it (what it has now is exported first), or restore into a new id with --as; nothing was written`,
+        );
+      }
+      const safetyFile = `${file}.before-restore-${id}-${Date.now()}.tfa`;
+      await this.exportFrom(model, id, safetyFile);
+      const restored = await this.platform.withMaster(model, id, (c, placement) =>
+        restoreArchive(c, file, key, { tenantId: id, model, options: placement, replace: true }),
+      );
+      return {
+        manifest,
+        tenantId: id,
+        model,
+        created: false,
+        safetyFile,
+        schemaVersion: restored.schemaVersion,
+      };
+    }
+    // A new tenant: provisioned, filled, then registered active; on failure its place is removed again.
+    const name = options.name ?? id;
+    this.platform.registry.put({ tenantId: id, model, status: 'provisioning', name });
+    try {
+      await this.platform.provisionPlace(model, { id, name });
+      const restored = await this.platform.withMaster(model, id, (c, placement) =>
+        restoreArchive(c, file, key, { tenantId: id, model, options: placement }),
+      );
+      if (!this.platform.users.all().some((u) => u.tenantId === id)) {
+        this.platform.users.invite(id, `admin@${id}.example`);
+      }
+      this.platform.registry.put({
+        tenantId: id,
+        model,
+        status: 'active',
+        name,
+        schema: dataModel(model).schemaOf(id, {}),
+        schemaVersion: restored.schemaVersion,
+      });
+      return { manifest, tenantId: id, model, created: true, schemaVersion: restored.schemaVersion };
+    } catch (e) {
+      await this.platform.removePlace(model, id).catch(() => undefined);
+      this.platform.registry.remove(id);
+      throw e;
+    }
+  }
+
+  /** Moves a tenant's data to another model with its writes frozen meanwhile (see the module comment). */
+  async move(
+    tenantId: string,
+    to: IsolationModel,
+    hooks: { afterFreeze?: () => Promise<void>; beforeSwitch?: () => Promise<void> } = {},
+  ): Promise<MoveReport> {
+    const started = Date.now();
+    const entry = await this.entryOf(tenantId, 'move');
+    if (!ISOLATION_MODELS.includes(to))
+      throw new MobilityError(`move: --to must be silo, pool or bridge (got "${to}")`);
+    if (entry.status !== 'active') {
+      throw new MobilityError(
+        `move: tenant "${tenantId}" is ${entry.status}: only an active tenant can be moved${entry.status === 'moving' ? ` (a move to ${entry.movingTo} is under way or was interrupted: npm run tenant -- abort-move --tenant ${tenantId})` : ''}`,
+      );
+    }
+    const from = entry.model;
+    if (from === to) throw new MobilityError(`move: tenant "${tenantId}" is already a ${to} tenant`);
+    if (entry.keptCopy) {
+      throw new MobilityError(
+        `move: tenant "${tenantId}" still has the ${entry.keptCopy} copy its last move kept: remove it first with npm run tenant -- purge --tenant ${tenantId}`,
+      );
+    }
+    const phases: Record<string, number> = {};
+    let mark = Date.now();
+    const phase = (name: string) => {
+      phases[name] = Date.now() - mark;
+      mark = Date.now();
+    };
+    fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
+    const file = path.join(this.workDir, `${tenantId}-${randomBytes(4).toString('hex')}.tfa`);
+    this.platform.registry.put({ ...entry, status: 'moving', movingTo: to });
+    let frozen = false;
+    let placed = false;
+    let frozenAt = 0;
+    try {
+      await this.platform.withMaster(from, tenantId, async (c, options) => {
+        await dataModel(from).freeze(c, tenantId, options);
+        frozen = true;
+        frozenAt = Date.now();
+        await waitForOlderTransactions(c);
+      });
+      phase('freeze');
+      await hooks.afterFreeze?.();
+      const manifest = await this.exportFrom(from, tenantId, file);
+      phase('export');
+      await this.platform.provisionPlace(to, { id: tenantId, name: entry.name ?? tenantId });
+      placed = true;
+      phase('provision');
+      const restored = await this.platform.withMaster(to, tenantId, (c, options) =>
+        restoreArchive(c, file, this.platform.archiveKey, { tenantId, model: to, options }),
+      );
+      phase('restore');
+      // Read back by the destination's own runtime principal: what the API will serve.
+      const sameVersion = restored.schemaVersion === manifest.schemaVersion;
+      const served = await this.digestAsRuntime(
+        to,
+        tenantId,
+        sameVersion ? Object.fromEntries(manifest.tables.map((t) => [t.name, t.columns])) : undefined,
+      );
+      for (const t of TENANT_TABLES) {
+        if (
+          served.rows[t.name] !== manifest.rows[t.name] ||
+          (sameVersion && served.checksums[t.name] !== manifest.checksums[t.name])
+        ) {
+          throw new Error(
+            `move: ${t.name} reads back ${served.rows[t.name]} rows in ${to}, the source had ${manifest.rows[t.name]}`,
+          );
+        }
+      }
+      phase('verify');
+      await hooks.beforeSwitch?.();
+      // The old copy is kept, unreachable by any runtime role, until purge.
+      await this.platform.withMaster(from, tenantId, (c, options) =>
+        dataModel(from).offboard(c, tenantId, 'retain', options),
+      );
+      this.platform.registry.put({
+        ...withoutFields(entry, 'movingTo', 'failureReason'),
+        model: to,
+        status: 'active',
+        schema: dataModel(to).schemaOf(tenantId, {}),
+        schemaVersion: restored.schemaVersion,
+        keptCopy: from,
+      });
+      phase('switch');
+      return {
+        tenantId,
+        from,
+        to,
+        rows: manifest.rows,
+        bytes: fs.statSync(file).size,
+        frozenMs: Date.now() - frozenAt,
+        totalMs: Date.now() - started,
+        phasesMs: phases,
+      };
+    } catch (e) {
+      if (placed) await this.platform.removePlace(to, tenantId).catch(() => undefined);
+      if (frozen) {
+        await this.platform
+          .withMaster(from, tenantId, (c, options) => dataModel(from).unfreeze(c, tenantId, options))
+          .catch(() => undefined);
+      }
+      this.platform.registry.put({
+        ...entry,
+        status: 'active',
+        failureReason: `move to ${to} failed, the tenant stayed ${from}: ${(e as Error).message}`,
+      });
+      throw e;
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  }
+
+  /** Finishes an interrupted move the only safe way: back where the tenant was (its source copy is complete). */
+  async abortMove(tenantId: string): Promise<string> {
+    const entry = await this.entryOf(tenantId, 'abort-move');
+    if (entry.status !== 'moving' || !entry.movingTo) {
+      throw new MobilityError(
+        `abort-move: tenant "${tenantId}" is ${entry.status}, not moving: nothing to do`,
+      );
+    }
+    await this.platform.removePlace(entry.movingTo, tenantId).catch(() => undefined);
+    await this.platform.withMaster(entry.model, tenantId, (c, options) =>
+      dataModel(entry.model).unfreeze(c, tenantId, options),
+    );
+    this.platform.registry.put({ ...withoutFields(entry, 'movingTo'), status: 'active' });
+    return `tenant "${tenantId}" stays ${entry.model}: the partial ${entry.movingTo} copy was removed and it serves again`;
+  }
+
+  /** Removes the copy a move kept (its data in the model it left). */
+  async purge(tenantId: string): Promise<string> {
+    const entry = await this.entryOf(tenantId, 'purge');
+    if (!entry.keptCopy)
+      throw new MobilityError(`purge: tenant "${tenantId}" has no kept copy: nothing to purge`);
+    if (entry.keptCopy === entry.model) {
+      throw new MobilityError(
+        `purge: tenant "${tenantId}"'s kept copy is in its current model (${entry.model}): refusing to touch it`,
+      );
+    }
+    await this.platform.removePlace(entry.keptCopy, tenantId);
+    this.platform.registry.put(withoutFields(entry, 'keptCopy'));
+    return `tenant "${tenantId}": the ${entry.keptCopy} copy its move kept was removed; it is served by ${entry.model}`;
+  }
+
+  private async entryOf(tenantId: string, command: string): Promise<RegistryEntry> {
+    validateTenantId(tenantId, `${command} --tenant`);
+    const entry = await this.platform.registry.get(tenantId);
+    if (!entry)
+      throw new MobilityError(
+        `${command}: tenant "${tenantId}" is not in the local registry (${this.platform.registry.path})`,
+      );
+    return entry;
+  }
+
+  /** An export as the tenant's runtime principal in `model` (where its data is now). */
+  private async exportFrom(
+    model: IsolationModel,
+    tenantId: string,
+    file: string,
+    encrypt?: boolean,
+  ): Promise<ArchiveManifest> {
+    const schemaVersion = await this.platform.schemaVersionOf(model, tenantId);
+    const db = this.platform.databaseFor({ tenantId, model, status: 'active' });
+    if (!db) throw new Error(`tenant "${tenantId}" has no ${model} database on this platform`);
+    return exportTenant(db.forTenant(tenantId), file, this.platform.archiveKey, { schemaVersion, encrypt });
+  }
+
+  /** Counts and checksums of the tenant's rows as its runtime principal in `model` reads them. */
+  private async digestAsRuntime(
+    model: IsolationModel,
+    tenantId: string,
+    columns?: Readonly<Record<string, readonly string[]>>,
+  ) {
+    const db = this.platform.databaseFor({ tenantId, model, status: 'active' });
+    if (!db) throw new Error(`tenant "${tenantId}" has no ${model} database on this platform`);
+    return db.forTenant(tenantId).snapshot(async (tx) => {
+      await canonicalSession(tx.query);
+      const read: Record<string, readonly string[]> = { ...columns };
+      for (const t of TENANT_TABLES) read[t.name] ??= await tableColumns(tx.query, t.name);
+      return digestTables(tx.query, read);
+    });
+  }
+}
+
+function withoutFields(entry: RegistryEntry, ...fields: (keyof RegistryEntry)[]): RegistryEntry {
+  const copy: Record<string, unknown> = { ...entry };
+  for (const f of fields) delete copy[f];
+  return copy as unknown as RegistryEntry;
+}

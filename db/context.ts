@@ -12,6 +12,11 @@ import { TENANT_EXPIRY_SETTING, TENANT_MAC_SETTING, TENANT_SETTING } from '../co
 
 /** How long a credential is valid: long enough for any one unit of work (statements time out at 5 s). */
 export const CREDENTIAL_SECONDS = 120;
+/**
+ * How long the credential of a read-only snapshot transaction is valid (TenantScope.snapshot: an export of a large
+ * tenant reads for minutes). It is still bound to the tenant and the backend, and ends with its transaction.
+ */
+export const SNAPSHOT_CREDENTIAL_SECONDS = 6 * 3600;
 
 export class ContextKey {
   private constructor(private readonly key: Buffer) {}
@@ -41,8 +46,13 @@ export class ContextKey {
   }
 
   /** The settings that bind a unit of work on backend `backendPid` to `tenantId`. */
-  credential(tenantId: string, backendPid: number, now = Date.now()): [string, string][] {
-    const expiry = Math.floor(now / 1000) + CREDENTIAL_SECONDS;
+  credential(
+    tenantId: string,
+    backendPid: number,
+    now = Date.now(),
+    seconds = CREDENTIAL_SECONDS,
+  ): [string, string][] {
+    const expiry = Math.floor(now / 1000) + seconds;
     return [
       [TENANT_SETTING, tenantId],
       [TENANT_EXPIRY_SETTING, String(expiry)],

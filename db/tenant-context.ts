@@ -17,7 +17,7 @@
  * one explicit transaction (BEGIN READ WRITE and enter() in one round trip, then one per statement).
  */
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { CONTEXT_API_SCHEMA, ContextKey, TenantContextError } from './context';
+import { CONTEXT_API_SCHEMA, ContextKey, SNAPSHOT_CREDENTIAL_SECONDS, TenantContextError } from './context';
 import { isConnectionFault } from './faults';
 import { IsolationModel, validateTenantId } from './naming';
 import { DataModel, dataModel } from './models';
@@ -238,13 +238,18 @@ export class TenantDatabase {
   }
 
   /** enter()'s arguments: the model's settings for the tenant, then the credential for this connection. */
-  private enterValues(client: PoolClient, tenantId: string, timeoutMs?: number): [string[], string[]] {
+  private enterValues(
+    client: PoolClient,
+    tenantId: string,
+    timeoutMs?: number,
+    credentialSeconds?: number,
+  ): [string[], string[]] {
     const pid = (client as unknown as { processID?: number }).processID;
     if (!pid) throw new TenantContextError('the connection has no backend pid: it cannot carry a credential');
     const settings: (readonly [string, string])[] = [
       ...this.impl.contextSettings(tenantId, { namingKey: this.namingKey }),
       ...(timeoutMs !== undefined ? [['statement_timeout', `${timeoutMs}ms`] as const] : []),
-      ...this.contextKey.credential(tenantId, pid),
+      ...this.contextKey.credential(tenantId, pid, Date.now(), credentialSeconds),
     ];
     return [settings.map(([n]) => n), settings.map(([, v]) => v)];
   }
@@ -280,7 +285,15 @@ export class TenantDatabase {
     try {
       const [begun, enter] = await Promise.allSettled([
         client.query(begin),
-        client.query(ENTER, this.enterValues(client, tenantId, timeoutMs)),
+        client.query(
+          ENTER,
+          this.enterValues(
+            client,
+            tenantId,
+            timeoutMs,
+            begin === 'BEGIN READ WRITE' ? undefined : SNAPSHOT_CREDENTIAL_SECONDS,
+          ),
+        ),
       ]);
       if (begun.status === 'rejected') throw begun.reason;
       if (enter.status === 'rejected') throw enter.reason;

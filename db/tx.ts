@@ -96,11 +96,24 @@ export async function setSchemaFrozen(
         `${target.target} is ${state.rows[0]?.status ?? 'not provisioned'} in this database: nothing to ${frozen ? 'freeze' : 'unfreeze'}`,
       );
     }
-    await exec(
-      client,
-      frozen
-        ? sql`REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${ident(target.schema)} FROM ${ident(target.grantee)}`
-        : sql`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${ident(target.schema)} TO ${ident(target.grantee)}`,
-    );
+    if (frozen) {
+      await exec(
+        client,
+        sql`REVOKE INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${ident(target.schema)} FROM ${ident(target.grantee)}`,
+      );
+    } else {
+      await thawSchemaWithin(client, target);
+    }
   });
+}
+
+/** The thaw of setSchemaFrozen inside the caller's transaction, as the owner role. */
+export async function thawSchemaWithin(
+  client: ClientBase,
+  target: { schema: string; grantee: string },
+): Promise<void> {
+  await exec(
+    client,
+    sql`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${ident(target.schema)} TO ${ident(target.grantee)}`,
+  );
 }

@@ -246,13 +246,18 @@ export async function verifyArchive(file: string, key: ArchiveKey): Promise<Arch
 }
 
 /** The rows of a verified archive, in order, a decompressed chunk at a time (call verifyArchive first). */
-export async function* readArchive(file: string, key: ArchiveKey): AsyncGenerator<ArchiveRow[]> {
-  for await (const item of scan(file, key)) if ('rows' in item) yield item.rows;
+export async function* readArchive(
+  file: string,
+  key: ArchiveKey,
+  onHeader?: (header: ArchiveHeader) => void,
+): AsyncGenerator<ArchiveRow[]> {
+  for await (const item of scan(file, key, onHeader)) if ('rows' in item) yield item.rows;
 }
 
 async function* scan(
   file: string,
   key: ArchiveKey,
+  onHeader?: (header: ArchiveHeader) => void,
 ): AsyncGenerator<{ rows: ArchiveRow[] } | { manifest: ArchiveManifest }> {
   const fail = (problem: string) => new ArchiveError(file, problem);
   let stat: fs.Stats;
@@ -285,7 +290,7 @@ async function* scan(
   } else {
     source = fs.createReadStream(file).on('error', (e) => gunzip.destroy(e));
   }
-  const lines = splitLines(source.pipe(gunzip));
+  const lines = splitLines(source.pipe(gunzip), fail);
   const mac = key.signer();
   let header: ArchiveHeader | undefined;
   let digests: TableDigests | undefined;
@@ -308,6 +313,7 @@ async function* scan(
         }
         if (!header) {
           header = checkHeader(parsed, fail);
+          onHeader?.(header);
           digests = new TableDigests(header.tables.map((t) => t.name));
           mac.update(`${text}\n`);
           continue;
@@ -409,15 +415,43 @@ function checkHeader(parsed: unknown, fail: (p: string) => ArchiveError): Archiv
   return h as ArchiveHeader;
 }
 
-/** The lines of a text stream, a chunk's worth at a time (errors of the stream end the iteration with them). */
-async function* splitLines(stream: Readable): AsyncGenerator<string[]> {
-  let rest = '';
+/** The longest line an archive may have: far more than any row of the application's tables. */
+export const MAX_ARCHIVE_LINE = 16 * 1024 * 1024;
+
+/**
+ * The lines of a text stream, a chunk's worth at a time (errors of the stream end the iteration with them). A
+ * partial line is kept as pieces and joined once its end arrives, so reading stays linear in the file's size;
+ * a line longer than MAX_ARCHIVE_LINE ends the read.
+ */
+async function* splitLines(stream: Readable, fail: (problem: string) => Error): AsyncGenerator<string[]> {
+  let pending: string[] = [];
+  let pendingLength = 0;
   stream.setEncoding('utf8');
   for await (const chunk of stream as AsyncIterable<string>) {
-    const parts = (rest + chunk).split('\n');
-    rest = parts.pop()!;
-    yield parts;
+    const last = chunk.lastIndexOf('\n');
+    if (last < 0) {
+      pending.push(chunk);
+      pendingLength += chunk.length;
+      if (pendingLength > MAX_ARCHIVE_LINE) {
+        stream.destroy();
+        throw fail(
+          `has a line longer than ${MAX_ARCHIVE_LINE} characters: it is damaged or not a tenant archive`,
+        );
+      }
+      continue;
+    }
+    const lines = (pending.join('') + chunk.slice(0, last)).split('\n');
+    pending = [chunk.slice(last + 1)];
+    pendingLength = pending[0].length;
+    if (lines.some((l) => l.length > MAX_ARCHIVE_LINE)) {
+      stream.destroy();
+      throw fail(
+        `has a line longer than ${MAX_ARCHIVE_LINE} characters: it is damaged or not a tenant archive`,
+      );
+    }
+    yield lines;
   }
+  const rest = pending.join('');
   if (rest !== '') yield [rest];
 }
 

@@ -1,44 +1,56 @@
 /**
  * The write freeze of a move (M1, M2). Freezing a tenant (DataModel.freeze) refuses its writes from the next
  * statement on; a transaction that passed its checks before the freeze may still be running and commit. So after
- * the freeze commits, the mover waits until every transaction that was running in the database then has ended
- * (as CREATE INDEX CONCURRENTLY waits for older snapshots): from then on, every write acknowledged before the
- * freeze is committed, and the export's snapshot sees it.
+ * the freeze commits, the mover waits until every transaction the runtime role had open in the database then has
+ * ended (as CREATE INDEX CONCURRENTLY waits for older snapshots): from then on, every write acknowledged before
+ * the freeze is committed, and the export's snapshot sees it. Only the runtime role's sessions count: the
+ * tenant's writes can come from nowhere else; operators' sessions and autovacuum are not waited for.
  */
 import type { ClientBase } from 'pg';
 
 export class FreezeTimeout extends Error {
-  constructor(waitedMs: number, left: number) {
+  constructor(waitedMs: number, left: readonly string[]) {
     super(
-      `${left} transaction(s) that began before the freeze were still running after ${waitedMs} ms: the move stops and the tenant serves again; try later`,
+      `${left.length} transaction(s) of the runtime role that began before the freeze were still running after ${waitedMs} ms (${left.join('; ')}): the operation stops and the tenant serves again; try later, or end those sessions (pg_terminate_backend)`,
     );
     this.name = 'FreezeTimeout';
   }
 }
 
 /**
- * Waits until every transaction that was open in this database when it was called (but the caller's) has ended.
- * Runtime transactions end within their statement and idle-in-transaction timeouts (5 s, 10 s), so the default
- * bound covers them.
+ * Waits until every transaction that `runtimeRole`'s sessions had open in this database when it was called
+ * has ended. Runtime transactions end within their statement and idle-in-transaction timeouts (5 s, 10 s), so the
+ * default bound covers them.
  */
-export async function waitForOlderTransactions(client: ClientBase, timeoutMs = 20000): Promise<void> {
+export async function waitForOlderTransactions(
+  client: ClientBase,
+  runtimeRole: string,
+  timeoutMs = 20000,
+): Promise<void> {
   const r = await client.query<{ vxid: string }>(
     `SELECT l.virtualxid AS vxid
        FROM pg_catalog.pg_locks l
        JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'virtualxid' AND l.granted AND l.pid <> pg_backend_pid()
-        AND a.datname = current_database()`,
+        AND a.datname = current_database() AND a.usename = $1`,
+    [runtimeRole],
   );
   const older = r.rows.map((row) => row.vxid);
   const started = Date.now();
   while (older.length > 0) {
-    const left = await client.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_catalog.pg_locks
-        WHERE locktype = 'virtualxid' AND granted AND virtualxid = ANY($1::text[])`,
+    const left = await client.query<{ who: string }>(
+      `SELECT format('pid %s (%s)', l.pid, coalesce(a.usename::text, 'unknown role')) AS who
+         FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'virtualxid' AND l.granted AND l.virtualxid = ANY($1::text[])`,
       [older],
     );
-    if (left.rows[0].n === 0) return;
-    if (Date.now() - started > timeoutMs) throw new FreezeTimeout(Date.now() - started, left.rows[0].n);
+    if (left.rows.length === 0) return;
+    if (Date.now() - started > timeoutMs) {
+      throw new FreezeTimeout(
+        Date.now() - started,
+        left.rows.map((row) => row.who),
+      );
+    }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

@@ -8,4 +8,5 @@ export * from './archive';
 export { exportTenant } from './export';
 export { restoreArchive, type RestoreInto, type Restored } from './restore';
 export { waitForOlderTransactions, FreezeTimeout } from './freeze';
+export { holdTenantLock, TenantBusy } from './lock';
 export { TENANT_TABLES, digestTables, canonicalSession, tableColumns } from './tables';

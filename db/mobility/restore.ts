@@ -29,8 +29,12 @@ export interface RestoreInto {
   readonly tenantId: string;
   readonly model: IsolationModel;
   readonly options?: ModelOptions;
-  /** Replace what the tenant has (the caller exported it first); otherwise its tables must be empty. */
+  /** The tenant the archive must be of (checked on the same read that loads it). */
+  readonly archiveTenantId: string;
+  /** Replace what the tenant has (the caller froze it and exported it first); otherwise its tables must be empty. */
   readonly replace?: boolean;
+  /** The tenant is frozen (a restore over a live tenant): lift the freeze in the same transaction. */
+  readonly thaw?: boolean;
 }
 
 export interface Restored {
@@ -51,6 +55,12 @@ export async function restoreArchive(
   into: RestoreInto,
 ): Promise<Restored> {
   const manifest = await verifyArchive(file, key);
+  if (manifest.tenantId !== into.archiveTenantId) {
+    throw new ArchiveError(
+      file,
+      `is tenant "${manifest.tenantId}"'s archive, not "${into.archiveTenantId}"'s; nothing was written`,
+    );
+  }
   if (manifest.schemaVersion > LATEST_VERSION) {
     throw new ArchiveError(
       file,
@@ -106,7 +116,7 @@ export async function restoreArchive(
       }
       archived[t.name] = t.columns;
     }
-    await load(client, file, key, manifest, staging.schema);
+    await load(client, file, key, manifest, staging.schema, into.archiveTenantId);
     const loaded = await digestTables(query, archived);
     expectSame(loaded, manifest, `the rows loaded from ${file}`);
     // 2. Forward to the destination's version.
@@ -121,13 +131,18 @@ export async function restoreArchive(
       for (const t of TENANT_TABLES) columns[t.name] = await tableColumns(query, t.name);
       expected = await digestTables(query, columns);
     }
-    // 3. Into the tenant's tables, under its credential.
-    await exec(client, sql`SELECT ${ident(ADMIN_SCHEMA)}.owner_enter(${into.tenantId})`);
+    // 3. Into the tenant's tables, under its credential (renewed before each statement: each may be long).
+    const enter = () => exec(client, sql`SELECT ${ident(ADMIN_SCHEMA)}.owner_enter(${into.tenantId})`);
     await exec(client, sql`SET LOCAL search_path = ${ident(destination.schema)}`);
+    if (into.thaw) await impl.thawWithin(client, into.tenantId, into.options ?? {});
     if (into.replace) {
-      for (const t of [...TENANT_TABLES].reverse()) await exec(client, sql`DELETE FROM ${ident(t.name)}`);
+      for (const t of [...TENANT_TABLES].reverse()) {
+        await enter();
+        await exec(client, sql`DELETE FROM ${ident(t.name)}`);
+      }
     } else {
       for (const t of TENANT_TABLES) {
+        await enter();
         const r = await client.query(sql`SELECT 1 FROM ${ident(t.name)} LIMIT 1`.toQuery());
         if ((r.rowCount ?? 0) > 0) {
           throw new Error(
@@ -141,12 +156,13 @@ export async function restoreArchive(
         columns[t.name].map((c) => sql`${ident(c)}`),
         ', ',
       );
+      await enter();
       await exec(
         client,
         sql`INSERT INTO ${ident(destination.schema)}.${ident(t.name)} (${list}) SELECT ${list} FROM ${ident(staging.schema)}.${ident(t.name)}`,
       );
     }
-    const restored = await digestTables(query, columns);
+    const restored = await digestTables(query, columns, enter);
     expectSame(restored, expected, `tenant "${into.tenantId}"'s restored rows`);
     // 4. No staging left behind.
     await exec(client, sql`DROP SCHEMA ${ident(staging.schema)} CASCADE`);
@@ -163,6 +179,7 @@ async function load(
   key: ArchiveKey,
   manifest: ArchiveManifest,
   schema: string,
+  archiveTenantId: string,
 ): Promise<void> {
   // One INSERT per batch: each column's values as one text[] parameter, cast to the column's type in SQL.
   const statements = new Map<string, string>();
@@ -193,7 +210,12 @@ async function load(
     await client.query(statements.get(table)!, arrays);
     batch = [];
   };
-  for await (const rows of readArchive(file, key)) {
+  for await (const rows of readArchive(file, key, (header) => {
+    // The same read that loads the rows says whose they are (the file may have changed since it was verified).
+    if (header.tenantId !== archiveTenantId || header.schemaVersion !== manifest.schemaVersion) {
+      throw new ArchiveError(file, 'changed while it was being restored; nothing was written');
+    }
+  })) {
     for (const row of rows) {
       if (row.table !== table) {
         await flush();
@@ -217,7 +239,7 @@ function expectSame(
       actual.checksums[t.name] !== expected.checksums[t.name]
     ) {
       throw new Error(
-        `${what} do not match: ${t.name} has ${actual.rows[t.name]} rows (checksum ${actual.checksums[t.name].slice(0, 12)}), expected ${expected.rows[t.name]} (${expected.checksums[t.name].slice(0, 12)}); nothing was written`,
+        `${what} do not match: ${t.name} has ${actual.rows[t.name]} rows with checksum ${actual.checksums[t.name]}, expected ${expected.rows[t.name]} with ${expected.checksums[t.name]}; nothing was written`,
       );
     }
   }

@@ -85,9 +85,11 @@ export async function readRows(
 export async function digestTables(
   query: Query,
   columns: Readonly<Record<string, readonly string[]>>,
+  beforeTable?: () => Promise<void>,
 ): Promise<{ rows: Record<string, number>; checksums: Record<string, string> }> {
   const digests = new TableDigests(TENANT_TABLES.map((t) => t.name));
   for (const table of TENANT_TABLES) {
+    await beforeTable?.();
     await readRows(query, table, columns[table.name], async (rows) => {
       for (const r of rows) digests.add(table.name, r);
     });

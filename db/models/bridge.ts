@@ -18,6 +18,7 @@ import {
   roleExists,
   serverVersion,
   setSchemaFrozen,
+  thawSchemaWithin,
 } from '../tx';
 import type { DataModel, ModelOptions, ProvisionOptions } from './model';
 
@@ -107,6 +108,8 @@ export const bridge: DataModel = {
     setSchemaFrozen(client, bridgeTarget(validateTenantId(tenantId, 'freeze'), options.namingKey), true),
   unfreeze: (client, tenantId, options) =>
     setSchemaFrozen(client, bridgeTarget(validateTenantId(tenantId, 'unfreeze'), options.namingKey), false),
+  thawWithin: (client, tenantId, options) =>
+    thawSchemaWithin(client, bridgeTarget(validateTenantId(tenantId, 'thaw'), options.namingKey)),
   schemaOf: (tenantId, options) => tenantDbNames(tenantId, options.namingKey).schema,
   migrationTarget: (tenantId, options) => bridgeTarget(tenantId, options.namingKey),
   // Privileges are the boundary (the role); search_path only resolves the tenant's unqualified names.

@@ -78,6 +78,11 @@ export interface DataModel {
   freeze(client: ClientBase, tenantId: string, options: ModelOptions): Promise<void>;
   /** Lifts `freeze` (a failed move: the tenant serves again where it was). Idempotent. */
   unfreeze(client: ClientBase, tenantId: string, options: ModelOptions): Promise<void>;
+  /**
+   * Lifts `freeze` inside the caller's transaction, as the owner role (a restore over a frozen tenant: its rows and
+   * its thaw commit together). Does nothing to a tenant that is not frozen.
+   */
+  thawWithin(client: ClientBase, tenantId: string, options: ModelOptions): Promise<void>;
   /** The schema a tenant's tables are in. */
   schemaOf(tenantId: string, options: ModelOptions): string;
   /** The schema the migrations bring up to date for this tenant (pool: the one shared schema). */

@@ -136,6 +136,12 @@ export const pool: DataModel = {
   offboard: (client, tenantId, policy) => offboardPoolTenant(client, tenantId, policy),
   freeze: (client, tenantId) => setPoolFrozen(client, tenantId, true),
   unfreeze: (client, tenantId) => setPoolFrozen(client, tenantId, false),
+  thawWithin: async (client, tenantId) => {
+    await client.query(
+      `UPDATE ${ADMIN_SCHEMA}.pool_tenants SET status = 'active', updated_at = now() WHERE tenant_id = $1 AND status = 'frozen'`,
+      [validateTenantId(tenantId, 'thaw')],
+    );
+  },
   schemaOf: () => POOL_SCHEMA,
   migrationTarget: () => poolTarget(),
   // RLS reads the tenant setting; search_path lets the same unqualified SQL serve every model.

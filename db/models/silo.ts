@@ -7,7 +7,7 @@ import { LATEST_VERSION } from '../migrations';
 import { migrateTarget, MigrationTarget } from '../migrate';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_ROLES, SILO_SCHEMA } from '../roles';
 import { ident, sql } from '../sql';
-import { exec, inTransaction, lockTarget, setSchemaFrozen } from '../tx';
+import { exec, inTransaction, lockTarget, setSchemaFrozen, thawSchemaWithin } from '../tx';
 import type { DataModel, ModelOptions } from './model';
 
 const siloRole = (options: ModelOptions) => options.siloRuntimeRole ?? RUNTIME_ROLES.silo;
@@ -67,6 +67,7 @@ export const silo: DataModel = {
   offboard: (client, _tenantId, policy, options) => offboardSilo(client, policy, siloRole(options)),
   freeze: (client, _tenantId, options) => setSchemaFrozen(client, siloTarget(options), true),
   unfreeze: (client, _tenantId, options) => setSchemaFrozen(client, siloTarget(options), false),
+  thawWithin: (client, _tenantId, options) => thawSchemaWithin(client, siloTarget(options)),
   schemaOf: () => SILO_SCHEMA,
   migrationTarget: (_tenantId, options) => siloTarget(options),
   contextSettings: () => [['search_path', SILO_SCHEMA]],

@@ -163,7 +163,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (entry) request.log = reply.log = request.log.child({ model: entry.model });
     if (entry?.status === 'moving') {
       request.log.info({ movingTo: entry.movingTo }, 'refused: tenant is being moved');
-      return sendMoving(reply, principal.tenantId, entry.movingTo ?? 'another');
+      return sendMoving(reply, principal.tenantId, entry.movingTo ?? 'another', entry.model);
     }
     const database = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
     if (!entry || !database?.serves(entry)) {

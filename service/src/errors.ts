@@ -24,13 +24,16 @@ export function sendLimit(reply: FastifyReply, e: TenantLimitError) {
 }
 
 /** A tenant whose data is being moved to another model: 503 with Retry-After, for that tenant only. */
-export function sendMoving(reply: FastifyReply, tenantId: string, to: string) {
+export function sendMoving(reply: FastifyReply, tenantId: string, to: string, from?: string) {
   return reply
     .code(503)
     .header('retry-after', String(MOVE_RETRY_AFTER_SECONDS))
     .send({
       error: 'unavailable',
-      message: `tenant "${tenantId}" is being moved to the ${to} model: its data is read-only in transit; try again in a few seconds`,
+      message:
+        to === from
+          ? `tenant "${tenantId}" is being restored from an archive: its data is read-only meanwhile; try again in a few seconds`
+          : `tenant "${tenantId}" is being moved to the ${to} model: its data is read-only in transit; try again in a few seconds`,
     });
 }
 
@@ -112,7 +115,12 @@ export function errorHandler(deps: {
         now?.status === 'moving' ||
         (now?.status === 'active' && now.model !== request.tenant.entry.model)
       ) {
-        return sendMoving(reply, tenantId, now.movingTo ?? now.model);
+        return sendMoving(
+          reply,
+          tenantId,
+          now.movingTo ?? now.model,
+          now.status === 'moving' ? now.model : undefined,
+        );
       }
       return reply.code(403).send({
         error: 'forbidden',

@@ -47,6 +47,15 @@ describe('command line: --help, unknown flags, missing values', () => {
     [['cost', '--', '--help'], 0, /--nat-gb <GB per NAT gateway>/],
     [['cost', '--', '--nat-gb', 'lots'], 2, /--nat-gb must be a number 0 or more \(got "lots"\)/],
     [['migrate', '--', '--concurrency', 'many'], 2, /--concurrency must be a whole number \(got "many"\)/],
+    [['tenant', '--', '--help'], 0, /move --tenant <id> --to <silo\|pool\|bridge>/],
+    [['tenant', '--', 'teleport'], 2, /unknown command "teleport"/],
+    [['tenant', '--', 'move', '--tenant', 'acme'], 2, /tenant move: --to required/],
+    [
+      ['tenant', '--', 'move', '--tenant', 'acme', '--to', 'cloud'],
+      2,
+      /--to must be silo, pool or bridge \(got "cloud"\)/,
+    ],
+    [['tenant', '--', 'export', '--tenant', 'acme', '--bogus'], 2, /Unknown option '--bogus'/],
   ])('npm run %j exits %i', (args, code, said) => {
     const r = npm(args as string[], { LOCAL_DIR: path.join(os.tmpdir(), 'cli-test-never-created') });
     expect(r.status).toBe(code);

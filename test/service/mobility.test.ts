@@ -15,12 +15,14 @@ import {
   digestTables,
   tableColumns,
   TENANT_TABLES,
+  MAX_ARCHIVE_LINE,
+  restoreArchive,
   verifyArchive,
   waitForOlderTransactions,
 } from '../../db/mobility';
 import { LATEST_VERSION } from '../../db/migrations';
 import { dataModel } from '../../db/models';
-import type { IsolationModel } from '../../contracts';
+import { TENANT_EXPIRY_SETTING, type IsolationModel } from '../../contracts';
 import { buildApp } from '../../service/src/app';
 import { createAuthenticator } from '../../service/src/auth';
 import { CachedRegistry } from '../../service/src/registry';
@@ -44,6 +46,9 @@ const SEEDED: Record<string, IsolationModel> = {
   frosty: 'pool',
   chilly: 'bridge',
   forced: 'bridge',
+  'forced-live': 'pool',
+  throwaway: 'pool',
+  racer: 'bridge',
 };
 
 let platform: LocalPlatform;
@@ -100,6 +105,7 @@ beforeAll(async () => {
         name: id,
         model,
         ...(model === 'silo' ? { settings: { vpcCidr: '10.40.0.0/20' } } : {}),
+        ...(id === 'throwaway' ? { settings: { deletionPolicy: 'destroy' } } : {}),
       })),
     },
     'mobility test catalog',
@@ -163,7 +169,7 @@ describe('freeze (M1, M2)', () => {
     const waited = platform.withMaster('pool', 'frosty', async (c, o) => {
       await dataModel('pool').freeze(c, 'frosty', o);
       const t0 = Date.now();
-      await waitForOlderTransactions(c);
+      await waitForOlderTransactions(c, dataModel('pool').runtimeRole(o));
       return Date.now() - t0;
     });
     setTimeout(release, 300);
@@ -174,6 +180,22 @@ describe('freeze (M1, M2)', () => {
     expect(zlib.gunzipSync(fs.readFileSync(out)).toString()).toContain('in flight');
     await platform.withMaster('pool', 'frosty', (c, o) => dataModel('pool').unfreeze(c, 'frosty', o));
   });
+});
+
+test('the wait after a freeze is for the runtime role only: an operator idle in a transaction does not hold it up', async () => {
+  const operator = await platform.openMaster('pool', 'frosty');
+  try {
+    await operator.query('BEGIN');
+    await operator.query('SELECT 1');
+    const t0 = Date.now();
+    await platform.withMaster('pool', 'frosty', (c, o) =>
+      waitForOlderTransactions(c, dataModel('pool').runtimeRole(o), 2000),
+    );
+    expect(Date.now() - t0).toBeLessThan(1000);
+  } finally {
+    await operator.query('ROLLBACK');
+    await operator.end();
+  }
 });
 
 describe('export (M3)', () => {
@@ -200,6 +222,12 @@ describe('export (M3)', () => {
       return r.rows[0].n;
     });
     expect(seen).toBe(0);
+    // A snapshot's credential outlives a long export (the API's units of work get two minutes).
+    const expiry = await scope('m-pool', 'pool').snapshot(async (tx) => {
+      const r = await tx.query<{ e: string }>(sql`SELECT current_setting(${TENANT_EXPIRY_SETTING}) AS e`);
+      return Number(r.rows[0].e);
+    });
+    expect(expiry - Date.now() / 1000).toBeGreaterThan(3600);
     // Bridge: the neighbour's schema cannot even be named.
     const other = dataModel('bridge').schemaOf('n-bridge', {});
     await expect(
@@ -349,6 +377,30 @@ describe('refusals leave the target unchanged', () => {
     await unchanged();
   });
 
+  test('a line longer than any row: refused after reading at most that much, in linear time', async () => {
+    const f = file('long-line');
+    fs.writeFileSync(f, zlib.gzipSync(Buffer.alloc(MAX_ARCHIVE_LINE + 1024, 'a')));
+    const t0 = Date.now();
+    await expect(mobility.restore(f, { tenantId: 'm-bridge', as: 'victim' })).rejects.toThrow(/longer than/);
+    expect(Date.now() - t0).toBeLessThan(10000);
+    await unchanged();
+  });
+
+  test('the data plane checks the archive is of the tenant it was told, on the read that loads it', async () => {
+    await expect(
+      platform.withMaster('bridge', 'n-bridge', (c, o) =>
+        restoreArchive(c, good, platform.archiveKey, {
+          tenantId: 'n-bridge',
+          archiveTenantId: 'n-bridge',
+          model: 'bridge',
+          options: o,
+          replace: true,
+        }),
+      ),
+    ).rejects.toThrow(`is tenant "m-bridge"'s archive, not "n-bridge"'s`);
+    await unchanged();
+  });
+
   test('foreign: made by another installation (another archive key)', async () => {
     const f = file('foreign');
     const w = await ArchiveWriter.open(
@@ -429,6 +481,47 @@ test('--force exports what the tenant has first, then replaces it, all or nothin
   // And the safety archive brings the old data back.
   await mobility.restore(result.safetyFile!, { tenantId: 'forced', force: true });
   expect(await digestOf('forced', 'bridge')).toEqual(original);
+});
+
+test('--force over a live tenant freezes it first: every write it acknowledged is in the safety export or in the tenant, none lost', async () => {
+  const replacement = file('live-replacement');
+  await mobility.export('m-pool', replacement);
+  const acked = new Set<string>();
+  let refused = 0;
+  let stop = false;
+  let n = 0;
+  const writer = async () => {
+    while (!stop) {
+      try {
+        const inv = await createInvoice(scope('forced-live', 'pool'), {
+          customer: 'live write',
+          reference: `live-${n++}`,
+          items: [{ description: 'x', quantity: 1, unitPriceCents: 1 }],
+        });
+        acked.add(inv.id);
+      } catch (e) {
+        if ((e as { code?: string }).code !== '42501') throw e;
+        refused++;
+      }
+    }
+  };
+  const writers = [writer(), writer()];
+  await new Promise((r) => setTimeout(r, 100));
+  let result;
+  try {
+    result = await mobility.restore(replacement, { tenantId: 'm-pool', as: 'forced-live', force: true });
+    await new Promise((r) => setTimeout(r, 200));
+  } finally {
+    stop = true;
+    await Promise.all(writers);
+  }
+  expect(refused).toBeGreaterThan(0);
+  const safety = zlib.gunzipSync(fs.readFileSync(result.safetyFile!)).toString();
+  const now = await scope('forced-live', 'pool').run<{ id: string }>(sql`SELECT id FROM invoices`);
+  const held = new Set(now.rows.map((r) => r.id));
+  const lost = [...acked].filter((id) => !held.has(id) && !safety.includes(id));
+  expect(lost).toEqual([]);
+  expect(await platform.registry.get('forced-live')).toMatchObject({ status: 'active', model: 'pool' });
 });
 
 test('an older archive is migrated forward by the migrations', async () => {
@@ -599,6 +692,82 @@ describe('move (M1, M2)', () => {
       `SELECT count(*)::int AS n FROM tenancy.pool_tenants WHERE tenant_id = 'failing'`,
     );
     expect(inPool).toBe(0);
+  });
+
+  test('an interrupted move (the mover died after the freeze) is undone by abort-move: thawed, the partial copy removed, serving again', async () => {
+    const entry = (await platform.registry.get('chilly'))!;
+    platform.registry.put({ ...entry, status: 'moving', movingTo: 'silo' });
+    await platform.withMaster('bridge', 'chilly', (c, o) => dataModel('bridge').freeze(c, 'chilly', o));
+    await platform.provisionPlace('silo', { id: 'chilly', name: 'chilly' });
+    await expect(mobility.move('chilly', 'pool')).rejects.toThrow(/abort-move --tenant chilly/);
+    expect(await mobility.abortMove('chilly')).toMatch(/stays bridge: the partial silo copy was removed/);
+    expect(await platform.registry.get('chilly')).toMatchObject({ status: 'active', model: 'bridge' });
+    expect((await platform.registry.get('chilly'))!.movingTo).toBeUndefined();
+    await seed('chilly', 'bridge', 1, 'after-abort');
+    expect(platform.databaseFor({ tenantId: 'chilly', model: 'silo', status: 'offboarded' })).toBeUndefined();
+    await expect(mobility.abortMove('chilly')).rejects.toThrow(/not moving: nothing to do/);
+  });
+
+  test('while a move runs, abort-move and a second move are refused (one operation per tenant)', async () => {
+    await mobility.move('racer', 'pool', {
+      afterFreeze: async () => {
+        await expect(mobility.abortMove('racer')).rejects.toThrow(
+          /is running \(another process holds its lock\)/,
+        );
+        await expect(mobility.move('racer', 'silo')).rejects.toThrow(/is running/);
+      },
+    });
+    expect(await platform.registry.get('racer')).toMatchObject({ model: 'pool', status: 'active' });
+  });
+
+  test('offboarding a disposable tenant removes the copy its move kept too', async () => {
+    await mobility.move('throwaway', 'bridge');
+    await platform.offboardTenant('throwaway', 'destroy');
+    expect(
+      await ownerCount(
+        'pool',
+        'throwaway',
+        `SELECT count(*)::int AS n FROM tenancy.pool_tenants WHERE tenant_id = 'throwaway'`,
+      ),
+    ).toBe(0);
+    expect(await platform.registry.get('throwaway')).toMatchObject({
+      status: 'offboarded',
+      dataRetained: false,
+    });
+    expect((await platform.registry.get('throwaway'))!.keptCopy).toBeUndefined();
+  });
+
+  test('the API answers a moving (or restoring) tenant 503 with Retry-After, and its neighbour 200', async () => {
+    const app = buildApp({
+      authenticate: createAuthenticator({
+        userPoolId: LOCAL_USER_POOL_ID,
+        clientId: LOCAL_CLIENT_ID,
+        jwks: platform.issuer.jwks,
+      }),
+      registry: platform.registry,
+      databaseFor: (entry) => platform.databaseFor(entry),
+      ready: () => platform.ready(),
+      logger: false,
+    });
+    const entry = (await platform.registry.get('n-pool'))!;
+    const get = (tenantId: string) =>
+      app.inject({
+        url: '/invoices?limit=1',
+        headers: { authorization: `Bearer ${platform.issuer.idToken({ tenantId })}` },
+      });
+    try {
+      platform.registry.put({ ...entry, status: 'moving', movingTo: 'silo' });
+      const moving = await get('n-pool');
+      expect(moving.statusCode).toBe(503);
+      expect(moving.headers['retry-after']).toBe('2');
+      expect(moving.json().message).toMatch(/"n-pool" is being moved to the silo model/);
+      platform.registry.put({ ...entry, status: 'moving', movingTo: 'pool' });
+      expect((await get('n-pool')).json().message).toMatch(/being restored from an archive/);
+      expect((await get('neighbour')).statusCode).toBe(200);
+    } finally {
+      platform.registry.put(entry);
+      await app.close();
+    }
   });
 
   test('refused: an unknown model, the same model, a tenant that is not active', async () => {

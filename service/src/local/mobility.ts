@@ -23,7 +23,10 @@ import {
   digestTables,
   canonicalSession,
   exportTenant,
+  holdTenantLock,
+  Restored,
   restoreArchive,
+  TenantBusy,
   tableColumns,
   TENANT_TABLES,
   verifyArchive,
@@ -31,6 +34,9 @@ import {
 } from '../../../db/mobility';
 import type { LocalPlatform } from './platform';
 import type { RegistryEntry } from '../registry';
+
+/** What `frozen`'s work returns once it has switched the tenant: from then on nothing is rolled back. */
+const SWITCHED = Symbol('switched');
 
 /** A refused operation: nothing was changed. */
 export class MobilityError extends Error {
@@ -107,62 +113,80 @@ export class TenantMobility {
     const model = options.model ?? manifest.model;
     if (!ISOLATION_MODELS.includes(model))
       throw new MobilityError(`restore: --model must be silo, pool or bridge (got "${model}")`);
-    const existing = await this.platform.registry.get(id);
-    if (existing) {
-      if (existing.status !== 'active') {
-        throw new MobilityError(
-          `restore: tenant "${id}" is ${existing.status}: restore into an active tenant (with --force) or a new id (--as); nothing was written`,
+    return this.locked(id, async () => {
+      const existing = await this.platform.registry.get(id);
+      if (existing) {
+        if (existing.status !== 'active') {
+          throw new MobilityError(
+            `restore: tenant "${id}" is ${existing.status}: restore into an active tenant (with --force) or a new id (--as); nothing was written`,
+          );
+        }
+        if (existing.model !== model) {
+          throw new MobilityError(
+            `restore: tenant "${id}" is a ${existing.model} tenant; to change its model use: npm run tenant -- move --tenant ${id} --to ${model}; nothing was written`,
+          );
+        }
+        if (!options.force) {
+          throw new MobilityError(
+            `restore: tenant "${id}" is active and has its own data: restoring would replace it. Add --force to replace it (what it has now is exported first), or restore into a new id with --as; nothing was written`,
+          );
+        }
+        // Over a live tenant: frozen as for a move, so no write lands between the safety export and the
+        // replacement; the thaw commits with the replacement.
+        const safetyFile = `${file}.before-restore-${id}-${Date.now()}.tfa`;
+        const restored = await this.frozen(existing, model, async () => {
+          await this.exportFrom(model, id, safetyFile);
+          return this.platform.withMaster(model, id, (c, placement) =>
+            restoreArchive(c, file, key, {
+              tenantId: id,
+              archiveTenantId: manifest.tenantId,
+              model,
+              options: placement,
+              replace: true,
+              thaw: true,
+            }),
+          );
+        });
+        return {
+          manifest,
+          tenantId: id,
+          model,
+          created: false,
+          safetyFile,
+          schemaVersion: restored.schemaVersion,
+        };
+      }
+      // A new tenant: provisioned, filled, then registered active; on failure its place is removed again.
+      const name = options.name ?? id;
+      this.platform.registry.put({ tenantId: id, model, status: 'provisioning', name });
+      try {
+        await this.platform.provisionPlace(model, { id, name });
+        const restored = await this.platform.withMaster(model, id, (c, placement) =>
+          restoreArchive(c, file, key, {
+            tenantId: id,
+            archiveTenantId: manifest.tenantId,
+            model,
+            options: placement,
+          }),
         );
+        if (!this.platform.users.all().some((u) => u.tenantId === id)) {
+          this.platform.users.invite(id, `admin@${id}.example`);
+        }
+        this.platform.registry.put({
+          tenantId: id,
+          model,
+          status: 'active',
+          name,
+          schema: dataModel(model).schemaOf(id, {}),
+          schemaVersion: restored.schemaVersion,
+        });
+        return { manifest, tenantId: id, model, created: true, schemaVersion: restored.schemaVersion };
+      } catch (e) {
+        await this.platform.removePlace(model, id).catch(() => undefined);
+        this.platform.registry.remove(id);
+        throw e;
       }
-      if (existing.model !== model) {
-        throw new MobilityError(
-          `restore: tenant "${id}" is a ${existing.model} tenant; to change its model use: npm run tenant -- move --tenant ${id} --to ${model}; nothing was written`,
-        );
-      }
-      if (!options.force) {
-        throw new MobilityError(
-          `restore: tenant "${id}" is active and has its own data: restoring would replace it. Add --force to replace it (what it has now is exported first), or restore into a new id with --as; nothing was written`,
-        );
-      }
-      const safetyFile = `${file}.before-restore-${id}-${Date.now()}.tfa`;
-      await this.exportFrom(model, id, safetyFile);
-      const restored = await this.platform.withMaster(model, id, (c, placement) =>
-        restoreArchive(c, file, key, { tenantId: id, model, options: placement, replace: true }),
-      );
-      return {
-        manifest,
-        tenantId: id,
-        model,
-        created: false,
-        safetyFile,
-        schemaVersion: restored.schemaVersion,
-      };
-    }
-    // A new tenant: provisioned, filled, then registered active; on failure its place is removed again.
-    const name = options.name ?? id;
-    this.platform.registry.put({ tenantId: id, model, status: 'provisioning', name });
-    try {
-      await this.platform.provisionPlace(model, { id, name });
-      const restored = await this.platform.withMaster(model, id, (c, placement) =>
-        restoreArchive(c, file, key, { tenantId: id, model, options: placement }),
-      );
-      if (!this.platform.users.all().some((u) => u.tenantId === id)) {
-        this.platform.users.invite(id, `admin@${id}.example`);
-      }
-      this.platform.registry.put({
-        tenantId: id,
-        model,
-        status: 'active',
-        name,
-        schema: dataModel(model).schemaOf(id, {}),
-        schemaVersion: restored.schemaVersion,
-      });
-      return { manifest, tenantId: id, model, created: true, schemaVersion: restored.schemaVersion };
-    } catch (e) {
-      await this.platform.removePlace(model, id).catch(() => undefined);
-      this.platform.registry.remove(id);
-      throw e;
-    }
+    });
   }
 
   /** Moves a tenant's data to another model with its writes frozen meanwhile (see the module comment). */
@@ -171,126 +195,219 @@ export class TenantMobility {
     to: IsolationModel,
     hooks: { afterFreeze?: () => Promise<void>; beforeSwitch?: () => Promise<void> } = {},
   ): Promise<MoveReport> {
-    const started = Date.now();
-    const entry = await this.entryOf(tenantId, 'move');
-    if (!ISOLATION_MODELS.includes(to))
+    if (!ISOLATION_MODELS.includes(to)) {
       throw new MobilityError(`move: --to must be silo, pool or bridge (got "${to}")`);
-    if (entry.status !== 'active') {
-      throw new MobilityError(
-        `move: tenant "${tenantId}" is ${entry.status}: only an active tenant can be moved${entry.status === 'moving' ? ` (a move to ${entry.movingTo} is under way or was interrupted: npm run tenant -- abort-move --tenant ${tenantId})` : ''}`,
-      );
     }
-    const from = entry.model;
-    if (from === to) throw new MobilityError(`move: tenant "${tenantId}" is already a ${to} tenant`);
-    if (entry.keptCopy) {
-      throw new MobilityError(
-        `move: tenant "${tenantId}" still has the ${entry.keptCopy} copy its last move kept: remove it first with npm run tenant -- purge --tenant ${tenantId}`,
-      );
-    }
-    const phases: Record<string, number> = {};
-    let mark = Date.now();
-    const phase = (name: string) => {
-      phases[name] = Date.now() - mark;
-      mark = Date.now();
-    };
-    fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
-    const file = path.join(this.workDir, `${tenantId}-${randomBytes(4).toString('hex')}.tfa`);
-    this.platform.registry.put({ ...entry, status: 'moving', movingTo: to });
-    let frozen = false;
-    let placed = false;
-    let frozenAt = 0;
-    try {
-      await this.platform.withMaster(from, tenantId, async (c, options) => {
-        await dataModel(from).freeze(c, tenantId, options);
-        frozen = true;
-        frozenAt = Date.now();
-        await waitForOlderTransactions(c);
-      });
-      phase('freeze');
-      await hooks.afterFreeze?.();
-      const manifest = await this.exportFrom(from, tenantId, file);
-      phase('export');
-      await this.platform.provisionPlace(to, { id: tenantId, name: entry.name ?? tenantId });
-      placed = true;
-      phase('provision');
-      const restored = await this.platform.withMaster(to, tenantId, (c, options) =>
-        restoreArchive(c, file, this.platform.archiveKey, { tenantId, model: to, options }),
-      );
-      phase('restore');
-      // Read back by the destination's own runtime principal: what the API will serve.
-      const sameVersion = restored.schemaVersion === manifest.schemaVersion;
-      const served = await this.digestAsRuntime(
-        to,
-        tenantId,
-        sameVersion ? Object.fromEntries(manifest.tables.map((t) => [t.name, t.columns])) : undefined,
-      );
-      for (const t of TENANT_TABLES) {
-        if (
-          served.rows[t.name] !== manifest.rows[t.name] ||
-          (sameVersion && served.checksums[t.name] !== manifest.checksums[t.name])
-        ) {
-          throw new Error(
-            `move: ${t.name} reads back ${served.rows[t.name]} rows in ${to}, the source had ${manifest.rows[t.name]}`,
-          );
-        }
+    await this.entryOf(tenantId, 'move');
+    return this.locked(tenantId, async () => {
+      const started = Date.now();
+      const entry = await this.entryOf(tenantId, 'move');
+      if (entry.status !== 'active') {
+        throw new MobilityError(
+          `move: tenant "${tenantId}" is ${entry.status}: only an active tenant can be moved` +
+            (entry.status === 'moving'
+              ? ` (its move to ${entry.movingTo} was interrupted: npm run tenant -- abort-move --tenant ${tenantId})`
+              : ''),
+        );
       }
-      phase('verify');
-      await hooks.beforeSwitch?.();
+      const from = entry.model;
+      if (from === to) throw new MobilityError(`move: tenant "${tenantId}" is already a ${to} tenant`);
+      if (entry.keptCopy) {
+        throw new MobilityError(
+          `move: tenant "${tenantId}" still has the ${entry.keptCopy} copy its last move kept: remove it first with npm run tenant -- purge --tenant ${tenantId}`,
+        );
+      }
+      const phases: Record<string, number> = {};
+      let mark = Date.now();
+      const phase = (name: string) => {
+        phases[name] = Date.now() - mark;
+        mark = Date.now();
+      };
+      fs.mkdirSync(this.workDir, { recursive: true, mode: 0o700 });
+      const file = path.join(this.workDir, `${tenantId}-${randomBytes(4).toString('hex')}.tfa`);
+      let placed = false;
+      let frozenAt = 0;
+      let bytes = 0;
+      let restored!: Restored;
+      let manifest!: ArchiveManifest;
+      try {
+        await this.frozen(entry, to, async () => {
+          frozenAt = Date.now();
+          phase('freeze');
+          await hooks.afterFreeze?.();
+          manifest = await this.exportFrom(from, tenantId, file);
+          bytes = fs.statSync(file).size;
+          phase('export');
+          await this.platform.provisionPlace(to, { id: tenantId, name: entry.name ?? tenantId });
+          placed = true;
+          phase('provision');
+          restored = await this.platform.withMaster(to, tenantId, (c, options) =>
+            restoreArchive(c, file, this.platform.archiveKey, {
+              tenantId,
+              archiveTenantId: tenantId,
+              model: to,
+              options,
+            }),
+          );
+          phase('restore');
+          // Read back by the destination's own runtime principal: what the API will serve.
+          const sameVersion = restored.schemaVersion === manifest.schemaVersion;
+          const served = await this.digestAsRuntime(
+            to,
+            tenantId,
+            sameVersion ? Object.fromEntries(manifest.tables.map((t) => [t.name, t.columns])) : undefined,
+          );
+          for (const t of TENANT_TABLES) {
+            const rows = served.rows[t.name] === manifest.rows[t.name];
+            const sums = !sameVersion || served.checksums[t.name] === manifest.checksums[t.name];
+            if (!rows || !sums) {
+              throw new Error(
+                `move: ${t.name} reads back in ${to} as ${served.rows[t.name]} rows with checksum ${served.checksums[t.name]}; the source had ${manifest.rows[t.name]} rows with ${manifest.checksums[t.name]}`,
+              );
+            }
+          }
+          phase('verify');
+          await hooks.beforeSwitch?.();
+          // The switch: from here on the tenant is served by `to`, and nothing is rolled back.
+          this.platform.registry.put({
+            ...withoutFields(entry, 'movingTo', 'failureReason'),
+            model: to,
+            status: 'active',
+            schema: dataModel(to).schemaOf(tenantId, {}),
+            schemaVersion: restored.schemaVersion,
+            keptCopy: from,
+          });
+          return SWITCHED;
+        });
+      } catch (e) {
+        // Not switched (the switch is the work's last step): the tenant was thawed where it was.
+        if (placed) await this.platform.removePlace(to, tenantId).catch(() => undefined);
+        throw e;
+      } finally {
+        fs.rmSync(file, { force: true });
+      }
       // The old copy is kept, unreachable by any runtime role, until purge.
-      await this.platform.withMaster(from, tenantId, (c, options) =>
-        dataModel(from).offboard(c, tenantId, 'retain', options),
-      );
-      this.platform.registry.put({
-        ...withoutFields(entry, 'movingTo', 'failureReason'),
-        model: to,
-        status: 'active',
-        schema: dataModel(to).schemaOf(tenantId, {}),
-        schemaVersion: restored.schemaVersion,
-        keptCopy: from,
-      });
+      try {
+        await this.platform.withMaster(from, tenantId, (c, options) =>
+          dataModel(from).offboard(c, tenantId, 'retain', options),
+        );
+      } catch (e) {
+        throw new MobilityError(
+          `move: tenant "${tenantId}" is now served by ${to}, but its ${from} copy could not be retired (${(e as Error).message}); it stays frozen: remove it with npm run tenant -- purge --tenant ${tenantId}`,
+        );
+      }
       phase('switch');
       return {
         tenantId,
         from,
         to,
         rows: manifest.rows,
-        bytes: fs.statSync(file).size,
+        bytes,
         frozenMs: Date.now() - frozenAt,
         totalMs: Date.now() - started,
         phasesMs: phases,
       };
-    } catch (e) {
-      if (placed) await this.platform.removePlace(to, tenantId).catch(() => undefined);
-      if (frozen) {
-        await this.platform
-          .withMaster(from, tenantId, (c, options) => dataModel(from).unfreeze(c, tenantId, options))
-          .catch(() => undefined);
-      }
-      this.platform.registry.put({
-        ...entry,
-        status: 'active',
-        failureReason: `move to ${to} failed, the tenant stayed ${from}: ${(e as Error).message}`,
-      });
-      throw e;
-    } finally {
-      fs.rmSync(file, { force: true });
-    }
+    });
   }
 
   /** Finishes an interrupted move the only safe way: back where the tenant was (its source copy is complete). */
   async abortMove(tenantId: string): Promise<string> {
-    const entry = await this.entryOf(tenantId, 'abort-move');
-    if (entry.status !== 'moving' || !entry.movingTo) {
+    await this.entryOf(tenantId, 'abort-move');
+    return this.locked(tenantId, async () => {
+      const entry = await this.entryOf(tenantId, 'abort-move');
+      if (entry.status !== 'moving' || !entry.movingTo) {
+        throw new MobilityError(
+          `abort-move: tenant "${tenantId}" is ${entry.status}, not moving: nothing to do`,
+        );
+      }
+      // The registry still names the source: the switch never happened, so the destination is only a partial copy.
+      if (entry.movingTo !== entry.model) await this.platform.removePlace(entry.movingTo, tenantId);
+      await this.platform.withMaster(entry.model, tenantId, (c, options) =>
+        dataModel(entry.model).unfreeze(c, tenantId, options),
+      );
+      this.platform.registry.put({ ...withoutFields(entry, 'movingTo'), status: 'active' });
+      return `tenant "${tenantId}" stays ${entry.model}: ${entry.movingTo !== entry.model ? `the partial ${entry.movingTo} copy was removed and ` : ''}it serves again`;
+    });
+  }
+
+  /** Runs `work` holding the tenant's operation lock (db/mobility/lock.ts), in the pool cell's database. */
+  private async locked<T>(tenantId: string, work: () => Promise<T>): Promise<T> {
+    const client = await this.platform.openMaster('pool', tenantId);
+    try {
+      let release: () => Promise<void>;
+      try {
+        release = await holdTenantLock(client, tenantId);
+      } catch (e) {
+        if (e instanceof TenantBusy) throw new MobilityError(e.message);
+        throw e;
+      }
+      try {
+        return await work();
+      } finally {
+        await release();
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Runs `work` with the tenant `moving` in the registry (the API answers it 503) and its writes frozen in its
+   * database, after every older transaction of its runtime role has ended (M1, M2). Unless `work` reports that it
+   * switched the tenant (SWITCHED), the tenant is thawed and active again afterwards, whatever happened; if the thaw
+   * itself fails, the tenant stays `moving` and the error names abort-move.
+   */
+  private async frozen<T>(
+    entry: RegistryEntry,
+    movingTo: IsolationModel,
+    work: () => Promise<T>,
+  ): Promise<T> {
+    const { tenantId, model } = entry;
+    this.platform.registry.put({ ...entry, status: 'moving', movingTo });
+    let result: T;
+    try {
+      await this.platform.withMaster(model, tenantId, async (c, options) => {
+        await dataModel(model).freeze(c, tenantId, options);
+        await waitForOlderTransactions(c, dataModel(model).runtimeRole(options));
+      });
+      result = await work();
+    } catch (e) {
+      await this.thaw(entry, movingTo, e);
+      throw e;
+    }
+    if (result === SWITCHED) return result;
+    await this.thaw(entry, movingTo);
+    return result;
+  }
+
+  /** Thaws the tenant where it is and marks it active; `failure` (if any) is recorded as the reason. */
+  private async thaw(entry: RegistryEntry, movingTo: IsolationModel, failure?: unknown): Promise<void> {
+    const { tenantId, model } = entry;
+    try {
+      // Unconditionally: a freeze whose reply was lost still froze (unfreeze is idempotent).
+      await this.platform.withMaster(model, tenantId, (c, options) =>
+        dataModel(model).unfreeze(c, tenantId, options),
+      );
+    } catch (e) {
+      this.platform.registry.put({
+        ...entry,
+        status: 'moving',
+        movingTo,
+        failureReason: `${failure ? `${(failure as Error).message}; then ` : ''}the thaw failed: ${(e as Error).message}`,
+      });
       throw new MobilityError(
-        `abort-move: tenant "${tenantId}" is ${entry.status}, not moving: nothing to do`,
+        `tenant "${tenantId}" could not be thawed (${(e as Error).message})${failure ? ` after: ${(failure as Error).message}` : ''}; it stays read-only and answers 503: run npm run tenant -- abort-move --tenant ${tenantId} once the database answers`,
       );
     }
-    await this.platform.removePlace(entry.movingTo, tenantId).catch(() => undefined);
-    await this.platform.withMaster(entry.model, tenantId, (c, options) =>
-      dataModel(entry.model).unfreeze(c, tenantId, options),
-    );
-    this.platform.registry.put({ ...withoutFields(entry, 'movingTo'), status: 'active' });
-    return `tenant "${tenantId}" stays ${entry.model}: the partial ${entry.movingTo} copy was removed and it serves again`;
+    this.platform.registry.put({
+      ...withoutFields(entry, 'movingTo'),
+      status: 'active',
+      ...(failure
+        ? {
+            failureReason: `${movingTo === model ? 'restore' : `move to ${movingTo}`} failed, the tenant stayed ${model}: ${(failure as Error).message}`,
+          }
+        : {}),
+    });
   }
 
   /** Removes the copy a move kept (its data in the model it left). */

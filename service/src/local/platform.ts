@@ -375,7 +375,29 @@ export class LocalPlatform {
     this.users.setTenantEnabled(tenantId, false);
     const { database, options } = this.placement(entry.model, tenantId);
     await this.master(database, (c) => dataModel(entry.model).offboard(c, tenantId, policy, options));
-    this.registry.put({ ...entry, status: 'offboarded', dataRetained: policy === 'retain' });
+    // A disposable tenant's data goes everywhere it is: the copy its last move kept too.
+    if (policy === 'destroy' && entry.keptCopy) await this.removePlace(entry.keptCopy, tenantId);
+    const after: Record<string, unknown> = {
+      ...entry,
+      status: 'offboarded',
+      dataRetained: policy === 'retain',
+    };
+    if (policy === 'destroy') delete after.keptCopy;
+    this.registry.put(after as unknown as RegistryEntry);
+  }
+
+  /** A connection as the master user to the database that holds a tenant's data in `model` (the caller ends it). */
+  async openMaster(modelName: IsolationModel, tenantId: string): Promise<Client> {
+    const c = new Client({
+      connectionString: this.url(
+        this.placement(modelName, tenantId).database,
+        this.masterRole,
+        this.secrets.masterPassword,
+      ),
+    });
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
   }
 
   /** Every database of this platform (the shared cells, each silo's own), for fleet migrations. */

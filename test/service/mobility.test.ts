@@ -770,6 +770,21 @@ describe('move (M1, M2)', () => {
     }
   });
 
+  test('a freeze the database refuses leaves the tenant active, not stuck moving', async () => {
+    // The registry says pool, but the pool cell has no such tenant: the freeze is refused before it commits.
+    platform.registry.put({ tenantId: 'ghost', model: 'pool', status: 'active', name: 'ghost' });
+    await expect(mobility.move('ghost', 'bridge')).rejects.toThrow(
+      /not registered as active in this database/,
+    );
+    expect(await platform.registry.get('ghost')).toMatchObject({
+      status: 'active',
+      model: 'pool',
+      failureReason: expect.stringContaining('move to bridge failed'),
+    });
+    expect((await platform.registry.get('ghost'))!.movingTo).toBeUndefined();
+    platform.registry.remove('ghost');
+  });
+
   test('refused: an unknown model, the same model, a tenant that is not active', async () => {
     await expect(mobility.move('n-pool', 'pool')).rejects.toThrow(MobilityError);
     await expect(mobility.move('n-pool', 'cloud' as IsolationModel)).rejects.toThrow(/silo, pool or bridge/);

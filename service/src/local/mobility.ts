@@ -18,6 +18,7 @@ import { randomBytes } from 'crypto';
 import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
 import { dataModel } from '../../../db/models';
 import { validateTenantId } from '../../../db/naming';
+import { isConnectionFault } from '../../../db/faults';
 import {
   ArchiveManifest,
   digestTables,
@@ -364,30 +365,46 @@ export class TenantMobility {
   ): Promise<T> {
     const { tenantId, model } = entry;
     this.platform.registry.put({ ...entry, status: 'moving', movingTo });
+    // Whether the freeze committed: a refusal from the database (or from our own checks) means it did not; a lost
+    // connection leaves it unknown, so the thaw runs anyway (it is idempotent).
+    let froze: 'no' | 'yes' | 'unknown' = 'no';
     let result: T;
     try {
       await this.platform.withMaster(model, tenantId, async (c, options) => {
-        await dataModel(model).freeze(c, tenantId, options);
+        try {
+          await dataModel(model).freeze(c, tenantId, options);
+          froze = 'yes';
+        } catch (e) {
+          froze = isConnectionFault(e) ? 'unknown' : 'no';
+          throw e;
+        }
         await waitForOlderTransactions(c, dataModel(model).runtimeRole(options));
       });
       result = await work();
     } catch (e) {
-      await this.thaw(entry, movingTo, e);
+      await this.thaw(entry, movingTo, froze !== 'no', e);
       throw e;
     }
     if (result === SWITCHED) return result;
-    await this.thaw(entry, movingTo);
+    await this.thaw(entry, movingTo, true);
     return result;
   }
 
   /** Thaws the tenant where it is and marks it active; `failure` (if any) is recorded as the reason. */
-  private async thaw(entry: RegistryEntry, movingTo: IsolationModel, failure?: unknown): Promise<void> {
+  private async thaw(
+    entry: RegistryEntry,
+    movingTo: IsolationModel,
+    mayBeFrozen: boolean,
+    failure?: unknown,
+  ): Promise<void> {
     const { tenantId, model } = entry;
     try {
-      // Unconditionally: a freeze whose reply was lost still froze (unfreeze is idempotent).
-      await this.platform.withMaster(model, tenantId, (c, options) =>
-        dataModel(model).unfreeze(c, tenantId, options),
-      );
+      // A freeze whose reply was lost may have committed: then thaw anyway (unfreeze is idempotent).
+      if (mayBeFrozen) {
+        await this.platform.withMaster(model, tenantId, (c, options) =>
+          dataModel(model).unfreeze(c, tenantId, options),
+        );
+      }
     } catch (e) {
       this.platform.registry.put({
         ...entry,

@@ -139,7 +139,10 @@ async function main(): Promise<number> {
         console.log(await mobility.abortMove(str('tenant')));
         break;
       case 'inspect':
-        console.log(JSON.stringify(await verifyArchive(str('from'), platform.archiveKey), null, 2));
+        console.log(
+          `${str('from')}: verified (complete, unaltered, signed by this installation); its manifest:\n` +
+            JSON.stringify(await verifyArchive(str('from'), platform.archiveKey), null, 2),
+        );
         break;
     }
     return 0;

@@ -134,13 +134,13 @@ export class ArchiveWriter {
     private readonly header: ArchiveHeader,
     key: ArchiveKey,
     private readonly encrypt: boolean,
+    handle: fs.promises.FileHandle,
   ) {
     this.mac = key.signer();
     this.digests = new TableDigests(header.tables.map((t) => t.name));
     header.tables.forEach((t, i) => this.index.set(t.name, i));
     this.out = new PassThrough({ highWaterMark: 1 << 20 });
-    // 0600: an archive is one tenant's data; only the operator who made it reads it.
-    const sink = fs.createWriteStream(file, { mode: 0o600, flags: 'wx' });
+    const sink = handle.createWriteStream();
     const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [this.out, createGzip({ level: 1 })];
     if (encrypt) {
       const iv = randomBytes(12);
@@ -173,7 +173,15 @@ export class ArchiveWriter {
       tool: ARCHIVE_TOOL,
       tables: header.tables,
     };
-    const w = new ArchiveWriter(file, full, key, options.encrypt ?? false);
+    // Opened here, so a file that cannot be created fails now, naming it. 0600: an archive is one tenant's data;
+    // only the operator who made it reads it. `wx`: an existing file is never overwritten.
+    let handle: fs.promises.FileHandle;
+    try {
+      handle = await fs.promises.open(file, 'wx', 0o600);
+    } catch (e) {
+      throw new ArchiveError(file, `cannot be created (${(e as Error).message}): choose another path`);
+    }
+    const w = new ArchiveWriter(file, full, key, options.encrypt ?? false, handle);
     await w.line(JSON.stringify(full));
     return w;
   }
@@ -225,7 +233,8 @@ export class ArchiveWriter {
   private async chunk(data: string): Promise<void> {
     this.mac.update(data);
     this.bytes += Buffer.byteLength(data);
-    if (!this.out.write(data)) await once(this.out, 'drain');
+    // A failing file (disk full, removed) ends the pipeline: never wait for a drain that will not come.
+    if (!this.out.write(data)) await Promise.race([once(this.out, 'drain'), this.done]);
   }
 }
 

@@ -524,6 +524,27 @@ test('--force over a live tenant freezes it first: every write it acknowledged i
   expect(await platform.registry.get('forced-live')).toMatchObject({ status: 'active', model: 'pool' });
 });
 
+test('an archive that cannot be written fails at once, naming the path; a restore --force whose safety export cannot be written leaves the tenant serving', async () => {
+  await expect(mobility.export('m-pool', '/nonexistent-dir/x.tfa')).rejects.toThrow(
+    'archive /nonexistent-dir/x.tfa: cannot be created',
+  );
+  const archive = file('unwritable-neighbourhood');
+  await mobility.export('forced', archive);
+  const before = await digestOf('forced', 'bridge');
+  // Read through /proc/self/fd: the archive reads fine, but nothing can be created beside it (not even by root).
+  const handle = await fs.promises.open(archive, 'r');
+  try {
+    await expect(
+      mobility.restore(`/proc/self/fd/${handle.fd}`, { tenantId: 'forced', force: true }),
+    ).rejects.toThrow(/cannot be created/);
+  } finally {
+    await handle.close();
+  }
+  expect(await platform.registry.get('forced')).toMatchObject({ status: 'active', model: 'bridge' });
+  await seed('forced', 'bridge', 1, 'after-failed-force');
+  expect((await digestOf('forced', 'bridge')).rows.invoices).toBe(before.rows.invoices + 1);
+});
+
 test('an older archive is migrated forward by the migrations', async () => {
   const f = file('v1');
   const tables = [

@@ -129,7 +129,9 @@ export class TenantMobility {
         }
         if (!options.force) {
           throw new MobilityError(
-            `restore: tenant "${id}" is active and has its own data: restoring would replace it. Add --force to replace it (what it has now is exported first), or restore into a new id with --as; nothing was written`,
+            options.as
+              ? `restore: tenant "${id}" (--as) already exists and is active: choose an id no tenant has, or add --force to replace its data (what it has now is exported first); nothing was written`
+              : `restore: tenant "${id}" is active and has its own data: restoring would replace it. Add --force to replace it (what it has now is exported first), or restore into a new id with --as; nothing was written`,
           );
         }
         // Over a live tenant: frozen as for a move, so no write lands between the safety export and the
@@ -178,6 +180,9 @@ export class TenantMobility {
           model,
           status: 'active',
           name,
+          // The catalog's defaults for a new tenant.
+          deletionPolicy: 'retain',
+          tier: 'standard',
           schema: dataModel(model).schemaOf(id, {}),
           schemaVersion: restored.schemaVersion,
         });

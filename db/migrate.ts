@@ -141,6 +141,12 @@ export async function targetState(client: ClientBase, target: string): Promise<T
   return r.rows[0] as TargetState | undefined;
 }
 
+/** Whether tenancy.targets records `target` (as the owner role). */
+export async function hasTarget(client: ClientBase, target: string): Promise<boolean> {
+  const r = await client.query(`SELECT 1 FROM ${ADMIN_SCHEMA}.targets WHERE target = $1`, [target]);
+  return (r.rowCount ?? 0) > 0;
+}
+
 /** Every bridge tenant below `version`, for a fleet-wide schema upgrade. */
 export async function bridgeTenantsBelow(client: ClientBase, version: number): Promise<string[]> {
   const r = await client.query<{ target: string }>(

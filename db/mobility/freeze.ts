@@ -11,7 +11,7 @@ import type { ClientBase } from 'pg';
 export class FreezeTimeout extends Error {
   constructor(waitedMs: number, left: readonly string[]) {
     super(
-      `${left.length} transaction(s) of the runtime role that began before the freeze were still running after ${waitedMs} ms (${left.join('; ')}): the operation stops and the tenant serves again; try later, or end those sessions (pg_terminate_backend)`,
+      `${left.length} transaction(s) of the runtime role that began before the freeze were still running after ${waitedMs} ms (${left.join('; ')}): the operation stops and the tenant serves again; run it again later (an export of another tenant of this cell, say, may still be reading)`,
     );
     this.name = 'FreezeTimeout';
   }
@@ -19,8 +19,9 @@ export class FreezeTimeout extends Error {
 
 /**
  * Waits until every transaction that `runtimeRole`'s sessions had open in this database when it was called
- * has ended. Runtime transactions end within their statement and idle-in-transaction timeouts (5 s, 10 s), so the
- * default bound covers them.
+ * has ended. The API's transactions end within their statement and idle-in-transaction timeouts (5 s, 10 s), so
+ * the default bound covers them; an export of another tenant of the same cell (a read-only snapshot that can run
+ * for minutes) is waited for too, and past the bound the move stops and can be run again once it has finished.
  */
 export async function waitForOlderTransactions(
   client: ClientBase,

@@ -6,7 +6,7 @@
 import type { ClientBase } from 'pg';
 import { tenantDbNames, validateTenantId } from '../naming';
 import { LATEST_VERSION } from '../migrations';
-import { migrateTarget, MigrationTarget } from '../migrate';
+import { hasTarget, migrateTarget, MigrationTarget } from '../migrate';
 import { actAsRoleAdmin, ensureRoleAdmins } from '../role-admin';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_ROLES } from '../roles';
 import { ident, sql } from '../sql';
@@ -110,6 +110,7 @@ export const bridge: DataModel = {
     setSchemaFrozen(client, bridgeTarget(validateTenantId(tenantId, 'unfreeze'), options.namingKey), false),
   thawWithin: (client, tenantId, options) =>
     thawSchemaWithin(client, bridgeTarget(validateTenantId(tenantId, 'thaw'), options.namingKey)),
+  placed: (client, tenantId, options) => hasTarget(client, bridgeTarget(tenantId, options.namingKey).target),
   schemaOf: (tenantId, options) => tenantDbNames(tenantId, options.namingKey).schema,
   migrationTarget: (tenantId, options) => bridgeTarget(tenantId, options.namingKey),
   // Privileges are the boundary (the role); search_path only resolves the tenant's unqualified names.

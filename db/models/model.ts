@@ -83,6 +83,11 @@ export interface DataModel {
    * its thaw commit together). Does nothing to a tenant that is not frozen.
    */
   thawWithin(client: ClientBase, tenantId: string, options: ModelOptions): Promise<void>;
+  /**
+   * Whether this database holds a place for the tenant (its data, or a retired copy), inside the caller's
+   * transaction, as the owner role.
+   */
+  placed(client: ClientBase, tenantId: string, options: ModelOptions): Promise<boolean>;
   /** The schema a tenant's tables are in. */
   schemaOf(tenantId: string, options: ModelOptions): string;
   /** The schema the migrations bring up to date for this tenant (pool: the one shared schema). */

@@ -70,6 +70,12 @@ export async function offboardPoolTenant(
   await inTransaction(client, async () => {
     await exec(client, lockTarget(`pool:${tenantId}`));
     await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    // Idempotent: a tenant with no registration has no rows (its rows reference it) and nothing to offboard.
+    const registered = await client.query(
+      `SELECT 1 FROM ${ADMIN_SCHEMA}.pool_tenants WHERE tenant_id = $1 FOR UPDATE`,
+      [tenantId],
+    );
+    if (registered.rowCount === 0) return;
     if (policy === 'destroy') {
       // A credential for this backend, computed in the database (the owner reads the key): the policies admit
       // the owner only with one too (FORCE).
@@ -142,6 +148,9 @@ export const pool: DataModel = {
       [validateTenantId(tenantId, 'thaw')],
     );
   },
+  placed: async (client, tenantId) =>
+    ((await client.query(`SELECT 1 FROM ${ADMIN_SCHEMA}.pool_tenants WHERE tenant_id = $1`, [tenantId]))
+      .rowCount ?? 0) > 0,
   schemaOf: () => POOL_SCHEMA,
   migrationTarget: () => poolTarget(),
   // RLS reads the tenant setting; search_path lets the same unqualified SQL serve every model.

@@ -4,7 +4,7 @@
  */
 import type { ClientBase } from 'pg';
 import { LATEST_VERSION } from '../migrations';
-import { migrateTarget, MigrationTarget } from '../migrate';
+import { hasTarget, migrateTarget, MigrationTarget } from '../migrate';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_ROLES, SILO_SCHEMA } from '../roles';
 import { ident, sql } from '../sql';
 import { exec, inTransaction, lockTarget, setSchemaFrozen, thawSchemaWithin } from '../tx';
@@ -68,6 +68,7 @@ export const silo: DataModel = {
   freeze: (client, _tenantId, options) => setSchemaFrozen(client, siloTarget(options), true),
   unfreeze: (client, _tenantId, options) => setSchemaFrozen(client, siloTarget(options), false),
   thawWithin: (client, _tenantId, options) => thawSchemaWithin(client, siloTarget(options)),
+  placed: (client, _tenantId, options) => hasTarget(client, siloTarget(options).target),
   schemaOf: () => SILO_SCHEMA,
   migrationTarget: (_tenantId, options) => siloTarget(options),
   contextSettings: () => [['search_path', SILO_SCHEMA]],

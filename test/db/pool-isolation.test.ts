@@ -148,7 +148,7 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
         ORDER BY 1`,
     );
     expect(r.rows).toEqual(
-      ['pool.current_tenant', 'tenancy_api.verified_tenant'].map((name) => ({
+      ['pool.current_tenant', 'pool.readable_tenant', 'tenancy_api.verified_tenant'].map((name) => ({
         name,
         prosecdef: true,
         proleakproof: false,
@@ -296,13 +296,35 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
       },
     );
     expect(outcome).toEqual({ leaked: false, detail: 'insert 42501, move 42501' });
+    // One permissive policy per command (migration 5): reads admit the tenant's verified credential while it is
+    // active or frozen; writes only while it is active. Every one is bound to the tenant.
     const policies = await app.query(
-      "SELECT tablename, cmd FROM pg_policies WHERE schemaname = 'pool' ORDER BY tablename",
+      `SELECT tablename, cmd, permissive, qual, with_check FROM pg_policies WHERE schemaname = 'pool'
+        ORDER BY tablename, cmd`,
     );
-    expect(policies.rows).toEqual([
-      { tablename: 'invoice_items', cmd: 'ALL' },
-      { tablename: 'invoices', cmd: 'ALL' },
-    ]);
+    const bound = (fn: string) => `(tenant_id = ( SELECT pool.${fn}() AS ${fn}))`;
+    expect(
+      policies.rows.map((p) => ({
+        table: p.tablename,
+        cmd: p.cmd,
+        permissive: p.permissive,
+        using: p.qual,
+        check: p.with_check,
+      })),
+    ).toEqual(
+      ['invoice_items', 'invoices'].flatMap((table) => [
+        { table, cmd: 'DELETE', permissive: 'PERMISSIVE', using: bound('current_tenant'), check: null },
+        { table, cmd: 'INSERT', permissive: 'PERMISSIVE', using: null, check: bound('current_tenant') },
+        { table, cmd: 'SELECT', permissive: 'PERMISSIVE', using: bound('readable_tenant'), check: null },
+        {
+          table,
+          cmd: 'UPDATE',
+          permissive: 'PERMISSIVE',
+          using: bound('current_tenant'),
+          check: bound('current_tenant'),
+        },
+      ]),
+    );
   });
 
   test("P12: no shared sequence exists whose gaps would reveal other tenants' volume", async () => {

@@ -1,3 +1,4 @@
+import { DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { mockClient } from 'aws-sdk-client-mock';
 import {
   CloudFormationClient,
@@ -159,10 +160,42 @@ describe('begin: onboarding', () => {
   });
 
   test('two requests that both pass validation: the conditional write admits one, refuses the other', async () => {
-    const results = await Promise.allSettled([
-      begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A),
-      begin({ tenantId: 'initrode', model: 'pool' }, EXEC_B),
-    ]);
+    // Both read the registry (no item: both pass validation) before either writes. The writes then reach moto one
+    // at a time: DynamoDB serializes writes to one item, but moto's threaded server does not, and two conditional
+    // writes it ran at once could both succeed (that made this test flaky, not the code).
+    const send = DynamoDBClient.prototype.send;
+    let reads = 0;
+    let bothRead!: () => void;
+    const readBoth = new Promise<void>((resolve) => (bothRead = resolve));
+    let writes: Promise<unknown> = Promise.resolve();
+    const spy = jest.spyOn(DynamoDBClient.prototype, 'send').mockImplementation(async function (
+      this: DynamoDBClient,
+      command: unknown,
+    ) {
+      const call = () => (send as (c: unknown) => Promise<unknown>).call(this, command);
+      if (command instanceof GetItemCommand) {
+        const out = await call();
+        if (++reads === 2) bothRead();
+        return out;
+      }
+      if (command instanceof UpdateItemCommand) {
+        await readBoth;
+        const turn = writes.then(call);
+        writes = turn.catch(() => undefined);
+        return turn;
+      }
+      return call();
+    } as never);
+    let results;
+    try {
+      results = await Promise.allSettled([
+        begin({ tenantId: 'initrode', model: 'pool' }, EXEC_A),
+        begin({ tenantId: 'initrode', model: 'pool' }, EXEC_B),
+      ]);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(reads).toBe(2);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
     expect(refused.reason).toBeInstanceOf(steps.RequestRejected);

@@ -30,6 +30,7 @@ import { TenantLimiter, UNMETERED } from '../../service/src/tenant-limits';
 import { LOCAL_CLIENT_ID, LOCAL_USER_POOL_ID } from '../../service/src/local/issuer';
 import { LocalPlatform } from '../../service/src/local/platform';
 import { MobilityError, TenantMobility } from '../../service/src/local/mobility';
+import { offboard } from '../../service/src/local/admin';
 import { MASTER_PASSWORD, MASTER_ROLE, RUNTIME_PASSWORD, serverUrl } from '../db/harness';
 
 // Export, restore and move on the real local platform (the run's PostgreSQL server), through the runtime
@@ -49,6 +50,8 @@ const SEEDED: Record<string, IsolationModel> = {
   'forced-live': 'pool',
   throwaway: 'pool',
   racer: 'bridge',
+  'lock-loser': 'pool',
+  aborter: 'bridge',
 };
 
 let platform: LocalPlatform;
@@ -129,12 +132,21 @@ afterAll(async () => {
 });
 
 describe('freeze (M1, M2)', () => {
-  test('a frozen pool tenant is read-only: writes and read-write transactions are refused, read-only snapshots are admitted; thawing restores it', async () => {
+  test('a frozen pool tenant reads and writes nothing, not even with SQL that turns its transaction read-only mid-statement; thawing restores it', async () => {
     await platform.withMaster('pool', 'frosty', (c, o) => dataModel('pool').freeze(c, 'frosty', o));
     await expect(seed('frosty', 'pool', 1, 'frozen')).rejects.toMatchObject({ code: '42501' });
-    await expect(scope('frosty', 'pool').run(sql`SELECT count(*) FROM invoices`)).rejects.toMatchObject({
-      code: '42501',
-    });
+    const read = await scope('frosty', 'pool').run<{ n: number }>(
+      sql`SELECT count(*)::int AS n FROM invoices`,
+    );
+    expect(read.rows[0].n).toBe(12);
+    // Injected SQL that makes the transaction read-only after the executor's check, before the policy runs.
+    for (const statement of [
+      sql`UPDATE invoices SET customer = 'changed while frozen' FROM (SELECT set_config('transaction_read_only', 'on', true)) s`,
+      sql`DELETE FROM invoices USING (SELECT set_config('transaction_read_only', 'on', true)) s`,
+      sql`INSERT INTO invoices (customer) SELECT 'sneaked in' FROM (SELECT set_config('transaction_read_only', 'on', true)) s`,
+    ]) {
+      await expect(scope('frosty', 'pool').run(statement)).rejects.toMatchObject({ code: '42501' });
+    }
     expect((await digestOf('frosty', 'pool')).rows.invoices).toBe(12);
     // The neighbour is untouched.
     await seed('neighbour', 'pool', 1, 'while-frosty-frozen');
@@ -789,6 +801,64 @@ describe('move (M1, M2)', () => {
       platform.registry.put(entry);
       await app.close();
     }
+  });
+
+  test('a move that loses its lock (its connection ended) stops before the switch, and the tenant stays where it was', async () => {
+    const before = await digestOf('lock-loser', 'pool');
+    await expect(
+      mobility.move('lock-loser', 'bridge', {
+        beforeSwitch: async () => {
+          await platform.withMaster('pool', 'lock-loser', (c) =>
+            c.query(
+              `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE usename = current_user AND datname = current_database()
+                  AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()`,
+            ),
+          );
+        },
+      }),
+    ).rejects.toThrow(/lost its lock/);
+    expect(await platform.registry.get('lock-loser')).toMatchObject({ model: 'pool', status: 'active' });
+    expect(await digestOf('lock-loser', 'pool')).toEqual(before);
+    await seed('lock-loser', 'pool', 1, 'after-lost-lock');
+  });
+
+  test('offboarding and purging wait for no move: refused while one runs', async () => {
+    await mobility.move('aborter', 'pool', {
+      afterFreeze: async () => {
+        await expect(offboard(platform, 'aborter')).rejects.toThrow(
+          /being changed by another request|is running/,
+        );
+        await expect(mobility.purge('aborter')).rejects.toThrow(/is running/);
+      },
+    });
+    expect(await platform.registry.get('aborter')).toMatchObject({
+      model: 'pool',
+      status: 'active',
+      keptCopy: 'bridge',
+    });
+  });
+
+  test('abort-move undoes a move to pool that stopped before the pool place existed', async () => {
+    await mobility.purge('aborter');
+    await mobility.move('aborter', 'bridge');
+    await mobility.purge('aborter');
+    const entry = (await platform.registry.get('aborter'))!;
+    platform.registry.put({ ...entry, status: 'moving', movingTo: 'pool' });
+    await platform.withMaster('bridge', 'aborter', (c, o) => dataModel('bridge').freeze(c, 'aborter', o));
+    expect(await mobility.abortMove('aborter')).toMatch(/stays bridge/);
+    await seed('aborter', 'bridge', 1, 'after-abort');
+  });
+
+  test('a restore into a new id is refused when the database still holds a place for that id', async () => {
+    await platform.provisionPlace('bridge', { id: 'orphan', name: 'orphan' });
+    const f = file('orphan');
+    await mobility.export('m-bridge', f);
+    await expect(
+      mobility.restore(f, { tenantId: 'm-bridge', as: 'orphan', model: 'bridge' }),
+    ).rejects.toThrow(/holds data for that id/);
+    expect(await platform.hasPlace('bridge', 'orphan')).toBe(true);
+    expect(await platform.registry.get('orphan')).toBeUndefined();
   });
 
   test('a freeze the database refuses leaves the tenant active, not stuck moving', async () => {

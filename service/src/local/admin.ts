@@ -19,6 +19,7 @@ import {
 } from '../../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../../db/naming';
 import { LocalPlatform, LocalPlatformOptions } from './platform';
+import { withTenantLock } from './mobility';
 import { defaultAdminEmail, LocalUserError } from './users';
 
 /** A refused request (the pipeline's RequestRejected): nothing was changed. */
@@ -72,7 +73,11 @@ export async function offboard(platform: LocalPlatform, tenantId: string): Promi
   const entry = await platform.registry.get(id);
   checkOffboarding(id, entry);
   const policy = entry!.deletionPolicy ?? 'retain';
-  await platform.offboardTenant(id, policy);
+  // Not while a move or restore of the tenant runs (they hold its lock), and checked again under the lock.
+  await withTenantLock(platform, id, async () => {
+    checkOffboarding(id, await platform.registry.get(id));
+    await platform.offboardTenant(id, policy);
+  });
   return policy === 'retain'
     ? `offboarded ${entry!.model} tenant "${id}": its users disabled, access removed, data kept`
     : `offboarded ${entry!.model} tenant "${id}": its users disabled, disposable, its data was deleted`;

@@ -60,6 +60,44 @@ export interface MoveReport {
   readonly phasesMs: Record<string, number>;
 }
 
+/**
+ * Runs `work` holding the tenant's operation lock (db/mobility/lock.ts, in the local pool cell's database): every
+ * command that changes a tenant's data or status as a whole (move, restore --force, abort-move, purge, offboard)
+ * takes it, so two never interleave. `held()` checks the lock's connection is still alive.
+ */
+export async function withTenantLock<T>(
+  platform: LocalPlatform,
+  tenantId: string,
+  work: (held: () => Promise<void>) => Promise<T>,
+): Promise<T> {
+  const client = await platform.openMaster('pool', tenantId);
+  try {
+    let release: () => Promise<void>;
+    try {
+      release = await holdTenantLock(client, tenantId);
+    } catch (e) {
+      if (e instanceof TenantBusy) throw new MobilityError(e.message);
+      throw e;
+    }
+    const held = async () => {
+      try {
+        await client.query('SELECT 1');
+      } catch (e) {
+        throw new MobilityError(
+          `the operation on tenant "${tenantId}" lost its lock (its database connection ended: ${(e as Error).message}); it stops here`,
+        );
+      }
+    };
+    try {
+      return await work(held);
+    } finally {
+      await release();
+    }
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 export class TenantMobility {
   constructor(
     private readonly platform: LocalPlatform,
@@ -124,7 +162,7 @@ export class TenantMobility {
         }
         if (existing.model !== model) {
           throw new MobilityError(
-            `restore: tenant "${id}" is a ${existing.model} tenant; to change its model use: npm run tenant -- move --tenant ${id} --to ${model}; nothing was written`,
+            `restore: tenant "${id}" is a ${existing.model} tenant and the archive ${options.model ? `was asked into ${model}` : `is from ${model}`}: to restore it where the tenant lives add --model ${existing.model}; to change its model, move it first (npm run tenant -- move --tenant ${id} --to ${model}); nothing was written`,
           );
         }
         if (!options.force) {
@@ -161,6 +199,11 @@ export class TenantMobility {
       }
       // A new tenant: provisioned, filled, then registered active; on failure its place is removed again.
       const name = options.name ?? id;
+      if (await this.platform.hasPlace(model, id)) {
+        throw new MobilityError(
+          `restore: the registry has no tenant "${id}", but the ${model} database holds data for that id (a tenant offboarded or moved away and kept): restore into another id with --as; nothing was written`,
+        );
+      }
       this.platform.registry.put({ tenantId: id, model, status: 'provisioning', name });
       try {
         await this.platform.provisionPlace(model, { id, name });
@@ -205,7 +248,7 @@ export class TenantMobility {
       throw new MobilityError(`move: --to must be silo, pool or bridge (got "${to}")`);
     }
     await this.entryOf(tenantId, 'move');
-    return this.locked(tenantId, async () => {
+    return this.locked(tenantId, async (held) => {
       const started = Date.now();
       const entry = await this.entryOf(tenantId, 'move');
       if (entry.status !== 'active') {
@@ -237,7 +280,7 @@ export class TenantMobility {
       let restored!: Restored;
       let manifest!: ArchiveManifest;
       try {
-        await this.frozen(entry, to, async () => {
+        await this.frozen(entry, to, async (owned) => {
           frozenAt = Date.now();
           phase('freeze');
           await hooks.afterFreeze?.();
@@ -274,9 +317,12 @@ export class TenantMobility {
           }
           phase('verify');
           await hooks.beforeSwitch?.();
-          // The switch: from here on the tenant is served by `to`, and nothing is rolled back.
+          // Still this operation's tenant, still under its lock: then the switch. From here on the tenant is served
+          // by `to`, and nothing is rolled back.
+          await held();
+          await this.expectOwned(owned);
           this.platform.registry.put({
-            ...withoutFields(entry, 'movingTo', 'failureReason'),
+            ...withoutFields(entry, 'movingTo', 'failureReason', 'lock'),
             model: to,
             status: 'active',
             schema: dataModel(to).schemaOf(tenantId, {}),
@@ -331,30 +377,17 @@ export class TenantMobility {
       await this.platform.withMaster(entry.model, tenantId, (c, options) =>
         dataModel(entry.model).unfreeze(c, tenantId, options),
       );
-      this.platform.registry.put({ ...withoutFields(entry, 'movingTo'), status: 'active' });
+      this.platform.registry.put({ ...withoutFields(entry, 'movingTo', 'lock'), status: 'active' });
       return `tenant "${tenantId}" stays ${entry.model}: ${entry.movingTo !== entry.model ? `the partial ${entry.movingTo} copy was removed and ` : ''}it serves again`;
     });
   }
 
-  /** Runs `work` holding the tenant's operation lock (db/mobility/lock.ts), in the pool cell's database. */
-  private async locked<T>(tenantId: string, work: () => Promise<T>): Promise<T> {
-    const client = await this.platform.openMaster('pool', tenantId);
-    try {
-      let release: () => Promise<void>;
-      try {
-        release = await holdTenantLock(client, tenantId);
-      } catch (e) {
-        if (e instanceof TenantBusy) throw new MobilityError(e.message);
-        throw e;
-      }
-      try {
-        return await work();
-      } finally {
-        await release();
-      }
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+  /**
+   * Runs `work` holding the tenant's operation lock (db/mobility/lock.ts), in the pool cell's database. `held()`
+   * proves the lock is still held (its connection alive) right before a step that must not run without it.
+   */
+  private locked<T>(tenantId: string, work: (held: () => Promise<void>) => Promise<T>): Promise<T> {
+    return withTenantLock(this.platform, tenantId, work);
   }
 
   /**
@@ -366,10 +399,14 @@ export class TenantMobility {
   private async frozen<T>(
     entry: RegistryEntry,
     movingTo: IsolationModel,
-    work: () => Promise<T>,
+    work: (owned: RegistryEntry) => Promise<T>,
   ): Promise<T> {
     const { tenantId, model } = entry;
-    this.platform.registry.put({ ...entry, status: 'moving', movingTo });
+    // The registry entry carries this operation's token while it runs: every later write of the operation checks
+    // that the entry is still its own (an operator's abort-move or offboarding in between wins).
+    const token = `local-mobility:${randomBytes(8).toString('hex')}`;
+    this.platform.registry.put({ ...entry, status: 'moving', movingTo, lock: token });
+    const owned = { ...entry, lock: token };
     // Whether the freeze committed: a refusal from the database (or from our own checks) means it did not; a lost
     // connection leaves it unknown, so the thaw runs anyway (it is idempotent).
     let froze: 'no' | 'yes' | 'unknown' = 'no';
@@ -385,13 +422,13 @@ export class TenantMobility {
         }
         await waitForOlderTransactions(c, dataModel(model).runtimeRole(options));
       });
-      result = await work();
+      result = await work(owned);
     } catch (e) {
-      await this.thaw(entry, movingTo, froze !== 'no', e);
+      await this.thaw(owned, movingTo, froze !== 'no', e);
       throw e;
     }
     if (result === SWITCHED) return result;
-    await this.thaw(entry, movingTo, true);
+    await this.thaw(owned, movingTo, true);
     return result;
   }
 
@@ -403,6 +440,7 @@ export class TenantMobility {
     failure?: unknown,
   ): Promise<void> {
     const { tenantId, model } = entry;
+    await this.expectOwned(entry);
     try {
       // A freeze whose reply was lost may have committed: then thaw anyway (unfreeze is idempotent).
       if (mayBeFrozen) {
@@ -412,7 +450,7 @@ export class TenantMobility {
       }
     } catch (e) {
       this.platform.registry.put({
-        ...entry,
+        ...withoutFields(entry, 'lock'),
         status: 'moving',
         movingTo,
         failureReason: `${failure ? `${(failure as Error).message}; then ` : ''}the thaw failed: ${(e as Error).message}`,
@@ -422,7 +460,7 @@ export class TenantMobility {
       );
     }
     this.platform.registry.put({
-      ...withoutFields(entry, 'movingTo'),
+      ...withoutFields(entry, 'movingTo', 'lock'),
       status: 'active',
       ...(failure
         ? {
@@ -434,17 +472,35 @@ export class TenantMobility {
 
   /** Removes the copy a move kept (its data in the model it left). */
   async purge(tenantId: string): Promise<string> {
-    const entry = await this.entryOf(tenantId, 'purge');
-    if (!entry.keptCopy)
-      throw new MobilityError(`purge: tenant "${tenantId}" has no kept copy: nothing to purge`);
-    if (entry.keptCopy === entry.model) {
+    await this.entryOf(tenantId, 'purge');
+    return this.locked(tenantId, async () => {
+      const entry = await this.entryOf(tenantId, 'purge');
+      if (entry.status === 'moving') {
+        throw new MobilityError(
+          `purge: tenant "${tenantId}" is moving: wait for the move, or abort it first`,
+        );
+      }
+      if (!entry.keptCopy)
+        throw new MobilityError(`purge: tenant "${tenantId}" has no kept copy: nothing to purge`);
+      if (entry.keptCopy === entry.model) {
+        throw new MobilityError(
+          `purge: tenant "${tenantId}"'s kept copy is in its current model (${entry.model}): refusing to touch it`,
+        );
+      }
+      await this.platform.removePlace(entry.keptCopy, tenantId);
+      this.platform.registry.put(withoutFields(entry, 'keptCopy'));
+      return `tenant "${tenantId}": the ${entry.keptCopy} copy its move kept was removed; it is served by ${entry.model}`;
+    });
+  }
+
+  /** The registry entry still carries this operation's token (nothing else changed the tenant meanwhile). */
+  private async expectOwned(owned: RegistryEntry): Promise<void> {
+    const now = await this.platform.registry.get(owned.tenantId);
+    if (now?.lock !== owned.lock) {
       throw new MobilityError(
-        `purge: tenant "${tenantId}"'s kept copy is in its current model (${entry.model}): refusing to touch it`,
+        `tenant "${owned.tenantId}" was changed by another operation while this one ran (its registry entry is now ${now ? `${now.model}, ${now.status}` : 'gone'}): this operation stops without touching it`,
       );
     }
-    await this.platform.removePlace(entry.keptCopy, tenantId);
-    this.platform.registry.put(withoutFields(entry, 'keptCopy'));
-    return `tenant "${tenantId}": the ${entry.keptCopy} copy its move kept was removed; it is served by ${entry.model}`;
   }
 
   private async entryOf(tenantId: string, command: string): Promise<RegistryEntry> {

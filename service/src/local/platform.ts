@@ -354,6 +354,24 @@ export class LocalPlatform {
     return this.master(database, (c) => work(c, options));
   }
 
+  /** Whether a tenant has a place (data, or a retired copy of it) in `model` on this platform. */
+  async hasPlace(modelName: IsolationModel, tenantId: string): Promise<boolean> {
+    const impl = dataModel(modelName);
+    const { database, options } = this.placement(modelName, tenantId);
+    if (impl.databasePerTenant) {
+      const exists = await this.superuser((c) =>
+        c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]),
+      );
+      if (exists.rowCount === 0) return false;
+    }
+    return this.master(database, (c) =>
+      inTransaction(c, async () => {
+        await c.query(`SET LOCAL ROLE ${escapeIdentifier(OWNER_ROLE)}`);
+        return impl.placed(c, tenantId, options);
+      }),
+    );
+  }
+
   /** The schema version of a tenant's tables in `model` (pool: the shared tables'), from the database itself. */
   schemaVersionOf(modelName: IsolationModel, tenantId: string): Promise<number> {
     return this.withMaster(modelName, tenantId, async (c, options) => {

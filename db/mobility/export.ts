@@ -5,7 +5,8 @@
  * memory stays flat whatever the tenant's size.
  */
 import type { TenantScope } from '../tenant-context';
-import { ArchiveKey, ArchiveManifest, ArchiveTable, ArchiveWriter } from './archive';
+import { ArchiveKey, ArchiveManifest, ArchiveTable } from './archive';
+import { ArchiveWriter } from './archive-writer';
 import { canonicalSession, readRows, tableColumns, TENANT_TABLES } from './tables';
 
 export async function exportTenant(

@@ -5,6 +5,8 @@
  * service/src/local/mobility.ts.
  */
 export * from './archive';
+export { ArchiveWriter } from './archive-writer';
+export { verifyArchive, readArchive, MAX_ARCHIVE_LINE, type ArchiveRow } from './archive-reader';
 export { exportTenant } from './export';
 export { restoreArchive, type RestoreInto, type Restored } from './restore';
 export { waitForOlderTransactions, FreezeTimeout } from './freeze';

@@ -21,7 +21,8 @@ import { dataModel, ModelOptions } from '../models';
 import { ADMIN_SCHEMA, OWNER_ROLE } from '../roles';
 import { ident, join, sql } from '../sql';
 import { exec, inTransaction } from '../tx';
-import { ArchiveError, ArchiveKey, ArchiveManifest, readArchive, verifyArchive } from './archive';
+import { ArchiveError, ArchiveKey, ArchiveManifest } from './archive';
+import { readArchive, verifyArchive } from './archive-reader';
 import { canonicalSession, digestTables, Query, tableColumns, TENANT_TABLES } from './tables';
 
 export interface RestoreInto {

@@ -31,7 +31,8 @@ One tenant's data on the local platform.
       its writes frozen (the API answers it 503 with Retry-After), its data copied and verified, the registry
       switched; on any failure it stays where it was. The old copy is kept until purge
   purge --tenant <id>         removes the copy its last move kept
-  abort-move --tenant <id>    after an interrupted move: back where it was, serving again
+  abort-move --tenant <id>    after an interrupted move or restore --force: back where it was, serving again;
+                              after an interrupted restore into a new id: what it created is removed
   inspect --from <file>       verifies an archive and prints its manifest
   --help                      this text`;
 

@@ -850,6 +850,33 @@ describe('move (M1, M2)', () => {
     await seed('aborter', 'bridge', 1, 'after-abort');
   });
 
+  test('abort-move also undoes a restore into a new id that was interrupted', async () => {
+    platform.registry.put({
+      tenantId: 'half-done',
+      model: 'silo',
+      status: 'provisioning',
+      name: 'half-done',
+      lock: 'local-restore:0123456789abcdef',
+    });
+    await platform.provisionPlace('silo', { id: 'half-done', name: 'half-done' });
+    expect(await mobility.abortMove('half-done')).toMatch(
+      /unfinished restore into this new silo tenant was removed/,
+    );
+    expect(await platform.registry.get('half-done')).toBeUndefined();
+    expect(await platform.hasPlace('silo', 'half-done')).toBe(false);
+    // An onboarding's provisioning entry (no restore mark) is not touched.
+    platform.registry.put({
+      tenantId: 'onboarding',
+      model: 'pool',
+      status: 'provisioning',
+      name: 'onboarding',
+    });
+    await expect(mobility.abortMove('onboarding')).rejects.toThrow(
+      /is provisioning, not moving: nothing to do/,
+    );
+    platform.registry.remove('onboarding');
+  });
+
   test('a restore into a new id is refused when the database still holds a place for that id', async () => {
     await platform.provisionPlace('bridge', { id: 'orphan', name: 'orphan' });
     const f = file('orphan');

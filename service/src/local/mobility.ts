@@ -36,6 +36,9 @@ import {
 import type { LocalPlatform } from './platform';
 import type { RegistryEntry } from '../registry';
 
+/** The registry lock of a restore into a new id while it runs. */
+const RESTORE_MARK = 'local-restore:';
+
 /** What `frozen`'s work returns once it has switched the tenant: from then on nothing is rolled back. */
 const SWITCHED = Symbol('switched');
 
@@ -204,7 +207,15 @@ export class TenantMobility {
           `restore: the registry has no tenant "${id}", but the ${model} database holds data for that id (a tenant offboarded or moved away and kept): restore into another id with --as; nothing was written`,
         );
       }
-      this.platform.registry.put({ tenantId: id, model, status: 'provisioning', name });
+      // Marked as this restore's, so an interrupted one can be undone by abort-move (nothing else creates a tenant
+      // with this mark: onboarding's provisioning entries carry none).
+      this.platform.registry.put({
+        tenantId: id,
+        model,
+        status: 'provisioning',
+        name,
+        lock: `${RESTORE_MARK}${randomBytes(8).toString('hex')}`,
+      });
       try {
         await this.platform.provisionPlace(model, { id, name });
         const restored = await this.platform.withMaster(model, id, (c, placement) =>
@@ -367,6 +378,13 @@ export class TenantMobility {
     await this.entryOf(tenantId, 'abort-move');
     return this.locked(tenantId, async () => {
       const entry = await this.entryOf(tenantId, 'abort-move');
+      if (entry.status === 'provisioning' && entry.lock?.startsWith(RESTORE_MARK)) {
+        // A restore into a new id that never finished: its place is its own (the restore refuses an id whose
+        // database already holds one), so it goes, and so does the entry.
+        await this.platform.removePlace(entry.model, tenantId);
+        this.platform.registry.remove(tenantId);
+        return `tenant "${tenantId}": the unfinished restore into this new ${entry.model} tenant was removed; restore it again`;
+      }
       if (entry.status !== 'moving' || !entry.movingTo) {
         throw new MobilityError(
           `abort-move: tenant "${tenantId}" is ${entry.status}, not moving: nothing to do`,

@@ -57,6 +57,9 @@ export async function migrateTarget(
   if (current.rows[0]?.status === 'offboarded' && !options.restore)
     throw new RetiredTenantError(target.target);
   const from = current.rows[0]?.version ?? 0;
+  if (from > 0 && target.kind === 'tenant' && (await isFrozen(client, target))) {
+    throw new FrozenTargetError(target.target);
+  }
   if (from > toVersion) {
     throw new Error(
       `${target.target} is at schema version ${from}, newer than the requested ${toVersion}: downgrades are not supported; deploy the newer provisioner`,
@@ -113,6 +116,32 @@ async function withRlsUnforced(client: ClientBase, schema: string, statements: s
   for (const t of tables) await client.query(`ALTER TABLE ${t} NO FORCE ROW LEVEL SECURITY`);
   await client.query(statements);
   for (const t of tables) await client.query(`ALTER TABLE ${t} FORCE ROW LEVEL SECURITY`);
+}
+
+/**
+ * A tenant schema frozen while its data moves (its grantee holds SELECT but not INSERT on some table: see
+ * DataModel.freeze). Migrating it then would give a table the migration adds full DML by default privileges, and
+ * change what the move is copying: it waits until the move is over.
+ */
+async function isFrozen(client: ClientBase, target: MigrationTarget): Promise<boolean> {
+  const r = await client.query(
+    `SELECT 1 FROM pg_catalog.pg_tables t
+      WHERE t.schemaname = $1
+        AND has_table_privilege($2, format('%I.%I', t.schemaname, t.tablename), 'SELECT')
+        AND NOT has_table_privilege($2, format('%I.%I', t.schemaname, t.tablename), 'INSERT')
+      LIMIT 1`,
+    [target.schema, target.grantee],
+  );
+  return (r.rowCount ?? 0) > 0;
+}
+
+export class FrozenTargetError extends Error {
+  constructor(target: string) {
+    super(
+      `${target} is frozen while its data moves (npm run tenant -- move or restore --force): it is migrated after the move; run the migration again then`,
+    );
+    this.name = 'FrozenTargetError';
+  }
 }
 
 /** An offboarded tenant's data is still there: it comes back only through an explicit restore. */

@@ -170,6 +170,21 @@ describe('freeze (M1, M2)', () => {
     expect((await digestOf('chilly', 'bridge')).rows.invoices).toBe(13);
   });
 
+  test('a frozen tenant schema is not migrated (a release waits for the move), and is once thawed', async () => {
+    await platform.withMaster('bridge', 'chilly', (c, o) => dataModel('bridge').freeze(c, 'chilly', o));
+    await expect(
+      platform.withMaster('bridge', 'chilly', (c, o) =>
+        dataModel('bridge').provision(c, { id: 'chilly', name: 'chilly' }, o),
+      ),
+    ).rejects.toThrow('bridge:chilly is frozen while its data moves');
+    await platform.withMaster('bridge', 'chilly', (c, o) => dataModel('bridge').unfreeze(c, 'chilly', o));
+    await expect(
+      platform.withMaster('bridge', 'chilly', (c, o) =>
+        dataModel('bridge').provision(c, { id: 'chilly', name: 'chilly' }, o),
+      ),
+    ).resolves.toMatchObject({ version: LATEST_VERSION });
+  });
+
   test('the freeze waits for a write that began before it, and the export then holds it (M2)', async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));

@@ -36,6 +36,12 @@ export interface RestoreInto {
   readonly replace?: boolean;
   /** The tenant is frozen (a restore over a live tenant): lift the freeze in the same transaction. */
   readonly thaw?: boolean;
+  /**
+   * The caller has just verified the archive (verifyArchive) and passes its manifest: it is not read twice before
+   * the load. The load reads the file again whole, signature and counts included, inside the transaction, and
+   * checks the rows against this manifest, so a file changed in between still writes nothing.
+   */
+  readonly verified?: ArchiveManifest;
 }
 
 export interface Restored {
@@ -55,7 +61,7 @@ export async function restoreArchive(
   key: ArchiveKey,
   into: RestoreInto,
 ): Promise<Restored> {
-  const manifest = await verifyArchive(file, key);
+  const manifest = into.verified ?? (await verifyArchive(file, key));
   if (manifest.tenantId !== into.archiveTenantId) {
     throw new ArchiveError(
       file,

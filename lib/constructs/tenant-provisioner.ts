@@ -69,18 +69,23 @@ export class TenantProvisioner extends Construct {
       key: props.key,
       disposable: props.disposable,
     });
-    this.handler = new nodejs.NodejsFunction(this, 'Handler', {
-      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'index.ts'),
+    // The handler and the fleet runner: the same code base, role, network and database; different entries.
+    const functionProps = (
+      entry: string,
+      timeout: Duration,
+      functionLogs: EncryptedLogGroup,
+    ): nodejs.NodejsFunctionProps => ({
+      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', entry),
       handler: 'handler',
       runtime: LAMBDA_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
       memorySize: 512,
-      timeout: Duration.minutes(5),
+      timeout,
       role,
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [this.securityGroup],
-      logGroup,
+      logGroup: functionLogs,
       environmentEncryption: props.key,
       environment: {
         MODEL: props.model,
@@ -102,43 +107,20 @@ export class TenantProvisioner extends Construct {
         externalModules: ['@aws-sdk/*', 'pg-native'],
       },
     });
+    this.handler = new nodejs.NodejsFunction(
+      this,
+      'Handler',
+      functionProps('index.ts', Duration.minutes(5), logGroup),
+    );
     const fleetLogs = new EncryptedLogGroup(this, 'FleetRunnerLogs', {
       key: props.key,
       disposable: props.disposable,
     });
-    this.fleetRunner = new nodejs.NodejsFunction(this, 'FleetRunner', {
-      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'fleet-entry.ts'),
-      handler: 'handler',
-      runtime: LAMBDA_RUNTIME,
-      architecture: lambda.Architecture.ARM_64,
-      memorySize: 512,
-      timeout: Duration.minutes(15),
-      role,
-      vpc: props.vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      securityGroups: [this.securityGroup],
-      logGroup: fleetLogs,
-      environmentEncryption: props.key,
-      environment: {
-        MODEL: props.model,
-        // Its own stack: the only one whose bootstrap resource it serves.
-        OWN_STACK: Stack.of(this).stackName,
-        DB_HOST: props.database.instance.dbInstanceEndpointAddress,
-        DB_PORT: String(props.database.port),
-        DB_NAME: props.database.databaseName,
-        DB_SECRET_ARN: props.database.secretArn,
-        CONTEXT_KEY_SECRET_ARN: props.contextKey.secretArn,
-        REGISTRY_TABLE: props.registry.tableName,
-        // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.
-        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
-      },
-      bundling: {
-        target: 'node24',
-        minify: true,
-        sourceMap: true,
-        externalModules: ['@aws-sdk/*', 'pg-native'],
-      },
-    });
+    this.fleetRunner = new nodejs.NodejsFunction(
+      this,
+      'FleetRunner',
+      functionProps('fleet-entry.ts', Duration.minutes(15), fleetLogs),
+    );
     // A customer-managed policy written out in full rather than L2 grants, so the role holds exactly this.
     const handlerPolicy = new iam.ManagedPolicy(this, 'HandlerPolicy', {
       roles: [role],

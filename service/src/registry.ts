@@ -11,6 +11,13 @@ export type { RegistryItem, TenantStatus } from '../../contracts';
 /** What the API reads of a tenant: the registry item. */
 export type RegistryEntry = RegistryItem;
 
+/** A copy of an entry without some of its fields (an operation that is over takes its own fields away). */
+export function withoutFields(entry: RegistryEntry, ...fields: (keyof RegistryEntry)[]): RegistryEntry {
+  const copy: Record<string, unknown> = { ...entry };
+  for (const f of fields) delete copy[f];
+  return copy as unknown as RegistryEntry;
+}
+
 export interface TenantRegistry {
   get(tenantId: string): Promise<RegistryEntry | undefined>;
 }

@@ -220,34 +220,21 @@ export class TenantLimiter {
 
   /** The tenant's scope with every unit of work metered by its database share. */
   meter(scope: TenantScope, tier: TenantTier): TenantScope {
-    const slot = () => this.dbSlot(scope.tenantId, tier);
+    // Each unit of work holds one of the tenant's connections for as long as it runs, released on every path.
+    const metered = async <T>(unit: () => Promise<T>): Promise<T> => {
+      const release = await this.dbSlot(scope.tenantId, tier);
+      try {
+        return await unit();
+      } finally {
+        release();
+      }
+    };
     return {
       tenantId: scope.tenantId,
       model: scope.model,
-      run: async (statement) => {
-        const release = await slot();
-        try {
-          return await scope.run(statement);
-        } finally {
-          release();
-        }
-      },
-      transaction: async (work) => {
-        const release = await slot();
-        try {
-          return await scope.transaction(work);
-        } finally {
-          release();
-        }
-      },
-      snapshot: async (work) => {
-        const release = await slot();
-        try {
-          return await scope.snapshot(work);
-        } finally {
-          release();
-        }
-      },
+      run: (statement) => metered(() => scope.run(statement)),
+      transaction: (work) => metered(() => scope.transaction(work)),
+      snapshot: (work) => metered(() => scope.snapshot(work)),
     };
   }
 

@@ -19,7 +19,7 @@ import {
 } from '../../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../../db/naming';
 import { LocalPlatform, LocalPlatformOptions } from './platform';
-import { withTenantLock } from './mobility';
+import { withTenantLock } from './tenant-lock';
 import { defaultAdminEmail, LocalUserError } from './users';
 
 /** A refused request (the pipeline's RequestRejected): nothing was changed. */

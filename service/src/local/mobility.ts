@@ -24,31 +24,24 @@ import {
   digestTables,
   canonicalSession,
   exportTenant,
-  holdTenantLock,
   Restored,
   restoreArchive,
-  TenantBusy,
   tableColumns,
   TENANT_TABLES,
   verifyArchive,
   waitForOlderTransactions,
 } from '../../../db/mobility';
 import type { LocalPlatform } from './platform';
-import type { RegistryEntry } from '../registry';
+import { type RegistryEntry, withoutFields } from '../registry';
+import { MobilityError, withTenantLock } from './tenant-lock';
+
+export { MobilityError, withTenantLock };
 
 /** The registry lock of a restore into a new id while it runs. */
 const RESTORE_MARK = 'local-restore:';
 
 /** What `frozen`'s work returns once it has switched the tenant: from then on nothing is rolled back. */
 const SWITCHED = Symbol('switched');
-
-/** A refused operation: nothing was changed. */
-export class MobilityError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'MobilityError';
-  }
-}
 
 export interface MoveReport {
   readonly tenantId: string;
@@ -61,44 +54,6 @@ export interface MoveReport {
   readonly frozenMs: number;
   readonly totalMs: number;
   readonly phasesMs: Record<string, number>;
-}
-
-/**
- * Runs `work` holding the tenant's operation lock (db/mobility/lock.ts, in the local pool cell's database): every
- * command that changes a tenant's data or status as a whole (move, restore --force, abort-move, purge, offboard)
- * takes it, so two never interleave. `held()` checks the lock's connection is still alive.
- */
-export async function withTenantLock<T>(
-  platform: LocalPlatform,
-  tenantId: string,
-  work: (held: () => Promise<void>) => Promise<T>,
-): Promise<T> {
-  const client = await platform.openMaster('pool', tenantId);
-  try {
-    let release: () => Promise<void>;
-    try {
-      release = await holdTenantLock(client, tenantId);
-    } catch (e) {
-      if (e instanceof TenantBusy) throw new MobilityError(e.message);
-      throw e;
-    }
-    const held = async () => {
-      try {
-        await client.query('SELECT 1');
-      } catch (e) {
-        throw new MobilityError(
-          `the operation on tenant "${tenantId}" lost its lock (its database connection ended: ${(e as Error).message}); it stops here`,
-        );
-      }
-    };
-    try {
-      return await work(held);
-    } finally {
-      await release();
-    }
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
 
 export class TenantMobility {
@@ -184,6 +139,7 @@ export class TenantMobility {
             restoreArchive(c, file, key, {
               tenantId: id,
               archiveTenantId: manifest.tenantId,
+              verified: manifest,
               model,
               options: placement,
               replace: true,
@@ -222,6 +178,7 @@ export class TenantMobility {
           restoreArchive(c, file, key, {
             tenantId: id,
             archiveTenantId: manifest.tenantId,
+            verified: manifest,
             model,
             options: placement,
           }),
@@ -559,10 +516,4 @@ export class TenantMobility {
       return digestTables(tx.query, read);
     });
   }
-}
-
-function withoutFields(entry: RegistryEntry, ...fields: (keyof RegistryEntry)[]): RegistryEntry {
-  const copy: Record<string, unknown> = { ...entry };
-  for (const f of fields) delete copy[f];
-  return copy as unknown as RegistryEntry;
 }

@@ -18,7 +18,7 @@ import { inTransaction } from '../../../db/tx';
 import { TenantDatabase } from '../../../db/tenant-context';
 import type { FleetDatabase } from '../../../db/fleet-migrate';
 import { ISOLATION_MODELS, IsolationModel } from '../../../contracts';
-import { FileRegistry, RegistryEntry } from '../registry';
+import { FileRegistry, RegistryEntry, withoutFields } from '../registry';
 import { startEmbeddedServer } from './embedded-server';
 import { ContextKey } from '../../../db/context';
 import { ArchiveKey } from '../../../db/mobility/archive';
@@ -395,13 +395,11 @@ export class LocalPlatform {
     await this.master(database, (c) => dataModel(entry.model).offboard(c, tenantId, policy, options));
     // A disposable tenant's data goes everywhere it is: the copy its last move kept too.
     if (policy === 'destroy' && entry.keptCopy) await this.removePlace(entry.keptCopy, tenantId);
-    const after: Record<string, unknown> = {
-      ...entry,
+    this.registry.put({
+      ...(policy === 'destroy' ? withoutFields(entry, 'keptCopy') : entry),
       status: 'offboarded',
       dataRetained: policy === 'retain',
-    };
-    if (policy === 'destroy') delete after.keptCopy;
-    this.registry.put(after as unknown as RegistryEntry);
+    });
   }
 
   /** A connection as the master user to the database that holds a tenant's data in `model` (the caller ends it). */

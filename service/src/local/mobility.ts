@@ -1,15 +1,16 @@
 /**
- * Tenant data mobility on the local platform: `npm run tenant -- export | restore | move | purge | inspect`.
- * The data plane's part (archives, export as the runtime principal, all-or-nothing restore, the freeze) is in
- * db/mobility/; this module adds the registry, provisioning and the order of a move:
+ * Tenant data mobility on the local platform: `npm run tenant -- export | restore | move | purge | abort-move |
+ * inspect`. The data plane's part (archives, export as the runtime principal, all-or-nothing restore, the freeze)
+ * is in db/mobility/; this module adds the registry, provisioning and the order of a move, under the tenant's
+ * lock (tenant-lock.ts, M7):
  *
  *   registry `moving` -> freeze the source (M1) -> wait for transactions older than the freeze (M2)
  *   -> export as the tenant's runtime principal (M3) -> provision the destination -> restore (one transaction)
- *   -> verify as the destination's runtime principal -> retire the source copy (kept, unreachable)
- *   -> registry: active in the new model, `keptCopy` the old one
+ *   -> verify as the destination's runtime principal -> lock and registry token still ours?
+ *   -> registry: active in the new model, `keptCopy` the old one -> retire the source copy (kept, unreachable)
  *
  * Any failure before the switch removes the destination, thaws the source and sets the registry back to active
- * where the tenant was: it serves again with every write it acknowledged.
+ * where the tenant was: it serves again with every write it acknowledged. After the switch it only rolls forward.
  */
 import * as fs from 'fs';
 import * as os from 'os';

@@ -25,6 +25,10 @@ export type DeletionPolicy = 'retain' | 'destroy';
 export const TENANT_TIERS = ['standard', 'premium'] as const;
 export type TenantTier = (typeof TENANT_TIERS)[number];
 
+/** A silo tenant's cost profile: how its own cell is built (lib/silo-profiles.ts). */
+export const SILO_PROFILES = ['standard', 'production', 'idle-friendly'] as const;
+export type SiloProfileName = (typeof SILO_PROFILES)[number];
+
 export interface RegistryItem {
   readonly tenantId: string;
   readonly model: IsolationModel;

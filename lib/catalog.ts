@@ -10,13 +10,18 @@ import * as fs from 'fs';
 import { DeletionPolicy, ISOLATION_MODELS, IsolationModel, TENANT_TIERS, TenantTier } from '../contracts';
 import { tenantIdProblem } from '../db/naming';
 import { CidrRange, intToIp, isPrivate, overlaps, parseCidr } from './cidr';
+import type { SharedModel } from './cell-size';
+import { DEFAULT_SILO_PROFILE, SILO_PROFILES, siloProfile, SiloProfileName } from './silo-profiles';
 
 export type { DeletionPolicy };
 
 /** Silo-only settings after defaults are applied. */
 export interface SiloSettings {
-  /** RDS instance class without the `db.` prefix. */
+  /** Its cost profile (lib/silo-profiles.ts): the defaults below, the database engine, egress and task size. */
+  readonly profile: SiloProfileName;
+  /** RDS instance class without the `db.` prefix; `serverless` for the Aurora Serverless v2 profile. */
   readonly instanceClass: string;
+  /** A standby instance in a second AZ (RDS profiles; an Aurora cluster keeps its storage in three AZs). */
   readonly multiAz: boolean;
   readonly backupRetentionDays: number;
   /**
@@ -49,10 +54,28 @@ export interface Tenant {
   readonly silo?: SiloSettings;
 }
 
+/** A shared cell's entry in the catalog: it exists when a tenant uses it, or when it is named here. */
+export interface SharedCellPlan {
+  /**
+   * The tenant count to size the cell for (lib/cell-size.ts `cellSizeFor`) when more tenants are expected than the
+   * catalog lists (tenants onboarded through the pipeline are not in it): the cell is sized for the larger of
+   * this and the catalog's tenants of its model.
+   */
+  readonly plannedTenants: number;
+}
+
+export type { SharedModel };
+export const SHARED_MODELS: readonly SharedModel[] = ['pool', 'bridge'];
+
 export interface Catalog {
   readonly source: string;
   readonly tenants: readonly Tenant[];
+  /** Shared cells named in the catalog (`"sharedCells": { "pool": { "plannedTenants": 300 } }`). */
+  readonly sharedCells?: Readonly<Partial<Record<SharedModel, SharedCellPlan>>>;
 }
+
+/** Most tenants a shared cell is planned for (the sizing rule's largest step is well below it). */
+export const MAX_PLANNED_TENANTS = 100_000;
 
 /** The shared VPCs' ranges: no silo VPC may overlap them, so they can be peered or routed later. */
 export const SHARED_VPC_CIDRS: Readonly<Record<'pool' | 'bridge', string>> = {
@@ -66,6 +89,7 @@ export const SHARED_VPC_CIDRS: Readonly<Record<'pool' | 'bridge', string>> = {
  */
 export const SILO_IPAM_CIDR = '10.128.0.0/9';
 
+/** Defaults of the default profile ("standard"); another profile brings its own (lib/silo-profiles.ts). */
 export const SILO_DEFAULTS = {
   instanceClass: 't4g.medium',
   multiAz: true,
@@ -80,6 +104,7 @@ const SETTINGS_FIELDS = new Set([
   'deletionPolicy',
   'hostname',
   'tier',
+  'profile',
   'instanceClass',
   'multiAz',
   'backupRetentionDays',
@@ -87,6 +112,7 @@ const SETTINGS_FIELDS = new Set([
   'restoredFromSnapshot',
 ]);
 const SILO_ONLY_SETTINGS = [
+  'profile',
   'instanceClass',
   'multiAz',
   'backupRetentionDays',
@@ -175,13 +201,14 @@ export function parseCatalog(raw: unknown, source: string): Catalog {
       problem('invalid-document', 'must be an object with a "tenants" array: { "tenants": [ ... ] }'),
     ]);
   }
-  const unknownTop = Object.keys(raw).filter((k) => k !== 'tenants' && k !== '$schema');
+  const unknownTop = Object.keys(raw).filter((k) => !['tenants', 'sharedCells', '$schema'].includes(k));
   const problems: Problem[] = unknownTop.map((k) =>
     problem(
       'unknown-field',
-      `unknown top-level field "${k}": only "tenants" is allowed (check the spelling)`,
+      `unknown top-level field "${k}": only "tenants" and "sharedCells" are allowed (check the spelling)`,
     ),
   );
+  const sharedCells = parseSharedCells(raw.sharedCells, problems);
   const parsed = raw.tenants.map((entry: unknown, index: number) =>
     parseTenant(entry, `tenant #${index + 1}`),
   );
@@ -190,7 +217,53 @@ export function parseCatalog(raw: unknown, source: string): Catalog {
   // every problem is reported at once.
   problems.push(...crossTenantProblems(parsed));
   if (problems.length > 0) throw new CatalogError(source, problems);
-  return { source, tenants: parsed.map((p) => p.tenant!) };
+  return { source, tenants: parsed.map((p) => p.tenant!), ...(sharedCells ? { sharedCells } : {}) };
+}
+
+function parseSharedCells(raw: unknown, problems: Problem[]): Catalog['sharedCells'] {
+  if (raw === undefined) return undefined;
+  const example = '{ "pool": { "plannedTenants": 300 } }';
+  if (!isObject(raw)) {
+    problems.push(problem('invalid-field', `field "sharedCells" must be an object such as ${example}`));
+    return undefined;
+  }
+  const cells: Partial<Record<SharedModel, SharedCellPlan>> = {};
+  for (const [model, plan] of Object.entries(raw)) {
+    const field = `sharedCells.${model}`;
+    if (!SHARED_MODELS.includes(model as SharedModel)) {
+      problems.push(
+        problem(
+          'unknown-field',
+          `unknown field "${field}": shared cells are "pool" and "bridge" (a silo tenant has a cell of its own)`,
+          undefined,
+          field,
+        ),
+      );
+      continue;
+    }
+    const extra = isObject(plan) ? Object.keys(plan).filter((k) => k !== 'plannedTenants') : [];
+    const n = isObject(plan) ? (plan.plannedTenants ?? 0) : undefined;
+    if (
+      !isObject(plan) ||
+      extra.length > 0 ||
+      typeof n !== 'number' ||
+      !Number.isInteger(n) ||
+      n < 0 ||
+      n > MAX_PLANNED_TENANTS
+    ) {
+      problems.push(
+        problem(
+          'invalid-field',
+          `field "${field}" is ${JSON.stringify(plan)}: use { "plannedTenants": <a whole number from 0 to ${MAX_PLANNED_TENANTS}> } (0 builds the cell with no tenant yet)`,
+          undefined,
+          field,
+        ),
+      );
+      continue;
+    }
+    cells[model as SharedModel] = { plannedTenants: n };
+  }
+  return cells;
 }
 
 /** One entry's validation: the tenant when it is valid, and what could be read of it either way. */
@@ -323,14 +396,45 @@ function siloSettings(
     ok = false;
     add('invalid-field', field, message);
   };
-  const instanceClass = settings.instanceClass ?? SILO_DEFAULTS.instanceClass;
-  if (typeof instanceClass !== 'string' || !INSTANCE_CLASS_PATTERN.test(instanceClass)) {
+  const profileName = settings.profile ?? DEFAULT_SILO_PROFILE;
+  if (!SILO_PROFILES.includes(profileName as SiloProfileName)) {
+    fail(
+      'settings.profile',
+      `field "settings.profile" is ${JSON.stringify(settings.profile)}: use one of ${SILO_PROFILES.map((p) => `"${p}"`).join(', ')} (the default is "${DEFAULT_SILO_PROFILE}"; the README's "Silo cost profiles" compares them)`,
+    );
+    return undefined;
+  }
+  const profile = siloProfile(profileName as SiloProfileName);
+  const serverless = profile.database.engine === 'aurora-serverless';
+  // Aurora Serverless v2 has no instance class to pick and no standby to turn off: its capacity follows load
+  // and its storage is kept in three AZs. Asking for either is a contradiction, not a preference.
+  for (const field of ['instanceClass', 'multiAz'] as const) {
+    if (serverless && settings[field] !== undefined) {
+      fail(
+        `settings.${field}`,
+        `field "settings.${field}" does not apply to the "${profile.name}" profile (Aurora Serverless v2 scales its capacity and keeps its storage in three AZs): remove it, or use the "standard" or "production" profile`,
+      );
+    }
+  }
+  if (profile.name === 'production' && settings.multiAz === false) {
+    fail(
+      'settings.multiAz',
+      'field "settings.multiAz" is false, but the "production" profile is the highly available one: remove it, or use the "standard" profile for a single-AZ database',
+    );
+  }
+  const instanceClass = serverless
+    ? 'serverless'
+    : (settings.instanceClass ??
+      (profile.database.engine === 'rds' ? profile.database.instanceClass : SILO_DEFAULTS.instanceClass));
+  if (!serverless && (typeof instanceClass !== 'string' || !INSTANCE_CLASS_PATTERN.test(instanceClass))) {
     fail(
       'settings.instanceClass',
       `field "settings.instanceClass" is ${JSON.stringify(instanceClass)}: use an RDS class without the "db." prefix, e.g. "t4g.medium" or "r6g.large"`,
     );
   }
-  const multiAz = settings.multiAz ?? SILO_DEFAULTS.multiAz;
+  const multiAz = serverless
+    ? false
+    : (settings.multiAz ?? (profile.database.engine === 'rds' ? profile.database.multiAz : true));
   if (typeof multiAz !== 'boolean')
     fail('settings.multiAz', 'field "settings.multiAz" must be true or false');
   const days = settings.backupRetentionDays ?? SILO_DEFAULTS.backupRetentionDays;
@@ -370,6 +474,7 @@ function siloSettings(
   }
   if (!ok) return undefined;
   return {
+    profile: profile.name,
     instanceClass: instanceClass as string,
     multiAz: multiAz as boolean,
     backupRetentionDays: days as number,
@@ -489,8 +594,11 @@ export function tenantRequestOf(t: Tenant): string {
   if (t.hostname !== t.id) settings.hostname = t.hostname;
   if (t.tier !== 'standard') settings.tier = t.tier;
   if (t.silo) {
-    settings.instanceClass = t.silo.instanceClass;
-    settings.multiAz = t.silo.multiAz;
+    if (t.silo.profile !== DEFAULT_SILO_PROFILE) settings.profile = t.silo.profile;
+    if (siloProfile(t.silo.profile).database.engine === 'rds') {
+      settings.instanceClass = t.silo.instanceClass;
+      settings.multiAz = t.silo.multiAz;
+    }
     settings.backupRetentionDays = t.silo.backupRetentionDays;
     if (t.silo.vpcCidr) settings.vpcCidr = t.silo.vpcCidr;
     if (t.silo.restoredFromSnapshot) settings.restoredFromSnapshot = t.silo.restoredFromSnapshot;

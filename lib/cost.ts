@@ -5,6 +5,8 @@
  * unpriced. Usage-driven lines (log volume, NAT traffic, load balancer capacity units, WAF requests, backup
  * storage, monthly active users) are assumptions the caller sets (`Usage`), shown as such.
  */
+import { cellSizeFor, SharedModel } from './cell-size';
+
 export interface PriceTable {
   readonly region: string;
   readonly currency: string;
@@ -34,6 +36,10 @@ export interface Usage {
   readonly ipamIpsPerVpc: number;
   /** Millions of registry reads per month (DynamoDB on demand). */
   readonly registryMillionReads: number;
+  /** Aurora Serverless v2 capacity-unit hours per cluster per month above its minimum (a pausing cluster's use). */
+  readonly auroraAcuHours: number;
+  /** GB stored per Aurora cluster (Aurora bills what is used, not what is allocated). */
+  readonly auroraStorageGb: number;
 }
 
 export const DEFAULT_USAGE: Usage = {
@@ -45,6 +51,24 @@ export const DEFAULT_USAGE: Usage = {
   mauPerTenant: 5,
   ipamIpsPerVpc: 16,
   registryMillionReads: 1,
+  auroraAcuHours: 30,
+  auroraStorageGb: 10,
+};
+
+/**
+ * A tenant with no traffic: no load balancer capacity, WAF requests or NAT traffic, little logging, a pausing
+ * database that stays paused. What an "idle silo" costs is the fleet's floor.
+ */
+export const IDLE_USAGE: Usage = {
+  ...DEFAULT_USAGE,
+  logGbPerLogGroup: 0.01,
+  natGbPerGateway: 0,
+  albLcu: 0,
+  wafMillionRequests: 0,
+  mauPerTenant: 1,
+  registryMillionReads: 0,
+  auroraAcuHours: 0,
+  auroraStorageGb: 1,
 };
 
 export interface CostLine {
@@ -64,6 +88,7 @@ export const FREE_TYPES = new Set([
   'AWS::Backup::BackupVault',
   'AWS::CodeBuild::Project', // per build minute: a few minutes per onboarding
   'AWS::Cognito::UserPoolClient',
+  'AWS::EC2::EgressOnlyInternetGateway', // no hourly charge; data out is priced as any transfer
   'AWS::EC2::FlowLog', // its log group is priced
   'AWS::EC2::InternetGateway',
   'AWS::EC2::IPAMPool',
@@ -75,6 +100,7 @@ export const FREE_TYPES = new Set([
   'AWS::EC2::Subnet',
   'AWS::EC2::SubnetRouteTableAssociation',
   'AWS::EC2::VPC',
+  'AWS::EC2::VPCCidrBlock', // an Amazon-provided IPv6 block
   'AWS::EC2::VPCGatewayAttachment',
   'AWS::ECS::Cluster',
   'AWS::ECS::TaskDefinition', // priced through its service
@@ -88,6 +114,7 @@ export const FREE_TYPES = new Set([
   'AWS::Lambda::Permission',
   'AWS::Lambda::Url',
   'AWS::Logs::MetricFilter',
+  'AWS::RDS::DBClusterParameterGroup',
   'AWS::RDS::DBParameterGroup',
   'AWS::RDS::DBSubnetGroup',
   'AWS::S3::BucketPolicy',
@@ -134,14 +161,43 @@ export function priceTemplate(
     lines.push({ stack, resource, what, monthly, usage: isUsage });
   const unpriced = new Set<string>();
   const resources = template.Resources ?? {};
-  const allocatedGb = Object.values(resources)
-    .filter((r) => r.Type === 'AWS::RDS::DBInstance')
-    .reduce((sum, r) => sum + num(r.Properties?.AllocatedStorage, 20), 0);
+  const clusters = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::RDS::DBCluster');
+  const allocatedGb =
+    Object.values(resources)
+      .filter((r) => r.Type === 'AWS::RDS::DBInstance' && r.Properties?.DBClusterIdentifier === undefined)
+      .reduce((sum, r) => sum + num(r.Properties?.AllocatedStorage, 20), 0) +
+    clusters.length * usage.auroraStorageGb;
   for (const [id, r] of Object.entries(resources)) {
     const props = r.Properties ?? {};
     switch (r.Type) {
+      case 'AWS::RDS::DBCluster':
+        add(
+          id,
+          `Aurora storage (${usage.auroraStorageGb} GB)`,
+          usage.auroraStorageGb * p['aurora.storageGbMonth'],
+          true,
+        );
+        if (props.ManageMasterUserPassword === true)
+          add(id, 'RDS-managed master secret', p['secretsmanager.secretMonth']);
+        break;
       case 'AWS::RDS::DBInstance': {
         const cls = String(props.DBInstanceClass);
+        if (cls === 'db.serverless') {
+          // Billed in capacity units: the cluster's minimum all month, plus the assumed use above it.
+          const ref = (props.DBClusterIdentifier as { Ref?: string } | undefined)?.Ref;
+          const scaling = (ref ? resources[ref]?.Properties?.ServerlessV2ScalingConfiguration : undefined) as
+            { MinCapacity?: number } | undefined;
+          const min = num(scaling?.MinCapacity, 0.5);
+          if (min > 0)
+            add(id, `Aurora Serverless v2 minimum (${min} ACU)`, min * p['aurora.serverlessV2AcuHour'] * h);
+          add(
+            id,
+            `Aurora Serverless v2 use (${usage.auroraAcuHours} ACU-hours)`,
+            usage.auroraAcuHours * p['aurora.serverlessV2AcuHour'],
+            true,
+          );
+          break;
+        }
         const hourly = table.prices['rds.postgres.instanceHour'][cls];
         if (hourly === undefined) {
           throw new Error(
@@ -220,6 +276,11 @@ export function priceTemplate(
           `Fargate ${arch} ${count} x (${vcpu} vCPU, ${gb} GB)`,
           count * (vcpu * p[`fargate.${arch}.vcpuHour`] + gb * p[`fargate.${arch}.gbHour`]) * h,
         );
+        const network = props.NetworkConfiguration as
+          { AwsvpcConfiguration?: { AssignPublicIp?: string } } | undefined;
+        if (network?.AwsvpcConfiguration?.AssignPublicIp === 'ENABLED') {
+          add(id, `public IPv4 addresses of the tasks (${count})`, count * p['ec2.publicIpv4Hour'] * h);
+        }
         break;
       }
       case 'AWS::KMS::Key':
@@ -295,29 +356,11 @@ export function biggest(lines: readonly CostLine[], n = 3): { what: string; mont
     .slice(0, n);
 }
 
-/**
- * How a shared cell is sized for N tenants (the cost model's rule, stated in the README): its database class and
- * storage, and its API task count. Cells are Multi-AZ at every size.
- */
-export function cellSizeFor(tenants: number): { instanceClass: string; storageGb: number; tasks: number } {
-  const instanceClass =
-    tenants <= 100
-      ? 'db.t4g.medium'
-      : tenants <= 300
-        ? 'db.r6g.large'
-        : tenants <= 1000
-          ? 'db.r6g.xlarge'
-          : 'db.r6g.2xlarge';
-  return {
-    instanceClass,
-    storageGb: Math.max(50, Math.ceil(tenants * 0.2)),
-    tasks: Math.max(2, Math.ceil(tenants / 250)),
-  };
-}
+export { cellSizeFor } from './cell-size';
 
 /** A shared cell's template resized for N tenants by cellSizeFor (database class and storage, task count). */
-export function resizeCell(template: Template, tenants: number): Template {
-  const size = cellSizeFor(tenants);
+export function resizeCell(template: Template, model: SharedModel, tenants: number): Template {
+  const size = cellSizeFor(model, tenants);
   const resources: Record<string, Resource> = {};
   for (const [id, r] of Object.entries(template.Resources)) {
     if (r.Type === 'AWS::RDS::DBInstance') {

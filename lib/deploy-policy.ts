@@ -142,6 +142,14 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       'ec2:DeleteTags',
     ],
   },
+  'AWS::EC2::EgressOnlyInternetGateway': {
+    actions: [
+      'ec2:CreateEgressOnlyInternetGateway',
+      'ec2:DeleteEgressOnlyInternetGateway',
+      'ec2:DescribeEgressOnlyInternetGateways',
+      'ec2:CreateTags',
+    ],
+  },
   'AWS::EC2::FlowLog': {
     actions: [
       'ec2:CreateFlowLogs',
@@ -218,6 +226,9 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       'ec2:DeleteSubnet',
       'ec2:DescribeSubnets',
       'ec2:ModifySubnetAttribute',
+      // A dual-stack VPC's subnets (silo profiles without NAT gateways) each take a /64 of its IPv6 block.
+      'ec2:AssociateSubnetCidrBlock',
+      'ec2:DisassociateSubnetCidrBlock',
       'ec2:CreateTags',
     ],
   },
@@ -236,6 +247,9 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       'ec2:CreateTags',
       'ec2:DeleteTags',
     ],
+  },
+  'AWS::EC2::VPCCidrBlock': {
+    actions: ['ec2:AssociateVpcCidrBlock', 'ec2:DisassociateVpcCidrBlock', 'ec2:DescribeVpcs'],
   },
   'AWS::EC2::VPCEndpoint': {
     actions: [
@@ -407,6 +421,39 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       'logs:DisassociateKmsKey',
       'logs:ListTagsForResource',
       ...tags('logs'),
+    ],
+  },
+  'AWS::RDS::DBCluster': {
+    actions: [
+      'rds:CreateDBCluster',
+      'rds:ModifyDBCluster',
+      'rds:DeleteDBCluster',
+      'rds:DescribeDBClusters',
+      'rds:RestoreDBClusterFromSnapshot',
+      'rds:DescribeDBClusterSnapshots',
+      'rds:CreateDBClusterSnapshot',
+      'rds:AddTagsToResource',
+      'rds:RemoveTagsFromResource',
+      'rds:ListTagsForResource',
+      'kms:CreateGrant',
+      'kms:DescribeKey',
+      'kms:Decrypt',
+      'kms:GenerateDataKey',
+      'secretsmanager:CreateSecret',
+      'secretsmanager:TagResource',
+      'secretsmanager:DeleteSecret',
+      'secretsmanager:RotateSecret',
+    ],
+    serviceLinkedRoles: ['rds.amazonaws.com'],
+  },
+  'AWS::RDS::DBClusterParameterGroup': {
+    actions: [
+      'rds:CreateDBClusterParameterGroup',
+      'rds:ModifyDBClusterParameterGroup',
+      'rds:DeleteDBClusterParameterGroup',
+      'rds:DescribeDBClusterParameterGroups',
+      'rds:DescribeDBClusterParameters',
+      'rds:AddTagsToResource',
     ],
   },
   'AWS::RDS::DBInstance': {

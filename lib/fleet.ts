@@ -2,7 +2,8 @@ import { App, DefaultStackSynthesizer, Stack, Tags } from 'aws-cdk-lib';
 import { Catalog, SHARED_VPC_CIDRS } from './catalog';
 import { applyCompliance } from './compliance';
 import { PlatformStack } from './stacks/platform-stack';
-import { BridgeStack, PoolStack } from './stacks/shared-cell-stack';
+import { BridgeStack, PoolStack, SharedCellStackProps } from './stacks/shared-cell-stack';
+import { cellSizeFor, SharedModel } from './cell-size';
 import { TenantStack } from './stacks/tenant-stack';
 import { OnboardingStack } from './stacks/onboarding-stack';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -66,8 +67,10 @@ export interface FleetOptions {
 
 export interface Fleet {
   readonly platform: PlatformStack;
-  readonly pool: PoolStack;
-  readonly bridge: BridgeStack;
+  /** Absent when no catalog tenant is pool and the catalog's `sharedCells` does not name it. */
+  readonly pool?: PoolStack;
+  /** Absent when no catalog tenant is bridge and the catalog's `sharedCells` does not name it. */
+  readonly bridge?: BridgeStack;
   readonly onboarding: OnboardingStack;
   readonly tenants: TenantStack[];
 }
@@ -97,18 +100,24 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     siloIpamPoolId: options.siloIpamPoolId,
   });
   const image = platform.apiImage.ref;
-  const pool = new PoolStack(app, STACK_NAMES.pool, {
-    env,
-    cidr: SHARED_VPC_CIDRS.pool,
-    image,
-    description: 'Pool cell',
-  });
-  const bridge = new BridgeStack(app, STACK_NAMES.bridge, {
-    env,
-    cidr: SHARED_VPC_CIDRS.bridge,
-    image,
-    description: 'Bridge cell',
-  });
+  // A shared cell exists only when a tenant uses it (or the catalog plans it), sized for its tenant count: all of
+  // the catalog's tenants of its model, not only those this synth builds, so `-c tenant=` never resizes it.
+  const cellFor = (model: SharedModel): SharedCellStackProps | undefined => {
+    const listed = catalog.tenants.filter((t) => t.model === model).length;
+    const planned = catalog.sharedCells?.[model]?.plannedTenants;
+    if (listed === 0 && planned === undefined) return undefined;
+    return {
+      env,
+      cidr: SHARED_VPC_CIDRS[model],
+      image,
+      size: cellSizeFor(model, Math.max(listed, planned ?? 0)),
+      description: `${STACK_NAMES[model]} cell`,
+    };
+  };
+  const poolProps = cellFor('pool');
+  const bridgeProps = cellFor('bridge');
+  const pool = poolProps ? new PoolStack(app, STACK_NAMES.pool, poolProps) : undefined;
+  const bridge = bridgeProps ? new BridgeStack(app, STACK_NAMES.bridge, bridgeProps) : undefined;
   for (const [option, arns] of [
     ['onboardingRequesters', options.onboarding?.requesters],
     ['onboardingApprovers', options.onboarding?.approvers],
@@ -126,13 +135,15 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     description: 'Onboarding and offboarding pipeline: one tenant stack at a time',
   });
   onboarding.addStackDependency(platform, 'reads the registry from SSM');
-  tag(onboarding, 'shared', 'shared');
-  pool.addStackDependency(platform, 'reads the registry and user pool from SSM');
-  bridge.addStackDependency(platform, 'reads the registry and user pool from SSM');
-  tag(platform, 'shared', 'shared');
-  tag(pool, 'shared', 'pool');
-  tag(bridge, 'shared', 'bridge');
-  for (const shared of [platform, pool, bridge, onboarding]) {
+  tag(onboarding, 'shared', 'shared', 'platform');
+  tag(platform, 'shared', 'shared', 'platform');
+  for (const cell of [pool, bridge]) {
+    if (!cell) continue;
+    cell.addStackDependency(platform, 'reads the registry and user pool from SSM');
+    tag(cell, 'shared', cell.model, 'shared-cell');
+  }
+  const sharedStacks: Stack[] = [platform, onboarding, ...(pool ? [pool] : []), ...(bridge ? [bridge] : [])];
+  for (const shared of sharedStacks) {
     const lifecycle: StackLifecycle = { deletionPolicy: 'retain', phase: 'steady' };
     shared.templateOptions.metadata = {
       ...shared.templateOptions.metadata,
@@ -141,7 +152,10 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   }
 
   /** The shared cell each model's tenants live in (silo tenants have their own, inside their stack). */
-  const sharedCells: Partial<Record<IsolationModel, Stack>> = { pool, bridge };
+  const sharedCells: Partial<Record<IsolationModel, Stack>> = {
+    ...(pool ? { pool } : {}),
+    ...(bridge ? { bridge } : {}),
+  };
   const stacks = tenants.map((t) => {
     const stack = new TenantStack(app, tenantStackName(t.id), {
       env,
@@ -157,12 +171,12 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     stack.addStackDependency(platform, 'reads the registry, the image and the address pool from SSM');
     const sharedCell = sharedCells[t.model];
     if (sharedCell) stack.addStackDependency(sharedCell, `calls the ${t.model} provisioner`);
-    tag(stack, t.id, t.model);
+    tag(stack, t.id, t.model, t.silo?.profile ?? 'shared-cell');
     return stack;
   });
   // Every role a stack creates carries its scope's permissions boundary (deploy/<scope>-permissions-boundary.json):
   // the execution policies create roles only with it, and it admits nothing in IAM.
-  for (const stack of [platform, pool, bridge, onboarding]) applyBoundary(stack, 'platform');
+  for (const stack of sharedStacks) applyBoundary(stack, 'platform');
   for (const stack of stacks) applyBoundary(stack, 'tenants');
   if (!options.skipChecks) applyCompliance(app);
   return { platform, pool, bridge, onboarding, tenants: stacks };
@@ -174,7 +188,12 @@ function applyBoundary(stack: Stack, scope: DeployScopeName): void {
   );
 }
 
-function tag(stack: Stack, tenantId: string, model: string): void {
+/**
+ * Cost-allocation tags on every taggable resource: the tenant (`shared` for shared stacks), the model, and the
+ * cost profile (a silo's profile; `shared-cell` for a shared cell and its tenants; `platform`).
+ */
+function tag(stack: Stack, tenantId: string, model: string, profile: string): void {
   Tags.of(stack).add('tenant-id', tenantId);
   Tags.of(stack).add('isolation-model', model);
+  Tags.of(stack).add('cost-profile', profile);
 }

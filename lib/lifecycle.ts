@@ -55,6 +55,7 @@ const NAME_PROPERTIES: Record<string, string> = {
   'AWS::SecretsManager::Secret': 'Name',
   'AWS::Cognito::UserPool': 'UserPoolName',
   'AWS::RDS::DBInstance': 'DBInstanceIdentifier',
+  'AWS::RDS::DBCluster': 'DBClusterIdentifier',
   'AWS::RDS::DBSnapshot': 'DBSnapshotIdentifier',
 };
 

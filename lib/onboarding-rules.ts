@@ -5,6 +5,7 @@
  */
 import type { RegistryItem } from '../contracts';
 import { parseTenant, rangeProblems, Tenant } from './catalog';
+import { siloProfile } from './silo-profiles';
 import { tenantIdProblem } from '../db/naming';
 
 /** A request refused before anything changed. */
@@ -39,7 +40,7 @@ export interface ApprovalRules {
 }
 
 export const DEFAULT_APPROVAL_RULES: ApprovalRules = {
-  instanceClasses: ['t4g.medium', 't4g.large', 'r6g.large', 'r7g.large'],
+  instanceClasses: ['t4g.small', 't4g.medium', 't4g.large', 'r6g.large', 'r7g.large'],
 };
 
 /**
@@ -51,8 +52,12 @@ export function approvalReasons(tenant: Tenant, rules: ApprovalRules = DEFAULT_A
   if (tenant.deletionPolicy === 'destroy') {
     reasons.push('settings.deletionPolicy "destroy" (its data is deleted with its stack)');
   }
-  if (tenant.silo && !tenant.silo.multiAz) reasons.push('settings.multiAz false (a single-AZ database)');
-  if (tenant.silo && !rules.instanceClasses.includes(tenant.silo.instanceClass)) {
+  // The idle-friendly profile's Aurora Serverless v2 has neither: its capacity follows load (up to the profile's
+  // maximum) and its storage is kept in three AZs, so it is within the rules as it is.
+  const rds = tenant.silo && siloProfile(tenant.silo.profile).database.engine === 'rds';
+  if (tenant.silo && rds && !tenant.silo.multiAz)
+    reasons.push('settings.multiAz false (a single-AZ database)');
+  if (tenant.silo && rds && !rules.instanceClasses.includes(tenant.silo.instanceClass)) {
     reasons.push(
       `settings.instanceClass "${tenant.silo.instanceClass}" (outside ${rules.instanceClasses.join(', ')})`,
     );

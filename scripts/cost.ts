@@ -3,18 +3,21 @@
  *
  * Prices the synthesized fleet (the catalog's, offline) from the dated price table in lib/prices/: per stack, per
  * model and per tenant with the biggest lines, the empty fleet, and the monthly cost per tenant of each model as
- * the fleet grows (10, 100, 1,000 tenants of the model; shared cells sized by cellSizeFor in lib/cost.ts), as a
- * table and an SVG chart. Usage-driven lines are assumptions, set with flags.
+ * the fleet grows (10, 100, 1,000 tenants of the model; shared cells sized by cellSizeFor in lib/cell-size.ts;
+ * silos per cost profile), each silo cost profile with the assumptions and idle, as tables and an SVG chart. Usage-driven lines are assumptions, set with flags.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { App } from 'aws-cdk-lib';
-import { loadCatalog, parseCatalog, type Tenant } from '../lib/catalog';
+import { loadCatalog, parseCatalog, type Catalog } from '../lib/catalog';
+import { SILO_PROFILES, type SiloProfileName } from '../lib/silo-profiles';
+import type { SharedModel } from '../lib/cell-size';
 import {
   biggest,
   cellSizeFor,
   DEFAULT_USAGE,
+  IDLE_USAGE,
   priceTemplate,
   resizeCell,
   total,
@@ -29,7 +32,6 @@ import { STACK_NAMES, tenantStackName } from '../contracts';
 import { parseCli } from './cli';
 
 const ROOT = path.join(__dirname, '..');
-const PROBE = 'cost-default-silo';
 const SIZES = [10, 100, 1000];
 
 const USAGE_FLAGS: Record<string, keyof Usage> = {
@@ -40,37 +42,47 @@ const USAGE_FLAGS: Record<string, keyof Usage> = {
   'backup-factor': 'backupGbFactor',
   mau: 'mauPerTenant',
   'ipam-ips': 'ipamIpsPerVpc',
+  'acu-hours': 'auroraAcuHours',
+  'aurora-gb': 'auroraStorageGb',
 };
 
 const USAGE_TEXT = `usage: npm run cost [-- --catalog <file>] [-- --chart <file.svg>] [-- --prices <file>] [usage flags]
 
 Prices the catalog's fleet (synthesized offline) from a dated price table: per stack, model and tenant, and the
-monthly cost per tenant of each model at 10, 100 and 1,000 tenants.
+monthly cost per tenant of each model (and silo cost profile) at 10, 100 and 1,000 tenants.
   --catalog <file>   the tenant catalog (default: tenants.json)
   --chart <file>     where the SVG chart goes (default: cdk.out/cost-per-tenant.svg)
   --prices <file>    the price table (default: lib/prices/us-east-1.json)
 Usage assumptions (monthly): --log-gb <GB per log group> (${DEFAULT_USAGE.logGbPerLogGroup}), --nat-gb <GB per NAT gateway> (${DEFAULT_USAGE.natGbPerGateway}),
   --alb-lcu <average LCU> (${DEFAULT_USAGE.albLcu}), --waf-mreq <million requests per web ACL> (${DEFAULT_USAGE.wafMillionRequests}),
   --backup-factor <backup GB per GB of database storage> (${DEFAULT_USAGE.backupGbFactor}), --mau <active users per tenant> (${DEFAULT_USAGE.mauPerTenant}),
-  --ipam-ips <active IPs per VPC> (${DEFAULT_USAGE.ipamIpsPerVpc})
+  --ipam-ips <active IPs per VPC> (${DEFAULT_USAGE.ipamIpsPerVpc}), --acu-hours <Aurora capacity-unit hours per
+  serverless cluster above its minimum> (${DEFAULT_USAGE.auroraAcuHours}), --aurora-gb <GB per Aurora cluster> (${DEFAULT_USAGE.auroraStorageGb})
+The silo profile table also prices each profile idle: no traffic, a paused database.
   --help             this text`;
 
 const usd = (v: number) =>
   `$${v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 
-function synthesize(tenants: readonly Tenant[]): Map<string, Template> {
+function synthesize(catalog: Catalog): Map<string, Template> {
   const context = JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')).context;
   // Pricing needs the templates, not the Lambda bundles.
   const app = new App({
     context: { ...context, 'aws:cdk:bundling-stacks': [] },
     outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'cost-')),
   });
-  buildFleet(app, { source: 'cost', tenants }, { env: { region: 'us-east-1' } });
+  buildFleet(app, catalog, { env: { region: 'us-east-1' } });
   const assembly = app.synth();
   const templates = new Map(assembly.stacks.map((s) => [s.stackName, s.template as Template]));
   fs.rmSync(assembly.directory, { recursive: true, force: true });
   return templates;
 }
+
+const vpcsIn = (templates: Iterable<Template>) =>
+  [...templates].reduce(
+    (n, t) => n + Object.values(t.Resources).filter((r) => r.Type === 'AWS::EC2::VPC').length,
+    0,
+  );
 
 async function main(): Promise<number> {
   const flags = Object.fromEntries(Object.keys(USAGE_FLAGS).map((f) => [f, { type: 'string' as const }]));
@@ -95,21 +107,42 @@ async function main(): Promise<number> {
     fs.readFileSync(v.prices ?? path.join(ROOT, 'lib', 'prices', 'us-east-1.json'), 'utf8'),
   ) as PriceTable;
   const catalog = loadCatalog(v.catalog ?? path.join(ROOT, 'tenants.json'));
-  // One silo with every default setting, priced for the per-tenant curve (not part of the catalog's report).
-  const probe = parseCatalog({ tenants: [{ id: PROBE, name: 'cost probe', model: 'silo' }] }, 'cost')
-    .tenants[0];
-  const templates = synthesize([...catalog.tenants, probe]);
-  const vpcs = [...templates]
-    .filter(([stack]) => stack !== tenantStackName(PROBE))
-    .reduce((n, [, t]) => n + Object.values(t.Resources).filter((r) => r.Type === 'AWS::EC2::VPC').length, 0);
-  const price = (stack: string, template: Template, tenants?: number) =>
-    priceTemplate(stack, template, table, usage as unknown as Usage, { tenants, vpcs });
+  const templates = synthesize(catalog);
+  // Probes, not part of the catalog's report: one silo of each cost profile, and both shared cells as built for
+  // no tenant yet (resized per N by cellSizeFor for the growth table).
+  const probeId = (profile: SiloProfileName) => `cost-silo-${profile}`;
+  const probes = synthesize(
+    parseCatalog(
+      {
+        tenants: SILO_PROFILES.map((profile) => ({
+          id: probeId(profile),
+          name: `cost probe (${profile})`,
+          model: 'silo',
+          settings: { profile },
+        })),
+        sharedCells: { pool: { plannedTenants: 0 }, bridge: { plannedTenants: 0 } },
+      },
+      'cost probes',
+    ),
+  );
+  const price = (
+    stack: string,
+    template: Template,
+    u: Usage,
+    context: { tenants?: number; vpcs?: number } = {},
+  ) => priceTemplate(stack, template, table, u, context);
+  const assumed = usage as unknown as Usage;
+  const vpcs = vpcsIn(templates.values());
   const lines = new Map<string, CostLine[]>();
   for (const [stack, template] of templates) {
-    if (stack === tenantStackName(PROBE)) continue;
     lines.set(
       stack,
-      price(stack, template, stack === STACK_NAMES.platform ? catalog.tenants.length : undefined),
+      price(
+        stack,
+        template,
+        assumed,
+        stack === STACK_NAMES.platform ? { tenants: catalog.tenants.length, vpcs } : {},
+      ),
     );
   }
 
@@ -135,8 +168,15 @@ async function main(): Promise<number> {
   const shared = (name: string) => total(lines.get(name) ?? []);
   const platform = shared(STACK_NAMES.platform) + shared(STACK_NAMES.onboarding);
   const fleetTotal = [...lines.values()].reduce((s, l) => s + total(l), 0);
+  // Platform + Onboarding serving `n` VPCs (the address manager bills the addresses it watches in them).
+  const platformFor = (tenants: number, vpcCount: number) =>
+    total(
+      price(STACK_NAMES.platform, templates.get(STACK_NAMES.platform)!, assumed, { tenants, vpcs: vpcCount }),
+    ) + shared(STACK_NAMES.onboarding);
+  const cellsBuilt = [STACK_NAMES.pool, STACK_NAMES.bridge].filter((n) => templates.has(n));
   console.log(
-    `\nWhole fleet: ${usd(fleetTotal)} a month. Empty fleet (Platform + Onboarding): ${usd(platform)}.`,
+    `\nWhole fleet: ${usd(fleetTotal)} a month. Empty fleet (Platform + Onboarding, no tenant, no cell): ${usd(platformFor(0, 0))}.` +
+      ` Shared cells built: ${cellsBuilt.length ? cellsBuilt.join(', ') : 'none'} (a cell exists only when a tenant uses it or the catalog plans it).`,
   );
 
   console.log(
@@ -154,29 +194,45 @@ async function main(): Promise<number> {
     const share = platform / catalog.tenants.length;
     byModel.set(t.model, (byModel.get(t.model) ?? 0) + own + cell + share);
     console.log(
-      `| ${t.id} | ${t.model} | ${usd(own)} | ${usd(cell)} | ${usd(share)} | ${usd(own + cell + share)} |`,
+      `| ${t.id}${t.silo ? ` (${t.silo.profile})` : ''} | ${t.model} | ${usd(own)} | ${usd(cell)} | ${usd(share)} | ${usd(own + cell + share)} |`,
     );
   }
   console.log(
     `\nBy model: ${[...byModel].map(([m, c]) => `${m} ${usd(c)}`).join(', ')} (shared cells are attributed to their tenants equally).`,
   );
 
+  // One silo of each cost profile, with the usage assumptions and idle.
+  console.log('\nSilo cost profiles (one silo, its own stack only):\n');
+  console.log(
+    '| profile | with the usage assumptions | idle (no traffic, database paused) | biggest lines when idle |',
+  );
+  console.log('|---|---|---|---|');
+  const siloOf = (profile: SiloProfileName, u: Usage) =>
+    price(tenantStackName(probeId(profile)), probes.get(tenantStackName(probeId(profile)))!, u);
+  for (const profile of SILO_PROFILES) {
+    const idle = siloOf(profile, IDLE_USAGE);
+    console.log(
+      `| ${profile} | ${usd(total(siloOf(profile, assumed)))} | ${usd(total(idle))} | ${biggest(idle, 4)
+        .map((b) => `${b.what} ${usd(b.monthly)}`)
+        .join('; ')} |`,
+    );
+  }
+
   // Cost per tenant as the fleet grows: a model's N tenants, with Platform and Onboarding shared by them.
-  const probeSilo = price(tenantStackName(PROBE), templates.get(tenantStackName(PROBE))!);
-  const poolTenant = catalog.tenants.find((t) => t.model === 'pool');
-  const bridgeTenant = catalog.tenants.find((t) => t.model === 'bridge');
-  const tenantStack = (t?: Tenant) => (t ? shared(tenantStackName(t.id)) : 0);
-  const series: Record<string, { tenants: number; perTenant: number }[]> = { silo: [], pool: [], bridge: [] };
+  const series: Record<string, { tenants: number; perTenant: number }[]> = {};
   for (const n of SIZES) {
-    series.silo.push({ tenants: n, perTenant: total(probeSilo) + platform / n });
-    for (const [model, cellName, t] of [
-      ['pool', STACK_NAMES.pool, poolTenant],
-      ['bridge', STACK_NAMES.bridge, bridgeTenant],
+    for (const profile of SILO_PROFILES) {
+      (series[`silo (${profile})`] ??= []).push({
+        tenants: n,
+        perTenant: total(siloOf(profile, assumed)) + platformFor(n, n) / n,
+      });
+    }
+    for (const [model, cellName] of [
+      ['pool', STACK_NAMES.pool],
+      ['bridge', STACK_NAMES.bridge],
     ] as const) {
-      const cell = templates.get(cellName);
-      if (!cell) continue;
-      const sized = total(price(cellName, resizeCell(cell, n)));
-      series[model].push({ tenants: n, perTenant: sized / n + tenantStack(t) + platform / n });
+      const sized = total(price(cellName, resizeCell(probes.get(cellName)!, model, n), assumed));
+      (series[model] ??= []).push({ tenants: n, perTenant: sized / n + platformFor(n, 1) / n });
     }
   }
   console.log(
@@ -185,15 +241,15 @@ async function main(): Promise<number> {
   console.log(`| model | ${SIZES.map((n) => `${n.toLocaleString('en-US')} tenants`).join(' | ')} |`);
   console.log(`|---|${SIZES.map(() => '---').join('|')}|`);
   for (const [model, points] of Object.entries(series)) {
-    if (points.length) console.log(`| ${model} | ${points.map((p) => usd(p.perTenant)).join(' | ')} |`);
+    console.log(`| ${model} | ${points.map((p) => usd(p.perTenant)).join(' | ')} |`);
   }
-  console.log(
-    `\nShared cells sized per N (lib/cost.ts cellSizeFor): ${SIZES.map((n) => {
-      const s = cellSizeFor(n);
+  const sizes = (model: SharedModel) =>
+    SIZES.map((n) => {
+      const s = cellSizeFor(model, n);
       return `${n}: ${s.instanceClass} Multi-AZ, ${s.storageGb} GB, ${s.tasks} tasks`;
-    }).join('; ')}. A silo: every default setting (${biggest(probeSilo, 2)
-      .map((b) => b.what)
-      .join(', ')}).`,
+    }).join('; ');
+  console.log(
+    `\nShared cells sized per N (lib/cell-size.ts cellSizeFor): pool ${sizes('pool')}. Bridge ${sizes('bridge')}.`,
   );
   const chart = v.chart ?? path.join(ROOT, 'cdk.out', 'cost-per-tenant.svg');
   fs.mkdirSync(path.dirname(chart), { recursive: true });

@@ -55,6 +55,14 @@ export const REPRESENTATIVE_TENANTS = [
     model: 'silo',
     settings: { restoredFromSnapshot: 'silo-restored-final-1' },
   },
+  { id: 'silo-production', name: 'Silo', model: 'silo', settings: { profile: 'production' } },
+  { id: 'silo-idle', name: 'Silo', model: 'silo', settings: { profile: 'idle-friendly' } },
+  {
+    id: 'silo-idle-restored',
+    name: 'Silo',
+    model: 'silo',
+    settings: { profile: 'idle-friendly', restoredFromSnapshot: 'silo-idle-restored-final-1' },
+  },
 ];
 
 type Template = { Resources?: Record<string, { Type: string }> };

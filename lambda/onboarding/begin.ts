@@ -17,6 +17,8 @@ import {
   RequestRejected,
 } from '../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../db/naming';
+import { parseTenant, Tenant } from '../../lib/catalog';
+import { siloProfile } from '../../lib/silo-profiles';
 import { readItem, siloRanges, write } from './registry';
 
 /** A request outside the catalog rules from a principal who is not an approver. */
@@ -62,6 +64,7 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
   // A restored silo's database comes back from its final snapshot, and keeps naming it for its whole life.
   const restoredFromSnapshot =
     restore && tenant.model === 'silo' && existing?.finalSnapshotId ? existing.finalSnapshotId : undefined;
+  if (restoredFromSnapshot) refuseOtherEngine(tenant, existing?.request, restoredFromSnapshot);
   const kept = JSON.stringify({
     id: tenant.id,
     name: tenant.name,
@@ -135,4 +138,26 @@ export async function beginOffboarding(request: OnboardingRequest, who: Requeste
     deletionPolicy,
     dataRetained: deletionPolicy === 'retain',
   };
+}
+
+/**
+ * A final snapshot comes back only into the engine it was taken of: an Aurora cluster snapshot (the idle-friendly
+ * profile) cannot become an RDS instance, nor the other way round. Refused before anything is written, naming the
+ * profile to ask for.
+ */
+function refuseOtherEngine(tenant: Tenant, keptRequest: string | undefined, snapshot: string): void {
+  if (!tenant.silo || !keptRequest) return;
+  let kept: Tenant | undefined;
+  try {
+    kept = parseTenant(JSON.parse(keptRequest), 'the kept request').tenant;
+  } catch {
+    return;
+  }
+  if (!kept?.silo) return;
+  const engine = (t: Tenant) => siloProfile(t.silo!.profile).database.engine;
+  if (engine(kept) !== engine(tenant)) {
+    throw new RequestRejected(
+      `onboard request: tenant "${tenant.id}" is restored from ${snapshot}, a snapshot of its ${engine(kept) === 'rds' ? 'RDS instance' : 'Aurora cluster'} (profile "${kept.silo.profile}"), which the requested profile "${tenant.silo.profile}" cannot restore: ask for "settings": { "profile": "${kept.silo.profile}" }; nothing was changed`,
+    );
+  }
 }

@@ -22,7 +22,7 @@ import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
 import { readItem, write } from './registry';
-import { executionEnded, failureReason, finalSnapshot, snapshotStatus } from './stacks';
+import { executionEnded, failureReason, finalSnapshot, SnapshotKind, snapshotStatus } from './stacks';
 
 export { DeploymentFailed, NotReady, RequestRejected };
 
@@ -50,7 +50,7 @@ export type Step =
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | { step: 'failureReason'; tenantId: string; error?: { Error?: string; Cause?: string } }
   | { step: 'finalSnapshot'; tenantId: string; execution: string }
-  | { step: 'snapshotStatus'; snapshotId: string }
+  | { step: 'snapshotStatus'; snapshotId: string; kind?: SnapshotKind }
   | {
       step: 'reconcile';
       executionArn: string;
@@ -91,7 +91,7 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
     case 'finalSnapshot':
       return held(event, 'offboarding').then((item) => finalSnapshot(item.tenantId));
     case 'snapshotStatus':
-      return snapshotStatus(event.snapshotId);
+      return snapshotStatus(event.snapshotId, event.kind);
     case 'reconcile':
       return reconcile(event);
     default:

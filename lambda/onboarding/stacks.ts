@@ -5,7 +5,13 @@ import {
   DescribeStackEventsCommand,
   DescribeStackResourcesCommand,
 } from '@aws-sdk/client-cloudformation';
-import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import {
+  CreateDBClusterSnapshotCommand,
+  CreateDBSnapshotCommand,
+  DescribeDBClusterSnapshotsCommand,
+  DescribeDBSnapshotsCommand,
+  RDSClient,
+} from '@aws-sdk/client-rds';
 import { tenantStackName } from '../../contracts';
 
 const cfn = new CloudFormationClient({});
@@ -47,37 +53,64 @@ function parseCause(cause: string): string {
   }
 }
 
+/** What a final snapshot is of: an RDS instance, or an Aurora cluster (the idle-friendly silo profile). */
+export type SnapshotKind = 'instance' | 'cluster';
+
 /**
- * A manual snapshot of a silo tenant's database, tagged as its offboarding snapshot, before its stack goes.
+ * A manual snapshot of a silo tenant's database, tagged as its offboarding snapshot, before its stack goes: of
+ * its Aurora cluster when it has one (Aurora snapshots are of the cluster), else of its RDS instance.
  * Deletion protection is not touched here: the stack lifts it itself (its `retire` deploy).
  */
 export async function finalSnapshot(tenantId: string): Promise<Record<string, unknown>> {
   const stackName = tenantStackName(tenantId);
-  const resources = await cfn.send(new DescribeStackResourcesCommand({ StackName: stackName }));
-  const db = (resources.StackResources ?? []).find((r) => r.ResourceType === 'AWS::RDS::DBInstance');
-  if (!db?.PhysicalResourceId) throw new Error(`${stackName} has no RDS instance to snapshot`);
+  const resources = (await cfn.send(new DescribeStackResourcesCommand({ StackName: stackName })))
+    .StackResources;
+  const cluster = resources?.find((r) => r.ResourceType === 'AWS::RDS::DBCluster');
+  const instance = resources?.find((r) => r.ResourceType === 'AWS::RDS::DBInstance');
+  const db = cluster ?? instance;
+  if (!db?.PhysicalResourceId)
+    throw new Error(`${stackName} has no database (RDS instance or Aurora cluster) to snapshot`);
   const snapshotId = `${tenantId}-final-${new Date()
     .toISOString()
     .replace(/[^0-9]/g, '')
     .slice(0, 14)}`;
+  const Tags = [
+    { Key: 'tenant-id', Value: tenantId },
+    { Key: 'purpose', Value: 'offboarding-final-snapshot' },
+  ];
+  if (cluster) {
+    await rds.send(
+      new CreateDBClusterSnapshotCommand({
+        DBClusterIdentifier: db.PhysicalResourceId,
+        DBClusterSnapshotIdentifier: snapshotId,
+        Tags,
+      }),
+    );
+    return { snapshotId, kind: 'cluster', dbClusterId: db.PhysicalResourceId };
+  }
   await rds.send(
     new CreateDBSnapshotCommand({
       DBInstanceIdentifier: db.PhysicalResourceId,
       DBSnapshotIdentifier: snapshotId,
-      Tags: [
-        { Key: 'tenant-id', Value: tenantId },
-        { Key: 'purpose', Value: 'offboarding-final-snapshot' },
-      ],
+      Tags,
     }),
   );
-  return { snapshotId, dbInstanceId: db.PhysicalResourceId };
+  return { snapshotId, kind: 'instance', dbInstanceId: db.PhysicalResourceId };
 }
 
-export async function snapshotStatus(snapshotId: string): Promise<Record<string, unknown>> {
-  const r = await rds.send(new DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: snapshotId }));
-  const status = r.DBSnapshots?.[0]?.Status ?? 'unknown';
-  if (status === 'failed') throw new Error(`final snapshot ${snapshotId} failed`);
-  return { snapshotId, available: status === 'available', status };
+export async function snapshotStatus(
+  snapshotId: string,
+  kind: SnapshotKind = 'instance',
+): Promise<Record<string, unknown>> {
+  const status =
+    kind === 'cluster'
+      ? (await rds.send(new DescribeDBClusterSnapshotsCommand({ DBClusterSnapshotIdentifier: snapshotId })))
+          .DBClusterSnapshots?.[0]?.Status
+      : (await rds.send(new DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: snapshotId })))
+          .DBSnapshots?.[0]?.Status;
+  const state = status ?? 'unknown';
+  if (state === 'failed') throw new Error(`final snapshot ${snapshotId} failed`);
+  return { snapshotId, available: state === 'available', status: state };
 }
 
 /** How a workflow execution ended (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), or undefined while it runs. */

@@ -13,6 +13,8 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { HEALTH_PATH, IsolationModel, ssmNames, TenantPhase, wafLogGroupPrefix } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { apiContainerImage, ApiImageRef, cpuArchitecture } from './api-image';
+import { APP_SUBNETS } from './network';
+import { SiloEgress } from '../silo-profiles';
 import { scaleOnLoad, tenantMetrics } from './api-operations';
 import { EncryptedLogGroup, stackLogGroupName } from './encrypted-log-group';
 
@@ -62,6 +64,13 @@ export interface ApiServiceProps {
    * @default - four times desiredCount
    */
   readonly maxCount?: number;
+  /**
+   * `nat-per-az`: tasks in the private `app` tier, out through the VPC's NAT gateways. `task-public-ip`: tasks in
+   * the public tier with a public IPv4 address each (the VPC has no NAT gateway); their security group admits the
+   * load balancer only, so the address only lets them call out.
+   * @default 'nat-per-az'
+   */
+  readonly egress?: SiloEgress;
 }
 
 /** Why a stack in a lifecycle phase other than `steady` has no deletion protection (shared with the database). */
@@ -95,6 +104,7 @@ export class ApiService extends Construct {
     const disposable = props.disposable ?? false;
     const phase = props.phase ?? 'steady';
     const protect = !disposable && phase === 'steady';
+    const publicTasks = props.egress === 'task-public-ip';
     const removalPolicy = disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 
     const cluster = new ecs.Cluster(this, 'Cluster', {
@@ -132,9 +142,9 @@ export class ApiService extends Construct {
       taskDefinition: this.taskDefinition,
       // No DesiredCount in the template: autoscaling owns the count (its minimum is desiredCount). With one in the
       // template, every service update (a release, a rollback) would reset a scaled-out service to it.
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      vpcSubnets: publicTasks ? { subnetType: ec2.SubnetType.PUBLIC } : APP_SUBNETS,
       securityGroups: [this.securityGroup],
-      assignPublicIp: false,
+      assignPublicIp: publicTasks,
       circuitBreaker: { rollback: true },
       minHealthyPercent: 100,
       enableExecuteCommand: false,

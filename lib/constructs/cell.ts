@@ -9,10 +9,11 @@ import { RUNTIME_ROLES } from '../../db/roles';
 import { LATEST_VERSION } from '../../db/migrations';
 import { ApiService } from './api-service';
 import { DataKey } from './data-key';
-import { Database } from './database';
+import { CellDatabase, Database } from './database';
+import { ServerlessDatabase } from './serverless-database';
+import { SiloEgress } from '../silo-profiles';
 import { Network } from './network';
 import { Backup } from './backup-plan';
-import * as backup from 'aws-cdk-lib/aws-backup';
 import { TenantProvisioner } from './tenant-provisioner';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1 } from '../nag';
 import { ApiImageRef } from './api-image';
@@ -48,6 +49,28 @@ export interface CellProps {
   readonly multiAz?: boolean;
   /** @default 14 */
   readonly backupRetentionDays?: number;
+  /** RDS storage in GiB (it grows automatically up to 4x). @default 50 */
+  readonly storageGiB?: number;
+  /**
+   * An Aurora PostgreSQL Serverless v2 cluster instead of an RDS instance (`instanceClass` and `multiAz` then
+   * do not apply).
+   * @default - an RDS PostgreSQL instance
+   */
+  readonly serverless?: {
+    readonly minAcu: number;
+    readonly maxAcu: number;
+    readonly autoPauseMinutes: number;
+  };
+  /**
+   * How the API tasks and the provisioner reach AWS APIs (lib/silo-profiles.ts `SiloEgress`).
+   * @default 'nat-per-az'
+   */
+  readonly egress?: SiloEgress;
+  /**
+   * The API's minimum task count and task size.
+   * @default { count: 2, cpu: 512, memoryMiB: 1024 }
+   */
+  readonly tasks?: { readonly count: number; readonly cpu: number; readonly memoryMiB: number };
   /** @default false - data, keys and logs are retained when the stack is destroyed */
   readonly disposable?: boolean;
   /**
@@ -66,7 +89,7 @@ export interface CellProps {
 export class Cell extends Construct {
   readonly key: DataKey;
   readonly network: Network;
-  readonly database: Database;
+  readonly database: CellDatabase;
   /** Where the cell's alarms go. */
   readonly alarmTopic: sns.Topic;
   /** The key tenant context credentials are signed and verified with (db/context.ts). */
@@ -90,11 +113,13 @@ export class Cell extends Construct {
     }
     const disposable = props.disposable ?? false;
     this.key = new DataKey(this, 'DataKey', { description: props.description, disposable });
+    const egress = props.egress ?? 'nat-per-az';
     this.network = new Network(this, 'Network', {
       cidr: props.cidr,
       ipamPoolId: props.ipamPoolId,
       key: this.key.key,
       disposable,
+      egress,
     });
     const vpc = this.network.vpc;
     // The cell's alarms (the database's memory, ...): subscribe the on-call to this topic.
@@ -104,17 +129,23 @@ export class Cell extends Construct {
       enforceSSL: true,
     });
     this.key.allowCloudWatchAlarms();
-    this.database = new Database(this, 'Database', {
+    const common = {
       vpc,
       alarmTopic: this.alarmTopic,
       key: this.key.key,
-      instanceClass: props.instanceClass,
-      multiAz: props.multiAz,
       backupRetentionDays: props.backupRetentionDays,
       disposable,
       phase: props.phase,
       snapshotIdentifier: props.snapshotIdentifier,
-    });
+    };
+    this.database = props.serverless
+      ? new ServerlessDatabase(this, 'Database', { ...common, ...props.serverless })
+      : new Database(this, 'Database', {
+          ...common,
+          instanceClass: props.instanceClass,
+          multiAz: props.multiAz,
+          allocatedStorageGiB: props.storageGiB,
+        });
 
     // The tenant context key (db/context.ts): the database verifies every unit of work's credential with it, so
     // the API (which signs credentials) and the provisioner (which installs it at bootstrap) hold it, nobody
@@ -151,8 +182,12 @@ export class Cell extends Construct {
       disposable,
       phase: props.phase,
       alarmTopic: this.alarmTopic,
+      egress,
+      desiredCount: props.tasks?.count,
+      cpu: props.tasks?.cpu,
+      memoryLimitMiB: props.tasks?.memoryMiB,
       environment: {
-        DB_HOST: this.database.instance.dbInstanceEndpointAddress,
+        DB_HOST: this.database.endpointAddress,
         DB_PORT: String(this.database.port),
         DB_NAME: this.database.databaseName,
         DB_USER: runtimeRole,
@@ -161,6 +196,9 @@ export class Cell extends Construct {
         USER_POOL_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolId),
         USER_POOL_CLIENT_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolClientId),
         ...(props.siloTenantId ? { SILO_TENANT_ID: props.siloTenantId } : {}),
+        // A database that pauses when idle: health checks must not wake it (service/src/db-health.ts), and the
+        // first connection after a pause waits for it to resume (about 15 s) instead of failing after 3 s.
+        ...(props.serverless?.minAcu === 0 ? { DB_IDLE_PROBES: 'off', DB_CONNECT_TIMEOUT_MS: '30000' } : {}),
       },
       secrets: { CONTEXT_KEY: ecs.Secret.fromSecretsManager(this.contextKey) },
     });
@@ -175,11 +213,11 @@ export class Cell extends Construct {
     if (!disposable) {
       this.backup = new Backup(this, 'Backup', {
         key: this.key.key,
-        resources: [backup.BackupResource.fromRdsDatabaseInstance(this.database.instance)],
+        resources: [this.database.backupResource],
       });
     }
     // The API signs in as its runtime role with a short-lived IAM token: no password exists for it.
-    this.database.instance.grantConnect(this.api.taskDefinition.taskRole, runtimeRole);
+    this.database.grantConnect(this.api.taskDefinition.taskRole, runtimeRole);
 
     this.provisioner = new TenantProvisioner(this, 'Provisioner', {
       vpc,
@@ -190,6 +228,7 @@ export class Cell extends Construct {
       tenantId: props.siloTenantId,
       contextKey: this.contextKey,
       disposable,
+      ipv6Egress: this.network.ipv6Egress,
     });
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {
       serviceToken: this.provisioner.serviceToken,

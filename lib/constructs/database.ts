@@ -7,6 +7,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as rds from 'aws-cdk-lib/aws-rds';
 import * as sns from 'aws-cdk-lib/aws-sns';
+import * as backup from 'aws-cdk-lib/aws-backup';
 import { TenantPhase } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { PHASE_REASONS } from './api-service';
@@ -57,13 +58,44 @@ export interface DatabaseProps {
 export const POSTGRES_VERSION = rds.PostgresEngineVersion.VER_18;
 
 /**
+ * A cell's database, whatever runs it (an RDS instance, or an Aurora Serverless v2 cluster for the idle-friendly
+ * silo profile): what the API, the provisioner and the backup plan need of it.
+ */
+export interface CellDatabase {
+  readonly securityGroup: ec2.SecurityGroup;
+  /** The Secrets Manager secret that RDS manages for the master user. */
+  readonly secretArn: string;
+  readonly port: number;
+  readonly databaseName: string;
+  /** The host name the API and the provisioner connect to (the writer). */
+  readonly endpointAddress: string;
+  /** What AWS Backup selects (the instance, or the cluster: Aurora is backed up as a cluster). */
+  readonly backupResource: backup.BackupResource;
+  /** Admits PostgreSQL connections from `peer`'s security group, and nothing else. */
+  allowFrom(peer: ec2.ISecurityGroup, description: string): void;
+  /** Lets `grantee` sign in as `user` with a short-lived IAM token (rds-db:connect). */
+  grantConnect(grantee: iam.IGrantable, user: string): void;
+}
+
+/** The parameters every cell's PostgreSQL runs with, RDS or Aurora. */
+export const SERVER_PARAMETERS: Readonly<Record<string, string>> = {
+  'rds.force_ssl': '1',
+  ssl_min_protocol_version: 'TLSv1.2',
+  password_encryption: 'scram-sha-256',
+  log_connections: '1',
+  log_disconnections: '1',
+  log_statement: 'ddl',
+  log_min_duration_statement: '1000',
+};
+
+/**
  * An RDS PostgreSQL instance locked down for tenant data: isolated subnets, not public, storage and master
  * secret encrypted with the cell's key, TLS enforced by the server (`rds.force_ssl`), IAM authentication,
  * enhanced monitoring, logs exported, and a master password that RDS itself rotates in Secrets Manager.
  *
  * Its security group admits nobody: callers are allowed in one by one with `allowFrom`.
  */
-export class Database extends Construct {
+export class Database extends Construct implements CellDatabase {
   readonly instance: rds.DatabaseInstance;
   readonly securityGroup: ec2.SecurityGroup;
   /** The Secrets Manager secret that RDS manages for the master user. */
@@ -84,15 +116,7 @@ export class Database extends Construct {
     const parameterGroup = new rds.ParameterGroup(this, 'Parameters', {
       engine,
       description: 'TLS only, SCRAM passwords, connection and DDL audit logging',
-      parameters: {
-        'rds.force_ssl': '1',
-        ssl_min_protocol_version: 'TLSv1.2',
-        password_encryption: 'scram-sha-256',
-        log_connections: '1',
-        log_disconnections: '1',
-        log_statement: 'ddl',
-        log_min_duration_statement: '1000',
-      },
+      parameters: { ...SERVER_PARAMETERS },
     });
     this.instance = new rds.DatabaseInstance(this, 'Instance', {
       engine,
@@ -198,9 +222,20 @@ export class Database extends Construct {
     }
   }
 
-  /** Admits PostgreSQL connections from `peer`'s security group, and nothing else. */
+  get endpointAddress(): string {
+    return this.instance.dbInstanceEndpointAddress;
+  }
+
+  get backupResource(): backup.BackupResource {
+    return backup.BackupResource.fromRdsDatabaseInstance(this.instance);
+  }
+
   allowFrom(peer: ec2.ISecurityGroup, description: string): void {
     this.securityGroup.addIngressRule(peer, ec2.Port.tcp(this.port), description);
+  }
+
+  grantConnect(grantee: iam.IGrantable, user: string): void {
+    this.instance.grantConnect(grantee, user);
   }
 }
 

@@ -1,8 +1,12 @@
 import { Construct } from 'constructs';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import { ack, childOfType, HIPAA_AND_NIST } from '../nag';
+import { ack, HIPAA_AND_NIST } from '../nag';
 import { EncryptedLogGroup } from './encrypted-log-group';
+import { SiloEgress } from '../silo-profiles';
+
+/** Where the provisioner's functions run, whatever the egress: the `app` tier. */
+export const APP_SUBNETS: ec2.SubnetSelection = { subnetGroupName: 'app' };
 
 /** The size of a VPC allocated from an IPAM pool: a /20 holds three /24 tiers in two AZs with room to grow. */
 export const SILO_VPC_NETMASK = 20;
@@ -39,6 +43,13 @@ export interface NetworkProps {
   readonly natGateways?: number;
   /** @default false - flow logs are retained */
   readonly disposable?: boolean;
+  /**
+   * `nat-per-az`: the `app` tier has a route out through NAT gateways. `task-public-ip`: no NAT gateway; the API
+   * tasks run in the public tier with public addresses (ApiService); the VPC is dual-stack and the `app` tier's
+   * only route out is IPv6 through an egress-only internet gateway (the provisioner's way to Secrets Manager).
+   * @default 'nat-per-az'
+   */
+  readonly egress?: SiloEgress;
 }
 
 /**
@@ -48,12 +59,18 @@ export interface NetworkProps {
  */
 export class Network extends Construct {
   readonly vpc: ec2.Vpc;
+  /** Whether the `app` tier's functions must be allowed IPv6 out (the VPC has no NAT gateway). */
+  readonly ipv6Egress: boolean;
 
   constructor(scope: Construct, id: string, props: NetworkProps) {
     super(scope, id);
     if ((props.cidr === undefined) === (props.ipamPoolId === undefined)) {
       throw new Error(`Network ${id}: give exactly one of cidr and ipamPoolId`);
     }
+    const publicTasks = props.egress === 'task-public-ip';
+    this.ipv6Egress = publicTasks;
+    // Nothing gets an address it did not ask for: the provisioner's functions ask for IPv6 themselves.
+    const noIpv6AutoAssign = publicTasks ? { ipv6AssignAddressOnCreation: false } : {};
     this.vpc = new ec2.Vpc(this, 'Vpc', {
       ipAddresses: props.cidr
         ? ec2.IpAddresses.cidr(props.cidr)
@@ -63,7 +80,9 @@ export class Network extends Construct {
             defaultSubnetIpv4NetmaskLength: 24,
           }),
       maxAzs: props.maxAzs ?? 2,
-      natGateways: props.natGateways ?? props.maxAzs ?? 2,
+      // Without NAT gateways, the isolated `app` tier's only way out is IPv6 (see the egress-only gateway below).
+      ipProtocol: publicTasks ? ec2.IpProtocol.DUAL_STACK : ec2.IpProtocol.IPV4_ONLY,
+      natGateways: publicTasks ? 0 : (props.natGateways ?? props.maxAzs ?? 2),
       // S3 (image layers, access logs) and DynamoDB (the registry) without the NAT gateways: free, and in every AZ.
       gatewayEndpoints: {
         S3: { service: ec2.GatewayVpcEndpointAwsService.S3 },
@@ -71,9 +90,20 @@ export class Network extends Construct {
       },
       restrictDefaultSecurityGroup: true,
       subnetConfiguration: [
-        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24, mapPublicIpOnLaunch: false },
-        { name: 'app', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 24 },
-        { name: 'data', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
+        {
+          name: 'public',
+          subnetType: ec2.SubnetType.PUBLIC,
+          cidrMask: 24,
+          mapPublicIpOnLaunch: false,
+          ...noIpv6AutoAssign,
+        },
+        {
+          name: 'app',
+          subnetType: publicTasks ? ec2.SubnetType.PRIVATE_ISOLATED : ec2.SubnetType.PRIVATE_WITH_EGRESS,
+          cidrMask: 24,
+          ...noIpv6AutoAssign,
+        },
+        { name: 'data', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24, ...noIpv6AutoAssign },
       ],
     });
     const logGroup = new EncryptedLogGroup(this, 'FlowLogs', {
@@ -84,12 +114,29 @@ export class Network extends Construct {
       destination: ec2.FlowLogDestination.toCloudWatchLogs(logGroup),
       trafficType: ec2.FlowLogTrafficType.ALL,
     });
-    for (const subnet of this.vpc.publicSubnets) {
-      ack(
-        childOfType(subnet, ec2.CfnRoute),
-        HIPAA_AND_NIST('VPCNoUnrestrictedRouteToIGW'),
-        'The public tier holds only the internet-facing load balancer and the NAT gateway; the API tasks and the database sit in private and isolated subnets with no route to the internet gateway.',
+    if (publicTasks) {
+      // The provisioner's way out: IPv6 only, through an egress-only gateway (nothing can connect in). Secrets
+      // Manager's regional endpoint is dual-stack; DynamoDB and S3 are reached through the gateway endpoints;
+      // CloudFormation is answered by the provider framework's function, which runs outside the VPC.
+      // A dual-stack VPC comes with an egress-only gateway; only the `app` tier gets a route to it.
+      const eigw = this.vpc.node.children.find(
+        (c): c is ec2.CfnEgressOnlyInternetGateway => c instanceof ec2.CfnEgressOnlyInternetGateway,
       );
+      if (!eigw) throw new Error(`Network ${id}: the dual-stack VPC has no egress-only internet gateway`);
+      for (const subnet of this.vpc.selectSubnets(APP_SUBNETS).subnets) {
+        (subnet as ec2.Subnet).addIpv6DefaultEgressOnlyInternetRoute(eigw.attrId);
+      }
+    }
+    for (const subnet of this.vpc.publicSubnets) {
+      // IPv4 and, in a dual-stack VPC, IPv6 to the internet gateway: the same tier, the same reason.
+      for (const route of subnet.node.children.filter((c): c is ec2.CfnRoute => c instanceof ec2.CfnRoute))
+        ack(
+          route,
+          HIPAA_AND_NIST('VPCNoUnrestrictedRouteToIGW'),
+          publicTasks
+            ? 'The public tier holds the internet-facing load balancer and the API tasks (this silo profile has no NAT gateway): each task security group admits only the load balancer, so nothing on the internet can open a connection to a task; the database and the provisioner sit in isolated subnets with no route out.'
+            : 'The public tier holds only the internet-facing load balancer and the NAT gateway; the API tasks and the database sit in private and isolated subnets with no route to the internet gateway.',
+        );
     }
   }
 }

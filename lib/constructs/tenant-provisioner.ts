@@ -10,7 +10,8 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { IsolationModel } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
-import { Database } from './database';
+import { CellDatabase } from './database';
+import { APP_SUBNETS } from './network';
 import { EncryptedLogGroup } from './encrypted-log-group';
 import { RegistryRef, registryStatements } from './registry-access';
 
@@ -20,7 +21,7 @@ export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
 export interface TenantProvisionerProps {
   readonly vpc: ec2.IVpc;
   /** The database this provisioner creates tenants in; its security group admits the handler. */
-  readonly database: Database;
+  readonly database: CellDatabase;
   /** Encrypts the handler's logs and environment, and decrypts the database secret. */
   readonly key: kms.IKey;
   /** The model of the cell: which custom resources the handler accepts. */
@@ -36,6 +37,11 @@ export interface TenantProvisionerProps {
   readonly tenantId?: string;
   /** @default false */
   readonly disposable?: boolean;
+  /**
+   * The VPC has no NAT gateway: the functions go out over IPv6 only (Network.ipv6Egress).
+   * @default false
+   */
+  readonly ipv6Egress?: boolean;
 }
 
 /**
@@ -58,6 +64,8 @@ export class TenantProvisioner extends Construct {
       vpc: props.vpc,
       description: 'Tenant provisioner: PostgreSQL, and HTTPS to Secrets Manager and DynamoDB',
       allowAllOutbound: true,
+      // In a cell without NAT gateways its only way out is IPv6 (Network.ipv6Egress).
+      allowAllIpv6Outbound: props.ipv6Egress ?? false,
     });
     props.database.allowFrom(this.securityGroup, 'tenant provisioner');
 
@@ -83,7 +91,8 @@ export class TenantProvisioner extends Construct {
       timeout,
       role,
       vpc: props.vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      vpcSubnets: APP_SUBNETS,
+      ...(props.ipv6Egress ? { ipv6AllowedForDualStack: true } : {}),
       securityGroups: [this.securityGroup],
       logGroup: functionLogs,
       environmentEncryption: props.key,
@@ -91,7 +100,7 @@ export class TenantProvisioner extends Construct {
         MODEL: props.model,
         // Its own stack: the only one whose bootstrap resource it serves.
         OWN_STACK: Stack.of(this).stackName,
-        DB_HOST: props.database.instance.dbInstanceEndpointAddress,
+        DB_HOST: props.database.endpointAddress,
         DB_PORT: String(props.database.port),
         DB_NAME: props.database.databaseName,
         DB_SECRET_ARN: props.database.secretArn,

@@ -6,6 +6,7 @@ import { CatalogError, parseTenant, Tenant, tenantRequestOf } from '../catalog';
 import { PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
 import { ApiImage, ApiImageRef } from './api-image';
 import { Cell, SCHEMA_VERSION } from './cell';
+import { siloProfile } from '../silo-profiles';
 
 /** The custom resource type that provisions a tenant of each model. */
 export const TENANT_RESOURCE_TYPES = {
@@ -87,6 +88,8 @@ export class TenantProvisioning extends Construct {
     let serviceToken: string;
     if (t.model === 'silo') {
       if (!t.silo) throw new Error(`TenantProvisioning ${id}: silo tenant "${t.id}" has no silo settings`);
+      const profile = siloProfile(t.silo.profile);
+      const db = profile.database;
       this.cell = new Cell(this, 'Cell', {
         model: 'silo',
         siloTenantId: t.id,
@@ -99,8 +102,11 @@ export class TenantProvisioning extends Construct {
                 ssm.StringParameter.valueForStringParameter(this, ssmNames.siloIpamPoolId),
             }),
         description: `Silo tenant ${t.id}: all of this tenant's data`,
-        instanceClass: t.silo.instanceClass,
-        multiAz: t.silo.multiAz,
+        ...(db.engine === 'rds'
+          ? { instanceClass: t.silo.instanceClass, multiAz: t.silo.multiAz, storageGiB: db.storageGiB }
+          : { serverless: { minAcu: db.minAcu, maxAcu: db.maxAcu, autoPauseMinutes: db.autoPauseMinutes } }),
+        egress: profile.egress,
+        tasks: profile.tasks,
         backupRetentionDays: t.silo.backupRetentionDays,
         disposable: t.deletionPolicy === 'destroy',
         phase: props.phase,

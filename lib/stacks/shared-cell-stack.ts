@@ -4,12 +4,18 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { ssmNames } from '../../contracts';
 import { ApiImageRef } from '../constructs/api-image';
 import { Cell } from '../constructs/cell';
+import { CellSize, cellSizeFor } from '../cell-size';
 
 export interface SharedCellStackProps extends StackProps {
   /** The VPC range; must not overlap any silo tenant's (the catalog checks). */
   readonly cidr: string;
   /** The release's API image (built by the Platform stack). */
   readonly image: ApiImageRef;
+  /**
+   * The database class and storage and the API's minimum task count (lib/cell-size.ts `cellSizeFor`).
+   * @default - the size for up to 100 tenants
+   */
+  readonly size?: CellSize;
 }
 
 /**
@@ -23,12 +29,21 @@ abstract class SharedCellStack extends Stack {
   protected constructor(
     scope: Construct,
     id: string,
-    model: 'pool' | 'bridge',
+    readonly model: 'pool' | 'bridge',
     description: string,
     props: SharedCellStackProps,
   ) {
     super(scope, id, props);
-    this.cell = new Cell(this, 'Cell', { model, cidr: props.cidr, image: props.image, description });
+    const size = props.size ?? cellSizeFor(model, 0);
+    this.cell = new Cell(this, 'Cell', {
+      model,
+      cidr: props.cidr,
+      image: props.image,
+      description,
+      instanceClass: size.instanceClass.replace(/^db\./, ''),
+      storageGiB: size.storageGb,
+      tasks: { count: size.tasks, cpu: 512, memoryMiB: 1024 },
+    });
     new ssm.StringParameter(this, 'ProvisionerServiceToken', {
       parameterName: ssmNames.provisionerServiceToken(model),
       stringValue: this.cell.provisioner.serviceToken,

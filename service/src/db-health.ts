@@ -12,6 +12,13 @@ export interface DatabaseHealthOptions {
   readonly probeEveryMs?: number;
   /** @default 120000 */
   readonly stuckAfterMs?: number;
+  /**
+   * Probe the database when nothing has told this task anything for `probeEveryMs`. Off for a database that
+   * pauses when idle (the idle-friendly silo profile's Aurora Serverless v2): a probe every few seconds from the
+   * health checks would keep it awake, and bill it, for ever. Readiness then comes from requests alone.
+   * @default true
+   */
+  readonly probeWhenIdle?: boolean;
   readonly now?: () => number;
 }
 
@@ -45,7 +52,8 @@ export class DatabaseHealth {
 
   /** Whether the database answers now (from the last outcome, or a probe when that is older than probeEveryMs). */
   async ready(): Promise<boolean> {
-    if (this.now() - this.lastOutcome < this.probeEveryMs) return this.failingSince === undefined;
+    if (this.options.probeWhenIdle === false || this.now() - this.lastOutcome < this.probeEveryMs)
+      return this.failingSince === undefined;
     this.probing ??= this.options
       .probe()
       .then(

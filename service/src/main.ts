@@ -96,6 +96,8 @@ async function main(): Promise<void> {
     ready: async () => {
       await pool.query('SELECT 1');
     },
+    // A database that pauses when idle is never woken by health checks (DB_IDLE_PROBES=off, set by its cell).
+    health: { probeWhenIdle: process.env.DB_IDLE_PROBES !== 'off' },
   });
   const close = async () => {
     await app.close();

@@ -89,7 +89,7 @@ describe('tenant catalog', () => {
     ]);
     expect(problems).toEqual([
       'tenant "acme": unknown field "plan": allowed fields are id, name, model, settings',
-      'tenant "globex": unknown field "settings.colour": allowed settings are deletionPolicy, hostname, tier, instanceClass, multiAz, backupRetentionDays, vpcCidr, restoredFromSnapshot',
+      'tenant "globex": unknown field "settings.colour": allowed settings are deletionPolicy, hostname, tier, profile, instanceClass, multiAz, backupRetentionDays, vpcCidr, restoredFromSnapshot',
       'tenant "hooli": field "model" is "shared": use one of "silo", "pool", "bridge"',
     ]);
   });

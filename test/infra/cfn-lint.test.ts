@@ -59,6 +59,19 @@ describe('cfn-lint', () => {
         model: 'silo',
         settings: { vpcCidr: '10.18.0.0/20', restoredFromSnapshot: 'restored-final-20261127100000' },
       },
+      { id: 'prod-silo', name: 'Production profile', model: 'silo', settings: { profile: 'production' } },
+      {
+        id: 'idle-silo',
+        name: 'Idle-friendly profile',
+        model: 'silo',
+        settings: { profile: 'idle-friendly' },
+      },
+      {
+        id: 'idle-back',
+        name: 'Idle-friendly, restored',
+        model: 'silo',
+        settings: { profile: 'idle-friendly', restoredFromSnapshot: 'idle-back-final-20261127100000' },
+      },
     ]);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cfn-lint-'));
     const files = fleet.stackNames().map((name) => {

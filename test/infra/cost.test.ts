@@ -3,6 +3,7 @@ import * as path from 'path';
 import {
   DEFAULT_USAGE,
   FREE_TYPES,
+  IDLE_USAGE,
   cellSizeFor,
   priceTemplate,
   resizeCell,
@@ -12,7 +13,7 @@ import {
   type Template,
 } from '../../lib/cost';
 import { unitCostChart } from '../../lib/cost-chart';
-import { synthFleet } from './fleet-helpers';
+import { SAMPLE_TENANTS, synthFleet } from './fleet-helpers';
 
 // A fixed price table, so the figures below are exact.
 const TABLE: PriceTable = {
@@ -49,6 +50,8 @@ const TABLE: PriceTable = {
     'dynamodb.onDemandMillionReads': 0.25,
     'dynamodb.onDemandMillionWrites': 1.25,
     's3.standardGbMonth': 0.02,
+    'aurora.serverlessV2AcuHour': 0.1,
+    'aurora.storageGbMonth': 0.2,
   },
 };
 
@@ -107,6 +110,64 @@ describe('pricing a template (lib/cost.ts)', () => {
     expect(Number(total(lines).toFixed(4))).toBe(58.7);
   });
 
+  test('an Aurora Serverless v2 cluster: its minimum capacity all month, the assumed use above it, storage as used', () => {
+    const cluster = (min: number): Template => ({
+      Resources: {
+        Cluster: {
+          Type: 'AWS::RDS::DBCluster',
+          Properties: {
+            ServerlessV2ScalingConfiguration: { MinCapacity: min, MaxCapacity: 4 },
+            ManageMasterUserPassword: true,
+          },
+        },
+        Writer: {
+          Type: 'AWS::RDS::DBInstance',
+          Properties: { DBInstanceClass: 'db.serverless', DBClusterIdentifier: { Ref: 'Cluster' } },
+        },
+        Params: { Type: 'AWS::RDS::DBClusterParameterGroup' },
+        Plan: { Type: 'AWS::Backup::BackupPlan' },
+      },
+    });
+    const usage = { ...DEFAULT_USAGE, auroraAcuHours: 40, auroraStorageGb: 10 };
+    expect(
+      priceTemplate('Silo', cluster(0), TABLE, usage).map((l) => [
+        l.what,
+        Number(l.monthly.toFixed(4)),
+        l.usage,
+      ]),
+    ).toEqual([
+      ['Aurora storage (10 GB)', 2, true], // 10 x 0.2
+      ['RDS-managed master secret', 0.4, false],
+      ['Aurora Serverless v2 use (40 ACU-hours)', 4, true], // 40 x 0.1
+      ['backup storage (1 x 10 GB)', 0.5, true], // the cluster's stored GB, not an allocation
+    ]);
+    // A cluster that never pauses pays its minimum every hour.
+    const min = priceTemplate('Silo', cluster(0.5), TABLE, usage).find((l) => l.what.includes('minimum'))!;
+    expect([min.what, Number(min.monthly.toFixed(4))]).toEqual(['Aurora Serverless v2 minimum (0.5 ACU)', 5]);
+    // Idle: no use above the minimum, a little storage.
+    expect(Number(total(priceTemplate('Silo', cluster(0), TABLE, IDLE_USAGE)).toFixed(4))).toBe(0.65);
+  });
+
+  test('tasks with public addresses pay for one IPv4 address each', () => {
+    const t: Template = {
+      Resources: {
+        Task: CELL.Resources.Task,
+        Service: {
+          Type: 'AWS::ECS::Service',
+          Properties: {
+            TaskDefinition: { Ref: 'Task' },
+            DesiredCount: 2,
+            NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'ENABLED' } },
+          },
+        },
+      },
+    };
+    expect(priceTemplate('Silo', t, TABLE).map((l) => [l.what, Number(l.monthly.toFixed(4))])).toEqual([
+      ['Fargate arm64 2 x (0.5 vCPU, 1 GB)', 4.8],
+      ['public IPv4 addresses of the tasks (2)', 2], // 2 x 0.01 x 100 h
+    ]);
+  });
+
   test('a service whose count autoscaling owns (no DesiredCount) is priced at its scalable target minimum', () => {
     const { DesiredCount: _omitted, ...service } = CELL.Resources.Service.Properties as Record<
       string,
@@ -151,8 +212,12 @@ describe('pricing a template (lib/cost.ts)', () => {
     );
   });
 
-  test('every resource type of the synthesized sample fleet is priced or known to be free', () => {
-    const fleet = synthFleet();
+  test('every resource type of the synthesized sample fleet, and of every silo profile, is priced or known to be free', () => {
+    const fleet = synthFleet([
+      ...SAMPLE_TENANTS,
+      { id: 'prod-silo', name: 'P', model: 'silo', settings: { profile: 'production' } },
+      { id: 'idle-silo', name: 'I', model: 'silo', settings: { profile: 'idle-friendly' } },
+    ]);
     const table = JSON.parse(
       fs.readFileSync(path.join(__dirname, '..', '..', 'lib', 'prices', 'us-east-1.json'), 'utf8'),
     ) as PriceTable;
@@ -164,9 +229,10 @@ describe('pricing a template (lib/cost.ts)', () => {
   });
 
   test('shared cells are sized by the stated rule, and resized templates price accordingly', () => {
-    expect(cellSizeFor(10)).toEqual({ instanceClass: 'db.t4g.medium', storageGb: 50, tasks: 2 });
-    expect(cellSizeFor(1000)).toEqual({ instanceClass: 'db.r6g.xlarge', storageGb: 200, tasks: 4 });
-    const big = priceTemplate('Cell', resizeCell(CELL, 1000), TABLE);
+    expect(cellSizeFor('pool', 10)).toEqual({ instanceClass: 'db.t4g.medium', storageGb: 50, tasks: 2 });
+    expect(cellSizeFor('pool', 1000)).toEqual({ instanceClass: 'db.m6g.large', storageGb: 200, tasks: 4 });
+    expect(cellSizeFor('bridge', 1000)).toEqual({ instanceClass: 'db.r6g.xlarge', storageGb: 200, tasks: 4 });
+    const big = priceTemplate('Cell', resizeCell(CELL, 'bridge', 1000), TABLE);
     expect(big.find((l) => l.what.startsWith('RDS PostgreSQL'))!.monthly).toBe(200); // 1 x 2 x 100 h
     expect(big.find((l) => l.what.startsWith('Fargate'))!.what).toBe('Fargate arm64 4 x (0.5 vCPU, 1 GB)');
   });

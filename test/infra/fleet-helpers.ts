@@ -45,13 +45,15 @@ export interface SynthesizedFleet {
 /** Builds and synthesizes a fleet (cdk-nag included: synth throws on any unacknowledged finding). */
 export function synthFleet(
   tenants: unknown[] = SAMPLE_TENANTS,
-  options: FleetOptions = {},
+  options: FleetOptions & { sharedCells?: unknown } = {},
 ): SynthesizedFleet {
   const app = newApp();
-  const fleet = buildFleet(app, parseCatalog({ tenants }, 'test catalog'), {
-    env: { region: 'us-east-1' },
-    ...options,
-  });
+  const { sharedCells, ...fleetOptions } = options;
+  const catalog = parseCatalog(
+    sharedCells === undefined ? { tenants } : { tenants, sharedCells },
+    'test catalog',
+  );
+  const fleet = buildFleet(app, catalog, { env: { region: 'us-east-1' }, ...fleetOptions });
   const assembly = app.synth();
   return {
     app,

@@ -9,7 +9,13 @@ import {
   DescribeTargetHealthCommand,
   ElasticLoadBalancingV2Client,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import {
+  CreateDBClusterSnapshotCommand,
+  CreateDBSnapshotCommand,
+  DescribeDBClusterSnapshotsCommand,
+  DescribeDBSnapshotsCommand,
+  RDSClient,
+} from '@aws-sdk/client-rds';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { LambdaFunctionURLEvent } from 'aws-lambda';
@@ -354,6 +360,46 @@ describe('offboarding workflow, executed', () => {
       .on(DescribeDBSnapshotsCommand)
       .resolvesOnce({ DBSnapshots: [{ Status: 'creating' }] })
       .resolves({ DBSnapshots: [{ Status: 'available' }] });
+  });
+
+  test('an idle-friendly silo (Aurora): the cluster is snapshotted and watched, then the same retire and destroy', async () => {
+    cfn.on(DescribeStackResourcesCommand).resolves({
+      StackResources: [
+        {
+          LogicalResourceId: 'Writer',
+          PhysicalResourceId: 'northwind-writer',
+          ResourceType: 'AWS::RDS::DBInstance',
+          ResourceStatus: 'CREATE_COMPLETE',
+          Timestamp: new Date(),
+        },
+        {
+          LogicalResourceId: 'Cluster',
+          PhysicalResourceId: 'northwind-cluster',
+          ResourceType: 'AWS::RDS::DBCluster',
+          ResourceStatus: 'CREATE_COMPLETE',
+          Timestamp: new Date(),
+        },
+      ],
+    });
+    rds.on(CreateDBClusterSnapshotCommand).resolves({});
+    rds
+      .on(DescribeDBClusterSnapshotsCommand)
+      .resolvesOnce({ DBClusterSnapshots: [{ Status: 'creating' }] })
+      .resolves({ DBClusterSnapshots: [{ Status: 'available' }] });
+    expect((await onboard({ tenantId: 'northwind', model: 'silo' })).status).toBe('SUCCEEDED');
+    builds = [];
+    const r = await offboard('northwind');
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path.filter((p) => p === 'SnapshotStatus')).toHaveLength(2);
+    expect(builds.map((b) => `${b.action}:${b.phase}`)).toEqual(['deploy:retire', 'destroy:retire']);
+    expect(rds.commandCalls(CreateDBClusterSnapshotCommand)[0].args[0].input.DBClusterIdentifier).toBe(
+      'northwind-cluster',
+    );
+    expect(rds.commandCalls(CreateDBSnapshotCommand)).toHaveLength(0);
+    expect(rds.commandCalls(DescribeDBSnapshotsCommand)).toHaveLength(0);
+    const item = await moto.get('northwind');
+    expect(item).toMatchObject({ status: 'offboarded', dataRetained: true });
+    expect(item!.finalSnapshotId).toMatch(/^northwind-final-/);
   });
 
   test('a silo tenant: final snapshot recorded, retire-phase deploy, destroy, offboarded with data kept', async () => {

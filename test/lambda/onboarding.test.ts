@@ -10,7 +10,13 @@ import {
   DescribeTargetHealthCommand,
   ElasticLoadBalancingV2Client,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { CreateDBSnapshotCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import {
+  CreateDBClusterSnapshotCommand,
+  CreateDBSnapshotCommand,
+  DescribeDBClusterSnapshotsCommand,
+  DescribeDBSnapshotsCommand,
+  RDSClient,
+} from '@aws-sdk/client-rds';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Moto, startMoto } from '../helpers/moto';
@@ -100,7 +106,7 @@ describe('begin: onboarding', () => {
     [{ settings: { deletionPolicy: 'destroy' } }, 'settings.deletionPolicy "destroy"'],
     [
       { settings: { instanceClass: 'r6g.16xlarge' } },
-      'settings.instanceClass "r6g.16xlarge" (outside t4g.medium, t4g.large, r6g.large, r7g.large)',
+      'settings.instanceClass "r6g.16xlarge" (outside t4g.small, t4g.medium, t4g.large, r6g.large, r7g.large)',
     ],
   ])(
     'a request outside the catalog rules (%j) needs an approver: refused from a requester, nothing written',
@@ -242,6 +248,36 @@ describe('begin: onboarding', () => {
     const kept = JSON.parse((await moto.get('northwind'))!.request!);
     expect(kept).not.toHaveProperty('restore');
     expect(kept.settings).toEqual({ restoredFromSnapshot: 'northwind-final-20261127100000' });
+  });
+
+  test('a final snapshot comes back only into the engine it was taken of (an Aurora cluster snapshot needs its profile)', async () => {
+    await moto.put({
+      tenantId: 'northwind',
+      model: 'silo',
+      status: 'offboarded',
+      dataRetained: true,
+      finalSnapshotId: 'northwind-final-20261127100000',
+      request: JSON.stringify({
+        id: 'northwind',
+        name: 'N',
+        model: 'silo',
+        settings: { profile: 'idle-friendly' },
+      }),
+    });
+    await expect(begin({ tenantId: 'northwind', model: 'silo', restore: true })).rejects.toThrow(
+      'tenant "northwind" is restored from northwind-final-20261127100000, a snapshot of its Aurora cluster (profile "idle-friendly"), which the requested profile "standard" cannot restore: ask for "settings": { "profile": "idle-friendly" }; nothing was changed',
+    );
+    expect(await moto.get('northwind')).toMatchObject({ status: 'offboarded' });
+    const r = await begin({
+      tenantId: 'northwind',
+      model: 'silo',
+      restore: true,
+      settings: { profile: 'idle-friendly' },
+    });
+    expect(JSON.parse(r.tenantRequest as string).settings).toEqual({
+      profile: 'idle-friendly',
+      restoredFromSnapshot: 'northwind-final-20261127100000',
+    });
   });
 
   test('a disposable tenant whose data was deleted cannot be restored', async () => {
@@ -675,6 +711,61 @@ describe('finalSnapshot', () => {
         available: true,
       },
     );
+  });
+});
+
+describe('finalSnapshot of an Aurora silo (the idle-friendly profile)', () => {
+  test('snapshots the cluster, not its writer instance, tagged the same way, and watches the cluster snapshot', async () => {
+    cfn.on(DescribeStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({
+      StackResources: [
+        {
+          LogicalResourceId: 'CellDatabaseClusterWriter',
+          PhysicalResourceId: 'tenant-northwind-writer',
+          ResourceType: 'AWS::RDS::DBInstance',
+          ResourceStatus: 'CREATE_COMPLETE',
+          Timestamp: new Date(),
+        },
+        {
+          LogicalResourceId: 'CellDatabaseCluster',
+          PhysicalResourceId: 'tenant-northwind-cluster',
+          ResourceType: 'AWS::RDS::DBCluster',
+          ResourceStatus: 'CREATE_COMPLETE',
+          Timestamp: new Date(),
+        },
+      ],
+    });
+    rds.on(CreateDBClusterSnapshotCommand).resolves({});
+    await moto.put({ tenantId: 'northwind', model: 'silo', status: 'offboarding', lock: EXEC_A });
+    const r = await steps.handler({ step: 'finalSnapshot', tenantId: 'northwind', execution: EXEC_A });
+    expect(r).toMatchObject({ kind: 'cluster', dbClusterId: 'tenant-northwind-cluster' });
+    expect(r.snapshotId).toMatch(/^northwind-final-\d{14}$/);
+    expect(rds.commandCalls(CreateDBClusterSnapshotCommand)[0].args[0].input).toEqual({
+      DBClusterIdentifier: 'tenant-northwind-cluster',
+      DBClusterSnapshotIdentifier: r.snapshotId,
+      Tags: [
+        { Key: 'tenant-id', Value: 'northwind' },
+        { Key: 'purpose', Value: 'offboarding-final-snapshot' },
+      ],
+    });
+    expect(rds.calls().map((c) => c.args[0].constructor.name)).toEqual(['CreateDBClusterSnapshotCommand']);
+
+    const status = () =>
+      steps.handler({ step: 'snapshotStatus', snapshotId: r.snapshotId as string, kind: 'cluster' });
+    rds.on(DescribeDBClusterSnapshotsCommand).resolves({ DBClusterSnapshots: [{ Status: 'creating' }] });
+    expect(await status()).toMatchObject({ available: false, status: 'creating' });
+    rds.on(DescribeDBClusterSnapshotsCommand).resolves({ DBClusterSnapshots: [{ Status: 'available' }] });
+    expect(await status()).toMatchObject({ available: true });
+    rds.on(DescribeDBClusterSnapshotsCommand).resolves({ DBClusterSnapshots: [{ Status: 'failed' }] });
+    await expect(status()).rejects.toThrow(`final snapshot ${r.snapshotId as string} failed`);
+    expect(rds.commandCalls(DescribeDBSnapshotsCommand)).toHaveLength(0);
+  });
+
+  test('a stack with no database is an error naming the stack', async () => {
+    cfn.on(DescribeStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({ StackResources: [] });
+    await moto.put({ tenantId: 'northwind', model: 'silo', status: 'offboarding', lock: EXEC_A });
+    await expect(
+      steps.handler({ step: 'finalSnapshot', tenantId: 'northwind', execution: EXEC_A }),
+    ).rejects.toThrow('Tenant-northwind has no database (RDS instance or Aurora cluster) to snapshot');
   });
 });
 

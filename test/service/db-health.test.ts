@@ -6,13 +6,14 @@ describe('DatabaseHealth', () => {
   let now = 0;
   let probes = 0;
   let probeFails = false;
-  const health = () =>
+  const health = (probeWhenIdle?: boolean) =>
     new DatabaseHealth({
       probe: async () => {
         probes++;
         if (probeFails) throw new Error('down');
       },
       now: () => now,
+      ...(probeWhenIdle === undefined ? {} : { probeWhenIdle }),
     });
   beforeEach(() => {
     now = 1_000_000;
@@ -32,6 +33,22 @@ describe('DatabaseHealth', () => {
     now += 4000;
     expect(await h.ready()).toBe(true);
     expect(probes).toBe(1);
+  });
+
+  test('for a database that pauses when idle, no health check ever queries it: readiness comes from requests alone', async () => {
+    const h = health(false);
+    for (let i = 0; i < 100; i++) {
+      now += 30000; // the container health check, every 30 s, for 50 minutes
+      expect(await h.ready()).toBe(true);
+    }
+    expect(probes).toBe(0);
+    h.failed();
+    expect(await h.ready()).toBe(false);
+    now += 130000;
+    expect(h.stuck()).toBe(true); // requests still tell it when the database stays out of reach
+    h.succeeded();
+    expect(await h.ready()).toBe(true);
+    expect(probes).toBe(0);
   });
 
   test('a failure makes it unready at once; a success ready again', async () => {

@@ -244,7 +244,11 @@ export class OnboardingWorkflow extends Construct {
     const snapshotStatus = onError(
       this.step(
         'SnapshotStatus',
-        { step: 'snapshotStatus', snapshotId: sfn.JsonPath.stringAt('$.snapshot.snapshotId') },
+        {
+          step: 'snapshotStatus',
+          snapshotId: sfn.JsonPath.stringAt('$.snapshot.snapshotId'),
+          kind: sfn.JsonPath.stringAt('$.snapshot.kind'),
+        },
         '$.snapshotState',
       ),
     );

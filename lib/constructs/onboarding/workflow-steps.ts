@@ -117,35 +117,37 @@ export class WorkflowSteps extends Construct {
       }),
     );
     // Final snapshots: only of silo tenant databases (tagged by the tenant stack), only as offboarding snapshots.
-    // Nothing here may modify a database: deletion protection is lifted by the tenant's own stack.
+    // Nothing here may modify a database: deletion protection is lifted by the tenant's own stack. An Aurora
+    // database (the idle-friendly silo profile) is snapshotted as a cluster.
+    const rdsArn = (resource: string) =>
+      stack.formatArn({
+        service: 'rds',
+        resource,
+        resourceName: '*',
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      });
+    const anyClusterSnapshot = rdsArn('cluster-snapshot');
     grant(
       new iam.PolicyStatement({
         sid: 'SnapshotSiloDatabases',
-        actions: ['rds:CreateDBSnapshot'],
-        resources: [
-          stack.formatArn({
-            service: 'rds',
-            resource: 'db',
-            resourceName: '*',
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-        ],
+        actions: ['rds:CreateDBSnapshot', 'rds:CreateDBClusterSnapshot'],
+        resources: [rdsArn('db'), rdsArn('cluster')],
         conditions: { StringEquals: { 'aws:ResourceTag/isolation-model': 'silo' } },
       }),
     );
     grant(
       new iam.PolicyStatement({
         sid: 'CreateTaggedFinalSnapshots',
-        actions: ['rds:CreateDBSnapshot', 'rds:AddTagsToResource'],
-        resources: [anySnapshot],
+        actions: ['rds:CreateDBSnapshot', 'rds:CreateDBClusterSnapshot', 'rds:AddTagsToResource'],
+        resources: [anySnapshot, anyClusterSnapshot],
         conditions: { StringEquals: { 'aws:RequestTag/purpose': 'offboarding-final-snapshot' } },
       }),
     );
     grant(
       new iam.PolicyStatement({
         sid: 'WatchFinalSnapshots',
-        actions: ['rds:DescribeDBSnapshots'],
-        resources: [anySnapshot],
+        actions: ['rds:DescribeDBSnapshots', 'rds:DescribeDBClusterSnapshots'],
+        resources: [anySnapshot, anyClusterSnapshot],
       }),
     );
     this.acknowledge();
@@ -229,6 +231,10 @@ export class WorkflowSteps extends Construct {
         'Snapshots only instances tagged isolation-model=silo (condition), at offboarding; it can modify no instance.',
       ],
       [
+        arn('rds:{region}:<AWS::AccountId>:cluster:*'),
+        'Snapshots only Aurora clusters tagged isolation-model=silo (condition), at offboarding; it can modify no cluster.',
+      ],
+      [
         arn('ecs:{region}:<AWS::AccountId>:service/*'),
         "Reads the state of API services (DescribeServices only) to decide when a new tenant's service is ready.",
       ],
@@ -239,6 +245,10 @@ export class WorkflowSteps extends Construct {
       [
         arn('rds:{region}:<AWS::AccountId>:snapshot:*'),
         'Create only snapshots tagged purpose=offboarding-final-snapshot (condition), and watch their status.',
+      ],
+      [
+        arn('rds:{region}:<AWS::AccountId>:cluster-snapshot:*'),
+        'Create only cluster snapshots tagged purpose=offboarding-final-snapshot (condition), and watch their status.',
       ],
       ...ssmNames.readinessPatterns.map((pattern): [string, string] => [
         arn(`ssm:{region}:<AWS::AccountId>:parameter/${pattern}`),

@@ -1,0 +1,47 @@
+/**
+ * How a shared cell is sized for its tenant count (the README's "Shared cells" rule): its database instance
+ * class and storage, and its API's minimum task count. Cells are Multi-AZ at every size. The rule assumes the
+ * sample workload of `npm run bench:api` (small B2B tenants averaging well under one request a second each):
+ * a fleet with heavier tenants plans for more with `sharedCells.<model>.plannedTenants` in the catalog.
+ *
+ * - pool: tenants share tables, so the database grows with total load, not with the tenant count: general-
+ *   purpose Graviton classes.
+ * - bridge: every backend caches the catalog entries of each schema it touched (README: sizing a bridge
+ *   cell), so memory grows with the tenant count: memory-optimized classes from 100 tenants on.
+ *
+ * This module imports nothing from aws-cdk-lib: the cost report and the fleet share it.
+ */
+export type SharedModel = 'pool' | 'bridge';
+
+export interface CellSize {
+  /** RDS instance class, with the `db.` prefix. */
+  readonly instanceClass: string;
+  readonly storageGb: number;
+  /** The API service's minimum task count (autoscaling adds up to 4x). */
+  readonly tasks: number;
+}
+
+const CLASS_STEPS: Readonly<Record<SharedModel, readonly (readonly [number, string])[]>> = {
+  pool: [
+    [100, 'db.t4g.medium'],
+    [1000, 'db.m6g.large'],
+    [3000, 'db.m6g.xlarge'],
+    [Infinity, 'db.m6g.2xlarge'],
+  ],
+  bridge: [
+    [100, 'db.t4g.medium'],
+    [300, 'db.r6g.large'],
+    [1000, 'db.r6g.xlarge'],
+    [Infinity, 'db.r6g.2xlarge'],
+  ],
+};
+
+export function cellSizeFor(model: SharedModel, tenants: number): CellSize {
+  const instanceClass = CLASS_STEPS[model].find(([upTo]) => tenants <= upTo)![1];
+  return {
+    instanceClass,
+    // 0.2 GB per tenant, never under 50 GB (the gp3 baseline's sweet spot); storage autoscaling adds up to 4x.
+    storageGb: Math.max(50, Math.ceil(tenants * 0.2)),
+    tasks: Math.max(2, Math.ceil(tenants / 250)),
+  };
+}

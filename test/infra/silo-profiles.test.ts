@@ -1,0 +1,411 @@
+/**
+ * Silo cost profiles (lib/silo-profiles.ts) and shared cells that exist only when used, sized by tenant count
+ * (lib/cell-size.ts). Every fleet here is synthesized with the compliance packs and lifecycle checks on, so each
+ * profile passing synth is itself the proof that AwsSolutions, HIPAA Security and NIST 800-53 R5 find nothing
+ * unacknowledged in it.
+ */
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { CatalogError, parseCatalog, parseTenant, tenantRequestOf } from '../../lib/catalog';
+import { cellSizeFor } from '../../lib/cell-size';
+import { approvalReasons } from '../../lib/onboarding-rules';
+import type { FleetOptions } from '../../lib/fleet';
+import { SAMPLE_TENANTS, synthFleet } from './fleet-helpers';
+
+type Resources = Record<
+  string,
+  { Type: string; Properties?: Record<string, unknown>; DeletionPolicy?: string }
+>;
+const resources = (t: Template) => (t.toJSON() as { Resources: Resources }).Resources;
+const ofType = (t: Template, type: string) => Object.entries(resources(t)).filter(([, r]) => r.Type === type);
+
+const PROFILE_TENANTS = [
+  { id: 'std', name: 'Standard', model: 'silo' },
+  { id: 'prod', name: 'Production', model: 'silo', settings: { profile: 'production' } },
+  { id: 'idle', name: 'Idle', model: 'silo', settings: { profile: 'idle-friendly' } },
+  {
+    id: 'idle-test',
+    name: 'Idle, disposable',
+    model: 'silo',
+    settings: { profile: 'idle-friendly', deletionPolicy: 'destroy' },
+  },
+  {
+    id: 'idle-back',
+    name: 'Idle, restored',
+    model: 'silo',
+    settings: { profile: 'idle-friendly', restoredFromSnapshot: 'idle-back-final-20261127100000' },
+  },
+];
+
+describe('silo cost profiles: the catalog', () => {
+  const silo = (settings: Record<string, unknown>) =>
+    parseTenant({ id: 'ten-1', name: 'T', model: 'silo', settings }, 'x');
+
+  test('each profile brings its own defaults; explicit settings win where the profile allows them', () => {
+    expect(silo({}).tenant!.silo).toMatchObject({
+      profile: 'standard',
+      instanceClass: 't4g.medium',
+      multiAz: true,
+    });
+    expect(silo({ profile: 'production' }).tenant!.silo).toMatchObject({
+      profile: 'production',
+      instanceClass: 't4g.small',
+      multiAz: true,
+    });
+    expect(silo({ profile: 'production', instanceClass: 'r6g.large' }).tenant!.silo!.instanceClass).toBe(
+      'r6g.large',
+    );
+    expect(silo({ profile: 'idle-friendly' }).tenant!.silo).toMatchObject({
+      profile: 'idle-friendly',
+      instanceClass: 'serverless',
+      multiAz: false,
+    });
+  });
+
+  test('contradictions are refused naming the field, the profile and the fix', () => {
+    expect(silo({ profile: 'cheap' }).problems.map((p) => p.message)).toEqual([
+      'tenant "ten-1": field "settings.profile" is "cheap": use one of "standard", "production", "idle-friendly" (the default is "standard"; the README\'s "Silo cost profiles" compares them)',
+    ]);
+    expect(
+      silo({ profile: 'idle-friendly', instanceClass: 't4g.medium', multiAz: true }).problems.map(
+        (p) => p.field,
+      ),
+    ).toEqual(['settings.instanceClass', 'settings.multiAz']);
+    expect(silo({ profile: 'idle-friendly', instanceClass: 't4g.medium' }).problems[0].message).toMatch(
+      /does not apply to the "idle-friendly" profile .* remove it, or use the "standard" or "production" profile/,
+    );
+    expect(silo({ profile: 'production', multiAz: false }).problems[0].message).toMatch(
+      /"production" profile is the highly available one: remove it, or use the "standard" profile/,
+    );
+    const pool = parseTenant(
+      { id: 'ten-2', name: 'T', model: 'pool', settings: { profile: 'production' } },
+      'x',
+    );
+    expect(pool.problems.map((p) => p.code)).toEqual(['silo-only-setting']);
+  });
+
+  test('the registry copy of a tenant parses back to the same tenant (profile kept, derived settings not written)', () => {
+    for (const settings of [{}, { profile: 'production' }, { profile: 'idle-friendly' }]) {
+      const t = silo(settings).tenant!;
+      const request = JSON.parse(tenantRequestOf(t)) as { settings: Record<string, unknown> };
+      expect('instanceClass' in request.settings).toBe(t.silo!.profile !== 'idle-friendly');
+      const again = parseTenant(request, 'x');
+      expect(again.problems).toEqual([]);
+      expect(again.tenant).toEqual(t);
+    }
+  });
+
+  test('the cheaper profiles need no approver; a large class or a single-AZ standard silo still does', () => {
+    expect(approvalReasons(silo({ profile: 'idle-friendly' }).tenant!)).toEqual([]);
+    expect(approvalReasons(silo({ profile: 'production' }).tenant!)).toEqual([]);
+    expect(approvalReasons(silo({ multiAz: false }).tenant!)).toEqual([
+      'settings.multiAz false (a single-AZ database)',
+    ]);
+    expect(
+      approvalReasons(silo({ profile: 'production', instanceClass: 'r6g.4xlarge' }).tenant!),
+    ).toHaveLength(1);
+  });
+});
+
+describe('silo cost profiles: what each builds', () => {
+  let fleet: ReturnType<typeof synthFleet>;
+  beforeAll(() => {
+    // Compliance packs and lifecycle checks run in this synth: it throws on any unacknowledged finding.
+    fleet = synthFleet(PROFILE_TENANTS);
+  });
+
+  test('standard: tasks in private subnets behind a NAT gateway in each AZ', () => {
+    const t = fleet.template('Tenant-std');
+    t.resourceCountIs('AWS::EC2::NatGateway', 2);
+    t.hasResourceProperties('AWS::ECS::Service', {
+      NetworkConfiguration: { AwsvpcConfiguration: { AssignPublicIp: 'DISABLED' } },
+    });
+    t.resourceCountIs('AWS::EC2::EgressOnlyInternetGateway', 0);
+    t.hasResourceProperties('AWS::RDS::DBInstance', {
+      DBInstanceClass: 'db.t4g.medium',
+      MultiAZ: true,
+      AllocatedStorage: '50',
+    });
+  });
+
+  test('production: no NAT gateway; two tasks with public addresses in the public tier, reachable only from the load balancer', () => {
+    const t = fleet.template('Tenant-prod');
+    t.resourceCountIs('AWS::EC2::NatGateway', 0);
+    t.resourceCountIs('AWS::EC2::EIP', 0);
+    t.hasResourceProperties('AWS::RDS::DBInstance', {
+      DBInstanceClass: 'db.t4g.small',
+      MultiAZ: true,
+      AllocatedStorage: '20',
+    });
+    const [[, service]] = ofType(t, 'AWS::ECS::Service');
+    const net = (service.Properties!.NetworkConfiguration as { AwsvpcConfiguration: Record<string, unknown> })
+      .AwsvpcConfiguration;
+    expect(net.AssignPublicIp).toBe('ENABLED');
+    const publicSubnets = ofType(t, 'AWS::EC2::Subnet')
+      .filter(([id]) => id.includes('public'))
+      .map(([id]) => ({ Ref: id }));
+    expect(net.Subnets).toEqual(publicSubnets);
+    // The task security group: its only ingress is the load balancer's security group, on the container port.
+    const taskSg = (net.SecurityGroups as { 'Fn::GetAtt': [string, string] }[])[0]['Fn::GetAtt'][0];
+    const ingress = ofType(t, 'AWS::EC2::SecurityGroupIngress').filter(([, r]) =>
+      JSON.stringify(r.Properties!.GroupId).includes(taskSg),
+    );
+    expect(ingress).toHaveLength(1);
+    expect(JSON.stringify(ingress[0][1].Properties!.SourceSecurityGroupId)).toMatch(
+      /LoadBalancerSecurityGroup/,
+    );
+    expect(ingress[0][1].Properties).toMatchObject({ FromPort: 8080, ToPort: 8080, IpProtocol: 'tcp' });
+    expect(JSON.stringify(resources(t)[taskSg].Properties!.SecurityGroupIngress ?? [])).toBe('[]');
+    // Nothing auto-assigns an address: the service asks for its IPv4 ones, the provisioner for IPv6.
+    for (const [, subnet] of ofType(t, 'AWS::EC2::Subnet')) {
+      expect(subnet.Properties).toMatchObject({
+        MapPublicIpOnLaunch: false,
+        AssignIpv6AddressOnCreation: false,
+      });
+    }
+  });
+
+  test('without NAT gateways the provisioner reaches AWS over IPv6 only, out through an egress-only gateway', () => {
+    for (const name of ['Tenant-prod', 'Tenant-idle']) {
+      const t = fleet.template(name);
+      const r = resources(t);
+      const [[eigw]] = ofType(t, 'AWS::EC2::EgressOnlyInternetGateway');
+      const appSubnets = ofType(t, 'AWS::EC2::Subnet').filter(([id]) => id.includes('app'));
+      expect(appSubnets).toHaveLength(2);
+      for (const [id] of appSubnets) {
+        const table = ofType(t, 'AWS::EC2::SubnetRouteTableAssociation').find(
+          ([, a]) => (a.Properties!.SubnetId as { Ref: string }).Ref === id,
+        )![1].Properties!.RouteTableId as { Ref: string };
+        const routes = ofType(t, 'AWS::EC2::Route').filter(
+          ([, x]) => (x.Properties!.RouteTableId as { Ref: string }).Ref === table.Ref,
+        );
+        // One route, IPv6 to the egress-only gateway: no IPv4 way out, and nothing can connect in.
+        expect(routes.map(([, x]) => x.Properties)).toEqual([
+          {
+            RouteTableId: table,
+            DestinationIpv6CidrBlock: '::/0',
+            EgressOnlyInternetGatewayId: { 'Fn::GetAtt': [eigw, 'Id'] },
+          },
+        ]);
+      }
+      const fns = ofType(t, 'AWS::Lambda::Function').filter(([id]) =>
+        /Provisioner(Handler|FleetRunner)[0-9A-F]{8}$/.test(id),
+      );
+      expect(fns).toHaveLength(2);
+      for (const [, fn] of fns) {
+        const vpc = fn.Properties!.VpcConfig as {
+          Ipv6AllowedForDualStack: boolean;
+          SubnetIds: { Ref: string }[];
+        };
+        expect(vpc.Ipv6AllowedForDualStack).toBe(true);
+        expect(vpc.SubnetIds.map((s) => s.Ref).sort()).toEqual(appSubnets.map(([id]) => id).sort());
+      }
+      const sg = Object.entries(r).find(
+        ([id, x]) => x.Type === 'AWS::EC2::SecurityGroup' && id.includes('ProvisionerSecurityGroup'),
+      )!;
+      expect(sg[1].Properties!.SecurityGroupEgress).toEqual(
+        expect.arrayContaining([expect.objectContaining({ CidrIpv6: '::/0' })]),
+      );
+    }
+    // The standard profile's provisioner has no IPv6 way out.
+    const std = fleet.template('Tenant-std');
+    const [, fn] = ofType(std, 'AWS::Lambda::Function').find(([id]) =>
+      /ProvisionerHandler[0-9A-F]{8}$/.test(id),
+    )!;
+    expect((fn.Properties!.VpcConfig as Record<string, unknown>).Ipv6AllowedForDualStack).toBeUndefined();
+  });
+
+  test('idle-friendly: an Aurora PostgreSQL Serverless v2 cluster that pauses at 0 ACU, locked down like the RDS instance', () => {
+    const t = fleet.template('Tenant-idle');
+    t.resourceCountIs('AWS::RDS::DBCluster', 1);
+    const [[clusterId, cluster]] = ofType(t, 'AWS::RDS::DBCluster');
+    expect(cluster.DeletionPolicy).toBe('Snapshot');
+    expect(cluster.Properties).toMatchObject({
+      Engine: 'aurora-postgresql',
+      EngineVersion: '17.9',
+      ServerlessV2ScalingConfiguration: { MinCapacity: 0, MaxCapacity: 4, SecondsUntilAutoPause: 900 },
+      StorageEncrypted: true,
+      EnableIAMDatabaseAuthentication: true,
+      ManageMasterUserPassword: true,
+      DeletionProtection: true,
+      EnableCloudwatchLogsExports: ['postgresql'],
+      DatabaseName: 'saas',
+      BackupRetentionPeriod: 14,
+    });
+    expect(JSON.stringify(cluster.Properties!.KmsKeyId)).toMatch(/DataKey/);
+    const [[, params]] = ofType(t, 'AWS::RDS::DBClusterParameterGroup');
+    expect(params.Properties!.Parameters).toMatchObject({
+      'rds.force_ssl': '1',
+      password_encryption: 'scram-sha-256',
+    });
+    const [[, writer]] = ofType(t, 'AWS::RDS::DBInstance');
+    expect(writer.Properties).toMatchObject({
+      DBInstanceClass: 'db.serverless',
+      DBClusterIdentifier: { Ref: clusterId },
+      PubliclyAccessible: false,
+      EnablePerformanceInsights: true,
+    });
+    // Backed up as a cluster; the API and the provisioner connect to the cluster's writer endpoint.
+    t.hasResourceProperties('AWS::Backup::BackupSelection', {
+      BackupSelection: {
+        Resources: [{ 'Fn::Join': ['', Match.arrayWith([':cluster:', { Ref: clusterId }])] }],
+      },
+    });
+    const taskDef = ofType(t, 'AWS::ECS::TaskDefinition')[0][1];
+    expect(JSON.stringify(taskDef.Properties)).toContain(
+      JSON.stringify({ 'Fn::GetAtt': [clusterId, 'Endpoint.Address'] }),
+    );
+    // Health checks never wake the paused database; the first connection after a pause waits for it to resume.
+    const env = (
+      taskDef.Properties!.ContainerDefinitions as { Environment: { Name: string; Value: string }[] }[]
+    )[0].Environment;
+    expect(env).toEqual(
+      expect.arrayContaining([
+        { Name: 'DB_IDLE_PROBES', Value: 'off' },
+        { Name: 'DB_CONNECT_TIMEOUT_MS', Value: '30000' },
+      ]),
+    );
+    const stdEnv = JSON.stringify(ofType(fleet.template('Tenant-std'), 'AWS::ECS::TaskDefinition')[0][1]);
+    expect(stdEnv).not.toContain('DB_IDLE_PROBES');
+    // One small task: the profile trades availability for cost.
+    expect(taskDef.Properties).toMatchObject({ Cpu: '256', Memory: '512' });
+    t.hasResourceProperties('AWS::ApplicationAutoScaling::ScalableTarget', {
+      MinCapacity: 1,
+      MaxCapacity: 4,
+    });
+    // The API signs in with IAM to this cluster only (rds-db:connect on its resource id).
+    const connect = ofType(t, 'AWS::IAM::Policy')
+      .flatMap(
+        ([, p]) =>
+          (p.Properties!.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }).Statement,
+      )
+      .filter((s) => s.Action === 'rds-db:connect');
+    expect(connect).toHaveLength(1);
+    expect(JSON.stringify(connect[0].Resource)).toContain(
+      JSON.stringify({ 'Fn::GetAtt': [clusterId, 'DBClusterResourceId'] }),
+    );
+    // An alarm when the cluster sits at its maximum capacity.
+    t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ServerlessDatabaseCapacity',
+      Threshold: 4,
+    });
+  });
+
+  test('idle-friendly through its life: a disposable cluster goes with its stack, a restored one comes from its own cluster snapshot', () => {
+    const disposable = ofType(fleet.template('Tenant-idle-test'), 'AWS::RDS::DBCluster')[0][1];
+    expect(disposable.DeletionPolicy).toBe('Delete');
+    expect(disposable.Properties!.DeletionProtection).toBe(false);
+    const restored = ofType(fleet.template('Tenant-idle-back'), 'AWS::RDS::DBCluster')[0][1];
+    expect(restored.Properties!.SnapshotIdentifier).toBe('idle-back-final-20261127100000');
+    for (const gone of ['DatabaseName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted'])
+      expect(restored.Properties![gone]).toBeUndefined();
+  });
+
+  test('offboarding and a failed first deploy: deletion protection is off outside the steady phase', () => {
+    for (const phase of ['create', 'retire'] as const) {
+      const f = synthFleet(
+        PROFILE_TENANTS.filter((x) => x.id === 'idle'),
+        { tenantPhase: phase },
+      );
+      expect(
+        ofType(f.template('Tenant-idle'), 'AWS::RDS::DBCluster')[0][1].Properties!.DeletionProtection,
+      ).toBe(false);
+    }
+  });
+
+  test('every taggable resource carries its tenant, model and cost profile', () => {
+    const untagged: string[] = [];
+    for (const [name, profile] of [
+      ['Tenant-std', 'standard'],
+      ['Tenant-prod', 'production'],
+      ['Tenant-idle', 'idle-friendly'],
+    ]) {
+      for (const [id, r] of Object.entries(resources(fleet.template(name)))) {
+        const tags = r.Properties?.Tags;
+        if (!Array.isArray(tags)) continue;
+        const keys = Object.fromEntries(
+          (tags as { Key: string; Value: string }[]).map((x) => [x.Key, x.Value]),
+        );
+        if (
+          keys['cost-profile'] !== profile ||
+          keys['isolation-model'] !== 'silo' ||
+          keys['tenant-id'] !== name.slice(7)
+        )
+          untagged.push(`${name}/${id}`);
+      }
+    }
+    expect(untagged).toEqual([]);
+    const tagged = Object.values(resources(fleet.template('Tenant-idle'))).filter((r) =>
+      Array.isArray(r.Properties?.Tags),
+    );
+    expect(tagged.length).toBeGreaterThan(20);
+  });
+});
+
+describe('shared cells: only when used, sized by tenant count', () => {
+  const rdsOf = (f: ReturnType<typeof synthFleet>, stack: string) =>
+    ofType(f.template(stack), 'AWS::RDS::DBInstance')[0][1].Properties!;
+  const minTasks = (f: ReturnType<typeof synthFleet>, stack: string) =>
+    ofType(f.template(stack), 'AWS::ApplicationAutoScaling::ScalableTarget')[0][1].Properties!.MinCapacity;
+
+  test('a silo-only fleet has neither shared cell; a pool-only fleet has no bridge cell', () => {
+    expect(synthFleet(PROFILE_TENANTS.slice(0, 1)).stackNames()).toEqual([
+      'Onboarding',
+      'Platform',
+      'Tenant-std',
+    ]);
+    const poolOnly = synthFleet(SAMPLE_TENANTS.filter((t) => t.model === 'pool'));
+    expect(poolOnly.stackNames()).toEqual(['Onboarding', 'Platform', 'Pool', 'Tenant-acme', 'Tenant-globex']);
+    expect(poolOnly.fleet.bridge).toBeUndefined();
+  });
+
+  test('the catalog can plan a cell before its first tenant, and size it for the tenants it expects', () => {
+    const app = synthFleetWith({ tenants: [], sharedCells: { bridge: { plannedTenants: 500 } } });
+    expect(app.stackNames()).toEqual(['Bridge', 'Onboarding', 'Platform']);
+    expect(rdsOf(app, 'Bridge')).toMatchObject({
+      DBInstanceClass: 'db.r6g.xlarge',
+      AllocatedStorage: '100',
+      MultiAZ: true,
+    });
+    expect(minTasks(app, 'Bridge')).toBe(2);
+  });
+
+  test('the size follows the larger of the catalog count and the plan; building one tenant never resizes its cell', () => {
+    const many = Array.from({ length: 120 }, (_, i) => ({ id: `pool-${i}`, name: `P${i}`, model: 'pool' }));
+    const full = synthFleetWith({ tenants: many });
+    expect(rdsOf(full, 'Pool')).toMatchObject({ DBInstanceClass: cellSizeFor('pool', 120).instanceClass });
+    expect(cellSizeFor('pool', 120).instanceClass).toBe('db.m6g.large');
+    const one = synthFleetWith({ tenants: many }, { onlyTenant: 'pool-7' });
+    expect(rdsOf(one, 'Pool').DBInstanceClass).toBe('db.m6g.large');
+    const planned = synthFleetWith({
+      tenants: many.slice(0, 3),
+      sharedCells: { pool: { plannedTenants: 1200 } },
+    });
+    expect(rdsOf(planned, 'Pool').DBInstanceClass).toBe('db.m6g.xlarge');
+    expect(minTasks(planned, 'Pool')).toBe(5);
+  });
+
+  test('a bad sharedCells entry is refused naming the field and the fix', () => {
+    const problems = (sharedCells: unknown) => {
+      try {
+        parseCatalog({ tenants: [], sharedCells }, 'c.json');
+        return [];
+      } catch (e) {
+        return (e as CatalogError).messages;
+      }
+    };
+    expect(problems({ silo: {} })).toEqual([
+      'unknown field "sharedCells.silo": shared cells are "pool" and "bridge" (a silo tenant has a cell of its own)',
+    ]);
+    expect(problems({ pool: { plannedTenants: -1 } })[0]).toMatch(
+      /field "sharedCells.pool" is \{"plannedTenants":-1\}: use \{ "plannedTenants": <a whole number from 0 to 100000> \}/,
+    );
+    expect(problems({ pool: { tenants: 3 } })).toHaveLength(1);
+    expect(problems([])).toEqual([
+      'field "sharedCells" must be an object such as { "pool": { "plannedTenants": 300 } }',
+    ]);
+  });
+});
+
+function synthFleetWith(doc: { tenants: unknown[]; sharedCells?: unknown }, options: FleetOptions = {}) {
+  return synthFleet(doc.tenants, { ...options, sharedCells: doc.sharedCells });
+}

@@ -73,7 +73,7 @@ try {
   }
   buildFleet(
     app,
-    { source: catalog.source, tenants },
+    { source: catalog.source, tenants, ...(catalog.sharedCells ? { sharedCells: catalog.sharedCells } : {}) },
     {
       onlyTenant: context('tenant'),
       env: { account: process.env.CDK_DEFAULT_ACCOUNT || undefined, region },

@@ -16,6 +16,7 @@ export type SharedModel = 'pool' | 'bridge';
 export interface CellSize {
   /** RDS instance class, with the `db.` prefix. */
   readonly instanceClass: string;
+  /** The storage the cell is expected to use (priced by npm run cost); it starts at 50 GB and autoscales. */
   readonly storageGb: number;
   /** The API service's minimum task count (autoscaling adds up to 4x). */
   readonly tasks: number;
@@ -36,12 +37,15 @@ const CLASS_STEPS: Readonly<Record<SharedModel, readonly (readonly [number, stri
   ],
 };
 
+/** Every shared cell starts with this much storage; autoscaling grows it (RDS can never shrink it). */
+export const CELL_STORAGE_FLOOR_GIB = 50;
+
 export function cellSizeFor(model: SharedModel, tenants: number): CellSize {
   const instanceClass = CLASS_STEPS[model].find(([upTo]) => tenants <= upTo)![1];
   return {
     instanceClass,
-    // 0.2 GB per tenant, never under 50 GB (the gp3 baseline's sweet spot); storage autoscaling adds up to 4x.
-    storageGb: Math.max(50, Math.ceil(tenants * 0.2)),
+    // 0.2 GB per tenant, never under the 50 GB every cell starts with.
+    storageGb: Math.max(CELL_STORAGE_FLOOR_GIB, Math.ceil(tenants * 0.2)),
     tasks: Math.max(2, Math.ceil(tenants / 250)),
   };
 }

@@ -5,17 +5,24 @@
  * -c catalog=<file>` (and every other fleet operation) acts on. Pure: the caller reads the registry.
  */
 import type { RegistryItem } from '../contracts';
-import { parseCatalog } from './catalog';
+import { Catalog, parseCatalog } from './catalog';
 
 export interface FleetPull {
-  /** The catalog document: one entry per tenant that is part of the fleet. */
-  readonly catalog: { tenants: unknown[] };
+  /** The catalog document: one entry per tenant that is part of the fleet, and the shared cells' plans. */
+  readonly catalog: { tenants: unknown[]; sharedCells?: Catalog['sharedCells'] };
   /** Tenants the registry knows that are not part of it, each with the reason. */
   readonly skipped: { tenantId: string; reason: string }[];
 }
 
-/** Which registry items make the fleet: every active tenant, as its kept request defines it. */
-export function fleetFromRegistry(items: readonly RegistryItem[]): FleetPull {
+/**
+ * Which registry items make the fleet: every active tenant, as its kept request defines it. `sharedCells` (the
+ * plans of the catalog the fleet is deployed from) are carried over as they are: the shared cells' sizes come from
+ * those plans, so a deploy from the pulled file never resizes a cell.
+ */
+export function fleetFromRegistry(
+  items: readonly RegistryItem[],
+  sharedCells?: Catalog['sharedCells'],
+): FleetPull {
   const tenants: unknown[] = [];
   const skipped: FleetPull['skipped'] = [];
   for (const item of [...items].sort((a, b) => a.tenantId.localeCompare(b.tenantId))) {
@@ -30,7 +37,7 @@ export function fleetFromRegistry(items: readonly RegistryItem[]): FleetPull {
       tenants.push(JSON.parse(item.request));
     }
   }
-  const catalog = { tenants };
+  const catalog = sharedCells ? { tenants, sharedCells } : { tenants };
   // The result must be a valid catalog (the same rules as any other): fail here, not at the next deploy.
   parseCatalog(catalog, 'the registry');
   return { catalog, skipped };

@@ -100,8 +100,10 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     siloIpamPoolId: options.siloIpamPoolId,
   });
   const image = platform.apiImage.ref;
-  // A shared cell exists only when a tenant uses it (or the catalog plans it), sized for its tenant count: all of
-  // the catalog's tenants of its model, not only those this synth builds, so `-c tenant=` never resizes it.
+  // A shared cell exists only when a catalog tenant uses it or the catalog plans it. Its size comes from the plan
+  // alone (`sharedCells.<model>.plannedTenants`, carried by `npm run fleet -- pull`), never from how many tenants
+  // this catalog happens to list: two catalogs of one fleet (tenants.json, a pulled fleet.json) build the same
+  // cell, and a deploy never lowers a database class nobody asked to lower.
   const cellFor = (model: SharedModel): SharedCellStackProps | undefined => {
     const listed = catalog.tenants.filter((t) => t.model === model).length;
     const planned = catalog.sharedCells?.[model]?.plannedTenants;
@@ -110,8 +112,13 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
       env,
       cidr: SHARED_VPC_CIDRS[model],
       image,
-      size: cellSizeFor(model, Math.max(listed, planned ?? 0)),
+      size: cellSizeFor(model, planned ?? 0),
       description: `${STACK_NAMES[model]} cell`,
+      ...(listed > (planned ?? 100)
+        ? {
+            sizeWarning: `${catalog.source} lists ${listed} ${model} tenants but plans the ${STACK_NAMES[model]} cell for ${planned ?? 'the default size (up to 100)'}: set "sharedCells": { "${model}": { "plannedTenants": ${listed} } } to size it for them (lib/cell-size.ts)`,
+          }
+        : {}),
     };
   };
   const poolProps = cellFor('pool');

@@ -52,11 +52,16 @@ export function approvalReasons(tenant: Tenant, rules: ApprovalRules = DEFAULT_A
   if (tenant.deletionPolicy === 'destroy') {
     reasons.push('settings.deletionPolicy "destroy" (its data is deleted with its stack)');
   }
-  // The idle-friendly profile's Aurora Serverless v2 has neither: its capacity follows load (up to the profile's
-  // maximum) and its storage is kept in three AZs, so it is within the rules as it is.
+  // The idle-friendly profile's Aurora Serverless v2 has no instance class to pick (its capacity follows load up
+  // to the profile's maximum), but one writer and one task: like a single-AZ database, it is not highly available.
   const rds = tenant.silo && siloProfile(tenant.silo.profile).database.engine === 'rds';
   if (tenant.silo && rds && !tenant.silo.multiAz)
     reasons.push('settings.multiAz false (a single-AZ database)');
+  if (tenant.silo && !rds) {
+    reasons.push(
+      `settings.profile "${tenant.silo.profile}" (one database writer and one API task: not highly available)`,
+    );
+  }
   if (tenant.silo && rds && !rules.instanceClasses.includes(tenant.silo.instanceClass)) {
     reasons.push(
       `settings.instanceClass "${tenant.silo.instanceClass}" (outside ${rules.instanceClasses.join(', ')})`,

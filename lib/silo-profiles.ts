@@ -32,8 +32,8 @@ export type SiloDatabase =
  * - `nat-per-az`: tasks in private subnets behind a NAT gateway in each AZ;
  * - `task-public-ip`: tasks in the public subnets with a public IPv4 address each and a security group that
  *   admits only the load balancer; no NAT gateway. The provisioner (a Lambda function, which cannot hold a
- *   public address) reaches Secrets Manager through an interface endpoint and DynamoDB/S3 through gateway
- *   endpoints.
+ *   public address) reaches Secrets Manager over IPv6 through an egress-only internet gateway, and DynamoDB/S3
+ *   through gateway endpoints.
  */
 export type SiloEgress = 'nat-per-az' | 'task-public-ip';
 
@@ -58,7 +58,8 @@ export const SILO_PROFILE_TABLE: Readonly<Record<SiloProfileName, SiloProfile>> 
   production: {
     name: 'production',
     summary: 'Multi-AZ RDS db.t4g.small, two tasks in two AZs with public addresses, no NAT gateway',
-    database: { engine: 'rds', instanceClass: 't4g.small', multiAz: true, storageGiB: 20 },
+    // The same storage as standard: RDS never shrinks storage, so a silo moving between the two never has to.
+    database: { engine: 'rds', instanceClass: 't4g.small', multiAz: true, storageGiB: 50 },
     egress: 'task-public-ip',
     tasks: { count: 2, cpu: 512, memoryMiB: 1024 },
   },

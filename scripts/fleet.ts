@@ -9,10 +9,11 @@ import * as fs from 'fs';
 import { AttributeValue, DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { RegistryItem, registryItemFromAttributes, ssmNames } from '../contracts';
-import { CatalogError } from '../lib/catalog';
+import { CatalogError, loadCatalog } from '../lib/catalog';
 import { fleetFromRegistry } from '../lib/fleet-source';
 
-const USAGE = 'usage: npm run fleet -- pull [--out <file>] [--table <registry table name>]';
+const USAGE =
+  'usage: npm run fleet -- pull [--out <file>] [--table <registry table name>] [--catalog <file whose sharedCells plans to keep; default tenants.json>]';
 
 export async function readRegistry(table: string, client = new DynamoDBClient({})): Promise<RegistryItem[]> {
   const items: RegistryItem[] = [];
@@ -41,7 +42,12 @@ export async function pull(args: string[], out: (line: string) => void): Promise
     (await new SSMClient({}).send(new GetParameterCommand({ Name: ssmNames.registryTableName }))).Parameter!
       .Value!;
   const items = await readRegistry(table);
-  const { catalog, skipped } = fleetFromRegistry(items);
+  // The shared cells' plans (their sizes) come from the catalog the fleet is deployed from.
+  const planFile = flag('catalog') ?? (fs.existsSync('tenants.json') ? 'tenants.json' : undefined);
+  const { catalog, skipped } = fleetFromRegistry(
+    items,
+    planFile ? loadCatalog(planFile).sharedCells : undefined,
+  );
   fs.writeFileSync(file, JSON.stringify(catalog, null, 2) + '\n');
   out(
     `wrote ${catalog.tenants.length} tenant${catalog.tenants.length === 1 ? '' : 's'} to ${file} (registry ${table})`,

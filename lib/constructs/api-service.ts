@@ -136,6 +136,9 @@ export class ApiService extends Construct {
       vpc: props.vpc,
       description: 'API tasks: reachable only from the load balancer',
       allowAllOutbound: true,
+      // A task with a public IPv4 address may get an IPv6 one too (the ECS account setting dualStackIPv6): let it
+      // call dual-stack endpoints over it rather than wait for IPv4. Inbound stays the load balancer only.
+      allowAllIpv6Outbound: publicTasks,
     });
     this.service = new ecs.FargateService(this, 'Service', {
       cluster,

@@ -49,8 +49,10 @@ export interface CellProps {
   readonly multiAz?: boolean;
   /** @default 14 */
   readonly backupRetentionDays?: number;
-  /** RDS storage in GiB (it grows automatically up to 4x). @default 50 */
+  /** RDS storage in GiB. @default 50 */
   readonly storageGiB?: number;
+  /** The most storage autoscaling may grow it to. @default 4x storageGiB */
+  readonly maxStorageGiB?: number;
   /**
    * An Aurora PostgreSQL Serverless v2 cluster instead of an RDS instance (`instanceClass` and `multiAz` then
    * do not apply).
@@ -145,6 +147,7 @@ export class Cell extends Construct {
           instanceClass: props.instanceClass,
           multiAz: props.multiAz,
           allocatedStorageGiB: props.storageGiB,
+          maxAllocatedStorageGiB: props.maxStorageGiB,
         });
 
     // The tenant context key (db/context.ts): the database verifies every unit of work's credential with it, so

@@ -36,6 +36,11 @@ export interface DatabaseProps {
    */
   readonly allocatedStorageGiB?: number;
   /**
+   * The most storage autoscaling may grow it to.
+   * @default 4x allocatedStorageGiB
+   */
+  readonly maxAllocatedStorageGiB?: number;
+  /**
    * Where the stack is in its life: the instance is deletion-protected in `steady` only (and never when
    * disposable), so a failed first deploy rolls back and offboarding needs no right to modify databases.
    * @default 'steady'
@@ -53,6 +58,9 @@ export interface DatabaseProps {
    */
   readonly alarmTopic?: sns.ITopic;
 }
+
+/** A restored instance keeps its snapshot's storage, whatever it grew to: it may autoscale up to this. */
+export const RESTORED_MAX_STORAGE_GIB = 1000;
 
 /** The PostgreSQL major version every cell runs. A fleet-wide upgrade is one change here. */
 export const POSTGRES_VERSION = rds.PostgresEngineVersion.VER_18;
@@ -123,14 +131,15 @@ export class Database extends Construct implements CellDatabase {
       parameterGroup,
       instanceType: new ec2.InstanceType(props.instanceClass ?? 't4g.medium'),
       vpc: props.vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      // The data tier only: a NAT-less silo's `app` tier is isolated too, and must never hold the database.
+      vpcSubnets: { subnetGroupName: 'data' },
       securityGroups: [this.securityGroup],
       publiclyAccessible: false,
       port: this.port,
       databaseName: this.databaseName,
       multiAz: props.multiAz ?? true,
       allocatedStorage: props.allocatedStorageGiB ?? 50,
-      maxAllocatedStorage: (props.allocatedStorageGiB ?? 50) * 4,
+      maxAllocatedStorage: props.maxAllocatedStorageGiB ?? (props.allocatedStorageGiB ?? 50) * 4,
       storageType: rds.StorageType.GP3,
       storageEncrypted: true,
       storageEncryptionKey: props.key,
@@ -153,8 +162,10 @@ export class Database extends Construct implements CellDatabase {
       // Name, master user and encryption (with the key the snapshot was taken with: the tenant's own, kept when
       // it was offboarded) all come from the snapshot; CloudFormation refuses them beside a snapshot.
       cfn.addPropertyOverride('DBSnapshotIdentifier', props.snapshotIdentifier);
-      for (const p of ['DBName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted'])
+      // Storage too: the snapshot's (it may have grown past the template's), which RDS cannot restore into less.
+      for (const p of ['DBName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted', 'AllocatedStorage'])
         cfn.addPropertyDeletionOverride(p);
+      cfn.addPropertyOverride('MaxAllocatedStorage', RESTORED_MAX_STORAGE_GIB);
     }
     this.secretArn = cfn.attrMasterUserSecretSecretArn;
     if (props.alarmTopic) this.alarmOnLowMemory(props.instanceClass ?? 't4g.medium', props.alarmTopic);

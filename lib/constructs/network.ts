@@ -1,7 +1,7 @@
 import { Construct } from 'constructs';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import { ack, HIPAA_AND_NIST } from '../nag';
+import { ack, HIPAA_AND_NIST, l1 } from '../nag';
 import { EncryptedLogGroup } from './encrypted-log-group';
 import { SiloEgress } from '../silo-profiles';
 
@@ -69,8 +69,10 @@ export class Network extends Construct {
     }
     const publicTasks = props.egress === 'task-public-ip';
     this.ipv6Egress = publicTasks;
-    // Nothing gets an address it did not ask for: the provisioner's functions ask for IPv6 themselves.
+    // Only the `app` tier hands out IPv6 addresses (the provisioner's functions need one to go out; its only route
+    // is the egress-only gateway, so nothing can reach them); the public and data tiers assign none.
     const noIpv6AutoAssign = publicTasks ? { ipv6AssignAddressOnCreation: false } : {};
+    const appIpv6AutoAssign = publicTasks ? { ipv6AssignAddressOnCreation: true } : {};
     this.vpc = new ec2.Vpc(this, 'Vpc', {
       ipAddresses: props.cidr
         ? ec2.IpAddresses.cidr(props.cidr)
@@ -101,7 +103,7 @@ export class Network extends Construct {
           name: 'app',
           subnetType: publicTasks ? ec2.SubnetType.PRIVATE_ISOLATED : ec2.SubnetType.PRIVATE_WITH_EGRESS,
           cidrMask: 24,
-          ...noIpv6AutoAssign,
+          ...appIpv6AutoAssign,
         },
         { name: 'data', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24, ...noIpv6AutoAssign },
       ],
@@ -125,16 +127,20 @@ export class Network extends Construct {
       if (!eigw) throw new Error(`Network ${id}: the dual-stack VPC has no egress-only internet gateway`);
       for (const subnet of this.vpc.selectSubnets(APP_SUBNETS).subnets) {
         (subnet as ec2.Subnet).addIpv6DefaultEgressOnlyInternetRoute(eigw.attrId);
+        ack(
+          l1(subnet),
+          HIPAA_AND_NIST('VPCSubnetAutoAssignPublicIpDisabled'),
+          'The provisioner tier assigns IPv6 addresses so its functions can call AWS APIs without a NAT gateway; its only route beyond the VPC is an egress-only internet gateway, which lets no connection in, and no IPv4 public address is ever assigned.',
+        );
       }
     }
     for (const subnet of this.vpc.publicSubnets) {
-      // IPv4 and, in a dual-stack VPC, IPv6 to the internet gateway: the same tier, the same reason.
       for (const route of subnet.node.children.filter((c): c is ec2.CfnRoute => c instanceof ec2.CfnRoute))
         ack(
           route,
           HIPAA_AND_NIST('VPCNoUnrestrictedRouteToIGW'),
           publicTasks
-            ? 'The public tier holds the internet-facing load balancer and the API tasks (this silo profile has no NAT gateway): each task security group admits only the load balancer, so nothing on the internet can open a connection to a task; the database and the provisioner sit in isolated subnets with no route out.'
+            ? 'The public tier holds the internet-facing load balancer and the API tasks (this silo profile has no NAT gateway): each task security group admits only the load balancer, so nothing on the internet can open a connection to a task; the database sits in isolated subnets with no route out, and the only way out of the provisioner tier is an egress-only IPv6 gateway.'
             : 'The public tier holds only the internet-facing load balancer and the NAT gateway; the API tasks and the database sit in private and isolated subnets with no route to the internet gateway.',
         );
     }

@@ -16,8 +16,9 @@ import { CellDatabase, SERVER_PARAMETERS } from './database';
 /**
  * The Aurora PostgreSQL version of serverless cells. RDS cells run PostgreSQL 18; the newest Aurora PostgreSQL in
  * CloudFormation's own list of engine versions (as cfn-lint carries it) is 17.9, so serverless silos run 17 until
- * Aurora offers 18 (a one-line change here, applied by CloudFormation as a major-version upgrade). The data plane's
- * suites pass on PostgreSQL 17 as well (README: "Silo cost profiles").
+ * Aurora offers 18 (a change here, with `AllowMajorVersionUpgrade` on the cluster for that deploy: CloudFormation
+ * refuses a major upgrade without it). The data plane's suites pass on PostgreSQL 17 as well (README: "Silo cost
+ * profiles").
  */
 export const AURORA_POSTGRES_VERSION = rds.AuroraPostgresEngineVersion.VER_17_9;
 
@@ -90,7 +91,8 @@ export class ServerlessDatabase extends Construct implements CellDatabase {
         ? { serverlessV2AutoPauseDuration: Duration.minutes(props.autoPauseMinutes) }
         : {}),
       vpc: props.vpc,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_ISOLATED },
+      // The data tier only: this silo's `app` tier is isolated too, and must never hold the database.
+      vpcSubnets: { subnetGroupName: 'data' },
       securityGroups: [this.securityGroup],
       port: this.port,
       defaultDatabaseName: this.databaseName,
@@ -110,7 +112,8 @@ export class ServerlessDatabase extends Construct implements CellDatabase {
     if (props.snapshotIdentifier) {
       // As for an RDS instance: name, master user and encryption (the tenant's own key) come from the snapshot.
       cfn.addPropertyOverride('SnapshotIdentifier', props.snapshotIdentifier);
-      for (const p of ['DatabaseName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted'])
+      // The engine version too: a snapshot taken after an automatic minor upgrade cannot go back to the pinned one.
+      for (const p of ['DatabaseName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted', 'EngineVersion'])
         cfn.addPropertyDeletionOverride(p);
     }
     this.secretArn = cfn.attrMasterUserSecretSecretArn;

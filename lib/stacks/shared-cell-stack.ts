@@ -4,7 +4,8 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { ssmNames } from '../../contracts';
 import { ApiImageRef } from '../constructs/api-image';
 import { Cell } from '../constructs/cell';
-import { CellSize, cellSizeFor } from '../cell-size';
+import { CELL_STORAGE_FLOOR_GIB, CellSize, cellSizeFor } from '../cell-size';
+import { Annotations } from 'aws-cdk-lib';
 
 export interface SharedCellStackProps extends StackProps {
   /** The VPC range; must not overlap any silo tenant's (the catalog checks). */
@@ -16,6 +17,8 @@ export interface SharedCellStackProps extends StackProps {
    * @default - the size for up to 100 tenants
    */
   readonly size?: CellSize;
+  /** Shown as a synth warning: the catalog lists more tenants than the cell is planned for. */
+  readonly sizeWarning?: string;
 }
 
 /**
@@ -41,9 +44,13 @@ abstract class SharedCellStack extends Stack {
       image: props.image,
       description,
       instanceClass: size.instanceClass.replace(/^db\./, ''),
-      storageGiB: size.storageGb,
+      // A fixed starting allocation (RDS never shrinks storage, so it must not follow a count down) that storage
+      // autoscaling grows up to twice the rule's expected storage.
+      storageGiB: CELL_STORAGE_FLOOR_GIB,
+      maxStorageGiB: Math.max(4 * CELL_STORAGE_FLOOR_GIB, 2 * size.storageGb),
       tasks: { count: size.tasks, cpu: 512, memoryMiB: 1024 },
     });
+    if (props.sizeWarning) Annotations.of(this).addWarningV2('tenantforge:cell-size', props.sizeWarning);
     new ssm.StringParameter(this, 'ProvisionerServiceToken', {
       parameterName: ssmNames.provisionerServiceToken(model),
       stringValue: this.cell.provisioner.serviceToken,

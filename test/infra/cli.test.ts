@@ -38,6 +38,37 @@ describe('cdk synth from the command line', () => {
     ]);
   });
 
+  test("the catalog's sharedCells reaches the app: a planned cell with no tenant yet is built, sized for its plan", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'catalog-'));
+    const catalog = path.join(dir, 'tenants.json');
+    fs.writeFileSync(
+      catalog,
+      JSON.stringify({
+        tenants: [{ id: 'solo', name: 'Solo', model: 'silo', settings: { vpcCidr: '10.20.0.0/20' } }],
+        sharedCells: { bridge: { plannedTenants: 500 } },
+      }),
+    );
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-out-'));
+    const r = spawnSync(
+      path.join(REPO_ROOT, 'node_modules', '.bin', 'cdk'),
+      ['synth', '--quiet', '-o', out, '-c', `catalog=${catalog}`, 'Bridge'],
+      { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, CDK_DEFAULT_ACCOUNT: '' } },
+    );
+    expect(r.status).toBe(0);
+    const names = fs.readdirSync(out).filter((f) => f.endsWith('.template.json'));
+    expect(names.sort()).toEqual([
+      'Bridge.template.json',
+      'Onboarding.template.json',
+      'Platform.template.json',
+      'Tenant-solo.template.json',
+    ]);
+    const bridge = JSON.parse(fs.readFileSync(path.join(out, 'Bridge.template.json'), 'utf8')) as {
+      Resources: Record<string, { Type: string; Properties: { DBInstanceClass?: string } }>;
+    };
+    const db = Object.values(bridge.Resources).find((x) => x.Type === 'AWS::RDS::DBInstance')!;
+    expect(db.Properties.DBInstanceClass).toBe('db.r6g.xlarge');
+  });
+
   test('fails with the file, tenant, field and fix when the catalog is invalid', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'catalog-'));
     const catalog = path.join(dir, 'tenants.json');

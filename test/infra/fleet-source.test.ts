@@ -69,6 +69,17 @@ describe('one fleet: the registry is the source of truth', () => {
     );
   });
 
+  test("the pulled catalog keeps the deployed catalog's shared-cell plans, so a deploy from it sizes the cells the same", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fleet-'));
+    const plans = path.join(dir, 'tenants.json');
+    fs.writeFileSync(plans, JSON.stringify({ tenants: [], sharedCells: { pool: { plannedTenants: 400 } } }));
+    const file = path.join(dir, 'fleet.json');
+    const out = ['--out', file, '--table', REGISTRY_TABLE, '--catalog', plans];
+    expect(await fleet.pull(out, () => undefined)).toBe(0);
+    expect(loadCatalog(file).sharedCells).toEqual({ pool: { plannedTenants: 400 } });
+    expect(fleetFromRegistry([]).catalog).toEqual({ tenants: [] });
+  });
+
   test('a registry whose requests break the catalog rules fails the pull, naming the tenant', () => {
     expect(() =>
       fleetFromRegistry([

@@ -34,6 +34,12 @@ const PROFILE_TENANTS = [
     model: 'silo',
     settings: { profile: 'idle-friendly', restoredFromSnapshot: 'idle-back-final-20261127100000' },
   },
+  {
+    id: 'std-back',
+    name: 'Standard, restored',
+    model: 'silo',
+    settings: { restoredFromSnapshot: 'std-back-final-20261127100000' },
+  },
 ];
 
 describe('silo cost profiles: the catalog', () => {
@@ -94,8 +100,10 @@ describe('silo cost profiles: the catalog', () => {
     }
   });
 
-  test('the cheaper profiles need no approver; a large class or a single-AZ standard silo still does', () => {
-    expect(approvalReasons(silo({ profile: 'idle-friendly' }).tenant!)).toEqual([]);
+  test('production needs no approver; idle-friendly (not highly available), a large class or a single-AZ silo does', () => {
+    expect(approvalReasons(silo({ profile: 'idle-friendly' }).tenant!)).toEqual([
+      'settings.profile "idle-friendly" (one database writer and one API task: not highly available)',
+    ]);
     expect(approvalReasons(silo({ profile: 'production' }).tenant!)).toEqual([]);
     expect(approvalReasons(silo({ multiAz: false }).tenant!)).toEqual([
       'settings.multiAz false (a single-AZ database)',
@@ -134,7 +142,7 @@ describe('silo cost profiles: what each builds', () => {
     t.hasResourceProperties('AWS::RDS::DBInstance', {
       DBInstanceClass: 'db.t4g.small',
       MultiAZ: true,
-      AllocatedStorage: '20',
+      AllocatedStorage: '50', // standard's: RDS never shrinks storage, so moving between them never has to
     });
     const [[, service]] = ofType(t, 'AWS::ECS::Service');
     const net = (service.Properties!.NetworkConfiguration as { AwsvpcConfiguration: Record<string, unknown> })
@@ -155,13 +163,16 @@ describe('silo cost profiles: what each builds', () => {
     );
     expect(ingress[0][1].Properties).toMatchObject({ FromPort: 8080, ToPort: 8080, IpProtocol: 'tcp' });
     expect(JSON.stringify(resources(t)[taskSg].Properties!.SecurityGroupIngress ?? [])).toBe('[]');
-    // Nothing auto-assigns an address: the service asks for its IPv4 ones, the provisioner for IPv6.
-    for (const [, subnet] of ofType(t, 'AWS::EC2::Subnet')) {
-      expect(subnet.Properties).toMatchObject({
-        MapPublicIpOnLaunch: false,
-        AssignIpv6AddressOnCreation: false,
-      });
+    // No subnet hands out IPv4 public addresses (the service asks for its tasks'); only the provisioner's tier
+    // hands out IPv6 ones, and its only route out is the egress-only gateway.
+    for (const [id, subnet] of ofType(t, 'AWS::EC2::Subnet')) {
+      expect(subnet.Properties!.AssignIpv6AddressOnCreation).toBe(id.includes('app'));
+      expect(subnet.Properties!.MapPublicIpOnLaunch).not.toBe(true);
     }
+    // The database is in the data tier only, never in the provisioner's (isolated too, but with IPv6 out).
+    const [[, group]] = ofType(t, 'AWS::RDS::DBSubnetGroup');
+    const refs = (group.Properties!.SubnetIds as { Ref: string }[]).map((x) => x.Ref);
+    expect(refs.length === 2 && refs.every((r) => r.includes('dataSubnet'))).toBe(true);
   });
 
   test('without NAT gateways the provisioner reaches AWS over IPv6 only, out through an egress-only gateway', () => {
@@ -296,8 +307,25 @@ describe('silo cost profiles: what each builds', () => {
     expect(disposable.Properties!.DeletionProtection).toBe(false);
     const restored = ofType(fleet.template('Tenant-idle-back'), 'AWS::RDS::DBCluster')[0][1];
     expect(restored.Properties!.SnapshotIdentifier).toBe('idle-back-final-20261127100000');
-    for (const gone of ['DatabaseName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted'])
+    // The engine version too: a snapshot taken after an automatic minor upgrade cannot go back to 17.9.
+    for (const gone of ['DatabaseName', 'MasterUsername', 'KmsKeyId', 'StorageEncrypted', 'EngineVersion'])
       expect(restored.Properties![gone]).toBeUndefined();
+    expect(ofType(fleet.template('Tenant-idle'), 'AWS::RDS::DBCluster')[0][1].Properties!.EngineVersion).toBe(
+      '17.9',
+    );
+    // An RDS instance restored from its snapshot takes the snapshot's storage (it may have grown past 50 GB, and
+    // RDS cannot restore into less), with room to keep growing.
+    const std = ofType(fleet.template('Tenant-std-back'), 'AWS::RDS::DBInstance')[0][1].Properties!;
+    expect(std.DBSnapshotIdentifier).toBe('std-back-final-20261127100000');
+    expect(std.AllocatedStorage).toBeUndefined();
+    expect(std.MaxAllocatedStorage).toBe(1000);
+    // The database's subnet group is the data tier alone in every profile.
+    for (const name of ['Tenant-std', 'Tenant-prod', 'Tenant-idle']) {
+      const [[, group]] = ofType(fleet.template(name), 'AWS::RDS::DBSubnetGroup');
+      const refs = (group.Properties!.SubnetIds as { Ref: string }[]).map((x) => x.Ref);
+      expect(refs).toHaveLength(2);
+      expect(refs.every((r) => r.includes('dataSubnet'))).toBe(true);
+    }
   });
 
   test('offboarding and a failed first deploy: deletion protection is off outside the steady phase', () => {
@@ -363,25 +391,44 @@ describe('shared cells: only when used, sized by tenant count', () => {
     expect(app.stackNames()).toEqual(['Bridge', 'Onboarding', 'Platform']);
     expect(rdsOf(app, 'Bridge')).toMatchObject({
       DBInstanceClass: 'db.r6g.xlarge',
-      AllocatedStorage: '100',
+      AllocatedStorage: '50',
+      MaxAllocatedStorage: 200,
       MultiAZ: true,
     });
     expect(minTasks(app, 'Bridge')).toBe(2);
   });
 
-  test('the size follows the larger of the catalog count and the plan; building one tenant never resizes its cell', () => {
+  test('the size comes from the plan alone (two catalogs of one fleet build the same cell); listing more warns', () => {
     const many = Array.from({ length: 120 }, (_, i) => ({ id: `pool-${i}`, name: `P${i}`, model: 'pool' }));
-    const full = synthFleetWith({ tenants: many });
-    expect(rdsOf(full, 'Pool')).toMatchObject({ DBInstanceClass: cellSizeFor('pool', 120).instanceClass });
-    expect(cellSizeFor('pool', 120).instanceClass).toBe('db.m6g.large');
-    const one = synthFleetWith({ tenants: many }, { onlyTenant: 'pool-7' });
-    expect(rdsOf(one, 'Pool').DBInstanceClass).toBe('db.m6g.large');
-    const planned = synthFleetWith({
-      tenants: many.slice(0, 3),
-      sharedCells: { pool: { plannedTenants: 1200 } },
+    // 120 pool tenants listed, no plan: the default size, and a warning naming the fix.
+    const unplanned = synthFleetWith({ tenants: many });
+    expect(rdsOf(unplanned, 'Pool')).toMatchObject({
+      DBInstanceClass: 'db.t4g.medium',
+      AllocatedStorage: '50',
     });
-    expect(rdsOf(planned, 'Pool').DBInstanceClass).toBe('db.m6g.xlarge');
-    expect(minTasks(planned, 'Pool')).toBe(5);
+    const warnings = unplanned.app.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data)));
+    expect(warnings).toContainEqual(
+      expect.stringContaining(
+        'lists 120 pool tenants but plans the Pool cell for the default size (up to 100): set "sharedCells": { "pool": { "plannedTenants": 120 } }',
+      ),
+    );
+    // Planned for 1,200: the rule's size, whether the catalog lists 3 tenants or all 120, and for -c tenant=.
+    const plan = { pool: { plannedTenants: 1200 } };
+    for (const f of [
+      synthFleetWith({ tenants: many.slice(0, 3), sharedCells: plan }),
+      synthFleetWith({ tenants: many, sharedCells: plan }, { onlyTenant: 'pool-7' }),
+    ]) {
+      expect(rdsOf(f, 'Pool')).toMatchObject({
+        DBInstanceClass: cellSizeFor('pool', 1200).instanceClass,
+        // Storage starts at 50 GB (RDS never shrinks it) and autoscales up to twice the rule's 240 GB.
+        AllocatedStorage: '50',
+        MaxAllocatedStorage: 480,
+      });
+      expect(minTasks(f, 'Pool')).toBe(5);
+    }
+    expect(cellSizeFor('pool', 1200).instanceClass).toBe('db.m6g.xlarge');
   });
 
   test('a bad sharedCells entry is refused naming the field and the fix', () => {

@@ -268,12 +268,15 @@ describe('begin: onboarding', () => {
       'tenant "northwind" is restored from northwind-final-20261127100000, a snapshot of its Aurora cluster (profile "idle-friendly"), which the requested profile "standard" cannot restore: ask for "settings": { "profile": "idle-friendly" }; nothing was changed',
     );
     expect(await moto.get('northwind')).toMatchObject({ status: 'offboarded' });
-    const r = await begin({
+    // idle-friendly is not highly available: an approver asks for it (as for a single-AZ database).
+    const asked = {
       tenantId: 'northwind',
       model: 'silo',
       restore: true,
       settings: { profile: 'idle-friendly' },
-    });
+    };
+    await expect(begin(asked)).rejects.toThrow('only an approver may request it');
+    const r = await begin(asked, EXEC_A, 'onboard', true);
     expect(JSON.parse(r.tenantRequest as string).settings).toEqual({
       profile: 'idle-friendly',
       restoredFromSnapshot: 'northwind-final-20261127100000',

@@ -4,11 +4,17 @@
  * (64 connections, as fast as they go, of its heaviest read: a page of 100 invoices). Prints both runs side by
  * side: the quiet tenants' throughput, p50 and p99 latency and errors, and what the flood got.
  *
- *   npm run bench:noisy                       # 10 s per run, 20 requests per second per quiet tenant
- *   npm run bench:noisy -- --seconds 5 --rate 10
+ *   npm run bench:noisy                       # 3 pairs of 10 s runs, 20 requests per second per quiet tenant
+ *   npm run bench:noisy -- --seconds 5 --rate 10 --repeat 5
  *
  * Target (issue 15): the quiet tenants' p99 within 1.2x and throughput within 0.9x of the run without the flood,
  * and no errors. The API runs in a child process (npm run local with a catalog of 9 pool tenants), autocannon here.
+ *
+ * How p99 is read: the quiet tenants' latencies are pooled (8 tenants x 20 requests/s x 10 s = 1,600 samples per
+ * run), and the runs alternate (alone, flooded, alone, flooded, ...) so drift on a shared machine falls on both
+ * sides; the verdict is the median of the pairs' ratios. The highest of the eight per-tenant p99s (200 samples
+ * each: its second-worst request) is printed too; it is what earlier versions of this benchmark reported, and on
+ * 2 shared cores it moves by tens of percent between identical runs.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -22,6 +28,7 @@ const arg = (name: string, fallback: string) => {
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
 const SECONDS = Number(arg('seconds', '10'));
+const REPEAT = Number(arg('repeat', '3'));
 const RATE = Number(arg('rate', '20'));
 const PORT = 3900 + Math.floor(Math.random() * 90);
 const PG_PORT = 55900 + Math.floor(Math.random() * 90);
@@ -30,22 +37,36 @@ const LOUD = 'loud';
 
 interface Figures {
   rps: number;
+  /** Over every quiet request of the run (pooled). */
   p50: number;
   p99: number;
+  /** The highest of the quiet tenants' own p99s. */
+  worstTenantP99: number;
   errors: number;
   non2xx: number;
 }
 
+const percentile = (sorted: number[], p: number) =>
+  sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : 0;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 async function run(base: string, tokens: Map<string, string>, ids: Map<string, string>, flood: boolean) {
-  const quiet = QUIET.map((tenant) =>
-    autocannon({
+  const samples: number[] = [];
+  const quiet = QUIET.map((tenant) => {
+    const instance = autocannon({
       url: `${base}/invoices/${ids.get(tenant)}`,
       headers: { authorization: `Bearer ${tokens.get(tenant)}` },
       connections: 2,
       overallRate: RATE,
       duration: SECONDS,
-    }),
-  );
+    });
+    // autocannon's tracker is an event emitter as well as a promise (its types say only the latter).
+    (instance as unknown as import('events').EventEmitter).on(
+      'response',
+      (_client: unknown, _status: number, _bytes: number, ms: number) => samples.push(ms),
+    );
+    return instance;
+  });
   const loud = flood
     ? autocannon({
         url: `${base}/invoices?limit=100`,
@@ -56,10 +77,12 @@ async function run(base: string, tokens: Map<string, string>, ids: Map<string, s
     : undefined;
   const results = await Promise.all(quiet);
   const sum = (f: (r: autocannon.Result) => number) => results.reduce((a, r) => a + f(r), 0);
+  samples.sort((a, b) => a - b);
   const figures: Figures = {
     rps: sum((r) => r.requests.average),
-    p50: Math.max(...results.map((r) => r.latency.p50)),
-    p99: Math.max(...results.map((r) => r.latency.p99)),
+    p50: percentile(samples, 50),
+    p99: percentile(samples, 99),
+    worstTenantP99: Math.max(...results.map((r) => r.latency.p99)),
     errors: sum((r) => r.errors + r.timeouts),
     non2xx: sum((r) => r.non2xx),
   };
@@ -122,23 +145,43 @@ async function main(): Promise<void> {
       `8 quiet pool tenants at ${RATE} requests/s each (GET /invoices/:id, 2 connections each); the flood: one tenant of the same cell, 64 connections of GET /invoices?limit=100 as fast as they go\n`,
     );
     await run(base, tokens, ids, false); // warm-up
-    const alone = await run(base, tokens, ids, false);
-    const flooded = await run(base, tokens, ids, true);
-    const a = alone.figures;
-    const f = flooded.figures;
-    console.log('| quiet tenants (8) | req/s | p50 | p99 | errors | non-2xx |');
-    console.log('|---|---|---|---|---|---|');
-    console.log(`| alone | ${a.rps.toFixed(0)} | ${a.p50} ms | ${a.p99} ms | ${a.errors} | ${a.non2xx} |`);
+    const pairs: {
+      alone: Figures;
+      flooded: Figures;
+      loud: NonNullable<Awaited<ReturnType<typeof run>>['loud']>;
+    }[] = [];
+    for (let i = 0; i < REPEAT; i++) {
+      const alone = (await run(base, tokens, ids, false)).figures;
+      const flooded = await run(base, tokens, ids, true);
+      pairs.push({ alone, flooded: flooded.figures, loud: flooded.loud! });
+    }
+    const ms = (v: number) => `${v.toFixed(1)} ms`;
     console.log(
-      `| during the flood | ${f.rps.toFixed(0)} | ${f.p50} ms | ${f.p99} ms | ${f.errors} | ${f.non2xx} |`,
+      '| pair | quiet tenants (8) | req/s | p50 | p99 (pooled) | worst tenant p99 | errors | non-2xx | flood: served / 429 / 503 |',
+    );
+    console.log('|---|---|---|---|---|---|---|---|---|');
+    pairs.forEach(({ alone: a, flooded: f, loud }, i) => {
+      console.log(
+        `| ${i + 1} | alone | ${a.rps.toFixed(0)} | ${ms(a.p50)} | ${ms(a.p99)} | ${ms(a.worstTenantP99)} | ${a.errors} | ${a.non2xx} | |`,
+      );
+      console.log(
+        `| ${i + 1} | during the flood | ${f.rps.toFixed(0)} | ${ms(f.p50)} | ${ms(f.p99)} | ${ms(f.worstTenantP99)} | ${f.errors} | ${f.non2xx} | ${loud.ok} / ${loud.throttled} / ${loud.unavailable} |`,
+      );
+    });
+    const ratios = (f: (x: Figures) => number) => pairs.map((p) => f(p.flooded) / Math.max(f(p.alone), 0.1));
+    const show = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+    const rps = ratios((x) => x.rps);
+    const p99 = ratios((x) => x.p99);
+    const worst = ratios((x) => x.worstTenantP99);
+    const errors = pairs.reduce((n, p) => n + p.flooded.errors + p.flooded.non2xx, 0);
+    console.log(
+      `\nratios, flooded / alone, per pair: throughput ${show(rps)}; p99 (pooled) ${show(p99)}; worst tenant p99 ${show(worst)}`,
     );
     console.log(
-      `| ratio | ${(f.rps / a.rps).toFixed(2)} (target >= 0.9) | | ${(f.p99 / Math.max(a.p99, 1)).toFixed(2)} (target <= 1.2) | | |`,
+      `median of ${REPEAT}: throughput ${median(rps).toFixed(2)} (target >= 0.9), p99 ${median(p99).toFixed(2)} (target <= 1.2), worst tenant p99 ${median(worst).toFixed(2)}; quiet tenants' errors and non-2xx during the floods: ${errors} (target 0)`,
     );
-    const loud = flooded.loud!;
-    console.log(
-      `\nthe flooding tenant: ${loud.ok} served, ${loud.throttled} refused with 429, ${loud.unavailable} with 503 (its database share), ${loud.other} other`,
-    );
+    const other = pairs.reduce((n, p) => n + p.loud.other, 0);
+    if (other) console.log(`the flooding tenant also got ${other} answers other than 2xx, 429 and 503`);
   } finally {
     await stopChild(server);
     fs.rmSync(dir, { recursive: true, force: true });

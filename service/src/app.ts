@@ -195,7 +195,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     );
     let release: () => void;
     try {
-      release = limiter.admit(principal.tenantId, tier);
+      release = limiter.admit(principal.tenantId, tier, rowsAskedFor(request));
     } catch (e) {
       if (e instanceof TenantLimitError) {
         // Over its rate or concurrency: the answer waits a moment (holding nothing but the socket), so a flooding
@@ -254,18 +254,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return reply.code(201).header('location', `/invoices/${invoice.id}`).send(invoice);
   });
 
-  app.get('/invoices', { schema: { querystring: listQuery } }, async (request, reply) => {
-    const t = scope(request);
-    const q = request.query as { limit?: string; cursor?: string };
-    const limit = q.limit === undefined ? 50 : /^[0-9]+$/.test(q.limit) ? Number(q.limit) : NaN;
-    if (!(limit >= 1 && limit <= 100)) {
-      return badRequest(reply, `querystring/limit must be a whole number from 1 to 100 (got "${q.limit}")`);
-    }
-    const after = q.cursor ? decodeCursor(q.cursor) : undefined;
-    if (q.cursor && !after) return badRequest(reply, 'querystring/cursor is not a cursor this API returned');
-    const page = await listInvoices(t.db, { limit, after });
-    return { invoices: page.invoices, nextCursor: page.next ? encodeCursor(page.next) : null };
-  });
+  app.get(
+    '/invoices',
+    { schema: { querystring: listQuery }, config: { rows: pageSize } },
+    async (request, reply) => {
+      const t = scope(request);
+      const q = request.query as { limit?: string; cursor?: string };
+      const limit = pageSize(request);
+      if (!(limit >= 1 && limit <= 100)) {
+        return badRequest(reply, `querystring/limit must be a whole number from 1 to 100 (got "${q.limit}")`);
+      }
+      const after = q.cursor ? decodeCursor(q.cursor) : undefined;
+      if (q.cursor && !after)
+        return badRequest(reply, 'querystring/cursor is not a cursor this API returned');
+      const page = await listInvoices(t.db, { limit, after });
+      return { invoices: page.invoices, nextCursor: page.next ? encodeCursor(page.next) : null };
+    },
+  );
 
   app.get('/invoices/:id', async (request, reply) => {
     const t = scope(request);
@@ -281,6 +286,22 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   return app;
+}
+
+/** The page size a list request asks for (50 when it names none; NaN when it is not a whole number). */
+function pageSize(request: FastifyRequest): number {
+  const q = request.query as { limit?: string };
+  return q.limit === undefined ? 50 : /^[0-9]+$/.test(q.limit) ? Number(q.limit) : NaN;
+}
+
+/**
+ * How many rows a request may read, for the tenant's rows-per-second limit: what its route says (a list, its page
+ * size), else one. A page size the route will refuse counts as one: the request reads nothing.
+ */
+function rowsAskedFor(request: FastifyRequest): number {
+  const rowsOf = (request.routeOptions.config as { rows?: (r: FastifyRequest) => number }).rows;
+  const rows = rowsOf ? rowsOf(request) : 1;
+  return rows >= 1 && rows <= 100 ? rows : 1;
 }
 
 function notFound(reply: FastifyReply) {

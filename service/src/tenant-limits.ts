@@ -3,6 +3,9 @@
  * capacity or its database connections from the others.
  *
  * - Requests per second with a burst (a token bucket): over it, 429 with Retry-After (when the next token comes).
+ * - Rows per second with a burst (a second bucket, charged with the rows a request may read: a page of 100
+ *   invoices costs 100, one invoice 1): over it, 429 with Retry-After. A request rate alone treats a page of 100
+ *   rows like one row, and such pages are what costs a cell's database and API the CPU its neighbours need.
  * - Requests in flight: over it, 429 with Retry-After 1.
  * - A share of the database pool: a tenant holds at most `dbConnections` of the task's connections at once; more
  *   units of work wait in the tenant's own queue (first come, first served) for at most `dbQueueMs`, then 503 with
@@ -18,6 +21,9 @@ import type { TenantScope } from '../../db/tenant-context';
 export interface TenantLimits {
   readonly requestsPerSecond: number;
   readonly burst: number;
+  /** Rows a tenant's requests may ask for per second (list pages count their page size). */
+  readonly rowsPerSecond: number;
+  readonly rowsBurst: number;
   readonly concurrentRequests: number;
   /** Connections of this task's pool one tenant may hold at once. */
   readonly dbConnections: number;
@@ -36,6 +42,8 @@ export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
   standard: {
     requestsPerSecond: 100,
     burst: 200,
+    rowsPerSecond: 2000,
+    rowsBurst: 5000,
     concurrentRequests: 16,
     dbConnections: 4,
     dbQueueMs: 2000,
@@ -44,6 +52,8 @@ export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
   premium: {
     requestsPerSecond: 400,
     burst: 800,
+    rowsPerSecond: 8000,
+    rowsBurst: 20000,
     concurrentRequests: 48,
     dbConnections: 8,
     dbQueueMs: 2000,
@@ -55,6 +65,8 @@ export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
 export const UNMETERED: TenantLimits = {
   requestsPerSecond: 1e9,
   burst: 1e9,
+  rowsPerSecond: 1e9,
+  rowsBurst: 1e9,
   concurrentRequests: 1e9,
   dbConnections: 1e9,
   dbQueueMs: 60_000,
@@ -65,7 +77,7 @@ export const UNMETERED: TenantLimits = {
 export class TenantLimitError extends Error {
   constructor(
     readonly status: 429 | 503,
-    readonly limit: 'requests per second' | 'concurrent requests' | 'database share',
+    readonly limit: 'requests per second' | 'rows per second' | 'concurrent requests' | 'database share',
     readonly retryAfterSeconds: number,
     message: string,
   ) {
@@ -76,6 +88,7 @@ export class TenantLimitError extends Error {
 
 interface State {
   tokens: number;
+  rowTokens: number;
   refilled: number;
   inFlight: number;
   dbInUse: number;
@@ -118,6 +131,7 @@ export class TenantLimiter {
       this.forgetIdle();
       s = {
         tokens: limits.burst,
+        rowTokens: limits.rowsBurst,
         refilled: this.now(),
         inFlight: 0,
         dbInUse: 0,
@@ -139,15 +153,22 @@ export class TenantLimiter {
     return c;
   }
 
-  /** Admits one request of the tenant, or throws TenantLimitError (429). Call the result when it ends. */
-  admit(tenantId: string, tier: TenantTier): () => void {
+  /**
+   * Admits one request of the tenant that may read `rows` rows, or throws TenantLimitError (429). Call the result
+   * when it ends.
+   */
+  admit(tenantId: string, tier: TenantTier, rows = 1): () => void {
     const limits = this.limits(tier);
     const s = this.state(tenantId, limits);
     const counters = this.count(tenantId);
     counters.requests++;
     const t = this.now();
-    s.tokens = Math.min(limits.burst, s.tokens + ((t - s.refilled) / 1000) * limits.requestsPerSecond);
+    const elapsed = (t - s.refilled) / 1000;
+    s.tokens = Math.min(limits.burst, s.tokens + elapsed * limits.requestsPerSecond);
+    s.rowTokens = Math.min(limits.rowsBurst, s.rowTokens + elapsed * limits.rowsPerSecond);
     s.refilled = t;
+    // A request may never ask for more than a whole burst: it is charged at most that much.
+    const cost = Math.min(Math.max(1, rows), limits.rowsBurst);
     if (s.tokens < 1) {
       counters.throttled++;
       const wait = Math.max(1, Math.ceil((1 - s.tokens) / limits.requestsPerSecond));
@@ -156,6 +177,16 @@ export class TenantLimiter {
         'requests per second',
         wait,
         `tenant "${tenantId}" is over its ${tier} tier's ${limits.requestsPerSecond} requests per second (burst ${limits.burst}): retry after ${wait} s`,
+      );
+    }
+    if (s.rowTokens < cost) {
+      counters.throttled++;
+      const wait = Math.max(1, Math.ceil((cost - s.rowTokens) / limits.rowsPerSecond));
+      throw new TenantLimitError(
+        429,
+        'rows per second',
+        wait,
+        `tenant "${tenantId}" is over its ${tier} tier's ${limits.rowsPerSecond} rows per second (burst ${limits.rowsBurst}; this request asks for up to ${cost}): retry after ${wait} s, or ask for smaller pages`,
       );
     }
     if (s.inFlight >= limits.concurrentRequests) {
@@ -168,6 +199,7 @@ export class TenantLimiter {
       );
     }
     s.tokens -= 1;
+    s.rowTokens -= cost;
     s.inFlight++;
     let done = false;
     return () => {

@@ -601,6 +601,42 @@ describe('noisy neighbours: per-tenant limits', () => {
     expect(me.body).toMatchObject({ tenantId: 'stark', tier: 'standard', limits: TIER_LIMITS.standard });
   });
 
+  test('a list is charged its page size against the rows-per-second limit; single reads and neighbours go on', async () => {
+    const limits = { ...TIER_LIMITS.standard, rowsPerSecond: 100, rowsBurst: 150 };
+    // The limiter's clock stands still: nothing refills between the requests.
+    const limited = anotherApp({
+      logger: false,
+      limiter: new TenantLimiter(
+        () => limits,
+        () => 1_000_000,
+      ),
+    });
+    try {
+      const get = (tenant: string, url: string) =>
+        limited.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token(tenant)}` } });
+      expect((await get('stark', '/invoices?limit=100')).statusCode).toBe(200);
+      const over = await get('stark', '/invoices?limit=100');
+      expect(over.statusCode).toBe(429);
+      expect(over.headers['retry-after']).toBe('1');
+      expect(over.json()).toEqual({
+        error: 'too_many_requests',
+        limit: 'rows per second',
+        message:
+          'tenant "stark" is over its standard tier\'s 100 rows per second (burst 150; this request asks for up to 100): retry after 1 s, or ask for smaller pages',
+      });
+      // A smaller page, and a single read, still fit what is left of its budget.
+      expect((await get('stark', '/invoices?limit=20')).statusCode).toBe(200);
+      expect((await get('stark', '/invoices/00000000-0000-4000-8000-000000000000')).statusCode).toBe(404);
+      // The default page (50) is charged 50: the budget (150 - 100 - 20 - 1 = 29) no longer holds it.
+      expect((await get('stark', '/invoices')).json()).toMatchObject({ limit: 'rows per second' });
+      // A page size the route refuses reads nothing and is charged one row; it gets its 400.
+      expect((await get('stark', '/invoices?limit=500')).statusCode).toBe(400);
+      expect((await get('wayne', '/invoices?limit=100')).statusCode).toBe(200);
+    } finally {
+      await limited.close();
+    }
+  });
+
   test("over its rate a tenant gets 429 with Retry-After and the limit's name; a neighbour is served meanwhile", async () => {
     const limits = {
       ...TIER_LIMITS.standard,

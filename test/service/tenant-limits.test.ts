@@ -11,6 +11,8 @@ import { sql } from '../../db/sql';
 const small: TenantLimits = {
   requestsPerSecond: 2,
   burst: 4,
+  rowsPerSecond: 100,
+  rowsBurst: 250,
   concurrentRequests: 3,
   dbConnections: 2,
   dbQueueMs: 50,
@@ -49,6 +51,33 @@ test('the request rate: a burst, then the rate; 429 says when to retry; each ten
   tick(500); // one more token at 2 per second
   expect(limitOf(() => l.admit('loud', 'standard')?.())).toBeUndefined();
   expect(limitOf(() => l.admit('loud', 'standard'))).toMatchObject({ status: 429 });
+});
+
+test('rows per second: pages cost their size, single reads one; 429 names the limit and when to retry', () => {
+  const { l, tick } = limiter();
+  l.admit('pager', 'standard', 100)();
+  l.admit('pager', 'standard', 100)();
+  // 50 rows left of the burst: a third page of 100 is refused, though the request rate allows it.
+  expect(limitOf(() => l.admit('pager', 'standard', 100))).toEqual({
+    status: 429,
+    limit: 'rows per second',
+    retryAfter: 1,
+  });
+  expect(limitOf(() => l.admit('pager', 'standard', 1)?.())).toBeUndefined(); // one row still fits
+  expect(limitOf(() => l.admit('reader', 'standard', 100)?.())).toBeUndefined(); // another tenant's own bucket
+  tick(600); // 60 more rows at 100 per second: 109 left
+  expect(limitOf(() => l.admit('pager', 'standard', 100)?.())).toBeUndefined();
+  // A request asking for more than a whole burst is charged the burst, so it can ever pass.
+  tick(3000);
+  expect(limitOf(() => l.admit('pager', 'standard', 10_000)?.())).toBeUndefined();
+  expect(limitOf(() => l.admit('pager', 'standard', 1))).toMatchObject({ limit: 'rows per second' });
+});
+
+test('the standard and premium tiers: a page of 100 fits their row budgets many times over a single read', () => {
+  for (const limits of Object.values(TIER_LIMITS)) {
+    expect(limits.rowsPerSecond).toBeGreaterThanOrEqual(20 * limits.requestsPerSecond);
+    expect(limits.rowsBurst).toBeGreaterThanOrEqual(limits.rowsPerSecond);
+  }
 });
 
 test('requests in flight: the fourth concurrent request of a tenant is refused until one ends', () => {

@@ -28,6 +28,18 @@ interface Permissions {
 
 const tags = (service: string) => [`${service}:TagResource`, `${service}:UntagResource`];
 
+/** A database encrypted with the cell's key whose master password RDS keeps in Secrets Manager (instance, cluster). */
+const RDS_KEY_AND_MANAGED_SECRET = [
+  'kms:CreateGrant',
+  'kms:DescribeKey',
+  'kms:Decrypt',
+  'kms:GenerateDataKey',
+  'secretsmanager:CreateSecret',
+  'secretsmanager:TagResource',
+  'secretsmanager:DeleteSecret',
+  'secretsmanager:RotateSecret',
+];
+
 /** One entry per resource type the fleet's templates use. */
 export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
   'AWS::Backup::BackupPlan': {
@@ -435,14 +447,7 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       'rds:AddTagsToResource',
       'rds:RemoveTagsFromResource',
       'rds:ListTagsForResource',
-      'kms:CreateGrant',
-      'kms:DescribeKey',
-      'kms:Decrypt',
-      'kms:GenerateDataKey',
-      'secretsmanager:CreateSecret',
-      'secretsmanager:TagResource',
-      'secretsmanager:DeleteSecret',
-      'secretsmanager:RotateSecret',
+      ...RDS_KEY_AND_MANAGED_SECRET,
     ],
     serviceLinkedRoles: ['rds.amazonaws.com'],
   },
@@ -468,14 +473,7 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       'rds:AddTagsToResource',
       'rds:RemoveTagsFromResource',
       'rds:ListTagsForResource',
-      'kms:CreateGrant',
-      'kms:DescribeKey',
-      'kms:Decrypt',
-      'kms:GenerateDataKey',
-      'secretsmanager:CreateSecret',
-      'secretsmanager:TagResource',
-      'secretsmanager:DeleteSecret',
-      'secretsmanager:RotateSecret',
+      ...RDS_KEY_AND_MANAGED_SECRET,
     ],
     passRoleTo: ['monitoring.rds.amazonaws.com'],
     serviceLinkedRoles: ['rds.amazonaws.com'],

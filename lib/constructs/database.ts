@@ -115,11 +115,7 @@ export class Database extends Construct implements CellDatabase {
   constructor(scope: Construct, id: string, props: DatabaseProps) {
     super(scope, id);
     const disposable = props.disposable ?? false;
-    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
-      vpc: props.vpc,
-      description: 'PostgreSQL: admits only the security groups granted with allowFrom',
-      allowAllOutbound: false,
-    });
+    this.securityGroup = databaseSecurityGroup(this, props.vpc);
     const engine = rds.DatabaseInstanceEngine.postgres({ version: POSTGRES_VERSION });
     const parameterGroup = new rds.ParameterGroup(this, 'Parameters', {
       engine,
@@ -248,6 +244,15 @@ export class Database extends Construct implements CellDatabase {
   grantConnect(grantee: iam.IGrantable, user: string): void {
     this.instance.grantConnect(grantee, user);
   }
+}
+
+/** A database's security group: it admits nobody until `allowFrom`, and the database calls out to nothing. */
+export function databaseSecurityGroup(scope: Construct, vpc: ec2.IVpc): ec2.SecurityGroup {
+  return new ec2.SecurityGroup(scope, 'SecurityGroup', {
+    vpc,
+    description: 'PostgreSQL: admits only the security groups granted with allowFrom',
+    allowAllOutbound: false,
+  });
 }
 
 /** Memory of the RDS instance classes the catalog allows by default (GiB); others are read from their size. */

@@ -11,7 +11,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { TenantPhase } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
 import { PHASE_REASONS } from './api-service';
-import { CellDatabase, SERVER_PARAMETERS } from './database';
+import { CellDatabase, databaseSecurityGroup, SERVER_PARAMETERS } from './database';
 
 /**
  * The Aurora PostgreSQL version of serverless cells. RDS cells run PostgreSQL 18; the newest Aurora PostgreSQL in
@@ -65,11 +65,7 @@ export class ServerlessDatabase extends Construct implements CellDatabase {
     super(scope, id);
     const disposable = props.disposable ?? false;
     const phase = props.phase ?? 'steady';
-    this.securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
-      vpc: props.vpc,
-      description: 'PostgreSQL: admits only the security groups granted with allowFrom',
-      allowAllOutbound: false,
-    });
+    this.securityGroup = databaseSecurityGroup(this, props.vpc);
     const engine = rds.DatabaseClusterEngine.auroraPostgres({ version: AURORA_POSTGRES_VERSION });
     this.cluster = new rds.DatabaseCluster(this, 'Cluster', {
       engine,

@@ -2,9 +2,9 @@
 
 /** A line chart (SVG) of monthly cost per tenant against fleet size, one line per model, both axes logarithmic. */
 export function unitCostChart(series: Record<string, { tenants: number; perTenant: number }[]>): string {
-  const W = 640;
+  const W = 760;
   const H = 400;
-  const m = { l: 70, r: 120, t: 30, b: 50 };
+  const m = { l: 70, r: 200, t: 30, b: 50 };
   const all = Object.values(series).flat();
   const xs = all.map((d) => d.tenants);
   const ys = all.map((d) => d.perTenant);
@@ -12,7 +12,7 @@ export function unitCostChart(series: Record<string, { tenants: number; perTenan
   const [y0, y1] = [Math.floor(Math.log10(Math.min(...ys))), Math.ceil(Math.log10(Math.max(...ys)))];
   const X = (v: number) => m.l + ((Math.log10(v) - x0) / (x1 - x0 || 1)) * (W - m.l - m.r);
   const Y = (v: number) => H - m.b - ((Math.log10(v) - y0) / (y1 - y0 || 1)) * (H - m.t - m.b);
-  const colours = ['#1b6ac9', '#d4731c', '#2e9e4f', '#8b3fb5'];
+  const colours = ['#1b6ac9', '#d4731c', '#2e9e4f', '#8b3fb5', '#c23b5a', '#5a6b7a'];
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
     `<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">Monthly cost per tenant by fleet size (USD, log scales)</text>`,

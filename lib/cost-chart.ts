@@ -35,7 +35,9 @@ export function unitCostChart(series: Record<string, { tenants: number; perTenan
   Object.entries(series).forEach(([name, points], i) => {
     const c = colours[i % colours.length];
     const pts = points.map((d) => `${X(d.tenants).toFixed(1)},${Y(d.perTenant).toFixed(1)}`).join(' ');
-    parts.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts}"/>`);
+    // Every other line dashed: lines that coincide (pool and bridge up to 100 tenants) both stay visible.
+    const dash = i % 2 === 1 ? ' stroke-dasharray="6 4"' : '';
+    parts.push(`<polyline fill="none" stroke="${c}" stroke-width="2"${dash} points="${pts}"/>`);
     for (const d of points) {
       parts.push(
         `<circle cx="${X(d.tenants).toFixed(1)}" cy="${Y(d.perTenant).toFixed(1)}" r="3" fill="${c}"/>`,

@@ -1,4 +1,4 @@
-import { App, DefaultStackSynthesizer, Stack, Tags } from 'aws-cdk-lib';
+import { App, Aspects, CfnResource, DefaultStackSynthesizer, Stack, Tags, TagManager } from 'aws-cdk-lib';
 import { Catalog, SHARED_VPC_CIDRS } from './catalog';
 import { applyCompliance } from './compliance';
 import { PlatformStack } from './stacks/platform-stack';
@@ -200,7 +200,26 @@ function applyBoundary(stack: Stack, scope: DeployScopeName): void {
  * cost profile (a silo's profile; `shared-cell` for a shared cell and its tenants; `platform`).
  */
 function tag(stack: Stack, tenantId: string, model: string, profile: string): void {
-  Tags.of(stack).add('tenant-id', tenantId);
-  Tags.of(stack).add('isolation-model', model);
-  Tags.of(stack).add('cost-profile', profile);
+  const tags = { 'tenant-id': tenantId, 'isolation-model': model, 'cost-profile': profile };
+  for (const [key, value] of Object.entries(tags)) Tags.of(stack).add(key, value);
+  // CDK's own custom-resource providers (the one that locks down a VPC's default security group, the one that
+  // empties a disposable bucket) are raw CloudFormation resources that tag aspects do not reach: tag them too, so
+  // their cost lands on the tenant as well.
+  Aspects.of(stack).add({
+    visit(node) {
+      if (
+        node instanceof CfnResource &&
+        RAW_TAGGED_TYPES.has(node.cfnResourceType) &&
+        !TagManager.isTaggable(node)
+      ) {
+        node.addPropertyOverride(
+          'Tags',
+          Object.entries(tags).map(([Key, Value]) => ({ Key, Value })),
+        );
+      }
+    },
+  });
 }
+
+/** Types of CDK's raw provider resources that accept tags. */
+const RAW_TAGGED_TYPES = new Set(['AWS::IAM::Role', 'AWS::Lambda::Function']);

@@ -30,10 +30,8 @@ export interface SiloSettings {
   readonly restoredFromSnapshot?: string;
 }
 
-/** Defaults of the default profile ("standard"); another profile brings its own (lib/silo-profiles.ts). */
+/** Defaults every profile shares; the database's (class, standby) come from the profile (lib/silo-profiles.ts). */
 export const SILO_DEFAULTS = {
-  instanceClass: 't4g.medium',
-  multiAz: true,
   backupRetentionDays: 14,
 } as const;
 
@@ -80,19 +78,19 @@ export function siloSettings(
       'field "settings.multiAz" is false, but the "production" profile is the highly available one: remove it, or use the "standard" profile for a single-AZ database',
     );
   }
-  const instanceClass = serverless
-    ? 'serverless'
-    : (settings.instanceClass ??
-      (profile.database.engine === 'rds' ? profile.database.instanceClass : SILO_DEFAULTS.instanceClass));
-  if (!serverless && (typeof instanceClass !== 'string' || !INSTANCE_CLASS_PATTERN.test(instanceClass))) {
+  // An RDS profile's defaults, which the catalog may override; Aurora Serverless has neither setting.
+  const db = profile.database;
+  const instanceClass = db.engine === 'rds' ? (settings.instanceClass ?? db.instanceClass) : 'serverless';
+  if (
+    db.engine === 'rds' &&
+    (typeof instanceClass !== 'string' || !INSTANCE_CLASS_PATTERN.test(instanceClass))
+  ) {
     fail(
       'settings.instanceClass',
       `field "settings.instanceClass" is ${JSON.stringify(instanceClass)}: use an RDS class without the "db." prefix, e.g. "t4g.medium" or "r6g.large"`,
     );
   }
-  const multiAz = serverless
-    ? false
-    : (settings.multiAz ?? (profile.database.engine === 'rds' ? profile.database.multiAz : true));
+  const multiAz = db.engine === 'rds' ? (settings.multiAz ?? db.multiAz) : false;
   if (typeof multiAz !== 'boolean')
     fail('settings.multiAz', 'field "settings.multiAz" must be true or false');
   const days = settings.backupRetentionDays ?? SILO_DEFAULTS.backupRetentionDays;

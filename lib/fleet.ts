@@ -159,10 +159,7 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   }
 
   /** The shared cell each model's tenants live in (silo tenants have their own, inside their stack). */
-  const sharedCells: Partial<Record<IsolationModel, Stack>> = {
-    ...(pool ? { pool } : {}),
-    ...(bridge ? { bridge } : {}),
-  };
+  const sharedCells: Partial<Record<IsolationModel, Stack>> = { pool, bridge };
   const stacks = tenants.map((t) => {
     const stack = new TenantStack(app, tenantStackName(t.id), {
       env,

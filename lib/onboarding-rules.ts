@@ -52,19 +52,19 @@ export function approvalReasons(tenant: Tenant, rules: ApprovalRules = DEFAULT_A
   if (tenant.deletionPolicy === 'destroy') {
     reasons.push('settings.deletionPolicy "destroy" (its data is deleted with its stack)');
   }
-  // The idle-friendly profile's Aurora Serverless v2 has no instance class to pick (its capacity follows load up
-  // to the profile's maximum), but one writer and one task: like a single-AZ database, it is not highly available.
-  const rds = tenant.silo && siloProfile(tenant.silo.profile).database.engine === 'rds';
-  if (tenant.silo && rds && !tenant.silo.multiAz)
-    reasons.push('settings.multiAz false (a single-AZ database)');
-  if (tenant.silo && !rds) {
+  const silo = tenant.silo;
+  if (silo && siloProfile(silo.profile).database.engine === 'rds') {
+    if (!silo.multiAz) reasons.push('settings.multiAz false (a single-AZ database)');
+    if (!rules.instanceClasses.includes(silo.instanceClass)) {
+      reasons.push(
+        `settings.instanceClass "${silo.instanceClass}" (outside ${rules.instanceClasses.join(', ')})`,
+      );
+    }
+  } else if (silo) {
+    // Aurora Serverless v2 (idle-friendly) has no instance class to pick, but one writer and one task: like a
+    // single-AZ database, it is not highly available.
     reasons.push(
-      `settings.profile "${tenant.silo.profile}" (one database writer and one API task: not highly available)`,
-    );
-  }
-  if (tenant.silo && rds && !rules.instanceClasses.includes(tenant.silo.instanceClass)) {
-    reasons.push(
-      `settings.instanceClass "${tenant.silo.instanceClass}" (outside ${rules.instanceClasses.join(', ')})`,
+      `settings.profile "${silo.profile}" (one database writer and one API task: not highly available)`,
     );
   }
   return reasons;

@@ -18,6 +18,7 @@ export { BODY_LIMIT };
 import { reportTenantUsage } from './tenant-usage';
 import { DatabaseHealth, DatabaseHealthOptions } from './db-health';
 import { RegistryEntry, TenantRegistry } from './registry';
+import { decodeCursor, encodeCursor, MAX_PAGE_SIZE, pageSize, rowsAskedFor } from './paging';
 import type { StartupState } from './startup';
 
 export interface AppDeps {
@@ -261,8 +262,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       const t = scope(request);
       const q = request.query as { limit?: string; cursor?: string };
       const limit = pageSize(request);
-      if (!(limit >= 1 && limit <= 100)) {
-        return badRequest(reply, `querystring/limit must be a whole number from 1 to 100 (got "${q.limit}")`);
+      if (!(limit >= 1 && limit <= MAX_PAGE_SIZE)) {
+        return badRequest(
+          reply,
+          `querystring/limit must be a whole number from 1 to ${MAX_PAGE_SIZE} (got "${q.limit}")`,
+        );
       }
       const after = q.cursor ? decodeCursor(q.cursor) : undefined;
       if (q.cursor && !after)
@@ -288,41 +292,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   return app;
 }
 
-/** The page size a list request asks for (50 when it names none; NaN when it is not a whole number). */
-function pageSize(request: FastifyRequest): number {
-  const q = request.query as { limit?: string };
-  return q.limit === undefined ? 50 : /^[0-9]+$/.test(q.limit) ? Number(q.limit) : NaN;
-}
-
-/**
- * How many rows a request may read, for the tenant's rows-per-second limit: what its route says (a list, its page
- * size), else one. A page size the route will refuse counts as one: the request reads nothing.
- */
-function rowsAskedFor(request: FastifyRequest): number {
-  const rowsOf = (request.routeOptions.config as { rows?: (r: FastifyRequest) => number }).rows;
-  const rows = rowsOf ? rowsOf(request) : 1;
-  return rows >= 1 && rows <= 100 ? rows : 1;
-}
-
 function notFound(reply: FastifyReply) {
   return reply.code(404).send({ error: 'not_found', message: 'no such invoice' });
 }
 
 function badRequest(reply: FastifyReply, message: string) {
   return reply.code(400).send({ error: 'bad_request', message });
-}
-
-function encodeCursor(c: { createdAt: string; id: string }): string {
-  return Buffer.from(`${c.createdAt}|${c.id}`).toString('base64url');
-}
-
-function decodeCursor(s: string): { createdAt: string; id: string } | undefined {
-  const [createdAt, id] = Buffer.from(s, 'base64url').toString('utf8').split('|');
-  if (
-    !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(createdAt ?? '') ||
-    !/^[0-9a-f-]{36}$/.test(id ?? '')
-  ) {
-    return undefined;
-  }
-  return { createdAt, id };
 }

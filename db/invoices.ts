@@ -4,7 +4,7 @@
  * the tenant context sets `search_path` (pool: the shared `pool` schema under RLS; bridge: the tenant's own
  * schema; silo: `app`). No query here filters by tenant: the context does, so a forgotten WHERE cannot leak.
  */
-import { join, sql } from './sql';
+import { join, Sql, sql } from './sql';
 import type { TenantScope } from './tenant-context';
 
 export interface NewInvoice {
@@ -59,6 +59,10 @@ function toInvoice(r: SummaryRow): Invoice {
 
 /** Microsecond precision, so a page cursor built from it never skips or repeats a row. */
 const CREATED_AT = sql`to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at`;
+/** One invoice's item count and total (correlated with the invoice of the outer query). */
+const ITEM_TOTALS = sql`SELECT count(it.line_no)::integer AS item_count,
+  coalesce(sum(it.quantity * it.unit_price_cents), 0)::bigint AS total_cents
+  FROM invoice_items it WHERE it.invoice_id = invoices.id`;
 const SUMMARY = sql`id, customer, reference, to_char(due_on, 'YYYY-MM-DD') AS due_on, ${CREATED_AT}, item_count, total_cents`;
 
 /** Creates an invoice and its items in one statement (one round trip), returning the summary. */
@@ -104,16 +108,25 @@ export async function getInvoice(db: TenantScope, id: string): Promise<Invoice |
 }
 
 /** A page of invoice summaries, oldest first, keyed by (created_at, id). */
+/**
+ * One page of invoice summaries (and one more row, to know whether there is a next page). The page first (the
+ * listing index, in order), then each invoice's items: not the summary view, whose GROUP BY would aggregate every
+ * invoice of the tenant before the LIMIT, so that a page of one would cost the tenant's whole table. The order
+ * names the table's columns: a bare `created_at` would be the formatted output column, which no index serves.
+ */
+export function listStatement(page: { limit: number; after?: { createdAt: string; id: string } }): Sql {
+  const after = page.after
+    ? sql`WHERE (created_at, id) > (${page.after.createdAt}::timestamptz, ${page.after.id}::uuid)`
+    : sql``;
+  return sql`SELECT ${SUMMARY} FROM invoices CROSS JOIN LATERAL (${ITEM_TOTALS}) totals
+    ${after} ORDER BY invoices.created_at, invoices.id LIMIT ${page.limit + 1}`;
+}
+
 export async function listInvoices(
   db: TenantScope,
   page: { limit: number; after?: { createdAt: string; id: string } },
 ): Promise<{ invoices: Invoice[]; next?: { createdAt: string; id: string } }> {
-  const after = page.after
-    ? sql`WHERE (created_at, id) > (${page.after.createdAt}::timestamptz, ${page.after.id}::uuid)`
-    : sql``;
-  const r = await db.run<SummaryRow>(
-    sql`SELECT ${SUMMARY} FROM invoice_summaries ${after} ORDER BY created_at, id LIMIT ${page.limit + 1}`,
-  );
+  const r = await db.run<SummaryRow>(listStatement(page));
   const rows = r.rows.slice(0, page.limit).map(toInvoice);
   const more = r.rows.length > page.limit;
   const last = rows[rows.length - 1];

@@ -1,3 +1,4 @@
+import { listStatement } from '../../db/invoices';
 import { Client } from 'pg';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { migratePool, registerPoolTenant } from '../../db/models';
@@ -383,5 +384,39 @@ describe('pool isolation (docs/threat-model.md P1-P14), as app_pool', () => {
       leaked: false,
       detail: 'no-context reuse saw 0 rows (context ""); next tenant saw globex',
     });
+  });
+});
+
+describe('a page of invoices costs the page, not the tenant (the rows-per-second limit charges the page size)', () => {
+  test("the list reads the listing index up to the page and aggregates only that page's items", async () => {
+    // Enough invoices that a plan aggregating them all would show it.
+    await tenants.forTenant('acme').run(
+      sql`WITH i AS (INSERT INTO pool.invoices (customer) SELECT 'bulk ' || g FROM generate_series(1, 500) g RETURNING id)
+          INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
+          SELECT id, 1, 'Item', 1, 100 FROM i`,
+    );
+    const su = await db.superuser();
+    try {
+      await su.query('ANALYZE pool.invoices; ANALYZE pool.invoice_items');
+    } finally {
+      await su.end();
+    }
+    await app.query('BEGIN');
+    try {
+      await enterAs(app, 'acme');
+      await app.query('SET LOCAL search_path = pool');
+      const { text, values } = listStatement({ limit: 1 }).toQuery();
+      const r = await app.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, values);
+      const plan = JSON.stringify(r.rows[0]['QUERY PLAN']);
+      // A Limit over the listing index, and no aggregate or sort over the tenant's invoices.
+      expect(plan).toContain('invoices_listing');
+      expect(plan).not.toMatch(/"Node Type":"(Sort|Hash)"/);
+      const top = (r.rows[0]['QUERY PLAN'] as { Plan: { 'Node Type': string; 'Actual Rows': number } }[])[0]
+        .Plan;
+      expect(top['Node Type']).toBe('Limit');
+      expect(top['Actual Rows']).toBe(2); // the page and the one row that says there is more
+    } finally {
+      await app.query('ROLLBACK');
+    }
   });
 });

@@ -252,6 +252,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.post('/invoices', { schema: { body: invoiceBody } }, async (request, reply) => {
     const t = scope(request);
     const invoice = await createInvoice(t.db, request.body as NewInvoice);
+    // The invoice was charged one row when it was admitted; its items are rows too.
+    limiter.spend(t.principal.tenantId, t.tier, invoice.items?.length ?? 0);
     return reply.code(201).header('location', `/invoices/${invoice.id}`).send(invoice);
   });
 
@@ -279,6 +281,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.get('/invoices/:id', async (request, reply) => {
     const t = scope(request);
     const invoice = await getInvoice(t.db, (request.params as { id: string }).id);
+    if (invoice) limiter.spend(t.principal.tenantId, t.tier, invoice.items?.length ?? 0);
     // Another tenant's invoice and a missing one answer exactly alike.
     return invoice ?? notFound(reply);
   });

@@ -168,7 +168,8 @@ export class TenantLimiter {
     s.rowTokens = Math.min(limits.rowsBurst, s.rowTokens + elapsed * limits.rowsPerSecond);
     s.refilled = t;
     // A request may never ask for more than a whole burst: it is charged at most that much.
-    const cost = Math.min(Math.max(1, rows), limits.rowsBurst);
+    // A count that is not a number is charged a whole burst, never nothing.
+    const cost = Number.isFinite(rows) ? Math.min(Math.max(1, rows), limits.rowsBurst) : limits.rowsBurst;
     if (s.tokens < 1) {
       counters.throttled++;
       const wait = Math.max(1, Math.ceil((1 - s.tokens) / limits.requestsPerSecond));
@@ -208,6 +209,17 @@ export class TenantLimiter {
       s.inFlight--;
       s.seen = this.now();
     };
+  }
+
+  /**
+   * Rows a request read or wrote beyond what `admit` charged (an invoice's items, known once it is read or
+   * written): taken from the tenant's rows budget after the fact, which may go below zero, so its next requests
+   * wait until the budget has refilled.
+   */
+  spend(tenantId: string, tier: TenantTier, rows: number): void {
+    if (!(rows > 0)) return;
+    const s = this.state(tenantId, this.limits(tier));
+    s.rowTokens -= Number.isFinite(rows) ? rows : this.limits(tier).rowsBurst;
   }
 
   /** One of the tenant's database connections: at once, or after waiting in its queue, or TenantLimitError (503). */

@@ -601,6 +601,40 @@ describe('noisy neighbours: per-tenant limits', () => {
     expect(me.body).toMatchObject({ tenantId: 'stark', tier: 'standard', limits: TIER_LIMITS.standard });
   });
 
+  test("an invoice's items count against the rows budget once written or read", async () => {
+    const limits = { ...TIER_LIMITS.standard, rowsPerSecond: 100, rowsBurst: 80 };
+    const limited = anotherApp({
+      logger: false,
+      limiter: new TenantLimiter(
+        () => limits,
+        () => 1_000_000,
+      ),
+    });
+    try {
+      const headers = { authorization: `Bearer ${token('stark')}` };
+      const items = Array.from({ length: 30 }, () => ({
+        description: 'Part',
+        quantity: 1,
+        unitPriceCents: 100,
+      }));
+      const created = await limited.inject({
+        method: 'POST',
+        url: '/invoices',
+        headers,
+        payload: { customer: 'Big', items },
+      });
+      expect(created.statusCode).toBe(201); // 1 + 30 rows: 49 left
+      const url = `/invoices/${created.json().id as string}`;
+      expect((await limited.inject({ method: 'GET', url, headers })).statusCode).toBe(200); // 1 + 30: 18 left
+      expect((await limited.inject({ method: 'GET', url, headers })).statusCode).toBe(200); // 1 + 30: -13
+      const over = await limited.inject({ method: 'GET', url, headers });
+      expect(over.statusCode).toBe(429);
+      expect(over.json()).toMatchObject({ limit: 'rows per second' });
+    } finally {
+      await limited.close();
+    }
+  });
+
   test('a list is charged its page size against the rows-per-second limit; single reads and neighbours go on', async () => {
     const limits = { ...TIER_LIMITS.standard, rowsPerSecond: 100, rowsBurst: 150 };
     // The limiter's clock stands still: nothing refills between the requests.

@@ -73,6 +73,25 @@ test('rows per second: pages cost their size, single reads one; 429 names the li
   expect(limitOf(() => l.admit('pager', 'standard', 1))).toMatchObject({ limit: 'rows per second' });
 });
 
+test('spend: what a request read beyond its admission comes out of the rows budget after the fact', () => {
+  const { l, tick } = limiter();
+  l.admit('reader', 'standard', 1)();
+  l.spend('reader', 'standard', 300); // an invoice with 300 items: the budget (250) goes below zero
+  expect(limitOf(() => l.admit('reader', 'standard', 1))).toEqual({
+    status: 429,
+    limit: 'rows per second',
+    retryAfter: 1,
+  });
+  tick(300); // 30 more rows at 100 per second: still below zero (-21)
+  expect(limitOf(() => l.admit('reader', 'standard', 1))).toMatchObject({ limit: 'rows per second' });
+  tick(1000);
+  expect(limitOf(() => l.admit('reader', 'standard', 1)?.())).toBeUndefined();
+  // A count that is not a number never disables the limit: it is charged a whole burst.
+  tick(5000);
+  expect(limitOf(() => l.admit('odd', 'standard', Number.NaN)?.())).toBeUndefined();
+  expect(limitOf(() => l.admit('odd', 'standard', 1))).toMatchObject({ limit: 'rows per second' });
+});
+
 test('the standard and premium tiers: a page of 100 fits their row budgets many times over a single read', () => {
   for (const limits of Object.values(TIER_LIMITS)) {
     expect(limits.rowsPerSecond).toBeGreaterThanOrEqual(20 * limits.requestsPerSecond);

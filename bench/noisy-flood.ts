@@ -1,11 +1,16 @@
 /**
  * The flood of `npm run bench:noisy`, in a process of its own: its 64 connections' answers (pages of 100 invoices)
  * are parsed here, not on the event loop that times the quiet tenants' requests, so a quiet request's latency is
- * the platform's and not the load generator's. Reads FLOOD_URL, FLOOD_TOKEN, FLOOD_SECONDS; prints one JSON line.
+ * the platform's and not the load generator's. Reads FLOOD_URL, FLOOD_TOKEN, FLOOD_SECONDS; prints `ready` once
+ * loaded, starts when a line arrives on its standard input (so its start-up is not inside the timed run), and then
+ * prints one JSON line.
  */
 import autocannon from 'autocannon';
 
 async function main(): Promise<void> {
+  process.stdout.write('ready\n');
+  await new Promise((resolve) => process.stdin.once('data', resolve));
+  process.stdin.pause();
   const r = await autocannon({
     url: process.env.FLOOD_URL!,
     headers: { authorization: `Bearer ${process.env.FLOOD_TOKEN}` },

@@ -108,7 +108,8 @@ function steadyTraffic(url: string, token: string, offsetMs: number): Promise<St
 }
 
 async function run(base: string, tokens: Map<string, string>, ids: Map<string, string>, flood: boolean) {
-  const loud = flood ? startFlood(`${base}/invoices?limit=100`, tokens.get(LOUD)!) : undefined;
+  const flooding = flood ? await floodProcess(`${base}/invoices?limit=100`, tokens.get(LOUD)!) : undefined;
+  const loud = flooding?.go();
   const results = await Promise.all(
     QUIET.map((tenant, i) =>
       steadyTraffic(
@@ -145,25 +146,42 @@ interface FloodResult {
   other: number;
 }
 
-/** The flood, in a child process (bench/noisy-flood.ts), for the run's duration. */
-function startFlood(url: string, token: string): Promise<FloodResult> {
+/**
+ * The flood, in a child process (bench/noisy-flood.ts): started and loaded first, so its start-up costs no CPU
+ * inside the timed run; `go()` starts it and resolves with what it got.
+ */
+async function floodProcess(url: string, token: string): Promise<{ go(): Promise<FloodResult> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'noisy-flood.ts')], {
     env: { ...process.env, FLOOD_URL: url, FLOOD_TOKEN: token, FLOOD_SECONDS: String(SECONDS) },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve, reject) => {
+  const exited = new Promise<FloodResult>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code) => {
+      const last = out.trim().split('\n').pop() ?? '';
       if (code !== 0) return reject(new Error(`the flood process exited with ${code}`));
       try {
-        resolve(JSON.parse(out) as FloodResult);
+        resolve(JSON.parse(last) as FloodResult);
       } catch {
         reject(new Error(`the flood process printed no result: ${out}`));
       }
     });
   });
+  exited.catch(() => undefined); // awaited through go(); a failure before then surfaces in `ready` below
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.startsWith('ready\n')) resolve();
+    });
+    exited.then(() => reject(new Error('the flood process ended before it was ready')), reject);
+  });
+  return {
+    go: () => {
+      child.stdin!.end('go\n');
+      return exited;
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -212,7 +230,9 @@ async function main(): Promise<void> {
     console.log(
       `8 quiet pool tenants at ${RATE} requests/s each (GET /invoices/:id, evenly spaced, at most 2 connections each); the flood: one tenant of the same cell, 64 connections of GET /invoices?limit=100 as fast as they go\n`,
     );
-    await run(base, tokens, ids, false); // warm-up
+    // Warm-up, not counted: both kinds of run, so the flood's paths (pages, refusals) are compiled before timing.
+    await run(base, tokens, ids, false);
+    await run(base, tokens, ids, true);
     const pairs: {
       alone: Figures;
       flooded: Figures;

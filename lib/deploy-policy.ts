@@ -518,6 +518,9 @@ export const RESOURCE_PERMISSIONS: Readonly<Record<string, Permissions>> = {
       's3:GetBucketOwnershipControls',
       's3:PutLifecycleConfiguration',
       's3:GetLifecycleConfiguration',
+      // Server access logging (the tenant archive buckets log to the cell's access-log bucket).
+      's3:PutBucketLogging',
+      's3:GetBucketLogging',
     ],
   },
   'AWS::S3::BucketPolicy': { actions: ['s3:PutBucketPolicy', 's3:DeleteBucketPolicy', 's3:GetBucketPolicy'] },

@@ -5,11 +5,17 @@
  *   npm run tenant -- purge --tenant <id>
  *   npm run tenant -- abort-move --tenant <id>
  *   npm run tenant -- inspect --from <file>
+ *   npm run tenant -- export --aws --tenant <id>
+ *   npm run tenant -- restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa [--as <id>]
  *
  * One tenant's data on the local platform: export to a signed archive, restore it (same tenant, new id, another
  * model), move it to another model with its writes frozen meanwhile (service/src/local/mobility.ts, db/mobility/).
  * Works whether or not `npm run local` is running; a running API sees the move through the registry.
+ * With --aws, export and restore run in a deployed fleet, through the mobility runner beside the tenant's cell
+ * (scripts/tenant-aws.ts).
  */
+import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
+import { LambdaClient } from '@aws-sdk/client-lambda';
 import { ISOLATION_MODELS, IsolationModel } from '../contracts';
 import { ArchiveError, verifyArchive } from '../db/mobility';
 import { TenantIdError } from '../db/naming';
@@ -17,6 +23,7 @@ import { openLocalPlatform } from '../service/src/local/admin';
 import { MobilityError, TenantMobility } from '../service/src/local/mobility';
 import { LOCAL_DIR } from '../service/src/local/platform';
 import { parseCli } from './cli';
+import { AwsMobilityError, runAwsMobility } from './tenant-aws';
 
 const USAGE = `usage: npm run tenant -- <command> [options]
 
@@ -34,6 +41,14 @@ One tenant's data on the local platform.
   abort-move --tenant <id>    after an interrupted move or restore --force: back where it was, serving again;
                               after an interrupted restore into a new id: what it created is removed
   inspect --from <file>       verifies an archive and prints its manifest
+
+In a deployed fleet (AWS credentials and Region from the environment):
+  export --aws --tenant <id>
+      the same export, by the mobility runner beside the tenant's cell, to the cell's archive bucket
+      (encrypted with the cell's key, a silo's with its own); prints the archive's key
+  restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa [--as <id>]
+      that archive into the tenant, or into another tenant of the same cell (--as, e.g. one just onboarded for
+      it); only into a tenant with no data yet
   --help                      this text`;
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -64,6 +79,7 @@ async function main(): Promise<number> {
       name: { type: 'string' },
       encrypt: { type: 'boolean' },
       force: { type: 'boolean' },
+      aws: { type: 'boolean' },
     },
     { argv },
   );
@@ -76,7 +92,9 @@ async function main(): Promise<number> {
     'abort-move': ['tenant'],
     inspect: ['from'],
   };
-  const missing = required[command].filter((f) => flags[f] === undefined);
+  const missing = (flags.aws && command === 'export' ? ['tenant'] : required[command]).filter(
+    (f) => flags[f] === undefined,
+  );
   if (missing.length > 0) {
     console.error(`tenant ${command}: ${missing.map((f) => `--${f}`).join(' and ')} required\n\n${USAGE}`);
     return 2;
@@ -88,6 +106,7 @@ async function main(): Promise<number> {
       return 2;
     }
   }
+  if (flags.aws) return aws(command, flags);
   const platform = await openLocalPlatform({
     dir: LOCAL_DIR,
     pgPort: Number(process.env.LOCAL_PG_PORT ?? '54329'),
@@ -153,6 +172,40 @@ async function main(): Promise<number> {
     return 1;
   } finally {
     await platform.stop();
+  }
+}
+
+/** export --aws and restore --aws (scripts/tenant-aws.ts). */
+async function aws(command: string, flags: Flags): Promise<number> {
+  const unsupported = ['out', 'encrypt', 'model', 'force', 'name'].filter((f) => flags[f] !== undefined);
+  if ((command !== 'export' && command !== 'restore') || unsupported.length > 0) {
+    console.error(
+      `tenant ${command} --aws: ${command !== 'export' && command !== 'restore' ? `${command} runs on the local platform only for now` : `${unsupported.map((f) => `--${f}`).join(', ')} cannot be used with --aws`}\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  const started = Date.now();
+  try {
+    const r = await runAwsMobility(
+      command,
+      {
+        tenant: flags.tenant as string,
+        from: flags.from as string | undefined,
+        as: flags.as as string | undefined,
+      },
+      { cfn: new CloudFormationClient({}), lambda: new LambdaClient({}) },
+    );
+    console.log(
+      command === 'export'
+        ? `exported ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion}: ${rows(r.rows)}, ${r.bytes} bytes, to s3://${r.bucket}/${r.archive} in ${seconds(started)}\nrestore it with: npm run tenant -- restore --aws --tenant ${r.tenantId} --from ${r.archive} --as <an empty tenant of the same cell>`
+        : `restored ${rows(r.rows)} of "${r.archiveTenantId}" from s3://${r.bucket}/${r.archive} into ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion} in ${seconds(started)}`,
+    );
+    return 0;
+  } catch (e) {
+    const known = e instanceof AwsMobilityError || e instanceof TenantIdError;
+    // AWS's own errors (credentials, Region, throttling) are shown as AWS gave them, without our stack.
+    console.error(known ? (e as Error).message : `tenant ${command} --aws: ${(e as Error).message}`);
+    return 1;
   }
 }
 

@@ -15,6 +15,7 @@ import { SiloEgress } from '../silo-profiles';
 import { Network } from './network';
 import { Backup } from './backup-plan';
 import { TenantProvisioner } from './tenant-provisioner';
+import { MobilityRunner } from './mobility-runner';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1 } from '../nag';
 import { ApiImageRef } from './api-image';
 import { grantRegistry, registryRef } from './registry-access';
@@ -98,6 +99,8 @@ export class Cell extends Construct {
   readonly contextKey: secretsmanager.Secret;
   readonly api: ApiService;
   readonly provisioner: TenantProvisioner;
+  /** One tenant's data to the cell's archive bucket and back (npm run tenant -- export|restore --aws). */
+  readonly mobility: MobilityRunner;
   readonly bootstrap: CustomResource;
   /** Absent for disposable cells, whose data is meant to go with them. */
   readonly backup?: Backup;
@@ -230,6 +233,18 @@ export class Cell extends Construct {
       registry,
       tenantId: props.siloTenantId,
       contextKey: this.contextKey,
+      disposable,
+      ipv6Egress: this.network.ipv6Egress,
+    });
+    this.mobility = new MobilityRunner(this, 'Mobility', {
+      vpc,
+      database: this.database,
+      key: this.key.key,
+      model: props.model,
+      registry,
+      tenantId: props.siloTenantId,
+      contextKey: this.contextKey,
+      accessLogs: this.api.accessLogs,
       disposable,
       ipv6Egress: this.network.ipv6Egress,
     });

@@ -18,6 +18,34 @@ import { RegistryRef, registryStatements } from './registry-access';
 /** The Lambda runtime for every function of ours. */
 export const LAMBDA_RUNTIME = lambda.Runtime.NODEJS_24_X;
 
+/** How our functions are bundled: local esbuild, the runtime's own AWS SDK. */
+export const LAMBDA_BUNDLING: nodejs.BundlingOptions = {
+  target: 'node24',
+  minify: true,
+  sourceMap: true,
+  externalModules: ['@aws-sdk/*', 'pg-native'],
+};
+
+/** What the provisioner's functions (and the mobility runner, its code's other entry) read from their environment. */
+export function provisionerEnvironment(
+  scope: Construct,
+  props: Pick<TenantProvisionerProps, 'model' | 'database' | 'contextKey' | 'registry'>,
+): Record<string, string> {
+  return {
+    MODEL: props.model,
+    // Its own stack: the only one whose bootstrap resource it serves (a silo's: its tenant).
+    OWN_STACK: Stack.of(scope).stackName,
+    DB_HOST: props.database.endpointAddress,
+    DB_PORT: String(props.database.port),
+    DB_NAME: props.database.databaseName,
+    DB_SECRET_ARN: props.database.secretArn,
+    CONTEXT_KEY_SECRET_ARN: props.contextKey.secretArn,
+    REGISTRY_TABLE: props.registry.tableName,
+    // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.
+    NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+  };
+}
+
 export interface TenantProvisionerProps {
   readonly vpc: ec2.IVpc;
   /** The database this provisioner creates tenants in; its security group admits the handler. */
@@ -96,25 +124,8 @@ export class TenantProvisioner extends Construct {
       securityGroups: [this.securityGroup],
       logGroup: functionLogs,
       environmentEncryption: props.key,
-      environment: {
-        MODEL: props.model,
-        // Its own stack: the only one whose bootstrap resource it serves.
-        OWN_STACK: Stack.of(this).stackName,
-        DB_HOST: props.database.endpointAddress,
-        DB_PORT: String(props.database.port),
-        DB_NAME: props.database.databaseName,
-        DB_SECRET_ARN: props.database.secretArn,
-        CONTEXT_KEY_SECRET_ARN: props.contextKey.secretArn,
-        REGISTRY_TABLE: props.registry.tableName,
-        // Node.js 20+ Lambda runtimes trust the RDS CA bundle only when told to.
-        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
-      },
-      bundling: {
-        target: 'node24',
-        minify: true,
-        sourceMap: true,
-        externalModules: ['@aws-sdk/*', 'pg-native'],
-      },
+      environment: provisionerEnvironment(this, props),
+      bundling: LAMBDA_BUNDLING,
     });
     this.handler = new nodejs.NodejsFunction(
       this,

@@ -80,7 +80,7 @@ describe('silo isolation', () => {
     },
   );
 
-  test('silo database accepts PostgreSQL connections only from its own API service and provisioner', () => {
+  test('silo database accepts PostgreSQL connections only from its own API service, provisioner and mobility runner', () => {
     for (const name of ['Tenant-northwind', 'Tenant-initech-qa', 'Pool', 'Bridge']) {
       const t = fleet.template(name);
       const res = resourcesOf(t);
@@ -96,6 +96,7 @@ describe('silo isolation', () => {
       );
       expect(sources.sort()).toEqual([
         expect.stringMatching(/^CellApiTaskSecurityGroup/),
+        expect.stringMatching(/^CellMobilitySecurityGroup/),
         expect.stringMatching(/^CellProvisionerSecurityGroup/),
       ]);
       for (const [, r] of rules) {
@@ -294,5 +295,92 @@ describe('platform', () => {
         DeletionProtectionEnabled: true,
       }),
     });
+  });
+});
+
+describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () => {
+  type Statement = { Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
+  const statementsOf = (t: Template) =>
+    [...ofType(t, 'AWS::IAM::ManagedPolicy'), ...ofType(t, 'AWS::IAM::Policy')].flatMap(([id, p]) =>
+      (p.Properties!.PolicyDocument as { Statement: Statement[] }).Statement.map((s) => ({ id, ...s })),
+    );
+  const actions = (s: Statement) => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+  const bucketOf = (t: Template) =>
+    ofType(t, 'AWS::S3::Bucket').find(([id]) => id.includes('MobilityArchives'))!;
+
+  test.each([
+    ['Pool', '*'],
+    ['Bridge', '*'],
+    ['Tenant-northwind', 'northwind'],
+  ])(
+    "%s: its own bucket with the cell's key, kept on delete; only the runner may read or write archives, under %s",
+    (stack, prefix) => {
+      const t = fleet.template(stack);
+      const [bucketId, bucket] = bucketOf(t);
+      const [keyId] = ofType(t, 'AWS::KMS::Key')[0];
+      expect(bucket.DeletionPolicy).toBe('Retain');
+      expect(bucket.Properties).toMatchObject({
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [
+            {
+              BucketKeyEnabled: true,
+              ServerSideEncryptionByDefault: {
+                SSEAlgorithm: 'aws:kms',
+                KMSMasterKeyID: { 'Fn::GetAtt': [keyId, 'Arn'] },
+              },
+            },
+          ],
+        },
+        VersioningConfiguration: { Status: 'Enabled' },
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        },
+        LoggingConfiguration: { LogFilePrefix: 's3/tenant-archives/' },
+      });
+      const archiveKey = ofType(t, 'AWS::SecretsManager::Secret').find(([id]) =>
+        id.includes('MobilityArchiveKey'),
+      )!;
+      expect(archiveKey[1].DeletionPolicy).toBe('Retain');
+      // Every statement that touches the bucket's objects: the runner's, scoped to the tenant prefix.
+      const onArchives = statementsOf(t).filter(
+        (s) => JSON.stringify(s.Resource).includes(bucketId) && actions(s).some((a) => a.startsWith('s3:')),
+      );
+      const [runnerPolicy] = ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) =>
+        id.includes('MobilityPolicy'),
+      )!;
+      expect(onArchives.filter((s) => s.id !== runnerPolicy).map((s) => s.Sid)).toEqual([]);
+      expect(onArchives).toEqual([
+        expect.objectContaining({
+          Action: ['s3:GetObject', 's3:PutObject'],
+          Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, `/tenants/${prefix}/*`]] },
+        }),
+      ]);
+      // A silo's runner reads its own tenant's registry item only.
+      const registry = statementsOf(t).find(
+        (s) => s.id === runnerPolicy && s.Sid === 'ReadRegistryEntriesItems',
+      )!;
+      expect(actions(registry)).toEqual(['dynamodb:GetItem']);
+      if (prefix !== '*') {
+        expect(registry.Condition).toEqual({
+          'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [prefix] },
+        });
+      }
+      // It runs in the cell's VPC, long enough and with room for a large tenant's archive.
+      const [, fn] = ofType(t, 'AWS::Lambda::Function').find(([id]) => id.includes('MobilityRunner'))!;
+      expect(fn.Properties).toMatchObject({
+        Timeout: 900,
+        EphemeralStorage: { Size: 10240 },
+        Environment: { Variables: expect.objectContaining({ RUNTIME_DB_AUTH: 'iam' }) },
+      });
+      expect(fn.Properties!.VpcConfig).toBeDefined();
+    },
+  );
+
+  test("a disposable tenant's archives and key go with its stack", () => {
+    const t = fleet.template('Tenant-initech-qa');
+    expect(bucketOf(t)[1].DeletionPolicy).toBe('Delete');
   });
 });

@@ -283,17 +283,21 @@ describe('silo cost profiles: what each builds', () => {
       MinCapacity: 1,
       MaxCapacity: 4,
     });
-    // The API signs in with IAM to this cluster only (rds-db:connect on its resource id).
+    // The API and the mobility runner (its exports) sign in with IAM to this cluster only, as its runtime role
+    // (rds-db:connect on its resource id).
     const connect = ofType(t, 'AWS::IAM::Policy')
       .flatMap(
         ([, p]) =>
           (p.Properties!.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }).Statement,
       )
       .filter((s) => s.Action === 'rds-db:connect');
-    expect(connect).toHaveLength(1);
-    expect(JSON.stringify(connect[0].Resource)).toContain(
-      JSON.stringify({ 'Fn::GetAtt': [clusterId, 'DBClusterResourceId'] }),
-    );
+    expect(connect).toHaveLength(2);
+    for (const c of connect) {
+      expect(JSON.stringify(c.Resource)).toContain(
+        JSON.stringify({ 'Fn::GetAtt': [clusterId, 'DBClusterResourceId'] }),
+      );
+      expect(JSON.stringify(c.Resource)).toMatch(/\/app_silo"\]\]\}$/);
+    }
     // An alarm when the cluster sits at its maximum capacity.
     t.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ServerlessDatabaseCapacity',

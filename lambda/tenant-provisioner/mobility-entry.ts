@@ -1,0 +1,108 @@
+/**
+ * The cell's mobility runner: a function of its own (the provisioner's code and network, a role of its own with the
+ * cell's archive bucket) that accepts only mobility events (mobility.ts). Operators who run
+ * `npm run tenant -- export|restore --aws` hold invoke on this function only.
+ *
+ * Environment (the CDK construct sets it): the provisioner's, plus ARCHIVE_BUCKET, ARCHIVE_KEY_SECRET_ARN,
+ * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK.
+ */
+import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { S3Client } from '@aws-sdk/client-s3';
+import { Signer } from '@aws-sdk/rds-signer';
+import { Pool } from 'pg';
+import { REGISTRY_KEY, registryItemFromAttributes, tenantOfStackName } from '../../contracts';
+import { ArchiveKey } from '../../db/mobility';
+import { dataModel } from '../../db/models';
+import { TenantDatabase } from '../../db/tenant-context';
+import { connect, connectionConfig, contextKey } from './connection';
+import { log } from './index';
+import { isMobilityEvent, MobilityEvent, MobilityReport, runMobilityEvent } from './mobility';
+import { ProvisioningInputError, readEnv } from './request';
+
+let s3: S3Client | undefined;
+let dynamo: DynamoDBClient | undefined;
+let secrets: SecretsManagerClient | undefined;
+
+function setting(name: string): string {
+  const v = process.env[name];
+  if (!v)
+    throw new Error(
+      `mobility runner misconfigured: environment ${name} is not set (the CDK construct sets it)`,
+    );
+  return v;
+}
+
+export async function handler(event: MobilityEvent): Promise<MobilityReport> {
+  const env = readEnv();
+  if (!isMobilityEvent(event)) {
+    throw new ProvisioningInputError(
+      'the mobility runner accepts only mobility events ({ "action": "export" | "restore", "tenantId": ..., "archive"?: ... })',
+    );
+  }
+  log('mobility event', { ...event });
+  s3 ??= new S3Client({
+    // A cell without NAT gateways reaches S3 over IPv6 (its dual-stack endpoint).
+    useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
+    // Tests only: an S3 emulator on a loopback address serves path-style requests.
+    forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
+  });
+  dynamo ??= new DynamoDBClient({});
+  secrets ??= new SecretsManagerClient({});
+  const runtimeUser = setting('RUNTIME_DB_USER');
+  let runtimePool: Pool | undefined;
+  try {
+    return await runMobilityEvent(event, env, {
+      connect: () => connect(env, log),
+      runtimeDatabase: async () => {
+        // The runtime role signs in as the API does: a short-lived IAM token, no password exists for it.
+        const signer = new Signer({
+          hostname: env.host,
+          port: env.port,
+          username: runtimeUser,
+          region: process.env.AWS_REGION,
+        });
+        const password =
+          process.env.RUNTIME_DB_AUTH === 'iam'
+            ? () => signer.getAuthToken()
+            : setting('RUNTIME_DB_PASSWORD');
+        runtimePool = new Pool({
+          ...connectionConfig(env, runtimeUser, ''),
+          password,
+          max: 2,
+          application_name: 'tenant-mobility',
+        });
+        return new TenantDatabase({
+          pool: runtimePool,
+          model: env.model,
+          contextKey: await contextKey(env),
+          siloTenantId: dataModel(env.model).databasePerTenant ? tenantOfStackName(env.ownStack) : undefined,
+        });
+      },
+      archiveKey: async () => {
+        const arn = setting('ARCHIVE_KEY_SECRET_ARN');
+        const secret = await secrets!.send(new GetSecretValueCommand({ SecretId: arn }));
+        return ArchiveKey.fromHex(secret.SecretString?.trim(), `the archive key secret ${arn}`);
+      },
+      registryEntry: async (tenantId) =>
+        registryItemFromAttributes(
+          (
+            await dynamo!.send(
+              new GetItemCommand({
+                TableName: env.registryTable,
+                Key: { [REGISTRY_KEY]: { S: tenantId } },
+                ConsistentRead: true,
+              }),
+            )
+          ).Item as never,
+        ),
+      s3,
+      bucket: setting('ARCHIVE_BUCKET'),
+      workDir: '/tmp/tenant-archives',
+      maxArchiveBytes: Number(process.env.MAX_ARCHIVE_BYTES ?? 9 * 1024 ** 3),
+      log,
+    });
+  } finally {
+    await runtimePool?.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,305 @@
+/**
+ * Tenant data mobility in AWS: each cell's mobility runner (mobility-entry.ts: the pool cell's, the bridge cell's,
+ * each silo's own) exports one tenant of its database to the cell's archive bucket, and restores an archive from
+ * that bucket into a tenant of its database, with the same data-plane code as `npm run tenant` on the local
+ * platform (db/mobility/). `npm run tenant -- export|restore --aws` invokes it (scripts/tenant-aws.ts).
+ *
+ *   { "action": "export",  "tenantId": "acme" }
+ *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/20261128T030405Z-1a2b3c4d.tfa" }
+ *
+ * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
+ *   snapshot, to the function's temporary storage, then to `tenants/<id>/<time>-<random>.tfa` in the bucket,
+ *   encrypted with the cell's key (the silo's own key for a silo), never over an existing object.
+ * - Restore verifies the whole archive first (signature with the cell's archive key, counts, checksums), then
+ *   loads it in one transaction under the tenant's operation lock, into an active tenant of this cell whose tables
+ *   are empty: the archive's own tenant, or another (a new id onboarded for it). Restoring over a tenant's data
+ *   is the local platform's `--force` only for now: in AWS it would need the registry freeze of a move.
+ *
+ * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
+ * item) and these checks (the registry says the tenant is this cell's model and active).
+ */
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import { Readable } from 'stream';
+import { pipeline } from 'stream/promises';
+import type { Client } from 'pg';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { RegistryItem } from '../../contracts';
+import { tenantOfStackName } from '../../contracts';
+import { dataModel } from '../../db/models';
+import { validateTenantId } from '../../db/naming';
+import { OWNER_ROLE } from '../../db/roles';
+import { targetState } from '../../db/migrate';
+import { inTransaction } from '../../db/tx';
+import { ident, sql } from '../../db/sql';
+import { exec } from '../../db/tx';
+import type { TenantDatabase } from '../../db/tenant-context';
+import {
+  ArchiveKey,
+  exportTenant,
+  holdTenantLock,
+  restoreArchive,
+  verifyArchive,
+  type ArchiveManifest,
+} from '../../db/mobility';
+import type { Env } from './request';
+import { ProvisioningInputError } from './request';
+
+export interface MobilityEvent {
+  readonly action: 'export' | 'restore';
+  readonly tenantId: string;
+  /** restore: the archive's key in the cell's bucket, as an export returned it. */
+  readonly archive?: string;
+}
+
+export interface MobilityReport {
+  readonly action: MobilityEvent['action'];
+  readonly tenantId: string;
+  readonly model: string;
+  readonly bucket: string;
+  readonly archive: string;
+  readonly bytes: number;
+  /** The archive's tenant (a restore into another id says whose data it was). */
+  readonly archiveTenantId: string;
+  readonly schemaVersion: number;
+  readonly rows: Record<string, number>;
+  readonly checksums: Record<string, string>;
+  readonly ms: number;
+}
+
+export interface MobilityDeps {
+  /** A connection as the database's master user (the provisioner's). */
+  connect(): Promise<Client>;
+  /** The cell's database as its runtime role (what the API uses): exports read through it. */
+  runtimeDatabase(): Promise<TenantDatabase>;
+  archiveKey(): Promise<ArchiveKey>;
+  registryEntry(tenantId: string): Promise<RegistryItem | undefined>;
+  readonly s3: S3Client;
+  readonly bucket: string;
+  /** Where archives are written and read on the function's own storage. */
+  readonly workDir: string;
+  /** The most an archive may weigh: what the function's temporary storage holds. */
+  readonly maxArchiveBytes: number;
+  log(message: string, fields: Record<string, unknown>): void;
+}
+
+/** An archive's key in the bucket: `tenants/<tenant id>/<name>.tfa`. */
+const ARCHIVE_KEY = /^tenants\/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\/[0-9A-Za-z._-]{1,120}\.tfa$/;
+
+export function isMobilityEvent(event: unknown): event is MobilityEvent {
+  return typeof event === 'object' && event !== null && 'action' in event && 'tenantId' in event;
+}
+
+/** Validates an event's fields; the error names the field, its value and the fix. */
+export function parseMobilityEvent(event: MobilityEvent): {
+  action: 'export' | 'restore';
+  tenantId: string;
+  archive?: { key: string; tenantId: string };
+} {
+  const bad = (field: string, fix: string) =>
+    new ProvisioningInputError(
+      `mobility event field "${field}" is ${JSON.stringify((event as unknown as Record<string, unknown>)[field])}: ${fix}`,
+    );
+  if (event.action !== 'export' && event.action !== 'restore') {
+    throw bad('action', 'use "export" or "restore"');
+  }
+  const tenantId = validateTenantId(event.tenantId, 'mobility event field "tenantId"');
+  if (event.action === 'export') {
+    if (event.archive !== undefined)
+      throw bad('archive', 'an export names no archive (it returns the one it wrote)');
+    return { action: 'export', tenantId };
+  }
+  const m = typeof event.archive === 'string' ? ARCHIVE_KEY.exec(event.archive) : null;
+  if (!m) {
+    throw bad(
+      'archive',
+      'the key of an archive in the cell\'s bucket, as an export returned it: "tenants/<tenant id>/<name>.tfa"',
+    );
+  }
+  return { action: 'restore', tenantId, archive: { key: event.archive!, tenantId: m[1] } };
+}
+
+export async function runMobilityEvent(
+  event: MobilityEvent,
+  env: Env,
+  deps: MobilityDeps,
+): Promise<MobilityReport> {
+  const parsed = parseMobilityEvent(event);
+  const started = Date.now();
+  const siloTenant = env.model === 'silo' ? tenantOfStackName(env.ownStack) : undefined;
+  if (siloTenant && parsed.tenantId !== siloTenant) {
+    throw new ProvisioningInputError(
+      `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${siloTenant}" only (invoke the runner of the tenant's own cell)`,
+    );
+  }
+  await expectActiveHere(parsed.tenantId, env, deps);
+  fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
+  const file = path.join(deps.workDir, `${parsed.tenantId}-${randomBytes(6).toString('hex')}.tfa`);
+  try {
+    if (parsed.action === 'export') {
+      const schemaVersion = await schemaVersionOf(parsed.tenantId, env, deps);
+      const database = await deps.runtimeDatabase();
+      const manifest = await exportTenant(
+        database.forTenant(parsed.tenantId),
+        file,
+        await deps.archiveKey(),
+        { schemaVersion },
+      );
+      const bytes = fs.statSync(file).size;
+      if (bytes > deps.maxArchiveBytes) {
+        throw new Error(
+          `the archive of tenant "${parsed.tenantId}" is ${bytes} bytes, more than this runner's ${deps.maxArchiveBytes}: raise its ephemeral storage`,
+        );
+      }
+      const key = `tenants/${parsed.tenantId}/${stamp(new Date())}-${randomBytes(4).toString('hex')}.tfa`;
+      await deps.s3.send(
+        new PutObjectCommand({
+          Bucket: deps.bucket,
+          Key: key,
+          Body: fs.createReadStream(file),
+          ContentLength: bytes,
+          ContentType: 'application/octet-stream',
+          // Never over an existing archive (the key is new; this makes it certain).
+          IfNoneMatch: '*',
+          Metadata: {
+            'tenant-id': parsed.tenantId,
+            model: env.model,
+            'schema-version': String(manifest.schemaVersion),
+          },
+        }),
+      );
+      deps.log('exported', { tenantId: parsed.tenantId, archive: key, bytes, rows: manifest.rows });
+      return report('export', parsed.tenantId, key, bytes, manifest, manifest.schemaVersion);
+    }
+    const archive = parsed.archive!;
+    const bytes = await download(archive.key, file, deps);
+    const key = await deps.archiveKey();
+    const manifest = await verifyArchive(file, key);
+    if (manifest.tenantId !== archive.tenantId) {
+      throw new Error(
+        `${archive.key} holds tenant "${manifest.tenantId}"'s data, not "${archive.tenantId}"'s as its key says: refused, nothing was written`,
+      );
+    }
+    const client = await deps.connect();
+    const lockClient = await deps.connect();
+    try {
+      const release = await holdTenantLock(lockClient, parsed.tenantId);
+      try {
+        const restored = await restoreArchive(client, file, key, {
+          tenantId: parsed.tenantId,
+          archiveTenantId: manifest.tenantId,
+          model: env.model,
+          options: {},
+          verified: manifest,
+        }).catch((e: Error) => {
+          throw /already has rows in/.test(e.message)
+            ? new Error(
+                `${e.message.replace(/: restore over existing data only with --force$/, '')}: in AWS an archive is restored only into a tenant with no data yet (onboard a new tenant and restore into it with --as); nothing was written`,
+                { cause: e },
+              )
+            : e;
+        });
+        deps.log('restored', { tenantId: parsed.tenantId, archive: archive.key, rows: restored.rows });
+        return report('restore', parsed.tenantId, archive.key, bytes, manifest, restored.schemaVersion);
+      } finally {
+        await release();
+      }
+    } finally {
+      await client.end().catch(() => undefined);
+      await lockClient.end().catch(() => undefined);
+    }
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+
+  function report(
+    action: MobilityEvent['action'],
+    tenantId: string,
+    archive: string,
+    bytes: number,
+    manifest: ArchiveManifest,
+    schemaVersion: number,
+  ): MobilityReport {
+    return {
+      action,
+      tenantId,
+      model: env.model,
+      bucket: deps.bucket,
+      archive,
+      bytes,
+      archiveTenantId: manifest.tenantId,
+      schemaVersion,
+      rows: manifest.rows,
+      checksums: manifest.checksums,
+      ms: Date.now() - started,
+    };
+  }
+}
+
+/** The registry says the tenant lives in this cell's model and serves (or, for an export, is being moved). */
+async function expectActiveHere(tenantId: string, env: Env, deps: MobilityDeps): Promise<void> {
+  const entry = await deps.registryEntry(tenantId);
+  if (!entry) {
+    throw new ProvisioningInputError(
+      `tenant "${tenantId}" is not in the tenant registry (${env.registryTable}): onboard it first`,
+    );
+  }
+  if (entry.model !== env.model) {
+    throw new ProvisioningInputError(
+      `tenant "${tenantId}" is a ${entry.model} tenant; this is the ${env.model} cell's runner (${env.ownStack}): invoke the runner of the tenant's own cell`,
+    );
+  }
+  if (entry.status !== 'active') {
+    throw new ProvisioningInputError(
+      `tenant "${tenantId}" is ${entry.status}: only an active tenant's data is exported or restored`,
+    );
+  }
+}
+
+async function schemaVersionOf(tenantId: string, env: Env, deps: MobilityDeps): Promise<number> {
+  const client = await deps.connect();
+  try {
+    const state = await inTransaction(client, async () => {
+      await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+      return targetState(client, dataModel(env.model).migrationTarget(tenantId, {}).target);
+    });
+    if (!state || state.status !== 'active') {
+      throw new Error(`tenant "${tenantId}" has no active place in the ${env.model} database`);
+    }
+    return state.version;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The archive from the bucket to `file`, refusing one larger than the function's storage. */
+async function download(key: string, file: string, deps: MobilityDeps): Promise<number> {
+  let object;
+  try {
+    object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
+  } catch (e) {
+    if ((e as Error).name === 'NoSuchKey') {
+      throw new ProvisioningInputError(
+        `no archive ${key} in bucket ${deps.bucket}: name one an export returned`,
+      );
+    }
+    throw e;
+  }
+  const length = object.ContentLength ?? 0;
+  if (length > deps.maxArchiveBytes) {
+    throw new Error(
+      `${key} is ${length} bytes, more than this runner's ${deps.maxArchiveBytes}: raise its ephemeral storage; nothing was written`,
+    );
+  }
+  await pipeline(object.Body as Readable, fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+  return fs.statSync(file).size;
+}
+
+/** 2026-11-28T03:04:05.678Z -> 20261128T030405Z */
+function stamp(d: Date): string {
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+}

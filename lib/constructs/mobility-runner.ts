@@ -1,0 +1,234 @@
+import * as path from 'path';
+import { Construct } from 'constructs';
+import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { IsolationModel } from '../../contracts';
+import { RUNTIME_ROLES } from '../../db/roles';
+import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
+import { CellDatabase } from './database';
+import { EncryptedLogGroup } from './encrypted-log-group';
+import { APP_SUBNETS } from './network';
+import { RegistryRef, registryStatements } from './registry-access';
+import { LAMBDA_BUNDLING, LAMBDA_RUNTIME, provisionerEnvironment } from './tenant-provisioner';
+
+export interface MobilityRunnerProps {
+  readonly vpc: ec2.IVpc;
+  readonly database: CellDatabase;
+  /** The cell's key (a silo's: its tenant's): encrypts the archives, the archive key, the logs. */
+  readonly key: kms.IKey;
+  readonly model: IsolationModel;
+  readonly registry: RegistryRef;
+  readonly contextKey: secretsmanager.ISecret;
+  /** Where the archive bucket's server access logs go (the cell's access-log bucket). */
+  readonly accessLogs: s3.IBucket;
+  /**
+   * A silo's one tenant: the runner may read and write that tenant's archives and registry item only.
+   * @default - every tenant of the cell (a shared cell's runner)
+   */
+  readonly tenantId?: string;
+  /** @default false */
+  readonly disposable?: boolean;
+  /** The VPC has no NAT gateway: the function reaches S3 over IPv6 (its dual-stack endpoint). @default false */
+  readonly ipv6Egress?: boolean;
+}
+
+/** The most a runner's archive may weigh: its temporary storage (10 GiB) less room for the runtime. */
+const MAX_ARCHIVE_BYTES = 9 * 1024 ** 3;
+
+/**
+ * One tenant's data out of the cell's database to the cell's archive bucket, and back (lambda/tenant-provisioner/
+ * mobility.ts; `npm run tenant -- export|restore --aws`). Beside each cell: its own bucket, encrypted with the
+ * cell's key (a silo's with its tenant's own), its own archive signing key, a function in the cell's VPC with a
+ * role of its own, so neither the API nor the custom-resource handler gains the bucket. Archives and the key are
+ * kept when the stack is deleted (unless disposable), like the tenant data they copy.
+ */
+export class MobilityRunner extends Construct {
+  readonly bucket: s3.Bucket;
+  readonly archiveKey: secretsmanager.Secret;
+  readonly runner: nodejs.NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: MobilityRunnerProps) {
+    super(scope, id);
+    const keep = props.disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
+    this.bucket = new s3.Bucket(this, 'Archives', {
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: props.key,
+      bucketKeyEnabled: true,
+      enforceSSL: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      removalPolicy: keep,
+      autoDeleteObjects: props.disposable ?? false,
+      // Archives are never overwritten (each export writes a new key); a deleted one can be recovered for 30 days.
+      lifecycleRules: [{ noncurrentVersionExpiration: Duration.days(30) }],
+    });
+    // Server access logs to the cell's access-log bucket, which admits them by its bucket policy (written out
+    // here rather than by serverAccessLogsBucket, whose form depends on a feature flag: an ACL there would
+    // conflict with the log bucket's enforced object ownership).
+    const logPrefix = 's3/tenant-archives/';
+    (this.bucket.node.defaultChild as s3.CfnBucket).loggingConfiguration = {
+      destinationBucketName: props.accessLogs.bucketName,
+      logFilePrefix: logPrefix,
+    };
+    props.accessLogs.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal('logging.s3.amazonaws.com')],
+        actions: ['s3:PutObject'],
+        resources: [props.accessLogs.arnForObjects(`${logPrefix}*`)],
+        conditions: {
+          ArnLike: { 'aws:SourceArn': this.bucket.bucketArn },
+          StringEquals: { 'aws:SourceAccount': Stack.of(this).account },
+        },
+      }),
+    );
+    ack(
+      l1(this.bucket),
+      HIPAA_AND_NIST('S3BucketReplicationEnabled'),
+      "Tenant archives are copies of data the cell's database already holds and backs up; replicating them to another Region is a data-residency decision each operator makes for its customers, not a default.",
+    );
+
+    // Signs every archive (HMAC-SHA256): a restore refuses one this cell did not write, or one altered since.
+    this.archiveKey = new secretsmanager.Secret(this, 'ArchiveKey', {
+      description: `${Stack.of(this).stackName}: the key tenant archives are signed with`,
+      encryptionKey: props.key,
+      generateSecretString: {
+        passwordLength: 64,
+        excludeUppercase: true,
+        excludePunctuation: true,
+        includeSpace: false,
+        excludeCharacters: 'ghijklmnopqrstuvwxyz',
+      },
+      removalPolicy: keep,
+    });
+    for (const rule of [...HIPAA_AND_NIST('SecretsManagerRotationEnabled'), AWS_SOLUTIONS('SMG4')]) {
+      ack(
+        l1(this.archiveKey),
+        rule,
+        'Rotating the archive signing key would make every archive signed before it unverifiable, so every earlier restore point unusable; the key is read only by this runner, encrypted with the cell key.',
+      );
+    }
+
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Tenant mobility runner: PostgreSQL, and HTTPS to S3, Secrets Manager and DynamoDB',
+      allowAllOutbound: true,
+      allowAllIpv6Outbound: props.ipv6Egress ?? false,
+    });
+    props.database.allowFrom(securityGroup, 'tenant mobility runner');
+    const role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Tenant mobility runner (${props.model}): the cell's archives, its database, its registry items`,
+    });
+    const logs = new EncryptedLogGroup(this, 'Logs', { key: props.key, disposable: props.disposable });
+    this.runner = new nodejs.NodejsFunction(this, 'Runner', {
+      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'mobility-entry.ts'),
+      handler: 'handler',
+      runtime: LAMBDA_RUNTIME,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 1024,
+      timeout: Duration.minutes(15),
+      ephemeralStorageSize: Size.gibibytes(10),
+      role,
+      vpc: props.vpc,
+      vpcSubnets: APP_SUBNETS,
+      ...(props.ipv6Egress ? { ipv6AllowedForDualStack: true } : {}),
+      securityGroups: [securityGroup],
+      logGroup: logs,
+      environmentEncryption: props.key,
+      environment: {
+        ...provisionerEnvironment(this, props),
+        ARCHIVE_BUCKET: this.bucket.bucketName,
+        ARCHIVE_KEY_SECRET_ARN: this.archiveKey.secretArn,
+        RUNTIME_DB_USER: RUNTIME_ROLES[props.model],
+        RUNTIME_DB_AUTH: 'iam',
+        MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES),
+        S3_DUALSTACK: props.ipv6Egress ? 'true' : 'false',
+      },
+      bundling: LAMBDA_BUNDLING,
+    });
+    // Exports read as the runtime role (what the API reads as), never as the master user.
+    props.database.grantConnect(role, RUNTIME_ROLES[props.model]);
+    const archives = `${this.bucket.bucketArn}/tenants/${props.tenantId ?? '*'}/*`;
+    const policy = new iam.ManagedPolicy(this, 'Policy', {
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'TenantArchives',
+          actions: ['s3:PutObject', 's3:GetObject'],
+          resources: [archives],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadSecrets',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [props.database.secretArn, props.contextKey.secretArn, this.archiveKey.secretArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'DecryptWithCellKey',
+          actions: ['kms:Decrypt'],
+          resources: [props.key.keyArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'EncryptArchivesWithCellKey',
+          actions: ['kms:GenerateDataKey'],
+          resources: [props.key.keyArn],
+          conditions: {
+            StringEquals: { 'kms:ViaService': `s3.${Stack.of(this).region}.amazonaws.com` },
+          },
+        }),
+        ...registryStatements(this, props.registry, {
+          sid: 'ReadRegistryEntries',
+          actions: ['dynamodb:GetItem'],
+          writes: false,
+          tenantId: props.tenantId,
+        }),
+        new iam.PolicyStatement({
+          sid: 'WriteOwnLogs',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [logs.logGroupArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'VpcNetworkInterfaces',
+          actions: [
+            'ec2:CreateNetworkInterface',
+            'ec2:DescribeNetworkInterfaces',
+            'ec2:DeleteNetworkInterface',
+            'ec2:AssignPrivateIpAddresses',
+            'ec2:UnassignPrivateIpAddresses',
+          ],
+          resources: ['*'],
+        }),
+      ],
+    });
+    ack(
+      l1(policy),
+      AWS_SOLUTIONS('IAM5[Resource::*]'),
+      'A VPC Lambda must create and delete its network interfaces; these EC2 actions have no resource-level permissions. Every other statement is scoped to one bucket prefix, secret, key, table or log group.',
+    );
+    ack(
+      l1(policy),
+      AWS_SOLUTIONS(
+        `IAM5[Resource::<${logicalIdOf(l1(this.bucket))}.Arn>/tenants/${props.tenantId ?? '*'}/*]`,
+      ),
+      props.tenantId
+        ? `Objects under this silo tenant's own prefix of its own archive bucket: the archives it exports (each a new key) and restores.`
+        : "Objects under any tenant's prefix of this cell's own archive bucket: the cell serves every tenant of its model, and each export writes a new key.",
+    );
+    ack(
+      l1(this.runner),
+      HIPAA_AND_NIST('LambdaDLQ'),
+      'Invoked synchronously by an operator (npm run tenant -- export|restore --aws), who receives the report or the error; there is no asynchronous event to dead-letter.',
+    );
+    ack(
+      l1(this.runner),
+      HIPAA_AND_NIST('LambdaConcurrency'),
+      'Runs when an operator exports or restores one tenant; reserving concurrency would take it from the account pool without bounding anything that matters.',
+    );
+  }
+}

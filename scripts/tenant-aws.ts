@@ -1,0 +1,143 @@
+/**
+ * `npm run tenant -- export|restore --aws`: one tenant's data in a deployed fleet, through the mobility runner
+ * beside its cell (lambda/tenant-provisioner/mobility.ts). The tenant's own stack (Tenant-<id>) says its model by
+ * the provisioner resource it holds; the runner is the pool cell's, the bridge cell's, or the silo stack's own.
+ *
+ * Needs: cloudformation:ListStackResources on the tenant's stack and its cell's, lambda:InvokeFunction on the
+ * cells' mobility runners (MobilityRunner functions) only. The archives stay in the cell's bucket, encrypted
+ * with the cell's key; this command never downloads them.
+ */
+import { CloudFormationClient, paginateListStackResources } from '@aws-sdk/client-cloudformation';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { IsolationModel, PROVISIONER_RESOURCE_TYPES, STACK_NAMES, tenantStackName } from '../contracts';
+import { validateTenantId } from '../db/naming';
+import type { MobilityEvent, MobilityReport } from '../lambda/tenant-provisioner/mobility';
+
+/** The cell's mobility runner (lambda/tenant-provisioner/mobility-entry.ts). */
+const MOBILITY_RUNNER_LOGICAL_ID = /MobilityRunner[0-9A-F]{8}$/;
+
+export class AwsMobilityError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AwsMobilityError';
+  }
+}
+
+export interface MobilityRunnerRef {
+  readonly tenantId: string;
+  readonly model: IsolationModel;
+  readonly stack: string;
+  readonly functionName: string;
+}
+
+async function resources(cfn: CloudFormationClient, stack: string) {
+  const found: { type: string; logicalId: string; physicalId: string }[] = [];
+  try {
+    for await (const page of paginateListStackResources({ client: cfn }, { StackName: stack })) {
+      for (const r of page.StackResourceSummaries ?? []) {
+        found.push({
+          type: r.ResourceType ?? '',
+          logicalId: r.LogicalResourceId ?? '',
+          physicalId: r.PhysicalResourceId ?? '',
+        });
+      }
+    }
+  } catch (e) {
+    if (/does not exist/.test((e as Error).message)) return undefined;
+    throw e;
+  }
+  return found;
+}
+
+/** The runner that holds `tenantId`'s data: found from the tenant's own stack and its cell's. */
+export async function findMobilityRunner(
+  cfn: CloudFormationClient,
+  tenantId: string,
+): Promise<MobilityRunnerRef> {
+  const own = tenantStackName(tenantId);
+  const tenantResources = await resources(cfn, own);
+  if (!tenantResources) {
+    throw new AwsMobilityError(
+      `tenant "${tenantId}" has no stack ${own} in this account and Region: onboard it first (or check AWS_REGION and AWS_PROFILE)`,
+    );
+  }
+  const model = (['silo', 'pool', 'bridge'] as const).find((m) =>
+    tenantResources.some((r) => r.type === PROVISIONER_RESOURCE_TYPES[m]),
+  );
+  if (!model) {
+    throw new AwsMobilityError(
+      `stack ${own} holds no tenant provisioning resource (${Object.values(PROVISIONER_RESOURCE_TYPES).join(', ')}): is it a tenant stack of this fleet?`,
+    );
+  }
+  const stack = model === 'silo' ? own : STACK_NAMES[model];
+  const runner = (model === 'silo' ? tenantResources : ((await resources(cfn, stack)) ?? [])).find(
+    (r) => r.type === 'AWS::Lambda::Function' && MOBILITY_RUNNER_LOGICAL_ID.test(r.logicalId),
+  );
+  if (!runner) {
+    throw new AwsMobilityError(
+      `stack ${stack} has no mobility runner: deploy this release to it first (cdk deploy ${stack})`,
+    );
+  }
+  return { tenantId, model, stack, functionName: runner.physicalId };
+}
+
+/** Invokes the runner and returns its report; the function's error comes back as the error's message. */
+export async function invokeMobilityRunner(
+  lambda: LambdaClient,
+  runner: MobilityRunnerRef,
+  event: MobilityEvent,
+): Promise<MobilityReport> {
+  const r = await lambda.send(
+    new InvokeCommand({
+      FunctionName: runner.functionName,
+      InvocationType: 'RequestResponse',
+      Payload: new TextEncoder().encode(JSON.stringify(event)),
+    }),
+  );
+  const body = r.Payload ? new TextDecoder().decode(r.Payload) : '';
+  if (r.FunctionError) {
+    let message = body || r.FunctionError;
+    try {
+      message = (JSON.parse(body) as { errorMessage?: string }).errorMessage ?? message;
+    } catch {
+      // not JSON: the raw body is the message
+    }
+    throw new AwsMobilityError(`${runner.stack}'s mobility runner: ${message}`);
+  }
+  return JSON.parse(body) as MobilityReport;
+}
+
+/** `export --aws` and `restore --aws`: finds the runner, checks what the command can check, invokes it. */
+export async function runAwsMobility(
+  command: 'export' | 'restore',
+  options: { tenant: string; from?: string; as?: string },
+  clients: { cfn: CloudFormationClient; lambda: LambdaClient },
+): Promise<MobilityReport> {
+  validateTenantId(options.tenant, `${command} --tenant`);
+  if (options.as !== undefined) validateTenantId(options.as, 'restore --as');
+  if (command === 'export') {
+    const runner = await findMobilityRunner(clients.cfn, options.tenant);
+    return invokeMobilityRunner(clients.lambda, runner, { action: 'export', tenantId: options.tenant });
+  }
+  const prefix = `tenants/${options.tenant}/`;
+  if (!options.from?.startsWith(prefix)) {
+    throw new AwsMobilityError(
+      `restore --aws: --from names an archive in the cell's bucket, as export --aws printed it ("${prefix}..."), got "${options.from}"`,
+    );
+  }
+  const into = options.as ?? options.tenant;
+  const runner = await findMobilityRunner(clients.cfn, into);
+  if (options.as) {
+    const source = await findMobilityRunner(clients.cfn, options.tenant).catch(() => undefined);
+    if (source && source.stack !== runner.stack) {
+      throw new AwsMobilityError(
+        `restore --aws: tenant "${options.tenant}"'s archives are in ${source.stack}'s bucket and "${into}" is served by ${runner.stack}: in AWS an archive is restored within its own cell`,
+      );
+    }
+  }
+  return invokeMobilityRunner(clients.lambda, runner, {
+    action: 'restore',
+    tenantId: into,
+    archive: options.from,
+  });
+}

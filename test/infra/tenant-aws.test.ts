@@ -1,0 +1,113 @@
+import { mockClient } from 'aws-sdk-client-mock';
+import { CloudFormationClient, ListStackResourcesCommand } from '@aws-sdk/client-cloudformation';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { findMobilityRunner, runAwsMobility } from '../../scripts/tenant-aws';
+
+// npm run tenant -- export|restore --aws, with CloudFormation and Lambda stubbed at the SDK boundary (the runner
+// itself runs for real in test/lambda/mobility-runner.test.ts).
+const cfnMock = mockClient(CloudFormationClient);
+const lambdaMock = mockClient(LambdaClient);
+const encode = (x: unknown) => new TextEncoder().encode(JSON.stringify(x)) as never;
+const resource = (type: string, logicalId: string, physicalId = logicalId) => ({
+  ResourceType: type,
+  LogicalResourceId: logicalId,
+  PhysicalResourceId: physicalId,
+  ResourceStatus: 'CREATE_COMPLETE' as const,
+  LastUpdatedTimestamp: new Date(),
+});
+const runner = (stack: string) =>
+  resource('AWS::Lambda::Function', 'CellMobilityRunner2A250C2D', `${stack}-mobility-runner`);
+const clients = () => ({ cfn: new CloudFormationClient({}), lambda: new LambdaClient({}) });
+
+beforeEach(() => {
+  cfnMock.reset();
+  lambdaMock.reset();
+  const stacks: Record<string, ReturnType<typeof resource>[]> = {
+    'Tenant-acme': [resource('Custom::PoolTenant', 'DefaultTenant')],
+    'Tenant-initech': [resource('Custom::PoolTenant', 'DefaultTenant')],
+    'Tenant-hooli': [resource('Custom::BridgeTenant', 'DefaultTenant')],
+    'Tenant-northwind': [
+      resource('Custom::SiloTenant', 'DefaultTenant'),
+      resource('AWS::Lambda::Function', 'DefaultCellProvisionerFleetRunner991F4907'),
+      { ...runner('Tenant-northwind'), LogicalResourceId: 'DefaultCellMobilityRunner2A250C2D' },
+    ],
+    Pool: [resource('AWS::Lambda::Function', 'CellProvisionerFleetRunner991F4907'), runner('Pool')],
+    Bridge: [resource('AWS::Lambda::Function', 'CellProvisionerFleetRunner991F4907')],
+  };
+  cfnMock.on(ListStackResourcesCommand).callsFake(({ StackName }: { StackName: string }) => {
+    if (!stacks[StackName]) throw new Error(`Stack with id ${StackName} does not exist`);
+    return { StackResourceSummaries: stacks[StackName] };
+  });
+});
+
+test("the runner is the tenant's cell's: the pool cell's for a pool tenant, the silo stack's own for a silo", async () => {
+  expect(await findMobilityRunner(new CloudFormationClient({}), 'acme')).toEqual({
+    tenantId: 'acme',
+    model: 'pool',
+    stack: 'Pool',
+    functionName: 'Pool-mobility-runner',
+  });
+  expect(await findMobilityRunner(new CloudFormationClient({}), 'northwind')).toEqual({
+    tenantId: 'northwind',
+    model: 'silo',
+    stack: 'Tenant-northwind',
+    functionName: 'Tenant-northwind-mobility-runner',
+  });
+});
+
+test('a tenant with no stack, or a cell not yet deployed with a runner, is named with the fix', async () => {
+  await expect(findMobilityRunner(new CloudFormationClient({}), 'nobody')).rejects.toThrow(
+    'tenant "nobody" has no stack Tenant-nobody in this account and Region: onboard it first',
+  );
+  await expect(findMobilityRunner(new CloudFormationClient({}), 'hooli')).rejects.toThrow(
+    'stack Bridge has no mobility runner: deploy this release to it first (cdk deploy Bridge)',
+  );
+});
+
+test('export invokes the runner with the export event and returns its report', async () => {
+  lambdaMock
+    .on(InvokeCommand)
+    .resolves({ StatusCode: 200, Payload: encode({ action: 'export', archive: 'tenants/acme/x.tfa' }) });
+  const r = await runAwsMobility('export', { tenant: 'acme' }, clients());
+  expect(r.archive).toBe('tenants/acme/x.tfa');
+  const call = lambdaMock.commandCalls(InvokeCommand)[0].args[0].input;
+  expect(call.FunctionName).toBe('Pool-mobility-runner');
+  expect(JSON.parse(new TextDecoder().decode(call.Payload as Uint8Array))).toEqual({
+    action: 'export',
+    tenantId: 'acme',
+  });
+});
+
+test("restore --as goes to the destination's runner; the runner's error comes back as the message", async () => {
+  lambdaMock.on(InvokeCommand).resolves({
+    StatusCode: 200,
+    FunctionError: 'Unhandled',
+    Payload: encode({ errorMessage: 'tenant "initech" already has rows in invoices: ...' }),
+  });
+  await expect(
+    runAwsMobility('restore', { tenant: 'acme', from: 'tenants/acme/x.tfa', as: 'initech' }, clients()),
+  ).rejects.toThrow(`Pool's mobility runner: tenant "initech" already has rows in invoices`);
+  expect(
+    JSON.parse(
+      new TextDecoder().decode(lambdaMock.commandCalls(InvokeCommand)[0].args[0].input.Payload as Uint8Array),
+    ),
+  ).toEqual({ action: 'restore', tenantId: 'initech', archive: 'tenants/acme/x.tfa' });
+});
+
+test('bad input is refused before any AWS call: an archive of another tenant, a bad id, another cell', async () => {
+  await expect(
+    runAwsMobility('restore', { tenant: 'acme', from: 'tenants/globex/x.tfa' }, clients()),
+  ).rejects.toThrow(
+    `restore --aws: --from names an archive in the cell's bucket, as export --aws printed it ("tenants/acme/..."), got "tenants/globex/x.tfa"`,
+  );
+  await expect(runAwsMobility('export', { tenant: 'Acme; rm -rf /' }, clients())).rejects.toThrow(
+    'export --tenant',
+  );
+  expect(cfnMock.calls()).toHaveLength(0);
+  await expect(
+    runAwsMobility('restore', { tenant: 'acme', from: 'tenants/acme/x.tfa', as: 'northwind' }, clients()),
+  ).rejects.toThrow(
+    `restore --aws: tenant "acme"'s archives are in Pool's bucket and "northwind" is served by Tenant-northwind: in AWS an archive is restored within its own cell`,
+  );
+  expect(lambdaMock.calls()).toHaveLength(0);
+});

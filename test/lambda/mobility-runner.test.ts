@@ -1,0 +1,265 @@
+import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { mockClient } from 'aws-sdk-client-mock';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { LATEST_VERSION } from '../../db/migrations';
+import { ArchiveKey, verifyArchive } from '../../db/mobility';
+import { sql } from '../../db/sql';
+import { TenantDatabase } from '../../db/tenant-context';
+import {
+  createTestDatabase,
+  MASTER_PASSWORD,
+  MASTER_ROLE,
+  RUNTIME_PASSWORD,
+  serverUrl,
+  TestDatabase,
+  TEST_CONTEXT_KEY,
+} from '../db/harness';
+import { Moto, startMoto } from '../helpers/moto';
+
+// The mobility runner (lambda/tenant-provisioner/mobility-entry.ts) runs for real against the embedded PostgreSQL
+// server (exports as the runtime role app_pool, restores as the master user) and against moto's DynamoDB (the
+// registry) and S3 (the cell's archive bucket); only Secrets Manager is stubbed, at the SDK boundary.
+const secrets = mockClient(SecretsManagerClient);
+const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
+const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key';
+const ARCHIVE_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:archive-key';
+const ARCHIVE_KEY_HEX = 'a7'.repeat(32);
+const BUCKET = 'pool-cell-archives';
+
+let db: TestDatabase;
+let moto: Moto;
+let s3: S3Client;
+let provisioner: typeof import('../../lambda/tenant-provisioner');
+let runner: typeof import('../../lambda/tenant-provisioner/mobility-entry');
+let tenants: TenantDatabase;
+const run = (event: Record<string, unknown>) => runner.handler(event as never);
+
+const stackId = (name: string) => `arn:aws:cloudformation:us-east-1:111122223333:stack/${name}/0a1b2c3d`;
+let requestNo = 0;
+function create(resourceType: string, properties: Record<string, unknown>, stack: string) {
+  return provisioner.handler({
+    ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:provider',
+    ResponseURL: 'https://cloudformation-custom-resource-response.example/',
+    StackId: stackId(stack),
+    RequestId: `request-${++requestNo}`,
+    LogicalResourceId: 'Tenant',
+    ResourceType: resourceType,
+    ResourceProperties: { ServiceToken: 'token', ...properties },
+    RequestType: 'Create',
+  } as CloudFormationCustomResourceEvent);
+}
+const onboard = (id: string) =>
+  create(
+    'Custom::PoolTenant',
+    {
+      TenantId: id,
+      Name: `${id} Inc`,
+      Model: 'pool',
+      DeletionPolicy: 'retain',
+      SchemaVersion: String(LATEST_VERSION),
+      Request: JSON.stringify({ id, name: `${id} Inc`, model: 'pool' }),
+    },
+    `Tenant-${id}`,
+  );
+
+async function invoicesOf(tenant: string): Promise<string[]> {
+  const r = await tenants
+    .forTenant(tenant)
+    .run<{ customer: string }>(sql`SELECT customer FROM pool.invoices ORDER BY customer`);
+  return r.rows.map((row) => row.customer);
+}
+
+async function addInvoices(tenant: string, n: number): Promise<void> {
+  await tenants.forTenant(tenant).run(
+    sql`WITH i AS (INSERT INTO pool.invoices (customer) SELECT ${tenant} || ' customer ' || g FROM generate_series(1, ${n}::integer) g RETURNING id)
+        INSERT INTO pool.invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
+        SELECT id, 1, 'Consulting', 2, 5000 FROM i`,
+  );
+}
+
+async function objectBytes(key: string): Promise<Buffer> {
+  const o = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return Buffer.from(await o.Body!.transformToByteArray());
+}
+
+beforeAll(async () => {
+  jest.spyOn(console, 'log').mockImplementation(() => undefined); // the runner's JSON log lines
+  moto = await startMoto();
+  process.env.AWS_ENDPOINT_URL_S3 = moto.endpoint;
+  s3 = new S3Client({ forcePathStyle: true });
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  provisioner = await import('../../lambda/tenant-provisioner');
+  runner = await import('../../lambda/tenant-provisioner/mobility-entry');
+  db = await createTestDatabase('mobility_runner');
+  const url = serverUrl();
+  Object.assign(process.env, {
+    MODEL: 'pool',
+    OWN_STACK: 'Pool',
+    DB_HOST: url.hostname,
+    DB_PORT: url.port,
+    DB_NAME: db.name,
+    DB_SECRET_ARN: SECRET_ARN,
+    CONTEXT_KEY_SECRET_ARN: KEY_SECRET_ARN,
+    DB_SSL_MODE: 'disable',
+    DB_CONNECT_SECONDS: '2',
+    ARCHIVE_BUCKET: BUCKET,
+    ARCHIVE_KEY_SECRET_ARN: ARCHIVE_SECRET_ARN,
+    RUNTIME_DB_USER: 'app_pool',
+    RUNTIME_DB_PASSWORD: RUNTIME_PASSWORD,
+    S3_FORCE_PATH_STYLE: 'true',
+  });
+  secrets
+    .on(GetSecretValueCommand, { SecretId: SECRET_ARN })
+    .resolves({ SecretString: JSON.stringify({ username: MASTER_ROLE, password: MASTER_PASSWORD }) });
+  secrets.on(GetSecretValueCommand, { SecretId: KEY_SECRET_ARN }).resolves({ SecretString: '5e'.repeat(32) });
+  secrets
+    .on(GetSecretValueCommand, { SecretId: ARCHIVE_SECRET_ARN })
+    .resolves({ SecretString: ARCHIVE_KEY_HEX });
+  await moto.resetRegistry();
+  await create('Custom::DatabaseBootstrap', { Model: 'pool', SchemaVersion: String(LATEST_VERSION) }, 'Pool');
+  for (const id of ['acme', 'globex', 'initech', 'umbrella']) await onboard(id);
+  // The runtime role signs in with IAM tokens in AWS; here with a password (RUNTIME_DB_PASSWORD above).
+  const master = await db.master();
+  await master.query(`ALTER ROLE app_pool PASSWORD '${RUNTIME_PASSWORD}'`);
+  await master.end();
+  tenants = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: db.poolAs('app_pool'), model: 'pool' });
+  await addInvoices('acme', 30);
+  await addInvoices('globex', 50);
+});
+
+afterAll(async () => {
+  await db.drop();
+  await moto.stop();
+});
+
+describe('mobility runner: export and restore one tenant through the cell archive bucket', () => {
+  let acmeArchive: string;
+
+  test("export writes exactly the tenant's rows, signed, to its own prefix, read as the runtime role", async () => {
+    const report = await run({ action: 'export', tenantId: 'acme' });
+    expect(report).toMatchObject({
+      action: 'export',
+      tenantId: 'acme',
+      model: 'pool',
+      bucket: BUCKET,
+      archiveTenantId: 'acme',
+      schemaVersion: LATEST_VERSION,
+      rows: { invoices: 30, invoice_items: 30 },
+    });
+    expect(report.archive).toMatch(/^tenants\/acme\/\d{8}T\d{6}Z-[0-9a-f]{8}\.tfa$/);
+    acmeArchive = report.archive;
+    // The object is the archive: it verifies with the cell's archive key and holds acme's rows only (globex has
+    // 50 invoices in the same tables).
+    const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: report.archive }));
+    expect(head.ContentLength).toBe(report.bytes);
+    expect(head.Metadata).toMatchObject({ 'tenant-id': 'acme', model: 'pool' });
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'runner-')), 'a.tfa');
+    fs.writeFileSync(file, await objectBytes(report.archive));
+    const manifest = await verifyArchive(file, ArchiveKey.fromHex(ARCHIVE_KEY_HEX, 'test'));
+    expect(manifest).toMatchObject({ tenantId: 'acme', rows: { invoices: 30, invoice_items: 30 } });
+    expect(manifest.checksums).toEqual(report.checksums);
+    // Nothing is left on the function's storage.
+    expect(fs.readdirSync('/tmp/tenant-archives').filter((f) => f.startsWith('acme-'))).toEqual([]);
+  });
+
+  test('the export connects as the runtime role: with its password wrong, it cannot read at all', async () => {
+    process.env.RUNTIME_DB_PASSWORD = 'wrong';
+    try {
+      await expect(run({ action: 'export', tenantId: 'acme' })).rejects.toThrow(
+        /password authentication failed for user "app_pool"/,
+      );
+    } finally {
+      process.env.RUNTIME_DB_PASSWORD = RUNTIME_PASSWORD;
+    }
+  });
+
+  test('restore into another, empty tenant of the cell (a new id) gives it the same rows; the source is untouched', async () => {
+    const report = await run({ action: 'restore', tenantId: 'initech', archive: acmeArchive });
+    expect(report).toMatchObject({
+      action: 'restore',
+      tenantId: 'initech',
+      archiveTenantId: 'acme',
+      rows: { invoices: 30, invoice_items: 30 },
+    });
+    expect(await invoicesOf('initech')).toEqual(await invoicesOf('acme'));
+    expect(await invoicesOf('globex')).toHaveLength(50);
+  });
+
+  test('restore over a tenant that has data is refused with the way to do it, and writes nothing', async () => {
+    await expect(run({ action: 'restore', tenantId: 'globex', archive: acmeArchive })).rejects.toThrow(
+      'tenant "globex" already has rows in invoices: in AWS an archive is restored only into a tenant with no data yet (onboard a new tenant and restore into it with --as); nothing was written',
+    );
+    expect(await invoicesOf('globex')).toHaveLength(50);
+    expect((await invoicesOf('globex')).every((c) => c.startsWith('globex'))).toBe(true);
+  });
+
+  test('an altered archive, or one filed under another tenant, is refused and writes nothing', async () => {
+    const bytes = await objectBytes(acmeArchive);
+    const altered = Buffer.from(bytes);
+    altered[Math.floor(altered.length / 2)] ^= 0xff;
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'tenants/acme/altered.tfa', Body: altered }));
+    await expect(
+      run({ action: 'restore', tenantId: 'umbrella', archive: 'tenants/acme/altered.tfa' }),
+    ).rejects.toThrow();
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'tenants/globex/copied.tfa', Body: bytes }));
+    await expect(
+      run({ action: 'restore', tenantId: 'umbrella', archive: 'tenants/globex/copied.tfa' }),
+    ).rejects.toThrow(
+      `tenants/globex/copied.tfa holds tenant "acme"'s data, not "globex"'s as its key says: refused, nothing was written`,
+    );
+    await expect(
+      run({ action: 'restore', tenantId: 'umbrella', archive: 'tenants/acme/none.tfa' }),
+    ).rejects.toThrow(`no archive tenants/acme/none.tfa in bucket ${BUCKET}`);
+    expect(await invoicesOf('umbrella')).toEqual([]);
+  });
+
+  test('bad events name the field, its value and the fix, before any AWS call or SQL', async () => {
+    await expect(run({ action: 'drop', tenantId: 'acme' })).rejects.toThrow(
+      'mobility event field "action" is "drop": use "export" or "restore"',
+    );
+    await expect(run({ action: 'export', tenantId: "acme'; DROP TABLE x" })).rejects.toThrow(
+      'mobility event field "tenantId"',
+    );
+    await expect(run({ action: 'restore', tenantId: 'umbrella', archive: '../etc/passwd' })).rejects.toThrow(
+      'mobility event field "archive" is "../etc/passwd": the key of an archive in the cell\'s bucket',
+    );
+    await expect(run({ action: 'migrate-fleet' } as never)).rejects.toThrow(
+      'the mobility runner accepts only mobility events',
+    );
+  });
+
+  test('a tenant of another model, an offboarded one or an unknown one is refused', async () => {
+    await moto.put({ tenantId: 'hooli', model: 'bridge', status: 'active' });
+    await expect(run({ action: 'export', tenantId: 'hooli' })).rejects.toThrow(
+      'tenant "hooli" is a bridge tenant; this is the pool cell\'s runner (Pool): invoke the runner of the tenant\'s own cell',
+    );
+    await moto.put({ tenantId: 'gone', model: 'pool', status: 'offboarded' });
+    await expect(run({ action: 'export', tenantId: 'gone' })).rejects.toThrow(
+      'tenant "gone" is offboarded: only an active tenant\'s data is exported or restored',
+    );
+    await expect(run({ action: 'export', tenantId: 'nobody' })).rejects.toThrow(
+      'tenant "nobody" is not in the tenant registry',
+    );
+  });
+
+  test("a silo's runner serves its own tenant only", async () => {
+    Object.assign(process.env, { MODEL: 'silo', OWN_STACK: 'Tenant-acme' });
+    try {
+      await expect(run({ action: 'export', tenantId: 'globex' })).rejects.toThrow(
+        'tenant "globex" is not this silo\'s: the runner of stack Tenant-acme serves tenant "acme" only',
+      );
+    } finally {
+      Object.assign(process.env, { MODEL: 'pool', OWN_STACK: 'Pool' });
+    }
+  });
+});

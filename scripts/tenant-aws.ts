@@ -110,34 +110,24 @@ export async function invokeMobilityRunner(
 /** `export --aws` and `restore --aws`: finds the runner, checks what the command can check, invokes it. */
 export async function runAwsMobility(
   command: 'export' | 'restore',
-  options: { tenant: string; from?: string; as?: string },
+  options: { tenant: string; from?: string },
   clients: { cfn: CloudFormationClient; lambda: LambdaClient },
 ): Promise<MobilityReport> {
   validateTenantId(options.tenant, `${command} --tenant`);
-  if (options.as !== undefined) validateTenantId(options.as, 'restore --as');
-  if (command === 'export') {
-    const runner = await findMobilityRunner(clients.cfn, options.tenant);
-    return invokeMobilityRunner(clients.lambda, runner, { action: 'export', tenantId: options.tenant });
-  }
-  const prefix = `tenants/${options.tenant}/`;
-  if (!options.from?.startsWith(prefix)) {
-    throw new AwsMobilityError(
-      `restore --aws: --from names an archive in the cell's bucket, as export --aws printed it ("${prefix}..."), got "${options.from}"`,
-    );
-  }
-  const into = options.as ?? options.tenant;
-  const runner = await findMobilityRunner(clients.cfn, into);
-  if (options.as) {
-    const source = await findMobilityRunner(clients.cfn, options.tenant).catch(() => undefined);
-    if (source && source.stack !== runner.stack) {
+  if (command === 'restore') {
+    const prefix = `tenants/${options.tenant}/`;
+    if (!options.from?.startsWith(prefix)) {
       throw new AwsMobilityError(
-        `restore --aws: tenant "${options.tenant}"'s archives are in ${source.stack}'s bucket and "${into}" is served by ${runner.stack}: in AWS an archive is restored within its own cell`,
+        `restore --aws: --from names one of tenant "${options.tenant}"'s archives in its cell's bucket, as export --aws printed it ("${prefix}..."), got "${options.from}" (in AWS an archive is restored into its own tenant only)`,
       );
     }
   }
-  return invokeMobilityRunner(clients.lambda, runner, {
-    action: 'restore',
-    tenantId: into,
-    archive: options.from,
-  });
+  const runner = await findMobilityRunner(clients.cfn, options.tenant);
+  return invokeMobilityRunner(
+    clients.lambda,
+    runner,
+    command === 'export'
+      ? { action: 'export', tenantId: options.tenant }
+      : { action: 'restore', tenantId: options.tenant, archive: options.from },
+  );
 }

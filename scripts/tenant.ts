@@ -6,7 +6,7 @@
  *   npm run tenant -- abort-move --tenant <id>
  *   npm run tenant -- inspect --from <file>
  *   npm run tenant -- export --aws --tenant <id>
- *   npm run tenant -- restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa [--as <id>]
+ *   npm run tenant -- restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa
  *
  * One tenant's data on the local platform: export to a signed archive, restore it (same tenant, new id, another
  * model), move it to another model with its writes frozen meanwhile (service/src/local/mobility.ts, db/mobility/).
@@ -46,9 +46,8 @@ In a deployed fleet (AWS credentials and Region from the environment):
   export --aws --tenant <id>
       the same export, by the mobility runner beside the tenant's cell, to the cell's archive bucket
       (encrypted with the cell's key, a silo's with its own); prints the archive's key
-  restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa [--as <id>]
-      that archive into the tenant, or into another tenant of the same cell (--as, e.g. one just onboarded for
-      it); only into a tenant with no data yet
+  restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa
+      that archive back into its own tenant, while the tenant has no rows (lost, or deleted on purpose)
   --help                      this text`;
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -177,7 +176,9 @@ async function main(): Promise<number> {
 
 /** export --aws and restore --aws (scripts/tenant-aws.ts). */
 async function aws(command: string, flags: Flags): Promise<number> {
-  const unsupported = ['out', 'encrypt', 'model', 'force', 'name'].filter((f) => flags[f] !== undefined);
+  const unsupported = ['out', 'encrypt', 'model', 'force', 'name', 'as'].filter(
+    (f) => flags[f] !== undefined,
+  );
   if ((command !== 'export' && command !== 'restore') || unsupported.length > 0) {
     console.error(
       `tenant ${command} --aws: ${command !== 'export' && command !== 'restore' ? `${command} runs on the local platform only for now` : `${unsupported.map((f) => `--${f}`).join(', ')} cannot be used with --aws`}\n\n${USAGE}`,
@@ -191,13 +192,13 @@ async function aws(command: string, flags: Flags): Promise<number> {
       {
         tenant: flags.tenant as string,
         from: flags.from as string | undefined,
-        as: flags.as as string | undefined,
       },
-      { cfn: new CloudFormationClient({}), lambda: new LambdaClient({}) },
+      // One attempt: a retried invoke would run a second export (or restore) beside the first.
+      { cfn: new CloudFormationClient({}), lambda: new LambdaClient({ maxAttempts: 1 }) },
     );
     console.log(
       command === 'export'
-        ? `exported ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion}: ${rows(r.rows)}, ${r.bytes} bytes, to s3://${r.bucket}/${r.archive} in ${seconds(started)}\nrestore it with: npm run tenant -- restore --aws --tenant ${r.tenantId} --from ${r.archive} --as <an empty tenant of the same cell>`
+        ? `exported ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion}: ${rows(r.rows)}, ${r.bytes} bytes, to s3://${r.bucket}/${r.archive} in ${seconds(started)}\nrestore it (into this tenant, while it has no rows) with: npm run tenant -- restore --aws --tenant ${r.tenantId} --from ${r.archive}`
         : `restored ${rows(r.rows)} of "${r.archiveTenantId}" from s3://${r.bucket}/${r.archive} into ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion} in ${seconds(started)}`,
     );
     return 0;

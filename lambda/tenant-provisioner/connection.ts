@@ -21,7 +21,7 @@ export function connectionConfig(env: Env, user: string, password: string): Clie
     password,
     ssl: env.sslMode === 'disable' ? false : { rejectUnauthorized: true, servername: env.host },
     connectionTimeoutMillis: 10000,
-    statement_timeout: 120000,
+    statement_timeout: env.statementTimeoutMs,
     lock_timeout: 5000,
     keepAlive: true,
     application_name: 'tenant-provisioner',

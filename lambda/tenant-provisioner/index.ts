@@ -16,6 +16,7 @@ import type { CloudFormationCustomResourceEvent, CloudFormationCustomResourceRes
 import type { Client } from 'pg';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { dataModel } from '../../db/models';
+import { deleteTenantArchives } from './archives';
 import { connect, contextKey } from './connection';
 import { isFleetEvent } from './fleet';
 import { recordDone, recordFailure, recordOffboarded, recordStart } from './registry';
@@ -98,6 +99,12 @@ async function carryOut(
   const model = dataModel(r.model);
   if (requestType === 'Delete') {
     await model.offboard(client, id, r.deletionPolicy, {});
+    // Destroyed means every copy: its archives in the cell's bucket go too (after the data, so a failure here
+    // leaves the archives of a tenant whose data is already gone, and the retried Delete finishes the job).
+    if (r.deletionPolicy === 'destroy' && env.archiveBucket) {
+      const n = await deleteTenantArchives(env.archiveBucket, id);
+      log('archives deleted', { tenantId: id, bucket: env.archiveBucket, versions: n });
+    }
     return { TenantId: id, Schema: model.schemaOf(id, {}) };
   }
   const done = await model.provision(client, { id, name: r.name! }, { version, restore: r.restore });

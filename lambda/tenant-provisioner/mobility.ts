@@ -7,13 +7,15 @@
  *   { "action": "export",  "tenantId": "acme" }
  *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/20261128T030405Z-1a2b3c4d.tfa" }
  *
+ *
  * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
  *   snapshot, to the function's temporary storage, then to `tenants/<id>/<time>-<random>.tfa` in the bucket,
  *   encrypted with the cell's key (the silo's own key for a silo), never over an existing object.
- * - Restore verifies the whole archive first (signature with the cell's archive key, counts, checksums), then
- *   loads it in one transaction under the tenant's operation lock, into an active tenant of this cell whose tables
- *   are empty: the archive's own tenant, or another (a new id onboarded for it). Restoring over a tenant's data
- *   is the local platform's `--force` only for now: in AWS it would need the registry freeze of a move.
+ * - Restore verifies the whole archive first (signature with the cell's archive signing key, counts, checksums),
+ *   then loads it in one transaction under the tenant's operation lock, into the archive's own tenant only, which
+ *   must be active here with empty tables (its rows lost, or deleted on purpose). Never into another tenant: one
+ *   invoke could otherwise hand one customer's data to another that has not written anything yet. Restoring
+ *   over a tenant's data, or into a new id, is the local platform's (`--force`, `--as`) for now.
  *
  * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
  * item) and these checks (the registry says the tenant is this cell's model and active).
@@ -127,6 +129,11 @@ export async function runMobilityEvent(
 ): Promise<MobilityReport> {
   const parsed = parseMobilityEvent(event);
   const started = Date.now();
+  if (parsed.archive && parsed.archive.tenantId !== parsed.tenantId) {
+    throw new ProvisioningInputError(
+      `${parsed.archive.key} is tenant "${parsed.archive.tenantId}"'s archive: in AWS an archive is restored into its own tenant only, never into "${parsed.tenantId}"; nothing was written`,
+    );
+  }
   const siloTenant = env.model === 'silo' ? tenantOfStackName(env.ownStack) : undefined;
   if (siloTenant && parsed.tenantId !== siloTenant) {
     throw new ProvisioningInputError(
@@ -134,6 +141,8 @@ export async function runMobilityEvent(
     );
   }
   await expectActiveHere(parsed.tenantId, env, deps);
+  // What a run cut off by the function's timeout left behind goes first (one run at a time per environment).
+  fs.rmSync(deps.workDir, { recursive: true, force: true });
   fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
   const file = path.join(deps.workDir, `${parsed.tenantId}-${randomBytes(6).toString('hex')}.tfa`);
   try {
@@ -195,7 +204,7 @@ export async function runMobilityEvent(
         }).catch((e: Error) => {
           throw /already has rows in/.test(e.message)
             ? new Error(
-                `${e.message.replace(/: restore over existing data only with --force$/, '')}: in AWS an archive is restored only into a tenant with no data yet (onboard a new tenant and restore into it with --as); nothing was written`,
+                `${e.message.replace(/: restore over existing data only with --force$/, '')}: in AWS an archive is restored only into its tenant while it has no rows (over its data, restore on the local platform with --force); nothing was written`,
                 { cause: e },
               )
             : e;
@@ -237,7 +246,7 @@ export async function runMobilityEvent(
   }
 }
 
-/** The registry says the tenant lives in this cell's model and serves (or, for an export, is being moved). */
+/** The registry says the tenant lives in this cell's model and serves. */
 async function expectActiveHere(tenantId: string, env: Env, deps: MobilityDeps): Promise<void> {
   const entry = await deps.registryEntry(tenantId);
   if (!entry) {

@@ -48,6 +48,13 @@ export interface Env {
   sslMode: 'verify-full' | 'disable';
   /** How long to keep trying to reach the database before failing the stack. */
   connectSeconds: number;
+  /**
+   * The longest one statement may run: 2 minutes for provisioning and migrations; the mobility runner sets more
+   * (DB_STATEMENT_TIMEOUT_MS), as a large tenant's restore inserts each table in one statement.
+   */
+  statementTimeoutMs: number;
+  /** The cell's archive bucket (mobility-runner construct): a tenant destroyed at offboarding loses its archives. */
+  archiveBucket?: string;
 }
 
 /** The stack name in a CloudFormation stack id (`arn:aws:cloudformation:<region>:<account>:stack/<name>/<guid>`). */
@@ -170,5 +177,7 @@ export function readEnv(): Env {
     registryTable: e.REGISTRY_TABLE!,
     sslMode,
     connectSeconds: Number(e.DB_CONNECT_SECONDS ?? '120'),
+    statementTimeoutMs: Number(e.DB_STATEMENT_TIMEOUT_MS ?? '120000'),
+    archiveBucket: e.ARCHIVE_BUCKET || undefined,
   };
 }

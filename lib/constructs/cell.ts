@@ -248,6 +248,7 @@ export class Cell extends Construct {
       disposable,
       ipv6Egress: this.network.ipv6Egress,
     });
+    this.mobility.letDestroyArchives(this.provisioner);
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {
       serviceToken: this.provisioner.serviceToken,
       resourceType: PROVISIONER_RESOURCE_TYPES.bootstrap,

@@ -15,7 +15,12 @@ import { CellDatabase } from './database';
 import { EncryptedLogGroup } from './encrypted-log-group';
 import { APP_SUBNETS } from './network';
 import { RegistryRef, registryStatements } from './registry-access';
-import { LAMBDA_BUNDLING, LAMBDA_RUNTIME, provisionerEnvironment } from './tenant-provisioner';
+import {
+  LAMBDA_BUNDLING,
+  LAMBDA_RUNTIME,
+  provisionerEnvironment,
+  TenantProvisioner,
+} from './tenant-provisioner';
 
 export interface MobilityRunnerProps {
   readonly vpc: ec2.IVpc;
@@ -38,8 +43,10 @@ export interface MobilityRunnerProps {
   readonly ipv6Egress?: boolean;
 }
 
-/** The most a runner's archive may weigh: its temporary storage (10 GiB) less room for the runtime. */
-const MAX_ARCHIVE_BYTES = 9 * 1024 ** 3;
+/** The most a runner's archive may weigh: what one S3 PutObject takes (5 GiB; the temporary storage is 10 GiB). */
+const MAX_ARCHIVE_BYTES = 5 * 1024 ** 3;
+/** A restore inserts each table in one statement: a large tenant's may run for minutes (the function runs 15). */
+const STATEMENT_TIMEOUT_MS = 14 * 60 * 1000;
 
 /**
  * One tenant's data out of the cell's database to the cell's archive bucket, and back (lambda/tenant-provisioner/
@@ -52,10 +59,14 @@ export class MobilityRunner extends Construct {
   readonly bucket: s3.Bucket;
   readonly archiveKey: secretsmanager.Secret;
   readonly runner: nodejs.NodejsFunction;
+  private readonly props: MobilityRunnerProps;
 
   constructor(scope: Construct, id: string, props: MobilityRunnerProps) {
     super(scope, id);
-    const keep = props.disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
+    this.props = props;
+    // Kept when the stack is deleted (like the data they copy), but not when the stack's own creation rolls back
+    // (nothing was exported into them yet).
+    const keep = props.disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE;
     this.bucket = new s3.Bucket(this, 'Archives', {
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: props.key,
@@ -117,7 +128,7 @@ export class MobilityRunner extends Construct {
 
     const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
       vpc: props.vpc,
-      description: 'Tenant mobility runner: PostgreSQL, and HTTPS to S3, Secrets Manager and DynamoDB',
+      description: 'Tenant mobility runner: PostgreSQL (admitted by the database), HTTPS to AWS APIs',
       allowAllOutbound: true,
       allowAllIpv6Outbound: props.ipv6Egress ?? false,
     });
@@ -149,10 +160,23 @@ export class MobilityRunner extends Construct {
         RUNTIME_DB_USER: RUNTIME_ROLES[props.model],
         RUNTIME_DB_AUTH: 'iam',
         MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES),
+        DB_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS),
         S3_DUALSTACK: props.ipv6Egress ? 'true' : 'false',
       },
       bundling: LAMBDA_BUNDLING,
     });
+    // Nobody but the runner reads or writes an archive, whatever else their IAM allows (an account admin, a role
+    // granted s3:* on every bucket); deleting them (a destroyed tenant's, a disposable stack's) stays possible.
+    this.bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyTheRunnerReadsOrWritesArchives',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
+        resources: [this.bucket.arnForObjects('*')],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+      }),
+    );
     // Exports read as the runtime role (what the API reads as), never as the master user.
     props.database.grantConnect(role, RUNTIME_ROLES[props.model]);
     const archives = `${this.bucket.bucketArn}/tenants/${props.tenantId ?? '*'}/*`;
@@ -229,6 +253,37 @@ export class MobilityRunner extends Construct {
       l1(this.runner),
       HIPAA_AND_NIST('LambdaConcurrency'),
       'Runs when an operator exports or restores one tenant; reserving concurrency would take it from the account pool without bounding anything that matters.',
+    );
+  }
+
+  /**
+   * The provisioner's custom-resource handler deletes a tenant's archives when it offboards it with its data
+   * destroyed (lambda/tenant-provisioner/archives.ts): every version under the tenant's prefix, nothing else.
+   */
+  letDestroyArchives(provisioner: TenantProvisioner): void {
+    const prefix = `tenants/${this.props.tenantId ?? '*'}/`;
+    provisioner.handler.addEnvironment('ARCHIVE_BUCKET', this.bucket.bucketName);
+    provisioner.handler.addEnvironment('S3_DUALSTACK', this.props.ipv6Egress ? 'true' : 'false');
+    const policy = new iam.ManagedPolicy(this, 'DestroyPolicy', {
+      roles: [provisioner.handler.role!],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'ListDestroyedTenantArchives',
+          actions: ['s3:ListBucketVersions'],
+          resources: [this.bucket.bucketArn],
+          conditions: { StringLike: { 's3:prefix': [prefix] } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'DeleteDestroyedTenantArchives',
+          actions: ['s3:DeleteObject', 's3:DeleteObjectVersion'],
+          resources: [this.bucket.arnForObjects(`${prefix}*`)],
+        }),
+      ],
+    });
+    ack(
+      l1(policy),
+      AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.bucket))}.Arn>/${prefix}*]`),
+      "Deletes the archives of a tenant the provisioner offboards with its data destroyed: objects under the tenants' prefix of this cell's own archive bucket, listed under that prefix only; it can neither read nor write them.",
     );
   }
 }

@@ -318,7 +318,9 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       const t = fleet.template(stack);
       const [bucketId, bucket] = bucketOf(t);
       const [keyId] = ofType(t, 'AWS::KMS::Key')[0];
-      expect(bucket.DeletionPolicy).toBe('Retain');
+      // Kept when the stack is deleted, not when its own creation rolls back.
+      expect(bucket.DeletionPolicy).toBe('RetainExceptOnCreate');
+      expect((bucket as { UpdateReplacePolicy?: string }).UpdateReplacePolicy).toBe('Retain');
       expect(bucket.Properties).toMatchObject({
         BucketEncryption: {
           ServerSideEncryptionConfiguration: [
@@ -343,10 +345,13 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       const archiveKey = ofType(t, 'AWS::SecretsManager::Secret').find(([id]) =>
         id.includes('MobilityArchiveKey'),
       )!;
-      expect(archiveKey[1].DeletionPolicy).toBe('Retain');
-      // Every statement that touches the bucket's objects: the runner's, scoped to the tenant prefix.
+      expect(archiveKey[1].DeletionPolicy).toBe('RetainExceptOnCreate');
+      // Reads and writes of the bucket's objects: the runner's statement only, scoped to the tenant prefix; no
+      // statement anywhere in the stack reads S3 objects on every resource.
+      const reads = (s: Statement) => actions(s).some((a) => /^s3:(\*|Get\*|GetObject|PutObject)$/.test(a));
       const onArchives = statementsOf(t).filter(
-        (s) => JSON.stringify(s.Resource).includes(bucketId) && actions(s).some((a) => a.startsWith('s3:')),
+        (s) =>
+          reads(s) && (JSON.stringify(s.Resource).includes(bucketId) || JSON.stringify(s.Resource) === '"*"'),
       );
       const [runnerPolicy] = ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) =>
         id.includes('MobilityPolicy'),
@@ -357,6 +362,28 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           Action: ['s3:GetObject', 's3:PutObject'],
           Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, `/tenants/${prefix}/*`]] },
         }),
+      ]);
+      // And the bucket itself refuses every other principal's reads and writes, whatever their IAM says.
+      const [, bucketPolicy] = ofType(t, 'AWS::S3::BucketPolicy').find(
+        ([, p]) => ref(p.Properties!.Bucket) === ref({ Ref: bucketId }),
+      )!;
+      const [runnerRoleId] = ofType(t, 'AWS::IAM::Role').find(([id]) => id.includes('MobilityRole'))!;
+      expect(
+        (bucketPolicy.Properties!.PolicyDocument as { Statement: Statement[] }).Statement,
+      ).toContainEqual(
+        expect.objectContaining({
+          Effect: 'Deny',
+          Principal: { AWS: '*' },
+          Action: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
+          Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [runnerRoleId, 'Arn'] } } },
+        }),
+      );
+      // The provisioner may only delete a destroyed tenant's archives (list them under the prefix, delete them).
+      const destroy = statementsOf(t).filter((s) => s.id.includes('MobilityDestroyPolicy'));
+      expect(destroy.flatMap(actions).sort()).toEqual([
+        's3:DeleteObject',
+        's3:DeleteObjectVersion',
+        's3:ListBucketVersions',
       ]);
       // A silo's runner reads its own tenant's registry item only.
       const registry = statementsOf(t).find(
@@ -382,5 +409,9 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
   test("a disposable tenant's archives and key go with its stack", () => {
     const t = fleet.template('Tenant-initech-qa');
     expect(bucketOf(t)[1].DeletionPolicy).toBe('Delete');
+    const [, key] = ofType(t, 'AWS::SecretsManager::Secret').find(([id]) =>
+      id.includes('MobilityArchiveKey'),
+    )!;
+    expect(key.DeletionPolicy).toBe('Delete');
   });
 });

@@ -24,7 +24,6 @@ beforeEach(() => {
   lambdaMock.reset();
   const stacks: Record<string, ReturnType<typeof resource>[]> = {
     'Tenant-acme': [resource('Custom::PoolTenant', 'DefaultTenant')],
-    'Tenant-initech': [resource('Custom::PoolTenant', 'DefaultTenant')],
     'Tenant-hooli': [resource('Custom::BridgeTenant', 'DefaultTenant')],
     'Tenant-northwind': [
       resource('Custom::SiloTenant', 'DefaultTenant'),
@@ -78,36 +77,31 @@ test('export invokes the runner with the export event and returns its report', a
   });
 });
 
-test("restore --as goes to the destination's runner; the runner's error comes back as the message", async () => {
+test("restore goes to the tenant's own runner with its own archive; the runner's error comes back as the message", async () => {
   lambdaMock.on(InvokeCommand).resolves({
     StatusCode: 200,
     FunctionError: 'Unhandled',
-    Payload: encode({ errorMessage: 'tenant "initech" already has rows in invoices: ...' }),
+    Payload: encode({ errorMessage: 'tenant "acme" already has rows in invoices: ...' }),
   });
   await expect(
-    runAwsMobility('restore', { tenant: 'acme', from: 'tenants/acme/x.tfa', as: 'initech' }, clients()),
-  ).rejects.toThrow(`Pool's mobility runner: tenant "initech" already has rows in invoices`);
+    runAwsMobility('restore', { tenant: 'acme', from: 'tenants/acme/x.tfa' }, clients()),
+  ).rejects.toThrow(`Pool's mobility runner: tenant "acme" already has rows in invoices`);
   expect(
     JSON.parse(
       new TextDecoder().decode(lambdaMock.commandCalls(InvokeCommand)[0].args[0].input.Payload as Uint8Array),
     ),
-  ).toEqual({ action: 'restore', tenantId: 'initech', archive: 'tenants/acme/x.tfa' });
+  ).toEqual({ action: 'restore', tenantId: 'acme', archive: 'tenants/acme/x.tfa' });
 });
 
-test('bad input is refused before any AWS call: an archive of another tenant, a bad id, another cell', async () => {
+test("bad input is refused before any AWS call: another tenant's archive, a bad id", async () => {
   await expect(
     runAwsMobility('restore', { tenant: 'acme', from: 'tenants/globex/x.tfa' }, clients()),
   ).rejects.toThrow(
-    `restore --aws: --from names an archive in the cell's bucket, as export --aws printed it ("tenants/acme/..."), got "tenants/globex/x.tfa"`,
+    `restore --aws: --from names one of tenant "acme"'s archives in its cell's bucket, as export --aws printed it ("tenants/acme/..."), got "tenants/globex/x.tfa" (in AWS an archive is restored into its own tenant only)`,
   );
   await expect(runAwsMobility('export', { tenant: 'Acme; rm -rf /' }, clients())).rejects.toThrow(
     'export --tenant',
   );
   expect(cfnMock.calls()).toHaveLength(0);
-  await expect(
-    runAwsMobility('restore', { tenant: 'acme', from: 'tenants/acme/x.tfa', as: 'northwind' }, clients()),
-  ).rejects.toThrow(
-    `restore --aws: tenant "acme"'s archives are in Pool's bucket and "northwind" is served by Tenant-northwind: in AWS an archive is restored within its own cell`,
-  );
   expect(lambdaMock.calls()).toHaveLength(0);
 });

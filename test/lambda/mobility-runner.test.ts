@@ -2,12 +2,16 @@ import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { gunzipSync, gzipSync } from 'zlib';
 import { mockClient } from 'aws-sdk-client-mock';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   CreateBucketCommand,
   GetObjectCommand,
+  DeleteObjectCommand,
   HeadObjectCommand,
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -35,6 +39,9 @@ const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:con
 const ARCHIVE_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:archive-key';
 const ARCHIVE_KEY_HEX = 'a7'.repeat(32);
 const BUCKET = 'pool-cell-archives';
+/** What the archive reader says of an archive changed after it was signed (db/mobility/archive-reader.ts). */
+const ALTERED =
+  'its signature does not match: it was altered, or it was made by another installation (another archive key); nothing was written';
 
 let db: TestDatabase;
 let moto: Moto;
@@ -98,6 +105,10 @@ beforeAll(async () => {
   process.env.AWS_ENDPOINT_URL_S3 = moto.endpoint;
   s3 = new S3Client({ forcePathStyle: true });
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  // Versioned, as the construct makes it.
+  await s3.send(
+    new PutBucketVersioningCommand({ Bucket: BUCKET, VersioningConfiguration: { Status: 'Enabled' } }),
+  );
   provisioner = await import('../../lambda/tenant-provisioner');
   runner = await import('../../lambda/tenant-provisioner/mobility-entry');
   db = await createTestDatabase('mobility_runner');
@@ -183,44 +194,54 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     }
   });
 
-  test('restore into another, empty tenant of the cell (a new id) gives it the same rows; the source is untouched', async () => {
-    const report = await run({ action: 'restore', tenantId: 'initech', archive: acmeArchive });
-    expect(report).toMatchObject({
-      action: 'restore',
-      tenantId: 'initech',
-      archiveTenantId: 'acme',
-      rows: { invoices: 30, invoice_items: 30 },
-    });
-    expect(await invoicesOf('initech')).toEqual(await invoicesOf('acme'));
-    expect(await invoicesOf('globex')).toHaveLength(50);
+  test("an archive goes into its own tenant only: never into another customer's, even one with no rows yet", async () => {
+    await expect(run({ action: 'restore', tenantId: 'initech', archive: acmeArchive })).rejects.toThrow(
+      `${acmeArchive} is tenant "acme"'s archive: in AWS an archive is restored into its own tenant only, never into "initech"; nothing was written`,
+    );
+    expect(await invoicesOf('initech')).toEqual([]);
   });
 
   test('restore over a tenant that has data is refused with the way to do it, and writes nothing', async () => {
-    await expect(run({ action: 'restore', tenantId: 'globex', archive: acmeArchive })).rejects.toThrow(
-      'tenant "globex" already has rows in invoices: in AWS an archive is restored only into a tenant with no data yet (onboard a new tenant and restore into it with --as); nothing was written',
+    await expect(run({ action: 'restore', tenantId: 'acme', archive: acmeArchive })).rejects.toThrow(
+      'tenant "acme" already has rows in invoices: in AWS an archive is restored only into its tenant while it has no rows (over its data, restore on the local platform with --force); nothing was written',
     );
-    expect(await invoicesOf('globex')).toHaveLength(50);
-    expect((await invoicesOf('globex')).every((c) => c.startsWith('globex'))).toBe(true);
+    expect(await invoicesOf('acme')).toHaveLength(30);
   });
 
-  test('an altered archive, or one filed under another tenant, is refused and writes nothing', async () => {
+  test('a tenant whose rows were deleted gets them back; an altered archive, or one filed under another tenant, writes nothing', async () => {
+    const before = await invoicesOf('acme');
+    await tenants.forTenant('acme').run(sql`DELETE FROM pool.invoices`);
+    expect(await invoicesOf('acme')).toEqual([]);
     const bytes = await objectBytes(acmeArchive);
-    const altered = Buffer.from(bytes);
-    altered[Math.floor(altered.length / 2)] ^= 0xff;
+    // One value changed and the file compressed again: only the signature can tell.
+    const text = gunzipSync(bytes).toString('utf8');
+    expect(text).toContain('acme customer 1"');
+    const altered = gzipSync(Buffer.from(text.replace('acme customer 1"', 'acme customer X"'), 'utf8'));
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'tenants/acme/altered.tfa', Body: altered }));
     await expect(
-      run({ action: 'restore', tenantId: 'umbrella', archive: 'tenants/acme/altered.tfa' }),
-    ).rejects.toThrow();
+      run({ action: 'restore', tenantId: 'acme', archive: 'tenants/acme/altered.tfa' }),
+    ).rejects.toThrow(ALTERED);
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'tenants/globex/copied.tfa', Body: bytes }));
     await expect(
-      run({ action: 'restore', tenantId: 'umbrella', archive: 'tenants/globex/copied.tfa' }),
+      run({ action: 'restore', tenantId: 'globex', archive: 'tenants/globex/copied.tfa' }),
     ).rejects.toThrow(
       `tenants/globex/copied.tfa holds tenant "acme"'s data, not "globex"'s as its key says: refused, nothing was written`,
     );
     await expect(
-      run({ action: 'restore', tenantId: 'umbrella', archive: 'tenants/acme/none.tfa' }),
+      run({ action: 'restore', tenantId: 'acme', archive: 'tenants/acme/none.tfa' }),
     ).rejects.toThrow(`no archive tenants/acme/none.tfa in bucket ${BUCKET}`);
-    expect(await invoicesOf('umbrella')).toEqual([]);
+    expect(await invoicesOf('acme')).toEqual([]);
+    expect(await invoicesOf('globex')).toHaveLength(50);
+
+    const report = await run({ action: 'restore', tenantId: 'acme', archive: acmeArchive });
+    expect(report).toMatchObject({
+      action: 'restore',
+      tenantId: 'acme',
+      archiveTenantId: 'acme',
+      rows: { invoices: 30, invoice_items: 30 },
+    });
+    expect(await invoicesOf('acme')).toEqual(before);
+    expect(await invoicesOf('globex')).toHaveLength(50);
   });
 
   test('bad events name the field, its value and the fix, before any AWS call or SQL', async () => {
@@ -261,5 +282,41 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     } finally {
       Object.assign(process.env, { MODEL: 'pool', OWN_STACK: 'Pool' });
     }
+  });
+
+  test("offboarding a tenant with its data destroyed deletes every version of its archives, and no one else's", async () => {
+    const put = (Key: string) => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: 'x' }));
+    await put('tenants/umbrella/one.tfa');
+    await put('tenants/umbrella/one.tfa'); // a second version
+    await put('tenants/umbrella/two.tfa');
+    await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'tenants/umbrella/two.tfa' })); // a delete marker
+    await put('tenants/umbrellas/other.tfa'); // another tenant whose id starts the same
+    const versions = async (Prefix: string) => {
+      const r = await s3.send(new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix }));
+      return (r.Versions?.length ?? 0) + (r.DeleteMarkers?.length ?? 0);
+    };
+    expect(await versions('tenants/umbrella/')).toBe(4);
+    const acmeBefore = await versions('tenants/acme/');
+    await provisioner.handler({
+      ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:provider',
+      ResponseURL: 'https://cloudformation-custom-resource-response.example/',
+      StackId: stackId('Tenant-umbrella'),
+      RequestId: `request-${++requestNo}`,
+      LogicalResourceId: 'Tenant',
+      ResourceType: 'Custom::PoolTenant',
+      ResourceProperties: {
+        ServiceToken: 'token',
+        TenantId: 'umbrella',
+        Name: 'umbrella Inc',
+        Model: 'pool',
+        DeletionPolicy: 'destroy',
+        SchemaVersion: String(LATEST_VERSION),
+      },
+      RequestType: 'Delete',
+      PhysicalResourceId: 'tenant-pool-umbrella',
+    } as CloudFormationCustomResourceEvent);
+    expect(await versions('tenants/umbrella/')).toBe(0);
+    expect(await versions('tenants/umbrellas/')).toBe(1);
+    expect(await versions('tenants/acme/')).toBe(acmeBefore);
   });
 });

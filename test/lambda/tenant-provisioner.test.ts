@@ -441,6 +441,7 @@ describe('connection security', () => {
         model: 'pool',
         ownStack: 'Pool',
         connectSeconds: 120,
+        statementTimeoutMs: 120000,
         host: 'pool-db.abc.us-east-1.rds.amazonaws.com',
         port: 5432,
         database: 'saas',

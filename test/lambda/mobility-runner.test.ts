@@ -183,6 +183,19 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     expect(fs.readdirSync('/tmp/tenant-archives').filter((f) => f.startsWith('acme-'))).toEqual([]);
   });
 
+  test('in AWS the runtime role signs in with an IAM token, never a stored password', async () => {
+    // With RUNTIME_DB_AUTH=iam the password is a freshly signed RDS token for app_pool (which this test server
+    // does not accept), even though a password is set: the connection is made as the runtime role with it.
+    process.env.RUNTIME_DB_AUTH = 'iam';
+    try {
+      await expect(run({ action: 'export', tenantId: 'acme' })).rejects.toThrow(
+        /password authentication failed for user "app_pool"/,
+      );
+    } finally {
+      delete process.env.RUNTIME_DB_AUTH;
+    }
+  });
+
   test('the export connects as the runtime role: with its password wrong, it cannot read at all', async () => {
     process.env.RUNTIME_DB_PASSWORD = 'wrong';
     try {

@@ -14,7 +14,7 @@ import { ServerlessDatabase } from './serverless-database';
 import { SiloEgress } from '../silo-profiles';
 import { Network } from './network';
 import { Backup } from './backup-plan';
-import { TenantProvisioner } from './tenant-provisioner';
+import { HEX_KEY_SECRET, TenantProvisioner } from './tenant-provisioner';
 import { MobilityRunner } from './mobility-runner';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1 } from '../nag';
 import { ApiImageRef } from './api-image';
@@ -159,13 +159,7 @@ export class Cell extends Construct {
     this.contextKey = new secretsmanager.Secret(this, 'ContextKey', {
       description: `${props.description ?? id}: the key tenant context credentials are signed with`,
       encryptionKey: this.key.key,
-      generateSecretString: {
-        passwordLength: 64,
-        excludeUppercase: true,
-        excludePunctuation: true,
-        includeSpace: false,
-        excludeCharacters: 'ghijklmnopqrstuvwxyz',
-      },
+      generateSecretString: HEX_KEY_SECRET,
       removalPolicy: disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN,
     });
     ack(
@@ -225,7 +219,8 @@ export class Cell extends Construct {
     // The API signs in as its runtime role with a short-lived IAM token: no password exists for it.
     this.database.grantConnect(this.api.taskDefinition.taskRole, runtimeRole);
 
-    this.provisioner = new TenantProvisioner(this, 'Provisioner', {
+    // The cell's functions that work on its database: the provisioner and the mobility runner.
+    const dataFunctions = {
       vpc,
       database: this.database,
       key: this.key.key,
@@ -235,18 +230,11 @@ export class Cell extends Construct {
       contextKey: this.contextKey,
       disposable,
       ipv6Egress: this.network.ipv6Egress,
-    });
+    };
+    this.provisioner = new TenantProvisioner(this, 'Provisioner', dataFunctions);
     this.mobility = new MobilityRunner(this, 'Mobility', {
-      vpc,
-      database: this.database,
-      key: this.key.key,
-      model: props.model,
-      registry,
-      tenantId: props.siloTenantId,
-      contextKey: this.contextKey,
+      ...dataFunctions,
       accessLogs: this.api.accessLogs,
-      disposable,
-      ipv6Egress: this.network.ipv6Egress,
     });
     this.mobility.letDestroyArchives(this.provisioner);
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {

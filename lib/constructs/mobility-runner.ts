@@ -16,10 +16,12 @@ import { EncryptedLogGroup } from './encrypted-log-group';
 import { APP_SUBNETS } from './network';
 import { RegistryRef, registryStatements } from './registry-access';
 import {
+  HEX_KEY_SECRET,
   LAMBDA_BUNDLING,
   LAMBDA_RUNTIME,
   provisionerEnvironment,
   TenantProvisioner,
+  vpcFunctionStatements,
 } from './tenant-provisioner';
 
 export interface MobilityRunnerProps {
@@ -109,13 +111,7 @@ export class MobilityRunner extends Construct {
     this.archiveKey = new secretsmanager.Secret(this, 'ArchiveKey', {
       description: `${Stack.of(this).stackName}: the key tenant archives are signed with`,
       encryptionKey: props.key,
-      generateSecretString: {
-        passwordLength: 64,
-        excludeUppercase: true,
-        excludePunctuation: true,
-        includeSpace: false,
-        excludeCharacters: 'ghijklmnopqrstuvwxyz',
-      },
+      generateSecretString: HEX_KEY_SECRET,
       removalPolicy: keep,
     });
     for (const rule of [...HIPAA_AND_NIST('SecretsManagerRotationEnabled'), AWS_SOLUTIONS('SMG4')]) {
@@ -212,22 +208,7 @@ export class MobilityRunner extends Construct {
           writes: false,
           tenantId: props.tenantId,
         }),
-        new iam.PolicyStatement({
-          sid: 'WriteOwnLogs',
-          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-          resources: [logs.logGroupArn],
-        }),
-        new iam.PolicyStatement({
-          sid: 'VpcNetworkInterfaces',
-          actions: [
-            'ec2:CreateNetworkInterface',
-            'ec2:DescribeNetworkInterfaces',
-            'ec2:DeleteNetworkInterface',
-            'ec2:AssignPrivateIpAddresses',
-            'ec2:UnassignPrivateIpAddresses',
-          ],
-          resources: ['*'],
-        }),
+        ...vpcFunctionStatements([logs]),
       ],
     });
     ack(

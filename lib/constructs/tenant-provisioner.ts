@@ -46,6 +46,40 @@ export function provisionerEnvironment(
   };
 }
 
+/**
+ * What a function of ours in a VPC needs besides its own work: to write its own logs, and to manage its network
+ * interfaces (EC2 actions with no resource-level permissions: callers acknowledge IAM5 on `*` for them).
+ */
+export function vpcFunctionStatements(logGroups: readonly EncryptedLogGroup[]): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: 'WriteOwnLogs',
+      actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+      resources: logGroups.map((g) => g.logGroupArn),
+    }),
+    new iam.PolicyStatement({
+      sid: 'VpcNetworkInterfaces',
+      actions: [
+        'ec2:CreateNetworkInterface',
+        'ec2:DescribeNetworkInterfaces',
+        'ec2:DeleteNetworkInterface',
+        'ec2:AssignPrivateIpAddresses',
+        'ec2:UnassignPrivateIpAddresses',
+      ],
+      resources: ['*'],
+    }),
+  ];
+}
+
+/** A secret of 64 random hex characters (32 bytes): the cells' context keys and archive signing keys. */
+export const HEX_KEY_SECRET: secretsmanager.SecretStringGenerator = {
+  passwordLength: 64,
+  excludeUppercase: true,
+  excludePunctuation: true,
+  includeSpace: false,
+  excludeCharacters: 'ghijklmnopqrstuvwxyz',
+};
+
 export interface TenantProvisionerProps {
   readonly vpc: ec2.IVpc;
   /** The database this provisioner creates tenants in; its security group admits the handler. */
@@ -166,22 +200,7 @@ export class TenantProvisioner extends Construct {
           writes: true,
           tenantId: props.tenantId,
         }),
-        new iam.PolicyStatement({
-          sid: 'WriteOwnLogs',
-          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-          resources: [logGroup.logGroupArn, fleetLogs.logGroupArn],
-        }),
-        new iam.PolicyStatement({
-          sid: 'VpcNetworkInterfaces',
-          actions: [
-            'ec2:CreateNetworkInterface',
-            'ec2:DescribeNetworkInterfaces',
-            'ec2:DeleteNetworkInterface',
-            'ec2:AssignPrivateIpAddresses',
-            'ec2:UnassignPrivateIpAddresses',
-          ],
-          resources: ['*'],
-        }),
+        ...vpcFunctionStatements([logGroup, fleetLogs]),
       ],
     });
 

@@ -3,46 +3,29 @@ import { Construct } from 'constructs';
 import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { IsolationModel } from '../../contracts';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
-import { CellDatabase } from './database';
 import { EncryptedLogGroup } from './encrypted-log-group';
 import { APP_SUBNETS } from './network';
-import { RegistryRef, registryStatements } from './registry-access';
+import { registryStatements } from './registry-access';
 import {
   HEX_KEY_SECRET,
   LAMBDA_BUNDLING,
   LAMBDA_RUNTIME,
   provisionerEnvironment,
   TenantProvisioner,
+  TenantProvisionerProps,
   vpcFunctionStatements,
 } from './tenant-provisioner';
 
-export interface MobilityRunnerProps {
-  readonly vpc: ec2.IVpc;
-  readonly database: CellDatabase;
-  /** The cell's key (a silo's: its tenant's): encrypts the archives, the archive key, the logs. */
-  readonly key: kms.IKey;
-  readonly model: IsolationModel;
-  readonly registry: RegistryRef;
-  readonly contextKey: secretsmanager.ISecret;
+/** The provisioner's props (the same cell, database, key, registry and tenant), and where its bucket logs. */
+export interface MobilityRunnerProps extends TenantProvisionerProps {
   /** Where the archive bucket's server access logs go (the cell's access-log bucket). */
   readonly accessLogs: s3.IBucket;
-  /**
-   * A silo's one tenant: the runner may read and write that tenant's archives and registry item only.
-   * @default - every tenant of the cell (a shared cell's runner)
-   */
-  readonly tenantId?: string;
-  /** @default false */
-  readonly disposable?: boolean;
-  /** The VPC has no NAT gateway: the function reaches S3 over IPv6 (its dual-stack endpoint). @default false */
-  readonly ipv6Egress?: boolean;
 }
 
 /** The most a runner's archive may weigh: what one S3 PutObject takes (5 GiB; the temporary storage is 10 GiB). */

@@ -26,7 +26,7 @@ import * as path from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import type { Client } from 'pg';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { RegistryItem } from '../../contracts';
 import { tenantOfStackName } from '../../contracts';
 import { dataModel } from '../../db/models';
@@ -162,7 +162,7 @@ export async function runMobilityEvent(
         );
       }
       const key = `tenants/${parsed.tenantId}/${stamp(new Date())}-${randomBytes(4).toString('hex')}.tfa`;
-      await deps.s3.send(
+      const written = await deps.s3.send(
         new PutObjectCommand({
           Bucket: deps.bucket,
           Key: key,
@@ -178,6 +178,17 @@ export async function runMobilityEvent(
           },
         }),
       );
+      // Still active? An offboarding with destroy that ran meanwhile deleted the tenant's archives before this one
+      // landed: this one goes too, so no copy outlives the destroy.
+      const now = await deps.registryEntry(parsed.tenantId);
+      if (now?.status !== 'active' || now.model !== env.model) {
+        await deps.s3.send(
+          new DeleteObjectCommand({ Bucket: deps.bucket, Key: key, VersionId: written.VersionId }),
+        );
+        throw new Error(
+          `tenant "${parsed.tenantId}" is ${now ? `${now.status} (${now.model})` : 'no longer in the registry'} since this export began: its archive was deleted again`,
+        );
+      }
       deps.log('exported', { tenantId: parsed.tenantId, archive: key, bytes, rows: manifest.rows });
       return report('export', parsed.tenantId, key, bytes, manifest, manifest.schemaVersion);
     }

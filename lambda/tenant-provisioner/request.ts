@@ -166,6 +166,13 @@ export function readEnv(): Env {
       `tenant provisioner misconfigured: DB_SSL_MODE is ${JSON.stringify(e.DB_SSL_MODE)}: use verify-full`,
     );
   }
+  const statementTimeoutMs = Number(e.DB_STATEMENT_TIMEOUT_MS ?? '120000');
+  if (!Number.isInteger(statementTimeoutMs) || statementTimeoutMs < 1 || statementTimeoutMs > 900000) {
+    // 0 or NaN would turn the timeout off (the driver sends only a truthy one).
+    throw new Error(
+      `tenant provisioner misconfigured: DB_STATEMENT_TIMEOUT_MS is ${JSON.stringify(e.DB_STATEMENT_TIMEOUT_MS)}: milliseconds from 1 to 900000`,
+    );
+  }
   return {
     model: e.MODEL as IsolationModel,
     ownStack: e.OWN_STACK!,
@@ -177,7 +184,7 @@ export function readEnv(): Env {
     registryTable: e.REGISTRY_TABLE!,
     sslMode,
     connectSeconds: Number(e.DB_CONNECT_SECONDS ?? '120'),
-    statementTimeoutMs: Number(e.DB_STATEMENT_TIMEOUT_MS ?? '120000'),
+    statementTimeoutMs,
     archiveBucket: e.ARCHIVE_BUCKET || undefined,
   };
 }

@@ -236,12 +236,15 @@ export class Cell extends Construct {
       ...dataFunctions,
       accessLogs: this.api.accessLogs,
     });
-    this.mobility.letDestroyArchives(this.provisioner);
+    const destroyPolicy = this.mobility.letDestroyArchives(this.provisioner);
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {
       serviceToken: this.provisioner.serviceToken,
       resourceType: PROVISIONER_RESOURCE_TYPES.bootstrap,
       properties: { Model: props.model, SchemaVersion: SCHEMA_VERSION },
     });
+    // The handler's permissions outlive every resource it serves: a silo's tenant resource depends on the
+    // bootstrap, so its Delete (which may delete archives) runs before these policies are detached.
+    this.bootstrap.node.addDependency(this.provisioner.handlerPolicy, destroyPolicy);
     // The API's tasks start only once their runtime role exists: on a first deploy they would otherwise refuse
     // to start, trip the circuit breaker and roll the stack back.
     this.api.service.node.addDependency(this.bootstrap);

@@ -144,18 +144,21 @@ export class MobilityRunner extends Construct {
       },
       bundling: LAMBDA_BUNDLING,
     });
-    // Nobody but the runner reads or writes an archive, whatever else their IAM allows (an account admin, a role
-    // granted s3:* on every bucket); deleting them (a destroyed tenant's, a disposable stack's) stays possible.
+    // Nobody but the runner reads, writes or replicates an archive, whatever their IAM policies allow (a role
+    // granted s3:* on every bucket); deleting them (a destroyed tenant's, a disposable stack's) stays possible. An
+    // administrator who may rewrite this policy or pass the runner's role to other code is trusted, not stopped.
     this.bucket.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'OnlyTheRunnerReadsOrWritesArchives',
         effect: iam.Effect.DENY,
         principals: [new iam.AnyPrincipal()],
-        actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
+        actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectVersionForReplication', 's3:PutObject'],
         resources: [this.bucket.arnForObjects('*')],
         conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
       }),
     );
+    // The policy stays with the bucket it guards (and its SSL-only rule with it).
+    this.bucket.policy!.applyRemovalPolicy(keep);
     // Exports read as the runtime role (what the API reads as), never as the master user.
     props.database.grantConnect(role, RUNTIME_ROLES[props.model]);
     const archives = `${this.bucket.bucketArn}/tenants/${props.tenantId ?? '*'}/*`;
@@ -165,6 +168,12 @@ export class MobilityRunner extends Construct {
         new iam.PolicyStatement({
           sid: 'TenantArchives',
           actions: ['s3:PutObject', 's3:GetObject'],
+          resources: [archives],
+        }),
+        new iam.PolicyStatement({
+          // An export that finds its tenant offboarded once it has written deletes what it wrote.
+          sid: 'WithdrawTenantArchive',
+          actions: ['s3:DeleteObjectVersion'],
           resources: [archives],
         }),
         new iam.PolicyStatement({
@@ -224,7 +233,7 @@ export class MobilityRunner extends Construct {
    * The provisioner's custom-resource handler deletes a tenant's archives when it offboards it with its data
    * destroyed (lambda/tenant-provisioner/archives.ts): every version under the tenant's prefix, nothing else.
    */
-  letDestroyArchives(provisioner: TenantProvisioner): void {
+  letDestroyArchives(provisioner: TenantProvisioner): iam.ManagedPolicy {
     const prefix = `tenants/${this.props.tenantId ?? '*'}/`;
     provisioner.handler.addEnvironment('ARCHIVE_BUCKET', this.bucket.bucketName);
     provisioner.handler.addEnvironment('S3_DUALSTACK', this.props.ipv6Egress ? 'true' : 'false');
@@ -249,5 +258,6 @@ export class MobilityRunner extends Construct {
       AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.bucket))}.Arn>/${prefix}*]`),
       "Deletes the archives of a tenant the provisioner offboards with its data destroyed: objects under the tenants' prefix of this cell's own archive bucket, listed under that prefix only; it can neither read nor write them.",
     );
+    return policy;
   }
 }

@@ -119,6 +119,8 @@ export class TenantProvisioner extends Construct {
   readonly provider: cr.Provider;
   readonly securityGroup: ec2.SecurityGroup;
   readonly serviceToken: string;
+  /** What the handler may do: whatever needs the handler at its stack's deletion depends on it. */
+  readonly handlerPolicy: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: TenantProvisionerProps) {
     super(scope, id);
@@ -176,7 +178,7 @@ export class TenantProvisioner extends Construct {
       functionProps('fleet-entry.ts', Duration.minutes(15), fleetLogs),
     );
     // A customer-managed policy written out in full rather than L2 grants, so the role holds exactly this.
-    const handlerPolicy = new iam.ManagedPolicy(this, 'HandlerPolicy', {
+    const handlerPolicy = (this.handlerPolicy = new iam.ManagedPolicy(this, 'HandlerPolicy', {
       roles: [role],
       statements: [
         new iam.PolicyStatement({
@@ -202,7 +204,7 @@ export class TenantProvisioner extends Construct {
         }),
         ...vpcFunctionStatements([logGroup, fleetLogs]),
       ],
-    });
+    }));
 
     const providerLogs = new EncryptedLogGroup(this, 'ProviderLogs', {
       key: props.key,

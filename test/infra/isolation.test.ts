@@ -348,7 +348,8 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       expect(archiveKey[1].DeletionPolicy).toBe('RetainExceptOnCreate');
       // Reads and writes of the bucket's objects: the runner's statement only, scoped to the tenant prefix; no
       // statement anywhere in the stack reads S3 objects on every resource.
-      const reads = (s: Statement) => actions(s).some((a) => /^s3:(\*|Get\*|GetObject|PutObject)$/.test(a));
+      const reads = (s: Statement) =>
+        actions(s).some((a) => /^s3:(\*|Get\*|GetObject.*|PutObject.*)$/.test(a));
       const onArchives = statementsOf(t).filter(
         (s) =>
           reads(s) && (JSON.stringify(s.Resource).includes(bucketId) || JSON.stringify(s.Resource) === '"*"'),
@@ -374,10 +375,18 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         expect.objectContaining({
           Effect: 'Deny',
           Principal: { AWS: '*' },
-          Action: ['s3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
+          Action: [
+            's3:GetObject',
+            's3:GetObjectVersion',
+            's3:GetObjectVersionForReplication',
+            's3:PutObject',
+          ],
+          Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/*']] },
           Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [runnerRoleId, 'Arn'] } } },
         }),
       );
+      // ... and stays with it when the stack is deleted.
+      expect((bucketPolicy as { DeletionPolicy?: string }).DeletionPolicy).toBe('RetainExceptOnCreate');
       // The provisioner may only delete a destroyed tenant's archives (list them under the prefix, delete them).
       const destroy = statementsOf(t).filter((s) => s.id.includes('MobilityDestroyPolicy'));
       expect(destroy.flatMap(actions).sort()).toEqual([
@@ -385,6 +394,26 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         's3:DeleteObjectVersion',
         's3:ListBucketVersions',
       ]);
+      expect(destroy.find((s) => actions(s).includes('s3:ListBucketVersions'))!.Condition).toEqual({
+        StringLike: { 's3:prefix': [`tenants/${prefix}/`] },
+      });
+      expect(destroy.find((s) => actions(s).includes('s3:DeleteObject'))!.Resource).toEqual({
+        'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, `/tenants/${prefix}/*`]],
+      });
+      // The handler keeps these permissions until every resource it serves is deleted (the bootstrap, on which
+      // a silo's tenant resource depends, is deleted after the tenant and before the policies).
+      const [destroyPolicyId] = ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) =>
+        id.includes('MobilityDestroyPolicy'),
+      )!;
+      const [handlerPolicyId] = ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) =>
+        id.includes('ProvisionerHandlerPolicy'),
+      )!;
+      const [, bootstrapResource] = Object.entries(resourcesOf(t)).find(([id]) =>
+        id.startsWith('CellDatabaseBootstrap'),
+      )!;
+      expect((bootstrapResource as { DependsOn?: string[] }).DependsOn).toEqual(
+        expect.arrayContaining([destroyPolicyId, handlerPolicyId]),
+      );
       // A silo's runner reads its own tenant's registry item only.
       const registry = statementsOf(t).find(
         (s) => s.id === runnerPolicy && s.Sid === 'ReadRegistryEntriesItems',

@@ -15,7 +15,9 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { Signer } from '@aws-sdk/rds-signer';
 import { LATEST_VERSION } from '../../db/migrations';
+import { deleteTenantArchives } from '../../lambda/tenant-provisioner/archives';
 import { ArchiveKey, verifyArchive } from '../../db/mobility';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
@@ -187,11 +189,14 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     // With RUNTIME_DB_AUTH=iam the password is a freshly signed RDS token for app_pool (which this test server
     // does not accept), even though a password is set: the connection is made as the runtime role with it.
     process.env.RUNTIME_DB_AUTH = 'iam';
+    const signed = jest.spyOn(Signer.prototype, 'getAuthToken');
     try {
       await expect(run({ action: 'export', tenantId: 'acme' })).rejects.toThrow(
         /password authentication failed for user "app_pool"/,
       );
+      expect(signed).toHaveBeenCalled();
     } finally {
+      signed.mockRestore();
       delete process.env.RUNTIME_DB_AUTH;
     }
   });
@@ -331,5 +336,43 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     expect(await versions('tenants/umbrella/')).toBe(0);
     expect(await versions('tenants/umbrellas/')).toBe(1);
     expect(await versions('tenants/acme/')).toBe(acmeBefore);
+  });
+
+  test('the deletion pages through every version (one per page here)', async () => {
+    for (const k of ['a', 'b', 'c']) {
+      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `tenants/paged/${k}.tfa`, Body: k }));
+    }
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'tenants/paged/a.tfa', Body: 'again' }));
+    expect(await deleteTenantArchives(BUCKET, 'paged', s3, 1)).toBe(4);
+    const left = await s3.send(new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix: 'tenants/paged/' }));
+    expect([...(left.Versions ?? []), ...(left.DeleteMarkers ?? [])]).toEqual([]);
+  });
+
+  test('an export whose tenant was offboarded while it ran deletes the archive it wrote, and says so', async () => {
+    const versions = async () =>
+      (await s3.send(new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix: 'tenants/globex/' }))).Versions
+        ?.length ?? 0;
+    const before = await versions();
+    const send = S3Client.prototype.send;
+    const offboardDuringPut = jest.spyOn(S3Client.prototype, 'send').mockImplementation(async function (
+      this: S3Client,
+      command: unknown,
+      ...rest: unknown[]
+    ) {
+      const r = await (send as (...a: unknown[]) => Promise<unknown>).call(this, command, ...rest);
+      if (command instanceof PutObjectCommand && command.input.Key?.startsWith('tenants/globex/')) {
+        await moto.put({ tenantId: 'globex', model: 'pool', status: 'offboarded' });
+      }
+      return r;
+    } as never);
+    try {
+      await expect(run({ action: 'export', tenantId: 'globex' })).rejects.toThrow(
+        'tenant "globex" is offboarded (pool) since this export began: its archive was deleted again',
+      );
+    } finally {
+      offboardDuringPut.mockRestore();
+      await moto.put({ tenantId: 'globex', model: 'pool', status: 'active' });
+    }
+    expect(await versions()).toBe(before);
   });
 });

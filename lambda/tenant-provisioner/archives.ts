@@ -1,14 +1,96 @@
 /**
- * A tenant offboarded with its data destroyed loses its archives too (the cell's archive bucket, mobility-runner
- * construct): every version under `tenants/<id>/`, so no copy outlives the destroy, and no archive of it can be
- * restored into a later tenant that takes the same id.
+ * The cell's archive bucket (mobility-runner construct): archives in and out for the mobility runner
+ * (mobility.ts), and, for the provisioner, every version under `tenants/<id>/` of a tenant offboarded with its
+ * data destroyed, so no copy outlives the destroy and none can be restored into a later tenant that takes the
+ * same id.
  */
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import { Readable } from 'stream';
+import { pipeline } from 'stream/promises';
 import {
+  DeleteObjectCommand,
   DeleteObjectsCommand,
+  GetObjectCommand,
   ListObjectVersionsCommand,
   type ObjectIdentifier,
+  PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { ProvisioningInputError } from './request';
+
+/**
+ * Uploads `file` as a new archive of the tenant, `tenants/<id>/<time>-<random>.tfa`, never over an existing
+ * object; returns its key and version.
+ */
+export async function uploadArchive(
+  client: S3Client,
+  bucket: string,
+  tenantId: string,
+  file: string,
+  bytes: number,
+  metadata: Record<string, string>,
+): Promise<{ key: string; versionId?: string }> {
+  const key = `tenants/${tenantId}/${stamp(new Date())}-${randomBytes(4).toString('hex')}.tfa`;
+  const written = await client.send(
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: fs.createReadStream(file),
+      ContentLength: bytes,
+      ContentType: 'application/octet-stream',
+      // Never over an existing archive (the key is new; this makes it certain).
+      IfNoneMatch: '*',
+      Metadata: { 'tenant-id': tenantId, ...metadata },
+    }),
+  );
+  return { key, versionId: written.VersionId };
+}
+
+/** Deletes the one version an upload wrote (an export that must not leave its archive). */
+export async function withdrawArchive(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  versionId: string | undefined,
+): Promise<void> {
+  await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
+}
+
+/** The archive from the bucket to `file`, refusing one larger than `maxBytes` (the function's storage). */
+export async function downloadArchive(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  file: string,
+  maxBytes: number,
+): Promise<number> {
+  let object;
+  try {
+    object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  } catch (e) {
+    if ((e as Error).name === 'NoSuchKey') {
+      throw new ProvisioningInputError(`no archive ${key} in bucket ${bucket}: name one an export returned`);
+    }
+    throw e;
+  }
+  const length = object.ContentLength ?? 0;
+  if (length > maxBytes) {
+    throw new Error(
+      `${key} is ${length} bytes, more than this runner's ${maxBytes}: raise its ephemeral storage; nothing was written`,
+    );
+  }
+  await pipeline(object.Body as Readable, fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+  return fs.statSync(file).size;
+}
+
+/** 2026-11-28T03:04:05.678Z -> 20261128T030405Z */
+function stamp(d: Date): string {
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+}
 
 let s3: S3Client | undefined;
 

@@ -23,10 +23,8 @@
 import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { Readable } from 'stream';
-import { pipeline } from 'stream/promises';
 import type { Client } from 'pg';
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { RegistryItem } from '../../contracts';
 import { tenantOfStackName } from '../../contracts';
 import { dataModel } from '../../db/models';
@@ -45,6 +43,7 @@ import {
   verifyArchive,
   type ArchiveManifest,
 } from '../../db/mobility';
+import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
 
@@ -161,30 +160,15 @@ export async function runMobilityEvent(
           `the archive of tenant "${parsed.tenantId}" is ${bytes} bytes, more than this runner's ${deps.maxArchiveBytes}: raise its ephemeral storage`,
         );
       }
-      const key = `tenants/${parsed.tenantId}/${stamp(new Date())}-${randomBytes(4).toString('hex')}.tfa`;
-      const written = await deps.s3.send(
-        new PutObjectCommand({
-          Bucket: deps.bucket,
-          Key: key,
-          Body: fs.createReadStream(file),
-          ContentLength: bytes,
-          ContentType: 'application/octet-stream',
-          // Never over an existing archive (the key is new; this makes it certain).
-          IfNoneMatch: '*',
-          Metadata: {
-            'tenant-id': parsed.tenantId,
-            model: env.model,
-            'schema-version': String(manifest.schemaVersion),
-          },
-        }),
-      );
+      const { key, versionId } = await uploadArchive(deps.s3, deps.bucket, parsed.tenantId, file, bytes, {
+        model: env.model,
+        'schema-version': String(manifest.schemaVersion),
+      });
       // Still active? An offboarding with destroy that ran meanwhile deleted the tenant's archives before this one
       // landed: this one goes too, so no copy outlives the destroy.
       const now = await deps.registryEntry(parsed.tenantId);
       if (now?.status !== 'active' || now.model !== env.model) {
-        await deps.s3.send(
-          new DeleteObjectCommand({ Bucket: deps.bucket, Key: key, VersionId: written.VersionId }),
-        );
+        await withdrawArchive(deps.s3, deps.bucket, key, versionId);
         throw new Error(
           `tenant "${parsed.tenantId}" is ${now ? `${now.status} (${now.model})` : 'no longer in the registry'} since this export began: its archive was deleted again`,
         );
@@ -193,7 +177,7 @@ export async function runMobilityEvent(
       return report('export', parsed.tenantId, key, bytes, manifest, manifest.schemaVersion);
     }
     const archive = parsed.archive!;
-    const bytes = await download(archive.key, file, deps);
+    const bytes = await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes);
     const key = await deps.archiveKey();
     const manifest = await verifyArchive(file, key);
     if (manifest.tenantId !== archive.tenantId) {
@@ -291,35 +275,4 @@ async function schemaVersionOf(tenantId: string, env: Env, deps: MobilityDeps): 
   } finally {
     await client.end().catch(() => undefined);
   }
-}
-
-/** The archive from the bucket to `file`, refusing one larger than the function's storage. */
-async function download(key: string, file: string, deps: MobilityDeps): Promise<number> {
-  let object;
-  try {
-    object = await deps.s3.send(new GetObjectCommand({ Bucket: deps.bucket, Key: key }));
-  } catch (e) {
-    if ((e as Error).name === 'NoSuchKey') {
-      throw new ProvisioningInputError(
-        `no archive ${key} in bucket ${deps.bucket}: name one an export returned`,
-      );
-    }
-    throw e;
-  }
-  const length = object.ContentLength ?? 0;
-  if (length > deps.maxArchiveBytes) {
-    throw new Error(
-      `${key} is ${length} bytes, more than this runner's ${deps.maxArchiveBytes}: raise its ephemeral storage; nothing was written`,
-    );
-  }
-  await pipeline(object.Body as Readable, fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
-  return fs.statSync(file).size;
-}
-
-/** 2026-11-28T03:04:05.678Z -> 20261128T030405Z */
-function stamp(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
 }

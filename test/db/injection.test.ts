@@ -251,6 +251,50 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     expect((await pid()).rows[0].pid).not.toBe(before);
   });
 
+  test("I4: no statement a unit of work sends can be swapped for one that keeps the next tenant's credential", async () => {
+    const read = () =>
+      pooled
+        .forTenant('globex')
+        .run<{ customer: string }>(sql`SELECT customer FROM pool.invoices ORDER BY customer`);
+    await read();
+    // Every protocol-level statement on the connection replaced by one with the same parameters that keeps them
+    // (the credential enter() is given, if enter() were one of them) in a session setting.
+    const swapped = await inject(
+      pooled.forTenant('acme'),
+      `DO $$ DECLARE r record; BEGIN
+         FOR r IN SELECT name, parameter_types::text[] AS types FROM pg_prepared_statements WHERE NOT from_sql LOOP
+           EXECUTE format('DEALLOCATE %I', r.name);
+           EXECUTE format('PREPARE %I%s AS SELECT set_config(''app.stolen'', concat_ws(''|'', ''kept''%s), false) AS customer',
+             r.name,
+             CASE WHEN cardinality(r.types) > 0 THEN '(' || array_to_string(r.types, ',') || ')' ELSE '' END,
+             (SELECT coalesce(string_agg(format(', $%s::text', i), ''), '') FROM generate_series(1, cardinality(r.types)) i));
+         END LOOP;
+       END $$;
+       SELECT count(*)::int AS swapped FROM pg_prepared_statements WHERE from_sql`,
+    );
+    expect(swapped.sqlstate).toBeUndefined();
+    expect(Number(swapped.rows[0]?.swapped)).toBeGreaterThan(0);
+    const outcome = await tryLeak(
+      'I4',
+      "swap every prepared statement to keep the next tenant's credential",
+      async () => {
+        const r = await read();
+        const after = await inject(
+          pooled.forTenant('acme'),
+          `SELECT current_setting('app.stolen', true) AS stolen`,
+        );
+        const stolen = String(after.rows[0]?.stolen ?? '');
+        return {
+          leaked:
+            JSON.stringify(r.rows) !== JSON.stringify([{ customer: 'globex secret' }]) ||
+            stolen.includes('globex'),
+          detail: JSON.stringify({ read: r.rows, stolen }),
+        };
+      },
+    );
+    expect(outcome.leaked).toBe(false);
+  });
+
   test("I5: changing the runtime role's own defaults reaches no unit of work, and the API notices the drift", async () => {
     const changed = await inject(
       pooled.forTenant('acme'),

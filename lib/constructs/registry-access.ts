@@ -42,6 +42,12 @@ export interface RegistryGrant {
   readonly tenantId?: string;
   /** Statement id prefix, e.g. `Registry`. */
   readonly sid: string;
+  /**
+   * Limit the grantee to these top-level attributes (`dynamodb:Attributes`; the key attribute must be listed):
+   * a writer that may change only some fields of an item.
+   * @default - every attribute
+   */
+  readonly attributes?: string[];
 }
 
 /**
@@ -69,8 +75,17 @@ export function registryStatements(
       sid: `${grant.sid}Items`,
       actions: grant.actions,
       resources: [registry.tableArn],
-      ...(grant.tenantId
-        ? { conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [grant.tenantId] } } }
+      ...(grant.tenantId || grant.attributes
+        ? {
+            conditions: {
+              'ForAllValues:StringEquals': {
+                ...(grant.tenantId ? { 'dynamodb:LeadingKeys': [grant.tenantId] } : {}),
+                ...(grant.attributes ? { 'dynamodb:Attributes': grant.attributes } : {}),
+              },
+              // Without this a request that names no attributes (no expression) would match an empty list.
+              ...(grant.attributes ? { Null: { 'dynamodb:Attributes': 'false' } } : {}),
+            },
+          }
         : {}),
     }),
     new iam.PolicyStatement({

@@ -554,3 +554,104 @@ describe('mobility runner: restore over a live tenant (force), and abort', () =>
     ).rejects.toThrow('mobility event field "force" is "yes"');
   });
 });
+
+describe("mobility runner: a bridge cell's restore over a live tenant", () => {
+  let bridgeDb: TestDatabase;
+  let bridged: TenantDatabase;
+  const bridgeInvoices = async (tenant: string) =>
+    (
+      await bridged
+        .forTenant(tenant)
+        .run<{ customer: string }>(sql`SELECT customer FROM invoices ORDER BY customer`)
+    ).rows.map((r) => r.customer);
+  const write = (tenant: string, customer: string) =>
+    bridged.forTenant(tenant).run(sql`INSERT INTO invoices (customer) VALUES (${customer})`);
+
+  beforeAll(async () => {
+    bridgeDb = await createTestDatabase('mobility_runner_bridge');
+    Object.assign(process.env, {
+      MODEL: 'bridge',
+      OWN_STACK: 'Bridge',
+      DB_NAME: bridgeDb.name,
+      RUNTIME_DB_USER: 'app_bridge',
+    });
+    await create(
+      'Custom::DatabaseBootstrap',
+      { Model: 'bridge', SchemaVersion: String(LATEST_VERSION) },
+      'Bridge',
+    );
+    for (const id of ['hooli', 'pied-piper']) {
+      await create(
+        'Custom::BridgeTenant',
+        {
+          TenantId: id,
+          Name: `${id} Inc`,
+          Model: 'bridge',
+          DeletionPolicy: 'retain',
+          SchemaVersion: String(LATEST_VERSION),
+          Request: JSON.stringify({ id, name: `${id} Inc`, model: 'bridge' }),
+        },
+        `Tenant-${id}`,
+      );
+    }
+    const master = await bridgeDb.master();
+    await master.query(`ALTER ROLE app_bridge PASSWORD '${RUNTIME_PASSWORD}'`);
+    await master.end();
+    bridged = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: bridgeDb.poolAs('app_bridge'),
+      model: 'bridge',
+    });
+    await write('hooli', 'hooli one');
+    await write('pied-piper', 'piper one');
+  });
+
+  afterAll(async () => {
+    Object.assign(process.env, {
+      MODEL: 'pool',
+      OWN_STACK: 'Pool',
+      DB_NAME: db.name,
+      RUNTIME_DB_USER: 'app_pool',
+    });
+    await bridgeDb.drop();
+  });
+
+  test('the tenant schema is frozen meanwhile (its neighbour writes), replaced, and thawed', async () => {
+    const archive = (await run({ action: 'export', tenantId: 'hooli' })).archive;
+    await write('hooli', 'hooli two');
+    const seen: Record<string, string> = {};
+    const send = S3Client.prototype.send;
+    const spy = jest.spyOn(S3Client.prototype, 'send').mockImplementation(async function (
+      this: S3Client,
+      command: unknown,
+      ...rest: unknown[]
+    ) {
+      if (command instanceof PutObjectCommand && command.input.Metadata?.reason === 'before-restore') {
+        seen.hooli = await write('hooli', 'hooli during').then(
+          () => 'written',
+          (e: Error) => e.message,
+        );
+        seen.piper = await write('pied-piper', 'piper during').then(
+          () => 'written',
+          (e: Error) => e.message,
+        );
+      }
+      return (send as (...a: unknown[]) => Promise<unknown>).call(this, command, ...rest);
+    } as never);
+    let report: MobilityReport;
+    try {
+      report = await run({ action: 'restore', tenantId: 'hooli', archive, force: true });
+    } finally {
+      spy.mockRestore();
+    }
+    expect(seen.piper).toBe('written');
+    expect(seen.hooli).toMatch(/permission denied/);
+    expect(await bridgeInvoices('hooli')).toEqual(['hooli one']);
+    expect(await bridgeInvoices('pied-piper')).toEqual(['piper during', 'piper one']);
+    // What it had (with the write made after the export) is in the safety archive.
+    expect(gunzipSync(await objectBytes(report.safetyArchive!)).toString('utf8')).toContain('"hooli two"');
+    expect(await moto.get('hooli')).toMatchObject({ status: 'active', model: 'bridge' });
+    await write('hooli', 'hooli after');
+    expect(await bridgeInvoices('hooli')).toEqual(['hooli after', 'hooli one']);
+  });
+});

@@ -200,7 +200,7 @@ export class TenantDatabase {
       try {
         // enter() then the statement, in one exchange and one implicit transaction (db/unit-of-work.ts).
         unit = await runUnitOfWork<R>(client, [
-          { text: ENTER, values: this.enterValues(client, tenantId, timeoutMs) },
+          { text: ENTER, values: this.enterValues(client, tenantId, timeoutMs), keepUnnamed: true },
           { text: query.text, values: query.values, name: statementName(query.text) },
         ]);
       } catch (e) {
@@ -313,11 +313,12 @@ export class TenantDatabase {
 /**
  * Every unit of work starts here (db/bootstrap.ts installContext): a clean session, then its settings.
  *
- * Deliberately unnamed (parsed in every unit), unlike the statements after it. Prepared once per connection it would
- * be faster (npm run bench:db: pool 0.47 -> 0.60 of a read without context), but SQL in one unit could then
- * DEALLOCATE it and PREPARE one of its own under its name, and the next unit would hand that statement the next
- * tenant's credential before enter() ran to clean anything up (I4). A statement after enter() cannot be swapped
- * that way: enter() deallocates every SQL-prepared statement first, so a swapped name fails with 26000.
+ * Never a named statement, unlike the statements after it: SQL in one unit could DEALLOCATE a named one and
+ * PREPARE its own under that name, and the next unit would hand it the next tenant's credential before enter()
+ * ran to clean anything up (I4). A statement after enter() cannot be swapped that way: enter() deallocates every
+ * SQL-prepared statement first, so a swapped name fails with 26000. enter() is the connection's unnamed statement
+ * instead, kept from one unit to the next (keepUnnamed, db/unit-of-work.ts): SQL cannot replace or remove that
+ * one, and not parsing it in every unit is most of what it costs (npm run bench:db).
  */
 const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::text[], $2::text[])`;
 

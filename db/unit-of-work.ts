@@ -22,6 +22,45 @@ export interface UnitStatement {
   readonly values?: readonly unknown[];
   /** A protocol-level prepared statement name: parsed once per connection. */
   readonly name?: string;
+  /**
+   * Unnamed, but not parsed again while the connection's unnamed statement still holds this text: nothing has
+   * sent a Parse of the unnamed statement or a simple query on the connection since a unit of work that
+   * succeeded left it there. SQL can neither replace nor remove the unnamed statement (PREPARE needs a name;
+   * DEALLOCATE ALL and DISCARD leave it), so, unlike a named one, a previous unit's SQL cannot swap it.
+   */
+  readonly keepUnnamed?: boolean;
+}
+
+/**
+ * The text each connection's unnamed statement holds, as far as this module knows: set by a unit of work that
+ * parsed (or reused) it and succeeded; forgotten on any other Parse of the unnamed statement, any simple query
+ * (which drops it), and any error.
+ */
+const unnamedText = new WeakMap<object, string>();
+/** Counts what may have changed each connection's unnamed statement (exchanges can be pipelined). */
+const changes = new WeakMap<object, number>();
+function changed(connection: object): number {
+  const n = (changes.get(connection) ?? 0) + 1;
+  changes.set(connection, n);
+  unnamedText.delete(connection);
+  return n;
+}
+const watched = new WeakSet<object>();
+
+/** Forgets the unnamed statement whenever anything but a unit of work could have changed it. */
+function watch(connection: Connection): void {
+  if (watched.has(connection)) return;
+  watched.add(connection);
+  const parse = connection.parse.bind(connection);
+  const query = connection.query.bind(connection);
+  connection.parse = (m) => {
+    if (!m.name) changed(connection);
+    parse(m);
+  };
+  connection.query = (text) => {
+    changed(connection);
+    query(text);
+  };
 }
 
 // The driver's query class (result parsing, callbacks) and value serializer, which its own queries use.
@@ -34,6 +73,8 @@ interface Connection {
   parsedStatements: Record<string, string>;
   stream: { cork?(): void; uncork?(): void };
   parse(m: { text: string; name: string; types: unknown[] }): void;
+  /** A simple Query message (which also drops the unnamed statement). */
+  query(text: string): void;
   bind(m: { portal: string; statement: string; values: readonly unknown[]; valueMapper: unknown }): void;
   describe(m: { type: 'P'; name: string }): void;
   execute(m: { portal: string; rows: number }): void;
@@ -46,6 +87,9 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
   handleError(error: Error, connection: unknown): void;
 }) {
   private onParseComplete?: () => void;
+  /** The unnamed statement this unit leaves, if it is one to keep (set once the unit has succeeded). */
+  private leaves?: { connection: object; text: string; change: number };
+  private failed = false;
 
   constructor(
     private readonly statements: readonly UnitStatement[],
@@ -57,11 +101,16 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
   submit(connection: Connection & NodeJS.EventEmitter): Error | null {
     // Which Parse (by position) creates which named statement: it exists once that many ParseCompletes came back.
     const created = new Map<number, UnitStatement>();
+    watch(connection);
+    let unnamed = unnamedText.get(connection);
     connection.stream.cork?.();
     try {
       let parses = 0;
       for (const s of this.statements) {
-        const parse = !s.name || connection.parsedStatements[s.name] === undefined;
+        const parse = s.name
+          ? connection.parsedStatements[s.name] === undefined
+          : !(s.keepUnnamed && unnamed === s.text);
+        if (!s.name) unnamed = s.keepUnnamed ? s.text : undefined;
         if (parse) {
           connection.parse({ text: s.text, name: s.name ?? '', types: [] });
           if (s.name) created.set(++parses, s);
@@ -80,6 +129,9 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
     } finally {
       connection.stream.uncork?.();
     }
+    // Known only once the exchange succeeds (handleReadyForQuery); until then, as after an error, nothing is.
+    const change = changed(connection);
+    this.leaves = unnamed !== undefined ? { connection, text: unnamed, change } : undefined;
     if (created.size > 0) {
       let seen = 0;
       this.onParseComplete = () => {
@@ -93,6 +145,10 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
 
   handleReadyForQuery(connection: NodeJS.EventEmitter): void {
     this.stopCounting(connection);
+    // Unless a later exchange, already sent (pipelined), may have replaced it.
+    if (this.leaves && !this.failed && changes.get(this.leaves.connection) === this.leaves.change) {
+      unnamedText.set(this.leaves.connection, this.leaves.text);
+    }
     super.handleReadyForQuery(connection);
   }
 
@@ -100,6 +156,8 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
   // exchange's ParseComplete would mark a statement parsed that the server never created.
   handleError(error: Error, connection: NodeJS.EventEmitter): void {
     this.stopCounting(connection);
+    this.failed = true;
+    changed(connection);
     super.handleError(error, connection);
   }
 
@@ -138,5 +196,8 @@ export function runUnitOfWork<R extends QueryResultRow = QueryResultRow>(
 /** Forgets what the connection has parsed (after DISCARD ALL, or when it is dropped). */
 export function forgetParsedStatements(client: unknown): void {
   const connection = (client as { connection?: Connection }).connection;
-  if (connection) connection.parsedStatements = {};
+  if (connection) {
+    connection.parsedStatements = {};
+    changed(connection);
+  }
 }

@@ -131,7 +131,7 @@ export async function bootstrapDatabase(
       GRANT USAGE ON SCHEMA ${ADMIN_SCHEMA} TO SESSION_USER;
       GRANT SELECT, INSERT, UPDATE ON ${ADMIN_SCHEMA}.locks TO SESSION_USER;
     `);
-    await installContext(client, role, options.contextKey);
+    await installContext(client, options.contextKey);
   });
   await impl.afterBootstrap(client, { ...options, version: options.version ?? LATEST_VERSION });
 }
@@ -158,7 +158,7 @@ async function assertRuntimeRoleAttributes(client: ClientBase, role: string): Pr
  * listeners, advisory locks) is gone, the limits are set again whatever ALTER ROLE said (I5), and then the unit's
  * own settings, credential included.
  */
-async function installContext(client: ClientBase, runtimeRole: string, key: ContextKey): Promise<void> {
+async function installContext(client: ClientBase, key: ContextKey): Promise<void> {
   const { ipad, opad } = key.pads();
   const api = CONTEXT_API_SCHEMA;
   await client.query(`
@@ -203,8 +203,11 @@ async function installContext(client: ClientBase, runtimeRole: string, key: Cont
       PERFORM pg_catalog.set_config(x.n, x.v, true) FROM unnest(names, vals) AS x(n, v);  -- the multi-array form is syntax, not a pg_catalog function
     END
     $fn$;
+    -- Any role may call enter(): it only resets and sets the caller's own session, and a bridge connection whose
+    -- session an injected SET ROLE left as a tenant role must still be able to start its next unit with it (enter()
+    -- sets role back to none for the unit).
     REVOKE ALL ON FUNCTION ${api}.enter(text[], text[]) FROM PUBLIC;
-    GRANT EXECUTE ON FUNCTION ${api}.enter(text[], text[]) TO ${quote(runtimeRole)};
+    GRANT EXECUTE ON FUNCTION ${api}.enter(text[], text[]) TO PUBLIC;
     -- For the owner (provisioning, tools): a credential for this backend, computed in the database.
     CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.owner_enter(tenant text) RETURNS void
       LANGUAGE plpgsql

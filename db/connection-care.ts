@@ -23,10 +23,14 @@ export async function resetStatements(client: PoolClient): Promise<boolean> {
   }
 }
 
-/** After a failed unit: the role's defaults back (one round trip, errors only), then back to the pool. */
+/**
+ * After a failed unit: the role's defaults back (one round trip, errors only), then back to the pool. RESET ALL
+ * leaves `role` alone, so RESET ROLE too: a session-level SET ROLE to a tenant role (bridge) would otherwise make
+ * every later unit on the connection fail (the tenant role may not call enter()).
+ */
 export async function resetSession(client: PoolClient): Promise<boolean> {
   try {
-    await client.query('RESET ALL');
+    await client.query('RESET ALL; RESET ROLE');
     client.release();
     return true;
   } catch (e) {

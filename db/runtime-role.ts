@@ -31,6 +31,8 @@ export async function assertSafeRuntimeRole(pool: Pool): Promise<void> {
     owner_member: boolean;
     owns_tables: boolean;
     inherited_tenant_role: string | null;
+    temp: boolean;
+    create_in: string | null;
   }>(
     `SELECT r.rolname, r.rolsuper, r.rolbypassrls,
             coalesce((SELECT pg_has_role(r.oid, o.oid, 'MEMBER') FROM pg_roles o WHERE o.rolname = $1), false)
@@ -40,8 +42,12 @@ export async function assertSafeRuntimeRole(pool: Pool): Promise<void> {
                       AND n.nspname NOT LIKE 'pg\\_%') AS owns_tables,
             (SELECT t.rolname FROM pg_roles t
               WHERE t.rolname LIKE 't\\_%' AND t.oid <> r.oid AND pg_has_role(r.oid, t.oid, 'USAGE') LIMIT 1)
-              AS inherited_tenant_role
-       FROM pg_roles r WHERE r.rolname = current_user`,
+              AS inherited_tenant_role,
+            has_database_privilege(r.oid, current_database(), 'TEMP') AS temp,
+            (SELECT n.nspname FROM pg_namespace n
+              WHERE has_schema_privilege(r.oid, n.oid, 'CREATE') AND n.nspname !~ '^pg_(temp|toast_temp)_' LIMIT 1)
+              AS create_in
+       FROM pg_roles r WHERE r.rolname = session_user`,
     [OWNER_ROLE],
   );
   const role = r.rows[0];
@@ -53,12 +59,15 @@ export async function assertSafeRuntimeRole(pool: Pool): Promise<void> {
   if (role.inherited_tenant_role) {
     problems.push(`inherits the privileges of tenant role "${role.inherited_tenant_role}" without SET ROLE`);
   }
+  // What injected SQL could create could shadow a name a kept statement resolves again when it is re-planned.
+  if (role.temp) problems.push('may create temporary objects (TEMP on this database)');
+  if (role.create_in) problems.push(`may create objects in schema "${role.create_in}"`);
   // I5: the role's own defaults are what the bootstrap set and nothing else (an injected ALTER ROLE
   // CURRENT_USER SET ... would reach every new connection; enter() overrides them per unit of work, and this
   // says so at start-up).
   const settings = await pool.query<{ setting: string }>(
     `SELECT unnest(s.setconfig) AS setting FROM pg_db_role_setting s
-      WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+      WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user)
         AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))`,
   );
   const unexpected = settings.rows.map((r) => r.setting).filter((x) => !EXPECTED_ROLE_SETTINGS.includes(x));

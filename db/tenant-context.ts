@@ -320,7 +320,8 @@ export class TenantDatabase {
  * instead, kept from one unit to the next (keepUnnamed, db/unit-of-work.ts): SQL cannot replace or remove that
  * one, and not parsing it in every unit is most of what it costs (npm run bench:db).
  */
-const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::text[], $2::text[])`;
+// Every name qualified: a re-plan of the kept statement resolves nothing through the session's search_path.
+const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::pg_catalog.text[], $2::pg_catalog.text[])`;
 
 /**
  * EXPLAIN's row estimates come from whole-table statistics, so they describe every tenant's rows (P13).

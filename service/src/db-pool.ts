@@ -65,7 +65,9 @@ export function resilientPoolConfig(connection: PoolConfig, settings: PoolSettin
     idleTimeoutMillis: 30000,
     // Queries sent together go out together (a unit of work is one exchange anyway: db/unit-of-work.ts).
     pipeline: true,
-    // In the startup packet, so they hold from the first statement whatever the role's defaults say (I5).
+    // In the startup packet, so they hold from the first statement whatever the role's defaults say (I5): an
+    // injected ALTER ROLE ... SET role = <a tenant role> cannot make every new connection start as that tenant.
+    options: [connection.options, '-c role=none'].filter(Boolean).join(' '),
     statement_timeout: RUNTIME_LIMITS_MS.statement,
     lock_timeout: RUNTIME_LIMITS_MS.lock,
     idle_in_transaction_session_timeout: RUNTIME_LIMITS_MS.idleInTransaction,

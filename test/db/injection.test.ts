@@ -346,6 +346,75 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     }
   });
 
+  test("I5: bridge: a session-level SET ROLE, or the runtime role's default role set to a tenant's, breaks no unit and reaches no rows", async () => {
+    const read = (id: string) =>
+      bridged
+        .forTenant(id)
+        .run<{ customer: string; who: string }>(
+          sql`SELECT customer, current_user AS who FROM invoices ORDER BY customer`,
+        );
+    const hooliBefore = (await read('hooli')).rows.map((r) => r.customer);
+    const umbrellaBefore = (await read('umbrella')).rows.map((r) => r.customer);
+    // The session, not the unit: the connection goes back to the pool as t_hooli.
+    const set = await inject(bridged.forTenant('umbrella'), 'SET SESSION ROLE t_hooli');
+    expect(set.sqlstate).toBeUndefined();
+    const master = await bridgeDb.master();
+    try {
+      const outcome = await tryLeak(
+        'I5',
+        "SET ROLE and ALTER ROLE ... SET role to another tenant's role",
+        async () => {
+          // The next units on that connection, umbrella's and hooli's, each run as their own tenant, and fail for none.
+          const u = await read('umbrella');
+          const h = await read('hooli');
+          // Every new connection of the runtime role would start as t_hooli: the API's connections say role=none in
+          // their startup packet, and the start-up check names the drift.
+          const altered = await inject(
+            bridged.forTenant('umbrella'),
+            'RESET ROLE; ALTER ROLE CURRENT_USER SET role = t_hooli',
+          );
+          const freshPool = bridgeDb.poolAs('app_bridge', { max: 1 });
+          const startsAs = (await freshPool.query<{ who: string }>('SELECT current_user AS who')).rows[0].who;
+          const fresh = new TenantDatabase({
+            contextKey: TEST_CONTEXT_KEY,
+            pool: freshPool,
+            model: 'bridge',
+          });
+          const f = await fresh
+            .forTenant('umbrella')
+            .run<{ customer: string }>(sql`SELECT customer FROM invoices ORDER BY customer`);
+          const drift = await fresh.assertSafeRuntimeRole().then(
+            () => undefined,
+            (e: Error) => e.message,
+          );
+          const same = (rows: { customer: string }[], want: string[]) =>
+            JSON.stringify(rows.map((r) => r.customer)) === JSON.stringify(want);
+          return {
+            leaked:
+              altered.sqlstate !== undefined ||
+              !same(u.rows, umbrellaBefore) ||
+              !same(h.rows, hooliBefore) ||
+              !same(f.rows, umbrellaBefore) ||
+              startsAs !== 'app_bridge' ||
+              !String(drift).includes('has role settings nobody provisioned (role=t_hooli)'),
+            detail: JSON.stringify({
+              u: u.rows,
+              h: h.rows,
+              f: f.rows,
+              startsAs,
+              drift,
+              altered: altered.sqlstate,
+            }),
+          };
+        },
+      );
+      expect(outcome.leaked).toBe(false);
+    } finally {
+      await master.query('ALTER ROLE app_bridge RESET role');
+      await master.end();
+    }
+  });
+
   test("I6: a table lock stalls other tenants only for lock_timeout; the provisioner's locks are out of reach", async () => {
     const master = await poolDb.master();
     const outcome = await tryLeak(

@@ -9,20 +9,6 @@ import { ISOLATION_MODELS, IsolationModel } from './tenant-id';
 /** The registry table's partition key. */
 export const REGISTRY_KEY = 'tenantId';
 
-/**
- * The only attributes a cell's mobility runner may write (and name in a condition) in a tenant's item: what a
- * restore over the tenant's data holds it with (lambda/tenant-provisioner/mobility-freeze.ts). Its IAM policy
- * lists the same (`dynamodb:Attributes`, lib/constructs/mobility-runner.ts).
- */
-export const MOBILITY_REGISTRY_ATTRIBUTES = [
-  REGISTRY_KEY,
-  'status',
-  'movingTo',
-  'lock',
-  'failureReason',
-  'updatedAt',
-] as const;
-
 /** `moving`: its data is being copied to another model (npm run tenant -- move); the API answers it 503 meanwhile. */
 export const TENANT_STATUSES = [
   'provisioning',

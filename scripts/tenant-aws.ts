@@ -1,5 +1,5 @@
 /**
- * `npm run tenant -- export|restore|abort-move --aws`: one tenant's data in a deployed fleet, through the mobility runner
+ * `npm run tenant -- export|restore --aws`: one tenant's data in a deployed fleet, through the mobility runner
  * beside its cell (lambda/tenant-provisioner/mobility.ts). The tenant's own stack (Tenant-<id>) says its model by
  * the provisioner resource it holds; the runner is the pool cell's, the bridge cell's, or the silo stack's own.
  *
@@ -11,7 +11,7 @@ import { CloudFormationClient, paginateListStackResources } from '@aws-sdk/clien
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, STACK_NAMES, tenantStackName } from '../contracts';
 import { validateTenantId } from '../db/naming';
-import type { AbortReport, MobilityEvent, MobilityReport } from '../lambda/tenant-provisioner/mobility';
+import type { MobilityEvent, MobilityReport } from '../lambda/tenant-provisioner/mobility';
 
 /** The cell's mobility runner (lambda/tenant-provisioner/mobility-entry.ts). */
 const MOBILITY_RUNNER_LOGICAL_ID = /MobilityRunner[0-9A-F]{8}$/;
@@ -86,7 +86,7 @@ export async function invokeMobilityRunner(
   lambda: LambdaClient,
   runner: MobilityRunnerRef,
   event: MobilityEvent,
-): Promise<MobilityReport | AbortReport> {
+): Promise<MobilityReport> {
   const r = await lambda.send(
     new InvokeCommand({
       FunctionName: runner.functionName,
@@ -104,18 +104,15 @@ export async function invokeMobilityRunner(
     }
     throw new AwsMobilityError(`${runner.stack}'s mobility runner: ${message}`);
   }
-  return JSON.parse(body) as MobilityReport | AbortReport;
+  return JSON.parse(body) as MobilityReport;
 }
 
-/**
- * `export --aws`, `restore --aws [--force]` and `abort-move --aws`: finds the runner, checks what the command can
- * check, invokes it.
- */
+/** `export --aws` and `restore --aws`: finds the runner, checks what the command can check, invokes it. */
 export async function runAwsMobility(
-  command: 'export' | 'restore' | 'abort-move',
-  options: { tenant: string; from?: string; force?: boolean },
+  command: 'export' | 'restore',
+  options: { tenant: string; from?: string },
   clients: { cfn: CloudFormationClient; lambda: LambdaClient },
-): Promise<MobilityReport | AbortReport> {
+): Promise<MobilityReport> {
   validateTenantId(options.tenant, `${command} --tenant`);
   if (command === 'restore') {
     const prefix = `tenants/${options.tenant}/`;
@@ -131,13 +128,6 @@ export async function runAwsMobility(
     runner,
     command === 'export'
       ? { action: 'export', tenantId: options.tenant }
-      : command === 'abort-move'
-        ? { action: 'abort', tenantId: options.tenant }
-        : {
-            action: 'restore',
-            tenantId: options.tenant,
-            archive: options.from,
-            ...(options.force ? { force: true } : {}),
-          },
+      : { action: 'restore', tenantId: options.tenant, archive: options.from },
   );
 }

@@ -6,13 +6,12 @@
  *   npm run tenant -- abort-move --tenant <id>
  *   npm run tenant -- inspect --from <file>
  *   npm run tenant -- export --aws --tenant <id>
- *   npm run tenant -- restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa [--force]
- *   npm run tenant -- abort-move --aws --tenant <id>
+ *   npm run tenant -- restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa
  *
  * One tenant's data on the local platform: export to a signed archive, restore it (same tenant, new id, another
  * model), move it to another model with its writes frozen meanwhile (service/src/local/mobility.ts, db/mobility/).
  * Works whether or not `npm run local` is running; a running API sees the move through the registry.
- * With --aws, export, restore and abort-move run in a deployed fleet, through the mobility runner beside the tenant's cell
+ * With --aws, export and restore run in a deployed fleet, through the mobility runner beside the tenant's cell
  * (scripts/tenant-aws.ts).
  */
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
@@ -47,11 +46,8 @@ In a deployed fleet (AWS credentials and Region from the environment):
   export --aws --tenant <id>
       the same export, by the mobility runner beside the tenant's cell, to the cell's archive bucket
       (encrypted with the cell's key, a silo's with its own); prints the archive's key
-  restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa [--force]
-      that archive back into its own tenant, while the tenant has no rows (lost, or deleted on purpose);
-      with --force over what it has: held (503) and frozen, what it has exported to the bucket first
-  abort-move --aws --tenant <id>
-      after a restore --aws --force that was cut off: thawed and serving again, its data as it was
+  restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa
+      that archive back into its own tenant, while the tenant has no rows (lost, or deleted on purpose)
   --help                      this text`;
 
 type Flags = Record<string, string | boolean | undefined>;
@@ -178,19 +174,14 @@ async function main(): Promise<number> {
   }
 }
 
-/** export --aws, restore --aws [--force] and abort-move --aws (scripts/tenant-aws.ts). */
+/** export --aws and restore --aws (scripts/tenant-aws.ts). */
 async function aws(command: string, flags: Flags): Promise<number> {
-  const unsupported = [
-    'out',
-    'encrypt',
-    'model',
-    'name',
-    'as',
-    ...(command === 'restore' ? [] : ['force']),
-  ].filter((f) => flags[f] !== undefined);
-  if ((command !== 'export' && command !== 'restore' && command !== 'abort-move') || unsupported.length > 0) {
+  const unsupported = ['out', 'encrypt', 'model', 'force', 'name', 'as'].filter(
+    (f) => flags[f] !== undefined,
+  );
+  if ((command !== 'export' && command !== 'restore') || unsupported.length > 0) {
     console.error(
-      `tenant ${command} --aws: ${command !== 'export' && command !== 'restore' && command !== 'abort-move' ? `${command} runs on the local platform only for now` : `${unsupported.map((f) => `--${f}`).join(', ')} cannot be used with ${command} --aws`}\n\n${USAGE}`,
+      `tenant ${command} --aws: ${command !== 'export' && command !== 'restore' ? `${command} runs on the local platform only for now` : `${unsupported.map((f) => `--${f}`).join(', ')} cannot be used with --aws`}\n\n${USAGE}`,
     );
     return 2;
   }
@@ -201,20 +192,14 @@ async function aws(command: string, flags: Flags): Promise<number> {
       {
         tenant: flags.tenant as string,
         from: flags.from as string | undefined,
-        force: flags.force === true,
       },
       // One attempt: a retried invoke would run a second export (or restore) beside the first.
       { cfn: new CloudFormationClient({}), lambda: new LambdaClient({ maxAttempts: 1 }) },
     );
-    if (r.action === 'abort') {
-      console.log(`${r.model} tenant "${r.tenantId}" thawed and active again, its data as it was`);
-      return 0;
-    }
     console.log(
-      r.action === 'export'
+      command === 'export'
         ? `exported ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion}: ${rows(r.rows)}, ${r.bytes} bytes, to s3://${r.bucket}/${r.archive} in ${seconds(started)}\nrestore it (into this tenant, while it has no rows) with: npm run tenant -- restore --aws --tenant ${r.tenantId} --from ${r.archive}`
-        : `restored ${rows(r.rows)} of "${r.archiveTenantId}" from s3://${r.bucket}/${r.archive} into ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion} in ${seconds(started)}` +
-            (r.safetyArchive ? `\nwhat it had before is in s3://${r.bucket}/${r.safetyArchive}` : ''),
+        : `restored ${rows(r.rows)} of "${r.archiveTenantId}" from s3://${r.bucket}/${r.archive} into ${r.model} tenant "${r.tenantId}" at schema version ${r.schemaVersion} in ${seconds(started)}`,
     );
     return 0;
   } catch (e) {

@@ -6,29 +6,18 @@
  * Environment (the CDK construct sets it): the provisioner's, plus ARCHIVE_BUCKET, ARCHIVE_KEY_SECRET_ARN,
  * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK.
  */
-import {
-  ConditionalCheckFailedException,
-  DynamoDBClient,
-  GetItemCommand,
-  UpdateItemCommand,
-} from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Signer } from '@aws-sdk/rds-signer';
 import { Pool } from 'pg';
-import {
-  MOBILITY_REGISTRY_ATTRIBUTES,
-  REGISTRY_KEY,
-  registryItemFromAttributes,
-  registryUpdate,
-  tenantOfStackName,
-} from '../../contracts';
+import { REGISTRY_KEY, registryItemFromAttributes, tenantOfStackName } from '../../contracts';
 import { ArchiveKey } from '../../db/mobility';
 import { dataModel } from '../../db/models';
 import { TenantDatabase } from '../../db/tenant-context';
 import { connect, connectionConfig, contextKey } from './connection';
 import { log } from './index';
-import { AbortReport, isMobilityEvent, MobilityEvent, MobilityReport, runMobilityEvent } from './mobility';
+import { isMobilityEvent, MobilityEvent, MobilityReport, runMobilityEvent } from './mobility';
 import { ProvisioningInputError, readEnv } from './request';
 
 let s3: S3Client | undefined;
@@ -44,11 +33,11 @@ function setting(name: string): string {
   return v;
 }
 
-export async function handler(event: MobilityEvent): Promise<MobilityReport | AbortReport> {
+export async function handler(event: MobilityEvent): Promise<MobilityReport> {
   const env = readEnv();
   if (!isMobilityEvent(event)) {
     throw new ProvisioningInputError(
-      'the mobility runner accepts only mobility events ({ "action": "export" | "restore" | "abort", "tenantId": ..., "archive"?: ..., "force"?: ... })',
+      'the mobility runner accepts only mobility events ({ "action": "export" | "restore", "tenantId": ..., "archive"?: ... })',
     );
   }
   log('mobility event', { ...event });
@@ -107,32 +96,6 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport | Ab
             )
           ).Item as never,
         ),
-      // Only the fields a forced restore holds the tenant with (its IAM allows no others: mobility-runner.ts).
-      updateRegistry: async (tenantId, set, remove, condition) => {
-        const update = registryUpdate(tenantId, set, remove, condition);
-        const outside = Object.values(update.ExpressionAttributeNames).filter(
-          (a) => !(MOBILITY_REGISTRY_ATTRIBUTES as readonly string[]).includes(a),
-        );
-        if (outside.length > 0) {
-          throw new Error(`the mobility runner may not write registry attributes ${outside.join(', ')}`);
-        }
-        try {
-          await dynamo!.send(
-            new UpdateItemCommand({
-              TableName: env.registryTable,
-              ...update,
-            }),
-          );
-          return true;
-        } catch (e) {
-          if (
-            e instanceof ConditionalCheckFailedException ||
-            (e as Error).name === 'ConditionalCheckFailedException'
-          )
-            return false;
-          throw e;
-        }
-      },
       s3,
       bucket: setting('ARCHIVE_BUCKET'),
       workDir: '/tmp/tenant-archives',

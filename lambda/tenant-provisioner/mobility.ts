@@ -6,8 +6,7 @@
  *
  *   { "action": "export",  "tenantId": "acme" }
  *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/20261128T030405Z-1a2b3c4d.tfa" }
- *   { "action": "restore", "tenantId": "acme", "archive": "...", "force": true }   over the tenant's data
- *   { "action": "abort",   "tenantId": "acme" }   thaws a forced restore that was cut off
+ *
  *
  * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
  *   snapshot, to the function's temporary storage, then to `tenants/<id>/<time>-<random>.tfa` in the bucket,
@@ -15,10 +14,8 @@
  * - Restore verifies the whole archive first (signature with the cell's archive signing key, counts, checksums),
  *   then loads it in one transaction under the tenant's operation lock, into the archive's own tenant only, which
  *   must be active here with empty tables (its rows lost, or deleted on purpose). Never into another tenant: one
- *   invoke could otherwise hand one customer's data to another that has not written anything yet.
- * - `force` restores over what the tenant has: the tenant is held and frozen (mobility-freeze.ts), what it has is
- *   exported to the bucket first (the report names that safety archive), and the replacement lifts the freeze in
- *   the transaction that commits it. Restoring into a new id (`--as`) is the local platform's for now.
+ *   invoke could otherwise hand one customer's data to another that has not written anything yet. Restoring
+ *   over a tenant's data, or into a new id, is the local platform's (`--force`, `--as`) for now.
  *
  * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
  * item) and these checks (the registry says the tenant is this cell's model and active).
@@ -47,17 +44,14 @@ import {
   type ArchiveManifest,
 } from '../../db/mobility';
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
-import { abortFrozen, FreezeDeps, withFrozenTenant } from './mobility-freeze';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
 
 export interface MobilityEvent {
-  readonly action: 'export' | 'restore' | 'abort';
+  readonly action: 'export' | 'restore';
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
-  /** restore: over the tenant's data (exported first); otherwise the tenant must have no rows. */
-  readonly force?: boolean;
 }
 
 export interface MobilityReport {
@@ -73,21 +67,9 @@ export interface MobilityReport {
   readonly rows: Record<string, number>;
   readonly checksums: Record<string, string>;
   readonly ms: number;
-  /** restore with force: the archive of what the tenant had before, in the same bucket. */
-  readonly safetyArchive?: string;
 }
 
-/** What `abort` reports. */
-export interface AbortReport {
-  readonly action: 'abort';
-  readonly tenantId: string;
-  readonly model: string;
-  readonly thawed: true;
-  /** The lock of the run that was interrupted, if it left one. */
-  readonly previousLock?: string;
-}
-
-export interface MobilityDeps extends FreezeDeps {
+export interface MobilityDeps {
   /** A connection as the database's master user (the provisioner's). */
   connect(): Promise<Client>;
   /** The cell's database as its runtime role (what the API uses): exports read through it. */
@@ -112,29 +94,22 @@ export function isMobilityEvent(event: unknown): event is MobilityEvent {
 
 /** Validates an event's fields; the error names the field, its value and the fix. */
 export function parseMobilityEvent(event: MobilityEvent): {
-  action: MobilityEvent['action'];
+  action: 'export' | 'restore';
   tenantId: string;
   archive?: { key: string; tenantId: string };
-  force?: boolean;
 } {
   const bad = (field: string, fix: string) =>
     new ProvisioningInputError(
       `mobility event field "${field}" is ${JSON.stringify((event as unknown as Record<string, unknown>)[field])}: ${fix}`,
     );
-  if (event.action !== 'export' && event.action !== 'restore' && event.action !== 'abort') {
-    throw bad('action', 'use "export", "restore" or "abort"');
+  if (event.action !== 'export' && event.action !== 'restore') {
+    throw bad('action', 'use "export" or "restore"');
   }
   const tenantId = validateTenantId(event.tenantId, 'mobility event field "tenantId"');
-  if (event.force !== undefined && (event.action !== 'restore' || typeof event.force !== 'boolean')) {
-    throw bad('force', 'only a restore takes it, as true or false');
-  }
-  if (event.action !== 'restore') {
+  if (event.action === 'export') {
     if (event.archive !== undefined)
-      throw bad(
-        'archive',
-        `${event.action === 'export' ? 'an export names no archive (it returns the one it wrote)' : 'an abort names no archive'}`,
-      );
-    return { action: event.action, tenantId };
+      throw bad('archive', 'an export names no archive (it returns the one it wrote)');
+    return { action: 'export', tenantId };
   }
   const m = typeof event.archive === 'string' ? ARCHIVE_KEY.exec(event.archive) : null;
   if (!m) {
@@ -143,19 +118,14 @@ export function parseMobilityEvent(event: MobilityEvent): {
       'the key of an archive in the cell\'s bucket, as an export returned it: "tenants/<tenant id>/<name>.tfa"',
     );
   }
-  return {
-    action: 'restore',
-    tenantId,
-    archive: { key: event.archive!, tenantId: m[1] },
-    force: event.force === true,
-  };
+  return { action: 'restore', tenantId, archive: { key: event.archive!, tenantId: m[1] } };
 }
 
 export async function runMobilityEvent(
   event: MobilityEvent,
   env: Env,
   deps: MobilityDeps,
-): Promise<MobilityReport | AbortReport> {
+): Promise<MobilityReport> {
   const parsed = parseMobilityEvent(event);
   const started = Date.now();
   if (parsed.archive && parsed.archive.tenantId !== parsed.tenantId) {
@@ -169,10 +139,6 @@ export async function runMobilityEvent(
       `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${siloTenant}" only (invoke the runner of the tenant's own cell)`,
     );
   }
-  if (parsed.action === 'abort') {
-    const r = await abortFrozen(parsed.tenantId, env, deps);
-    return { action: 'abort', tenantId: parsed.tenantId, model: env.model, ...r };
-  }
   await expectActiveHere(parsed.tenantId, env, deps);
   // What a run cut off by the function's timeout left behind goes first (one run at a time per environment).
   fs.rmSync(deps.workDir, { recursive: true, force: true });
@@ -180,7 +146,24 @@ export async function runMobilityEvent(
   const file = path.join(deps.workDir, `${parsed.tenantId}-${randomBytes(6).toString('hex')}.tfa`);
   try {
     if (parsed.action === 'export') {
-      const { key, versionId, bytes, manifest } = await exportToBucket(parsed.tenantId, file, env, deps);
+      const schemaVersion = await schemaVersionOf(parsed.tenantId, env, deps);
+      const database = await deps.runtimeDatabase();
+      const manifest = await exportTenant(
+        database.forTenant(parsed.tenantId),
+        file,
+        await deps.archiveKey(),
+        { schemaVersion },
+      );
+      const bytes = fs.statSync(file).size;
+      if (bytes > deps.maxArchiveBytes) {
+        throw new Error(
+          `the archive of tenant "${parsed.tenantId}" is ${bytes} bytes, more than this runner's ${deps.maxArchiveBytes}: raise its ephemeral storage`,
+        );
+      }
+      const { key, versionId } = await uploadArchive(deps.s3, deps.bucket, parsed.tenantId, file, bytes, {
+        model: env.model,
+        'schema-version': String(manifest.schemaVersion),
+      });
       // Still active? An offboarding with destroy that ran meanwhile deleted the tenant's archives before this one
       // landed: this one goes too, so no copy outlives the destroy.
       const now = await deps.registryEntry(parsed.tenantId);
@@ -202,8 +185,10 @@ export async function runMobilityEvent(
         `${archive.key} holds tenant "${manifest.tenantId}"'s data, not "${archive.tenantId}"'s as its key says: refused, nothing was written`,
       );
     }
-    const load = async (replace: boolean) => {
-      const client = await deps.connect();
+    const client = await deps.connect();
+    const lockClient = await deps.connect();
+    try {
+      const release = await holdTenantLock(lockClient, parsed.tenantId);
       try {
         const restored = await restoreArchive(client, file, key, {
           tenantId: parsed.tenantId,
@@ -211,53 +196,21 @@ export async function runMobilityEvent(
           model: env.model,
           options: {},
           verified: manifest,
-          replace,
-          thaw: replace,
-        });
-        deps.log('restored', {
-          tenantId: parsed.tenantId,
-          archive: archive.key,
-          rows: restored.rows,
-          replace,
-        });
-        return restored;
-      } finally {
-        await client.end().catch(() => undefined);
-      }
-    };
-    if (parsed.force) {
-      // What the tenant has goes to the bucket first, read in its frozen state, so nothing it wrote is lost.
-      const safetyFile = `${file}.before`;
-      return await withFrozenTenant(parsed.tenantId, env, deps, async () => {
-        try {
-          const safety = await exportToBucket(parsed.tenantId, safetyFile, env, deps, 'before-restore');
-          const restored = await load(true);
-          return {
-            ...report('restore', parsed.tenantId, archive.key, bytes, manifest, restored.schemaVersion),
-            safetyArchive: safety.key,
-          };
-        } finally {
-          fs.rmSync(safetyFile, { force: true });
-        }
-      });
-    }
-    const lockClient = await deps.connect();
-    try {
-      const release = await holdTenantLock(lockClient, parsed.tenantId);
-      try {
-        const restored = await load(false).catch((e: Error) => {
+        }).catch((e: Error) => {
           throw /already has rows in/.test(e.message)
             ? new Error(
-                `${e.message.replace(/: restore over existing data only with --force$/, '')}: restore over its data with --force (what it has is exported first), or delete its rows first; nothing was written`,
+                `${e.message.replace(/: restore over existing data only with --force$/, '')}: in AWS an archive is restored only into its tenant while it has no rows (over its data, restore on the local platform with --force); nothing was written`,
                 { cause: e },
               )
             : e;
         });
+        deps.log('restored', { tenantId: parsed.tenantId, archive: archive.key, rows: restored.rows });
         return report('restore', parsed.tenantId, archive.key, bytes, manifest, restored.schemaVersion);
       } finally {
         await release();
       }
     } finally {
+      await client.end().catch(() => undefined);
       await lockClient.end().catch(() => undefined);
     }
   } finally {
@@ -286,33 +239,6 @@ export async function runMobilityEvent(
       ms: Date.now() - started,
     };
   }
-}
-
-/** Exports the tenant as its runtime principal to `file`, then to a new object under its prefix in the bucket. */
-async function exportToBucket(
-  tenantId: string,
-  file: string,
-  env: Env,
-  deps: MobilityDeps,
-  reason?: string,
-): Promise<{ key: string; versionId?: string; bytes: number; manifest: ArchiveManifest }> {
-  const schemaVersion = await schemaVersionOf(tenantId, env, deps);
-  const database = await deps.runtimeDatabase();
-  const manifest = await exportTenant(database.forTenant(tenantId), file, await deps.archiveKey(), {
-    schemaVersion,
-  });
-  const bytes = fs.statSync(file).size;
-  if (bytes > deps.maxArchiveBytes) {
-    throw new Error(
-      `the archive of tenant "${tenantId}" is ${bytes} bytes, more than this runner's ${deps.maxArchiveBytes}: raise its ephemeral storage`,
-    );
-  }
-  const { key, versionId } = await uploadArchive(deps.s3, deps.bucket, tenantId, file, bytes, {
-    model: env.model,
-    'schema-version': String(manifest.schemaVersion),
-    ...(reason ? { reason } : {}),
-  });
-  return { key, versionId, bytes, manifest };
 }
 
 /** The registry says the tenant lives in this cell's model and serves. */

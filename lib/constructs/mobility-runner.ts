@@ -7,7 +7,6 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { MOBILITY_REGISTRY_ATTRIBUTES } from '../../contracts';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
 import { EncryptedLogGroup } from './encrypted-log-group';
@@ -200,15 +199,6 @@ export class MobilityRunner extends Construct {
           actions: ['dynamodb:GetItem'],
           writes: false,
           tenantId: props.tenantId,
-        }),
-        // A restore over a tenant's data holds it in the registry (mobility-freeze.ts): these fields only, never
-        // its model, definition or anything the onboarding workflow owns.
-        ...registryStatements(this, props.registry, {
-          sid: 'HoldRegistryEntries',
-          actions: ['dynamodb:UpdateItem'],
-          writes: true,
-          tenantId: props.tenantId,
-          attributes: [...MOBILITY_REGISTRY_ATTRIBUTES],
         }),
         ...vpcFunctionStatements([logs]),
       ],

@@ -42,12 +42,6 @@ export interface RegistryGrant {
   readonly tenantId?: string;
   /** Statement id prefix, e.g. `Registry`. */
   readonly sid: string;
-  /**
-   * Limit the grantee to these top-level attributes (`dynamodb:Attributes`; the key attribute must be listed):
-   * a writer that may change only some fields of an item.
-   * @default - every attribute
-   */
-  readonly attributes?: string[];
 }
 
 /**
@@ -75,17 +69,8 @@ export function registryStatements(
       sid: `${grant.sid}Items`,
       actions: grant.actions,
       resources: [registry.tableArn],
-      ...(grant.tenantId || grant.attributes
-        ? {
-            conditions: {
-              'ForAllValues:StringEquals': {
-                ...(grant.tenantId ? { 'dynamodb:LeadingKeys': [grant.tenantId] } : {}),
-                ...(grant.attributes ? { 'dynamodb:Attributes': grant.attributes } : {}),
-              },
-              // Without this a request that names no attributes (no expression) would match an empty list.
-              ...(grant.attributes ? { Null: { 'dynamodb:Attributes': 'false' } } : {}),
-            },
-          }
+      ...(grant.tenantId
+        ? { conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [grant.tenantId] } } }
         : {}),
     }),
     new iam.PolicyStatement({

@@ -424,25 +424,6 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [prefix] },
         });
       }
-      // It may hold a tenant for a restore over its data: UpdateItem of the hold's fields only (never the model or
-      // the tenant's definition), a silo's on its own item only.
-      const hold = statementsOf(t).find(
-        (s) => s.id === runnerPolicy && s.Sid === 'HoldRegistryEntriesItems',
-      )!;
-      expect(actions(hold)).toEqual(['dynamodb:UpdateItem']);
-      expect(hold.Condition).toEqual({
-        'ForAllValues:StringEquals': {
-          ...(prefix !== '*' ? { 'dynamodb:LeadingKeys': [prefix] } : {}),
-          'dynamodb:Attributes': ['tenantId', 'status', 'movingTo', 'lock', 'failureReason', 'updatedAt'],
-        },
-        Null: { 'dynamodb:Attributes': 'false' },
-      });
-      expect(
-        statementsOf(t)
-          .filter((s) => s.id === runnerPolicy && actions(s).some((a) => a.startsWith('dynamodb:')))
-          .flatMap(actions)
-          .sort(),
-      ).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
       // It runs in the cell's VPC, long enough and with room for a large tenant's archive.
       const [, fn] = ofType(t, 'AWS::Lambda::Function').find(([id]) => id.includes('MobilityRunner'))!;
       expect(fn.Properties).toMatchObject({

@@ -31,7 +31,6 @@ import {
   TEST_CONTEXT_KEY,
 } from '../db/harness';
 import { Moto, startMoto } from '../helpers/moto';
-import type { MobilityReport } from '../../lambda/tenant-provisioner/mobility';
 
 // The mobility runner (lambda/tenant-provisioner/mobility-entry.ts) runs for real against the embedded PostgreSQL
 // server (exports as the runtime role app_pool, restores as the master user) and against moto's DynamoDB (the
@@ -52,7 +51,7 @@ let s3: S3Client;
 let provisioner: typeof import('../../lambda/tenant-provisioner');
 let runner: typeof import('../../lambda/tenant-provisioner/mobility-entry');
 let tenants: TenantDatabase;
-const run = (event: Record<string, unknown>) => runner.handler(event as never) as Promise<MobilityReport>;
+const run = (event: Record<string, unknown>) => runner.handler(event as never);
 
 const stackId = (name: string) => `arn:aws:cloudformation:us-east-1:111122223333:stack/${name}/0a1b2c3d`;
 let requestNo = 0;
@@ -222,7 +221,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
 
   test('restore over a tenant that has data is refused with the way to do it, and writes nothing', async () => {
     await expect(run({ action: 'restore', tenantId: 'acme', archive: acmeArchive })).rejects.toThrow(
-      'tenant "acme" already has rows in invoices: restore over its data with --force (what it has is exported first), or delete its rows first; nothing was written',
+      'tenant "acme" already has rows in invoices: in AWS an archive is restored only into its tenant while it has no rows (over its data, restore on the local platform with --force); nothing was written',
     );
     expect(await invoicesOf('acme')).toHaveLength(30);
   });
@@ -265,7 +264,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
 
   test('bad events name the field, its value and the fix, before any AWS call or SQL', async () => {
     await expect(run({ action: 'drop', tenantId: 'acme' })).rejects.toThrow(
-      'mobility event field "action" is "drop": use "export", "restore" or "abort"',
+      'mobility event field "action" is "drop": use "export" or "restore"',
     );
     await expect(run({ action: 'export', tenantId: "acme'; DROP TABLE x" })).rejects.toThrow(
       'mobility event field "tenantId"',
@@ -375,182 +374,5 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       await moto.put({ tenantId: 'globex', model: 'pool', status: 'active' });
     }
     expect(await versions()).toBe(before);
-  });
-});
-
-describe('mobility runner: restore over a live tenant (force), and abort', () => {
-  const send = S3Client.prototype.send;
-  /** Runs `during` when the safety archive (what the tenant had) is written: the tenant is frozen by then. */
-  function onSafetyExport(during: (put: PutObjectCommand) => Promise<void>) {
-    return jest.spyOn(S3Client.prototype, 'send').mockImplementation(async function (
-      this: S3Client,
-      command: unknown,
-      ...rest: unknown[]
-    ) {
-      if (command instanceof PutObjectCommand && command.input.Metadata?.reason === 'before-restore') {
-        await during(command);
-      }
-      return (send as (...a: unknown[]) => Promise<unknown>).call(this, command, ...rest);
-    } as never);
-  }
-  const customers = (archiveBytes: Buffer) =>
-    gunzipSync(archiveBytes)
-      .toString('utf8')
-      .split('\n')
-      .filter((l) => l.includes('customer '));
-
-  test('force replaces the data with the archive after exporting what the tenant had; meanwhile it is held, frozen and 503, its neighbour writes', async () => {
-    const archive = (await run({ action: 'export', tenantId: 'acme' })).archive;
-    const inArchive = await invoicesOf('acme');
-    await addInvoices('acme', 5); // written after the export: the safety archive must keep them
-    const before = await invoicesOf('acme');
-    expect(before).toHaveLength(inArchive.length + 5);
-    const globexBefore = (await invoicesOf('globex')).length;
-    const seen: Record<string, unknown> = {};
-    const spy = onSafetyExport(async () => {
-      const entry = await moto.get('acme');
-      seen.status = entry?.status;
-      seen.movingTo = entry?.movingTo;
-      seen.lock = entry?.lock;
-      seen.acmeWrite = await addInvoices('acme', 1).then(
-        () => 'written',
-        (e: Error) => e.message,
-      );
-      seen.globexWrite = await addInvoices('globex', 1).then(
-        () => 'written',
-        (e: Error) => e.message,
-      );
-    });
-    let report: MobilityReport;
-    try {
-      report = await run({ action: 'restore', tenantId: 'acme', archive, force: true });
-    } finally {
-      spy.mockRestore();
-    }
-    expect(seen).toMatchObject({ status: 'moving', movingTo: 'pool', globexWrite: 'written' });
-    expect(String(seen.lock)).toMatch(/^aws-mobility:[0-9a-f]{16}$/);
-    expect(seen.acmeWrite).toMatch(/frozen/);
-    expect(report).toMatchObject({ action: 'restore', tenantId: 'acme', archive });
-    // The tenant has the archive's rows again, and what it had is in the safety archive, signed, with every row.
-    expect(await invoicesOf('acme')).toEqual(inArchive);
-    expect(report.safetyArchive).toMatch(/^tenants\/acme\/\d{8}T\d{6}Z-[0-9a-f]{8}\.tfa$/);
-    const safety = await objectBytes(report.safetyArchive!);
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'runner-')), 's.tfa');
-    fs.writeFileSync(file, safety);
-    const manifest = await verifyArchive(file, ArchiveKey.fromHex(ARCHIVE_KEY_HEX, 'test'));
-    expect(manifest).toMatchObject({ tenantId: 'acme', rows: { invoices: before.length } });
-    expect(customers(safety).filter((l) => l.includes('acme customer 5"'))).toHaveLength(2);
-    // Served and writable again; the registry released; the neighbour kept its write.
-    expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'pool' });
-    expect((await moto.get('acme'))?.lock).toBeUndefined();
-    expect((await moto.get('acme'))?.movingTo).toBeUndefined();
-    await addInvoices('acme', 1);
-    expect(await invoicesOf('acme')).toHaveLength(inArchive.length + 1);
-    expect(await invoicesOf('globex')).toHaveLength(globexBefore + 1);
-  });
-
-  test('a failure before the replacement leaves the data as it was, thawed and active, with the reason', async () => {
-    const archive = (await run({ action: 'export', tenantId: 'acme' })).archive;
-    const before = await invoicesOf('acme');
-    // The safety archive's upload fails in S3 itself (its bucket gone).
-    const spy = onSafetyExport(async (put) => {
-      put.input.Bucket = 'a-bucket-that-is-gone';
-    });
-    try {
-      await expect(run({ action: 'restore', tenantId: 'acme', archive, force: true })).rejects.toThrow(
-        /bucket does not exist/,
-      );
-    } finally {
-      spy.mockRestore();
-    }
-    expect(await invoicesOf('acme')).toEqual(before);
-    const entry = await moto.get('acme');
-    expect(entry).toMatchObject({ status: 'active' });
-    expect(entry?.lock).toBeUndefined();
-    expect(entry?.failureReason).toMatch(
-      /^restore failed, the tenant's data is as it was: .*bucket does not exist/,
-    );
-    await addInvoices('acme', 1); // thawed
-  });
-
-  test('refused while another operation holds the tenant: its item and data are untouched', async () => {
-    const archive = (await run({ action: 'export', tenantId: 'initech' })).archive;
-    const held = {
-      tenantId: 'initech',
-      model: 'pool',
-      status: 'active',
-      lock: 'arn:aws:states:us-east-1:111122223333:execution:onboarding:x',
-    };
-    await moto.put(held);
-    try {
-      await expect(run({ action: 'restore', tenantId: 'initech', archive, force: true })).rejects.toThrow(
-        `tenant "initech" is active, held by ${held.lock}: a restore over its data needs it active with no other operation running (an onboarding workflow, or another restore); nothing was written`,
-      );
-      expect(await moto.get('initech')).toMatchObject(held);
-      await expect(run({ action: 'abort', tenantId: 'initech' })).rejects.toThrow(
-        'tenant "initech" is pool, active, held by arn:aws:states',
-      );
-      await moto.put({ ...held, status: 'moving', movingTo: 'pool' });
-      await expect(run({ action: 'abort', tenantId: 'initech' })).rejects.toThrow(
-        "abort thaws only a restore over this pool cell's tenant that was interrupted; nothing was changed",
-      );
-      expect(await moto.get('initech')).toMatchObject({ ...held, status: 'moving' });
-    } finally {
-      await moto.put({ tenantId: 'initech', model: 'pool', status: 'active' });
-    }
-  });
-
-  test('abort thaws a forced restore that was cut off, but never one still running', async () => {
-    const master = await db.master();
-    try {
-      // What a run cut off by the function's timeout leaves: frozen, moving, its lock in the item.
-      await (await import('../../db/models')).dataModel('pool').freeze(master, 'acme', {});
-      await moto.put({
-        tenantId: 'acme',
-        model: 'pool',
-        status: 'moving',
-        movingTo: 'pool',
-        lock: 'aws-mobility:0123456789abcdef',
-      });
-      await expect(addInvoices('acme', 1)).rejects.toThrow(/frozen/);
-      // A run that is still going holds the tenant's operation lock: abort is refused and changes nothing.
-      const { holdTenantLock } = await import('../../db/mobility');
-      const lockClient = await db.master();
-      const release = await holdTenantLock(lockClient, 'acme');
-      try {
-        await expect(run({ action: 'abort', tenantId: 'acme' })).rejects.toThrow(
-          'another export-and-replace, move or abort of tenant "acme" is running',
-        );
-      } finally {
-        await release();
-        await lockClient.end();
-      }
-      expect((await moto.get('acme'))?.status).toBe('moving');
-      const report = await runner.handler({ action: 'abort', tenantId: 'acme' });
-      expect(report).toMatchObject({
-        action: 'abort',
-        tenantId: 'acme',
-        thawed: true,
-        previousLock: 'aws-mobility:0123456789abcdef',
-      });
-      const entry = await moto.get('acme');
-      expect(entry).toMatchObject({ status: 'active', model: 'pool' });
-      expect(entry?.lock).toBeUndefined();
-      await addInvoices('acme', 1);
-      await expect(run({ action: 'abort', tenantId: 'acme' })).rejects.toThrow(
-        'tenant "acme" is pool, active',
-      );
-    } finally {
-      await master.end();
-    }
-  });
-
-  test('force is a restore option only', async () => {
-    await expect(run({ action: 'export', tenantId: 'acme', force: true })).rejects.toThrow(
-      'mobility event field "force" is true: only a restore takes it, as true or false',
-    );
-    await expect(
-      run({ action: 'restore', tenantId: 'acme', archive: 'tenants/acme/a.tfa', force: 'yes' }),
-    ).rejects.toThrow('mobility event field "force" is "yes"');
   });
 });

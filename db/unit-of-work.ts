@@ -99,6 +99,15 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
   }
 
   submit(connection: Connection & NodeJS.EventEmitter): Error | null {
+    // Every value serialised before anything is written: a value that cannot be (a circular object, say) would
+    // otherwise fail half-way, after Parse messages went out with no Sync, and desynchronise the connection. The
+    // driver then calls handleError with the returned error.
+    let values: unknown[][];
+    try {
+      values = this.statements.map((st) => (st.values ?? []).map((v) => prepareValue(v)));
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
+    }
     // Which Parse (by position) creates which named statement: it exists once that many ParseCompletes came back.
     const created = new Map<number, UnitStatement>();
     watch(connection);
@@ -106,7 +115,7 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
     connection.stream.cork?.();
     try {
       let parses = 0;
-      for (const s of this.statements) {
+      for (const [i, s] of this.statements.entries()) {
         const parse = s.name
           ? connection.parsedStatements[s.name] === undefined
           : !(s.keepUnnamed && unnamed === s.text);
@@ -116,12 +125,7 @@ class UnitOfWorkQuery extends (Query as new (config: object) => {
           if (s.name) created.set(++parses, s);
           else ++parses;
         }
-        connection.bind({
-          portal: '',
-          statement: s.name ?? '',
-          values: s.values ?? [],
-          valueMapper: prepareValue,
-        });
+        connection.bind({ portal: '', statement: s.name ?? '', values: values[i], valueMapper: undefined });
         connection.describe({ type: 'P', name: '' });
         connection.execute({ portal: '', rows: 0 });
       }

@@ -84,3 +84,13 @@ test('anything else that can change the unnamed statement makes the next unit pa
   expect((await unit([kept('d')])).last.rows).toEqual([{ v: 'd' }]);
   expect(parsesOfKept() - before).toBe(1);
 });
+
+test('a value that cannot be serialised fails its unit before anything is sent, and the connection serves on', async () => {
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  await expect(
+    unit([kept('before'), { name: 'named_echo', text: 'SELECT $1::text AS v', values: [circular] }]),
+  ).rejects.toThrow(/circular/i);
+  const r = await unit([kept('k'), { name: 'named_echo', text: 'SELECT $1::text AS v', values: ['after'] }]);
+  expect(r.results.map((x) => x.rows)).toEqual([[{ v: 'k' }], [{ v: 'after' }]]);
+});

@@ -47,12 +47,17 @@ function changed(connection: object): number {
 }
 const watched = new WeakSet<object>();
 
-/** Forgets the unnamed statement whenever anything but a unit of work could have changed it. */
+/**
+ * Forgets the unnamed statement whenever anything but a unit of work could have changed it: the driver (pg, pinned
+ * in package.json) sends Parse, simple Query and Close only through these three methods. Were the belief ever
+ * wrong, the Bind would fail with 26000 before anything ran, and the unit is retried after a reset (runIn).
+ */
 function watch(connection: Connection): void {
   if (watched.has(connection)) return;
   watched.add(connection);
   const parse = connection.parse.bind(connection);
   const query = connection.query.bind(connection);
+  const close = connection.close.bind(connection);
   connection.parse = (m) => {
     if (!m.name) changed(connection);
     parse(m);
@@ -60,6 +65,10 @@ function watch(connection: Connection): void {
   connection.query = (text) => {
     changed(connection);
     query(text);
+  };
+  connection.close = (m) => {
+    if (m.type === 'S' && !m.name) changed(connection);
+    close(m);
   };
 }
 
@@ -75,6 +84,8 @@ interface Connection {
   parse(m: { text: string; name: string; types: unknown[] }): void;
   /** A simple Query message (which also drops the unnamed statement). */
   query(text: string): void;
+  /** A Close message (of a statement, 'S', or a portal). */
+  close(m: { type: string; name?: string }): void;
   bind(m: { portal: string; statement: string; values: readonly unknown[]; valueMapper: unknown }): void;
   describe(m: { type: 'P'; name: string }): void;
   execute(m: { portal: string; rows: number }): void;

@@ -94,3 +94,15 @@ test('a value that cannot be serialised fails its unit before anything is sent, 
   const r = await unit([kept('k'), { name: 'named_echo', text: 'SELECT $1::text AS v', values: ['after'] }]);
   expect(r.results.map((x) => x.rows)).toEqual([[{ v: 'k' }], [{ v: 'after' }]]);
 });
+
+test('the driver sends Parse, Query and Close only through the methods the unit of work watches', () => {
+  // If a pg upgrade adds another way to send them, the belief about the unnamed statement could go stale:
+  // this fails first, and the new method must be watched too (db/unit-of-work.ts watch).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Connection = require('pg/lib/connection') as { prototype: Record<string, unknown> };
+  const source = Object.getOwnPropertyNames(Connection.prototype)
+    .filter((m) => m !== 'constructor' && typeof Connection.prototype[m] === 'function')
+    .filter((m) => /serialize\.(parse|query|close)\(/.test(String(Connection.prototype[m])))
+    .sort();
+  expect(source).toEqual(['close', 'parse', 'query']);
+});

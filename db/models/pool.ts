@@ -46,10 +46,13 @@ export async function registerPoolTenant(
     if (existing.rows[0]?.status === 'offboarded' && !options.restore) {
       throw new RetiredTenantError(`pool:${tenantId}`);
     }
+    // A tenant frozen while its data moves stays frozen (only the mover thaws it): a provisioning run in the middle
+    // of a move (a redeploy of its stack, say) must not let a write land in the copy being retired (M1).
     await exec(
       client,
       sql`INSERT INTO ${ident(ADMIN_SCHEMA)}.pool_tenants (tenant_id, name, status) VALUES (${tenantId}, ${name}, 'active')
-          ON CONFLICT (tenant_id) DO UPDATE SET name = EXCLUDED.name, status = 'active', updated_at = now()`,
+          ON CONFLICT (tenant_id) DO UPDATE SET name = EXCLUDED.name,
+            status = CASE WHEN pool_tenants.status = 'frozen' THEN 'frozen' ELSE 'active' END, updated_at = now()`,
     );
     return (await targetState(client, poolTarget().target))?.version ?? 0;
   });

@@ -11,6 +11,7 @@ import {
   offboardSilo,
   provisionBridgeTenant,
   registerPoolTenant,
+  dataModel,
 } from '../../db/models';
 import { ident, sql } from '../../db/sql';
 import { lockTarget } from '../../db/tx';
@@ -230,6 +231,19 @@ describe('pool tenants', () => {
     await registerPoolTenant(master, 'acme', 'acme');
     expect((await count('acme', 'invoice_items')).rows[0].n).toBe(0);
     expect((await count('globex', 'invoice_items')).rows[0].n).toBe(1);
+    // Frozen for a move, it stays frozen when provisioned again (a redeploy in the middle of the move): it reads,
+    // and no write lands until the mover thaws it.
+    await dataModel('pool').freeze(master, 'globex', {});
+    await registerPoolTenant(master, 'globex', 'Globex renamed');
+    expect((await count('globex')).rows[0].n).toBe(1);
+    expect(
+      await sqlstateOf(
+        api.forTenant('globex').run(sql`INSERT INTO pool.invoices (customer) VALUES ('late')`),
+      ),
+    ).toBe('42501');
+    await dataModel('pool').unfreeze(master, 'globex', {});
+    await api.forTenant('globex').run(sql`INSERT INTO pool.invoices (customer) VALUES ('thawed')`);
+    expect((await count('globex')).rows[0].n).toBe(2);
   });
 });
 

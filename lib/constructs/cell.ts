@@ -6,7 +6,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
 import { RUNTIME_ROLES } from '../../db/roles';
-import { LATEST_VERSION } from '../../db/migrations';
+import { BOOTSTRAP_REVISION, LATEST_VERSION } from '../../db/migrations';
 import { ApiService } from './api-service';
 import { DataKey } from './data-key';
 import { CellDatabase, Database } from './database';
@@ -240,7 +240,7 @@ export class Cell extends Construct {
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {
       serviceToken: this.provisioner.serviceToken,
       resourceType: PROVISIONER_RESOURCE_TYPES.bootstrap,
-      properties: { Model: props.model, SchemaVersion: SCHEMA_VERSION },
+      properties: { Model: props.model, SchemaVersion: SCHEMA_VERSION, Revision: String(BOOTSTRAP_REVISION) },
     });
     // The handler's permissions outlive every resource it serves: a silo's tenant resource depends on the
     // bootstrap, so its Delete (which may delete archives) runs before these policies are detached.

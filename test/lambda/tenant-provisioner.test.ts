@@ -1,7 +1,7 @@
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { LATEST_VERSION } from '../../db/migrations';
+import { BOOTSTRAP_REVISION, LATEST_VERSION } from '../../db/migrations';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import {
@@ -142,6 +142,38 @@ describe('tenant provisioner handler: pool cell', () => {
     // The master secret for each connection; the context key for each bootstrap (Create and its retry).
     expect(secrets.commandCalls(GetSecretValueCommand, { SecretId: SECRET_ARN })).toHaveLength(3);
     expect(secrets.commandCalls(GetSecretValueCommand, { SecretId: KEY_SECRET_ARN })).toHaveLength(2);
+  });
+
+  test("a new bootstrap revision (the cell's next deploy) installs what the bootstrap changed on a live database", async () => {
+    // A database bootstrapped before revision 2: only the runtime role could call enter(), not PUBLIC.
+    const master = await poolDb.master();
+    const callable = async () =>
+      (
+        await master.query<{ ok: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM aclexplode((SELECT proacl FROM pg_proc
+                    WHERE oid = 'tenancy_api.enter(text[], text[])'::regprocedure)) a
+                  WHERE a.grantee = 0 AND a.privilege_type = 'EXECUTE') AS ok`,
+        )
+      ).rows[0].ok;
+    try {
+      await master.query(
+        'SET ROLE tenant_owner; REVOKE EXECUTE ON FUNCTION tenancy_api.enter(text[], text[]) FROM PUBLIC; RESET ROLE',
+      );
+      expect(await callable()).toBe(false);
+      const props = { Model: 'pool', SchemaVersion: String(LATEST_VERSION) };
+      const updated = await handler(
+        cfnEvent(
+          'Update',
+          'Custom::DatabaseBootstrap',
+          { ...props, Revision: String(BOOTSTRAP_REVISION) },
+          { physicalId: 'pool-database-bootstrap', old: { ...props, Revision: '1' } },
+        ),
+      );
+      expect(updated.PhysicalResourceId).toBe('pool-database-bootstrap');
+      expect(await callable()).toBe(true);
+    } finally {
+      await master.end();
+    }
   });
 
   test('a catalog tenant (deployed straight from the catalog) is registered by its Create: active, with its request', async () => {

@@ -311,16 +311,11 @@ export class TenantDatabase {
 }
 
 /**
- * Every unit of work starts here (db/bootstrap.ts installContext): a clean session, then its settings.
- *
- * Never a named statement, unlike the statements after it: SQL in one unit could DEALLOCATE a named one and
- * PREPARE its own under that name, and the next unit would hand it the next tenant's credential before enter()
- * ran to clean anything up (I4). A statement after enter() cannot be swapped that way: enter() deallocates every
- * SQL-prepared statement first, so a swapped name fails with 26000. enter() is the connection's unnamed statement
- * instead, kept from one unit to the next (keepUnnamed, db/unit-of-work.ts): SQL cannot replace or remove that
- * one, and not parsing it in every unit is most of what it costs (npm run bench:db).
+ * Every unit of work starts here (db/bootstrap.ts installContext): a clean session, then its settings. Never a named
+ * statement: SQL could DEALLOCATE one and PREPARE its own under the name, which the next unit would hand the next
+ * tenant's credential (I4). It stays the connection's unnamed statement instead (keepUnnamed, db/unit-of-work.ts),
+ * which SQL cannot replace; every name in it is qualified, so a re-plan resolves nothing through search_path.
  */
-// Every name qualified: a re-plan of the kept statement resolves nothing through the session's search_path.
 const ENTER = `SELECT ${CONTEXT_API_SCHEMA}.enter($1::pg_catalog.text[], $2::pg_catalog.text[])`;
 
 /**

@@ -200,7 +200,7 @@ async function installContext(client: ClientBase, key: ContextKey): Promise<void
               pg_catalog.set_config('statement_timeout', '${RUNTIME_STATEMENT_TIMEOUT}', true),
               pg_catalog.set_config('lock_timeout', '${RUNTIME_LOCK_TIMEOUT}', true),
               pg_catalog.set_config('idle_in_transaction_session_timeout', '${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}', true);
-      PERFORM pg_catalog.set_config(x.n, x.v, true) FROM unnest(names, vals) AS x(n, v);  -- the multi-array form is syntax, not a pg_catalog function
+      PERFORM pg_catalog.set_config(x.n, x.v, true) FROM ROWS FROM (pg_catalog.unnest(names), pg_catalog.unnest(vals)) AS x(n, v);
     END
     $fn$;
     -- Any role may call enter(): it only resets and sets the caller's own session, and a bridge connection whose

@@ -32,3 +32,16 @@ export const RUNTIME_LIMITS_MS = { statement: 5000, idleInTransaction: 10000, lo
 export const RUNTIME_STATEMENT_TIMEOUT = `${RUNTIME_LIMITS_MS.statement / 1000}s`;
 export const RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT = `${RUNTIME_LIMITS_MS.idleInTransaction / 1000}s`;
 export const RUNTIME_LOCK_TIMEOUT = `${RUNTIME_LIMITS_MS.lock / 1000}s`;
+
+/**
+ * Settings every runtime connection sends in its startup packet (libpq `options`), which override the role's
+ * defaults: an injected `ALTER ROLE CURRENT_USER SET ...` of one of these would otherwise reach every new
+ * connection before enter() runs (the implicit transaction of a unit starts with them): starting as a tenant's
+ * role, every transaction read-only or serializable, or Row-Level Security refusing every query (I5).
+ */
+export const RUNTIME_STARTUP_OPTIONS = [
+  '-c role=none',
+  '-c default_transaction_read_only=off',
+  '-c default_transaction_isolation=read\\ committed',
+  '-c row_security=on',
+].join(' ');

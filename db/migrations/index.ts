@@ -59,6 +59,7 @@ export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
  * The revision of what db/bootstrap.ts installs outside the migrations (roles, the tenant-context functions and
  * their grants). Raise it with every change there: each cell's bootstrap resource carries it (lib/constructs/
  * cell.ts), so the next deploy runs the bootstrap again on a database that already has one (it is idempotent).
- * 2: any role may call tenancy_api.enter() (threat model I5).
+ * 2: any role may call tenancy_api.enter(), whose body names pg_catalog functions only (threat model I5).
+ * test/db/provisioning.test.ts pins a fingerprint of db/bootstrap.ts, so a change there cannot forget this.
  */
 export const BOOTSTRAP_REVISION = 2;

@@ -19,6 +19,7 @@ import { connect, connectionConfig, contextKey } from './connection';
 import { log } from './index';
 import { isMobilityEvent, MobilityEvent, MobilityReport, runMobilityEvent } from './mobility';
 import { ProvisioningInputError, readEnv } from './request';
+import { RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
 
 let s3: S3Client | undefined;
 let dynamo: DynamoDBClient | undefined;
@@ -71,6 +72,8 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
           password,
           max: 2,
           application_name: 'tenant-mobility',
+          // As the API's connections (service/src/db-pool.ts): the role's defaults cannot start it as a tenant.
+          options: RUNTIME_STARTUP_OPTIONS,
         });
         return new TenantDatabase({
           pool: runtimePool,

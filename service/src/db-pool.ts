@@ -11,7 +11,7 @@
  * - pipelined: the statements of a unit of work are sent together (db/tenant-context.ts).
  */
 import { Pool, PoolConfig } from 'pg';
-import { RUNTIME_LIMITS_MS } from '../../db/roles';
+import { RUNTIME_LIMITS_MS, RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
 
 export interface PoolSettings {
   /** Connections in all, across the partitions. @default 20 */
@@ -67,7 +67,7 @@ export function resilientPoolConfig(connection: PoolConfig, settings: PoolSettin
     pipeline: true,
     // In the startup packet, so they hold from the first statement whatever the role's defaults say (I5): an
     // injected ALTER ROLE ... SET role = <a tenant role> cannot make every new connection start as that tenant.
-    options: [connection.options, '-c role=none'].filter(Boolean).join(' '),
+    options: [connection.options, RUNTIME_STARTUP_OPTIONS].filter(Boolean).join(' '),
     statement_timeout: RUNTIME_LIMITS_MS.statement,
     lock_timeout: RUNTIME_LIMITS_MS.lock,
     idle_in_transaction_session_timeout: RUNTIME_LIMITS_MS.idleInTransaction,

@@ -346,6 +346,50 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     }
   });
 
+  test('I5: defaults set on the runtime role that act before enter() (read-only, serializable, no RLS) reach no new connection; TEMP or CREATE privileges stop the API', async () => {
+    const changed = await inject(
+      pooled.forTenant('acme'),
+      `ALTER ROLE CURRENT_USER SET default_transaction_read_only = on;
+       ALTER ROLE CURRENT_USER SET default_transaction_isolation = serializable;
+       ALTER ROLE CURRENT_USER SET row_security = off`,
+    );
+    const master = await poolDb.master();
+    try {
+      expect(changed.sqlstate).toBeUndefined();
+      const freshPool = poolDb.poolAs('app_pool', { max: 1 });
+      const fresh = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: freshPool, model: 'pool' });
+      const settings = await freshPool.query<{ ro: string; iso: string; rls: string }>(
+        `SELECT current_setting('default_transaction_read_only') AS ro,
+                current_setting('default_transaction_isolation') AS iso, current_setting('row_security') AS rls`,
+      );
+      expect(settings.rows[0]).toEqual({ ro: 'off', iso: 'read committed', rls: 'on' });
+      await fresh.forTenant('globex').run(sql`INSERT INTO pool.invoices (customer) VALUES ('globex fresh')`);
+      await fresh.forTenant('globex').run(sql`DELETE FROM pool.invoices WHERE customer = 'globex fresh'`);
+      await expect(fresh.assertSafeRuntimeRole()).rejects.toThrow('has role settings nobody provisioned');
+      await master.query('ALTER ROLE app_pool RESET default_transaction_read_only');
+      await master.query('ALTER ROLE app_pool RESET default_transaction_isolation');
+      await master.query('ALTER ROLE app_pool RESET row_security');
+      await expect(fresh.assertSafeRuntimeRole()).resolves.toBeUndefined();
+      // A role that could create objects could shadow a name a kept statement resolves on a re-plan.
+      await master.query(`GRANT TEMP ON DATABASE ${poolDb.name} TO app_pool`);
+      await expect(fresh.assertSafeRuntimeRole()).rejects.toThrow(
+        'may create temporary objects (TEMP on this database)',
+      );
+      await master.query(`REVOKE TEMP ON DATABASE ${poolDb.name} FROM app_pool`);
+      await master.query('SET ROLE tenant_owner; GRANT CREATE ON SCHEMA pool TO app_pool; RESET ROLE');
+      await expect(fresh.assertSafeRuntimeRole()).rejects.toThrow('may create objects in schema "pool"');
+    } finally {
+      await master
+        .query('SET ROLE tenant_owner; REVOKE CREATE ON SCHEMA pool FROM app_pool; RESET ROLE')
+        .catch(() => undefined);
+      await master.query(`REVOKE TEMP ON DATABASE ${poolDb.name} FROM app_pool`).catch(() => undefined);
+      for (const g of ['default_transaction_read_only', 'default_transaction_isolation', 'row_security']) {
+        await master.query(`ALTER ROLE app_pool RESET ${g}`).catch(() => undefined);
+      }
+      await master.end();
+    }
+  });
+
   test("I5: bridge: a session-level SET ROLE, or the runtime role's default role set to a tenant's, breaks no unit and reaches no rows", async () => {
     const read = (id: string) =>
       bridged

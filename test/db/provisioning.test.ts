@@ -1,5 +1,8 @@
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
 import { Client } from 'pg';
-import { LATEST_VERSION } from '../../db/migrations';
+import { BOOTSTRAP_REVISION, LATEST_VERSION } from '../../db/migrations';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { bridgeTenantsBelow, targetState } from '../../db/migrate';
 import { roleAdminFor } from '../../db/role-admin';
@@ -95,6 +98,19 @@ describe('database bootstrap', () => {
     expect(await targetState(clients[0], 'pool').catch(() => undefined)).toBeUndefined(); // not readable as master
     const state = await asOwner(clients[0], () => targetState(clients[0], 'pool'));
     expect(state).toMatchObject({ model: 'pool', schema: 'pool', version: LATEST_VERSION, status: 'active' });
+  });
+});
+
+test('db/bootstrap.ts has not changed since BOOTSTRAP_REVISION was last raised', () => {
+  // A live database gets what the bootstrap installs only when its revision changes (lib/constructs/cell.ts).
+  // If this fails: raise BOOTSTRAP_REVISION (db/migrations/index.ts) if what the bootstrap installs changed,
+  // then record the new fingerprint and revision here.
+  const fingerprint = createHash('sha256')
+    .update(fs.readFileSync(path.join(__dirname, '../../db/bootstrap.ts')))
+    .digest('hex');
+  expect({ revision: BOOTSTRAP_REVISION, fingerprint }).toEqual({
+    revision: 2,
+    fingerprint: '24313f98a7dd1cb1b4c8b224e3e5ca113fa19caf0e8ac03b09508f96ee717bfa',
   });
 });
 

@@ -25,8 +25,8 @@ export async function resetStatements(client: PoolClient): Promise<boolean> {
 
 /**
  * After a failed unit: the role's defaults back (one round trip, errors only), then back to the pool. RESET ALL
- * leaves `role` alone, so RESET ROLE too: a session-level SET ROLE to a tenant role (bridge) would otherwise make
- * every later unit on the connection fail (the tenant role may not call enter()).
+ * leaves `role` alone, so RESET ROLE too: a session-level SET ROLE to a tenant role (bridge) would otherwise stay
+ * the connection's role between units (enter() sets it back to none for each unit it starts).
  */
 export async function resetSession(client: PoolClient): Promise<boolean> {
   try {

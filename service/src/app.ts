@@ -44,8 +44,13 @@ export interface AppDeps {
   readonly logStream?: { write(line: string): void };
   /** Per-tenant limits (noisy neighbours). @default - a TenantLimiter with TIER_LIMITS */
   readonly limiter?: TenantLimiter;
-  /** How long a 429 waits before it is sent (a flood then costs little CPU). @default 250 */
+  /**
+   * How long a 429 waits before it is sent, on average: each waits between half and one and a half times this
+   * (a flood then costs little CPU, and its refusals never fall due together). @default 250
+   */
   readonly refusalDelayMs?: number;
+  /** Where that spread comes from (tests): a number in [0, 1). @default Math.random */
+  readonly random?: () => number;
   /** How often each active tenant's usage is logged (the cell's per-tenant metrics read it). @default 60000 */
   readonly usageIntervalMs?: number;
 }
@@ -128,6 +133,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const health = new DatabaseHealth({ probe: deps.ready, ...deps.health });
   const limiter = deps.limiter ?? new TenantLimiter();
   const refusalDelayMs = deps.refusalDelayMs ?? 250;
+  const random = deps.random ?? Math.random;
   app.addHook('onResponse', async (request, reply) => {
     if (request.tenant) limiter.recordLatency(request.tenant.principal.tenantId, reply.elapsedTime);
   });
@@ -201,8 +207,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       if (e instanceof TenantLimitError) {
         // Over its rate or concurrency: the answer waits a moment (holding nothing but the socket), so a flooding
         // client's connections each refuse a few requests a second instead of thousands, which would otherwise
-        // cost the task the CPU its neighbours need (npm run bench:noisy).
-        await new Promise((r) => setTimeout(r, refusalDelayMs));
+        // cost the task the CPU its neighbours need. The wait is spread: with one fixed wait, refusals asked for
+        // together fall due together, and their connections ask again together, so the flood reached the event
+        // loop in waves of dozens of requests at once that a neighbour's request queued behind.
+        await new Promise((r) => setTimeout(r, refusalDelayMs * (0.5 + random())));
         return sendLimit(reply, e);
       }
       throw e;

@@ -33,8 +33,12 @@ export interface TenantLimits {
 }
 
 /**
- * Per task. A task's pool has 20 connections (service/src/db-pool.ts): a standard tenant may hold a fifth of
- * them, a premium one two fifths, and never more than half of the pool or partition it draws from
+ * Per task. The database share counts units of work running at once, and PostgreSQL gives each the same CPU
+ * whoever sends it: a cell's database has 2 vCPUs at its default sizes (db.t4g.medium, db.m6g.large:
+ * lib/cell-size.ts), so a standard tenant runs one unit at a time per task (one core's worth) and a premium tenant
+ * two. Four at once let one tenant's burst of pages take both cores, and its neighbours' p99 followed
+ * (npm run bench:noisy). At 100 requests a second, one connection serves a standard tenant whose units take under
+ * 10 ms; longer ones queue in its own queue. Never more than half of the pool or partition it draws from
  * (`dbConnectionsCap`: a bridge cell's partitions have 4, so 2 there). Several tenants flooding at once can still
  * fill a pool between them; each of them then waits in its own queue, and the rest get the connections freed.
  */
@@ -45,7 +49,7 @@ export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
     rowsPerSecond: 2000,
     rowsBurst: 5000,
     concurrentRequests: 16,
-    dbConnections: 4,
+    dbConnections: 1,
     dbQueueMs: 2000,
     statementTimeoutMs: 5000,
   },
@@ -55,7 +59,7 @@ export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
     rowsPerSecond: 8000,
     rowsBurst: 20000,
     concurrentRequests: 48,
-    dbConnections: 8,
+    dbConnections: 2,
     dbQueueMs: 2000,
     statementTimeoutMs: 5000,
   },

@@ -33,12 +33,15 @@ export interface TenantLimits {
 }
 
 /**
- * Per task. The database share counts units of work running at once, and PostgreSQL gives each the same CPU
- * whoever sends it: a cell's database has 2 vCPUs at its default sizes (db.t4g.medium, db.m6g.large:
- * lib/cell-size.ts), so a standard tenant runs one unit at a time per task (one core's worth) and a premium tenant
- * two. Four at once let one tenant's burst of pages take both cores, and its neighbours' p99 followed
- * (npm run bench:noisy). At 100 requests a second, one connection serves a standard tenant whose units take under
- * 10 ms; longer ones queue in its own queue. Never more than half of the pool or partition it draws from
+ * Per task. The database share counts units of work running at once (a unit holds its slot from the wait for a
+ * pooled connection to its end), and PostgreSQL gives each running statement the same CPU whoever sends it. A
+ * cell's database has 2 vCPUs at its default sizes (db.t4g.medium, db.m6g.large: lib/cell-size.ts): a standard
+ * tenant runs one unit at a time per task, a premium tenant two. With four, a flood's burst of pages ran four at
+ * once on a 2-core machine (npm run bench:noisy: the quiet tenants' p99 ratio was 3.00, then 1.74 and 1.40). The
+ * share is per task: a cell of N tasks lets a tenant run N units at once. The cost: one slow unit (up to the 5 s
+ * statement timeout) makes the tenant's other requests on that task wait, and 503 after 2 s; at its 100 requests
+ * a second, units of 10 ms would keep its one connection always busy. Never more than half of the pool or
+ * partition it draws from
  * (`dbConnectionsCap`: a bridge cell's partitions have 4, so 2 there). Several tenants flooding at once can still
  * fill a pool between them; each of them then waits in its own queue, and the rest get the connections freed.
  */
@@ -257,7 +260,7 @@ export class TenantLimiter {
               503,
               'database share',
               1,
-              `tenant "${tenantId}" is using its ${tier} tier's share of the database (${limits.dbConnections} connections) and its next unit of work waited ${limits.dbQueueMs} ms: retry after 1 s`,
+              `tenant "${tenantId}" is using its ${tier} tier's share of the database (${limits.dbConnections} ${limits.dbConnections === 1 ? 'connection' : 'connections'}) and its next unit of work waited ${limits.dbQueueMs} ms: retry after 1 s`,
             ),
           );
         }, limits.dbQueueMs),

@@ -33,17 +33,13 @@ export interface TenantLimits {
 }
 
 /**
- * Per task. The database share counts units of work running at once (a unit holds its slot from the wait for a
- * pooled connection to its end), and PostgreSQL gives each running statement the same CPU whoever sends it. A
- * cell's database has 2 vCPUs at its default sizes (db.t4g.medium, db.m6g.large: lib/cell-size.ts): a standard
- * tenant runs one unit at a time per task, a premium tenant two. With four, a flood's burst of pages ran four at
- * once on a 2-core machine (npm run bench:noisy: the quiet tenants' p99 ratio was 3.00, then 1.74 and 1.40). The
- * share is per task: a cell of N tasks lets a tenant run N units at once. The cost: one slow unit (up to the 5 s
- * statement timeout) makes the tenant's other requests on that task wait, and 503 after 2 s; at its 100 requests
- * a second, units of 10 ms would keep its one connection always busy. Never more than half of the pool or
- * partition it draws from
- * (`dbConnectionsCap`: a bridge cell's partitions have 4, so 2 there). Several tenants flooding at once can still
- * fill a pool between them; each of them then waits in its own queue, and the rest get the connections freed.
+ * Per task. The share counts units of work running at once (from the wait for a pooled connection to the end), and
+ * PostgreSQL gives each running statement the same CPU: a cell's database has 2 vCPUs at its default sizes, so a
+ * standard tenant runs one unit at a time per task and a premium tenant two (it was 4 and 8: npm run bench:noisy,
+ * README). A cell of N tasks lets a tenant run N. The cost: one slow unit makes the tenant's other requests on that
+ * task wait (503 after 2 s). Never more than half of the pool or partition it draws from (`dbConnectionsCap`: a
+ * bridge cell's partitions have 4, so 2 there). Tenants flooding together can still fill a pool between them; each
+ * then waits in its own queue, and the rest get the connections freed.
  */
 export const TIER_LIMITS: Readonly<Record<TenantTier, TenantLimits>> = {
   standard: {

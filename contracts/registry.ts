@@ -60,6 +60,13 @@ export interface RegistryItem {
   readonly adminEmail?: string;
   /** The request in progress brings back an offboarded tenant's kept data (set by the entry, with the lock). */
   readonly restoring?: boolean;
+  /**
+   * The onboarding in progress starts the new tenant with the data of this archive (its key in the bucket of the
+   * tenant's cell, `tenants/<id>/<name>.tfa`): set by the onboarding entry with the lock, for an approver's
+   * request only. The cell's mobility runner restores an archive into a tenant other than its own only while this
+   * names it and the execution that asks holds the lock.
+   */
+  readonly restoreArchive?: string;
   /** What the tenant was going through when it failed: a failed offboarding can only be offboarded again. */
   readonly failedDuring?: 'onboarding' | 'offboarding';
   /**
@@ -105,6 +112,7 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   requestedBy: 'S',
   adminEmail: 'S',
   restoring: 'BOOL',
+  restoreArchive: 'S',
   failedDuring: 'S',
   lock: 'S',
   upgradeStatus: 'S',

@@ -6,3 +6,16 @@ export const PROVISIONER_RESOURCE_TYPES = {
   pool: 'Custom::PoolTenant',
   bridge: 'Custom::BridgeTenant',
 } as const;
+
+/**
+ * The shared cells' mobility runners (lib/constructs/mobility-runner.ts) by name: the onboarding workflow invokes
+ * them to start a tenant from an archive, and its role may invoke exactly these. A silo's runner has no fixed name.
+ */
+export const MOBILITY_RUNNER_NAMES = {
+  pool: 'tenantforge-pool-mobility',
+  bridge: 'tenantforge-bridge-mobility',
+} as const;
+
+/** An archive's key in its cell's bucket, as an export writes it: `tenants/<tenant id>/<name>.tfa`. */
+export const ARCHIVE_OBJECT_KEY =
+  /^tenants\/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\/[0-9A-Za-z._-]{1,120}\.tfa$/;

@@ -49,3 +49,15 @@ export function childOfType<T extends IConstruct>(
 export function logicalIdOf(c: IConstruct): string {
   return Stack.of(c).getLogicalId(c as CfnElement);
 }
+
+/**
+ * The stack's partition as a literal, from its region (acknowledgement ids must be plain strings; a resource ARN
+ * in a finding is written with the region the stack is synthesized for).
+ */
+export function partitionOf(stack: Stack): string {
+  return stack.region.startsWith('cn-')
+    ? 'aws-cn'
+    : stack.region.startsWith('us-gov-')
+      ? 'aws-us-gov'
+      : 'aws';
+}

@@ -3,7 +3,7 @@
  * `npm run onboard` / `npm run offboard`, so both refuse the same requests with the same messages. Pure: it
  * imports neither aws-cdk-lib nor any AWS SDK (the Lambda bundle stays small).
  */
-import type { RegistryItem } from '../contracts';
+import { ARCHIVE_OBJECT_KEY, type RegistryItem } from '../contracts';
 import { parseTenant, rangeProblems, Tenant } from './catalog';
 import { siloProfile } from './silo-profiles';
 import { tenantIdProblem } from '../db/naming';
@@ -31,6 +31,14 @@ export interface OnboardingRequest {
    * (nothing the user can change), and sends an invitation. Required for a new tenant through the pipeline.
    */
   readonly adminEmail?: unknown;
+  /**
+   * Start the new tenant with the data of an archive (`tenants/<id>/<name>.tfa` in the archive bucket of the
+   * cell of the requested model, as `npm run tenant -- export --aws` wrote it): pool or bridge only, for a new
+   * id (or a retry of a failed onboarding), from an approver only. It may be another tenant's archive: that is
+   * the point (a tenant re-created under a new id, a copy for a customer's second organisation), and why it
+   * needs an approver.
+   */
+  readonly restoreFrom?: unknown;
 }
 
 /** The catalog rules a request must stay within to be accepted from a requester; beyond them, an approver. */
@@ -92,6 +100,8 @@ export interface OnboardingDecision {
   readonly tenant: Tenant;
   /** True when the request brings back an offboarded tenant and its kept data. */
   readonly restore: boolean;
+  /** The archive the new tenant starts from (`restoreFrom`), checked. */
+  readonly restoreArchive?: string;
 }
 
 /**
@@ -131,13 +141,14 @@ export function onboardingDecision(
   }
   const restore = request.restore === true;
   const id = tenant.id;
+  const restoreArchive = restoreArchiveOf(request, tenant, restore);
   if (!existing) {
     if (restore) {
       throw new RequestRejected(
         `onboard request: tenant "${id}" cannot be restored: the registry has never known it; leave "restore" out to onboard it as new`,
       );
     }
-    return { tenant, restore: false };
+    return { tenant, restore: false, restoreArchive };
   }
   if (existing.lock) {
     throw new RequestRejected(
@@ -161,7 +172,7 @@ export function onboardingDecision(
           `onboard request: tenant "${id}" failed while it was being offboarded: its users are disabled and it is on its way out; send an offboard request to finish that, then restore it if it should come back`,
         );
       }
-      return { tenant, restore: false };
+      return { tenant, restore: false, restoreArchive };
     case 'offboarded':
       if (!restore) {
         throw new RequestRejected(
@@ -175,6 +186,30 @@ export function onboardingDecision(
       }
       return { tenant, restore: true };
   }
+}
+
+/** The request's `restoreFrom`, checked: an archive key of the requested model's cell, for a new tenant. */
+function restoreArchiveOf(request: OnboardingRequest, tenant: Tenant, restore: boolean): string | undefined {
+  const from = request.restoreFrom;
+  if (from === undefined) return undefined;
+  const refused = (why: string) =>
+    new RequestRejected(`onboard request refused: "restoreFrom" is ${JSON.stringify(from)}: ${why}`);
+  if (typeof from !== 'string' || !ARCHIVE_OBJECT_KEY.test(from)) {
+    throw refused(
+      'give the key of an archive in the cell\'s archive bucket, as npm run tenant -- export --aws printed it: "tenants/<tenant id>/<name>.tfa"',
+    );
+  }
+  if (restore) {
+    throw refused(
+      '"restore": true brings back the tenant\'s own kept data, "restoreFrom" starts a new tenant from an archive: send one or the other',
+    );
+  }
+  if (tenant.model === 'silo') {
+    throw refused(
+      "a new silo's database and archive bucket are its own, and hold no archive yet: onboard the tenant into pool or bridge from an archive of that cell (or onboard the silo empty and restore its own archives into it)",
+    );
+  }
+  return from;
 }
 
 /**

@@ -1,6 +1,7 @@
 /**
  *   npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email>
- *                      [--name <name>] [--settings '<json>'] [--restore] [--url <entry URL>]
+ *                      [--name <name>] [--settings '<json>'] [--restore | --restore-from <archive key>]
+ *                      [--url <entry URL>]
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
  *
  * Sends an onboarding or offboarding request to the Onboarding stack's entry with your AWS credentials (the usual
@@ -122,7 +123,7 @@ async function main(): Promise<number> {
   const tenantId = flag(args, 'tenant');
   if ((action !== 'onboard' && action !== 'offboard') || !tenantId) {
     console.error(
-      'usage: npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email> [--name <name>] [--settings <json>] [--restore] [--url <entry URL>]\n' +
+      'usage: npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email> [--name <name>] [--settings <json>] [--restore | --restore-from <archive key>] [--url <entry URL>]\n' +
         '       npm run request -- offboard --tenant <id> [--url <entry URL>]',
     );
     return 2;
@@ -146,6 +147,8 @@ async function main(): Promise<number> {
           adminEmail: flag(args, 'admin-email'),
           ...(settings !== undefined ? { settings } : {}),
           ...(args.includes('--restore') ? { restore: true } : {}),
+          // An archive of the pool or bridge cell (npm run tenant -- export --aws printed its key): approvers only.
+          ...(flag(args, 'restore-from') !== undefined ? { restoreFrom: flag(args, 'restore-from') } : {}),
         }
       : { tenantId };
   const url = await entryUrl(args);

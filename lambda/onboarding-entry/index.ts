@@ -6,7 +6,7 @@
  * (caller-proof.ts). `npm run request` builds such requests.
  *
  *   POST { "payload": "<JSON: { action: onboard | offboard, request: { tenantId, name, model, settings,
- *          adminEmail, restore } }>", "proof": { url, headers, body } }
+ *          adminEmail, restore, restoreFrom } }>", "proof": { url, headers, body } }
  *
  * A request within the catalog rules may come from a named requester; one outside them (a large instance
  * class, a disposable tenant, a single-AZ silo) only from a named approver. An accepted request is validated,
@@ -163,7 +163,7 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     );
   } catch (e) {
     const reason = `the onboarding workflow could not be started: ${(e as Error).message}`;
-    await write(tenant.tenantId, { status: 'failed', failureReason: reason }, ['lock'], {
+    await write(tenant.tenantId, { status: 'failed', failureReason: reason }, ['lock', 'restoreArchive'], {
       lockedBy: execution,
     });
     log('could not start the workflow', { caller, action, tenantId: tenant.tenantId, reason });

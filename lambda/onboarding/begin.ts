@@ -45,7 +45,7 @@ export type AcceptedTenant = Record<string, unknown> & { tenantId: string; model
 export async function beginOnboarding(request: OnboardingRequest, who: Requester): Promise<AcceptedTenant> {
   // The id is checked before it is used as a registry key.
   const existing = tenantIdProblem(request.tenantId) ? undefined : await readItem(request.tenantId as string);
-  const { tenant, restore } = onboardingDecision(request, existing);
+  const { tenant, restore, restoreArchive } = onboardingDecision(request, existing);
   const adminEmail = adminEmailOf(request, !restore && !existing?.adminEmail);
   // A retried onboarding keeps the administrator its first request named: a retry cannot hand the tenant to
   // someone else.
@@ -54,7 +54,14 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
       `onboard request: tenant "${request.tenantId as string}" was requested with administrator ${existing.adminEmail}; a retry or restore cannot name another (${adminEmail}): leave "adminEmail" out`,
     );
   }
-  const needs = approvalReasons(tenant, who.rules);
+  const needs = [
+    ...approvalReasons(tenant, who.rules),
+    // Whose data the archive holds is not known here (the entry cannot read the cells' buckets): it may be another
+    // customer's, so only an approver starts a tenant from one.
+    ...(restoreArchive
+      ? [`"restoreFrom" ${restoreArchive} (the tenant starts with that archive's data)`]
+      : []),
+  ];
   if (needs.length > 0 && !who.approver) {
     throw new ApprovalRequired(
       `onboard request: tenant "${tenant.id}" asks for ${needs.join('; ')}: outside the catalog rules, so only an approver may request it; nothing was changed`,
@@ -86,8 +93,14 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
       lock: who.execution,
       ...(adminEmail && !existing?.adminEmail ? { adminEmail } : {}),
       ...(restore ? { restoring: true } : {}),
+      ...(restoreArchive ? { restoreArchive } : {}),
     },
-    ['failureReason', 'failedDuring', ...(restore ? [] : (['restoring'] as const))],
+    [
+      'failureReason',
+      'failedDuring',
+      ...(restore ? [] : (['restoring'] as const)),
+      ...(restoreArchive ? [] : (['restoreArchive'] as const)),
+    ],
     restore
       ? { unlocked: true, statusIn: ['offboarded'] }
       : existing
@@ -108,6 +121,7 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
     // What the deploy job passes to the CDK app as -c tenantRequest=... (a restore says so).
     tenantRequest: JSON.stringify({ ...JSON.parse(kept), ...(restore ? { restore: true } : {}) }),
     restore,
+    ...(restoreArchive ? { restoreArchive } : {}),
     ...(adminEmail || existing?.adminEmail ? { adminEmail: existing?.adminEmail ?? adminEmail } : {}),
   };
 }

@@ -123,6 +123,11 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
       `tenant "${tenantId}" is ${item.status}, not being onboarded or offboarded: nothing was changed`,
     );
   }
+  if (item.restoreArchive && item.model === 'silo') {
+    throw new RequestRejected(
+      `tenant "${tenantId}" is a silo, which cannot start from an archive (restoreArchive ${item.restoreArchive}): nothing was changed`,
+    );
+  }
   // Everything the execution does, and the request its deploy job passes to the CDK app, comes from the registry
   // item the entry wrote with the lock; nothing from the input but the tenant's id.
   const action = item.status === 'offboarding' ? 'offboard' : 'onboard';
@@ -138,6 +143,9 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
     hostname: request.settings?.hostname ?? item.tenantId,
     tenantRequest: restore ? JSON.stringify({ ...JSON.parse(kept), restore: true }) : kept,
     restore,
+    // The archive the new tenant starts from, as the entry recorded it for an approver's request (the workflow's
+    // RestoreArchive step runs only when it is present).
+    ...(action === 'onboard' && item.restoreArchive ? { restoreArchive: item.restoreArchive } : {}),
     deletionPolicy,
     dataRetained: deletionPolicy === 'retain',
   };
@@ -178,7 +186,7 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
     },
     [
       ...(reason ? [] : (['failureReason'] as const)),
-      ...(e.release ? (['lock', 'restoring'] as const) : []),
+      ...(e.release ? (['lock', 'restoring', 'restoreArchive'] as const) : []),
       ...(e.status === 'failed' ? [] : (['failedDuring'] as const)),
     ],
     { lockedBy: e.execution },
@@ -215,7 +223,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
   const written = await write(
     tenantId as string,
     { status: 'failed', failureReason: reason, failedDuring: duringOf(item?.status) },
-    ['lock', 'restoring'],
+    ['lock', 'restoring', 'restoreArchive'],
     { lockedBy: e.executionArn },
   );
   return { reconciled: written, tenantId };

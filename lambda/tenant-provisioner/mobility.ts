@@ -6,6 +6,7 @@
  *
  *   { "action": "export",  "tenantId": "acme" }
  *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/20261128T030405Z-1a2b3c4d.tfa" }
+ *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
  *
  *
  * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
@@ -13,9 +14,13 @@
  *   encrypted with the cell's key (the silo's own key for a silo), never over an existing object.
  * - Restore verifies the whole archive first (signature with the cell's archive signing key, counts, checksums),
  *   then loads it in one transaction under the tenant's operation lock, into the archive's own tenant only, which
- *   must be active here with empty tables (its rows lost, or deleted on purpose). Never into another tenant: one
- *   invoke could otherwise hand one customer's data to another that has not written anything yet. Restoring
- *   over a tenant's data, or into a new id, is the local platform's (`--force`, `--as`) for now.
+ *   must be active here with empty tables (its rows lost, or deleted on purpose). Never into another tenant on an
+ *   operator's invoke: one invoke could otherwise hand one customer's data to another that has not written
+ *   anything yet. Restoring over a tenant's data is the local platform's (`--force`) for now.
+ * - Into a new tenant (the third form): only for the onboarding workflow's execution that holds the new tenant
+ *   while it is being onboarded, and only the archive the approved request named. The onboarding entry recorded
+ *   both in the registry (`lock`, `restoreArchive`), which this runner can read and never write; an invoke that
+ *   names an execution without that record is refused before anything is read.
  *
  * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
  * item) and these checks (the registry says the tenant is this cell's model and active).
@@ -26,7 +31,7 @@ import * as path from 'path';
 import type { Client } from 'pg';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { RegistryItem } from '../../contracts';
-import { tenantOfStackName } from '../../contracts';
+import { ARCHIVE_OBJECT_KEY, tenantOfStackName } from '../../contracts';
 import { dataModel } from '../../db/models';
 import { validateTenantId } from '../../db/naming';
 import { OWNER_ROLE } from '../../db/roles';
@@ -52,6 +57,11 @@ export interface MobilityEvent {
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
+  /**
+   * restore into a tenant being onboarded from an archive: the onboarding workflow's execution (its ARN), which
+   * must hold the tenant's lock with this archive recorded as the one it starts from.
+   */
+  readonly execution?: string;
 }
 
 export interface MobilityReport {
@@ -85,9 +95,6 @@ export interface MobilityDeps {
   log(message: string, fields: Record<string, unknown>): void;
 }
 
-/** An archive's key in the bucket: `tenants/<tenant id>/<name>.tfa`. */
-const ARCHIVE_KEY = /^tenants\/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\/[0-9A-Za-z._-]{1,120}\.tfa$/;
-
 export function isMobilityEvent(event: unknown): event is MobilityEvent {
   return typeof event === 'object' && event !== null && 'action' in event && 'tenantId' in event;
 }
@@ -97,6 +104,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
   action: 'export' | 'restore';
   tenantId: string;
   archive?: { key: string; tenantId: string };
+  execution?: string;
 } {
   const bad = (field: string, fix: string) =>
     new ProvisioningInputError(
@@ -109,16 +117,29 @@ export function parseMobilityEvent(event: MobilityEvent): {
   if (event.action === 'export') {
     if (event.archive !== undefined)
       throw bad('archive', 'an export names no archive (it returns the one it wrote)');
+    if (event.execution !== undefined)
+      throw bad('execution', 'an export is asked for by an operator, never by the onboarding workflow');
     return { action: 'export', tenantId };
   }
-  const m = typeof event.archive === 'string' ? ARCHIVE_KEY.exec(event.archive) : null;
+  if (
+    event.execution !== undefined &&
+    (typeof event.execution !== 'string' || !/^arn:aws[a-z-]*:states:[^\s]{1,1000}$/.test(event.execution))
+  ) {
+    throw bad('execution', 'leave it out (only the onboarding workflow names its execution ARN here)');
+  }
+  const m = typeof event.archive === 'string' ? ARCHIVE_OBJECT_KEY.exec(event.archive) : null;
   if (!m) {
     throw bad(
       'archive',
       'the key of an archive in the cell\'s bucket, as an export returned it: "tenants/<tenant id>/<name>.tfa"',
     );
   }
-  return { action: 'restore', tenantId, archive: { key: event.archive!, tenantId: m[1] } };
+  return {
+    action: 'restore',
+    tenantId,
+    archive: { key: event.archive!, tenantId: m[1] },
+    ...(event.execution !== undefined ? { execution: event.execution } : {}),
+  };
 }
 
 export async function runMobilityEvent(
@@ -128,9 +149,9 @@ export async function runMobilityEvent(
 ): Promise<MobilityReport> {
   const parsed = parseMobilityEvent(event);
   const started = Date.now();
-  if (parsed.archive && parsed.archive.tenantId !== parsed.tenantId) {
+  if (parsed.archive && parsed.archive.tenantId !== parsed.tenantId && parsed.execution === undefined) {
     throw new ProvisioningInputError(
-      `${parsed.archive.key} is tenant "${parsed.archive.tenantId}"'s archive: in AWS an archive is restored into its own tenant only, never into "${parsed.tenantId}"; nothing was written`,
+      `${parsed.archive.key} is tenant "${parsed.archive.tenantId}"'s archive: an operator restores an archive into its own tenant only, never into "${parsed.tenantId}" (a new tenant starts from another's archive only through an approved onboard request with "restoreFrom"); nothing was written`,
     );
   }
   const siloTenant = env.model === 'silo' ? tenantOfStackName(env.ownStack) : undefined;
@@ -139,7 +160,8 @@ export async function runMobilityEvent(
       `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${siloTenant}" only (invoke the runner of the tenant's own cell)`,
     );
   }
-  await expectActiveHere(parsed.tenantId, env, deps);
+  if (parsed.execution !== undefined) await expectOnboardingFrom(parsed.archive!.key, parsed, env, deps);
+  else await expectActiveHere(parsed.tenantId, env, deps);
   // What a run cut off by the function's timeout left behind goes first (one run at a time per environment).
   fs.rmSync(deps.workDir, { recursive: true, force: true });
   fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
@@ -257,6 +279,40 @@ async function expectActiveHere(tenantId: string, env: Env, deps: MobilityDeps):
   if (entry.status !== 'active') {
     throw new ProvisioningInputError(
       `tenant "${tenantId}" is ${entry.status}: only an active tenant's data is exported or restored`,
+    );
+  }
+}
+
+/**
+ * The registry says the onboarding workflow's `execution` holds the tenant while it is being onboarded in this
+ * cell's model, starting from exactly `archive`: what the onboarding entry recorded for an approved request.
+ */
+async function expectOnboardingFrom(
+  archive: string,
+  parsed: { tenantId: string; execution?: string },
+  env: Env,
+  deps: MobilityDeps,
+): Promise<void> {
+  const entry = await deps.registryEntry(parsed.tenantId);
+  const refuse = (why: string) =>
+    new ProvisioningInputError(
+      `tenant "${parsed.tenantId}" is not being onboarded from ${archive} by ${parsed.execution}: ${why}; nothing was written`,
+    );
+  if (!entry) throw refuse(`the tenant registry (${env.registryTable}) has no such tenant`);
+  if (entry.model !== env.model) {
+    throw refuse(
+      `it is a ${entry.model} tenant and this is the ${env.model} cell's runner (${env.ownStack})`,
+    );
+  }
+  if (entry.status !== 'provisioning') throw refuse(`it is ${entry.status}, not being onboarded`);
+  if (entry.lock !== parsed.execution) {
+    throw refuse(entry.lock ? `it is held by ${entry.lock}` : 'no execution holds it');
+  }
+  if (entry.restoreArchive !== archive) {
+    throw refuse(
+      entry.restoreArchive
+        ? `its onboard request starts it from ${entry.restoreArchive}`
+        : 'its onboard request names no archive to start from',
     );
   }
 }

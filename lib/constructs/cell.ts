@@ -4,7 +4,13 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
+import {
+  IsolationModel,
+  MOBILITY_RUNNER_NAMES,
+  PROVISIONER_RESOURCE_TYPES,
+  ssmNames,
+  TenantPhase,
+} from '../../contracts';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { BOOTSTRAP_REVISION, LATEST_VERSION } from '../../db/migrations';
 import { ApiService } from './api-service';
@@ -235,6 +241,7 @@ export class Cell extends Construct {
     this.mobility = new MobilityRunner(this, 'Mobility', {
       ...dataFunctions,
       accessLogs: this.api.accessLogs,
+      functionName: props.model === 'silo' ? undefined : MOBILITY_RUNNER_NAMES[props.model],
     });
     const destroyPolicy = this.mobility.letDestroyArchives(this.provisioner);
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {

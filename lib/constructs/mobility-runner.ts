@@ -26,6 +26,12 @@ import {
 export interface MobilityRunnerProps extends TenantProvisionerProps {
   /** Where the archive bucket's server access logs go (the cell's access-log bucket). */
   readonly accessLogs: s3.IBucket;
+  /**
+   * The function's name: the shared cells' runners have fixed ones (MOBILITY_RUNNER_NAMES), which the onboarding
+   * workflow's role is allowed to invoke, and nothing else of the cell.
+   * @default - a generated name (a silo's runner)
+   */
+  readonly functionName?: string;
 }
 
 /** The most a runner's archive may weigh: what one S3 PutObject takes (5 GiB; the temporary storage is 10 GiB). */
@@ -120,6 +126,7 @@ export class MobilityRunner extends Construct {
     this.runner = new nodejs.NodejsFunction(this, 'Runner', {
       entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'mobility-entry.ts'),
       handler: 'handler',
+      functionName: props.functionName,
       runtime: LAMBDA_RUNTIME,
       architecture: lambda.Architecture.ARM_64,
       memorySize: 1024,

@@ -73,6 +73,10 @@ interface Build {
   request: string;
 }
 let builds: Build[];
+/** The shared cells' mobility runners as the workflow invoked them: function ARN and payload. */
+let runnerCalls: { functionArn: string; payload: Record<string, unknown> }[];
+/** What the runner does (default: checks what the real runner checks, then succeeds). */
+let onRunner: (payload: Record<string, unknown>) => Promise<void> | void;
 let events: { Source?: string; DetailType: string; Detail: unknown }[];
 /** What the deploy job does for each build (default: succeeds). */
 let onBuild: (b: Build) => Promise<void> | void;
@@ -83,6 +87,9 @@ beforeEach(async () => {
   jest.spyOn(global, 'fetch').mockImplementation(fakeSts([PIPELINE]));
   await moto.resetRegistry();
   builds = [];
+  runnerCalls = [];
+  onRunner = expectHeldForRestore;
+  process.env.APPROVERS = '';
   events = [];
   onBuild = () => undefined;
   // A service that becomes ready on the second look.
@@ -137,6 +144,11 @@ async function run(input: Record<string, unknown>, id: string): Promise<Executio
           events.push(e);
         return { Entries: [{ EventId: 'e' }] } as Json;
       }
+      if (resource.includes(':function:tenantforge-')) {
+        runnerCalls.push({ functionArn: resource, payload: parameters as Record<string, unknown> });
+        await onRunner(parameters as Record<string, unknown>);
+        return { action: 'restore' } as Json;
+      }
       // The one Lambda function: the real handler.
       return (await steps.handler(parameters as never)) as Json;
     },
@@ -170,6 +182,19 @@ async function ask(action: 'onboard' | 'offboard', request: Record<string, unkno
   const id = `${STATE_MACHINE.replace(':stateMachine:', ':execution:')}:${call.name}`;
   expect(body.execution).toBe(id);
   return { ...(await run(JSON.parse(call.input!), id)), input: call.input! };
+}
+
+/**
+ * What the real runner requires before it restores an archive into another tenant (lambda/tenant-provisioner/
+ * mobility.ts, tested on PostgreSQL in test/lambda/mobility-runner.test.ts), checked against the registry at the
+ * moment the workflow invokes it.
+ */
+async function expectHeldForRestore(payload: Record<string, unknown>): Promise<void> {
+  expect(await moto.get(payload.tenantId as string)).toMatchObject({
+    status: 'provisioning',
+    lock: payload.execution,
+    restoreArchive: payload.archive,
+  });
 }
 
 const onboard = (request: Record<string, unknown>) =>
@@ -220,10 +245,76 @@ describe('onboarding workflow, executed', () => {
     });
   });
 
-  test('a pool tenant has nothing to protect: one deploy', async () => {
+  test('a pool tenant has nothing to protect: one deploy, and no archive to restore', async () => {
     const r = await onboard({ tenantId: 'initrode', model: 'pool' });
     expect(r.status).toBe('SUCCEEDED');
     expect(builds.map((b) => `${b.action}:${b.phase}`)).toEqual(['deploy:create']);
+    expect(r.path).toEqual(expect.arrayContaining(['StartsFromArchive', 'InviteAdmin']));
+    expect(runnerCalls).toEqual([]);
+  });
+
+  test("an approver's tenant started from an archive: its cell's runner restores it before anyone is invited", async () => {
+    const archive = 'tenants/acme/20261128T030405Z-1a2b3c4d.tfa';
+    const request = { tenantId: 'acme-eu', model: 'pool', restoreFrom: archive };
+    // From a requester: refused by the entry (the archive may hold another customer's data).
+    const refused = await onboard(request);
+    expect(refused).toMatchObject({ status: 'REFUSED', statusCode: 403 });
+    expect(await moto.get('acme-eu')).toBeUndefined();
+    process.env.APPROVERS = REQUESTER;
+    const r = await onboard(request);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'DeployCreatePhase',
+      'CheckReady',
+      'ProtectedResources',
+      'StartsFromArchive',
+      'RestorePoolArchive',
+      'InviteAdmin',
+      'MarkActive',
+      'EmitOnboarded',
+      'Onboarded',
+    ]);
+    // The pool cell's runner, by its fixed name, with this execution (which holds the tenant) and the archive.
+    expect(runnerCalls).toEqual([
+      {
+        functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
+        payload: { action: 'restore', tenantId: 'acme-eu', archive, execution: (r as { id: string }).id },
+      },
+    ]);
+    const item = await moto.get('acme-eu');
+    expect(item).toMatchObject({ status: 'active', model: 'pool' });
+    expect(item!.lock).toBeUndefined();
+    expect(item!.restoreArchive).toBeUndefined();
+    // A bridge tenant's archive is restored by the bridge cell's runner.
+    const bridge = await onboard({
+      tenantId: 'hooli-eu',
+      model: 'bridge',
+      restoreFrom: 'tenants/hooli/a.tfa',
+    });
+    expect(bridge.status).toBe('SUCCEEDED');
+    expect(bridge.path).toContain('RestoreBridgeArchive');
+    expect(runnerCalls[1].functionArn).toMatch(/:function:tenantforge-bridge-mobility$/);
+  });
+
+  test("a restore the runner refuses fails the onboarding with the runner's reason: failed, released, nobody invited", async () => {
+    process.env.APPROVERS = REQUESTER;
+    const why = 'tenant "acme-us" already has rows in invoices: nothing was written';
+    onRunner = () => {
+      throw new TaskError('Error', JSON.stringify({ errorType: 'Error', errorMessage: why }));
+    };
+    const r = await onboard({ tenantId: 'acme-us', model: 'pool', restoreFrom: 'tenants/acme/a.tfa' });
+    expect(r.status).toBe('FAILED');
+    expect(r.path).toContain('RestorePoolArchive');
+    expect(r.path).not.toContain('InviteAdmin');
+    const item = await moto.get('acme-us');
+    expect(item).toMatchObject({ status: 'failed', failedDuring: 'onboarding' });
+    expect(item!.failureReason).toContain(why);
+    expect(item!.lock).toBeUndefined();
+    expect(item!.restoreArchive).toBeUndefined();
+    expect(events.map((e) => e.DetailType)).toEqual(['TenantOnboardingFailed']);
+    expect(await moto.user(userPoolId, 'admin@acme-us.example')).toBeUndefined();
   });
 
   test('a failed deploy: the reason is recorded, the lock released, TenantOnboardingFailed emitted; FAILED with the reason', async () => {

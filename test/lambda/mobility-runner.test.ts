@@ -214,7 +214,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
 
   test("an archive goes into its own tenant only: never into another customer's, even one with no rows yet", async () => {
     await expect(run({ action: 'restore', tenantId: 'initech', archive: acmeArchive })).rejects.toThrow(
-      `${acmeArchive} is tenant "acme"'s archive: in AWS an archive is restored into its own tenant only, never into "initech"; nothing was written`,
+      `${acmeArchive} is tenant "acme"'s archive: an operator restores an archive into its own tenant only, never into "initech" (a new tenant starts from another's archive only through an approved onboard request with "restoreFrom"); nothing was written`,
     );
     expect(await invoicesOf('initech')).toEqual([]);
   });
@@ -260,6 +260,84 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     });
     expect(await invoicesOf('acme')).toEqual(before);
     expect(await invoicesOf('globex')).toHaveLength(50);
+  });
+
+  test('a tenant being onboarded from an archive gets it: only for the execution that holds it, only that archive', async () => {
+    const execution =
+      'arn:aws:states:us-east-1:111122223333:execution:OnboardingWorkflow1234:onboard-acme-copy-1-0a1b2c3d';
+    // What the onboarding entry writes for an approver's request with restoreFrom, then the tenant's place (the
+    // deploy job's Create): the provisioner leaves a tenant its workflow holds in `provisioning`.
+    await moto.put({
+      tenantId: 'acme-copy',
+      model: 'pool',
+      status: 'provisioning',
+      lock: execution,
+      restoreArchive: acmeArchive,
+    });
+    await onboard('acme-copy');
+    expect(await moto.get('acme-copy')).toMatchObject({ status: 'provisioning', lock: execution });
+    const restore = (fields: Record<string, unknown>) =>
+      run({ action: 'restore', tenantId: 'acme-copy', archive: acmeArchive, execution, ...fields });
+
+    // An operator's invoke without the execution, or with another one, or for another archive: refused.
+    await expect(restore({ execution: undefined })).rejects.toThrow(
+      `${acmeArchive} is tenant "acme"'s archive: an operator restores an archive into its own tenant only`,
+    );
+    const other = execution.replace('-0a1b2c3d', '-ffffffff');
+    await expect(restore({ execution: other })).rejects.toThrow(
+      `tenant "acme-copy" is not being onboarded from ${acmeArchive} by ${other}: it is held by ${execution}; nothing was written`,
+    );
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'tenants/acme/second.tfa',
+        Body: await objectBytes(acmeArchive),
+      }),
+    );
+    await expect(restore({ archive: 'tenants/acme/second.tfa' })).rejects.toThrow(
+      `tenant "acme-copy" is not being onboarded from tenants/acme/second.tfa by ${execution}: its onboard request starts it from ${acmeArchive}; nothing was written`,
+    );
+    await expect(restore({ execution: 'not an arn' })).rejects.toThrow(
+      'mobility event field "execution" is "not an arn": leave it out',
+    );
+    await expect(run({ action: 'export', tenantId: 'acme-copy', execution } as never)).rejects.toThrow(
+      'mobility event field "execution"',
+    );
+    // Into a tenant that is not being onboarded, or that no execution holds: refused.
+    await moto.put({ tenantId: 'globex-copy', model: 'pool', status: 'active', restoreArchive: acmeArchive });
+    await expect(
+      run({ action: 'restore', tenantId: 'globex-copy', archive: acmeArchive, execution }),
+    ).rejects.toThrow(
+      `tenant "globex-copy" is not being onboarded from ${acmeArchive} by ${execution}: it is active, not being onboarded; nothing was written`,
+    );
+    await moto.put({
+      tenantId: 'globex-copy',
+      model: 'pool',
+      status: 'provisioning',
+      restoreArchive: acmeArchive,
+    });
+    await expect(
+      run({ action: 'restore', tenantId: 'globex-copy', archive: acmeArchive, execution }),
+    ).rejects.toThrow('no execution holds it');
+    await moto.put({ tenantId: 'globex-copy', model: 'bridge', status: 'provisioning', lock: execution });
+    await expect(
+      run({ action: 'restore', tenantId: 'globex-copy', archive: acmeArchive, execution }),
+    ).rejects.toThrow("it is a bridge tenant and this is the pool cell's runner (Pool)");
+    expect(await invoicesOf('acme-copy')).toEqual([]);
+
+    const report = await restore({});
+    expect(report).toMatchObject({
+      action: 'restore',
+      tenantId: 'acme-copy',
+      archiveTenantId: 'acme',
+      rows: { invoices: 30, invoice_items: 30 },
+    });
+    expect(await invoicesOf('acme-copy')).toEqual(await invoicesOf('acme'));
+    expect(await invoicesOf('acme')).toHaveLength(30);
+    expect(await invoicesOf('globex')).toHaveLength(50);
+    // Once: the same invoke again finds the rows there and writes nothing.
+    await expect(restore({})).rejects.toThrow('tenant "acme-copy" already has rows in invoices');
+    expect(await invoicesOf('acme-copy')).toHaveLength(30);
   });
 
   test('bad events name the field, its value and the fix, before any AWS call or SQL', async () => {

@@ -313,6 +313,104 @@ describe('begin: onboarding', () => {
   });
 });
 
+describe('begin: a new tenant started from an archive (restoreFrom)', () => {
+  const ARCHIVE = 'tenants/acme/20261128T030405Z-1a2b3c4d.tfa';
+
+  test("only an approver may ask (the archive may be another customer's); the registry records it with the lock", async () => {
+    const request = { tenantId: 'acme-eu', model: 'pool', restoreFrom: ARCHIVE };
+    await expect(begin(request)).rejects.toThrow(beginning.ApprovalRequired);
+    await expect(begin(request)).rejects.toThrow(
+      `onboard request: tenant "acme-eu" asks for "restoreFrom" ${ARCHIVE} (the tenant starts with that archive's data)`,
+    );
+    expect(await moto.get('acme-eu')).toBeUndefined();
+    const r = await begin(request, EXEC_A, 'onboard', true);
+    expect(r).toMatchObject({ tenantId: 'acme-eu', model: 'pool', restore: false, restoreArchive: ARCHIVE });
+    // The deploy job's request is the tenant's definition only: the archive is the workflow's business.
+    expect(JSON.parse(r.tenantRequest as string)).not.toHaveProperty('restoreFrom');
+    expect(await moto.get('acme-eu')).toMatchObject({
+      status: 'provisioning',
+      lock: EXEC_A,
+      restoreArchive: ARCHIVE,
+      requestedBy: `${OPS} (approver)`,
+    });
+    // accept hands it to the workflow from the registry, never from the execution's input.
+    expect(
+      await steps.handler({
+        step: 'accept',
+        execution: EXEC_A,
+        input: { tenant: { ...r, restoreArchive: 'tenants/globex/forged.tfa' } },
+      } as never),
+    ).toMatchObject({ tenantId: 'acme-eu', action: 'onboard', restoreArchive: ARCHIVE });
+    // Its last status change releases the lock and forgets the archive with it.
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'acme-eu',
+      execution: EXEC_A,
+      status: 'active',
+      release: true,
+    });
+    const item = await moto.get('acme-eu');
+    expect(item).toMatchObject({ status: 'active' });
+    expect(item!.lock).toBeUndefined();
+    expect(item!.restoreArchive).toBeUndefined();
+  });
+
+  test('an execution without restoreFrom is admitted without an archive, even after a failed one that had one', async () => {
+    await moto.put({
+      tenantId: 'acme-eu',
+      model: 'pool',
+      status: 'failed',
+      failedDuring: 'onboarding',
+      restoreArchive: ARCHIVE,
+    });
+    const r = await begin({ tenantId: 'acme-eu', model: 'pool' }, EXEC_B);
+    expect(r).not.toHaveProperty('restoreArchive');
+    expect((await moto.get('acme-eu'))!.restoreArchive).toBeUndefined();
+    expect(
+      await steps.handler({ step: 'accept', execution: EXEC_B, input: { tenant: r } } as never),
+    ).not.toHaveProperty('restoreArchive');
+  });
+
+  test.each([
+    [
+      { model: 'pool', restoreFrom: '../../etc/passwd' },
+      "give the key of an archive in the cell's archive bucket",
+    ],
+    [{ model: 'pool', restoreFrom: 42 }, '"restoreFrom" is 42'],
+    [{ model: 'silo', restoreFrom: ARCHIVE }, "a new silo's database and archive bucket are its own"],
+    [
+      { model: 'pool', restoreFrom: ARCHIVE, restore: true },
+      '"restore": true brings back the tenant\'s own kept data, "restoreFrom" starts a new tenant from an archive',
+    ],
+  ])(
+    'a bad restoreFrom (%j) is refused with the fix, even from an approver, and nothing is written',
+    async (extra, why) => {
+      await expect(begin({ tenantId: 'acme-eu', ...extra }, EXEC_A, 'onboard', true)).rejects.toThrow(why);
+      expect(await moto.get('acme-eu')).toBeUndefined();
+    },
+  );
+
+  test('a reconciled execution forgets the archive with its lock', async () => {
+    const r = await begin(
+      { tenantId: 'acme-eu', model: 'bridge', restoreFrom: ARCHIVE },
+      EXEC_A,
+      'onboard',
+      true,
+    );
+    sfn.on(DescribeExecutionCommand).resolves({ status: 'TIMED_OUT' });
+    await steps.handler({
+      step: 'reconcile',
+      executionArn: EXEC_A,
+      status: 'TIMED_OUT',
+      input: JSON.stringify({ tenant: r }),
+    });
+    const item = await moto.get('acme-eu');
+    expect(item).toMatchObject({ status: 'failed', failedDuring: 'onboarding' });
+    expect(item!.lock).toBeUndefined();
+    expect(item!.restoreArchive).toBeUndefined();
+  });
+});
+
 describe('begin: offboarding', () => {
   test('takes the lock of an active tenant and returns what destroying its stack needs', async () => {
     await moto.put({

@@ -94,6 +94,10 @@ describe('local onboarding and offboarding', () => {
       { tenantId: 'veridian', model: 'pool', settings: { vpcCidr: '10.9.0.0/20' } },
       'applies to silo tenants only',
     ],
+    [
+      { tenantId: 'veridian', model: 'pool', restoreFrom: 'tenants/acme/a.tfa' },
+      'on the local platform, onboard "veridian" with npm run tenant -- restore --from <file> --tenant <its tenant> --as veridian',
+    ],
   ])('refuses the onboard request %j with a clear message, and changes nothing', async (request, message) => {
     const registryBefore = JSON.stringify(platform.registry.readAll());
     const before = await schemasAndRoles();

@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -8,11 +8,12 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import {
   EVENT_SOURCE,
+  MOBILITY_RUNNER_NAMES,
   OFFBOARDING_FAILED_DETAIL_TYPE,
   RESULT_DETAIL_TYPES,
   TenantPhase,
 } from '../../../contracts';
-import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf } from '../../nag';
+import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf, partitionOf } from '../../nag';
 
 /** Errors the workflow retries as throttling. */
 const THROTTLING = [
@@ -51,7 +52,8 @@ const execution = sfn.JsonPath.stringAt('$$.Execution.Id');
  * validated the request and locked the tenant for this execution; accept admits the execution only if the
  * registry says it holds that lock, and takes what it does from the registry.
  * Onboarding: deploy the tenant's stack in its `create` phase, wait until its service is ready, deploy it
- * again in `steady` (silo: deletion protection on), invite the tenant's first administrator, mark it active
+ * again in `steady` (silo: deletion protection on), (pool or bridge, an approved `restoreFrom`) restore the
+ * archive into it through the cell's mobility runner, invite the tenant's first administrator, mark it active
  * and release the lock, emit TenantOnboarded.
  * Offboarding: disable the tenant's users, (silo) take and record a final snapshot, deploy the stack in
  * `retire` (protection lifted by the stack itself), destroy it, mark it offboarded and release, emit
@@ -116,6 +118,37 @@ export class OnboardingWorkflow extends Construct {
       taskTimeout: sfn.Timeout.duration(Duration.minutes(95)),
     });
     task.addRetry({ errors: THROTTLING, interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 5 });
+    return task;
+  }
+
+  /**
+   * The shared cell's mobility runner restores the accepted request's archive into the new tenant (lambda/
+   * tenant-provisioner/mobility.ts). It checks that this execution holds the tenant with that archive recorded;
+   * the role may invoke the two shared runners by their fixed names, nothing else of the cells. One attempt
+   * (throttling aside): a restore whose answer was lost would find the tenant's rows already there.
+   */
+  private restoreArchive(model: 'pool' | 'bridge'): tasks.LambdaInvoke {
+    const id = model === 'pool' ? 'RestorePoolArchive' : 'RestoreBridgeArchive';
+    const task = new tasks.LambdaInvoke(this, id, {
+      lambdaFunction: lambda.Function.fromFunctionName(this, `${id}Runner`, MOBILITY_RUNNER_NAMES[model]),
+      payload: sfn.TaskInput.fromObject({
+        action: 'restore',
+        tenantId,
+        archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
+        execution,
+      }),
+      payloadResponseOnly: true,
+      resultPath: sfn.JsonPath.DISCARD,
+      // The runner runs for up to 15 minutes.
+      taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
+      retryOnServiceExceptions: false,
+    });
+    task.addRetry({
+      errors: ['Lambda.TooManyRequestsException'],
+      interval: Duration.seconds(5),
+      backoffRate: 2,
+      maxAttempts: 5,
+    });
     return task;
   }
 
@@ -204,6 +237,21 @@ export class OnboardingWorkflow extends Construct {
     // The tenant's first administrator is invited once its service answers (a restore: its users come back).
     const invite = onError(this.step('InviteAdmin', { step: 'inviteAdmin', tenantId, execution }));
     invite.next(markActive);
+    // An approved request may start the tenant from an archive (the registry's restoreArchive, which accept
+    // returns): the cell's mobility runner restores it into the new, empty tenant before anyone is invited.
+    const fromArchive = new sfn.Choice(this, 'StartsFromArchive', {
+      comment: "A tenant onboarded with restoreFrom: its cell's mobility runner restores the archive into it",
+    });
+    for (const model of ['pool', 'bridge'] as const) {
+      fromArchive.when(
+        sfn.Condition.and(
+          sfn.Condition.isPresent('$.tenant.restoreArchive'),
+          sfn.Condition.stringEquals('$.tenant.model', model),
+        ),
+        onError(this.restoreArchive(model)).next(invite),
+      );
+    }
+    fromArchive.otherwise(invite);
     const seal = onError(this.build('DeploySteadyPhase', 'deploy', 'steady'));
     const onboard = onError(this.build('DeployCreatePhase', 'deploy', 'create'))
       .next(onError(checkReady))
@@ -212,7 +260,7 @@ export class OnboardingWorkflow extends Construct {
           comment: 'A silo stack holds the deletion-protected resources: deploy it again in its steady phase',
         })
           .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), seal.next(invite))
-          .otherwise(invite),
+          .otherwise(fromArchive),
       );
     markActive
       .next(onError(this.emit('EmitOnboarded', RESULT_DETAIL_TYPES.onboarded, { tenantId })))
@@ -305,5 +353,15 @@ export class OnboardingWorkflow extends Construct {
       AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.props.steps))}.Arn>:*]`),
       'Invokes any version of the one step function, and no other function.',
     );
+    const stack = Stack.of(this);
+    for (const name of Object.values(MOBILITY_RUNNER_NAMES)) {
+      ack(
+        policy,
+        AWS_SOLUTIONS(
+          `IAM5[Resource::arn:${partitionOf(stack)}:lambda:${stack.region}:<AWS::AccountId>:function:${name}:*]`,
+        ),
+        "Invokes any version of one shared cell's mobility runner, named exactly; the runner restores an archive into a new tenant only for the execution the registry says holds it.",
+      );
+    }
   }
 }

@@ -8,7 +8,7 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { ssmNames, TENANT_STACK_PREFIX } from '../../../contracts';
-import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../../nag';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../../nag';
 import { grantRegistry, RegistryRef } from '../registry-access';
 import { LAMBDA_RUNTIME } from '../tenant-provisioner';
 
@@ -175,11 +175,7 @@ export class WorkflowSteps extends Construct {
         ],
       }),
     );
-    const partition = stack.region.startsWith('cn-')
-      ? 'aws-cn'
-      : stack.region.startsWith('us-gov-')
-        ? 'aws-us-gov'
-        : 'aws';
+    const partition = partitionOf(stack);
     ack(
       l1(childOfType(this.function.role!, iam.Policy)),
       AWS_SOLUTIONS(

@@ -35,7 +35,13 @@ export async function onboard(platform: LocalPlatform, request: OnboardRequest):
   const existing = tenantIdProblem(request.tenantId)
     ? undefined
     : await platform.registry.get(request.tenantId);
-  const { tenant, restore } = onboardingDecision(request, existing);
+  const { tenant, restore, restoreArchive } = onboardingDecision(request, existing);
+  if (restoreArchive !== undefined) {
+    // Locally, archives are files: a new tenant starts from one with npm run tenant -- restore --as.
+    throw new RequestRejected(
+      `onboard request refused: "restoreFrom" names an archive in a cell's bucket in AWS; on the local platform, onboard "${tenant.id}" with npm run tenant -- restore --from <file> --tenant <its tenant> --as ${tenant.id}`,
+    );
+  }
   const silos = Object.values(platform.registry.readAll())
     .filter((e) => e.model === 'silo' && e.status !== 'offboarded')
     .map((e) => ({ tenantId: e.tenantId, vpcCidr: requestedVpcCidr(e.request) }));

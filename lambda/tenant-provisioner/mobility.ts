@@ -77,6 +77,11 @@ export interface MobilityReport {
   readonly rows: Record<string, number>;
   readonly checksums: Record<string, string>;
   readonly ms: number;
+  /**
+   * restore for the onboarding workflow: the tenant already held exactly this archive's rows (a run again after
+   * an answer was lost), so nothing was written.
+   */
+  readonly alreadyThere?: boolean;
 }
 
 export interface MobilityDeps {
@@ -218,6 +223,8 @@ export async function runMobilityEvent(
           model: env.model,
           options: {},
           verified: manifest,
+          // The workflow may invoke again after a lost answer: finding its own rows there is success.
+          rerunIsDone: parsed.execution !== undefined,
         }).catch((e: Error) => {
           throw /already has rows in/.test(e.message)
             ? new Error(
@@ -226,8 +233,16 @@ export async function runMobilityEvent(
               )
             : e;
         });
-        deps.log('restored', { tenantId: parsed.tenantId, archive: archive.key, rows: restored.rows });
-        return report('restore', parsed.tenantId, archive.key, bytes, manifest, restored.schemaVersion);
+        deps.log('restored', {
+          tenantId: parsed.tenantId,
+          archive: archive.key,
+          rows: restored.rows,
+          ...(restored.alreadyThere ? { alreadyThere: true } : {}),
+        });
+        return {
+          ...report('restore', parsed.tenantId, archive.key, bytes, manifest, restored.schemaVersion),
+          ...(restored.alreadyThere ? { alreadyThere: true } : {}),
+        };
       } finally {
         await release();
       }

@@ -59,14 +59,7 @@ describe('onboarding pipeline', () => {
       const retry = s.Retry as { ErrorEquals: string[]; BackoffRate: number; MaxAttempts: number }[];
       expect({
         name,
-        // The mobility runners' tasks retry only Lambda's own throttling (a restore whose answer was lost is not
-        // run again); every other task retries the whole THROTTLING list.
-        throttling: retry?.some(
-          (r) =>
-            r.ErrorEquals.includes(
-              name.endsWith('Archive') ? 'Lambda.TooManyRequestsException' : 'ThrottlingException',
-            ) && r.BackoffRate > 1,
-        ),
+        throttling: retry?.some((r) => r.ErrorEquals.includes('ThrottlingException') && r.BackoffRate > 1),
       }).toEqual({
         name,
         throttling: true,

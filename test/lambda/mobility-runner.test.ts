@@ -335,9 +335,15 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     expect(await invoicesOf('acme-copy')).toEqual(await invoicesOf('acme'));
     expect(await invoicesOf('acme')).toHaveLength(30);
     expect(await invoicesOf('globex')).toHaveLength(50);
-    // Once: the same invoke again finds the rows there and writes nothing.
+    expect(report).not.toHaveProperty('alreadyThere');
+    // The workflow's invoke again (its answer lost): the rows it wrote are exactly the archive's, so it is done,
+    // and nothing is written twice.
+    expect(await restore({})).toMatchObject({ tenantId: 'acme-copy', alreadyThere: true });
+    expect(await invoicesOf('acme-copy')).toEqual(await invoicesOf('acme'));
+    // Other rows there (one more invoice): refused, nothing written.
+    await addInvoices('acme-copy', 1);
     await expect(restore({})).rejects.toThrow('tenant "acme-copy" already has rows in invoices');
-    expect(await invoicesOf('acme-copy')).toHaveLength(30);
+    expect(await invoicesOf('acme-copy')).toHaveLength(31);
   });
 
   test('bad events name the field, its value and the fix, before any AWS call or SQL', async () => {

@@ -124,8 +124,10 @@ export class OnboardingWorkflow extends Construct {
   /**
    * The shared cell's mobility runner restores the accepted request's archive into the new tenant (lambda/
    * tenant-provisioner/mobility.ts). It checks that this execution holds the tenant with that archive recorded;
-   * the role may invoke the two shared runners by their fixed names, nothing else of the cells. One attempt
-   * (throttling aside): a restore whose answer was lost would find the tenant's rows already there.
+   * the role may invoke the two shared runners by their fixed names, nothing else of the cells. Throttling and
+   * Lambda's service errors are retried: a restore run again after its answer was lost finds exactly the
+   * archive's rows there and reports done (rerunIsDone); one that runs while the first still holds the tenant's
+   * operation lock fails, and so does the onboarding, which can then be asked for again.
    */
   private restoreArchive(model: 'pool' | 'bridge'): tasks.LambdaInvoke {
     const id = model === 'pool' ? 'RestorePoolArchive' : 'RestoreBridgeArchive';
@@ -143,12 +145,7 @@ export class OnboardingWorkflow extends Construct {
       taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
       retryOnServiceExceptions: false,
     });
-    task.addRetry({
-      errors: ['Lambda.TooManyRequestsException'],
-      interval: Duration.seconds(5),
-      backoffRate: 2,
-      maxAttempts: 5,
-    });
+    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
     return task;
   }
 

@@ -16,6 +16,14 @@ export const MOBILITY_RUNNER_NAMES = {
   bridge: 'tenantforge-bridge-mobility',
 } as const;
 
+/**
+ * The onboarding workflow's state machine's logical id in the Onboarding stack: CloudFormation names it
+ * `<logical id>-<random>` (as the reconciler's grant assumes too). The shared cells' mobility runners may read that state machine's executions (and no
+ * other's), to check that the one asking them to restore an archive into a new tenant is running and was
+ * started for that tenant and that archive. The Onboarding stack refuses to synthesize with another id.
+ */
+export const ONBOARDING_WORKFLOW_LOGICAL_ID = 'Workflow193EF7C1';
+
 /** An archive's key in its cell's bucket, as an export writes it: `tenants/<tenant id>/<name>.tfa`. */
 export const ARCHIVE_OBJECT_KEY =
   /^tenants\/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\/[0-9A-Za-z._-]{1,120}\.tfa$/;

@@ -48,6 +48,11 @@ export interface RestoreInto {
    * succeeds instead of failing on the rows it wrote itself. Any other rows still refuse it.
    */
   readonly rerunIsDone?: boolean;
+  /**
+   * Runs inside the restore's transaction once everything is written and checked, just before it commits: a throw
+   * rolls the whole restore back (the caller's last look at whether it may still write).
+   */
+  readonly beforeCommit?: () => Promise<void>;
 }
 
 export interface Restored {
@@ -169,6 +174,7 @@ export async function restoreArchive(
         if (into.rerunIsDone) {
           const there = await digestTables(query, columns, enter);
           if (differences(there, expected).length === 0) {
+            await into.beforeCommit?.();
             await dropStaging(client, staging);
             return { manifest, schemaVersion: state.version, ...there, alreadyThere: true };
           }
@@ -191,6 +197,7 @@ export async function restoreArchive(
     }
     const restored = await digestTables(query, columns, enter);
     expectSame(restored, expected, `tenant "${into.tenantId}"'s restored rows`);
+    await into.beforeCommit?.();
     // 4. No staging left behind.
     await dropStaging(client, staging);
     return { manifest, schemaVersion: state.version, ...restored };

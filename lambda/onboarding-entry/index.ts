@@ -169,7 +169,14 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     log('could not start the workflow', { caller, action, tenantId: tenant.tenantId, reason });
     return answer(502, { error: 'not_started', message: reason });
   }
-  log('accepted', { caller, action, tenantId: tenant.tenantId, execution });
+  log('accepted', {
+    caller,
+    action,
+    tenantId: tenant.tenantId,
+    execution,
+    // Whose data a new tenant starts from, for the audit trail.
+    ...(tenant.restoreArchive ? { restoreArchive: tenant.restoreArchive } : {}),
+  });
   return answer(202, { tenantId: tenant.tenantId, action, execution, requestedBy: caller });
 }
 

@@ -12,6 +12,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectVersionsCommand,
   type ObjectIdentifier,
   PutObjectCommand,
@@ -93,6 +94,17 @@ function stamp(d: Date): string {
 }
 
 let s3: S3Client | undefined;
+
+/** Whether `key` is still in the bucket (not deleted since it was read: a destroyed tenant's archives go). */
+export async function archiveStillThere(client: S3Client, bucket: string, key: string): Promise<boolean> {
+  try {
+    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    return true;
+  } catch (e) {
+    if ((e as Error).name === 'NotFound' || (e as Error).name === 'NoSuchKey') return false;
+    throw e;
+  }
+}
 
 /** Deletes every version and delete marker under the tenant's prefix; returns how many. A gone bucket is no error. */
 export async function deleteTenantArchives(

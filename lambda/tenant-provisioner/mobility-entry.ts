@@ -4,11 +4,13 @@
  * `npm run tenant -- export|restore --aws` hold invoke on this function only.
  *
  * Environment (the CDK construct sets it): the provisioner's, plus ARCHIVE_BUCKET, ARCHIVE_KEY_SECRET_ARN,
- * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK.
+ * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK; a shared
+ * cell's runner also ONBOARDING_EXECUTION_PREFIX (the onboarding workflow's executions, which it may read).
  */
 import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { S3Client } from '@aws-sdk/client-s3';
+import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { Signer } from '@aws-sdk/rds-signer';
 import { Pool } from 'pg';
 import { REGISTRY_KEY, registryItemFromAttributes, tenantOfStackName } from '../../contracts';
@@ -24,6 +26,7 @@ import { RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
 let s3: S3Client | undefined;
 let dynamo: DynamoDBClient | undefined;
 let secrets: SecretsManagerClient | undefined;
+let sfn: SFNClient | undefined;
 
 function setting(name: string): string {
   const v = process.env[name];
@@ -99,6 +102,16 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
             )
           ).Item as never,
         ),
+      ...(process.env.ONBOARDING_EXECUTION_PREFIX
+        ? {
+            onboardingExecutionPrefix: process.env.ONBOARDING_EXECUTION_PREFIX,
+            onboardingExecution: async (executionArn: string) => {
+              sfn ??= new SFNClient({});
+              const r = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+              return { status: r.status, input: r.input };
+            },
+          }
+        : {}),
       s3,
       bucket: setting('ARCHIVE_BUCKET'),
       workDir: '/tmp/tenant-archives',

@@ -17,10 +17,12 @@
  *   must be active here with empty tables (its rows lost, or deleted on purpose). Never into another tenant on an
  *   operator's invoke: one invoke could otherwise hand one customer's data to another that has not written
  *   anything yet. Restoring over a tenant's data is the local platform's (`--force`) for now.
- * - Into a new tenant (the third form): only for the onboarding workflow's execution that holds the new tenant
- *   while it is being onboarded, and only the archive the approved request named. The onboarding entry recorded
- *   both in the registry (`lock`, `restoreArchive`), which this runner can read and never write; an invoke that
- *   names an execution without that record is refused before anything is read.
+ * - Into a new tenant (the third form, a shared cell's runner only): only for the onboarding workflow's execution
+ *   that holds the new tenant while it is being onboarded, and only the archive the approved request named. The
+ *   onboarding entry recorded both in the registry (`lock`, `restoreArchive`), which this runner can read and
+ *   never write; Step Functions must also say the execution is the workflow's, running, and was started for that
+ *   tenant and archive. All of it is checked before anything is read and again just before the restore commits,
+ *   with the archive still in the bucket. A run again that finds exactly the archive's rows there is done.
  *
  * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
  * item) and these checks (the registry says the tenant is this cell's model and active).
@@ -48,7 +50,7 @@ import {
   verifyArchive,
   type ArchiveManifest,
 } from '../../db/mobility';
-import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
+import { archiveStillThere, downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
 
@@ -91,6 +93,12 @@ export interface MobilityDeps {
   runtimeDatabase(): Promise<TenantDatabase>;
   archiveKey(): Promise<ArchiveKey>;
   registryEntry(tenantId: string): Promise<RegistryItem | undefined>;
+  /**
+   * A shared cell's runner: the onboarding workflow's execution as Step Functions states it (its status and
+   * input), and the ARN prefix of that workflow's executions. A silo's runner has neither.
+   */
+  onboardingExecution?(executionArn: string): Promise<{ status?: string; input?: string }>;
+  readonly onboardingExecutionPrefix?: string;
   readonly s3: S3Client;
   readonly bucket: string;
   /** Where archives are written and read on the function's own storage. */
@@ -165,7 +173,20 @@ export async function runMobilityEvent(
       `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${siloTenant}" only (invoke the runner of the tenant's own cell)`,
     );
   }
-  if (parsed.execution !== undefined) await expectOnboardingFrom(parsed.archive!.key, parsed, env, deps);
+  // Into a new tenant: checked now, and again inside the restore's transaction just before it commits (an
+  // execution stopped, or an archive deleted with its tenant, while the restore ran writes nothing).
+  const approved =
+    parsed.execution !== undefined
+      ? async () => {
+          await expectOnboardingFrom(parsed.archive!.key, parsed, env, deps);
+          if (!(await archiveStillThere(deps.s3, deps.bucket, parsed.archive!.key))) {
+            throw new ProvisioningInputError(
+              `${parsed.archive!.key} was deleted while it was restored into tenant "${parsed.tenantId}" (its tenant offboarded with its data destroyed?); nothing was written`,
+            );
+          }
+        }
+      : undefined;
+  if (approved) await approved();
   else await expectActiveHere(parsed.tenantId, env, deps);
   // What a run cut off by the function's timeout left behind goes first (one run at a time per environment).
   fs.rmSync(deps.workDir, { recursive: true, force: true });
@@ -224,7 +245,8 @@ export async function runMobilityEvent(
           options: {},
           verified: manifest,
           // The workflow may invoke again after a lost answer: finding its own rows there is success.
-          rerunIsDone: parsed.execution !== undefined,
+          rerunIsDone: approved !== undefined,
+          beforeCommit: approved,
         }).catch((e: Error) => {
           throw /already has rows in/.test(e.message)
             ? new Error(
@@ -329,6 +351,34 @@ async function expectOnboardingFrom(
         ? `its onboard request starts it from ${entry.restoreArchive}`
         : 'its onboard request names no archive to start from',
     );
+  }
+  // The registry can be written by more principals than the onboarding entry: Step Functions must also say that
+  // the execution is the onboarding workflow's, still running, and was started (by the entry, whose input it
+  // keeps) for this tenant and this archive.
+  const prefix = deps.onboardingExecutionPrefix;
+  if (!deps.onboardingExecution || !prefix) {
+    throw refuse(
+      `the runner of ${env.ownStack} restores no archive into a new tenant (the shared cells' do)`,
+    );
+  }
+  if (!parsed.execution!.startsWith(prefix))
+    throw refuse('that is not an execution of the onboarding workflow');
+  let execution: { status?: string; input?: string };
+  try {
+    execution = await deps.onboardingExecution(parsed.execution!);
+  } catch (e) {
+    if ((e as Error).name === 'ExecutionDoesNotExist') throw refuse('Step Functions has no such execution');
+    throw e;
+  }
+  if (execution.status !== 'RUNNING') throw refuse(`the execution is ${execution.status ?? 'in no state'}`);
+  let started: { tenant?: { tenantId?: unknown; restoreArchive?: unknown } } | undefined;
+  try {
+    started = JSON.parse(execution.input ?? '');
+  } catch {
+    started = undefined;
+  }
+  if (started?.tenant?.tenantId !== parsed.tenantId || started?.tenant?.restoreArchive !== archive) {
+    throw refuse('the execution was not started for this tenant and this archive');
   }
 }
 

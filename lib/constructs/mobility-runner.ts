@@ -1,6 +1,6 @@
 import * as path from 'path';
 import { Construct } from 'constructs';
-import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -8,7 +8,8 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { RUNTIME_ROLES } from '../../db/roles';
-import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
+import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
+import { ONBOARDING_WORKFLOW_LOGICAL_ID } from '../../contracts';
 import { EncryptedLogGroup } from './encrypted-log-group';
 import { APP_SUBNETS } from './network';
 import { registryStatements } from './registry-access';
@@ -208,8 +209,40 @@ export class MobilityRunner extends Construct {
           tenantId: props.tenantId,
         }),
         ...vpcFunctionStatements([logs]),
+        // A shared cell's runner restores an archive into a new tenant for the onboarding workflow only: it reads
+        // the execution that asks (running? started for this tenant and archive?).
+        ...(props.functionName
+          ? [
+              new iam.PolicyStatement({
+                sid: 'ReadOnboardingExecutions',
+                actions: ['states:DescribeExecution'],
+                resources: [
+                  Stack.of(this).formatArn({
+                    service: 'states',
+                    resource: 'execution',
+                    resourceName: `${ONBOARDING_WORKFLOW_LOGICAL_ID}*`,
+                    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+                  }),
+                ],
+              }),
+            ]
+          : []),
       ],
     });
+    if (props.functionName) {
+      const stack = Stack.of(this);
+      ack(
+        l1(policy),
+        AWS_SOLUTIONS(
+          `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_WORKFLOW_LOGICAL_ID}*]`,
+        ),
+        'Reads (DescribeExecution only) executions of the onboarding workflow, whose name CloudFormation derives from its logical id: the runner restores an archive into a new tenant only for a running execution started for that tenant and archive.',
+      );
+      this.runner.addEnvironment(
+        'ONBOARDING_EXECUTION_PREFIX',
+        `arn:${stack.partition}:states:${stack.region}:${stack.account}:execution:${ONBOARDING_WORKFLOW_LOGICAL_ID}`,
+      );
+    }
     ack(
       l1(policy),
       AWS_SOLUTIONS('IAM5[Resource::*]'),

@@ -16,6 +16,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Signer } from '@aws-sdk/rds-signer';
+import { DescribeExecutionCommand, ExecutionStatus, SFNClient } from '@aws-sdk/client-sfn';
 import { LATEST_VERSION } from '../../db/migrations';
 import { deleteTenantArchives } from '../../lambda/tenant-provisioner/archives';
 import { ArchiveKey, verifyArchive } from '../../db/mobility';
@@ -36,6 +37,9 @@ import { Moto, startMoto } from '../helpers/moto';
 // server (exports as the runtime role app_pool, restores as the master user) and against moto's DynamoDB (the
 // registry) and S3 (the cell's archive bucket); only Secrets Manager is stubbed, at the SDK boundary.
 const secrets = mockClient(SecretsManagerClient);
+// Step Functions (the onboarding workflow's executions) is stubbed at the SDK boundary too.
+const sfn = mockClient(SFNClient);
+const WORKFLOW_EXECUTIONS = 'arn:aws:states:us-east-1:111122223333:execution:Workflow193EF7C1-AbCdEf012345:';
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
 const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key';
 const ARCHIVE_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:archive-key';
@@ -130,6 +134,7 @@ beforeAll(async () => {
     RUNTIME_DB_USER: 'app_pool',
     RUNTIME_DB_PASSWORD: RUNTIME_PASSWORD,
     S3_FORCE_PATH_STYLE: 'true',
+    ONBOARDING_EXECUTION_PREFIX: WORKFLOW_EXECUTIONS.replace(/-AbCdEf012345:$/, ''),
   });
   secrets
     .on(GetSecretValueCommand, { SecretId: SECRET_ARN })
@@ -263,8 +268,16 @@ describe('mobility runner: export and restore one tenant through the cell archiv
   });
 
   test('a tenant being onboarded from an archive gets it: only for the execution that holds it, only that archive', async () => {
-    const execution =
-      'arn:aws:states:us-east-1:111122223333:execution:OnboardingWorkflow1234:onboard-acme-copy-1-0a1b2c3d';
+    const execution = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-1-0a1b2c3d`;
+    // The execution as the entry started it: running, its input naming the tenant and the archive.
+    const started = (tenantId: string, archive: string, status: ExecutionStatus = 'RUNNING') => ({
+      status,
+      input: JSON.stringify({
+        action: 'onboard',
+        tenant: { tenantId, model: 'pool', restoreArchive: archive },
+      }),
+    });
+    sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started('acme-copy', acmeArchive));
     // What the onboarding entry writes for an approver's request with restoreFrom, then the tenant's place (the
     // deploy job's Create): the provisioner leaves a tenant its workflow holds in `provisioning`.
     await moto.put({
@@ -323,6 +336,83 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     await expect(
       run({ action: 'restore', tenantId: 'globex-copy', archive: acmeArchive, execution }),
     ).rejects.toThrow("it is a bridge tenant and this is the pool cell's runner (Pool)");
+    // The registry is not enough: Step Functions must say the execution is the onboarding workflow's, running,
+    // and started for this tenant and archive (a principal that can write the registry could forge the rest).
+    const forged = 'arn:aws:states:us-east-1:111122223333:execution:Other-1:onboard-acme-copy-1';
+    await moto.put({
+      tenantId: 'acme-copy',
+      model: 'pool',
+      status: 'provisioning',
+      lock: forged,
+      restoreArchive: acmeArchive,
+    });
+    await expect(restore({ execution: forged })).rejects.toThrow(
+      `by ${forged}: that is not an execution of the onboarding workflow; nothing was written`,
+    );
+    const stopped = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-2`;
+    await moto.put({
+      tenantId: 'acme-copy',
+      model: 'pool',
+      status: 'provisioning',
+      lock: stopped,
+      restoreArchive: acmeArchive,
+    });
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: stopped })
+      .resolves(started('acme-copy', acmeArchive, 'ABORTED'));
+    await expect(restore({ execution: stopped })).rejects.toThrow(
+      `by ${stopped}: the execution is ABORTED; nothing was written`,
+    );
+    sfn.on(DescribeExecutionCommand, { executionArn: stopped }).resolves(started('globex', acmeArchive));
+    await expect(restore({ execution: stopped })).rejects.toThrow(
+      `by ${stopped}: the execution was not started for this tenant and this archive; nothing was written`,
+    );
+    // An execution stopped while the restore ran: the second look, just before the commit, rolls it all back.
+    const late = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-3`;
+    await moto.put({
+      tenantId: 'acme-copy',
+      model: 'pool',
+      status: 'provisioning',
+      lock: late,
+      restoreArchive: acmeArchive,
+    });
+    let looks = 0;
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: late })
+      .callsFake(async () => started('acme-copy', acmeArchive, ++looks === 1 ? 'RUNNING' : 'ABORTED'));
+    await expect(restore({ execution: late })).rejects.toThrow(
+      `by ${late}: the execution is ABORTED; nothing was written`,
+    );
+    expect(looks).toBe(2);
+    expect(await invoicesOf('acme-copy')).toEqual([]);
+    // The archive deleted while the restore ran (its tenant offboarded with its data destroyed): rolled back.
+    const third = 'tenants/acme/third.tfa';
+    const deleting = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-4`;
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: third, Body: await objectBytes(acmeArchive) }));
+    await moto.put({
+      tenantId: 'acme-copy',
+      model: 'pool',
+      status: 'provisioning',
+      lock: deleting,
+      restoreArchive: third,
+    });
+    looks = 0;
+    sfn.on(DescribeExecutionCommand, { executionArn: deleting }).callsFake(async () => {
+      if (++looks === 2) await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: third }));
+      return started('acme-copy', third);
+    });
+    await expect(restore({ execution: deleting, archive: third })).rejects.toThrow(
+      `${third} was deleted while it was restored into tenant "acme-copy" (its tenant offboarded with its data destroyed?); nothing was written`,
+    );
+    expect(looks).toBe(2);
+    expect(await invoicesOf('acme-copy')).toEqual([]);
+    await moto.put({
+      tenantId: 'acme-copy',
+      model: 'pool',
+      status: 'provisioning',
+      lock: execution,
+      restoreArchive: acmeArchive,
+    });
     expect(await invoicesOf('acme-copy')).toEqual([]);
 
     const report = await restore({});

@@ -314,3 +314,14 @@ test('a workflow that cannot be started leaves the tenant failed with the reason
   sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
   expect((await call(REQUESTER, onboard({ tenantId: 'initrode', model: 'pool' }))).statusCode).toBe(202);
 });
+
+test('a workflow that cannot be started forgets the archive an approved request named, with the lock', async () => {
+  sfn.on(StartExecutionCommand).rejects(new Error('Rate exceeded'));
+  const archive = 'tenants/acme/20261128T030405Z-1a2b3c4d.tfa';
+  const r = await call(APPROVER, onboard({ tenantId: 'acme-eu', model: 'pool', restoreFrom: archive }));
+  expect(r.statusCode).toBe(502);
+  const item = await moto.get('acme-eu');
+  expect(item).toMatchObject({ status: 'failed' });
+  expect(item!.lock).toBeUndefined();
+  expect(item!.restoreArchive).toBeUndefined();
+});

@@ -390,6 +390,25 @@ describe('begin: a new tenant started from an archive (restoreFrom)', () => {
     },
   );
 
+  test('a silo held with an archive (written by anything but the entry) is refused by accept', async () => {
+    await moto.put({
+      tenantId: 'northwind',
+      model: 'silo',
+      status: 'provisioning',
+      lock: EXEC_A,
+      restoreArchive: ARCHIVE,
+    });
+    await expect(
+      steps.handler({
+        step: 'accept',
+        execution: EXEC_A,
+        input: { tenant: { tenantId: 'northwind', model: 'silo' } },
+      } as never),
+    ).rejects.toThrow(
+      `tenant "northwind" is a silo, which cannot start from an archive (restoreArchive ${ARCHIVE})`,
+    );
+  });
+
   test('a reconciled execution forgets the archive with its lock', async () => {
     const r = await begin(
       { tenantId: 'acme-eu', model: 'bridge', restoreFrom: ARCHIVE },

@@ -17,12 +17,11 @@ export const MOBILITY_RUNNER_NAMES = {
 } as const;
 
 /**
- * The onboarding workflow's state machine's logical id in the Onboarding stack: CloudFormation names it
- * `<logical id>-<random>` (as the reconciler's grant assumes too). The shared cells' mobility runners may read that state machine's executions (and no
- * other's), to check that the one asking them to restore an archive into a new tenant is running and was
- * started for that tenant and that archive. The Onboarding stack refuses to synthesize with another id.
+ * The onboarding workflow's state machine, by name. The shared cells' mobility runners may read its executions
+ * (and no other state machine's), to check that the one asking them to restore an archive into a new tenant is
+ * this workflow's, running, and was started for that tenant and that archive; the reconciler reads them too.
  */
-export const ONBOARDING_WORKFLOW_LOGICAL_ID = 'Workflow193EF7C1';
+export const ONBOARDING_STATE_MACHINE_NAME = 'tenantforge-onboarding';
 
 /** An archive's key in its cell's bucket, as an export writes it: `tenants/<tenant id>/<name>.tfa`. */
 export const ARCHIVE_OBJECT_KEY =

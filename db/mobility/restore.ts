@@ -45,12 +45,15 @@ export interface RestoreInto {
   /**
    * A tenant whose tables already hold exactly this archive's rows (the same counts and checksums, read under its
    * credential) is reported restored, and nothing is written: a restore run again after its answer was lost
-   * succeeds instead of failing on the rows it wrote itself. Any other rows still refuse it.
+   * succeeds instead of failing on the rows it wrote itself. Any other rows still refuse it. (It relies on the
+   * migrations being deterministic: one that filled a new column with now() or a random value would make the
+   * expected checksums differ between runs, and a rerun would be refused, safely but for good.)
    */
   readonly rerunIsDone?: boolean;
   /**
-   * Runs inside the restore's transaction once everything is written and checked, just before it commits: a throw
-   * rolls the whole restore back (the caller's last look at whether it may still write).
+   * Runs inside the restore's transaction as its last step, once everything is written, checked and cleaned up,
+   * just before it commits: a throw rolls the whole restore back (the caller's last look at whether it may still
+   * write).
    */
   readonly beforeCommit?: () => Promise<void>;
 }
@@ -174,8 +177,8 @@ export async function restoreArchive(
         if (into.rerunIsDone) {
           const there = await digestTables(query, columns, enter);
           if (differences(there, expected).length === 0) {
-            await into.beforeCommit?.();
             await dropStaging(client, staging);
+            await into.beforeCommit?.();
             return { manifest, schemaVersion: state.version, ...there, alreadyThere: true };
           }
         }
@@ -197,9 +200,9 @@ export async function restoreArchive(
     }
     const restored = await digestTables(query, columns, enter);
     expectSame(restored, expected, `tenant "${into.tenantId}"'s restored rows`);
-    await into.beforeCommit?.();
     // 4. No staging left behind.
     await dropStaging(client, staging);
+    await into.beforeCommit?.();
     return { manifest, schemaVersion: state.version, ...restored };
   });
 }

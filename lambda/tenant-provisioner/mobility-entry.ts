@@ -5,7 +5,7 @@
  *
  * Environment (the CDK construct sets it): the provisioner's, plus ARCHIVE_BUCKET, ARCHIVE_KEY_SECRET_ARN,
  * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK; a shared
- * cell's runner also ONBOARDING_EXECUTION_PREFIX (the onboarding workflow's executions, which it may read).
+ * cell's runner also ONBOARDING_STATE_MACHINE_ARN (the onboarding workflow, whose executions it may read).
  */
 import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -27,6 +27,11 @@ let s3: S3Client | undefined;
 let dynamo: DynamoDBClient | undefined;
 let secrets: SecretsManagerClient | undefined;
 let sfn: SFNClient | undefined;
+/**
+ * The registry and Step Functions are read inside a restore's transaction too (its last check before it commits):
+ * a call that hangs must fail in seconds, not hold the transaction open until the function's 15 minutes run out.
+ */
+const API_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 10_000 };
 
 function setting(name: string): string {
   const v = process.env[name];
@@ -50,8 +55,10 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
     useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
     // Tests only: an S3 emulator on a loopback address serves path-style requests.
     forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
+    // An idle socket, not a whole transfer: archives of gigabytes stream for minutes.
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
   });
-  dynamo ??= new DynamoDBClient({});
+  dynamo ??= new DynamoDBClient({ requestHandler: API_TIMEOUTS });
   secrets ??= new SecretsManagerClient({});
   const runtimeUser = setting('RUNTIME_DB_USER');
   let runtimePool: Pool | undefined;
@@ -102,13 +109,13 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
             )
           ).Item as never,
         ),
-      ...(process.env.ONBOARDING_EXECUTION_PREFIX
+      ...(process.env.ONBOARDING_STATE_MACHINE_ARN
         ? {
-            onboardingExecutionPrefix: process.env.ONBOARDING_EXECUTION_PREFIX,
+            onboardingStateMachineArn: process.env.ONBOARDING_STATE_MACHINE_ARN,
             onboardingExecution: async (executionArn: string) => {
-              sfn ??= new SFNClient({});
+              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
               const r = await sfn.send(new DescribeExecutionCommand({ executionArn }));
-              return { status: r.status, input: r.input };
+              return { status: r.status, input: r.input, stateMachineArn: r.stateMachineArn };
             },
           }
         : {}),

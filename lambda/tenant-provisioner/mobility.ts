@@ -97,8 +97,11 @@ export interface MobilityDeps {
    * A shared cell's runner: the onboarding workflow's execution as Step Functions states it (its status and
    * input), and the ARN prefix of that workflow's executions. A silo's runner has neither.
    */
-  onboardingExecution?(executionArn: string): Promise<{ status?: string; input?: string }>;
-  readonly onboardingExecutionPrefix?: string;
+  onboardingExecution?(
+    executionArn: string,
+  ): Promise<{ status?: string; input?: string; stateMachineArn?: string }>;
+  /** The onboarding workflow's state machine (ONBOARDING_STATE_MACHINE_ARN). */
+  readonly onboardingStateMachineArn?: string;
   readonly s3: S3Client;
   readonly bucket: string;
   /** Where archives are written and read on the function's own storage. */
@@ -355,30 +358,43 @@ async function expectOnboardingFrom(
   // The registry can be written by more principals than the onboarding entry: Step Functions must also say that
   // the execution is the onboarding workflow's, still running, and was started (by the entry, whose input it
   // keeps) for this tenant and this archive.
-  const prefix = deps.onboardingExecutionPrefix;
-  if (!deps.onboardingExecution || !prefix) {
+  const workflow = deps.onboardingStateMachineArn;
+  if (!deps.onboardingExecution || !workflow) {
     throw refuse(
       `the runner of ${env.ownStack} restores no archive into a new tenant (the shared cells' do)`,
     );
   }
-  if (!parsed.execution!.startsWith(prefix))
+  // An execution ARN is the state machine's ARN with ":execution:" for ":stateMachine:", then ":<name>".
+  if (!parsed.execution!.startsWith(`${workflow.replace(':stateMachine:', ':execution:')}:`)) {
     throw refuse('that is not an execution of the onboarding workflow');
-  let execution: { status?: string; input?: string };
+  }
+  let execution: { status?: string; input?: string; stateMachineArn?: string };
   try {
     execution = await deps.onboardingExecution(parsed.execution!);
   } catch (e) {
     if ((e as Error).name === 'ExecutionDoesNotExist') throw refuse('Step Functions has no such execution');
     throw e;
   }
+  if (execution.stateMachineArn !== workflow) {
+    throw refuse(
+      `Step Functions says it is an execution of ${execution.stateMachineArn}, not the onboarding workflow`,
+    );
+  }
   if (execution.status !== 'RUNNING') throw refuse(`the execution is ${execution.status ?? 'in no state'}`);
-  let started: { tenant?: { tenantId?: unknown; restoreArchive?: unknown } } | undefined;
+  let started: { action?: unknown; tenant?: Record<string, unknown> } | undefined;
   try {
     started = JSON.parse(execution.input ?? '');
   } catch {
     started = undefined;
   }
-  if (started?.tenant?.tenantId !== parsed.tenantId || started?.tenant?.restoreArchive !== archive) {
-    throw refuse('the execution was not started for this tenant and this archive');
+  const t = started?.tenant;
+  if (
+    started?.action !== 'onboard' ||
+    t?.tenantId !== parsed.tenantId ||
+    t?.model !== env.model ||
+    t?.restoreArchive !== archive
+  ) {
+    throw refuse('the execution was not started to onboard this tenant in this model from this archive');
   }
 }
 

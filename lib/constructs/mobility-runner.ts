@@ -9,7 +9,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
-import { ONBOARDING_WORKFLOW_LOGICAL_ID } from '../../contracts';
+import { ONBOARDING_STATE_MACHINE_NAME } from '../../contracts';
 import { EncryptedLogGroup } from './encrypted-log-group';
 import { APP_SUBNETS } from './network';
 import { registryStatements } from './registry-access';
@@ -220,7 +220,7 @@ export class MobilityRunner extends Construct {
                   Stack.of(this).formatArn({
                     service: 'states',
                     resource: 'execution',
-                    resourceName: `${ONBOARDING_WORKFLOW_LOGICAL_ID}*`,
+                    resourceName: `${ONBOARDING_STATE_MACHINE_NAME}:*`,
                     arnFormat: ArnFormat.COLON_RESOURCE_NAME,
                   }),
                 ],
@@ -234,13 +234,18 @@ export class MobilityRunner extends Construct {
       ack(
         l1(policy),
         AWS_SOLUTIONS(
-          `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_WORKFLOW_LOGICAL_ID}*]`,
+          `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_STATE_MACHINE_NAME}:*]`,
         ),
-        'Reads (DescribeExecution only) executions of the onboarding workflow, whose name CloudFormation derives from its logical id: the runner restores an archive into a new tenant only for a running execution started for that tenant and archive.',
+        'Reads (DescribeExecution only) executions of the onboarding workflow, named exactly: the runner restores an archive into a new tenant only for a running execution of it started for that tenant and archive.',
       );
       this.runner.addEnvironment(
-        'ONBOARDING_EXECUTION_PREFIX',
-        `arn:${stack.partition}:states:${stack.region}:${stack.account}:execution:${ONBOARDING_WORKFLOW_LOGICAL_ID}`,
+        'ONBOARDING_STATE_MACHINE_ARN',
+        stack.formatArn({
+          service: 'states',
+          resource: 'stateMachine',
+          resourceName: ONBOARDING_STATE_MACHINE_NAME,
+          arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+        }),
       );
     }
     ack(

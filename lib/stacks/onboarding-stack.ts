@@ -6,8 +6,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { ONBOARDING_WORKFLOW_LOGICAL_ID, ssmNames } from '../../contracts';
-import { l1, logicalIdOf } from '../nag';
+import { ssmNames } from '../../contracts';
 import { DataKey } from '../constructs/data-key';
 import { EncryptedLogGroup } from '../constructs/encrypted-log-group';
 import { registryRef } from '../constructs/registry-access';
@@ -76,13 +75,6 @@ export class OnboardingStack extends Stack {
       domainName: props.domainName,
     }).stateMachine;
     steps.readExecutionsOf(this.stateMachine);
-    // The shared cells' mobility runners read this state machine's executions by this id (their own stacks).
-    const workflowId = this.resolve(logicalIdOf(l1(this.stateMachine))) as string;
-    if (workflowId !== ONBOARDING_WORKFLOW_LOGICAL_ID) {
-      throw new Error(
-        `the onboarding workflow's logical id is ${workflowId}, not ONBOARDING_WORKFLOW_LOGICAL_ID (${ONBOARDING_WORKFLOW_LOGICAL_ID}): the mobility runners could not check its executions; set the constant in contracts/resources.ts to ${workflowId}`,
-      );
-    }
 
     // An execution that ends without recording its end (it timed out, was aborted, or failed inside its own
     // failure path) never leaves its tenant in a transitional state: its tenant is marked failed with the reason.

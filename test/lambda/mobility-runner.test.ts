@@ -39,7 +39,8 @@ import { Moto, startMoto } from '../helpers/moto';
 const secrets = mockClient(SecretsManagerClient);
 // Step Functions (the onboarding workflow's executions) is stubbed at the SDK boundary too.
 const sfn = mockClient(SFNClient);
-const WORKFLOW_EXECUTIONS = 'arn:aws:states:us-east-1:111122223333:execution:Workflow193EF7C1-AbCdEf012345:';
+const WORKFLOW = 'arn:aws:states:us-east-1:111122223333:stateMachine:tenantforge-onboarding';
+const WORKFLOW_EXECUTIONS = 'arn:aws:states:us-east-1:111122223333:execution:tenantforge-onboarding:';
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
 const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key';
 const ARCHIVE_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:archive-key';
@@ -134,7 +135,7 @@ beforeAll(async () => {
     RUNTIME_DB_USER: 'app_pool',
     RUNTIME_DB_PASSWORD: RUNTIME_PASSWORD,
     S3_FORCE_PATH_STYLE: 'true',
-    ONBOARDING_EXECUTION_PREFIX: WORKFLOW_EXECUTIONS.replace(/-AbCdEf012345:$/, ''),
+    ONBOARDING_STATE_MACHINE_ARN: WORKFLOW,
   });
   secrets
     .on(GetSecretValueCommand, { SecretId: SECRET_ARN })
@@ -270,13 +271,26 @@ describe('mobility runner: export and restore one tenant through the cell archiv
   test('a tenant being onboarded from an archive gets it: only for the execution that holds it, only that archive', async () => {
     const execution = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-1-0a1b2c3d`;
     // The execution as the entry started it: running, its input naming the tenant and the archive.
-    const started = (tenantId: string, archive: string, status: ExecutionStatus = 'RUNNING') => ({
+    const started = (
+      tenantId: string,
+      archive: string,
+      status: ExecutionStatus = 'RUNNING',
+      action = 'onboard',
+      model = 'pool',
+    ) => ({
       status,
-      input: JSON.stringify({
-        action: 'onboard',
-        tenant: { tenantId, model: 'pool', restoreArchive: archive },
-      }),
+      stateMachineArn: WORKFLOW,
+      input: JSON.stringify({ action, tenant: { tenantId, model, restoreArchive: archive } }),
     });
+    /** The registry as the entry writes it for the tenant: held by `lock`, to start from `archive`. */
+    const hold = (lock: string, archive = acmeArchive) =>
+      moto.put({
+        tenantId: 'acme-copy',
+        model: 'pool',
+        status: 'provisioning',
+        lock,
+        restoreArchive: archive,
+      });
     sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started('acme-copy', acmeArchive));
     // What the onboarding entry writes for an approver's request with restoreFrom, then the tenant's place (the
     // deploy job's Create): the provisioner leaves a tenant its workflow holds in `provisioning`.
@@ -337,65 +351,84 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       run({ action: 'restore', tenantId: 'globex-copy', archive: acmeArchive, execution }),
     ).rejects.toThrow("it is a bridge tenant and this is the pool cell's runner (Pool)");
     // The registry is not enough: Step Functions must say the execution is the onboarding workflow's, running,
-    // and started for this tenant and archive (a principal that can write the registry could forge the rest).
-    const forged = 'arn:aws:states:us-east-1:111122223333:execution:Other-1:onboard-acme-copy-1';
-    await moto.put({
-      tenantId: 'acme-copy',
-      model: 'pool',
-      status: 'provisioning',
-      lock: forged,
-      restoreArchive: acmeArchive,
-    });
-    await expect(restore({ execution: forged })).rejects.toThrow(
-      `by ${forged}: that is not an execution of the onboarding workflow; nothing was written`,
+    // and started to onboard this tenant in this model from this archive (a principal that can write the
+    // registry could forge the rest).
+    const refusedFor = async (lock: string, described: object | undefined, why: string) => {
+      await hold(lock);
+      if (described) sfn.on(DescribeExecutionCommand, { executionArn: lock }).resolves(described);
+      await expect(restore({ execution: lock })).rejects.toThrow(`by ${lock}: ${why}; nothing was written`);
+    };
+    const NOT_THE_WORKFLOW = 'that is not an execution of the onboarding workflow';
+    const NOT_FOR_THIS =
+      'the execution was not started to onboard this tenant in this model from this archive';
+    const elsewhere = 'arn:aws:states:us-east-1:111122223333:stateMachine:tenantforge-onboarding-x';
+    await refusedFor(
+      `${elsewhere.replace(':stateMachine:', ':execution:')}:run-1`,
+      undefined,
+      NOT_THE_WORKFLOW,
     );
-    const stopped = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-2`;
-    await moto.put({
-      tenantId: 'acme-copy',
-      model: 'pool',
-      status: 'provisioning',
-      lock: stopped,
-      restoreArchive: acmeArchive,
-    });
-    sfn
-      .on(DescribeExecutionCommand, { executionArn: stopped })
-      .resolves(started('acme-copy', acmeArchive, 'ABORTED'));
-    await expect(restore({ execution: stopped })).rejects.toThrow(
-      `by ${stopped}: the execution is ABORTED; nothing was written`,
+    await refusedFor(
+      'arn:aws:states:us-east-1:111122223333:execution:Other:run-1',
+      undefined,
+      NOT_THE_WORKFLOW,
     );
-    sfn.on(DescribeExecutionCommand, { executionArn: stopped }).resolves(started('globex', acmeArchive));
-    await expect(restore({ execution: stopped })).rejects.toThrow(
-      `by ${stopped}: the execution was not started for this tenant and this archive; nothing was written`,
+    await refusedFor(
+      `${WORKFLOW_EXECUTIONS}run-2`,
+      { ...started('acme-copy', acmeArchive), stateMachineArn: elsewhere },
+      `Step Functions says it is an execution of ${elsewhere}, not the onboarding workflow`,
     );
-    // An execution stopped while the restore ran: the second look, just before the commit, rolls it all back.
-    const late = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-3`;
-    await moto.put({
-      tenantId: 'acme-copy',
-      model: 'pool',
-      status: 'provisioning',
-      lock: late,
-      restoreArchive: acmeArchive,
-    });
+    await refusedFor(
+      `${WORKFLOW_EXECUTIONS}run-3`,
+      started('acme-copy', acmeArchive, 'ABORTED'),
+      'the execution is ABORTED',
+    );
+    await refusedFor(`${WORKFLOW_EXECUTIONS}run-4`, started('globex', acmeArchive), NOT_FOR_THIS);
+    await refusedFor(
+      `${WORKFLOW_EXECUTIONS}run-5`,
+      started('acme-copy', 'tenants/acme/second.tfa'),
+      NOT_FOR_THIS,
+    );
+    await refusedFor(
+      `${WORKFLOW_EXECUTIONS}run-6`,
+      started('acme-copy', acmeArchive, 'RUNNING', 'offboard'),
+      NOT_FOR_THIS,
+    );
+    await refusedFor(
+      `${WORKFLOW_EXECUTIONS}run-7`,
+      started('acme-copy', acmeArchive, 'RUNNING', 'onboard', 'bridge'),
+      NOT_FOR_THIS,
+    );
+    expect(await invoicesOf('acme-copy')).toEqual([]);
+
+    // An execution stopped while the restore ran: the last look, once every row is written (the restore holds
+    // its write locks then), rolls it all back.
+    const late = `${WORKFLOW_EXECUTIONS}run-8`;
+    await hold(late);
+    const master = await db.master();
     let looks = 0;
-    sfn
-      .on(DescribeExecutionCommand, { executionArn: late })
-      .callsFake(async () => started('acme-copy', acmeArchive, ++looks === 1 ? 'RUNNING' : 'ABORTED'));
+    let writtenAtLastLook = false;
+    sfn.on(DescribeExecutionCommand, { executionArn: late }).callsFake(async () => {
+      if (++looks === 2) {
+        const locks = await master.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+            WHERE c.relname = 'invoice_items' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()`,
+        );
+        writtenAtLastLook = locks.rows[0].n > 0;
+      }
+      return started('acme-copy', acmeArchive, looks === 1 ? 'RUNNING' : 'ABORTED');
+    });
     await expect(restore({ execution: late })).rejects.toThrow(
       `by ${late}: the execution is ABORTED; nothing was written`,
     );
     expect(looks).toBe(2);
+    expect(writtenAtLastLook).toBe(true);
+    await master.end();
     expect(await invoicesOf('acme-copy')).toEqual([]);
     // The archive deleted while the restore ran (its tenant offboarded with its data destroyed): rolled back.
     const third = 'tenants/acme/third.tfa';
-    const deleting = `${WORKFLOW_EXECUTIONS}onboard-acme-copy-4`;
+    const deleting = `${WORKFLOW_EXECUTIONS}run-9`;
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: third, Body: await objectBytes(acmeArchive) }));
-    await moto.put({
-      tenantId: 'acme-copy',
-      model: 'pool',
-      status: 'provisioning',
-      lock: deleting,
-      restoreArchive: third,
-    });
+    await hold(deleting, third);
     looks = 0;
     sfn.on(DescribeExecutionCommand, { executionArn: deleting }).callsFake(async () => {
       if (++looks === 2) await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: third }));
@@ -405,14 +438,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       `${third} was deleted while it was restored into tenant "acme-copy" (its tenant offboarded with its data destroyed?); nothing was written`,
     );
     expect(looks).toBe(2);
-    expect(await invoicesOf('acme-copy')).toEqual([]);
-    await moto.put({
-      tenantId: 'acme-copy',
-      model: 'pool',
-      status: 'provisioning',
-      lock: execution,
-      restoreArchive: acmeArchive,
-    });
+    await hold(execution);
     expect(await invoicesOf('acme-copy')).toEqual([]);
 
     const report = await restore({});
@@ -430,6 +456,16 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     // and nothing is written twice.
     expect(await restore({})).toMatchObject({ tenantId: 'acme-copy', alreadyThere: true });
     expect(await invoicesOf('acme-copy')).toEqual(await invoicesOf('acme'));
+    // That "done" is checked last too: an execution stopped meanwhile does not get it.
+    const rerun = `${WORKFLOW_EXECUTIONS}run-10`;
+    await hold(rerun);
+    looks = 0;
+    sfn
+      .on(DescribeExecutionCommand, { executionArn: rerun })
+      .callsFake(async () => started('acme-copy', acmeArchive, ++looks === 1 ? 'RUNNING' : 'ABORTED'));
+    await expect(restore({ execution: rerun })).rejects.toThrow('the execution is ABORTED');
+    expect(looks).toBe(2);
+    await hold(execution);
     // Other rows there (one more invoice): refused, nothing written.
     await addInvoices('acme-copy', 1);
     await expect(restore({})).rejects.toThrow('tenant "acme-copy" already has rows in invoices');

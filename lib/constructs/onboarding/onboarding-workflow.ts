@@ -9,6 +9,7 @@ import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import {
   EVENT_SOURCE,
   MOBILITY_RUNNER_NAMES,
+  ONBOARDING_STATE_MACHINE_NAME,
   OFFBOARDING_FAILED_DETAIL_TYPE,
   RESULT_DETAIL_TYPES,
   TenantPhase,
@@ -72,6 +73,8 @@ export class OnboardingWorkflow extends Construct {
   ) {
     super(scope, id);
     this.stateMachine = new sfn.StateMachine(this, 'Default', {
+      // A fixed name: the shared cells' mobility runners compare an execution's state machine with it exactly.
+      stateMachineName: ONBOARDING_STATE_MACHINE_NAME,
       definitionBody: sfn.DefinitionBody.fromChainable(this.definition()),
       // Up to three stack operations of up to 90 minutes each, and the readiness wait.
       timeout: Duration.hours(6),

@@ -7,8 +7,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
-import { ssmNames, TENANT_STACK_PREFIX } from '../../../contracts';
-import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../../nag';
+import { ONBOARDING_STATE_MACHINE_NAME, ssmNames, TENANT_STACK_PREFIX } from '../../../contracts';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, partitionOf } from '../../nag';
 import { grantRegistry, RegistryRef } from '../registry-access';
 import { LAMBDA_RUNTIME } from '../tenant-provisioner';
 
@@ -155,12 +155,10 @@ export class WorkflowSteps extends Construct {
 
   /**
    * Reconciliation asks Step Functions whether an execution really ended (the event alone could be forged by
-   * anyone allowed to invoke this function). The workflow's name is CloudFormation's, after its logical id;
-   * naming its ARN would make the function and the state machine depend on each other.
+   * anyone allowed to invoke this function): executions of the onboarding workflow only, by its fixed name.
    */
   readExecutionsOf(stateMachine: sfn.StateMachine): void {
     const stack = Stack.of(this);
-    const logicalId = stack.resolve(logicalIdOf(l1(stateMachine))) as string;
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         sid: 'ReadWorkflowExecutions',
@@ -169,19 +167,27 @@ export class WorkflowSteps extends Construct {
           stack.formatArn({
             service: 'states',
             resource: 'execution',
-            resourceName: `${logicalId}*`,
+            resourceName: `${ONBOARDING_STATE_MACHINE_NAME}:*`,
             arnFormat: ArnFormat.COLON_RESOURCE_NAME,
           }),
         ],
       }),
     );
-    const partition = partitionOf(stack);
+    // The workflow the statement names must be the one this function serves.
+    stateMachine.node.addValidation({
+      validate: () =>
+        (l1(stateMachine) as sfn.CfnStateMachine).stateMachineName === ONBOARDING_STATE_MACHINE_NAME
+          ? []
+          : [
+              `the onboarding workflow must be named ${ONBOARDING_STATE_MACHINE_NAME} (its steps read its executions by that name)`,
+            ],
+    });
     ack(
       l1(childOfType(this.function.role!, iam.Policy)),
       AWS_SOLUTIONS(
-        `IAM5[Resource::arn:${partition}:states:${stack.region}:<AWS::AccountId>:execution:${logicalId}*]`,
+        `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_STATE_MACHINE_NAME}:*]`,
       ),
-      'Reads (DescribeExecution only) executions of the onboarding workflow, whose name CloudFormation derives from its logical id, so that only executions that really ended are reconciled.',
+      'Reads (DescribeExecution only) executions of the onboarding workflow, named exactly, so that only executions that really ended are reconciled.',
     );
   }
 

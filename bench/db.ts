@@ -9,7 +9,8 @@
  *    statements whose time grew the most between the first and the last level.
  * 2. Tenant-context cost: transactions per second of a single-row primary-key read with 8 concurrent clients,
  *    with no tenant context (a plain table without RLS), as a pool tenant and as a bridge tenant (with the
- *    last level's tenants present), and the round trips each transaction takes.
+ *    last level's tenants present), and the round trips each transaction takes; then, to show where run()'s
+ *    time goes, the same one-exchange protocol with parts of the context left out (no reset; no verification).
  *
  * 3. Bridge backend memory: 20 connections (a task's pool) serve requests for K tenants (each --memory-rounds
  *    times, in random order): as one pool whose connections live on (as before), as one pool whose connections
@@ -27,12 +28,13 @@ import type { ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Client, Pool, PoolConfig, escapeIdentifier } from 'pg';
+import { Client, Pool, PoolClient, PoolConfig, escapeIdentifier } from 'pg';
 import { bootstrapDatabase } from '../db/bootstrap';
 import { migratePool, provisionBridgeTenant, registerPoolTenant } from '../db/models';
 import { sql } from '../db/sql';
 import { ContextKey } from '../db/context';
 import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
+import { runUnitOfWork } from '../db/unit-of-work';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
 import { freePort } from '../service/src/local/free-port';
 
@@ -271,6 +273,23 @@ async function contextBenchmark(base: string): Promise<void> {
     await bridged.forTenant(bridgeTenant).run<{ id: string }>(sql`SELECT id FROM invoices`)
   ).rows.map((r) => r.id);
   const pick = (xs: string[]) => xs[Math.floor(Math.random() * xs.length)];
+  const plainRead = () => ({
+    name: 'bench_plain_read',
+    text: "SELECT * FROM plain.invoices WHERE tenant_id = 'acme' AND id = $1",
+    values: [pick(rawIds)],
+  });
+  /** The settings enter() ends with (search_path and the credential), set by one statement with no reset. */
+  const settingsOnly = (c: PoolClient, tenant: string) => {
+    const settings = [
+      ['search_path', 'pool'],
+      ...BENCH_CONTEXT_KEY.credential(tenant, (c as unknown as { processID: number }).processID),
+    ];
+    return {
+      text: 'SELECT pg_catalog.set_config(x.n, x.v, true) FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS x(n, v)',
+      values: [settings.map(([n]) => n), settings.map(([, v]) => v)],
+      keepUnnamed: true,
+    };
+  };
 
   const cases: { name: string; calls: () => number; work: () => Promise<unknown> }[] = [
     {
@@ -311,6 +330,32 @@ async function contextBenchmark(base: string): Promise<void> {
       work: () =>
         bridged.forTenant(bridgeTenant).run(sql`SELECT * FROM invoices WHERE id = ${pick(bridgeIds)}`),
     },
+    // Where run()'s time goes: the same one-exchange protocol with parts of the tenant context left out (pool).
+    {
+      name: 'where it goes: one exchange, the read prepared, no context (plain table)',
+      calls: poolConn.calls,
+      work: () => withClient(poolConn.pool, (c) => runUnitOfWork(c, [plainRead()])),
+    },
+    {
+      name: 'where it goes: + a statement setting the credential, no reset (plain table)',
+      calls: poolConn.calls,
+      work: () => withClient(poolConn.pool, (c) => runUnitOfWork(c, [settingsOnly(c, 'acme'), plainRead()])),
+    },
+    {
+      name: 'where it goes: + the credential verified by RLS (pool table), no reset',
+      calls: poolConn.calls,
+      work: () =>
+        withClient(poolConn.pool, (c) =>
+          runUnitOfWork(c, [
+            settingsOnly(c, 'acme'),
+            {
+              name: 'bench_rls_read',
+              text: "SELECT * FROM pool.invoices WHERE tenant_id = 'acme' AND id = $1",
+              values: [pick(acmeIds)],
+            },
+          ]),
+        ),
+    },
     {
       name: 'pool tenant, transaction() (parameterised)',
       calls: poolConn.calls,
@@ -342,6 +387,15 @@ async function contextBenchmark(base: string): Promise<void> {
     console.log(`| ${c.name} | ${tps.toFixed(0)} | ${(tps / baseline).toFixed(2)} | ${rt.toFixed(1)} |`);
   }
   await Promise.all([raw.pool.end(), poolConn.pool.end(), bridgeConn.pool.end(), poolMaster.end()]);
+}
+
+async function withClient<T>(pool: Pool, work: (c: PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  try {
+    return await work(c);
+  } finally {
+    c.release();
+  }
 }
 
 /** The private memory (RssAnon, MB) of each backend of `user` in `db`, read from /proc (a local server only). */

@@ -98,7 +98,10 @@ let s3: S3Client | undefined;
 /** Whether `key` is still in the bucket (not deleted since it was read: a destroyed tenant's archives go). */
 export async function archiveStillThere(client: S3Client, bucket: string, key: string): Promise<boolean> {
   try {
-    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    // Asked inside a restore's transaction: an answer that does not come fails in seconds.
+    await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), {
+      abortSignal: AbortSignal.timeout(10_000),
+    });
     return true;
   } catch (e) {
     if ((e as Error).name === 'NotFound' || (e as Error).name === 'NoSuchKey') return false;

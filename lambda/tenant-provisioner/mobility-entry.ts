@@ -30,8 +30,14 @@ let sfn: SFNClient | undefined;
 /**
  * The registry and Step Functions are read inside a restore's transaction too (its last check before it commits):
  * a call that hangs must fail in seconds, not hold the transaction open until the function's 15 minutes run out.
+ * (`requestTimeout` alone only logs a warning: it throws with throwOnRequestTimeout.)
  */
-const API_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 10_000 };
+const API_TIMEOUTS = {
+  connectionTimeout: 3_000,
+  socketTimeout: 10_000,
+  requestTimeout: 10_000,
+  throwOnRequestTimeout: true,
+};
 
 function setting(name: string): string {
   const v = process.env[name];
@@ -55,8 +61,9 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
     useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
     // Tests only: an S3 emulator on a loopback address serves path-style requests.
     forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
-    // An idle socket, not a whole transfer: archives of gigabytes stream for minutes.
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
+    // An idle socket only, never a whole request: an archive of gigabytes uploads in one PutObject for minutes
+    // before its response begins. (The HeadObject inside a restore's transaction has its own deadline.)
+    requestHandler: { connectionTimeout: 5_000, socketTimeout: 60_000 },
   });
   dynamo ??= new DynamoDBClient({ requestHandler: API_TIMEOUTS });
   secrets ??= new SecretsManagerClient({});
@@ -115,7 +122,14 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
             onboardingExecution: async (executionArn: string) => {
               sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
               const r = await sfn.send(new DescribeExecutionCommand({ executionArn }));
-              return { status: r.status, input: r.input, stateMachineArn: r.stateMachineArn };
+              return {
+                status: r.status,
+                input: r.input,
+                stateMachineArn: r.stateMachineArn,
+                redriveCount: r.redriveCount,
+                stateMachineVersionArn: r.stateMachineVersionArn,
+                stateMachineAliasArn: r.stateMachineAliasArn,
+              };
             },
           }
         : {}),

@@ -97,9 +97,14 @@ export interface MobilityDeps {
    * A shared cell's runner: the onboarding workflow's execution as Step Functions states it (its status and
    * input), and the ARN prefix of that workflow's executions. A silo's runner has neither.
    */
-  onboardingExecution?(
-    executionArn: string,
-  ): Promise<{ status?: string; input?: string; stateMachineArn?: string }>;
+  onboardingExecution?(executionArn: string): Promise<{
+    status?: string;
+    input?: string;
+    stateMachineArn?: string;
+    redriveCount?: number;
+    stateMachineVersionArn?: string;
+    stateMachineAliasArn?: string;
+  }>;
   /** The onboarding workflow's state machine (ONBOARDING_STATE_MACHINE_ARN). */
   readonly onboardingStateMachineArn?: string;
   readonly s3: S3Client;
@@ -239,6 +244,9 @@ export async function runMobilityEvent(
     const client = await deps.connect();
     const lockClient = await deps.connect();
     try {
+      // A backstop for the checks that run inside the transaction (AWS calls with their own deadlines): the server
+      // ends a transaction left idle this long, whatever the function does.
+      await client.query("SET idle_in_transaction_session_timeout = '60s'");
       const release = await holdTenantLock(lockClient, parsed.tenantId);
       try {
         const restored = await restoreArchive(client, file, key, {
@@ -368,7 +376,7 @@ async function expectOnboardingFrom(
   if (!parsed.execution!.startsWith(`${workflow.replace(':stateMachine:', ':execution:')}:`)) {
     throw refuse('that is not an execution of the onboarding workflow');
   }
-  let execution: { status?: string; input?: string; stateMachineArn?: string };
+  let execution: Awaited<ReturnType<NonNullable<MobilityDeps['onboardingExecution']>>>;
   try {
     execution = await deps.onboardingExecution(parsed.execution!);
   } catch (e) {
@@ -381,6 +389,10 @@ async function expectOnboardingFrom(
     );
   }
   if (execution.status !== 'RUNNING') throw refuse(`the execution is ${execution.status ?? 'in no state'}`);
+  // As the entry started it: never redriven after a failure released the tenant, never through a version or alias.
+  if (execution.redriveCount || execution.stateMachineVersionArn || execution.stateMachineAliasArn) {
+    throw refuse('the execution was redriven, or started through a version or alias of the workflow');
+  }
   let started: { action?: unknown; tenant?: Record<string, unknown> } | undefined;
   try {
     started = JSON.parse(execution.input ?? '');

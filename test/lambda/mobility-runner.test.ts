@@ -398,22 +398,31 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       started('acme-copy', acmeArchive, 'RUNNING', 'onboard', 'bridge'),
       NOT_FOR_THIS,
     );
+    await refusedFor(
+      `${WORKFLOW_EXECUTIONS}run-11`,
+      { ...started('acme-copy', acmeArchive), redriveCount: 1 },
+      'the execution was redriven, or started through a version or alias of the workflow',
+    );
     expect(await invoicesOf('acme-copy')).toEqual([]);
 
-    // An execution stopped while the restore ran: the last look, once every row is written (the restore holds
-    // its write locks then), rolls it all back.
+    // An execution stopped while the restore ran: the last look rolls it all back. It is the transaction's last
+    // step: every row is written (the restore holds its write locks) and the staging cleanup's last statement,
+    // RESET ROLE, has run.
     const late = `${WORKFLOW_EXECUTIONS}run-8`;
     await hold(late);
     const master = await db.master();
     let looks = 0;
-    let writtenAtLastLook = false;
+    let lastLookAfter = { rowsWritten: false, stagingDropped: false };
     sfn.on(DescribeExecutionCommand, { executionArn: late }).callsFake(async () => {
       if (++looks === 2) {
-        const locks = await master.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-            WHERE c.relname = 'invoice_items' AND l.mode = 'RowExclusiveLock' AND l.pid <> pg_backend_pid()`,
+        const r = await master.query<{ written: number; cleaned: number }>(
+          `SELECT (SELECT count(*)::int FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                    WHERE c.relname = 'invoice_items' AND l.mode = 'RowExclusiveLock'
+                      AND l.pid <> pg_backend_pid()) AS written,
+                  (SELECT count(*)::int FROM pg_stat_activity
+                    WHERE state = 'idle in transaction' AND query = 'RESET ROLE') AS cleaned`,
         );
-        writtenAtLastLook = locks.rows[0].n > 0;
+        lastLookAfter = { rowsWritten: r.rows[0].written > 0, stagingDropped: r.rows[0].cleaned > 0 };
       }
       return started('acme-copy', acmeArchive, looks === 1 ? 'RUNNING' : 'ABORTED');
     });
@@ -421,7 +430,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       `by ${late}: the execution is ABORTED; nothing was written`,
     );
     expect(looks).toBe(2);
-    expect(writtenAtLastLook).toBe(true);
+    expect(lastLookAfter).toEqual({ rowsWritten: true, stagingDropped: true });
     await master.end();
     expect(await invoicesOf('acme-copy')).toEqual([]);
     // The archive deleted while the restore ran (its tenant offboarded with its data destroyed): rolled back.

@@ -31,8 +31,6 @@ import { randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Client } from 'pg';
-import type { S3Client } from '@aws-sdk/client-s3';
-import type { RegistryItem } from '../../contracts';
 import { ARCHIVE_OBJECT_KEY, tenantOfStackName } from '../../contracts';
 import { dataModel } from '../../db/models';
 import { validateTenantId } from '../../db/naming';
@@ -50,7 +48,8 @@ import {
   verifyArchive,
   type ArchiveManifest,
 } from '../../db/mobility';
-import { archiveStillThere, downloadArchive, uploadArchive, withdrawArchive } from './archives';
+import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
+import { ApprovalDeps, expectApprovedRestore } from './mobility-approval';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
 
@@ -86,29 +85,13 @@ export interface MobilityReport {
   readonly alreadyThere?: boolean;
 }
 
-export interface MobilityDeps {
+/** The registry, Step Functions and the bucket (what ApprovalDeps reads), and: */
+export interface MobilityDeps extends ApprovalDeps {
   /** A connection as the database's master user (the provisioner's). */
   connect(): Promise<Client>;
   /** The cell's database as its runtime role (what the API uses): exports read through it. */
   runtimeDatabase(): Promise<TenantDatabase>;
   archiveKey(): Promise<ArchiveKey>;
-  registryEntry(tenantId: string): Promise<RegistryItem | undefined>;
-  /**
-   * A shared cell's runner: the onboarding workflow's execution as Step Functions states it (its status and
-   * input), and the ARN prefix of that workflow's executions. A silo's runner has neither.
-   */
-  onboardingExecution?(executionArn: string): Promise<{
-    status?: string;
-    input?: string;
-    stateMachineArn?: string;
-    redriveCount?: number;
-    stateMachineVersionArn?: string;
-    stateMachineAliasArn?: string;
-  }>;
-  /** The onboarding workflow's state machine (ONBOARDING_STATE_MACHINE_ARN). */
-  readonly onboardingStateMachineArn?: string;
-  readonly s3: S3Client;
-  readonly bucket: string;
   /** Where archives are written and read on the function's own storage. */
   readonly workDir: string;
   /** The most an archive may weigh: what the function's temporary storage holds. */
@@ -185,14 +168,7 @@ export async function runMobilityEvent(
   // execution stopped, or an archive deleted with its tenant, while the restore ran writes nothing).
   const approved =
     parsed.execution !== undefined
-      ? async () => {
-          await expectOnboardingFrom(parsed.archive!.key, parsed, env, deps);
-          if (!(await archiveStillThere(deps.s3, deps.bucket, parsed.archive!.key))) {
-            throw new ProvisioningInputError(
-              `${parsed.archive!.key} was deleted while it was restored into tenant "${parsed.tenantId}" (its tenant offboarded with its data destroyed?); nothing was written`,
-            );
-          }
-        }
+      ? () => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps)
       : undefined;
   if (approved) await approved();
   else await expectActiveHere(parsed.tenantId, env, deps);
@@ -328,85 +304,6 @@ async function expectActiveHere(tenantId: string, env: Env, deps: MobilityDeps):
     throw new ProvisioningInputError(
       `tenant "${tenantId}" is ${entry.status}: only an active tenant's data is exported or restored`,
     );
-  }
-}
-
-/**
- * The registry says the onboarding workflow's `execution` holds the tenant while it is being onboarded in this
- * cell's model, starting from exactly `archive`: what the onboarding entry recorded for an approved request.
- */
-async function expectOnboardingFrom(
-  archive: string,
-  parsed: { tenantId: string; execution?: string },
-  env: Env,
-  deps: MobilityDeps,
-): Promise<void> {
-  const entry = await deps.registryEntry(parsed.tenantId);
-  const refuse = (why: string) =>
-    new ProvisioningInputError(
-      `tenant "${parsed.tenantId}" is not being onboarded from ${archive} by ${parsed.execution}: ${why}; nothing was written`,
-    );
-  if (!entry) throw refuse(`the tenant registry (${env.registryTable}) has no such tenant`);
-  if (entry.model !== env.model) {
-    throw refuse(
-      `it is a ${entry.model} tenant and this is the ${env.model} cell's runner (${env.ownStack})`,
-    );
-  }
-  if (entry.status !== 'provisioning') throw refuse(`it is ${entry.status}, not being onboarded`);
-  if (entry.lock !== parsed.execution) {
-    throw refuse(entry.lock ? `it is held by ${entry.lock}` : 'no execution holds it');
-  }
-  if (entry.restoreArchive !== archive) {
-    throw refuse(
-      entry.restoreArchive
-        ? `its onboard request starts it from ${entry.restoreArchive}`
-        : 'its onboard request names no archive to start from',
-    );
-  }
-  // The registry can be written by more principals than the onboarding entry: Step Functions must also say that
-  // the execution is the onboarding workflow's, still running, and was started (by the entry, whose input it
-  // keeps) for this tenant and this archive.
-  const workflow = deps.onboardingStateMachineArn;
-  if (!deps.onboardingExecution || !workflow) {
-    throw refuse(
-      `the runner of ${env.ownStack} restores no archive into a new tenant (the shared cells' do)`,
-    );
-  }
-  // An execution ARN is the state machine's ARN with ":execution:" for ":stateMachine:", then ":<name>".
-  if (!parsed.execution!.startsWith(`${workflow.replace(':stateMachine:', ':execution:')}:`)) {
-    throw refuse('that is not an execution of the onboarding workflow');
-  }
-  let execution: Awaited<ReturnType<NonNullable<MobilityDeps['onboardingExecution']>>>;
-  try {
-    execution = await deps.onboardingExecution(parsed.execution!);
-  } catch (e) {
-    if ((e as Error).name === 'ExecutionDoesNotExist') throw refuse('Step Functions has no such execution');
-    throw e;
-  }
-  if (execution.stateMachineArn !== workflow) {
-    throw refuse(
-      `Step Functions says it is an execution of ${execution.stateMachineArn}, not the onboarding workflow`,
-    );
-  }
-  if (execution.status !== 'RUNNING') throw refuse(`the execution is ${execution.status ?? 'in no state'}`);
-  // As the entry started it: never redriven after a failure released the tenant, never through a version or alias.
-  if (execution.redriveCount || execution.stateMachineVersionArn || execution.stateMachineAliasArn) {
-    throw refuse('the execution was redriven, or started through a version or alias of the workflow');
-  }
-  let started: { action?: unknown; tenant?: Record<string, unknown> } | undefined;
-  try {
-    started = JSON.parse(execution.input ?? '');
-  } catch {
-    started = undefined;
-  }
-  const t = started?.tenant;
-  if (
-    started?.action !== 'onboard' ||
-    t?.tenantId !== parsed.tenantId ||
-    t?.model !== env.model ||
-    t?.restoreArchive !== archive
-  ) {
-    throw refuse('the execution was not started to onboard this tenant in this model from this archive');
   }
 }
 

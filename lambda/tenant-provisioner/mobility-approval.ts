@@ -1,0 +1,133 @@
+/**
+ * Who may have a shared cell's mobility runner restore an archive into a tenant other than the archive's own: only
+ * the onboarding workflow, for an approver's request (lambda/onboarding-entry; README, "A new tenant from an
+ * archive"). The runner reads the registry (never writes it) and asks Step Functions about the execution; any
+ * principal that can write the registry still cannot start that workflow's executions.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { RegistryItem } from '../../contracts';
+import { archiveStillThere } from './archives';
+import type { Env } from './request';
+import { ProvisioningInputError } from './request';
+
+/** What the checks read. */
+export interface ApprovalDeps {
+  registryEntry(tenantId: string): Promise<RegistryItem | undefined>;
+  /**
+   * A shared cell's runner: the onboarding workflow's execution as Step Functions states it, and the workflow's
+   * state machine ARN (ONBOARDING_STATE_MACHINE_ARN). A silo's runner has neither.
+   */
+  onboardingExecution?(executionArn: string): Promise<{
+    status?: string;
+    input?: string;
+    stateMachineArn?: string;
+    redriveCount?: number;
+    stateMachineVersionArn?: string;
+    stateMachineAliasArn?: string;
+  }>;
+  readonly onboardingStateMachineArn?: string;
+  readonly s3: S3Client;
+  readonly bucket: string;
+}
+
+/**
+ * A restore of `archive` into `tenantId` for the onboarding workflow's `execution` may go ahead (throws
+ * ProvisioningInputError, naming why, otherwise). Called before anything is read, and again inside the restore's
+ * transaction as its last step (an execution stopped, or an archive deleted with its tenant, meanwhile writes
+ * nothing).
+ */
+export async function expectApprovedRestore(
+  archive: string,
+  tenantId: string,
+  execution: string,
+  env: Env,
+  deps: ApprovalDeps,
+): Promise<void> {
+  await expectOnboardingFrom(archive, { tenantId, execution }, env, deps);
+  if (!(await archiveStillThere(deps.s3, deps.bucket, archive))) {
+    throw new ProvisioningInputError(
+      `${archive} was deleted while it was restored into tenant "${tenantId}" (its tenant offboarded with its data destroyed?); nothing was written`,
+    );
+  }
+}
+
+/**
+ * The registry says the onboarding workflow's `execution` holds the tenant while it is being onboarded in this
+ * cell's model, starting from exactly `archive` (what the onboarding entry recorded for an approved request), and
+ * Step Functions says that execution is the workflow's, running as the entry started it, for that tenant, model
+ * and archive.
+ */
+async function expectOnboardingFrom(
+  archive: string,
+  parsed: { tenantId: string; execution: string },
+  env: Env,
+  deps: ApprovalDeps,
+): Promise<void> {
+  const entry = await deps.registryEntry(parsed.tenantId);
+  const refuse = (why: string) =>
+    new ProvisioningInputError(
+      `tenant "${parsed.tenantId}" is not being onboarded from ${archive} by ${parsed.execution}: ${why}; nothing was written`,
+    );
+  if (!entry) throw refuse(`the tenant registry (${env.registryTable}) has no such tenant`);
+  if (entry.model !== env.model) {
+    throw refuse(
+      `it is a ${entry.model} tenant and this is the ${env.model} cell's runner (${env.ownStack})`,
+    );
+  }
+  if (entry.status !== 'provisioning') throw refuse(`it is ${entry.status}, not being onboarded`);
+  if (entry.lock !== parsed.execution) {
+    throw refuse(entry.lock ? `it is held by ${entry.lock}` : 'no execution holds it');
+  }
+  if (entry.restoreArchive !== archive) {
+    throw refuse(
+      entry.restoreArchive
+        ? `its onboard request starts it from ${entry.restoreArchive}`
+        : 'its onboard request names no archive to start from',
+    );
+  }
+  // The registry can be written by more principals than the onboarding entry: Step Functions must also say that
+  // the execution is the onboarding workflow's, still running, and was started (by the entry, whose input it
+  // keeps) for this tenant and this archive.
+  const workflow = deps.onboardingStateMachineArn;
+  if (!deps.onboardingExecution || !workflow) {
+    throw refuse(
+      `the runner of ${env.ownStack} restores no archive into a new tenant (the shared cells' do)`,
+    );
+  }
+  // An execution ARN is the state machine's ARN with ":execution:" for ":stateMachine:", then ":<name>".
+  if (!parsed.execution.startsWith(`${workflow.replace(':stateMachine:', ':execution:')}:`)) {
+    throw refuse('that is not an execution of the onboarding workflow');
+  }
+  let execution: Awaited<ReturnType<NonNullable<ApprovalDeps['onboardingExecution']>>>;
+  try {
+    execution = await deps.onboardingExecution(parsed.execution);
+  } catch (e) {
+    if ((e as Error).name === 'ExecutionDoesNotExist') throw refuse('Step Functions has no such execution');
+    throw e;
+  }
+  if (execution.stateMachineArn !== workflow) {
+    throw refuse(
+      `Step Functions says it is an execution of ${execution.stateMachineArn}, not the onboarding workflow`,
+    );
+  }
+  if (execution.status !== 'RUNNING') throw refuse(`the execution is ${execution.status ?? 'in no state'}`);
+  // As the entry started it: never redriven after a failure released the tenant, never through a version or alias.
+  if (execution.redriveCount || execution.stateMachineVersionArn || execution.stateMachineAliasArn) {
+    throw refuse('the execution was redriven, or started through a version or alias of the workflow');
+  }
+  let started: { action?: unknown; tenant?: Record<string, unknown> } | undefined;
+  try {
+    started = JSON.parse(execution.input ?? '');
+  } catch {
+    started = undefined;
+  }
+  const t = started?.tenant;
+  if (
+    started?.action !== 'onboard' ||
+    t?.tenantId !== parsed.tenantId ||
+    t?.model !== env.model ||
+    t?.restoreArchive !== archive
+  ) {
+    throw refuse('the execution was not started to onboard this tenant in this model from this archive');
+  }
+}

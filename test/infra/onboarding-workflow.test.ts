@@ -24,6 +24,9 @@ import { FakePrincipal, fakeSts } from '../helpers/fake-sts';
 import { Moto, startMoto } from '../helpers/moto';
 import { entryRequestBody } from '../../scripts/request';
 import { synthFleet } from './fleet-helpers';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { expectApprovedRestore } from '../../lambda/tenant-provisioner/mobility-approval';
+import type { Env } from '../../lambda/tenant-provisioner/request';
 
 // The synthesized onboarding state machine, executed: requests go in through the real onboarding entry, its
 // Lambda steps are the real handler (the registry and the user pool are DynamoDB's and Cognito's APIs, from moto),
@@ -75,8 +78,10 @@ interface Build {
 let builds: Build[];
 /** The shared cells' mobility runners as the workflow invoked them: function ARN and payload. */
 let runnerCalls: { functionArn: string; payload: Record<string, unknown> }[];
-/** What the runner does (default: checks what the real runner checks, then succeeds). */
-let onRunner: (payload: Record<string, unknown>) => Promise<void> | void;
+/** What the runner does (default: the real runner's approval checks, then success). */
+let onRunner: (payload: Record<string, unknown>, model: 'pool' | 'bridge') => Promise<void> | void;
+/** The running execution's input, as the entry started it (what Step Functions would tell the runner). */
+let runningInput: { id: string; input: string } | undefined;
 let events: { Source?: string; DetailType: string; Detail: unknown }[];
 /** What the deploy job does for each build (default: succeeds). */
 let onBuild: (b: Build) => Promise<void> | void;
@@ -146,7 +151,10 @@ async function run(input: Record<string, unknown>, id: string): Promise<Executio
       }
       if (resource.includes(':function:tenantforge-')) {
         runnerCalls.push({ functionArn: resource, payload: parameters as Record<string, unknown> });
-        await onRunner(parameters as Record<string, unknown>);
+        await onRunner(
+          parameters as Record<string, unknown>,
+          resource.includes('-pool-') ? 'pool' : 'bridge',
+        );
         return { action: 'restore' } as Json;
       }
       // The one Lambda function: the real handler.
@@ -181,20 +189,44 @@ async function ask(action: 'onboard' | 'offboard', request: Record<string, unkno
   const call = sfn.commandCalls(StartExecutionCommand)[started].args[0].input;
   const id = `${STATE_MACHINE.replace(':stateMachine:', ':execution:')}:${call.name}`;
   expect(body.execution).toBe(id);
-  return { ...(await run(JSON.parse(call.input!), id)), input: call.input! };
+  runningInput = { id, input: call.input! };
+  try {
+    return { ...(await run(JSON.parse(call.input!), id)), input: call.input! };
+  } finally {
+    runningInput = undefined;
+  }
 }
 
 /**
- * What the real runner requires before it restores an archive into another tenant (lambda/tenant-provisioner/
- * mobility.ts, tested on PostgreSQL in test/lambda/mobility-runner.test.ts), checked against the registry at the
- * moment the workflow invokes it.
+ * The real runner's approval (lambda/tenant-provisioner/mobility-approval.ts; the restore itself is tested on
+ * PostgreSQL in test/lambda/mobility-runner.test.ts), run at the moment the workflow invokes the runner: against
+ * the registry (moto) and the execution as the entry started it (Step Functions' answer); the archive is there.
  */
-async function expectHeldForRestore(payload: Record<string, unknown>): Promise<void> {
-  expect(await moto.get(payload.tenantId as string)).toMatchObject({
-    status: 'provisioning',
-    lock: payload.execution,
-    restoreArchive: payload.archive,
-  });
+async function expectHeldForRestore(
+  payload: Record<string, unknown>,
+  model: 'pool' | 'bridge',
+): Promise<void> {
+  await expectApprovedRestore(
+    payload.archive as string,
+    payload.tenantId as string,
+    payload.execution as string,
+    { model, ownStack: model === 'pool' ? 'Pool' : 'Bridge', registryTable: 'TenantRegistry' } as Env,
+    {
+      registryEntry: (id) => moto.get(id),
+      onboardingStateMachineArn: STATE_MACHINE,
+      onboardingExecution: async (arn) => {
+        if (arn !== runningInput?.id) throw Object.assign(new Error(arn), { name: 'ExecutionDoesNotExist' });
+        return {
+          status: 'RUNNING',
+          stateMachineArn: STATE_MACHINE,
+          input: runningInput.input,
+          redriveCount: 0,
+        };
+      },
+      s3: { send: async () => ({}) } as unknown as S3Client,
+      bucket: 'archives',
+    },
+  );
 }
 
 const onboard = (request: Record<string, unknown>) =>
@@ -291,7 +323,7 @@ describe('onboarding workflow, executed', () => {
     // the archive's rows it wrote and reports done (test/lambda/mobility-runner.test.ts), so the onboarding goes on.
     let failures = 1;
     onRunner = async (payload) => {
-      await expectHeldForRestore(payload);
+      await expectHeldForRestore(payload, 'pool');
       if (failures-- > 0) throw new TaskError('Lambda.ServiceException', 'the answer was lost');
     };
     const retried = await onboard({ tenantId: 'acme-ca', model: 'pool', restoreFrom: archive });

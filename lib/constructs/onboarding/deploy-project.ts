@@ -7,7 +7,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3assets from 'aws-cdk-lib/aws-s3-assets';
 import { BOOTSTRAP_QUALIFIERS, TENANT_STACK_PREFIX } from '../../../contracts';
-import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../../nag';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../../nag';
 import { SOURCE_EXCLUDES, sourceDigest, verifierCommand } from '../../source-digest';
 
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
@@ -107,11 +107,7 @@ export class DeployProject extends Construct {
   private acknowledge(): void {
     const stack = Stack.of(this);
     const region = stack.region;
-    const partition = region.startsWith('cn-')
-      ? 'aws-cn'
-      : region.startsWith('us-gov-')
-        ? 'aws-us-gov'
-        : 'aws';
+    const partition = partitionOf(stack);
     const arn = (rest: string) => `arn:${partition}:${rest.replace('{region}', region)}`;
     const projectId = logicalIdOf(l1(this.project));
     ack(

@@ -126,8 +126,8 @@ export class OnboardingWorkflow extends Construct {
 
   /**
    * The shared cell's mobility runner restores the accepted request's archive into the new tenant (lambda/
-   * tenant-provisioner/mobility.ts). It checks that this execution holds the tenant with that archive recorded;
-   * the role may invoke the two shared runners by their fixed names, nothing else of the cells. Throttling and
+   * tenant-provisioner/mobility-approval.ts): only for this execution, which the registry must say holds the
+   * tenant with that archive recorded and Step Functions must say is running, started for them. The role may invoke the two shared runners by their fixed names, nothing else of the cells. Throttling and
    * Lambda's service errors are retried: a restore run again after its answer was lost finds exactly the
    * archive's rows there and reports done (rerunIsDone); one that runs while the first still holds the tenant's
    * operation lock fails, and so does the onboarding, which can then be asked for again.
@@ -360,7 +360,7 @@ export class OnboardingWorkflow extends Construct {
         AWS_SOLUTIONS(
           `IAM5[Resource::arn:${partitionOf(stack)}:lambda:${stack.region}:<AWS::AccountId>:function:${name}:*]`,
         ),
-        "Invokes any version of one shared cell's mobility runner, named exactly; the runner restores an archive into a new tenant only for the execution the registry says holds it.",
+        "Invokes any version of one shared cell's mobility runner, named exactly; the runner restores an archive into a new tenant only for the execution the registry says holds it and Step Functions says is this workflow's, running, started for it.",
       );
     }
   }

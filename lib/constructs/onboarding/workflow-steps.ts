@@ -193,11 +193,7 @@ export class WorkflowSteps extends Construct {
 
   private acknowledge(): void {
     const region = Stack.of(this).region;
-    const partition = region.startsWith('cn-')
-      ? 'aws-cn'
-      : region.startsWith('us-gov-')
-        ? 'aws-us-gov'
-        : 'aws';
+    const partition = partitionOf(Stack.of(this));
     const arn = (rest: string) => `arn:${partition}:${rest.replace('{region}', region)}`;
     const fn = l1(this.function);
     ack(

@@ -11,3 +11,9 @@ export const RESULT_DETAIL_TYPES = {
 
 /** The offboarding path's failure event. */
 export const OFFBOARDING_FAILED_DETAIL_TYPE = 'TenantOffboardingFailed';
+
+/** A restore over a tenant's data (an approver's `restore` request): its result events. */
+export const RESTORE_DETAIL_TYPES = {
+  restored: 'TenantRestored',
+  restoreFailed: 'TenantRestoreFailed',
+} as const;

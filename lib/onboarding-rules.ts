@@ -266,3 +266,58 @@ export function checkOffboarding(tenantId: string, existing: ExistingTenant | un
     );
   }
 }
+
+/** A restore request: `{ tenantId, from }`, an archive of the tenant's own restored over its data. */
+export interface RestoreRequest {
+  readonly tenantId?: unknown;
+  /** The archive's key in the tenant's cell's bucket (`tenants/<the tenant's id>/<name>.tfa`). */
+  readonly from?: unknown;
+}
+
+/**
+ * A restore request against what the registry holds: an active pool or bridge tenant that nobody holds (or one
+ * that an earlier restore left `moving` within its own model, frozen, which a new restore finishes), and one of
+ * its own archives. Returns the tenant's id and the archive's key.
+ */
+export function checkRestoreOver(
+  request: RestoreRequest,
+  existing: (ExistingTenant & Partial<Pick<RegistryItem, 'movingTo'>>) | undefined,
+): { tenantId: string; archive: string } {
+  const problem = tenantIdProblem(request.tenantId);
+  if (problem) throw new RequestRejected(`restore request: tenant id ${problem}`);
+  const tenantId = request.tenantId as string;
+  const from = request.from;
+  const m = typeof from === 'string' ? ARCHIVE_OBJECT_KEY.exec(from) : null;
+  if (!m) {
+    throw new RequestRejected(
+      `restore request: "from" is ${JSON.stringify(from)}: give the key of one of the tenant's archives in its cell's bucket, as npm run tenant -- export --aws printed it: "tenants/${tenantId}/<name>.tfa"`,
+    );
+  }
+  if (m[1] !== tenantId) {
+    throw new RequestRejected(
+      `restore request: ${from as string} is tenant "${m[1]}"'s archive: a restore over tenant "${tenantId}"'s data takes one of its own archives (a new tenant starts from another's with an onboard request's "restoreFrom"); nothing was changed`,
+    );
+  }
+  if (!existing) {
+    throw new RequestRejected(
+      `restore request: tenant "${tenantId}" is unknown: onboard it first (with "restoreFrom" to start it from the archive); nothing was changed`,
+    );
+  }
+  if (existing.lock) {
+    throw new RequestRejected(
+      `restore request: tenant "${tenantId}" is being changed by another request (${existing.lock}): nothing was changed; wait for it to finish`,
+    );
+  }
+  if (existing.model === 'silo') {
+    throw new RequestRejected(
+      `restore request: tenant "${tenantId}" is a silo: restore into its own empty database with its runner (npm run tenant -- restore --aws); restoring over a silo's data is not built yet; nothing was changed`,
+    );
+  }
+  const stuck = existing.status === 'moving' && existing.movingTo === existing.model;
+  if (existing.status !== 'active' && !stuck) {
+    throw new RequestRejected(
+      `restore request: tenant "${tenantId}" is ${existing.status}${existing.status === 'moving' ? ` to ${existing.movingTo ?? 'another model'}` : ''}: only an active tenant's data is restored over; nothing was changed`,
+    );
+  }
+  return { tenantId, archive: from as string };
+}

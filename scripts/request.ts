@@ -3,8 +3,9 @@
  *                      [--name <name>] [--settings '<json>'] [--restore | --restore-from <archive key>]
  *                      [--url <entry URL>]
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
+ *   npm run request -- restore --tenant <id> --from <archive key> [--url <entry URL>]
  *
- * Sends an onboarding or offboarding request to the Onboarding stack's entry with your AWS credentials (the usual
+ * Sends an onboarding, offboarding or restore request to the Onboarding stack's entry with your AWS credentials (the usual
  * chain: AWS_PROFILE, the AWS_* variables, SSO, an instance role). It proves who you are twice: the HTTP request is
  * signed for the function URL (AWS_IAM), and it carries a signed STS GetCallerIdentity request bound to this
  * request's payload, which the entry sends to STS (lambda/onboarding-entry/caller-proof.ts). The URL is --url,
@@ -118,13 +119,22 @@ async function entryUrl(args: string[]): Promise<string> {
   return url;
 }
 
+const USAGE =
+  'usage: npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email> [--name <name>] [--settings <json>] [--restore | --restore-from <archive key>] [--url <entry URL>]\n' +
+  '       npm run request -- offboard --tenant <id> [--url <entry URL>]\n' +
+  '       npm run request -- restore --tenant <id> --from <archive key> [--url <entry URL>]   (approvers: restores one of the\n' +
+  "         tenant's own archives over its data; what it holds is exported first)";
+
 async function main(): Promise<number> {
   const [action, ...args] = process.argv.slice(2);
   const tenantId = flag(args, 'tenant');
-  if ((action !== 'onboard' && action !== 'offboard') || !tenantId) {
+  if ((action !== 'onboard' && action !== 'offboard' && action !== 'restore') || !tenantId) {
+    console.error(USAGE);
+    return 2;
+  }
+  if (action === 'restore' && flag(args, 'from') === undefined) {
     console.error(
-      'usage: npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email> [--name <name>] [--settings <json>] [--restore | --restore-from <archive key>] [--url <entry URL>]\n' +
-        '       npm run request -- offboard --tenant <id> [--url <entry URL>]',
+      `request: restore needs --from <archive key> (npm run tenant -- export --aws printed it)\n${USAGE}`,
     );
     return 2;
   }
@@ -150,7 +160,10 @@ async function main(): Promise<number> {
           // An archive of the pool or bridge cell (npm run tenant -- export --aws printed its key): approvers only.
           ...(flag(args, 'restore-from') !== undefined ? { restoreFrom: flag(args, 'restore-from') } : {}),
         }
-      : { tenantId };
+      : action === 'restore'
+        ? // One of the tenant's own archives in its cell's bucket: approvers only.
+          { tenantId, from: flag(args, 'from') }
+        : { tenantId };
   const url = await entryUrl(args);
   const region = /\.lambda-url\.([a-z0-9-]+)\.on\.aws/.exec(new URL(url).hostname)?.[1];
   if (!region)

@@ -1,5 +1,5 @@
 /**
- * The onboarding entry: the one way to ask for an onboarding or an offboarding. A Lambda function URL with IAM
+ * The onboarding entry: the one way to ask for an onboarding, an offboarding, or a restore over a tenant's data. A Lambda function URL with IAM
  * authentication whose resource policy admits only the principals the platform engineer names. The function
  * does not trust the identity in its event (anyone allowed lambda:InvokeFunction could write one): the request
  * carries a signed STS GetCallerIdentity request bound to its payload, and STS states who the caller is
@@ -7,9 +7,11 @@
  *
  *   POST { "payload": "<JSON: { action: onboard | offboard, request: { tenantId, name, model, settings,
  *          adminEmail, restore, restoreFrom } }>", "proof": { url, headers, body } }
+ *   POST { "payload": "<JSON: { action: restore, request: { tenantId, from } }>", "proof": ... }
  *
  * A request within the catalog rules may come from a named requester; one outside them (a large instance
- * class, a disposable tenant, a single-AZ silo) only from a named approver. An accepted request is validated,
+ * class, a disposable tenant, a single-AZ silo, an archive to start from or to restore over its data) only from a
+ * named approver. An accepted request is validated,
  * its tenant locked for the workflow execution this function then starts, and recorded with who asked.
  * Answers: 202 accepted (with the execution), 400 refused (why), 403 not a named principal or needs an
  * approver, 502 the workflow could not be started (the tenant is released and marked failed with the reason).
@@ -23,7 +25,7 @@ import {
   OnboardingRequest,
   RequestRejected,
 } from '../../lib/onboarding-rules';
-import { ApprovalRequired, beginOffboarding, beginOnboarding } from '../onboarding/begin';
+import { ApprovalRequired, beginOffboarding, beginOnboarding, beginRestore } from '../onboarding/begin';
 import { write } from '../onboarding/registry';
 import { ProofRejected, verifyCallerProof } from './caller-proof';
 
@@ -120,10 +122,10 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     return answer(400, { error: 'bad_request', message: 'the payload is not JSON: { "action", "request" }' });
   }
   const action = body?.action;
-  if (action !== 'onboard' && action !== 'offboard') {
+  if (action !== 'onboard' && action !== 'offboard' && action !== 'restore') {
     return answer(400, {
       error: 'bad_request',
-      message: `"action" is ${JSON.stringify(action)}: use "onboard" or "offboard"`,
+      message: `"action" is ${JSON.stringify(action)}: use "onboard", "offboard" or "restore"`,
     });
   }
   if (typeof body.request !== 'object' || body.request === null) {
@@ -142,7 +144,11 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
   try {
     const who = { execution, requestedBy: caller, approver, rules };
     tenant =
-      action === 'onboard' ? await beginOnboarding(request, who) : await beginOffboarding(request, who);
+      action === 'onboard'
+        ? await beginOnboarding(request, who)
+        : action === 'restore'
+          ? await beginRestore(request, who)
+          : await beginOffboarding(request, who);
   } catch (e) {
     if (e instanceof RequestRejected) {
       log('refused', { caller, action, reason: e.message });
@@ -163,9 +169,18 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     );
   } catch (e) {
     const reason = `the onboarding workflow could not be started: ${(e as Error).message}`;
-    await write(tenant.tenantId, { status: 'failed', failureReason: reason }, ['lock', 'restoreArchive'], {
-      lockedBy: execution,
-    });
+    // A restore had changed nothing yet: the tenant goes back to what it was (active, or still frozen by an earlier
+    // restore that failed), with the reason.
+    const stillFrozen = action === 'restore' && tenant.wasFrozen === true;
+    await write(
+      tenant.tenantId,
+      {
+        status: action === 'restore' ? (stillFrozen ? 'moving' : 'active') : 'failed',
+        failureReason: reason,
+      },
+      ['lock', 'restoreArchive', ...(stillFrozen ? [] : (['movingTo'] as const))],
+      { lockedBy: execution },
+    );
     log('could not start the workflow', { caller, action, tenantId: tenant.tenantId, reason });
     return answer(502, { error: 'not_started', message: reason });
   }

@@ -10,11 +10,13 @@ import {
   approvalReasons,
   ApprovalRules,
   checkOffboarding,
+  checkRestoreOver,
   checkSiloRanges,
   offboardingTenantId,
   OnboardingRequest,
   onboardingDecision,
   RequestRejected,
+  RestoreRequest,
 } from '../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../db/naming';
 import { parseTenant, Tenant } from '../../lib/catalog';
@@ -151,6 +153,49 @@ export async function beginOffboarding(request: OnboardingRequest, who: Requeste
     tenantRequest: item.request ?? '',
     deletionPolicy,
     dataRetained: deletionPolicy === 'retain',
+  };
+}
+
+/**
+ * A restore of one of the tenant's own archives over its data (approvers only: it replaces what the tenant's users
+ * see). The tenant goes `moving` within its own model, so the API answers it 503 while its cell's mobility runner
+ * freezes it, exports what it holds, and replaces it; the archive is recorded with the lock, for the runner to
+ * check.
+ */
+export async function beginRestore(request: RestoreRequest, who: Requester): Promise<AcceptedTenant> {
+  const id = tenantIdProblem(request.tenantId) ? undefined : (request.tenantId as string);
+  const existing = id ? await readItem(id) : undefined;
+  const { tenantId, archive } = checkRestoreOver(request, existing);
+  if (!who.approver) {
+    throw new ApprovalRequired(
+      `restore request: restoring ${archive} over tenant "${tenantId}"'s data replaces what its users see, so only an approver may request it; nothing was changed`,
+    );
+  }
+  const item = existing as RegistryItem;
+  const taken = await write(
+    tenantId,
+    {
+      status: 'moving',
+      movingTo: item.model,
+      requestedBy: `${who.requestedBy} (approver)`,
+      lock: who.execution,
+      restoreArchive: archive,
+    },
+    ['failedDuring', 'failureReason'],
+    { unlocked: true, statusIn: item.status === 'moving' ? ['moving'] : ['active'] },
+  );
+  if (!taken) {
+    throw new RequestRejected(
+      `restore request: tenant "${tenantId}" changed while the request was checked (another request holds it or got there first): nothing was changed`,
+    );
+  }
+  return {
+    tenantId,
+    model: item.model,
+    stackName: tenantStackName(tenantId),
+    restoreArchive: archive,
+    // An earlier restore that failed left it frozen (`moving`): this one finishes it.
+    wasFrozen: item.status === 'moving',
   };
 }
 

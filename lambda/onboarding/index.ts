@@ -48,7 +48,13 @@ export type Step =
       dataRetained?: boolean;
     }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
-  | { step: 'failureReason'; tenantId: string; error?: { Error?: string; Cause?: string } }
+  | {
+      step: 'failureReason';
+      tenantId: string;
+      error?: { Error?: string; Cause?: string };
+      /** false: the failed step deployed nothing (a restore), so the stack's events are not read. */
+      fromStack?: boolean;
+    }
   | { step: 'finalSnapshot'; tenantId: string; execution: string }
   | { step: 'snapshotStatus'; snapshotId: string; kind?: SnapshotKind }
   | {
@@ -87,7 +93,7 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
-      return { reason: await failureReason(event.tenantId, event.error) };
+      return { reason: await failureReason(event.tenantId, event.error, event.fromStack !== false) };
     case 'finalSnapshot':
       return held(event, 'offboarding').then((item) => finalSnapshot(item.tenantId));
     case 'snapshotStatus':
@@ -118,9 +124,25 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
       `execution ${e.execution} does not hold tenant "${tenantId}" (it was not accepted by the onboarding entry): nothing was changed`,
     );
   }
+  // A restore over the tenant's data: `moving` within its own model, with the archive recorded.
+  const restoreOver = item.status === 'moving' && item.movingTo === item.model && !!item.restoreArchive;
+  if (restoreOver) {
+    if (item.model === 'silo') {
+      throw new RequestRejected(
+        `tenant "${tenantId}" is a silo, whose data is not restored over through the workflow: nothing was changed`,
+      );
+    }
+    return {
+      tenantId: item.tenantId,
+      model: item.model,
+      action: 'restore',
+      stackName: tenantStackName(item.tenantId),
+      restoreArchive: item.restoreArchive,
+    };
+  }
   if (item.status !== 'provisioning' && item.status !== 'offboarding') {
     throw new RequestRejected(
-      `tenant "${tenantId}" is ${item.status}, not being onboarded or offboarded: nothing was changed`,
+      `tenant "${tenantId}" is ${item.status}, not being onboarded, offboarded or restored: nothing was changed`,
     );
   }
   if (item.restoreArchive && item.model === 'silo') {
@@ -187,6 +209,8 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
     [
       ...(reason ? [] : (['failureReason'] as const)),
       ...(e.release ? (['lock', 'restoring', 'restoreArchive'] as const) : []),
+      // A restore over the tenant's data ends where the tenant is (unless it stays frozen: `moving`).
+      ...(e.release && e.status !== 'moving' ? (['movingTo'] as const) : []),
       ...(e.status === 'failed' ? [] : (['failedDuring'] as const)),
     ],
     { lockedBy: e.execution },
@@ -220,6 +244,20 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
   if (!ended) return { reconciled: false, why: `${e.executionArn} is still running`, tenantId };
   const item = await readItem(tenantId as string);
   const reason = `the workflow execution ${e.executionArn} ended ${ended}${e.error ? ` (${e.error})` : ''}${e.cause ? `: ${e.cause.slice(0, 500)}` : ''}`;
+  if (item?.status === 'moving') {
+    // A restore over the tenant's data that died: the tenant may still be frozen, so it stays `moving` (503, never
+    // served half-restored) with the reason; a new restore request finishes it.
+    const written = await write(
+      tenantId as string,
+      {
+        status: 'moving',
+        failureReason: `${reason}; the tenant may still be frozen: request the restore again to finish it`,
+      },
+      ['lock', 'restoreArchive'],
+      { lockedBy: e.executionArn },
+    );
+    return { reconciled: written, tenantId };
+  }
   const written = await write(
     tenantId as string,
     { status: 'failed', failureReason: reason, failedDuring: duringOf(item?.status) },

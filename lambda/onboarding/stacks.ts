@@ -25,8 +25,14 @@ const sfn = new SFNClient({});
 export async function failureReason(
   tenantId: string,
   error?: { Error?: string; Cause?: string },
+  /** The tenant stack's own events say why (false: a step that deploys nothing, such as a restore). */
+  fromStack = true,
 ): Promise<string> {
   const stackName = tenantStackName(tenantId);
+  if (!fromStack) {
+    const cause = error?.Cause ? parseCause(error.Cause) : undefined;
+    return `tenant "${tenantId}": ${error?.Error ?? 'failed'}${cause ? `: ${cause}` : ''}`;
+  }
   try {
     const r = await cfn.send(new DescribeStackEventsCommand({ StackName: stackName }));
     const failed = (r.StackEvents ?? [])

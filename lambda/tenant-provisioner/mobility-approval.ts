@@ -1,8 +1,9 @@
 /**
- * Who may have a shared cell's mobility runner restore an archive into a tenant other than the archive's own: only
- * the onboarding workflow, for an approver's request (lambda/onboarding-entry; README, "A new tenant from an
- * archive"). The runner reads the registry (never writes it) and asks Step Functions about the execution; any
- * principal that can write the registry still cannot start that workflow's executions.
+ * Who may have a shared cell's mobility runner restore an archive into a tenant other than the archive's own, or
+ * over a live tenant's data: only the onboarding workflow, for an approver's request (lambda/onboarding-entry;
+ * README, "A new tenant from an archive" and "Restoring over a tenant's data"). The runner reads the registry
+ * (never writes it) and asks Step Functions about the execution; any principal that can write the registry still
+ * cannot start that workflow's executions.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { RegistryItem } from '../../contracts';
@@ -43,7 +44,41 @@ export async function expectApprovedRestore(
   env: Env,
   deps: ApprovalDeps,
 ): Promise<void> {
-  await expectOnboardingFrom(archive, { tenantId, execution }, env, deps);
+  await expectHeldFor('onboard', archive, { tenantId, execution }, env, deps);
+  await expectArchiveThere(archive, tenantId, deps);
+}
+
+/**
+ * A restore of the tenant's own `archive` over its data, for the onboarding workflow's `execution` (an approver's
+ * `restore` request), may go ahead: checked like expectApprovedRestore, with the tenant `moving` within its own
+ * model instead of being onboarded.
+ */
+export async function expectApprovedReplace(
+  archive: string,
+  tenantId: string,
+  execution: string,
+  env: Env,
+  deps: ApprovalDeps,
+): Promise<void> {
+  await expectHeldFor('restore', archive, { tenantId, execution }, env, deps);
+  await expectArchiveThere(archive, tenantId, deps);
+}
+
+/**
+ * The workflow's failure path of such a restore may thaw the tenant: the same execution still holds it, `moving`
+ * within its model, for the archive the registry names.
+ */
+export async function expectApprovedThaw(
+  tenantId: string,
+  execution: string,
+  env: Env,
+  deps: ApprovalDeps,
+): Promise<void> {
+  const entry = await deps.registryEntry(tenantId);
+  await expectHeldFor('restore', entry?.restoreArchive ?? '(no archive)', { tenantId, execution }, env, deps);
+}
+
+async function expectArchiveThere(archive: string, tenantId: string, deps: ApprovalDeps): Promise<void> {
   if (!(await archiveStillThere(deps.s3, deps.bucket, archive))) {
     throw new ProvisioningInputError(
       `${archive} was deleted while it was restored into tenant "${tenantId}" (its tenant offboarded with its data destroyed?); nothing was written`,
@@ -52,21 +87,24 @@ export async function expectApprovedRestore(
 }
 
 /**
- * The registry says the onboarding workflow's `execution` holds the tenant while it is being onboarded in this
- * cell's model, starting from exactly `archive` (what the onboarding entry recorded for an approved request), and
- * Step Functions says that execution is the workflow's, running as the entry started it, for that tenant, model
- * and archive.
+ * The registry says the onboarding workflow's `execution` holds the tenant, for `purpose`, in this cell's model,
+ * with exactly `archive` (what the onboarding entry recorded for an approved request): `onboard`, a new tenant
+ * being onboarded from it; `restore`, a tenant `moving` within its own model while it is restored over. Step
+ * Functions says that execution is the workflow's, running as the entry started it, for that purpose, tenant,
+ * model and archive.
  */
-async function expectOnboardingFrom(
+async function expectHeldFor(
+  purpose: 'onboard' | 'restore',
   archive: string,
   parsed: { tenantId: string; execution: string },
   env: Env,
   deps: ApprovalDeps,
 ): Promise<void> {
   const entry = await deps.registryEntry(parsed.tenantId);
+  const doing = purpose === 'onboard' ? 'onboarded from' : 'restored from';
   const refuse = (why: string) =>
     new ProvisioningInputError(
-      `tenant "${parsed.tenantId}" is not being onboarded from ${archive} by ${parsed.execution}: ${why}; nothing was written`,
+      `tenant "${parsed.tenantId}" is not being ${doing} ${archive} by ${parsed.execution}: ${why}; nothing was written`,
     );
   if (!entry) throw refuse(`the tenant registry (${env.registryTable}) has no such tenant`);
   if (entry.model !== env.model) {
@@ -74,15 +112,24 @@ async function expectOnboardingFrom(
       `it is a ${entry.model} tenant and this is the ${env.model} cell's runner (${env.ownStack})`,
     );
   }
-  if (entry.status !== 'provisioning') throw refuse(`it is ${entry.status}, not being onboarded`);
+  if (purpose === 'onboard' && entry.status !== 'provisioning') {
+    throw refuse(`it is ${entry.status}, not being onboarded`);
+  }
+  if (purpose === 'restore' && (entry.status !== 'moving' || entry.movingTo !== entry.model)) {
+    throw refuse(
+      entry.status === 'moving'
+        ? `it is moving to ${entry.movingTo ?? 'another model'}, not being restored where it is`
+        : `it is ${entry.status}, not being restored`,
+    );
+  }
   if (entry.lock !== parsed.execution) {
     throw refuse(entry.lock ? `it is held by ${entry.lock}` : 'no execution holds it');
   }
   if (entry.restoreArchive !== archive) {
     throw refuse(
       entry.restoreArchive
-        ? `its onboard request starts it from ${entry.restoreArchive}`
-        : 'its onboard request names no archive to start from',
+        ? `its ${purpose} request names ${entry.restoreArchive}`
+        : `its ${purpose} request names no archive`,
     );
   }
   // The registry can be written by more principals than the onboarding entry: Step Functions must also say that
@@ -91,7 +138,7 @@ async function expectOnboardingFrom(
   const workflow = deps.onboardingStateMachineArn;
   if (!deps.onboardingExecution || !workflow) {
     throw refuse(
-      `the runner of ${env.ownStack} restores no archive into a new tenant (the shared cells' do)`,
+      `the runner of ${env.ownStack} takes no request of the onboarding workflow (the shared cells' do)`,
     );
   }
   // An execution ARN is the state machine's ARN with ":execution:" for ":stateMachine:", then ":<name>".
@@ -123,11 +170,13 @@ async function expectOnboardingFrom(
   }
   const t = started?.tenant;
   if (
-    started?.action !== 'onboard' ||
+    started?.action !== purpose ||
     t?.tenantId !== parsed.tenantId ||
     t?.model !== env.model ||
     t?.restoreArchive !== archive
   ) {
-    throw refuse('the execution was not started to onboard this tenant in this model from this archive');
+    throw refuse(
+      `the execution was not started to ${purpose === 'onboard' ? 'onboard this tenant in this model from' : 'restore this tenant in this model from'} this archive`,
+    );
   }
 }

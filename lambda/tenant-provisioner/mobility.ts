@@ -7,7 +7,8 @@
  *   { "action": "export",  "tenantId": "acme" }
  *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/20261128T030405Z-1a2b3c4d.tfa" }
  *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
- *
+ *   { "action": "replace", "tenantId": "acme", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
+ *   { "action": "thaw",    "tenantId": "acme", "execution": "arn:aws:states:..." }
  *
  * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
  *   snapshot, to the function's temporary storage, then to `tenants/<id>/<time>-<random>.tfa` in the bucket,
@@ -23,6 +24,8 @@
  *   never write; Step Functions must also say the execution is the workflow's, running, and was started for that
  *   tenant and archive. All of it is checked before anything is read and again just before the restore commits,
  *   with the archive still in the bucket. A run again that finds exactly the archive's rows there is done.
+ * - Over a live tenant's data (`replace`, and `thaw` on its failure path; mobility-replace.ts): only for the
+ *   onboarding workflow's execution of an approver's `restore` request, checked the same way.
  *
  * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
  * item) and these checks (the registry says the tenant is this cell's model and active).
@@ -50,17 +53,18 @@ import {
 } from '../../db/mobility';
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import { ApprovalDeps, expectApprovedRestore } from './mobility-approval';
+import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
 
 export interface MobilityEvent {
-  readonly action: 'export' | 'restore';
+  readonly action: 'export' | 'restore' | 'replace' | 'thaw';
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
   /**
-   * restore into a tenant being onboarded from an archive: the onboarding workflow's execution (its ARN), which
-   * must hold the tenant's lock with this archive recorded as the one it starts from.
+   * restore into a tenant being onboarded from an archive, replace, thaw: the onboarding workflow's execution (its
+   * ARN), which must hold the tenant's lock with this archive recorded as the one the request names.
    */
   readonly execution?: string;
 }
@@ -83,6 +87,8 @@ export interface MobilityReport {
    * an answer was lost), so nothing was written.
    */
   readonly alreadyThere?: boolean;
+  /** replace: the archive of what the tenant held just before (exported under the freeze), in the same bucket. */
+  readonly safetyArchive?: string;
 }
 
 /** The registry, Step Functions and the bucket (what ApprovalDeps reads), and: */
@@ -105,7 +111,7 @@ export function isMobilityEvent(event: unknown): event is MobilityEvent {
 
 /** Validates an event's fields; the error names the field, its value and the fix. */
 export function parseMobilityEvent(event: MobilityEvent): {
-  action: 'export' | 'restore';
+  action: MobilityEvent['action'];
   tenantId: string;
   archive?: { key: string; tenantId: string };
   execution?: string;
@@ -114,8 +120,8 @@ export function parseMobilityEvent(event: MobilityEvent): {
     new ProvisioningInputError(
       `mobility event field "${field}" is ${JSON.stringify((event as unknown as Record<string, unknown>)[field])}: ${fix}`,
     );
-  if (event.action !== 'export' && event.action !== 'restore') {
-    throw bad('action', 'use "export" or "restore"');
+  if (!['export', 'restore', 'replace', 'thaw'].includes(event.action)) {
+    throw bad('action', 'use "export" or "restore" ("replace" and "thaw" are the onboarding workflow\'s)');
   }
   const tenantId = validateTenantId(event.tenantId, 'mobility event field "tenantId"');
   if (event.action === 'export') {
@@ -131,6 +137,16 @@ export function parseMobilityEvent(event: MobilityEvent): {
   ) {
     throw bad('execution', 'leave it out (only the onboarding workflow names its execution ARN here)');
   }
+  if ((event.action === 'replace' || event.action === 'thaw') && event.execution === undefined) {
+    throw bad(
+      'execution',
+      `"${event.action}" is the onboarding workflow's, for an approver's restore request: ask for it with npm run request -- restore`,
+    );
+  }
+  if (event.action === 'thaw') {
+    if (event.archive !== undefined) throw bad('archive', 'a thaw names no archive');
+    return { action: 'thaw', tenantId, execution: event.execution };
+  }
   const m = typeof event.archive === 'string' ? ARCHIVE_OBJECT_KEY.exec(event.archive) : null;
   if (!m) {
     throw bad(
@@ -138,8 +154,11 @@ export function parseMobilityEvent(event: MobilityEvent): {
       'the key of an archive in the cell\'s bucket, as an export returned it: "tenants/<tenant id>/<name>.tfa"',
     );
   }
+  if (event.action === 'replace' && m[1] !== tenantId) {
+    throw bad('archive', `restore over tenant "${tenantId}"'s data from one of its own archives only`);
+  }
   return {
-    action: 'restore',
+    action: event.action,
     tenantId,
     archive: { key: event.archive!, tenantId: m[1] },
     ...(event.execution !== undefined ? { execution: event.execution } : {}),
@@ -152,6 +171,9 @@ export async function runMobilityEvent(
   deps: MobilityDeps,
 ): Promise<MobilityReport> {
   const parsed = parseMobilityEvent(event);
+  if (parsed.action === 'replace' || parsed.action === 'thaw') {
+    return replaceOrThaw(parsed as ReplaceRequest, env, deps);
+  }
   const started = Date.now();
   if (parsed.archive && parsed.archive.tenantId !== parsed.tenantId && parsed.execution === undefined) {
     throw new ProvisioningInputError(
@@ -307,7 +329,7 @@ async function expectActiveHere(tenantId: string, env: Env, deps: MobilityDeps):
   }
 }
 
-async function schemaVersionOf(tenantId: string, env: Env, deps: MobilityDeps): Promise<number> {
+export async function schemaVersionOf(tenantId: string, env: Env, deps: MobilityDeps): Promise<number> {
   const client = await deps.connect();
   try {
     const state = await inTransaction(client, async () => {

@@ -97,6 +97,18 @@ export const SERVER_PARAMETERS: Readonly<Record<string, string>> = {
 };
 
 /**
+ * The shared cells' RDS instances (and RDS silos) also end the session of a client that vanished (a mobility
+ * runner stopped at its timeout mid-transaction, holding a tenant's operation lock) after about 2 minutes of
+ * silence, so the lock is free again for the workflow's thaw (lambda/tenant-provisioner/mobility-replace.ts). Not
+ * set on the Aurora silo profile, whose runner takes no such step: its parameter group keeps Aurora's defaults.
+ */
+export const KEEPALIVE_PARAMETERS: Readonly<Record<string, string>> = {
+  tcp_keepalives_idle: '60',
+  tcp_keepalives_interval: '10',
+  tcp_keepalives_count: '6',
+};
+
+/**
  * An RDS PostgreSQL instance locked down for tenant data: isolated subnets, not public, storage and master
  * secret encrypted with the cell's key, TLS enforced by the server (`rds.force_ssl`), IAM authentication,
  * enhanced monitoring, logs exported, and a master password that RDS itself rotates in Secrets Manager.
@@ -120,7 +132,7 @@ export class Database extends Construct implements CellDatabase {
     const parameterGroup = new rds.ParameterGroup(this, 'Parameters', {
       engine,
       description: 'TLS only, SCRAM passwords, connection and DDL audit logging',
-      parameters: { ...SERVER_PARAMETERS },
+      parameters: { ...SERVER_PARAMETERS, ...KEEPALIVE_PARAMETERS },
     });
     this.instance = new rds.DatabaseInstance(this, 'Instance', {
       engine,

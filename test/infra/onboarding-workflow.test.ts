@@ -25,7 +25,12 @@ import { Moto, startMoto } from '../helpers/moto';
 import { entryRequestBody } from '../../scripts/request';
 import { synthFleet } from './fleet-helpers';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { expectApprovedRestore } from '../../lambda/tenant-provisioner/mobility-approval';
+import {
+  ApprovalDeps,
+  expectApprovedReplace,
+  expectApprovedRestore,
+  expectApprovedThaw,
+} from '../../lambda/tenant-provisioner/mobility-approval';
 import type { Env } from '../../lambda/tenant-provisioner/request';
 
 // The synthesized onboarding state machine, executed: requests go in through the real onboarding entry, its
@@ -79,7 +84,10 @@ let builds: Build[];
 /** The shared cells' mobility runners as the workflow invoked them: function ARN and payload. */
 let runnerCalls: { functionArn: string; payload: Record<string, unknown> }[];
 /** What the runner does (default: the real runner's approval checks, then success). */
-let onRunner: (payload: Record<string, unknown>, model: 'pool' | 'bridge') => Promise<void> | void;
+let onRunner: (
+  payload: Record<string, unknown>,
+  model: 'pool' | 'bridge',
+) => Promise<void | Record<string, unknown>> | void | Record<string, unknown>;
 /** The running execution's input, as the entry started it (what Step Functions would tell the runner). */
 let runningInput: { id: string; input: string } | undefined;
 let events: { Source?: string; DetailType: string; Detail: unknown }[];
@@ -151,11 +159,11 @@ async function run(input: Record<string, unknown>, id: string): Promise<Executio
       }
       if (resource.includes(':function:tenantforge-')) {
         runnerCalls.push({ functionArn: resource, payload: parameters as Record<string, unknown> });
-        await onRunner(
+        const answer = await onRunner(
           parameters as Record<string, unknown>,
           resource.includes('-pool-') ? 'pool' : 'bridge',
         );
-        return { action: 'restore' } as Json;
+        return (answer ?? { action: 'restore' }) as Json;
       }
       // The one Lambda function: the real handler.
       return (await steps.handler(parameters as never)) as Json;
@@ -172,7 +180,10 @@ type Outcome =
  * A request as a named requester sends it to the onboarding entry; when the entry starts the workflow, the
  * execution it started runs, with the input and name the entry gave it.
  */
-async function ask(action: 'onboard' | 'offboard', request: Record<string, unknown>): Promise<Outcome> {
+async function ask(
+  action: 'onboard' | 'offboard' | 'restore',
+  request: Record<string, unknown>,
+): Promise<Outcome> {
   const started = sfn.commandCalls(StartExecutionCommand).length;
   sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
   const payload = JSON.stringify({ action, request });
@@ -210,23 +221,51 @@ async function expectHeldForRestore(
     payload.archive as string,
     payload.tenantId as string,
     payload.execution as string,
-    { model, ownStack: model === 'pool' ? 'Pool' : 'Bridge', registryTable: 'TenantRegistry' } as Env,
-    {
-      registryEntry: (id) => moto.get(id),
-      onboardingStateMachineArn: STATE_MACHINE,
-      onboardingExecution: async (arn) => {
-        if (arn !== runningInput?.id) throw Object.assign(new Error(arn), { name: 'ExecutionDoesNotExist' });
-        return {
-          status: 'RUNNING',
-          stateMachineArn: STATE_MACHINE,
-          input: runningInput.input,
-          redriveCount: 0,
-        };
-      },
-      s3: { send: async () => ({}) } as unknown as S3Client,
-      bucket: 'archives',
-    },
+    runnerEnv(model),
+    runnerDeps(),
   );
+}
+
+/** The same for a restore over a tenant's data, and for its thaw (the approval each of those runs first). */
+async function expectHeldForReplace(
+  payload: Record<string, unknown>,
+  model: 'pool' | 'bridge',
+): Promise<Record<string, unknown>> {
+  const tenantId = payload.tenantId as string;
+  if (payload.action === 'thaw') {
+    await expectApprovedThaw(tenantId, payload.execution as string, runnerEnv(model), runnerDeps());
+    return { action: 'thaw', tenantId };
+  }
+  expect(payload.action).toBe('replace');
+  await expectApprovedReplace(
+    payload.archive as string,
+    tenantId,
+    payload.execution as string,
+    runnerEnv(model),
+    runnerDeps(),
+  );
+  return { action: 'replace', tenantId, safetyArchive: `tenants/${tenantId}/20261128T120000Z-5afe5afe.tfa` };
+}
+
+const runnerEnv = (model: 'pool' | 'bridge') =>
+  ({ model, ownStack: model === 'pool' ? 'Pool' : 'Bridge', registryTable: 'TenantRegistry' }) as Env;
+
+function runnerDeps(): ApprovalDeps {
+  return {
+    registryEntry: (id) => moto.get(id),
+    onboardingStateMachineArn: STATE_MACHINE,
+    onboardingExecution: async (arn) => {
+      if (arn !== runningInput?.id) throw Object.assign(new Error(arn), { name: 'ExecutionDoesNotExist' });
+      return {
+        status: 'RUNNING',
+        stateMachineArn: STATE_MACHINE,
+        input: runningInput.input,
+        redriveCount: 0,
+      };
+    },
+    s3: { send: async () => ({}) } as unknown as S3Client,
+    bucket: 'archives',
+  };
 }
 
 const onboard = (request: Record<string, unknown>) =>
@@ -473,6 +512,196 @@ describe('onboarding workflow, executed', () => {
     expect(r).toMatchObject({ status: 'FAILED', error: 'TenantRequestFailed' });
     expect(r.path.slice(-3)).toEqual(['ReadFailureReason', 'MarkFailed', 'FailedUnrecorded']);
     expect(await moto.get('initrode')).toMatchObject({ status: 'failed' });
+  });
+});
+
+describe("restoring over a tenant's data, executed", () => {
+  const ARCHIVE = 'tenants/acme/20261127T030405Z-1a2b3c4d.tfa';
+  const restore = (tenantId: string, from: string) => ask('restore', { tenantId, from });
+  /** What the registry said while the runner ran (the API answers `moving` with 503). */
+  let during: unknown[];
+
+  beforeEach(async () => {
+    process.env.APPROVERS = REQUESTER;
+    during = [];
+    onRunner = async (payload, model) => {
+      during.push(await moto.get(payload.tenantId as string));
+      return expectHeldForReplace(payload, model);
+    };
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', failureReason: 'an old failure' });
+  });
+
+  test("an approver's restore: the tenant's cell's runner replaces its data while it answers 503, then it serves again", async () => {
+    // From a requester: refused (it replaces what the tenant's users see), and nothing changes.
+    process.env.APPROVERS = '';
+    const refused = await restore('acme', ARCHIVE);
+    expect(refused).toMatchObject({ status: 'REFUSED', statusCode: 403 });
+    expect(refused.cause).toContain('only an approver may request it');
+    expect(await moto.get('acme')).toMatchObject({ status: 'active' });
+    expect((await moto.get('acme'))!.lock).toBeUndefined();
+    process.env.APPROVERS = REQUESTER;
+
+    const r = await restore('acme', ARCHIVE);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'RestoreInItsCell',
+      'RestorePoolTenantOver',
+      'MarkRestored',
+      'EmitRestored',
+      'Restored',
+    ]);
+    const id = (r as { id: string }).id;
+    expect(runnerCalls).toEqual([
+      {
+        functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
+        payload: { action: 'replace', tenantId: 'acme', archive: ARCHIVE, execution: id },
+      },
+    ]);
+    // While the runner worked the tenant was `moving` within its own model, held by the execution, with the archive.
+    expect(during).toEqual([
+      expect.objectContaining({ status: 'moving', movingTo: 'pool', lock: id, restoreArchive: ARCHIVE }),
+    ]);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'pool' });
+    for (const gone of ['lock', 'movingTo', 'restoreArchive', 'failureReason'] as const) {
+      expect(item![gone]).toBeUndefined();
+    }
+    expect(item!.requestedBy).toBe(`${PIPELINE.arn} (approver)`);
+    expect(events).toEqual([
+      {
+        Source: 'tenantforge.onboarding',
+        DetailType: 'TenantRestored',
+        Detail: {
+          tenantId: 'acme',
+          archive: ARCHIVE,
+          safetyArchive: 'tenants/acme/20261128T120000Z-5afe5afe.tfa',
+        },
+      },
+    ]);
+    expect(builds).toEqual([]);
+
+    // A bridge tenant: the bridge cell's runner.
+    await moto.put({ tenantId: 'hooli', model: 'bridge', status: 'active' });
+    const bridge = await restore('hooli', 'tenants/hooli/a.tfa');
+    expect(bridge.status).toBe('SUCCEEDED');
+    expect(bridge.path).toContain('RestoreBridgeTenantOver');
+    expect(runnerCalls[runnerCalls.length - 1].functionArn).toMatch(/:function:tenantforge-bridge-mobility$/);
+  });
+
+  test("refused by the entry, changing nothing: another tenant's archive, a bad key, an unknown, held, offboarded or silo tenant", async () => {
+    const refusedWith = async (tenantId: string, from: string, why: string) => {
+      const before = await moto.get(tenantId);
+      const r = await restore(tenantId, from);
+      expect(r).toMatchObject({ status: 'REFUSED', statusCode: 400 });
+      expect(r.cause).toContain(why);
+      expect(await moto.get(tenantId)).toEqual(before);
+    };
+    await refusedWith('acme', 'tenants/globex/a.tfa', 'is tenant "globex"\'s archive');
+    await refusedWith(
+      'acme',
+      '../acme.tfa',
+      '"from" is "../acme.tfa": give the key of one of the tenant\'s archives',
+    );
+    await refusedWith('nobody', 'tenants/nobody/a.tfa', 'tenant "nobody" is unknown');
+    await moto.put({ tenantId: 'initech', model: 'pool', status: 'provisioning', lock: 'arn:other' });
+    await refusedWith('initech', 'tenants/initech/a.tfa', 'is being changed by another request (arn:other)');
+    await moto.put({ tenantId: 'gone', model: 'pool', status: 'offboarded' });
+    await refusedWith('gone', 'tenants/gone/a.tfa', 'tenant "gone" is offboarded: only an active tenant');
+    await moto.put({ tenantId: 'northwind', model: 'silo', status: 'active' });
+    await refusedWith('northwind', 'tenants/northwind/a.tfa', 'tenant "northwind" is a silo');
+    expect(runnerCalls).toEqual([]);
+  });
+
+  test('a replace that fails is not run twice: the runner thaws the tenant, which serves again with what it had and the reason', async () => {
+    const why = "the tenant's archive tenants/acme/x.tfa is at schema version 9: nothing was written";
+    onRunner = async (payload, model) => {
+      if (payload.action === 'replace') {
+        throw new TaskError('Lambda.ServiceException', JSON.stringify({ errorMessage: why }));
+      }
+      return expectHeldForReplace(payload, model);
+    };
+    const r = await restore('acme', ARCHIVE);
+    expect(r.status).toBe('FAILED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'RestoreInItsCell',
+      'RestorePoolTenantOver',
+      'ReadRestoreFailureReason',
+      'ThawInItsCell',
+      'ThawPoolTenant',
+      'ServeAgainAfterRestoreFailed',
+      'EmitRestoreFailed',
+      'RestoreFailed',
+    ]);
+    // The replace once (its invocation may have run: never again), then the thaw, by the same execution.
+    expect(runnerCalls.map((c) => c.payload.action)).toEqual(['replace', 'thaw']);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'pool' });
+    expect(item!.failureReason).toContain(why);
+    for (const gone of ['lock', 'movingTo', 'restoreArchive'] as const) expect(item![gone]).toBeUndefined();
+    expect(events.map((e) => [e.DetailType, (e.Detail as { reason: string }).reason])).toEqual([
+      ['TenantRestoreFailed', expect.stringContaining(why)],
+    ]);
+  });
+
+  test('a thaw that fails too leaves it moving (503) with the reason, and a new restore request finishes it', async () => {
+    onRunner = () => {
+      throw new TaskError('Error', JSON.stringify({ errorMessage: 'the database did not answer' }));
+    };
+    const r = await restore('acme', ARCHIVE);
+    expect(r.status).toBe('FAILED');
+    expect(r.path.slice(-4)).toEqual([
+      'ThawPoolTenant',
+      'KeepFrozenAfterThawFailed',
+      'EmitRestoreFailed',
+      'RestoreFailed',
+    ]);
+    let item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'moving', movingTo: 'pool' });
+    expect(item!.failureReason).toContain(
+      'lifting the freeze failed too: request the restore again to finish it',
+    );
+    expect(item!.lock).toBeUndefined();
+    // The thaw was retried (it is idempotent) before giving up.
+    expect(runnerCalls.filter((c) => c.payload.action === 'thaw').length).toBeGreaterThan(1);
+
+    onRunner = (payload, model) => expectHeldForReplace(payload, model);
+    const again = await restore('acme', ARCHIVE);
+    expect(again.status).toBe('SUCCEEDED');
+    item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active' });
+    expect(item!.movingTo).toBeUndefined();
+    expect(item!.failureReason).toBeUndefined();
+  });
+
+  test('an execution that times out mid-restore is reconciled to moving (503) with the reason, never to failed', async () => {
+    onRunner = () => {
+      throw new StopExecution('TIMED_OUT');
+    };
+    const r = (await restore('acme', ARCHIVE)) as Execution & { id: string; input: string };
+    expect(r.status).toBe('TIMED_OUT');
+    sfn.on(DescribeExecutionCommand, { executionArn: r.id }).resolves({ status: 'TIMED_OUT' } as never);
+    await steps.handler({ step: 'reconcile', executionArn: r.id, status: r.status, input: r.input });
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'moving', movingTo: 'pool' });
+    expect(item!.failureReason).toContain('ended TIMED_OUT');
+    expect(item!.failureReason).toContain('request the restore again to finish it');
+    expect(item!.lock).toBeUndefined();
+    expect(item!.restoreArchive).toBeUndefined();
+  });
+
+  test('a workflow execution started directly for a moving tenant is refused by its first step', async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'moving', movingTo: 'pool', lock: 'arn:x' });
+    const r = await run(
+      { action: 'restore', tenant: { tenantId: 'acme', model: 'pool', restoreArchive: ARCHIVE } },
+      'arn:aws:states:us-east-1:111122223333:execution:Workflow:forged',
+    );
+    expect(r).toMatchObject({ status: 'FAILED', error: 'RequestRejected' });
+    expect(runnerCalls).toEqual([]);
+    expect(await moto.get('acme')).toMatchObject({ status: 'moving', lock: 'arn:x' });
   });
 });
 

@@ -14,6 +14,17 @@ const resources = t.toJSON().Resources as Record<
 const def = definitionOf(t.toJSON() as never);
 const states = def.States as Record<string, Record<string, unknown>>;
 const FAILURE_PATH = ['ReadFailureReason', 'MarkFailed', 'EmitOnboardingFailed', 'EmitOffboardingFailed'];
+/** A restore over a tenant's data has its own failure path: the tenant is thawed and serves again (never `failed`). */
+const RESTORE_STEPS = ['RestorePoolTenantOver', 'RestoreBridgeTenantOver', 'MarkRestored'];
+const RESTORE_FAILURE_PATH: Record<string, string> = {
+  ReadRestoreFailureReason: 'GenericRestoreFailureReason',
+  ThawPoolTenant: 'KeepFrozenAfterThawFailed',
+  ThawBridgeTenant: 'KeepFrozenAfterThawFailed',
+  ServeAgainAfterRestoreFailed: 'RestoreFailedUnrecorded',
+  KeepFrozenAfterThawFailed: 'RestoreFailedUnrecorded',
+  EmitRestoreFailed: 'RestoreFailed',
+  EmitRestored: 'RestoredNotAnnounced',
+};
 
 function statementsOf(roleLogicalIdPart: string): Record<string, unknown>[] {
   const policy = Object.values(resources).find(
@@ -26,10 +37,23 @@ describe('onboarding pipeline', () => {
   test('every task after the request is accepted catches every error into the failure path', () => {
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     for (const [name, s] of tasks) {
-      if (name === 'Accept' || FAILURE_PATH.includes(name)) continue;
+      if (name === 'Accept' || FAILURE_PATH.includes(name) || RESTORE_FAILURE_PATH[name]) continue;
       expect({ name, catch: s.Catch }).toEqual({
         name,
-        catch: [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: 'ReadFailureReason' }],
+        catch: [
+          {
+            ErrorEquals: ['States.ALL'],
+            ResultPath: '$.error',
+            Next: RESTORE_STEPS.includes(name) ? 'ReadRestoreFailureReason' : 'ReadFailureReason',
+          },
+        ],
+      });
+    }
+    // Each step of the restore's failure path catches into its next step or an end state, never back into it.
+    for (const [name, next] of Object.entries(RESTORE_FAILURE_PATH)) {
+      expect({ name, catch: states[name].Catch }).toEqual({
+        name,
+        catch: [expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: next })],
       });
     }
     // The failure path's own steps catch into its next step or an end state, never back into it.
@@ -39,6 +63,30 @@ describe('onboarding pipeline', () => {
     expect(states.MarkFailed.Catch).toEqual([
       expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'FailedUnrecorded' }),
     ]);
+  });
+
+  test("a restore over a tenant's data is invoked once: only errors that say the runner did not run are retried", () => {
+    for (const [name, runner] of [
+      ['RestorePoolTenantOver', 'tenantforge-pool-mobility'],
+      ['RestoreBridgeTenantOver', 'tenantforge-bridge-mobility'],
+    ]) {
+      const retried = (states[name].Retry as { ErrorEquals: string[] }[]).flatMap((r) => r.ErrorEquals);
+      expect({ name, retried: retried.sort() }).toEqual({
+        name,
+        retried: [
+          'Lambda.ResourceConflictException',
+          'Lambda.TooManyRequestsException',
+          'ThrottlingException',
+        ],
+      });
+      expect(JSON.stringify(states[name].Resource)).toContain(`:function:${runner}`);
+      expect(states[name].Parameters).toEqual({
+        action: 'replace',
+        'tenantId.$': '$.tenant.tenantId',
+        'archive.$': '$.tenant.restoreArchive',
+        'execution.$': '$$.Execution.Id',
+      });
+    }
   });
 
   test('the first step admits only the execution holding its lock (taken by the entry); rejection ends it there', () => {

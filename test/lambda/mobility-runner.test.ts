@@ -20,6 +20,7 @@ import { DescribeExecutionCommand, ExecutionStatus, SFNClient } from '@aws-sdk/c
 import { LATEST_VERSION } from '../../db/migrations';
 import { deleteTenantArchives } from '../../lambda/tenant-provisioner/archives';
 import { ArchiveKey, verifyArchive } from '../../db/mobility';
+import { dataModel } from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import {
@@ -322,7 +323,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       }),
     );
     await expect(restore({ archive: 'tenants/acme/second.tfa' })).rejects.toThrow(
-      `tenant "acme-copy" is not being onboarded from tenants/acme/second.tfa by ${execution}: its onboard request starts it from ${acmeArchive}; nothing was written`,
+      `tenant "acme-copy" is not being onboarded from tenants/acme/second.tfa by ${execution}: its onboard request names ${acmeArchive}; nothing was written`,
     );
     await expect(restore({ execution: 'not an arn' })).rejects.toThrow(
       'mobility event field "execution" is "not an arn": leave it out',
@@ -479,6 +480,148 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     await addInvoices('acme-copy', 1);
     await expect(restore({})).rejects.toThrow('tenant "acme-copy" already has rows in invoices');
     expect(await invoicesOf('acme-copy')).toHaveLength(31);
+  });
+
+  test("restore over a tenant's data (an approver's restore request): frozen, what it had kept in a safety archive, replaced in one transaction", async () => {
+    const execution = `${WORKFLOW_EXECUTIONS}restore-acme-1-0a1b2c3d`;
+    const started = (status: ExecutionStatus = 'RUNNING', action = 'restore', archive = acmeArchive) => ({
+      status,
+      stateMachineArn: WORKFLOW,
+      input: JSON.stringify({ action, tenant: { tenantId: 'acme', model: 'pool', restoreArchive: archive } }),
+    });
+    /** The registry as the entry writes it for the request: acme `moving` within pool, held, with the archive. */
+    const hold = (lock: string, fields: Record<string, unknown> = {}) =>
+      moto.put({
+        tenantId: 'acme',
+        model: 'pool',
+        status: 'moving',
+        movingTo: 'pool',
+        lock,
+        restoreArchive: acmeArchive,
+        ...fields,
+      });
+    const replace = (fields: Record<string, unknown> = {}) =>
+      run({ action: 'replace', tenantId: 'acme', archive: acmeArchive, execution, ...fields });
+    const archived = await invoicesOf('acme'); // what acmeArchive holds (30 invoices)
+    expect(archived).toHaveLength(30);
+    await addInvoices('acme', 5); // written after the archive was made: the replace takes them away
+    const before = await invoicesOf('acme');
+    const globex = await invoicesOf('globex');
+    const writeAs = (tenant: string) => addInvoices(tenant, 1);
+    try {
+      // Refused before anything is read: only the workflow (an execution), only one of the tenant's own archives.
+      await expect(replace({ execution: undefined })).rejects.toThrow(
+        'mobility event field "execution" is undefined: "replace" is the onboarding workflow\'s, for an approver\'s restore request',
+      );
+      await expect(replace({ archive: 'tenants/globex/x.tfa' })).rejects.toThrow(
+        'mobility event field "archive" is "tenants/globex/x.tfa": restore over tenant "acme"\'s data from one of its own archives only',
+      );
+      await moto.put({
+        tenantId: 'acme',
+        model: 'pool',
+        status: 'active',
+        lock: execution,
+        restoreArchive: acmeArchive,
+      });
+      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
+      await expect(replace()).rejects.toThrow(
+        `tenant "acme" is not being restored from ${acmeArchive} by ${execution}: it is active, not being restored; nothing was written`,
+      );
+      await hold(execution, { movingTo: 'bridge' });
+      await expect(replace()).rejects.toThrow('it is moving to bridge, not being restored where it is');
+      await hold(execution);
+      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started('RUNNING', 'onboard'));
+      await expect(replace()).rejects.toThrow(
+        'the execution was not started to restore this tenant in this model from this archive',
+      );
+      expect(await invoicesOf('acme')).toEqual(before);
+
+      // While the runner works the tenant is frozen: its writes are refused, its reads and its neighbours' writes
+      // go on. Looked at when the safety archive is uploaded.
+      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
+      const seen: { acmeWrite?: string; acmeRows?: number; globexWrite?: string } = {};
+      const send = S3Client.prototype.send;
+      const spy = jest.spyOn(S3Client.prototype, 'send').mockImplementation(async function (
+        this: S3Client,
+        command: unknown,
+        ...rest: unknown[]
+      ) {
+        if (command instanceof PutObjectCommand && command.input.Key?.startsWith('tenants/acme/')) {
+          seen.acmeWrite = await writeAs('acme').then(
+            () => 'written',
+            (e: Error) => e.message,
+          );
+          seen.acmeRows = (await invoicesOf('acme')).length;
+          seen.globexWrite = await writeAs('globex').then(
+            () => 'written',
+            (e: Error) => e.message,
+          );
+        }
+        return (send as (...a: unknown[]) => Promise<unknown>).call(this, command, ...rest);
+      } as never);
+      let report: Awaited<ReturnType<typeof run>>;
+      try {
+        report = await replace();
+      } finally {
+        spy.mockRestore();
+      }
+      expect(seen.acmeWrite).not.toBe('written');
+      expect(seen.acmeRows).toBe(35);
+      expect(seen.globexWrite).toBe('written');
+      expect(report).toMatchObject({
+        action: 'replace',
+        tenantId: 'acme',
+        archive: acmeArchive,
+        rows: { invoices: 30, invoice_items: 30 },
+      });
+      // acme holds exactly the archive's rows, and serves (writes) again; globex kept its rows (and its new one).
+      expect(await invoicesOf('acme')).toEqual(archived);
+      expect(await invoicesOf('globex')).toHaveLength(globex.length + 1);
+      // What acme had just before is in the safety archive, in its own prefix, signed by the cell.
+      expect(report.safetyArchive).toMatch(/^tenants\/acme\/\d{8}T\d{6}Z-[0-9a-f]{8}\.tfa$/);
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'runner-')), 'safety.tfa');
+      fs.writeFileSync(file, await objectBytes(report.safetyArchive!));
+      const safety = await verifyArchive(file, ArchiveKey.fromHex(ARCHIVE_KEY_HEX, 'test'));
+      expect(safety).toMatchObject({ tenantId: 'acme', rows: { invoices: 35, invoice_items: 35 } });
+      await writeAs('acme');
+      expect(await invoicesOf('acme')).toHaveLength(31);
+
+      // An execution stopped while it ran: its last look, inside the transaction, rolls the replace back, and the
+      // freeze is lifted: acme keeps exactly what it had and serves.
+      const had = await invoicesOf('acme');
+      let looks = 0;
+      sfn
+        .on(DescribeExecutionCommand, { executionArn: execution })
+        .callsFake(async () => started(++looks === 1 ? 'RUNNING' : 'ABORTED'));
+      await expect(replace()).rejects.toThrow(
+        `by ${execution}: the execution is ABORTED; nothing was written`,
+      );
+      expect(looks).toBe(2);
+      expect(await invoicesOf('acme')).toEqual(had);
+      await writeAs('acme');
+      expect(await invoicesOf('acme')).toHaveLength(had.length + 1);
+
+      // The workflow's thaw (its replace died frozen): only for the execution that holds the tenant.
+      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
+      const master = await db.master();
+      try {
+        await dataModel('pool').freeze(master, 'acme', {});
+      } finally {
+        await master.end();
+      }
+      await expect(writeAs('acme')).rejects.toThrow();
+      const other = `${WORKFLOW_EXECUTIONS}restore-acme-2`;
+      await expect(run({ action: 'thaw', tenantId: 'acme', execution: other })).rejects.toThrow(
+        `by ${other}: it is held by ${execution}; nothing was written`,
+      );
+      await expect(writeAs('acme')).rejects.toThrow();
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution })).toMatchObject({ action: 'thaw' });
+      await writeAs('acme');
+      // Thawing a tenant that is not frozen changes nothing.
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution })).toMatchObject({ action: 'thaw' });
+    } finally {
+      await moto.put({ tenantId: 'acme', model: 'pool', status: 'active' });
+    }
   });
 
   test('bad events name the field, its value and the fix, before any AWS call or SQL', async () => {

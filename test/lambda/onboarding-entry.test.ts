@@ -283,7 +283,7 @@ describe('bad requests', () => {
     [
       { action: 'delete', request: { tenantId: 'acme' } },
       400,
-      '"action" is "delete": use "onboard" or "offboard"',
+      '"action" is "delete": use "onboard", "offboard" or "restore"',
     ],
     [{ action: 'onboard' }, 400, '"request" must be an object'],
     [{ action: 'onboard', request: { tenantId: 'Bad Id', model: 'pool' } }, 400, 'field "id"'],
@@ -324,4 +324,31 @@ test('a workflow that cannot be started forgets the archive an approved request 
   expect(item).toMatchObject({ status: 'failed' });
   expect(item!.lock).toBeUndefined();
   expect(item!.restoreArchive).toBeUndefined();
+});
+
+test('a restore whose workflow cannot be started leaves the tenant as it was (serving, or still frozen), with the reason', async () => {
+  sfn.on(StartExecutionCommand).rejects(new Error('Rate exceeded'));
+  const restore = (tenantId: string) => ({
+    action: 'restore',
+    request: { tenantId, from: `tenants/${tenantId}/20261128T030405Z-1a2b3c4d.tfa` },
+  });
+  await moto.put({ tenantId: 'acme', model: 'pool', status: 'active' });
+  const r = await call(APPROVER, restore('acme'));
+  expect(r.statusCode).toBe(502);
+  let item = await moto.get('acme');
+  expect(item).toMatchObject({ status: 'active', failureReason: r.json.message });
+  for (const gone of ['lock', 'movingTo', 'restoreArchive'] as const) expect(item![gone]).toBeUndefined();
+  // A tenant an earlier restore left frozen (`moving` within its model) stays so.
+  await moto.put({ tenantId: 'globex', model: 'bridge', status: 'moving', movingTo: 'bridge' });
+  expect((await call(APPROVER, restore('globex'))).statusCode).toBe(502);
+  item = await moto.get('globex');
+  expect(item).toMatchObject({ status: 'moving', movingTo: 'bridge' });
+  expect(item!.lock).toBeUndefined();
+  expect(item!.restoreArchive).toBeUndefined();
+  // From a requester: refused before anything is written.
+  sfn.on(StartExecutionCommand).resolves({ executionArn: 'x', startDate: new Date() });
+  const asked = await call(REQUESTER, restore('acme'));
+  expect(asked.statusCode).toBe(403);
+  expect(asked.json.error).toBe('approval_required');
+  expect((await moto.get('acme'))!.lock).toBeUndefined();
 });

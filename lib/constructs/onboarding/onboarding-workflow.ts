@@ -11,6 +11,7 @@ import {
   MOBILITY_RUNNER_NAMES,
   ONBOARDING_STATE_MACHINE_NAME,
   OFFBOARDING_FAILED_DETAIL_TYPE,
+  RESTORE_DETAIL_TYPES,
   RESULT_DETAIL_TYPES,
   TenantPhase,
 } from '../../../contracts';
@@ -47,7 +48,7 @@ const ACTION = '$.tenant.action';
 const execution = sfn.JsonPath.stringAt('$$.Execution.Id');
 
 /**
- * The onboarding and offboarding workflow (Step Functions).
+ * The onboarding, offboarding and restore workflow (Step Functions).
  *
  * Every execution starts with accept: the onboarding entry (lambda/onboarding-entry) checked who asked,
  * validated the request and locked the tenant for this execution; accept admits the execution only if the
@@ -56,6 +57,8 @@ const execution = sfn.JsonPath.stringAt('$$.Execution.Id');
  * again in `steady` (silo: deletion protection on), (pool or bridge, an approved `restoreFrom`) restore the
  * archive into it through the cell's mobility runner, invite the tenant's first administrator, mark it active
  * and release the lock, emit TenantOnboarded.
+ * Restoring over a tenant's data (an approver's `restore` request): its cell's runner replaces its rows with
+ * one of its own archives (restoreOver below), then it is active again and TenantRestored is emitted.
  * Offboarding: disable the tenant's users, (silo) take and record a final snapshot, deploy the stack in
  * `retire` (protection lifted by the stack itself), destroy it, mark it offboarded and release, emit
  * TenantOffboarded.
@@ -134,22 +137,184 @@ export class OnboardingWorkflow extends Construct {
    */
   private restoreArchive(model: 'pool' | 'bridge'): tasks.LambdaInvoke {
     const id = model === 'pool' ? 'RestorePoolArchive' : 'RestoreBridgeArchive';
-    const task = new tasks.LambdaInvoke(this, id, {
-      lambdaFunction: lambda.Function.fromFunctionName(this, `${id}Runner`, MOBILITY_RUNNER_NAMES[model]),
-      payload: sfn.TaskInput.fromObject({
-        action: 'restore',
-        tenantId,
-        archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
-        execution,
-      }),
+    const task = this.runner(id, model, {
+      action: 'restore',
+      tenantId,
+      archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
+      execution,
+    });
+    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    return task;
+  }
+
+  /** A shared cell's mobility runner, by its fixed name (the role may invoke those two, nothing else of the cells). */
+  private runner(
+    id: string,
+    model: 'pool' | 'bridge',
+    payload: Record<string, unknown>,
+    resultPath?: string,
+  ): tasks.LambdaInvoke {
+    this.runners[model] ??= lambda.Function.fromFunctionName(
+      this,
+      `${model === 'pool' ? 'Pool' : 'Bridge'}MobilityRunner`,
+      MOBILITY_RUNNER_NAMES[model],
+    );
+    return new tasks.LambdaInvoke(this, id, {
+      lambdaFunction: this.runners[model],
+      payload: sfn.TaskInput.fromObject(payload),
       payloadResponseOnly: true,
-      resultPath: sfn.JsonPath.DISCARD,
+      resultPath: resultPath ?? sfn.JsonPath.DISCARD,
       // The runner runs for up to 15 minutes.
       taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
       retryOnServiceExceptions: false,
     });
-    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    return task;
+  }
+
+  private readonly runners: Partial<Record<'pool' | 'bridge', lambda.IFunction>> = {};
+
+  /**
+   * Restoring one of a tenant's own archives over its data (an approver's `restore` request). The entry set the
+   * tenant `moving` within its model (the API answers it 503) and recorded the archive with the lock. Its cell's
+   * runner freezes it, exports what it holds to a safety archive, and replaces its rows and lifts the freeze in
+   * one transaction (lambda/tenant-provisioner/mobility-replace.ts); then the tenant is active again and
+   * TenantRestored names both archives. Only throttling is retried: a replace whose invocation may have run is
+   * never started twice. On any failure the runner is asked to thaw (it waits for a replace still running) and the
+   * tenant serves again with what it had and the reason; if even the thaw fails, it stays `moving` (503) with the
+   * reason, and a new restore request finishes it.
+   */
+  private restoreOver(): sfn.IChainable {
+    const failed = new sfn.Fail(this, 'RestoreFailed', {
+      error: 'TenantRestoreFailed',
+      causePath: '$.failure.reason',
+    });
+    const unrecorded = new sfn.Fail(this, 'RestoreFailedUnrecorded', {
+      error: 'TenantRestoreFailed',
+      cause:
+        'the restore failed and its failure could not be recorded in the registry; the reconciler leaves the tenant moving (503) with the reason',
+    });
+    const emitFailed = this.emit('EmitRestoreFailed', RESTORE_DETAIL_TYPES.restoreFailed, {
+      tenantId,
+      archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
+      reason: sfn.JsonPath.stringAt('$.failure.reason'),
+    });
+    emitFailed.addCatch(failed, { resultPath: '$.failureOfFailure' });
+    emitFailed.next(failed);
+    const serveAgain = this.step('ServeAgainAfterRestoreFailed', {
+      step: 'setStatus',
+      tenantId,
+      execution,
+      status: 'active',
+      release: true,
+      reason: sfn.JsonPath.stringAt('$.failure.reason'),
+    });
+    const keepFrozen = this.step('KeepFrozenAfterThawFailed', {
+      step: 'setStatus',
+      tenantId,
+      execution,
+      status: 'moving',
+      release: true,
+      reason: sfn.JsonPath.format(
+        '{}; lifting the freeze failed too: request the restore again to finish it',
+        sfn.JsonPath.stringAt('$.failure.reason'),
+      ),
+    });
+    for (const s of [serveAgain, keepFrozen]) {
+      s.addCatch(unrecorded, { resultPath: '$.failureOfFailure' });
+      s.next(emitFailed);
+    }
+    const thaw = new sfn.Choice(this, 'ThawInItsCell');
+    for (const model of ['pool', 'bridge'] as const) {
+      const task = this.runner(`Thaw${model === 'pool' ? 'Pool' : 'Bridge'}Tenant`, model, {
+        action: 'thaw',
+        tenantId,
+        execution,
+      });
+      // A thaw is idempotent: retried on any error (the database may be failing over).
+      task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+      task.addRetry({
+        errors: ['States.ALL'],
+        interval: Duration.seconds(10),
+        backoffRate: 2,
+        maxAttempts: 3,
+      });
+      task.addCatch(keepFrozen, { resultPath: '$.thawError' });
+      task.next(serveAgain);
+      thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
+    }
+    thaw.otherwise(keepFrozen);
+    const genericReason = new sfn.Pass(this, 'GenericRestoreFailureReason', {
+      parameters: {
+        reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')),
+      },
+      resultPath: '$.failure',
+    });
+    genericReason.next(thaw);
+    const reason = this.step(
+      'ReadRestoreFailureReason',
+      { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack: false },
+      '$.failure',
+    );
+    reason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
+    reason.next(thaw);
+    const onFailure = <T extends sfn.TaskStateBase>(state: T): T => {
+      state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
+      return state;
+    };
+
+    const emitRestored = this.emit('EmitRestored', RESTORE_DETAIL_TYPES.restored, {
+      tenantId,
+      archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
+      safetyArchive: sfn.JsonPath.stringAt('$.restored.safetyArchive'),
+    });
+    emitRestored.addCatch(
+      new sfn.Fail(this, 'RestoredNotAnnounced', {
+        error: 'EventNotSent',
+        cause: 'the tenant was restored and serves again; its TenantRestored event could not be sent',
+      }),
+      { resultPath: '$.failureOfFailure' },
+    );
+    const markRestored = onFailure(
+      this.step('MarkRestored', { step: 'setStatus', tenantId, execution, status: 'active', release: true }),
+    );
+    markRestored.next(emitRestored).next(new sfn.Succeed(this, 'Restored'));
+    const replace = new sfn.Choice(this, 'RestoreInItsCell');
+    for (const model of ['pool', 'bridge'] as const) {
+      const task = this.runner(
+        `Restore${model === 'pool' ? 'Pool' : 'Bridge'}TenantOver`,
+        model,
+        {
+          action: 'replace',
+          tenantId,
+          archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
+          execution,
+        },
+        '$.restored',
+      );
+      // Only what says the function was not invoked at all.
+      task.addRetry({
+        errors: [
+          'ThrottlingException',
+          'Lambda.TooManyRequestsException',
+          'Lambda.ResourceConflictException',
+        ],
+        interval: Duration.seconds(5),
+        backoffRate: 2,
+        maxAttempts: 4,
+      });
+      onFailure(task).next(markRestored);
+      replace.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
+    }
+    // Accept admits pool and bridge tenants only; anything else fails with the reason, changing nothing.
+    replace.otherwise(
+      new sfn.Pass(this, 'NotASharedCellTenant', {
+        parameters: {
+          Error: 'NotASharedCellTenant',
+          Cause: 'only a pool or bridge tenant is restored over through the workflow',
+        },
+        resultPath: '$.error',
+      }).next(reason),
+    );
+    return replace;
   }
 
   private definition(): sfn.IChainable {
@@ -337,6 +502,7 @@ export class OnboardingWorkflow extends Construct {
     return accept.next(
       new sfn.Choice(this, 'OnboardOrOffboard')
         .when(sfn.Condition.stringEquals(ACTION, 'onboard'), onboard)
+        .when(sfn.Condition.stringEquals(ACTION, 'restore'), this.restoreOver())
         .otherwise(offboard),
     );
   }

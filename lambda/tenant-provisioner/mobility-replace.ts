@@ -1,0 +1,215 @@
+/**
+ * Restoring a tenant's own archive over its data in AWS (the local platform's `restore --force`), within its shared
+ * cell, for the onboarding workflow's execution of an approver's `restore` request (the entry set the tenant
+ * `moving` within its model, so the API answers it 503, and recorded the archive with the lock):
+ *
+ *   replace  checks the request (mobility-approval.ts), verifies the archive, takes the tenant's operation lock,
+ *            freezes the tenant's writes and waits for the runtime role's older transactions (every write
+ *            acknowledged before the freeze is committed), exports what the tenant holds now to a safety archive
+ *            in the bucket, then replaces its rows with the archive's and lifts the freeze in ONE transaction,
+ *            which checks the request once more just before it commits. Any failure before that commit lifts the
+ *            freeze again: the tenant keeps exactly what it had.
+ *   thaw     the workflow's failure path (the replace's invocation died before it could lift the freeze): waits
+ *            for the operation lock (a replace still running finishes first), then lifts the freeze.
+ */
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Client } from 'pg';
+import { dataModel } from '../../db/models';
+import {
+  exportTenant,
+  holdTenantLock,
+  restoreArchive,
+  TenantBusy,
+  verifyArchive,
+  waitForOlderTransactions,
+} from '../../db/mobility';
+import { isConnectionFault } from '../../db/faults';
+import { downloadArchive, uploadArchive } from './archives';
+import { expectApprovedReplace, expectApprovedThaw } from './mobility-approval';
+import { MobilityDeps, MobilityReport, schemaVersionOf } from './mobility';
+import type { Env } from './request';
+
+export interface ReplaceRequest {
+  readonly action: 'replace' | 'thaw';
+  readonly tenantId: string;
+  readonly archive?: { key: string; tenantId: string };
+  readonly execution: string;
+}
+
+/**
+ * How long a thaw waits for a replace that still holds the tenant's operation lock: within the function's 15 minutes,
+ * and longer than the database takes to end the session of a function that was stopped (KEEPALIVE_PARAMETERS
+ * in lib/constructs/database.ts: about 2 minutes).
+ */
+const THAW_WAIT_MS = 10 * 60 * 1000;
+
+export async function replaceOrThaw(
+  request: ReplaceRequest,
+  env: Env,
+  deps: MobilityDeps,
+): Promise<MobilityReport> {
+  const { tenantId, execution } = request;
+  const started = Date.now();
+  if (request.action === 'thaw') {
+    await expectApprovedThaw(tenantId, execution, env, deps);
+    const lockClient = await deps.connect();
+    try {
+      const release = await waitForTenantLock(lockClient, tenantId, THAW_WAIT_MS);
+      try {
+        await withClient(deps, (c) => dataModel(env.model).unfreeze(c, tenantId, {}));
+      } finally {
+        await release();
+      }
+    } finally {
+      await lockClient.end().catch(() => undefined);
+    }
+    deps.log('thawed', { tenantId, execution });
+    return {
+      action: 'thaw',
+      tenantId,
+      model: env.model,
+      bucket: deps.bucket,
+      archive: '',
+      bytes: 0,
+      archiveTenantId: tenantId,
+      schemaVersion: 0,
+      rows: {},
+      checksums: {},
+      ms: Date.now() - started,
+    };
+  }
+
+  const archive = request.archive!;
+  const approved = () => expectApprovedReplace(archive.key, tenantId, execution, env, deps);
+  await approved();
+  fs.rmSync(deps.workDir, { recursive: true, force: true });
+  fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
+  const file = path.join(deps.workDir, `${tenantId}-${randomBytes(6).toString('hex')}.tfa`);
+  const safetyFile = path.join(deps.workDir, `${tenantId}-before-${randomBytes(6).toString('hex')}.tfa`);
+  const lockClient = await deps.connect();
+  try {
+    const bytes = await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes);
+    const key = await deps.archiveKey();
+    const manifest = await verifyArchive(file, key);
+    if (manifest.tenantId !== tenantId) {
+      throw new Error(
+        `${archive.key} holds tenant "${manifest.tenantId}"'s data, not "${tenantId}"'s as its key says: refused, nothing was written`,
+      );
+    }
+    const release = await holdTenantLock(lockClient, tenantId);
+    try {
+      const model = dataModel(env.model);
+      // Whether the freeze committed: a refusal means it did not; a lost connection leaves it unknown, so the thaw
+      // runs anyway (it is idempotent).
+      let froze: 'no' | 'yes' | 'unknown' = 'no';
+      try {
+        await withClient(deps, async (c) => {
+          try {
+            await model.freeze(c, tenantId, {});
+            froze = 'yes';
+          } catch (e) {
+            froze = isConnectionFault(e) ? 'unknown' : 'no';
+            throw e;
+          }
+          await waitForOlderTransactions(c, model.runtimeRole({}));
+        });
+        // What the tenant holds now, frozen: kept in the bucket before anything of it is replaced.
+        const schemaVersion = await schemaVersionOf(tenantId, env, deps);
+        const database = await deps.runtimeDatabase();
+        const before = await exportTenant(database.forTenant(tenantId), safetyFile, key, { schemaVersion });
+        const safetyBytes = fs.statSync(safetyFile).size;
+        if (safetyBytes > deps.maxArchiveBytes) {
+          throw new Error(
+            `what tenant "${tenantId}" holds now exports to ${safetyBytes} bytes, more than this runner's ${deps.maxArchiveBytes}: it was not replaced (restore it on the local platform from the cell's backups)`,
+          );
+        }
+        const safety = await uploadArchive(deps.s3, deps.bucket, tenantId, safetyFile, safetyBytes, {
+          model: env.model,
+          'schema-version': String(before.schemaVersion),
+        });
+        deps.log('exported before restore', { tenantId, archive: safety.key, rows: before.rows });
+        const restored = await withClient(deps, async (c) => {
+          // As for restore: the server ends a transaction left idle this long, whatever the function does.
+          await c.query("SET idle_in_transaction_session_timeout = '60s'");
+          return restoreArchive(c, file, key, {
+            tenantId,
+            archiveTenantId: tenantId,
+            model: env.model,
+            options: {},
+            verified: manifest,
+            replace: true,
+            thaw: true,
+            beforeCommit: approved,
+          });
+        });
+        froze = 'no';
+        deps.log('restored over the tenant', {
+          tenantId,
+          archive: archive.key,
+          safetyArchive: safety.key,
+          rows: restored.rows,
+        });
+        return {
+          action: 'replace',
+          tenantId,
+          model: env.model,
+          bucket: deps.bucket,
+          archive: archive.key,
+          bytes,
+          archiveTenantId: tenantId,
+          schemaVersion: restored.schemaVersion,
+          rows: restored.rows,
+          checksums: restored.checksums,
+          ms: Date.now() - started,
+          safetyArchive: safety.key,
+        };
+      } catch (e) {
+        if (froze !== 'no') {
+          try {
+            await withClient(deps, (c) => model.unfreeze(c, tenantId, {}));
+          } catch (thawError) {
+            throw new Error(
+              `${(e as Error).message}; then lifting tenant "${tenantId}"'s freeze failed (${(thawError as Error).message}): it stays read-only until the workflow's thaw lifts it`,
+              { cause: e },
+            );
+          }
+        }
+        throw e;
+      }
+    } finally {
+      await release();
+    }
+  } finally {
+    await lockClient.end().catch(() => undefined);
+    fs.rmSync(file, { force: true });
+    fs.rmSync(safetyFile, { force: true });
+  }
+}
+
+async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>): Promise<T> {
+  const c = await deps.connect();
+  try {
+    return await work(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** The tenant's operation lock, waited for (holdTenantLock refuses at once when another operation holds it). */
+async function waitForTenantLock(
+  client: Client,
+  tenantId: string,
+  waitMs: number,
+): Promise<() => Promise<void>> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await holdTenantLock(client, tenantId);
+    } catch (e) {
+      if (!(e instanceof TenantBusy) || Date.now() > until) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}

@@ -93,7 +93,7 @@ export function adminEmailOf(request: OnboardingRequest, required: boolean): str
 
 /** What the registry holds for a tenant, if anything. */
 export type ExistingTenant = Pick<RegistryItem, 'status' | 'model'> &
-  Partial<Pick<RegistryItem, 'dataRetained' | 'lock' | 'failedDuring'>>;
+  Partial<Pick<RegistryItem, 'dataRetained' | 'lock' | 'failedDuring' | 'movingTo'>>;
 
 /** What an accepted onboarding request does. */
 export interface OnboardingDecision {
@@ -262,16 +262,23 @@ export function checkOffboarding(tenantId: string, existing: ExistingTenant | un
   }
   if (existing.status === 'moving') {
     throw new RequestRejected(
-      `offboard request: tenant "${tenantId}" is being moved to another model: nothing was changed; wait for the move to finish`,
+      existing.movingTo === existing.model
+        ? `offboard request: tenant "${tenantId}" was left frozen by a restore: nothing was changed; abandon the restore first (npm run request -- restore --tenant ${tenantId} --abandon)`
+        : `offboard request: tenant "${tenantId}" is being moved to another model: nothing was changed; wait for the move to finish`,
     );
   }
 }
 
-/** A restore request: `{ tenantId, from }`, an archive of the tenant's own restored over its data. */
+/**
+ * A restore request: `{ tenantId, from }`, an archive of the tenant's own restored over its data; or
+ * `{ tenantId, abandon: true }`, a restore that left the tenant frozen (`moving`) abandoned: it is thawed and
+ * serves again with the data it has.
+ */
 export interface RestoreRequest {
   readonly tenantId?: unknown;
   /** The archive's key in the tenant's cell's bucket (`tenants/<the tenant's id>/<name>.tfa`). */
   readonly from?: unknown;
+  readonly abandon?: unknown;
 }
 
 /**
@@ -281,12 +288,33 @@ export interface RestoreRequest {
  */
 export function checkRestoreOver(
   request: RestoreRequest,
-  existing: (ExistingTenant & Partial<Pick<RegistryItem, 'movingTo'>>) | undefined,
-): { tenantId: string; archive: string } {
+  existing: ExistingTenant | undefined,
+): { tenantId: string; archive?: string } {
   const problem = tenantIdProblem(request.tenantId);
   if (problem) throw new RequestRejected(`restore request: tenant id ${problem}`);
   const tenantId = request.tenantId as string;
   const from = request.from;
+  if (request.abandon !== undefined) {
+    if (request.abandon !== true || from !== undefined) {
+      throw new RequestRejected(
+        `restore request: "abandon" is ${JSON.stringify(request.abandon)}${from !== undefined ? ' with "from"' : ''}: send { "tenantId", "abandon": true } alone to thaw a tenant a failed restore left frozen; nothing was changed`,
+      );
+    }
+    if (!existing) {
+      throw new RequestRejected(`restore request: tenant "${tenantId}" is unknown: nothing was changed`);
+    }
+    if (existing.lock) {
+      throw new RequestRejected(
+        `restore request: tenant "${tenantId}" is being changed by another request (${existing.lock}): nothing was changed; wait for it to finish`,
+      );
+    }
+    if (existing.status !== 'moving' || existing.movingTo !== existing.model || existing.model === 'silo') {
+      throw new RequestRejected(
+        `restore request: tenant "${tenantId}" is ${existing.status}${existing.status === 'moving' ? ` to ${existing.movingTo ?? 'another model'}` : ''}, not left frozen by a restore: there is nothing to abandon; nothing was changed`,
+      );
+    }
+    return { tenantId };
+  }
   const m = typeof from === 'string' ? ARCHIVE_OBJECT_KEY.exec(from) : null;
   if (!m) {
     throw new RequestRejected(

@@ -3,7 +3,7 @@
  *                      [--name <name>] [--settings '<json>'] [--restore | --restore-from <archive key>]
  *                      [--url <entry URL>]
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
- *   npm run request -- restore --tenant <id> --from <archive key> [--url <entry URL>]
+ *   npm run request -- restore --tenant <id> --from <archive key> | --abandon [--url <entry URL>]
  *
  * Sends an onboarding, offboarding or restore request to the Onboarding stack's entry with your AWS credentials (the usual
  * chain: AWS_PROFILE, the AWS_* variables, SSO, an instance role). It proves who you are twice: the HTTP request is
@@ -123,7 +123,9 @@ const USAGE =
   'usage: npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email> [--name <name>] [--settings <json>] [--restore | --restore-from <archive key>] [--url <entry URL>]\n' +
   '       npm run request -- offboard --tenant <id> [--url <entry URL>]\n' +
   '       npm run request -- restore --tenant <id> --from <archive key> [--url <entry URL>]   (approvers: restores one of the\n' +
-  "         tenant's own archives over its data; what it holds is exported first)";
+  "         tenant's own archives over its data; what it holds is exported first)\n" +
+  '       npm run request -- restore --tenant <id> --abandon [--url <entry URL>]   (approvers: thaws a tenant a failed restore\n' +
+  '         left frozen; it serves again with the data it has)';
 
 async function main(): Promise<number> {
   const [action, ...args] = process.argv.slice(2);
@@ -132,9 +134,9 @@ async function main(): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  if (action === 'restore' && flag(args, 'from') === undefined) {
+  if (action === 'restore' && (flag(args, 'from') === undefined) === !args.includes('--abandon')) {
     console.error(
-      `request: restore needs --from <archive key> (npm run tenant -- export --aws printed it)\n${USAGE}`,
+      `request: restore needs --from <archive key> (npm run tenant -- export --aws printed it), or --abandon alone\n${USAGE}`,
     );
     return 2;
   }
@@ -162,7 +164,9 @@ async function main(): Promise<number> {
         }
       : action === 'restore'
         ? // One of the tenant's own archives in its cell's bucket: approvers only.
-          { tenantId, from: flag(args, 'from') }
+          args.includes('--abandon')
+          ? { tenantId, abandon: true }
+          : { tenantId, from: flag(args, 'from') }
         : { tenantId };
   const url = await entryUrl(args);
   const region = /\.lambda-url\.([a-z0-9-]+)\.on\.aws/.exec(new URL(url).hostname)?.[1];

@@ -180,8 +180,15 @@ async function aws(command: string, flags: Flags): Promise<number> {
     (f) => flags[f] !== undefined,
   );
   if ((command !== 'export' && command !== 'restore') || unsupported.length > 0) {
+    // In AWS these are an approver's requests to the onboarding entry, not an operator's invoke.
+    const instead =
+      command === 'restore' && flags.force !== undefined
+        ? `: restore over a tenant's data in AWS is an approver's request: npm run request -- restore --tenant ${String(flags.tenant ?? '<id>')} --from <archive key>`
+        : command === 'restore' && flags.as !== undefined
+          ? `: a new tenant from an archive in AWS is an approver's request: npm run request -- onboard --tenant ${String(flags.as)} --model <pool|bridge> --admin-email <email> --restore-from <archive key>`
+          : '';
     console.error(
-      `tenant ${command} --aws: ${command !== 'export' && command !== 'restore' ? `${command} runs on the local platform only for now` : `${unsupported.map((f) => `--${f}`).join(', ')} cannot be used with --aws`}\n\n${USAGE}`,
+      `tenant ${command} --aws: ${command !== 'export' && command !== 'restore' ? `${command} runs on the local platform only for now` : `${unsupported.map((f) => `--${f}`).join(', ')} cannot be used with --aws${instead}`}\n\n${USAGE}`,
     );
     return 2;
   }

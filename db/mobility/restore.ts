@@ -20,7 +20,7 @@ import { migrateTarget, MigrationTarget, targetState } from '../migrate';
 import { dataModel, ModelOptions } from '../models';
 import { ADMIN_SCHEMA, OWNER_ROLE } from '../roles';
 import { ident, join, sql } from '../sql';
-import { exec, inTransaction } from '../tx';
+import { exec, inTransaction, lockTarget } from '../tx';
 import { ArchiveError, ArchiveKey, ArchiveManifest } from './archive';
 import { readArchive, verifyArchive } from './archive-reader';
 import { canonicalSession, digestTables, Query, tableColumns, TENANT_TABLES } from './tables';
@@ -55,7 +55,7 @@ export interface RestoreInto {
    * just before it commits: a throw rolls the whole restore back (the caller's last look at whether it may still
    * write).
    */
-  readonly beforeCommit?: () => Promise<void>;
+  readonly beforeCommit?: (outcome: { readonly alreadyThere: boolean }) => Promise<void>;
 }
 
 export interface Restored {
@@ -102,6 +102,9 @@ export async function restoreArchive(
   const destination = impl.migrationTarget(into.tenantId, into.options ?? {});
   const query: Query = (statement) => client.query(statement.toQuery());
   return inTransaction(client, async () => {
+    // The destination's migration lock, held to the end: a migration of it (the pool's shared schema, or the
+    // tenant's own) waits for this restore, and the version read below stays the version written to.
+    await exec(client, lockTarget(destination.target));
     await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
     const state = await targetState(client, destination.target);
     await client.query('RESET ROLE');
@@ -178,7 +181,7 @@ export async function restoreArchive(
           const there = await digestTables(query, columns, enter);
           if (differences(there, expected).length === 0) {
             await dropStaging(client, staging);
-            await into.beforeCommit?.();
+            await into.beforeCommit?.({ alreadyThere: true });
             return { manifest, schemaVersion: state.version, ...there, alreadyThere: true };
           }
         }
@@ -202,7 +205,7 @@ export async function restoreArchive(
     expectSame(restored, expected, `tenant "${into.tenantId}"'s restored rows`);
     // 4. No staging left behind.
     await dropStaging(client, staging);
-    await into.beforeCommit?.();
+    await into.beforeCommit?.({ alreadyThere: false });
     return { manifest, schemaVersion: state.version, ...restored };
   });
 }

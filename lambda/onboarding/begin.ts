@@ -168,7 +168,9 @@ export async function beginRestore(request: RestoreRequest, who: Requester): Pro
   const { tenantId, archive } = checkRestoreOver(request, existing);
   if (!who.approver) {
     throw new ApprovalRequired(
-      `restore request: restoring ${archive} over tenant "${tenantId}"'s data replaces what its users see, so only an approver may request it; nothing was changed`,
+      archive
+        ? `restore request: restoring ${archive} over tenant "${tenantId}"'s data replaces what its users see, so only an approver may request it; nothing was changed`
+        : `restore request: abandoning tenant "${tenantId}"'s restore is an approver's; nothing was changed`,
     );
   }
   const item = existing as RegistryItem;
@@ -179,9 +181,10 @@ export async function beginRestore(request: RestoreRequest, who: Requester): Pro
       movingTo: item.model,
       requestedBy: `${who.requestedBy} (approver)`,
       lock: who.execution,
-      restoreArchive: archive,
+      ...(archive ? { restoreArchive: archive } : {}),
     },
-    ['failedDuring', 'failureReason'],
+    // An abandon request keeps the reason of the failure it ends until its own outcome replaces it.
+    archive ? ['failedDuring', 'failureReason'] : ['failedDuring', 'restoreArchive'],
     { unlocked: true, statusIn: item.status === 'moving' ? ['moving'] : ['active'] },
   );
   if (!taken) {
@@ -193,7 +196,7 @@ export async function beginRestore(request: RestoreRequest, who: Requester): Pro
     tenantId,
     model: item.model,
     stackName: tenantStackName(tenantId),
-    restoreArchive: archive,
+    ...(archive ? { restoreArchive: archive } : { abandon: true }),
     // An earlier restore that failed left it frozen (`moving`): this one finishes it.
     wasFrozen: item.status === 'moving',
   };

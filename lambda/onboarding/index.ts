@@ -124,9 +124,9 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
       `execution ${e.execution} does not hold tenant "${tenantId}" (it was not accepted by the onboarding entry): nothing was changed`,
     );
   }
-  // A restore over the tenant's data: `moving` within its own model, with the archive recorded.
-  const restoreOver = item.status === 'moving' && item.movingTo === item.model && !!item.restoreArchive;
-  if (restoreOver) {
+  // A restore over the tenant's data: `moving` within its own model, with the archive recorded (or none: an
+  // approver's request to abandon one that left the tenant frozen).
+  if (item.status === 'moving' && item.movingTo === item.model) {
     if (item.model === 'silo') {
       throw new RequestRejected(
         `tenant "${tenantId}" is a silo, whose data is not restored over through the workflow: nothing was changed`,
@@ -135,9 +135,9 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
     return {
       tenantId: item.tenantId,
       model: item.model,
-      action: 'restore',
+      action: item.restoreArchive ? 'restore' : 'abandonRestore',
       stackName: tenantStackName(item.tenantId),
-      restoreArchive: item.restoreArchive,
+      restoreArchive: item.restoreArchive ?? '',
     };
   }
   if (item.status !== 'provisioning' && item.status !== 'offboarding') {
@@ -251,7 +251,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
       tenantId as string,
       {
         status: 'moving',
-        failureReason: `${reason}; the tenant may still be frozen: request the restore again to finish it`,
+        failureReason: `${reason}; the tenant may still be frozen: request the restore again to finish it, or abandon it (npm run request -- restore --tenant ${tenantId as string} --abandon)`,
       },
       ['lock', 'restoreArchive'],
       { lockedBy: e.executionArn },

@@ -21,8 +21,8 @@ import {
 import { ProvisioningInputError } from './request';
 
 /**
- * Uploads `file` as a new archive of the tenant, `tenants/<id>/<time>-<random>.tfa`, never over an existing
- * object; returns its key and version.
+ * Uploads `file` as a new archive of the tenant, `tenants/<id>/<time>-<random>.tfa` (or `tenants/<id>/<name>.tfa`),
+ * never over an existing object; returns its key and version.
  */
 export async function uploadArchive(
   client: S3Client,
@@ -31,8 +31,9 @@ export async function uploadArchive(
   file: string,
   bytes: number,
   metadata: Record<string, string>,
+  name?: string,
 ): Promise<{ key: string; versionId?: string }> {
-  const key = `tenants/${tenantId}/${stamp(new Date())}-${randomBytes(4).toString('hex')}.tfa`;
+  const key = `tenants/${tenantId}/${name ?? `${stamp(new Date())}-${randomBytes(4).toString('hex')}`}.tfa`;
   const written = await client.send(
     new PutObjectCommand({
       Bucket: bucket,

@@ -65,17 +65,19 @@ export async function expectApprovedReplace(
 }
 
 /**
- * The workflow's failure path of such a restore may thaw the tenant: the same execution still holds it, `moving`
- * within its model, for the archive the registry names.
+ * The workflow may thaw the tenant (the failure path of such a restore, or an approver's request to abandon one):
+ * the same execution still holds it, `moving` within its model, with the archive its request named (none for an
+ * abandon request). Returns the registry entry.
  */
 export async function expectApprovedThaw(
   tenantId: string,
   execution: string,
   env: Env,
   deps: ApprovalDeps,
-): Promise<void> {
+): Promise<RegistryItem> {
   const entry = await deps.registryEntry(tenantId);
-  await expectHeldFor('restore', entry?.restoreArchive ?? '(no archive)', { tenantId, execution }, env, deps);
+  await expectHeldFor('restore', entry?.restoreArchive, { tenantId, execution }, env, deps);
+  return entry!;
 }
 
 async function expectArchiveThere(archive: string, tenantId: string, deps: ApprovalDeps): Promise<void> {
@@ -95,7 +97,8 @@ async function expectArchiveThere(archive: string, tenantId: string, deps: Appro
  */
 async function expectHeldFor(
   purpose: 'onboard' | 'restore',
-  archive: string,
+  /** undefined: a thaw of an abandon request, which names none. */
+  archive: string | undefined,
   parsed: { tenantId: string; execution: string },
   env: Env,
   deps: ApprovalDeps,
@@ -104,7 +107,7 @@ async function expectHeldFor(
   const doing = purpose === 'onboard' ? 'onboarded from' : 'restored from';
   const refuse = (why: string) =>
     new ProvisioningInputError(
-      `tenant "${parsed.tenantId}" is not being ${doing} ${archive} by ${parsed.execution}: ${why}; nothing was written`,
+      `tenant "${parsed.tenantId}" is not being ${archive ? `${doing} ${archive}` : 'restored'} by ${parsed.execution}: ${why}; nothing was written`,
     );
   if (!entry) throw refuse(`the tenant registry (${env.registryTable}) has no such tenant`);
   if (entry.model !== env.model) {

@@ -3,16 +3,18 @@
  * cell, for the onboarding workflow's execution of an approver's `restore` request (the entry set the tenant
  * `moving` within its model, so the API answers it 503, and recorded the archive with the lock):
  *
- *   replace  checks the request (mobility-approval.ts), verifies the archive, takes the tenant's operation lock,
- *            freezes the tenant's writes and waits for the runtime role's older transactions (every write
- *            acknowledged before the freeze is committed), exports what the tenant holds now to a safety archive
- *            in the bucket, then replaces its rows with the archive's and lifts the freeze in ONE transaction,
- *            which checks the request once more just before it commits. Any failure before that commit lifts the
- *            freeze again: the tenant keeps exactly what it had.
- *   thaw     the workflow's failure path (the replace's invocation died before it could lift the freeze): waits
- *            for the operation lock (a replace still running finishes first), then lifts the freeze.
+ *   replace  takes the tenant's operation lock, then checks the request (mobility-approval.ts), verifies the
+ *            archive, freezes the tenant's writes and waits for the runtime role's older transactions (every write
+ *            acknowledged before the freeze is committed), exports what the tenant holds now to its safety archive
+ *            (`tenants/<id>/before-restore-<execution digest>.tfa`), then replaces its rows with the archive's and
+ *            lifts the freeze in ONE transaction, which checks the request once more just before it commits. Any
+ *            failure before that commit lifts the freeze again: the tenant keeps exactly what it had.
+ *   thaw     the workflow's failure path (or an approver's abandon request): waits for the operation lock (a
+ *            replace still running finishes first; one not started yet then finds the request gone), lifts the
+ *            freeze, and says whether the tenant now holds exactly the archive's rows (the replace committed
+ *            though its answer was lost) and where its safety archive is.
  */
-import { randomBytes } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Client } from 'pg';
@@ -26,7 +28,7 @@ import {
   waitForOlderTransactions,
 } from '../../db/mobility';
 import { isConnectionFault } from '../../db/faults';
-import { downloadArchive, uploadArchive } from './archives';
+import { archiveStillThere, downloadArchive, uploadArchive } from './archives';
 import { expectApprovedReplace, expectApprovedThaw } from './mobility-approval';
 import { MobilityDeps, MobilityReport, schemaVersionOf } from './mobility';
 import type { Env } from './request';
@@ -52,54 +54,69 @@ export async function replaceOrThaw(
 ): Promise<MobilityReport> {
   const { tenantId, execution } = request;
   const started = Date.now();
+  fs.rmSync(deps.workDir, { recursive: true, force: true });
+  fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
+  const file = path.join(deps.workDir, `${tenantId}-${randomBytes(6).toString('hex')}.tfa`);
+  const safetyName = safetyArchiveName(execution);
   if (request.action === 'thaw') {
-    await expectApprovedThaw(tenantId, execution, env, deps);
+    // Checked first, so that a thaw nobody asked for does not even wait for the lock.
+    const entry = await expectApprovedThaw(tenantId, execution, env, deps);
     const lockClient = await deps.connect();
     try {
       const release = await waitForTenantLock(lockClient, tenantId, THAW_WAIT_MS);
       try {
+        await expectApprovedThaw(tenantId, execution, env, deps);
         await withClient(deps, (c) => dataModel(env.model).unfreeze(c, tenantId, {}));
+        // Did a replace of this request commit (its answer lost, or its function stopped after COMMIT)?
+        const restored = entry.restoreArchive
+          ? await holdsExactly(entry.restoreArchive, tenantId, file, env, deps)
+          : false;
+        const safetyKey = `tenants/${tenantId}/${safetyName}.tfa`;
+        const safetyArchive = (await archiveStillThere(deps.s3, deps.bucket, safetyKey)) ? safetyKey : '';
+        deps.log('thawed', { tenantId, execution, restored, safetyArchive });
+        return {
+          action: 'thaw',
+          tenantId,
+          model: env.model,
+          bucket: deps.bucket,
+          archive: entry.restoreArchive ?? '',
+          bytes: 0,
+          archiveTenantId: tenantId,
+          schemaVersion: 0,
+          rows: {},
+          checksums: {},
+          ms: Date.now() - started,
+          restored,
+          safetyArchive,
+        };
       } finally {
         await release();
       }
     } finally {
       await lockClient.end().catch(() => undefined);
+      fs.rmSync(file, { force: true });
     }
-    deps.log('thawed', { tenantId, execution });
-    return {
-      action: 'thaw',
-      tenantId,
-      model: env.model,
-      bucket: deps.bucket,
-      archive: '',
-      bytes: 0,
-      archiveTenantId: tenantId,
-      schemaVersion: 0,
-      rows: {},
-      checksums: {},
-      ms: Date.now() - started,
-    };
   }
 
   const archive = request.archive!;
   const approved = () => expectApprovedReplace(archive.key, tenantId, execution, env, deps);
   await approved();
-  fs.rmSync(deps.workDir, { recursive: true, force: true });
-  fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
-  const file = path.join(deps.workDir, `${tenantId}-${randomBytes(6).toString('hex')}.tfa`);
   const safetyFile = path.join(deps.workDir, `${tenantId}-before-${randomBytes(6).toString('hex')}.tfa`);
   const lockClient = await deps.connect();
   try {
-    const bytes = await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes);
-    const key = await deps.archiveKey();
-    const manifest = await verifyArchive(file, key);
-    if (manifest.tenantId !== tenantId) {
-      throw new Error(
-        `${archive.key} holds tenant "${manifest.tenantId}"'s data, not "${tenantId}"'s as its key says: refused, nothing was written`,
-      );
-    }
+    // The lock first, then the request again: a thaw that got the lock before this replace (its invocation's
+    // answer was an error while it was still starting) has ended the request, and this replace then does nothing.
     const release = await holdTenantLock(lockClient, tenantId);
     try {
+      await approved();
+      const bytes = await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes);
+      const key = await deps.archiveKey();
+      const manifest = await verifyArchive(file, key);
+      if (manifest.tenantId !== tenantId) {
+        throw new Error(
+          `${archive.key} holds tenant "${manifest.tenantId}"'s data, not "${tenantId}"'s as its key says: refused, nothing was written`,
+        );
+      }
       const model = dataModel(env.model);
       // Whether the freeze committed: a refusal means it did not; a lost connection leaves it unknown, so the thaw
       // runs anyway (it is idempotent).
@@ -125,10 +142,25 @@ export async function replaceOrThaw(
             `what tenant "${tenantId}" holds now exports to ${safetyBytes} bytes, more than this runner's ${deps.maxArchiveBytes}: it was not replaced (restore it on the local platform from the cell's backups)`,
           );
         }
-        const safety = await uploadArchive(deps.s3, deps.bucket, tenantId, safetyFile, safetyBytes, {
-          model: env.model,
-          'schema-version': String(before.schemaVersion),
-        });
+        // A migration of the tenant's schema between the version read and the export would mislabel it.
+        if ((await schemaVersionOf(tenantId, env, deps)) !== schemaVersion) {
+          throw new Error(
+            `tenant "${tenantId}"'s schema was migrated while what it holds was exported: nothing was replaced; request the restore again`,
+          );
+        }
+        const safety = await uploadArchive(
+          deps.s3,
+          deps.bucket,
+          tenantId,
+          safetyFile,
+          safetyBytes,
+          {
+            model: env.model,
+            'schema-version': String(before.schemaVersion),
+            'restore-execution': execution,
+          },
+          safetyName,
+        );
         deps.log('exported before restore', { tenantId, archive: safety.key, rows: before.rows });
         const restored = await withClient(deps, async (c) => {
           // As for restore: the server ends a transaction left idle this long, whatever the function does.
@@ -141,7 +173,7 @@ export async function replaceOrThaw(
             verified: manifest,
             replace: true,
             thaw: true,
-            beforeCommit: approved,
+            beforeCommit: () => approved(),
           });
         });
         froze = 'no';
@@ -186,6 +218,51 @@ export async function replaceOrThaw(
     fs.rmSync(file, { force: true });
     fs.rmSync(safetyFile, { force: true });
   }
+}
+
+/** The safety archive's name for the request `execution`: one per request, found again by its thaw. */
+function safetyArchiveName(execution: string): string {
+  return `before-restore-${createHash('sha256').update(execution).digest('hex').slice(0, 24)}`;
+}
+
+/** A probe that writes nothing: whether the tenant's tables hold exactly the archive's rows. */
+class Probed extends Error {
+  constructor(readonly alreadyThere: boolean) {
+    super('probe: rolled back');
+  }
+}
+
+async function holdsExactly(
+  archiveKey: string,
+  tenantId: string,
+  file: string,
+  env: Env,
+  deps: MobilityDeps,
+): Promise<boolean> {
+  await downloadArchive(deps.s3, deps.bucket, archiveKey, file, deps.maxArchiveBytes);
+  const key = await deps.archiveKey();
+  const manifest = await verifyArchive(file, key);
+  return withClient(deps, async (c) => {
+    try {
+      await restoreArchive(c, file, key, {
+        tenantId,
+        archiveTenantId: manifest.tenantId,
+        model: env.model,
+        options: {},
+        verified: manifest,
+        rerunIsDone: true,
+        // Whatever it found, nothing is kept: the transaction rolls back here.
+        beforeCommit: async ({ alreadyThere }) => {
+          throw new Probed(alreadyThere);
+        },
+      });
+    } catch (e) {
+      if (e instanceof Probed) return e.alreadyThere;
+      if (/already has rows in/.test((e as Error).message)) return false;
+      throw e;
+    }
+    throw new Error('the probe of the restored rows committed: it must not');
+  });
 }
 
 async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>): Promise<T> {

@@ -87,8 +87,13 @@ export interface MobilityReport {
    * an answer was lost), so nothing was written.
    */
   readonly alreadyThere?: boolean;
-  /** replace: the archive of what the tenant held just before (exported under the freeze), in the same bucket. */
+  /**
+   * replace: the archive of what the tenant held just before (exported under the freeze), in the same bucket; thaw:
+   * that archive if the request's replace wrote it, else ''.
+   */
   readonly safetyArchive?: string;
+  /** thaw: the tenant holds exactly the request's archive's rows (its replace committed). */
+  readonly restored?: boolean;
 }
 
 /** The registry, Step Functions and the bucket (what ApprovalDeps reads), and: */

@@ -234,7 +234,7 @@ async function expectHeldForReplace(
   const tenantId = payload.tenantId as string;
   if (payload.action === 'thaw') {
     await expectApprovedThaw(tenantId, payload.execution as string, runnerEnv(model), runnerDeps());
-    return { action: 'thaw', tenantId };
+    return { action: 'thaw', tenantId, restored: false, safetyArchive: '' };
   }
   expect(payload.action).toBe('replace');
   await expectApprovedReplace(
@@ -548,8 +548,8 @@ describe("restoring over a tenant's data, executed", () => {
       'OnboardOrOffboard',
       'RestoreInItsCell',
       'RestorePoolTenantOver',
-      'MarkRestored',
-      'EmitRestored',
+      'MarkRestoredPool',
+      'EmitRestoredPool',
       'Restored',
     ]);
     const id = (r as { id: string }).id;
@@ -632,7 +632,9 @@ describe("restoring over a tenant's data, executed", () => {
       'ReadRestoreFailureReason',
       'ThawInItsCell',
       'ThawPoolTenant',
+      'RestoredAfterAll',
       'ServeAgainAfterRestoreFailed',
+      'AbandonedOrFailed',
       'EmitRestoreFailed',
       'RestoreFailed',
     ]);
@@ -667,6 +669,10 @@ describe("restoring over a tenant's data, executed", () => {
     expect(item!.lock).toBeUndefined();
     // The thaw was retried (it is idempotent) before giving up.
     expect(runnerCalls.filter((c) => c.payload.action === 'thaw').length).toBeGreaterThan(1);
+    // Offboarding it now is refused with the way out.
+    const off = await offboard('acme');
+    expect(off).toMatchObject({ status: 'REFUSED', statusCode: 400 });
+    expect(off.cause).toContain('was left frozen by a restore: nothing was changed; abandon the restore first');
 
     onRunner = (payload, model) => expectHeldForReplace(payload, model);
     const again = await restore('acme', ARCHIVE);
@@ -675,6 +681,73 @@ describe("restoring over a tenant's data, executed", () => {
     expect(item).toMatchObject({ status: 'active' });
     expect(item!.movingTo).toBeUndefined();
     expect(item!.failureReason).toBeUndefined();
+  });
+
+  test('a replace whose answer was lost after it committed: the thaw finds the archive\'s rows there, and the restore is done', async () => {
+    onRunner = async (payload, model) => {
+      const answer = await expectHeldForReplace(payload, model);
+      if (payload.action === 'replace') {
+        throw new TaskError('Lambda.ServiceException', 'the answer was lost');
+      }
+      return { ...answer, restored: true, safetyArchive: 'tenants/acme/before-restore-0123.tfa' };
+    };
+    const r = await restore('acme', ARCHIVE);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path.slice(-5)).toEqual([
+      'ThawPoolTenant',
+      'RestoredAfterAll',
+      'MarkRestoredAfterAll',
+      'EmitRestoredAfterAll',
+      'Restored',
+    ]);
+    expect(runnerCalls.map((c) => c.payload.action)).toEqual(['replace', 'thaw']);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active' });
+    expect(item!.failureReason).toBeUndefined();
+    expect(events).toEqual([
+      expect.objectContaining({
+        DetailType: 'TenantRestored',
+        Detail: { tenantId: 'acme', archive: ARCHIVE, safetyArchive: 'tenants/acme/before-restore-0123.tfa' },
+      }),
+    ]);
+  });
+
+  test('an approver abandons a restore that left the tenant frozen: thawed, it serves again with what it has', async () => {
+    // Nothing to abandon while it is active, and only an approver may ask.
+    const active = await ask('restore', { tenantId: 'acme', abandon: true });
+    expect(active).toMatchObject({ status: 'REFUSED', statusCode: 400 });
+    expect(active.cause).toContain('not left frozen by a restore: there is nothing to abandon');
+    await moto.put({
+      tenantId: 'acme',
+      model: 'pool',
+      status: 'moving',
+      movingTo: 'pool',
+      failureReason: 'the workflow execution x ended TIMED_OUT',
+    });
+    process.env.APPROVERS = '';
+    expect(await ask('restore', { tenantId: 'acme', abandon: true })).toMatchObject({ statusCode: 403 });
+    process.env.APPROVERS = REQUESTER;
+    const r = await ask('restore', { tenantId: 'acme', abandon: true });
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'AbandonReason',
+      'ThawInItsCell',
+      'ThawPoolTenant',
+      'RestoredAfterAll',
+      'ServeAgainAfterRestoreFailed',
+      'AbandonedOrFailed',
+      'RestoreAbandoned',
+    ]);
+    // The thaw only: nothing is replaced.
+    expect(runnerCalls.map((c) => c.payload)).toEqual([
+      { action: 'thaw', tenantId: 'acme', execution: (r as { id: string }).id },
+    ]);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active' });
+    expect(item!.failureReason).toContain('the restore was abandoned at the request of an approver');
+    for (const gone of ['lock', 'movingTo', 'restoreArchive'] as const) expect(item![gone]).toBeUndefined();
   });
 
   test('an execution that times out mid-restore is reconciled to moving (503) with the reason, never to failed', async () => {

@@ -15,7 +15,7 @@ const def = definitionOf(t.toJSON() as never);
 const states = def.States as Record<string, Record<string, unknown>>;
 const FAILURE_PATH = ['ReadFailureReason', 'MarkFailed', 'EmitOnboardingFailed', 'EmitOffboardingFailed'];
 /** A restore over a tenant's data has its own failure path: the tenant is thawed and serves again (never `failed`). */
-const RESTORE_STEPS = ['RestorePoolTenantOver', 'RestoreBridgeTenantOver', 'MarkRestored'];
+const RESTORE_STEPS = ['RestorePoolTenantOver', 'RestoreBridgeTenantOver'];
 const RESTORE_FAILURE_PATH: Record<string, string> = {
   ReadRestoreFailureReason: 'GenericRestoreFailureReason',
   ThawPoolTenant: 'KeepFrozenAfterThawFailed',
@@ -23,7 +23,13 @@ const RESTORE_FAILURE_PATH: Record<string, string> = {
   ServeAgainAfterRestoreFailed: 'RestoreFailedUnrecorded',
   KeepFrozenAfterThawFailed: 'RestoreFailedUnrecorded',
   EmitRestoreFailed: 'RestoreFailed',
-  EmitRestored: 'RestoredNotAnnounced',
+  // Once the rows are replaced nothing goes back to the thaw: the tenant holds the archive's data.
+  MarkRestoredPool: 'RestoredUnrecorded',
+  MarkRestoredBridge: 'RestoredUnrecorded',
+  MarkRestoredAfterAll: 'RestoredUnrecorded',
+  EmitRestoredPool: 'RestoredNotAnnounced',
+  EmitRestoredBridge: 'RestoredNotAnnounced',
+  EmitRestoredAfterAll: 'RestoredNotAnnounced',
 };
 
 function statementsOf(roleLogicalIdPart: string): Record<string, unknown>[] {

@@ -578,27 +578,50 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       expect(await invoicesOf('acme')).toEqual(archived);
       expect(await invoicesOf('globex')).toHaveLength(globex.length + 1);
       // What acme had just before is in the safety archive, in its own prefix, signed by the cell.
-      expect(report.safetyArchive).toMatch(/^tenants\/acme\/\d{8}T\d{6}Z-[0-9a-f]{8}\.tfa$/);
+      expect(report.safetyArchive).toMatch(/^tenants\/acme\/before-restore-[0-9a-f]{24}\.tfa$/);
       const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'runner-')), 'safety.tfa');
       fs.writeFileSync(file, await objectBytes(report.safetyArchive!));
       const safety = await verifyArchive(file, ArchiveKey.fromHex(ARCHIVE_KEY_HEX, 'test'));
       expect(safety).toMatchObject({ tenantId: 'acme', rows: { invoices: 35, invoice_items: 35 } });
+      // Had the replace's answer been lost, the workflow's thaw would find it done: exactly the archive's rows, and
+      // the request's safety archive.
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution })).toMatchObject({
+        action: 'thaw',
+        restored: true,
+        safetyArchive: report.safetyArchive,
+      });
+      expect(await invoicesOf('acme')).toEqual(archived);
       await writeAs('acme');
       expect(await invoicesOf('acme')).toHaveLength(31);
 
       // An execution stopped while it ran: its last look, inside the transaction, rolls the replace back, and the
       // freeze is lifted: acme keeps exactly what it had and serves.
+      // (Its looks: before it starts, once it holds the tenant's lock, and just before it commits.)
       const had = await invoicesOf('acme');
+      const stopped = `${WORKFLOW_EXECUTIONS}restore-acme-4`;
+      await hold(stopped);
       let looks = 0;
       sfn
-        .on(DescribeExecutionCommand, { executionArn: execution })
-        .callsFake(async () => started(++looks === 1 ? 'RUNNING' : 'ABORTED'));
-      await expect(replace()).rejects.toThrow(
-        `by ${execution}: the execution is ABORTED; nothing was written`,
+        .on(DescribeExecutionCommand, { executionArn: stopped })
+        .callsFake(async () => started(++looks < 3 ? 'RUNNING' : 'ABORTED'));
+      await expect(replace({ execution: stopped })).rejects.toThrow(
+        `by ${stopped}: the execution is ABORTED; nothing was written`,
       );
-      expect(looks).toBe(2);
+      expect(looks).toBe(3);
+      await hold(execution);
       expect(await invoicesOf('acme')).toEqual(had);
       await writeAs('acme');
+      expect(await invoicesOf('acme')).toHaveLength(had.length + 1);
+      // Its thaw says so: not restored (another execution's safety archive is not this one's).
+      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
+      const other2 = `${WORKFLOW_EXECUTIONS}restore-acme-3`;
+      await hold(other2);
+      sfn.on(DescribeExecutionCommand, { executionArn: other2 }).resolves(started());
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution: other2 })).toMatchObject({
+        restored: false,
+        safetyArchive: '',
+      });
+      await hold(execution);
       expect(await invoicesOf('acme')).toHaveLength(had.length + 1);
 
       // The workflow's thaw (its replace died frozen): only for the execution that holds the tenant.

@@ -11,22 +11,12 @@ import {
   MOBILITY_RUNNER_NAMES,
   ONBOARDING_STATE_MACHINE_NAME,
   OFFBOARDING_FAILED_DETAIL_TYPE,
-  RESTORE_DETAIL_TYPES,
   RESULT_DETAIL_TYPES,
   TenantPhase,
 } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf, partitionOf } from '../../nag';
-
-/** Errors the workflow retries as throttling. */
-const THROTTLING = [
-  'ThrottlingException',
-  'Lambda.TooManyRequestsException',
-  'Lambda.ServiceException',
-  'Lambda.SdkClientException',
-  'CodeBuild.AccountLimitExceededException',
-  'DynamoDB.ProvisionedThroughputExceededException',
-  'TooManyRequestsException',
-];
+import { restoreOverStates } from './restore-over';
+import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
 export interface OnboardingWorkflowProps {
   /** The workflow's Lambda steps (lambda/onboarding). */
@@ -41,11 +31,6 @@ export interface OnboardingWorkflowProps {
    */
   readonly domainName?: string;
 }
-
-const tenantId = sfn.JsonPath.stringAt('$.tenant.tenantId');
-/** What the accepted request does, as the registry says (never as the execution's input says). */
-const ACTION = '$.tenant.action';
-const execution = sfn.JsonPath.stringAt('$$.Execution.Id');
 
 /**
  * The onboarding, offboarding and restore workflow (Step Functions).
@@ -87,7 +72,8 @@ export class OnboardingWorkflow extends Construct {
     this.acknowledge();
   }
 
-  private step(id: string, payload: Record<string, unknown>, resultPath?: string): tasks.LambdaInvoke {
+  /** One of the workflow's Lambda steps (lambda/onboarding). */
+  step(id: string, payload: Record<string, unknown>, resultPath?: string): tasks.LambdaInvoke {
     const task = new tasks.LambdaInvoke(this, id, {
       lambdaFunction: this.props.steps,
       payload: sfn.TaskInput.fromObject(payload),
@@ -100,7 +86,7 @@ export class OnboardingWorkflow extends Construct {
     return task;
   }
 
-  private emit(id: string, detailType: string, detail: Record<string, unknown>): tasks.EventBridgePutEvents {
+  emit(id: string, detailType: string, detail: Record<string, unknown>): tasks.EventBridgePutEvents {
     const task = new tasks.EventBridgePutEvents(this, id, {
       entries: [{ source: EVENT_SOURCE, detailType, detail: sfn.TaskInput.fromObject(detail) }],
       resultPath: sfn.JsonPath.DISCARD,
@@ -148,7 +134,7 @@ export class OnboardingWorkflow extends Construct {
   }
 
   /** A shared cell's mobility runner, by its fixed name (the role may invoke those two, nothing else of the cells). */
-  private runner(
+  runner(
     id: string,
     model: 'pool' | 'bridge',
     payload: Record<string, unknown>,
@@ -156,7 +142,7 @@ export class OnboardingWorkflow extends Construct {
   ): tasks.LambdaInvoke {
     this.runners[model] ??= lambda.Function.fromFunctionName(
       this,
-      `${model === 'pool' ? 'Pool' : 'Bridge'}MobilityRunner`,
+      `${title(model)}MobilityRunner`,
       MOBILITY_RUNNER_NAMES[model],
     );
     return new tasks.LambdaInvoke(this, id, {
@@ -171,151 +157,6 @@ export class OnboardingWorkflow extends Construct {
   }
 
   private readonly runners: Partial<Record<'pool' | 'bridge', lambda.IFunction>> = {};
-
-  /**
-   * Restoring one of a tenant's own archives over its data (an approver's `restore` request). The entry set the
-   * tenant `moving` within its model (the API answers it 503) and recorded the archive with the lock. Its cell's
-   * runner freezes it, exports what it holds to a safety archive, and replaces its rows and lifts the freeze in
-   * one transaction (lambda/tenant-provisioner/mobility-replace.ts); then the tenant is active again and
-   * TenantRestored names both archives. Only throttling is retried: a replace whose invocation may have run is
-   * never started twice. On any failure the runner is asked to thaw (it waits for a replace still running) and the
-   * tenant serves again with what it had and the reason; if even the thaw fails, it stays `moving` (503) with the
-   * reason, and a new restore request finishes it.
-   */
-  private restoreOver(): sfn.IChainable {
-    const failed = new sfn.Fail(this, 'RestoreFailed', {
-      error: 'TenantRestoreFailed',
-      causePath: '$.failure.reason',
-    });
-    const unrecorded = new sfn.Fail(this, 'RestoreFailedUnrecorded', {
-      error: 'TenantRestoreFailed',
-      cause:
-        'the restore failed and its failure could not be recorded in the registry; the reconciler leaves the tenant moving (503) with the reason',
-    });
-    const emitFailed = this.emit('EmitRestoreFailed', RESTORE_DETAIL_TYPES.restoreFailed, {
-      tenantId,
-      archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
-      reason: sfn.JsonPath.stringAt('$.failure.reason'),
-    });
-    emitFailed.addCatch(failed, { resultPath: '$.failureOfFailure' });
-    emitFailed.next(failed);
-    const serveAgain = this.step('ServeAgainAfterRestoreFailed', {
-      step: 'setStatus',
-      tenantId,
-      execution,
-      status: 'active',
-      release: true,
-      reason: sfn.JsonPath.stringAt('$.failure.reason'),
-    });
-    const keepFrozen = this.step('KeepFrozenAfterThawFailed', {
-      step: 'setStatus',
-      tenantId,
-      execution,
-      status: 'moving',
-      release: true,
-      reason: sfn.JsonPath.format(
-        '{}; lifting the freeze failed too: request the restore again to finish it',
-        sfn.JsonPath.stringAt('$.failure.reason'),
-      ),
-    });
-    for (const s of [serveAgain, keepFrozen]) {
-      s.addCatch(unrecorded, { resultPath: '$.failureOfFailure' });
-      s.next(emitFailed);
-    }
-    const thaw = new sfn.Choice(this, 'ThawInItsCell');
-    for (const model of ['pool', 'bridge'] as const) {
-      const task = this.runner(`Thaw${model === 'pool' ? 'Pool' : 'Bridge'}Tenant`, model, {
-        action: 'thaw',
-        tenantId,
-        execution,
-      });
-      // A thaw is idempotent: retried on any error (the database may be failing over).
-      task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-      task.addRetry({
-        errors: ['States.ALL'],
-        interval: Duration.seconds(10),
-        backoffRate: 2,
-        maxAttempts: 3,
-      });
-      task.addCatch(keepFrozen, { resultPath: '$.thawError' });
-      task.next(serveAgain);
-      thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
-    }
-    thaw.otherwise(keepFrozen);
-    const genericReason = new sfn.Pass(this, 'GenericRestoreFailureReason', {
-      parameters: {
-        reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')),
-      },
-      resultPath: '$.failure',
-    });
-    genericReason.next(thaw);
-    const reason = this.step(
-      'ReadRestoreFailureReason',
-      { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack: false },
-      '$.failure',
-    );
-    reason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
-    reason.next(thaw);
-    const onFailure = <T extends sfn.TaskStateBase>(state: T): T => {
-      state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
-      return state;
-    };
-
-    const emitRestored = this.emit('EmitRestored', RESTORE_DETAIL_TYPES.restored, {
-      tenantId,
-      archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
-      safetyArchive: sfn.JsonPath.stringAt('$.restored.safetyArchive'),
-    });
-    emitRestored.addCatch(
-      new sfn.Fail(this, 'RestoredNotAnnounced', {
-        error: 'EventNotSent',
-        cause: 'the tenant was restored and serves again; its TenantRestored event could not be sent',
-      }),
-      { resultPath: '$.failureOfFailure' },
-    );
-    const markRestored = onFailure(
-      this.step('MarkRestored', { step: 'setStatus', tenantId, execution, status: 'active', release: true }),
-    );
-    markRestored.next(emitRestored).next(new sfn.Succeed(this, 'Restored'));
-    const replace = new sfn.Choice(this, 'RestoreInItsCell');
-    for (const model of ['pool', 'bridge'] as const) {
-      const task = this.runner(
-        `Restore${model === 'pool' ? 'Pool' : 'Bridge'}TenantOver`,
-        model,
-        {
-          action: 'replace',
-          tenantId,
-          archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
-          execution,
-        },
-        '$.restored',
-      );
-      // Only what says the function was not invoked at all.
-      task.addRetry({
-        errors: [
-          'ThrottlingException',
-          'Lambda.TooManyRequestsException',
-          'Lambda.ResourceConflictException',
-        ],
-        interval: Duration.seconds(5),
-        backoffRate: 2,
-        maxAttempts: 4,
-      });
-      onFailure(task).next(markRestored);
-      replace.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
-    }
-    // Accept admits pool and bridge tenants only; anything else fails with the reason, changing nothing.
-    replace.otherwise(
-      new sfn.Pass(this, 'NotASharedCellTenant', {
-        parameters: {
-          Error: 'NotASharedCellTenant',
-          Cause: 'only a pool or bridge tenant is restored over through the workflow',
-        },
-        resultPath: '$.error',
-      }).next(reason),
-    );
-    return replace;
-  }
 
   private definition(): sfn.IChainable {
     // The failure path, shared by every step after the request was accepted. Each of its own steps catches
@@ -497,12 +338,14 @@ export class OnboardingWorkflow extends Construct {
       error: 'RequestRejected',
       causePath: '$.error.Cause',
     });
+    const restore = restoreOverStates(this);
     const accept = this.step('Accept', { step: 'accept', execution, 'input.$': '$' }, '$.tenant');
     accept.addCatch(rejected, { errors: ['States.ALL'], resultPath: '$.error' });
     return accept.next(
       new sfn.Choice(this, 'OnboardOrOffboard')
         .when(sfn.Condition.stringEquals(ACTION, 'onboard'), onboard)
-        .when(sfn.Condition.stringEquals(ACTION, 'restore'), this.restoreOver())
+        .when(sfn.Condition.stringEquals(ACTION, 'restore'), restore.restore)
+        .when(sfn.Condition.stringEquals(ACTION, 'abandonRestore'), restore.abandon)
         .otherwise(offboard),
     );
   }

@@ -672,7 +672,9 @@ describe("restoring over a tenant's data, executed", () => {
     // Offboarding it now is refused with the way out.
     const off = await offboard('acme');
     expect(off).toMatchObject({ status: 'REFUSED', statusCode: 400 });
-    expect(off.cause).toContain('was left frozen by a restore: nothing was changed; abandon the restore first');
+    expect(off.cause).toContain(
+      'was left frozen by a restore: nothing was changed; abandon the restore first',
+    );
 
     onRunner = (payload, model) => expectHeldForReplace(payload, model);
     const again = await restore('acme', ARCHIVE);
@@ -683,7 +685,7 @@ describe("restoring over a tenant's data, executed", () => {
     expect(item!.failureReason).toBeUndefined();
   });
 
-  test('a replace whose answer was lost after it committed: the thaw finds the archive\'s rows there, and the restore is done', async () => {
+  test("a replace whose answer was lost after it committed: the thaw finds the archive's rows there, and the restore is done", async () => {
     onRunner = async (payload, model) => {
       const answer = await expectHeldForReplace(payload, model);
       if (payload.action === 'replace') {

@@ -21,6 +21,19 @@ export const lockBootstrap = () =>
 export const lockTarget = (target: string) =>
   sql`WITH t AS (INSERT INTO tenancy.locks (target) VALUES (${target}) ON CONFLICT (target) DO UPDATE SET target = excluded.target RETURNING target) SELECT target FROM t`;
 
+/**
+ * The target's lock shared, until the transaction ends: holders of it (restores, each of one tenant of a shared
+ * schema) do not wait for each other, and lockTarget (a migration) waits for all of them, as they wait for it.
+ * Two statements: the row is made once, then share-locked.
+ */
+export async function shareTarget(client: ClientBase, target: string): Promise<void> {
+  await exec(
+    client,
+    sql`INSERT INTO tenancy.locks (target) VALUES (${target}) ON CONFLICT (target) DO NOTHING`,
+  );
+  await exec(client, sql`SELECT target FROM tenancy.locks WHERE target = ${target} FOR SHARE`);
+}
+
 export async function exec(client: ClientBase, statement: Sql): Promise<void> {
   await client.query(statement.toQuery());
 }

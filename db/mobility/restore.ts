@@ -20,7 +20,7 @@ import { migrateTarget, MigrationTarget, targetState } from '../migrate';
 import { dataModel, ModelOptions } from '../models';
 import { ADMIN_SCHEMA, OWNER_ROLE } from '../roles';
 import { ident, join, sql } from '../sql';
-import { exec, inTransaction, lockTarget } from '../tx';
+import { exec, inTransaction, shareTarget } from '../tx';
 import { ArchiveError, ArchiveKey, ArchiveManifest } from './archive';
 import { readArchive, verifyArchive } from './archive-reader';
 import { canonicalSession, digestTables, Query, tableColumns, TENANT_TABLES } from './tables';
@@ -102,9 +102,10 @@ export async function restoreArchive(
   const destination = impl.migrationTarget(into.tenantId, into.options ?? {});
   const query: Query = (statement) => client.query(statement.toQuery());
   return inTransaction(client, async () => {
-    // The destination's migration lock, held to the end: a migration of it (the pool's shared schema, or the
-    // tenant's own) waits for this restore, and the version read below stays the version written to.
-    await exec(client, lockTarget(destination.target));
+    // The destination's migration lock, shared and held to the end: a migration of it (the pool's shared schema,
+    // or the tenant's own) waits for this restore, so the version read below stays the version written to; other
+    // restores into the same shared schema do not wait.
+    await shareTarget(client, destination.target);
     await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
     const state = await targetState(client, destination.target);
     await client.query('RESET ROLE');

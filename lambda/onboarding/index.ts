@@ -216,6 +216,15 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
     { lockedBy: e.execution },
   );
   if (!written) {
+    // A last write of success retried after its answer was lost finds its own work done: the status it asked for,
+    // released. (A failure is never taken as done this way: the reconciler writes `failed` too.)
+    const now =
+      e.release && (e.status === 'active' || e.status === 'offboarded')
+        ? await readItem(e.tenantId)
+        : undefined;
+    if (now && now.status === e.status && !now.lock) {
+      return { tenantId: e.tenantId, status: e.status, already: true };
+    }
     throw new LockLost(
       `tenant "${e.tenantId}" is no longer held by execution ${e.execution}: its status was not changed to ${e.status}`,
     );

@@ -10,9 +10,9 @@
  *            lifts the freeze in ONE transaction, which checks the request once more just before it commits. Any
  *            failure before that commit lifts the freeze again: the tenant keeps exactly what it had.
  *   thaw     the workflow's failure path (or an approver's abandon request): waits for the operation lock (a
- *            replace still running finishes first; one not started yet then finds the request gone), lifts the
- *            freeze, and says whether the tenant now holds exactly the archive's rows (the replace committed
- *            though its answer was lost) and where its safety archive is.
+ *            replace still running finishes first), ends the request (a replace of it not started yet then does
+ *            nothing), lifts the freeze, and says from the request's receipt whether its replace committed though
+ *            its answer was lost, and where its safety archive is (db/mobility/receipts.ts).
  */
 import { createHash, randomBytes } from 'crypto';
 import * as fs from 'fs';
@@ -20,15 +20,19 @@ import * as path from 'path';
 import type { Client } from 'pg';
 import { dataModel } from '../../db/models';
 import {
+  endRestore,
+  ensureRestoreReceipts,
   exportTenant,
   holdTenantLock,
+  recordReplaced,
+  restoreEnded,
   restoreArchive,
   TenantBusy,
   verifyArchive,
   waitForOlderTransactions,
 } from '../../db/mobility';
 import { isConnectionFault } from '../../db/faults';
-import { archiveStillThere, downloadArchive, uploadArchive } from './archives';
+import { downloadArchive, uploadArchive } from './archives';
 import { expectApprovedReplace, expectApprovedThaw } from './mobility-approval';
 import { MobilityDeps, MobilityReport, schemaVersionOf } from './mobility';
 import type { Env } from './request';
@@ -58,6 +62,8 @@ export async function replaceOrThaw(
   fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
   const file = path.join(deps.workDir, `${tenantId}-${randomBytes(6).toString('hex')}.tfa`);
   const safetyName = safetyArchiveName(execution);
+  // The receipts (db/mobility/receipts.ts) exist before either takes the tenant's lock.
+  await withClient(deps, (c) => ensureRestoreReceipts(c));
   if (request.action === 'thaw') {
     // Checked first, so that a thaw nobody asked for does not even wait for the lock.
     const entry = await expectApprovedThaw(tenantId, execution, env, deps);
@@ -66,13 +72,12 @@ export async function replaceOrThaw(
       const release = await waitForTenantLock(lockClient, tenantId, THAW_WAIT_MS);
       try {
         await expectApprovedThaw(tenantId, execution, env, deps);
+        // The request ends here: a replace of it that has not started yet will do nothing. Whether one committed
+        // (its answer lost, or its function stopped after COMMIT) is on its receipt.
+        const outcome = await withClient(deps, (c) => endRestore(c, execution, tenantId));
         await withClient(deps, (c) => dataModel(env.model).unfreeze(c, tenantId, {}));
-        // Did a replace of this request commit (its answer lost, or its function stopped after COMMIT)?
-        const restored = entry.restoreArchive
-          ? await holdsExactly(entry.restoreArchive, tenantId, file, env, deps)
-          : false;
-        const safetyKey = `tenants/${tenantId}/${safetyName}.tfa`;
-        const safetyArchive = (await archiveStillThere(deps.s3, deps.bucket, safetyKey)) ? safetyKey : '';
+        const restored = outcome.replaced;
+        const safetyArchive = outcome.safetyArchive;
         deps.log('thawed', { tenantId, execution, restored, safetyArchive });
         return {
           action: 'thaw',
@@ -94,7 +99,6 @@ export async function replaceOrThaw(
       }
     } finally {
       await lockClient.end().catch(() => undefined);
-      fs.rmSync(file, { force: true });
     }
   }
 
@@ -109,6 +113,11 @@ export async function replaceOrThaw(
     const release = await holdTenantLock(lockClient, tenantId);
     try {
       await approved();
+      if (await restoreEnded(lockClient, execution)) {
+        throw new Error(
+          `the restore request ${execution} was ended by its thaw before this replace began: nothing was written`,
+        );
+      }
       const bytes = await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes);
       const key = await deps.archiveKey();
       const manifest = await verifyArchive(file, key);
@@ -173,7 +182,11 @@ export async function replaceOrThaw(
             verified: manifest,
             replace: true,
             thaw: true,
-            beforeCommit: () => approved(),
+            // The last look, then the receipt, in the same transaction as the rows.
+            beforeCommit: async () => {
+              await approved();
+              await recordReplaced(c, execution, tenantId, safety.key);
+            },
           });
         });
         froze = 'no';
@@ -223,46 +236,6 @@ export async function replaceOrThaw(
 /** The safety archive's name for the request `execution`: one per request, found again by its thaw. */
 function safetyArchiveName(execution: string): string {
   return `before-restore-${createHash('sha256').update(execution).digest('hex').slice(0, 24)}`;
-}
-
-/** A probe that writes nothing: whether the tenant's tables hold exactly the archive's rows. */
-class Probed extends Error {
-  constructor(readonly alreadyThere: boolean) {
-    super('probe: rolled back');
-  }
-}
-
-async function holdsExactly(
-  archiveKey: string,
-  tenantId: string,
-  file: string,
-  env: Env,
-  deps: MobilityDeps,
-): Promise<boolean> {
-  await downloadArchive(deps.s3, deps.bucket, archiveKey, file, deps.maxArchiveBytes);
-  const key = await deps.archiveKey();
-  const manifest = await verifyArchive(file, key);
-  return withClient(deps, async (c) => {
-    try {
-      await restoreArchive(c, file, key, {
-        tenantId,
-        archiveTenantId: manifest.tenantId,
-        model: env.model,
-        options: {},
-        verified: manifest,
-        rerunIsDone: true,
-        // Whatever it found, nothing is kept: the transaction rolls back here.
-        beforeCommit: async ({ alreadyThere }) => {
-          throw new Probed(alreadyThere);
-        },
-      });
-    } catch (e) {
-      if (e instanceof Probed) return e.alreadyThere;
-      if (/already has rows in/.test((e as Error).message)) return false;
-      throw e;
-    }
-    throw new Error('the probe of the restored rows committed: it must not');
-  });
 }
 
 async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>): Promise<T> {

@@ -624,6 +624,26 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       await hold(execution);
       expect(await invoicesOf('acme')).toHaveLength(had.length + 1);
 
+      // A thaw that gets the tenant's lock before its request's replace (which Step Functions reported failed while
+      // it was still starting) ends the request: the replace then does nothing, and acme serves as it was.
+      const late = `${WORKFLOW_EXECUTIONS}restore-acme-5`;
+      await hold(late);
+      sfn.on(DescribeExecutionCommand, { executionArn: late }).resolves(started());
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution: late })).toMatchObject({
+        restored: false,
+      });
+      const now = await invoicesOf('acme');
+      await expect(replace({ execution: late })).rejects.toThrow(
+        `the restore request ${late} was ended by its thaw before this replace began: nothing was written`,
+      );
+      expect(await invoicesOf('acme')).toEqual(now);
+      await writeAs('acme');
+      // The receipts are the master user's: the runtime role can neither read nor forge them.
+      await expect(
+        tenants.forTenant('acme').run(sql`SELECT count(*) FROM tenancy.restore_receipts`),
+      ).rejects.toThrow('permission denied');
+      await hold(execution);
+
       // The workflow's thaw (its replace died frozen): only for the execution that holds the tenant.
       sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
       const master = await db.master();

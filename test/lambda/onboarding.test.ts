@@ -677,6 +677,15 @@ describe('setStatus and reconcile', () => {
     const item = await moto.get('initrode');
     expect(item).toMatchObject({ status: 'active' });
     expect(item!.lock).toBeUndefined();
+    // The same last write again (its answer was lost and Step Functions retried it) finds its work done.
+    const again = { step: 'setStatus', tenantId: 'initrode', execution: EXEC_A, release: true } as const;
+    await expect(steps.handler({ ...again, status: 'active' })).resolves.toMatchObject({ already: true });
+    // Anything else still needs the lock: another status, or no release.
+    await expect(steps.handler({ ...again, status: 'failed' })).rejects.toThrow(steps.LockLost);
+    await expect(
+      steps.handler({ step: 'setStatus', tenantId: 'initrode', execution: EXEC_A, status: 'active' }),
+    ).rejects.toThrow(steps.LockLost);
+    expect(await moto.get('initrode')).toMatchObject({ status: 'active' });
   });
 
   test('records a failure with its reason and what the tenant was going through', async () => {

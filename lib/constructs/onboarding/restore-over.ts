@@ -11,8 +11,9 @@ import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths
  * and replaces its rows and lifts the freeze in one transaction (lambda/tenant-provisioner/mobility-replace.ts);
  * then the tenant is active again and TenantRestored names both archives. Only errors that say the runner did
  * not run are retried: a replace is never started twice. On any failure the runner is asked to thaw: it waits
- * for a replace still running, lifts the freeze and says whether the replace committed after all (its answer
- * lost), in which case the restore ends as done; otherwise the tenant serves again with what it had and the
+ * for a replace still running, ends the request (a replace of it not started yet does nothing), lifts the freeze
+ * and says from the request's receipt whether its replace committed after all (its answer lost), in which case the
+ * restore ends as done; otherwise the tenant serves again with what it had and the
  * reason. If even the thaw fails, it stays `moving` (503) with the reason, and a new restore request finishes it,
  * or an abandon request thaws it.
  * Returns the two entry points: the restore, and the abandon request's thaw.
@@ -106,7 +107,15 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
   const thawed = new sfn.Choice(wf, 'RestoredAfterAll', {
     comment: 'The replace committed though its invocation failed (its answer was lost): it is done',
   })
-    .when(sfn.Condition.booleanEquals('$.thawed.restored', true), done('AfterAll', '$.thawed.safetyArchive'))
+    .when(
+      // (A runner of an earlier release says nothing of it: not restored.)
+      sfn.Condition.and(
+        sfn.Condition.isPresent('$.thawed.restored'),
+        sfn.Condition.booleanEquals('$.thawed.restored', true),
+        sfn.Condition.isPresent('$.thawed.safetyArchive'),
+      ),
+      done('AfterAll', '$.thawed.safetyArchive'),
+    )
     .otherwise(serveAgain);
   const thaw = new sfn.Choice(wf, 'ThawInItsCell');
   for (const model of ['pool', 'bridge'] as const) {

@@ -12,4 +12,4 @@ export { restoreArchive, type RestoreInto, type Restored } from './restore';
 export { waitForOlderTransactions, FreezeTimeout } from './freeze';
 export { holdTenantLock, TenantBusy } from './lock';
 export { TENANT_TABLES, digestTables, canonicalSession, tableColumns } from './tables';
-export { ensureRestoreReceipts, restoreEnded, recordReplaced, endRestore } from './receipts';
+export { ensureRestoreReceipts, restoreReceipt, recordReplaced, endRestore } from './receipts';

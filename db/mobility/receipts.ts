@@ -10,14 +10,21 @@
 import type { ClientBase } from 'pg';
 import { ADMIN_SCHEMA, OWNER_ROLE } from '../roles';
 import { ident, sql } from '../sql';
-import { exec, inTransaction } from '../tx';
+import { exec, inTransaction, lockBootstrap } from '../tx';
 
 const TABLE = `${ADMIN_SCHEMA}.restore_receipts`;
 
 /** Creates the receipts table if this database has none yet (cells bootstrapped by an earlier release). */
 export async function ensureRestoreReceipts(client: ClientBase): Promise<void> {
-  // As the owner role (whose schema it is), readable and writable by the master user only, as tenancy.locks.
+  const there = async () =>
+    (await client.query<{ t: string | null }>(`SELECT to_regclass('${TABLE}')::text AS t`)).rows[0].t !==
+    null;
+  if (await there()) return;
+  // As the owner role (whose schema it is), readable and writable by the master user only, as tenancy.locks; one
+  // creator at a time (the bootstrap's lock), so two first uses do not collide.
   await inTransaction(client, async () => {
+    await exec(client, lockBootstrap());
+    if (await there()) return;
     await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${TABLE} (
@@ -32,10 +39,16 @@ export async function ensureRestoreReceipts(client: ClientBase): Promise<void> {
   });
 }
 
-/** Whether the thaw has ended `request` (a replace of it must then do nothing). */
-export async function restoreEnded(client: ClientBase, request: string): Promise<boolean> {
-  const r = await client.query<{ state: string }>(`SELECT state FROM ${TABLE} WHERE request = $1`, [request]);
-  return r.rows[0]?.state === 'ended';
+/** What became of `request` so far: ended by its thaw, replaced, or nothing yet (a replace may begin only then). */
+export async function restoreReceipt(
+  client: ClientBase,
+  request: string,
+): Promise<'ended' | 'replaced' | undefined> {
+  const r = await client.query<{ state: 'ended' | 'replaced' }>(
+    `SELECT state FROM ${TABLE} WHERE request = $1`,
+    [request],
+  );
+  return r.rows[0]?.state;
 }
 
 /** Inside the replace's transaction: the rows of `tenantId` were replaced for `request`. */

@@ -25,7 +25,7 @@ import {
   exportTenant,
   holdTenantLock,
   recordReplaced,
-  restoreEnded,
+  restoreReceipt,
   restoreArchive,
   TenantBusy,
   verifyArchive,
@@ -113,9 +113,12 @@ export async function replaceOrThaw(
     const release = await holdTenantLock(lockClient, tenantId);
     try {
       await approved();
-      if (await restoreEnded(lockClient, execution)) {
+      const receipt = await restoreReceipt(lockClient, execution);
+      if (receipt) {
         throw new Error(
-          `the restore request ${execution} was ended by its thaw before this replace began: nothing was written`,
+          receipt === 'ended'
+            ? `the restore request ${execution} was ended by its thaw before this replace began: nothing was written`
+            : `the restore request ${execution} was already carried out: nothing was written`,
         );
       }
       const bytes = await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes);
@@ -131,6 +134,7 @@ export async function replaceOrThaw(
       // runs anyway (it is idempotent).
       let froze: 'no' | 'yes' | 'unknown' = 'no';
       try {
+        await lockClient.query('SELECT 1'); // the lock's connection is still there before anything is frozen
         await withClient(deps, async (c) => {
           try {
             await model.freeze(c, tenantId, {});
@@ -185,6 +189,8 @@ export async function replaceOrThaw(
             // The last look, then the receipt, in the same transaction as the rows.
             beforeCommit: async () => {
               await approved();
+              // Still holding the tenant's lock (its connection alive): no thaw can have run meanwhile.
+              await lockClient.query('SELECT 1');
               await recordReplaced(c, execution, tenantId, safety.key);
             },
           });

@@ -19,7 +19,7 @@ import { Signer } from '@aws-sdk/rds-signer';
 import { DescribeExecutionCommand, ExecutionStatus, SFNClient } from '@aws-sdk/client-sfn';
 import { LATEST_VERSION } from '../../db/migrations';
 import { deleteTenantArchives } from '../../lambda/tenant-provisioner/archives';
-import { ArchiveKey, verifyArchive } from '../../db/mobility';
+import { ArchiveKey, endRestore, verifyArchive } from '../../db/mobility';
 import { dataModel } from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
@@ -612,17 +612,48 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       expect(await invoicesOf('acme')).toEqual(had);
       await writeAs('acme');
       expect(await invoicesOf('acme')).toHaveLength(had.length + 1);
-      // Its thaw says so: not restored (another execution's safety archive is not this one's).
-      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
-      const other2 = `${WORKFLOW_EXECUTIONS}restore-acme-3`;
-      await hold(other2);
-      sfn.on(DescribeExecutionCommand, { executionArn: other2 }).resolves(started());
-      expect(await run({ action: 'thaw', tenantId: 'acme', execution: other2 })).toMatchObject({
+      // Its thaw says so: not restored (its rolled-back replace left no receipt).
+      await hold(stopped);
+      sfn.on(DescribeExecutionCommand, { executionArn: stopped }).resolves(started());
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution: stopped })).toMatchObject({
         restored: false,
         safetyArchive: '',
       });
       await hold(execution);
+      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
       expect(await invoicesOf('acme')).toHaveLength(had.length + 1);
+
+      // A request ended while its replace ran (the lock lost with its connection, say): the replace's receipt, the
+      // last write of its transaction, conflicts, and nothing is replaced. Ended when the safety archive is uploaded.
+      const ending = `${WORKFLOW_EXECUTIONS}restore-acme-3`;
+      await hold(ending);
+      sfn.on(DescribeExecutionCommand, { executionArn: ending }).resolves(started());
+      const before3 = await invoicesOf('acme');
+      const endOnUpload = jest.spyOn(S3Client.prototype, 'send').mockImplementation(async function (
+        this: S3Client,
+        command: unknown,
+        ...rest: unknown[]
+      ) {
+        if (command instanceof PutObjectCommand && command.input.Key?.includes('before-restore-')) {
+          const m = await db.master();
+          try {
+            await endRestore(m, ending, 'acme');
+          } finally {
+            await m.end();
+          }
+        }
+        return (send as (...a: unknown[]) => Promise<unknown>).call(this, command, ...rest);
+      } as never);
+      try {
+        await expect(replace({ execution: ending })).rejects.toThrow(
+          `the restore request ${ending} was already ended (or replaced) when its replace of tenant "acme" was about to commit: nothing was written`,
+        );
+      } finally {
+        endOnUpload.mockRestore();
+      }
+      expect(await invoicesOf('acme')).toEqual(before3);
+      await writeAs('acme');
+      await hold(execution);
 
       // A thaw that gets the tenant's lock before its request's replace (which Step Functions reported failed while
       // it was still starting) ends the request: the replace then does nothing, and acme serves as it was.
@@ -642,10 +673,21 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       await expect(
         tenants.forTenant('acme').run(sql`SELECT count(*) FROM tenancy.restore_receipts`),
       ).rejects.toThrow('permission denied');
+      const m = await db.master();
+      try {
+        const r = await m.query<{ any: boolean }>(
+          `SELECT has_table_privilege('app_pool', 'tenancy.restore_receipts', 'SELECT, INSERT, UPDATE, DELETE') AS any`,
+        );
+        expect(r.rows[0].any).toBe(false);
+      } finally {
+        await m.end();
+      }
       await hold(execution);
 
       // The workflow's thaw (its replace died frozen): only for the execution that holds the tenant.
-      sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves(started());
+      const died = `${WORKFLOW_EXECUTIONS}restore-acme-6`;
+      await hold(died);
+      sfn.on(DescribeExecutionCommand, { executionArn: died }).resolves(started());
       const master = await db.master();
       try {
         await dataModel('pool').freeze(master, 'acme', {});
@@ -655,13 +697,19 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       await expect(writeAs('acme')).rejects.toThrow();
       const other = `${WORKFLOW_EXECUTIONS}restore-acme-2`;
       await expect(run({ action: 'thaw', tenantId: 'acme', execution: other })).rejects.toThrow(
-        `by ${other}: it is held by ${execution}; nothing was written`,
+        `by ${other}: it is held by ${died}; nothing was written`,
       );
       await expect(writeAs('acme')).rejects.toThrow();
-      expect(await run({ action: 'thaw', tenantId: 'acme', execution })).toMatchObject({ action: 'thaw' });
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution: died })).toMatchObject({
+        action: 'thaw',
+        restored: false,
+        safetyArchive: '',
+      });
       await writeAs('acme');
       // Thawing a tenant that is not frozen changes nothing.
-      expect(await run({ action: 'thaw', tenantId: 'acme', execution })).toMatchObject({ action: 'thaw' });
+      expect(await run({ action: 'thaw', tenantId: 'acme', execution: died })).toMatchObject({
+        restored: false,
+      });
     } finally {
       await moto.put({ tenantId: 'acme', model: 'pool', status: 'active' });
     }

@@ -10,14 +10,13 @@ import {
   approvalReasons,
   ApprovalRules,
   checkOffboarding,
-  checkRestoreOver,
   checkSiloRanges,
   offboardingTenantId,
   OnboardingRequest,
   onboardingDecision,
   RequestRejected,
-  RestoreRequest,
 } from '../../lib/onboarding-rules';
+import { checkRestoreOver, RestoreRequest } from '../../lib/restore-rules';
 import { tenantIdProblem } from '../../db/naming';
 import { parseTenant, Tenant } from '../../lib/catalog';
 import { siloProfile } from '../../lib/silo-profiles';

@@ -34,7 +34,8 @@ import { Moto, startMoto } from '../helpers/moto';
 const secrets = mockClient(SecretsManagerClient);
 const sfn = mockClient(SFNClient);
 const WORKFLOW = 'arn:aws:states:us-east-1:111122223333:stateMachine:tenantforge-onboarding';
-const EXECUTION = 'arn:aws:states:us-east-1:111122223333:execution:tenantforge-onboarding:restore-acme-1';
+const EXECUTION =
+  'arn:aws:states:us-east-1:111122223333:execution:tenantforge-onboarding:restore-gringotts-1';
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-bridge';
 const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key-bridge';
 const ARCHIVE_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:archive-key-bridge';
@@ -133,7 +134,7 @@ beforeAll(async () => {
     { Model: 'bridge', SchemaVersion: String(LATEST_VERSION) },
     'Bridge',
   );
-  for (const id of ['acme', 'globex']) await onboard(id);
+  for (const id of ['gringotts', 'zorg']) await onboard(id);
   const master = await db.master();
   await master.query(`ALTER ROLE app_bridge PASSWORD '${RUNTIME_PASSWORD}'`);
   await master.end();
@@ -142,8 +143,8 @@ beforeAll(async () => {
     pool: db.poolAs('app_bridge'),
     model: 'bridge',
   });
-  await addInvoices('acme', 20);
-  await addInvoices('globex', 40);
+  await addInvoices('gringotts', 20);
+  await addInvoices('zorg', 40);
 });
 
 afterAll(async () => {
@@ -152,14 +153,14 @@ afterAll(async () => {
 });
 
 test("a bridge tenant restored over its data: its schema frozen while it runs, what it had kept, then exactly the archive's rows", async () => {
-  const exported = await run({ action: 'export', tenantId: 'acme' });
-  const archived = await invoicesOf('acme');
+  const exported = await run({ action: 'export', tenantId: 'gringotts' });
+  const archived = await invoicesOf('gringotts');
   expect(archived).toHaveLength(20);
-  await addInvoices('acme', 3);
-  const globex = await invoicesOf('globex');
+  await addInvoices('gringotts', 3);
+  const zorg = await invoicesOf('zorg');
   // What the entry writes for an approver's restore request, and the execution as it started it.
   await moto.put({
-    tenantId: 'acme',
+    tenantId: 'gringotts',
     model: 'bridge',
     status: 'moving',
     movingTo: 'bridge',
@@ -171,12 +172,12 @@ test("a bridge tenant restored over its data: its schema frozen while it runs, w
     stateMachineArn: WORKFLOW,
     input: JSON.stringify({
       action: 'restore',
-      tenant: { tenantId: 'acme', model: 'bridge', restoreArchive: exported.archive },
+      tenant: { tenantId: 'gringotts', model: 'bridge', restoreArchive: exported.archive },
     }),
   });
-  // Looked at when the safety archive is uploaded: acme's writes are refused (its role lost them), its reads and
-  // globex's writes go on.
-  const seen: { acmeWrite?: string; acmeRows?: number; globexWrite?: string } = {};
+  // Looked at when the safety archive is uploaded: gringotts's writes are refused (its role lost them), its reads and
+  // zorg's writes go on.
+  const seen: { gringottsWrite?: string; gringottsRows?: number; zorgWrite?: string } = {};
   const send = S3Client.prototype.send;
   const spy = jest.spyOn(S3Client.prototype, 'send').mockImplementation(async function (
     this: S3Client,
@@ -184,12 +185,12 @@ test("a bridge tenant restored over its data: its schema frozen while it runs, w
     ...rest: unknown[]
   ) {
     if (command instanceof PutObjectCommand && command.input.Key?.includes('before-restore-')) {
-      seen.acmeWrite = await addInvoices('acme', 1).then(
+      seen.gringottsWrite = await addInvoices('gringotts', 1).then(
         () => 'written',
         (e: Error) => e.message,
       );
-      seen.acmeRows = (await invoicesOf('acme')).length;
-      seen.globexWrite = await addInvoices('globex', 1).then(
+      seen.gringottsRows = (await invoicesOf('gringotts')).length;
+      seen.zorgWrite = await addInvoices('zorg', 1).then(
         () => 'written',
         (e: Error) => e.message,
       );
@@ -200,7 +201,7 @@ test("a bridge tenant restored over its data: its schema frozen while it runs, w
   try {
     report = await run({
       action: 'replace',
-      tenantId: 'acme',
+      tenantId: 'gringotts',
       archive: exported.archive,
       execution: EXECUTION,
     });
@@ -208,27 +209,27 @@ test("a bridge tenant restored over its data: its schema frozen while it runs, w
     spy.mockRestore();
   }
   expect(seen).toEqual({
-    acmeWrite: expect.stringContaining('permission denied'),
-    acmeRows: 23,
-    globexWrite: 'written',
+    gringottsWrite: expect.stringContaining('permission denied'),
+    gringottsRows: 23,
+    zorgWrite: 'written',
   });
   expect(report).toMatchObject({ action: 'replace', rows: { invoices: 20, invoice_items: 20 } });
-  expect(await invoicesOf('acme')).toEqual(archived);
-  expect(await invoicesOf('globex')).toHaveLength(globex.length + 1);
-  // The safety archive holds the 23 acme had; acme writes again.
+  expect(await invoicesOf('gringotts')).toEqual(archived);
+  expect(await invoicesOf('zorg')).toHaveLength(zorg.length + 1);
+  // The safety archive holds the 23 gringotts had; gringotts writes again.
   const o = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: report.safetyArchive! }));
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bridge-runner-')), 'safety.tfa');
   fs.writeFileSync(file, Buffer.from(await o.Body!.transformToByteArray()));
   expect(await verifyArchive(file, ArchiveKey.fromHex(ARCHIVE_KEY_HEX, 'test'))).toMatchObject({
-    tenantId: 'acme',
+    tenantId: 'gringotts',
     rows: { invoices: 23, invoice_items: 23 },
   });
-  await addInvoices('acme', 1);
-  expect(await invoicesOf('acme')).toHaveLength(21);
-  // The workflow's thaw, had the answer been lost: done, with the safety archive; acme keeps its new row.
-  expect(await run({ action: 'thaw', tenantId: 'acme', execution: EXECUTION })).toMatchObject({
+  await addInvoices('gringotts', 1);
+  expect(await invoicesOf('gringotts')).toHaveLength(21);
+  // The workflow's thaw, had the answer been lost: done, with the safety archive; gringotts keeps its new row.
+  expect(await run({ action: 'thaw', tenantId: 'gringotts', execution: EXECUTION })).toMatchObject({
     restored: true,
     safetyArchive: report.safetyArchive,
   });
-  expect(await invoicesOf('acme')).toHaveLength(21);
+  expect(await invoicesOf('gringotts')).toHaveLength(21);
 });

@@ -4,14 +4,12 @@ import * as os from 'os';
 import * as path from 'path';
 import { gunzipSync, gzipSync } from 'zlib';
 import { mockClient } from 'aws-sdk-client-mock';
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
-  CreateBucketCommand,
   GetObjectCommand,
   DeleteObjectCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
-  PutBucketVersioningCommand,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -23,16 +21,14 @@ import { ArchiveKey, endRestore, verifyArchive } from '../../db/mobility';
 import { dataModel } from '../../db/models';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
-import {
-  createTestDatabase,
-  MASTER_PASSWORD,
-  MASTER_ROLE,
-  RUNTIME_PASSWORD,
-  serverUrl,
-  TestDatabase,
-  TEST_CONTEXT_KEY,
-} from '../db/harness';
+import { RUNTIME_PASSWORD, TestDatabase } from '../db/harness';
 import { Moto, startMoto } from '../helpers/moto';
+import {
+  ONBOARDING_WORKFLOW,
+  RunnerCell,
+  startRunnerCell,
+  WORKFLOW_EXECUTIONS,
+} from '../helpers/runner-cell';
 
 // The mobility runner (lambda/tenant-provisioner/mobility-entry.ts) runs for real against the embedded PostgreSQL
 // server (exports as the runtime role app_pool, restores as the master user) and against moto's DynamoDB (the
@@ -40,52 +36,24 @@ import { Moto, startMoto } from '../helpers/moto';
 const secrets = mockClient(SecretsManagerClient);
 // Step Functions (the onboarding workflow's executions) is stubbed at the SDK boundary too.
 const sfn = mockClient(SFNClient);
-const WORKFLOW = 'arn:aws:states:us-east-1:111122223333:stateMachine:tenantforge-onboarding';
-const WORKFLOW_EXECUTIONS = 'arn:aws:states:us-east-1:111122223333:execution:tenantforge-onboarding:';
-const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
-const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key';
-const ARCHIVE_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:archive-key';
+const WORKFLOW = ONBOARDING_WORKFLOW;
 const ARCHIVE_KEY_HEX = 'a7'.repeat(32);
 const BUCKET = 'pool-cell-archives';
 /** What the archive reader says of an archive changed after it was signed (db/mobility/archive-reader.ts). */
 const ALTERED =
   'its signature does not match: it was altered, or it was made by another installation (another archive key); nothing was written';
 
+let cell: RunnerCell;
 let db: TestDatabase;
 let moto: Moto;
 let s3: S3Client;
-let provisioner: typeof import('../../lambda/tenant-provisioner');
-let runner: typeof import('../../lambda/tenant-provisioner/mobility-entry');
+let provisioner: RunnerCell['provisioner'];
 let tenants: TenantDatabase;
-const run = (event: Record<string, unknown>) => runner.handler(event as never);
+const run = (event: Record<string, unknown>) => cell.run(event);
 
 const stackId = (name: string) => `arn:aws:cloudformation:us-east-1:111122223333:stack/${name}/0a1b2c3d`;
 let requestNo = 0;
-function create(resourceType: string, properties: Record<string, unknown>, stack: string) {
-  return provisioner.handler({
-    ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:provider',
-    ResponseURL: 'https://cloudformation-custom-resource-response.example/',
-    StackId: stackId(stack),
-    RequestId: `request-${++requestNo}`,
-    LogicalResourceId: 'Tenant',
-    ResourceType: resourceType,
-    ResourceProperties: { ServiceToken: 'token', ...properties },
-    RequestType: 'Create',
-  } as CloudFormationCustomResourceEvent);
-}
-const onboard = (id: string) =>
-  create(
-    'Custom::PoolTenant',
-    {
-      TenantId: id,
-      Name: `${id} Inc`,
-      Model: 'pool',
-      DeletionPolicy: 'retain',
-      SchemaVersion: String(LATEST_VERSION),
-      Request: JSON.stringify({ id, name: `${id} Inc`, model: 'pool' }),
-    },
-    `Tenant-${id}`,
-  );
+const onboard = (id: string) => cell.onboard(id);
 
 async function invoicesOf(tenant: string): Promise<string[]> {
   const r = await tenants
@@ -110,49 +78,17 @@ async function objectBytes(key: string): Promise<Buffer> {
 beforeAll(async () => {
   jest.spyOn(console, 'log').mockImplementation(() => undefined); // the runner's JSON log lines
   moto = await startMoto();
-  process.env.AWS_ENDPOINT_URL_S3 = moto.endpoint;
-  s3 = new S3Client({ forcePathStyle: true });
-  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-  // Versioned, as the construct makes it.
-  await s3.send(
-    new PutBucketVersioningCommand({ Bucket: BUCKET, VersioningConfiguration: { Status: 'Enabled' } }),
-  );
-  provisioner = await import('../../lambda/tenant-provisioner');
-  runner = await import('../../lambda/tenant-provisioner/mobility-entry');
-  db = await createTestDatabase('mobility_runner');
-  const url = serverUrl();
-  Object.assign(process.env, {
-    MODEL: 'pool',
-    OWN_STACK: 'Pool',
-    DB_HOST: url.hostname,
-    DB_PORT: url.port,
-    DB_NAME: db.name,
-    DB_SECRET_ARN: SECRET_ARN,
-    CONTEXT_KEY_SECRET_ARN: KEY_SECRET_ARN,
-    DB_SSL_MODE: 'disable',
-    DB_CONNECT_SECONDS: '2',
-    ARCHIVE_BUCKET: BUCKET,
-    ARCHIVE_KEY_SECRET_ARN: ARCHIVE_SECRET_ARN,
-    RUNTIME_DB_USER: 'app_pool',
-    RUNTIME_DB_PASSWORD: RUNTIME_PASSWORD,
-    S3_FORCE_PATH_STYLE: 'true',
-    ONBOARDING_STATE_MACHINE_ARN: WORKFLOW,
-  });
-  secrets
-    .on(GetSecretValueCommand, { SecretId: SECRET_ARN })
-    .resolves({ SecretString: JSON.stringify({ username: MASTER_ROLE, password: MASTER_PASSWORD }) });
-  secrets.on(GetSecretValueCommand, { SecretId: KEY_SECRET_ARN }).resolves({ SecretString: '5e'.repeat(32) });
-  secrets
-    .on(GetSecretValueCommand, { SecretId: ARCHIVE_SECRET_ARN })
-    .resolves({ SecretString: ARCHIVE_KEY_HEX });
   await moto.resetRegistry();
-  await create('Custom::DatabaseBootstrap', { Model: 'pool', SchemaVersion: String(LATEST_VERSION) }, 'Pool');
+  cell = await startRunnerCell({
+    model: 'pool',
+    database: 'mobility_runner',
+    bucket: BUCKET,
+    archiveKeyHex: ARCHIVE_KEY_HEX,
+    moto,
+    secrets,
+  });
+  ({ db, s3, provisioner, tenants } = cell);
   for (const id of ['acme', 'globex', 'initech', 'umbrella']) await onboard(id);
-  // The runtime role signs in with IAM tokens in AWS; here with a password (RUNTIME_DB_PASSWORD above).
-  const master = await db.master();
-  await master.query(`ALTER ROLE app_pool PASSWORD '${RUNTIME_PASSWORD}'`);
-  await master.end();
-  tenants = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: db.poolAs('app_pool'), model: 'pool' });
   await addInvoices('acme', 30);
   await addInvoices('globex', 50);
 });

@@ -1,0 +1,138 @@
+/**
+ * A shared cell as its mobility runner sees it, for the runner's tests: a test database on the embedded PostgreSQL,
+ * bootstrapped by the real provisioner; the cell's archive bucket in moto's S3 (versioned, as the construct makes
+ * it); the runner's environment; the cell's secrets stubbed at the SDK boundary; and the runtime role's password
+ * (in AWS it signs in with IAM tokens).
+ */
+import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
+import type { AwsClientStub } from 'aws-sdk-client-mock';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
+import { LATEST_VERSION } from '../../db/migrations';
+import { RUNTIME_ROLES } from '../../db/roles';
+import { TenantDatabase } from '../../db/tenant-context';
+import {
+  createTestDatabase,
+  MASTER_PASSWORD,
+  MASTER_ROLE,
+  RUNTIME_PASSWORD,
+  serverUrl,
+  TestDatabase,
+  TEST_CONTEXT_KEY,
+} from '../db/harness';
+import type { Moto } from './moto';
+
+export const ONBOARDING_WORKFLOW =
+  'arn:aws:states:us-east-1:111122223333:stateMachine:tenantforge-onboarding';
+export const WORKFLOW_EXECUTIONS = 'arn:aws:states:us-east-1:111122223333:execution:tenantforge-onboarding:';
+
+export interface RunnerCell {
+  readonly db: TestDatabase;
+  readonly s3: S3Client;
+  /** The tenants' data as the API reads it (the runtime role, each tenant's verified context). */
+  readonly tenants: TenantDatabase;
+  readonly provisioner: typeof import('../../lambda/tenant-provisioner');
+  /** The runner's handler. */
+  run(
+    event: Record<string, unknown>,
+  ): Promise<import('../../lambda/tenant-provisioner/mobility').MobilityReport>;
+  /** A custom resource Create from `stack`, through the real provisioner. */
+  create(resourceType: string, properties: Record<string, unknown>, stack: string): Promise<unknown>;
+  /** A tenant of the cell's model, created by its own stack. */
+  onboard(id: string): Promise<unknown>;
+}
+
+export async function startRunnerCell(options: {
+  model: 'pool' | 'bridge';
+  database: string;
+  bucket: string;
+  archiveKeyHex: string;
+  moto: Moto;
+  secrets: AwsClientStub<SecretsManagerClient>;
+}): Promise<RunnerCell> {
+  const { model, moto, secrets } = options;
+  const arn = (name: string) => `arn:aws:secretsmanager:us-east-1:111122223333:secret:${model}-${name}`;
+  process.env.AWS_ENDPOINT_URL_S3 = moto.endpoint;
+  const s3 = new S3Client({ forcePathStyle: true });
+  await s3.send(new CreateBucketCommand({ Bucket: options.bucket }));
+  await s3.send(
+    new PutBucketVersioningCommand({
+      Bucket: options.bucket,
+      VersioningConfiguration: { Status: 'Enabled' },
+    }),
+  );
+  const provisioner = await import('../../lambda/tenant-provisioner');
+  const runner = await import('../../lambda/tenant-provisioner/mobility-entry');
+  const db = await createTestDatabase(options.database);
+  const url = serverUrl();
+  const runtimeRole = RUNTIME_ROLES[model];
+  Object.assign(process.env, {
+    MODEL: model,
+    OWN_STACK: model === 'pool' ? 'Pool' : 'Bridge',
+    DB_HOST: url.hostname,
+    DB_PORT: url.port,
+    DB_NAME: db.name,
+    DB_SECRET_ARN: arn('master'),
+    CONTEXT_KEY_SECRET_ARN: arn('context-key'),
+    DB_SSL_MODE: 'disable',
+    DB_CONNECT_SECONDS: '2',
+    ARCHIVE_BUCKET: options.bucket,
+    ARCHIVE_KEY_SECRET_ARN: arn('archive-key'),
+    RUNTIME_DB_USER: runtimeRole,
+    RUNTIME_DB_PASSWORD: RUNTIME_PASSWORD,
+    S3_FORCE_PATH_STYLE: 'true',
+    ONBOARDING_STATE_MACHINE_ARN: ONBOARDING_WORKFLOW,
+  });
+  secrets
+    .on(GetSecretValueCommand, { SecretId: arn('master') })
+    .resolves({ SecretString: JSON.stringify({ username: MASTER_ROLE, password: MASTER_PASSWORD }) });
+  secrets
+    .on(GetSecretValueCommand, { SecretId: arn('context-key') })
+    .resolves({ SecretString: '5e'.repeat(32) });
+  secrets
+    .on(GetSecretValueCommand, { SecretId: arn('archive-key') })
+    .resolves({ SecretString: options.archiveKeyHex });
+  let requestNo = 0;
+  const create = (resourceType: string, properties: Record<string, unknown>, stack: string) =>
+    provisioner.handler({
+      ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:provider',
+      ResponseURL: 'https://cloudformation-custom-resource-response.example/',
+      StackId: `arn:aws:cloudformation:us-east-1:111122223333:stack/${stack}/0a1b2c3d`,
+      RequestId: `request-${++requestNo}`,
+      LogicalResourceId: 'Tenant',
+      ResourceType: resourceType,
+      ResourceProperties: { ServiceToken: 'token', ...properties },
+      RequestType: 'Create',
+    } as CloudFormationCustomResourceEvent);
+  const onboard = (id: string) =>
+    create(
+      model === 'pool' ? 'Custom::PoolTenant' : 'Custom::BridgeTenant',
+      {
+        TenantId: id,
+        Name: `${id} Inc`,
+        Model: model,
+        DeletionPolicy: 'retain',
+        SchemaVersion: String(LATEST_VERSION),
+        Request: JSON.stringify({ id, name: `${id} Inc`, model }),
+      },
+      `Tenant-${id}`,
+    );
+  await create(
+    'Custom::DatabaseBootstrap',
+    { Model: model, SchemaVersion: String(LATEST_VERSION) },
+    model === 'pool' ? 'Pool' : 'Bridge',
+  );
+  const master = await db.master();
+  await master.query(`ALTER ROLE ${runtimeRole} PASSWORD '${RUNTIME_PASSWORD}'`);
+  await master.end();
+  const tenants = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: db.poolAs(runtimeRole), model });
+  return {
+    db,
+    s3,
+    tenants,
+    provisioner,
+    run: (event) => runner.handler(event as never),
+    create,
+    onboard,
+  };
+}

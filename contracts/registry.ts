@@ -74,6 +74,8 @@ export interface RegistryItem {
    * conditional write that holds it; a second request for the same tenant is refused while it is set.
    */
   readonly lock?: string;
+  /** The workflow execution whose last status change released the lock (a retry of that write finds it done). */
+  readonly releasedBy?: string;
   /** Schema upgrades record their own state here and never touch `status`. */
   readonly upgradeStatus?: UpgradeStatus;
   /** Why the last schema upgrade failed (the tenant keeps serving at its previous version). */
@@ -115,6 +117,7 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   restoreArchive: 'S',
   failedDuring: 'S',
   lock: 'S',
+  releasedBy: 'S',
   upgradeStatus: 'S',
   upgradeFailure: 'S',
   movingTo: 'S',

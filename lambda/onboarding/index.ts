@@ -205,6 +205,7 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
       failureReason: reason || undefined,
       finalSnapshotId: e.snapshotId,
       dataRetained: e.dataRetained,
+      ...(e.release ? { releasedBy: e.execution } : {}),
     },
     [
       ...(reason ? [] : (['failureReason'] as const)),
@@ -217,12 +218,12 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
   );
   if (!written) {
     // A last write of success retried after its answer was lost finds its own work done: the status it asked for,
-    // released. (A failure is never taken as done this way: the reconciler writes `failed` too.)
+    // released by this execution. (A failure is never taken as done this way: the reconciler writes `failed` too.)
     const now =
       e.release && (e.status === 'active' || e.status === 'offboarded')
         ? await readItem(e.tenantId)
         : undefined;
-    if (now && now.status === e.status && !now.lock) {
+    if (now && now.status === e.status && !now.lock && now.releasedBy === e.execution) {
       return { tenantId: e.tenantId, status: e.status, already: true };
     }
     throw new LockLost(

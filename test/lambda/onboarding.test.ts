@@ -680,6 +680,10 @@ describe('setStatus and reconcile', () => {
     // The same last write again (its answer was lost and Step Functions retried it) finds its work done.
     const again = { step: 'setStatus', tenantId: 'initrode', execution: EXEC_A, release: true } as const;
     await expect(steps.handler({ ...again, status: 'active' })).resolves.toMatchObject({ already: true });
+    // Another execution's same write is not: the release was not its own.
+    await expect(steps.handler({ ...again, execution: EXEC_B, status: 'active' })).rejects.toThrow(
+      steps.LockLost,
+    );
     // Anything else still needs the lock: another status, or no release.
     await expect(steps.handler({ ...again, status: 'failed' })).rejects.toThrow(steps.LockLost);
     await expect(

@@ -55,7 +55,7 @@ export interface RestoreInto {
    * just before it commits: a throw rolls the whole restore back (the caller's last look at whether it may still
    * write).
    */
-  readonly beforeCommit?: (outcome: { readonly alreadyThere: boolean }) => Promise<void>;
+  readonly beforeCommit?: () => Promise<void>;
 }
 
 export interface Restored {
@@ -182,7 +182,7 @@ export async function restoreArchive(
           const there = await digestTables(query, columns, enter);
           if (differences(there, expected).length === 0) {
             await dropStaging(client, staging);
-            await into.beforeCommit?.({ alreadyThere: true });
+            await into.beforeCommit?.();
             return { manifest, schemaVersion: state.version, ...there, alreadyThere: true };
           }
         }
@@ -206,7 +206,7 @@ export async function restoreArchive(
     expectSame(restored, expected, `tenant "${into.tenantId}"'s restored rows`);
     // 4. No staging left behind.
     await dropStaging(client, staging);
-    await into.beforeCommit?.({ alreadyThere: false });
+    await into.beforeCommit?.();
     return { manifest, schemaVersion: state.version, ...restored };
   });
 }

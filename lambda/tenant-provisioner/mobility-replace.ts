@@ -58,10 +58,6 @@ export async function replaceOrThaw(
 ): Promise<MobilityReport> {
   const { tenantId, execution } = request;
   const started = Date.now();
-  fs.rmSync(deps.workDir, { recursive: true, force: true });
-  fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
-  const file = path.join(deps.workDir, `${tenantId}-${randomBytes(6).toString('hex')}.tfa`);
-  const safetyName = safetyArchiveName(execution);
   // The receipts (db/mobility/receipts.ts) exist before either takes the tenant's lock.
   await withClient(deps, (c) => ensureRestoreReceipts(c));
   if (request.action === 'thaw') {
@@ -105,6 +101,9 @@ export async function replaceOrThaw(
   const archive = request.archive!;
   const approved = () => expectApprovedReplace(archive.key, tenantId, execution, env, deps);
   await approved();
+  fs.rmSync(deps.workDir, { recursive: true, force: true });
+  fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
+  const file = path.join(deps.workDir, `${tenantId}-${randomBytes(6).toString('hex')}.tfa`);
   const safetyFile = path.join(deps.workDir, `${tenantId}-before-${randomBytes(6).toString('hex')}.tfa`);
   const lockClient = await deps.connect();
   try {
@@ -172,7 +171,7 @@ export async function replaceOrThaw(
             'schema-version': String(before.schemaVersion),
             'restore-execution': execution,
           },
-          safetyName,
+          safetyArchiveName(execution),
         );
         deps.log('exported before restore', { tenantId, archive: safety.key, rows: before.rows });
         const restored = await withClient(deps, async (c) => {

@@ -67,6 +67,18 @@ export interface RegistryItem {
    * names it and the execution that asks holds the lock.
    */
   readonly restoreArchive?: string;
+  /**
+   * With `restoreArchive`: the shared cell whose bucket holds it, when that is not the tenant's own cell (an
+   * approver's `restoreFromModel`). That cell's runner vouches for the archive and hands it over (README, "A new
+   * tenant from another cell's archive").
+   */
+  readonly restoreArchiveModel?: IsolationModel;
+  /**
+   * With `restoreArchiveModel`: the SHA-256 of the archive as the other cell's runner verified it with that cell's
+   * signing key, recorded by the workflow (never by a runner). The tenant's own runner restores a handed-over
+   * archive only if its bytes give exactly this digest.
+   */
+  readonly restoreArchiveSha256?: string;
   /** What the tenant was going through when it failed: a failed offboarding can only be offboarded again. */
   readonly failedDuring?: 'onboarding' | 'offboarding';
   /**
@@ -115,6 +127,8 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   adminEmail: 'S',
   restoring: 'BOOL',
   restoreArchive: 'S',
+  restoreArchiveModel: 'S',
+  restoreArchiveSha256: 'S',
   failedDuring: 'S',
   lock: 'S',
   releasedBy: 'S',

@@ -39,6 +39,13 @@ export interface OnboardingRequest {
    * needs an approver.
    */
   readonly restoreFrom?: unknown;
+  /**
+   * The shared cell whose archive bucket holds `restoreFrom` (`pool` or `bridge`), when it is not the cell of the
+   * requested model: a new bridge tenant started from a pool tenant's archive, or the other way round (the local
+   * platform's `restore --model --as`). The workflow has that cell's runner vouch for the archive and hand it over.
+   * @default the requested model's cell
+   */
+  readonly restoreFromModel?: unknown;
 }
 
 /** The catalog rules a request must stay within to be accepted from a requester; beyond them, an approver. */
@@ -102,6 +109,8 @@ export interface OnboardingDecision {
   readonly restore: boolean;
   /** The archive the new tenant starts from (`restoreFrom`), checked. */
   readonly restoreArchive?: string;
+  /** The shared cell whose bucket holds that archive, when it is not the tenant's own (`restoreFromModel`). */
+  readonly restoreArchiveModel?: 'pool' | 'bridge';
 }
 
 /**
@@ -142,13 +151,15 @@ export function onboardingDecision(
   const restore = request.restore === true;
   const id = tenant.id;
   const restoreArchive = restoreArchiveOf(request, tenant, restore);
+  const fromModel = restoreArchiveModelOf(request, tenant, restoreArchive);
+  const restoreArchiveModel = fromModel ? { restoreArchiveModel: fromModel } : {};
   if (!existing) {
     if (restore) {
       throw new RequestRejected(
         `onboard request: tenant "${id}" cannot be restored: the registry has never known it; leave "restore" out to onboard it as new`,
       );
     }
-    return { tenant, restore: false, restoreArchive };
+    return { tenant, restore: false, restoreArchive, ...restoreArchiveModel };
   }
   if (existing.lock) {
     throw new RequestRejected(
@@ -172,7 +183,7 @@ export function onboardingDecision(
           `onboard request: tenant "${id}" failed while it was being offboarded: its users are disabled and it is on its way out; send an offboard request to finish that, then restore it if it should come back`,
         );
       }
-      return { tenant, restore: false, restoreArchive };
+      return { tenant, restore: false, restoreArchive, ...restoreArchiveModel };
     case 'offboarded':
       if (!restore) {
         throw new RequestRejected(
@@ -188,7 +199,7 @@ export function onboardingDecision(
   }
 }
 
-/** The request's `restoreFrom`, checked: an archive key of the requested model's cell, for a new tenant. */
+/** The request's `restoreFrom`, checked: an archive key (of the requested model's cell, or `restoreFromModel`'s), for a new tenant. */
 function restoreArchiveOf(request: OnboardingRequest, tenant: Tenant, restore: boolean): string | undefined {
   const from = request.restoreFrom;
   if (from === undefined) return undefined;
@@ -210,6 +221,32 @@ function restoreArchiveOf(request: OnboardingRequest, tenant: Tenant, restore: b
     );
   }
   return from;
+}
+
+/**
+ * The request's `restoreFromModel`, checked: the other shared cell (its archive is vouched for and handed over),
+ * or undefined for the tenant's own cell.
+ */
+function restoreArchiveModelOf(
+  request: OnboardingRequest,
+  tenant: Tenant,
+  restoreArchive: string | undefined,
+): 'pool' | 'bridge' | undefined {
+  const from = request.restoreFromModel;
+  if (from === undefined) return undefined;
+  const refused = (why: string) =>
+    new RequestRejected(`onboard request refused: "restoreFromModel" is ${JSON.stringify(from)}: ${why}`);
+  if (restoreArchive === undefined) {
+    throw refused(
+      'it names the cell of "restoreFrom"\'s archive: send it with "restoreFrom", or leave it out',
+    );
+  }
+  if (from !== 'pool' && from !== 'bridge') {
+    throw refused(
+      'name the shared cell whose archive bucket holds the archive, "pool" or "bridge" (a silo\'s archives stay in the silo)',
+    );
+  }
+  return from === tenant.model ? undefined : from;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  *   npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email>
- *                      [--name <name>] [--settings '<json>'] [--restore | --restore-from <archive key>]
+ *                      [--name <name>] [--settings '<json>'] [--restore | --restore-from <archive key> [--restore-from-model <pool|bridge>]]
  *                      [--url <entry URL>]
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
  *   npm run request -- restore --tenant <id> --from <archive key> | --abandon [--url <entry URL>]
@@ -120,7 +120,7 @@ async function entryUrl(args: string[]): Promise<string> {
 }
 
 const USAGE =
-  'usage: npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email> [--name <name>] [--settings <json>] [--restore | --restore-from <archive key>] [--url <entry URL>]\n' +
+  'usage: npm run request -- onboard --tenant <id> --model <silo|pool|bridge> --admin-email <email> [--name <name>] [--settings <json>] [--restore | --restore-from <archive key> [--restore-from-model <pool|bridge>]] [--url <entry URL>]\n' +
   '       npm run request -- offboard --tenant <id> [--url <entry URL>]\n' +
   '       npm run request -- restore --tenant <id> --from <archive key> [--url <entry URL>]   (approvers: restores one of the\n' +
   "         tenant's own archives over its data; what it holds is exported first)\n" +
@@ -161,6 +161,10 @@ async function main(): Promise<number> {
           ...(args.includes('--restore') ? { restore: true } : {}),
           // An archive of the pool or bridge cell (npm run tenant -- export --aws printed its key): approvers only.
           ...(flag(args, 'restore-from') !== undefined ? { restoreFrom: flag(args, 'restore-from') } : {}),
+          // ... of the other shared cell (a bridge tenant from a pool tenant's archive, or the other way round).
+          ...(flag(args, 'restore-from-model') !== undefined
+            ? { restoreFromModel: flag(args, 'restore-from-model') }
+            : {}),
         }
       : action === 'restore'
         ? // One of the tenant's own archives in its cell's bucket: approvers only.

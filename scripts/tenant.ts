@@ -185,7 +185,7 @@ async function aws(command: string, flags: Flags): Promise<number> {
       command === 'restore' && flags.force !== undefined
         ? `: restore over a tenant's data in AWS is an approver's request: npm run request -- restore --tenant ${String(flags.tenant ?? '<id>')} --from <archive key>`
         : command === 'restore' && flags.as !== undefined
-          ? `: a new tenant from an archive in AWS is an approver's request: npm run request -- onboard --tenant ${String(flags.as)} --model <pool|bridge> --admin-email <email> --restore-from <archive key>`
+          ? `: a new tenant from an archive in AWS is an approver's request: npm run request -- onboard --tenant ${String(flags.as)} --model ${String(flags.model ?? '<pool|bridge>')} --admin-email <email> --restore-from ${String(flags.from ?? '<archive key>')}${flags.model !== undefined ? ` --restore-from-model <tenant ${String(flags.tenant ?? '<id>')}'s model, pool or bridge>` : ''}`
           : '';
     console.error(
       `tenant ${command} --aws: ${command !== 'export' && command !== 'restore' ? `${command} runs on the local platform only for now` : `${unsupported.map((f) => `--${f}`).join(', ')} cannot be used with --aws${instead}`}\n\n${USAGE}`,

@@ -58,9 +58,28 @@ export class ArchiveError extends Error {
   }
 }
 
-/** The installation's archive key: signs every archive, and (derived) encrypts those asked to be. */
+/**
+ * The installation's archive key: signs every archive, and (derived) encrypts those asked to be. Or, for an
+ * archive another cell made (`vouchedFor`), no key at all but the SHA-256 of the file as that cell verified it with
+ * its own: such a key only reads, and trusts exactly those bytes.
+ */
 export class ArchiveKey {
-  private constructor(private readonly key: Buffer) {}
+  private constructor(
+    private readonly key: Buffer | undefined,
+    /** A vouched-for archive: the SHA-256 (hex) its whole file must have, and who vouched. */
+    readonly vouched?: { readonly sha256: string; readonly by: string },
+  ) {}
+
+  /**
+   * Reads one archive that `by` (another cell's runner, which holds its signing key) verified and whose whole
+   * file has SHA-256 `sha256`: the reader checks that digest instead of the signature. It cannot sign or decrypt.
+   */
+  static vouchedFor(sha256: string, by: string): ArchiveKey {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) {
+      throw new Error(`${by}: the vouched digest ${JSON.stringify(sha256)} is not a SHA-256 in hex`);
+    }
+    return new ArchiveKey(undefined, { sha256, by });
+  }
 
   static fromHex(hex: string | undefined, source: string): ArchiveKey {
     if (!hex || !/^([0-9a-f]{2}){32,64}$/i.test(hex)) {
@@ -70,11 +89,20 @@ export class ArchiveKey {
   }
 
   signer(): Hmac {
-    return createHmac('sha256', this.key);
+    return createHmac('sha256', this.secret());
   }
 
   encryptionKey(): Buffer {
-    return createHmac('sha256', this.key).update('tenant archive encryption').digest();
+    return createHmac('sha256', this.secret()).update('tenant archive encryption').digest();
+  }
+
+  private secret(): Buffer {
+    if (!this.key) {
+      throw new Error(
+        `an archive vouched for by ${this.vouched?.by} is read by its digest: this key cannot sign or decrypt`,
+      );
+    }
+    return this.key;
   }
 }
 

@@ -6,7 +6,7 @@
  * (caller-proof.ts). `npm run request` builds such requests.
  *
  *   POST { "payload": "<JSON: { action: onboard | offboard, request: { tenantId, name, model, settings,
- *          adminEmail, restore, restoreFrom } }>", "proof": { url, headers, body } }
+ *          adminEmail, restore, restoreFrom, restoreFromModel } }>", "proof": { url, headers, body } }
  *   POST { "payload": "<JSON: { action: restore, request: { tenantId, from } }>", "proof": ... }
  *
  * A request within the catalog rules may come from a named requester; one outside them (a large instance

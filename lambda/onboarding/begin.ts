@@ -46,7 +46,7 @@ export type AcceptedTenant = Record<string, unknown> & { tenantId: string; model
 export async function beginOnboarding(request: OnboardingRequest, who: Requester): Promise<AcceptedTenant> {
   // The id is checked before it is used as a registry key.
   const existing = tenantIdProblem(request.tenantId) ? undefined : await readItem(request.tenantId as string);
-  const { tenant, restore, restoreArchive } = onboardingDecision(request, existing);
+  const { tenant, restore, restoreArchive, restoreArchiveModel } = onboardingDecision(request, existing);
   const adminEmail = adminEmailOf(request, !restore && !existing?.adminEmail);
   // A retried onboarding keeps the administrator its first request named: a retry cannot hand the tenant to
   // someone else.
@@ -60,7 +60,9 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
     // Whose data the archive holds is not known here (the entry cannot read the cells' buckets): it may be another
     // customer's, so only an approver starts a tenant from one.
     ...(restoreArchive
-      ? [`"restoreFrom" ${restoreArchive} (the tenant starts with that archive's data)`]
+      ? [
+          `"restoreFrom" ${restoreArchive}${restoreArchiveModel ? ` of the ${restoreArchiveModel} cell` : ''} (the tenant starts with that archive's data)`,
+        ]
       : []),
   ];
   if (needs.length > 0 && !who.approver) {
@@ -95,12 +97,15 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
       ...(adminEmail && !existing?.adminEmail ? { adminEmail } : {}),
       ...(restore ? { restoring: true } : {}),
       ...(restoreArchive ? { restoreArchive } : {}),
+      ...(restoreArchiveModel ? { restoreArchiveModel } : {}),
     },
     [
       'failureReason',
       'failedDuring',
+      'restoreArchiveSha256',
       ...(restore ? [] : (['restoring'] as const)),
       ...(restoreArchive ? [] : (['restoreArchive'] as const)),
+      ...(restoreArchiveModel ? [] : (['restoreArchiveModel'] as const)),
     ],
     restore
       ? { unlocked: true, statusIn: ['offboarded'] }
@@ -123,6 +128,7 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
     tenantRequest: JSON.stringify({ ...JSON.parse(kept), ...(restore ? { restore: true } : {}) }),
     restore,
     ...(restoreArchive ? { restoreArchive } : {}),
+    ...(restoreArchiveModel ? { restoreArchiveModel } : {}),
     ...(adminEmail || existing?.adminEmail ? { adminEmail: existing?.adminEmail ?? adminEmail } : {}),
   };
 }
@@ -183,7 +189,12 @@ export async function beginRestore(request: RestoreRequest, who: Requester): Pro
       ...(archive ? { restoreArchive: archive } : {}),
     },
     // An abandon request keeps the reason of the failure it ends until its own outcome replaces it.
-    archive ? ['failedDuring', 'failureReason'] : ['failedDuring', 'restoreArchive'],
+    [
+      'failedDuring',
+      'restoreArchiveModel',
+      'restoreArchiveSha256',
+      ...(archive ? (['failureReason'] as const) : (['restoreArchive'] as const)),
+    ],
     { unlocked: true, statusIn: item.status === 'moving' ? ['moving'] : ['active'] },
   );
   if (!taken) {

@@ -8,6 +8,8 @@
  *   inviteAdmin    a new tenant's first administrator invited (a restore: its users enabled again)
  *   disableUsers   offboarding: every user of the tenant disabled and signed out
  *   setStatus      changes the tenant's status, holding the lock (and releases it at the end)
+ *   recordArchiveDigest  a new tenant started from another cell's archive: the digest that cell's runner vouched
+ *                  for, recorded with the lock (the tenant's own runner restores only an archive with it)
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
  *   failureReason  the CloudFormation reason read from the tenant stack's events
  *   finalSnapshot  silo offboarding: a manual snapshot of the tenant's database before its stack goes
@@ -46,6 +48,14 @@ export type Step =
       reason?: unknown;
       snapshotId?: string;
       dataRetained?: boolean;
+    }
+  | {
+      step: 'recordArchiveDigest';
+      tenantId: string;
+      execution: string;
+      /** The archive the other cell's runner vouched for, and its SHA-256 as that runner answered. */
+      archive: string;
+      sha256: string;
     }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | {
@@ -90,6 +100,8 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
       return held(event, 'offboarding').then((item) => disableUsers(item.tenantId));
     case 'setStatus':
       return setStatus(event);
+    case 'recordArchiveDigest':
+      return recordArchiveDigest(event);
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
@@ -168,6 +180,10 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
     // The archive the new tenant starts from, as the entry recorded it for an approver's request (the workflow's
     // RestoreArchive step runs only when it is present).
     ...(action === 'onboard' && item.restoreArchive ? { restoreArchive: item.restoreArchive } : {}),
+    // ... and the other shared cell whose bucket holds it (its runner vouches for it first).
+    ...(action === 'onboard' && item.restoreArchive && item.restoreArchiveModel
+      ? { restoreArchiveModel: item.restoreArchiveModel }
+      : {}),
     deletionPolicy,
     dataRetained: deletionPolicy === 'retain',
   };
@@ -209,7 +225,7 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
     },
     [
       ...(reason ? [] : (['failureReason'] as const)),
-      ...(e.release ? (['lock', 'restoring', 'restoreArchive'] as const) : []),
+      ...(e.release ? RELEASED : []),
       // A restore over the tenant's data ends where the tenant is (unless it stays frozen: `moving`).
       ...(e.release && e.status !== 'moving' ? (['movingTo'] as const) : []),
       ...(e.status === 'failed' ? [] : (['failedDuring'] as const)),
@@ -231,6 +247,47 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
     );
   }
   return { tenantId: e.tenantId, status: e.status };
+}
+
+/** What a request's last write removes with the lock: what the request was doing. */
+const RELEASED = [
+  'lock',
+  'restoring',
+  'restoreArchive',
+  'restoreArchiveModel',
+  'restoreArchiveSha256',
+] as const;
+
+/**
+ * A tenant onboarded from another shared cell's archive: records the archive's SHA-256 as that cell's runner
+ * vouched for it (it verified the archive with its own signing key). Only while this execution holds the tenant,
+ * being onboarded from exactly that archive of that cell; the tenant's own runner then restores a copy only if
+ * its bytes give this digest. The runners never write the registry.
+ */
+async function recordArchiveDigest(
+  e: Extract<Step, { step: 'recordArchiveDigest' }>,
+): Promise<Record<string, unknown>> {
+  if (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256)) {
+    throw new Error(
+      `recordArchiveDigest: sha256 ${JSON.stringify(e.sha256)} is not a SHA-256 in hex (the vouching runner's answer was not read right)`,
+    );
+  }
+  const item = await held(e, 'provisioning');
+  if (!item.restoreArchiveModel || item.restoreArchive !== e.archive) {
+    throw new RequestRejected(
+      `tenant "${e.tenantId}" is not being onboarded from ${e.archive} of another cell (its request names ${item.restoreArchive ?? 'no archive'}${item.restoreArchiveModel ? ` of the ${item.restoreArchiveModel} cell` : ''}): nothing was recorded`,
+    );
+  }
+  const written = await write(e.tenantId, { restoreArchiveSha256: e.sha256 }, [], {
+    lockedBy: e.execution,
+    statusIn: ['provisioning'],
+  });
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is no longer held by execution ${e.execution}: the archive's digest was not recorded`,
+    );
+  }
+  return { tenantId: e.tenantId, sha256: e.sha256 };
 }
 
 /**
@@ -263,7 +320,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
         status: 'moving',
         failureReason: `${reason}; the tenant may still be frozen: request the restore again to finish it, or abandon it (npm run request -- restore --tenant ${tenantId as string} --abandon)`,
       },
-      ['lock', 'restoreArchive'],
+      ['lock', 'restoreArchive', 'restoreArchiveModel', 'restoreArchiveSha256'],
       { lockedBy: e.executionArn },
     );
     return { reconciled: written, tenantId };
@@ -271,7 +328,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
   const written = await write(
     tenantId as string,
     { status: 'failed', failureReason: reason, failedDuring: duringOf(item?.status) },
-    ['lock', 'restoring', 'restoreArchive'],
+    RELEASED,
     { lockedBy: e.executionArn },
   );
   return { reconciled: written, tenantId };

@@ -76,8 +76,7 @@ export async function expectApprovedThaw(
   deps: ApprovalDeps,
 ): Promise<RegistryItem> {
   const entry = await deps.registryEntry(tenantId);
-  await expectHeldFor('restore', entry?.restoreArchive, { tenantId, execution }, env, deps);
-  return entry!;
+  return expectHeldFor('restore', entry?.restoreArchive, { tenantId, execution }, env, deps);
 }
 
 async function expectArchiveThere(archive: string, tenantId: string, deps: ApprovalDeps): Promise<void> {
@@ -89,11 +88,66 @@ async function expectArchiveThere(archive: string, tenantId: string, deps: Appro
 }
 
 /**
- * The registry says the onboarding workflow's `execution` holds the tenant, for `purpose`, in this cell's model,
- * with exactly `archive` (what the onboarding entry recorded for an approved request): `onboard`, a new tenant
- * being onboarded from it; `restore`, a tenant `moving` within its own model while it is restored over. Step
- * Functions says that execution is the workflow's, running as the entry started it, for that purpose, tenant,
- * model and archive.
+ * A new tenant of the other shared cell started from one of this cell's archives (an approver's onboard request
+ * with `restoreFromModel`): this runner may vouch for `archive` (verify it with this cell's signing key and hand the
+ * other cell a link to it). Checked like expectApprovedRestore, with the tenant in the other cell's model and the
+ * request naming this cell's bucket.
+ */
+export async function expectApprovedVouch(
+  archive: string,
+  tenantId: string,
+  execution: string,
+  env: Env,
+  deps: ApprovalDeps,
+): Promise<void> {
+  const other = otherSharedModel(env);
+  await expectHeldFor('onboard', archive, { tenantId, execution }, env, deps, {
+    tenantIn: other,
+    archiveIn: env.model,
+  });
+  await expectArchiveThere(archive, tenantId, deps);
+}
+
+/**
+ * The other direction: this cell's tenant being onboarded from the other cell's archive, which that cell's runner
+ * vouched for. Returns the SHA-256 the workflow recorded from its answer: the only bytes this runner restores.
+ */
+export async function expectApprovedHandover(
+  archive: string,
+  tenantId: string,
+  execution: string,
+  env: Env,
+  deps: ApprovalDeps,
+): Promise<string> {
+  const entry = await expectHeldFor('onboard', archive, { tenantId, execution }, env, deps, {
+    tenantIn: env.model,
+    archiveIn: otherSharedModel(env),
+  });
+  if (!entry.restoreArchiveSha256 || !/^[0-9a-f]{64}$/.test(entry.restoreArchiveSha256)) {
+    throw new ProvisioningInputError(
+      `tenant "${tenantId}" is being onboarded from ${archive} of the ${entry.restoreArchiveModel} cell, but the registry records no digest vouched for it (the workflow records one before it asks this runner): nothing was written`,
+    );
+  }
+  return entry.restoreArchiveSha256;
+}
+
+/** The shared cell that is not this one (a silo's runner takes no request of the workflow). */
+function otherSharedModel(env: Env): 'pool' | 'bridge' {
+  if (env.model === 'silo') {
+    throw new ProvisioningInputError(
+      `the runner of ${env.ownStack} takes no request of the onboarding workflow (the shared cells' do)`,
+    );
+  }
+  return env.model === 'pool' ? 'bridge' : 'pool';
+}
+
+/**
+ * The registry says the onboarding workflow's `execution` holds the tenant, for `purpose`, with exactly `archive`
+ * (what the onboarding entry recorded for an approved request): `onboard`, a new tenant being onboarded from it;
+ * `restore`, a tenant `moving` within its own model while it is restored over. `cells`: the tenant's model and the
+ * cell whose bucket holds the archive (by default both this cell's; they differ only for a new tenant started from
+ * the other shared cell's archive). Step Functions says that execution is the workflow's, running as the entry
+ * started it, for that purpose, tenant, model, archive and archive cell. Returns the registry entry.
  */
 async function expectHeldFor(
   purpose: 'onboard' | 'restore',
@@ -102,17 +156,21 @@ async function expectHeldFor(
   parsed: { tenantId: string; execution: string },
   env: Env,
   deps: ApprovalDeps,
-): Promise<void> {
+  cells: { tenantIn: string; archiveIn: string } = { tenantIn: env.model, archiveIn: env.model },
+): Promise<RegistryItem> {
   const entry = await deps.registryEntry(parsed.tenantId);
   const doing = purpose === 'onboard' ? 'onboarded from' : 'restored from';
+  const whose = cells.archiveIn === cells.tenantIn ? '' : ` of the ${cells.archiveIn} cell`;
   const refuse = (why: string) =>
     new ProvisioningInputError(
-      `tenant "${parsed.tenantId}" is not being ${archive ? `${doing} ${archive}` : 'restored'} by ${parsed.execution}: ${why}; nothing was written`,
+      `tenant "${parsed.tenantId}" is not being ${archive ? `${doing} ${archive}${whose}` : 'restored'} by ${parsed.execution}: ${why}; nothing was written`,
     );
   if (!entry) throw refuse(`the tenant registry (${env.registryTable}) has no such tenant`);
-  if (entry.model !== env.model) {
+  if (entry.model !== cells.tenantIn) {
     throw refuse(
-      `it is a ${entry.model} tenant and this is the ${env.model} cell's runner (${env.ownStack})`,
+      cells.tenantIn === env.model
+        ? `it is a ${entry.model} tenant and this is the ${env.model} cell's runner (${env.ownStack})`
+        : `it is a ${entry.model} tenant, not a ${cells.tenantIn} tenant started from this ${env.model} cell's archive`,
     );
   }
   if (purpose === 'onboard' && entry.status !== 'provisioning') {
@@ -134,6 +192,10 @@ async function expectHeldFor(
         ? `its ${purpose} request names ${entry.restoreArchive}`
         : `its ${purpose} request names no archive`,
     );
+  }
+  const archiveIn = entry.restoreArchiveModel ?? entry.model;
+  if (archive && archiveIn !== cells.archiveIn) {
+    throw refuse(`its request names an archive of the ${archiveIn} cell`);
   }
   // The registry can be written by more principals than the onboarding entry: Step Functions must also say that
   // the execution is the onboarding workflow's, still running, and was started (by the entry, whose input it
@@ -175,11 +237,13 @@ async function expectHeldFor(
   if (
     started?.action !== purpose ||
     t?.tenantId !== parsed.tenantId ||
-    t?.model !== env.model ||
-    t?.restoreArchive !== archive
+    t?.model !== cells.tenantIn ||
+    t?.restoreArchive !== archive ||
+    (t?.restoreArchiveModel ?? t?.model) !== cells.archiveIn
   ) {
     throw refuse(
-      `the execution was not started to ${purpose === 'onboard' ? 'onboard this tenant in this model from' : 'restore this tenant in this model from'} this archive`,
+      `the execution was not started to ${purpose === 'onboard' ? 'onboard this tenant in this model from' : 'restore this tenant in this model from'} this archive${whose}`,
     );
   }
+  return entry;
 }

@@ -7,7 +7,7 @@ import { validateTenantId } from '../../db/naming';
 import { ProvisioningInputError } from './request';
 
 export interface MobilityEvent {
-  readonly action: 'export' | 'restore' | 'replace' | 'thaw';
+  readonly action: 'export' | 'restore' | 'replace' | 'thaw' | 'vouch';
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
@@ -16,6 +16,11 @@ export interface MobilityEvent {
    * ARN), which must hold the tenant's lock with this archive recorded as the one the request names.
    */
   readonly execution?: string;
+  /**
+   * restore into a tenant being onboarded from the other shared cell's archive: the link to it that cell's runner
+   * answered `vouch` with (a presigned S3 GET, minutes long). The bytes must give the digest the registry records.
+   */
+  readonly handover?: string;
 }
 
 export function isMobilityEvent(event: unknown): event is MobilityEvent {
@@ -28,12 +33,13 @@ export function parseMobilityEvent(event: MobilityEvent): {
   tenantId: string;
   archive?: { key: string; tenantId: string };
   execution?: string;
+  handover?: URL;
 } {
   const bad = (field: string, fix: string) =>
     new ProvisioningInputError(
       `mobility event field "${field}" is ${JSON.stringify((event as unknown as Record<string, unknown>)[field])}: ${fix}`,
     );
-  if (!['export', 'restore', 'replace', 'thaw'].includes(event.action)) {
+  if (!['export', 'restore', 'replace', 'thaw', 'vouch'].includes(event.action)) {
     throw bad('action', 'use "export" or "restore" ("replace" and "thaw" are the onboarding workflow\'s)');
   }
   const tenantId = validateTenantId(event.tenantId, 'mobility event field "tenantId"');
@@ -56,6 +62,22 @@ export function parseMobilityEvent(event: MobilityEvent): {
       `"${event.action}" is the onboarding workflow's, for an approver's restore request: ask for it with npm run request -- restore`,
     );
   }
+  if (event.action === 'vouch' && event.execution === undefined) {
+    throw bad(
+      'execution',
+      '"vouch" is the onboarding workflow\'s, for an approver\'s onboard request with "restoreFromModel": ask for it with npm run request -- onboard',
+    );
+  }
+  let handover: URL | undefined;
+  if (event.handover !== undefined) {
+    if (event.action !== 'restore' || event.execution === undefined) {
+      throw bad(
+        'handover',
+        "leave it out (only the onboarding workflow hands a restore another cell's archive)",
+      );
+    }
+    handover = handoverUrl(event.handover, bad);
+  }
   if (event.action === 'thaw') {
     if (event.archive !== undefined) throw bad('archive', 'a thaw names no archive');
     return { action: 'thaw', tenantId, execution: event.execution };
@@ -75,5 +97,39 @@ export function parseMobilityEvent(event: MobilityEvent): {
     tenantId,
     archive: { key: event.archive!, tenantId: m[1] },
     ...(event.execution !== undefined ? { execution: event.execution } : {}),
+    ...(handover ? { handover } : {}),
   };
+}
+
+/**
+ * A handover link, checked before anything fetches it: HTTPS to this Region's S3 endpoint (virtual-hosted or path
+ * style, IPv4 or dual-stack), or to the S3 endpoint the runner's own SDK is pointed at (AWS_ENDPOINT_URL_S3: tests'
+ * emulator), with no credentials in it. The link carries no trust of its own (the bytes must give the digest the
+ * registry records); this keeps the runner from fetching anything else on a caller's say.
+ */
+function handoverUrl(raw: unknown, bad: (field: string, fix: string) => Error): URL {
+  const fix =
+    'the presigned link to the archive that the other cell\'s runner answered "vouch" with (an https URL of this Region\'s S3)';
+  let url: URL;
+  try {
+    url = new URL(String(raw));
+  } catch {
+    throw bad('handover', fix);
+  }
+  const region = process.env.AWS_REGION ?? '';
+  const s3Host = new RegExp(
+    `^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\\.)?s3(\\.dualstack)?\\.${region.replace(/[^a-z0-9-]/g, '')}\\.amazonaws\\.com$`,
+  );
+  const emulator = process.env.AWS_ENDPOINT_URL_S3
+    ? new URL(process.env.AWS_ENDPOINT_URL_S3).origin
+    : undefined;
+  const ok =
+    typeof raw === 'string' &&
+    raw.length <= 8192 &&
+    !url.username &&
+    !url.password &&
+    ((url.protocol === 'https:' && region !== '' && !url.port && s3Host.test(url.hostname)) ||
+      (emulator !== undefined && url.origin === emulator));
+  if (!ok) throw bad('handover', fix);
+  return url;
 }

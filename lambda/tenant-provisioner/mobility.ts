@@ -9,6 +9,8 @@
  *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
  *   { "action": "replace", "tenantId": "acme", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
  *   { "action": "thaw",    "tenantId": "acme", "execution": "arn:aws:states:..." }
+ *   { "action": "vouch",   "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
+ *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "...", "handover": "https://..." }
  *
  * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
  *   snapshot, to the function's temporary storage, then to `tenants/<id>/<time>-<random>.tfa` in the bucket,
@@ -26,6 +28,9 @@
  *   with the archive still in the bucket. A run again that finds exactly the archive's rows there is done.
  * - Over a live tenant's data (`replace`, and `thaw` on its failure path; mobility-replace.ts): only for the
  *   onboarding workflow's execution of an approver's `restore` request, checked the same way.
+ * - Into a new tenant of the other shared cell (`vouch` here, then `restore` with `handover` there;
+ *   mobility-handover.ts): only for the onboarding workflow's execution of an approver's onboard request that
+ *   names this cell's archive; the other runner restores only bytes with the digest this one vouched for.
  *
  * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
  * item) and these checks (the registry says the tenant is this cell's model and active).
@@ -51,7 +56,8 @@ import {
   type ArchiveManifest,
 } from '../../db/mobility';
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
-import { ApprovalDeps, expectApprovedRestore } from './mobility-approval';
+import { ApprovalDeps, expectApprovedHandover, expectApprovedRestore } from './mobility-approval';
+import { fetchHandedOver, vouchForArchive } from './mobility-handover';
 import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 
@@ -84,6 +90,10 @@ export interface MobilityReport {
   readonly safetyArchive?: string;
   /** thaw: the tenant holds exactly the request's archive's rows (its replace committed). */
   readonly restored?: boolean;
+  /** vouch: the archive's whole-file SHA-256, as this cell's signing key verified it. */
+  readonly sha256?: string;
+  /** vouch: a presigned link to the archive for the other cell's runner (minutes long). */
+  readonly handover?: string;
 }
 
 /** The registry, Step Functions and the bucket (what ApprovalDeps reads), and: */
@@ -122,18 +132,48 @@ export async function runMobilityEvent(
     );
   }
   // Into a new tenant: checked now, and again inside the restore's transaction just before it commits (an
-  // execution stopped, or an archive deleted with its tenant, while the restore ran writes nothing).
+  // execution stopped, or an archive deleted with its tenant, while the restore ran writes nothing). From the
+  // other cell's archive: the registry's digest, and the archive's tenant not destroyed meanwhile.
+  const handedOver = parsed.handover;
+  let digest: string | undefined;
   const approved =
-    parsed.execution !== undefined
-      ? () => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps)
-      : undefined;
-  if (approved) await approved();
+    parsed.execution === undefined || parsed.action === 'vouch'
+      ? undefined
+      : handedOver
+        ? async () => {
+            const now = await expectApprovedHandover(
+              parsed.archive!.key,
+              parsed.tenantId,
+              parsed.execution!,
+              env,
+              deps,
+            );
+            if (digest !== undefined && now !== digest) {
+              throw new ProvisioningInputError(
+                `the digest recorded for ${parsed.archive!.key} changed while it was restored into tenant "${parsed.tenantId}": nothing was written`,
+              );
+            }
+            digest = now;
+            await expectNotDestroyed(parsed.archive!, parsed.tenantId, deps);
+          }
+        : () => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps);
+  if (parsed.action === 'vouch') {
+    // Checked by vouchForArchive (the tenant is the other cell's), before and after it reads the archive.
+  } else if (approved) await approved();
   else await expectActiveHere(parsed.tenantId, env, deps);
   // What a run cut off by the function's timeout left behind goes first (one run at a time per environment).
   fs.rmSync(deps.workDir, { recursive: true, force: true });
   fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
   const file = path.join(deps.workDir, `${parsed.tenantId}-${randomBytes(6).toString('hex')}.tfa`);
   try {
+    if (parsed.action === 'vouch') {
+      return await vouchForArchive(
+        { tenantId: parsed.tenantId, archive: parsed.archive!, execution: parsed.execution! },
+        file,
+        env,
+        deps,
+      );
+    }
     if (parsed.action === 'export') {
       const schemaVersion = await schemaVersionOf(parsed.tenantId, env, deps);
       const database = await deps.runtimeDatabase();
@@ -166,8 +206,20 @@ export async function runMobilityEvent(
       return report('export', parsed.tenantId, key, bytes, manifest, manifest.schemaVersion);
     }
     const archive = parsed.archive!;
-    const bytes = await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes);
-    const key = await deps.archiveKey();
+    const fetched = handedOver
+      ? await fetchHandedOver(
+          handedOver,
+          file,
+          deps.maxArchiveBytes,
+          digest!,
+          archive.key,
+          `the ${otherCell(env)} cell's runner`,
+        )
+      : {
+          bytes: await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes),
+          key: await deps.archiveKey(),
+        };
+    const { bytes, key } = fetched;
     const manifest = await verifyArchive(file, key);
     if (manifest.tenantId !== archive.tenantId) {
       throw new Error(
@@ -241,6 +293,33 @@ export async function runMobilityEvent(
       checksums: manifest.checksums,
       ms: Date.now() - started,
     };
+  }
+}
+
+/** The shared cell that is not this one. */
+function otherCell(env: Env): string {
+  return env.model === 'pool' ? 'bridge' : 'pool';
+}
+
+/**
+ * The tenant whose archive another cell handed over was not offboarded with its data destroyed meanwhile (its
+ * cell deletes its archives then; this runner cannot see that bucket, so it asks the registry): no copy outlives
+ * a destroy.
+ */
+async function expectNotDestroyed(
+  archive: { key: string; tenantId: string },
+  tenantId: string,
+  deps: MobilityDeps,
+): Promise<void> {
+  const owner = await deps.registryEntry(archive.tenantId);
+  const leaving =
+    owner?.status === 'offboarding' ||
+    owner?.status === 'offboarded' ||
+    (owner?.status === 'failed' && owner.failedDuring === 'offboarding');
+  if (owner && owner.deletionPolicy === 'destroy' && leaving) {
+    throw new ProvisioningInputError(
+      `tenant "${archive.tenantId}", whose archive ${archive.key} this is, is ${owner.status} with its data destroyed: its archive is not restored into tenant "${tenantId}"; nothing was written`,
+    );
   }
 }
 

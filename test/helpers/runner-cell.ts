@@ -42,6 +42,9 @@ export interface RunnerCell {
   onboard(id: string): Promise<unknown>;
 }
 
+/** The environment of the cell that ran last (two cells in one process take turns). */
+let activeCell: object | undefined;
+
 export async function startRunnerCell(options: {
   model: 'pool' | 'bridge';
   database: string;
@@ -66,7 +69,8 @@ export async function startRunnerCell(options: {
   const db = await createTestDatabase(options.database);
   const url = serverUrl();
   const runtimeRole = RUNTIME_ROLES[model];
-  Object.assign(process.env, {
+  // The cell's environment, applied again before each of its calls: a test may run two cells in one process.
+  const cellEnv = {
     MODEL: model,
     OWN_STACK: model === 'pool' ? 'Pool' : 'Bridge',
     DB_HOST: url.hostname,
@@ -82,7 +86,14 @@ export async function startRunnerCell(options: {
     RUNTIME_DB_PASSWORD: RUNTIME_PASSWORD,
     S3_FORCE_PATH_STYLE: 'true',
     ONBOARDING_STATE_MACHINE_ARN: ONBOARDING_WORKFLOW,
-  });
+  };
+  // Only when another cell ran since: a test may change a variable of its one cell for a call.
+  const activate = () => {
+    if (activeCell !== cellEnv) Object.assign(process.env, cellEnv);
+    activeCell = cellEnv;
+    return true;
+  };
+  activate();
   secrets
     .on(GetSecretValueCommand, { SecretId: arn('master') })
     .resolves({ SecretString: JSON.stringify({ username: MASTER_ROLE, password: MASTER_PASSWORD }) });
@@ -94,6 +105,7 @@ export async function startRunnerCell(options: {
     .resolves({ SecretString: options.archiveKeyHex });
   let requestNo = 0;
   const create = (resourceType: string, properties: Record<string, unknown>, stack: string) =>
+    activate() &&
     provisioner.handler({
       ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:provider',
       ResponseURL: 'https://cloudformation-custom-resource-response.example/',
@@ -131,7 +143,10 @@ export async function startRunnerCell(options: {
     s3,
     tenants,
     provisioner,
-    run: (event) => runner.handler(event as never),
+    run: (event) => {
+      activate();
+      return runner.handler(event as never);
+    },
     create,
     onboard,
   };

@@ -30,6 +30,8 @@ import {
   expectApprovedReplace,
   expectApprovedRestore,
   expectApprovedThaw,
+  expectApprovedHandover,
+  expectApprovedVouch,
 } from '../../lambda/tenant-provisioner/mobility-approval';
 import type { Env } from '../../lambda/tenant-provisioner/request';
 
@@ -378,6 +380,101 @@ describe('onboarding workflow, executed', () => {
     expect(bridge.status).toBe('SUCCEEDED');
     expect(bridge.path).toContain('RestoreBridgeArchive');
     expect(runnerCalls[runnerCalls.length - 1].functionArn).toMatch(/:function:tenantforge-bridge-mobility$/);
+  });
+
+  test("an approver's tenant started from the other shared cell's archive: vouched for there, digest recorded, handed over", async () => {
+    const archive = 'tenants/wonka/20261128T030405Z-1a2b3c4d.tfa';
+    const sha256 = 'a1'.repeat(32);
+    const handover = `https://pool-archives.s3.us-east-1.amazonaws.com/${archive}?X-Amz-Signature=abc`;
+    const request = { tenantId: 'wonka-b', model: 'bridge', restoreFrom: archive, restoreFromModel: 'pool' };
+    // The real runners' approvals, at the moment the workflow invokes each: the pool runner's to vouch, the bridge
+    // runner's to restore (which reads the digest the workflow's step recorded).
+    const recorded: string[] = [];
+    onRunner = async (payload, model) => {
+      const [tenantId, execution] = [payload.tenantId as string, payload.execution as string];
+      if (payload.action === 'vouch') {
+        expect(model).toBe('pool');
+        await expectApprovedVouch(archive, tenantId, execution, runnerEnv('pool'), runnerDeps());
+        return { action: 'vouch', sha256, handover, rows: { invoices: 3 } };
+      }
+      expect(model).toBe('bridge');
+      recorded.push(
+        await expectApprovedHandover(archive, tenantId, execution, runnerEnv('bridge'), runnerDeps()),
+      );
+      return { action: 'restore' };
+    };
+    // From a requester: refused by the entry; an approver's request goes through.
+    expect(await onboard(request)).toMatchObject({ status: 'REFUSED', statusCode: 403 });
+    process.env.APPROVERS = REQUESTER;
+    const r = await onboard(request);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'DeployCreatePhase',
+      'CheckReady',
+      'ProtectedResources',
+      'StartsFromArchive',
+      'VouchPoolArchiveForBridge',
+      'RecordPoolArchiveDigestForBridge',
+      'RestoreHandedOverPoolArchiveIntoBridge',
+      'InviteAdmin',
+      'MarkActive',
+      'EmitOnboarded',
+      'Onboarded',
+    ]);
+    const id = (r as { id: string }).id;
+    expect(runnerCalls).toEqual([
+      {
+        functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
+        payload: { action: 'vouch', tenantId: 'wonka-b', archive, execution: id },
+      },
+      {
+        functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-bridge-mobility',
+        payload: { action: 'restore', tenantId: 'wonka-b', archive, execution: id, handover },
+      },
+    ]);
+    expect(recorded).toEqual([sha256]);
+    // Released with everything the request recorded.
+    const item = await moto.get('wonka-b');
+    expect(item).toMatchObject({ status: 'active', model: 'bridge' });
+    for (const field of ['lock', 'restoreArchive', 'restoreArchiveModel', 'restoreArchiveSha256'] as const) {
+      expect(item![field]).toBeUndefined();
+    }
+
+    // The handed-over restore fails: the onboarding fails with its reason, and nothing of the request stays.
+    const why = "the handed-over copy of tenants/wonka/x.tfa (from the pool cell's runner) has SHA-256 ...";
+    onRunner = (payload) => {
+      if (payload.action === 'vouch') return { action: 'vouch', sha256, handover };
+      throw new TaskError('Error', JSON.stringify({ errorType: 'Error', errorMessage: why }));
+    };
+    const failed = await onboard({ ...request, tenantId: 'wonka-c' });
+    expect(failed.status).toBe('FAILED');
+    const after = await moto.get('wonka-c');
+    expect(after).toMatchObject({ status: 'failed', failedDuring: 'onboarding' });
+    expect(after!.failureReason).toContain(why);
+    for (const field of ['lock', 'restoreArchive', 'restoreArchiveModel', 'restoreArchiveSha256'] as const) {
+      expect(after![field]).toBeUndefined();
+    }
+    // A vouch that answers no digest never reaches the other runner.
+    onRunner = (payload) => (payload.action === 'vouch' ? { action: 'vouch', sha256: 'nope', handover } : {});
+    runnerCalls = [];
+    const bad = await onboard({ ...request, tenantId: 'wonka-d' });
+    expect(bad.status).toBe('FAILED');
+    expect(runnerCalls.map((c) => c.payload.action)).toEqual(['vouch']);
+    // The request names the archive's cell only with an archive, and only a shared cell.
+    for (const [extra, why] of [
+      [{ restoreFrom: undefined }, '"restoreFromModel" is "pool": it names the cell of "restoreFrom"'],
+      [{ restoreFromModel: 'silo' }, '"restoreFromModel" is "silo": name the shared cell'],
+    ] as const) {
+      const refused = await onboard({ ...request, tenantId: 'wonka-e', ...extra });
+      expect(refused).toMatchObject({ status: 'REFUSED', statusCode: 400 });
+      expect((refused as { cause: string }).cause).toContain(why);
+    }
+    // Naming the tenant's own cell is the ordinary restore from its cell's archive.
+    onRunner = expectHeldForRestore;
+    const own = await onboard({ ...request, tenantId: 'wonka-f', restoreFromModel: 'bridge' });
+    expect(own.path).toContain('RestoreBridgeArchive');
   });
 
   test("a restore the runner refuses fails the onboarding with the runner's reason: failed, released, nobody invited", async () => {

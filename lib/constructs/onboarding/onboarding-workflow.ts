@@ -15,6 +15,7 @@ import {
   TenantPhase,
 } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf, partitionOf } from '../../nag';
+import { handoverStates } from './handover';
 import { restoreOverStates } from './restore-over';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
@@ -139,6 +140,7 @@ export class OnboardingWorkflow extends Construct {
     model: 'pool' | 'bridge',
     payload: Record<string, unknown>,
     resultPath?: string,
+    resultSelector?: Record<string, unknown>,
   ): tasks.LambdaInvoke {
     this.runners[model] ??= lambda.Function.fromFunctionName(
       this,
@@ -150,6 +152,7 @@ export class OnboardingWorkflow extends Construct {
       payload: sfn.TaskInput.fromObject(payload),
       payloadResponseOnly: true,
       resultPath: resultPath ?? sfn.JsonPath.DISCARD,
+      ...(resultSelector ? { resultSelector } : {}),
       // The runner runs for up to 15 minutes.
       taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
       retryOnServiceExceptions: false,
@@ -249,9 +252,21 @@ export class OnboardingWorkflow extends Construct {
       comment: "A tenant onboarded with restoreFrom: its cell's mobility runner restores the archive into it",
     });
     for (const model of ['pool', 'bridge'] as const) {
+      // From the other shared cell's archive (restoreArchiveModel): vouched for there, handed over (handover.ts).
       fromArchive.when(
         sfn.Condition.and(
           sfn.Condition.isPresent('$.tenant.restoreArchive'),
+          sfn.Condition.isPresent('$.tenant.restoreArchiveModel'),
+          sfn.Condition.stringEquals('$.tenant.model', model),
+        ),
+        handoverStates(this, model, onError, invite),
+      );
+    }
+    for (const model of ['pool', 'bridge'] as const) {
+      fromArchive.when(
+        sfn.Condition.and(
+          sfn.Condition.isPresent('$.tenant.restoreArchive'),
+          sfn.Condition.isNotPresent('$.tenant.restoreArchiveModel'),
           sfn.Condition.stringEquals('$.tenant.model', model),
         ),
         onError(this.restoreArchive(model)).next(invite),

@@ -1,0 +1,141 @@
+/**
+ * A new tenant of one shared cell started from an archive of the other (an approver's onboard request with
+ * `restoreFrom` and `restoreFromModel`; the local platform's `restore --model --as`). Each cell signs its archives
+ * with a key of its own and keeps them in its own bucket under its own KMS key, and neither runner gains the other's
+ * key, bucket or registry writes:
+ *
+ * 1. `vouch` (the archive's cell): for the onboarding workflow's execution that holds the new tenant with this
+ *    archive of this cell recorded, the runner verifies the archive whole with its signing key and answers its
+ *    SHA-256 and a presigned GET link to it, valid for minutes (HANDOVER_LINK_SECONDS).
+ * 2. The workflow records that digest in the registry, with its lock (the runners never write the registry).
+ * 3. `restore` with `handover` (the tenant's cell): the runner fetches the link, and restores the bytes only if
+ *    they give the recorded digest (ArchiveKey.vouchedFor: the reader checks the digest where it would check the
+ *    signature), with every other check of a restore for the workflow (mobility.ts).
+ */
+import { createHash } from 'crypto';
+import * as fs from 'fs';
+import { Readable } from 'stream';
+import { pipeline } from 'stream/promises';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { ArchiveKey, verifyArchive } from '../../db/mobility';
+import { downloadArchive } from './archives';
+import { expectApprovedVouch } from './mobility-approval';
+import type { MobilityDeps, MobilityReport } from './mobility';
+import type { Env } from './request';
+import { ProvisioningInputError } from './request';
+
+/** How long a vouched archive's link works: the workflow records the digest and invokes the other runner at once. */
+export const HANDOVER_LINK_SECONDS = 15 * 60;
+
+/** The whole file's SHA-256, in hex. */
+export async function fileSha256(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(fs.createReadStream(file), hash);
+  return hash.digest('hex');
+}
+
+/** `vouch`: the archive verified with this cell's key, its digest and a link for the other cell's runner. */
+export async function vouchForArchive(
+  parsed: { tenantId: string; archive: { key: string; tenantId: string }; execution: string },
+  file: string,
+  env: Env,
+  deps: MobilityDeps,
+): Promise<MobilityReport & { sha256: string; handover: string }> {
+  const started = Date.now();
+  await expectApprovedVouch(parsed.archive.key, parsed.tenantId, parsed.execution, env, deps);
+  const bytes = await downloadArchive(deps.s3, deps.bucket, parsed.archive.key, file, deps.maxArchiveBytes);
+  const manifest = await verifyArchive(file, await deps.archiveKey());
+  if (manifest.tenantId !== parsed.archive.tenantId) {
+    throw new Error(
+      `${parsed.archive.key} holds tenant "${manifest.tenantId}"'s data, not "${parsed.archive.tenantId}"'s as its key says: refused, nothing was handed over`,
+    );
+  }
+  if (manifest.encrypted) {
+    throw new ProvisioningInputError(
+      `${parsed.archive.key} is encrypted with this cell's archive key, which the other cell does not get: export the tenant again (npm run tenant -- export --aws writes unencrypted archives, under the bucket's KMS key); nothing was handed over`,
+    );
+  }
+  const sha256 = await fileSha256(file);
+  // Checked again with the bytes in hand: the execution still holds the tenant for this archive.
+  await expectApprovedVouch(parsed.archive.key, parsed.tenantId, parsed.execution, env, deps);
+  const handover = await getSignedUrl(
+    deps.s3,
+    new GetObjectCommand({ Bucket: deps.bucket, Key: parsed.archive.key }),
+    { expiresIn: HANDOVER_LINK_SECONDS },
+  );
+  deps.log('vouched', {
+    tenantId: parsed.tenantId,
+    archive: parsed.archive.key,
+    sha256,
+    bytes,
+    expiresInSeconds: HANDOVER_LINK_SECONDS,
+  });
+  return {
+    action: 'vouch',
+    tenantId: parsed.tenantId,
+    model: env.model,
+    bucket: deps.bucket,
+    archive: parsed.archive.key,
+    bytes,
+    archiveTenantId: manifest.tenantId,
+    schemaVersion: manifest.schemaVersion,
+    rows: manifest.rows,
+    checksums: manifest.checksums,
+    ms: Date.now() - started,
+    sha256,
+    handover,
+  };
+}
+
+/**
+ * The handed-over archive from its link to `file`, refusing more than `maxBytes` and any bytes whose SHA-256 is not
+ * `sha256`. Returns the key that reads exactly those bytes (ArchiveKey.vouchedFor) and their size.
+ */
+export async function fetchHandedOver(
+  link: URL,
+  file: string,
+  maxBytes: number,
+  sha256: string,
+  archive: string,
+  from: string,
+): Promise<{ bytes: number; key: ArchiveKey }> {
+  const fail = (why: string) =>
+    new Error(`the handed-over copy of ${archive} (from ${from}) ${why}; nothing was written`);
+  let response: Response;
+  try {
+    response = await fetch(link, { redirect: 'error', signal: AbortSignal.timeout(10 * 60_000) });
+  } catch (e) {
+    throw fail(`could not be fetched (${(e as Error).message})`);
+  }
+  if (!response.ok || !response.body) {
+    throw fail(
+      `could not be fetched: S3 answered ${response.status}${response.status === 403 ? ' (the link expired, or the archive was deleted: onboard again)' : ''}`,
+    );
+  }
+  const length = Number(response.headers.get('content-length') ?? NaN);
+  if (length > maxBytes) {
+    throw fail(`is ${length} bytes, more than this runner's ${maxBytes}: raise its ephemeral storage`);
+  }
+  const hash = createHash('sha256');
+  let bytes = 0;
+  await pipeline(
+    Readable.fromWeb(response.body as import('stream/web').ReadableStream),
+    async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const chunk of chunks) {
+        bytes += chunk.length;
+        if (bytes > maxBytes) throw fail(`is more than this runner's ${maxBytes} bytes`);
+        hash.update(chunk);
+        yield chunk;
+      }
+    },
+    fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }),
+  );
+  const actual = hash.digest('hex');
+  if (actual !== sha256) {
+    throw fail(
+      `has SHA-256 ${actual}, not ${sha256} as ${from} vouched for and the registry records: it was altered or replaced`,
+    );
+  }
+  return { bytes, key: ArchiveKey.vouchedFor(sha256, from) };
+}

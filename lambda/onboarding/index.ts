@@ -23,6 +23,7 @@ import { tenantIdProblem } from '../../db/naming';
 import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
+import { recordArchiveDigest } from './archive-digest';
 import { readItem, write } from './registry';
 import { executionEnded, failureReason, finalSnapshot, SnapshotKind, snapshotStatus } from './stacks';
 
@@ -101,7 +102,7 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
     case 'setStatus':
       return setStatus(event);
     case 'recordArchiveDigest':
-      return recordArchiveDigest(event);
+      return recordArchiveDigest(event, held);
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
@@ -194,7 +195,7 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
  * a tenant (invite or disable its users, snapshot its database) take everything from it, so invoking the step
  * function directly can only repeat what a running execution is doing anyway.
  */
-async function held(
+export async function held(
   e: { tenantId: string; execution: string },
   status: 'provisioning' | 'offboarding',
 ): Promise<RegistryItem> {
@@ -257,38 +258,6 @@ const RELEASED = [
   'restoreArchiveModel',
   'restoreArchiveSha256',
 ] as const;
-
-/**
- * A tenant onboarded from another shared cell's archive: records the archive's SHA-256 as that cell's runner
- * vouched for it (it verified the archive with its own signing key). Only while this execution holds the tenant,
- * being onboarded from exactly that archive of that cell; the tenant's own runner then restores a copy only if
- * its bytes give this digest. The runners never write the registry.
- */
-async function recordArchiveDigest(
-  e: Extract<Step, { step: 'recordArchiveDigest' }>,
-): Promise<Record<string, unknown>> {
-  if (typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256)) {
-    throw new Error(
-      `recordArchiveDigest: sha256 ${JSON.stringify(e.sha256)} is not a SHA-256 in hex (the vouching runner's answer was not read right)`,
-    );
-  }
-  const item = await held(e, 'provisioning');
-  if (!item.restoreArchiveModel || item.restoreArchive !== e.archive) {
-    throw new RequestRejected(
-      `tenant "${e.tenantId}" is not being onboarded from ${e.archive} of another cell (its request names ${item.restoreArchive ?? 'no archive'}${item.restoreArchiveModel ? ` of the ${item.restoreArchiveModel} cell` : ''}): nothing was recorded`,
-    );
-  }
-  const written = await write(e.tenantId, { restoreArchiveSha256: e.sha256 }, [], {
-    lockedBy: e.execution,
-    statusIn: ['provisioning'],
-  });
-  if (!written) {
-    throw new LockLost(
-      `tenant "${e.tenantId}" is no longer held by execution ${e.execution}: the archive's digest was not recorded`,
-    );
-  }
-  return { tenantId: e.tenantId, sha256: e.sha256 };
-}
 
 /**
  * An execution ended without recording its end (timed out, aborted, or died in its own failure path): if it

@@ -139,3 +139,30 @@ export async function fetchHandedOver(
   }
   return { bytes, key: ArchiveKey.vouchedFor(sha256, from) };
 }
+
+/** The shared cell that is not this one. */
+export function otherCell(env: Env): string {
+  return env.model === 'pool' ? 'bridge' : 'pool';
+}
+
+/**
+ * The tenant whose archive another cell handed over was not offboarded with its data destroyed meanwhile (its
+ * cell deletes its archives then; this runner cannot see that bucket, so it asks the registry): no copy outlives
+ * a destroy.
+ */
+export async function expectNotDestroyed(
+  archive: { key: string; tenantId: string },
+  tenantId: string,
+  deps: MobilityDeps,
+): Promise<void> {
+  const owner = await deps.registryEntry(archive.tenantId);
+  const leaving =
+    owner?.status === 'offboarding' ||
+    owner?.status === 'offboarded' ||
+    (owner?.status === 'failed' && owner.failedDuring === 'offboarding');
+  if (owner && owner.deletionPolicy === 'destroy' && leaving) {
+    throw new ProvisioningInputError(
+      `tenant "${archive.tenantId}", whose archive ${archive.key} this is, is ${owner.status} with its data destroyed: its archive is not restored into tenant "${tenantId}"; nothing was written`,
+    );
+  }
+}

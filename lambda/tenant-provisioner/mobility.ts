@@ -57,7 +57,7 @@ import {
 } from '../../db/mobility';
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import { ApprovalDeps, expectApprovedHandover, expectApprovedRestore } from './mobility-approval';
-import { fetchHandedOver, vouchForArchive } from './mobility-handover';
+import { expectNotDestroyed, fetchHandedOver, otherCell, vouchForArchive } from './mobility-handover';
 import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 
@@ -293,33 +293,6 @@ export async function runMobilityEvent(
       checksums: manifest.checksums,
       ms: Date.now() - started,
     };
-  }
-}
-
-/** The shared cell that is not this one. */
-function otherCell(env: Env): string {
-  return env.model === 'pool' ? 'bridge' : 'pool';
-}
-
-/**
- * The tenant whose archive another cell handed over was not offboarded with its data destroyed meanwhile (its
- * cell deletes its archives then; this runner cannot see that bucket, so it asks the registry): no copy outlives
- * a destroy.
- */
-async function expectNotDestroyed(
-  archive: { key: string; tenantId: string },
-  tenantId: string,
-  deps: MobilityDeps,
-): Promise<void> {
-  const owner = await deps.registryEntry(archive.tenantId);
-  const leaving =
-    owner?.status === 'offboarding' ||
-    owner?.status === 'offboarded' ||
-    (owner?.status === 'failed' && owner.failedDuring === 'offboarding');
-  if (owner && owner.deletionPolicy === 'destroy' && leaving) {
-    throw new ProvisioningInputError(
-      `tenant "${archive.tenantId}", whose archive ${archive.key} this is, is ${owner.status} with its data destroyed: its archive is not restored into tenant "${tenantId}"; nothing was written`,
-    );
   }
 }
 

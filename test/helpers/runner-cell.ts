@@ -88,7 +88,7 @@ export async function startRunnerCell(options: {
     ONBOARDING_STATE_MACHINE_ARN: ONBOARDING_WORKFLOW,
   };
   // Only when another cell ran since: a test may change a variable of its one cell for a call.
-  const activate = () => {
+  const activate = (): true => {
     if (activeCell !== cellEnv) Object.assign(process.env, cellEnv);
     activeCell = cellEnv;
     return true;

@@ -15,7 +15,7 @@ import {
   TenantPhase,
 } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf, partitionOf } from '../../nag';
-import { handoverStates } from './handover';
+import { startsFromArchive } from './from-archive';
 import { restoreOverStates } from './restore-over';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
@@ -111,26 +111,6 @@ export class OnboardingWorkflow extends Construct {
       taskTimeout: sfn.Timeout.duration(Duration.minutes(95)),
     });
     task.addRetry({ errors: THROTTLING, interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 5 });
-    return task;
-  }
-
-  /**
-   * The shared cell's mobility runner restores the accepted request's archive into the new tenant (lambda/
-   * tenant-provisioner/mobility-approval.ts): only for this execution, which the registry must say holds the
-   * tenant with that archive recorded and Step Functions must say is running, started for them. The role may invoke the two shared runners by their fixed names, nothing else of the cells. Throttling and
-   * Lambda's service errors are retried: a restore run again after its answer was lost finds exactly the
-   * archive's rows there and reports done (rerunIsDone); one that runs while the first still holds the tenant's
-   * operation lock fails, and so does the onboarding, which can then be asked for again.
-   */
-  private restoreArchive(model: 'pool' | 'bridge'): tasks.LambdaInvoke {
-    const id = model === 'pool' ? 'RestorePoolArchive' : 'RestoreBridgeArchive';
-    const task = this.runner(id, model, {
-      action: 'restore',
-      tenantId,
-      archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
-      execution,
-    });
-    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
     return task;
   }
 
@@ -247,32 +227,8 @@ export class OnboardingWorkflow extends Construct {
     const invite = onError(this.step('InviteAdmin', { step: 'inviteAdmin', tenantId, execution }));
     invite.next(markActive);
     // An approved request may start the tenant from an archive (the registry's restoreArchive, which accept
-    // returns): the cell's mobility runner restores it into the new, empty tenant before anyone is invited.
-    const fromArchive = new sfn.Choice(this, 'StartsFromArchive', {
-      comment: "A tenant onboarded with restoreFrom: its cell's mobility runner restores the archive into it",
-    });
-    for (const model of ['pool', 'bridge'] as const) {
-      // From the other shared cell's archive (restoreArchiveModel): vouched for there, handed over (handover.ts).
-      fromArchive.when(
-        sfn.Condition.and(
-          sfn.Condition.isPresent('$.tenant.restoreArchive'),
-          sfn.Condition.isPresent('$.tenant.restoreArchiveModel'),
-          sfn.Condition.stringEquals('$.tenant.model', model),
-        ),
-        handoverStates(this, model, onError, invite),
-      );
-    }
-    for (const model of ['pool', 'bridge'] as const) {
-      fromArchive.when(
-        sfn.Condition.and(
-          sfn.Condition.isPresent('$.tenant.restoreArchive'),
-          sfn.Condition.isNotPresent('$.tenant.restoreArchiveModel'),
-          sfn.Condition.stringEquals('$.tenant.model', model),
-        ),
-        onError(this.restoreArchive(model)).next(invite),
-      );
-    }
-    fromArchive.otherwise(invite);
+    // returns): a mobility runner restores it into the new, empty tenant before anyone is invited.
+    const fromArchive = startsFromArchive(this, onError, invite);
     const seal = onError(this.build('DeploySteadyPhase', 'deploy', 'steady'));
     const onboard = onError(this.build('DeployCreatePhase', 'deploy', 'create'))
       .next(onError(checkReady))

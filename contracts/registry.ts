@@ -73,12 +73,6 @@ export interface RegistryItem {
    * tenant from another cell's archive").
    */
   readonly restoreArchiveModel?: IsolationModel;
-  /**
-   * With `restoreArchiveModel`: the SHA-256 of the archive as the other cell's runner verified it with that cell's
-   * signing key, recorded by the workflow (never by a runner). The tenant's own runner restores a handed-over
-   * archive only if its bytes give exactly this digest.
-   */
-  readonly restoreArchiveSha256?: string;
   /** What the tenant was going through when it failed: a failed offboarding can only be offboarded again. */
   readonly failedDuring?: 'onboarding' | 'offboarding';
   /**
@@ -128,7 +122,6 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   restoring: 'BOOL',
   restoreArchive: 'S',
   restoreArchiveModel: 'S',
-  restoreArchiveSha256: 'S',
   failedDuring: 'S',
   lock: 'S',
   releasedBy: 'S',

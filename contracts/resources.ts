@@ -23,6 +23,16 @@ export const MOBILITY_RUNNER_NAMES = {
  */
 export const ONBOARDING_STATE_MACHINE_NAME = 'tenantforge-onboarding';
 
+/**
+ * The onboarding workflow's state whose task the archive's cell's runner completes with the archive's SHA-256 and
+ * link (a new tenant of `to` started from an archive of `from`). The tenant's runner reads that state's output from
+ * the execution's history, and trusts nothing else for them.
+ */
+export function vouchStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge'): string {
+  const title = (m: string) => m.charAt(0).toUpperCase() + m.slice(1);
+  return `Vouch${title(from)}ArchiveFor${title(to)}`;
+}
+
 /** An archive's key in its cell's bucket, as an export writes it: `tenants/<tenant id>/<name>.tfa`. */
 export const ARCHIVE_OBJECT_KEY =
   /^tenants\/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\/[0-9A-Za-z._-]{1,120}\.tfa$/;

@@ -102,7 +102,6 @@ export async function beginOnboarding(request: OnboardingRequest, who: Requester
     [
       'failureReason',
       'failedDuring',
-      'restoreArchiveSha256',
       ...(restore ? [] : (['restoring'] as const)),
       ...(restoreArchive ? [] : (['restoreArchive'] as const)),
       ...(restoreArchiveModel ? [] : (['restoreArchiveModel'] as const)),
@@ -192,7 +191,6 @@ export async function beginRestore(request: RestoreRequest, who: Requester): Pro
     [
       'failedDuring',
       'restoreArchiveModel',
-      'restoreArchiveSha256',
       ...(archive ? (['failureReason'] as const) : (['restoreArchive'] as const)),
     ],
     { unlocked: true, statusIn: item.status === 'moving' ? ['moving'] : ['active'] },

@@ -8,8 +8,6 @@
  *   inviteAdmin    a new tenant's first administrator invited (a restore: its users enabled again)
  *   disableUsers   offboarding: every user of the tenant disabled and signed out
  *   setStatus      changes the tenant's status, holding the lock (and releases it at the end)
- *   recordArchiveDigest  a new tenant started from another cell's archive: the digest that cell's runner vouched
- *                  for, recorded with the lock (the tenant's own runner restores only an archive with it)
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
  *   failureReason  the CloudFormation reason read from the tenant stack's events
  *   finalSnapshot  silo offboarding: a manual snapshot of the tenant's database before its stack goes
@@ -23,7 +21,6 @@ import { tenantIdProblem } from '../../db/naming';
 import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
-import { recordArchiveDigest } from './archive-digest';
 import { readItem, write } from './registry';
 import { executionEnded, failureReason, finalSnapshot, SnapshotKind, snapshotStatus } from './stacks';
 
@@ -49,14 +46,6 @@ export type Step =
       reason?: unknown;
       snapshotId?: string;
       dataRetained?: boolean;
-    }
-  | {
-      step: 'recordArchiveDigest';
-      tenantId: string;
-      execution: string;
-      /** The archive the other cell's runner vouched for, and its SHA-256 as that runner answered. */
-      archive: string;
-      sha256: string;
     }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | {
@@ -101,8 +90,6 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
       return held(event, 'offboarding').then((item) => disableUsers(item.tenantId));
     case 'setStatus':
       return setStatus(event);
-    case 'recordArchiveDigest':
-      return recordArchiveDigest(event, held);
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
@@ -195,7 +182,7 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
  * a tenant (invite or disable its users, snapshot its database) take everything from it, so invoking the step
  * function directly can only repeat what a running execution is doing anyway.
  */
-export async function held(
+async function held(
   e: { tenantId: string; execution: string },
   status: 'provisioning' | 'offboarding',
 ): Promise<RegistryItem> {
@@ -251,13 +238,7 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
 }
 
 /** What a request's last write removes with the lock: what the request was doing. */
-const RELEASED = [
-  'lock',
-  'restoring',
-  'restoreArchive',
-  'restoreArchiveModel',
-  'restoreArchiveSha256',
-] as const;
+const RELEASED = ['lock', 'restoring', 'restoreArchive', 'restoreArchiveModel'] as const;
 
 /**
  * An execution ended without recording its end (timed out, aborted, or died in its own failure path): if it
@@ -289,7 +270,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
         status: 'moving',
         failureReason: `${reason}; the tenant may still be frozen: request the restore again to finish it, or abandon it (npm run request -- restore --tenant ${tenantId as string} --abandon)`,
       },
-      ['lock', 'restoreArchive', 'restoreArchiveModel', 'restoreArchiveSha256'],
+      ['lock', 'restoreArchive', 'restoreArchiveModel'],
       { lockedBy: e.executionArn },
     );
     return { reconciled: written, tenantId };

@@ -6,7 +6,7 @@
  * cannot start that workflow's executions.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { RegistryItem } from '../../contracts';
+import { vouchStateName, type RegistryItem } from '../../contracts';
 import { archiveStillThere } from './archives';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
@@ -27,6 +27,11 @@ export interface ApprovalDeps {
     stateMachineAliasArn?: string;
   }>;
   readonly onboardingStateMachineArn?: string;
+  /**
+   * A shared cell's runner: the output of the execution's latest exit from the state `stateName`, as its history
+   * says (undefined: it never left that state).
+   */
+  stateOutput?(executionArn: string, stateName: string): Promise<string | undefined>;
   readonly s3: S3Client;
   readonly bucket: string;
 }
@@ -110,25 +115,47 @@ export async function expectApprovedVouch(
 
 /**
  * The other direction: this cell's tenant being onboarded from the other cell's archive, which that cell's runner
- * vouched for. Returns the SHA-256 the workflow recorded from its answer: the only bytes this runner restores.
+ * vouched for. Returns the SHA-256 and the link that runner handed to this execution's vouch task, as the
+ * execution's history says (only Step Functions writes it): the only link this runner fetches and the only bytes it
+ * restores. `handover`: the link the invoke names, which must be that one.
  */
 export async function expectApprovedHandover(
   archive: string,
   tenantId: string,
   execution: string,
+  handover: string,
   env: Env,
   deps: ApprovalDeps,
-): Promise<string> {
-  const entry = await expectHeldFor('onboard', archive, { tenantId, execution }, env, deps, {
+): Promise<{ sha256: string; from: string }> {
+  const from = otherSharedModel(env);
+  await expectHeldFor('onboard', archive, { tenantId, execution }, env, deps, {
     tenantIn: env.model,
-    archiveIn: otherSharedModel(env),
+    archiveIn: from,
   });
-  if (!entry.restoreArchiveSha256 || !/^[0-9a-f]{64}$/.test(entry.restoreArchiveSha256)) {
-    throw new ProvisioningInputError(
-      `tenant "${tenantId}" is being onboarded from ${archive} of the ${entry.restoreArchiveModel} cell, but the registry records no digest vouched for it (the workflow records one before it asks this runner): nothing was written`,
+  const refuse = (why: string) =>
+    new ProvisioningInputError(
+      `tenant "${tenantId}" is being onboarded from ${archive} of the ${from} cell, but ${why}: nothing was written`,
+    );
+  const state = vouchStateName(from, env.model as 'pool' | 'bridge');
+  if (!deps.stateOutput) throw refuse(`the runner of ${env.ownStack} cannot read the workflow's history`);
+  let vouched: { vouched?: { sha256?: unknown; handover?: unknown } } | undefined;
+  try {
+    vouched = JSON.parse((await deps.stateOutput(execution, state)) ?? 'null');
+  } catch {
+    vouched = undefined;
+  }
+  const sha256 = vouched?.vouched?.sha256;
+  if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) {
+    throw refuse(
+      `the execution's history has no digest from its ${state} task (the ${from} cell's runner answers it)`,
     );
   }
-  return entry.restoreArchiveSha256;
+  if (vouched?.vouched?.handover !== handover) {
+    throw refuse(
+      `the link it names is not the one the ${from} cell's runner handed to the execution's ${state} task`,
+    );
+  }
+  return { sha256, from: `the ${from} cell's runner` };
 }
 
 /** The shared cell that is not this one (a silo's runner takes no request of the workflow). */

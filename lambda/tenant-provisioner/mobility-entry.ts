@@ -10,7 +10,13 @@
 import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { S3Client } from '@aws-sdk/client-s3';
-import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  SendTaskFailureCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
 import { Signer } from '@aws-sdk/rds-signer';
 import { Pool } from 'pg';
 import { REGISTRY_KEY, registryItemFromAttributes, tenantOfStackName } from '../../contracts';
@@ -55,7 +61,12 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
       'the mobility runner accepts only mobility events ({ "action": "export" | "restore", "tenantId": ..., "archive"?: ... })',
     );
   }
-  log('mobility event', { ...event });
+  // A handover link and a task token are credentials: logged as present, never as values.
+  log('mobility event', {
+    ...event,
+    ...(event.handover !== undefined ? { handover: '(a link, not logged)' } : {}),
+    ...(event.taskToken !== undefined ? { taskToken: '(a task token, not logged)' } : {}),
+  });
   s3 ??= new S3Client({
     // A cell without NAT gateways reaches S3 over IPv6 (its dual-stack endpoint).
     useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
@@ -130,6 +141,36 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
                 stateMachineVersionArn: r.stateMachineVersionArn,
                 stateMachineAliasArn: r.stateMachineAliasArn,
               };
+            },
+            stateOutput: async (executionArn: string, stateName: string) => {
+              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
+              // Newest first: the latest exit from the state (a retried task exits once, when it finally succeeds).
+              let nextToken: string | undefined;
+              do {
+                const page = await sfn.send(
+                  new GetExecutionHistoryCommand({
+                    executionArn,
+                    reverseOrder: true,
+                    includeExecutionData: true,
+                    maxResults: 1000,
+                    nextToken,
+                  }),
+                );
+                const exit = page.events?.find(
+                  (e) => e.type === 'TaskStateExited' && e.stateExitedEventDetails?.name === stateName,
+                );
+                if (exit) return exit.stateExitedEventDetails?.output;
+                nextToken = page.nextToken;
+              } while (nextToken);
+              return undefined;
+            },
+            sendTaskSuccess: async (taskToken: string, output: string) => {
+              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
+              await sfn.send(new SendTaskSuccessCommand({ taskToken, output }));
+            },
+            sendTaskFailure: async (taskToken: string, error: string, cause: string) => {
+              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
+              await sfn.send(new SendTaskFailureCommand({ taskToken, error: error.slice(0, 256), cause }));
             },
           }
         : {}),

@@ -21,6 +21,11 @@ export interface MobilityEvent {
    * answered `vouch` with (a presigned S3 GET, minutes long). The bytes must give the digest the registry records.
    */
   readonly handover?: string;
+  /**
+   * vouch: the onboarding workflow's task token (`$$.Task.Token`). The runner hands the digest and link to Step
+   * Functions with it (SendTaskSuccess), never back to whoever invoked it.
+   */
+  readonly taskToken?: string;
 }
 
 export function isMobilityEvent(event: unknown): event is MobilityEvent {
@@ -34,6 +39,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
   archive?: { key: string; tenantId: string };
   execution?: string;
   handover?: URL;
+  taskToken?: string;
 } {
   const bad = (field: string, fix: string) =>
     new ProvisioningInputError(
@@ -68,6 +74,18 @@ export function parseMobilityEvent(event: MobilityEvent): {
       '"vouch" is the onboarding workflow\'s, for an approver\'s onboard request with "restoreFromModel": ask for it with npm run request -- onboard',
     );
   }
+  if (event.taskToken !== undefined && event.action !== 'vouch') {
+    throw bad('taskToken', "leave it out (only the onboarding workflow's vouch task has one)");
+  }
+  if (
+    event.action === 'vouch' &&
+    (typeof event.taskToken !== 'string' || !/^[\x21-\x7e]{1,2048}$/.test(event.taskToken))
+  ) {
+    throw bad(
+      'taskToken',
+      "the onboarding workflow's task token ($$.Task.Token): a runner hands a vouched archive's link to Step Functions only",
+    );
+  }
   let handover: URL | undefined;
   if (event.handover !== undefined) {
     if (event.action !== 'restore' || event.execution === undefined) {
@@ -98,6 +116,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
     archive: { key: event.archive!, tenantId: m[1] },
     ...(event.execution !== undefined ? { execution: event.execution } : {}),
     ...(handover ? { handover } : {}),
+    ...(event.action === 'vouch' ? { taskToken: event.taskToken } : {}),
   };
 }
 

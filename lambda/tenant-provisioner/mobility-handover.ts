@@ -25,8 +25,8 @@ import type { MobilityDeps, MobilityReport } from './mobility';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
 
-/** How long a vouched archive's link works: the workflow records the digest and invokes the other runner at once. */
-export const HANDOVER_LINK_SECONDS = 15 * 60;
+/** How long a vouched archive's link works: the workflow invokes the other runner with it at once. */
+export const HANDOVER_LINK_SECONDS = 5 * 60;
 
 /** The whole file's SHA-256, in hex. */
 export async function fileSha256(file: string): Promise<string> {
@@ -35,15 +35,54 @@ export async function fileSha256(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** `vouch`: the archive verified with this cell's key, its digest and a link for the other cell's runner. */
+/**
+ * `vouch`: the archive verified with this cell's key; its digest and a link to it go to the onboarding workflow's
+ * task (SendTaskSuccess with its token), never back to whoever invoked this runner, who gets the digest only. Any
+ * failure fails the task with the reason (SendTaskFailure), so the workflow does not wait for its timeout.
+ */
 export async function vouchForArchive(
-  parsed: { tenantId: string; archive: { key: string; tenantId: string }; execution: string },
+  parsed: {
+    tenantId: string;
+    archive: { key: string; tenantId: string };
+    execution: string;
+    taskToken: string;
+  },
   file: string,
   env: Env,
   deps: MobilityDeps,
-): Promise<MobilityReport & { sha256: string; handover: string }> {
+): Promise<MobilityReport> {
+  try {
+    return await vouch(parsed, file, env, deps);
+  } catch (e) {
+    await deps
+      .sendTaskFailure?.(
+        parsed.taskToken,
+        (e as Error).name || 'Error',
+        (e as Error).message.slice(0, 32_000),
+      )
+      .catch(() => undefined);
+    throw e;
+  }
+}
+
+async function vouch(
+  parsed: {
+    tenantId: string;
+    archive: { key: string; tenantId: string };
+    execution: string;
+    taskToken: string;
+  },
+  file: string,
+  env: Env,
+  deps: MobilityDeps,
+): Promise<MobilityReport> {
   const started = Date.now();
   await expectApprovedVouch(parsed.archive.key, parsed.tenantId, parsed.execution, env, deps);
+  if (!deps.sendTaskSuccess) {
+    throw new ProvisioningInputError(
+      `the runner of ${env.ownStack} cannot answer the onboarding workflow's tasks`,
+    );
+  }
   const bytes = await downloadArchive(deps.s3, deps.bucket, parsed.archive.key, file, deps.maxArchiveBytes);
   const manifest = await verifyArchive(file, await deps.archiveKey());
   if (manifest.tenantId !== parsed.archive.tenantId) {
@@ -64,9 +103,17 @@ export async function vouchForArchive(
     new GetObjectCommand({ Bucket: deps.bucket, Key: parsed.archive.key }),
     { expiresIn: HANDOVER_LINK_SECONDS },
   );
+  try {
+    await deps.sendTaskSuccess(parsed.taskToken, JSON.stringify({ sha256, handover }));
+  } catch (e) {
+    throw new ProvisioningInputError(
+      `the task token is not a waiting task of the onboarding workflow (${(e as Error).name}): no link to ${parsed.archive.key} was handed out`,
+    );
+  }
   deps.log('vouched', {
     tenantId: parsed.tenantId,
     archive: parsed.archive.key,
+    execution: parsed.execution,
     sha256,
     bytes,
     expiresInSeconds: HANDOVER_LINK_SECONDS,
@@ -84,7 +131,6 @@ export async function vouchForArchive(
     checksums: manifest.checksums,
     ms: Date.now() - started,
     sha256,
-    handover,
   };
 }
 
@@ -138,11 +184,6 @@ export async function fetchHandedOver(
     );
   }
   return { bytes, key: ArchiveKey.vouchedFor(sha256, from) };
-}
-
-/** The shared cell that is not this one. */
-export function otherCell(env: Env): string {
-  return env.model === 'pool' ? 'bridge' : 'pool';
 }
 
 /**

@@ -57,7 +57,7 @@ import {
 } from '../../db/mobility';
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import { ApprovalDeps, expectApprovedHandover, expectApprovedRestore } from './mobility-approval';
-import { expectNotDestroyed, fetchHandedOver, otherCell, vouchForArchive } from './mobility-handover';
+import { expectNotDestroyed, fetchHandedOver, vouchForArchive } from './mobility-handover';
 import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 
@@ -90,14 +90,18 @@ export interface MobilityReport {
   readonly safetyArchive?: string;
   /** thaw: the tenant holds exactly the request's archive's rows (its replace committed). */
   readonly restored?: boolean;
-  /** vouch: the archive's whole-file SHA-256, as this cell's signing key verified it. */
+  /** vouch: the archive's whole-file SHA-256, as this cell's signing key verified it (its link went to Step Functions). */
   readonly sha256?: string;
-  /** vouch: a presigned link to the archive for the other cell's runner (minutes long). */
-  readonly handover?: string;
 }
 
 /** The registry, Step Functions and the bucket (what ApprovalDeps reads), and: */
 export interface MobilityDeps extends ApprovalDeps {
+  /**
+   * A shared cell's runner: completes the onboarding workflow's task `taskToken` with `output` (SendTaskSuccess), or
+   * fails it (SendTaskFailure).
+   */
+  sendTaskSuccess?(taskToken: string, output: string): Promise<void>;
+  sendTaskFailure?(taskToken: string, error: string, cause: string): Promise<void>;
   /** A connection as the database's master user (the provisioner's). */
   connect(): Promise<Client>;
   /** The cell's database as its runtime role (what the API uses): exports read through it. */
@@ -135,7 +139,7 @@ export async function runMobilityEvent(
   // execution stopped, or an archive deleted with its tenant, while the restore ran writes nothing). From the
   // other cell's archive: the registry's digest, and the archive's tenant not destroyed meanwhile.
   const handedOver = parsed.handover;
-  let digest: string | undefined;
+  let vouched: { sha256: string; from: string } | undefined;
   const approved =
     parsed.execution === undefined || parsed.action === 'vouch'
       ? undefined
@@ -145,15 +149,16 @@ export async function runMobilityEvent(
               parsed.archive!.key,
               parsed.tenantId,
               parsed.execution!,
+              event.handover!,
               env,
               deps,
             );
-            if (digest !== undefined && now !== digest) {
+            if (vouched !== undefined && now.sha256 !== vouched.sha256) {
               throw new ProvisioningInputError(
-                `the digest recorded for ${parsed.archive!.key} changed while it was restored into tenant "${parsed.tenantId}": nothing was written`,
+                `the digest vouched for ${parsed.archive!.key} changed while it was restored into tenant "${parsed.tenantId}": nothing was written`,
               );
             }
-            digest = now;
+            vouched = now;
             await expectNotDestroyed(parsed.archive!, parsed.tenantId, deps);
           }
         : () => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps);
@@ -168,7 +173,12 @@ export async function runMobilityEvent(
   try {
     if (parsed.action === 'vouch') {
       return await vouchForArchive(
-        { tenantId: parsed.tenantId, archive: parsed.archive!, execution: parsed.execution! },
+        {
+          tenantId: parsed.tenantId,
+          archive: parsed.archive!,
+          execution: parsed.execution!,
+          taskToken: parsed.taskToken!,
+        },
         file,
         env,
         deps,
@@ -211,9 +221,9 @@ export async function runMobilityEvent(
           handedOver,
           file,
           deps.maxArchiveBytes,
-          digest!,
+          vouched!.sha256,
           archive.key,
-          `the ${otherCell(env)} cell's runner`,
+          vouched!.from,
         )
       : {
           bytes: await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes),

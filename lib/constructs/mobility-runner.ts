@@ -210,12 +210,25 @@ export class MobilityRunner extends Construct {
         }),
         ...vpcFunctionStatements([logs]),
         // A shared cell's runner restores an archive into a new tenant for the onboarding workflow only: it reads
-        // the execution that asks (running? started for this tenant and archive?).
+        // the execution that asks (running? started for this tenant and archive? what did the other cell's runner
+        // vouch for, in its history?), and answers the workflow's vouch task with its token.
         ...(props.functionName
           ? [
               new iam.PolicyStatement({
+                sid: 'AnswerOnboardingVouchTasks',
+                actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+                resources: [
+                  Stack.of(this).formatArn({
+                    service: 'states',
+                    resource: 'stateMachine',
+                    resourceName: ONBOARDING_STATE_MACHINE_NAME,
+                    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+                  }),
+                ],
+              }),
+              new iam.PolicyStatement({
                 sid: 'ReadOnboardingExecutions',
-                actions: ['states:DescribeExecution'],
+                actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
                 resources: [
                   Stack.of(this).formatArn({
                     service: 'states',
@@ -236,7 +249,7 @@ export class MobilityRunner extends Construct {
         AWS_SOLUTIONS(
           `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_STATE_MACHINE_NAME}:*]`,
         ),
-        'Reads (DescribeExecution only) executions of the onboarding workflow, named exactly: the runner restores an archive into a new tenant only for a running execution of it started for that tenant and archive.',
+        'Reads (DescribeExecution and GetExecutionHistory only) executions of the onboarding workflow, named exactly: the runner restores an archive into a new tenant only for a running execution of it started for that tenant and archive, and another cell\'s archive only with the digest and link that cell\'s runner handed to that execution.',
       );
       this.runner.addEnvironment(
         'ONBOARDING_STATE_MACHINE_ARN',

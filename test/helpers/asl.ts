@@ -4,7 +4,7 @@
  * States.Runtime exactly where Step Functions would, and no Catch can handle it.
  *
  * Covers: Pass, Task, Choice, Wait, Succeed, Fail, Map (inline); Parameters / ItemSelector with `.$` paths,
- * the context object (`$$.Execution.Id`), the intrinsic States.Format; ResultPath (including null), OutputPath,
+ * the context object (`$$.Execution.Id`, `$$.Task.Token`), the intrinsic States.Format; ResultPath (including null), OutputPath,
  * ResultSelector; Retry (ErrorEquals, MaxAttempts, IntervalSeconds, BackoffRate: simulated time) and Catch
  * (ErrorEquals, ResultPath), with States.ALL never matching States.Runtime; TimeoutSeconds on an execution.
  */
@@ -43,6 +43,8 @@ export interface RunOptions {
   executionId?: string;
   /** Stop after this many state transitions (a loop that never ends is a failure). */
   maxTransitions?: number;
+  /** A Task state succeeded with this output (its TaskStateExited event in the execution's history). */
+  onTaskExit?(state: string, output: Json): void;
 }
 
 export interface Execution {
@@ -231,6 +233,7 @@ async function runGraph(
         let result = outcome.result;
         if (s.ResultSelector) result = resolve(s.ResultSelector as Json, result, context);
         data = applyResultPath(data, result, s);
+        if (s.Type === 'Task') options.onTaskExit?.(name, data);
         name = s.End ? undefined : next;
         break;
       }
@@ -278,7 +281,12 @@ async function runWithRetries(
         }
         return { result: out };
       }
-      const parameters = s.Parameters ? resolve(s.Parameters as Json, data, context) : data;
+      // A task token for each attempt of a callback task (`$$.Task.Token`, as Step Functions gives one).
+      const taskContext = {
+        ...(context as object),
+        Task: { Token: `token:${name}:${path.length}:${attempts.size}` },
+      } as Json;
+      const parameters = s.Parameters ? resolve(s.Parameters as Json, data, taskContext) : data;
       return { result: await options.task(s.Resource as string, parameters, name) };
     } catch (e) {
       if (e instanceof StopExecution) throw e;

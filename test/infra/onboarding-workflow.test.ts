@@ -93,6 +93,8 @@ let onRunner: (
 /** The running execution's input, as the entry started it (what Step Functions would tell the runner). */
 let runningInput: { id: string; input: string } | undefined;
 let events: { Source?: string; DetailType: string; Detail: unknown }[];
+/** The running execution's history of Task state exits (what GetExecutionHistory would list), oldest first. */
+let stateExits: { state: string; output: string }[] = [];
 /** What the deploy job does for each build (default: succeeds). */
 let onBuild: (b: Build) => Promise<void> | void;
 
@@ -135,8 +137,10 @@ beforeEach(async () => {
 
 /** Runs the state machine on `input` as execution `id` (what StartExecution would do). */
 async function run(input: Record<string, unknown>, id: string): Promise<Execution & { id: string }> {
+  stateExits = [];
   const result = await execute(definition, input as Json, {
     executionId: id,
+    onTaskExit: (state, output) => stateExits.push({ state, output: JSON.stringify(output) }),
     async task(resource, parameters) {
       if (resource.includes('codebuild:startBuild')) {
         const env = Object.fromEntries(
@@ -159,12 +163,16 @@ async function run(input: Record<string, unknown>, id: string): Promise<Executio
           events.push(e);
         return { Entries: [{ EventId: 'e' }] } as Json;
       }
-      if (resource.includes(':function:tenantforge-')) {
-        runnerCalls.push({ functionArn: resource, payload: parameters as Record<string, unknown> });
-        const answer = await onRunner(
-          parameters as Record<string, unknown>,
-          resource.includes('-pool-') ? 'pool' : 'bridge',
-        );
+      // A runner answering through the task's token: invoked by name, its answer is what it sends Step Functions.
+      const callback = resource.endsWith(':lambda:invoke.waitForTaskToken');
+      const fn = callback ? String((parameters as { FunctionName: string }).FunctionName) : resource;
+      if (fn.includes(':function:tenantforge-')) {
+        const payload = (callback ? (parameters as { Payload: Json }).Payload : parameters) as Record<
+          string,
+          unknown
+        >;
+        runnerCalls.push({ functionArn: fn, payload });
+        const answer = await onRunner(payload, fn.includes('-pool-') ? 'pool' : 'bridge');
         return (answer ?? { action: 'restore' }) as Json;
       }
       // The one Lambda function: the real handler.
@@ -264,6 +272,10 @@ function runnerDeps(): ApprovalDeps {
         input: runningInput.input,
         redriveCount: 0,
       };
+    },
+    stateOutput: async (arn, stateName) => {
+      if (arn !== runningInput?.id) throw Object.assign(new Error(arn), { name: 'ExecutionDoesNotExist' });
+      return [...stateExits].reverse().find((e) => e.state === stateName)?.output;
     },
     s3: { send: async () => ({}) } as unknown as S3Client,
     bucket: 'archives',
@@ -382,24 +394,33 @@ describe('onboarding workflow, executed', () => {
     expect(runnerCalls[runnerCalls.length - 1].functionArn).toMatch(/:function:tenantforge-bridge-mobility$/);
   });
 
-  test("an approver's tenant started from the other shared cell's archive: vouched for there, digest recorded, handed over", async () => {
+  test("an approver's tenant started from the other shared cell's archive: vouched for there to the workflow, handed over", async () => {
     const archive = 'tenants/wonka/20261128T030405Z-1a2b3c4d.tfa';
     const sha256 = 'a1'.repeat(32);
     const handover = `https://pool-archives.s3.us-east-1.amazonaws.com/${archive}?X-Amz-Signature=abc`;
     const request = { tenantId: 'wonka-b', model: 'bridge', restoreFrom: archive, restoreFromModel: 'pool' };
-    // The real runners' approvals, at the moment the workflow invokes each: the pool runner's to vouch, the bridge
-    // runner's to restore (which reads the digest the workflow's step recorded).
-    const recorded: string[] = [];
+    // The real runners' approvals, at the moment the workflow invokes each: the pool runner's to vouch (it answers
+    // through the task token), the bridge runner's to restore (which reads what the vouch task got from the
+    // execution's history).
+    const handedOver: { sha256: string; from: string }[] = [];
     onRunner = async (payload, model) => {
       const [tenantId, execution] = [payload.tenantId as string, payload.execution as string];
       if (payload.action === 'vouch') {
         expect(model).toBe('pool');
+        expect(payload.taskToken).toMatch(/^token:VouchPoolArchiveForBridge:/);
         await expectApprovedVouch(archive, tenantId, execution, runnerEnv('pool'), runnerDeps());
-        return { action: 'vouch', sha256, handover, rows: { invoices: 3 } };
+        return { sha256, handover };
       }
       expect(model).toBe('bridge');
-      recorded.push(
-        await expectApprovedHandover(archive, tenantId, execution, runnerEnv('bridge'), runnerDeps()),
+      handedOver.push(
+        await expectApprovedHandover(
+          archive,
+          tenantId,
+          execution,
+          payload.handover as string,
+          runnerEnv('bridge'),
+          runnerDeps(),
+        ),
       );
       return { action: 'restore' };
     };
@@ -416,8 +437,8 @@ describe('onboarding workflow, executed', () => {
       'ProtectedResources',
       'StartsFromArchive',
       'VouchPoolArchiveForBridge',
-      'RecordPoolArchiveDigestForBridge',
       'RestoreHandedOverPoolArchiveIntoBridge',
+      'ForgetHandoverLinkIntoBridge',
       'InviteAdmin',
       'MarkActive',
       'EmitOnboarded',
@@ -427,25 +448,32 @@ describe('onboarding workflow, executed', () => {
     expect(runnerCalls).toEqual([
       {
         functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
-        payload: { action: 'vouch', tenantId: 'wonka-b', archive, execution: id },
+        payload: {
+          action: 'vouch',
+          tenantId: 'wonka-b',
+          archive,
+          execution: id,
+          taskToken: expect.stringMatching(/^token:/),
+        },
       },
       {
         functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-bridge-mobility',
         payload: { action: 'restore', tenantId: 'wonka-b', archive, execution: id, handover },
       },
     ]);
-    expect(recorded).toEqual([sha256]);
-    // Released with everything the request recorded.
+    expect(handedOver).toEqual([{ sha256, from: "the pool cell's runner" }]);
+    // The link is not in the execution's output; the request's fields are released with the lock.
+    expect(JSON.stringify((r as { output?: unknown }).output)).not.toContain('X-Amz-Signature');
     const item = await moto.get('wonka-b');
     expect(item).toMatchObject({ status: 'active', model: 'bridge' });
-    for (const field of ['lock', 'restoreArchive', 'restoreArchiveModel', 'restoreArchiveSha256'] as const) {
+    for (const field of ['lock', 'restoreArchive', 'restoreArchiveModel'] as const) {
       expect(item![field]).toBeUndefined();
     }
 
     // The handed-over restore fails: the onboarding fails with its reason, and nothing of the request stays.
     const why = "the handed-over copy of tenants/wonka/x.tfa (from the pool cell's runner) has SHA-256 ...";
     onRunner = (payload) => {
-      if (payload.action === 'vouch') return { action: 'vouch', sha256, handover };
+      if (payload.action === 'vouch') return { sha256, handover };
       throw new TaskError('Error', JSON.stringify({ errorType: 'Error', errorMessage: why }));
     };
     const failed = await onboard({ ...request, tenantId: 'wonka-c' });
@@ -453,23 +481,26 @@ describe('onboarding workflow, executed', () => {
     const after = await moto.get('wonka-c');
     expect(after).toMatchObject({ status: 'failed', failedDuring: 'onboarding' });
     expect(after!.failureReason).toContain(why);
-    for (const field of ['lock', 'restoreArchive', 'restoreArchiveModel', 'restoreArchiveSha256'] as const) {
+    for (const field of ['lock', 'restoreArchive', 'restoreArchiveModel'] as const) {
       expect(after![field]).toBeUndefined();
     }
-    // A vouch that answers no digest never reaches the other runner.
-    onRunner = (payload) => (payload.action === 'vouch' ? { action: 'vouch', sha256: 'nope', handover } : {});
+    // A vouch task the pool runner fails (SendTaskFailure) never reaches the bridge runner.
+    onRunner = (payload) => {
+      if (payload.action === 'vouch') throw new TaskError('ProvisioningInputError', 'refused');
+      return {};
+    };
     runnerCalls = [];
     const bad = await onboard({ ...request, tenantId: 'wonka-d' });
     expect(bad.status).toBe('FAILED');
     expect(runnerCalls.map((c) => c.payload.action)).toEqual(['vouch']);
     // The request names the archive's cell only with an archive, and only a shared cell.
-    for (const [extra, why] of [
+    for (const [extra, reason] of [
       [{ restoreFrom: undefined }, '"restoreFromModel" is "pool": it names the cell of "restoreFrom"'],
       [{ restoreFromModel: 'silo' }, '"restoreFromModel" is "silo": name the shared cell'],
     ] as const) {
       const refused = await onboard({ ...request, tenantId: 'wonka-e', ...extra });
       expect(refused).toMatchObject({ status: 'REFUSED', statusCode: 400 });
-      expect((refused as { cause: string }).cause).toContain(why);
+      expect((refused as { cause: string }).cause).toContain(reason);
     }
     // Naming the tenant's own cell is the ordinary restore from its cell's archive.
     onRunner = expectHeldForRestore;

@@ -1,7 +1,16 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  SendTaskFailureCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
+import { vouchStateName } from '../../contracts';
 import { sql } from '../../db/sql';
 import { Moto, startMoto } from '../helpers/moto';
 import {
@@ -13,17 +22,18 @@ import {
 
 // A new tenant of one shared cell started from an archive of the other (lambda/tenant-provisioner/
 // mobility-handover.ts): both cells' runners run for real, each against its own database on the embedded
-// PostgreSQL and its own bucket in moto's S3, with its own archive signing key; the registry is moto's DynamoDB, and
-// the digest is recorded by the onboarding workflow's real step (lambda/onboarding). The vouching runner's link is
-// presigned by the SDK and fetched over HTTP from moto. Secrets Manager and Step Functions are stubbed at the SDK
-// boundary.
+// PostgreSQL and its own bucket in moto's S3, with its own archive signing key; the registry is moto's DynamoDB. The
+// vouching runner's link is presigned by the SDK and fetched over HTTP from moto. Secrets Manager and Step
+// Functions are stubbed at the SDK boundary: the vouch task's token (SendTaskSuccess) and the execution's history
+// (GetExecutionHistory) as Step Functions would keep them.
 const secrets = mockClient(SecretsManagerClient);
 const sfn = mockClient(SFNClient);
 
 let moto: Moto;
 let pool: RunnerCell;
 let bridge: RunnerCell;
-let steps: typeof import('../../lambda/onboarding');
+/** What the runners sent Step Functions for each task token (SendTaskSuccess output, or the failure). */
+let answered: Map<string, { output?: string; error?: string; cause?: string }>;
 
 const invoices = async (cell: RunnerCell, tenant: string) =>
   (
@@ -65,6 +75,52 @@ async function requested(
   });
 }
 
+/**
+ * Step Functions as it answers the runners: a vouch task's token is valid while `tokens` holds it; the execution's
+ * history holds the vouch state's exit once its task succeeded, with the output the workflow gives it.
+ */
+const tokens = new Set<string>();
+function stepFunctions(): void {
+  answered = new Map();
+  sfn.on(SendTaskSuccessCommand).callsFake(async (input: { taskToken: string; output: string }) => {
+    if (!tokens.has(input.taskToken)) {
+      throw Object.assign(new Error('Invalid Token'), { name: 'TaskDoesNotExist' });
+    }
+    tokens.delete(input.taskToken);
+    answered.set(input.taskToken, { output: input.output });
+    return {};
+  });
+  sfn
+    .on(SendTaskFailureCommand)
+    .callsFake(async (input: { taskToken: string; error: string; cause: string }) => {
+      answered.set(input.taskToken, { error: input.error, cause: input.cause });
+      return {};
+    });
+}
+
+/** The execution's history after its vouch task of `from` for `to` succeeded with `output` (or none yet). */
+function history(execution: string, from: 'pool' | 'bridge', to: 'pool' | 'bridge', output?: string): void {
+  const vouched = output ? JSON.parse(output) : undefined;
+  sfn.on(GetExecutionHistoryCommand, { executionArn: execution }).resolves({
+    events: vouched
+      ? [
+          {
+            type: 'TaskStateExited',
+            id: 12,
+            timestamp: new Date(),
+            stateExitedEventDetails: {
+              name: vouchStateName(from, to),
+              output: JSON.stringify({
+                tenant: {},
+                vouched: { sha256: vouched.sha256, handover: vouched.handover },
+              }),
+            },
+          },
+        ]
+      : [],
+  });
+}
+
 beforeAll(async () => {
   jest.spyOn(console, 'log').mockImplementation(() => undefined);
   moto = await startMoto();
@@ -85,11 +141,11 @@ beforeAll(async () => {
     moto,
     secrets,
   });
-  steps = await import('../../lambda/onboarding');
   await pool.onboard('wonka');
   await addInvoices(pool, 'wonka', 25);
   await bridge.onboard('dursley');
   await addInvoices(bridge, 'dursley', 15);
+  stepFunctions();
 });
 
 afterAll(async () => {
@@ -99,15 +155,23 @@ afterAll(async () => {
 });
 
 describe("a new tenant from the other shared cell's archive", () => {
-  test('pool -> bridge: vouched for by the pool runner, its digest recorded, restored by the bridge runner', async () => {
+  test('pool -> bridge: vouched for by the pool runner to the workflow only, restored by the bridge runner', async () => {
     const exported = await pool.run({ action: 'export', tenantId: 'wonka' });
     const archive = exported.archive;
     const execution = `${WORKFLOW_EXECUTIONS}onboard-wonka-b-1`;
     await requested('wonka-b', 'bridge', archive, 'pool', execution);
     await bridge.onboard('wonka-b');
 
-    // The pool runner vouches: the archive verified with the pool's key, its digest and a link to it.
-    const vouched = await pool.run({ action: 'vouch', tenantId: 'wonka-b', archive, execution });
+    // The pool runner vouches: the archive verified with the pool's key; its digest and a link to it go to the
+    // workflow's task by its token. Whoever invoked the runner gets the digest, never the link.
+    tokens.add('token-1');
+    const vouched = await pool.run({
+      action: 'vouch',
+      tenantId: 'wonka-b',
+      archive,
+      execution,
+      taskToken: 'token-1',
+    });
     expect(vouched).toMatchObject({
       action: 'vouch',
       model: 'pool',
@@ -115,45 +179,21 @@ describe("a new tenant from the other shared cell's archive", () => {
       archiveTenantId: 'wonka',
       rows: { invoices: 25, invoice_items: 25 },
     });
-    expect(vouched.sha256).toMatch(/^[0-9a-f]{64}$/);
-    expect(vouched.handover).toContain('X-Amz-Signature=');
-    expect(vouched.handover).toContain('X-Amz-Expires=900');
-    const handover = vouched.handover!;
+    expect(JSON.stringify(vouched)).not.toContain('X-Amz-Signature');
+    const output = answered.get('token-1')!.output!;
+    const { sha256, handover } = JSON.parse(output) as { sha256: string; handover: string };
+    expect(sha256).toBe(vouched.sha256);
+    expect(handover).toContain('X-Amz-Signature=');
+    expect(handover).toContain('X-Amz-Expires=300');
 
-    // Before the workflow records the digest, the bridge runner restores nothing.
+    // Before the execution's history holds the vouch task's answer, the bridge runner restores nothing.
     const restore = (fields: Record<string, unknown> = {}) =>
       bridge.run({ action: 'restore', tenantId: 'wonka-b', archive, execution, handover, ...fields });
+    history(execution, 'pool', 'bridge');
     await expect(restore()).rejects.toThrow(
-      `tenant "wonka-b" is being onboarded from ${archive} of the pool cell, but the registry records no digest vouched for it`,
+      `tenant "wonka-b" is being onboarded from ${archive} of the pool cell, but the execution's history has no digest from its VouchPoolArchiveForBridge task`,
     );
-    // The workflow's step records it, for the execution that holds the tenant and that archive only.
-    await expect(
-      steps.handler({
-        step: 'recordArchiveDigest',
-        tenantId: 'wonka-b',
-        execution: `${execution}-other`,
-        archive,
-        sha256: vouched.sha256!,
-      }),
-    ).rejects.toThrow(`tenant "wonka-b" is not held by execution ${execution}-other while provisioning`);
-    await expect(
-      steps.handler({
-        step: 'recordArchiveDigest',
-        tenantId: 'wonka-b',
-        execution,
-        archive: 'tenants/wonka/other.tfa',
-        sha256: vouched.sha256!,
-      }),
-    ).rejects.toThrow(`tenant "wonka-b" is not being onboarded from tenants/wonka/other.tfa of another cell`);
-    await steps.handler({
-      step: 'recordArchiveDigest',
-      tenantId: 'wonka-b',
-      execution,
-      archive,
-      sha256: vouched.sha256!,
-    });
-    expect(await moto.get('wonka-b')).toMatchObject({ restoreArchiveSha256: vouched.sha256 });
-
+    history(execution, 'pool', 'bridge', output);
     const restored = await restore();
     expect(restored).toMatchObject({
       action: 'restore',
@@ -167,6 +207,11 @@ describe("a new tenant from the other shared cell's archive", () => {
     // Run again after a lost answer: the rows are there, nothing is written twice.
     expect(await restore()).toMatchObject({ alreadyThere: true });
     expect((await invoices(bridge, 'wonka-b')).length).toBe(25);
+    // The runners' logs name a link and a token as present, never their values.
+    const logged = (console.log as jest.Mock).mock.calls.map((c) => String(c[0])).join('\n');
+    expect(logged).toContain('(a link, not logged)');
+    expect(logged).not.toContain('X-Amz-Signature');
+    expect(logged).not.toContain('token-1');
   });
 
   test('bridge -> pool the same way', async () => {
@@ -174,45 +219,54 @@ describe("a new tenant from the other shared cell's archive", () => {
     const execution = `${WORKFLOW_EXECUTIONS}onboard-dursley-p-1`;
     await requested('dursley-p', 'pool', exported.archive, 'bridge', execution);
     await pool.onboard('dursley-p');
-    const vouched = await bridge.run({
+    tokens.add('token-2');
+    await bridge.run({
       action: 'vouch',
       tenantId: 'dursley-p',
       archive: exported.archive,
       execution,
+      taskToken: 'token-2',
     });
-    await steps.handler({
-      step: 'recordArchiveDigest',
-      tenantId: 'dursley-p',
-      execution,
-      archive: exported.archive,
-      sha256: vouched.sha256!,
-    });
+    const output = answered.get('token-2')!.output!;
+    history(execution, 'bridge', 'pool', output);
     const restored = await pool.run({
       action: 'restore',
       tenantId: 'dursley-p',
       archive: exported.archive,
       execution,
-      handover: vouched.handover,
+      handover: JSON.parse(output).handover,
     });
     expect(restored).toMatchObject({ model: 'pool', rows: { invoices: 15 }, checksums: exported.checksums });
     expect(await invoices(pool, 'dursley-p')).toEqual(await invoices(bridge, 'dursley'));
   });
 
-  test('refused, with nothing written: the wrong runner, the wrong request, other bytes, a destroyed source', async () => {
+  test('refused, with nothing written or handed out: the wrong runner, the wrong request or task, another link, other bytes, a destroyed source', async () => {
     const exported = await pool.run({ action: 'export', tenantId: 'wonka' });
     const archive = exported.archive;
     const execution = `${WORKFLOW_EXECUTIONS}onboard-wonka-c-1`;
     await requested('wonka-c', 'bridge', archive, 'pool', execution);
     await bridge.onboard('wonka-c');
     const nothing = `nothing was written`;
+    const vouch = (runner: RunnerCell, taskToken: string | undefined) =>
+      runner.run({ action: 'vouch', tenantId: 'wonka-c', archive, execution, taskToken });
 
-    // Only the archive's own cell vouches, and only for the workflow.
-    await expect(bridge.run({ action: 'vouch', tenantId: 'wonka-c', archive, execution })).rejects.toThrow(
+    // Only the archive's own cell vouches (the task is failed with the reason, not left to time out), and only for
+    // a task of the workflow.
+    tokens.add('token-3');
+    await expect(vouch(bridge, 'token-3')).rejects.toThrow(
       `it is a bridge tenant, not a pool tenant started from this bridge cell's archive; ${nothing}`,
     );
-    await expect(pool.run({ action: 'vouch', tenantId: 'wonka-c', archive })).rejects.toThrow(
-      'mobility event field "execution" is undefined: "vouch" is the onboarding workflow\'s',
+    expect(answered.get('token-3')).toMatchObject({ error: 'ProvisioningInputError' });
+    await expect(vouch(pool, undefined)).rejects.toThrow(
+      'mobility event field "taskToken" is undefined: the onboarding workflow\'s task token',
     );
+    // An operator who can invoke the runner, with the execution the registry names but no token of the workflow's:
+    // the archive is verified, but its link goes nowhere.
+    const refused = await vouch(pool, 'forged-token').catch((e: Error) => e);
+    expect(String(refused)).toContain(
+      `the task token is not a waiting task of the onboarding workflow (TaskDoesNotExist): no link to ${archive} was handed out`,
+    );
+    expect(String(refused)).not.toContain('X-Amz-Signature');
     // The execution must have been started for this archive of this cell.
     sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
       status: 'RUNNING',
@@ -222,12 +276,16 @@ describe("a new tenant from the other shared cell's archive", () => {
         tenant: { tenantId: 'wonka-c', model: 'bridge', restoreArchive: archive },
       }),
     });
-    await expect(pool.run({ action: 'vouch', tenantId: 'wonka-c', archive, execution })).rejects.toThrow(
+    tokens.add('token-4');
+    await expect(vouch(pool, 'token-4')).rejects.toThrow(
       `the execution was not started to onboard this tenant in this model from this archive of the pool cell; ${nothing}`,
     );
     await requested('wonka-c', 'bridge', archive, 'pool', execution);
-    const vouched = await pool.run({ action: 'vouch', tenantId: 'wonka-c', archive, execution });
-    const handover = vouched.handover!;
+    tokens.add('token-5');
+    await vouch(pool, 'token-5');
+    const output = answered.get('token-5')!.output!;
+    const { sha256, handover } = JSON.parse(output) as { sha256: string; handover: string };
+    history(execution, 'pool', 'bridge', output);
     const restore = (fields: Record<string, unknown> = {}) =>
       bridge.run({ action: 'restore', tenantId: 'wonka-c', archive, execution, handover, ...fields });
 
@@ -236,16 +294,20 @@ describe("a new tenant from the other shared cell's archive", () => {
       'mobility event field "handover" is "http://169.254.169.254/latest/meta-data/": the presigned link',
     );
     await expect(restore({ execution: undefined })).rejects.toThrow('mobility event field "handover"');
-    // A digest that is not the one vouched for (the registry written by someone else): the bytes do not match.
-    await moto.put({
-      ...(await moto.get('wonka-c')),
-      restoreArchiveSha256: 'ab'.repeat(32),
-    });
-    await expect(restore()).rejects.toThrow(
-      `has SHA-256 ${vouched.sha256}, not ${'ab'.repeat(32)} as the pool cell's runner vouched for`,
+    // A link of the invoker's own, to a forged archive in a bucket of theirs: not the link the pool cell's runner
+    // handed to the execution, so nothing is fetched.
+    await pool.s3.send(new CreateBucketCommand({ Bucket: 'attacker-bucket' }));
+    await pool.s3.send(
+      new PutObjectCommand({ Bucket: 'attacker-bucket', Key: archive, Body: Buffer.from('forged') }),
     );
-    // Other bytes under the same key since (the link reads the current object): they do not give the digest.
-    await moto.put({ ...(await moto.get('wonka-c')), restoreArchiveSha256: vouched.sha256 });
+    const forged = await getSignedUrl(
+      pool.s3,
+      new GetObjectCommand({ Bucket: 'attacker-bucket', Key: archive }),
+    );
+    await expect(restore({ handover: forged })).rejects.toThrow(
+      `the link it names is not the one the pool cell's runner handed to the execution's VouchPoolArchiveForBridge task: ${nothing}`,
+    );
+    // Other bytes under the vouched link since (it reads the key's current object): they do not give the digest.
     const original = await pool.s3.send(
       new GetObjectCommand({ Bucket: 'pool-handover-archives', Key: archive }),
     );
@@ -255,7 +317,9 @@ describe("a new tenant from the other shared cell's archive", () => {
     await pool.s3.send(
       new PutObjectCommand({ Bucket: 'pool-handover-archives', Key: archive, Body: altered }),
     );
-    await expect(restore()).rejects.toThrow(`as the pool cell's runner vouched for and the registry records`);
+    await expect(restore()).rejects.toThrow(
+      `has SHA-256 ${(await import('crypto')).createHash('sha256').update(altered).digest('hex')}, not ${sha256} as the pool cell's runner vouched for`,
+    );
     await pool.s3.send(new PutObjectCommand({ Bucket: 'pool-handover-archives', Key: archive, Body: bytes }));
     // The archive's tenant offboarded with its data destroyed meanwhile: no copy outlives the destroy.
     const wonka = await moto.get('wonka');

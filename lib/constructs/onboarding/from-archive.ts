@@ -1,6 +1,7 @@
 import { Duration } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { OnboardingWorkflow } from './onboarding-workflow';
+import { vouchStateName } from '../../../contracts';
 import { execution, tenantId, THROTTLING, title } from './workflow-paths';
 
 const archive = sfn.JsonPath.stringAt('$.tenant.restoreArchive');
@@ -63,12 +64,13 @@ function restoreFromOwnCell(wf: OnboardingWorkflow, model: 'pool' | 'bridge'): s
 /**
  * A new pool or bridge tenant started from an archive of the other shared cell (an approver's onboard request with
  * `restoreFrom` and `restoreFromModel`; lambda/tenant-provisioner/mobility-handover.ts). Once the tenant's place is
- * built: the archive's cell's runner vouches for it (verifies it with that cell's signing key, answers its SHA-256
- * and a link valid for minutes); the digest is recorded in the registry with the lock; the tenant's own runner
- * fetches the link and restores the bytes only if they give that digest. Neither runner gains the other's key or
- * bucket, and neither writes the registry. Only errors that say the runner did not run are retried; any other
- * failure takes the onboarding's failure path (`onError`), like a restore from the tenant's own cell.
- * Returns the first state, for the onboarding of a tenant of `model`.
+ * built, the archive's cell's runner vouches for it: it verifies it with that cell's signing key and completes this
+ * task, by its token, with the archive's SHA-256 and a link valid for minutes (whoever invokes that runner gets no
+ * link). The tenant's own runner then reads them from this execution's history, fetches that link only, and
+ * restores the bytes only if they give that digest. Neither runner gains the other's key or bucket, and neither
+ * writes the registry. The link is dropped from the execution's state once used. Only errors that say the runner
+ * did not run are retried; any other failure takes the onboarding's failure path (`onError`), like a restore from
+ * the tenant's own cell. Returns the first state, for the onboarding of a tenant of `model`.
  */
 function handoverStates(
   wf: OnboardingWorkflow,
@@ -78,20 +80,19 @@ function handoverStates(
 ): sfn.IChainable {
   const from = model === 'pool' ? 'bridge' : 'pool';
   const vouch = wf.runner(
-    `Vouch${title(from)}ArchiveFor${title(model)}`,
+    vouchStateName(from, model),
     from,
     { action: 'vouch', tenantId, archive, execution },
     '$.vouched',
-    { sha256: sfn.JsonPath.stringAt('$.sha256'), handover: sfn.JsonPath.stringAt('$.handover') },
+    {
+      callback: true,
+      resultSelector: {
+        sha256: sfn.JsonPath.stringAt('$.sha256'),
+        handover: sfn.JsonPath.stringAt('$.handover'),
+      },
+    },
   );
   vouch.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  const record = wf.step(`Record${title(from)}ArchiveDigestFor${title(model)}`, {
-    step: 'recordArchiveDigest',
-    tenantId,
-    execution,
-    archive,
-    sha256: sfn.JsonPath.stringAt('$.vouched.sha256'),
-  });
   const restore = wf.runner(`RestoreHandedOver${title(from)}ArchiveInto${title(model)}`, model, {
     action: 'restore',
     tenantId,
@@ -100,6 +101,12 @@ function handoverStates(
     handover: sfn.JsonPath.stringAt('$.vouched.handover'),
   });
   restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  onError(vouch).next(onError(record)).next(onError(restore)).next(next);
+  const forget = new sfn.Pass(wf, `ForgetHandoverLinkInto${title(model)}`, {
+    comment:
+      'The link is a credential for the archive until it expires: not carried into the execution output',
+    result: sfn.Result.fromObject({ used: true }),
+    resultPath: '$.vouched',
+  });
+  onError(vouch).next(onError(restore)).next(forget).next(next);
   return vouch;
 }

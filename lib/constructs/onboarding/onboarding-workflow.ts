@@ -120,7 +120,11 @@ export class OnboardingWorkflow extends Construct {
     model: 'pool' | 'bridge',
     payload: Record<string, unknown>,
     resultPath?: string,
-    resultSelector?: Record<string, unknown>,
+    options: {
+      resultSelector?: Record<string, unknown>;
+      /** The runner answers through the task's token (payload `taskToken`), never in its own response. */
+      callback?: boolean;
+    } = {},
   ): tasks.LambdaInvoke {
     this.runners[model] ??= lambda.Function.fromFunctionName(
       this,
@@ -129,10 +133,14 @@ export class OnboardingWorkflow extends Construct {
     );
     return new tasks.LambdaInvoke(this, id, {
       lambdaFunction: this.runners[model],
-      payload: sfn.TaskInput.fromObject(payload),
-      payloadResponseOnly: true,
+      payload: sfn.TaskInput.fromObject(
+        options.callback ? { ...payload, taskToken: sfn.JsonPath.taskToken } : payload,
+      ),
+      ...(options.callback
+        ? { integrationPattern: sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN }
+        : { payloadResponseOnly: true }),
       resultPath: resultPath ?? sfn.JsonPath.DISCARD,
-      ...(resultSelector ? { resultSelector } : {}),
+      ...(options.resultSelector ? { resultSelector: options.resultSelector } : {}),
       // The runner runs for up to 15 minutes.
       taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
       retryOnServiceExceptions: false,

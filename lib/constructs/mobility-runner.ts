@@ -249,7 +249,7 @@ export class MobilityRunner extends Construct {
         AWS_SOLUTIONS(
           `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_STATE_MACHINE_NAME}:*]`,
         ),
-        'Reads (DescribeExecution and GetExecutionHistory only) executions of the onboarding workflow, named exactly: the runner restores an archive into a new tenant only for a running execution of it started for that tenant and archive, and another cell\'s archive only with the digest and link that cell\'s runner handed to that execution.',
+        "Reads (DescribeExecution and GetExecutionHistory only) executions of the onboarding workflow, named exactly: the runner restores an archive into a new tenant only for a running execution of it started for that tenant and archive, and another cell's archive only with the digest and link that cell's runner handed to that execution.",
       );
       this.runner.addEnvironment(
         'ONBOARDING_STATE_MACHINE_ARN',

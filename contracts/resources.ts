@@ -9,7 +9,7 @@ export const PROVISIONER_RESOURCE_TYPES = {
 
 /**
  * The shared cells' mobility runners (lib/constructs/mobility-runner.ts) by name: the onboarding workflow invokes
- * them to start a tenant from an archive, and its role may invoke exactly these. A silo's runner has no fixed name.
+ * them to start a tenant from an archive, and its role may invoke exactly these and the silos' (siloMobilityRunnerName).
  */
 export const MOBILITY_RUNNER_NAMES = {
   pool: 'tenantforge-pool-mobility',
@@ -24,13 +24,53 @@ export const MOBILITY_RUNNER_NAMES = {
 export const ONBOARDING_STATE_MACHINE_NAME = 'tenantforge-onboarding';
 
 /**
+ * A tenant id's mark: 16 hex digits (FNV-1a, 64 bits; a name's part, not a secret: the contracts import nothing, so
+ * no crypto module here). Fixed-length names and IAM patterns are built from it.
+ */
+export function tenantMark(tenantId: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const byte of new TextEncoder().encode(tenantId)) {
+    h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).padStart(16, '0');
+}
+
+/**
+ * A silo's mobility runner, by name: from its tenant's mark (a Lambda function's name is at most 64 characters; an
+ * id may be 63), so the onboarding workflow can invoke the runner of the silo it starts from another cell's
+ * archive. Its role may invoke SILO_MOBILITY_RUNNER_PATTERN.
+ */
+export function siloMobilityRunnerName(tenantId: string): string {
+  return `tenantforge-silo-${tenantMark(tenantId)}-mobility`;
+}
+export const SILO_MOBILITY_RUNNER_PATTERN = 'tenantforge-silo-*-mobility';
+
+/**
  * The onboarding workflow's state whose task the archive's cell's runner completes with the archive's SHA-256 and
  * link (a new tenant of `to` started from an archive of `from`). The tenant's runner reads that state's output from
  * the execution's history, and trusts nothing else for them.
  */
-export function vouchStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge'): string {
+export function vouchStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 'silo'): string {
   const title = (m: string) => m.charAt(0).toUpperCase() + m.slice(1);
   return `Vouch${title(from)}ArchiveFor${title(to)}`;
+}
+
+/**
+ * The name the onboarding entry gives a request's execution: `<action>_<model>_<tenant mark>_<tenant id, cut>-<ms>-<random>`
+ * (at most 80 characters). Tenant ids hold no `_`, so IAM patterns can name one tenant's executions
+ * (`*_<model>_<mark>_*`), or one model's onboardings (`onboard_<model>_*`), without matching any other's.
+ * `model`: the request's, for an onboarding (`x` otherwise, or when it names none).
+ */
+export function onboardingExecutionName(
+  action: string,
+  model: unknown,
+  tenantId: unknown,
+  now: number,
+  random: string,
+): string {
+  const m = model === 'pool' || model === 'bridge' || model === 'silo' ? model : 'x';
+  const id = String(tenantId);
+  return `${action}_${m}_${tenantMark(id)}_${id.replace(/[^a-z0-9-]/g, '').slice(0, 22)}-${now}-${random}`;
 }
 
 /** An archive's key in its cell's bucket, as an export writes it: `tenants/<tenant id>/<name>.tfa`. */

@@ -770,7 +770,11 @@ export const MANAGED_POLICY_SERVICES: Readonly<Record<string, readonly string[]>
 };
 
 /** What the roles of one scope's templates use: the services of their policies and managed policies. */
-export function servicesOfRoles(templates: readonly { Resources?: Record<string, unknown> }[]): Set<string> {
+export function servicesOfRoles(
+  templates: readonly { Resources?: Record<string, unknown> }[],
+  /** Filled with every action the roles' own policies allow, by service (managed policies' are not known). */
+  actions?: Map<string, Set<string>>,
+): Set<string> {
   const services = new Set<string>();
   const missing: string[] = [];
   for (const t of templates) {
@@ -792,7 +796,12 @@ export function servicesOfRoles(templates: readonly { Resources?: Record<string,
       for (const d of docs) {
         for (const st of d.Statement) {
           if (st.Effect === 'Deny') continue;
-          for (const a of Array.isArray(st.Action) ? st.Action : [st.Action]) services.add(a.split(':')[0]);
+          for (const a of Array.isArray(st.Action) ? st.Action : [st.Action]) {
+            const svc = a.split(':')[0];
+            services.add(svc);
+            if (!actions?.has(svc)) actions?.set(svc, new Set());
+            actions?.get(svc)!.add(a);
+          }
         }
       }
       // A resource policy that names one of the stacks' roles (e.g. a bucket policy for the provider that empties
@@ -825,11 +834,25 @@ export function servicesOfRoles(templates: readonly { Resources?: Record<string,
  * nothing in IAM, Organizations or account settings, so no such role can create or change roles, users or
  * policies.
  */
-export function boundaryPolicy(services: Iterable<string>): PolicyDocument {
+export function boundaryPolicy(
+  services: Iterable<string>,
+  /**
+   * Services admitted only for the exact actions the roles use (no wildcard in them), not `service:*`: the
+   * tenants' boundary admits of Step Functions, a control-plane service, only the runners' reads of the onboarding
+   * workflow's executions (and what their policies name), never starting, stopping or changing one.
+   */
+  exact: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+): PolicyDocument {
   const actions = [...new Set(services)]
     .filter((svc) => !['iam', 'organizations', 'account'].includes(svc))
     .sort()
-    .flatMap((svc) => (svc === 'sts' ? ['sts:AssumeRole', 'sts:TagSession'] : [`${svc}:*`]));
+    .flatMap((svc) =>
+      svc === 'sts'
+        ? ['sts:AssumeRole', 'sts:TagSession']
+        : exact.has(svc) && ![...exact.get(svc)!].some((a) => a.includes('*'))
+          ? [...exact.get(svc)!].sort()
+          : [`${svc}:*`],
+    );
   return {
     Version: '2012-10-17',
     Statement: [

@@ -215,9 +215,9 @@ function restoreArchiveOf(request: OnboardingRequest, tenant: Tenant, restore: b
       '"restore": true brings back the tenant\'s own kept data, "restoreFrom" starts a new tenant from an archive: send one or the other',
     );
   }
-  if (tenant.model === 'silo') {
+  if (tenant.model === 'silo' && request.restoreFromModel === undefined) {
     throw refused(
-      "a new silo's database and archive bucket are its own, and hold no archive yet: onboard the tenant into pool or bridge from an archive of that cell (or onboard the silo empty and restore its own archives into it)",
+      'a new silo\'s archive bucket is its own, and holds no archive yet: name the shared cell whose archive it starts from with "restoreFromModel" ("pool" or "bridge")',
     );
   }
   return from;

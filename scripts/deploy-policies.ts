@@ -105,7 +105,15 @@ export function deployPolicyFiles(): Record<string, object> {
   const types = fleetResourceTypes(templates);
   const files: Record<string, object> = {};
   for (const scope of [DEPLOY_SCOPES.tenants, DEPLOY_SCOPES.platform]) {
-    files[`${scope.name}-permissions-boundary.json`] = boundaryPolicy(servicesOfRoles(templates[scope.name]));
+    const used = new Map<string, Set<string>>();
+    const services = servicesOfRoles(templates[scope.name], used);
+    // Tenant stacks' roles get of Step Functions (the control plane) exactly what they use: reads of the onboarding
+    // workflow's executions.
+    const exact =
+      scope === DEPLOY_SCOPES.tenants && used.has('states')
+        ? new Map([['states', used.get('states')!]])
+        : undefined;
+    files[`${scope.name}-permissions-boundary.json`] = boundaryPolicy(services, exact);
     executionPolicies(types[scope.name], scope).forEach(
       (doc, i) => (files[`${scope.name}-execution-policy-${i + 1}.json`] = doc),
     );

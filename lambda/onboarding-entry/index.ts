@@ -28,6 +28,7 @@ import {
 import { ApprovalRequired, beginOffboarding, beginOnboarding, beginRestore } from '../onboarding/begin';
 import { write } from '../onboarding/registry';
 import { ProofRejected, verifyCallerProof } from './caller-proof';
+import { onboardingExecutionName } from '../../contracts';
 
 const sfn = new SFNClient({});
 
@@ -133,9 +134,15 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
   }
   const request = body.request as OnboardingRequest;
   const stateMachineArn = process.env.STATE_MACHINE_ARN!;
-  const name = `${action}-${String(request.tenantId)
-    .replace(/[^a-z0-9-]/g, '')
-    .slice(0, 30)}-${Date.now()}-${randomBytes(4).toString('hex')}`;
+  // Named for the tenant and, for an onboarding, its model: the cells' runners may read only their own models'
+  // onboardings, and a silo's runner only its own tenant's (IAM patterns on these names).
+  const name = onboardingExecutionName(
+    action,
+    action === 'onboard' ? request.model : undefined,
+    request.tenantId,
+    Date.now(),
+    randomBytes(4).toString('hex'),
+  );
   const execution = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
   const rules: ApprovalRules = list('INSTANCE_CLASSES').length
     ? { instanceClasses: list('INSTANCE_CLASSES') }

@@ -15,7 +15,13 @@
  *   reconcile      from EventBridge: an execution that timed out, was aborted or died without recording its
  *                  end leaves its tenant `failed` with the reason, never in a transitional state
  */
-import { IsolationModel, RegistryItem, tenantStackName, TenantStatus } from '../../contracts';
+import {
+  IsolationModel,
+  RegistryItem,
+  siloMobilityRunnerName,
+  tenantStackName,
+  TenantStatus,
+} from '../../contracts';
 import { RequestRejected } from '../../lib/onboarding-rules';
 import { tenantIdProblem } from '../../db/naming';
 import { AcceptedTenant } from './begin';
@@ -145,9 +151,9 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
       `tenant "${tenantId}" is ${item.status}, not being onboarded, offboarded or restored: nothing was changed`,
     );
   }
-  if (item.restoreArchive && item.model === 'silo') {
+  if (item.restoreArchive && item.model === 'silo' && !item.restoreArchiveModel) {
     throw new RequestRejected(
-      `tenant "${tenantId}" is a silo, which cannot start from an archive (restoreArchive ${item.restoreArchive}): nothing was changed`,
+      `tenant "${tenantId}" is a silo, which starts from a pool or bridge cell's archive only (restoreArchive ${item.restoreArchive} names no cell): nothing was changed`,
     );
   }
   // Everything the execution does, and the request its deploy job passes to the CDK app, comes from the registry
@@ -171,6 +177,10 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
     // ... and the other shared cell whose bucket holds it (its runner vouches for it first).
     ...(action === 'onboard' && item.restoreArchive && item.restoreArchiveModel
       ? { restoreArchiveModel: item.restoreArchiveModel }
+      : {}),
+    // ... into a silo: its own runner, by name (the workflow may invoke the silos' runners, by their names' pattern).
+    ...(action === 'onboard' && item.restoreArchive && item.model === 'silo'
+      ? { mobilityRunner: siloMobilityRunnerName(item.tenantId) }
       : {}),
     deletionPolicy,
     dataRetained: deletionPolicy === 'retain',

@@ -93,10 +93,10 @@ async function expectArchiveThere(archive: string, tenantId: string, deps: Appro
 }
 
 /**
- * A new tenant of the other shared cell started from one of this cell's archives (an approver's onboard request
- * with `restoreFromModel`): this runner may vouch for `archive` (verify it with this cell's signing key and hand the
- * other cell a link to it). Checked like expectApprovedRestore, with the tenant in the other cell's model and the
- * request naming this cell's bucket.
+ * A new tenant of the other shared cell, or a new silo, started from one of this cell's archives (an approver's
+ * onboard request with `restoreFromModel`): this runner may vouch for `archive` (verify it with this cell's signing
+ * key and hand the workflow a link to it). Checked like expectApprovedRestore, with the tenant in the other model
+ * and the request naming this cell's bucket.
  */
 export async function expectApprovedVouch(
   archive: string,
@@ -106,8 +106,9 @@ export async function expectApprovedVouch(
   deps: ApprovalDeps,
 ): Promise<void> {
   const other = otherSharedModel(env);
+  const tenantIn = (await deps.registryEntry(tenantId))?.model === 'silo' ? 'silo' : other;
   await expectHeldFor('onboard', archive, { tenantId, execution }, env, deps, {
-    tenantIn: other,
+    tenantIn,
     archiveIn: env.model,
   });
   await expectArchiveThere(archive, tenantId, deps);
@@ -127,7 +128,12 @@ export async function expectApprovedHandover(
   env: Env,
   deps: ApprovalDeps,
 ): Promise<{ sha256: string; from: string }> {
-  const from = otherSharedModel(env);
+  // A shared cell's tenant starts from the other shared cell's archive; a silo's from either's (the registry names
+  // which, and the execution's input must name the same: expectHeldFor).
+  const from =
+    env.model === 'silo'
+      ? sharedModelOf((await deps.registryEntry(tenantId))?.restoreArchiveModel)
+      : otherSharedModel(env);
   await expectHeldFor('onboard', archive, { tenantId, execution }, env, deps, {
     tenantIn: env.model,
     archiveIn: from,
@@ -136,7 +142,7 @@ export async function expectApprovedHandover(
     new ProvisioningInputError(
       `tenant "${tenantId}" is being onboarded from ${archive} of the ${from} cell, but ${why}: nothing was written`,
     );
-  const state = vouchStateName(from, env.model as 'pool' | 'bridge');
+  const state = vouchStateName(from, env.model);
   if (!deps.stateOutput) throw refuse(`the runner of ${env.ownStack} cannot read the workflow's history`);
   let vouched: { vouched?: { sha256?: unknown; handover?: unknown } } | undefined;
   try {
@@ -158,11 +164,16 @@ export async function expectApprovedHandover(
   return { sha256, from: `the ${from} cell's runner` };
 }
 
-/** The shared cell that is not this one (a silo's runner takes no request of the workflow). */
+/** The shared model a silo's new tenant starts from (anything else: the pool's, which expectHeldFor then refuses). */
+function sharedModelOf(model: string | undefined): 'pool' | 'bridge' {
+  return model === 'bridge' ? 'bridge' : 'pool';
+}
+
+/** The shared cell that is not this one (a silo's runner vouches for no archive). */
 function otherSharedModel(env: Env): 'pool' | 'bridge' {
   if (env.model === 'silo') {
     throw new ProvisioningInputError(
-      `the runner of ${env.ownStack} takes no request of the onboarding workflow (the shared cells' do)`,
+      `the runner of ${env.ownStack} vouches for no archive: a silo's archives stay under its tenant's own key (a new tenant starts from a pool or bridge archive only)`,
     );
   }
   return env.model === 'pool' ? 'bridge' : 'pool';

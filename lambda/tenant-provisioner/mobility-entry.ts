@@ -4,8 +4,9 @@
  * `npm run tenant -- export|restore --aws` hold invoke on this function only.
  *
  * Environment (the CDK construct sets it): the provisioner's, plus ARCHIVE_BUCKET, ARCHIVE_KEY_SECRET_ARN,
- * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK; a shared
- * cell's runner also ONBOARDING_STATE_MACHINE_ARN (the onboarding workflow, whose executions it may read).
+ * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK (S3 and Step
+ * Functions over their dual-stack endpoints); a shared
+ * cell's runner, and a silo's, also ONBOARDING_STATE_MACHINE_ARN (the onboarding workflow, whose executions it may read).
  */
 import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -44,6 +45,17 @@ const API_TIMEOUTS = {
   requestTimeout: 10_000,
   throwOnRequestTimeout: true,
 };
+
+/**
+ * Step Functions, over its dual-stack endpoint in a cell without NAT gateways (a silo's cheaper profiles: its
+ * functions go out over IPv6 only).
+ */
+function stepFunctions(): SFNClient {
+  return new SFNClient({
+    requestHandler: API_TIMEOUTS,
+    useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
+  });
+}
 
 function setting(name: string): string {
   const v = process.env[name];
@@ -131,7 +143,7 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
         ? {
             onboardingStateMachineArn: process.env.ONBOARDING_STATE_MACHINE_ARN,
             onboardingExecution: async (executionArn: string) => {
-              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
+              sfn ??= stepFunctions();
               const r = await sfn.send(new DescribeExecutionCommand({ executionArn }));
               return {
                 status: r.status,
@@ -143,7 +155,7 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
               };
             },
             stateOutput: async (executionArn: string, stateName: string) => {
-              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
+              sfn ??= stepFunctions();
               // Newest first: the latest exit from the state (a retried task exits once, when it finally succeeds).
               let nextToken: string | undefined;
               do {
@@ -165,11 +177,11 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
               return undefined;
             },
             sendTaskSuccess: async (taskToken: string, output: string) => {
-              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
+              sfn ??= stepFunctions();
               await sfn.send(new SendTaskSuccessCommand({ taskToken, output }));
             },
             sendTaskFailure: async (taskToken: string, error: string, cause: string) => {
-              sfn ??= new SFNClient({ requestHandler: API_TIMEOUTS });
+              sfn ??= stepFunctions();
               await sfn.send(new SendTaskFailureCommand({ taskToken, error: error.slice(0, 256), cause }));
             },
           }

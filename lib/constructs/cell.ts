@@ -7,6 +7,7 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import {
   IsolationModel,
   MOBILITY_RUNNER_NAMES,
+  siloMobilityRunnerName,
   PROVISIONER_RESOURCE_TYPES,
   ssmNames,
   TenantPhase,
@@ -241,7 +242,11 @@ export class Cell extends Construct {
     this.mobility = new MobilityRunner(this, 'Mobility', {
       ...dataFunctions,
       accessLogs: this.api.accessLogs,
-      functionName: props.model === 'silo' ? undefined : MOBILITY_RUNNER_NAMES[props.model],
+      functionName:
+        props.model === 'silo'
+          ? siloMobilityRunnerName(props.siloTenantId!)
+          : MOBILITY_RUNNER_NAMES[props.model],
+      workflow: props.model === 'silo' ? 'restore' : 'vouchAndRestore',
     });
     const destroyPolicy = this.mobility.letDestroyArchives(this.provisioner);
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {

@@ -4,6 +4,9 @@ import * as path from 'path';
 import * as ts from 'typescript';
 import {
   EVENT_SOURCE,
+  onboardingExecutionName,
+  siloMobilityRunnerName,
+  tenantMark,
   PROVISIONER_RESOURCE_TYPES,
   BOOTSTRAP_QUALIFIERS,
   RESULT_DETAIL_TYPES,
@@ -92,5 +95,28 @@ describe('contracts', () => {
     expect(stringLiterals(file).filter(({ text }) => text.includes(SSM_ROOT))).toEqual([
       { text: `${SSM_ROOT}/platform/x`, line: 2 },
     ]);
+  });
+});
+
+describe('names the IAM patterns rely on', () => {
+  const longest = `a${'-b'.repeat(31)}`; // 63 characters, the longest id
+  test("an execution's name fits Step Functions' 80 characters and carries one tenant's mark between underscores", () => {
+    const name = onboardingExecutionName('offboard', undefined, longest, 1795877511097, '0a1b2c3d');
+    expect(name.length).toBeLessThanOrEqual(80);
+    expect(name).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(onboardingExecutionName('onboard', 'silo', 'wonka', 1, 'ff')).toBe(
+      `onboard_silo_${tenantMark('wonka')}_wonka-1-ff`,
+    );
+    // Only the mark sits between the second and third underscore: an id (no `_` in it) cannot put another's there.
+    const other = onboardingExecutionName('onboard', 'silo', `x-${tenantMark('wonka')}`, 1, 'ff');
+    expect(other.startsWith(`onboard_silo_${tenantMark('wonka')}_`)).toBe(false);
+    expect(onboardingExecutionName('onboard', 'nonsense', 'wonka', 1, 'ff')).toMatch(/^onboard_x_/);
+  });
+
+  test("a silo's runner name fits Lambda's 64 characters, one per tenant id", () => {
+    expect(siloMobilityRunnerName(longest).length).toBeLessThanOrEqual(64);
+    expect(siloMobilityRunnerName('wonka')).toMatch(/^tenantforge-silo-[0-9a-f]{16}-mobility$/);
+    expect(siloMobilityRunnerName('wonka')).not.toBe(siloMobilityRunnerName('wonka-s'));
+    expect(tenantMark('wonka')).toBe(tenantMark('wonka'));
   });
 });

@@ -46,7 +46,9 @@ export interface RunnerCell {
 let activeCell: object | undefined;
 
 export async function startRunnerCell(options: {
-  model: 'pool' | 'bridge';
+  /** silo: the cell of `siloTenant` (its own stack, database and bucket). */
+  model: 'pool' | 'bridge' | 'silo';
+  siloTenant?: string;
   database: string;
   bucket: string;
   archiveKeyHex: string;
@@ -54,6 +56,8 @@ export async function startRunnerCell(options: {
   secrets: AwsClientStub<SecretsManagerClient>;
 }): Promise<RunnerCell> {
   const { model, moto, secrets } = options;
+  const ownStack =
+    model === 'pool' ? 'Pool' : model === 'bridge' ? 'Bridge' : `Tenant-${options.siloTenant!}`;
   const arn = (name: string) => `arn:aws:secretsmanager:us-east-1:111122223333:secret:${model}-${name}`;
   process.env.AWS_ENDPOINT_URL_S3 = moto.endpoint;
   const s3 = new S3Client({ forcePathStyle: true });
@@ -72,7 +76,7 @@ export async function startRunnerCell(options: {
   // The cell's environment, applied again before each of its calls: a test may run two cells in one process.
   const cellEnv = {
     MODEL: model,
-    OWN_STACK: model === 'pool' ? 'Pool' : 'Bridge',
+    OWN_STACK: ownStack,
     DB_HOST: url.hostname,
     DB_PORT: url.port,
     DB_NAME: db.name,
@@ -118,7 +122,11 @@ export async function startRunnerCell(options: {
     } as CloudFormationCustomResourceEvent);
   const onboard = (id: string) =>
     create(
-      model === 'pool' ? 'Custom::PoolTenant' : 'Custom::BridgeTenant',
+      model === 'pool'
+        ? 'Custom::PoolTenant'
+        : model === 'bridge'
+          ? 'Custom::BridgeTenant'
+          : 'Custom::SiloTenant',
       {
         TenantId: id,
         Name: `${id} Inc`,
@@ -132,12 +140,17 @@ export async function startRunnerCell(options: {
   await create(
     'Custom::DatabaseBootstrap',
     { Model: model, SchemaVersion: String(LATEST_VERSION) },
-    model === 'pool' ? 'Pool' : 'Bridge',
+    ownStack,
   );
   const master = await db.master();
   await master.query(`ALTER ROLE ${runtimeRole} PASSWORD '${RUNTIME_PASSWORD}'`);
   await master.end();
-  const tenants = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: db.poolAs(runtimeRole), model });
+  const tenants = new TenantDatabase({
+    contextKey: TEST_CONTEXT_KEY,
+    pool: db.poolAs(runtimeRole),
+    model,
+    ...(options.siloTenant ? { siloTenantId: options.siloTenant } : {}),
+  });
   return {
     db,
     s3,

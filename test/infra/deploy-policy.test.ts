@@ -208,10 +208,15 @@ describe('CloudFormation execution policies', () => {
     expect(roles).toBeGreaterThan(20);
   });
 
-  test("the tenants' boundary admits only the services tenant stacks' roles use: no control plane", () => {
+  test("the tenants' boundary admits only the services tenant stacks' roles use: no control plane but reads of onboardings", () => {
     const tenants = actionsOf(generated['tenants-permissions-boundary.json'].Statement[0]);
-    for (const svc of ['cognito-idp', 'codebuild', 'states', 'sts', 'events', 'iam', 'cloudformation'])
+    for (const svc of ['cognito-idp', 'codebuild', 'sts', 'events', 'iam', 'cloudformation'])
       expect(tenants.filter((a) => a.startsWith(`${svc}:`))).toEqual([]);
+    // A silo's mobility runner reads its own tenant's onboarding executions; nothing else of Step Functions.
+    expect(tenants.filter((a) => a.startsWith('states:'))).toEqual([
+      'states:DescribeExecution',
+      'states:GetExecutionHistory',
+    ]);
     expect(tenants).toEqual(expect.arrayContaining(['rds-db:*', 'secretsmanager:*', 's3:*']));
     const platform = actionsOf(generated['platform-permissions-boundary.json'].Statement[0]);
     expect(platform.filter((a) => a.startsWith('sts:'))).toEqual(['sts:AssumeRole', 'sts:TagSession']);

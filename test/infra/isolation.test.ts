@@ -1,5 +1,6 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { SAMPLE_TENANTS, synthFleet, SynthesizedFleet } from './fleet-helpers';
+import { tenantMark } from '../../contracts';
 
 let fleet: SynthesizedFleet;
 beforeAll(() => {
@@ -423,6 +424,32 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         expect(registry.Condition).toEqual({
           'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [prefix] },
         });
+      }
+      // Of the onboarding workflow it reads only what it needs, and no link handed to another: a shared cell's
+      // runner describes any execution but reads the history of its own model's onboardings only, and answers the
+      // workflow's tasks; a silo's reads its own tenant's onboardings only (their names carry its id's mark).
+      const states = statementsOf(t)
+        .filter((s) => s.id === runnerPolicy && actions(s).some((a) => a.startsWith('states:')))
+        .map((s) => ({ actions: actions(s), resource: JSON.stringify(s.Resource) }));
+      const executions = (pattern: string) =>
+        expect.stringContaining(`:execution:tenantforge-onboarding:${pattern}"`);
+      if (prefix === '*') {
+        const model = stack.toLowerCase();
+        expect(states).toEqual([
+          {
+            actions: ['states:SendTaskFailure', 'states:SendTaskSuccess'],
+            resource: expect.stringContaining(':stateMachine:tenantforge-onboarding"'),
+          },
+          { actions: ['states:DescribeExecution'], resource: executions('*') },
+          { actions: ['states:GetExecutionHistory'], resource: executions(`onboard_${model}_*`) },
+        ]);
+      } else {
+        expect(states).toEqual([
+          {
+            actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
+            resource: executions(`onboard_silo_${tenantMark(prefix)}_*`),
+          },
+        ]);
       }
       // It runs in the cell's VPC, long enough and with room for a large tenant's archive.
       const [, fn] = ofType(t, 'AWS::Lambda::Function').find(([id]) => id.includes('MobilityRunner'))!;

@@ -23,6 +23,7 @@ import { Definition, definitionOf, execute, Execution, Json, StopExecution, Task
 import { FakePrincipal, fakeSts } from '../helpers/fake-sts';
 import { Moto, startMoto } from '../helpers/moto';
 import { entryRequestBody } from '../../scripts/request';
+import { siloMobilityRunnerName } from '../../contracts';
 import { synthFleet } from './fleet-helpers';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
@@ -164,10 +165,12 @@ async function run(input: Record<string, unknown>, id: string): Promise<Executio
         return { Entries: [{ EventId: 'e' }] } as Json;
       }
       // A runner answering through the task's token: invoked by name, its answer is what it sends Step Functions.
+      // ... or a silo's runner, by the name accept returned (the generic lambda:invoke, FunctionName and Payload).
       const callback = resource.endsWith(':lambda:invoke.waitForTaskToken');
-      const fn = callback ? String((parameters as { FunctionName: string }).FunctionName) : resource;
-      if (fn.includes(':function:tenantforge-')) {
-        const payload = (callback ? (parameters as { Payload: Json }).Payload : parameters) as Record<
+      const byName = callback || resource.endsWith(':states:::lambda:invoke');
+      const fn = byName ? String((parameters as { FunctionName: string }).FunctionName) : resource;
+      if (fn.includes(':function:tenantforge-') || fn.startsWith('tenantforge-silo-')) {
+        const payload = (byName ? (parameters as { Payload: Json }).Payload : parameters) as Record<
           string,
           unknown
         >;
@@ -303,6 +306,7 @@ describe('onboarding workflow, executed', () => {
       'CheckReady',
       'ProtectedResources',
       'DeploySteadyPhase',
+      'SiloStartsFromArchive',
       'InviteAdmin',
       'MarkActive',
       'EmitOnboarded',
@@ -438,7 +442,7 @@ describe('onboarding workflow, executed', () => {
       'StartsFromArchive',
       'VouchPoolArchiveForBridge',
       'RestoreHandedOverPoolArchiveIntoBridge',
-      'ForgetHandoverLinkIntoBridge',
+      'ForgetHandoverLinkFromPoolIntoBridge',
       'InviteAdmin',
       'MarkActive',
       'EmitOnboarded',
@@ -506,6 +510,74 @@ describe('onboarding workflow, executed', () => {
     onRunner = expectHeldForRestore;
     const own = await onboard({ ...request, tenantId: 'wonka-f', restoreFromModel: 'bridge' });
     expect(own.path).toContain('RestoreBridgeArchive');
+  });
+
+  test("an approver's new silo started from a pool tenant's archive: sealed, then handed over into its own runner", async () => {
+    const archive = 'tenants/wonka/20261128T030405Z-1a2b3c4d.tfa';
+    const sha256 = 'b2'.repeat(32);
+    const handover = `https://pool-archives.s3.us-east-1.amazonaws.com/${archive}?X-Amz-Signature=def`;
+    const request = {
+      tenantId: 'wonka-silo',
+      model: 'silo',
+      restoreFrom: archive,
+      restoreFromModel: 'pool',
+    };
+    const handedOver: unknown[] = [];
+    onRunner = async (payload, model) => {
+      const [tenantId, execution] = [payload.tenantId as string, payload.execution as string];
+      if (payload.action === 'vouch') {
+        expect(model).toBe('pool');
+        await expectApprovedVouch(archive, tenantId, execution, runnerEnv('pool'), runnerDeps());
+        return { sha256, handover };
+      }
+      // The silo's own runner: its approval as a silo runner sees it.
+      const env = { model: 'silo', ownStack: 'Tenant-wonka-silo', registryTable: 'TenantRegistry' } as Env;
+      handedOver.push(
+        await expectApprovedHandover(
+          archive,
+          tenantId,
+          execution,
+          payload.handover as string,
+          env,
+          runnerDeps(),
+        ),
+      );
+      return { action: 'restore' };
+    };
+    // A silo starts from a shared cell's archive only, and only an approver asks for it.
+    expect(await onboard({ ...request, restoreFromModel: undefined })).toMatchObject({
+      status: 'REFUSED',
+      statusCode: 400,
+    });
+    expect(await onboard(request)).toMatchObject({ status: 'REFUSED', statusCode: 403 });
+    process.env.APPROVERS = REQUESTER;
+    const r = await onboard(request);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'DeployCreatePhase',
+      'CheckReady',
+      'ProtectedResources',
+      'DeploySteadyPhase',
+      'SiloStartsFromArchive',
+      'VouchPoolArchiveForSilo',
+      'RestoreHandedOverPoolArchiveIntoSilo',
+      'ForgetHandoverLinkFromPoolIntoSilo',
+      'InviteAdmin',
+      'MarkActive',
+      'EmitOnboarded',
+      'Onboarded',
+    ]);
+    const id = (r as { id: string }).id;
+    // The silo's runner by the name derived from its tenant id (the role may invoke the silos' runners by pattern).
+    expect(runnerCalls[1]).toEqual({
+      functionArn: siloMobilityRunnerName('wonka-silo'),
+      payload: { action: 'restore', tenantId: 'wonka-silo', archive, execution: id, handover },
+    });
+    expect(runnerCalls[1].functionArn).toMatch(/^tenantforge-silo-[0-9a-f]{16}-mobility$/);
+    expect(handedOver).toEqual([{ sha256, from: "the pool cell's runner" }]);
+    expect(await moto.get('wonka-silo')).toMatchObject({ status: 'active', model: 'silo' });
   });
 
   test("a restore the runner refuses fails the onboarding with the runner's reason: failed, released, nobody invited", async () => {

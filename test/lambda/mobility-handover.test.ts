@@ -32,6 +32,7 @@ const sfn = mockClient(SFNClient);
 let moto: Moto;
 let pool: RunnerCell;
 let bridge: RunnerCell;
+let silo: RunnerCell;
 /** What the runners sent Step Functions for each task token (SendTaskSuccess output, or the failure). */
 let answered: Map<string, { output?: string; error?: string; cause?: string }>;
 
@@ -52,7 +53,7 @@ const addInvoices = (cell: RunnerCell, tenant: string, n: number) =>
 /** What the onboarding entry writes for an approver's request, and Step Functions says of its execution. */
 async function requested(
   tenantId: string,
-  model: 'pool' | 'bridge',
+  model: 'pool' | 'bridge' | 'silo',
   archive: string,
   from: 'pool' | 'bridge',
   execution: string,
@@ -99,7 +100,12 @@ function stepFunctions(): void {
 }
 
 /** The execution's history after its vouch task of `from` for `to` succeeded with `output` (or none yet). */
-function history(execution: string, from: 'pool' | 'bridge', to: 'pool' | 'bridge', output?: string): void {
+function history(
+  execution: string,
+  from: 'pool' | 'bridge',
+  to: 'pool' | 'bridge' | 'silo',
+  output?: string,
+): void {
   const vouched = output ? JSON.parse(output) : undefined;
   sfn.on(GetExecutionHistoryCommand, { executionArn: execution }).resolves({
     events: vouched
@@ -145,12 +151,23 @@ beforeAll(async () => {
   await addInvoices(pool, 'wonka', 25);
   await bridge.onboard('dursley');
   await addInvoices(bridge, 'dursley', 15);
+  // A new silo's own cell: its database, bucket and key, for its one tenant.
+  silo = await startRunnerCell({
+    model: 'silo',
+    siloTenant: 'wonka-s',
+    database: 'handover_silo',
+    bucket: 'silo-handover-archives',
+    archiveKeyHex: 'c3'.repeat(32),
+    moto,
+    secrets,
+  });
   stepFunctions();
 });
 
 afterAll(async () => {
   await pool?.db.drop();
   await bridge?.db.drop();
+  await silo?.db.drop();
   await moto?.stop();
 });
 
@@ -238,6 +255,41 @@ describe("a new tenant from the other shared cell's archive", () => {
     });
     expect(restored).toMatchObject({ model: 'pool', rows: { invoices: 15 }, checksums: exported.checksums });
     expect(await invoices(pool, 'dursley-p')).toEqual(await invoices(bridge, 'dursley'));
+  });
+
+  test("pool -> a new silo: handed over into the silo's own runner, which vouches for nothing", async () => {
+    const exported = await pool.run({ action: 'export', tenantId: 'wonka' });
+    const execution = `${WORKFLOW_EXECUTIONS}onboard-wonka-s-1`;
+    await requested('wonka-s', 'silo', exported.archive, 'pool', execution);
+    await silo.onboard('wonka-s');
+    tokens.add('token-silo');
+    await pool.run({
+      action: 'vouch',
+      tenantId: 'wonka-s',
+      archive: exported.archive,
+      execution,
+      taskToken: 'token-silo',
+    });
+    const output = answered.get('token-silo')!.output!;
+    history(execution, 'pool', 'silo', output);
+    const restore = { action: 'restore', tenantId: 'wonka-s', archive: exported.archive, execution };
+    const restored = await silo.run({ ...restore, handover: JSON.parse(output).handover });
+    expect(restored).toMatchObject({ model: 'silo', rows: { invoices: 25 }, checksums: exported.checksums });
+    expect(await invoices(silo, 'wonka-s')).toEqual(await invoices(pool, 'wonka'));
+    // A silo's runner hands nothing over: its archives stay under its tenant's own key.
+    tokens.add('token-silo-2');
+    await expect(
+      silo.run({
+        action: 'vouch',
+        tenantId: 'wonka-s',
+        archive: 'tenants/wonka-s/x.tfa',
+        execution,
+        taskToken: 'token-silo-2',
+      }),
+    ).rejects.toThrow(
+      "the runner of Tenant-wonka-s vouches for no archive: a silo's archives stay under its tenant's own key",
+    );
+    expect(answered.get('token-silo-2')).toMatchObject({ error: 'ProvisioningInputError' });
   });
 
   test('refused, with nothing written or handed out: the wrong runner, the wrong request or task, another link, other bytes, a destroyed source', async () => {

@@ -1,3 +1,4 @@
+import { tenantMark } from '../../contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { LambdaFunctionURLEvent } from 'aws-lambda';
@@ -238,7 +239,11 @@ describe('who may ask', () => {
     expect(input.stateMachineArn).toBe(STATE_MACHINE);
     // The execution's ARN is the lock the entry took: the workflow's first step admits only that execution.
     expect(`${STATE_MACHINE.replace(':stateMachine:', ':execution:')}:${input.name}`).toBe(item!.lock);
-    expect(input.name).toMatch(/^[A-Za-z0-9-]{1,80}$/);
+    // Named for its action, model and tenant (the runners' IAM patterns read these), within Step Functions' 80.
+    expect(input.name).toMatch(/^[A-Za-z0-9_-]{1,80}$/);
+    expect(input.name).toMatch(
+      new RegExp(`^onboard_pool_${tenantMark('initrode')}_initrode-\\d+-[0-9a-f]{8}$`),
+    );
     expect(JSON.parse(input.input!)).toMatchObject({
       action: 'onboard',
       requestedBy: caller,

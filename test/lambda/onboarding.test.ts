@@ -377,7 +377,10 @@ describe('begin: a new tenant started from an archive (restoreFrom)', () => {
       "give the key of an archive in the cell's archive bucket",
     ],
     [{ model: 'pool', restoreFrom: 42 }, '"restoreFrom" is 42'],
-    [{ model: 'silo', restoreFrom: ARCHIVE }, "a new silo's database and archive bucket are its own"],
+    [
+      { model: 'silo', restoreFrom: ARCHIVE },
+      "a new silo's archive bucket is its own, and holds no archive yet: name the shared cell",
+    ],
     [
       { model: 'pool', restoreFrom: ARCHIVE, restore: true },
       '"restore": true brings back the tenant\'s own kept data, "restoreFrom" starts a new tenant from an archive',
@@ -405,7 +408,7 @@ describe('begin: a new tenant started from an archive (restoreFrom)', () => {
         input: { tenant: { tenantId: 'northwind', model: 'silo' } },
       } as never),
     ).rejects.toThrow(
-      `tenant "northwind" is a silo, which cannot start from an archive (restoreArchive ${ARCHIVE})`,
+      `tenant "northwind" is a silo, which starts from a pool or bridge cell's archive only (restoreArchive ${ARCHIVE} names no cell)`,
     );
   });
 

@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { vouchStateName } from '../../../contracts';
@@ -12,7 +12,7 @@ const archive = sfn.JsonPath.stringAt('$.tenant.restoreArchive');
  */
 export function startsFromArchive(
   wf: OnboardingWorkflow,
-  onError: <T extends sfn.TaskStateBase>(state: T) => T,
+  onError: Catching,
   invite: sfn.IChainable,
 ): sfn.Choice {
   const choice = new sfn.Choice(wf, 'StartsFromArchive', {
@@ -25,7 +25,7 @@ export function startsFromArchive(
         sfn.Condition.isPresent('$.tenant.restoreArchiveModel'),
         sfn.Condition.stringEquals('$.tenant.model', model),
       ),
-      handoverStates(wf, model, onError, invite),
+      handoverStates(wf, model === 'pool' ? 'bridge' : 'pool', model, onError, invite),
     );
   }
   for (const model of ['pool', 'bridge'] as const) {
@@ -40,6 +40,34 @@ export function startsFromArchive(
   }
   return choice.otherwise(invite);
 }
+
+/**
+ * A silo's branch, once its stack is sealed: from a pool or bridge cell's archive (handed over into the silo's own
+ * runner), or none (on to `invite`).
+ */
+export function siloStartsFromArchive(
+  wf: OnboardingWorkflow,
+  onError: Catching,
+  invite: sfn.IChainable,
+): sfn.Choice {
+  const choice = new sfn.Choice(wf, 'SiloStartsFromArchive', {
+    comment: "A silo onboarded with restoreFrom: a shared cell's archive, handed over into the silo's runner",
+  });
+  for (const from of ['pool', 'bridge'] as const) {
+    choice.when(
+      sfn.Condition.and(
+        sfn.Condition.isPresent('$.tenant.restoreArchive'),
+        sfn.Condition.isPresent('$.tenant.restoreArchiveModel'),
+        sfn.Condition.stringEquals('$.tenant.restoreArchiveModel', from),
+      ),
+      handoverStates(wf, from, 'silo', onError, invite),
+    );
+  }
+  return choice.otherwise(invite);
+}
+
+/** The onboarding's failure path for a task state (its catch-all). */
+export type Catching = <T extends sfn.TaskStateBase | sfn.CustomState>(state: T) => T;
 
 /**
  * The shared cell's mobility runner restores the accepted request's archive into the new tenant (lambda/
@@ -74,13 +102,13 @@ function restoreFromOwnCell(wf: OnboardingWorkflow, model: 'pool' | 'bridge'): s
  */
 function handoverStates(
   wf: OnboardingWorkflow,
-  model: 'pool' | 'bridge',
-  onError: <T extends sfn.TaskStateBase>(state: T) => T,
+  from: 'pool' | 'bridge',
+  to: 'pool' | 'bridge' | 'silo',
+  onError: Catching,
   next: sfn.IChainable,
 ): sfn.IChainable {
-  const from = model === 'pool' ? 'bridge' : 'pool';
   const vouch = wf.runner(
-    vouchStateName(from, model),
+    vouchStateName(from, to),
     from,
     { action: 'vouch', tenantId, archive, execution },
     '$.vouched',
@@ -93,15 +121,17 @@ function handoverStates(
     },
   );
   vouch.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  const restore = wf.runner(`RestoreHandedOver${title(from)}ArchiveInto${title(model)}`, model, {
+  const payload = {
     action: 'restore',
     tenantId,
     archive,
     execution,
     handover: sfn.JsonPath.stringAt('$.vouched.handover'),
-  });
+  };
+  const id = `RestoreHandedOver${title(from)}ArchiveInto${title(to)}`;
+  const restore = to === 'silo' ? siloRunner(wf, id, payload) : wf.runner(id, to, payload);
   restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  const forget = new sfn.Pass(wf, `ForgetHandoverLinkInto${title(model)}`, {
+  const forget = new sfn.Pass(wf, `ForgetHandoverLinkFrom${title(from)}Into${title(to)}`, {
     comment:
       'The link is a credential for the archive until it expires: not carried into the execution output',
     result: sfn.Result.fromObject({ used: true }),
@@ -109,4 +139,25 @@ function handoverStates(
   });
   onError(vouch).next(onError(restore)).next(forget).next(next);
   return vouch;
+}
+
+/**
+ * The silo's own runner, by the name accept returned for it ($.tenant.mobilityRunner: siloMobilityRunnerName),
+ * invoked as the shared cells' runners are (its answer discarded, 16 minutes at most).
+ */
+function siloRunner(wf: OnboardingWorkflow, id: string, payload: Record<string, unknown>): sfn.CustomState {
+  const parameters: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(payload)) {
+    const path = typeof v === 'string' && /^\$/.test(v) ? v : undefined;
+    parameters[path ? `${k}.$` : k] = path ?? v;
+  }
+  return new sfn.CustomState(wf, id, {
+    stateJson: {
+      Type: 'Task',
+      Resource: `arn:${Stack.of(wf).partition}:states:::lambda:invoke`,
+      Parameters: { 'FunctionName.$': '$.tenant.mobilityRunner', Payload: parameters },
+      ResultPath: null,
+      TimeoutSeconds: 16 * 60,
+    },
+  });
 }

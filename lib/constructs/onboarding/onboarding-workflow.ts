@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { Duration, Stack } from 'aws-cdk-lib';
+import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -10,12 +10,13 @@ import {
   EVENT_SOURCE,
   MOBILITY_RUNNER_NAMES,
   ONBOARDING_STATE_MACHINE_NAME,
+  SILO_MOBILITY_RUNNER_PATTERN,
   OFFBOARDING_FAILED_DETAIL_TYPE,
   RESULT_DETAIL_TYPES,
   TenantPhase,
 } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf, partitionOf } from '../../nag';
-import { startsFromArchive } from './from-archive';
+import { Catching, siloStartsFromArchive, startsFromArchive } from './from-archive';
 import { restoreOverStates } from './restore-over';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
@@ -70,6 +71,29 @@ export class OnboardingWorkflow extends Construct {
       tracingEnabled: true,
       logs: { destination: props.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
+    // The silos' mobility runners, by their names' pattern (one per silo, named from its tenant id): the workflow
+    // hands a silo it onboards another cell's archive through its own runner, which acts only for this workflow's
+    // execution that holds that tenant.
+    const stack = Stack.of(this);
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['lambda:InvokeFunction'],
+        resources: [
+          stack.formatArn({
+            service: 'lambda',
+            resource: 'function',
+            resourceName: SILO_MOBILITY_RUNNER_PATTERN,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+          stack.formatArn({
+            service: 'lambda',
+            resource: 'function',
+            resourceName: `${SILO_MOBILITY_RUNNER_PATTERN}:*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
     this.acknowledge();
   }
 
@@ -202,7 +226,7 @@ export class OnboardingWorkflow extends Construct {
         .when(sfn.Condition.stringEquals(ACTION, 'offboard'), emitOffboardingFailed)
         .otherwise(emitOnboardingFailed),
     );
-    const onError = <T extends sfn.TaskStateBase>(state: T): T => {
+    const onError: Catching = <T extends sfn.TaskStateBase | sfn.CustomState>(state: T): T => {
       state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
       return state;
     };
@@ -244,7 +268,10 @@ export class OnboardingWorkflow extends Construct {
         new sfn.Choice(this, 'ProtectedResources', {
           comment: 'A silo stack holds the deletion-protected resources: deploy it again in its steady phase',
         })
-          .when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), seal.next(invite))
+          .when(
+            sfn.Condition.stringEquals('$.tenant.model', 'silo'),
+            seal.next(siloStartsFromArchive(this, onError, invite)),
+          )
           .otherwise(fromArchive),
       );
     markActive
@@ -349,6 +376,15 @@ export class OnboardingWorkflow extends Construct {
           `IAM5[Resource::arn:${partitionOf(stack)}:lambda:${stack.region}:<AWS::AccountId>:function:${name}:*]`,
         ),
         "Invokes any version of one shared cell's mobility runner, named exactly; the runner restores an archive into a new tenant only for the execution the registry says holds it and Step Functions says is this workflow's, running, started for it.",
+      );
+    }
+    for (const resource of [SILO_MOBILITY_RUNNER_PATTERN, `${SILO_MOBILITY_RUNNER_PATTERN}:*`]) {
+      ack(
+        policy,
+        AWS_SOLUTIONS(
+          `IAM5[Resource::arn:${partitionOf(stack)}:lambda:${stack.region}:<AWS::AccountId>:function:${resource}]`,
+        ),
+        "Invokes the silos' mobility runners (one per silo, named from its tenant id, so the names are not known when this stack is deployed); a silo's runner acts only for its own tenant, and restores another cell's archive into it only for the execution the registry says holds it, started for it, with the digest and link that cell's runner handed to that execution.",
       );
     }
   }

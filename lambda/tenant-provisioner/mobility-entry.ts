@@ -34,6 +34,7 @@ let s3: S3Client | undefined;
 let dynamo: DynamoDBClient | undefined;
 let secrets: SecretsManagerClient | undefined;
 let sfn: SFNClient | undefined;
+let presigner: S3Client | undefined;
 /**
  * The registry and Step Functions are read inside a restore's transaction too (its last check before it commits):
  * a call that hangs must fail in seconds, not hold the transaction open until the function's 15 minutes run out.
@@ -187,6 +188,12 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
           }
         : {}),
       s3,
+      // Handover links name S3's dual-stack endpoint, reachable over IPv4 and IPv6 alike (an emulator's endpoint in
+      // tests, which cannot be combined with it).
+      presigner: (presigner ??= new S3Client({
+        useDualstackEndpoint: !process.env.AWS_ENDPOINT_URL_S3,
+        forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
+      })),
       bucket: setting('ARCHIVE_BUCKET'),
       workDir: '/tmp/tenant-archives',
       maxArchiveBytes: Number(process.env.MAX_ARCHIVE_BYTES ?? 9 * 1024 ** 3),

@@ -99,7 +99,7 @@ async function vouch(
   // Checked again with the bytes in hand: the execution still holds the tenant for this archive.
   await expectApprovedVouch(parsed.archive.key, parsed.tenantId, parsed.execution, env, deps);
   const handover = await getSignedUrl(
-    deps.s3,
+    deps.presigner ?? deps.s3,
     new GetObjectCommand({ Bucket: deps.bucket, Key: parsed.archive.key }),
     { expiresIn: HANDOVER_LINK_SECONDS },
   );

@@ -47,6 +47,7 @@ import { inTransaction } from '../../db/tx';
 import { ident, sql } from '../../db/sql';
 import { exec } from '../../db/tx';
 import type { TenantDatabase } from '../../db/tenant-context';
+import type { S3Client } from '@aws-sdk/client-s3';
 import {
   ArchiveKey,
   exportTenant,
@@ -102,6 +103,11 @@ export interface MobilityDeps extends ApprovalDeps {
    */
   sendTaskSuccess?(taskToken: string, output: string): Promise<void>;
   sendTaskFailure?(taskToken: string, error: string, cause: string): Promise<void>;
+  /**
+   * Signs a handover link (vouch): S3 at its dual-stack endpoint, so a cell without NAT gateways (IPv6 out only)
+   * fetches it as well as one with them. Default: `s3`.
+   */
+  readonly presigner?: S3Client;
   /** A connection as the database's master user (the provisioner's). */
   connect(): Promise<Client>;
   /** The cell's database as its runtime role (what the API uses): exports read through it. */

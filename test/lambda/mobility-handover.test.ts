@@ -387,4 +387,44 @@ describe("a new tenant from the other shared cell's archive", () => {
     await expect(restore()).rejects.toThrow(`its request names an archive of the bridge cell; ${nothing}`);
     expect(await invoices(bridge, 'wonka-c')).toEqual([]);
   });
+
+  test("the link's host must be this Region's S3 (as AWS presigns it), never anything else", async () => {
+    const { parseMobilityEvent } = await import('../../lambda/tenant-provisioner/mobility-event');
+    const { S3Client } = await import('@aws-sdk/client-s3');
+    const emulator = process.env.AWS_ENDPOINT_URL_S3;
+    delete process.env.AWS_ENDPOINT_URL_S3; // as in AWS: no emulator
+    try {
+      const event = (handover: string) => ({
+        action: 'restore' as const,
+        tenantId: 'wonka-b',
+        archive: 'tenants/wonka/x.tfa',
+        execution: `${WORKFLOW_EXECUTIONS}onboard-1`,
+        handover,
+      });
+      for (const config of [
+        { useDualstackEndpoint: true },
+        { useDualstackEndpoint: true, forcePathStyle: true },
+        {},
+      ]) {
+        const link = await getSignedUrl(
+          new S3Client(config),
+          new GetObjectCommand({ Bucket: 'pool-archives-1a2b', Key: 'tenants/wonka/x.tfa' }),
+          { expiresIn: 300 },
+        );
+        expect(parseMobilityEvent(event(link)).handover?.href).toBe(new URL(link).href);
+      }
+      for (const bad of [
+        'https://evil.example.com/tenants/wonka/x.tfa',
+        'https://pool.s3.us-west-2.amazonaws.com/tenants/wonka/x.tfa',
+        'https://s3.us-east-1.amazonaws.com.evil.example/x',
+        'http://pool.s3.us-east-1.amazonaws.com/x',
+        'https://user:pw@pool.s3.us-east-1.amazonaws.com/x',
+        'https://pool.s3.us-east-1.amazonaws.com:8443/x',
+      ]) {
+        expect(() => parseMobilityEvent(event(bad))).toThrow(`mobility event field "handover" is "${bad}"`);
+      }
+    } finally {
+      process.env.AWS_ENDPOINT_URL_S3 = emulator;
+    }
+  });
 });

@@ -144,7 +144,17 @@ export async function expectApprovedHandover(
     );
   const state = vouchStateName(from, env.model);
   if (!deps.stateOutput) throw refuse(`the runner of ${env.ownStack} cannot read the workflow's history`);
-  let vouched: { vouched?: { sha256?: unknown; handover?: unknown } } | undefined;
+  let vouched:
+    | {
+        vouched?: {
+          sha256?: unknown;
+          handover?: unknown;
+          execution?: unknown;
+          tenantId?: unknown;
+          archive?: unknown;
+        };
+      }
+    | undefined;
   try {
     vouched = JSON.parse((await deps.stateOutput(execution, state)) ?? 'null');
   } catch {
@@ -156,7 +166,13 @@ export async function expectApprovedHandover(
       `the execution's history has no digest from its ${state} task (the ${from} cell's runner answers it)`,
     );
   }
-  if (vouched?.vouched?.handover !== handover) {
+  const v = vouched?.vouched;
+  if (v?.execution !== execution || v?.tenantId !== tenantId || v?.archive !== archive) {
+    throw refuse(
+      `the ${from} cell's runner answered the execution's ${state} task for another request (${JSON.stringify(v?.execution)}, tenant ${JSON.stringify(v?.tenantId)}, archive ${JSON.stringify(v?.archive)})`,
+    );
+  }
+  if (v?.handover !== handover) {
     throw refuse(
       `the link it names is not the one the ${from} cell's runner handed to the execution's ${state} task`,
     );

@@ -18,7 +18,8 @@ export interface MobilityEvent {
   readonly execution?: string;
   /**
    * restore into a tenant being onboarded from the other shared cell's archive: the link to it that cell's runner
-   * answered `vouch` with (a presigned S3 GET, minutes long). The bytes must give the digest the registry records.
+   * handed the workflow's vouch task (a presigned S3 GET, minutes long), as the execution's history says. The bytes
+   * must give the digest handed with it.
    */
   readonly handover?: string;
   /**
@@ -41,9 +42,16 @@ export function parseMobilityEvent(event: MobilityEvent): {
   handover?: URL;
   taskToken?: string;
 } {
+  // A link or a task token is a credential: an error names it as given, never its value (errors reach logs and,
+  // through the workflow's failure path, the registry and events).
   const bad = (field: string, fix: string) =>
     new ProvisioningInputError(
-      `mobility event field "${field}" is ${JSON.stringify((event as unknown as Record<string, unknown>)[field])}: ${fix}`,
+      `mobility event field "${field}" is ${
+        (field === 'handover' || field === 'taskToken') &&
+        (event as unknown as Record<string, unknown>)[field] !== undefined
+          ? '(given, not shown)'
+          : JSON.stringify((event as unknown as Record<string, unknown>)[field])
+      }: ${fix}`,
     );
   if (!['export', 'restore', 'replace', 'thaw', 'vouch'].includes(event.action)) {
     throw bad('action', 'use "export" or "restore" ("replace" and "thaw" are the onboarding workflow\'s)');
@@ -124,7 +132,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
  * A handover link, checked before anything fetches it: HTTPS to this Region's S3 endpoint (virtual-hosted or path
  * style, IPv4 or dual-stack), or to the S3 endpoint the runner's own SDK is pointed at (AWS_ENDPOINT_URL_S3: tests'
  * emulator), with no credentials in it. The link carries no trust of its own (the bytes must give the digest the
- * registry records); this keeps the runner from fetching anything else on a caller's say.
+ * vouching runner handed the workflow); this keeps the runner from fetching anything else on a caller's say.
  */
 function handoverUrl(raw: unknown, bad: (field: string, fix: string) => Error): URL {
   const fix =

@@ -1,16 +1,17 @@
 /**
- * A new tenant of one shared cell started from an archive of the other (an approver's onboard request with
- * `restoreFrom` and `restoreFromModel`; the local platform's `restore --model --as`). Each cell signs its archives
- * with a key of its own and keeps them in its own bucket under its own KMS key, and neither runner gains the other's
- * key, bucket or registry writes:
+ * A new tenant started from an archive of another cell: a pool or bridge tenant from the other shared cell's, a
+ * silo from either's (an approver's onboard request with `restoreFrom` and `restoreFromModel`; the local platform's
+ * `restore --model --as`). Each cell signs its archives with a key of its own and keeps them in its own bucket under
+ * its own KMS key, and neither runner gains the other's key, bucket or registry writes:
  *
  * 1. `vouch` (the archive's cell): for the onboarding workflow's execution that holds the new tenant with this
- *    archive of this cell recorded, the runner verifies the archive whole with its signing key and answers its
- *    SHA-256 and a presigned GET link to it, valid for minutes (HANDOVER_LINK_SECONDS).
- * 2. The workflow records that digest in the registry, with its lock (the runners never write the registry).
- * 3. `restore` with `handover` (the tenant's cell): the runner fetches the link, and restores the bytes only if
- *    they give the recorded digest (ArchiveKey.vouchedFor: the reader checks the digest where it would check the
- *    signature), with every other check of a restore for the workflow (mobility.ts).
+ *    archive of this cell recorded, the runner verifies the archive whole with its signing key and completes the
+ *    workflow's vouch task (by its token) with the archive's SHA-256, a presigned GET link to it valid for minutes
+ *    (HANDOVER_LINK_SECONDS), and the execution, tenant and archive it vouched for. Its invoker gets no link.
+ * 2. `restore` with `handover` (the tenant's cell): the runner reads that task's answer from the execution's
+ *    history; it must be for this execution, tenant and archive, and name exactly this link. It fetches the link
+ *    and restores the bytes only if they give that digest (ArchiveKey.vouchedFor: the reader checks the digest
+ *    where it would check the signature), with every other check of a restore for the workflow (mobility.ts).
  */
 import { createHash } from 'crypto';
 import * as fs from 'fs';
@@ -96,18 +97,31 @@ async function vouch(
     );
   }
   const sha256 = await fileSha256(file);
-  // Checked again with the bytes in hand: the execution still holds the tenant for this archive.
+  // Checked again with the bytes in hand: the execution still holds the tenant for this archive, and the archive's
+  // tenant is not leaving with its data destroyed.
   await expectApprovedVouch(parsed.archive.key, parsed.tenantId, parsed.execution, env, deps);
+  await expectNotDestroyed(parsed.archive, parsed.tenantId, deps);
   const handover = await getSignedUrl(
     deps.presigner ?? deps.s3,
     new GetObjectCommand({ Bucket: deps.bucket, Key: parsed.archive.key }),
     { expiresIn: HANDOVER_LINK_SECONDS },
   );
   try {
-    await deps.sendTaskSuccess(parsed.taskToken, JSON.stringify({ sha256, handover }));
+    // What it vouched for goes with the link: the tenant's runner takes them only for its own execution, tenant
+    // and archive (a token of another execution's task, answered here, hands that one nothing it can use).
+    await deps.sendTaskSuccess(
+      parsed.taskToken,
+      JSON.stringify({
+        sha256,
+        handover,
+        execution: parsed.execution,
+        tenantId: parsed.tenantId,
+        archive: parsed.archive.key,
+      }),
+    );
   } catch (e) {
     throw new ProvisioningInputError(
-      `the task token is not a waiting task of the onboarding workflow (${(e as Error).name}): no link to ${parsed.archive.key} was handed out`,
+      `Step Functions did not take the answer for this task token (${(e as Error).name}: it is not a waiting task of the onboarding workflow, or the call failed): a link to ${parsed.archive.key} was not handed out, or, if the call failed after Step Functions took it, it expires in ${HANDOVER_LINK_SECONDS / 60} minutes`,
     );
   }
   deps.log('vouched', {
@@ -148,6 +162,9 @@ export async function fetchHandedOver(
 ): Promise<{ bytes: number; key: ArchiveKey }> {
   const fail = (why: string) =>
     new Error(`the handed-over copy of ${archive} (from ${from}) ${why}; nothing was written`);
+  if (!decodeURIComponent(link.pathname).endsWith(`/${archive}`)) {
+    throw fail('is named by a link to another object');
+  }
   let response: Response;
   try {
     response = await fetch(link, { redirect: 'error', signal: AbortSignal.timeout(10 * 60_000) });
@@ -179,9 +196,7 @@ export async function fetchHandedOver(
   );
   const actual = hash.digest('hex');
   if (actual !== sha256) {
-    throw fail(
-      `has SHA-256 ${actual}, not ${sha256} as ${from} vouched for and the registry records: it was altered or replaced`,
-    );
+    throw fail(`has SHA-256 ${actual}, not ${sha256} as ${from} vouched for: it was altered or replaced`);
   }
   return { bytes, key: ArchiveKey.vouchedFor(sha256, from) };
 }

@@ -143,7 +143,9 @@ export async function runMobilityEvent(
   }
   // Into a new tenant: checked now, and again inside the restore's transaction just before it commits (an
   // execution stopped, or an archive deleted with its tenant, while the restore ran writes nothing). From the
-  // other cell's archive: the registry's digest, and the archive's tenant not destroyed meanwhile.
+  // other cell's archive: the digest and link its runner handed this execution, and (a shared cell's runner, which
+  // may read any registry item) the archive's tenant not destroyed meanwhile; a silo's runner reads its own item
+  // only, and relies on the vouching runner's check of it.
   const handedOver = parsed.handover;
   let vouched: { sha256: string; from: string } | undefined;
   const approved =
@@ -165,7 +167,7 @@ export async function runMobilityEvent(
               );
             }
             vouched = now;
-            await expectNotDestroyed(parsed.archive!, parsed.tenantId, deps);
+            if (env.model !== 'silo') await expectNotDestroyed(parsed.archive!, parsed.tenantId, deps);
           }
         : () => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps);
   if (parsed.action === 'vouch') {

@@ -413,7 +413,7 @@ describe('onboarding workflow, executed', () => {
         expect(model).toBe('pool');
         expect(payload.taskToken).toMatch(/^token:VouchPoolArchiveForBridge:/);
         await expectApprovedVouch(archive, tenantId, execution, runnerEnv('pool'), runnerDeps());
-        return { sha256, handover };
+        return { sha256, handover, execution, tenantId, archive };
       }
       expect(model).toBe('bridge');
       handedOver.push(
@@ -477,7 +477,9 @@ describe('onboarding workflow, executed', () => {
     // The handed-over restore fails: the onboarding fails with its reason, and nothing of the request stays.
     const why = "the handed-over copy of tenants/wonka/x.tfa (from the pool cell's runner) has SHA-256 ...";
     onRunner = (payload) => {
-      if (payload.action === 'vouch') return { sha256, handover };
+      if (payload.action === 'vouch') {
+        return { sha256, handover, execution: payload.execution, tenantId: payload.tenantId, archive };
+      }
       throw new TaskError('Error', JSON.stringify({ errorType: 'Error', errorMessage: why }));
     };
     const failed = await onboard({ ...request, tenantId: 'wonka-c' });
@@ -528,7 +530,7 @@ describe('onboarding workflow, executed', () => {
       if (payload.action === 'vouch') {
         expect(model).toBe('pool');
         await expectApprovedVouch(archive, tenantId, execution, runnerEnv('pool'), runnerDeps());
-        return { sha256, handover };
+        return { sha256, handover, execution, tenantId, archive };
       }
       // The silo's own runner: its approval as a silo runner sees it.
       const env = { model: 'silo', ownStack: 'Tenant-wonka-silo', registryTable: 'TenantRegistry' } as Env;

@@ -117,6 +117,9 @@ function handoverStates(
       resultSelector: {
         sha256: sfn.JsonPath.stringAt('$.sha256'),
         handover: sfn.JsonPath.stringAt('$.handover'),
+        execution: sfn.JsonPath.stringAt('$.execution'),
+        tenantId: sfn.JsonPath.stringAt('$.tenantId'),
+        archive: sfn.JsonPath.stringAt('$.archive'),
       },
     },
   );

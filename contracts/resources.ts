@@ -43,7 +43,8 @@ export function tenantMark(tenantId: string): string {
 export function siloMobilityRunnerName(tenantId: string): string {
   return `tenantforge-silo-${tenantMark(tenantId)}-mobility`;
 }
-export const SILO_MOBILITY_RUNNER_PATTERN = 'tenantforge-silo-*-mobility';
+/** Exactly 16 characters where the mark goes: `*` in IAM would match any name with this prefix and suffix. */
+export const SILO_MOBILITY_RUNNER_PATTERN = `tenantforge-silo-${'?'.repeat(16)}-mobility`;
 
 /**
  * The onboarding workflow's state whose task the archive's cell's runner completes with the archive's SHA-256 and

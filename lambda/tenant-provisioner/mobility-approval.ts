@@ -15,8 +15,8 @@ import { ProvisioningInputError } from './request';
 export interface ApprovalDeps {
   registryEntry(tenantId: string): Promise<RegistryItem | undefined>;
   /**
-   * A shared cell's runner: the onboarding workflow's execution as Step Functions states it, and the workflow's
-   * state machine ARN (ONBOARDING_STATE_MACHINE_ARN). A silo's runner has neither.
+   * The onboarding workflow's execution as Step Functions states it, and the workflow's state machine ARN
+   * (ONBOARDING_STATE_MACHINE_ARN): every runner's (a silo's may read its own tenant's onboardings only).
    */
   onboardingExecution?(executionArn: string): Promise<{
     status?: string;
@@ -28,7 +28,7 @@ export interface ApprovalDeps {
   }>;
   readonly onboardingStateMachineArn?: string;
   /**
-   * A shared cell's runner: the output of the execution's latest exit from the state `stateName`, as its history
+   * The output of the execution's latest exit from the state `stateName`, as its history
    * says (undefined: it never left that state).
    */
   stateOutput?(executionArn: string, stateName: string): Promise<string | undefined>;
@@ -257,7 +257,7 @@ async function expectHeldFor(
   const workflow = deps.onboardingStateMachineArn;
   if (!deps.onboardingExecution || !workflow) {
     throw refuse(
-      `the runner of ${env.ownStack} takes no request of the onboarding workflow (the shared cells' do)`,
+      `the runner of ${env.ownStack} cannot read the onboarding workflow's executions (ONBOARDING_STATE_MACHINE_ARN is not set: deploy this release to its stack)`,
     );
   }
   // An execution ARN is the state machine's ARN with ":execution:" for ":stateMachine:", then ":<name>".

@@ -72,8 +72,7 @@ export type Catching = <T extends sfn.TaskStateBase | sfn.CustomState>(state: T)
 /**
  * The shared cell's mobility runner restores the accepted request's archive into the new tenant (lambda/
  * tenant-provisioner/mobility-approval.ts): only for this execution, which the registry must say holds the
- * tenant with that archive recorded and Step Functions must say is running, started for them. The role may invoke the two shared runners by their fixed names, nothing else of the cells. Throttling and
- * Lambda's service errors are retried: a restore run again after its answer was lost finds exactly the
+ * tenant with that archive recorded and Step Functions must say is running, started for them. Throttling and Lambda's service errors are retried: a restore run again after its answer was lost finds exactly the
  * archive's rows there and reports done (rerunIsDone); one that runs while the first still holds the tenant's
  * operation lock fails, and so does the onboarding, which can then be asked for again.
  */

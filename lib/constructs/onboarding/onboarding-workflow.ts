@@ -138,7 +138,10 @@ export class OnboardingWorkflow extends Construct {
     return task;
   }
 
-  /** A shared cell's mobility runner, by its fixed name (the role may invoke those two, nothing else of the cells). */
+  /**
+   * A shared cell's mobility runner, by its fixed name (the role may invoke those two and, by their names' pattern,
+   * the silos' runners: nothing else of the cells).
+   */
   runner(
     id: string,
     model: 'pool' | 'bridge',

@@ -36,6 +36,26 @@ export interface ApprovalDeps {
   readonly bucket: string;
 }
 
+/** The registry says the tenant lives in this cell's model and serves. */
+export async function expectActiveHere(tenantId: string, env: Env, deps: ApprovalDeps): Promise<void> {
+  const entry = await deps.registryEntry(tenantId);
+  if (!entry) {
+    throw new ProvisioningInputError(
+      `tenant "${tenantId}" is not in the tenant registry (${env.registryTable}): onboard it first`,
+    );
+  }
+  if (entry.model !== env.model) {
+    throw new ProvisioningInputError(
+      `tenant "${tenantId}" is a ${entry.model} tenant; this is the ${env.model} cell's runner (${env.ownStack}): invoke the runner of the tenant's own cell`,
+    );
+  }
+  if (entry.status !== 'active') {
+    throw new ProvisioningInputError(
+      `tenant "${tenantId}" is ${entry.status}: only an active tenant's data is exported or restored`,
+    );
+  }
+}
+
 /**
  * A restore of `archive` into `tenantId` for the onboarding workflow's `execution` may go ahead (throws
  * ProvisioningInputError, naming why, otherwise). Called before anything is read, and again inside the restore's

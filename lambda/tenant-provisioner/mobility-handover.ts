@@ -21,7 +21,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ArchiveKey, verifyArchive } from '../../db/mobility';
 import { downloadArchive } from './archives';
-import { expectApprovedVouch } from './mobility-approval';
+import { expectApprovedHandover, expectApprovedVouch } from './mobility-approval';
 import type { MobilityDeps, MobilityReport } from './mobility';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
@@ -41,13 +41,16 @@ export async function fileSha256(file: string): Promise<string> {
  * task (SendTaskSuccess with its token), never back to whoever invoked this runner, who gets the digest only. Any
  * failure fails the task with the reason (SendTaskFailure), so the workflow does not wait for its timeout.
  */
+/** What a vouch names: the new tenant, the archive, the workflow's execution and its task token. */
+type VouchRequest = {
+  tenantId: string;
+  archive: { key: string; tenantId: string };
+  execution: string;
+  taskToken: string;
+};
+
 export async function vouchForArchive(
-  parsed: {
-    tenantId: string;
-    archive: { key: string; tenantId: string };
-    execution: string;
-    taskToken: string;
-  },
+  parsed: VouchRequest,
   file: string,
   env: Env,
   deps: MobilityDeps,
@@ -67,12 +70,7 @@ export async function vouchForArchive(
 }
 
 async function vouch(
-  parsed: {
-    tenantId: string;
-    archive: { key: string; tenantId: string };
-    execution: string;
-    taskToken: string;
-  },
+  parsed: VouchRequest,
   file: string,
   env: Env,
   deps: MobilityDeps,
@@ -145,6 +143,37 @@ async function vouch(
     checksums: manifest.checksums,
     ms: Date.now() - started,
     sha256,
+  };
+}
+
+/**
+ * A restore of a handed-over archive for the workflow's `execution` may go ahead (mobility.ts calls `approved`
+ * before it reads anything and as the restore transaction's last step): the digest and link come from the
+ * execution's history (expectApprovedHandover), the digest may not change between the two, and a shared cell's
+ * runner checks the archive's tenant is not leaving with its data destroyed (a silo's reads its own registry item
+ * only: the vouch checked it). `vouched()`: what the first check found.
+ */
+export function handoverApproval(
+  archive: { key: string; tenantId: string },
+  tenantId: string,
+  execution: string,
+  link: string,
+  env: Env,
+  deps: MobilityDeps,
+): { approved: () => Promise<void>; vouched: () => { sha256: string; from: string } } {
+  let found: { sha256: string; from: string } | undefined;
+  return {
+    approved: async () => {
+      const now = await expectApprovedHandover(archive.key, tenantId, execution, link, env, deps);
+      if (found !== undefined && now.sha256 !== found.sha256) {
+        throw new ProvisioningInputError(
+          `the digest vouched for ${archive.key} changed while it was restored into tenant "${tenantId}": nothing was written`,
+        );
+      }
+      found = now;
+      if (env.model !== 'silo') await expectNotDestroyed(archive, tenantId, deps);
+    },
+    vouched: () => found!,
   };
 }
 

@@ -57,8 +57,8 @@ import {
   type ArchiveManifest,
 } from '../../db/mobility';
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
-import { ApprovalDeps, expectApprovedHandover, expectApprovedRestore } from './mobility-approval';
-import { expectNotDestroyed, fetchHandedOver, vouchForArchive } from './mobility-handover';
+import { ApprovalDeps, expectActiveHere, expectApprovedRestore } from './mobility-approval';
+import { fetchHandedOver, handoverApproval, vouchForArchive } from './mobility-handover';
 import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 
@@ -147,29 +147,14 @@ export async function runMobilityEvent(
   // may read any registry item) the archive's tenant not destroyed meanwhile; a silo's runner reads its own item
   // only, and relies on the vouching runner's check of it.
   const handedOver = parsed.handover;
-  let vouched: { sha256: string; from: string } | undefined;
+  const handover = handedOver
+    ? handoverApproval(parsed.archive!, parsed.tenantId, parsed.execution!, event.handover!, env, deps)
+    : undefined;
   const approved =
     parsed.execution === undefined || parsed.action === 'vouch'
       ? undefined
-      : handedOver
-        ? async () => {
-            const now = await expectApprovedHandover(
-              parsed.archive!.key,
-              parsed.tenantId,
-              parsed.execution!,
-              event.handover!,
-              env,
-              deps,
-            );
-            if (vouched !== undefined && now.sha256 !== vouched.sha256) {
-              throw new ProvisioningInputError(
-                `the digest vouched for ${parsed.archive!.key} changed while it was restored into tenant "${parsed.tenantId}": nothing was written`,
-              );
-            }
-            vouched = now;
-            if (env.model !== 'silo') await expectNotDestroyed(parsed.archive!, parsed.tenantId, deps);
-          }
-        : () => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps);
+      : (handover?.approved ??
+        (() => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps)));
   if (parsed.action === 'vouch') {
     // Checked by vouchForArchive (the tenant is the other cell's), before and after it reads the archive.
   } else if (approved) await approved();
@@ -229,9 +214,9 @@ export async function runMobilityEvent(
           handedOver,
           file,
           deps.maxArchiveBytes,
-          vouched!.sha256,
+          handover!.vouched().sha256,
           archive.key,
-          vouched!.from,
+          handover!.vouched().from,
         )
       : {
           bytes: await downloadArchive(deps.s3, deps.bucket, archive.key, file, deps.maxArchiveBytes),
@@ -311,26 +296,6 @@ export async function runMobilityEvent(
       checksums: manifest.checksums,
       ms: Date.now() - started,
     };
-  }
-}
-
-/** The registry says the tenant lives in this cell's model and serves. */
-async function expectActiveHere(tenantId: string, env: Env, deps: MobilityDeps): Promise<void> {
-  const entry = await deps.registryEntry(tenantId);
-  if (!entry) {
-    throw new ProvisioningInputError(
-      `tenant "${tenantId}" is not in the tenant registry (${env.registryTable}): onboard it first`,
-    );
-  }
-  if (entry.model !== env.model) {
-    throw new ProvisioningInputError(
-      `tenant "${tenantId}" is a ${entry.model} tenant; this is the ${env.model} cell's runner (${env.ownStack}): invoke the runner of the tenant's own cell`,
-    );
-  }
-  if (entry.status !== 'active') {
-    throw new ProvisioningInputError(
-      `tenant "${tenantId}" is ${entry.status}: only an active tenant's data is exported or restored`,
-    );
   }
 }
 

@@ -1,6 +1,6 @@
 import * as path from 'path';
 import { Construct } from 'constructs';
-import { ArnFormat, Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -8,9 +8,13 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { RUNTIME_ROLES } from '../../db/roles';
-import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
-import { ONBOARDING_STATE_MACHINE_NAME, tenantMark } from '../../contracts';
+import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
 import { EncryptedLogGroup } from './encrypted-log-group';
+import {
+  acknowledgeOnboardingReads,
+  onboardingStateMachineArn,
+  onboardingStatements,
+} from './onboarding-access';
 import { APP_SUBNETS } from './network';
 import { registryStatements } from './registry-access';
 import {
@@ -38,51 +42,6 @@ export interface MobilityRunnerProps extends TenantProvisionerProps {
    * another cell's archive into its new tenant only).
    */
   readonly workflow: 'vouchAndRestore' | 'restore';
-}
-
-/**
- * Which executions of the onboarding workflow the runner may read (names: contracts onboardingExecutionName). A
- * shared cell's runner describes any (it vouches for its archives to other models' onboardings, whose input says
- * what was asked; an input holds no link) and reads the history only of its own model's onboardings (where the other
- * cell's runner put a link for it). A silo's runner reads only its own tenant's onboardings. So no runner reads a
- * link handed to another.
- */
-function onboardingReads(
-  props: MobilityRunnerProps,
-): { sid: string; actions: string[]; pattern: string; why: string }[] {
-  if (props.model === 'silo') {
-    return [
-      {
-        sid: 'ReadOwnOnboardings',
-        actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-        pattern: `onboard_silo_${tenantMark(props.tenantId!)}_*`,
-        why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that onboard this silo's own tenant (the mark in their names is its id's): the runner restores another cell's archive into it only for a running one, started for it, with the digest and link that cell's runner handed to it.",
-      },
-    ];
-  }
-  return [
-    {
-      sid: 'DescribeOnboardingExecutions',
-      actions: ['states:DescribeExecution'],
-      pattern: '*',
-      why: 'Describes (DescribeExecution only: status and input, which holds no link) executions of the onboarding workflow, named exactly: the runner restores or vouches for an archive only for a running execution started for that tenant and archive.',
-    },
-    {
-      sid: 'ReadOwnModelOnboardingHistories',
-      actions: ['states:GetExecutionHistory'],
-      pattern: `onboard_${props.model}_*`,
-      why: `Reads the history of the onboarding workflow's executions that onboard a ${props.model} tenant only (their names say so): the runner restores the other cell's archive only with the digest and link that cell's runner handed to that execution; it cannot read links handed to other models.`,
-    },
-  ];
-}
-
-function executionArn(scope: Construct, pattern: string): string {
-  return Stack.of(scope).formatArn({
-    service: 'states',
-    resource: 'execution',
-    resourceName: `${ONBOARDING_STATE_MACHINE_NAME}:${pattern}`,
-    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-  });
 }
 
 /** The most a runner's archive may weigh: what one S3 PutObject takes (5 GiB; the temporary storage is 10 GiB). */
@@ -259,52 +218,11 @@ export class MobilityRunner extends Construct {
           tenantId: props.tenantId,
         }),
         ...vpcFunctionStatements([logs]),
-        // A runner restores an archive into a new tenant for the onboarding workflow only: it reads the execution
-        // that asks (running? started for this tenant and archive? what did the other cell's runner vouch for, in
-        // its history?); a shared cell's also answers the workflow's vouch task with its token.
-        ...(props.workflow === 'vouchAndRestore'
-          ? [
-              new iam.PolicyStatement({
-                sid: 'AnswerOnboardingVouchTasks',
-                actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
-                resources: [
-                  Stack.of(this).formatArn({
-                    service: 'states',
-                    resource: 'stateMachine',
-                    resourceName: ONBOARDING_STATE_MACHINE_NAME,
-                    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-                  }),
-                ],
-              }),
-            ]
-          : []),
-        ...onboardingReads(props).map(
-          ({ sid, actions, pattern }) =>
-            new iam.PolicyStatement({ sid, actions, resources: [executionArn(this, pattern)] }),
-        ),
+        ...onboardingStatements(this, props),
       ],
     });
-    {
-      const stack = Stack.of(this);
-      for (const { pattern, why } of onboardingReads(props)) {
-        ack(
-          l1(policy),
-          AWS_SOLUTIONS(
-            `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_STATE_MACHINE_NAME}:${pattern}]`,
-          ),
-          why,
-        );
-      }
-      this.runner.addEnvironment(
-        'ONBOARDING_STATE_MACHINE_ARN',
-        stack.formatArn({
-          service: 'states',
-          resource: 'stateMachine',
-          resourceName: ONBOARDING_STATE_MACHINE_NAME,
-          arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-        }),
-      );
-    }
+    acknowledgeOnboardingReads(l1(policy), props);
+    this.runner.addEnvironment('ONBOARDING_STATE_MACHINE_ARN', onboardingStateMachineArn(this));
     ack(
       l1(policy),
       AWS_SOLUTIONS('IAM5[Resource::*]'),

@@ -1,7 +1,9 @@
-import { Duration, Stack } from 'aws-cdk-lib';
+import { Construct } from 'constructs';
+import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { OnboardingWorkflow } from './onboarding-workflow';
-import { vouchStateName } from '../../../contracts';
+import { SILO_MOBILITY_RUNNER_PATTERN, vouchStateName } from '../../../contracts';
 import { execution, tenantId, THROTTLING, title } from './workflow-paths';
 
 const archive = sfn.JsonPath.stringAt('$.tenant.restoreArchive');
@@ -64,6 +66,25 @@ export function siloStartsFromArchive(
     );
   }
   return choice.otherwise(invite);
+}
+
+/**
+ * The silos' mobility runners, by their names' pattern (one per silo, named from its tenant id): the workflow hands
+ * a silo it onboards another cell's archive through its own runner, which acts only for this workflow's execution
+ * that holds that tenant.
+ */
+export function siloRunnersInvoke(scope: Construct): iam.PolicyStatement {
+  const arn = (resourceName: string) =>
+    Stack.of(scope).formatArn({
+      service: 'lambda',
+      resource: 'function',
+      resourceName,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+  return new iam.PolicyStatement({
+    actions: ['lambda:InvokeFunction'],
+    resources: [arn(SILO_MOBILITY_RUNNER_PATTERN), arn(`${SILO_MOBILITY_RUNNER_PATTERN}:*`)],
+  });
 }
 
 /** The onboarding's failure path for a task state (its catch-all). */

@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { ArnFormat, Duration, Stack } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import * as codebuild from 'aws-cdk-lib/aws-codebuild';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -16,7 +16,7 @@ import {
   TenantPhase,
 } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf, partitionOf } from '../../nag';
-import { Catching, siloStartsFromArchive, startsFromArchive } from './from-archive';
+import { Catching, siloRunnersInvoke, siloStartsFromArchive, startsFromArchive } from './from-archive';
 import { restoreOverStates } from './restore-over';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
@@ -71,29 +71,7 @@ export class OnboardingWorkflow extends Construct {
       tracingEnabled: true,
       logs: { destination: props.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
-    // The silos' mobility runners, by their names' pattern (one per silo, named from its tenant id): the workflow
-    // hands a silo it onboards another cell's archive through its own runner, which acts only for this workflow's
-    // execution that holds that tenant.
-    const stack = Stack.of(this);
-    this.stateMachine.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['lambda:InvokeFunction'],
-        resources: [
-          stack.formatArn({
-            service: 'lambda',
-            resource: 'function',
-            resourceName: SILO_MOBILITY_RUNNER_PATTERN,
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-          stack.formatArn({
-            service: 'lambda',
-            resource: 'function',
-            resourceName: `${SILO_MOBILITY_RUNNER_PATTERN}:*`,
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-        ],
-      }),
-    );
+    this.stateMachine.addToRolePolicy(siloRunnersInvoke(this));
     this.acknowledge();
   }
 

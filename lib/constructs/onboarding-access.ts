@@ -1,0 +1,105 @@
+/**
+ * What a cell's mobility runner may do with the onboarding workflow (lib/constructs/mobility-runner.ts): read the
+ * executions that ask it to restore or vouch for an archive, and (a shared cell's) answer the workflow's vouch task.
+ * Execution names: contracts onboardingExecutionName.
+ */
+import { Construct } from 'constructs';
+import { ArnFormat, CfnResource, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { ONBOARDING_STATE_MACHINE_NAME, tenantMark } from '../../contracts';
+import { ack, AWS_SOLUTIONS, partitionOf } from '../nag';
+
+/** What this module needs of the runner's props. */
+interface RunnerWorkflow {
+  readonly model: string;
+  readonly tenantId?: string;
+  readonly workflow: 'vouchAndRestore' | 'restore';
+}
+
+/** The runner's statements on the onboarding workflow. */
+export function onboardingStatements(scope: Construct, props: RunnerWorkflow): iam.PolicyStatement[] {
+  return [
+    // A shared cell's runner answers the workflow's vouch task with its token.
+    ...(props.workflow === 'vouchAndRestore'
+      ? [
+          new iam.PolicyStatement({
+            sid: 'AnswerOnboardingVouchTasks',
+            actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+            resources: [onboardingStateMachineArn(scope)],
+          }),
+        ]
+      : []),
+    ...onboardingReads(props).map(
+      ({ sid, actions, pattern }) =>
+        new iam.PolicyStatement({ sid, actions, resources: [executionArn(scope, pattern)] }),
+    ),
+  ];
+}
+
+/** The reasons for the execution patterns those statements name (AwsSolutions-IAM5). */
+export function acknowledgeOnboardingReads(policy: CfnResource, props: RunnerWorkflow): void {
+  const stack = Stack.of(policy);
+  for (const { pattern, why } of onboardingReads(props)) {
+    ack(
+      policy,
+      AWS_SOLUTIONS(
+        `IAM5[Resource::arn:${partitionOf(stack)}:states:${stack.region}:<AWS::AccountId>:execution:${ONBOARDING_STATE_MACHINE_NAME}:${pattern}]`,
+      ),
+      why,
+    );
+  }
+}
+
+export function onboardingStateMachineArn(scope: Construct): string {
+  return Stack.of(scope).formatArn({
+    service: 'states',
+    resource: 'stateMachine',
+    resourceName: ONBOARDING_STATE_MACHINE_NAME,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}
+
+/**
+ * Which executions of the onboarding workflow the runner may read (names: contracts onboardingExecutionName). A
+ * shared cell's runner describes any (it vouches for its archives to other models' onboardings, whose input says
+ * what was asked; an input holds no link) and reads the history only of its own model's onboardings (where the other
+ * cell's runner put a link for it). A silo's runner reads only its own tenant's onboardings. So no runner reads a
+ * link handed to another.
+ */
+function onboardingReads(
+  props: RunnerWorkflow,
+): { sid: string; actions: string[]; pattern: string; why: string }[] {
+  if (props.model === 'silo') {
+    return [
+      {
+        sid: 'ReadOwnOnboardings',
+        actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
+        pattern: `onboard_silo_${tenantMark(props.tenantId!)}_*`,
+        why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that onboard this silo's own tenant (the mark in their names is its id's): the runner restores another cell's archive into it only for a running one, started for it, with the digest and link that cell's runner handed to it.",
+      },
+    ];
+  }
+  return [
+    {
+      sid: 'DescribeOnboardingExecutions',
+      actions: ['states:DescribeExecution'],
+      pattern: '*',
+      why: 'Describes (DescribeExecution only: status and input, which holds no link) executions of the onboarding workflow, named exactly: the runner restores or vouches for an archive only for a running execution started for that tenant and archive.',
+    },
+    {
+      sid: 'ReadOwnModelOnboardingHistories',
+      actions: ['states:GetExecutionHistory'],
+      pattern: `onboard_${props.model}_*`,
+      why: `Reads the history of the onboarding workflow's executions that onboard a ${props.model} tenant only (their names say so): the runner restores the other cell's archive only with the digest and link that cell's runner handed to that execution; it cannot read links handed to other models.`,
+    },
+  ];
+}
+
+function executionArn(scope: Construct, pattern: string): string {
+  return Stack.of(scope).formatArn({
+    service: 'states',
+    resource: 'execution',
+    resourceName: `${ONBOARDING_STATE_MACHINE_NAME}:${pattern}`,
+    arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+  });
+}

@@ -10,6 +10,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
 import { LATEST_VERSION } from '../../db/migrations';
 import { RUNTIME_ROLES } from '../../db/roles';
+import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import {
   createTestDatabase,
@@ -40,6 +41,10 @@ export interface RunnerCell {
   create(resourceType: string, properties: Record<string, unknown>, stack: string): Promise<unknown>;
   /** A tenant of the cell's model, created by its own stack. */
   onboard(id: string): Promise<unknown>;
+  /** The tenant's invoices' customers, in order, read as the API reads them. */
+  invoices(tenant: string): Promise<string[]>;
+  /** `n` invoices with an item each, written as the API writes them. */
+  addInvoices(tenant: string, n: number): Promise<unknown>;
 }
 
 /** The environment of the cell that ran last (two cells in one process take turns). */
@@ -162,5 +167,17 @@ export async function startRunnerCell(options: {
     },
     create,
     onboard,
+    invoices: async (tenant) =>
+      (
+        await tenants
+          .forTenant(tenant)
+          .run<{ customer: string }>(sql`SELECT customer FROM invoices ORDER BY customer`)
+      ).rows.map((r) => r.customer),
+    addInvoices: (tenant, n) =>
+      tenants.forTenant(tenant).run(
+        sql`WITH i AS (INSERT INTO invoices (customer) SELECT ${tenant} || ' customer ' || g FROM generate_series(1, ${n}::integer) g RETURNING id)
+            INSERT INTO invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
+            SELECT id, 1, 'Consulting', 2, 5000 FROM i`,
+      ),
   };
 }

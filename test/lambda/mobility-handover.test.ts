@@ -11,7 +11,6 @@ import {
   SFNClient,
 } from '@aws-sdk/client-sfn';
 import { vouchStateName } from '../../contracts';
-import { sql } from '../../db/sql';
 import { Moto, startMoto } from '../helpers/moto';
 import {
   ONBOARDING_WORKFLOW,
@@ -36,19 +35,8 @@ let silo: RunnerCell;
 /** What the runners sent Step Functions for each task token (SendTaskSuccess output, or the failure). */
 let answered: Map<string, { output?: string; error?: string; cause?: string }>;
 
-const invoices = async (cell: RunnerCell, tenant: string) =>
-  (
-    await cell.tenants
-      .forTenant(tenant)
-      .run<{ customer: string }>(sql`SELECT customer FROM invoices ORDER BY customer`)
-  ).rows.map((r) => r.customer);
-
-const addInvoices = (cell: RunnerCell, tenant: string, n: number) =>
-  cell.tenants.forTenant(tenant).run(
-    sql`WITH i AS (INSERT INTO invoices (customer) SELECT ${tenant} || ' customer ' || g FROM generate_series(1, ${n}::integer) g RETURNING id)
-        INSERT INTO invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
-        SELECT id, 1, 'Consulting', 2, 5000 FROM i`,
-  );
+const invoices = (cell: RunnerCell, tenant: string) => cell.invoices(tenant);
+const addInvoices = (cell: RunnerCell, tenant: string, n: number) => cell.addInvoices(tenant, n);
 
 /** What the onboarding entry writes for an approver's request, and Step Functions says of its execution. */
 async function requested(

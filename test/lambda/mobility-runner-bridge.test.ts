@@ -6,7 +6,6 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { ArchiveKey, verifyArchive } from '../../db/mobility';
-import { sql } from '../../db/sql';
 import { Moto, startMoto } from '../helpers/moto';
 import {
   ONBOARDING_WORKFLOW,
@@ -29,19 +28,8 @@ let cell: RunnerCell;
 let moto: Moto;
 const run = (event: Record<string, unknown>) => cell.run(event);
 
-async function invoicesOf(tenant: string): Promise<string[]> {
-  const r = await cell.tenants
-    .forTenant(tenant)
-    .run<{ customer: string }>(sql`SELECT customer FROM invoices ORDER BY customer`);
-  return r.rows.map((row) => row.customer);
-}
-
-const addInvoices = (tenant: string, n: number) =>
-  cell.tenants.forTenant(tenant).run(
-    sql`WITH i AS (INSERT INTO invoices (customer) SELECT ${tenant} || ' customer ' || g FROM generate_series(1, ${n}::integer) g RETURNING id)
-        INSERT INTO invoice_items (invoice_id, line_no, description, quantity, unit_price_cents)
-        SELECT id, 1, 'Consulting', 2, 5000 FROM i`,
-  );
+const invoicesOf = (tenant: string) => cell.invoices(tenant);
+const addInvoices = (tenant: string, n: number) => cell.addInvoices(tenant, n);
 
 beforeAll(async () => {
   jest.spyOn(console, 'log').mockImplementation(() => undefined);

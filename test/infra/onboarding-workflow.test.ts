@@ -601,6 +601,49 @@ describe('onboarding workflow, executed', () => {
     expect(await moto.user(userPoolId, 'admin@acme-us.example')).toBeUndefined();
   });
 
+  test("a restore's failure is the runner's reason, never an older failure among the tenant stack's events", async () => {
+    process.env.APPROVERS = REQUESTER;
+    // A retried onboarding: the stack's events still hold the first attempt's failed deploy.
+    cfn.on(DescribeStackEventsCommand).resolves({
+      StackEvents: [
+        {
+          StackId: 's',
+          EventId: 'e',
+          StackName: 'Tenant-wonka-r',
+          Timestamp: new Date(0),
+          LogicalResourceId: 'Tenant',
+          ResourceType: 'Custom::BridgeTenant',
+          ResourceStatus: 'CREATE_FAILED',
+          ResourceStatusReason: 'an older deploy failed',
+        },
+      ],
+    });
+    const why = "the handed-over copy of tenants/wonka/a.tfa (from the pool cell's runner) has SHA-256 ...";
+    onRunner = (payload) => {
+      if (payload.action === 'vouch') {
+        return {
+          sha256: 'c3'.repeat(32),
+          handover: 'https://b.s3.us-east-1.amazonaws.com/tenants/wonka/a.tfa',
+          execution: payload.execution,
+          tenantId: payload.tenantId,
+          archive: payload.archive,
+        };
+      }
+      throw new TaskError('Error', JSON.stringify({ errorType: 'Error', errorMessage: why }));
+    };
+    const r = await onboard({
+      tenantId: 'wonka-r',
+      model: 'bridge',
+      restoreFrom: 'tenants/wonka/a.tfa',
+      restoreFromModel: 'pool',
+    });
+    expect(r.status).toBe('FAILED');
+    expect(r.path).toContain('ReadArchiveFailureReason');
+    const item = await moto.get('wonka-r');
+    expect(item!.failureReason).toContain(why);
+    expect(item!.failureReason).not.toContain('an older deploy failed');
+  });
+
   test('a failed deploy: the reason is recorded, the lock released, TenantOnboardingFailed emitted; FAILED with the reason', async () => {
     onBuild = failBuild;
     const r = await onboard({ tenantId: 'initrode', model: 'pool' });

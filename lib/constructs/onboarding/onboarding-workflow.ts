@@ -211,6 +211,19 @@ export class OnboardingWorkflow extends Construct {
       state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
       return state;
     };
+    // A restore into a new tenant deploys nothing: its reason is the runner's, never an older failure among the
+    // stack's events (a retried onboarding's).
+    const archiveReason = this.step(
+      'ReadArchiveFailureReason',
+      { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack: false },
+      '$.failure',
+    );
+    archiveReason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
+    archiveReason.next(markFailed);
+    const onArchiveError: Catching = <T extends sfn.TaskStateBase | sfn.CustomState>(state: T): T => {
+      state.addCatch(archiveReason, { errors: ['States.ALL'], resultPath: '$.error' });
+      return state;
+    };
 
     // Onboarding.
     const checkReady = this.step('CheckReady', {
@@ -241,7 +254,7 @@ export class OnboardingWorkflow extends Construct {
     invite.next(markActive);
     // An approved request may start the tenant from an archive (the registry's restoreArchive, which accept
     // returns): a mobility runner restores it into the new, empty tenant before anyone is invited.
-    const fromArchive = startsFromArchive(this, onError, invite);
+    const fromArchive = startsFromArchive(this, onArchiveError, invite);
     const seal = onError(this.build('DeploySteadyPhase', 'deploy', 'steady'));
     const onboard = onError(this.build('DeployCreatePhase', 'deploy', 'create'))
       .next(onError(checkReady))
@@ -251,7 +264,7 @@ export class OnboardingWorkflow extends Construct {
         })
           .when(
             sfn.Condition.stringEquals('$.tenant.model', 'silo'),
-            seal.next(siloStartsFromArchive(this, onError, invite)),
+            seal.next(siloStartsFromArchive(this, onArchiveError, invite)),
           )
           .otherwise(fromArchive),
       );

@@ -13,7 +13,15 @@ const resources = t.toJSON().Resources as Record<
 >;
 const def = definitionOf(t.toJSON() as never);
 const states = def.States as Record<string, Record<string, unknown>>;
-const FAILURE_PATH = ['ReadFailureReason', 'MarkFailed', 'EmitOnboardingFailed', 'EmitOffboardingFailed'];
+const FAILURE_PATH = [
+  'ReadFailureReason',
+  'ReadArchiveFailureReason',
+  'MarkFailed',
+  'EmitOnboardingFailed',
+  'EmitOffboardingFailed',
+];
+/** Restores into a new tenant deploy nothing: their failure reason is read without the stack's events. */
+const FROM_ARCHIVE = /^(Restore(Pool|Bridge)Archive|Vouch\w+ArchiveFor\w+|RestoreHandedOver\w+)$/;
 /** A restore over a tenant's data has its own failure path: the tenant is thawed and serves again (never `failed`). */
 const RESTORE_STEPS = ['RestorePoolTenantOver', 'RestoreBridgeTenantOver'];
 const RESTORE_FAILURE_PATH: Record<string, string> = {
@@ -50,7 +58,11 @@ describe('onboarding pipeline', () => {
           {
             ErrorEquals: ['States.ALL'],
             ResultPath: '$.error',
-            Next: RESTORE_STEPS.includes(name) ? 'ReadRestoreFailureReason' : 'ReadFailureReason',
+            Next: RESTORE_STEPS.includes(name)
+              ? 'ReadRestoreFailureReason'
+              : FROM_ARCHIVE.test(name)
+                ? 'ReadArchiveFailureReason'
+                : 'ReadFailureReason',
           },
         ],
       });
@@ -63,9 +75,18 @@ describe('onboarding pipeline', () => {
       });
     }
     // The failure path's own steps catch into its next step or an end state, never back into it.
-    expect(states.ReadFailureReason.Catch).toEqual([
-      expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'GenericFailureReason' }),
-    ]);
+    for (const reason of ['ReadFailureReason', 'ReadArchiveFailureReason']) {
+      expect(states[reason].Catch).toEqual([
+        expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'GenericFailureReason' }),
+      ]);
+    }
+    // Every state that catches into the archive's reason is a restore into a new tenant.
+    expect(
+      Object.entries(states)
+        .filter(([, s]) => JSON.stringify(s.Catch ?? []).includes('"ReadArchiveFailureReason"'))
+        .map(([name]) => name)
+        .filter((name) => !FROM_ARCHIVE.test(name)),
+    ).toEqual([]);
     expect(states.MarkFailed.Catch).toEqual([
       expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: 'FailedUnrecorded' }),
     ]);

@@ -164,29 +164,22 @@ export async function expectApprovedHandover(
     );
   const state = vouchStateName(from, env.model);
   if (!deps.stateOutput) throw refuse(`the runner of ${env.ownStack} cannot read the workflow's history`);
-  let vouched:
-    | {
-        vouched?: {
-          sha256?: unknown;
-          handover?: unknown;
-          execution?: unknown;
-          tenantId?: unknown;
-          archive?: unknown;
-        };
-      }
-    | undefined;
+  // The state's output as the workflow leaves it: { ..., vouched: { sha256, handover, execution, tenantId, archive } }.
+  let v: Record<string, unknown> | undefined;
   try {
-    vouched = JSON.parse((await deps.stateOutput(execution, state)) ?? 'null');
+    const output = JSON.parse((await deps.stateOutput(execution, state)) ?? 'null') as {
+      vouched?: Record<string, unknown>;
+    } | null;
+    v = output?.vouched;
   } catch {
-    vouched = undefined;
+    v = undefined;
   }
-  const sha256 = vouched?.vouched?.sha256;
+  const sha256 = v?.sha256;
   if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) {
     throw refuse(
       `the execution's history has no digest from its ${state} task (the ${from} cell's runner answers it)`,
     );
   }
-  const v = vouched?.vouched;
   if (v?.execution !== execution || v?.tenantId !== tenantId || v?.archive !== archive) {
     throw refuse(
       `the ${from} cell's runner answered the execution's ${state} task for another request (${JSON.stringify(v?.execution)}, tenant ${JSON.stringify(v?.tenantId)}, archive ${JSON.stringify(v?.archive)})`,

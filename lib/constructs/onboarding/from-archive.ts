@@ -87,6 +87,29 @@ export function siloRunnersInvoke(scope: Construct): iam.PolicyStatement {
   });
 }
 
+/**
+ * The failure path of a restore into a new tenant: its reason is the runner's, read without the tenant stack's
+ * events (a restore deploys nothing; a retried onboarding's stack still lists its older failed deploy), then on
+ * to the onboarding's `markFailed` (or `generic` if even that read fails).
+ */
+export function archiveFailureCatch(
+  wf: OnboardingWorkflow,
+  generic: sfn.IChainable,
+  markFailed: sfn.IChainable,
+): Catching {
+  const reason = wf.step(
+    'ReadArchiveFailureReason',
+    { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack: false },
+    '$.failure',
+  );
+  reason.addCatch(generic, { resultPath: '$.failureOfFailure' });
+  reason.next(markFailed);
+  return <T extends sfn.TaskStateBase | sfn.CustomState>(state: T): T => {
+    state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
+    return state;
+  };
+}
+
 /** The onboarding's failure path for a task state (its catch-all). */
 export type Catching = <T extends sfn.TaskStateBase | sfn.CustomState>(state: T) => T;
 

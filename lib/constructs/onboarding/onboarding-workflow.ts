@@ -16,7 +16,13 @@ import {
   TenantPhase,
 } from '../../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, l1, logicalIdOf, partitionOf } from '../../nag';
-import { Catching, siloRunnersInvoke, siloStartsFromArchive, startsFromArchive } from './from-archive';
+import {
+  archiveFailureCatch,
+  Catching,
+  siloRunnersInvoke,
+  siloStartsFromArchive,
+  startsFromArchive,
+} from './from-archive';
 import { restoreOverStates } from './restore-over';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
@@ -211,19 +217,7 @@ export class OnboardingWorkflow extends Construct {
       state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
       return state;
     };
-    // A restore into a new tenant deploys nothing: its reason is the runner's, never an older failure among the
-    // stack's events (a retried onboarding's).
-    const archiveReason = this.step(
-      'ReadArchiveFailureReason',
-      { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack: false },
-      '$.failure',
-    );
-    archiveReason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
-    archiveReason.next(markFailed);
-    const onArchiveError: Catching = <T extends sfn.TaskStateBase | sfn.CustomState>(state: T): T => {
-      state.addCatch(archiveReason, { errors: ['States.ALL'], resultPath: '$.error' });
-      return state;
-    };
+    const onArchiveError = archiveFailureCatch(this, genericReason, markFailed);
 
     // Onboarding.
     const checkReady = this.step('CheckReady', {

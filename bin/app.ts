@@ -1,6 +1,7 @@
 import * as path from 'path';
 import { App } from 'aws-cdk-lib';
-import { TENANT_PHASES, TenantPhase } from '../contracts';
+import { IsolationModel, TENANT_PHASES, TenantPhase } from '../contracts';
+import { moveProblem } from '../lib/constructs/tenant-provisioning';
 import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
 import { buildFleet, FleetError } from '../lib/fleet';
 
@@ -28,10 +29,11 @@ try {
   // An onboarding pipeline adds the requested tenant (validated with the catalog's rules) and builds its stack.
   const request = context('tenantRequest');
   const restoreTenants: string[] = [];
+  const movingTenants: Record<string, IsolationModel> = {};
   let tenants = catalog.tenants;
   if (request !== undefined && request !== '') {
     const source = '-c tenantRequest';
-    let raw: { restore?: unknown } & Record<string, unknown>;
+    let raw: { restore?: unknown; movingTo?: unknown } & Record<string, unknown>;
     try {
       raw = typeof request === 'string' ? JSON.parse(request) : request;
     } catch (e) {
@@ -39,7 +41,9 @@ try {
         { code: 'invalid-document', message: `is not JSON (${(e as Error).message})` },
       ]);
     }
-    const { restore, ...entry } = raw;
+    // Beside the tenant's request as the registry keeps it, what this deploy does with it: bring back kept data
+    // (restore), or add its place in the cell it moves to (movingTo: the onboarding workflow's move).
+    const { restore, movingTo, ...entry } = raw;
     const { tenant, problems } = parseTenant(entry, 'the request');
     if (!tenant) throw new CatalogError(source, problems);
     // A catalog tenant's request (as the registry keeps it) is the catalog's own entry: nothing to add. Any
@@ -57,6 +61,11 @@ try {
     }
     if (!inCatalog) tenants = [...tenants, tenant];
     if (restore === true) restoreTenants.push(tenant.id);
+    if (movingTo !== undefined) {
+      const problem = moveProblem(tenant, movingTo);
+      if (problem) throw new FleetError(`${source}: movingTo: ${problem}`);
+      movingTenants[tenant.id] = movingTo as IsolationModel;
+    }
   }
   const phase = context('tenantPhase');
   if (phase !== undefined && !TENANT_PHASES.includes(phase as TenantPhase)) {
@@ -79,6 +88,7 @@ try {
       env: { account: process.env.CDK_DEFAULT_ACCOUNT || undefined, region },
       tenantPhase: phase as TenantPhase | undefined,
       restoreTenants,
+      movingTenants,
       apiArchitecture: architecture as 'arm64' | 'x86_64' | undefined,
       siloIpamPoolId: context('siloIpamPoolId'),
       domain: zoneId && zoneName ? { zoneId, zoneName } : undefined,

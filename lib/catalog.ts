@@ -34,6 +34,13 @@ export interface Tenant {
   readonly tier: TenantTier;
   /** Present for silo tenants only. */
   readonly silo?: SiloSettings;
+  /**
+   * The model the tenant was first provisioned in, when a move has since taken it to another (the move writes it
+   * into the tenant's request; never set it by hand). Its stack's tenant resource is `Tenant` in that model and
+   * `Tenant<Model>` in any other (tenantResourceId): CloudFormation cannot change a resource's type in place.
+   * @default - the tenant has always been in `model`
+   */
+  readonly firstModel?: IsolationModel;
 }
 
 /** A shared cell's entry in the catalog: it exists when a tenant uses it, or when it is named here. */
@@ -71,7 +78,7 @@ export const SHARED_VPC_CIDRS: Readonly<Record<'pool' | 'bridge', string>> = {
  */
 export const SILO_IPAM_CIDR = '10.128.0.0/9';
 
-const TENANT_FIELDS = new Set(['id', 'name', 'model', 'settings']);
+const TENANT_FIELDS = new Set(['id', 'name', 'model', 'settings', 'firstModel']);
 const SETTINGS_FIELDS = new Set([
   'deletionPolicy',
   'hostname',
@@ -285,6 +292,15 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
     );
   }
 
+  const firstModel = entry.firstModel;
+  if (firstModel !== undefined && !ISOLATION_MODELS.includes(firstModel as IsolationModel)) {
+    add(
+      'invalid-field',
+      'firstModel',
+      `field "firstModel" is ${JSON.stringify(firstModel)}: it is written by a move (the model the tenant was first provisioned in) and must be one of ${ISOLATION_MODELS.map((m) => `"${m}"`).join(', ')}; copy it unchanged from the registry's request (npm run fleet -- pull)`,
+    );
+  }
+
   const settings = entry.settings ?? {};
   if (!isObject(settings)) {
     add('invalid-field', 'settings', 'field "settings" must be an object');
@@ -351,6 +367,10 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
       hostname: hostname as string,
       tier: tier as TenantTier,
       ...(silo ? { silo } : {}),
+      // The same as the model says nothing: the tenant has not moved away from it.
+      ...(firstModel !== undefined && firstModel !== model
+        ? { firstModel: firstModel as IsolationModel }
+        : {}),
     },
   };
 }
@@ -452,5 +472,11 @@ export function tenantRequestOf(t: Tenant): string {
     if (t.silo.vpcCidr) settings.vpcCidr = t.silo.vpcCidr;
     if (t.silo.restoredFromSnapshot) settings.restoredFromSnapshot = t.silo.restoredFromSnapshot;
   }
-  return JSON.stringify({ id: t.id, name: t.name, model: t.model, settings });
+  return JSON.stringify({
+    id: t.id,
+    name: t.name,
+    model: t.model,
+    ...(t.firstModel ? { firstModel: t.firstModel } : {}),
+    settings,
+  });
 }

@@ -46,6 +46,12 @@ export interface FleetOptions {
    * @default - none
    */
   readonly restoreTenants?: readonly string[];
+  /**
+   * Tenants being moved, and the model each moves to (the onboarding workflow's move deploy): each one's stack adds
+   * its place in that cell beside the one it has.
+   * @default - none
+   */
+  readonly movingTenants?: Readonly<Record<string, IsolationModel>>;
   /** @default 'arm64' */
   readonly apiArchitecture?: ApiArchitecture;
   /** @default - the Platform stack creates an IPAM and a pool */
@@ -170,11 +176,14 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
       phase: options.tenantPhase,
       domain: options.domain,
       restore: options.restoreTenants?.includes(t.id),
+      movingTo: options.movingTenants?.[t.id],
       description: `Tenant ${t.id} (${t.model})`,
     });
     stack.addStackDependency(platform, 'reads the registry, the image and the address pool from SSM');
-    const sharedCell = sharedCells[t.model];
-    if (sharedCell) stack.addStackDependency(sharedCell, `calls the ${t.model} provisioner`);
+    for (const model of [t.model, options.movingTenants?.[t.id]]) {
+      const sharedCell = model && sharedCells[model];
+      if (sharedCell) stack.addStackDependency(sharedCell, `calls the ${model} provisioner`);
+    }
     tag(stack, t.id, t.model, t.silo?.profile ?? 'shared-cell');
     return stack;
   });

@@ -3,7 +3,7 @@ import { CustomResource, Duration, Fn } from 'aws-cdk-lib';
 import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { CatalogError, parseTenant, Tenant, tenantRequestOf } from '../catalog';
-import { PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
+import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
 import { ApiImage, ApiImageRef } from './api-image';
 import { Cell, SCHEMA_VERSION } from './cell';
 import { siloProfile } from '../silo-profiles';
@@ -14,6 +14,29 @@ export const TENANT_RESOURCE_TYPES = {
   pool: PROVISIONER_RESOURCE_TYPES.pool,
   bridge: PROVISIONER_RESOURCE_TYPES.bridge,
 } as const;
+
+/**
+ * The logical id of a tenant's provisioning resource in its stack: `Tenant` in the model the tenant was first
+ * provisioned in, `Tenant<Model>` in any other. CloudFormation refuses a template that changes a resource's type
+ * under the same id ("Update of resource type is not permitted"), and a custom resource's ServiceToken cannot
+ * change either, so a move between models adds the destination's resource beside the source's under its own id,
+ * and the source's goes in a later deploy. Every tenant that never moved keeps `Tenant`, as before.
+ */
+export function tenantResourceId(model: IsolationModel, firstModel: IsolationModel = model): string {
+  return model === firstModel ? 'Tenant' : `Tenant${model[0].toUpperCase()}${model.slice(1)}`;
+}
+
+/** The models a move between them is built for in AWS so far (a silo's whole cell is not yet). */
+const MOVABLE_MODELS: readonly unknown[] = ['pool', 'bridge'];
+
+/** Why `t` cannot be moved to `to` in AWS, or undefined when it can. */
+export function moveProblem(t: Tenant, to: unknown): string | undefined {
+  if (to === t.model) return `tenant "${t.id}" is already a ${t.model} tenant: nothing to move`;
+  if (!MOVABLE_MODELS.includes(t.model) || !MOVABLE_MODELS.includes(to)) {
+    return `tenant "${t.id}": a move from ${t.model} to ${JSON.stringify(to)} is not built in AWS: a move goes between the pool and bridge cells (into a silo: onboard a new tenant from an archive, README "A new tenant from the other shared cell's archive, or a new silo")`;
+  }
+  return undefined;
+}
 
 /** A Route 53 hosted zone the platform engineer names: every tenant gets `<hostname>.<zoneName>`. */
 export interface TenantDomain {
@@ -49,6 +72,14 @@ export interface TenantProvisioningProps {
    * @default false - a retired tenant is never provisioned again
    */
   readonly restore?: boolean;
+  /**
+   * The tenant is being moved to this model (the onboarding workflow's `move`): the stack keeps the tenant's
+   * resource exactly as it is and adds the destination cell's beside it, which provisions the tenant's empty place
+   * there (the provisioner sees the move in the registry and records nothing). The move's last deploy builds the
+   * tenant in its new model only, which retires the source's place with its data kept.
+   * @default - not moving
+   */
+  readonly movingTo?: IsolationModel;
 }
 
 /**
@@ -78,6 +109,8 @@ export class TenantProvisioning extends Construct {
   /** Silo only: the tenant's own cell. */
   readonly cell?: Cell;
   readonly tenantResource: CustomResource;
+  /** While the tenant moves (`movingTo`): its resource in the destination cell. */
+  readonly destinationResource?: CustomResource;
   /** The tenant's DNS name, when the fleet has a domain. */
   readonly hostName?: string;
 
@@ -85,6 +118,8 @@ export class TenantProvisioning extends Construct {
     super(scope, id);
     const t = props.tenant;
     this.tenant = t;
+    const moving = props.movingTo !== undefined && moveProblem(t, props.movingTo);
+    if (moving) throw new Error(`TenantProvisioning ${id}: ${moving}`);
     let serviceToken: string;
     if (t.model === 'silo') {
       if (!t.silo) throw new Error(`TenantProvisioning ${id}: silo tenant "${t.id}" has no silo settings`);
@@ -123,23 +158,17 @@ export class TenantProvisioning extends Construct {
         ssmNames.provisionerServiceToken(t.model),
       );
     }
-    this.tenantResource = new CustomResource(this, 'Tenant', {
-      serviceToken,
-      resourceType: TENANT_RESOURCE_TYPES[t.model],
-      // A new SchemaVersion (a new migration in db/migrations) makes CloudFormation send an Update, which
-      // brings this tenant's schema up to date: a fleet-wide upgrade is `cdk deploy --all`.
-      properties: {
-        TenantId: t.id,
-        Name: t.name,
-        Model: t.model,
-        DeletionPolicy: t.deletionPolicy,
-        SchemaVersion: SCHEMA_VERSION,
-        // The tenant as the registry keeps it: the registry is the fleet's source of truth.
-        Request: tenantRequestOf(t),
-        ...(props.restore ? { Restore: 'true' } : {}),
-      },
-    });
+    this.tenantResource = tenantResource(this, t, serviceToken, props.restore);
     if (this.cell) this.tenantResource.node.addDependency(this.cell.bootstrap);
+    if (props.movingTo !== undefined) {
+      // A shared cell (moveProblem refused anything else above).
+      const to = props.movingTo as 'pool' | 'bridge';
+      this.destinationResource = tenantResource(
+        this,
+        movedTo(t, to),
+        ssm.StringParameter.valueForStringParameter(this, ssmNames.provisionerServiceToken(to)),
+      );
+    }
 
     if (props.domain) {
       this.hostName = `${t.hostname}.${props.domain.zoneName}`;
@@ -162,4 +191,36 @@ export class TenantProvisioning extends Construct {
       });
     }
   }
+}
+
+/** The tenant as it is once moved to `to` (what a move's switch keeps as its request). */
+export function movedTo(t: Tenant, to: IsolationModel): Tenant {
+  const { firstModel, ...rest } = t;
+  const first = firstModel ?? t.model;
+  return { ...rest, model: to, ...(first !== to ? { firstModel: first } : {}) };
+}
+
+/** The custom resource that provisions `t` in its model's cell (its logical id: tenantResourceId). */
+function tenantResource(
+  scope: Construct,
+  t: Tenant,
+  serviceToken: string,
+  restore?: boolean,
+): CustomResource {
+  return new CustomResource(scope, tenantResourceId(t.model, t.firstModel), {
+    serviceToken,
+    resourceType: TENANT_RESOURCE_TYPES[t.model],
+    // A new SchemaVersion (a new migration in db/migrations) makes CloudFormation send an Update, which
+    // brings this tenant's schema up to date: a fleet-wide upgrade is `cdk deploy --all`.
+    properties: {
+      TenantId: t.id,
+      Name: t.name,
+      Model: t.model,
+      DeletionPolicy: t.deletionPolicy,
+      SchemaVersion: SCHEMA_VERSION,
+      // The tenant as the registry keeps it: the registry is the fleet's source of truth.
+      Request: tenantRequestOf(t),
+      ...(restore ? { Restore: 'true' } : {}),
+    },
+  });
 }

@@ -88,7 +88,7 @@ describe('tenant catalog', () => {
       { id: 'hooli', name: 'Hooli', model: 'shared' },
     ]);
     expect(problems).toEqual([
-      'tenant "acme": unknown field "plan": allowed fields are id, name, model, settings',
+      'tenant "acme": unknown field "plan": allowed fields are id, name, model, settings, firstModel',
       'tenant "globex": unknown field "settings.colour": allowed settings are deletionPolicy, hostname, tier, profile, instanceClass, multiAz, backupRetentionDays, vpcCidr, restoredFromSnapshot',
       'tenant "hooli": field "model" is "shared": use one of "silo", "pool", "bridge"',
     ]);
@@ -205,13 +205,29 @@ describe('tenant catalog', () => {
         tenants: [
           silo('northwind', { vpcCidr: '10.16.0.0/20', multiAz: false }),
           pool('acme', { settings: { hostname: 'ac' } }),
+          { id: 'moved', name: 'Moved', model: 'bridge', firstModel: 'pool' },
         ],
       },
       'c',
     );
+    expect(tenants[2].firstModel).toBe('pool');
     for (const t of tenants) {
       expect(parseCatalog({ tenants: [JSON.parse(tenantRequestOf(t))] }, 'r').tenants[0]).toEqual(t);
     }
+  });
+
+  test("firstModel (written by a move) must name a model, and says nothing when it is the tenant's model", () => {
+    expect(() =>
+      parseCatalog({ tenants: [{ id: 'acme', name: 'Acme', model: 'bridge', firstModel: 'shared' }] }, 'c'),
+    ).toThrow(
+      'tenant "acme": field "firstModel" is "shared": it is written by a move (the model the tenant was first provisioned in) and must be one of "silo", "pool", "bridge"; copy it unchanged from the registry\'s request (npm run fleet -- pull)',
+    );
+    const [same] = parseCatalog(
+      { tenants: [{ id: 'acme', name: 'Acme', model: 'pool', firstModel: 'pool' }] },
+      'c',
+    ).tenants;
+    expect(same.firstModel).toBeUndefined();
+    expect(JSON.parse(tenantRequestOf(same))).not.toHaveProperty('firstModel');
   });
 
   test('reports every problem at once, and names the file', () => {

@@ -109,4 +109,40 @@ describe('cdk synth from the command line', () => {
     expect(same.status).toBe(0);
     expect(same.templates).toContain('Tenant-acme.template.json');
   });
+
+  test("-c tenantRequest with movingTo (a move deploy) adds the destination cell's resource beside the source's", () => {
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'cdk-out-'));
+    const r = spawnSync(
+      path.join(REPO_ROOT, 'node_modules', '.bin', 'cdk'),
+      [
+        'synth',
+        '--quiet',
+        '-o',
+        out,
+        '-c',
+        'tenant=initrode',
+        '-c',
+        'tenantRequest={"id":"initrode","name":"Initrode","model":"bridge","movingTo":"pool"}',
+        'Tenant-initrode',
+      ],
+      { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, CDK_DEFAULT_ACCOUNT: '' } },
+    );
+    expect(r.status).toBe(0);
+    const t = JSON.parse(fs.readFileSync(path.join(out, 'Tenant-initrode.template.json'), 'utf8')) as {
+      Resources: Record<string, { Type: string }>;
+    };
+    expect(t.Resources.Tenant.Type).toBe('Custom::BridgeTenant');
+    expect(t.Resources.TenantPool.Type).toBe('Custom::PoolTenant');
+    const silo = cdkSynth([
+      '-c',
+      'tenant=initrode',
+      '-c',
+      'tenantRequest={"id":"initrode","name":"Initrode","model":"bridge","movingTo":"silo"}',
+    ]);
+    expect(silo.status).not.toBe(0);
+    expect(silo.stderr).toContain(
+      '-c tenantRequest: movingTo: tenant "initrode": a move from bridge to "silo" is not built in AWS',
+    );
+    expect(silo.templates).toEqual([]);
+  });
 });

@@ -4,6 +4,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { CatalogError } from '../../lib/catalog';
 import { TenantProvisioning } from '../../lib/constructs/tenant-provisioning';
 import { newApp } from './fleet-helpers';
+import { refusedUpdate, TemplateJson, updatePlan } from '../helpers/cfn-update';
 
 describe('TenantProvisioning', () => {
   test('turns a single onboarding request into a tenant stack, as a pipeline does', () => {
@@ -36,5 +37,73 @@ describe('TenantProvisioning', () => {
     ).toThrow(
       'onboarding request: the tenant catalog has 1 problem:\n  - tenant "acme": field "settings.multiAz" applies to silo tenants only',
     );
+  });
+});
+
+describe('a move between the pool and bridge cells, as the deploys CloudFormation runs', () => {
+  /** The tenant stack's template for one request (as the registry keeps it), optionally moving. */
+  const templateOf = (
+    request: Record<string, unknown>,
+    movingTo?: 'pool' | 'bridge' | 'silo',
+  ): TemplateJson => {
+    const app = newApp();
+    const stack = new Stack(app, 'Tenant-acme', { env: { region: 'us-east-1' } });
+    const tenant = TenantProvisioning.tenantFrom(request, 'request');
+    new TenantProvisioning(stack, 'Default', { tenant, ...(movingTo ? { movingTo } : {}) });
+    return Template.fromStack(stack).toJSON() as TemplateJson;
+  };
+  const pool = { id: 'acme', name: 'Acme', model: 'pool' };
+  const bridgeAfter = { id: 'acme', name: 'Acme', model: 'bridge', firstModel: 'pool' };
+
+  test('the move deploy adds the destination beside an untouched source; the last deploy only removes the source', () => {
+    const before = templateOf(pool);
+    const during = templateOf(pool, 'bridge');
+    const after = templateOf(bridgeAfter);
+    expect(refusedUpdate(before, during)).toEqual([]);
+    // The source's resource is not even updated: its provisioner is not called.
+    expect(updatePlan(before, during)).toEqual({ created: ['TenantBridge'], deleted: [], updated: [] });
+    expect(during.Resources.Tenant.Type).toBe('Custom::PoolTenant');
+    expect(during.Resources.TenantBridge).toMatchObject({
+      Type: 'Custom::BridgeTenant',
+      Properties: {
+        TenantId: 'acme',
+        Model: 'bridge',
+        Request: JSON.stringify({ ...bridgeAfter, settings: { deletionPolicy: 'retain' } }),
+      },
+    });
+    expect(refusedUpdate(during, after)).toEqual([]);
+    expect(updatePlan(during, after)).toEqual({ created: [], deleted: ['Tenant'], updated: [] });
+    // A rollback before the switch removes the destination's resource and leaves the source as it was.
+    expect(refusedUpdate(during, before)).toEqual([]);
+    expect(updatePlan(during, before)).toEqual({ created: [], deleted: ['TenantBridge'], updated: [] });
+  });
+
+  test('and back: the tenant in its first model again is the stack it started as', () => {
+    const during = templateOf(bridgeAfter, 'pool');
+    const back = templateOf({ ...bridgeAfter, model: 'pool' });
+    expect(refusedUpdate(templateOf(bridgeAfter), during)).toEqual([]);
+    expect(updatePlan(templateOf(bridgeAfter), during)).toEqual({
+      created: ['Tenant'],
+      deleted: [],
+      updated: [],
+    });
+    expect(updatePlan(during, back)).toEqual({ created: [], deleted: ['TenantBridge'], updated: [] });
+    expect(back).toEqual(templateOf(pool));
+  });
+
+  test('a model changed in place (the catalog edited) is what CloudFormation refuses', () => {
+    expect(refusedUpdate(templateOf(pool), templateOf({ ...pool, model: 'bridge' }))).toEqual([
+      'Tenant: Update of resource type is not permitted (Custom::PoolTenant -> Custom::BridgeTenant)',
+    ]);
+  });
+
+  test('a move to the same model, out of a silo or into one is refused with the way that exists', () => {
+    expect(() => templateOf(pool, 'pool')).toThrow('tenant "acme" is already a pool tenant: nothing to move');
+    expect(() => templateOf(pool, 'silo')).toThrow(
+      'tenant "acme": a move from pool to "silo" is not built in AWS: a move goes between the pool and bridge cells (into a silo: onboard a new tenant from an archive',
+    );
+    expect(() =>
+      templateOf({ id: 'acme', name: 'Acme', model: 'silo', settings: { vpcCidr: '10.20.0.0/20' } }, 'pool'),
+    ).toThrow('a move from silo to "pool" is not built in AWS');
   });
 });

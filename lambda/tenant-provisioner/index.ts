@@ -11,6 +11,10 @@
  * Every request is idempotent. A failure throws with its reason (the provider framework fails the resource at
  * once, so the stack fails fast) after recording it in the tenant registry. Delete keeps tenant data unless
  * DeletionPolicy is "destroy". An offboarded tenant is provisioned again only with Restore "true".
+ * A tenant that moves between the pool and bridge cells (registry `moving`, `movingTo`) is the move's: the
+ * destination's Create builds its empty place and its Delete (a rollback) removes that copy, the source's Delete
+ * keeps its data, and neither writes the registry; a resource of a cell the registry no longer places the tenant
+ * in is refused on Create and Update and kept on Delete (placementOf).
  */
 import type { CloudFormationCustomResourceEvent, CloudFormationCustomResourceResponse } from 'aws-lambda';
 import type { Client } from 'pg';
@@ -19,7 +23,15 @@ import { dataModel } from '../../db/models';
 import { deleteTenantArchives } from './archives';
 import { connect, contextKey } from './connection';
 import { isFleetEvent } from './fleet';
-import { recordDone, recordFailure, recordOffboarded, recordStart } from './registry';
+import {
+  Placement,
+  placementOf,
+  readTenant,
+  recordDone,
+  recordFailure,
+  recordOffboarded,
+  recordStart,
+} from './registry';
 import { Env, parseRequest, ProvisioningInputError, readEnv, Request } from './request';
 
 export { connectionConfig } from './connection';
@@ -50,22 +62,36 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
 
   const tenantLabel = request.tenantId ? ` for tenant "${request.tenantId}"` : '';
   const create = event.RequestType === 'Create';
-  log('request', { requestType: event.RequestType, resourceType: event.ResourceType, ...request });
-  if (request.kind === 'tenant' && event.RequestType !== 'Delete') await recordStart(env, request, create);
+  // A tenant moving between models (or moved) changes what this cell's resource of it means (placementOf).
+  const placement: Placement =
+    request.kind === 'tenant' ? placementOf(await readTenant(env, request.tenantId!), env.model) : 'own';
+  log('request', { requestType: event.RequestType, resourceType: event.ResourceType, placement, ...request });
+  if (placement === 'elsewhere' && event.RequestType !== 'Delete') {
+    throw new ProvisioningInputError(
+      `${event.ResourceType} ${event.RequestType}${tenantLabel} refused: the registry places the tenant in another cell than this ${env.model} cell, so this is not its stack's current definition; nothing was changed: deploy its stack from its request as the registry keeps it (npm run fleet -- pull), or move it with npm run request -- move`,
+    );
+  }
+  // The registry is this provisioner's to write for a tenant of its own cell only: a move's destination and a
+  // left-behind place belong to the move (the workflow writes the tenant's model, schema and status at its switch).
+  const records = request.kind === 'tenant' && (placement === 'own' || placement === 'source');
+  if (records && event.RequestType !== 'Delete') await recordStart(env, request, create);
   let client: Client | undefined;
   try {
     client = await connect(env, log);
     const connected = client;
-    const data = await withLockRetries(() => carryOut(env, connected, event.RequestType, request), log);
-    if (request.kind === 'tenant') {
-      if (event.RequestType === 'Delete') await recordOffboarded(env, request, data.Schema);
-      else await recordDone(env, request, data.Schema, create);
+    const data = await withLockRetries(
+      () => carryOut(env, connected, event.RequestType, request, placement),
+      log,
+    );
+    if (records) {
+      if (event.RequestType !== 'Delete') await recordDone(env, request, data.Schema, create);
+      else if (placement === 'own') await recordOffboarded(env, request, data.Schema);
     }
     log('done', { physicalId: request.physicalId, ...data });
     return { PhysicalResourceId: request.physicalId, Data: data };
   } catch (e) {
     const reason = `${event.RequestType}: ${(e as Error).message}`;
-    if (request.kind === 'tenant' && event.RequestType !== 'Delete') {
+    if (records && event.RequestType !== 'Delete') {
       await recordFailure(env, request, reason, create).catch((recordError) =>
         log('could not record the failure in the registry', { error: String(recordError) }),
       );
@@ -86,6 +112,7 @@ async function carryOut(
   client: Client,
   requestType: CloudFormationCustomResourceEvent['RequestType'],
   r: Request,
+  placement: Placement,
 ): Promise<Record<string, string>> {
   const version = r.schemaVersion;
   if (r.kind === 'bootstrap') {
@@ -98,10 +125,15 @@ async function carryOut(
   const id = r.tenantId!;
   const model = dataModel(r.model);
   if (requestType === 'Delete') {
-    await model.offboard(client, id, r.deletionPolicy, {});
+    // During or after a move, the tenant's data is not this resource's to destroy: a move's destination being
+    // rolled back holds only a copy of the frozen source, which still serves the tenant (removed); a source or a
+    // place a move left behind is kept, unreachable, whatever the tenant's deletion policy (its kept copy).
+    const policy =
+      placement === 'own' ? r.deletionPolicy : placement === 'destination' ? 'destroy' : 'retain';
+    await model.offboard(client, id, policy, {});
     // Destroyed means every copy: its archives in the cell's bucket go too (after the data, so a failure here
     // leaves the archives of a tenant whose data is already gone, and the retried Delete finishes the job).
-    if (r.deletionPolicy === 'destroy' && env.archiveBucket) {
+    if (placement === 'own' && r.deletionPolicy === 'destroy' && env.archiveBucket) {
       const n = await deleteTenantArchives(env.archiveBucket, id);
       log('archives deleted', { tenantId: id, bucket: env.archiveBucket, versions: n });
     }

@@ -4,9 +4,17 @@
  * the onboarding workflow (which holds the tenant's lock while it works), or, for a tenant deployed straight from
  * the catalog with `cdk deploy`, this provisioner, which writes status only on an item nobody holds.
  */
-import { ConditionalCheckFailedException, DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import {
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  GetItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import {
+  IsolationModel,
+  REGISTRY_KEY,
   RegistryCondition,
+  registryItemFromAttributes,
   RegistryField,
   RegistryItem,
   registryUpdate,
@@ -122,4 +130,37 @@ export async function recordOffboarded(env: Env, r: Request, schema: string): Pr
     unlocked: true,
     statusIn: ['provisioning', 'active', 'failed'],
   });
+}
+
+/**
+ * What this cell's resource of a tenant is while the tenant moves between models, or after it moved (registry):
+ * - `destination`: the tenant is `moving` to this cell: its place here is being built or, on a rollback, removed;
+ * - `source`: the tenant is `moving` away from this cell, where it is served until the move's switch;
+ * - `elsewhere`: the registry places the tenant in another cell: this cell's place is what a move left behind;
+ * - `own`: none of these (no move, or a tenant the registry does not know yet).
+ */
+export type Placement = 'own' | 'destination' | 'source' | 'elsewhere';
+
+export function placementOf(
+  item: Pick<RegistryItem, 'model' | 'status' | 'movingTo'> | undefined,
+  cell: IsolationModel,
+): Placement {
+  if (!item) return 'own';
+  const moving = item.status === 'moving' && item.movingTo !== undefined && item.movingTo !== item.model;
+  if (moving && item.movingTo === cell) return 'destination';
+  if (item.model !== cell) return 'elsewhere';
+  return moving ? 'source' : 'own';
+}
+
+/** The tenant's registry item, read consistently (a move's status is written just before its deploy). */
+export async function readTenant(env: Env, tenantId: string): Promise<RegistryItem | undefined> {
+  dynamo ??= new DynamoDBClient({});
+  const r = await dynamo.send(
+    new GetItemCommand({
+      TableName: env.registryTable,
+      Key: { [REGISTRY_KEY]: { S: tenantId } },
+      ConsistentRead: true,
+    }),
+  );
+  return registryItemFromAttributes(r.Item);
 }

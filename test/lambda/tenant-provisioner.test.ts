@@ -466,6 +466,131 @@ describe('tenant provisioner handler: bridge cell', () => {
   });
 });
 
+describe('tenant provisioner handler: a tenant moving between the pool and bridge cells', () => {
+  // Each cell's database is bootstrapped by the describe blocks above (jest runs them in order, in one process).
+  const MOVE = 'arn:aws:states:us-east-1:111122223333:execution:tenantforge-onboarding:move_pool_x';
+  const bridgeRequest = (id: string) =>
+    JSON.stringify({
+      id,
+      name: `${id} Inc`,
+      model: 'bridge',
+      firstModel: 'pool',
+      settings: { deletionPolicy: 'retain' },
+    });
+  const inCell = async <T>(model: 'pool' | 'bridge', work: () => Promise<T>): Promise<T> => {
+    useCell(model, model === 'pool' ? poolDb : bridgeDb);
+    return work();
+  };
+  const poolStatus = async (id: string) => {
+    const master = await poolDb.master();
+    try {
+      // (Its registration is visible to the tables' owner; destroyed, it is gone with the rows.)
+      await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+      const r = await master.query<{ status: string }>(
+        'SELECT status FROM tenancy.pool_tenants WHERE tenant_id = $1',
+        [id],
+      );
+      await master.query('ROLLBACK');
+      return r.rows[0]?.status;
+    } finally {
+      await master.end();
+    }
+  };
+  const bridgeSchemaExists = async (id: string) => {
+    const master = await bridgeDb.master();
+    try {
+      const r = await master.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [`t_${id}`]);
+      return r.rowCount === 1;
+    } finally {
+      await master.end();
+    }
+  };
+  const bridgeEvent = (type: 'Create' | 'Delete', id: string) =>
+    cfnEvent(type, 'Custom::BridgeTenant', bridgeTenant(id, { Request: bridgeRequest(id) }), {
+      physicalId: `tenant-bridge-${id}`,
+    });
+
+  beforeAll(async () => {
+    await moto.resetRegistry();
+  });
+
+  test("the destination's Create builds the empty place and its rollback Delete removes it, the registry untouched", async () => {
+    await inCell('pool', () => handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('wonka'))));
+    const active = await moto.get('wonka');
+    expect(active).toMatchObject({ status: 'active', model: 'pool' });
+    await moto.put({ ...active!, status: 'moving', movingTo: 'bridge', lock: MOVE });
+    const moving = await moto.get('wonka');
+
+    const created = await inCell('bridge', () => handler(bridgeEvent('Create', 'wonka')));
+    expect(created.Data).toMatchObject({ TenantId: 'wonka', Schema: 't_wonka' });
+    expect(await bridgeSchemaExists('wonka')).toBe(true);
+    // Nothing written: the registry still places the tenant in pool, moving, held by the move.
+    expect(await moto.get('wonka')).toEqual(moving);
+
+    // A rollback: the stack's deletion policy says retain, but this place holds only a copy of the frozen source.
+    await inCell('bridge', () => handler(bridgeEvent('Delete', 'wonka')));
+    expect(await bridgeSchemaExists('wonka')).toBe(false);
+    expect(await moto.get('wonka')).toEqual(moving);
+    expect(await poolStatus('wonka')).toBe('active');
+  });
+
+  test("once switched, the old cell's resource is refused on Create and Update and kept on Delete, whatever its policy", async () => {
+    await inCell('bridge', () => handler(bridgeEvent('Create', 'wonka')));
+    const moving = await moto.get('wonka');
+    // The move's switch (the workflow's write).
+    await moto.put({
+      ...moving!,
+      model: 'bridge',
+      status: 'active',
+      schema: 't_wonka',
+      request: bridgeRequest('wonka'),
+      movingTo: undefined,
+      lock: undefined,
+      keptCopy: 'pool',
+    });
+    const switched = await moto.get('wonka');
+    const refusal =
+      "refused: the registry places the tenant in another cell than this pool cell, so this is not its stack's current definition; nothing was changed";
+    await inCell('pool', async () => {
+      await expect(handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('wonka')))).rejects.toThrow(
+        `Custom::PoolTenant Create for tenant "wonka" ${refusal}`,
+      );
+      await expect(
+        handler(
+          cfnEvent('Update', 'Custom::PoolTenant', poolTenant('wonka'), {
+            physicalId: 'tenant-pool-wonka',
+            old: poolTenant('wonka', { Name: 'Old' }),
+          }),
+        ),
+      ).rejects.toThrow(`Custom::PoolTenant Update for tenant "wonka" ${refusal}`);
+      // The move's last deploy drops the source's resource: its data stays, kept and unreachable.
+      await handler(
+        cfnEvent('Delete', 'Custom::PoolTenant', poolTenant('wonka', { DeletionPolicy: 'destroy' }), {
+          physicalId: 'tenant-pool-wonka',
+        }),
+      );
+    });
+    expect(await poolStatus('wonka')).toBe('offboarded');
+    expect(await bridgeSchemaExists('wonka')).toBe(true);
+    expect(await moto.get('wonka')).toEqual(switched);
+  });
+
+  test("the source's Delete while the move holds the tenant keeps its data and writes nothing", async () => {
+    await inCell('pool', () => handler(cfnEvent('Create', 'Custom::PoolTenant', poolTenant('slugworth'))));
+    await moto.put({ ...(await moto.get('slugworth'))!, status: 'moving', movingTo: 'bridge', lock: MOVE });
+    const moving = await moto.get('slugworth');
+    await inCell('pool', () =>
+      handler(
+        cfnEvent('Delete', 'Custom::PoolTenant', poolTenant('slugworth', { DeletionPolicy: 'destroy' }), {
+          physicalId: 'tenant-pool-slugworth',
+        }),
+      ),
+    );
+    expect(await poolStatus('slugworth')).toBe('offboarded');
+    expect(await moto.get('slugworth')).toEqual(moving);
+  });
+});
+
 describe('connection security', () => {
   test('connects with TLS and verifies the server certificate and host name by default', () => {
     const config = provisioner.connectionConfig(

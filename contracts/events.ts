@@ -17,3 +17,9 @@ export const RESTORE_DETAIL_TYPES = {
   restored: 'TenantRestored',
   restoreFailed: 'TenantRestoreFailed',
 } as const;
+
+/** A move between the pool and bridge cells (an approver's `move` request): done, or failed and rolled back. */
+export const MOVE_DETAIL_TYPES = {
+  moved: 'TenantMoved',
+  moveFailed: 'TenantMoveFailed',
+} as const;

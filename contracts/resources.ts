@@ -57,6 +57,15 @@ export function vouchStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 
 }
 
 /**
+ * The move workflow's state in which the source cell's runner freezes and exports the tenant and answers with the
+ * archive's digest and a link to it (the destination's runner reads that answer from the execution's history).
+ */
+export function moveOutStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge'): string {
+  const title = (m: string) => m.charAt(0).toUpperCase() + m.slice(1);
+  return `MoveOut${title(from)}To${title(to)}`;
+}
+
+/**
  * The name the onboarding entry gives a request's execution: `<action>_<model>_<tenant mark>_<tenant id, cut>-<ms>-<random>`
  * (at most 80 characters). Tenant ids hold no `_`, so IAM patterns can name one tenant's executions
  * (`*_<model>_<mark>_*`), or one model's onboardings (`onboard_<model>_*`), without matching any other's.

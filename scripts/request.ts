@@ -4,8 +4,9 @@
  *                      [--url <entry URL>]
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
  *   npm run request -- restore --tenant <id> --from <archive key> | --abandon [--url <entry URL>]
+ *   npm run request -- move --tenant <id> --to <pool|bridge> [--url <entry URL>]
  *
- * Sends an onboarding, offboarding or restore request to the Onboarding stack's entry with your AWS credentials (the usual
+ * Sends an onboarding, offboarding, restore or move request to the Onboarding stack's entry with your AWS credentials (the usual
  * chain: AWS_PROFILE, the AWS_* variables, SSO, an instance role). It proves who you are twice: the HTTP request is
  * signed for the function URL (AWS_IAM), and it carries a signed STS GetCallerIdentity request bound to this
  * request's payload, which the entry sends to STS (lambda/onboarding-entry/caller-proof.ts). The URL is --url,
@@ -125,12 +126,14 @@ const USAGE =
   '       npm run request -- restore --tenant <id> --from <archive key> [--url <entry URL>]   (approvers: restores one of the\n' +
   "         tenant's own archives over its data; what it holds is exported first)\n" +
   '       npm run request -- restore --tenant <id> --abandon [--url <entry URL>]   (approvers: thaws a tenant a failed restore\n' +
-  '         left frozen; it serves again with the data it has)';
+  '         left frozen; it serves again with the data it has)\n' +
+  '       npm run request -- move --tenant <id> --to <pool|bridge> [--url <entry URL>]   (approvers: moves a pool or bridge\n' +
+  '         tenant with its data to the other shared cell; it answers 503 meanwhile)';
 
 async function main(): Promise<number> {
   const [action, ...args] = process.argv.slice(2);
   const tenantId = flag(args, 'tenant');
-  if ((action !== 'onboard' && action !== 'offboard' && action !== 'restore') || !tenantId) {
+  if (!['onboard', 'offboard', 'restore', 'move'].includes(action) || !tenantId) {
     console.error(USAGE);
     return 2;
   }
@@ -138,6 +141,10 @@ async function main(): Promise<number> {
     console.error(
       `request: restore needs --from <archive key> (npm run tenant -- export --aws printed it), or --abandon alone\n${USAGE}`,
     );
+    return 2;
+  }
+  if (action === 'move' && flag(args, 'to') === undefined) {
+    console.error(`request: move needs --to <pool|bridge>\n${USAGE}`);
     return 2;
   }
   let settings: unknown;
@@ -171,7 +178,9 @@ async function main(): Promise<number> {
           args.includes('--abandon')
           ? { tenantId, abandon: true }
           : { tenantId, from: flag(args, 'from') }
-        : { tenantId };
+        : action === 'move'
+          ? { tenantId, to: flag(args, 'to') }
+          : { tenantId };
   const url = await entryUrl(args);
   const region = /\.lambda-url\.([a-z0-9-]+)\.on\.aws/.exec(new URL(url).hostname)?.[1];
   if (!region)

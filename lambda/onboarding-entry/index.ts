@@ -1,5 +1,5 @@
 /**
- * The onboarding entry: the one way to ask for an onboarding, an offboarding, or a restore over a tenant's data. A Lambda function URL with IAM
+ * The onboarding entry: the one way to ask for an onboarding, an offboarding, a restore over a tenant's data or a move between cells. A Lambda function URL with IAM
  * authentication whose resource policy admits only the principals the platform engineer names. The function
  * does not trust the identity in its event (anyone allowed lambda:InvokeFunction could write one): the request
  * carries a signed STS GetCallerIdentity request bound to its payload, and STS states who the caller is
@@ -8,6 +8,7 @@
  *   POST { "payload": "<JSON: { action: onboard | offboard, request: { tenantId, name, model, settings,
  *          adminEmail, restore, restoreFrom, restoreFromModel } }>", "proof": { url, headers, body } }
  *   POST { "payload": "<JSON: { action: restore, request: { tenantId, from } }>", "proof": ... }
+ *   POST { "payload": "<JSON: { action: move, request: { tenantId, to } }>", "proof": ... }
  *
  * A request within the catalog rules may come from a named requester; one outside them (a large instance
  * class, a disposable tenant, a single-AZ silo, an archive to start from or to restore over its data) only from a
@@ -25,7 +26,14 @@ import {
   OnboardingRequest,
   RequestRejected,
 } from '../../lib/onboarding-rules';
-import { ApprovalRequired, beginOffboarding, beginOnboarding, beginRestore } from '../onboarding/begin';
+import {
+  ApprovalRequired,
+  beginMove,
+  beginOffboarding,
+  beginOnboarding,
+  beginRestore,
+} from '../onboarding/begin';
+import type { MoveRequest } from '../../lib/move-rules';
 import { write } from '../onboarding/registry';
 import { ProofRejected, verifyCallerProof } from './caller-proof';
 import { onboardingExecutionName } from '../../contracts';
@@ -123,10 +131,10 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     return answer(400, { error: 'bad_request', message: 'the payload is not JSON: { "action", "request" }' });
   }
   const action = body?.action;
-  if (action !== 'onboard' && action !== 'offboard' && action !== 'restore') {
+  if (action !== 'onboard' && action !== 'offboard' && action !== 'restore' && action !== 'move') {
     return answer(400, {
       error: 'bad_request',
-      message: `"action" is ${JSON.stringify(action)}: use "onboard", "offboard" or "restore"`,
+      message: `"action" is ${JSON.stringify(action)}: use "onboard", "offboard", "restore" or "move"`,
     });
   }
   if (typeof body.request !== 'object' || body.request === null) {
@@ -136,9 +144,10 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
   const stateMachineArn = process.env.STATE_MACHINE_ARN!;
   // Named for the tenant and, for an onboarding, its model: the cells' runners may read only their own models'
   // onboardings, and a silo's runner only its own tenant's (IAM patterns on these names).
+  // (A move's, for the cell it moves to: that cell's runner reads its history.)
   const name = onboardingExecutionName(
     action,
-    action === 'onboard' ? request.model : undefined,
+    action === 'onboard' ? request.model : action === 'move' ? (request as MoveRequest).to : undefined,
     request.tenantId,
     Date.now(),
     randomBytes(4).toString('hex'),
@@ -155,7 +164,9 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
         ? await beginOnboarding(request, who)
         : action === 'restore'
           ? await beginRestore(request, who)
-          : await beginOffboarding(request, who);
+          : action === 'move'
+            ? await beginMove(request as MoveRequest, who)
+            : await beginOffboarding(request, who);
   } catch (e) {
     if (e instanceof RequestRejected) {
       log('refused', { caller, action, reason: e.message });
@@ -178,11 +189,14 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     const reason = `the onboarding workflow could not be started: ${(e as Error).message}`;
     // A restore had changed nothing yet: the tenant goes back to what it was (active, or still frozen by an earlier
     // restore that failed), with the reason.
-    const stillFrozen = action === 'restore' && tenant.wasFrozen === true;
+    // A move likewise (nothing frozen yet), back to active, or still `moving` after an earlier move's failed rollback.
+    const stillFrozen =
+      (action === 'restore' && tenant.wasFrozen === true) || (action === 'move' && tenant.wasMoving === true);
+    const changesNothingYet = action === 'restore' || action === 'move';
     await write(
       tenant.tenantId,
       {
-        status: action === 'restore' ? (stillFrozen ? 'moving' : 'active') : 'failed',
+        status: changesNothingYet ? (stillFrozen ? 'moving' : 'active') : 'failed',
         failureReason: reason,
       },
       ['lock', 'restoreArchive', ...(stillFrozen ? [] : (['movingTo'] as const))],

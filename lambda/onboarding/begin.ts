@@ -17,6 +17,7 @@ import {
   RequestRejected,
 } from '../../lib/onboarding-rules';
 import { checkRestoreOver, RestoreRequest } from '../../lib/restore-rules';
+import { checkMove, MoveRequest } from '../../lib/move-rules';
 import { tenantIdProblem } from '../../db/naming';
 import { parseTenant, Tenant } from '../../lib/catalog';
 import { siloProfile } from '../../lib/silo-profiles';
@@ -208,6 +209,41 @@ export async function beginRestore(request: RestoreRequest, who: Requester): Pro
     // An earlier restore that failed left it frozen (`moving`): this one finishes it.
     wasFrozen: item.status === 'moving',
   };
+}
+
+/**
+ * A move of a tenant between the pool and bridge cells (approvers only: its users get 503 while it moves). The tenant
+ * goes `moving` to the other cell, so the API answers it 503; the workflow then freezes and exports it where it is,
+ * builds its place in the other cell, restores it there and switches the registry (lib/constructs/onboarding/
+ * move.ts).
+ */
+export async function beginMove(request: MoveRequest, who: Requester): Promise<AcceptedTenant> {
+  const id = tenantIdProblem(request.tenantId) ? undefined : (request.tenantId as string);
+  const existing = id ? await readItem(id) : undefined;
+  const { tenantId, from, to, stuck } = checkMove(request, existing);
+  if (!who.approver) {
+    throw new ApprovalRequired(
+      `move request: moving tenant "${tenantId}" to ${to} stops its service while its data is copied, so only an approver may request it; nothing was changed`,
+    );
+  }
+  const taken = await write(
+    tenantId,
+    {
+      status: 'moving',
+      movingTo: to,
+      requestedBy: `${who.requestedBy} (approver)`,
+      lock: who.execution,
+    },
+    // A move that finishes one whose rollback failed keeps that reason until its own outcome replaces it.
+    ['failedDuring', 'restoreArchive', 'restoreArchiveModel', ...(stuck ? [] : (['failureReason'] as const))],
+    { unlocked: true, statusIn: [stuck ? 'moving' : 'active'] },
+  );
+  if (!taken) {
+    throw new RequestRejected(
+      `move request: tenant "${tenantId}" changed while the request was checked (another request holds it or got there first): nothing was changed`,
+    );
+  }
+  return { tenantId, model: from, movingTo: to, stackName: tenantStackName(tenantId), wasMoving: stuck };
 }
 
 /**

@@ -8,6 +8,7 @@
  *   inviteAdmin    a new tenant's first administrator invited (a restore: its users enabled again)
  *   disableUsers   offboarding: every user of the tenant disabled and signed out
  *   setStatus      changes the tenant's status, holding the lock (and releases it at the end)
+ *   switchModel    a move's switch: the tenant is served by the cell it moved to, its old place kept (releases)
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
  *   failureReason  the CloudFormation reason read from the tenant stack's events
  *   finalSnapshot  silo offboarding: a manual snapshot of the tenant's database before its stack goes
@@ -23,6 +24,8 @@ import {
   TenantStatus,
 } from '../../contracts';
 import { RequestRejected } from '../../lib/onboarding-rules';
+import { movedRequest } from '../../lib/catalog';
+import { dataModel } from '../../db/models';
 import { tenantIdProblem } from '../../db/naming';
 import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
@@ -52,6 +55,13 @@ export type Step =
       reason?: unknown;
       snapshotId?: string;
       dataRetained?: boolean;
+    }
+  | {
+      step: 'switchModel';
+      tenantId: string;
+      execution: string;
+      /** The schema version the destination's runner restored the tenant at. */
+      schemaVersion?: unknown;
     }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | {
@@ -96,6 +106,8 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
       return held(event, 'offboarding').then((item) => disableUsers(item.tenantId));
     case 'setStatus':
       return setStatus(event);
+    case 'switchModel':
+      return switchModel(event);
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
@@ -144,6 +156,32 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
       action: item.restoreArchive ? 'restore' : 'abandonRestore',
       stackName: tenantStackName(item.tenantId),
       restoreArchive: item.restoreArchive ?? '',
+    };
+  }
+  // A move between the pool and bridge cells: `moving` to the other cell (the entry checked the models and that the
+  // registry keeps the tenant's request). The deploy jobs build its stack from the kept request: with its place in
+  // the other cell added (moveRequest), as it was (tenantRequest: the rollback), and as moved (movedRequest).
+  if (item.status === 'moving' && item.movingTo !== undefined) {
+    const kept = item.request ?? '';
+    let moved: string;
+    try {
+      moved = movedRequest(kept, item.movingTo);
+    } catch (e) {
+      throw new RequestRejected(
+        `tenant "${tenantId}"'s request as the registry keeps it cannot be moved (${(e as Error).message}): nothing was changed`,
+      );
+    }
+    const request = JSON.parse(kept) as { settings?: { hostname?: string } };
+    return {
+      tenantId: item.tenantId,
+      model: item.model,
+      movingTo: item.movingTo,
+      action: 'move',
+      stackName: tenantStackName(item.tenantId),
+      hostname: request.settings?.hostname ?? item.tenantId,
+      tenantRequest: kept,
+      moveRequest: JSON.stringify({ ...JSON.parse(kept), movingTo: item.movingTo }),
+      movedRequest: moved,
     };
   }
   if (item.status !== 'provisioning' && item.status !== 'offboarding') {
@@ -247,6 +285,51 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
   return { tenantId: e.tenantId, status: e.status };
 }
 
+/**
+ * A move's switch (after the destination's runner restored the tenant there): in one conditional write that needs
+ * the execution's lock, the tenant is served by the cell it moved to (model, schema, its request as moved), its old
+ * place is recorded as kept, and the lock is released. A retry after a lost answer finds it done.
+ */
+async function switchModel(e: Extract<Step, { step: 'switchModel' }>): Promise<Record<string, unknown>> {
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  if (item && !item.lock && item.status === 'active' && item.releasedBy === e.execution) {
+    return { tenantId: e.tenantId, model: item.model, already: true };
+  }
+  if (
+    !item ||
+    item.lock !== e.execution ||
+    item.status !== 'moving' ||
+    !item.movingTo ||
+    item.movingTo === item.model
+  ) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: it was not switched`,
+    );
+  }
+  const to = item.movingTo;
+  const version = Number(e.schemaVersion);
+  const written = await write(
+    e.tenantId,
+    {
+      model: to,
+      status: 'active',
+      schema: dataModel(to).schemaOf(item.tenantId, {}),
+      request: movedRequest(item.request ?? '', to),
+      keptCopy: item.model,
+      releasedBy: e.execution,
+      ...(Number.isInteger(version) && version > 0 ? { schemaVersion: version } : {}),
+    },
+    [...RELEASED, 'movingTo', 'failureReason', 'failedDuring'],
+    { lockedBy: e.execution, statusIn: ['moving'] },
+  );
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is no longer held by execution ${e.execution}: it was not switched to ${to}`,
+    );
+  }
+  return { tenantId: e.tenantId, model: to, keptCopy: item.model };
+}
+
 /** What a request's last write removes with the lock: what the request was doing. */
 const RELEASED = ['lock', 'restoring', 'restoreArchive', 'restoreArchiveModel'] as const;
 
@@ -272,13 +355,16 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
   const item = await readItem(tenantId as string);
   const reason = `the workflow execution ${e.executionArn} ended ${ended}${e.error ? ` (${e.error})` : ''}${e.cause ? `: ${e.cause.slice(0, 500)}` : ''}`;
   if (item?.status === 'moving') {
-    // A restore over the tenant's data that died: the tenant may still be frozen, so it stays `moving` (503, never
-    // served half-restored) with the reason; a new restore request finishes it.
+    // A restore over the tenant's data, or a move, that died: the tenant may still be frozen, so it stays `moving`
+    // (503, never served half-restored) with the reason; a new restore (or move) request finishes it.
+    const move = item.movingTo !== undefined && item.movingTo !== item.model;
     const written = await write(
       tenantId as string,
       {
         status: 'moving',
-        failureReason: `${reason}; the tenant may still be frozen: request the restore again to finish it, or abandon it (npm run request -- restore --tenant ${tenantId as string} --abandon)`,
+        failureReason: move
+          ? `${reason}; the tenant may still be frozen: request the move again to finish it (npm run request -- move --tenant ${tenantId as string} --to ${item.movingTo!})`
+          : `${reason}; the tenant may still be frozen: request the restore again to finish it, or abandon it (npm run request -- restore --tenant ${tenantId as string} --abandon)`,
       },
       ['lock', 'restoreArchive', 'restoreArchiveModel'],
       { lockedBy: e.executionArn },

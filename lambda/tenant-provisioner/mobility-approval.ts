@@ -163,33 +163,14 @@ export async function expectApprovedHandover(
       `tenant "${tenantId}" is being onboarded from ${archive} of the ${from} cell, but ${why}: nothing was written`,
     );
   const state = vouchStateName(from, env.model);
-  if (!deps.stateOutput) throw refuse(`the runner of ${env.ownStack} cannot read the workflow's history`);
-  // The state's output as the workflow leaves it: { ..., vouched: { sha256, handover, execution, tenantId, archive } }.
-  let v: Record<string, unknown> | undefined;
-  try {
-    const output = JSON.parse((await deps.stateOutput(execution, state)) ?? 'null') as {
-      vouched?: Record<string, unknown>;
-    } | null;
-    v = output?.vouched;
-  } catch {
-    v = undefined;
-  }
-  const sha256 = v?.sha256;
-  if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) {
-    throw refuse(
-      `the execution's history has no digest from its ${state} task (the ${from} cell's runner answers it)`,
-    );
-  }
-  if (v?.execution !== execution || v?.tenantId !== tenantId || v?.archive !== archive) {
-    throw refuse(
-      `the ${from} cell's runner answered the execution's ${state} task for another request (${JSON.stringify(v?.execution)}, tenant ${JSON.stringify(v?.tenantId)}, archive ${JSON.stringify(v?.archive)})`,
-    );
-  }
-  if (v?.handover !== handover) {
-    throw refuse(
-      `the link it names is not the one the ${from} cell's runner handed to the execution's ${state} task`,
-    );
-  }
+  const sha256 = await handedOverIn(
+    state,
+    'vouched',
+    { archive, tenantId, execution, handover },
+    from,
+    deps,
+    refuse,
+  );
   return { sha256, from: `the ${from} cell's runner` };
 }
 
@@ -267,6 +248,33 @@ async function expectHeldFor(
   // The registry can be written by more principals than the onboarding entry: Step Functions must also say that
   // the execution is the onboarding workflow's, still running, and was started (by the entry, whose input it
   // keeps) for this tenant and this archive.
+  const started = await startedAs(parsed.execution, env, deps, refuse);
+  const t = started?.tenant;
+  if (
+    started?.action !== purpose ||
+    t?.tenantId !== parsed.tenantId ||
+    t?.model !== cells.tenantIn ||
+    t?.restoreArchive !== archive ||
+    (t?.restoreArchiveModel ?? t?.model) !== cells.archiveIn
+  ) {
+    throw refuse(
+      `the execution was not started to ${purpose === 'onboard' ? 'onboard this tenant in this model from' : 'restore this tenant in this model from'} this archive${whose}`,
+    );
+  }
+  return entry;
+}
+
+/**
+ * The onboarding workflow's `execution` as Step Functions states it: the workflow's (its state machine ARN compared
+ * exactly), RUNNING, never redriven nor started through a version or alias. Returns the input the entry started it
+ * with; `refuse` makes the error for anything else.
+ */
+export async function startedAs(
+  executionArn: string,
+  env: Env,
+  deps: ApprovalDeps,
+  refuse: (why: string) => Error,
+): Promise<{ action?: unknown; tenant?: Record<string, unknown> } | undefined> {
   const workflow = deps.onboardingStateMachineArn;
   if (!deps.onboardingExecution || !workflow) {
     throw refuse(
@@ -274,12 +282,12 @@ async function expectHeldFor(
     );
   }
   // An execution ARN is the state machine's ARN with ":execution:" for ":stateMachine:", then ":<name>".
-  if (!parsed.execution.startsWith(`${workflow.replace(':stateMachine:', ':execution:')}:`)) {
+  if (!executionArn.startsWith(`${workflow.replace(':stateMachine:', ':execution:')}:`)) {
     throw refuse('that is not an execution of the onboarding workflow');
   }
   let execution: Awaited<ReturnType<NonNullable<ApprovalDeps['onboardingExecution']>>>;
   try {
-    execution = await deps.onboardingExecution(parsed.execution);
+    execution = await deps.onboardingExecution(executionArn);
   } catch (e) {
     if ((e as Error).name === 'ExecutionDoesNotExist') throw refuse('Step Functions has no such execution');
     throw e;
@@ -294,23 +302,57 @@ async function expectHeldFor(
   if (execution.redriveCount || execution.stateMachineVersionArn || execution.stateMachineAliasArn) {
     throw refuse('the execution was redriven, or started through a version or alias of the workflow');
   }
-  let started: { action?: unknown; tenant?: Record<string, unknown> } | undefined;
   try {
-    started = JSON.parse(execution.input ?? '');
+    return JSON.parse(execution.input ?? '');
   } catch {
-    started = undefined;
+    return undefined;
   }
-  const t = started?.tenant;
-  if (
-    started?.action !== purpose ||
-    t?.tenantId !== parsed.tenantId ||
-    t?.model !== cells.tenantIn ||
-    t?.restoreArchive !== archive ||
-    (t?.restoreArchiveModel ?? t?.model) !== cells.archiveIn
-  ) {
+}
+
+/**
+ * The SHA-256 another cell's runner handed the workflow's task `state` (its answer at `field` of the state's output,
+ * as the execution's history says: only Step Functions writes it), for exactly this execution, tenant and archive,
+ * with exactly the link `expected.handover`.
+ */
+export async function handedOverIn(
+  state: string,
+  field: string,
+  expected: { archive: string; tenantId: string; execution: string; handover: string },
+  from: string,
+  deps: ApprovalDeps,
+  refuse: (why: string) => Error,
+): Promise<string> {
+  if (!deps.stateOutput) throw refuse("this runner cannot read the workflow's history");
+  // The state's output as the workflow leaves it: { ..., <field>: { sha256, handover, execution, tenantId, archive } }.
+  let v: Record<string, unknown> | undefined;
+  try {
+    const output = JSON.parse((await deps.stateOutput(expected.execution, state)) ?? 'null') as Record<
+      string,
+      unknown
+    > | null;
+    v = output?.[field] as Record<string, unknown> | undefined;
+  } catch {
+    v = undefined;
+  }
+  const sha256 = v?.sha256;
+  if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) {
     throw refuse(
-      `the execution was not started to ${purpose === 'onboard' ? 'onboard this tenant in this model from' : 'restore this tenant in this model from'} this archive${whose}`,
+      `the execution's history has no digest from its ${state} task (the ${from} cell's runner answers it)`,
     );
   }
-  return entry;
+  if (
+    v?.execution !== expected.execution ||
+    v?.tenantId !== expected.tenantId ||
+    v?.archive !== expected.archive
+  ) {
+    throw refuse(
+      `the ${from} cell's runner answered the execution's ${state} task for another request (${JSON.stringify(v?.execution)}, tenant ${JSON.stringify(v?.tenantId)}, archive ${JSON.stringify(v?.archive)})`,
+    );
+  }
+  if (v?.handover !== expected.handover) {
+    throw refuse(
+      `the link it names is not the one the ${from} cell's runner handed to the execution's ${state} task`,
+    );
+  }
+  return sha256;
 }

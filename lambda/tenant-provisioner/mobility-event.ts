@@ -7,7 +7,7 @@ import { validateTenantId } from '../../db/naming';
 import { ProvisioningInputError } from './request';
 
 export interface MobilityEvent {
-  readonly action: 'export' | 'restore' | 'replace' | 'thaw' | 'vouch';
+  readonly action: 'export' | 'restore' | 'replace' | 'thaw' | 'vouch' | 'moveOut';
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
@@ -53,7 +53,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
           : JSON.stringify((event as unknown as Record<string, unknown>)[field])
       }: ${fix}`,
     );
-  if (!['export', 'restore', 'replace', 'thaw', 'vouch'].includes(event.action)) {
+  if (!['export', 'restore', 'replace', 'thaw', 'vouch', 'moveOut'].includes(event.action)) {
     throw bad('action', 'use "export" or "restore" ("replace" and "thaw" are the onboarding workflow\'s)');
   }
   const tenantId = validateTenantId(event.tenantId, 'mobility event field "tenantId"');
@@ -82,11 +82,18 @@ export function parseMobilityEvent(event: MobilityEvent): {
       '"vouch" is the onboarding workflow\'s, for an approver\'s onboard request with "restoreFromModel": ask for it with npm run request -- onboard',
     );
   }
-  if (event.taskToken !== undefined && event.action !== 'vouch') {
-    throw bad('taskToken', "leave it out (only the onboarding workflow's vouch task has one)");
+  if (event.action === 'moveOut' && event.execution === undefined) {
+    throw bad(
+      'execution',
+      '"moveOut" is the onboarding workflow\'s, for an approver\'s move request: ask for it with npm run request -- move',
+    );
+  }
+  const answersByToken = event.action === 'vouch' || event.action === 'moveOut';
+  if (event.taskToken !== undefined && !answersByToken) {
+    throw bad('taskToken', "leave it out (only the onboarding workflow's vouch and moveOut tasks have one)");
   }
   if (
-    event.action === 'vouch' &&
+    answersByToken &&
     (typeof event.taskToken !== 'string' || !/^[\x21-\x7e]{1,2048}$/.test(event.taskToken))
   ) {
     throw bad(
@@ -107,6 +114,10 @@ export function parseMobilityEvent(event: MobilityEvent): {
   if (event.action === 'thaw') {
     if (event.archive !== undefined) throw bad('archive', 'a thaw names no archive');
     return { action: 'thaw', tenantId, execution: event.execution };
+  }
+  if (event.action === 'moveOut') {
+    if (event.archive !== undefined) throw bad('archive', 'a move out names no archive (it writes one)');
+    return { action: 'moveOut', tenantId, execution: event.execution, taskToken: event.taskToken };
   }
   const m = typeof event.archive === 'string' ? ARCHIVE_OBJECT_KEY.exec(event.archive) : null;
   if (!m) {

@@ -160,18 +160,22 @@ export function handoverApproval(
   link: string,
   env: Env,
   deps: MobilityDeps,
+  /** A move's (mobility-move.ts expectApprovedMoveIn) instead of a new tenant's. */
+  expect: typeof expectApprovedHandover = expectApprovedHandover,
 ): { approved: () => Promise<void>; vouched: () => { sha256: string; from: string } } {
   let found: { sha256: string; from: string } | undefined;
+  const moving = expect !== expectApprovedHandover;
   return {
     approved: async () => {
-      const now = await expectApprovedHandover(archive.key, tenantId, execution, link, env, deps);
+      const now = await expect(archive.key, tenantId, execution, link, env, deps);
       if (found !== undefined && now.sha256 !== found.sha256) {
         throw new ProvisioningInputError(
           `the digest vouched for ${archive.key} changed while it was restored into tenant "${tenantId}": nothing was written`,
         );
       }
       found = now;
-      if (env.model !== 'silo') await expectNotDestroyed(archive, tenantId, deps);
+      // (A moving tenant's own archive: the move holds the tenant, so it is not being offboarded.)
+      if (env.model !== 'silo' && !moving) await expectNotDestroyed(archive, tenantId, deps);
     },
     vouched: () => found!,
   };

@@ -9,7 +9,7 @@
  *            (`tenants/<id>/before-restore-<execution digest>.tfa`), then replaces its rows with the archive's and
  *            lifts the freeze in ONE transaction, which checks the request once more just before it commits. Any
  *            failure before that commit lifts the freeze again: the tenant keeps exactly what it had.
- *   thaw     the workflow's failure path (or an approver's abandon request): waits for the operation lock (a
+ *   thaw     the workflow's failure path (or an approver's abandon request; or a move's failure path): waits for the operation lock (a
  *            replace still running finishes first), ends the request (a replace of it not started yet then does
  *            nothing), lifts the freeze, and says from the request's receipt whether its replace committed though
  *            its answer was lost, and where its safety archive is (db/mobility/receipts.ts).
@@ -34,6 +34,7 @@ import {
 import { isConnectionFault } from '../../db/faults';
 import { downloadArchive, uploadArchive } from './archives';
 import { expectApprovedReplace, expectApprovedThaw } from './mobility-approval';
+import { expectMoveHeld, movingBetweenCells } from './mobility-move';
 import { MobilityDeps, MobilityReport, schemaVersionOf } from './mobility';
 import type { Env } from './request';
 
@@ -61,13 +62,18 @@ export async function replaceOrThaw(
   // The receipts (db/mobility/receipts.ts) exist before either takes the tenant's lock.
   await withClient(deps, (c) => ensureRestoreReceipts(c));
   if (request.action === 'thaw') {
-    // Checked first, so that a thaw nobody asked for does not even wait for the lock.
-    const entry = await expectApprovedThaw(tenantId, execution, env, deps);
+    // Checked first, so that a thaw nobody asked for does not even wait for the lock. A move's failure path thaws
+    // the tenant where it was (mobility-move.ts checks the move).
+    const approvedThaw = async () =>
+      movingBetweenCells(await deps.registryEntry(tenantId))
+        ? expectMoveHeld('source', tenantId, execution, env, deps)
+        : expectApprovedThaw(tenantId, execution, env, deps);
+    const entry = await approvedThaw();
     const lockClient = await deps.connect();
     try {
       const release = await waitForTenantLock(lockClient, tenantId, THAW_WAIT_MS);
       try {
-        await expectApprovedThaw(tenantId, execution, env, deps);
+        await approvedThaw();
         // The request ends here: a replace of it that has not started yet will do nothing. Whether one committed
         // (its answer lost, or its function stopped after COMMIT) is on its receipt.
         const outcome = await withClient(deps, (c) => endRestore(c, execution, tenantId));

@@ -11,6 +11,8 @@
  *   { "action": "thaw",    "tenantId": "acme", "execution": "arn:aws:states:..." }
  *   { "action": "vouch",   "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
  *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "...", "handover": "https://..." }
+ *   { "action": "moveOut", "tenantId": "acme", "execution": "arn:aws:states:...", "taskToken": "..." }
+ *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/...tfa", "execution": "...", "handover": "https://..." }
  *
  * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
  *   snapshot, to the function's temporary storage, then to `tenants/<id>/<time>-<random>.tfa` in the bucket,
@@ -31,6 +33,8 @@
  * - Into a new tenant of the other shared cell (`vouch` here, then `restore` with `handover` there;
  *   mobility-handover.ts): only for the onboarding workflow's execution of an approver's onboard request that
  *   names this cell's archive; the other runner restores only bytes with the digest this one vouched for.
+ * - A move between the pool and bridge cells (`moveOut` here, then `restore` with `handover` there, into the same
+ *   tenant; mobility-move.ts): only for the onboarding workflow's execution of an approver's `move` request.
  *
  * Which tenants and archives it may touch: its IAM (a silo's runner only its own tenant's prefix and registry
  * item) and these checks (the registry says the tenant is this cell's model and active).
@@ -59,6 +63,7 @@ import {
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import { ApprovalDeps, expectActiveHere, expectApprovedRestore } from './mobility-approval';
 import { fetchHandedOver, handoverApproval, vouchForArchive } from './mobility-handover';
+import { expectApprovedMoveIn, moveOut, movingBetweenCells } from './mobility-move';
 import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 
@@ -147,16 +152,29 @@ export async function runMobilityEvent(
   // may read any registry item) the archive's tenant not destroyed meanwhile; a silo's runner reads its own item
   // only, and relies on the vouching runner's check of it.
   const handedOver = parsed.handover;
+  // A handed-over archive of the tenant itself, moving here from the other cell, or of another tenant, for a new one.
+  const movingHere =
+    handedOver !== undefined &&
+    parsed.archive?.tenantId === parsed.tenantId &&
+    movingBetweenCells(await deps.registryEntry(parsed.tenantId));
   const handover = handedOver
-    ? handoverApproval(parsed.archive!, parsed.tenantId, parsed.execution!, event.handover!, env, deps)
+    ? handoverApproval(
+        parsed.archive!,
+        parsed.tenantId,
+        parsed.execution!,
+        event.handover!,
+        env,
+        deps,
+        movingHere ? expectApprovedMoveIn : undefined,
+      )
     : undefined;
   const approved =
-    parsed.execution === undefined || parsed.action === 'vouch'
+    parsed.execution === undefined || parsed.action === 'vouch' || parsed.action === 'moveOut'
       ? undefined
       : (handover?.approved ??
         (() => expectApprovedRestore(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps)));
-  if (parsed.action === 'vouch') {
-    // Checked by vouchForArchive (the tenant is the other cell's), before and after it reads the archive.
+  if (parsed.action === 'vouch' || parsed.action === 'moveOut') {
+    // Checked by vouchForArchive (the tenant is the other cell's) and moveOut, before and after they read.
   } else if (approved) await approved();
   else await expectActiveHere(parsed.tenantId, env, deps);
   // What a run cut off by the function's timeout left behind goes first (one run at a time per environment).
@@ -164,6 +182,14 @@ export async function runMobilityEvent(
   fs.mkdirSync(deps.workDir, { recursive: true, mode: 0o700 });
   const file = path.join(deps.workDir, `${parsed.tenantId}-${randomBytes(6).toString('hex')}.tfa`);
   try {
+    if (parsed.action === 'moveOut') {
+      return await moveOut(
+        { tenantId: parsed.tenantId, execution: parsed.execution!, taskToken: parsed.taskToken! },
+        file,
+        env,
+        deps,
+      );
+    }
     if (parsed.action === 'vouch') {
       return await vouchForArchive(
         {

@@ -23,6 +23,7 @@ export function onboardingStatements(scope: Construct, props: RunnerWorkflow): i
     ...(props.workflow === 'vouchAndRestore'
       ? [
           new iam.PolicyStatement({
+            // (and its moveOut task, for a tenant moving out of its cell)
             sid: 'AnswerOnboardingVouchTasks',
             actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
             resources: [onboardingStateMachineArn(scope)],
@@ -91,6 +92,12 @@ function onboardingReads(
       actions: ['states:GetExecutionHistory'],
       pattern: `onboard_${props.model}_*`,
       why: `Reads the history of the onboarding workflow's executions that onboard a ${props.model} tenant only (their names say so): the runner restores the other cell's archive only with the digest and link that cell's runner handed to that execution; it cannot read links handed to other models.`,
+    },
+    {
+      sid: 'ReadMovesHereHistories',
+      actions: ['states:GetExecutionHistory'],
+      pattern: `move_${props.model}_*`,
+      why: `Reads the history of the onboarding workflow's executions that move a tenant into the ${props.model} cell only (their names say so): the runner restores the moving tenant only with the digest and link the other cell's runner handed to that execution; it cannot read links handed to other moves.`,
     },
   ];
 }

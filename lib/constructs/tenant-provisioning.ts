@@ -2,7 +2,7 @@ import { Construct } from 'constructs';
 import { CustomResource, Duration, Fn } from 'aws-cdk-lib';
 import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { CatalogError, parseTenant, Tenant, tenantRequestOf } from '../catalog';
+import { CatalogError, movedTo, parseTenant, Tenant, tenantRequestOf } from '../catalog';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
 import { ApiImage, ApiImageRef } from './api-image';
 import { Cell, SCHEMA_VERSION } from './cell';
@@ -191,13 +191,6 @@ export class TenantProvisioning extends Construct {
       });
     }
   }
-}
-
-/** The tenant as it is once moved to `to` (what a move's switch keeps as its request). */
-export function movedTo(t: Tenant, to: IsolationModel): Tenant {
-  const { firstModel, ...rest } = t;
-  const first = firstModel ?? t.model;
-  return { ...rest, model: to, ...(first !== to ? { firstModel: first } : {}) };
 }
 
 /** The custom resource that provisions `t` in its model's cell (its logical id: tenantResourceId). */

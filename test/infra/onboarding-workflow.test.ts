@@ -35,6 +35,7 @@ import {
   expectApprovedVouch,
 } from '../../lambda/tenant-provisioner/mobility-approval';
 import type { Env } from '../../lambda/tenant-provisioner/request';
+import { expectApprovedMoveIn, expectMoveHeld } from '../../lambda/tenant-provisioner/mobility-move';
 
 // The synthesized onboarding state machine, executed: requests go in through the real onboarding entry, its
 // Lambda steps are the real handler (the registry and the user pool are DynamoDB's and Cognito's APIs, from moto),
@@ -194,7 +195,7 @@ type Outcome =
  * execution it started runs, with the input and name the entry gave it.
  */
 async function ask(
-  action: 'onboard' | 'offboard' | 'restore',
+  action: 'onboard' | 'offboard' | 'restore' | 'move',
   request: Record<string, unknown>,
 ): Promise<Outcome> {
   const started = sfn.commandCalls(StartExecutionCommand).length;
@@ -1159,5 +1160,230 @@ describe('state machine definition', () => {
     const { isValid, errors } = validator(definition);
     expect(errors).toEqual([]);
     expect(isValid).toBe(true);
+  });
+});
+
+describe('moving a tenant between the pool and bridge cells, executed', () => {
+  const ARCHIVE = 'tenants/acme/20261128T160000Z-0a0b0c0d.tfa';
+  const SHA = 'c3'.repeat(32);
+  const LINK = `https://pool-archives.s3.us-east-1.amazonaws.com/${ARCHIVE}?X-Amz-Signature=abc`;
+  const kept = JSON.stringify({
+    id: 'acme',
+    name: 'Acme',
+    model: 'pool',
+    settings: { deletionPolicy: 'retain' },
+  });
+  const move = (tenantId: string, to: string) => ask('move', { tenantId, to });
+  /** What the registry said each time a runner ran (the API answers `moving` with 503). */
+  let during: unknown[];
+  /** The runners' real approvals at the moment the workflow invokes each; `fail` makes one fail after it. */
+  const runners = (fail?: (payload: Record<string, unknown>) => string | undefined) => {
+    onRunner = async (payload, model) => {
+      during.push(await moto.get(payload.tenantId as string));
+      const [tenantId, execution] = [payload.tenantId as string, payload.execution as string];
+      if (payload.action === 'moveOut') {
+        expect(payload.taskToken).toMatch(/^token:MoveOut/);
+        await expectMoveHeld('source', tenantId, execution, runnerEnv(model), runnerDeps());
+      } else if (payload.action === 'thaw') {
+        await expectMoveHeld('source', tenantId, execution, runnerEnv(model), runnerDeps());
+      } else {
+        expect(payload.action).toBe('restore');
+        await expectApprovedMoveIn(
+          payload.archive as string,
+          tenantId,
+          execution,
+          payload.handover as string,
+          runnerEnv(model),
+          runnerDeps(),
+        );
+      }
+      const why = fail?.(payload);
+      if (why) throw new TaskError('Error', JSON.stringify({ errorType: 'Error', errorMessage: why }));
+      if (payload.action === 'moveOut') {
+        return { sha256: SHA, handover: LINK, execution, tenantId, archive: ARCHIVE, schemaVersion: 5 };
+      }
+      return payload.action === 'thaw'
+        ? { action: 'thaw', restored: false }
+        : { action: 'restore', schemaVersion: 5 };
+    };
+  };
+
+  beforeEach(async () => {
+    process.env.APPROVERS = REQUESTER;
+    during = [];
+    runners();
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', schema: 'pool', request: kept });
+  });
+
+  test("an approver's move: frozen and handed over by the pool runner, built and restored in bridge, switched, the source retired", async () => {
+    process.env.APPROVERS = '';
+    expect(await move('acme', 'bridge')).toMatchObject({ status: 'REFUSED', statusCode: 403 });
+    process.env.APPROVERS = REQUESTER;
+    const r = await move('acme', 'bridge');
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'MoveOutOfItsCell',
+      'MoveOutPoolToBridge',
+      'DeployMovePhasePoolToBridge',
+      'RestoreMovedPoolIntoBridge',
+      'ForgetMoveLinkPoolToBridge',
+      'SwitchModel',
+      'EmitMoved',
+      'DeployMovedTenant',
+      'Moved',
+    ]);
+    const id = (r as { id: string }).id;
+    expect(runnerCalls).toEqual([
+      {
+        functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
+        payload: {
+          action: 'moveOut',
+          tenantId: 'acme',
+          execution: id,
+          taskToken: expect.stringMatching(/^token:/),
+        },
+      },
+      {
+        functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-bridge-mobility',
+        payload: { action: 'restore', tenantId: 'acme', archive: ARCHIVE, execution: id, handover: LINK },
+      },
+    ]);
+    // While the runners worked, the tenant was moving to bridge (503), held by the execution.
+    expect(during).toEqual([
+      expect.objectContaining({ status: 'moving', model: 'pool', movingTo: 'bridge', lock: id }),
+      expect.objectContaining({ status: 'moving', model: 'pool', movingTo: 'bridge', lock: id }),
+    ]);
+    const moved = JSON.stringify({
+      id: 'acme',
+      name: 'Acme',
+      model: 'bridge',
+      firstModel: 'pool',
+      settings: { deletionPolicy: 'retain' },
+    });
+    // The stack with the bridge place added beside the untouched pool one, then as moved.
+    expect(builds).toEqual([
+      {
+        action: 'deploy',
+        phase: 'steady',
+        tenantId: 'acme',
+        request: JSON.stringify({ ...JSON.parse(kept), movingTo: 'bridge' }),
+      },
+      { action: 'deploy', phase: 'steady', tenantId: 'acme', request: moved },
+    ]);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({
+      status: 'active',
+      model: 'bridge',
+      schema: 't_acme',
+      schemaVersion: 5,
+      keptCopy: 'pool',
+      request: moved,
+      requestedBy: `${PIPELINE.arn} (approver)`,
+    });
+    for (const gone of ['lock', 'movingTo', 'failureReason'] as const) expect(item![gone]).toBeUndefined();
+    expect(events).toEqual([
+      {
+        Source: 'tenantforge.onboarding',
+        DetailType: 'TenantMoved',
+        Detail: { tenantId: 'acme', from: 'pool', to: 'bridge' },
+      },
+    ]);
+    // The link is not in the execution's output.
+    expect(JSON.stringify((r as { output?: unknown }).output)).not.toContain('X-Amz-Signature');
+    // Moving it back meets the copy the move kept (removing it is not built in AWS): refused, nothing changed.
+    const back = await move('acme', 'pool');
+    expect(back).toMatchObject({ status: 'REFUSED', statusCode: 400 });
+    expect((back as { cause: string }).cause).toContain('still has the pool copy its last move kept');
+  });
+
+  test('a restore that fails rolls back: the bridge place removed by a deploy as before, thawed, serving in pool with the reason', async () => {
+    const why = "the handed-over copy of tenants/acme/x.tfa (from the pool cell's runner) has SHA-256 ...";
+    runners((p) => (p.action === 'restore' ? why : undefined));
+    const r = await move('acme', 'bridge');
+    expect(r.status).toBe('FAILED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'MoveOutOfItsCell',
+      'MoveOutPoolToBridge',
+      'DeployMovePhasePoolToBridge',
+      'RestoreMovedPoolIntoBridge',
+      'ReadMoveFailureReason',
+      'DeployWithoutMove',
+      'ThawWhereItWas',
+      'ThawMovingPoolTenant',
+      'ServeAgainAfterMoveFailed',
+      'EmitMoveFailed',
+      'MoveFailed',
+    ]);
+    expect(builds.map((b) => b.request)).toEqual([
+      JSON.stringify({ ...JSON.parse(kept), movingTo: 'bridge' }),
+      kept,
+    ]);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'pool', schema: 'pool', request: kept });
+    expect(item!.failureReason).toContain(why);
+    for (const gone of ['lock', 'movingTo', 'keptCopy'] as const) expect(item![gone]).toBeUndefined();
+    expect(events).toEqual([
+      expect.objectContaining({
+        DetailType: 'TenantMoveFailed',
+        Detail: expect.objectContaining({ tenantId: 'acme', to: 'bridge' }),
+      }),
+    ]);
+  });
+
+  test('a failed move deploy rolls back the same way; a failed rollback leaves it moving (503), and a new request finishes the move', async () => {
+    onBuild = (b) => {
+      if (b.request.includes('movingTo')) failBuild(b);
+    };
+    const r = await move('acme', 'bridge');
+    expect(r.status).toBe('FAILED');
+    expect(r.path).toEqual(
+      expect.arrayContaining([
+        'DeployMovePhasePoolToBridge',
+        'ReadMoveDeployFailureReason',
+        'DeployWithoutMove',
+        'ThawMovingPoolTenant',
+        'ServeAgainAfterMoveFailed',
+      ]),
+    );
+    expect(r.path).not.toContain('RestoreMovedPoolIntoBridge');
+    expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'pool' });
+
+    // The restore fails, and so does the deploy that would remove the bridge place: the tenant stays moving.
+    runners((p) => (p.action === 'restore' ? 'restore failed' : undefined));
+    onBuild = (b) => {
+      if (!b.request.includes('movingTo')) failBuild(b);
+    };
+    const stuck = await move('acme', 'bridge');
+    expect(stuck.status).toBe('FAILED');
+    expect(stuck.path).toEqual(
+      expect.arrayContaining(['DeployWithoutMove', 'KeepMovingAfterRollbackFailed', 'EmitMoveFailed']),
+    );
+    expect(stuck.path).not.toContain('ThawWhereItWas');
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'moving', model: 'pool', movingTo: 'bridge' });
+    expect(item!.failureReason).toContain('request the move again to finish it');
+    expect(item!.lock).toBeUndefined();
+    // Only a move to the same cell is accepted now, and it finishes the move.
+    expect(await move('acme', 'pool')).toMatchObject({ status: 'REFUSED', statusCode: 400 });
+    runners();
+    onBuild = () => undefined;
+    const finished = await move('acme', 'bridge');
+    expect(finished.status).toBe('SUCCEEDED');
+    expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'bridge', keptCopy: 'pool' });
+  });
+
+  test("the final deploy's failure leaves the tenant moved and served by bridge, and says how to retire the source", async () => {
+    onBuild = (b) => {
+      if (b.request.includes('"firstModel"')) failBuild(b);
+    };
+    const r = await move('acme', 'bridge');
+    expect(r.status).toBe('FAILED');
+    expect(r.path.slice(-3)).toEqual(['EmitMoved', 'DeployMovedTenant', 'MovedSourceNotRetired']);
+    expect((r as { cause?: string }).cause).toContain('the tenant was moved and is served by the other cell');
+    expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'bridge', keptCopy: 'pool' });
   });
 });

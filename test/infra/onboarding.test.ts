@@ -40,6 +40,25 @@ const RESTORE_FAILURE_PATH: Record<string, string> = {
   EmitRestoredAfterAll: 'RestoredNotAnnounced',
 };
 
+/** A move's steps before its switch catch into its own failure path, which rolls back (never `failed`). */
+const MOVE_RUNNER_STEPS = /^(MoveOut(Pool|Bridge)To\w+|RestoreMoved\w+)$/;
+const MOVE_DEPLOY_STEPS = /^DeployMovePhase\w+$/;
+const MOVE_FAILURE_PATH: Record<string, string> = {
+  ReadMoveFailureReason: 'GenericMoveFailureReason',
+  ReadMoveDeployFailureReason: 'GenericMoveFailureReason',
+  DeployWithoutMove: 'KeepMovingAfterRollbackFailed',
+  ThawMovingPoolTenant: 'KeepMovingAfterThawFailed',
+  ThawMovingBridgeTenant: 'KeepMovingAfterThawFailed',
+  ServeAgainAfterMoveFailed: 'MoveFailedUnrecorded',
+  KeepMovingAfterThawFailed: 'MoveFailedUnrecorded',
+  KeepMovingAfterRollbackFailed: 'MoveFailedUnrecorded',
+  EmitMoveFailed: 'MoveFailed',
+  // Once switched, nothing goes back to the rollback: the tenant may already be served by the other cell.
+  SwitchModel: 'MoveSwitchUnrecorded',
+  EmitMoved: 'DeployMovedTenant',
+  DeployMovedTenant: 'MovedSourceNotRetired',
+};
+
 function statementsOf(roleLogicalIdPart: string): Record<string, unknown>[] {
   const policy = Object.values(resources).find(
     (r) => r.Type === 'AWS::IAM::Policy' && JSON.stringify(r.Properties.Roles).includes(roleLogicalIdPart),
@@ -51,7 +70,14 @@ describe('onboarding pipeline', () => {
   test('every task after the request is accepted catches every error into the failure path', () => {
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     for (const [name, s] of tasks) {
-      if (name === 'Accept' || FAILURE_PATH.includes(name) || RESTORE_FAILURE_PATH[name]) continue;
+      if (
+        name === 'Accept' ||
+        FAILURE_PATH.includes(name) ||
+        RESTORE_FAILURE_PATH[name] ||
+        MOVE_FAILURE_PATH[name]
+      ) {
+        continue;
+      }
       expect({ name, catch: s.Catch }).toEqual({
         name,
         catch: [
@@ -60,15 +86,20 @@ describe('onboarding pipeline', () => {
             ResultPath: '$.error',
             Next: RESTORE_STEPS.includes(name)
               ? 'ReadRestoreFailureReason'
-              : FROM_ARCHIVE.test(name)
-                ? 'ReadArchiveFailureReason'
-                : 'ReadFailureReason',
+              : MOVE_RUNNER_STEPS.test(name)
+                ? 'ReadMoveFailureReason'
+                : MOVE_DEPLOY_STEPS.test(name)
+                  ? 'ReadMoveDeployFailureReason'
+                  : FROM_ARCHIVE.test(name)
+                    ? 'ReadArchiveFailureReason'
+                    : 'ReadFailureReason',
           },
         ],
       });
     }
-    // Each step of the restore's failure path catches into its next step or an end state, never back into it.
-    for (const [name, next] of Object.entries(RESTORE_FAILURE_PATH)) {
+    // Each step of the restore's and the move's failure paths catches into its next step or an end state, never
+    // back into it.
+    for (const [name, next] of Object.entries({ ...RESTORE_FAILURE_PATH, ...MOVE_FAILURE_PATH })) {
       expect({ name, catch: states[name].Catch }).toEqual({
         name,
         catch: [expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: next })],

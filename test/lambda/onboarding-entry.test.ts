@@ -288,7 +288,7 @@ describe('bad requests', () => {
     [
       { action: 'delete', request: { tenantId: 'acme' } },
       400,
-      '"action" is "delete": use "onboard", "offboard" or "restore"',
+      '"action" is "delete": use "onboard", "offboard", "restore" or "move"',
     ],
     [{ action: 'onboard' }, 400, '"request" must be an object'],
     [{ action: 'onboard', request: { tenantId: 'Bad Id', model: 'pool' } }, 400, 'field "id"'],
@@ -356,4 +356,129 @@ test('a restore whose workflow cannot be started leaves the tenant as it was (se
   expect(asked.statusCode).toBe(403);
   expect(asked.json.error).toBe('approval_required');
   expect((await moto.get('acme'))!.lock).toBeUndefined();
+});
+
+describe('a move between the pool and bridge cells', () => {
+  const move = (tenantId: string, to: unknown) => ({ action: 'move', request: { tenantId, to } });
+  const kept = (id: string, model: string) =>
+    JSON.stringify({ id, name: id, model, settings: { deletionPolicy: 'retain' } });
+
+  test("an approver's move sets the tenant moving to the other cell, locked for an execution named for that cell", async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: kept('acme', 'pool') });
+    const asked = await call(REQUESTER, move('acme', 'bridge'));
+    expect(asked.statusCode).toBe(403);
+    expect(asked.json.error).toBe('approval_required');
+    expect(await moto.get('acme')).toMatchObject({ status: 'active' });
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+
+    const r = await call(APPROVER, move('acme', 'bridge'));
+    expect(r.statusCode).toBe(202);
+    expect(await moto.get('acme')).toMatchObject({
+      status: 'moving',
+      model: 'pool',
+      movingTo: 'bridge',
+      lock: r.json.execution,
+      requestedBy: `${APPROVER_USER} (approver)`,
+    });
+    const [start] = sfn.commandCalls(StartExecutionCommand);
+    // The bridge cell's runner reads the history of moves into its cell only (its IAM pattern: move_bridge_*).
+    expect(start.args[0].input.name).toMatch(
+      new RegExp(`^move_bridge_${tenantMark('acme')}_acme-\\d+-[0-9a-f]{8}$`),
+    );
+    expect(JSON.parse(start.args[0].input.input!)).toMatchObject({
+      action: 'move',
+      tenant: { tenantId: 'acme', model: 'pool', movingTo: 'bridge' },
+    });
+  });
+
+  test.each([
+    ['acme', 'silo', 'cannot be moved into a silo in AWS yet: onboard a new silo tenant from its archive'],
+    ['acme', 'shared', '"to" is "shared": use "pool" or "bridge"'],
+    ['acme', 'pool', 'is already a pool tenant'],
+    ['nobody', 'bridge', 'tenant "nobody" is unknown'],
+    ['northwind', 'pool', 'is a silo tenant: a move goes between the pool and bridge cells'],
+    ['kept', 'pool', 'still has the pool copy its last move kept'],
+    ['norequest', 'bridge', 'has no request kept in the registry'],
+    ['offboarded', 'bridge', 'is offboarded: only an active tenant is moved'],
+    ['restoring', 'bridge', 'is moving to pool: only an active tenant is moved'],
+  ])('a move of %s to %s is refused (400): %s; nothing written', async (tenantId, to, message) => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: kept('acme', 'pool') });
+    await moto.put({
+      tenantId: 'northwind',
+      model: 'silo',
+      status: 'active',
+      request: kept('northwind', 'silo'),
+    });
+    await moto.put({
+      tenantId: 'kept',
+      model: 'bridge',
+      status: 'active',
+      keptCopy: 'pool',
+      request: kept('kept', 'bridge'),
+    });
+    await moto.put({ tenantId: 'norequest', model: 'pool', status: 'active' });
+    await moto.put({
+      tenantId: 'offboarded',
+      model: 'pool',
+      status: 'offboarded',
+      request: kept('offboarded', 'pool'),
+    });
+    // A restore over its data left it frozen within its cell.
+    await moto.put({
+      tenantId: 'restoring',
+      model: 'pool',
+      status: 'moving',
+      movingTo: 'pool',
+      request: kept('restoring', 'pool'),
+    });
+    const before = await moto.get(tenantId);
+    const r = await call(APPROVER, move(tenantId, to));
+    expect(r.statusCode).toBe(400);
+    expect(r.json.message).toContain(message);
+    expect(await moto.get(tenantId)).toEqual(before);
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+  });
+
+  test('a move whose rollback failed (moving, unlocked) is finished by a new request to the same cell only', async () => {
+    await moto.put({
+      tenantId: 'acme',
+      model: 'pool',
+      status: 'moving',
+      movingTo: 'bridge',
+      request: kept('acme', 'pool'),
+      failureReason: 'the rollback failed',
+    });
+    const back = await call(APPROVER, move('acme', 'pool'));
+    expect(back.statusCode).toBe(400);
+    const r = await call(APPROVER, move('acme', 'bridge'));
+    expect(r.statusCode).toBe(202);
+    expect(await moto.get('acme')).toMatchObject({
+      status: 'moving',
+      movingTo: 'bridge',
+      lock: r.json.execution,
+      failureReason: 'the rollback failed',
+    });
+  });
+
+  test('a move whose workflow cannot be started leaves the tenant as it was, with the reason', async () => {
+    sfn.on(StartExecutionCommand).rejects(new Error('Rate exceeded'));
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: kept('acme', 'pool') });
+    const r = await call(APPROVER, move('acme', 'bridge'));
+    expect(r.statusCode).toBe(502);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'pool', failureReason: r.json.message });
+    expect(item!.lock).toBeUndefined();
+    expect(item!.movingTo).toBeUndefined();
+    // One a failed rollback left moving stays so (still frozen).
+    await moto.put({
+      tenantId: 'globex',
+      model: 'bridge',
+      status: 'moving',
+      movingTo: 'pool',
+      request: kept('globex', 'bridge'),
+    });
+    expect((await call(APPROVER, move('globex', 'pool'))).statusCode).toBe(502);
+    expect(await moto.get('globex')).toMatchObject({ status: 'moving', movingTo: 'pool' });
+    expect((await moto.get('globex'))!.lock).toBeUndefined();
+  });
 });

@@ -988,3 +988,105 @@ describe('bundles', () => {
     },
   );
 });
+
+describe('a move between the pool and bridge cells: accept, the switch, reconcile', () => {
+  const kept = JSON.stringify({
+    id: 'acme',
+    name: 'Acme',
+    model: 'pool',
+    settings: { deletionPolicy: 'retain', hostname: 'ac' },
+  });
+  const beginMove = async (execution = EXEC_A) => {
+    await moto.put({
+      tenantId: 'acme',
+      model: 'pool',
+      status: 'active',
+      schema: 'pool',
+      schemaVersion: 3,
+      request: kept,
+    });
+    return beginning.beginMove(
+      { tenantId: 'acme', to: 'bridge' },
+      { execution, requestedBy: OPS, approver: true },
+    );
+  };
+
+  test('accept gives the deploys the request as it is, with its place in the other cell added, and as moved', async () => {
+    const tenant = await beginMove();
+    const accepted = await steps.handler({ step: 'accept', execution: EXEC_A, input: { tenant } });
+    const moved = JSON.stringify({
+      id: 'acme',
+      name: 'Acme',
+      model: 'bridge',
+      firstModel: 'pool',
+      settings: { deletionPolicy: 'retain', hostname: 'ac' },
+    });
+    expect(accepted).toEqual({
+      tenantId: 'acme',
+      model: 'pool',
+      movingTo: 'bridge',
+      action: 'move',
+      stackName: 'Tenant-acme',
+      hostname: 'ac',
+      tenantRequest: kept,
+      moveRequest: JSON.stringify({ ...JSON.parse(kept), movingTo: 'bridge' }),
+      movedRequest: moved,
+    });
+    // Another execution is refused, with nothing changed.
+    await expect(steps.handler({ step: 'accept', execution: EXEC_B, input: { tenant } })).rejects.toThrow(
+      `execution ${EXEC_B} does not hold tenant "acme"`,
+    );
+  });
+
+  test('the switch needs the lock: served by the other cell, its old place kept, released; a retry finds it done', async () => {
+    await beginMove();
+    const switched = { step: 'switchModel', tenantId: 'acme', schemaVersion: 4 } as const;
+    await expect(steps.handler({ ...switched, execution: EXEC_B })).rejects.toThrow(steps.LockLost);
+    expect(await moto.get('acme')).toMatchObject({ status: 'moving', model: 'pool', lock: EXEC_A });
+    await expect(steps.handler({ ...switched, execution: EXEC_A })).resolves.toEqual({
+      tenantId: 'acme',
+      model: 'bridge',
+      keptCopy: 'pool',
+    });
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({
+      status: 'active',
+      model: 'bridge',
+      schema: 't_acme',
+      schemaVersion: 4,
+      keptCopy: 'pool',
+      releasedBy: EXEC_A,
+      request: JSON.stringify({
+        id: 'acme',
+        name: 'Acme',
+        model: 'bridge',
+        firstModel: 'pool',
+        settings: { deletionPolicy: 'retain', hostname: 'ac' },
+      }),
+    });
+    expect(item!.lock).toBeUndefined();
+    expect(item!.movingTo).toBeUndefined();
+    // Its answer lost, the same switch again finds its own work done; another execution's does not.
+    await expect(steps.handler({ ...switched, execution: EXEC_A })).resolves.toMatchObject({ already: true });
+    await expect(steps.handler({ ...switched, execution: EXEC_B })).rejects.toThrow(steps.LockLost);
+    expect(await moto.get('acme')).toEqual(item);
+  });
+
+  test('a move that died leaves the tenant moving (503) with how to finish it, unlocked', async () => {
+    await beginMove();
+    sfn.on(DescribeExecutionCommand, { executionArn: EXEC_A }).resolves({ status: 'FAILED' } as never);
+    const r = await steps.handler({
+      step: 'reconcile',
+      executionArn: EXEC_A,
+      status: 'FAILED',
+      input: JSON.stringify({ action: 'move', tenant: { tenantId: 'acme' } }),
+    });
+    expect(r).toEqual({ reconciled: true, tenantId: 'acme' });
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'moving', model: 'pool', movingTo: 'bridge' });
+    expect(item!.failureReason).toContain(
+      'the tenant may still be frozen: request the move again to finish it (npm run request -- move --tenant acme --to bridge)',
+    );
+    expect(item!.lock).toBeUndefined();
+  });
+});

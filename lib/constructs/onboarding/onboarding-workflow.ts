@@ -24,6 +24,7 @@ import {
   startsFromArchive,
 } from './from-archive';
 import { restoreOverStates } from './restore-over';
+import { moveStates } from './move';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
 export interface OnboardingWorkflowProps {
@@ -52,6 +53,7 @@ export interface OnboardingWorkflowProps {
  * and release the lock, emit TenantOnboarded.
  * Restoring over a tenant's data (an approver's `restore` request): its cell's runner replaces its rows with
  * one of its own archives (restoreOver below), then it is active again and TenantRestored is emitted.
+ * Moving a tenant between the pool and bridge cells (an approver's `move` request): move.ts.
  * Offboarding: disable the tenant's users, (silo) take and record a final snapshot, deploy the stack in
  * `retire` (protection lifted by the stack itself), destroy it, mark it offboarded and release, emit
  * TenantOffboarded.
@@ -104,7 +106,16 @@ export class OnboardingWorkflow extends Construct {
     return task;
   }
 
-  private build(id: string, action: 'deploy' | 'destroy', phase: TenantPhase): tasks.CodeBuildStartBuild {
+  /**
+   * The deploy job for the tenant's stack, built from the request at `request` (by default the tenant's, as accept
+   * returned it).
+   */
+  build(
+    id: string,
+    action: 'deploy' | 'destroy',
+    phase: TenantPhase,
+    request = '$.tenant.tenantRequest',
+  ): tasks.CodeBuildStartBuild {
     const env = (value: string) => ({ type: codebuild.BuildEnvironmentVariableType.PLAINTEXT, value });
     const task = new tasks.CodeBuildStartBuild(this, id, {
       project: this.props.project,
@@ -113,7 +124,7 @@ export class OnboardingWorkflow extends Construct {
         ACTION: env(action),
         TENANT_PHASE: env(phase),
         TENANT_ID: env(tenantId),
-        TENANT_REQUEST: env(sfn.JsonPath.stringAt('$.tenant.tenantRequest')),
+        TENANT_REQUEST: env(sfn.JsonPath.stringAt(request)),
       },
       resultPath: sfn.JsonPath.DISCARD,
       taskTimeout: sfn.Timeout.duration(Duration.minutes(95)),
@@ -340,6 +351,7 @@ export class OnboardingWorkflow extends Construct {
         .when(sfn.Condition.stringEquals(ACTION, 'onboard'), onboard)
         .when(sfn.Condition.stringEquals(ACTION, 'restore'), restore.restore)
         .when(sfn.Condition.stringEquals(ACTION, 'abandonRestore'), restore.abandon)
+        .when(sfn.Condition.stringEquals(ACTION, 'move'), moveStates(this))
         .otherwise(offboard),
     );
   }

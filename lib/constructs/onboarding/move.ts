@@ -1,0 +1,227 @@
+import { Duration } from 'aws-cdk-lib';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { MOVE_DETAIL_TYPES, moveOutStateName } from '../../../contracts';
+import type { OnboardingWorkflow } from './onboarding-workflow';
+import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+
+const SHARED = ['pool', 'bridge'] as const;
+const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool');
+
+/**
+ * Moving a tenant between the pool and bridge cells (an approver's `move` request; the entry set it `moving` to the
+ * other cell, so the API answers it 503):
+ *
+ * 1. `MoveOut<From>To<To>`: the source cell's runner freezes the tenant's writes, exports it to its bucket and
+ *    completes this callback task with the archive's SHA-256 and a link to it (lambda/tenant-provisioner/
+ *    mobility-move.ts). The link is dropped from the execution's state once used.
+ * 2. `DeployMovePhase`: the tenant's stack with its place in the other cell added beside the untouched source
+ *    (`moveRequest`: `movingTo`); that cell's provisioner builds the empty place and writes no registry field.
+ * 3. `RestoreMoved<From>Into<To>`: the destination cell's runner restores those bytes into the place, only if they
+ *    give that digest; a run again that finds exactly the archive's rows there is done.
+ * 4. `SwitchModel`: one conditional write holding the lock: the tenant is served by the other cell, its old place
+ *    recorded as kept (`keptCopy`), the lock released. From here on the move only rolls forward.
+ * 5. `EmitMoved`, then `DeployMovedTenant`: the stack as moved (`movedRequest`), which drops the source's resource;
+ *    its provisioner keeps the data, frozen and unreachable.
+ *
+ * A failure before the switch rolls back: the stack deployed without `movingTo` (the destination's provisioner
+ * removes the copy it held), the source's runner thaws the tenant, which serves again where it was, with the reason,
+ * and TenantMoveFailed is emitted. If the rollback deploy or the thaw fails, the tenant stays `moving` (503) with
+ * the reason, and a new move request to the same cell finishes the move. A switch whose outcome is unknown is never
+ * rolled back (that would remove the place the tenant may already be served from): the execution fails and the
+ * reconciler leaves the tenant `moving` with the reason if the switch did not land.
+ */
+export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
+  const failed = new sfn.Fail(wf, 'MoveFailed', { error: 'TenantMoveFailed', causePath: '$.failure.reason' });
+  const unrecorded = new sfn.Fail(wf, 'MoveFailedUnrecorded', {
+    error: 'TenantMoveFailed',
+    cause:
+      'the move failed and its failure could not be recorded in the registry; the reconciler leaves the tenant moving (503) with the reason',
+  });
+  const emitFailed = wf.emit('EmitMoveFailed', MOVE_DETAIL_TYPES.moveFailed, {
+    tenantId,
+    to: sfn.JsonPath.stringAt('$.tenant.movingTo'),
+    reason: sfn.JsonPath.stringAt('$.failure.reason'),
+  });
+  emitFailed.addCatch(failed, { resultPath: '$.failureOfFailure' });
+  emitFailed.next(failed);
+  const serveAgain = wf.step('ServeAgainAfterMoveFailed', {
+    step: 'setStatus',
+    tenantId,
+    execution,
+    status: 'active',
+    release: true,
+    reason: sfn.JsonPath.stringAt('$.failure.reason'),
+  });
+  serveAgain.addCatch(unrecorded, { resultPath: '$.failureOfFailure' });
+  serveAgain.next(emitFailed);
+  const keepMoving = (id: string, why: string) => {
+    const keep = wf.step(id, {
+      step: 'setStatus',
+      tenantId,
+      execution,
+      status: 'moving',
+      release: true,
+      reason: sfn.JsonPath.format(
+        `{}; ${why}: request the move again to finish it`,
+        sfn.JsonPath.stringAt('$.failure.reason'),
+      ),
+    });
+    keep.addCatch(unrecorded, { resultPath: '$.failureOfFailure' });
+    keep.next(emitFailed);
+    return keep;
+  };
+
+  // The rollback: the stack as it was (the destination's place removed), then the tenant thawed where it was.
+  const thaw = new sfn.Choice(wf, 'ThawWhereItWas');
+  const keepFrozen = keepMoving('KeepMovingAfterThawFailed', 'lifting the freeze failed too');
+  for (const model of SHARED) {
+    const task = wf.runner(
+      `ThawMoving${title(model)}Tenant`,
+      model,
+      { action: 'thaw', tenantId, execution },
+      '$.thawed',
+    );
+    // A thaw is idempotent: retried on any error (the database may be failing over).
+    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+    task.addCatch(keepFrozen, { resultPath: '$.thawError' });
+    task.next(serveAgain);
+    thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
+  }
+  thaw.otherwise(keepFrozen);
+  const rollback = wf.build('DeployWithoutMove', 'deploy', 'steady', '$.tenant.tenantRequest');
+  rollback.addCatch(
+    keepMoving(
+      'KeepMovingAfterRollbackFailed',
+      "removing its place in the other cell (its stack's move deploy) failed too",
+    ),
+    { resultPath: '$.rollbackError' },
+  );
+  rollback.next(thaw);
+  const genericReason = new sfn.Pass(wf, 'GenericMoveFailureReason', {
+    parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },
+    resultPath: '$.failure',
+  });
+  genericReason.next(rollback);
+  // A runner's reason is its own; a deploy's is read from the tenant stack's events.
+  const reasonOf = (id: string, fromStack: boolean) => {
+    const reason = wf.step(
+      id,
+      { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack },
+      '$.failure',
+    );
+    reason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
+    reason.next(rollback);
+    return <T extends sfn.TaskStateBase>(state: T): T => {
+      state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
+      return state;
+    };
+  };
+  const onRunnerError = reasonOf('ReadMoveFailureReason', false);
+  const onDeployError = reasonOf('ReadMoveDeployFailureReason', true);
+
+  // Done: announced, then the source's resource dropped from the stack (its data kept, frozen).
+  const moved = new sfn.Succeed(wf, 'Moved');
+  const notRetired = new sfn.Fail(wf, 'MovedSourceNotRetired', {
+    error: 'TenantMovedSourceNotRetired',
+    cause:
+      "the tenant was moved and is served by the other cell, but its stack's deploy as moved failed: its old resource is still in the stack (its place there stays frozen); deploy the tenant's stack from its request as the registry keeps it (npm run fleet -- pull: update its catalog entry if the catalog lists it)",
+  });
+  const deployMoved = wf.build('DeployMovedTenant', 'deploy', 'steady', '$.tenant.movedRequest');
+  deployMoved.addRetry({
+    errors: THROTTLING,
+    interval: Duration.seconds(10),
+    backoffRate: 2,
+    maxAttempts: 5,
+  });
+  deployMoved.addCatch(notRetired, { resultPath: '$.error' });
+  deployMoved.next(moved);
+  const emitMoved = wf.emit('EmitMoved', MOVE_DETAIL_TYPES.moved, {
+    tenantId,
+    from: sfn.JsonPath.stringAt('$.tenant.model'),
+    to: sfn.JsonPath.stringAt('$.tenant.movingTo'),
+  });
+  emitMoved.addCatch(deployMoved, { resultPath: '$.emitError' });
+  emitMoved.next(deployMoved);
+  const switchModel = wf.step('SwitchModel', {
+    step: 'switchModel',
+    tenantId,
+    execution,
+    schemaVersion: sfn.JsonPath.numberAt('$.movedOut.schemaVersion'),
+  });
+  // Holding the lock, so a second attempt after a lost answer finds its own switch done.
+  switchModel.addRetry({
+    errors: ['States.ALL'],
+    interval: Duration.seconds(5),
+    backoffRate: 2,
+    maxAttempts: 3,
+  });
+  switchModel.addCatch(
+    new sfn.Fail(wf, 'MoveSwitchUnrecorded', {
+      error: 'TenantMoveSwitchUnrecorded',
+      cause:
+        'the tenant was restored in the other cell but the switch could not be recorded: nothing is rolled back; the reconciler leaves it moving (503) with the reason unless the switch landed: request the move again to finish it',
+    }),
+    { resultPath: '$.failureOfFailure' },
+  );
+  switchModel.next(emitMoved);
+
+  const moveOut = new sfn.Choice(wf, 'MoveOutOfItsCell');
+  for (const from of SHARED) {
+    const to = other(from);
+    const out = wf.runner(
+      moveOutStateName(from, to),
+      from,
+      { action: 'moveOut', tenantId, execution },
+      '$.movedOut',
+      {
+        callback: true,
+        resultSelector: {
+          sha256: sfn.JsonPath.stringAt('$.sha256'),
+          handover: sfn.JsonPath.stringAt('$.handover'),
+          execution: sfn.JsonPath.stringAt('$.execution'),
+          tenantId: sfn.JsonPath.stringAt('$.tenantId'),
+          archive: sfn.JsonPath.stringAt('$.archive'),
+          schemaVersion: sfn.JsonPath.numberAt('$.schemaVersion'),
+        },
+      },
+    );
+    out.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    const deploy = onDeployError(
+      wf.build(`DeployMovePhase${title(from)}To${title(to)}`, 'deploy', 'steady', '$.tenant.moveRequest'),
+    );
+    const restore = wf.runner(`RestoreMoved${title(from)}Into${title(to)}`, to, {
+      action: 'restore',
+      tenantId,
+      archive: sfn.JsonPath.stringAt('$.movedOut.archive'),
+      execution,
+      handover: sfn.JsonPath.stringAt('$.movedOut.handover'),
+    });
+    // A restore run again finds exactly the archive's rows there and is done (rerunIsDone).
+    restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    const forget = new sfn.Pass(wf, `ForgetMoveLink${title(from)}To${title(to)}`, {
+      comment:
+        'The link is a credential for the archive until it expires: not carried into the execution output',
+      parameters: { 'schemaVersion.$': '$.movedOut.schemaVersion', 'archive.$': '$.movedOut.archive' },
+      resultPath: '$.movedOut',
+    });
+    onRunnerError(out).next(deploy).next(onRunnerError(restore)).next(forget).next(switchModel);
+    moveOut.when(
+      sfn.Condition.and(
+        sfn.Condition.stringEquals('$.tenant.model', from),
+        sfn.Condition.stringEquals('$.tenant.movingTo', to),
+      ),
+      out,
+    );
+  }
+  // Accept admits pool <-> bridge moves only; anything else fails with the reason, changing nothing.
+  return moveOut.otherwise(
+    new sfn.Pass(wf, 'NotAMoveBetweenSharedCells', {
+      parameters: {
+        Error: 'NotAMoveBetweenSharedCells',
+        Cause: 'only a move between the pool and bridge cells runs through the workflow',
+      },
+      resultPath: '$.error',
+    }).next(genericReason),
+  );
+}

@@ -1,0 +1,66 @@
+/**
+ * The rules a move request must pass (the onboarding entry's `move` action: an approver's move of a tenant between
+ * the pool and bridge cells). Pure, as onboarding-rules.ts.
+ */
+import { tenantIdProblem } from '../db/naming';
+import { ExistingTenant, RequestRejected } from './onboarding-rules';
+
+/** `{ tenantId, to }`: move the tenant, with its data, to the `to` cell. */
+export interface MoveRequest {
+  readonly tenantId?: unknown;
+  readonly to?: unknown;
+}
+
+const SHARED = ['pool', 'bridge'];
+
+/**
+ * A move request against what the registry holds: an active pool or bridge tenant that nobody holds, with no copy
+ * kept from an earlier move, to the other shared cell; or one an earlier move of it to the same cell left `moving`
+ * (its rollback failed), which a new request finishes.
+ */
+export function checkMove(
+  request: MoveRequest,
+  existing: (ExistingTenant & { keptCopy?: string; request?: string }) | undefined,
+): { tenantId: string; from: 'pool' | 'bridge'; to: 'pool' | 'bridge'; stuck: boolean } {
+  const problem = tenantIdProblem(request.tenantId);
+  if (problem) throw new RequestRejected(`move request: tenant id ${problem}`);
+  const tenantId = request.tenantId as string;
+  const refuse = (why: string) =>
+    new RequestRejected(`move request: tenant "${tenantId}" ${why}; nothing was changed`);
+  const to = request.to;
+  if (to === 'silo') {
+    throw refuse(
+      'cannot be moved into a silo in AWS yet: onboard a new silo tenant from its archive (npm run request -- onboard ... --restore-from <archive> --restore-from-model <its model>), then offboard this one',
+    );
+  }
+  if (typeof to !== 'string' || !SHARED.includes(to)) {
+    throw new RequestRejected(`move request: "to" is ${JSON.stringify(to)}: use "pool" or "bridge"`);
+  }
+  if (!existing) throw refuse('is unknown');
+  if (existing.lock) {
+    throw refuse(`is being changed by another request (${existing.lock}): wait for it to finish`);
+  }
+  if (!SHARED.includes(existing.model)) {
+    throw refuse(
+      `is a ${existing.model} tenant: a move goes between the pool and bridge cells (a silo's data: npm run tenant -- export --aws, then a new tenant from it)`,
+    );
+  }
+  const stuck = existing.status === 'moving' && existing.movingTo === to;
+  if (existing.status !== 'active' && !stuck) {
+    throw refuse(
+      `is ${existing.status}${existing.status === 'moving' ? ` to ${existing.movingTo ?? 'another model'}` : ''}: only an active tenant is moved`,
+    );
+  }
+  if (existing.model === to) throw refuse(`is already a ${to} tenant`);
+  if (!existing.request) {
+    throw refuse(
+      'has no request kept in the registry, which its stack is rebuilt from in the other cell: deploy its stack once from its catalog entry to record it',
+    );
+  }
+  if (existing.keptCopy) {
+    throw refuse(
+      `still has the ${existing.keptCopy} copy its last move kept, which a move into ${existing.keptCopy} would meet: removing it (the local platform's purge) is not built in AWS yet`,
+    );
+  }
+  return { tenantId, from: existing.model as 'pool' | 'bridge', to: to as 'pool' | 'bridge', stuck };
+}

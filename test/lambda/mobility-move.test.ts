@@ -1,0 +1,269 @@
+import { mockClient } from 'aws-sdk-client-mock';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  SendTaskFailureCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
+import { moveOutStateName } from '../../contracts';
+import { LATEST_VERSION } from '../../db/migrations';
+import { sqlstateOf } from '../db/harness';
+import { Moto, startMoto } from '../helpers/moto';
+import {
+  ONBOARDING_WORKFLOW,
+  RunnerCell,
+  startRunnerCell,
+  WORKFLOW_EXECUTIONS,
+} from '../helpers/runner-cell';
+
+// A tenant moved between the pool and bridge cells in AWS (lambda/tenant-provisioner/mobility-move.ts): both cells'
+// runners and provisioners run for real, each against its own database on the embedded PostgreSQL and its own
+// bucket in moto's S3, with its own archive signing key; the registry is moto's DynamoDB. The source runner's link
+// is presigned by the SDK and fetched over HTTP from moto. Secrets Manager and Step Functions are stubbed at the SDK
+// boundary: the moveOut task's token (SendTaskSuccess) and the execution's history as Step Functions keeps them.
+const secrets = mockClient(SecretsManagerClient);
+const sfn = mockClient(SFNClient);
+
+let moto: Moto;
+let pool: RunnerCell;
+let bridge: RunnerCell;
+let answered: Map<string, { output?: string; error?: string; cause?: string }>;
+const tokens = new Set<string>();
+
+/** What the entry writes for an approver's move, and what Step Functions says of its execution. */
+async function moving(tenantId: string, from: 'pool' | 'bridge', to: 'pool' | 'bridge', execution: string) {
+  const item = (await moto.get(tenantId))!;
+  await moto.put({ ...item, status: 'moving', movingTo: to, lock: execution });
+  sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
+    status: 'RUNNING',
+    stateMachineArn: ONBOARDING_WORKFLOW,
+    input: JSON.stringify({ action: 'move', tenant: { tenantId, model: from, movingTo: to } }),
+  });
+}
+
+/** The execution's history once its moveOut task succeeded with `output`, as move.ts's ResultSelector leaves it. */
+function history(execution: string, from: 'pool' | 'bridge', to: 'pool' | 'bridge', output?: string) {
+  sfn.on(GetExecutionHistoryCommand, { executionArn: execution }).resolves({
+    events: output
+      ? [
+          {
+            type: 'TaskStateExited',
+            id: 9,
+            timestamp: new Date(),
+            stateExitedEventDetails: {
+              name: moveOutStateName(from, to),
+              output: JSON.stringify({ tenant: {}, movedOut: JSON.parse(output) }),
+            },
+          },
+        ]
+      : [],
+  });
+}
+
+/** The destination's place, as the move deploy's Custom::BridgeTenant (or PoolTenant) creates it. */
+const place = (cell: RunnerCell, model: 'pool' | 'bridge', id: string) =>
+  cell.create(
+    model === 'pool' ? 'Custom::PoolTenant' : 'Custom::BridgeTenant',
+    {
+      TenantId: id,
+      Name: `${id} Inc`,
+      Model: model,
+      DeletionPolicy: 'retain',
+      SchemaVersion: String(LATEST_VERSION),
+      Request: JSON.stringify({
+        id,
+        name: `${id} Inc`,
+        model,
+        firstModel: model === 'pool' ? 'bridge' : 'pool',
+      }),
+    },
+    `Tenant-${id}`,
+  );
+
+beforeAll(async () => {
+  jest.spyOn(console, 'log').mockImplementation(() => undefined);
+  moto = await startMoto();
+  await moto.resetRegistry();
+  pool = await startRunnerCell({
+    model: 'pool',
+    database: 'move_pool',
+    bucket: 'pool-move-archives',
+    archiveKeyHex: 'd1'.repeat(32),
+    moto,
+    secrets,
+  });
+  bridge = await startRunnerCell({
+    model: 'bridge',
+    database: 'move_bridge',
+    bucket: 'bridge-move-archives',
+    archiveKeyHex: 'd2'.repeat(32),
+    moto,
+    secrets,
+  });
+  answered = new Map();
+  sfn.on(SendTaskSuccessCommand).callsFake(async (input: { taskToken: string; output: string }) => {
+    if (!tokens.has(input.taskToken))
+      throw Object.assign(new Error('Invalid Token'), { name: 'TaskDoesNotExist' });
+    tokens.delete(input.taskToken);
+    answered.set(input.taskToken, { output: input.output });
+    return {};
+  });
+  sfn
+    .on(SendTaskFailureCommand)
+    .callsFake(async (input: { taskToken: string; error: string; cause: string }) => {
+      answered.set(input.taskToken, { error: input.error, cause: input.cause });
+      return {};
+    });
+});
+
+afterAll(async () => {
+  await pool?.db.drop();
+  await bridge?.db.drop();
+  await moto?.stop();
+});
+
+describe('a tenant moved between the pool and bridge cells', () => {
+  test('pool -> bridge: frozen and handed over by the pool runner, restored by the bridge runner into its new place', async () => {
+    await pool.onboard('gloop');
+    await pool.addInvoices('gloop', 20);
+    const execution = `${WORKFLOW_EXECUTIONS}move_bridge_gloop-1`;
+    await moving('gloop', 'pool', 'bridge', execution);
+
+    tokens.add('move-1');
+    const out = await pool.run({ action: 'moveOut', tenantId: 'gloop', execution, taskToken: 'move-1' });
+    expect(out).toMatchObject({
+      action: 'moveOut',
+      model: 'pool',
+      rows: { invoices: 20, invoice_items: 20 },
+    });
+    // The invoker gets the digest; the link went to the workflow's task only.
+    expect(JSON.stringify(out)).not.toContain('X-Amz-Signature');
+    const output = answered.get('move-1')!.output!;
+    const movedOut = JSON.parse(output) as Record<string, unknown>;
+    expect(movedOut).toMatchObject({
+      sha256: out.sha256,
+      execution,
+      tenantId: 'gloop',
+      archive: out.archive,
+      schemaVersion: out.schemaVersion,
+    });
+    expect(out.archive).toMatch(/^tenants\/gloop\/.+\.tfa$/);
+    // Frozen where it is: reads answer, writes are refused by the database.
+    expect((await pool.invoices('gloop')).length).toBe(20);
+    expect(await sqlstateOf(pool.addInvoices('gloop', 1))).toBe('42501');
+
+    // The move deploy builds its empty place in the bridge cell; the registry is not written.
+    const before = await moto.get('gloop');
+    await place(bridge, 'bridge', 'gloop');
+    expect(await moto.get('gloop')).toEqual(before);
+
+    const restore = (fields: Record<string, unknown> = {}) =>
+      bridge.run({
+        action: 'restore',
+        tenantId: 'gloop',
+        archive: out.archive,
+        execution,
+        handover: movedOut.handover,
+        ...fields,
+      });
+    history(execution, 'pool', 'bridge');
+    await expect(restore()).rejects.toThrow(
+      'tenant "gloop" is moving into this bridge cell from pool, but the execution\'s history has no digest from its MoveOutPoolToBridge task',
+    );
+    history(execution, 'pool', 'bridge', output);
+    const restored = await restore();
+    expect(restored).toMatchObject({
+      action: 'restore',
+      tenantId: 'gloop',
+      model: 'bridge',
+      rows: { invoices: 20, invoice_items: 20 },
+      checksums: out.checksums,
+    });
+    expect(await bridge.invoices('gloop')).toEqual(await pool.invoices('gloop'));
+    // Run again after a lost answer: the rows are there, nothing is written twice.
+    expect(await restore()).toMatchObject({ alreadyThere: true });
+    expect((await bridge.invoices('gloop')).length).toBe(20);
+    expect(await moto.get('gloop')).toEqual(before);
+  });
+
+  test('refused, with nothing written or handed out: the wrong runner or request, another link, a tenant not moving', async () => {
+    await bridge.onboard('snozz');
+    await bridge.addInvoices('snozz', 5);
+    const execution = `${WORKFLOW_EXECUTIONS}move_pool_snozz-1`;
+    await moving('snozz', 'bridge', 'pool', execution);
+    const moveOut = (cell: RunnerCell, token: string, fields: Record<string, unknown> = {}) => {
+      tokens.add(token);
+      return cell.run({ action: 'moveOut', tenantId: 'snozz', execution, taskToken: token, ...fields });
+    };
+    // The destination's runner does not move the tenant out; its task is failed with the reason.
+    await expect(moveOut(pool, 'wrong-side')).rejects.toThrow(
+      `tenant "snozz" is not being moved out of this pool cell by ${execution}: it is moving from bridge to pool; nothing was written`,
+    );
+    expect(answered.get('wrong-side')).toMatchObject({ error: 'ProvisioningInputError' });
+    // Another execution, and one Step Functions says was started for another move.
+    const other = `${WORKFLOW_EXECUTIONS}move_pool_snozz-2`;
+    await expect(moveOut(bridge, 'other-exec', { execution: other })).rejects.toThrow(
+      `it is held by ${execution}`,
+    );
+    sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
+      status: 'RUNNING',
+      stateMachineArn: ONBOARDING_WORKFLOW,
+      input: JSON.stringify({
+        action: 'move',
+        tenant: { tenantId: 'snozz', model: 'bridge', movingTo: 'silo' },
+      }),
+    });
+    await expect(moveOut(bridge, 'other-input')).rejects.toThrow(
+      'the execution was not started to move this tenant from bridge to pool',
+    );
+    // Nothing was frozen by any of them: the tenant still takes writes.
+    await expect(bridge.addInvoices('snozz', 1)).resolves.toBeDefined();
+
+    await moving('snozz', 'bridge', 'pool', execution);
+    const out = await moveOut(bridge, 'move-2');
+    const output = answered.get('move-2')!.output!;
+    history(execution, 'bridge', 'pool', output);
+    await place(pool, 'pool', 'snozz');
+    const restore = (fields: Record<string, unknown>) =>
+      pool.run({ action: 'restore', tenantId: 'snozz', archive: out.archive, execution, ...fields });
+    const link = new URL(JSON.parse(output).handover as string);
+    link.searchParams.set('X-Amz-Expires', '600');
+    await expect(restore({ handover: link.toString() })).rejects.toThrow(
+      "the link it names is not the one the bridge cell's runner handed to the execution's MoveOutBridgeToPool task",
+    );
+    // Not moving any more (the workflow's rollback served it again where it was): taken as what it would then be, a
+    // handover into a new tenant, and refused as one.
+    const item = (await moto.get('snozz'))!;
+    await moto.put({ ...item, status: 'active', movingTo: undefined, lock: undefined });
+    await expect(restore({ handover: JSON.parse(output).handover })).rejects.toThrow(
+      `of the bridge cell by ${execution}: it is a bridge tenant and this is the pool cell's runner (Pool); nothing was written`,
+    );
+    expect(await pool.invoices('snozz')).toEqual([]);
+  });
+
+  test("the failure path's thaw: only the move's execution lifts the freeze, and the tenant takes writes again", async () => {
+    await pool.onboard('vermicious');
+    await pool.addInvoices('vermicious', 3);
+    const execution = `${WORKFLOW_EXECUTIONS}move_bridge_vermicious-1`;
+    await moving('vermicious', 'pool', 'bridge', execution);
+    tokens.add('move-3');
+    await pool.run({ action: 'moveOut', tenantId: 'vermicious', execution, taskToken: 'move-3' });
+    expect(await sqlstateOf(pool.addInvoices('vermicious', 1))).toBe('42501');
+    await expect(
+      pool.run({
+        action: 'thaw',
+        tenantId: 'vermicious',
+        execution: `${WORKFLOW_EXECUTIONS}move_bridge_vermicious-9`,
+      }),
+    ).rejects.toThrow(`it is held by ${execution}`);
+    expect(await sqlstateOf(pool.addInvoices('vermicious', 1))).toBe('42501');
+    await expect(pool.run({ action: 'thaw', tenantId: 'vermicious', execution })).resolves.toMatchObject({
+      action: 'thaw',
+      restored: false,
+    });
+    await expect(pool.addInvoices('vermicious', 1)).resolves.toBeDefined();
+    expect((await pool.invoices('vermicious')).length).toBe(4);
+  });
+});

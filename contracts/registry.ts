@@ -89,6 +89,12 @@ export interface RegistryItem {
   /** While `moving`: the model its data is being moved to. */
   readonly movingTo?: IsolationModel;
   /**
+   * A move between cells failed before its switch and is being rolled back (set by the workflow, cleared with the
+   * lock): only then does the destination cell's provisioner remove the place it built on the stack's Delete. Any
+   * other Delete of it during the move (a deploy of the tenant's stack from a stale catalog) leaves it untouched.
+   */
+  readonly moveAborted?: boolean;
+  /**
    * The model where a move left the tenant's previous copy, unreachable by any runtime role, until
    * `npm run tenant -- purge` removes it.
    */
@@ -128,6 +134,7 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   upgradeStatus: 'S',
   upgradeFailure: 'S',
   movingTo: 'S',
+  moveAborted: 'BOOL',
   keptCopy: 'S',
   updatedAt: 'S',
 };

@@ -235,7 +235,13 @@ export async function beginMove(request: MoveRequest, who: Requester): Promise<A
       lock: who.execution,
     },
     // A move that finishes one whose rollback failed keeps that reason until its own outcome replaces it.
-    ['failedDuring', 'restoreArchive', 'restoreArchiveModel', ...(stuck ? [] : (['failureReason'] as const))],
+    [
+      'failedDuring',
+      'restoreArchive',
+      'restoreArchiveModel',
+      'moveAborted',
+      ...(stuck ? [] : (['failureReason'] as const)),
+    ],
     { unlocked: true, statusIn: [stuck ? 'moving' : 'active'] },
   );
   if (!taken) {

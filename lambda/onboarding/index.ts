@@ -9,6 +9,7 @@
  *   disableUsers   offboarding: every user of the tenant disabled and signed out
  *   setStatus      changes the tenant's status, holding the lock (and releases it at the end)
  *   switchModel    a move's switch: the tenant is served by the cell it moved to, its old place kept (releases)
+ *   abortMove      a move that failed before its switch is rolled back: its destination's place may be removed
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
  *   failureReason  the CloudFormation reason read from the tenant stack's events
  *   finalSnapshot  silo offboarding: a manual snapshot of the tenant's database before its stack goes
@@ -63,6 +64,7 @@ export type Step =
       /** The schema version the destination's runner restored the tenant at. */
       schemaVersion?: unknown;
     }
+  | { step: 'abortMove'; tenantId: string; execution: string }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | {
       step: 'failureReason';
@@ -108,6 +110,8 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
       return setStatus(event);
     case 'switchModel':
       return switchModel(event);
+    case 'abortMove':
+      return abortMove(event);
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
@@ -330,8 +334,28 @@ async function switchModel(e: Extract<Step, { step: 'switchModel' }>): Promise<R
   return { tenantId: e.tenantId, model: to, keptCopy: item.model };
 }
 
+/**
+ * A move that failed before its switch: marked as being rolled back (`moveAborted`, cleared with the lock), so the
+ * destination cell's provisioner removes the place it built when the rollback deploy drops its resource. Needs the
+ * lock, with the tenant still moving between cells (never after a switch).
+ */
+async function abortMove(e: Extract<Step, { step: 'abortMove' }>): Promise<Record<string, unknown>> {
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  const written =
+    item !== undefined &&
+    item.movingTo !== undefined &&
+    item.movingTo !== item.model &&
+    (await write(e.tenantId, { moveAborted: true }, [], { lockedBy: e.execution, statusIn: ['moving'] }));
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: its move was not marked for rollback`,
+    );
+  }
+  return { tenantId: e.tenantId, moveAborted: true };
+}
+
 /** What a request's last write removes with the lock: what the request was doing. */
-const RELEASED = ['lock', 'restoring', 'restoreArchive', 'restoreArchiveModel'] as const;
+const RELEASED = ['lock', 'restoring', 'restoreArchive', 'restoreArchiveModel', 'moveAborted'] as const;
 
 /**
  * An execution ended without recording its end (timed out, aborted, or died in its own failure path): if it

@@ -12,7 +12,8 @@
  * once, so the stack fails fast) after recording it in the tenant registry. Delete keeps tenant data unless
  * DeletionPolicy is "destroy". An offboarded tenant is provisioned again only with Restore "true".
  * A tenant that moves between the pool and bridge cells (registry `moving`, `movingTo`) is the move's: the
- * destination's Create builds its empty place and its Delete (a rollback) removes that copy, the source's Delete
+ * destination's Create builds its empty place and its Delete removes that copy when the workflow rolls the move back
+ * (`moveAborted`; any other Delete of it leaves it), the source's Delete
  * keeps its data, and neither writes the registry; a resource of a cell the registry no longer places the tenant
  * in is refused on Create and Update and kept on Delete (placementOf).
  */
@@ -63,8 +64,10 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
   const tenantLabel = request.tenantId ? ` for tenant "${request.tenantId}"` : '';
   const create = event.RequestType === 'Create';
   // A tenant moving between models (or moved) changes what this cell's resource of it means (placementOf).
-  const placement: Placement =
-    request.kind === 'tenant' ? placementOf(await readTenant(env, request.tenantId!), env.model) : 'own';
+  const item = request.kind === 'tenant' ? await readTenant(env, request.tenantId!) : undefined;
+  const placement: Placement = request.kind === 'tenant' ? placementOf(item, env.model) : 'own';
+  // Only a move the workflow is rolling back may have its destination's place removed.
+  const rollback = placement === 'destination' && item?.moveAborted === true;
   log('request', { requestType: event.RequestType, resourceType: event.ResourceType, placement, ...request });
   if (placement === 'elsewhere' && event.RequestType !== 'Delete') {
     throw new ProvisioningInputError(
@@ -80,7 +83,7 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
     client = await connect(env, log);
     const connected = client;
     const data = await withLockRetries(
-      () => carryOut(env, connected, event.RequestType, request, placement),
+      () => carryOut(env, connected, event.RequestType, request, placement, rollback),
       log,
     );
     if (records) {
@@ -113,6 +116,7 @@ async function carryOut(
   requestType: CloudFormationCustomResourceEvent['RequestType'],
   r: Request,
   placement: Placement,
+  rollback: boolean,
 ): Promise<Record<string, string>> {
   const version = r.schemaVersion;
   if (r.kind === 'bootstrap') {
@@ -125,9 +129,15 @@ async function carryOut(
   const id = r.tenantId!;
   const model = dataModel(r.model);
   if (requestType === 'Delete') {
-    // During or after a move, the tenant's data is not this resource's to destroy: a move's destination being
-    // rolled back holds only a copy of the frozen source, which still serves the tenant (removed); a source or a
-    // place a move left behind is kept, unreachable, whatever the tenant's deletion policy (its kept copy).
+    // During or after a move, the tenant's data is not this resource's to destroy: a move's destination that the
+    // workflow rolls back holds only a copy of the frozen source, which still serves the tenant (removed); any other
+    // Delete of it during the move (a deploy from a stale catalog) leaves it as it is, since the switch may yet
+    // make it the tenant's; a source or a place a move left behind is kept, unreachable, whatever the tenant's
+    // deletion policy (its kept copy).
+    if (placement === 'destination' && !rollback) {
+      log('the destination of a move in progress: left as it is', { tenantId: id });
+      return { TenantId: id, Schema: model.schemaOf(id, {}) };
+    }
     const policy =
       placement === 'own' ? r.deletionPolicy : placement === 'destination' ? 'destroy' : 'retain';
     await model.offboard(client, id, policy, {});

@@ -176,11 +176,13 @@ export class TenantProvisioning extends Construct {
         hostedZoneId: props.domain.zoneId,
         zoneName: props.domain.zoneName,
       });
+      // While the tenant moves it answers 503 in both cells, so its name already points at the cell it moves to:
+      // the name has propagated by the time that cell serves it (a rollback's deploy points it back).
       const endpoint = this.cell
         ? `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`
         : ssm.StringParameter.valueForStringParameter(
             this,
-            ssmNames.apiEndpoint(t.model as 'pool' | 'bridge'),
+            ssmNames.apiEndpoint((props.movingTo ?? t.model) as 'pool' | 'bridge'),
           );
       // The cell's load balancer, from its published https:// endpoint.
       new route53.CnameRecord(this, 'HostName', {

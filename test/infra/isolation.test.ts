@@ -426,7 +426,7 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         });
       }
       // Of the onboarding workflow it reads only what it needs, and no link handed to another: a shared cell's
-      // runner describes any execution but reads the history of its own model's onboardings only, and answers the
+      // runner describes any execution but reads the history of its own model's onboardings and moves only, and answers the
       // workflow's tasks; a silo's reads its own tenant's onboardings only (their names carry its id's mark).
       const states = statementsOf(t)
         .filter((s) => s.id === runnerPolicy && actions(s).some((a) => a.startsWith('states:')))
@@ -442,6 +442,8 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           },
           { actions: ['states:DescribeExecution'], resource: executions('*') },
           { actions: ['states:GetExecutionHistory'], resource: executions(`onboard_${model}_*`) },
+          // ... and of the moves into its own cell (named for the cell they move to).
+          { actions: ['states:GetExecutionHistory'], resource: executions(`move_${model}_*`) },
         ]);
       } else {
         expect(states).toEqual([

@@ -1301,8 +1301,13 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
   test('a restore that fails rolls back: the bridge place removed by a deploy as before, thawed, serving in pool with the reason', async () => {
     const why = "the handed-over copy of tenants/acme/x.tfa (from the pool cell's runner) has SHA-256 ...";
     runners((p) => (p.action === 'restore' ? why : undefined));
+    // Whether the registry marked the move aborted when each deploy ran (only then does the destination's
+    // provisioner remove its place).
+    const aborted: unknown[] = [];
+    onBuild = async () => void aborted.push((await moto.get('acme'))!.moveAborted);
     const r = await move('acme', 'bridge');
     expect(r.status).toBe('FAILED');
+    expect(aborted).toEqual([undefined, true]);
     expect(r.path).toEqual([
       'Accept',
       'OnboardOrOffboard',
@@ -1311,6 +1316,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       'DeployMovePhasePoolToBridge',
       'RestoreMovedPoolIntoBridge',
       'ReadMoveFailureReason',
+      'AbortMove',
       'DeployWithoutMove',
       'ThawWhereItWas',
       'ThawMovingPoolTenant',
@@ -1325,7 +1331,9 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
     const item = await moto.get('acme');
     expect(item).toMatchObject({ status: 'active', model: 'pool', schema: 'pool', request: kept });
     expect(item!.failureReason).toContain(why);
-    for (const gone of ['lock', 'movingTo', 'keptCopy'] as const) expect(item![gone]).toBeUndefined();
+    for (const gone of ['lock', 'movingTo', 'keptCopy', 'moveAborted'] as const) {
+      expect(item![gone]).toBeUndefined();
+    }
     expect(events).toEqual([
       expect.objectContaining({
         DetailType: 'TenantMoveFailed',
@@ -1344,6 +1352,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       expect.arrayContaining([
         'DeployMovePhasePoolToBridge',
         'ReadMoveDeployFailureReason',
+        'AbortMove',
         'DeployWithoutMove',
         'ThawMovingPoolTenant',
         'ServeAgainAfterMoveFailed',

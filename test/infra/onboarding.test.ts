@@ -46,6 +46,7 @@ const MOVE_DEPLOY_STEPS = /^DeployMovePhase\w+$/;
 const MOVE_FAILURE_PATH: Record<string, string> = {
   ReadMoveFailureReason: 'GenericMoveFailureReason',
   ReadMoveDeployFailureReason: 'GenericMoveFailureReason',
+  AbortMove: 'KeepMovingAfterRollbackFailed',
   DeployWithoutMove: 'KeepMovingAfterRollbackFailed',
   ThawMovingPoolTenant: 'KeepMovingAfterThawFailed',
   ThawMovingBridgeTenant: 'KeepMovingAfterThawFailed',

@@ -45,11 +45,16 @@ describe('a move between the pool and bridge cells, as the deploys CloudFormatio
   const templateOf = (
     request: Record<string, unknown>,
     movingTo?: 'pool' | 'bridge' | 'silo',
+    domain?: { zoneId: string; zoneName: string },
   ): TemplateJson => {
     const app = newApp();
     const stack = new Stack(app, 'Tenant-acme', { env: { region: 'us-east-1' } });
     const tenant = TenantProvisioning.tenantFrom(request, 'request');
-    new TenantProvisioning(stack, 'Default', { tenant, ...(movingTo ? { movingTo } : {}) });
+    new TenantProvisioning(stack, 'Default', {
+      tenant,
+      ...(movingTo ? { movingTo } : {}),
+      ...(domain ? { domain } : {}),
+    });
     return Template.fromStack(stack).toJSON() as TemplateJson;
   };
   const pool = { id: 'acme', name: 'Acme', model: 'pool' };
@@ -76,6 +81,23 @@ describe('a move between the pool and bridge cells, as the deploys CloudFormatio
     // A rollback before the switch removes the destination's resource and leaves the source as it was.
     expect(refusedUpdate(during, before)).toEqual([]);
     expect(updatePlan(during, before)).toEqual({ created: [], deleted: ['TenantBridge'], updated: [] });
+  });
+
+  test('with a DNS name, the move deploy already points it at the cell it moves to (it answers 503 in both meanwhile)', () => {
+    const domain = { zoneId: 'Z123', zoneName: 'tenants.example.com' };
+    const endpointOf = (t: TemplateJson) => {
+      const json = JSON.stringify((t as unknown as { Parameters: unknown }).Parameters);
+      return ['pool', 'bridge'].filter((m) => json.includes(`/${m}/api-endpoint`));
+    };
+    const before = templateOf(pool, undefined, domain);
+    const during = templateOf(pool, 'bridge', domain);
+    const after = templateOf(bridgeAfter, undefined, domain);
+    expect(endpointOf(before)).toEqual(['pool']);
+    expect(endpointOf(during)).toEqual(['bridge']);
+    // The last deploy changes no DNS record: the name has propagated while the data moved.
+    expect(updatePlan(during, after)).toEqual({ created: [], deleted: ['Tenant'], updated: [] });
+    // A rollback points it back.
+    expect(updatePlan(during, before).updated).toEqual([expect.stringMatching(/^HostName/)]);
   });
 
   test('and back: the tenant in its first model again is the stack it started as', () => {

@@ -1072,6 +1072,31 @@ describe('a move between the pool and bridge cells: accept, the switch, reconcil
     expect(await moto.get('acme')).toEqual(item);
   });
 
+  test('a rollback is marked only by the execution that holds the move, never after its switch; the release clears it', async () => {
+    await beginMove();
+    const abort = { step: 'abortMove', tenantId: 'acme' } as const;
+    await expect(steps.handler({ ...abort, execution: EXEC_B })).rejects.toThrow(steps.LockLost);
+    expect((await moto.get('acme'))!.moveAborted).toBeUndefined();
+    await expect(steps.handler({ ...abort, execution: EXEC_A })).resolves.toEqual({
+      tenantId: 'acme',
+      moveAborted: true,
+    });
+    expect(await moto.get('acme')).toMatchObject({ status: 'moving', moveAborted: true, lock: EXEC_A });
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'acme',
+      execution: EXEC_A,
+      status: 'active',
+      release: true,
+    });
+    expect((await moto.get('acme'))!.moveAborted).toBeUndefined();
+    // Switched: nothing to roll back.
+    await beginMove(EXEC_B);
+    await steps.handler({ step: 'switchModel', tenantId: 'acme', execution: EXEC_B });
+    await expect(steps.handler({ ...abort, execution: EXEC_B })).rejects.toThrow(steps.LockLost);
+    expect((await moto.get('acme'))!.moveAborted).toBeUndefined();
+  });
+
   test('a move that died leaves the tenant moving (503) with how to finish it, unlocked', async () => {
     await beginMove();
     sfn.on(DescribeExecutionCommand, { executionArn: EXEC_A }).resolves({ status: 'FAILED' } as never);

@@ -23,8 +23,9 @@ const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool
  * 5. `EmitMoved`, then `DeployMovedTenant`: the stack as moved (`movedRequest`), which drops the source's resource;
  *    its provisioner keeps the data, frozen and unreachable.
  *
- * A failure before the switch rolls back: the stack deployed without `movingTo` (the destination's provisioner
- * removes the copy it held), the source's runner thaws the tenant, which serves again where it was, with the reason,
+ * A failure before the switch rolls back: the move marked aborted in the registry (`AbortMove`), the stack deployed
+ * without `movingTo` (the destination's provisioner removes the copy it held, for an aborted move only: a deploy
+ * from a stale catalog meanwhile leaves it), the source's runner thaws the tenant, which serves again where it was, with the reason,
  * and TenantMoveFailed is emitted. If the rollback deploy or the thaw fails, the tenant stays `moving` (503) with
  * the reason, and a new move request to the same cell finishes the move. A switch whose outcome is unknown is never
  * rolled back (that would remove the place the tenant may already be served from): the execution fails and the
@@ -89,20 +90,21 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
   }
   thaw.otherwise(keepFrozen);
-  const rollback = wf.build('DeployWithoutMove', 'deploy', 'steady', '$.tenant.tenantRequest');
-  rollback.addCatch(
-    keepMoving(
-      'KeepMovingAfterRollbackFailed',
-      "removing its place in the other cell (its stack's move deploy) failed too",
-    ),
-    { resultPath: '$.rollbackError' },
+  const rollbackFailed = keepMoving(
+    'KeepMovingAfterRollbackFailed',
+    "removing its place in the other cell (its stack's move deploy) failed too",
   );
-  rollback.next(thaw);
+  // Marked first: only a move the workflow rolls back has its destination's place removed by the deploy.
+  const abort = wf.step('AbortMove', { step: 'abortMove', tenantId, execution });
+  abort.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
+  const rollback = wf.build('DeployWithoutMove', 'deploy', 'steady', '$.tenant.tenantRequest');
+  rollback.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
+  abort.next(rollback).next(thaw);
   const genericReason = new sfn.Pass(wf, 'GenericMoveFailureReason', {
     parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },
     resultPath: '$.failure',
   });
-  genericReason.next(rollback);
+  genericReason.next(abort);
   // A runner's reason is its own; a deploy's is read from the tenant stack's events.
   const reasonOf = (id: string, fromStack: boolean) => {
     const reason = wf.step(
@@ -111,7 +113,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       '$.failure',
     );
     reason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
-    reason.next(rollback);
+    reason.next(abort);
     return <T extends sfn.TaskStateBase>(state: T): T => {
       state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
       return state;

@@ -538,7 +538,7 @@ describe('tenant provisioner handler: a tenant moving between the pool and bridg
     await inCell('bridge', () => handler(bridgeEvent('Delete', 'wonka')));
     expect(await bridgeSchemaExists('wonka')).toBe(false);
     expect(await moto.get('wonka')).toEqual({ ...moving, moveAborted: true });
-    await moto.put(moving!);
+    await moto.put({ ...moving! });
     expect(await poolStatus('wonka')).toBe('active');
   });
 

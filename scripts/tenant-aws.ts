@@ -61,9 +61,15 @@ export async function findMobilityRunner(
       `tenant "${tenantId}" has no stack ${own} in this account and Region: onboard it first (or check AWS_REGION and AWS_PROFILE)`,
     );
   }
-  const model = (['silo', 'pool', 'bridge'] as const).find((m) =>
+  const models = (['silo', 'pool', 'bridge'] as const).filter((m) =>
     tenantResources.some((r) => r.type === PROVISIONER_RESOURCE_TYPES[m]),
   );
+  if (models.length > 1) {
+    throw new AwsMobilityError(
+      `stack ${own} holds the tenant's place in ${models.join(' and ')}: a move between them is under way, or its last deploy failed (the registry says which cell serves it; deploy ${own} from the registry's request, npm run fleet -- pull, to finish it)`,
+    );
+  }
+  const model = models[0];
   if (!model) {
     throw new AwsMobilityError(
       `stack ${own} holds no tenant provisioning resource (${Object.values(PROVISIONER_RESOURCE_TYPES).join(', ')}): is it a tenant stack of this fleet?`,

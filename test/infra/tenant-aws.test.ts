@@ -25,6 +25,13 @@ beforeEach(() => {
   const stacks: Record<string, ReturnType<typeof resource>[]> = {
     'Tenant-acme': [resource('Custom::PoolTenant', 'DefaultTenant')],
     'Tenant-hooli': [resource('Custom::BridgeTenant', 'DefaultTenant')],
+    // Moved from pool to bridge: its place in bridge, under the id a tenant's other models get.
+    'Tenant-wonka': [resource('Custom::BridgeTenant', 'TenantBridge')],
+    // ... and one whose move's last deploy has not dropped its pool place yet.
+    'Tenant-gloop': [
+      resource('Custom::PoolTenant', 'Tenant'),
+      resource('Custom::BridgeTenant', 'TenantBridge'),
+    ],
     'Tenant-northwind': [
       resource('Custom::SiloTenant', 'DefaultTenant'),
       resource('AWS::Lambda::Function', 'DefaultCellProvisionerFleetRunner991F4907'),
@@ -52,6 +59,16 @@ test("the runner is the tenant's cell's: the pool cell's for a pool tenant, the 
     stack: 'Tenant-northwind',
     functionName: 'Tenant-northwind-mobility-runner',
   });
+});
+
+test("a moved tenant's runner is its new cell's; a stack that still holds both cells' places is named with the fix", async () => {
+  // (This fixture's Bridge stack has no runner yet: the error names the cell the tenant's stack points at.)
+  await expect(findMobilityRunner(new CloudFormationClient({}), 'wonka')).rejects.toThrow(
+    'stack Bridge has no mobility runner',
+  );
+  await expect(findMobilityRunner(new CloudFormationClient({}), 'gloop')).rejects.toThrow(
+    "stack Tenant-gloop holds the tenant's place in pool and bridge: a move between them is under way, or its last deploy failed",
+  );
 });
 
 test('a tenant with no stack, or a cell not yet deployed with a runner, is named with the fix', async () => {

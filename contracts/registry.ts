@@ -99,6 +99,8 @@ export interface RegistryItem {
    * `npm run tenant -- purge` removes it.
    */
   readonly keptCopy?: IsolationModel;
+  /** The request in progress removes the kept copy in this model (an approver's `purge`; set with the lock). */
+  readonly purgeCopy?: IsolationModel;
   /** ISO time of the last write. */
   readonly updatedAt?: string;
 }
@@ -136,6 +138,7 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   movingTo: 'S',
   moveAborted: 'BOOL',
   keptCopy: 'S',
+  purgeCopy: 'S',
   updatedAt: 'S',
 };
 export type RegistryField = keyof typeof FIELD_TYPES;
@@ -198,6 +201,8 @@ export interface RegistryCondition {
   readonly unlocked?: boolean;
   readonly lockedBy?: string;
   readonly statusIn?: readonly TenantStatus[];
+  /** No item yet, or one whose model is this (a cell's writes never land on a tenant another cell serves). */
+  readonly modelIs?: IsolationModel;
   readonly anyOf?: readonly RegistryCondition[];
 }
 
@@ -237,6 +242,12 @@ function conditionExpression(
       return `:${prefix}s${i}`;
     });
     parts.push(`#status IN (${refs.join(', ')})`);
+  }
+  if (c.modelIs !== undefined) {
+    names['#key'] = REGISTRY_KEY;
+    names['#model'] = 'model';
+    values[`:${prefix}model`] = { S: c.modelIs };
+    parts.push(`(attribute_not_exists(#key) OR #model = :${prefix}model)`);
   }
   if (c.anyOf) {
     parts.push(

@@ -59,8 +59,33 @@ export function checkMove(
   }
   if (existing.keptCopy) {
     throw refuse(
-      `still has the ${existing.keptCopy} copy its last move kept, which a move into ${existing.keptCopy} would meet: removing it (the local platform's purge) is not built in AWS yet`,
+      `still has the ${existing.keptCopy} copy its last move kept, which a move into ${existing.keptCopy} would meet: remove it first (npm run request -- purge --tenant ${tenantId})`,
     );
   }
   return { tenantId, from: existing.model as 'pool' | 'bridge', to: to as 'pool' | 'bridge', stuck };
+}
+
+/**
+ * A purge request (`{ tenantId }`): the copy an earlier move kept in the cell the tenant left is removed, with the
+ * tenant's archives in that cell's bucket. For an active tenant that nobody holds and that has such a copy.
+ */
+export function checkPurge(
+  request: { tenantId?: unknown },
+  existing: (ExistingTenant & { keptCopy?: string }) | undefined,
+): { tenantId: string; copy: 'pool' | 'bridge' } {
+  const problem = tenantIdProblem(request.tenantId);
+  if (problem) throw new RequestRejected(`purge request: tenant id ${problem}`);
+  const tenantId = request.tenantId as string;
+  const refuse = (why: string) =>
+    new RequestRejected(`purge request: tenant "${tenantId}" ${why}; nothing was changed`);
+  if (!existing) throw refuse('is unknown');
+  if (existing.lock) {
+    throw refuse(`is being changed by another request (${existing.lock}): wait for it to finish`);
+  }
+  if (!existing.keptCopy || !SHARED.includes(existing.keptCopy) || existing.keptCopy === existing.model) {
+    throw refuse('has no copy kept by a move: there is nothing to purge');
+  }
+  if (existing.status !== 'active')
+    throw refuse(`is ${existing.status}: only an active tenant's kept copy is purged`);
+  return { tenantId, copy: existing.keptCopy as 'pool' | 'bridge' };
 }

@@ -100,7 +100,9 @@ export function adminEmailOf(request: OnboardingRequest, required: boolean): str
 
 /** What the registry holds for a tenant, if anything. */
 export type ExistingTenant = Pick<RegistryItem, 'status' | 'model'> &
-  Partial<Pick<RegistryItem, 'dataRetained' | 'lock' | 'failedDuring' | 'movingTo'>>;
+  Partial<
+    Pick<RegistryItem, 'dataRetained' | 'lock' | 'failedDuring' | 'movingTo' | 'keptCopy' | 'deletionPolicy'>
+  >;
 
 /** What an accepted onboarding request does. */
 export interface OnboardingDecision {
@@ -295,6 +297,12 @@ export function checkOffboarding(tenantId: string, existing: ExistingTenant | un
   if (existing.status === 'offboarded') {
     throw new RequestRejected(
       `offboard request: tenant "${tenantId}" is already offboarded: nothing was changed`,
+    );
+  }
+  // Its data destroyed means every copy: the one a move kept in the other cell goes first.
+  if (existing.keptCopy && existing.deletionPolicy === 'destroy') {
+    throw new RequestRejected(
+      `offboard request: tenant "${tenantId}" is offboarded with its data destroyed, but the ${existing.keptCopy} copy its move kept would outlive it: nothing was changed; purge that copy first (npm run request -- purge --tenant ${tenantId})`,
     );
   }
   if (existing.status === 'moving') {

@@ -19,6 +19,7 @@
  */
 import type { CloudFormationCustomResourceEvent, CloudFormationCustomResourceResponse } from 'aws-lambda';
 import type { Client } from 'pg';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { dataModel } from '../../db/models';
 import { deleteTenantArchives } from './archives';
@@ -69,6 +70,20 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
   // Only a move the workflow is rolling back may have its destination's place removed.
   const rollback = placement === 'destination' && item?.moveAborted === true;
   log('request', { requestType: event.RequestType, resourceType: event.ResourceType, placement, ...request });
+  if (
+    request.kind === 'tenant' &&
+    event.RequestType === 'Delete' &&
+    placement === 'own' &&
+    env.model !== 'silo' &&
+    !OFFBOARDING_STACK_STATUSES.includes((await stackStatus(event.StackId)) ?? '')
+  ) {
+    // An update dropped the tenant's resource from its stack (a deploy from a stale catalog after a move): not an
+    // offboarding, which deletes the stack. The tenant's place and its registry entry are left as they are.
+    log('the tenant resource was dropped by an update of its stack, not deleted with it: nothing changed', {
+      tenantId: request.tenantId,
+    });
+    return { PhysicalResourceId: request.physicalId };
+  }
   if (placement === 'elsewhere' && event.RequestType !== 'Delete') {
     throw new ProvisioningInputError(
       `${event.ResourceType} ${event.RequestType}${tenantLabel} refused: the registry places the tenant in another cell than this ${env.model} cell, so this is not its stack's current definition; nothing was changed: deploy its stack from its request as the registry keeps it (npm run fleet -- pull), or move it with npm run request -- move`,
@@ -156,6 +171,20 @@ async function carryOut(
     SchemaVersion: String(done.version),
     FromVersion: String(done.fromVersion),
   };
+}
+
+/**
+ * A shared cell's tenant resource offboards its tenant only while its own stack is being deleted, or its first
+ * creation rolled back: never when an update of the stack drops it (CloudFormation deletes resources an update
+ * removed from the template in its cleanup phase, whatever the reason they were removed).
+ */
+const OFFBOARDING_STACK_STATUSES = ['DELETE_IN_PROGRESS', 'ROLLBACK_IN_PROGRESS'];
+
+let cfn: CloudFormationClient | undefined;
+async function stackStatus(stackId: string): Promise<string | undefined> {
+  cfn ??= new CloudFormationClient({});
+  const r = await cfn.send(new DescribeStacksCommand({ StackName: stackId }));
+  return r.Stacks?.[0]?.StackStatus;
 }
 
 /** Lock waits give up after lock_timeout (connection.ts); a deadlock loses one side. Both are worth retrying. */

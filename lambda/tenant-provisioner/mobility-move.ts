@@ -26,6 +26,7 @@ import { exportTenant, holdTenantLock, waitForOlderTransactions } from '../../db
 import { uploadArchive } from './archives';
 import { ApprovalDeps, handedOverIn, startedAs } from './mobility-approval';
 import { fileSha256, HANDOVER_LINK_SECONDS } from './mobility-handover';
+import { THAW_WAIT_MS, waitForTenantLock } from './mobility-replace';
 import { type MobilityDeps, type MobilityReport, schemaVersionOf } from './mobility';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
@@ -48,6 +49,8 @@ export async function expectMoveHeld(
   execution: string,
   env: Env,
   deps: ApprovalDeps,
+  /** `drop`: the destination's place removed on the move's rollback (the registry must say it is aborted). */
+  purpose: 'move' | 'drop' = 'move',
 ): Promise<RegistryItem> {
   const entry = await deps.registryEntry(tenantId);
   const refuse = (why: string) =>
@@ -64,6 +67,10 @@ export async function expectMoveHeld(
   }
   if (entry.lock !== execution)
     throw refuse(entry.lock ? `it is held by ${entry.lock}` : 'no execution holds it');
+  // Rolled back (the workflow marked it aborted): nothing more is restored into the destination, only removed.
+  if (side === 'destination' && (entry.moveAborted === true) !== (purpose === 'drop')) {
+    throw refuse(entry.moveAborted ? 'the move is being rolled back' : 'the move is not being rolled back');
+  }
   const started = await startedAs(execution, env, deps, refuse);
   const t = started?.tenant;
   if (
@@ -224,6 +231,48 @@ async function freezeAndHandOver(
   } finally {
     await lockClient.end().catch(() => undefined);
   }
+}
+
+/**
+ * `dropMovedIn` (the destination cell's runner, on the move's failure path once the workflow marked it aborted):
+ * waits for a restore of the move still running, then removes the tenant's place in this cell, whatever it holds
+ * (a copy of the frozen source, which still has the tenant's data). The workflow's rollback deploy then drops the
+ * resource from the stack; this way the copy is gone even if CloudFormation's cleanup of it fails. Idempotent.
+ */
+export async function dropMovedIn(
+  tenantId: string,
+  execution: string,
+  env: Env,
+  deps: MobilityDeps,
+): Promise<MobilityReport> {
+  const started = Date.now();
+  await expectMoveHeld('destination', tenantId, execution, env, deps, 'drop');
+  const lockClient = await deps.connect();
+  try {
+    const release = await waitForTenantLock(lockClient, tenantId, THAW_WAIT_MS);
+    try {
+      await expectMoveHeld('destination', tenantId, execution, env, deps, 'drop');
+      await withClient(deps, (c) => dataModel(env.model).offboard(c, tenantId, 'destroy', {}));
+    } finally {
+      await release();
+    }
+  } finally {
+    await lockClient.end().catch(() => undefined);
+  }
+  deps.log('dropped the place of a move rolled back', { tenantId, execution });
+  return {
+    action: 'dropMovedIn',
+    tenantId,
+    model: env.model,
+    bucket: deps.bucket,
+    archive: '',
+    bytes: 0,
+    archiveTenantId: tenantId,
+    schemaVersion: 0,
+    rows: {},
+    checksums: {},
+    ms: Date.now() - started,
+  };
 }
 
 async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>): Promise<T> {

@@ -50,7 +50,7 @@ export interface ReplaceRequest {
  * and longer than the database takes to end the session of a function that was stopped (KEEPALIVE_PARAMETERS
  * in lib/constructs/database.ts: about 2 minutes).
  */
-const THAW_WAIT_MS = 10 * 60 * 1000;
+export const THAW_WAIT_MS = 10 * 60 * 1000;
 
 export async function replaceOrThaw(
   request: ReplaceRequest,
@@ -259,7 +259,7 @@ async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>
 }
 
 /** The tenant's operation lock, waited for (holdTenantLock refuses at once when another operation holds it). */
-async function waitForTenantLock(
+export async function waitForTenantLock(
   client: Client,
   tenantId: string,
   waitMs: number,

@@ -81,14 +81,19 @@ export async function recordStart(env: Env, r: Request, create: boolean): Promis
       absent: true,
     });
   }
-  await update(env, r.tenantId!, { ...definition(r), upgradeStatus: 'upgrading' });
+  // Only while the registry places the tenant in this cell (a move's switch may have landed since it was read).
+  await update(env, r.tenantId!, { ...definition(r), upgradeStatus: 'upgrading' }, [], { modelIs: r.model });
 }
 
 /** After a Create or Update: the schema the tenant is at; a catalog tenant's first Create makes it active. */
 export async function recordDone(env: Env, r: Request, schema: string, create: boolean): Promise<void> {
-  await update(env, r.tenantId!, { schema, schemaVersion: r.schemaVersion, upgradeStatus: 'current' }, [
-    'upgradeFailure',
-  ]);
+  await update(
+    env,
+    r.tenantId!,
+    { schema, schemaVersion: r.schemaVersion, upgradeStatus: 'current' },
+    ['upgradeFailure'],
+    { modelIs: r.model },
+  );
   if (create) {
     await update(env, r.tenantId!, { status: 'active' }, ['failureReason'], {
       unlocked: true,
@@ -105,6 +110,7 @@ export async function recordSchemaVersion(env: Env, tenantId: string, version: n
   return update(env, tenantId, { schemaVersion: version, upgradeStatus: 'current' }, ['upgradeFailure'], {
     exists: true,
     schemaVersionBelow: version,
+    modelIs: env.model,
   });
 }
 
@@ -113,7 +119,9 @@ export async function recordSchemaVersion(env: Env, tenantId: string, version: n
  * catalog tenant whose first Create failed is marked failed; a workflow's tenant is left to its workflow.
  */
 export async function recordFailure(env: Env, r: Request, reason: string, create: boolean): Promise<void> {
-  await update(env, r.tenantId!, { upgradeStatus: 'failed', upgradeFailure: reason });
+  await update(env, r.tenantId!, { upgradeStatus: 'failed', upgradeFailure: reason }, [], {
+    modelIs: r.model,
+  });
   if (create) {
     await update(env, r.tenantId!, { status: 'failed', failureReason: reason }, [], {
       unlocked: true,
@@ -125,7 +133,7 @@ export async function recordFailure(env: Env, r: Request, reason: string, create
 /** After a Delete: whether data was kept; a catalog tenant (nobody holds it) is marked offboarded. */
 export async function recordOffboarded(env: Env, r: Request, schema: string): Promise<void> {
   const dataRetained = r.deletionPolicy === 'retain';
-  await update(env, r.tenantId!, { schema, dataRetained });
+  await update(env, r.tenantId!, { schema, dataRetained }, [], { modelIs: r.model });
   await update(env, r.tenantId!, { status: 'offboarded' }, ['failureReason'], {
     unlocked: true,
     statusIn: ['provisioning', 'active', 'failed'],

@@ -8,8 +8,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { IsolationModel } from '../../contracts';
-import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
+import { IsolationModel, TENANT_STACK_PREFIX } from '../../contracts';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
 import { CellDatabase } from './database';
 import { APP_SUBNETS } from './network';
 import { EncryptedLogGroup } from './encrypted-log-group';
@@ -203,6 +203,17 @@ export class TenantProvisioner extends Construct {
           tenantId: props.tenantId,
         }),
         ...vpcFunctionStatements([logGroup, fleetLogs]),
+        // A shared cell's: whether a tenant resource's Delete is its stack's deletion (an offboarding) or an update
+        // dropping it from the template (which never touches the tenant's data: a move's, or a stale catalog's).
+        ...(props.model === 'silo'
+          ? []
+          : [
+              new iam.PolicyStatement({
+                sid: 'ReadTenantStackStatus',
+                actions: ['cloudformation:DescribeStacks'],
+                resources: [tenantStacksArn(this)],
+              }),
+            ]),
       ],
     }));
 
@@ -216,10 +227,10 @@ export class TenantProvisioner extends Construct {
       providerFunctionEnvEncryption: props.key,
     });
     this.serviceToken = this.provider.serviceToken;
-    this.acknowledge(handlerPolicy);
+    this.acknowledge(handlerPolicy, props.model);
   }
 
-  private acknowledge(handlerPolicy: iam.ManagedPolicy): void {
+  private acknowledge(handlerPolicy: iam.ManagedPolicy, model: IsolationModel): void {
     const framework = this.provider.node
       .findAll()
       .filter((c): c is lambda.Function => c instanceof lambda.Function && c !== this.handler);
@@ -265,10 +276,23 @@ export class TenantProvisioner extends Construct {
       AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.handler))}.Arn>:*]`),
       'Lets the framework invoke any version or alias of this one handler function, and no other function.',
     );
+    if (model !== 'silo') {
+      ack(
+        l1(handlerPolicy),
+        AWS_SOLUTIONS(`IAM5[Resource::${tenantStacksArn(this, '<AWS::AccountId>')}]`),
+        "Reads the status (DescribeStacks only) of the tenants' stacks, whose names are known only as tenants are onboarded: a tenant resource's Delete offboards the tenant only while its own stack is being deleted, never when an update drops the resource.",
+      );
+    }
     ack(
       l1(handlerPolicy),
       AWS_SOLUTIONS('IAM5[Resource::*]'),
       'A VPC Lambda must create and delete its network interfaces; these EC2 actions have no resource-level permissions. Every other statement is scoped to one secret, key, table or log group.',
     );
   }
+}
+
+/** Every tenant stack of this account and Region (`Tenant-<id>`), as an ARN pattern. */
+function tenantStacksArn(scope: Construct, account = Stack.of(scope).account): string {
+  const stack = Stack.of(scope);
+  return `arn:${partitionOf(stack)}:cloudformation:${stack.region}:${account}:stack/${TENANT_STACK_PREFIX}*/*`;
 }

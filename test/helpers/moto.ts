@@ -93,6 +93,8 @@ export async function startMoto(): Promise<Moto> {
     async put(item) {
       const Item: Record<string, { S: string } | { BOOL: boolean } | { N: string }> = {};
       for (const [k, v] of Object.entries(item)) {
+        // A field set to undefined is no field (as the registry's writers leave it), never the string "undefined".
+        if (v === undefined) continue;
         Item[k] =
           typeof v === 'boolean' ? { BOOL: v } : typeof v === 'number' ? { N: String(v) } : { S: String(v) };
       }

@@ -1186,6 +1186,8 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         await expectMoveHeld('source', tenantId, execution, runnerEnv(model), runnerDeps());
       } else if (payload.action === 'thaw') {
         await expectMoveHeld('source', tenantId, execution, runnerEnv(model), runnerDeps());
+      } else if (payload.action === 'dropMovedIn') {
+        await expectMoveHeld('destination', tenantId, execution, runnerEnv(model), runnerDeps(), 'drop');
       } else {
         expect(payload.action).toBe('restore');
         await expectApprovedMoveIn(
@@ -1202,9 +1204,9 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       if (payload.action === 'moveOut') {
         return { sha256: SHA, handover: LINK, execution, tenantId, archive: ARCHIVE, schemaVersion: 5 };
       }
-      return payload.action === 'thaw'
-        ? { action: 'thaw', restored: false }
-        : { action: 'restore', schemaVersion: 5 };
+      return payload.action === 'thaw' || payload.action === 'dropMovedIn'
+        ? { action: payload.action, restored: false }
+        : { action: 'restore', schemaVersion: 6 };
     };
   };
 
@@ -1277,7 +1279,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       status: 'active',
       model: 'bridge',
       schema: 't_acme',
-      schemaVersion: 5,
+      schemaVersion: 6,
       keptCopy: 'pool',
       request: moved,
       requestedBy: `${PIPELINE.arn} (approver)`,
@@ -1317,6 +1319,8 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       'RestoreMovedPoolIntoBridge',
       'ReadMoveFailureReason',
       'AbortMove',
+      'DropMovedInCopy',
+      'DropMovedIntoBridge',
       'DeployWithoutMove',
       'ThawWhereItWas',
       'ThawMovingPoolTenant',
@@ -1353,6 +1357,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'DeployMovePhasePoolToBridge',
         'ReadMoveDeployFailureReason',
         'AbortMove',
+        'DropMovedIntoBridge',
         'DeployWithoutMove',
         'ThawMovingPoolTenant',
         'ServeAgainAfterMoveFailed',

@@ -47,6 +47,8 @@ const MOVE_FAILURE_PATH: Record<string, string> = {
   ReadMoveFailureReason: 'GenericMoveFailureReason',
   ReadMoveDeployFailureReason: 'GenericMoveFailureReason',
   AbortMove: 'KeepMovingAfterRollbackFailed',
+  DropMovedIntoPool: 'KeepMovingAfterRollbackFailed',
+  DropMovedIntoBridge: 'KeepMovingAfterRollbackFailed',
   DeployWithoutMove: 'KeepMovingAfterRollbackFailed',
   ThawMovingPoolTenant: 'KeepMovingAfterThawFailed',
   ThawMovingBridgeTenant: 'KeepMovingAfterThawFailed',

@@ -267,3 +267,46 @@ describe('a tenant moved between the pool and bridge cells', () => {
     expect((await pool.invoices('vermicious')).length).toBe(4);
   });
 });
+
+test("a rolled-back move: once the workflow marks it aborted, nothing more is restored and the destination's runner drops its copy", async () => {
+  await bridge.onboard('wormwood');
+  await bridge.addInvoices('wormwood', 4);
+  const execution = `${WORKFLOW_EXECUTIONS}move_pool_wormwood-1`;
+  await moving('wormwood', 'bridge', 'pool', execution);
+  tokens.add('move-4');
+  const out = await bridge.run({ action: 'moveOut', tenantId: 'wormwood', execution, taskToken: 'move-4' });
+  const output = answered.get('move-4')!.output!;
+  history(execution, 'bridge', 'pool', output);
+  await place(pool, 'pool', 'wormwood');
+  const restore = () =>
+    pool.run({
+      action: 'restore',
+      tenantId: 'wormwood',
+      archive: out.archive,
+      execution,
+      handover: JSON.parse(output).handover,
+    });
+  await restore();
+  expect((await pool.invoices('wormwood')).length).toBe(4);
+  // Not aborted: the destination's copy is not dropped.
+  await expect(pool.run({ action: 'dropMovedIn', tenantId: 'wormwood', execution })).rejects.toThrow(
+    'the move is not being rolled back',
+  );
+  await moto.put({ ...(await moto.get('wormwood'))!, moveAborted: true });
+  await expect(restore()).rejects.toThrow('the move is being rolled back');
+  // Another execution's drop is refused; the move's own removes the place (and again, idempotently).
+  await expect(
+    pool.run({
+      action: 'dropMovedIn',
+      tenantId: 'wormwood',
+      execution: `${WORKFLOW_EXECUTIONS}move_pool_wormwood-2`,
+    }),
+  ).rejects.toThrow(`it is held by ${execution}`);
+  await expect(pool.run({ action: 'dropMovedIn', tenantId: 'wormwood', execution })).resolves.toMatchObject({
+    action: 'dropMovedIn',
+  });
+  await expect(pool.run({ action: 'dropMovedIn', tenantId: 'wormwood', execution })).resolves.toBeDefined();
+  await expect(pool.invoices('wormwood')).rejects.toThrow();
+  // The source still has everything, frozen until the workflow thaws it.
+  expect((await bridge.invoices('wormwood')).length).toBe(4);
+});

@@ -1,3 +1,4 @@
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -36,6 +37,11 @@ import {
 const secrets = mockClient(SecretsManagerClient);
 // Step Functions (the onboarding workflow's executions) is stubbed at the SDK boundary too.
 const sfn = mockClient(SFNClient);
+// CloudFormation says a tenant stack is being deleted (a tenant resource's Delete offboards only then).
+const cloudformation = mockClient(CloudFormationClient);
+cloudformation.on(DescribeStacksCommand).resolves({
+  Stacks: [{ StackName: 'Tenant-x', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }],
+});
 const WORKFLOW = ONBOARDING_WORKFLOW;
 const ARCHIVE_KEY_HEX = 'a7'.repeat(32);
 const BUCKET = 'pool-cell-archives';

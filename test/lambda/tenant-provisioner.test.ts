@@ -1,3 +1,4 @@
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -19,6 +20,11 @@ import { Moto, startMoto } from '../helpers/moto';
 // The handler runs for real against the embedded PostgreSQL server and against DynamoDB's API (moto), so the
 // registry's conditional writes behave as in AWS; only Secrets Manager is stubbed, at the SDK boundary.
 const secrets = mockClient(SecretsManagerClient);
+// CloudFormation says a tenant stack is being deleted (a tenant resource's Delete offboards only then).
+const cloudformation = mockClient(CloudFormationClient);
+cloudformation.on(DescribeStacksCommand).resolves({
+  Stacks: [{ StackName: 'Tenant-x', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }],
+});
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
 const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key';
 const TEST_KEY_HEX = '5e'.repeat(32); // the harness's TEST_CONTEXT_KEY
@@ -580,6 +586,52 @@ describe('tenant provisioner handler: a tenant moving between the pool and bridg
     });
     expect(await poolStatus('wonka')).toBe('offboarded');
     expect(await bridgeSchemaExists('wonka')).toBe(true);
+    expect(await moto.get('wonka')).toEqual(switched);
+
+    // A deploy from a stale catalog (it still says pool) drops the bridge resource from the stack: an update's
+    // cleanup, not the stack's deletion, so the tenant's data and entry are left as they are, whatever its policy.
+    cloudformation.on(DescribeStacksCommand).resolves({
+      Stacks: [
+        {
+          StackName: 'Tenant-wonka',
+          StackStatus: 'UPDATE_COMPLETE_CLEANUP_IN_PROGRESS',
+          CreationTime: new Date(),
+        },
+      ],
+    });
+    await inCell('bridge', () =>
+      handler(
+        cfnEvent(
+          'Delete',
+          'Custom::BridgeTenant',
+          bridgeTenant('wonka', { Request: bridgeRequest('wonka'), DeletionPolicy: 'destroy' }),
+          { physicalId: 'tenant-bridge-wonka' },
+        ),
+      ),
+    );
+    expect(await bridgeSchemaExists('wonka')).toBe(true);
+    expect(await moto.get('wonka')).toEqual(switched);
+    cloudformation.on(DescribeStacksCommand).resolves({
+      Stacks: [{ StackName: 'Tenant-x', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }],
+    });
+  });
+
+  test("a cell's registry writes never land once the registry places the tenant in another cell (a switch raced them)", async () => {
+    const { recordDone, recordFailure, recordStart, recordSchemaVersion } =
+      await import('../../lambda/tenant-provisioner/registry');
+    const { readEnv, parseRequest } = await import('../../lambda/tenant-provisioner/request');
+    const switched = await moto.get('wonka');
+    expect(switched).toMatchObject({ model: 'bridge', status: 'active' });
+    useCell('pool', poolDb);
+    const env = readEnv();
+    const r = parseRequest(
+      cfnEvent('Update', 'Custom::PoolTenant', poolTenant('wonka'), { physicalId: 'tenant-pool-wonka' }),
+      env,
+    );
+    await recordStart(env, r, false);
+    await recordDone(env, r, 'pool', false);
+    await recordFailure(env, r, 'a stale update failed', false);
+    expect(await recordSchemaVersion(env, 'wonka', LATEST_VERSION + 1)).toBe(false);
     expect(await moto.get('wonka')).toEqual(switched);
   });
 

@@ -23,9 +23,10 @@ const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool
  * 5. `EmitMoved`, then `DeployMovedTenant`: the stack as moved (`movedRequest`), which drops the source's resource;
  *    its provisioner keeps the data, frozen and unreachable.
  *
- * A failure before the switch rolls back: the move marked aborted in the registry (`AbortMove`), the stack deployed
- * without `movingTo` (the destination's provisioner removes the copy it held, for an aborted move only: a deploy
- * from a stale catalog meanwhile leaves it), the source's runner thaws the tenant, which serves again where it was, with the reason,
+ * A failure before the switch rolls back: the move marked aborted in the registry (`AbortMove`), the destination's
+ * runner removes the copy it held (`DropMovedInto<To>`: it waits for a restore of the move still running), the stack
+ * deployed without `movingTo` (the destination's provisioner removes that place too, for an aborted move only: a
+ * deploy from a stale catalog meanwhile leaves it), the source's runner thaws the tenant, which serves again where it was, with the reason,
  * and TenantMoveFailed is emitted. If the rollback deploy or the thaw fails, the tenant stays `moving` (503) with
  * the reason, and a new move request to the same cell finishes the move. A switch whose outcome is unknown is never
  * rolled back (that would remove the place the tenant may already be served from): the execution fails and the
@@ -99,7 +100,25 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
   abort.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
   const rollback = wf.build('DeployWithoutMove', 'deploy', 'steady', '$.tenant.tenantRequest');
   rollback.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
-  abort.next(rollback).next(thaw);
+  rollback.next(thaw);
+  // The destination's runner removes its copy itself (CloudFormation does not fail an update whose cleanup Delete
+  // fails, so the deploy alone could leave it); the deploy then drops the resource.
+  const drop = new sfn.Choice(wf, 'DropMovedInCopy');
+  for (const model of SHARED) {
+    const task = wf.runner(`DropMovedInto${title(model)}`, model, {
+      action: 'dropMovedIn',
+      tenantId,
+      execution,
+    });
+    // Idempotent: retried on any error (the database may be failing over).
+    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+    task.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
+    task.next(rollback);
+    drop.when(sfn.Condition.stringEquals('$.tenant.movingTo', model), task);
+  }
+  drop.otherwise(rollback);
+  abort.next(drop);
   const genericReason = new sfn.Pass(wf, 'GenericMoveFailureReason', {
     parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },
     resultPath: '$.failure',
@@ -149,7 +168,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     step: 'switchModel',
     tenantId,
     execution,
-    schemaVersion: sfn.JsonPath.numberAt('$.movedOut.schemaVersion'),
+    schemaVersion: sfn.JsonPath.numberAt('$.movedIn.schemaVersion'),
   });
   // Holding the lock, so a second attempt after a lost answer finds its own switch done.
   switchModel.addRetry({
@@ -192,13 +211,20 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     const deploy = onDeployError(
       wf.build(`DeployMovePhase${title(from)}To${title(to)}`, 'deploy', 'steady', '$.tenant.moveRequest'),
     );
-    const restore = wf.runner(`RestoreMoved${title(from)}Into${title(to)}`, to, {
-      action: 'restore',
-      tenantId,
-      archive: sfn.JsonPath.stringAt('$.movedOut.archive'),
-      execution,
-      handover: sfn.JsonPath.stringAt('$.movedOut.handover'),
-    });
+    // Its answer's schema version is the tenant's now (an older archive is migrated forward as it is restored).
+    const restore = wf.runner(
+      `RestoreMoved${title(from)}Into${title(to)}`,
+      to,
+      {
+        action: 'restore',
+        tenantId,
+        archive: sfn.JsonPath.stringAt('$.movedOut.archive'),
+        execution,
+        handover: sfn.JsonPath.stringAt('$.movedOut.handover'),
+      },
+      '$.movedIn',
+      { resultSelector: { schemaVersion: sfn.JsonPath.numberAt('$.schemaVersion') } },
+    );
     // A restore run again finds exactly the archive's rows there and is done (rerunIsDone).
     restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
     const forget = new sfn.Pass(wf, `ForgetMoveLink${title(from)}To${title(to)}`, {

@@ -22,4 +22,6 @@ export const RESTORE_DETAIL_TYPES = {
 export const MOVE_DETAIL_TYPES = {
   moved: 'TenantMoved',
   moveFailed: 'TenantMoveFailed',
+  /** The copy a move kept was removed (an approver's `purge` request). */
+  copyPurged: 'TenantCopyPurged',
 } as const;

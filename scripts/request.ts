@@ -5,8 +5,9 @@
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
  *   npm run request -- restore --tenant <id> --from <archive key> | --abandon [--url <entry URL>]
  *   npm run request -- move --tenant <id> --to <pool|bridge> [--url <entry URL>]
+ *   npm run request -- purge --tenant <id> [--url <entry URL>]
  *
- * Sends an onboarding, offboarding, restore or move request to the Onboarding stack's entry with your AWS credentials (the usual
+ * Sends an onboarding, offboarding, restore, move or purge request to the Onboarding stack's entry with your AWS credentials (the usual
  * chain: AWS_PROFILE, the AWS_* variables, SSO, an instance role). It proves who you are twice: the HTTP request is
  * signed for the function URL (AWS_IAM), and it carries a signed STS GetCallerIdentity request bound to this
  * request's payload, which the entry sends to STS (lambda/onboarding-entry/caller-proof.ts). The URL is --url,
@@ -128,12 +129,14 @@ const USAGE =
   '       npm run request -- restore --tenant <id> --abandon [--url <entry URL>]   (approvers: thaws a tenant a failed restore\n' +
   '         left frozen; it serves again with the data it has)\n' +
   '       npm run request -- move --tenant <id> --to <pool|bridge> [--url <entry URL>]   (approvers: moves a pool or bridge\n' +
-  '         tenant with its data to the other shared cell; it answers 503 meanwhile)';
+  '         tenant with its data to the other shared cell; it answers 503 meanwhile)\n' +
+  '       npm run request -- purge --tenant <id> [--url <entry URL>]   (approvers: removes the copy a move kept in the\n' +
+  "         cell the tenant left, and the tenant's archives there)";
 
 async function main(): Promise<number> {
   const [action, ...args] = process.argv.slice(2);
   const tenantId = flag(args, 'tenant');
-  if (!['onboard', 'offboard', 'restore', 'move'].includes(action) || !tenantId) {
+  if (!['onboard', 'offboard', 'restore', 'move', 'purge'].includes(action) || !tenantId) {
     console.error(USAGE);
     return 2;
   }

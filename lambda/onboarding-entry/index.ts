@@ -9,6 +9,7 @@
  *          adminEmail, restore, restoreFrom, restoreFromModel } }>", "proof": { url, headers, body } }
  *   POST { "payload": "<JSON: { action: restore, request: { tenantId, from } }>", "proof": ... }
  *   POST { "payload": "<JSON: { action: move, request: { tenantId, to } }>", "proof": ... }
+ *   POST { "payload": "<JSON: { action: purge, request: { tenantId } }>", "proof": ... }
  *
  * A request within the catalog rules may come from a named requester; one outside them (a large instance
  * class, a disposable tenant, a single-AZ silo, an archive to start from or to restore over its data) only from a
@@ -31,6 +32,7 @@ import {
   beginMove,
   beginOffboarding,
   beginOnboarding,
+  beginPurge,
   beginRestore,
 } from '../onboarding/begin';
 import type { MoveRequest } from '../../lib/move-rules';
@@ -130,11 +132,12 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
   } catch {
     return answer(400, { error: 'bad_request', message: 'the payload is not JSON: { "action", "request" }' });
   }
-  const action = body?.action;
-  if (action !== 'onboard' && action !== 'offboard' && action !== 'restore' && action !== 'move') {
+  const ACTIONS = ['onboard', 'offboard', 'restore', 'move', 'purge'] as const;
+  const action = ACTIONS.find((a) => a === body?.action);
+  if (!action) {
     return answer(400, {
       error: 'bad_request',
-      message: `"action" is ${JSON.stringify(action)}: use "onboard", "offboard", "restore" or "move"`,
+      message: `"action" is ${JSON.stringify(body?.action)}: use "onboard", "offboard", "restore", "move" or "purge"`,
     });
   }
   if (typeof body.request !== 'object' || body.request === null) {
@@ -166,7 +169,9 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
           ? await beginRestore(request, who)
           : action === 'move'
             ? await beginMove(request as MoveRequest, who)
-            : await beginOffboarding(request, who);
+            : action === 'purge'
+              ? await beginPurge(request, who)
+              : await beginOffboarding(request, who);
   } catch (e) {
     if (e instanceof RequestRejected) {
       log('refused', { caller, action, reason: e.message });
@@ -192,14 +197,14 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     // A move likewise (nothing frozen yet), back to active, or still `moving` after an earlier move's failed rollback.
     const stillFrozen =
       (action === 'restore' && tenant.wasFrozen === true) || (action === 'move' && tenant.wasMoving === true);
-    const changesNothingYet = action === 'restore' || action === 'move';
+    const changesNothingYet = action === 'restore' || action === 'move' || action === 'purge';
     await write(
       tenant.tenantId,
       {
         status: changesNothingYet ? (stillFrozen ? 'moving' : 'active') : 'failed',
         failureReason: reason,
       },
-      ['lock', 'restoreArchive', ...(stillFrozen ? [] : (['movingTo'] as const))],
+      ['lock', 'restoreArchive', 'purgeCopy', ...(stillFrozen ? [] : (['movingTo'] as const))],
       { lockedBy: execution },
     );
     log('could not start the workflow', { caller, action, tenantId: tenant.tenantId, reason });

@@ -17,7 +17,7 @@ import {
   RequestRejected,
 } from '../../lib/onboarding-rules';
 import { checkRestoreOver, RestoreRequest } from '../../lib/restore-rules';
-import { checkMove, MoveRequest } from '../../lib/move-rules';
+import { checkMove, checkPurge, MoveRequest } from '../../lib/move-rules';
 import { tenantIdProblem } from '../../db/naming';
 import { parseTenant, Tenant } from '../../lib/catalog';
 import { siloProfile } from '../../lib/silo-profiles';
@@ -250,6 +250,38 @@ export async function beginMove(request: MoveRequest, who: Requester): Promise<A
     );
   }
   return { tenantId, model: from, movingTo: to, stackName: tenantStackName(tenantId), wasMoving: stuck };
+}
+
+/**
+ * A purge of the copy a move kept in the cell the tenant left (approvers only: it destroys data). The tenant keeps
+ * serving from its cell; the lock and `purgeCopy` say which copy this execution removes.
+ */
+export async function beginPurge(request: { tenantId?: unknown }, who: Requester): Promise<AcceptedTenant> {
+  const id = tenantIdProblem(request.tenantId) ? undefined : (request.tenantId as string);
+  const existing = id ? await readItem(id) : undefined;
+  const { tenantId, copy } = checkPurge(request, existing);
+  if (!who.approver) {
+    throw new ApprovalRequired(
+      `purge request: removing tenant "${tenantId}"'s ${copy} copy destroys data, so only an approver may request it; nothing was changed`,
+    );
+  }
+  const taken = await write(
+    tenantId,
+    { purgeCopy: copy, lock: who.execution, requestedBy: `${who.requestedBy} (approver)` },
+    [],
+    { unlocked: true, statusIn: ['active'] },
+  );
+  if (!taken) {
+    throw new RequestRejected(
+      `purge request: tenant "${tenantId}" changed while the request was checked (another request holds it or got there first): nothing was changed`,
+    );
+  }
+  return {
+    tenantId,
+    model: (existing as RegistryItem).model,
+    purgeCopy: copy,
+    stackName: tenantStackName(tenantId),
+  };
 }
 
 /**

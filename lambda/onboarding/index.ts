@@ -10,6 +10,7 @@
  *   setStatus      changes the tenant's status, holding the lock (and releases it at the end)
  *   switchModel    a move's switch: the tenant is served by the cell it moved to, its old place kept (releases)
  *   abortMove      a move that failed before its switch is rolled back: its destination's place may be removed
+ *   purged         a purge's end: the copy a move kept is gone (releases)
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
  *   failureReason  the CloudFormation reason read from the tenant stack's events
  *   finalSnapshot  silo offboarding: a manual snapshot of the tenant's database before its stack goes
@@ -65,6 +66,7 @@ export type Step =
       schemaVersion?: unknown;
     }
   | { step: 'abortMove'; tenantId: string; execution: string }
+  | { step: 'purged'; tenantId: string; execution: string }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | {
       step: 'failureReason';
@@ -112,6 +114,8 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
       return switchModel(event);
     case 'abortMove':
       return abortMove(event);
+    case 'purged':
+      return purged(event);
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
@@ -160,6 +164,21 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
       action: item.restoreArchive ? 'restore' : 'abandonRestore',
       stackName: tenantStackName(item.tenantId),
       restoreArchive: item.restoreArchive ?? '',
+    };
+  }
+  // A purge of the copy a move kept: the tenant serves on from its cell meanwhile.
+  if (item.purgeCopy !== undefined) {
+    if (item.status !== 'active' || item.keptCopy !== item.purgeCopy || item.purgeCopy === item.model) {
+      throw new RequestRejected(
+        `tenant "${tenantId}" is ${item.status} with ${item.keptCopy ?? 'no'} copy kept: its ${item.purgeCopy} copy is not purged; nothing was changed`,
+      );
+    }
+    return {
+      tenantId: item.tenantId,
+      model: item.model,
+      action: 'purge',
+      stackName: tenantStackName(item.tenantId),
+      purgeCopy: item.purgeCopy,
     };
   }
   // A move between the pool and bridge cells: `moving` to the other cell (the entry checked the models and that the
@@ -354,8 +373,38 @@ async function abortMove(e: Extract<Step, { step: 'abortMove' }>): Promise<Recor
   return { tenantId: e.tenantId, moveAborted: true };
 }
 
+/**
+ * A purge's end (after the kept copy's cell's runner removed it): `keptCopy` goes with the lock, in one conditional
+ * write that needs it. A retry after a lost answer finds it done.
+ */
+async function purged(e: Extract<Step, { step: 'purged' }>): Promise<Record<string, unknown>> {
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  if (item && !item.lock && !item.keptCopy && item.releasedBy === e.execution) {
+    return { tenantId: e.tenantId, already: true };
+  }
+  const written =
+    item?.purgeCopy !== undefined &&
+    (await write(e.tenantId, { releasedBy: e.execution }, [...RELEASED, 'keptCopy'], {
+      lockedBy: e.execution,
+      statusIn: ['active'],
+    }));
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not being purged by execution ${e.execution}: nothing was recorded`,
+    );
+  }
+  return { tenantId: e.tenantId, purged: item!.purgeCopy };
+}
+
 /** What a request's last write removes with the lock: what the request was doing. */
-const RELEASED = ['lock', 'restoring', 'restoreArchive', 'restoreArchiveModel', 'moveAborted'] as const;
+const RELEASED = [
+  'lock',
+  'restoring',
+  'restoreArchive',
+  'restoreArchiveModel',
+  'moveAborted',
+  'purgeCopy',
+] as const;
 
 /**
  * An execution ended without recording its end (timed out, aborted, or died in its own failure path): if it
@@ -378,6 +427,19 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
   if (!ended) return { reconciled: false, why: `${e.executionArn} is still running`, tenantId };
   const item = await readItem(tenantId as string);
   const reason = `the workflow execution ${e.executionArn} ended ${ended}${e.error ? ` (${e.error})` : ''}${e.cause ? `: ${e.cause.slice(0, 500)}` : ''}`;
+  if (item?.purgeCopy !== undefined && item.status === 'active') {
+    // A purge that died: the tenant served all along from its cell; the kept copy may be partly removed (a purge
+    // requested again finishes it).
+    const written = await write(
+      tenantId as string,
+      {
+        failureReason: `${reason}; its ${item.purgeCopy} copy may be partly removed: request the purge again to finish it`,
+      },
+      RELEASED,
+      { lockedBy: e.executionArn },
+    );
+    return { reconciled: written, tenantId };
+  }
   if (item?.status === 'moving') {
     // A restore over the tenant's data, or a move, that died: the tenant may still be frozen, so it stays `moving`
     // (503, never served half-restored) with the reason; a new restore (or move) request finishes it.

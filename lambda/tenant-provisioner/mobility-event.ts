@@ -7,7 +7,7 @@ import { validateTenantId } from '../../db/naming';
 import { ProvisioningInputError } from './request';
 
 export interface MobilityEvent {
-  readonly action: 'export' | 'restore' | 'replace' | 'thaw' | 'vouch' | 'moveOut' | 'dropMovedIn';
+  readonly action: 'export' | 'restore' | 'replace' | 'thaw' | 'vouch' | 'moveOut' | 'dropMovedIn' | 'purge';
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
@@ -53,7 +53,11 @@ export function parseMobilityEvent(event: MobilityEvent): {
           : JSON.stringify((event as unknown as Record<string, unknown>)[field])
       }: ${fix}`,
     );
-  if (!['export', 'restore', 'replace', 'thaw', 'vouch', 'moveOut', 'dropMovedIn'].includes(event.action)) {
+  if (
+    !['export', 'restore', 'replace', 'thaw', 'vouch', 'moveOut', 'dropMovedIn', 'purge'].includes(
+      event.action,
+    )
+  ) {
     throw bad('action', 'use "export" or "restore" ("replace" and "thaw" are the onboarding workflow\'s)');
   }
   const tenantId = validateTenantId(event.tenantId, 'mobility event field "tenantId"');
@@ -82,7 +86,10 @@ export function parseMobilityEvent(event: MobilityEvent): {
       '"vouch" is the onboarding workflow\'s, for an approver\'s onboard request with "restoreFromModel": ask for it with npm run request -- onboard',
     );
   }
-  if ((event.action === 'moveOut' || event.action === 'dropMovedIn') && event.execution === undefined) {
+  if (
+    (event.action === 'moveOut' || event.action === 'dropMovedIn' || event.action === 'purge') &&
+    event.execution === undefined
+  ) {
     throw bad(
       'execution',
       '"moveOut" is the onboarding workflow\'s, for an approver\'s move request: ask for it with npm run request -- move',
@@ -111,7 +118,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
     }
     handover = handoverUrl(event.handover, bad);
   }
-  if (event.action === 'thaw' || event.action === 'dropMovedIn') {
+  if (event.action === 'thaw' || event.action === 'dropMovedIn' || event.action === 'purge') {
     if (event.archive !== undefined) throw bad('archive', `a ${event.action} names no archive`);
     return { action: event.action, tenantId, execution: event.execution };
   }

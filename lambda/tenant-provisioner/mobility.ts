@@ -13,6 +13,7 @@
  *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "...", "handover": "https://..." }
  *   { "action": "moveOut", "tenantId": "acme", "execution": "arn:aws:states:...", "taskToken": "..." }
  *   { "action": "dropMovedIn", "tenantId": "acme", "execution": "arn:aws:states:..." }
+ *   { "action": "purge", "tenantId": "acme", "execution": "arn:aws:states:..." }
  *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/...tfa", "execution": "...", "handover": "https://..." }
  *
  * - Export reads as the tenant's runtime principal (its verified credential, RLS or its role: M3), in one
@@ -64,7 +65,13 @@ import {
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import { ApprovalDeps, expectActiveHere, expectApprovedRestore } from './mobility-approval';
 import { fetchHandedOver, handoverApproval, vouchForArchive } from './mobility-handover';
-import { dropMovedIn, expectApprovedMoveIn, moveOut, movingBetweenCells } from './mobility-move';
+import {
+  dropMovedIn,
+  expectApprovedMoveIn,
+  moveOut,
+  movingBetweenCells,
+  purgeKeptCopy,
+} from './mobility-move';
 import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 
@@ -136,6 +143,7 @@ export async function runMobilityEvent(
     return replaceOrThaw(parsed as ReplaceRequest, env, deps);
   }
   if (parsed.action === 'dropMovedIn') return dropMovedIn(parsed.tenantId, parsed.execution!, env, deps);
+  if (parsed.action === 'purge') return purgeKeptCopy(parsed.tenantId, parsed.execution!, env, deps);
   const started = Date.now();
   if (parsed.archive && parsed.archive.tenantId !== parsed.tenantId && parsed.execution === undefined) {
     throw new ProvisioningInputError(

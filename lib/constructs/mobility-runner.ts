@@ -188,11 +188,23 @@ export class MobilityRunner extends Construct {
           resources: [archives],
         }),
         new iam.PolicyStatement({
-          // An export that finds its tenant offboarded once it has written deletes what it wrote.
+          // An export that finds its tenant offboarded once it has written deletes what it wrote; a purge deletes
+          // every version of a tenant's archives in the cell it moved out of.
           sid: 'WithdrawTenantArchive',
           actions: ['s3:DeleteObjectVersion'],
           resources: [archives],
         }),
+        // A shared cell's purge lists the versions it deletes, under the tenants' prefix only.
+        ...(props.model === 'silo'
+          ? []
+          : [
+              new iam.PolicyStatement({
+                sid: 'ListTenantArchiveVersions',
+                actions: ['s3:ListBucketVersions'],
+                resources: [this.bucket.bucketArn],
+                conditions: { StringLike: { 's3:prefix': ['tenants/*/'] } },
+              }),
+            ]),
         new iam.PolicyStatement({
           sid: 'ReadSecrets',
           actions: ['secretsmanager:GetSecretValue'],

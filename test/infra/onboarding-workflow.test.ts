@@ -195,7 +195,7 @@ type Outcome =
  * execution it started runs, with the input and name the entry gave it.
  */
 async function ask(
-  action: 'onboard' | 'offboard' | 'restore' | 'move',
+  action: 'onboard' | 'offboard' | 'restore' | 'move' | 'purge',
   request: Record<string, unknown>,
 ): Promise<Outcome> {
   const started = sfn.commandCalls(StartExecutionCommand).length;
@@ -1388,6 +1388,77 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
     const finished = await move('acme', 'bridge');
     expect(finished.status).toBe('SUCCEEDED');
     expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'bridge', keptCopy: 'pool' });
+  });
+
+  test("after a move, an approver's purge: the old cell's runner removes the kept copy, then it can move back", async () => {
+    expect((await move('acme', 'bridge')).status).toBe('SUCCEEDED');
+    runnerCalls = [];
+    events = [];
+    const purge = () => ask('purge', { tenantId: 'acme' });
+    const purged: unknown[] = [];
+    onRunner = async (payload, model) => {
+      purged.push(await moto.get('acme'));
+      expect({ action: payload.action, model }).toEqual({ action: 'purge', model: 'pool' });
+      return { action: 'purge' };
+    };
+    const r = await purge();
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'PurgeInItsCell',
+      'PurgeKeptPoolCopy',
+      'MarkPurged',
+      'EmitCopyPurged',
+      'Purged',
+    ]);
+    // The tenant served on from bridge meanwhile (active, held by the purge).
+    expect(purged).toEqual([
+      expect.objectContaining({
+        status: 'active',
+        model: 'bridge',
+        purgeCopy: 'pool',
+        lock: (r as { id: string }).id,
+      }),
+    ]);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'bridge' });
+    for (const gone of ['lock', 'keptCopy', 'purgeCopy'] as const) expect(item![gone]).toBeUndefined();
+    expect(events).toEqual([
+      {
+        Source: 'tenantforge.onboarding',
+        DetailType: 'TenantCopyPurged',
+        Detail: { tenantId: 'acme', copy: 'pool' },
+      },
+    ]);
+    // Now it can move back, into its first model: the stack it started as.
+    runners();
+    builds = [];
+    expect((await move('acme', 'pool')).status).toBe('SUCCEEDED');
+    expect(builds[builds.length - 1].request).toBe(kept);
+    expect(await moto.get('acme')).toMatchObject({ model: 'pool', keptCopy: 'bridge', request: kept });
+  });
+
+  test('a purge that fails releases the tenant with the reason; it serves on, its copy still recorded', async () => {
+    await moto.put({ tenantId: 'acme', model: 'bridge', status: 'active', keptCopy: 'pool', request: kept });
+    onRunner = () => {
+      throw new TaskError(
+        'Error',
+        JSON.stringify({ errorType: 'Error', errorMessage: 'the pool database is gone' }),
+      );
+    };
+    const r = await ask('purge', { tenantId: 'acme' });
+    expect(r.status).toBe('FAILED');
+    expect(r.path.slice(-4)).toEqual([
+      'PurgeKeptPoolCopy',
+      'ReadPurgeFailureReason',
+      'ReleaseAfterPurgeFailed',
+      'PurgeFailed',
+    ]);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'bridge', keptCopy: 'pool' });
+    expect(item!.failureReason).toContain('the pool database is gone');
+    for (const gone of ['lock', 'purgeCopy'] as const) expect(item![gone]).toBeUndefined();
   });
 
   test("the final deploy's failure leaves the tenant moved and served by bridge, and says how to retire the source", async () => {

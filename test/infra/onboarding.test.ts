@@ -60,6 +60,13 @@ const MOVE_FAILURE_PATH: Record<string, string> = {
   SwitchModel: 'MoveSwitchUnrecorded',
   EmitMoved: 'DeployMovedTenant',
   DeployMovedTenant: 'MovedSourceNotRetired',
+  // A purge's steps: the tenant serves on from its cell; a failure only releases it with the reason.
+  PurgeKeptPoolCopy: 'ReadPurgeFailureReason',
+  PurgeKeptBridgeCopy: 'ReadPurgeFailureReason',
+  MarkPurged: 'ReadPurgeFailureReason',
+  ReadPurgeFailureReason: 'GenericPurgeFailureReason',
+  ReleaseAfterPurgeFailed: 'PurgeFailedUnrecorded',
+  EmitCopyPurged: 'Purged',
 };
 
 function statementsOf(roleLogicalIdPart: string): Record<string, unknown>[] {

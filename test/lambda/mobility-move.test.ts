@@ -1,5 +1,6 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
@@ -309,4 +310,56 @@ test("a rolled-back move: once the workflow marks it aborted, nothing more is re
   await expect(pool.invoices('wormwood')).rejects.toThrow();
   // The source still has everything, frozen until the workflow thaws it.
   expect((await bridge.invoices('wormwood')).length).toBe(4);
+});
+
+test("a purge removes the copy a move kept, and the tenant's archives in that cell, only for the purge's execution", async () => {
+  // gloop moved to bridge (the first test): switched, its pool place kept, frozen and retired.
+  const gloop = (await moto.get('gloop'))!;
+  const execution = `${WORKFLOW_EXECUTIONS}purge_x_gloop-1`;
+  await moto.put({
+    ...gloop,
+    model: 'bridge',
+    status: 'active',
+    movingTo: undefined,
+    keptCopy: 'pool',
+    purgeCopy: 'pool',
+    lock: execution,
+  });
+  sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
+    status: 'RUNNING',
+    stateMachineArn: ONBOARDING_WORKFLOW,
+    input: JSON.stringify({
+      action: 'purge',
+      tenant: { tenantId: 'gloop', model: 'bridge', purgeCopy: 'pool' },
+    }),
+  });
+  const archives = async (cell: RunnerCell, bucket: string) =>
+    (await cell.s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'tenants/gloop/' }))).Versions
+      ?.length ?? 0;
+  expect(await archives(pool, 'pool-move-archives')).toBeGreaterThan(0);
+  const bridgeBefore = await bridge.invoices('gloop');
+  // The tenant's live cell never purges it; another execution does not either.
+  await expect(bridge.run({ action: 'purge', tenantId: 'gloop', execution })).rejects.toThrow(
+    'its request purges pool, and its kept copy is pool; nothing was removed',
+  );
+  await expect(
+    pool.run({ action: 'purge', tenantId: 'gloop', execution: `${WORKFLOW_EXECUTIONS}purge_x_gloop-2` }),
+  ).rejects.toThrow(`it is held by ${execution}`);
+  await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).resolves.toMatchObject({
+    action: 'purge',
+    model: 'pool',
+  });
+  expect(await archives(pool, 'pool-move-archives')).toBe(0);
+  const master = await pool.db.master();
+  try {
+    await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+    const left = await master.query("SELECT 1 FROM tenancy.pool_tenants WHERE tenant_id = 'gloop'");
+    await master.query('ROLLBACK');
+    expect(left.rowCount).toBe(0);
+  } finally {
+    await master.end();
+  }
+  // The tenant's data where it lives is untouched; a purge run again does nothing more.
+  expect(await bridge.invoices('gloop')).toEqual(bridgeBefore);
+  await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).resolves.toBeDefined();
 });

@@ -288,7 +288,7 @@ describe('bad requests', () => {
     [
       { action: 'delete', request: { tenantId: 'acme' } },
       400,
-      '"action" is "delete": use "onboard", "offboard", "restore" or "move"',
+      '"action" is "delete": use "onboard", "offboard", "restore", "move" or "purge"',
     ],
     [{ action: 'onboard' }, 400, '"request" must be an object'],
     [{ action: 'onboard', request: { tenantId: 'Bad Id', model: 'pool' } }, 400, 'field "id"'],
@@ -480,5 +480,67 @@ describe('a move between the pool and bridge cells', () => {
     expect((await call(APPROVER, move('globex', 'pool'))).statusCode).toBe(502);
     expect(await moto.get('globex')).toMatchObject({ status: 'moving', movingTo: 'pool' });
     expect((await moto.get('globex'))!.lock).toBeUndefined();
+  });
+});
+
+describe('a purge of the copy a move kept', () => {
+  const kept = (id: string, model: string) =>
+    JSON.stringify({ id, name: id, model, settings: { deletionPolicy: 'destroy' } });
+  beforeEach(async () => {
+    await moto.put({
+      tenantId: 'acme',
+      model: 'bridge',
+      status: 'active',
+      keptCopy: 'pool',
+      deletionPolicy: 'destroy',
+      request: kept('acme', 'bridge'),
+    });
+  });
+
+  test("an approver's purge locks the tenant, which serves on, for the copy it removes", async () => {
+    const asked = await call(REQUESTER, { action: 'purge', request: { tenantId: 'acme' } });
+    expect(asked.statusCode).toBe(403);
+    expect(asked.json.error).toBe('approval_required');
+    const r = await call(APPROVER, { action: 'purge', request: { tenantId: 'acme' } });
+    expect(r.statusCode).toBe(202);
+    expect(await moto.get('acme')).toMatchObject({
+      status: 'active',
+      model: 'bridge',
+      keptCopy: 'pool',
+      purgeCopy: 'pool',
+      lock: r.json.execution,
+    });
+    const [start] = sfn.commandCalls(StartExecutionCommand);
+    expect(JSON.parse(start.args[0].input.input!)).toMatchObject({
+      action: 'purge',
+      tenant: { tenantId: 'acme', model: 'bridge', purgeCopy: 'pool' },
+    });
+  });
+
+  test('refused with nothing written: no kept copy, held, or not active; a workflow not started releases it', async () => {
+    await moto.put({ tenantId: 'globex', model: 'pool', status: 'active', request: kept('globex', 'pool') });
+    const none = await call(APPROVER, { action: 'purge', request: { tenantId: 'globex' } });
+    expect(none.statusCode).toBe(400);
+    expect(none.json.message).toContain('has no copy kept by a move: there is nothing to purge');
+    await moto.put({ ...(await moto.get('acme'))!, lock: 'arn:aws:states:x' });
+    const held = await call(APPROVER, { action: 'purge', request: { tenantId: 'acme' } });
+    expect(held.json.message).toContain('is being changed by another request');
+    await moto.put({ ...(await moto.get('acme'))!, lock: undefined });
+    sfn.on(StartExecutionCommand).rejects(new Error('Rate exceeded'));
+    const r = await call(APPROVER, { action: 'purge', request: { tenantId: 'acme' } });
+    expect(r.statusCode).toBe(502);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', keptCopy: 'pool' });
+    expect(item!.lock).toBeUndefined();
+    expect(item!.purgeCopy).toBeUndefined();
+  });
+
+  test('offboarding with its data destroyed waits for the purge: the kept copy would outlive it', async () => {
+    const r = await call(REQUESTER, { action: 'offboard', request: { tenantId: 'acme' } });
+    expect(r.statusCode).toBe(400);
+    expect(r.json.message).toContain(
+      'the pool copy its move kept would outlive it: nothing was changed; purge that copy first (npm run request -- purge --tenant acme)',
+    );
+    expect((await moto.get('acme'))!.status).toBe('active');
   });
 });

@@ -1097,6 +1097,23 @@ describe('a move between the pool and bridge cells: accept, the switch, reconcil
     expect((await moto.get('acme'))!.moveAborted).toBeUndefined();
   });
 
+  test('a purge that died releases the tenant, still active where it is, with the reason; never failed', async () => {
+    await moto.put({ tenantId: 'acme', model: 'bridge', status: 'active', keptCopy: 'pool', request: kept });
+    await beginning.beginPurge({ tenantId: 'acme' }, { execution: EXEC_A, requestedBy: OPS, approver: true });
+    sfn.on(DescribeExecutionCommand, { executionArn: EXEC_A }).resolves({ status: 'TIMED_OUT' } as never);
+    const r = await steps.handler({
+      step: 'reconcile',
+      executionArn: EXEC_A,
+      status: 'TIMED_OUT',
+      input: JSON.stringify({ action: 'purge', tenant: { tenantId: 'acme' } }),
+    });
+    expect(r).toEqual({ reconciled: true, tenantId: 'acme' });
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'bridge', keptCopy: 'pool' });
+    expect(item!.failureReason).toContain('request the purge again to finish it');
+    for (const gone of ['lock', 'purgeCopy', 'failedDuring'] as const) expect(item![gone]).toBeUndefined();
+  });
+
   test('a move that died leaves the tenant moving (503) with how to finish it, unlocked', async () => {
     await beginMove();
     sfn.on(DescribeExecutionCommand, { executionArn: EXEC_A }).resolves({ status: 'FAILED' } as never);

@@ -24,7 +24,7 @@ import {
   startsFromArchive,
 } from './from-archive';
 import { restoreOverStates } from './restore-over';
-import { moveStates } from './move';
+import { moveStates, purgeStates } from './move';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
 export interface OnboardingWorkflowProps {
@@ -352,6 +352,7 @@ export class OnboardingWorkflow extends Construct {
         .when(sfn.Condition.stringEquals(ACTION, 'restore'), restore.restore)
         .when(sfn.Condition.stringEquals(ACTION, 'abandonRestore'), restore.abandon)
         .when(sfn.Condition.stringEquals(ACTION, 'move'), moveStates(this))
+        .when(sfn.Condition.stringEquals(ACTION, 'purge'), purgeStates(this))
         .otherwise(offboard),
     );
   }

@@ -2,7 +2,7 @@ import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { IsolationModel, TENANT_PHASES, TenantPhase } from '../contracts';
 import { moveProblem } from '../lib/constructs/tenant-provisioning';
-import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
+import { CatalogError, loadCatalog, movedTo, parseTenant, tenantRequestOf } from '../lib/catalog';
 import { buildFleet, FleetError } from '../lib/fleet';
 
 // A stack trace per construct and a 27 MB construct tree cost seconds on a 1,000-tenant fleet and serve only
@@ -46,10 +46,16 @@ try {
     const { restore, movingTo, ...entry } = raw;
     const { tenant, problems } = parseTenant(entry, 'the request');
     if (!tenant) throw new CatalogError(source, problems);
-    // A catalog tenant's request (as the registry keeps it) is the catalog's own entry: nothing to add. Any
-    // other request for an id the catalog holds is a conflict.
+    // A catalog tenant's request (as the registry keeps it) is the catalog's own entry: nothing to add; or that
+    // entry moved to another cell (a move's last deploy, before the catalog is changed to say so), which this
+    // deploy builds instead. Any other request for an id the catalog holds is a conflict.
     const inCatalog = tenants.find((t) => t.id === tenant.id);
-    if (inCatalog && tenantRequestOf(inCatalog) !== tenantRequestOf(tenant)) {
+    const movedFromCatalog =
+      inCatalog !== undefined &&
+      inCatalog.model !== tenant.model &&
+      tenantRequestOf(movedTo(inCatalog, tenant.model)) === tenantRequestOf(tenant);
+    if (movedFromCatalog) tenants = tenants.map((t) => (t.id === tenant.id ? tenant : t));
+    else if (inCatalog && tenantRequestOf(inCatalog) !== tenantRequestOf(tenant)) {
       throw new CatalogError(source, [
         {
           code: 'duplicate-id',

@@ -133,6 +133,30 @@ describe('cdk synth from the command line', () => {
     };
     expect(t.Resources.Tenant.Type).toBe('Custom::BridgeTenant');
     expect(t.Resources.TenantPool.Type).toBe('Custom::PoolTenant');
+    // A move's last deploy of a catalog tenant (tenants.json still says pool): the entry as moved is built.
+    const moved = spawnSync(
+      path.join(REPO_ROOT, 'node_modules', '.bin', 'cdk'),
+      [
+        'synth',
+        '--quiet',
+        '-o',
+        out,
+        '-c',
+        'tenant=acme',
+        '-c',
+        'tenantRequest={"id":"acme","name":"Acme Corp","model":"bridge","firstModel":"pool","settings":{"deletionPolicy":"retain"}}',
+        'Tenant-acme',
+      ],
+      { cwd: REPO_ROOT, encoding: 'utf8', env: { ...process.env, CDK_DEFAULT_ACCOUNT: '' } },
+    );
+    expect(moved.stderr).not.toContain('already defines this tenant differently');
+    expect(moved.status).toBe(0);
+    const acme = JSON.parse(fs.readFileSync(path.join(out, 'Tenant-acme.template.json'), 'utf8')) as {
+      Resources: Record<string, { Type: string }>;
+    };
+    expect(Object.entries(acme.Resources).filter(([, r]) => r.Type.startsWith('Custom::'))).toEqual([
+      ['TenantBridge', expect.objectContaining({ Type: 'Custom::BridgeTenant' })],
+    ]);
     const silo = cdkSynth([
       '-c',
       'tenant=initrode',

@@ -2,7 +2,8 @@ import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { IsolationModel, TENANT_PHASES, TenantPhase } from '../contracts';
 import { moveProblem } from '../lib/constructs/tenant-provisioning';
-import { CatalogError, loadCatalog, movedTo, parseTenant, tenantRequestOf } from '../lib/catalog';
+import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
+import { movedTo } from '../lib/move-rules';
 import { buildFleet, FleetError } from '../lib/fleet';
 
 // A stack trace per construct and a 27 MB construct tree cost seconds on a 1,000-tenant fleet and serve only

@@ -480,29 +480,3 @@ export function tenantRequestOf(t: Tenant): string {
     settings,
   });
 }
-
-/** The tenant as it is once moved to `to`: its first model recorded (dropped again when it moves back to it). */
-export function movedTo(t: Tenant, to: IsolationModel): Tenant {
-  const { firstModel, ...rest } = t;
-  const first = firstModel ?? t.model;
-  return { ...rest, model: to, ...(first !== to ? { firstModel: first } : {}) };
-}
-
-/**
- * A tenant's request as the registry keeps it (`kept`), once the tenant is moved to `to`: what a move's switch
- * records, and what the deploy after it builds the tenant's stack from. Throws CatalogError when `kept` is not a
- * valid request.
- */
-export function movedRequest(kept: string, to: IsolationModel): string {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(kept);
-  } catch (e) {
-    throw new CatalogError('the kept request', [
-      { code: 'invalid-document', message: `is not JSON (${(e as Error).message})` },
-    ]);
-  }
-  const { tenant, problems } = parseTenant(raw, 'the kept request');
-  if (!tenant) throw new CatalogError('the kept request', problems);
-  return tenantRequestOf(movedTo(tenant, to));
-}

@@ -26,16 +26,15 @@ import {
   TenantStatus,
 } from '../../contracts';
 import { RequestRejected } from '../../lib/onboarding-rules';
-import { movedRequest } from '../../lib/catalog';
-import { dataModel } from '../../db/models';
 import { tenantIdProblem } from '../../db/naming';
 import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
-import { readItem, write } from './registry';
+import { LockLost, readItem, RELEASED, write } from './registry';
+import { abortMove, acceptMove, acceptPurge, purged, switchModel } from './move-steps';
 import { executionEnded, failureReason, finalSnapshot, SnapshotKind, snapshotStatus } from './stacks';
 
-export { DeploymentFailed, NotReady, RequestRejected };
+export { DeploymentFailed, LockLost, NotReady, RequestRejected };
 
 export type Step =
   | {
@@ -85,14 +84,6 @@ export type Step =
       error?: string;
       cause?: string;
     };
-
-/** The execution no longer holds the tenant's lock (someone reconciled it): it must stop changing the tenant. */
-export class LockLost extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'LockLost';
-  }
-}
 
 export async function handler(event: Step): Promise<Record<string, unknown>> {
   switch (event.step) {
@@ -166,47 +157,9 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
       restoreArchive: item.restoreArchive ?? '',
     };
   }
-  // A purge of the copy a move kept: the tenant serves on from its cell meanwhile.
-  if (item.purgeCopy !== undefined) {
-    if (item.status !== 'active' || item.keptCopy !== item.purgeCopy || item.purgeCopy === item.model) {
-      throw new RequestRejected(
-        `tenant "${tenantId}" is ${item.status} with ${item.keptCopy ?? 'no'} copy kept: its ${item.purgeCopy} copy is not purged; nothing was changed`,
-      );
-    }
-    return {
-      tenantId: item.tenantId,
-      model: item.model,
-      action: 'purge',
-      stackName: tenantStackName(item.tenantId),
-      purgeCopy: item.purgeCopy,
-    };
-  }
-  // A move between the pool and bridge cells: `moving` to the other cell (the entry checked the models and that the
-  // registry keeps the tenant's request). The deploy jobs build its stack from the kept request: with its place in
-  // the other cell added (moveRequest), as it was (tenantRequest: the rollback), and as moved (movedRequest).
-  if (item.status === 'moving' && item.movingTo !== undefined) {
-    const kept = item.request ?? '';
-    let moved: string;
-    try {
-      moved = movedRequest(kept, item.movingTo);
-    } catch (e) {
-      throw new RequestRejected(
-        `tenant "${tenantId}"'s request as the registry keeps it cannot be moved (${(e as Error).message}): nothing was changed`,
-      );
-    }
-    const request = JSON.parse(kept) as { settings?: { hostname?: string } };
-    return {
-      tenantId: item.tenantId,
-      model: item.model,
-      movingTo: item.movingTo,
-      action: 'move',
-      stackName: tenantStackName(item.tenantId),
-      hostname: request.settings?.hostname ?? item.tenantId,
-      tenantRequest: kept,
-      moveRequest: JSON.stringify({ ...JSON.parse(kept), movingTo: item.movingTo }),
-      movedRequest: moved,
-    };
-  }
+  // A purge of the copy a move kept, or a move between the pool and bridge cells (move-steps.ts).
+  if (item.purgeCopy !== undefined) return acceptPurge(item);
+  if (item.status === 'moving' && item.movingTo !== undefined) return acceptMove(item);
   if (item.status !== 'provisioning' && item.status !== 'offboarding') {
     throw new RequestRejected(
       `tenant "${tenantId}" is ${item.status}, not being onboarded, offboarded or restored: nothing was changed`,
@@ -307,104 +260,6 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
   }
   return { tenantId: e.tenantId, status: e.status };
 }
-
-/**
- * A move's switch (after the destination's runner restored the tenant there): in one conditional write that needs
- * the execution's lock, the tenant is served by the cell it moved to (model, schema, its request as moved), its old
- * place is recorded as kept, and the lock is released. A retry after a lost answer finds it done.
- */
-async function switchModel(e: Extract<Step, { step: 'switchModel' }>): Promise<Record<string, unknown>> {
-  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
-  if (item && !item.lock && item.status === 'active' && item.releasedBy === e.execution) {
-    return { tenantId: e.tenantId, model: item.model, already: true };
-  }
-  if (
-    !item ||
-    item.lock !== e.execution ||
-    item.status !== 'moving' ||
-    !item.movingTo ||
-    item.movingTo === item.model
-  ) {
-    throw new LockLost(
-      `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: it was not switched`,
-    );
-  }
-  const to = item.movingTo;
-  const version = Number(e.schemaVersion);
-  const written = await write(
-    e.tenantId,
-    {
-      model: to,
-      status: 'active',
-      schema: dataModel(to).schemaOf(item.tenantId, {}),
-      request: movedRequest(item.request ?? '', to),
-      keptCopy: item.model,
-      releasedBy: e.execution,
-      ...(Number.isInteger(version) && version > 0 ? { schemaVersion: version } : {}),
-    },
-    [...RELEASED, 'movingTo', 'failureReason', 'failedDuring'],
-    { lockedBy: e.execution, statusIn: ['moving'] },
-  );
-  if (!written) {
-    throw new LockLost(
-      `tenant "${e.tenantId}" is no longer held by execution ${e.execution}: it was not switched to ${to}`,
-    );
-  }
-  return { tenantId: e.tenantId, model: to, keptCopy: item.model };
-}
-
-/**
- * A move that failed before its switch: marked as being rolled back (`moveAborted`, cleared with the lock), so the
- * destination cell's provisioner removes the place it built when the rollback deploy drops its resource. Needs the
- * lock, with the tenant still moving between cells (never after a switch).
- */
-async function abortMove(e: Extract<Step, { step: 'abortMove' }>): Promise<Record<string, unknown>> {
-  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
-  const written =
-    item !== undefined &&
-    item.movingTo !== undefined &&
-    item.movingTo !== item.model &&
-    (await write(e.tenantId, { moveAborted: true }, [], { lockedBy: e.execution, statusIn: ['moving'] }));
-  if (!written) {
-    throw new LockLost(
-      `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: its move was not marked for rollback`,
-    );
-  }
-  return { tenantId: e.tenantId, moveAborted: true };
-}
-
-/**
- * A purge's end (after the kept copy's cell's runner removed it): `keptCopy` goes with the lock, in one conditional
- * write that needs it. A retry after a lost answer finds it done.
- */
-async function purged(e: Extract<Step, { step: 'purged' }>): Promise<Record<string, unknown>> {
-  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
-  if (item && !item.lock && !item.keptCopy && item.releasedBy === e.execution) {
-    return { tenantId: e.tenantId, already: true };
-  }
-  const written =
-    item?.purgeCopy !== undefined &&
-    (await write(e.tenantId, { releasedBy: e.execution }, [...RELEASED, 'keptCopy'], {
-      lockedBy: e.execution,
-      statusIn: ['active'],
-    }));
-  if (!written) {
-    throw new LockLost(
-      `tenant "${e.tenantId}" is not being purged by execution ${e.execution}: nothing was recorded`,
-    );
-  }
-  return { tenantId: e.tenantId, purged: item!.purgeCopy };
-}
-
-/** What a request's last write removes with the lock: what the request was doing. */
-const RELEASED = [
-  'lock',
-  'restoring',
-  'restoreArchive',
-  'restoreArchiveModel',
-  'moveAborted',
-  'purgeCopy',
-] as const;
 
 /**
  * An execution ended without recording its end (timed out, aborted, or died in its own failure path): if it

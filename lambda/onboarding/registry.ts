@@ -85,3 +85,21 @@ export async function siloRanges(): Promise<{ tenantId: string; vpcCidr?: string
   } while (start);
   return out;
 }
+
+/** The execution no longer holds the tenant's lock (someone reconciled it): it must stop changing the tenant. */
+export class LockLost extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LockLost';
+  }
+}
+
+/** What a request's last write removes with the lock: what the request was doing. */
+export const RELEASED = [
+  'lock',
+  'restoring',
+  'restoreArchive',
+  'restoreArchiveModel',
+  'moveAborted',
+  'purgeCopy',
+] as const;

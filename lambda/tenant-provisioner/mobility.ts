@@ -65,13 +65,8 @@ import {
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
 import { ApprovalDeps, expectActiveHere, expectApprovedRestore } from './mobility-approval';
 import { fetchHandedOver, handoverApproval, vouchForArchive } from './mobility-handover';
-import {
-  dropMovedIn,
-  expectApprovedMoveIn,
-  moveOut,
-  movingBetweenCells,
-  purgeKeptCopy,
-} from './mobility-move';
+import { dropMovedIn, expectApprovedMoveIn, moveOut, movingBetweenCells } from './mobility-move';
+import { purgeKeptCopy } from './mobility-purge';
 import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 

@@ -24,7 +24,8 @@ import {
   startsFromArchive,
 } from './from-archive';
 import { restoreOverStates } from './restore-over';
-import { moveStates, purgeStates } from './move';
+import { moveStates } from './move';
+import { purgeStates } from './purge';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
 export interface OnboardingWorkflowProps {

@@ -1,0 +1,146 @@
+/**
+ * The onboarding workflow's steps for a move between the pool and bridge cells and for the purge of the copy a move
+ * kept (lib/constructs/onboarding/move.ts): each a conditional write that needs the execution's lock.
+ */
+import { movedRequest } from '../../lib/move-rules';
+import { RequestRejected } from '../../lib/onboarding-rules';
+import { RegistryItem, tenantStackName } from '../../contracts';
+import { dataModel } from '../../db/models';
+import { tenantIdProblem } from '../../db/naming';
+import type { Step } from './index';
+
+/** accept, for an approver's purge: the tenant serves on from its cell meanwhile. */
+export function acceptPurge(item: RegistryItem): Record<string, unknown> {
+  if (item.status !== 'active' || item.keptCopy !== item.purgeCopy || item.purgeCopy === item.model) {
+    throw new RequestRejected(
+      `tenant "${item.tenantId}" is ${item.status} with ${item.keptCopy ?? 'no'} copy kept: its ${item.purgeCopy} copy is not purged; nothing was changed`,
+    );
+  }
+  return {
+    tenantId: item.tenantId,
+    model: item.model,
+    action: 'purge',
+    stackName: tenantStackName(item.tenantId),
+    purgeCopy: item.purgeCopy,
+  };
+}
+
+/**
+ * accept, for a move between the pool and bridge cells: `moving` to the other cell (the entry checked the models and
+ * that the registry keeps the tenant's request). The deploy jobs build its stack from the kept request: with its
+ * place in the other cell added (moveRequest), as it was (tenantRequest: the rollback), and as moved (movedRequest).
+ */
+export function acceptMove(item: RegistryItem): Record<string, unknown> {
+  const kept = item.request ?? '';
+  let moved: string;
+  try {
+    moved = movedRequest(kept, item.movingTo!);
+  } catch (e) {
+    throw new RequestRejected(
+      `tenant "${item.tenantId}"'s request as the registry keeps it cannot be moved (${(e as Error).message}): nothing was changed`,
+    );
+  }
+  const request = JSON.parse(kept) as { settings?: { hostname?: string } };
+  return {
+    tenantId: item.tenantId,
+    model: item.model,
+    movingTo: item.movingTo,
+    action: 'move',
+    stackName: tenantStackName(item.tenantId),
+    hostname: request.settings?.hostname ?? item.tenantId,
+    tenantRequest: kept,
+    moveRequest: JSON.stringify({ ...JSON.parse(kept), movingTo: item.movingTo }),
+    movedRequest: moved,
+  };
+}
+import { LockLost, readItem, RELEASED, write } from './registry';
+
+/**
+ * A move's switch (after the destination's runner restored the tenant there): in one conditional write that needs
+ * the execution's lock, the tenant is served by the cell it moved to (model, schema, its request as moved), its old
+ * place is recorded as kept, and the lock is released. A retry after a lost answer finds it done.
+ */
+export async function switchModel(
+  e: Extract<Step, { step: 'switchModel' }>,
+): Promise<Record<string, unknown>> {
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  if (item && !item.lock && item.status === 'active' && item.releasedBy === e.execution) {
+    return { tenantId: e.tenantId, model: item.model, already: true };
+  }
+  if (
+    !item ||
+    item.lock !== e.execution ||
+    item.status !== 'moving' ||
+    !item.movingTo ||
+    item.movingTo === item.model
+  ) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: it was not switched`,
+    );
+  }
+  const to = item.movingTo;
+  const version = Number(e.schemaVersion);
+  const written = await write(
+    e.tenantId,
+    {
+      model: to,
+      status: 'active',
+      schema: dataModel(to).schemaOf(item.tenantId, {}),
+      request: movedRequest(item.request ?? '', to),
+      keptCopy: item.model,
+      releasedBy: e.execution,
+      ...(Number.isInteger(version) && version > 0 ? { schemaVersion: version } : {}),
+    },
+    [...RELEASED, 'movingTo', 'failureReason', 'failedDuring'],
+    { lockedBy: e.execution, statusIn: ['moving'] },
+  );
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is no longer held by execution ${e.execution}: it was not switched to ${to}`,
+    );
+  }
+  return { tenantId: e.tenantId, model: to, keptCopy: item.model };
+}
+
+/**
+ * A move that failed before its switch: marked as being rolled back (`moveAborted`, cleared with the lock), so the
+ * destination cell's provisioner removes the place it built when the rollback deploy drops its resource. Needs the
+ * lock, with the tenant still moving between cells (never after a switch).
+ */
+export async function abortMove(e: Extract<Step, { step: 'abortMove' }>): Promise<Record<string, unknown>> {
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  const written =
+    item !== undefined &&
+    item.movingTo !== undefined &&
+    item.movingTo !== item.model &&
+    (await write(e.tenantId, { moveAborted: true }, [], { lockedBy: e.execution, statusIn: ['moving'] }));
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: its move was not marked for rollback`,
+    );
+  }
+  return { tenantId: e.tenantId, moveAborted: true };
+}
+
+/**
+ * A purge's end (after the kept copy's cell's runner removed it): `keptCopy` goes with the lock, in one conditional
+ * write that needs it. A retry after a lost answer finds it done.
+ */
+export async function purged(e: Extract<Step, { step: 'purged' }>): Promise<Record<string, unknown>> {
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  if (item && !item.lock && !item.keptCopy && item.releasedBy === e.execution) {
+    return { tenantId: e.tenantId, already: true };
+  }
+  const written =
+    item?.purgeCopy !== undefined &&
+    (await write(e.tenantId, { releasedBy: e.execution }, [...RELEASED, 'keptCopy'], {
+      lockedBy: e.execution,
+      statusIn: ['active'],
+    }));
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not being purged by execution ${e.execution}: nothing was recorded`,
+    );
+  }
+  return { tenantId: e.tenantId, purged: item!.purgeCopy };
+}

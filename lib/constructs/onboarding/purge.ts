@@ -1,0 +1,74 @@
+import { Duration } from 'aws-cdk-lib';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { MOVE_DETAIL_TYPES } from '../../../contracts';
+import type { OnboardingWorkflow } from './onboarding-workflow';
+import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+
+const SHARED = ['pool', 'bridge'] as const;
+
+/**
+ * Purging the copy a move kept (an approver's `purge` request; the entry recorded `purgeCopy` with the lock, and the
+ * tenant serves on from its cell): that cell's runner removes the kept place and the tenant's archives in its bucket
+ * (`PurgeKept<Model>Copy`, idempotent, so retried), then `keptCopy` goes with the lock and TenantCopyPurged is
+ * emitted. On failure the lock is released with the reason; a purge requested again finishes it.
+ */
+export function purgeStates(wf: OnboardingWorkflow): sfn.IChainable {
+  const failed = new sfn.Fail(wf, 'PurgeFailed', {
+    error: 'TenantPurgeFailed',
+    causePath: '$.failure.reason',
+  });
+  const unrecorded = new sfn.Fail(wf, 'PurgeFailedUnrecorded', {
+    error: 'TenantPurgeFailed',
+    cause:
+      'the purge failed and its failure could not be recorded in the registry; the reconciler releases the tenant with the reason',
+  });
+  const release = wf.step('ReleaseAfterPurgeFailed', {
+    step: 'setStatus',
+    tenantId,
+    execution,
+    status: 'active',
+    release: true,
+    reason: sfn.JsonPath.stringAt('$.failure.reason'),
+  });
+  release.addCatch(unrecorded, { resultPath: '$.failureOfFailure' });
+  release.next(failed);
+  const genericReason = new sfn.Pass(wf, 'GenericPurgeFailureReason', {
+    parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },
+    resultPath: '$.failure',
+  });
+  genericReason.next(release);
+  const reason = wf.step(
+    'ReadPurgeFailureReason',
+    { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack: false },
+    '$.failure',
+  );
+  reason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
+  reason.next(release);
+
+  const done = wf.step('MarkPurged', { step: 'purged', tenantId, execution });
+  done.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 3 });
+  done.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
+  const emit = wf.emit('EmitCopyPurged', MOVE_DETAIL_TYPES.copyPurged, {
+    tenantId,
+    copy: sfn.JsonPath.stringAt('$.tenant.purgeCopy'),
+  });
+  const purged = new sfn.Succeed(wf, 'Purged');
+  emit.addCatch(purged, { resultPath: '$.emitError' });
+  done.next(emit).next(purged);
+
+  const purge = new sfn.Choice(wf, 'PurgeInItsCell');
+  for (const model of SHARED) {
+    const task = wf.runner(`PurgeKept${title(model)}Copy`, model, { action: 'purge', tenantId, execution });
+    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+    task.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
+    task.next(done);
+    purge.when(sfn.Condition.stringEquals('$.tenant.purgeCopy', model), task);
+  }
+  return purge.otherwise(
+    new sfn.Pass(wf, 'NotASharedCellCopy', {
+      parameters: { Error: 'NotASharedCellCopy', Cause: 'only a copy in the pool or bridge cell is purged' },
+      resultPath: '$.error',
+    }).next(genericReason),
+  );
+}

@@ -307,7 +307,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
           ? `${reason}; the tenant may still be frozen: request the move again to finish it (npm run request -- move --tenant ${tenantId as string} --to ${item.movingTo!})`
           : `${reason}; the tenant may still be frozen: request the restore again to finish it, or abandon it (npm run request -- restore --tenant ${tenantId as string} --abandon)`,
       },
-      ['lock', 'restoreArchive', 'restoreArchiveModel'],
+      RELEASED,
       { lockedBy: e.executionArn },
     );
     return { reconciled: written, tenantId };

@@ -137,6 +137,7 @@ export async function recordOffboarded(env: Env, r: Request, schema: string): Pr
   await update(env, r.tenantId!, { status: 'offboarded' }, ['failureReason'], {
     unlocked: true,
     statusIn: ['provisioning', 'active', 'failed'],
+    modelIs: r.model,
   });
 }
 

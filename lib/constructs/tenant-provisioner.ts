@@ -280,7 +280,7 @@ export class TenantProvisioner extends Construct {
       ack(
         l1(handlerPolicy),
         AWS_SOLUTIONS(`IAM5[Resource::${tenantStacksArn(this, '<AWS::AccountId>')}]`),
-        "Reads the status (DescribeStacks only) of the tenants' stacks, whose names are known only as tenants are onboarded: a tenant resource's Delete offboards the tenant only while its own stack is being deleted, never when an update drops the resource.",
+        "Reads the status (DescribeStacks only) of the tenants' stacks, whose names are known only as tenants are onboarded: a tenant resource's Delete offboards the tenant only while its own stack is being deleted, never when an update drops the resource. DescribeStacks also shows a stack's parameters and outputs: tenant stacks have no outputs, and their parameters are SSM parameter names.",
       );
     }
     ack(

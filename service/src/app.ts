@@ -173,6 +173,17 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       return sendMoving(reply, principal.tenantId, entry.movingTo ?? 'another', entry.model);
     }
     const database = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
+    if (entry?.status === 'active' && database && !database.serves(entry)) {
+      // Served by another cell (it moved there, or a move rolled back): its DNS name points there within minutes.
+      request.log.warn({ servedBy: entry.model }, 'refused: tenant is served by another cell');
+      return reply
+        .code(503)
+        .header('retry-after', '60')
+        .send({
+          error: 'unavailable',
+          message: `tenant "${principal.tenantId}" is served by the ${entry.model} cell: its address points there within minutes; try again`,
+        });
+    }
     if (!entry || !database?.serves(entry)) {
       const why = !entry
         ? 'is not registered'

@@ -1,6 +1,6 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { ListObjectVersionsCommand } from '@aws-sdk/client-s3';
+import { ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
@@ -337,6 +337,10 @@ test("a purge removes the copy a move kept, and the tenant's archives in that ce
     (await cell.s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: 'tenants/gloop/' }))).Versions
       ?.length ?? 0;
   expect(await archives(pool, 'pool-move-archives')).toBeGreaterThan(0);
+  // Another tenant whose id starts the same keeps its archives.
+  await pool.s3.send(
+    new PutObjectCommand({ Bucket: 'pool-move-archives', Key: 'tenants/gloop-2/x.tfa', Body: 'x' }),
+  );
   const bridgeBefore = await bridge.invoices('gloop');
   // The tenant's live cell never purges it; another execution does not either.
   await expect(bridge.run({ action: 'purge', tenantId: 'gloop', execution })).rejects.toThrow(
@@ -350,6 +354,10 @@ test("a purge removes the copy a move kept, and the tenant's archives in that ce
     model: 'pool',
   });
   expect(await archives(pool, 'pool-move-archives')).toBe(0);
+  const neighbour = await pool.s3.send(
+    new ListObjectVersionsCommand({ Bucket: 'pool-move-archives', Prefix: 'tenants/gloop-2/' }),
+  );
+  expect(neighbour.Versions?.length).toBe(1);
   const master = await pool.db.master();
   try {
     await master.query('BEGIN; SET LOCAL ROLE tenant_owner');

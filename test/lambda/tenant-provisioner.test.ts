@@ -22,9 +22,13 @@ import { Moto, startMoto } from '../helpers/moto';
 const secrets = mockClient(SecretsManagerClient);
 // CloudFormation says a tenant stack is being deleted (a tenant resource's Delete offboards only then).
 const cloudformation = mockClient(CloudFormationClient);
-cloudformation.on(DescribeStacksCommand).resolves({
-  Stacks: [{ StackName: 'Tenant-x', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }],
-});
+const stackBeingDeleted = () =>
+  cloudformation.on(DescribeStacksCommand).resolves({
+    Stacks: [{ StackName: 'Tenant-x', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }],
+  });
+stackBeingDeleted();
+// A test that says otherwise says so for itself only, even when it fails half-way.
+afterEach(stackBeingDeleted);
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:rds!db-1234';
 const KEY_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:context-key';
 const TEST_KEY_HEX = '5e'.repeat(32); // the harness's TEST_CONTEXT_KEY
@@ -648,6 +652,45 @@ describe('tenant provisioner handler: a tenant moving between the pool and bridg
     );
     expect(await poolStatus('slugworth')).toBe('offboarded');
     expect(await moto.get('slugworth')).toEqual(moving);
+  });
+});
+
+describe("a shared cell's tenant resource Delete offboards only while its stack is deleted or its creation rolled back", () => {
+  const statusIs = (StackStatus: string) =>
+    cloudformation.on(DescribeStacksCommand).resolves({
+      Stacks: [{ StackName: 'Tenant-x', StackStatus: StackStatus as never, CreationTime: new Date() }],
+    });
+  afterEach(() => statusIs('DELETE_IN_PROGRESS'));
+  const poolRegistration = async (id: string) => {
+    const master = await poolDb.master();
+    try {
+      await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+      const r = await master.query<{ status: string }>(
+        'SELECT status FROM tenancy.pool_tenants WHERE tenant_id = $1',
+        [id],
+      );
+      await master.query('ROLLBACK');
+      return r.rows[0]?.status;
+    } finally {
+      await master.end();
+    }
+  };
+
+  test.each([
+    ['DELETE_IN_PROGRESS', 'stat-a', true],
+    ['ROLLBACK_IN_PROGRESS', 'stat-b', true],
+    ['UPDATE_COMPLETE_CLEANUP_IN_PROGRESS', 'stat-c', false],
+    ['UPDATE_ROLLBACK_IN_PROGRESS', 'stat-d', false],
+    ['UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS', 'stat-e', false],
+    ['IMPORT_ROLLBACK_IN_PROGRESS', 'stat-f', false],
+  ])('%s (tenant %s): offboarded %s', async (status, id, offboards) => {
+    useCell('pool', poolDb);
+    const props = poolTenant(id, { DeletionPolicy: 'destroy' });
+    await handler(cfnEvent('Create', 'Custom::PoolTenant', props));
+    statusIs(status);
+    await handler(cfnEvent('Delete', 'Custom::PoolTenant', props, { physicalId: `tenant-pool-${id}` }));
+    expect(await poolRegistration(id)).toBe(offboards ? undefined : 'active');
+    expect((await moto.get(id))!.status).toBe(offboards ? 'offboarded' : 'active');
   });
 });
 

@@ -310,6 +310,46 @@ describe('strict types and one error shape', () => {
   });
 });
 
+describe("a cell's API asked for a tenant another cell serves (moved, or a move rolled back while DNS caught up)", () => {
+  test('answers 503 with Retry-After naming the cell that serves it, and reads nothing', async () => {
+    // The pool cell's API (in AWS each cell's serves its own model only), asked for a bridge tenant.
+    const poolCell = buildApp({
+      authenticate: createAuthenticator({
+        userPoolId: LOCAL_USER_POOL_ID,
+        clientId: LOCAL_CLIENT_ID,
+        jwks: platform.issuer.jwks,
+      }),
+      registry: platform.registry,
+      databaseFor: (entry) => platform.databaseFor({ ...entry, model: 'pool' }),
+      ready: () => platform.ready(),
+      logger: false,
+    });
+    try {
+      const r = await poolCell.inject({
+        method: 'GET',
+        url: '/invoices',
+        headers: { authorization: `Bearer ${token('aperture')}` },
+      });
+      expect(r.statusCode).toBe(503);
+      expect(r.headers['retry-after']).toBe('60');
+      expect(r.json()).toEqual({
+        error: 'unavailable',
+        message:
+          'tenant "aperture" is served by the bridge cell: its address points there within minutes; try again',
+      });
+      // Its own tenants it serves.
+      const own = await poolCell.inject({
+        method: 'GET',
+        url: '/invoices',
+        headers: { authorization: `Bearer ${token('stark')}` },
+      });
+      expect(own.statusCode).toBe(200);
+    } finally {
+      await poolCell.close();
+    }
+  });
+});
+
 describe('offboarding while an API still caches the tenant as active', () => {
   test('the database refuses the pool tenant at once (403), and the next lookup reads the registry again', async () => {
     await platform.provisionTenant({

@@ -23,10 +23,10 @@ const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool
  * 5. `EmitMoved`, then `DeployMovedTenant`: the stack as moved (`movedRequest`), which drops the source's resource;
  *    its provisioner keeps the data, frozen and unreachable.
  *
- * A failure before the switch rolls back: the move marked aborted in the registry (`AbortMove`), the destination's
- * runner removes the copy it held (`DropMovedInto<To>`: it waits for a restore of the move still running), the stack
- * deployed without `movingTo` (the destination's provisioner removes that place too, for an aborted move only: a
- * deploy from a stale catalog meanwhile leaves it), the source's runner thaws the tenant, which serves again where it was, with the reason,
+ * A failure before the switch rolls back: the move marked aborted in the registry (`AbortMove`), the stack deployed
+ * without `movingTo` (the destination's provisioner removes the copy it held, for an aborted move only: a deploy from
+ * a stale catalog meanwhile leaves it), the destination's runner makes sure that copy is gone (`DropMovedInto<To>`:
+ * it waits for a restore of the move still running), the source's runner thaws the tenant, which serves again where it was, with the reason,
  * and TenantMoveFailed is emitted. If the rollback deploy or the thaw fails, the tenant stays `moving` (503) with
  * the reason, and a new move request to the same cell finishes the move. A switch whose outcome is unknown is never
  * rolled back (that would remove the place the tenant may already be served from): the execution fails and the
@@ -100,9 +100,9 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
   abort.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
   const rollback = wf.build('DeployWithoutMove', 'deploy', 'steady', '$.tenant.tenantRequest');
   rollback.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
-  rollback.next(thaw);
-  // The destination's runner removes its copy itself (CloudFormation does not fail an update whose cleanup Delete
-  // fails, so the deploy alone could leave it); the deploy then drops the resource.
+  // Then the destination's runner makes sure its copy is gone (CloudFormation does not fail an update whose
+  // cleanup Delete fails, so the deploy alone could leave it). Only after the deploy: if the deploy fails, the
+  // place stays in the stack with its copy, and the same move request sent again finds it there and finishes.
   const drop = new sfn.Choice(wf, 'DropMovedInCopy');
   for (const model of SHARED) {
     const task = wf.runner(`DropMovedInto${title(model)}`, model, {
@@ -114,11 +114,11 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
     task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
     task.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
-    task.next(rollback);
+    task.next(thaw);
     drop.when(sfn.Condition.stringEquals('$.tenant.movingTo', model), task);
   }
-  drop.otherwise(rollback);
-  abort.next(drop);
+  drop.otherwise(thaw);
+  abort.next(rollback).next(drop);
   const genericReason = new sfn.Pass(wf, 'GenericMoveFailureReason', {
     parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },
     resultPath: '$.failure',

@@ -126,6 +126,22 @@ const bridgeTenant = (id: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
+/** A pool tenant's registration in the pool database, as the tables' owner sees it (gone once destroyed). */
+const poolStatus = async (id: string) => {
+  const master = await poolDb.master();
+  try {
+    await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
+    const r = await master.query<{ status: string }>(
+      'SELECT status FROM tenancy.pool_tenants WHERE tenant_id = $1',
+      [id],
+    );
+    await master.query('ROLLBACK');
+    return r.rows[0]?.status;
+  } finally {
+    await master.end();
+  }
+};
+
 describe('tenant provisioner handler: pool cell', () => {
   beforeAll(async () => {
     useCell('pool', poolDb);
@@ -491,21 +507,6 @@ describe('tenant provisioner handler: a tenant moving between the pool and bridg
     useCell(model, model === 'pool' ? poolDb : bridgeDb);
     return work();
   };
-  const poolStatus = async (id: string) => {
-    const master = await poolDb.master();
-    try {
-      // (Its registration is visible to the tables' owner; destroyed, it is gone with the rows.)
-      await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
-      const r = await master.query<{ status: string }>(
-        'SELECT status FROM tenancy.pool_tenants WHERE tenant_id = $1',
-        [id],
-      );
-      await master.query('ROLLBACK');
-      return r.rows[0]?.status;
-    } finally {
-      await master.end();
-    }
-  };
   const bridgeSchemaExists = async (id: string) => {
     const master = await bridgeDb.master();
     try {
@@ -661,20 +662,6 @@ describe("a shared cell's tenant resource Delete offboards only while its stack 
       Stacks: [{ StackName: 'Tenant-x', StackStatus: StackStatus as never, CreationTime: new Date() }],
     });
   afterEach(() => statusIs('DELETE_IN_PROGRESS'));
-  const poolRegistration = async (id: string) => {
-    const master = await poolDb.master();
-    try {
-      await master.query('BEGIN; SET LOCAL ROLE tenant_owner');
-      const r = await master.query<{ status: string }>(
-        'SELECT status FROM tenancy.pool_tenants WHERE tenant_id = $1',
-        [id],
-      );
-      await master.query('ROLLBACK');
-      return r.rows[0]?.status;
-    } finally {
-      await master.end();
-    }
-  };
 
   test.each([
     ['DELETE_IN_PROGRESS', 'stat-a', true],
@@ -689,7 +676,7 @@ describe("a shared cell's tenant resource Delete offboards only while its stack 
     await handler(cfnEvent('Create', 'Custom::PoolTenant', props));
     statusIs(status);
     await handler(cfnEvent('Delete', 'Custom::PoolTenant', props, { physicalId: `tenant-pool-${id}` }));
-    expect(await poolRegistration(id)).toBe(offboards ? undefined : 'active');
+    expect(await poolStatus(id)).toBe(offboards ? undefined : 'active');
     expect((await moto.get(id))!.status).toBe(offboards ? 'offboarded' : 'active');
   });
 });

@@ -237,8 +237,8 @@ async function freezeAndHandOver(
 /**
  * `dropMovedIn` (the destination cell's runner, on the move's failure path once the workflow marked it aborted):
  * waits for a restore of the move still running, then removes the tenant's place in this cell, whatever it holds
- * (a copy of the frozen source, which still has the tenant's data). The workflow's rollback deploy then drops the
- * resource from the stack; this way the copy is gone even if CloudFormation's cleanup of it fails. Idempotent.
+ * (a copy of the frozen source, which still has the tenant's data), after the workflow's rollback deploy dropped the
+ * resource from the stack: the copy is gone even if CloudFormation's cleanup Delete of it failed. Idempotent.
  */
 export async function dropMovedIn(
   tenantId: string,

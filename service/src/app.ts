@@ -173,15 +173,22 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       return sendMoving(reply, principal.tenantId, entry.movingTo ?? 'another', entry.model);
     }
     const database = entry && entry.status === 'active' ? deps.databaseFor(entry) : undefined;
-    if (entry?.status === 'active' && database && !database.serves(entry)) {
-      // Served by another cell (it moved there, or a move rolled back): its DNS name points there within minutes.
-      request.log.warn({ servedBy: entry.model }, 'refused: tenant is served by another cell');
+    // A tenant that moved away from this cell (the copy its move kept is here): served by the cell it moved to, to
+    // which its DNS name points within minutes. Any other tenant this deployment does not serve gets 403, below.
+    if (
+      entry?.status === 'active' &&
+      database &&
+      !database.serves(entry) &&
+      entry.keptCopy !== undefined &&
+      entry.keptCopy === database.model
+    ) {
+      request.log.warn({ servedBy: entry.model }, 'refused: tenant moved to another cell');
       return reply
         .code(503)
         .header('retry-after', '60')
         .send({
           error: 'unavailable',
-          message: `tenant "${principal.tenantId}" is served by the ${entry.model} cell: its address points there within minutes; try again`,
+          message: `tenant "${principal.tenantId}" moved to the ${entry.model} cell: use that cell's address (a tenant's DNS name points there within minutes)`,
         });
     }
     if (!entry || !database?.serves(entry)) {

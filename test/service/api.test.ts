@@ -310,9 +310,9 @@ describe('strict types and one error shape', () => {
   });
 });
 
-describe("a cell's API asked for a tenant another cell serves (moved, or a move rolled back while DNS caught up)", () => {
-  test('answers 503 with Retry-After naming the cell that serves it, and reads nothing', async () => {
-    // The pool cell's API (in AWS each cell's serves its own model only), asked for a bridge tenant.
+describe("a cell's API asked for a tenant that moved away from it, or that it never served", () => {
+  test('503 with Retry-After naming the cell it moved to; 403 for any other tenant of another cell; nothing read', async () => {
+    // The pool cell's API (in AWS each cell's serves its own model only), asked for bridge tenants.
     const poolCell = buildApp({
       authenticate: createAuthenticator({
         userPoolId: LOCAL_USER_POOL_ID,
@@ -324,26 +324,37 @@ describe("a cell's API asked for a tenant another cell serves (moved, or a move 
       ready: () => platform.ready(),
       logger: false,
     });
+    const get = (tenant: string) =>
+      poolCell.inject({
+        method: 'GET',
+        url: '/invoices',
+        headers: { authorization: `Bearer ${token(tenant)}` },
+      });
     try {
-      const r = await poolCell.inject({
-        method: 'GET',
-        url: '/invoices',
-        headers: { authorization: `Bearer ${token('aperture')}` },
+      // A bridge tenant that never lived in pool: not served here, for good.
+      const never = await get('aperture');
+      expect(never.statusCode).toBe(403);
+      expect(never.json()).toEqual({
+        error: 'forbidden',
+        message: 'tenant "aperture" is not served by this deployment',
       });
-      expect(r.statusCode).toBe(503);
-      expect(r.headers['retry-after']).toBe('60');
-      expect(r.json()).toEqual({
-        error: 'unavailable',
-        message:
-          'tenant "aperture" is served by the bridge cell: its address points there within minutes; try again',
-      });
+      // One that moved from pool to bridge (its kept copy is in pool): served there, its name follows.
+      const entry = platform.registry.readAll().blackmesa;
+      platform.registry.put({ ...entry, keptCopy: 'pool' });
+      try {
+        const moved = await get('blackmesa');
+        expect(moved.statusCode).toBe(503);
+        expect(moved.headers['retry-after']).toBe('60');
+        expect(moved.json()).toEqual({
+          error: 'unavailable',
+          message:
+            'tenant "blackmesa" moved to the bridge cell: use that cell\'s address (a tenant\'s DNS name points there within minutes)',
+        });
+      } finally {
+        platform.registry.put(entry);
+      }
       // Its own tenants it serves.
-      const own = await poolCell.inject({
-        method: 'GET',
-        url: '/invoices',
-        headers: { authorization: `Bearer ${token('stark')}` },
-      });
-      expect(own.statusCode).toBe(200);
+      expect((await get('stark')).statusCode).toBe(200);
     } finally {
       await poolCell.close();
     }

@@ -69,7 +69,7 @@ export function checkMove(
 
 /**
  * A purge request (`{ tenantId }`): the copy an earlier move kept in the cell the tenant left is removed, with the
- * tenant's archives in that cell's bucket. For an active tenant that nobody holds and that has such a copy.
+ * tenant's archives in that cell's bucket. For a tenant that nobody holds, active or offboarded, with such a copy.
  */
 export function checkPurge(
   request: { tenantId?: unknown },
@@ -87,8 +87,10 @@ export function checkPurge(
   if (!existing.keptCopy || !SHARED.includes(existing.keptCopy) || existing.keptCopy === existing.model) {
     throw refuse('has no copy kept by a move: there is nothing to purge');
   }
-  if (existing.status !== 'active')
-    throw refuse(`is ${existing.status}: only an active tenant's kept copy is purged`);
+  // Served by its cell, or offboarded from it with its data kept (the copy a move kept is purged either way).
+  if (existing.status !== 'active' && existing.status !== 'offboarded') {
+    throw refuse(`is ${existing.status}: wait for the request in progress to end`);
+  }
   return { tenantId, copy: existing.keptCopy as 'pool' | 'bridge' };
 }
 

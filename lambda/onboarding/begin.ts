@@ -269,7 +269,7 @@ export async function beginPurge(request: { tenantId?: unknown }, who: Requester
     tenantId,
     { purgeCopy: copy, lock: who.execution, requestedBy: `${who.requestedBy} (approver)` },
     [],
-    { unlocked: true, statusIn: ['active'] },
+    { unlocked: true, statusIn: ['active', 'offboarded'] },
   );
   if (!taken) {
     throw new RequestRejected(

@@ -11,6 +11,7 @@
  *   switchModel    a move's switch: the tenant is served by the cell it moved to, its old place kept (releases)
  *   abortMove      a move that failed before its switch is rolled back: its destination's place may be removed
  *   purged         a purge's end: the copy a move kept is gone (releases)
+ *   purgeFailed    a purge that failed: released with the reason, the status as it was
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
  *   failureReason  the CloudFormation reason read from the tenant stack's events
  *   finalSnapshot  silo offboarding: a manual snapshot of the tenant's database before its stack goes
@@ -31,7 +32,7 @@ import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
 import { LockLost, readItem, RELEASED, write } from './registry';
-import { abortMove, acceptMove, acceptPurge, purged, switchModel } from './move-steps';
+import { abortMove, acceptMove, acceptPurge, purged, purgeFailed, switchModel } from './move-steps';
 import { executionEnded, failureReason, finalSnapshot, SnapshotKind, snapshotStatus } from './stacks';
 
 export { DeploymentFailed, LockLost, NotReady, RequestRejected };
@@ -66,6 +67,7 @@ export type Step =
     }
   | { step: 'abortMove'; tenantId: string; execution: string }
   | { step: 'purged'; tenantId: string; execution: string }
+  | { step: 'purgeFailed'; tenantId: string; execution: string; reason?: unknown }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
   | {
       step: 'failureReason';
@@ -107,6 +109,8 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
       return abortMove(event);
     case 'purged':
       return purged(event);
+    case 'purgeFailed':
+      return purgeFailed(event);
     case 'checkReady':
       return checkReady(event.tenantId, event.model, event.host);
     case 'failureReason':
@@ -282,7 +286,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
   if (!ended) return { reconciled: false, why: `${e.executionArn} is still running`, tenantId };
   const item = await readItem(tenantId as string);
   const reason = `the workflow execution ${e.executionArn} ended ${ended}${e.error ? ` (${e.error})` : ''}${e.cause ? `: ${e.cause.slice(0, 500)}` : ''}`;
-  if (item?.purgeCopy !== undefined && item.status === 'active') {
+  if (item?.purgeCopy !== undefined && (item.status === 'active' || item.status === 'offboarded')) {
     // A purge that died: the tenant served all along from its cell; the kept copy may be partly removed (a purge
     // requested again finishes it).
     const written = await write(

@@ -11,7 +11,11 @@ import type { Step } from './index';
 
 /** accept, for an approver's purge: the tenant serves on from its cell meanwhile. */
 export function acceptPurge(item: RegistryItem): Record<string, unknown> {
-  if (item.status !== 'active' || item.keptCopy !== item.purgeCopy || item.purgeCopy === item.model) {
+  if (
+    (item.status !== 'active' && item.status !== 'offboarded') ||
+    item.keptCopy !== item.purgeCopy ||
+    item.purgeCopy === item.model
+  ) {
     throw new RequestRejected(
       `tenant "${item.tenantId}" is ${item.status} with ${item.keptCopy ?? 'no'} copy kept: its ${item.purgeCopy} copy is not purged; nothing was changed`,
     );
@@ -123,6 +127,24 @@ export async function abortMove(e: Extract<Step, { step: 'abortMove' }>): Promis
 }
 
 /**
+ * A purge that failed: the lock released with the reason, the tenant's status as it was (active, or offboarded).
+ */
+export async function purgeFailed(
+  e: Extract<Step, { step: 'purgeFailed' }>,
+): Promise<Record<string, unknown>> {
+  const reason = typeof e.reason === 'string' ? e.reason : JSON.stringify(e.reason);
+  const written = await write(e.tenantId, { failureReason: reason, releasedBy: e.execution }, RELEASED, {
+    lockedBy: e.execution,
+  });
+  if (!written) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not held by execution ${e.execution}: nothing was recorded`,
+    );
+  }
+  return { tenantId: e.tenantId, released: true };
+}
+
+/**
  * A purge's end (after the kept copy's cell's runner removed it): `keptCopy` goes with the lock, in one conditional
  * write that needs it. A retry after a lost answer finds it done.
  */
@@ -135,7 +157,7 @@ export async function purged(e: Extract<Step, { step: 'purged' }>): Promise<Reco
     item?.purgeCopy !== undefined &&
     (await write(e.tenantId, { releasedBy: e.execution }, [...RELEASED, 'keptCopy'], {
       lockedBy: e.execution,
-      statusIn: ['active'],
+      statusIn: ['active', 'offboarded'],
     }));
   if (!written) {
     throw new LockLost(

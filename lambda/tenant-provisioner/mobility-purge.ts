@@ -81,7 +81,7 @@ async function expectPurgeHeld(
     );
   }
   // The tenant itself is served by the other cell: never its live place.
-  if (entry.model === env.model || entry.status !== 'active') {
+  if (entry.model === env.model || (entry.status !== 'active' && entry.status !== 'offboarded')) {
     throw refuse(`it is ${entry.status} in ${entry.model}`);
   }
   const started = await startedAs(execution, env, deps, refuse);

@@ -1463,6 +1463,34 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
     for (const gone of ['lock', 'purgeCopy'] as const) expect(item![gone]).toBeUndefined();
   });
 
+  test('an offboarded tenant (its data kept) has its kept copy purged too; a failure releases it, still offboarded', async () => {
+    await moto.put({
+      tenantId: 'acme',
+      model: 'bridge',
+      status: 'offboarded',
+      keptCopy: 'pool',
+      request: kept,
+    });
+    onRunner = () => {
+      throw new TaskError(
+        'Error',
+        JSON.stringify({ errorType: 'Error', errorMessage: 'the pool database is gone' }),
+      );
+    };
+    const failed = await ask('purge', { tenantId: 'acme' });
+    expect(failed.status).toBe('FAILED');
+    let item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'offboarded', model: 'bridge', keptCopy: 'pool' });
+    expect(item!.failureReason).toContain('the pool database is gone');
+    for (const gone of ['lock', 'purgeCopy'] as const) expect(item![gone]).toBeUndefined();
+    onRunner = () => ({ action: 'purge' });
+    const done = await ask('purge', { tenantId: 'acme' });
+    expect(done.status).toBe('SUCCEEDED');
+    item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'offboarded', model: 'bridge' });
+    for (const gone of ['lock', 'purgeCopy', 'keptCopy'] as const) expect(item![gone]).toBeUndefined();
+  });
+
   test("the final deploy's failure leaves the tenant moved and served by bridge, and says how to retire the source", async () => {
     onBuild = (b) => {
       if (b.request.includes('"firstModel"')) failBuild(b);

@@ -370,4 +370,12 @@ test("a purge removes the copy a move kept, and the tenant's archives in that ce
   // The tenant's data where it lives is untouched; a purge run again does nothing more.
   expect(await bridge.invoices('gloop')).toEqual(bridgeBefore);
   await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).resolves.toBeDefined();
+  // Offboarded from bridge with its data kept, its pool copy is purged too; while it is moving, not.
+  const held = (await moto.get('gloop'))!;
+  await moto.put({ ...held, status: 'offboarded' });
+  await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).resolves.toBeDefined();
+  await moto.put({ ...held, status: 'moving', movingTo: 'pool' });
+  await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).rejects.toThrow(
+    'it is moving in bridge; nothing was removed',
+  );
 });

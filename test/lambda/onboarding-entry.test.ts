@@ -535,6 +535,17 @@ describe('a purge of the copy a move kept', () => {
     expect(item!.purgeCopy).toBeUndefined();
   });
 
+  test('an offboarded tenant (its data kept) may have its kept copy purged', async () => {
+    await moto.put({ ...(await moto.get('acme'))!, status: 'offboarded' });
+    const r = await call(APPROVER, { action: 'purge', request: { tenantId: 'acme' } });
+    expect(r.statusCode).toBe(202);
+    expect(await moto.get('acme')).toMatchObject({
+      status: 'offboarded',
+      purgeCopy: 'pool',
+      lock: r.json.execution,
+    });
+  });
+
   test('offboarding with its data destroyed waits for the purge: the kept copy would outlive it', async () => {
     const r = await call(REQUESTER, { action: 'offboard', request: { tenantId: 'acme' } });
     expect(r.statusCode).toBe(400);

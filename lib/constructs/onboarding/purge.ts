@@ -22,12 +22,11 @@ export function purgeStates(wf: OnboardingWorkflow): sfn.IChainable {
     cause:
       'the purge failed and its failure could not be recorded in the registry; the reconciler releases the tenant with the reason',
   });
+  // Released with the reason, its status as it was (active, or offboarded with its data kept).
   const release = wf.step('ReleaseAfterPurgeFailed', {
-    step: 'setStatus',
+    step: 'purgeFailed',
     tenantId,
     execution,
-    status: 'active',
-    release: true,
     reason: sfn.JsonPath.stringAt('$.failure.reason'),
   });
   release.addCatch(unrecorded, { resultPath: '$.failureOfFailure' });

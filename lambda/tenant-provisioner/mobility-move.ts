@@ -19,7 +19,6 @@
 import * as fs from 'fs';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import type { Client } from 'pg';
 import { moveOutStateName, type RegistryItem } from '../../contracts';
 import { dataModel } from '../../db/models';
 import { exportTenant, holdTenantLock, waitForOlderTransactions } from '../../db/mobility';
@@ -27,7 +26,7 @@ import { uploadArchive } from './archives';
 import type { ApprovalDeps } from './mobility-approval';
 import { handedOverIn, startedAs } from './workflow-checks';
 import { fileSha256, HANDOVER_LINK_SECONDS } from './mobility-handover';
-import { THAW_WAIT_MS, waitForTenantLock } from './mobility-replace';
+import { reportWithoutData, THAW_WAIT_MS, waitForTenantLock, withClient } from './mobility-replace';
 import { type MobilityDeps, type MobilityReport, schemaVersionOf } from './mobility';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
@@ -261,26 +260,5 @@ export async function dropMovedIn(
     await lockClient.end().catch(() => undefined);
   }
   deps.log('dropped the place of a move rolled back', { tenantId, execution });
-  return {
-    action: 'dropMovedIn',
-    tenantId,
-    model: env.model,
-    bucket: deps.bucket,
-    archive: '',
-    bytes: 0,
-    archiveTenantId: tenantId,
-    schemaVersion: 0,
-    rows: {},
-    checksums: {},
-    ms: Date.now() - started,
-  };
-}
-
-export async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>): Promise<T> {
-  const c = await deps.connect();
-  try {
-    return await work(c);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  return reportWithoutData('dropMovedIn', tenantId, env, deps, started);
 }

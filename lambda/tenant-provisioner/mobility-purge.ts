@@ -8,8 +8,7 @@ import { deleteTenantArchives } from './archives';
 import type { ApprovalDeps } from './mobility-approval';
 import { startedAs } from './workflow-checks';
 import type { MobilityDeps, MobilityReport } from './mobility';
-import { withClient } from './mobility-move';
-import { THAW_WAIT_MS, waitForTenantLock } from './mobility-replace';
+import { reportWithoutData, THAW_WAIT_MS, waitForTenantLock, withClient } from './mobility-replace';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
 
@@ -42,19 +41,7 @@ export async function purgeKeptCopy(
     await lockClient.end().catch(() => undefined);
   }
   deps.log('purged the copy a move kept', { tenantId, execution, archives });
-  return {
-    action: 'purge',
-    tenantId,
-    model: env.model,
-    bucket: deps.bucket,
-    archive: '',
-    bytes: 0,
-    archiveTenantId: tenantId,
-    schemaVersion: 0,
-    rows: {},
-    checksums: {},
-    ms: Date.now() - started,
-  };
+  return reportWithoutData('purge', tenantId, env, deps, started);
 }
 
 /**

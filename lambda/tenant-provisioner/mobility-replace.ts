@@ -82,17 +82,7 @@ export async function replaceOrThaw(
         const safetyArchive = outcome.safetyArchive;
         deps.log('thawed', { tenantId, execution, restored, safetyArchive });
         return {
-          action: 'thaw',
-          tenantId,
-          model: env.model,
-          bucket: deps.bucket,
-          archive: entry.restoreArchive ?? '',
-          bytes: 0,
-          archiveTenantId: tenantId,
-          schemaVersion: 0,
-          rows: {},
-          checksums: {},
-          ms: Date.now() - started,
+          ...reportWithoutData('thaw', tenantId, env, deps, started, entry.restoreArchive ?? ''),
           restored,
           safetyArchive,
         };
@@ -244,12 +234,36 @@ export async function replaceOrThaw(
   }
 }
 
+/** The report of an action that moves no data (a thaw, a move's drop, a purge). */
+export function reportWithoutData(
+  action: MobilityReport['action'],
+  tenantId: string,
+  env: Env,
+  deps: MobilityDeps,
+  started: number,
+  archive = '',
+): MobilityReport {
+  return {
+    action,
+    tenantId,
+    model: env.model,
+    bucket: deps.bucket,
+    archive,
+    bytes: 0,
+    archiveTenantId: tenantId,
+    schemaVersion: 0,
+    rows: {},
+    checksums: {},
+    ms: Date.now() - started,
+  };
+}
+
 /** The safety archive's name for the request `execution`: one per request, found again by its thaw. */
 function safetyArchiveName(execution: string): string {
   return `before-restore-${createHash('sha256').update(execution).digest('hex').slice(0, 24)}`;
 }
 
-async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(deps: MobilityDeps, work: (c: Client) => Promise<T>): Promise<T> {
   const c = await deps.connect();
   try {
     return await work(c);

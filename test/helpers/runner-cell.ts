@@ -8,6 +8,7 @@ import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { CreateBucketCommand, PutBucketVersioningCommand, S3Client } from '@aws-sdk/client-s3';
+import { SendTaskFailureCommand, SendTaskSuccessCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { LATEST_VERSION } from '../../db/migrations';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { sql } from '../../db/sql';
@@ -180,4 +181,34 @@ export async function startRunnerCell(options: {
             SELECT id, 1, 'Consulting', 2, 5000 FROM i`,
       ),
   };
+}
+
+/** What the runners sent Step Functions for a task token: SendTaskSuccess's output, or the failure. */
+export type TaskAnswer = { output?: string; error?: string; cause?: string };
+
+/**
+ * Step Functions as it answers the runners' callback tasks (stubbed at the SDK boundary): a token is valid while
+ * `tokens` holds it and is answered once; `answered` keeps what each token got.
+ */
+export function answerTasks(sfn: AwsClientStub<SFNClient>): {
+  tokens: Set<string>;
+  answered: Map<string, TaskAnswer>;
+} {
+  const tokens = new Set<string>();
+  const answered = new Map<string, TaskAnswer>();
+  sfn.on(SendTaskSuccessCommand).callsFake(async (input: { taskToken: string; output: string }) => {
+    if (!tokens.has(input.taskToken)) {
+      throw Object.assign(new Error('Invalid Token'), { name: 'TaskDoesNotExist' });
+    }
+    tokens.delete(input.taskToken);
+    answered.set(input.taskToken, { output: input.output });
+    return {};
+  });
+  sfn
+    .on(SendTaskFailureCommand)
+    .callsFake(async (input: { taskToken: string; error: string; cause: string }) => {
+      answered.set(input.taskToken, { error: input.error, cause: input.cause });
+      return {};
+    });
+  return { tokens, answered };
 }

@@ -3,16 +3,11 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import {
-  DescribeExecutionCommand,
-  GetExecutionHistoryCommand,
-  SendTaskFailureCommand,
-  SendTaskSuccessCommand,
-  SFNClient,
-} from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { vouchStateName } from '../../contracts';
 import { Moto, startMoto } from '../helpers/moto';
 import {
+  answerTasks,
   ONBOARDING_WORKFLOW,
   RunnerCell,
   startRunnerCell,
@@ -33,7 +28,6 @@ let pool: RunnerCell;
 let bridge: RunnerCell;
 let silo: RunnerCell;
 /** What the runners sent Step Functions for each task token (SendTaskSuccess output, or the failure). */
-let answered: Map<string, { output?: string; error?: string; cause?: string }>;
 
 const invoices = (cell: RunnerCell, tenant: string) => cell.invoices(tenant);
 const addInvoices = (cell: RunnerCell, tenant: string, n: number) => cell.addInvoices(tenant, n);
@@ -64,28 +58,8 @@ async function requested(
   });
 }
 
-/**
- * Step Functions as it answers the runners: a vouch task's token is valid while `tokens` holds it; the execution's
- * history holds the vouch state's exit once its task succeeded, with the output the workflow gives it.
- */
-const tokens = new Set<string>();
-function stepFunctions(): void {
-  answered = new Map();
-  sfn.on(SendTaskSuccessCommand).callsFake(async (input: { taskToken: string; output: string }) => {
-    if (!tokens.has(input.taskToken)) {
-      throw Object.assign(new Error('Invalid Token'), { name: 'TaskDoesNotExist' });
-    }
-    tokens.delete(input.taskToken);
-    answered.set(input.taskToken, { output: input.output });
-    return {};
-  });
-  sfn
-    .on(SendTaskFailureCommand)
-    .callsFake(async (input: { taskToken: string; error: string; cause: string }) => {
-      answered.set(input.taskToken, { error: input.error, cause: input.cause });
-      return {};
-    });
-}
+/** Step Functions as it answers the runners' vouch tasks (runner-cell.ts answerTasks). */
+const { tokens, answered } = answerTasks(sfn);
 
 /** The execution's history after its vouch task of `from` for `to` succeeded with `output` (or none yet). */
 function history(
@@ -156,7 +130,6 @@ beforeAll(async () => {
     moto,
     secrets,
   });
-  stepFunctions();
 });
 
 afterAll(async () => {

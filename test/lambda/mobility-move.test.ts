@@ -1,18 +1,13 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import {
-  DescribeExecutionCommand,
-  GetExecutionHistoryCommand,
-  SendTaskFailureCommand,
-  SendTaskSuccessCommand,
-  SFNClient,
-} from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { moveOutStateName } from '../../contracts';
 import { LATEST_VERSION } from '../../db/migrations';
 import { sqlstateOf } from '../db/harness';
 import { Moto, startMoto } from '../helpers/moto';
 import {
+  answerTasks,
   ONBOARDING_WORKFLOW,
   RunnerCell,
   startRunnerCell,
@@ -30,8 +25,8 @@ const sfn = mockClient(SFNClient);
 let moto: Moto;
 let pool: RunnerCell;
 let bridge: RunnerCell;
-let answered: Map<string, { output?: string; error?: string; cause?: string }>;
-const tokens = new Set<string>();
+/** Step Functions as it answers the runners' moveOut tasks (runner-cell.ts answerTasks). */
+const { tokens, answered } = answerTasks(sfn);
 
 /** What the entry writes for an approver's move, and what Step Functions says of its execution. */
 async function moving(tenantId: string, from: 'pool' | 'bridge', to: 'pool' | 'bridge', execution: string) {
@@ -103,20 +98,6 @@ beforeAll(async () => {
     moto,
     secrets,
   });
-  answered = new Map();
-  sfn.on(SendTaskSuccessCommand).callsFake(async (input: { taskToken: string; output: string }) => {
-    if (!tokens.has(input.taskToken))
-      throw Object.assign(new Error('Invalid Token'), { name: 'TaskDoesNotExist' });
-    tokens.delete(input.taskToken);
-    answered.set(input.taskToken, { output: input.output });
-    return {};
-  });
-  sfn
-    .on(SendTaskFailureCommand)
-    .callsFake(async (input: { taskToken: string; error: string; cause: string }) => {
-      answered.set(input.taskToken, { error: input.error, cause: input.cause });
-      return {};
-    });
 });
 
 afterAll(async () => {

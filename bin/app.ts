@@ -3,7 +3,7 @@ import { App } from 'aws-cdk-lib';
 import { IsolationModel, TENANT_PHASES, TenantPhase } from '../contracts';
 import { moveProblem } from '../lib/constructs/tenant-provisioning';
 import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
-import { movedTo } from '../lib/move-rules';
+import { movedTenant } from '../lib/move-rules';
 import { buildFleet, FleetError } from '../lib/fleet';
 
 // A stack trace per construct and a 27 MB construct tree cost seconds on a 1,000-tenant fleet and serve only
@@ -54,7 +54,7 @@ try {
     const movedFromCatalog =
       inCatalog !== undefined &&
       inCatalog.model !== tenant.model &&
-      tenantRequestOf(movedTo(inCatalog, tenant.model)) === tenantRequestOf(tenant);
+      tenantRequestOf(movedTenant(inCatalog, tenant.model)) === tenantRequestOf(tenant);
     if (movedFromCatalog) tenants = tenants.map((t) => (t.id === tenant.id ? tenant : t));
     else if (inCatalog && tenantRequestOf(inCatalog) !== tenantRequestOf(tenant)) {
       throw new CatalogError(source, [

@@ -80,10 +80,17 @@ function isProtected(r: Resource): boolean {
   }
 }
 
-/** Whether a name is fixed: a plain string, or a join with nothing unique to the stack's incarnation in it. */
-function fixedName(value: unknown): boolean {
+/**
+ * Whether a name is fixed: a plain string, or a join with nothing unique to an incarnation in it: the stack's id,
+ * or the id of a KMS key the same template creates (a new one each time it is created: a cell a move adds to a
+ * stack that lives on names what it keeps by it).
+ */
+function fixedName(value: unknown, resources: Record<string, { Type: string }>): boolean {
   if (value === undefined) return false;
-  return !JSON.stringify(value).includes('AWS::StackId');
+  const json = JSON.stringify(value);
+  if (json.includes('AWS::StackId')) return false;
+  const keys = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::KMS::Key');
+  return !keys.some(([id]) => json.includes(JSON.stringify({ Ref: id })));
 }
 
 /** The tag of an ECR image reference as CloudFormation renders it (`...:<64 hex digits>`). */
@@ -205,7 +212,7 @@ export class LifecycleChecks implements IPolicyValidationPlugin {
           );
         }
         const nameProp = NAME_PROPERTIES[r.Type];
-        if (nameProp && KEPT.has(r.DeletionPolicy ?? '') && fixedName(p[nameProp])) {
+        if (nameProp && KEPT.has(r.DeletionPolicy ?? '') && fixedName(p[nameProp], t.Resources ?? {})) {
           add(
             'kept-fixed-name',
             'A resource kept when its stack goes has a fixed physical name: creating the stack again fails with AlreadyExists',

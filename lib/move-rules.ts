@@ -102,6 +102,19 @@ export function movedTo(t: Tenant, to: IsolationModel): Tenant {
 }
 
 /**
+ * The tenant as it is once moved to `to`, with the settings its new model gives it (a silo's default profile and
+ * settings): its request as moved, validated by the catalog's rules.
+ */
+export function movedTenant(t: Tenant, to: IsolationModel): Tenant {
+  const { tenant, problems } = parseTenant(
+    JSON.parse(tenantRequestOf(movedTo(t, to))),
+    `tenant "${t.id}" moved to ${to}`,
+  );
+  if (!tenant) throw new CatalogError(`tenant "${t.id}" moved to ${to}`, problems);
+  return tenant;
+}
+
+/**
  * A tenant's request as the registry keeps it (`kept`), once the tenant is moved to `to`: what a move's switch
  * records, and what the deploy after it builds the tenant's stack from. Throws CatalogError when `kept` is not a
  * valid request.
@@ -117,5 +130,5 @@ export function movedRequest(kept: string, to: IsolationModel): string {
   }
   const { tenant, problems } = parseTenant(raw, 'the kept request');
   if (!tenant) throw new CatalogError('the kept request', problems);
-  return tenantRequestOf(movedTo(tenant, to));
+  return tenantRequestOf(movedTenant(tenant, to));
 }

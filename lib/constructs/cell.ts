@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { CustomResource, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { CustomResource, Fn, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -23,6 +23,7 @@ import { Network } from './network';
 import { Backup } from './backup-plan';
 import { HEX_KEY_SECRET, TenantProvisioner } from './tenant-provisioner';
 import { MobilityRunner } from './mobility-runner';
+import { INCARNATION_CONTEXT } from './names';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1 } from '../nag';
 import { ApiImageRef } from './api-image';
 import { grantRegistry, registryRef } from './registry-access';
@@ -90,6 +91,13 @@ export interface CellProps {
   readonly snapshotIdentifier?: string;
   /** Silo only: the one tenant this cell serves (its API refuses every other). */
   readonly siloTenantId?: string;
+  /**
+   * Name what the cell keeps when it goes (log groups, backup vault) with the first part of its own key's id, not
+   * the stack's: for a cell a move adds to a tenant's stack, which may remove it again (a rollback) and add another
+   * later, while the stack's id stays the same.
+   * @default false - the stack's incarnation (names.ts incarnationSuffix)
+   */
+  readonly incarnationFromKey?: boolean;
 }
 
 /**
@@ -124,6 +132,10 @@ export class Cell extends Construct {
       );
     }
     const disposable = props.disposable ?? false;
+    if (props.incarnationFromKey) {
+      // Set before any child exists; read when a name is made, by which time the key is there.
+      this.node.setContext(INCARNATION_CONTEXT, () => Fn.select(0, Fn.split('-', this.key.key.keyId)));
+    }
     this.key = new DataKey(this, 'DataKey', { description: props.description, disposable });
     const egress = props.egress ?? 'nat-per-az';
     this.network = new Network(this, 'Network', {

@@ -3,7 +3,7 @@ import { CustomResource, Duration, Fn } from 'aws-cdk-lib';
 import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { CatalogError, parseTenant, Tenant, tenantRequestOf } from '../catalog';
-import { movedTo } from '../move-rules';
+import { movedTenant, movedTo } from '../move-rules';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
 import { ApiImage, ApiImageRef } from './api-image';
 import { Cell, SCHEMA_VERSION } from './cell';
@@ -27,14 +27,14 @@ export function tenantResourceId(model: IsolationModel, firstModel: IsolationMod
   return model === firstModel ? 'Tenant' : `Tenant${model[0].toUpperCase()}${model.slice(1)}`;
 }
 
-/** The models a move between them is built for in AWS so far (a silo's whole cell is not yet). */
-const MOVABLE_MODELS: readonly unknown[] = ['pool', 'bridge'];
-
 /** Why `t` cannot be moved to `to` in AWS, or undefined when it can. */
 export function moveProblem(t: Tenant, to: unknown): string | undefined {
   if (to === t.model) return `tenant "${t.id}" is already a ${t.model} tenant: nothing to move`;
-  if (!MOVABLE_MODELS.includes(t.model) || !MOVABLE_MODELS.includes(to)) {
-    return `tenant "${t.id}": a move from ${t.model} to ${JSON.stringify(to)} is not built in AWS: a move goes between the pool and bridge cells (into a silo: onboard a new tenant from an archive, README "A new tenant from the other shared cell's archive, or a new silo")`;
+  if (!(to === 'pool' || to === 'bridge' || to === 'silo')) {
+    return `tenant "${t.id}": movingTo is ${JSON.stringify(to)}: use "pool", "bridge" or "silo"`;
+  }
+  if (t.model === 'silo') {
+    return `tenant "${t.id}": a move from silo to "${to}" is not built in AWS: a move goes between the pool and bridge cells or from one of them into a silo (out of a silo: npm run tenant -- export --aws, then a new tenant from its archive)`;
   }
   return undefined;
 }
@@ -123,36 +123,8 @@ export class TenantProvisioning extends Construct {
     if (moving) throw new Error(`TenantProvisioning ${id}: ${moving}`);
     let serviceToken: string;
     if (t.model === 'silo') {
-      if (!t.silo) throw new Error(`TenantProvisioning ${id}: silo tenant "${t.id}" has no silo settings`);
-      const profile = siloProfile(t.silo.profile);
-      const db = profile.database;
-      this.cell = new Cell(this, 'Cell', {
-        model: 'silo',
-        siloTenantId: t.id,
-        image: props.image ?? ApiImage.reference(),
-        ...(t.silo.vpcCidr
-          ? { cidr: t.silo.vpcCidr }
-          : {
-              ipamPoolId:
-                props.ipamPoolId ??
-                ssm.StringParameter.valueForStringParameter(this, ssmNames.siloIpamPoolId),
-            }),
-        description: `Silo tenant ${t.id}: all of this tenant's data`,
-        ...(db.engine === 'rds'
-          ? { instanceClass: t.silo.instanceClass, multiAz: t.silo.multiAz, storageGiB: db.storageGiB }
-          : { serverless: { minAcu: db.minAcu, maxAcu: db.maxAcu, autoPauseMinutes: db.autoPauseMinutes } }),
-        egress: profile.egress,
-        tasks: profile.tasks,
-        backupRetentionDays: t.silo.backupRetentionDays,
-        disposable: t.deletionPolicy === 'destroy',
-        phase: props.phase,
-        snapshotIdentifier: t.silo.restoredFromSnapshot,
-      });
+      this.cell = siloCell(this, t, props);
       serviceToken = this.cell.provisioner.serviceToken;
-      this.cell.publishApi(this, {
-        endpoint: ssmNames.tenantApiEndpoint(t.id),
-        service: ssmNames.tenantApiService(t.id),
-      });
     } else {
       serviceToken = ssm.StringParameter.valueForStringParameter(
         this,
@@ -161,9 +133,15 @@ export class TenantProvisioning extends Construct {
     }
     this.tenantResource = tenantResource(this, t, serviceToken, props.restore);
     if (this.cell) this.tenantResource.node.addDependency(this.cell.bootstrap);
-    if (props.movingTo !== undefined) {
-      // A shared cell (moveProblem refused anything else above).
-      const to = props.movingTo as 'pool' | 'bridge';
+    if (props.movingTo === 'silo') {
+      // Into a silo of its own: the whole cell, built beside the tenant's place in its shared cell, as the tenant
+      // will be (its request as moved: the silo's default profile and settings).
+      const moved = movedTenant(t, 'silo');
+      this.cell = siloCell(this, moved, props);
+      this.destinationResource = tenantResource(this, moved, this.cell.provisioner.serviceToken);
+      this.destinationResource.node.addDependency(this.cell.bootstrap);
+    } else if (props.movingTo !== undefined) {
+      const to = props.movingTo;
       this.destinationResource = tenantResource(
         this,
         movedTo(t, to),
@@ -177,8 +155,9 @@ export class TenantProvisioning extends Construct {
         hostedZoneId: props.domain.zoneId,
         zoneName: props.domain.zoneName,
       });
-      // While the tenant moves it answers 503 in both cells, so its name already points at the cell it moves to:
-      // the name has propagated by the time that cell serves it (a rollback's deploy points it back).
+      // While the tenant moves it answers 503 in both cells, so its name already points at the cell it moves to
+      // (its own, into a silo): the name has propagated by the time that cell serves it (a rollback's deploy points
+      // it back).
       const endpoint = this.cell
         ? `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`
         : ssm.StringParameter.valueForStringParameter(
@@ -194,6 +173,45 @@ export class TenantProvisioning extends Construct {
       });
     }
   }
+}
+
+/**
+ * A silo tenant's own cell (VPC, KMS key, database, API service, provisioner, runner), from its silo settings. A
+ * silo a move built (the tenant's first model is another) names what it keeps after its stack goes with its own
+ * key's id instead of the stack's: a move rolled back removes its silo from a stack that lives on, and a later move
+ * into a silo must not meet the log groups and vault the first one left under the stack's names.
+ */
+function siloCell(scope: Construct, t: Tenant, props: TenantProvisioningProps): Cell {
+  if (!t.silo) throw new Error(`TenantProvisioning: silo tenant "${t.id}" has no silo settings`);
+  const profile = siloProfile(t.silo.profile);
+  const db = profile.database;
+  const cell = new Cell(scope, 'Cell', {
+    model: 'silo',
+    siloTenantId: t.id,
+    image: props.image ?? ApiImage.reference(),
+    ...(t.silo.vpcCidr
+      ? { cidr: t.silo.vpcCidr }
+      : {
+          ipamPoolId:
+            props.ipamPoolId ?? ssm.StringParameter.valueForStringParameter(scope, ssmNames.siloIpamPoolId),
+        }),
+    description: `Silo tenant ${t.id}: all of this tenant's data`,
+    ...(db.engine === 'rds'
+      ? { instanceClass: t.silo.instanceClass, multiAz: t.silo.multiAz, storageGiB: db.storageGiB }
+      : { serverless: { minAcu: db.minAcu, maxAcu: db.maxAcu, autoPauseMinutes: db.autoPauseMinutes } }),
+    egress: profile.egress,
+    tasks: profile.tasks,
+    backupRetentionDays: t.silo.backupRetentionDays,
+    disposable: t.deletionPolicy === 'destroy',
+    phase: props.phase,
+    snapshotIdentifier: t.silo.restoredFromSnapshot,
+    incarnationFromKey: t.firstModel !== undefined && t.firstModel !== 'silo',
+  });
+  cell.publishApi(scope, {
+    endpoint: ssmNames.tenantApiEndpoint(t.id),
+    service: ssmNames.tenantApiService(t.id),
+  });
+  return cell;
 }
 
 /** The custom resource that provisions `t` in its model's cell (its logical id: tenantResourceId). */

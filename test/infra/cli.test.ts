@@ -22,7 +22,7 @@ function cdkSynth(args: string[]) {
         .filter((f) => f.endsWith('.template.json'))
         .sort()
     : [];
-  return { status: result.status, stderr: result.stderr, templates };
+  return { status: result.status, stderr: result.stderr, templates, out };
 }
 
 describe('cdk synth from the command line', () => {
@@ -157,16 +157,33 @@ describe('cdk synth from the command line', () => {
     expect(Object.entries(acme.Resources).filter(([, r]) => r.Type.startsWith('Custom::'))).toEqual([
       ['TenantBridge', expect.objectContaining({ Type: 'Custom::BridgeTenant' })],
     ]);
+    // Into a silo: the tenant's whole silo beside its bridge place.
     const silo = cdkSynth([
       '-c',
       'tenant=initrode',
       '-c',
       'tenantRequest={"id":"initrode","name":"Initrode","model":"bridge","movingTo":"silo"}',
     ]);
-    expect(silo.status).not.toBe(0);
-    expect(silo.stderr).toContain(
-      '-c tenantRequest: movingTo: tenant "initrode": a move from bridge to "silo" is not built in AWS',
+    expect(silo.status).toBe(0);
+    const both = JSON.parse(
+      fs.readFileSync(path.join(silo.out, 'Tenant-initrode.template.json'), 'utf8'),
+    ) as {
+      Resources: Record<string, { Type: string }>;
+    };
+    expect(both.Resources.Tenant.Type).toBe('Custom::BridgeTenant');
+    expect(both.Resources.TenantSilo.Type).toBe('Custom::SiloTenant');
+    expect(Object.values(both.Resources).filter((r) => r.Type === 'AWS::RDS::DBInstance')).toHaveLength(1);
+    // Out of a silo: not built.
+    const out2 = cdkSynth([
+      '-c',
+      'tenant=initrode',
+      '-c',
+      'tenantRequest={"id":"initrode","name":"Initrode","model":"silo","settings":{"vpcCidr":"10.20.0.0/20"},"movingTo":"pool"}',
+    ]);
+    expect(out2.status).not.toBe(0);
+    expect(out2.stderr).toContain(
+      '-c tenantRequest: movingTo: tenant "initrode": a move from silo to "pool" is not built in AWS',
     );
-    expect(silo.templates).toEqual([]);
+    expect(out2.templates).toEqual([]);
   });
 });

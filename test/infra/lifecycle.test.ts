@@ -1,4 +1,5 @@
-import { App, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { App, Fn, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import { Match } from 'aws-cdk-lib/assertions';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -74,6 +75,27 @@ describe('lifecycle checks fail the synth on what would break a deploy or a dele
     });
     expect(found).toContain('kept-fixed-name');
     expect(found).toContain('creating the stack again fails with AlreadyExists');
+    // Named with the id of a key the same template creates (new each time it is created): not fixed. With a key
+    // id the template only refers to (an imported key, the same every time): fixed.
+    const named = (keyId: (stack: Stack) => string) =>
+      violationsOf((app) => {
+        const stack = stackIn(app, 'Named');
+        new logs.LogGroup(stack, 'Waf', {
+          logGroupName: `aws-waf-logs-${Fn.select(0, Fn.split('-', keyId(stack)))}`,
+          removalPolicy: RemovalPolicy.RETAIN,
+        });
+      });
+    expect(named((stack) => new kms.Key(stack, 'Key', { enableKeyRotation: true }).keyId)).toBe('');
+    expect(
+      named(
+        (stack) =>
+          kms.Key.fromKeyArn(
+            stack,
+            'Key',
+            'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+          ).keyId,
+      ),
+    ).toContain('kept-fixed-name');
   });
 
   test('readiness: a load balancer health check on a route that needs a token', () => {

@@ -119,13 +119,107 @@ describe('a move between the pool and bridge cells, as the deploys CloudFormatio
     ]);
   });
 
-  test('a move to the same model, out of a silo or into one is refused with the way that exists', () => {
+  test('a move to the same model, or out of a silo, is refused with the way that exists', () => {
     expect(() => templateOf(pool, 'pool')).toThrow('tenant "acme" is already a pool tenant: nothing to move');
-    expect(() => templateOf(pool, 'silo')).toThrow(
-      'tenant "acme": a move from pool to "silo" is not built in AWS: a move goes between the pool and bridge cells (into a silo: onboard a new tenant from an archive',
-    );
     expect(() =>
       templateOf({ id: 'acme', name: 'Acme', model: 'silo', settings: { vpcCidr: '10.20.0.0/20' } }, 'pool'),
     ).toThrow('a move from silo to "pool" is not built in AWS');
+  });
+});
+
+describe('a move into a silo, as the deploys CloudFormation runs', () => {
+  const templateOf = (
+    request: Record<string, unknown>,
+    movingTo?: 'silo',
+    domain?: { zoneId: string; zoneName: string },
+  ): TemplateJson => {
+    const app = newApp();
+    const stack = new Stack(app, 'Tenant-acme', { env: { region: 'us-east-1' } });
+    new TenantProvisioning(stack, 'Default', {
+      tenant: TenantProvisioning.tenantFrom(request, 'request'),
+      ipamPoolId: 'ipam-pool-0123456789abcdef0',
+      ...(movingTo ? { movingTo } : {}),
+      ...(domain ? { domain } : {}),
+    });
+    return Template.fromStack(stack).toJSON() as TemplateJson;
+  };
+  const pool = { id: 'acme', name: 'Acme', model: 'pool' };
+  const siloAfter = { id: 'acme', name: 'Acme', model: 'silo', firstModel: 'pool' };
+  const cellIds = (t: TemplateJson) => Object.keys(t.Resources).filter((id) => id.startsWith('Cell'));
+
+  test("the move deploy adds the tenant's whole silo beside its untouched pool place; the last deploy removes only that", () => {
+    const before = templateOf(pool);
+    const during = templateOf(pool, 'silo');
+    const after = templateOf(siloAfter);
+    expect(refusedUpdate(before, during)).toEqual([]);
+    const added = updatePlan(before, during);
+    expect(added.deleted).toEqual([]);
+    expect(added.updated).toEqual([]);
+    expect(added.created).toEqual(expect.arrayContaining(['TenantSilo', 'CellDatabaseInstance05044F07']));
+    expect(cellIds(during).length).toBeGreaterThan(50);
+    expect(during.Resources.Tenant.Type).toBe('Custom::PoolTenant');
+    expect(during.Resources.TenantSilo).toMatchObject({
+      Type: 'Custom::SiloTenant',
+      Properties: {
+        TenantId: 'acme',
+        Model: 'silo',
+        // As the registry will keep it: the silo's default settings written out.
+        Request: JSON.stringify({
+          ...siloAfter,
+          settings: {
+            deletionPolicy: 'retain',
+            instanceClass: 't4g.medium',
+            multiAz: true,
+            backupRetentionDays: 14,
+          },
+        }),
+      },
+    });
+    // Its provisioner is the silo's own, called once the silo's database is bootstrapped.
+    expect(JSON.stringify(during.Resources.TenantSilo.Properties!.ServiceToken)).toContain('CellProvisioner');
+    expect((during.Resources.TenantSilo as { DependsOn?: string[] }).DependsOn).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^CellDatabaseBootstrap/)]),
+    );
+    expect(refusedUpdate(during, after)).toEqual([]);
+    expect(updatePlan(during, after)).toEqual({ created: [], deleted: ['Tenant'], updated: [] });
+    // A rollback before the switch removes the silo and leaves the pool place as it was.
+    expect(refusedUpdate(during, before)).toEqual([]);
+    const rollback = updatePlan(during, before);
+    expect(rollback.created).toEqual([]);
+    expect(rollback.updated).toEqual([]);
+    // Exactly what the move deploy added: the silo's cell, its published endpoint, its provisioner's resource.
+    expect(rollback.deleted.sort()).toEqual([...added.created].sort());
+    expect(added.created).toEqual(
+      expect.arrayContaining(['TenantSilo', 'ApiEndpointA9C748C3', ...cellIds(during)]),
+    );
+  });
+
+  test("what a moved-in silo keeps when it goes is named with its own key's id, never the stack's", () => {
+    const named = (t: TemplateJson) =>
+      Object.values(t.Resources)
+        .filter((r) => r.Type === 'AWS::Logs::LogGroup' || r.Type === 'AWS::Backup::BackupVault')
+        .map((r) => JSON.stringify(r.Properties?.LogGroupName ?? r.Properties?.BackupVaultName));
+    const moved = named(templateOf(pool, 'silo'));
+    expect(moved.length).toBeGreaterThan(5);
+    for (const name of moved) {
+      expect(name).toContain('CellDataKey');
+      expect(name).not.toContain('AWS::StackId');
+    }
+    // So the same stack can take a silo again after a rollback removed one; a silo onboarded as one keeps the
+    // stack's incarnation, as before.
+    const native = named(templateOf({ id: 'acme', name: 'Acme', model: 'silo' }));
+    for (const name of native) expect(name).toContain('AWS::StackId');
+  });
+
+  test("with a DNS name, the move deploy points it at the silo's own load balancer", () => {
+    const domain = { zoneId: 'Z123', zoneName: 'tenants.example.com' };
+    const record = (t: TemplateJson) =>
+      JSON.stringify(
+        Object.values(t.Resources).find((r) => r.Type === 'AWS::Route53::RecordSet')!.Properties,
+      );
+    expect(record(templateOf(pool, undefined, domain))).toContain('poolapiendpoint');
+    const during = record(templateOf(pool, 'silo', domain));
+    expect(during).toContain('CellApiLoadBalancer');
+    expect(during).not.toContain('apiendpoint');
   });
 });

@@ -60,7 +60,7 @@ export function vouchStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 
  * The move workflow's state in which the source cell's runner freezes and exports the tenant and answers with the
  * archive's digest and a link to it (the destination's runner reads that answer from the execution's history).
  */
-export function moveOutStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge'): string {
+export function moveOutStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 'silo'): string {
   const title = (m: string) => m.charAt(0).toUpperCase() + m.slice(1);
   return `MoveOut${title(from)}To${title(to)}`;
 }

@@ -107,7 +107,7 @@ export async function expectApprovedMoveIn(
       `tenant "${tenantId}" is moving into this ${env.model} cell from ${from}, but ${why}: nothing was written`,
     );
   if (!archive.startsWith(`tenants/${tenantId}/`)) throw refuse(`${archive} is not its own archive`);
-  const state = moveOutStateName(from, env.model as 'pool' | 'bridge');
+  const state = moveOutStateName(from, env.model);
   const sha256 = await handedOverIn(
     state,
     'movedOut',

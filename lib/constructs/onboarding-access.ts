@@ -78,6 +78,12 @@ function onboardingReads(
         pattern: `onboard_silo_${tenantMark(props.tenantId!)}_*`,
         why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that onboard this silo's own tenant (the mark in their names is its id's): the runner restores another cell's archive into it only for a running one, started for it, with the digest and link that cell's runner handed to it.",
       },
+      {
+        sid: 'ReadOwnMovesHere',
+        actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
+        pattern: `move_silo_${tenantMark(props.tenantId!)}_*`,
+        why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that move this silo's own tenant into it (the mark in their names is its id's): the runner restores the tenant only for a running one, started to move it here, with the digest and link the shared cell's runner handed to it.",
+      },
     ];
   }
   return [

@@ -427,7 +427,8 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       }
       // Of the onboarding workflow it reads only what it needs, and no link handed to another: a shared cell's
       // runner describes any execution but reads the history of its own model's onboardings and moves only, and answers the
-      // workflow's tasks; a silo's reads its own tenant's onboardings only (their names carry its id's mark).
+      // workflow's tasks; a silo's reads its own tenant's onboardings and moves into it only (their names carry its
+      // id's mark).
       const states = statementsOf(t)
         .filter((s) => s.id === runnerPolicy && actions(s).some((a) => a.startsWith('states:')))
         .map((s) => ({ actions: actions(s), resource: JSON.stringify(s.Resource) }));
@@ -450,6 +451,10 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           {
             actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
             resource: executions(`onboard_silo_${tenantMark(prefix)}_*`),
+          },
+          {
+            actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
+            resource: executions(`move_silo_${tenantMark(prefix)}_*`),
           },
         ]);
       }

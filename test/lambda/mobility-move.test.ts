@@ -29,7 +29,12 @@ let bridge: RunnerCell;
 const { tokens, answered } = answerTasks(sfn);
 
 /** What the entry writes for an approver's move, and what Step Functions says of its execution. */
-async function moving(tenantId: string, from: 'pool' | 'bridge', to: 'pool' | 'bridge', execution: string) {
+async function moving(
+  tenantId: string,
+  from: 'pool' | 'bridge',
+  to: 'pool' | 'bridge' | 'silo',
+  execution: string,
+) {
   const item = (await moto.get(tenantId))!;
   await moto.put({ ...item, status: 'moving', movingTo: to, lock: execution });
   sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
@@ -40,7 +45,12 @@ async function moving(tenantId: string, from: 'pool' | 'bridge', to: 'pool' | 'b
 }
 
 /** The execution's history once its moveOut task succeeded with `output`, as move.ts's ResultSelector leaves it. */
-function history(execution: string, from: 'pool' | 'bridge', to: 'pool' | 'bridge', output?: string) {
+function history(
+  execution: string,
+  from: 'pool' | 'bridge',
+  to: 'pool' | 'bridge' | 'silo',
+  output?: string,
+) {
   sfn.on(GetExecutionHistoryCommand, { executionArn: execution }).resolves({
     events: output
       ? [
@@ -291,6 +301,76 @@ test("a rolled-back move: once the workflow marks it aborted, nothing more is re
   await expect(pool.invoices('wormwood')).rejects.toThrow();
   // The source still has everything, frozen until the workflow thaws it.
   expect((await bridge.invoices('wormwood')).length).toBe(4);
+});
+
+test("pool -> silo: the tenant's own silo runner restores it into its new silo; on a rollback, it drops that copy", async () => {
+  const silo = await startRunnerCell({
+    model: 'silo',
+    siloTenant: 'flurp',
+    database: 'move_silo',
+    bucket: 'silo-move-archives',
+    archiveKeyHex: 'd3'.repeat(32),
+    moto,
+    secrets,
+  });
+  try {
+    await pool.onboard('flurp');
+    await pool.addInvoices('flurp', 12);
+    const execution = `${WORKFLOW_EXECUTIONS}move_silo_flurp-1`;
+    await moving('flurp', 'pool', 'silo', execution);
+    tokens.add('move-s');
+    const out = await pool.run({ action: 'moveOut', tenantId: 'flurp', execution, taskToken: 'move-s' });
+    const output = answered.get('move-s')!.output!;
+    // The move deploy's Custom::SiloTenant, once the silo is up, builds its place; the registry is not written.
+    const before = await moto.get('flurp');
+    await silo.create(
+      'Custom::SiloTenant',
+      {
+        TenantId: 'flurp',
+        Name: 'flurp Inc',
+        Model: 'silo',
+        DeletionPolicy: 'retain',
+        SchemaVersion: String(LATEST_VERSION),
+        Request: JSON.stringify({ id: 'flurp', name: 'flurp Inc', model: 'silo', firstModel: 'pool' }),
+      },
+      'Tenant-flurp',
+    );
+    expect(await moto.get('flurp')).toEqual(before);
+    const restore = (cell: RunnerCell) =>
+      cell.run({
+        action: 'restore',
+        tenantId: 'flurp',
+        archive: out.archive,
+        execution,
+        handover: JSON.parse(output).handover,
+      });
+    history(execution, 'pool', 'silo', output);
+    // Only the destination's runner restores: the other shared cell's is refused.
+    await expect(restore(bridge)).rejects.toThrow(
+      `tenant "flurp" is not being moved into this bridge cell by ${execution}: it is moving from pool to silo`,
+    );
+    expect(await restore(silo)).toMatchObject({
+      action: 'restore',
+      tenantId: 'flurp',
+      model: 'silo',
+      rows: { invoices: 12, invoice_items: 12 },
+      checksums: out.checksums,
+    });
+    expect(await silo.invoices('flurp')).toEqual(await pool.invoices('flurp'));
+    expect(await moto.get('flurp')).toEqual(before);
+    // Rolled back before the switch: the silo's runner drops its copy before the silo is removed.
+    await expect(silo.run({ action: 'dropMovedIn', tenantId: 'flurp', execution })).rejects.toThrow(
+      'the move is not being rolled back',
+    );
+    await moto.put({ ...(await moto.get('flurp'))!, moveAborted: true });
+    await expect(silo.run({ action: 'dropMovedIn', tenantId: 'flurp', execution })).resolves.toMatchObject({
+      action: 'dropMovedIn',
+    });
+    await expect(silo.invoices('flurp')).rejects.toThrow();
+    expect((await pool.invoices('flurp')).length).toBe(12);
+  } finally {
+    await silo.db.drop();
+  }
 });
 
 test("a purge removes the copy a move kept, and the tenant's archives in that cell, only for the purge's execution", async () => {

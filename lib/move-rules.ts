@@ -14,29 +14,26 @@ export interface MoveRequest {
 }
 
 const SHARED = ['pool', 'bridge'];
+/** Where a move may go: the other shared cell, or a silo of the tenant's own. */
+const MOVE_DESTINATIONS = ['pool', 'bridge', 'silo'];
 
 /**
  * A move request against what the registry holds: an active pool or bridge tenant that nobody holds, with no copy
- * kept from an earlier move, to the other shared cell; or one an earlier move of it to the same cell left `moving`
- * (its rollback failed), which a new request finishes.
+ * kept from an earlier move, to the other shared cell or into a silo of its own (its default profile); or one an
+ * earlier move of it to the same place left `moving` (its rollback failed), which a new request finishes.
  */
 export function checkMove(
   request: MoveRequest,
   existing: (ExistingTenant & { keptCopy?: string; request?: string }) | undefined,
-): { tenantId: string; from: 'pool' | 'bridge'; to: 'pool' | 'bridge'; stuck: boolean } {
+): { tenantId: string; from: 'pool' | 'bridge'; to: IsolationModel; stuck: boolean } {
   const problem = tenantIdProblem(request.tenantId);
   if (problem) throw new RequestRejected(`move request: tenant id ${problem}`);
   const tenantId = request.tenantId as string;
   const refuse = (why: string) =>
     new RequestRejected(`move request: tenant "${tenantId}" ${why}; nothing was changed`);
   const to = request.to;
-  if (to === 'silo') {
-    throw refuse(
-      'cannot be moved into a silo in AWS yet: onboard a new silo tenant from its archive (npm run request -- onboard ... --restore-from <archive> --restore-from-model <its model>), then offboard this one',
-    );
-  }
-  if (typeof to !== 'string' || !SHARED.includes(to)) {
-    throw new RequestRejected(`move request: "to" is ${JSON.stringify(to)}: use "pool" or "bridge"`);
+  if (typeof to !== 'string' || !MOVE_DESTINATIONS.includes(to)) {
+    throw new RequestRejected(`move request: "to" is ${JSON.stringify(to)}: use "pool", "bridge" or "silo"`);
   }
   if (!existing) throw refuse('is unknown');
   if (existing.lock) {
@@ -44,7 +41,7 @@ export function checkMove(
   }
   if (!SHARED.includes(existing.model)) {
     throw refuse(
-      `is a ${existing.model} tenant: a move goes between the pool and bridge cells (a silo's data: npm run tenant -- export --aws, then a new tenant from it)`,
+      `is a ${existing.model} tenant: a move goes from the pool or bridge cell (out of a silo: npm run tenant -- export --aws, then a new tenant from its archive)`,
     );
   }
   const stuck = existing.status === 'moving' && existing.movingTo === to;
@@ -56,15 +53,15 @@ export function checkMove(
   if (existing.model === to) throw refuse(`is already a ${to} tenant`);
   if (!existing.request) {
     throw refuse(
-      'has no request kept in the registry, which its stack is rebuilt from in the other cell: deploy its stack once from its catalog entry to record it',
+      `has no request kept in the registry, which its stack is rebuilt from in ${to === 'silo' ? 'a silo' : 'the other cell'}: deploy its stack once from its catalog entry to record it`,
     );
   }
   if (existing.keptCopy) {
     throw refuse(
-      `still has the ${existing.keptCopy} copy its last move kept, which a move into ${existing.keptCopy} would meet: remove it first (npm run request -- purge --tenant ${tenantId})`,
+      `still has the ${existing.keptCopy} copy its last move kept (the registry records one kept copy a tenant at a time): remove it first (npm run request -- purge --tenant ${tenantId})`,
     );
   }
-  return { tenantId, from: existing.model as 'pool' | 'bridge', to: to as 'pool' | 'bridge', stuck };
+  return { tenantId, from: existing.model as 'pool' | 'bridge', to: to as IsolationModel, stuck };
 }
 
 /**

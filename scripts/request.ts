@@ -4,7 +4,7 @@
  *                      [--url <entry URL>]
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
  *   npm run request -- restore --tenant <id> --from <archive key> | --abandon [--url <entry URL>]
- *   npm run request -- move --tenant <id> --to <pool|bridge> [--url <entry URL>]
+ *   npm run request -- move --tenant <id> --to <pool|bridge|silo> [--url <entry URL>]
  *   npm run request -- purge --tenant <id> [--url <entry URL>]
  *
  * Sends an onboarding, offboarding, restore, move or purge request to the Onboarding stack's entry with your AWS credentials (the usual
@@ -128,8 +128,8 @@ const USAGE =
   "         tenant's own archives over its data; what it holds is exported first)\n" +
   '       npm run request -- restore --tenant <id> --abandon [--url <entry URL>]   (approvers: thaws a tenant a failed restore\n' +
   '         left frozen; it serves again with the data it has)\n' +
-  '       npm run request -- move --tenant <id> --to <pool|bridge> [--url <entry URL>]   (approvers: moves a pool or bridge\n' +
-  '         tenant with its data to the other shared cell; it answers 503 meanwhile)\n' +
+  '       npm run request -- move --tenant <id> --to <pool|bridge|silo> [--url <entry URL>]   (approvers: moves a pool or\n' +
+  '         bridge tenant with its data to the other shared cell, or into a silo of its own; it answers 503 meanwhile)\n' +
   '       npm run request -- purge --tenant <id> [--url <entry URL>]   (approvers: removes the copy a move kept in the\n' +
   "         cell the tenant left, and the tenant's archives there)";
 
@@ -147,7 +147,7 @@ async function main(): Promise<number> {
     return 2;
   }
   if (action === 'move' && flag(args, 'to') === undefined) {
-    console.error(`request: move needs --to <pool|bridge>\n${USAGE}`);
+    console.error(`request: move needs --to <pool|bridge|silo>\n${USAGE}`);
     return 2;
   }
   let settings: unknown;

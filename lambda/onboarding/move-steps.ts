@@ -4,7 +4,7 @@
  */
 import { movedRequest } from '../../lib/move-rules';
 import { RequestRejected } from '../../lib/onboarding-rules';
-import { RegistryItem, tenantStackName } from '../../contracts';
+import { RegistryItem, siloMobilityRunnerName, tenantStackName } from '../../contracts';
 import { dataModel } from '../../db/models';
 import { tenantIdProblem } from '../../db/naming';
 import type { Step } from './index';
@@ -30,7 +30,7 @@ export function acceptPurge(item: RegistryItem): Record<string, unknown> {
 }
 
 /**
- * accept, for a move between the pool and bridge cells: `moving` to the other cell (the entry checked the models and
+ * accept, for a move out of the pool or bridge cell: `moving` to the other cell or into a silo (the entry checked the models and
  * that the registry keeps the tenant's request). The deploy jobs build its stack from the kept request: with its
  * place in the other cell added (moveRequest), as it was (tenantRequest: the rollback), and as moved (movedRequest).
  */
@@ -55,6 +55,8 @@ export function acceptMove(item: RegistryItem): Record<string, unknown> {
     tenantRequest: kept,
     moveRequest: JSON.stringify({ ...JSON.parse(kept), movingTo: item.movingTo }),
     movedRequest: moved,
+    // Into a silo: its own runner, by name (the workflow may invoke the silos' runners, by their names' pattern).
+    ...(item.movingTo === 'silo' ? { mobilityRunner: siloMobilityRunnerName(item.tenantId) } : {}),
   };
 }
 import { LockLost, readItem, RELEASED, write } from './registry';

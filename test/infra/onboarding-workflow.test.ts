@@ -23,7 +23,7 @@ import { Definition, definitionOf, execute, Execution, Json, StopExecution, Task
 import { FakePrincipal, fakeSts } from '../helpers/fake-sts';
 import { Moto, startMoto } from '../helpers/moto';
 import { entryRequestBody } from '../../scripts/request';
-import { siloMobilityRunnerName } from '../../contracts';
+import { siloMobilityRunnerName, ssmNames } from '../../contracts';
 import { synthFleet } from './fleet-helpers';
 import type { S3Client } from '@aws-sdk/client-s3';
 import {
@@ -90,7 +90,7 @@ let runnerCalls: { functionArn: string; payload: Record<string, unknown> }[];
 /** What the runner does (default: the real runner's approval checks, then success). */
 let onRunner: (
   payload: Record<string, unknown>,
-  model: 'pool' | 'bridge',
+  model: 'pool' | 'bridge' | 'silo',
 ) => Promise<void | Record<string, unknown>> | void | Record<string, unknown>;
 /** The running execution's input, as the entry started it (what Step Functions would tell the runner). */
 let runningInput: { id: string; input: string } | undefined;
@@ -176,8 +176,12 @@ async function run(input: Record<string, unknown>, id: string): Promise<Executio
           unknown
         >;
         runnerCalls.push({ functionArn: fn, payload });
-        const answer = await onRunner(payload, fn.includes('-pool-') ? 'pool' : 'bridge');
-        return (answer ?? { action: 'restore' }) as Json;
+        const answer = (await onRunner(
+          payload,
+          fn.startsWith('tenantforge-silo-') ? 'silo' : fn.includes('-pool-') ? 'pool' : 'bridge',
+        )) ?? { action: 'restore' };
+        // The generic lambda:invoke answers with the function's response in Payload, as Step Functions does.
+        return (callback || !byName ? answer : { Payload: answer, StatusCode: 200 }) as Json;
       }
       // The one Lambda function: the real handler.
       return (await steps.handler(parameters as never)) as Json;
@@ -229,7 +233,7 @@ async function ask(
  */
 async function expectHeldForRestore(
   payload: Record<string, unknown>,
-  model: 'pool' | 'bridge',
+  model: 'pool' | 'bridge' | 'silo',
 ): Promise<void> {
   await expectApprovedRestore(
     payload.archive as string,
@@ -243,7 +247,7 @@ async function expectHeldForRestore(
 /** The same for a restore over a tenant's data, and for its thaw (the approval each of those runs first). */
 async function expectHeldForReplace(
   payload: Record<string, unknown>,
-  model: 'pool' | 'bridge',
+  model: 'pool' | 'bridge' | 'silo',
 ): Promise<Record<string, unknown>> {
   const tenantId = payload.tenantId as string;
   if (payload.action === 'thaw') {
@@ -261,8 +265,13 @@ async function expectHeldForReplace(
   return { action: 'replace', tenantId, safetyArchive: `tenants/${tenantId}/20261128T120000Z-5afe5afe.tfa` };
 }
 
-const runnerEnv = (model: 'pool' | 'bridge') =>
-  ({ model, ownStack: model === 'pool' ? 'Pool' : 'Bridge', registryTable: 'TenantRegistry' }) as Env;
+/** A runner's environment: a shared cell's, or (silo) the one of `tenantId`'s own silo. */
+const runnerEnv = (model: 'pool' | 'bridge' | 'silo', tenantId?: string) =>
+  ({
+    model,
+    ownStack: model === 'pool' ? 'Pool' : model === 'bridge' ? 'Bridge' : `Tenant-${tenantId}`,
+    registryTable: 'TenantRegistry',
+  }) as Env;
 
 function runnerDeps(): ApprovalDeps {
   return {
@@ -1183,11 +1192,18 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       const [tenantId, execution] = [payload.tenantId as string, payload.execution as string];
       if (payload.action === 'moveOut') {
         expect(payload.taskToken).toMatch(/^token:MoveOut/);
-        await expectMoveHeld('source', tenantId, execution, runnerEnv(model), runnerDeps());
+        await expectMoveHeld('source', tenantId, execution, runnerEnv(model, tenantId), runnerDeps());
       } else if (payload.action === 'thaw') {
-        await expectMoveHeld('source', tenantId, execution, runnerEnv(model), runnerDeps());
+        await expectMoveHeld('source', tenantId, execution, runnerEnv(model, tenantId), runnerDeps());
       } else if (payload.action === 'dropMovedIn') {
-        await expectMoveHeld('destination', tenantId, execution, runnerEnv(model), runnerDeps(), 'drop');
+        await expectMoveHeld(
+          'destination',
+          tenantId,
+          execution,
+          runnerEnv(model, tenantId),
+          runnerDeps(),
+          'drop',
+        );
       } else {
         expect(payload.action).toBe('restore');
         await expectApprovedMoveIn(
@@ -1195,7 +1211,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
           tenantId,
           execution,
           payload.handover as string,
-          runnerEnv(model),
+          runnerEnv(model, tenantId),
           runnerDeps(),
         );
       }
@@ -1319,6 +1335,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       'RestoreMovedPoolIntoBridge',
       'ReadMoveFailureReason',
       'AbortMove',
+      'SealedSiloToRemove',
       'DeployWithoutMove',
       'DropMovedInCopy',
       'DropMovedIntoBridge',
@@ -1390,6 +1407,178 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
     const finished = await move('acme', 'bridge');
     expect(finished.status).toBe('SUCCEEDED');
     expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'bridge', keptCopy: 'pool' });
+  });
+
+  describe('into a silo of its own', () => {
+    const moveRequest = JSON.stringify({ ...JSON.parse(kept), movingTo: 'silo' });
+    const moved = JSON.stringify({
+      id: 'acme',
+      name: 'Acme',
+      model: 'silo',
+      firstModel: 'pool',
+      settings: {
+        deletionPolicy: 'retain',
+        instanceClass: 't4g.medium',
+        multiAz: true,
+        backupRetentionDays: 14,
+      },
+    });
+
+    test("an approver's move: handed over by the pool runner, its silo built as one is onboarded, restored by the silo's own runner, switched", async () => {
+      const r = await move('acme', 'silo');
+      expect(r.status).toBe('SUCCEEDED');
+      expect(r.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'MoveOutOfItsCell',
+        'MoveOutPoolToSilo',
+        'DeployMovePhasePoolToSilo',
+        'CheckMovedSiloReadyPool',
+        'SealMovePhasePoolToSilo',
+        'MovedInSiloSealedPool',
+        'RestoreMovedPoolIntoSilo',
+        'ForgetMoveLinkPoolToSilo',
+        'SwitchModel',
+        'EmitMoved',
+        'DeployMovedTenant',
+        'Moved',
+      ]);
+      const id = (r as { id: string }).id;
+      expect(runnerCalls).toEqual([
+        {
+          functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
+          payload: {
+            action: 'moveOut',
+            tenantId: 'acme',
+            execution: id,
+            taskToken: expect.stringMatching(/^token:/),
+          },
+        },
+        // The silo's own runner, by the name derived from its tenant id.
+        {
+          functionArn: siloMobilityRunnerName('acme'),
+          payload: { action: 'restore', tenantId: 'acme', archive: ARCHIVE, execution: id, handover: LINK },
+        },
+      ]);
+      expect(during).toEqual([
+        expect.objectContaining({ status: 'moving', model: 'pool', movingTo: 'silo', lock: id }),
+        expect.objectContaining({ status: 'moving', model: 'pool', movingTo: 'silo', lock: id }),
+      ]);
+      // Unprotected first (a failed deploy rolls back clean), sealed once its service answers, then as moved.
+      expect(builds).toEqual([
+        { action: 'deploy', phase: 'create', tenantId: 'acme', request: moveRequest },
+        { action: 'deploy', phase: 'steady', tenantId: 'acme', request: moveRequest },
+        { action: 'deploy', phase: 'steady', tenantId: 'acme', request: moved },
+      ]);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({
+        status: 'active',
+        model: 'silo',
+        schemaVersion: 6,
+        keptCopy: 'pool',
+        request: moved,
+      });
+      for (const gone of ['lock', 'movingTo', 'failureReason'] as const) expect(item![gone]).toBeUndefined();
+      expect(events).toEqual([
+        expect.objectContaining({
+          DetailType: 'TenantMoved',
+          Detail: { tenantId: 'acme', from: 'pool', to: 'silo' },
+        }),
+      ]);
+      expect(JSON.stringify((r as { output?: unknown }).output)).not.toContain('X-Amz-Signature');
+      // Readiness was the silo's own service's (its parameter), not the pool cell's.
+      expect(ssm.commandCalls(GetParameterCommand).map((c) => c.args[0].input.Name)).toEqual([
+        ssmNames.apiServiceFor('silo', 'acme'),
+        ssmNames.apiServiceFor('silo', 'acme'),
+      ]);
+      // The pool copy it kept is purged by the pool cell's runner, as after a move between the shared cells.
+      onRunner = (payload, model) => {
+        expect({ action: payload.action, model }).toEqual({ action: 'purge', model: 'pool' });
+        return { action: 'purge' };
+      };
+      expect((await ask('purge', { tenantId: 'acme' })).status).toBe('SUCCEEDED');
+      const purged = await moto.get('acme');
+      expect(purged).toMatchObject({ status: 'active', model: 'silo' });
+      expect(purged!.keptCopy).toBeUndefined();
+    });
+
+    test("a restore that fails after the seal: the silo's runner drops its copy, its protection is lifted, the silo removed, thawed in pool", async () => {
+      const why = "the handed-over copy of tenants/acme/x.tfa (from the pool cell's runner) has SHA-256 ...";
+      runners((p) => (p.action === 'restore' ? why : undefined));
+      const r = await move('acme', 'silo');
+      expect(r.status).toBe('FAILED');
+      expect(r.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'MoveOutOfItsCell',
+        'MoveOutPoolToSilo',
+        'DeployMovePhasePoolToSilo',
+        'CheckMovedSiloReadyPool',
+        'SealMovePhasePoolToSilo',
+        'MovedInSiloSealedPool',
+        'RestoreMovedPoolIntoSilo',
+        'ReadMoveFailureReason',
+        'AbortMove',
+        'SealedSiloToRemove',
+        'DropMovedIntoSilo',
+        'RetireMovedInSilo',
+        'DeployWithoutMove',
+        'DropMovedInCopy',
+        'ThawWhereItWas',
+        'ThawMovingPoolTenant',
+        'ServeAgainAfterMoveFailed',
+        'EmitMoveFailed',
+        'MoveFailed',
+      ]);
+      // The drop ran as the silo's runner with the move marked aborted (its real check, in `runners`).
+      expect(
+        runnerCalls.map((c) => [c.functionArn.replace(/^arn:.*:function:/, ''), c.payload.action]),
+      ).toEqual([
+        ['tenantforge-pool-mobility', 'moveOut'],
+        [siloMobilityRunnerName('acme'), 'restore'],
+        [siloMobilityRunnerName('acme'), 'dropMovedIn'],
+        ['tenantforge-pool-mobility', 'thaw'],
+      ]);
+      expect(builds.map((b) => [b.phase, b.request])).toEqual([
+        ['create', moveRequest],
+        ['steady', moveRequest],
+        ['retire', moveRequest],
+        ['steady', kept],
+      ]);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({ status: 'active', model: 'pool', schema: 'pool', request: kept });
+      expect(item!.failureReason).toContain(why);
+      for (const gone of ['lock', 'movingTo', 'keptCopy', 'moveAborted'] as const) {
+        expect(item![gone]).toBeUndefined();
+      }
+    });
+
+    test('a silo whose first deploy fails is not sealed: the deploy without the move, thawed in pool', async () => {
+      onBuild = (b) => {
+        if (b.phase === 'create') failBuild(b);
+      };
+      const r = await move('acme', 'silo');
+      expect(r.status).toBe('FAILED');
+      expect(r.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'MoveOutOfItsCell',
+        'MoveOutPoolToSilo',
+        'DeployMovePhasePoolToSilo',
+        'ReadMoveDeployFailureReason',
+        'AbortMove',
+        'SealedSiloToRemove',
+        'DeployWithoutMove',
+        'DropMovedInCopy',
+        'ThawWhereItWas',
+        'ThawMovingPoolTenant',
+        'ServeAgainAfterMoveFailed',
+        'EmitMoveFailed',
+        'MoveFailed',
+      ]);
+      expect(builds.map((b) => b.phase)).toEqual(['create', 'steady']);
+      expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'pool' });
+    });
   });
 
   test("after a move, an approver's purge: the old cell's runner removes the kept copy, then it can move back", async () => {

@@ -42,13 +42,16 @@ const RESTORE_FAILURE_PATH: Record<string, string> = {
 
 /** A move's steps before its switch catch into its own failure path, which rolls back (never `failed`). */
 const MOVE_RUNNER_STEPS = /^(MoveOut(Pool|Bridge)To\w+|RestoreMoved\w+)$/;
-const MOVE_DEPLOY_STEPS = /^DeployMovePhase\w+$/;
+// ... and into a silo, its readiness and seal, whose reasons are read from the tenant stack's events too.
+const MOVE_DEPLOY_STEPS = /^(DeployMovePhase\w+|CheckMovedSiloReady\w+|SealMovePhase\w+ToSilo)$/;
 const MOVE_FAILURE_PATH: Record<string, string> = {
   ReadMoveFailureReason: 'GenericMoveFailureReason',
   ReadMoveDeployFailureReason: 'GenericMoveFailureReason',
   AbortMove: 'KeepMovingAfterRollbackFailed',
   DropMovedIntoPool: 'KeepMovingAfterRollbackFailed',
   DropMovedIntoBridge: 'KeepMovingAfterRollbackFailed',
+  DropMovedIntoSilo: 'KeepMovingAfterRollbackFailed',
+  RetireMovedInSilo: 'KeepMovingAfterRollbackFailed',
   DeployWithoutMove: 'KeepMovingAfterRollbackFailed',
   ThawMovingPoolTenant: 'KeepMovingAfterThawFailed',
   ThawMovingBridgeTenant: 'KeepMovingAfterThawFailed',

@@ -391,13 +391,32 @@ describe('a move between the pool and bridge cells', () => {
     });
   });
 
+  test("an approver's move into a silo: moving to silo, for an execution the tenant's silo runner may read", async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', request: kept('acme', 'pool') });
+    expect((await call(REQUESTER, move('acme', 'silo'))).statusCode).toBe(403);
+    const r = await call(APPROVER, move('acme', 'silo'));
+    expect(r.statusCode).toBe(202);
+    expect(await moto.get('acme')).toMatchObject({
+      status: 'moving',
+      model: 'pool',
+      movingTo: 'silo',
+      lock: r.json.execution,
+    });
+    const [start] = sfn.commandCalls(StartExecutionCommand);
+    // The silo's runner reads the history of moves of its own tenant into a silo only (move_silo_<mark>_*).
+    expect(start.args[0].input.name).toMatch(
+      new RegExp(`^move_silo_${tenantMark('acme')}_acme-\\d+-[0-9a-f]{8}$`),
+    );
+  });
+
   test.each([
-    ['acme', 'silo', 'cannot be moved into a silo in AWS yet: onboard a new silo tenant from its archive'],
-    ['acme', 'shared', '"to" is "shared": use "pool" or "bridge"'],
+    ['acme', 'shared', '"to" is "shared": use "pool", "bridge" or "silo"'],
     ['acme', 'pool', 'is already a pool tenant'],
     ['nobody', 'bridge', 'tenant "nobody" is unknown'],
-    ['northwind', 'pool', 'is a silo tenant: a move goes between the pool and bridge cells'],
+    ['northwind', 'pool', 'is a silo tenant: a move goes from the pool or bridge cell'],
     ['kept', 'pool', 'still has the pool copy its last move kept'],
+    // One kept copy a tenant at a time: a move into a silo would overwrite the record of the pool copy.
+    ['kept', 'silo', 'still has the pool copy its last move kept (the registry records one kept copy'],
     ['norequest', 'bridge', 'has no request kept in the registry'],
     ['offboarded', 'bridge', 'is offboarded: only an active tenant is moved'],
     ['restoring', 'bridge', 'is moving to pool: only an active tenant is moved'],

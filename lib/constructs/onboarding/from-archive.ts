@@ -189,9 +189,15 @@ function handoverStates(
 
 /**
  * The silo's own runner, by the name accept returned for it ($.tenant.mobilityRunner: siloMobilityRunnerName),
- * invoked as the shared cells' runners are (its answer discarded, 16 minutes at most).
+ * invoked as the shared cells' runners are (its answer discarded unless a result path is given, 16 minutes at
+ * most).
  */
-function siloRunner(wf: OnboardingWorkflow, id: string, payload: Record<string, unknown>): sfn.CustomState {
+export function siloRunner(
+  wf: OnboardingWorkflow,
+  id: string,
+  payload: Record<string, unknown>,
+  options: { resultPath?: string; resultSelector?: Record<string, string> } = {},
+): sfn.CustomState {
   const parameters: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(payload)) {
     const path = typeof v === 'string' && /^\$/.test(v) ? v : undefined;
@@ -202,7 +208,8 @@ function siloRunner(wf: OnboardingWorkflow, id: string, payload: Record<string, 
       Type: 'Task',
       Resource: `arn:${Stack.of(wf).partition}:states:::lambda:invoke`,
       Parameters: { 'FunctionName.$': '$.tenant.mobilityRunner', Payload: parameters },
-      ResultPath: null,
+      ...(options.resultSelector ? { ResultSelector: options.resultSelector } : {}),
+      ResultPath: options.resultPath ?? null,
       TimeoutSeconds: 16 * 60,
     },
   });

@@ -3,6 +3,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { MOVE_DETAIL_TYPES, moveOutStateName } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+import { siloRunner } from './from-archive';
 
 const SHARED = ['pool', 'bridge'] as const;
 const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool');
@@ -118,7 +119,34 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     drop.when(sfn.Condition.stringEquals('$.tenant.movingTo', model), task);
   }
   drop.otherwise(thaw);
-  abort.next(rollback).next(drop);
+  // A move into a silo that was sealed (its database deletion-protected): the silo's runner removes the copy first
+  // (the runner goes with the silo), then a deploy lifts the protection (the `retire` phase), so that the deploy
+  // without the move can delete the silo. One not sealed yet is unprotected: its create-phase deploy either
+  // failed, and CloudFormation removed it, or is deleted as it is by the deploy without the move.
+  const dropSilo = siloRunner(wf, 'DropMovedIntoSilo', { action: 'dropMovedIn', tenantId, execution });
+  dropSilo.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+  dropSilo.addRetry({
+    errors: ['States.ALL'],
+    interval: Duration.seconds(10),
+    backoffRate: 2,
+    maxAttempts: 3,
+  });
+  dropSilo.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
+  const retireSilo = wf.build('RetireMovedInSilo', 'deploy', 'retire', '$.tenant.moveRequest');
+  retireSilo.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
+  dropSilo.next(retireSilo).next(rollback);
+  abort.next(
+    new sfn.Choice(wf, 'SealedSiloToRemove')
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.stringEquals('$.tenant.movingTo', 'silo'),
+          sfn.Condition.isPresent('$.moveSealed'),
+        ),
+        dropSilo,
+      )
+      .otherwise(rollback),
+  );
+  rollback.next(drop);
   const genericReason = new sfn.Pass(wf, 'GenericMoveFailureReason', {
     parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },
     resultPath: '$.failure',
@@ -133,7 +161,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     );
     reason.addCatch(genericReason, { resultPath: '$.failureOfFailure' });
     reason.next(abort);
-    return <T extends sfn.TaskStateBase>(state: T): T => {
+    return <T extends sfn.TaskStateBase | sfn.CustomState>(state: T): T => {
       state.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
       return state;
     };
@@ -187,9 +215,8 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
   );
   switchModel.next(emitMoved);
 
-  const moveOut = new sfn.Choice(wf, 'MoveOutOfItsCell');
-  for (const from of SHARED) {
-    const to = other(from);
+  // The source cell's runner freezes and exports the tenant, and answers with its digest and link (a callback).
+  const moveOutTask = (from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 'silo') => {
     const out = wf.runner(
       moveOutStateName(from, to),
       from,
@@ -208,6 +235,20 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       },
     );
     out.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    return out;
+  };
+  const forgetLink = (from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 'silo') =>
+    new sfn.Pass(wf, `ForgetMoveLink${title(from)}To${title(to)}`, {
+      comment:
+        'The link is a credential for the archive until it expires: not carried into the execution output',
+      parameters: { 'schemaVersion.$': '$.movedOut.schemaVersion', 'archive.$': '$.movedOut.archive' },
+      resultPath: '$.movedOut',
+    });
+
+  const moveOut = new sfn.Choice(wf, 'MoveOutOfItsCell');
+  for (const from of SHARED) {
+    const to = other(from);
+    const out = moveOutTask(from, to);
     const deploy = onDeployError(
       wf.build(`DeployMovePhase${title(from)}To${title(to)}`, 'deploy', 'steady', '$.tenant.moveRequest'),
     );
@@ -227,13 +268,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     );
     // A restore run again finds exactly the archive's rows there and is done (rerunIsDone).
     restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    const forget = new sfn.Pass(wf, `ForgetMoveLink${title(from)}To${title(to)}`, {
-      comment:
-        'The link is a credential for the archive until it expires: not carried into the execution output',
-      parameters: { 'schemaVersion.$': '$.movedOut.schemaVersion', 'archive.$': '$.movedOut.archive' },
-      resultPath: '$.movedOut',
-    });
-    onRunnerError(out).next(deploy).next(onRunnerError(restore)).next(forget).next(switchModel);
+    onRunnerError(out).next(deploy).next(onRunnerError(restore)).next(forgetLink(from, to)).next(switchModel);
     moveOut.when(
       sfn.Condition.and(
         sfn.Condition.stringEquals('$.tenant.model', from),
@@ -242,12 +277,58 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       out,
     );
   }
-  // Accept admits pool <-> bridge moves only; anything else fails with the reason, changing nothing.
+  // Into a silo of its own: the silo built as a silo is onboarded (unprotected first, so a failed deploy rolls back
+  // clean; then, once its service is ready, sealed), then restored by the silo's own runner.
+  for (const from of SHARED) {
+    const out = moveOutTask(from, 'silo');
+    const create = onDeployError(
+      wf.build(`DeployMovePhase${title(from)}ToSilo`, 'deploy', 'create', '$.tenant.moveRequest'),
+    );
+    const ready = wf.checkReady(`CheckMovedSiloReady${title(from)}`, 'silo');
+    const seal = onDeployError(
+      wf.build(`SealMovePhase${title(from)}ToSilo`, 'deploy', 'steady', '$.tenant.moveRequest'),
+    );
+    // From here on a rollback must lift the silo's protection before it can remove it.
+    const sealed = new sfn.Pass(wf, `MovedInSiloSealed${title(from)}`, {
+      result: sfn.Result.fromBoolean(true),
+      resultPath: '$.moveSealed',
+    });
+    const restore = siloRunner(
+      wf,
+      `RestoreMoved${title(from)}IntoSilo`,
+      {
+        action: 'restore',
+        tenantId,
+        archive: sfn.JsonPath.stringAt('$.movedOut.archive'),
+        execution,
+        handover: sfn.JsonPath.stringAt('$.movedOut.handover'),
+      },
+      { resultPath: '$.movedIn', resultSelector: { 'schemaVersion.$': '$.Payload.schemaVersion' } },
+    );
+    restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    onRunnerError(out)
+      .next(create)
+      .next(onDeployError(ready))
+      .next(seal)
+      .next(sealed)
+      .next(onRunnerError(restore))
+      .next(forgetLink(from, 'silo'))
+      .next(switchModel);
+    moveOut.when(
+      sfn.Condition.and(
+        sfn.Condition.stringEquals('$.tenant.model', from),
+        sfn.Condition.stringEquals('$.tenant.movingTo', 'silo'),
+      ),
+      out,
+    );
+  }
+  // Accept admits moves out of the pool and bridge cells only; anything else fails with the reason, changing
+  // nothing.
   return moveOut.otherwise(
     new sfn.Pass(wf, 'NotAMoveBetweenSharedCells', {
       parameters: {
         Error: 'NotAMoveBetweenSharedCells',
-        Cause: 'only a move between the pool and bridge cells runs through the workflow',
+        Cause: 'only a move out of the pool or bridge cell runs through the workflow',
       },
       resultPath: '$.error',
     }).next(genericReason),

@@ -135,6 +135,33 @@ export class OnboardingWorkflow extends Construct {
   }
 
   /**
+   * The tenant's service answers: at its DNS name when the fleet has a zone, else its ECS service and load
+   * balancer targets. Retried while not ready, about an hour in all; then the caller's failure path.
+   */
+  checkReady(id: string, model: string): tasks.LambdaInvoke {
+    const task = this.step(id, {
+      step: 'checkReady',
+      tenantId,
+      model,
+      ...(this.props.domainName
+        ? {
+            host: sfn.JsonPath.format(
+              `{}.${this.props.domainName}`,
+              sfn.JsonPath.stringAt('$.tenant.hostname'),
+            ),
+          }
+        : {}),
+    });
+    task.addRetry({
+      errors: ['NotReady'],
+      interval: Duration.seconds(20),
+      backoffRate: 1.2,
+      maxAttempts: 20,
+    });
+    return task;
+  }
+
+  /**
    * A shared cell's mobility runner, by its fixed name (the role may invoke those two and, by their names' pattern,
    * the silos' runners: nothing else of the cells).
    */
@@ -232,26 +259,7 @@ export class OnboardingWorkflow extends Construct {
     const onArchiveError = archiveFailureCatch(this, genericReason, markFailed);
 
     // Onboarding.
-    const checkReady = this.step('CheckReady', {
-      step: 'checkReady',
-      tenantId,
-      model: sfn.JsonPath.stringAt('$.tenant.model'),
-      ...(this.props.domainName
-        ? {
-            host: sfn.JsonPath.format(
-              `{}.${this.props.domainName}`,
-              sfn.JsonPath.stringAt('$.tenant.hostname'),
-            ),
-          }
-        : {}),
-    });
-    // About an hour in all, then the failure path.
-    checkReady.addRetry({
-      errors: ['NotReady'],
-      interval: Duration.seconds(20),
-      backoffRate: 1.2,
-      maxAttempts: 20,
-    });
+    const checkReady = this.checkReady('CheckReady', sfn.JsonPath.stringAt('$.tenant.model'));
     const markActive = onError(
       this.step('MarkActive', { step: 'setStatus', tenantId, execution, status: 'active', release: true }),
     );

@@ -132,6 +132,7 @@ describe('a move into a silo, as the deploys CloudFormation runs', () => {
     request: Record<string, unknown>,
     movingTo?: 'silo',
     domain?: { zoneId: string; zoneName: string },
+    phase?: 'create' | 'steady' | 'retire',
   ): TemplateJson => {
     const app = newApp();
     const stack = new Stack(app, 'Tenant-acme', { env: { region: 'us-east-1' } });
@@ -140,6 +141,7 @@ describe('a move into a silo, as the deploys CloudFormation runs', () => {
       ipamPoolId: 'ipam-pool-0123456789abcdef0',
       ...(movingTo ? { movingTo } : {}),
       ...(domain ? { domain } : {}),
+      ...(phase ? { phase } : {}),
     });
     return Template.fromStack(stack).toJSON() as TemplateJson;
   };
@@ -192,6 +194,21 @@ describe('a move into a silo, as the deploys CloudFormation runs', () => {
     expect(added.created).toEqual(
       expect.arrayContaining(['TenantSilo', 'ApiEndpointA9C748C3', ...cellIds(during)]),
     );
+  });
+
+  test("the move's phases (create, sealed in steady, retired on a rollback) change only the silo's protection", () => {
+    const [create, steady, retire] = (['create', 'steady', 'retire'] as const).map((phase) =>
+      templateOf(pool, 'silo', undefined, phase),
+    );
+    const protection = {
+      created: [],
+      deleted: [],
+      updated: ['CellDatabaseInstance05044F07', 'CellApiLoadBalancer5C1A0250'],
+    };
+    expect(updatePlan(create, steady)).toEqual(protection);
+    expect(steady.Resources.CellDatabaseInstance05044F07.Properties!.DeletionProtection).toBe(true);
+    expect(updatePlan(steady, retire)).toEqual(protection);
+    expect(retire.Resources.CellDatabaseInstance05044F07.Properties!.DeletionProtection).toBe(false);
   });
 
   test("what a moved-in silo keeps when it goes is named with its own key's id, never the stack's", () => {

@@ -2,7 +2,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { definitionOf } from '../helpers/asl';
 import * as path from 'path';
 import { sourceDigest, verifierCommand } from '../../lib/source-digest';
-import { synthFleet } from './fleet-helpers';
+import { newApp, synthFleet } from './fleet-helpers';
+import { OnboardingStack } from '../../lib/stacks/onboarding-stack';
 
 // The pipeline's shape and permissions as deployed; its paths are executed in onboarding-workflow.test.ts.
 const fleet = synthFleet();
@@ -80,6 +81,29 @@ function statementsOf(roleLogicalIdPart: string): Record<string, unknown>[] {
 }
 
 describe('onboarding pipeline', () => {
+  test("with a DNS zone, an onboarding's readiness is checked at the tenant's name, a move into a silo's at the silo's own service", () => {
+    const app = newApp();
+    const stack = new OnboardingStack(app, 'Onboarding', {
+      env: { region: 'us-east-1' },
+      domainName: 'tenants.example.com',
+    });
+    const named = definitionOf(Template.fromStack(stack).toJSON() as never).States as Record<
+      string,
+      { Parameters?: Record<string, unknown> }
+    >;
+    expect(named.CheckReady.Parameters).toMatchObject({
+      'host.$': "States.Format('{}.tenants.example.com', $.tenant.hostname)",
+    });
+    // The tenant's name may still reach the cell it leaves until resolvers catch up; that cell answers too.
+    for (const from of ['Pool', 'Bridge']) {
+      expect(named[`CheckMovedSiloReady${from}`].Parameters).toEqual({
+        step: 'checkReady',
+        'tenantId.$': '$.tenant.tenantId',
+        model: 'silo',
+      });
+    }
+  });
+
   test('every task after the request is accepted catches every error into the failure path', () => {
     const tasks = Object.entries(states).filter(([, s]) => s.Type === 'Task');
     for (const [name, s] of tasks) {

@@ -284,7 +284,9 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     const create = onDeployError(
       wf.build(`DeployMovePhase${title(from)}ToSilo`, 'deploy', 'create', '$.tenant.moveRequest'),
     );
-    const ready = wf.checkReady(`CheckMovedSiloReady${title(from)}`, 'silo');
+    // The silo's own service, never by the tenant's name: until resolvers catch up, that may still reach the cell
+    // the tenant leaves, whose service answers too.
+    const ready = wf.checkReady(`CheckMovedSiloReady${title(from)}`, 'silo', false);
     const seal = onDeployError(
       wf.build(`SealMovePhase${title(from)}ToSilo`, 'deploy', 'steady', '$.tenant.moveRequest'),
     );

@@ -135,15 +135,15 @@ export class OnboardingWorkflow extends Construct {
   }
 
   /**
-   * The tenant's service answers: at its DNS name when the fleet has a zone, else its ECS service and load
-   * balancer targets. Retried while not ready, about an hour in all; then the caller's failure path.
+   * The tenant's service answers: at its DNS name when the fleet has a zone (unless `byName` is false), else its ECS
+   * service and load balancer targets. Retried while not ready, about an hour in all; then the caller's failure path.
    */
-  checkReady(id: string, model: string): tasks.LambdaInvoke {
+  checkReady(id: string, model: string, byName = true): tasks.LambdaInvoke {
     const task = this.step(id, {
       step: 'checkReady',
       tenantId,
       model,
-      ...(this.props.domainName
+      ...(this.props.domainName && byName
         ? {
             host: sfn.JsonPath.format(
               `{}.${this.props.domainName}`,

@@ -3,14 +3,15 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { MOVE_DETAIL_TYPES, moveOutStateName } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { execution, tenantId, THROTTLING, title } from './workflow-paths';
-import { siloRunner } from './from-archive';
+import { intoSilo, sealedSiloRemoval } from './move-into-silo';
 
 const SHARED = ['pool', 'bridge'] as const;
 const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool');
 
 /**
  * Moving a tenant between the pool and bridge cells (an approver's `move` request; the entry set it `moving` to the
- * other cell, so the API answers it 503):
+ * other cell, so the API answers it 503), or into a silo of its own (the same steps, its silo built and sealed in
+ * step 2 and restored by its own runner in step 3: move-into-silo.ts):
  *
  * 1. `MoveOut<From>To<To>`: the source cell's runner freezes the tenant's writes, exports it to its bucket and
  *    completes this callback task with the archive's SHA-256 and a link to it (lambda/tenant-provisioner/
@@ -119,22 +120,6 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     drop.when(sfn.Condition.stringEquals('$.tenant.movingTo', model), task);
   }
   drop.otherwise(thaw);
-  // A move into a silo that was sealed (its database deletion-protected): the silo's runner removes the copy first
-  // (the runner goes with the silo), then a deploy lifts the protection (the `retire` phase), so that the deploy
-  // without the move can delete the silo. One not sealed yet is unprotected: its create-phase deploy either
-  // failed, and CloudFormation removed it, or is deleted as it is by the deploy without the move.
-  const dropSilo = siloRunner(wf, 'DropMovedIntoSilo', { action: 'dropMovedIn', tenantId, execution });
-  dropSilo.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  dropSilo.addRetry({
-    errors: ['States.ALL'],
-    interval: Duration.seconds(10),
-    backoffRate: 2,
-    maxAttempts: 3,
-  });
-  dropSilo.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
-  const retireSilo = wf.build('RetireMovedInSilo', 'deploy', 'retire', '$.tenant.moveRequest');
-  retireSilo.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
-  dropSilo.next(retireSilo).next(rollback);
   abort.next(
     new sfn.Choice(wf, 'SealedSiloToRemove')
       .when(
@@ -142,7 +127,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
           sfn.Condition.stringEquals('$.tenant.movingTo', 'silo'),
           sfn.Condition.isPresent('$.moveSealed'),
         ),
-        dropSilo,
+        sealedSiloRemoval(wf, rollbackFailed, rollback),
       )
       .otherwise(rollback),
   );
@@ -277,51 +262,14 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       out,
     );
   }
-  // Into a silo of its own: the silo built as a silo is onboarded (unprotected first, so a failed deploy rolls back
-  // clean; then, once its service is ready, sealed), then restored by the silo's own runner.
+  // Into a silo of its own (move-into-silo.ts).
   for (const from of SHARED) {
-    const out = moveOutTask(from, 'silo');
-    const create = onDeployError(
-      wf.build(`DeployMovePhase${title(from)}ToSilo`, 'deploy', 'create', '$.tenant.moveRequest'),
-    );
-    // The silo's own service, never by the tenant's name: until resolvers catch up, that may still reach the cell
-    // the tenant leaves, whose service answers too.
-    const ready = wf.checkReady(`CheckMovedSiloReady${title(from)}`, 'silo', false);
-    const seal = onDeployError(
-      wf.build(`SealMovePhase${title(from)}ToSilo`, 'deploy', 'steady', '$.tenant.moveRequest'),
-    );
-    // From here on a rollback must lift the silo's protection before it can remove it.
-    const sealed = new sfn.Pass(wf, `MovedInSiloSealed${title(from)}`, {
-      result: sfn.Result.fromBoolean(true),
-      resultPath: '$.moveSealed',
-    });
-    const restore = siloRunner(
-      wf,
-      `RestoreMoved${title(from)}IntoSilo`,
-      {
-        action: 'restore',
-        tenantId,
-        archive: sfn.JsonPath.stringAt('$.movedOut.archive'),
-        execution,
-        handover: sfn.JsonPath.stringAt('$.movedOut.handover'),
-      },
-      { resultPath: '$.movedIn', resultSelector: { 'schemaVersion.$': '$.Payload.schemaVersion' } },
-    );
-    restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    onRunnerError(out)
-      .next(create)
-      .next(onDeployError(ready))
-      .next(seal)
-      .next(sealed)
-      .next(onRunnerError(restore))
-      .next(forgetLink(from, 'silo'))
-      .next(switchModel);
     moveOut.when(
       sfn.Condition.and(
         sfn.Condition.stringEquals('$.tenant.model', from),
         sfn.Condition.stringEquals('$.tenant.movingTo', 'silo'),
       ),
-      out,
+      intoSilo(wf, from, { moveOutTask, forgetLink, onRunnerError, onDeployError, switchModel }),
     );
   }
   // Accept admits moves out of the pool and bridge cells only; anything else fails with the reason, changing

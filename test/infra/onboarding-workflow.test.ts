@@ -1233,7 +1233,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
     await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', schema: 'pool', request: kept });
   });
 
-  test("an approver's move: frozen and handed over by the pool runner, built and restored in bridge, switched, the source retired", async () => {
+  test("an approver's move: its place built in bridge, then frozen and handed over by the pool runner, restored, switched, the source retired", async () => {
     process.env.APPROVERS = '';
     expect(await move('acme', 'bridge')).toMatchObject({ status: 'REFUSED', statusCode: 403 });
     process.env.APPROVERS = REQUESTER;
@@ -1243,8 +1243,8 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       'Accept',
       'OnboardOrOffboard',
       'MoveOutOfItsCell',
-      'MoveOutPoolToBridge',
       'DeployMovePhasePoolToBridge',
+      'MoveOutPoolToBridge',
       'RestoreMovedPoolIntoBridge',
       'ForgetMoveLinkPoolToBridge',
       'SwitchModel',
@@ -1330,12 +1330,12 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       'Accept',
       'OnboardOrOffboard',
       'MoveOutOfItsCell',
-      'MoveOutPoolToBridge',
       'DeployMovePhasePoolToBridge',
+      'MoveOutPoolToBridge',
       'RestoreMovedPoolIntoBridge',
       'ReadMoveFailureReason',
       'AbortMove',
-      'SealedSiloToRemove',
+      'BuiltSiloToRemove',
       'DeployWithoutMove',
       'DropMovedInCopy',
       'DropMovedIntoBridge',
@@ -1424,18 +1424,18 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       },
     });
 
-    test("an approver's move: handed over by the pool runner, its silo built as one is onboarded, restored by the silo's own runner, switched", async () => {
+    test("an approver's move: its silo built as one is onboarded, then handed over by the pool runner, restored by the silo's own runner, switched", async () => {
       const r = await move('acme', 'silo');
       expect(r.status).toBe('SUCCEEDED');
       expect(r.path).toEqual([
         'Accept',
         'OnboardOrOffboard',
         'MoveOutOfItsCell',
-        'MoveOutPoolToSilo',
         'DeployMovePhasePoolToSilo',
+        'MovedInSiloBuiltPool',
         'CheckMovedSiloReadyPool',
         'SealMovePhasePoolToSilo',
-        'MovedInSiloSealedPool',
+        'MoveOutPoolToSilo',
         'RestoreMovedPoolIntoSilo',
         'ForgetMoveLinkPoolToSilo',
         'SwitchModel',
@@ -1511,15 +1511,15 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'Accept',
         'OnboardOrOffboard',
         'MoveOutOfItsCell',
-        'MoveOutPoolToSilo',
         'DeployMovePhasePoolToSilo',
+        'MovedInSiloBuiltPool',
         'CheckMovedSiloReadyPool',
         'SealMovePhasePoolToSilo',
-        'MovedInSiloSealedPool',
+        'MoveOutPoolToSilo',
         'RestoreMovedPoolIntoSilo',
         'ReadMoveFailureReason',
         'AbortMove',
-        'SealedSiloToRemove',
+        'BuiltSiloToRemove',
         'DropMovedIntoSilo',
         'RetireMovedInSilo',
         'DeployWithoutMove',
@@ -1563,11 +1563,10 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'Accept',
         'OnboardOrOffboard',
         'MoveOutOfItsCell',
-        'MoveOutPoolToSilo',
         'DeployMovePhasePoolToSilo',
         'ReadMoveDeployFailureReason',
         'AbortMove',
-        'SealedSiloToRemove',
+        'BuiltSiloToRemove',
         'DeployWithoutMove',
         'DropMovedInCopy',
         'ThawWhereItWas',
@@ -1577,6 +1576,8 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'MoveFailed',
       ]);
       expect(builds.map((b) => b.phase)).toEqual(['create', 'steady']);
+      // Never frozen (the freeze comes once the silo is up): the thaw finds nothing to lift.
+      expect(runnerCalls.map((c) => c.payload.action)).toEqual(['thaw']);
       expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'pool' });
     });
   });

@@ -20,8 +20,9 @@ export interface MoveParts {
 
 /**
  * A move from `from` into a silo of the tenant's own: the silo built in the tenant's stack as a silo is onboarded
- * (unprotected first, so a failed deploy rolls back clean; then, once its service is ready, sealed), then the
- * handed-over bytes restored by the silo's own runner, and on to the switch. Returns the first state.
+ * (unprotected first, so a failed deploy rolls back without a protected resource; then, once its service is ready,
+ * sealed), then the tenant frozen and exported by the source's runner and the handed-over bytes restored by the
+ * silo's own runner, and on to the switch. Returns the first state.
  */
 export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts: MoveParts): sfn.IChainable {
   const { onRunnerError, onDeployError } = parts;
@@ -35,10 +36,11 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
   const seal = onDeployError(
     wf.build(`SealMovePhase${title(from)}ToSilo`, 'deploy', 'steady', '$.tenant.moveRequest'),
   );
-  // From here on a rollback must lift the silo's protection before it can remove it (sealedSiloRemoval).
-  const sealed = new sfn.Pass(wf, `MovedInSiloSealed${title(from)}`, {
+  // From here on a rollback has the silo's runner drop its copy and lifts the silo's protection before it removes
+  // it (builtSiloRemoval), whatever this execution believes of the seal: a seal reported failed may have landed.
+  const built = new sfn.Pass(wf, `MovedInSiloBuilt${title(from)}`, {
     result: sfn.Result.fromBoolean(true),
-    resultPath: '$.moveSealed',
+    resultPath: '$.siloBuilt',
   });
   const restore = siloRunner(
     wf,
@@ -53,25 +55,27 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
     { resultPath: '$.movedIn', resultSelector: { 'schemaVersion.$': '$.Payload.schemaVersion' } },
   );
   restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  onRunnerError(out)
-    .next(create)
+  // The silo first (tens of minutes), the freeze and export only then: the link the source's runner hands over is
+  // valid for minutes, and the tenant's writes stay frozen only while its data moves.
+  create
+    .next(built)
     .next(onDeployError(ready))
     .next(seal)
-    .next(sealed)
+    .next(onRunnerError(out))
     .next(onRunnerError(restore))
     .next(parts.forgetLink(from, 'silo'))
     .next(parts.switchModel);
-  return out;
+  return create;
 }
 
 /**
- * The rollback of a move into a silo that was sealed (its database deletion-protected): the silo's runner removes
- * the copy first (the runner goes with the silo), then a deploy lifts the protection (the `retire` phase), so that
- * `withoutMove` (the deploy without the move) can delete the silo. One not sealed yet is unprotected: its
- * create-phase deploy either failed, and CloudFormation removed it, or is deleted as it is by `withoutMove`.
+ * The rollback of a move into a silo once its create-phase deploy succeeded (sealed or not: a seal reported failed
+ * may have landed): the silo's runner removes the copy first (the runner goes with the silo), then a deploy lifts
+ * the protection (the `retire` phase), so that `withoutMove` (the deploy without the move) can delete the silo. A
+ * create-phase deploy that failed was rolled back by CloudFormation to the stack before it, with nothing protected.
  * A failure of either step goes to `failed`. Returns the first state.
  */
-export function sealedSiloRemoval(
+export function builtSiloRemoval(
   wf: OnboardingWorkflow,
   failed: sfn.IChainable,
   withoutMove: sfn.IChainable,

@@ -3,7 +3,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { MOVE_DETAIL_TYPES, moveOutStateName } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { execution, tenantId, THROTTLING, title } from './workflow-paths';
-import { intoSilo, sealedSiloRemoval } from './move-into-silo';
+import { intoSilo, builtSiloRemoval } from './move-into-silo';
 
 const SHARED = ['pool', 'bridge'] as const;
 const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool');
@@ -11,13 +11,14 @@ const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool
 /**
  * Moving a tenant between the pool and bridge cells (an approver's `move` request; the entry set it `moving` to the
  * other cell, so the API answers it 503), or into a silo of its own (the same steps, its silo built and sealed in
- * step 2 and restored by its own runner in step 3: move-into-silo.ts):
+ * step 1 and restored by its own runner in step 3: move-into-silo.ts):
  *
- * 1. `MoveOut<From>To<To>`: the source cell's runner freezes the tenant's writes, exports it to its bucket and
- *    completes this callback task with the archive's SHA-256 and a link to it (lambda/tenant-provisioner/
- *    mobility-move.ts). The link is dropped from the execution's state once used.
- * 2. `DeployMovePhase`: the tenant's stack with its place in the other cell added beside the untouched source
+ * 1. `DeployMovePhase`: the tenant's stack with its place in the other cell added beside the untouched source
  *    (`moveRequest`: `movingTo`); that cell's provisioner builds the empty place and writes no registry field.
+ * 2. `MoveOut<From>To<To>`: the source cell's runner freezes the tenant's writes, exports it to its bucket and
+ *    completes this callback task with the archive's SHA-256 and a link to it, valid for minutes (lambda/
+ *    tenant-provisioner/mobility-move.ts): only after the deploy, so nothing slow stands between the link and its
+ *    use. The link is dropped from the execution's state once used.
  * 3. `RestoreMoved<From>Into<To>`: the destination cell's runner restores those bytes into the place, only if they
  *    give that digest; a run again that finds exactly the archive's rows there is done.
  * 4. `SwitchModel`: one conditional write holding the lock: the tenant is served by the other cell, its old place
@@ -121,13 +122,13 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
   }
   drop.otherwise(thaw);
   abort.next(
-    new sfn.Choice(wf, 'SealedSiloToRemove')
+    new sfn.Choice(wf, 'BuiltSiloToRemove')
       .when(
         sfn.Condition.and(
           sfn.Condition.stringEquals('$.tenant.movingTo', 'silo'),
-          sfn.Condition.isPresent('$.moveSealed'),
+          sfn.Condition.isPresent('$.siloBuilt'),
         ),
-        sealedSiloRemoval(wf, rollbackFailed, rollback),
+        builtSiloRemoval(wf, rollbackFailed, rollback),
       )
       .otherwise(rollback),
   );
@@ -253,13 +254,15 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     );
     // A restore run again finds exactly the archive's rows there and is done (rerunIsDone).
     restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    onRunnerError(out).next(deploy).next(onRunnerError(restore)).next(forgetLink(from, to)).next(switchModel);
+    // The destination's place first, the freeze and export only then: the link the source's runner hands over is
+    // valid for minutes, so nothing slow stands between it and the restore (and the freeze is shorter).
+    deploy.next(onRunnerError(out)).next(onRunnerError(restore)).next(forgetLink(from, to)).next(switchModel);
     moveOut.when(
       sfn.Condition.and(
         sfn.Condition.stringEquals('$.tenant.model', from),
         sfn.Condition.stringEquals('$.tenant.movingTo', to),
       ),
-      out,
+      deploy,
     );
   }
   // Into a silo of its own (move-into-silo.ts).

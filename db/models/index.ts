@@ -14,7 +14,7 @@ import { silo } from './silo';
 export type { DataModel, ModelOptions, ProvisionOptions, Provisioned, TenantRef } from './model';
 export { migratePool, registerPoolTenant, offboardPoolTenant } from './pool';
 export { provisionBridgeTenant, offboardBridgeTenant } from './bridge';
-export { migrateSilo, offboardSilo } from './silo';
+export { emptySilo, migrateSilo, offboardSilo } from './silo';
 
 export const DATA_MODELS: Readonly<Record<IsolationModel, DataModel>> = { pool, bridge, silo };
 

@@ -6,7 +6,8 @@ import type { ClientBase } from 'pg';
 import { LATEST_VERSION } from '../migrations';
 import { hasTarget, migrateTarget, MigrationTarget } from '../migrate';
 import { ADMIN_SCHEMA, OWNER_ROLE, RUNTIME_ROLES, SILO_SCHEMA } from '../roles';
-import { ident, sql } from '../sql';
+import { TENANT_TABLES } from '../mobility/tables';
+import { ident, join, sql } from '../sql';
 import { exec, inTransaction, lockTarget, setSchemaFrozen, thawSchemaWithin } from '../tx';
 import type { DataModel, ModelOptions } from './model';
 
@@ -50,6 +51,22 @@ export async function offboardSilo(
         sql`UPDATE ${ident(ADMIN_SCHEMA)}.targets SET status = 'offboarded', updated_at = now() WHERE target = 'silo'`,
       );
     }
+  });
+}
+
+/**
+ * Empties the silo database's application schema (a move into the silo rolled back, before the silo is removed):
+ * its rows go, while the schema, its recorded version and its grants stay. So when the removal fails and the same
+ * move is requested again, the restore finds the silo provisioned: CloudFormation does not run the silo's
+ * unchanged Custom::SiloTenant again. Idempotent; a silo not provisioned is left as it is.
+ */
+export async function emptySilo(client: ClientBase): Promise<void> {
+  await inTransaction(client, async () => {
+    await exec(client, lockTarget('silo'));
+    await exec(client, sql`SET LOCAL ROLE ${ident(OWNER_ROLE)}`);
+    if (!(await hasTarget(client, 'silo'))) return;
+    const tables = TENANT_TABLES.map((t) => sql`${ident(SILO_SCHEMA)}.${ident(t.name)}`);
+    await exec(client, sql`TRUNCATE ${join(tables, ', ')}`);
   });
 }
 

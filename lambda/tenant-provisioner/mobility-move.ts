@@ -20,7 +20,7 @@ import * as fs from 'fs';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { moveOutStateName, type RegistryItem } from '../../contracts';
-import { dataModel } from '../../db/models';
+import { dataModel, emptySilo } from '../../db/models';
 import { exportTenant, holdTenantLock, waitForOlderTransactions } from '../../db/mobility';
 import { uploadArchive } from './archives';
 import type { ApprovalDeps } from './mobility-approval';
@@ -237,7 +237,8 @@ async function freezeAndHandOver(
  * `dropMovedIn` (the destination cell's runner, on the move's failure path once the workflow marked it aborted):
  * waits for a restore of the move still running, then removes the tenant's place in this cell, whatever it holds
  * (a copy of the frozen source, which still has the tenant's data), after the workflow's rollback deploy dropped the
- * resource from the stack: the copy is gone even if CloudFormation's cleanup Delete of it failed. Idempotent.
+ * resource from the stack: the copy is gone even if CloudFormation's cleanup Delete of it failed. A silo's runner
+ * runs before the silo's removal and empties its application schema instead (emptySilo). Idempotent.
  */
 export async function dropMovedIn(
   tenantId: string,
@@ -252,7 +253,11 @@ export async function dropMovedIn(
     const release = await waitForTenantLock(lockClient, tenantId, THAW_WAIT_MS);
     try {
       await expectMoveHeld('destination', tenantId, execution, env, deps, 'drop');
-      await withClient(deps, (c) => dataModel(env.model).offboard(c, tenantId, 'destroy', {}));
+      // A silo keeps its (emptied) place: the silo goes with the rollback's deploys, and if they fail, the same
+      // move sent again restores into it (its unchanged Custom::SiloTenant does not provision it again).
+      await withClient(deps, (c) =>
+        env.model === 'silo' ? emptySilo(c) : dataModel(env.model).offboard(c, tenantId, 'destroy', {}),
+      );
     } finally {
       await release();
     }

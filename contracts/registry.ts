@@ -95,6 +95,13 @@ export interface RegistryItem {
    */
   readonly moveAborted?: boolean;
   /**
+   * How far a move into a silo got in building it, kept across executions until the silo is removed (or the move
+   * switched): `sealed`, a deploy that protects it may have landed; `filled`, its runner may hold the tenant's data.
+   * A rollback reads it (not the execution's own state: a move sent again after a failed rollback meets the
+   * previous one's silo) to empty the silo and lift its protection before it removes it.
+   */
+  readonly moveSilo?: MoveSiloStage;
+  /**
    * The model where a move left the tenant's previous copy, unreachable by any runtime role, until
    * `npm run tenant -- purge` removes it.
    */
@@ -104,6 +111,9 @@ export interface RegistryItem {
   /** ISO time of the last write. */
   readonly updatedAt?: string;
 }
+
+export const MOVE_SILO_STAGES = ['sealed', 'filled'] as const;
+export type MoveSiloStage = (typeof MOVE_SILO_STAGES)[number];
 
 export const UPGRADE_STATUSES = ['upgrading', 'current', 'failed'] as const;
 export type UpgradeStatus = (typeof UPGRADE_STATUSES)[number];
@@ -137,6 +147,7 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   upgradeFailure: 'S',
   movingTo: 'S',
   moveAborted: 'BOOL',
+  moveSilo: 'S',
   keptCopy: 'S',
   purgeCopy: 'S',
   updatedAt: 'S',

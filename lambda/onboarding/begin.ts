@@ -240,7 +240,8 @@ export async function beginMove(request: MoveRequest, who: Requester): Promise<A
       'restoreArchive',
       'restoreArchiveModel',
       'moveAborted',
-      ...(stuck ? [] : (['failureReason'] as const)),
+      // A move stuck after a failed rollback keeps what its silo's stage was: the silo may still be there.
+      ...(stuck ? [] : (['failureReason', 'moveSilo'] as const)),
     ],
     { unlocked: true, statusIn: [stuck ? 'moving' : 'active'] },
   );

@@ -10,6 +10,7 @@
  *   setStatus      changes the tenant's status, holding the lock (and releases it at the end)
  *   switchModel    a move's switch: the tenant is served by the cell it moved to, its old place kept (releases)
  *   abortMove      a move that failed before its switch is rolled back: its destination's place may be removed
+ *   markMoveSilo   a move into a silo records how far it got in building the silo (its rollback reads it)
  *   purged         a purge's end: the copy a move kept is gone (releases)
  *   purgeFailed    a purge that failed: released with the reason, the status as it was
  *   checkReady     the tenant's service is up (ECS steady state and healthy targets, or its DNS name's /ready)
@@ -32,7 +33,15 @@ import { AcceptedTenant } from './begin';
 import { disableUsers, inviteAdmin } from './identity';
 import { checkReady, DeploymentFailed, NotReady } from './readiness';
 import { LockLost, readItem, RELEASED, write } from './registry';
-import { abortMove, acceptMove, acceptPurge, purged, purgeFailed, switchModel } from './move-steps';
+import {
+  abortMove,
+  acceptMove,
+  acceptPurge,
+  markMoveSilo,
+  purged,
+  purgeFailed,
+  switchModel,
+} from './move-steps';
 import { executionEnded, failureReason, finalSnapshot, SnapshotKind, snapshotStatus } from './stacks';
 
 export { DeploymentFailed, LockLost, NotReady, RequestRejected };
@@ -66,6 +75,7 @@ export type Step =
       schemaVersion?: unknown;
     }
   | { step: 'abortMove'; tenantId: string; execution: string }
+  | { step: 'markMoveSilo'; tenantId: string; execution: string; stage: 'sealed' | 'filled' | 'removed' }
   | { step: 'purged'; tenantId: string; execution: string }
   | { step: 'purgeFailed'; tenantId: string; execution: string; reason?: unknown }
   | { step: 'checkReady'; tenantId: string; model: IsolationModel; host?: string }
@@ -107,6 +117,8 @@ export async function handler(event: Step): Promise<Record<string, unknown>> {
       return switchModel(event);
     case 'abortMove':
       return abortMove(event);
+    case 'markMoveSilo':
+      return markMoveSilo(event);
     case 'purged':
       return purged(event);
     case 'purgeFailed':

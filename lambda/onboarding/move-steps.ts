@@ -4,7 +4,7 @@
  */
 import { movedRequest } from '../../lib/move-rules';
 import { RequestRejected } from '../../lib/onboarding-rules';
-import { RegistryItem, siloMobilityRunnerName, tenantStackName } from '../../contracts';
+import { MOVE_SILO_STAGES, RegistryItem, siloMobilityRunnerName, tenantStackName } from '../../contracts';
 import { dataModel } from '../../db/models';
 import { tenantIdProblem } from '../../db/naming';
 import type { Step } from './index';
@@ -97,7 +97,7 @@ export async function switchModel(
       releasedBy: e.execution,
       ...(Number.isInteger(version) && version > 0 ? { schemaVersion: version } : {}),
     },
-    [...RELEASED, 'movingTo', 'failureReason', 'failedDuring'],
+    [...RELEASED, 'movingTo', 'failureReason', 'failedDuring', 'moveSilo'],
     { lockedBy: e.execution, statusIn: ['moving'] },
   );
   if (!written) {
@@ -125,7 +125,41 @@ export async function abortMove(e: Extract<Step, { step: 'abortMove' }>): Promis
       `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: its move was not marked for rollback`,
     );
   }
-  return { tenantId: e.tenantId, moveAborted: true };
+  // How far a move into a silo got, this execution or an earlier one of the same move ('none': not at all).
+  return { tenantId: e.tenantId, moveAborted: true, moveSilo: item.moveSilo ?? 'none' };
+}
+
+/**
+ * A move into a silo records how far it got in building the silo (`moveSilo`), before the step that reaches it:
+ * `sealed` before the deploy that protects the silo, `filled` before its runner restores the tenant into it, and
+ * `removed` once the rollback's deploy removed it. Never lowered from `filled` to `sealed` (a move sent again meets
+ * the silo the previous one left). Needs the lock, with the tenant moving into a silo.
+ */
+export async function markMoveSilo(
+  e: Extract<Step, { step: 'markMoveSilo' }>,
+): Promise<Record<string, unknown>> {
+  if (e.stage !== 'removed' && !MOVE_SILO_STAGES.includes(e.stage)) {
+    throw new Error(`markMoveSilo: stage ${JSON.stringify(e.stage)} is not sealed, filled or removed`);
+  }
+  const item = tenantIdProblem(e.tenantId) ? undefined : await readItem(e.tenantId);
+  const keep = e.stage === 'sealed' && item?.moveSilo === 'filled';
+  const written =
+    item !== undefined &&
+    item.movingTo === 'silo' &&
+    item.model !== 'silo' &&
+    (keep ||
+      (await write(
+        e.tenantId,
+        e.stage === 'removed' ? {} : { moveSilo: e.stage },
+        e.stage === 'removed' ? ['moveSilo'] : [],
+        { lockedBy: e.execution, statusIn: ['moving'] },
+      )));
+  if (!written || (keep && item.lock !== e.execution)) {
+    throw new LockLost(
+      `tenant "${e.tenantId}" is not being moved into a silo by execution ${e.execution}: its silo's stage (${e.stage}) was not recorded`,
+    );
+  }
+  return { tenantId: e.tenantId, moveSilo: keep ? 'filled' : e.stage };
 }
 
 /**

@@ -1424,7 +1424,15 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       },
     });
 
+    /** The registry's record of how far the move got in building the silo, when each deploy ran. */
+    const stages: unknown[] = [];
+    const recordStages = () => {
+      stages.length = 0;
+      onBuild = async () => void stages.push((await moto.get('acme'))!.moveSilo);
+    };
+
     test("an approver's move: its silo built as one is onboarded, then handed over by the pool runner, restored by the silo's own runner, switched", async () => {
+      recordStages();
       const r = await move('acme', 'silo');
       expect(r.status).toBe('SUCCEEDED');
       expect(r.path).toEqual([
@@ -1432,10 +1440,11 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'OnboardOrOffboard',
         'MoveOutOfItsCell',
         'DeployMovePhasePoolToSilo',
-        'MovedInSiloBuiltPool',
         'CheckMovedSiloReadyPool',
+        'MarkMoveSiloSealedPool',
         'SealMovePhasePoolToSilo',
         'MoveOutPoolToSilo',
+        'MarkMoveSiloFilledPool',
         'RestoreMovedPoolIntoSilo',
         'ForgetMoveLinkPoolToSilo',
         'SwitchModel',
@@ -1470,6 +1479,8 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         { action: 'deploy', phase: 'steady', tenantId: 'acme', request: moveRequest },
         { action: 'deploy', phase: 'steady', tenantId: 'acme', request: moved },
       ]);
+      // Recorded before the seal, then before the restore; gone with the switch.
+      expect(stages).toEqual([undefined, 'sealed', undefined]);
       const item = await moto.get('acme');
       expect(item).toMatchObject({
         status: 'active',
@@ -1502,9 +1513,10 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       expect(purged!.keptCopy).toBeUndefined();
     });
 
-    test("a restore that fails after the seal: the silo's runner drops its copy, its protection is lifted, the silo removed, thawed in pool", async () => {
+    test("a restore that fails after the seal: the silo's runner empties its copy, its protection is lifted, the silo removed, thawed in pool", async () => {
       const why = "the handed-over copy of tenants/acme/x.tfa (from the pool cell's runner) has SHA-256 ...";
       runners((p) => (p.action === 'restore' ? why : undefined));
+      recordStages();
       const r = await move('acme', 'silo');
       expect(r.status).toBe('FAILED');
       expect(r.path).toEqual([
@@ -1512,18 +1524,20 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'OnboardOrOffboard',
         'MoveOutOfItsCell',
         'DeployMovePhasePoolToSilo',
-        'MovedInSiloBuiltPool',
         'CheckMovedSiloReadyPool',
+        'MarkMoveSiloSealedPool',
         'SealMovePhasePoolToSilo',
         'MoveOutPoolToSilo',
+        'MarkMoveSiloFilledPool',
         'RestoreMovedPoolIntoSilo',
         'ReadMoveFailureReason',
         'AbortMove',
         'BuiltSiloToRemove',
-        'DropMovedIntoSilo',
+        'EmptyMovedInSilo',
         'RetireMovedInSilo',
         'DeployWithoutMove',
         'DropMovedInCopy',
+        'ForgetRemovedSilo',
         'ThawWhereItWas',
         'ThawMovingPoolTenant',
         'ServeAgainAfterMoveFailed',
@@ -1545,10 +1559,11 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         ['retire', moveRequest],
         ['steady', kept],
       ]);
+      expect(stages).toEqual([undefined, 'sealed', 'filled', 'filled']);
       const item = await moto.get('acme');
       expect(item).toMatchObject({ status: 'active', model: 'pool', schema: 'pool', request: kept });
       expect(item!.failureReason).toContain(why);
-      for (const gone of ['lock', 'movingTo', 'keptCopy', 'moveAborted'] as const) {
+      for (const gone of ['lock', 'movingTo', 'keptCopy', 'moveAborted', 'moveSilo'] as const) {
         expect(item![gone]).toBeUndefined();
       }
     });
@@ -1569,6 +1584,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'BuiltSiloToRemove',
         'DeployWithoutMove',
         'DropMovedInCopy',
+        'ForgetRemovedSilo',
         'ThawWhereItWas',
         'ThawMovingPoolTenant',
         'ServeAgainAfterMoveFailed',
@@ -1578,6 +1594,137 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       expect(builds.map((b) => b.phase)).toEqual(['create', 'steady']);
       // Never frozen (the freeze comes once the silo is up): the thaw finds nothing to lift.
       expect(runnerCalls.map((c) => c.payload.action)).toEqual(['thaw']);
+      expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'pool' });
+    });
+
+    test('a silo whose service never becomes ready is not sealed: the deploy without the move alone removes it, never frozen', async () => {
+      ecs.reset();
+      ecs.on(DescribeServicesCommand).resolves({
+        services: [
+          {
+            desiredCount: 2,
+            runningCount: 0,
+            deployments: [{ status: 'PRIMARY', rolloutState: 'FAILED', rolloutStateReason: 'tasks failed' }],
+          },
+        ],
+      });
+      recordStages();
+      const r = await move('acme', 'silo');
+      expect(r.status).toBe('FAILED');
+      expect(r.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'MoveOutOfItsCell',
+        'DeployMovePhasePoolToSilo',
+        'CheckMovedSiloReadyPool',
+        'ReadMoveDeployFailureReason',
+        'AbortMove',
+        'BuiltSiloToRemove',
+        'DeployWithoutMove',
+        'DropMovedInCopy',
+        'ForgetRemovedSilo',
+        'ThawWhereItWas',
+        'ThawMovingPoolTenant',
+        'ServeAgainAfterMoveFailed',
+        'EmitMoveFailed',
+        'MoveFailed',
+      ]);
+      // Nothing was protected, and the silo's runner (with its database) holds nothing: neither is asked for.
+      expect(builds.map((b) => [b.phase, b.request])).toEqual([
+        ['create', moveRequest],
+        ['steady', kept],
+      ]);
+      expect(stages).toEqual([undefined, undefined]);
+      expect(runnerCalls.map((c) => c.payload.action)).toEqual(['thaw']);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({ status: 'active', model: 'pool' });
+      expect(item!.failureReason).toContain('tasks failed');
+    });
+
+    test('a move sent again after its rollback failed meets the silo the first one filled: its failed create deploy still has the silo emptied, unprotected and removed', async () => {
+      // The first: the restore fails, and so does the deploy that would remove the (emptied, unprotected) silo.
+      runners((p) => (p.action === 'restore' ? 'restore failed' : undefined));
+      onBuild = (b) => {
+        if (b.request === kept) failBuild(b);
+      };
+      const stuck = await move('acme', 'silo');
+      expect(stuck.status).toBe('FAILED');
+      expect(stuck.path).toEqual(
+        expect.arrayContaining(['EmptyMovedInSilo', 'RetireMovedInSilo', 'KeepMovingAfterRollbackFailed']),
+      );
+      expect(stuck.path).not.toContain('ForgetRemovedSilo');
+      expect(await moto.get('acme')).toMatchObject({
+        status: 'moving',
+        movingTo: 'silo',
+        moveSilo: 'filled',
+      });
+
+      // The same move again; its create-phase deploy fails, and CloudFormation rolls the stack back to the silo the
+      // first one left. This execution never reached the seal, but the registry says the silo was filled.
+      builds = [];
+      runnerCalls = [];
+      runners();
+      onBuild = (b) => {
+        if (b.phase === 'create') failBuild(b);
+      };
+      const again = await move('acme', 'silo');
+      expect(again.status).toBe('FAILED');
+      expect(again.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'MoveOutOfItsCell',
+        'DeployMovePhasePoolToSilo',
+        'ReadMoveDeployFailureReason',
+        'AbortMove',
+        'BuiltSiloToRemove',
+        'EmptyMovedInSilo',
+        'RetireMovedInSilo',
+        'DeployWithoutMove',
+        'DropMovedInCopy',
+        'ForgetRemovedSilo',
+        'ThawWhereItWas',
+        'ThawMovingPoolTenant',
+        'ServeAgainAfterMoveFailed',
+        'EmitMoveFailed',
+        'MoveFailed',
+      ]);
+      expect(builds.map((b) => [b.phase, b.request])).toEqual([
+        ['create', moveRequest],
+        ['retire', moveRequest],
+        ['steady', kept],
+      ]);
+      expect(runnerCalls.map((c) => c.payload.action)).toEqual(['dropMovedIn', 'thaw']);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({ status: 'active', model: 'pool' });
+      expect(item!.moveSilo).toBeUndefined();
+    });
+
+    test('a silo recorded as filled whose runner is not there (its create rolled back): its protection is lifted anyway, then it is removed', async () => {
+      // A move stuck after a failed rollback, as the registry keeps it.
+      await moto.put({
+        ...(await moto.get('acme'))!,
+        status: 'moving',
+        movingTo: 'silo',
+        moveSilo: 'filled',
+        failureReason: 'restore failed; removing its place in the other cell failed too',
+      });
+      const inner = onRunner;
+      onRunner = (payload, model) => {
+        if (payload.action === 'dropMovedIn') {
+          throw new TaskError('Lambda.ResourceNotFoundException', 'Function not found');
+        }
+        return inner(payload, model);
+      };
+      onBuild = (b) => {
+        if (b.phase === 'create') failBuild(b);
+      };
+      const r = await move('acme', 'silo');
+      expect(r.status).toBe('FAILED');
+      expect(r.path).toEqual(
+        expect.arrayContaining(['AbortMove', 'EmptyMovedInSilo', 'RetireMovedInSilo', 'DeployWithoutMove']),
+      );
+      expect(r.path).not.toContain('KeepMovingAfterRollbackFailed');
+      expect(builds.map((b) => b.phase)).toEqual(['create', 'retire', 'steady']);
       expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'pool' });
     });
   });

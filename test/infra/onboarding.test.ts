@@ -42,7 +42,7 @@ const RESTORE_FAILURE_PATH: Record<string, string> = {
 };
 
 /** A move's steps before its switch catch into its own failure path, which rolls back (never `failed`). */
-const MOVE_RUNNER_STEPS = /^(MoveOut(Pool|Bridge)To\w+|RestoreMoved\w+)$/;
+const MOVE_RUNNER_STEPS = /^(MoveOut(Pool|Bridge)To\w+|RestoreMoved\w+|MarkMoveSilo(Sealed|Filled)\w+)$/;
 // ... and into a silo, its readiness and seal, whose reasons are read from the tenant stack's events too.
 const MOVE_DEPLOY_STEPS = /^(DeployMovePhase\w+|CheckMovedSiloReady\w+|SealMovePhase\w+ToSilo)$/;
 const MOVE_FAILURE_PATH: Record<string, string> = {
@@ -51,9 +51,12 @@ const MOVE_FAILURE_PATH: Record<string, string> = {
   AbortMove: 'KeepMovingAfterRollbackFailed',
   DropMovedIntoPool: 'KeepMovingAfterRollbackFailed',
   DropMovedIntoBridge: 'KeepMovingAfterRollbackFailed',
-  DropMovedIntoSilo: 'KeepMovingAfterRollbackFailed',
+  // (its runner not there: no silo to empty, the protection lifted anyway; below)
+  EmptyMovedInSilo: 'KeepMovingAfterRollbackFailed',
   RetireMovedInSilo: 'KeepMovingAfterRollbackFailed',
   DeployWithoutMove: 'KeepMovingAfterRollbackFailed',
+  // The silo is gone: a registry that still records its stage only costs a later rollback a needless deploy.
+  ForgetRemovedSilo: 'ThawWhereItWas',
   ThawMovingPoolTenant: 'KeepMovingAfterThawFailed',
   ThawMovingBridgeTenant: 'KeepMovingAfterThawFailed',
   ServeAgainAfterMoveFailed: 'MoveFailedUnrecorded',
@@ -139,7 +142,17 @@ describe('onboarding pipeline', () => {
     for (const [name, next] of Object.entries({ ...RESTORE_FAILURE_PATH, ...MOVE_FAILURE_PATH })) {
       expect({ name, catch: states[name].Catch }).toEqual({
         name,
-        catch: [expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: next })],
+        catch: [
+          ...(name === 'EmptyMovedInSilo'
+            ? [
+                expect.objectContaining({
+                  ErrorEquals: ['Lambda.ResourceNotFoundException'],
+                  Next: 'RetireMovedInSilo',
+                }),
+              ]
+            : []),
+          expect.objectContaining({ ErrorEquals: ['States.ALL'], Next: next }),
+        ],
       });
     }
     // The failure path's own steps catch into its next step or an end state, never back into it.
@@ -214,7 +227,33 @@ describe('onboarding pipeline', () => {
     expect(states.CheckReady.Retry).toEqual(
       expect.arrayContaining([expect.objectContaining({ ErrorEquals: ['NotReady'], MaxAttempts: 20 })]),
     );
-    expect(def.TimeoutSeconds).toBe(6 * 3600);
+    // The execution outlasts its longest path, a move into a silo rolled back after its seal: each state's own
+    // timeout, and the readiness check's retries (20 s growing 1.2x, 20 times), which deploy nothing.
+    const longest = [
+      'DeployMovePhasePoolToSilo',
+      'CheckMovedSiloReadyPool',
+      'MarkMoveSiloSealedPool',
+      'SealMovePhasePoolToSilo',
+      'MoveOutPoolToSilo',
+      'MarkMoveSiloFilledPool',
+      'RestoreMovedPoolIntoSilo',
+      'ReadMoveFailureReason',
+      'AbortMove',
+      'EmptyMovedInSilo',
+      'RetireMovedInSilo',
+      'DeployWithoutMove',
+      'ForgetRemovedSilo',
+      'ThawMovingPoolTenant',
+      'ServeAgainAfterMoveFailed',
+    ];
+    const ready = (states.CheckMovedSiloReadyPool.Retry as { ErrorEquals: string[] }[]).find((r) =>
+      r.ErrorEquals.includes('NotReady'),
+    ) as unknown as { IntervalSeconds: number; BackoffRate: number; MaxAttempts: number };
+    let waits = 0;
+    for (let i = 0; i < ready.MaxAttempts; i++) waits += ready.IntervalSeconds * ready.BackoffRate ** i;
+    const worst = longest.reduce((sum, name) => sum + Number(states[name].TimeoutSeconds), waits);
+    expect(worst).toBeGreaterThan(7 * 3600);
+    expect(def.TimeoutSeconds).toBeGreaterThan(worst);
     t.hasResourceProperties('AWS::CodeBuild::Project', { TimeoutInMinutes: 90 });
   });
 

@@ -378,7 +378,12 @@ test("pool -> silo: the tenant's own silo runner restores it into its new silo; 
     await moto.put(stuck);
     await moving('flurp', 'pool', 'silo', again);
     tokens.add('move-s2');
-    const out2 = await pool.run({ action: 'moveOut', tenantId: 'flurp', execution: again, taskToken: 'move-s2' });
+    const out2 = await pool.run({
+      action: 'moveOut',
+      tenantId: 'flurp',
+      execution: again,
+      taskToken: 'move-s2',
+    });
     const output2 = answered.get('move-s2')!.output!;
     history(again, 'pool', 'silo', output2);
     expect(

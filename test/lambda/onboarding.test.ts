@@ -1080,6 +1080,7 @@ describe('a move between the pool and bridge cells: accept, the switch, reconcil
     await expect(steps.handler({ ...abort, execution: EXEC_A })).resolves.toEqual({
       tenantId: 'acme',
       moveAborted: true,
+      moveSilo: 'none',
     });
     expect(await moto.get('acme')).toMatchObject({ status: 'moving', moveAborted: true, lock: EXEC_A });
     await steps.handler({
@@ -1095,6 +1096,50 @@ describe('a move between the pool and bridge cells: accept, the switch, reconcil
     await steps.handler({ step: 'switchModel', tenantId: 'acme', execution: EXEC_B });
     await expect(steps.handler({ ...abort, execution: EXEC_B })).rejects.toThrow(steps.LockLost);
     expect((await moto.get('acme'))!.moveAborted).toBeUndefined();
+  });
+
+  test('a move into a silo records how far it built the silo, with the lock, never lowered; the abort reads it; the switch clears it', async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', schema: 'pool', request: kept });
+    await beginning.beginMove(
+      { tenantId: 'acme', to: 'silo' },
+      { execution: EXEC_A, requestedBy: OPS, approver: true },
+    );
+    const mark = (stage: 'sealed' | 'filled' | 'removed', execution = EXEC_A) =>
+      steps.handler({ step: 'markMoveSilo', tenantId: 'acme', execution, stage });
+    await expect(mark('sealed', EXEC_B)).rejects.toThrow(steps.LockLost);
+    expect((await moto.get('acme'))!.moveSilo).toBeUndefined();
+    await expect(mark('sealed')).resolves.toEqual({ tenantId: 'acme', moveSilo: 'sealed' });
+    await expect(mark('filled')).resolves.toEqual({ tenantId: 'acme', moveSilo: 'filled' });
+    // A seal after a fill (a move sent again meets the silo its previous execution filled) keeps `filled`.
+    await expect(mark('sealed')).resolves.toEqual({ tenantId: 'acme', moveSilo: 'filled' });
+    await expect(mark('sealed', EXEC_B)).rejects.toThrow(steps.LockLost);
+    await expect(
+      steps.handler({ step: 'markMoveSilo', tenantId: 'acme', execution: EXEC_A, stage: 'built' as never }),
+    ).rejects.toThrow('stage "built" is not sealed, filled or removed');
+    await expect(steps.handler({ step: 'abortMove', tenantId: 'acme', execution: EXEC_A })).resolves.toEqual({
+      tenantId: 'acme',
+      moveAborted: true,
+      moveSilo: 'filled',
+    });
+    // Left moving after a failed rollback, the same move sent again keeps it; the silo may still be there.
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'acme',
+      execution: EXEC_A,
+      status: 'moving',
+      release: true,
+    });
+    await beginning.beginMove(
+      { tenantId: 'acme', to: 'silo' },
+      { execution: EXEC_B, requestedBy: OPS, approver: true },
+    );
+    expect(await moto.get('acme')).toMatchObject({ status: 'moving', lock: EXEC_B, moveSilo: 'filled' });
+    await expect(mark('removed', EXEC_B)).resolves.toEqual({ tenantId: 'acme', moveSilo: 'removed' });
+    expect((await moto.get('acme'))!.moveSilo).toBeUndefined();
+    await mark('filled', EXEC_B);
+    await steps.handler({ step: 'switchModel', tenantId: 'acme', execution: EXEC_B, schemaVersion: 4 });
+    expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'silo' });
+    expect((await moto.get('acme'))!.moveSilo).toBeUndefined();
   });
 
   test('a purge that died releases the tenant, still active where it is, with the reason; never failed', async () => {

@@ -36,12 +36,18 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
   const seal = onDeployError(
     wf.build(`SealMovePhase${title(from)}ToSilo`, 'deploy', 'steady', '$.tenant.moveRequest'),
   );
-  // From here on a rollback has the silo's runner drop its copy and lifts the silo's protection before it removes
-  // it (builtSiloRemoval), whatever this execution believes of the seal: a seal reported failed may have landed.
-  const built = new sfn.Pass(wf, `MovedInSiloBuilt${title(from)}`, {
-    result: sfn.Result.fromBoolean(true),
-    resultPath: '$.siloBuilt',
-  });
+  // The registry records how far the silo got before each step that takes it further (a rollback reads it there,
+  // whichever execution of the move built the silo: builtSiloRemoval): `sealed` before the deploy that protects
+  // it (one reported failed may have landed), `filled` before its runner may hold the tenant's data.
+  const mark = (stage: 'sealed' | 'filled') =>
+    onRunnerError(
+      wf.step(`MarkMoveSilo${title(stage)}${title(from)}`, {
+        step: 'markMoveSilo',
+        tenantId,
+        execution,
+        stage,
+      }),
+    );
   const restore = siloRunner(
     wf,
     `RestoreMoved${title(from)}IntoSilo`,
@@ -58,10 +64,11 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
   // The silo first (tens of minutes), the freeze and export only then: the link the source's runner hands over is
   // valid for minutes, and the tenant's writes stay frozen only while its data moves.
   create
-    .next(built)
     .next(onDeployError(ready))
+    .next(mark('sealed'))
     .next(seal)
     .next(onRunnerError(out))
+    .next(mark('filled'))
     .next(onRunnerError(restore))
     .next(parts.forgetLink(from, 'silo'))
     .next(parts.switchModel);
@@ -69,28 +76,57 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
 }
 
 /**
- * The rollback of a move into a silo once its create-phase deploy succeeded (sealed or not: a seal reported failed
- * may have landed): the silo's runner removes the copy first (the runner goes with the silo), then a deploy lifts
- * the protection (the `retire` phase), so that `withoutMove` (the deploy without the move) can delete the silo. A
- * create-phase deploy that failed was rolled back by CloudFormation to the stack before it, with nothing protected.
- * A failure of either step goes to `failed`. Returns the first state.
+ * The rollback of a move into a silo, from how far the registry says the silo got (`moveSilo`, read by AbortMove
+ * into `$.aborted`; a move sent again after a failed rollback meets the silo its previous execution left):
+ * - `filled`: the silo's runner empties its copy first (the runner goes with the silo; the removed silo's final
+ *   snapshot then holds no tenant rows), then a deploy lifts the protection (the `retire` phase), so that
+ *   `withoutMove` (the deploy without the move) can delete the silo;
+ * - `sealed`: the protection lifted, then `withoutMove`;
+ * - otherwise the silo was never protected (a create-phase deploy that failed was rolled back by CloudFormation
+ *   to the stack before it): `withoutMove` alone.
+ * A runner not found means no silo is there to empty (its create was rolled back): the protection is lifted
+ * anyway, since the registry's stage says a seal may have landed. A failure of either step goes to `failed`.
  */
 export function builtSiloRemoval(
   wf: OnboardingWorkflow,
   failed: sfn.IChainable,
   withoutMove: sfn.IChainable,
-): sfn.IChainable {
-  const dropSilo = siloRunner(wf, 'DropMovedIntoSilo', { action: 'dropMovedIn', tenantId, execution });
-  dropSilo.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  dropSilo.addRetry({
+): sfn.Choice {
+  const retireSilo = wf.build('RetireMovedInSilo', 'deploy', 'retire', '$.tenant.moveRequest');
+  retireSilo.addCatch(failed, { resultPath: '$.rollbackError' });
+  retireSilo.next(withoutMove);
+  const emptySilo = siloRunner(wf, 'EmptyMovedInSilo', { action: 'dropMovedIn', tenantId, execution });
+  emptySilo.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+  emptySilo.addRetry({
     errors: ['States.ALL'],
     interval: Duration.seconds(10),
     backoffRate: 2,
     maxAttempts: 3,
   });
-  dropSilo.addCatch(failed, { resultPath: '$.rollbackError' });
-  const retireSilo = wf.build('RetireMovedInSilo', 'deploy', 'retire', '$.tenant.moveRequest');
-  retireSilo.addCatch(failed, { resultPath: '$.rollbackError' });
-  dropSilo.next(retireSilo).next(withoutMove);
-  return dropSilo;
+  emptySilo.addCatch(retireSilo, {
+    errors: ['Lambda.ResourceNotFoundException'],
+    resultPath: '$.emptyError',
+  });
+  emptySilo.addCatch(failed, { resultPath: '$.rollbackError' });
+  emptySilo.next(retireSilo);
+  const toSilo = sfn.Condition.stringEquals('$.tenant.movingTo', 'silo');
+  return new sfn.Choice(wf, 'BuiltSiloToRemove')
+    .when(sfn.Condition.and(toSilo, sfn.Condition.stringEquals('$.aborted.moveSilo', 'filled')), emptySilo)
+    .when(sfn.Condition.and(toSilo, sfn.Condition.stringEquals('$.aborted.moveSilo', 'sealed')), retireSilo)
+    .otherwise(withoutMove);
+}
+
+/**
+ * After the rollback's deploy removed the silo: the registry forgets its stage, so a move sent later builds from
+ * nothing. If that write fails the thaw goes on (a later rollback then lifts a protection that is not there).
+ */
+export function forgetRemovedSilo(wf: OnboardingWorkflow, next: sfn.IChainable): sfn.IChainable {
+  const forget = wf.step('ForgetRemovedSilo', {
+    step: 'markMoveSilo',
+    tenantId,
+    execution,
+    stage: 'removed',
+  });
+  forget.addCatch(next, { resultPath: '$.forgetError' });
+  return forget.next(next);
 }

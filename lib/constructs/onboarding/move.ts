@@ -3,7 +3,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { MOVE_DETAIL_TYPES, moveOutStateName } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { execution, tenantId, THROTTLING, title } from './workflow-paths';
-import { intoSilo, builtSiloRemoval } from './move-into-silo';
+import { builtSiloRemoval, forgetRemovedSilo, intoSilo } from './move-into-silo';
 
 const SHARED = ['pool', 'bridge'] as const;
 const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool');
@@ -99,7 +99,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     "removing its place in the other cell (its stack's move deploy) failed too",
   );
   // Marked first: only a move the workflow rolls back has its destination's place removed by the deploy.
-  const abort = wf.step('AbortMove', { step: 'abortMove', tenantId, execution });
+  const abort = wf.step('AbortMove', { step: 'abortMove', tenantId, execution }, '$.aborted');
   abort.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
   const rollback = wf.build('DeployWithoutMove', 'deploy', 'steady', '$.tenant.tenantRequest');
   rollback.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
@@ -120,18 +120,10 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     task.next(thaw);
     drop.when(sfn.Condition.stringEquals('$.tenant.movingTo', model), task);
   }
+  // A silo (emptied before the deploy removed it, builtSiloRemoval): the registry forgets how far it got.
+  drop.when(sfn.Condition.stringEquals('$.tenant.movingTo', 'silo'), forgetRemovedSilo(wf, thaw));
   drop.otherwise(thaw);
-  abort.next(
-    new sfn.Choice(wf, 'BuiltSiloToRemove')
-      .when(
-        sfn.Condition.and(
-          sfn.Condition.stringEquals('$.tenant.movingTo', 'silo'),
-          sfn.Condition.isPresent('$.siloBuilt'),
-        ),
-        builtSiloRemoval(wf, rollbackFailed, rollback),
-      )
-      .otherwise(rollback),
-  );
+  abort.next(builtSiloRemoval(wf, rollbackFailed, rollback));
   rollback.next(drop);
   const genericReason = new sfn.Pass(wf, 'GenericMoveFailureReason', {
     parameters: { reason: sfn.JsonPath.format('{}: {}', tenantId, sfn.JsonPath.stringAt('$.error.Error')) },

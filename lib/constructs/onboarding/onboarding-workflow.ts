@@ -75,8 +75,11 @@ export class OnboardingWorkflow extends Construct {
       // A fixed name: the shared cells' mobility runners compare an execution's state machine with it exactly.
       stateMachineName: ONBOARDING_STATE_MACHINE_NAME,
       definitionBody: sfn.DefinitionBody.fromChainable(this.definition()),
-      // Up to three stack operations of up to 90 minutes each, and the readiness wait.
-      timeout: Duration.hours(6),
+      // The longest path, a move into a silo rolled back after its seal: four deploys (create, seal, retire, the
+      // deploy without the move) of up to 95 minutes each, the readiness wait (about an hour) and three runner
+      // invocations of up to 16 minutes. An execution that times out is reconciled (the tenant left `moving` with
+      // the reason, the registry's record of its silo kept for the move sent again).
+      timeout: Duration.hours(9),
       tracingEnabled: true,
       logs: { destination: props.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });

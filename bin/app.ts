@@ -1,6 +1,6 @@
 import * as path from 'path';
 import { App } from 'aws-cdk-lib';
-import { IsolationModel, TENANT_PHASES, TenantPhase } from '../contracts';
+import { IsolationModel, SILO_PROFILES, SiloProfileName, TENANT_PHASES, TenantPhase } from '../contracts';
 import { moveProblem } from '../lib/constructs/tenant-provisioning';
 import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
 import { movedTenant } from '../lib/move-rules';
@@ -31,10 +31,11 @@ try {
   const request = context('tenantRequest');
   const restoreTenants: string[] = [];
   const movingTenants: Record<string, IsolationModel> = {};
+  const movingProfiles: Record<string, SiloProfileName> = {};
   let tenants = catalog.tenants;
   if (request !== undefined && request !== '') {
     const source = '-c tenantRequest';
-    let raw: { restore?: unknown; movingTo?: unknown } & Record<string, unknown>;
+    let raw: { restore?: unknown; movingTo?: unknown; movingProfile?: unknown } & Record<string, unknown>;
     try {
       raw = typeof request === 'string' ? JSON.parse(request) : request;
     } catch (e) {
@@ -43,8 +44,9 @@ try {
       ]);
     }
     // Beside the tenant's request as the registry keeps it, what this deploy does with it: bring back kept data
-    // (restore), or add its place in the cell it moves to (movingTo: the onboarding workflow's move).
-    const { restore, movingTo, ...entry } = raw;
+    // (restore), or add its place in the cell it moves to (movingTo: the onboarding workflow's move; into a silo,
+    // of the cost profile movingProfile).
+    const { restore, movingTo, movingProfile, ...entry } = raw;
     const { tenant, problems } = parseTenant(entry, 'the request');
     if (!tenant) throw new CatalogError(source, problems);
     // A catalog tenant's request (as the registry keeps it) is the catalog's own entry: nothing to add; or that
@@ -54,7 +56,7 @@ try {
     const movedFromCatalog =
       inCatalog !== undefined &&
       inCatalog.model !== tenant.model &&
-      tenantRequestOf(movedTenant(inCatalog, tenant.model)) === tenantRequestOf(tenant);
+      tenantRequestOf(movedTenant(inCatalog, tenant.model, tenant.silo?.profile)) === tenantRequestOf(tenant);
     if (movedFromCatalog) tenants = tenants.map((t) => (t.id === tenant.id ? tenant : t));
     else if (inCatalog && tenantRequestOf(inCatalog) !== tenantRequestOf(tenant)) {
       throw new CatalogError(source, [
@@ -72,6 +74,14 @@ try {
       const problem = moveProblem(tenant, movingTo);
       if (problem) throw new FleetError(`${source}: movingTo: ${problem}`);
       movingTenants[tenant.id] = movingTo as IsolationModel;
+    }
+    if (movingProfile !== undefined) {
+      if (movingTo !== 'silo' || !SILO_PROFILES.includes(movingProfile as SiloProfileName)) {
+        throw new FleetError(
+          `${source}: movingProfile is ${JSON.stringify(movingProfile)}: give one of ${SILO_PROFILES.join(', ')}, with movingTo "silo" only`,
+        );
+      }
+      movingProfiles[tenant.id] = movingProfile as SiloProfileName;
     }
   }
   const phase = context('tenantPhase');
@@ -96,6 +106,7 @@ try {
       tenantPhase: phase as TenantPhase | undefined,
       restoreTenants,
       movingTenants,
+      movingProfiles,
       apiArchitecture: architecture as 'arm64' | 'x86_64' | undefined,
       siloIpamPoolId: context('siloIpamPoolId'),
       domain: zoneId && zoneName ? { zoneId, zoneName } : undefined,

@@ -88,6 +88,8 @@ export interface RegistryItem {
   readonly upgradeFailure?: string;
   /** While `moving`: the model its data is being moved to. */
   readonly movingTo?: IsolationModel;
+  /** While `moving` into a silo: the silo's cost profile, when the move named one (else `standard`). */
+  readonly moveProfile?: SiloProfileName;
   /**
    * A move between cells failed before its switch and is being rolled back (set by the workflow, cleared with the
    * lock): only then does the destination cell's provisioner remove the place it built on the stack's Delete. Any
@@ -146,6 +148,7 @@ const FIELD_TYPES: { readonly [K in keyof Omit<RegistryItem, 'tenantId'>]-?: 'S'
   upgradeStatus: 'S',
   upgradeFailure: 'S',
   movingTo: 'S',
+  moveProfile: 'S',
   moveAborted: 'BOOL',
   moveSilo: 'S',
   keptCopy: 'S',

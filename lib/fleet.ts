@@ -11,6 +11,7 @@ import {
   BOOTSTRAP_QUALIFIERS,
   DeployScopeName,
   IsolationModel,
+  SiloProfileName,
   permissionsBoundaryName,
   LIFECYCLE_METADATA_KEY,
   STACK_NAMES,
@@ -52,6 +53,11 @@ export interface FleetOptions {
    * @default - none
    */
   readonly movingTenants?: Readonly<Record<string, IsolationModel>>;
+  /**
+   * Tenants moving into a silo with a cost profile other than the default (the move request's `profile`).
+   * @default - none
+   */
+  readonly movingProfiles?: Readonly<Record<string, SiloProfileName>>;
   /** @default 'arm64' */
   readonly apiArchitecture?: ApiArchitecture;
   /** @default - the Platform stack creates an IPAM and a pool */
@@ -177,6 +183,7 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
       domain: options.domain,
       restore: options.restoreTenants?.includes(t.id),
       movingTo: options.movingTenants?.[t.id],
+      movingProfile: options.movingProfiles?.[t.id],
       description: `Tenant ${t.id} (${t.model})`,
     });
     stack.addStackDependency(platform, 'reads the registry, the image and the address pool from SSM');

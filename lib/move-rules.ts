@@ -3,14 +3,16 @@
  * the pool and bridge cells). Pure, as onboarding-rules.ts.
  */
 import { tenantIdProblem } from '../db/naming';
-import type { IsolationModel } from '../contracts';
+import { SILO_PROFILES, type IsolationModel, type SiloProfileName } from '../contracts';
 import { CatalogError, parseTenant, Tenant, tenantRequestOf } from './catalog';
 import { ExistingTenant, RequestRejected } from './onboarding-rules';
 
-/** `{ tenantId, to }`: move the tenant, with its data, to the `to` cell. */
+/** `{ tenantId, to, profile }`: move the tenant, with its data, to the `to` cell (into a silo: of `profile`). */
 export interface MoveRequest {
   readonly tenantId?: unknown;
   readonly to?: unknown;
+  /** Into a silo only: its cost profile (default `standard`). */
+  readonly profile?: unknown;
 }
 
 const SHARED = ['pool', 'bridge'];
@@ -19,13 +21,20 @@ const MOVE_DESTINATIONS = ['pool', 'bridge', 'silo'];
 
 /**
  * A move request against what the registry holds: an active pool or bridge tenant that nobody holds, with no copy
- * kept from an earlier move, to the other shared cell or into a silo of its own (its default profile); or one an
- * earlier move of it to the same place left `moving` (its rollback failed), which a new request finishes.
+ * kept from an earlier move, to the other shared cell or into a silo of its own (of `profile`, by default
+ * `standard`); or one an earlier move of it to the same place (and profile) left `moving` (its rollback failed),
+ * which a new request finishes.
  */
 export function checkMove(
   request: MoveRequest,
-  existing: (ExistingTenant & { keptCopy?: string; request?: string }) | undefined,
-): { tenantId: string; from: 'pool' | 'bridge'; to: IsolationModel; stuck: boolean } {
+  existing: (ExistingTenant & { keptCopy?: string; request?: string; moveProfile?: string }) | undefined,
+): {
+  tenantId: string;
+  from: 'pool' | 'bridge';
+  to: IsolationModel;
+  profile?: SiloProfileName;
+  stuck: boolean;
+} {
   const problem = tenantIdProblem(request.tenantId);
   if (problem) throw new RequestRejected(`move request: tenant id ${problem}`);
   const tenantId = request.tenantId as string;
@@ -34,6 +43,17 @@ export function checkMove(
   const to = request.to;
   if (typeof to !== 'string' || !MOVE_DESTINATIONS.includes(to)) {
     throw new RequestRejected(`move request: "to" is ${JSON.stringify(to)}: use "pool", "bridge" or "silo"`);
+  }
+  const profile = request.profile;
+  if (profile !== undefined && to !== 'silo') {
+    throw new RequestRejected(
+      `move request: "profile" is ${JSON.stringify(profile)}, but a profile is a silo's: give it with "to": "silo" only`,
+    );
+  }
+  if (profile !== undefined && !SILO_PROFILES.includes(profile as SiloProfileName)) {
+    throw new RequestRejected(
+      `move request: "profile" is ${JSON.stringify(profile)}: use one of ${SILO_PROFILES.join(', ')} (README "Silo cost profiles")`,
+    );
   }
   if (!existing) throw refuse('is unknown');
   if (existing.lock) {
@@ -45,6 +65,12 @@ export function checkMove(
     );
   }
   const stuck = existing.status === 'moving' && existing.movingTo === to;
+  // A move sent again finishes the one left moving, into the silo it may have built: with the same profile.
+  if (stuck && (existing.moveProfile ?? 'standard') !== (profile ?? 'standard')) {
+    throw refuse(
+      `is moving into a silo of profile ${existing.moveProfile ?? 'standard'} (its rollback failed): send the same move again with --profile ${existing.moveProfile ?? 'standard'} to finish it`,
+    );
+  }
   if (existing.status !== 'active' && !stuck) {
     throw refuse(
       `is ${existing.status}${existing.status === 'moving' ? ` to ${existing.movingTo ?? 'another model'}` : ''}: only an active tenant is moved`,
@@ -61,7 +87,13 @@ export function checkMove(
       `still has the ${existing.keptCopy} copy its last move kept (the registry records one kept copy a tenant at a time): remove it first (npm run request -- purge --tenant ${tenantId})`,
     );
   }
-  return { tenantId, from: existing.model as 'pool' | 'bridge', to: to as IsolationModel, stuck };
+  return {
+    tenantId,
+    from: existing.model as 'pool' | 'bridge',
+    to: to as IsolationModel,
+    ...(profile !== undefined ? { profile: profile as SiloProfileName } : {}),
+    stuck,
+  };
 }
 
 /**
@@ -99,14 +131,17 @@ export function movedTo(t: Tenant, to: IsolationModel): Tenant {
 }
 
 /**
- * The tenant as it is once moved to `to`, with the settings its new model gives it (a silo's default profile and
- * settings): its request as moved, validated by the catalog's rules.
+ * The tenant as it is once moved to `to`, with the settings its new model gives it (into a silo: `profile`, by
+ * default `standard`, and its settings): its request as moved, validated by the catalog's rules.
  */
-export function movedTenant(t: Tenant, to: IsolationModel): Tenant {
-  const { tenant, problems } = parseTenant(
-    JSON.parse(tenantRequestOf(movedTo(t, to))),
-    `tenant "${t.id}" moved to ${to}`,
-  );
+export function movedTenant(t: Tenant, to: IsolationModel, profile?: SiloProfileName): Tenant {
+  if (profile !== undefined && to !== 'silo') {
+    throw new Error(`tenant "${t.id}" moved to ${to}: profile ${profile} is a silo's`);
+  }
+  const raw = JSON.parse(tenantRequestOf(movedTo(t, to))) as { settings: Record<string, unknown> };
+  // The profile's own settings (its instance class, Multi-AZ) follow from it, as in a catalog entry naming it.
+  if (profile !== undefined) raw.settings.profile = profile;
+  const { tenant, problems } = parseTenant(raw, `tenant "${t.id}" moved to ${to}`);
   if (!tenant) throw new CatalogError(`tenant "${t.id}" moved to ${to}`, problems);
   return tenant;
 }
@@ -116,7 +151,7 @@ export function movedTenant(t: Tenant, to: IsolationModel): Tenant {
  * records, and what the deploy after it builds the tenant's stack from. Throws CatalogError when `kept` is not a
  * valid request.
  */
-export function movedRequest(kept: string, to: IsolationModel): string {
+export function movedRequest(kept: string, to: IsolationModel, profile?: SiloProfileName): string {
   let raw: unknown;
   try {
     raw = JSON.parse(kept);
@@ -127,5 +162,5 @@ export function movedRequest(kept: string, to: IsolationModel): string {
   }
   const { tenant, problems } = parseTenant(raw, 'the kept request');
   if (!tenant) throw new CatalogError('the kept request', problems);
-  return tenantRequestOf(movedTenant(tenant, to));
+  return tenantRequestOf(movedTenant(tenant, to, profile));
 }

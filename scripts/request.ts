@@ -4,7 +4,7 @@
  *                      [--url <entry URL>]
  *   npm run request -- offboard --tenant <id> [--url <entry URL>]
  *   npm run request -- restore --tenant <id> --from <archive key> | --abandon [--url <entry URL>]
- *   npm run request -- move --tenant <id> --to <pool|bridge|silo> [--url <entry URL>]
+ *   npm run request -- move --tenant <id> --to <pool|bridge|silo> [--profile <silo profile>] [--url <entry URL>]
  *   npm run request -- purge --tenant <id> [--url <entry URL>]
  *
  * Sends an onboarding, offboarding, restore, move or purge request to the Onboarding stack's entry with your AWS credentials (the usual
@@ -128,8 +128,9 @@ const USAGE =
   "         tenant's own archives over its data; what it holds is exported first)\n" +
   '       npm run request -- restore --tenant <id> --abandon [--url <entry URL>]   (approvers: thaws a tenant a failed restore\n' +
   '         left frozen; it serves again with the data it has)\n' +
-  '       npm run request -- move --tenant <id> --to <pool|bridge|silo> [--url <entry URL>]   (approvers: moves a pool or\n' +
-  '         bridge tenant with its data to the other shared cell, or into a silo of its own; it answers 503 meanwhile)\n' +
+  '       npm run request -- move --tenant <id> --to <pool|bridge|silo> [--profile <standard|production|idle-friendly>]\n' +
+  '         [--url <entry URL>]   (approvers: moves a pool or bridge tenant with its data to the other shared cell, or into\n' +
+  '         a silo of its own, of the profile given (default standard); it answers 503 meanwhile)\n' +
   '       npm run request -- purge --tenant <id> [--url <entry URL>]   (approvers: removes the copy a move kept in the\n' +
   "         cell the tenant left, and the tenant's archives there)";
 
@@ -182,7 +183,12 @@ async function main(): Promise<number> {
           ? { tenantId, abandon: true }
           : { tenantId, from: flag(args, 'from') }
         : action === 'move'
-          ? { tenantId, to: flag(args, 'to') }
+          ? {
+              tenantId,
+              to: flag(args, 'to'),
+              // Into a silo: its cost profile (the entry checks it).
+              ...(flag(args, 'profile') !== undefined ? { profile: flag(args, 'profile') } : {}),
+            }
           : { tenantId };
   const url = await entryUrl(args);
   const region = /\.lambda-url\.([a-z0-9-]+)\.on\.aws/.exec(new URL(url).hostname)?.[1];

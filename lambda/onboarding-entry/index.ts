@@ -8,7 +8,7 @@
  *   POST { "payload": "<JSON: { action: onboard | offboard, request: { tenantId, name, model, settings,
  *          adminEmail, restore, restoreFrom, restoreFromModel } }>", "proof": { url, headers, body } }
  *   POST { "payload": "<JSON: { action: restore, request: { tenantId, from } }>", "proof": ... }
- *   POST { "payload": "<JSON: { action: move, request: { tenantId, to } }>", "proof": ... }
+ *   POST { "payload": "<JSON: { action: move, request: { tenantId, to, profile } }>", "proof": ... }
  *   POST { "payload": "<JSON: { action: purge, request: { tenantId } }>", "proof": ... }
  *
  * A request within the catalog rules may come from a named requester; one outside them (a large instance

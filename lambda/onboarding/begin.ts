@@ -220,7 +220,7 @@ export async function beginRestore(request: RestoreRequest, who: Requester): Pro
 export async function beginMove(request: MoveRequest, who: Requester): Promise<AcceptedTenant> {
   const id = tenantIdProblem(request.tenantId) ? undefined : (request.tenantId as string);
   const existing = id ? await readItem(id) : undefined;
-  const { tenantId, from, to, stuck } = checkMove(request, existing);
+  const { tenantId, from, to, profile, stuck } = checkMove(request, existing);
   if (!who.approver) {
     throw new ApprovalRequired(
       `move request: moving tenant "${tenantId}" to ${to} stops its service while its data is copied, so only an approver may request it; nothing was changed`,
@@ -231,6 +231,7 @@ export async function beginMove(request: MoveRequest, who: Requester): Promise<A
     {
       status: 'moving',
       movingTo: to,
+      ...(profile !== undefined ? { moveProfile: profile } : {}),
       requestedBy: `${who.requestedBy} (approver)`,
       lock: who.execution,
     },
@@ -240,6 +241,7 @@ export async function beginMove(request: MoveRequest, who: Requester): Promise<A
       'restoreArchive',
       'restoreArchiveModel',
       'moveAborted',
+      ...(profile === undefined ? (['moveProfile'] as const) : []),
       // A move stuck after a failed rollback keeps what its silo's stage was: the silo may still be there.
       ...(stuck ? [] : (['failureReason', 'moveSilo'] as const)),
     ],

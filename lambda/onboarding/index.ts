@@ -255,7 +255,7 @@ async function setStatus(e: Extract<Step, { step: 'setStatus' }>): Promise<Recor
       ...(reason ? [] : (['failureReason'] as const)),
       ...(e.release ? RELEASED : []),
       // A restore over the tenant's data ends where the tenant is (unless it stays frozen: `moving`).
-      ...(e.release && e.status !== 'moving' ? (['movingTo'] as const) : []),
+      ...(e.release && e.status !== 'moving' ? (['movingTo', 'moveProfile'] as const) : []),
       ...(e.status === 'failed' ? [] : (['failedDuring'] as const)),
     ],
     { lockedBy: e.execution },
@@ -320,7 +320,7 @@ async function reconcile(e: Extract<Step, { step: 'reconcile' }>): Promise<Recor
       {
         status: 'moving',
         failureReason: move
-          ? `${reason}; the tenant may still be frozen: request the move again to finish it (npm run request -- move --tenant ${tenantId as string} --to ${item.movingTo!})`
+          ? `${reason}; the tenant may still be frozen: request the move again to finish it (npm run request -- move --tenant ${tenantId as string} --to ${item.movingTo!}${item.moveProfile ? ` --profile ${item.moveProfile}` : ''})`
           : `${reason}; the tenant may still be frozen: request the restore again to finish it, or abandon it (npm run request -- restore --tenant ${tenantId as string} --abandon)`,
       },
       RELEASED,

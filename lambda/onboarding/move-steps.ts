@@ -33,12 +33,13 @@ export function acceptPurge(item: RegistryItem): Record<string, unknown> {
  * accept, for a move out of the pool or bridge cell: `moving` to the other cell or into a silo (the entry checked the models and
  * that the registry keeps the tenant's request). The deploy jobs build its stack from the kept request: with its
  * place in the other cell added (moveRequest), as it was (tenantRequest: the rollback), and as moved (movedRequest).
+ * Into a silo, both name its profile when the move did (`movingProfile`; the request as moved, `settings.profile`).
  */
 export function acceptMove(item: RegistryItem): Record<string, unknown> {
   const kept = item.request ?? '';
   let moved: string;
   try {
-    moved = movedRequest(kept, item.movingTo!);
+    moved = movedRequest(kept, item.movingTo!, item.moveProfile);
   } catch (e) {
     throw new RequestRejected(
       `tenant "${item.tenantId}"'s request as the registry keeps it cannot be moved (${(e as Error).message}): nothing was changed`,
@@ -53,7 +54,11 @@ export function acceptMove(item: RegistryItem): Record<string, unknown> {
     stackName: tenantStackName(item.tenantId),
     hostname: request.settings?.hostname ?? item.tenantId,
     tenantRequest: kept,
-    moveRequest: JSON.stringify({ ...JSON.parse(kept), movingTo: item.movingTo }),
+    moveRequest: JSON.stringify({
+      ...JSON.parse(kept),
+      movingTo: item.movingTo,
+      ...(item.moveProfile ? { movingProfile: item.moveProfile } : {}),
+    }),
     movedRequest: moved,
     // Into a silo: its own runner, by name (the workflow may invoke the silos' runners, by their names' pattern).
     ...(item.movingTo === 'silo' ? { mobilityRunner: siloMobilityRunnerName(item.tenantId) } : {}),
@@ -92,12 +97,12 @@ export async function switchModel(
       model: to,
       status: 'active',
       schema: dataModel(to).schemaOf(item.tenantId, {}),
-      request: movedRequest(item.request ?? '', to),
+      request: movedRequest(item.request ?? '', to, item.moveProfile),
       keptCopy: item.model,
       releasedBy: e.execution,
       ...(Number.isInteger(version) && version > 0 ? { schemaVersion: version } : {}),
     },
-    [...RELEASED, 'movingTo', 'failureReason', 'failedDuring', 'moveSilo'],
+    [...RELEASED, 'movingTo', 'moveProfile', 'failureReason', 'failedDuring', 'moveSilo'],
     { lockedBy: e.execution, statusIn: ['moving'] },
   );
   if (!written) {

@@ -4,7 +4,13 @@ import * as route53 from 'aws-cdk-lib/aws-route53';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { CatalogError, parseTenant, Tenant, tenantRequestOf } from '../catalog';
 import { movedTenant, movedTo } from '../move-rules';
-import { IsolationModel, PROVISIONER_RESOURCE_TYPES, ssmNames, TenantPhase } from '../../contracts';
+import {
+  IsolationModel,
+  PROVISIONER_RESOURCE_TYPES,
+  SiloProfileName,
+  ssmNames,
+  TenantPhase,
+} from '../../contracts';
 import { ApiImage, ApiImageRef } from './api-image';
 import { Cell, SCHEMA_VERSION } from './cell';
 import { siloProfile } from '../silo-profiles';
@@ -81,6 +87,11 @@ export interface TenantProvisioningProps {
    * @default - not moving
    */
   readonly movingTo?: IsolationModel;
+  /**
+   * A move into a silo: the silo's cost profile (the catalog's `settings.profile`).
+   * @default 'standard'
+   */
+  readonly movingProfile?: SiloProfileName;
 }
 
 /**
@@ -121,6 +132,11 @@ export class TenantProvisioning extends Construct {
     this.tenant = t;
     const moving = props.movingTo !== undefined && moveProblem(t, props.movingTo);
     if (moving) throw new Error(`TenantProvisioning ${id}: ${moving}`);
+    if (props.movingProfile !== undefined && props.movingTo !== 'silo') {
+      throw new Error(
+        `TenantProvisioning ${id}: movingProfile ${props.movingProfile} is a silo's cost profile: give it with movingTo 'silo' only`,
+      );
+    }
     let serviceToken: string;
     if (t.model === 'silo') {
       this.cell = siloCell(this, t, props);
@@ -135,8 +151,8 @@ export class TenantProvisioning extends Construct {
     if (this.cell) this.tenantResource.node.addDependency(this.cell.bootstrap);
     if (props.movingTo === 'silo') {
       // Into a silo of its own: the whole cell, built beside the tenant's place in its shared cell, as the tenant
-      // will be (its request as moved: the silo's default profile and settings).
-      const moved = movedTenant(t, 'silo');
+      // will be (its request as moved: the profile the move names, by default `standard`, and its settings).
+      const moved = movedTenant(t, 'silo', props.movingProfile);
       this.cell = siloCell(this, moved, props);
       this.destinationResource = tenantResource(this, moved, this.cell.provisioner.serviceToken);
       this.destinationResource.node.addDependency(this.cell.bootstrap);

@@ -173,6 +173,41 @@ describe('cdk synth from the command line', () => {
     expect(both.Resources.Tenant.Type).toBe('Custom::BridgeTenant');
     expect(both.Resources.TenantSilo.Type).toBe('Custom::SiloTenant');
     expect(Object.values(both.Resources).filter((r) => r.Type === 'AWS::RDS::DBInstance')).toHaveLength(1);
+    // Into a silo of the profile the move names (the compliance packs pass on it as on any silo: synth fails on a
+    // finding); the last deploy of a catalog tenant moved into such a silo builds the entry as moved.
+    const idle = cdkSynth([
+      '-c',
+      'tenant=initrode',
+      '-c',
+      'tenantRequest={"id":"initrode","name":"Initrode","model":"bridge","movingTo":"silo","movingProfile":"idle-friendly"}',
+    ]);
+    expect({ status: idle.status, stderr: idle.status ? idle.stderr : '' }).toEqual({
+      status: 0,
+      stderr: '',
+    });
+    const idleBoth = JSON.parse(
+      fs.readFileSync(path.join(idle.out, 'Tenant-initrode.template.json'), 'utf8'),
+    ) as { Resources: Record<string, { Type: string }> };
+    expect(idleBoth.Resources.Tenant.Type).toBe('Custom::BridgeTenant');
+    expect(Object.values(idleBoth.Resources).filter((r) => r.Type === 'AWS::RDS::DBCluster')).toHaveLength(1);
+    const movedIdle = cdkSynth([
+      '-c',
+      'tenant=acme',
+      '-c',
+      'tenantRequest={"id":"acme","name":"Acme Corp","model":"silo","firstModel":"pool","settings":{"deletionPolicy":"retain","profile":"idle-friendly","backupRetentionDays":14}}',
+    ]);
+    expect(movedIdle.stderr).not.toContain('already defines this tenant differently');
+    expect(movedIdle.status).toBe(0);
+    const badProfile = cdkSynth([
+      '-c',
+      'tenant=initrode',
+      '-c',
+      'tenantRequest={"id":"initrode","name":"Initrode","model":"bridge","movingTo":"pool","movingProfile":"production"}',
+    ]);
+    expect(badProfile.status).not.toBe(0);
+    expect(badProfile.stderr).toContain(
+      '-c tenantRequest: movingProfile is "production": give one of standard, production, idle-friendly, with movingTo "silo" only',
+    );
     // Out of a silo: not built.
     const out2 = cdkSynth([
       '-c',

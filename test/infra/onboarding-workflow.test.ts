@@ -1513,6 +1513,37 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       expect(purged!.keptCopy).toBeUndefined();
     });
 
+    test('into a silo of the profile the move names: every deploy builds that profile, and the registry keeps it', async () => {
+      const r = await ask('move', { tenantId: 'acme', to: 'silo', profile: 'production' });
+      expect(r.status).toBe('SUCCEEDED');
+      const movedProduction = JSON.stringify({
+        id: 'acme',
+        name: 'Acme',
+        model: 'silo',
+        firstModel: 'pool',
+        settings: {
+          deletionPolicy: 'retain',
+          profile: 'production',
+          instanceClass: 't4g.small',
+          multiAz: true,
+          backupRetentionDays: 14,
+        },
+      });
+      const withProfile = JSON.stringify({
+        ...JSON.parse(kept),
+        movingTo: 'silo',
+        movingProfile: 'production',
+      });
+      expect(builds.map((b) => [b.phase, b.request])).toEqual([
+        ['create', withProfile],
+        ['steady', withProfile],
+        ['steady', movedProduction],
+      ]);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({ status: 'active', model: 'silo', request: movedProduction });
+      expect(item!.moveProfile).toBeUndefined();
+    });
+
     test("a restore that fails after the seal: the silo's runner empties its copy, its protection is lifted, the silo removed, thawed in pool", async () => {
       const why = "the handed-over copy of tenants/acme/x.tfa (from the pool cell's runner) has SHA-256 ...";
       runners((p) => (p.action === 'restore' ? why : undefined));

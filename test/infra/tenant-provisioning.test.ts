@@ -133,6 +133,7 @@ describe('a move into a silo, as the deploys CloudFormation runs', () => {
     movingTo?: 'silo',
     domain?: { zoneId: string; zoneName: string },
     phase?: 'create' | 'steady' | 'retire',
+    movingProfile?: 'standard' | 'production' | 'idle-friendly',
   ): TemplateJson => {
     const app = newApp();
     const stack = new Stack(app, 'Tenant-acme', { env: { region: 'us-east-1' } });
@@ -140,6 +141,7 @@ describe('a move into a silo, as the deploys CloudFormation runs', () => {
       tenant: TenantProvisioning.tenantFrom(request, 'request'),
       ipamPoolId: 'ipam-pool-0123456789abcdef0',
       ...(movingTo ? { movingTo } : {}),
+      ...(movingProfile ? { movingProfile } : {}),
       ...(domain ? { domain } : {}),
       ...(phase ? { phase } : {}),
     });
@@ -193,6 +195,26 @@ describe('a move into a silo, as the deploys CloudFormation runs', () => {
     expect(rollback.deleted.sort()).toEqual([...added.created].sort());
     expect(added.created).toEqual(
       expect.arrayContaining(['TenantSilo', 'ApiEndpointA9C748C3', ...cellIds(during)]),
+    );
+  });
+
+  test('into an idle-friendly silo (the move names the profile): that profile built beside the pool place; the last deploy removes only that', () => {
+    const before = templateOf(pool);
+    const during = templateOf(pool, 'silo', undefined, undefined, 'idle-friendly');
+    const after = templateOf({ ...siloAfter, settings: { profile: 'idle-friendly' } });
+    const types = (t: TemplateJson) => Object.values(t.Resources).map((r) => r.Type);
+    expect(types(during)).toContain('AWS::RDS::DBCluster');
+    expect(types(during)).not.toContain('AWS::EC2::NatGateway');
+    expect(JSON.parse(during.Resources.TenantSilo.Properties!.Request as string).settings).toMatchObject({
+      profile: 'idle-friendly',
+    });
+    expect(refusedUpdate(before, during)).toEqual([]);
+    expect(updatePlan(before, during).deleted).toEqual([]);
+    expect(refusedUpdate(during, after)).toEqual([]);
+    expect(updatePlan(during, after)).toEqual({ created: [], deleted: ['Tenant'], updated: [] });
+    // A profile is a silo's: with no move into a silo it is refused.
+    expect(() => templateOf(pool, undefined, undefined, undefined, 'production')).toThrow(
+      "movingProfile production is a silo's cost profile: give it with movingTo 'silo' only",
     );
   });
 

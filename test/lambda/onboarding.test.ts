@@ -1098,6 +1098,89 @@ describe('a move between the pool and bridge cells: accept, the switch, reconcil
     expect((await moto.get('acme'))!.moveAborted).toBeUndefined();
   });
 
+  test('a move into a silo of a named profile: checked, recorded, built and switched with it; a move sent again keeps it', async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', schema: 'pool', request: kept });
+    const approver = (execution: string) => ({ execution, requestedBy: OPS, approver: true });
+    const before = await moto.get('acme');
+    for (const [request, message] of [
+      [{ to: 'bridge', profile: 'production' }, '"profile" is "production", but a profile is a silo\'s'],
+      [
+        { to: 'silo', profile: 'cheap' },
+        '"profile" is "cheap": use one of standard, production, idle-friendly',
+      ],
+    ] as const) {
+      await expect(beginning.beginMove({ tenantId: 'acme', ...request }, approver(EXEC_A))).rejects.toThrow(
+        message,
+      );
+    }
+    expect(await moto.get('acme')).toEqual(before);
+    const tenant = await beginning.beginMove(
+      { tenantId: 'acme', to: 'silo', profile: 'idle-friendly' },
+      approver(EXEC_A),
+    );
+    expect(await moto.get('acme')).toMatchObject({
+      status: 'moving',
+      movingTo: 'silo',
+      moveProfile: 'idle-friendly',
+    });
+    const accepted = await steps.handler({ step: 'accept', execution: EXEC_A, input: { tenant } });
+    const moved = JSON.stringify({
+      id: 'acme',
+      name: 'Acme',
+      model: 'silo',
+      firstModel: 'pool',
+      settings: {
+        deletionPolicy: 'retain',
+        hostname: 'ac',
+        profile: 'idle-friendly',
+        backupRetentionDays: 14,
+      },
+    });
+    expect(accepted).toMatchObject({
+      moveRequest: JSON.stringify({ ...JSON.parse(kept), movingTo: 'silo', movingProfile: 'idle-friendly' }),
+      movedRequest: moved,
+    });
+    // Its rollback failed: a move sent again finishes it into the same profile's silo, and only that.
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'acme',
+      execution: EXEC_A,
+      status: 'moving',
+      release: true,
+    });
+    expect((await moto.get('acme'))!.moveProfile).toBe('idle-friendly');
+    for (const profile of [undefined, 'production']) {
+      await expect(
+        beginning.beginMove(
+          { tenantId: 'acme', to: 'silo', ...(profile ? { profile } : {}) },
+          approver(EXEC_B),
+        ),
+      ).rejects.toThrow('send the same move again with --profile idle-friendly to finish it');
+    }
+    await beginning.beginMove({ tenantId: 'acme', to: 'silo', profile: 'idle-friendly' }, approver(EXEC_B));
+    await steps.handler({ step: 'switchModel', tenantId: 'acme', execution: EXEC_B, schemaVersion: 4 });
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'active', model: 'silo', request: moved });
+    expect(item!.moveProfile).toBeUndefined();
+  });
+
+  test("a move's profile goes with a rollback that serves the tenant again", async () => {
+    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', schema: 'pool', request: kept });
+    await beginning.beginMove(
+      { tenantId: 'acme', to: 'silo', profile: 'production' },
+      { execution: EXEC_A, requestedBy: OPS, approver: true },
+    );
+    await steps.handler({
+      step: 'setStatus',
+      tenantId: 'acme',
+      execution: EXEC_A,
+      status: 'active',
+      release: true,
+    });
+    const item = await moto.get('acme');
+    for (const gone of ['movingTo', 'moveProfile', 'lock'] as const) expect(item![gone]).toBeUndefined();
+  });
+
   test('a move into a silo records how far it built the silo, with the lock, never lowered; the abort reads it; the switch clears it', async () => {
     await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', schema: 'pool', request: kept });
     await beginning.beginMove(

@@ -80,7 +80,23 @@ export function onboardingExecutionName(
 ): string {
   const m = model === 'pool' || model === 'bridge' || model === 'silo' ? model : 'x';
   const id = String(tenantId);
-  return `${action}_${m}_${tenantMark(id)}_${id.replace(/[^a-z0-9-]/g, '').slice(0, 22)}-${now}-${random}`;
+  return `${action}_${m}_${tenantMark(id)}_${executionIdPart(id)}-${now}-${random}`;
+}
+
+/** The part of an execution's name that spells its tenant's id: its first 22 characters (names hold 80). */
+const executionIdPart = (tenantId: string) => tenantId.replace(/[^a-z0-9-]/g, '').slice(0, 22);
+
+/**
+ * The IAM pattern of one tenant's executions of `action` for `model`: its mark and the start of its id, then the
+ * `-` that follows them. The mark alone is FNV-1a, which chosen ids can collide: another id would have to share the
+ * first 22 characters too (all of an id that short).
+ */
+export function tenantExecutionsPattern(
+  action: string,
+  model: 'pool' | 'bridge' | 'silo',
+  tenantId: string,
+): string {
+  return `${action}_${model}_${tenantMark(tenantId)}_${executionIdPart(tenantId)}-*`;
 }
 
 /** An archive's key in its cell's bucket, as an export writes it: `tenants/<tenant id>/<name>.tfa`. */

@@ -6,7 +6,7 @@
 import { Construct } from 'constructs';
 import { ArnFormat, CfnResource, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { ONBOARDING_STATE_MACHINE_NAME, tenantMark } from '../../contracts';
+import { ONBOARDING_STATE_MACHINE_NAME, tenantExecutionsPattern } from '../../contracts';
 import { ack, AWS_SOLUTIONS, partitionOf } from '../nag';
 
 /** What this module needs of the runner's props. */
@@ -75,14 +75,14 @@ function onboardingReads(
       {
         sid: 'ReadOwnOnboardings',
         actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-        pattern: `onboard_silo_${tenantMark(props.tenantId!)}_*`,
-        why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that onboard this silo's own tenant (the mark in their names is its id's): the runner restores another cell's archive into it only for a running one, started for it, with the digest and link that cell's runner handed to it.",
+        pattern: tenantExecutionsPattern('onboard', 'silo', props.tenantId!),
+        why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that onboard this silo's own tenant (their names carry its id's mark and start): the runner restores another cell's archive into it only for a running one, started for it, with the digest and link that cell's runner handed to it.",
       },
       {
         sid: 'ReadOwnMovesHere',
         actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-        pattern: `move_silo_${tenantMark(props.tenantId!)}_*`,
-        why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that move this silo's own tenant into it (the mark in their names is its id's): the runner restores the tenant only for a running one, started to move it here, with the digest and link the shared cell's runner handed to it.",
+        pattern: tenantExecutionsPattern('move', 'silo', props.tenantId!),
+        why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that move this silo's own tenant into it (their names carry its id's mark and start): the runner restores the tenant only for a running one, started to move it here, with the digest and link the shared cell's runner handed to it.",
       },
     ];
   }

@@ -6,6 +6,7 @@ import {
   EVENT_SOURCE,
   onboardingExecutionName,
   siloMobilityRunnerName,
+  tenantExecutionsPattern,
   tenantMark,
   PROVISIONER_RESOURCE_TYPES,
   BOOTSTRAP_QUALIFIERS,
@@ -111,6 +112,26 @@ describe('names the IAM patterns rely on', () => {
     const other = onboardingExecutionName('onboard', 'silo', `x-${tenantMark('wonka')}`, 1, 'ff');
     expect(other.startsWith(`onboard_silo_${tenantMark('wonka')}_`)).toBe(false);
     expect(onboardingExecutionName('onboard', 'nonsense', 'wonka', 1, 'ff')).toMatch(/^onboard_x_/);
+  });
+
+  test("one tenant's executions' IAM pattern needs its id's start as well as its mark", () => {
+    const glob = (pattern: string) =>
+      new RegExp(
+        `^${pattern
+          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+          .replace(/\*/g, '.*')
+          .replace(/\?/g, '.')}$`,
+      );
+    for (const id of ['wonka', longest]) {
+      const pattern = glob(tenantExecutionsPattern('move', 'silo', id));
+      expect(pattern.test(onboardingExecutionName('move', 'silo', id, 1795877511097, '0a1b2c3d'))).toBe(true);
+      expect(pattern.test(onboardingExecutionName('onboard', 'silo', id, 1, 'ff'))).toBe(false);
+      expect(pattern.test(onboardingExecutionName('move', 'pool', id, 1, 'ff'))).toBe(false);
+    }
+    // An id whose mark collided with wonka's (FNV-1a can be made to) still does not match.
+    const pattern = glob(tenantExecutionsPattern('move', 'silo', 'wonka'));
+    expect(pattern.test(`move_silo_${tenantMark('wonka')}_evil-1-ff`)).toBe(false);
+    expect(pattern.test(`move_silo_${tenantMark('wonka')}_wonkaz-1-ff`)).toBe(false);
   });
 
   test("a silo's runner name fits Lambda's 64 characters, one per tenant id", () => {

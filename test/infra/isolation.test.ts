@@ -450,11 +450,11 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         expect(states).toEqual([
           {
             actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-            resource: executions(`onboard_silo_${tenantMark(prefix)}_*`),
+            resource: executions(`onboard_silo_${tenantMark(prefix)}_${prefix}-*`),
           },
           {
             actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-            resource: executions(`move_silo_${tenantMark(prefix)}_*`),
+            resource: executions(`move_silo_${tenantMark(prefix)}_${prefix}-*`),
           },
         ]);
       }

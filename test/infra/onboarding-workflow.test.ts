@@ -1424,6 +1424,15 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       },
     });
 
+    /** How every move's path into a silo begins, and how its rollback ends once the silo is removed. */
+    const INTO_SILO = ['Accept', 'OnboardOrOffboard', 'MoveOutOfItsCell'];
+    const THAWED_IN_POOL = [
+      'ThawWhereItWas',
+      'ThawMovingPoolTenant',
+      'ServeAgainAfterMoveFailed',
+      'EmitMoveFailed',
+      'MoveFailed',
+    ];
     /** The registry's record of how far the move got in building the silo, when each deploy ran. */
     const stages: unknown[] = [];
     const recordStages = () => {
@@ -1436,9 +1445,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       const r = await move('acme', 'silo');
       expect(r.status).toBe('SUCCEEDED');
       expect(r.path).toEqual([
-        'Accept',
-        'OnboardOrOffboard',
-        'MoveOutOfItsCell',
+        ...INTO_SILO,
         'DeployMovePhasePoolToSilo',
         'CheckMovedSiloReadyPool',
         'MarkMoveSiloSealedPool',
@@ -1551,9 +1558,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       const r = await move('acme', 'silo');
       expect(r.status).toBe('FAILED');
       expect(r.path).toEqual([
-        'Accept',
-        'OnboardOrOffboard',
-        'MoveOutOfItsCell',
+        ...INTO_SILO,
         'DeployMovePhasePoolToSilo',
         'CheckMovedSiloReadyPool',
         'MarkMoveSiloSealedPool',
@@ -1569,11 +1574,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'DeployWithoutMove',
         'DropMovedInCopy',
         'ForgetRemovedSilo',
-        'ThawWhereItWas',
-        'ThawMovingPoolTenant',
-        'ServeAgainAfterMoveFailed',
-        'EmitMoveFailed',
-        'MoveFailed',
+        ...THAWED_IN_POOL,
       ]);
       // The drop ran as the silo's runner with the move marked aborted (its real check, in `runners`).
       expect(
@@ -1606,9 +1607,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       const r = await move('acme', 'silo');
       expect(r.status).toBe('FAILED');
       expect(r.path).toEqual([
-        'Accept',
-        'OnboardOrOffboard',
-        'MoveOutOfItsCell',
+        ...INTO_SILO,
         'DeployMovePhasePoolToSilo',
         'ReadMoveDeployFailureReason',
         'AbortMove',
@@ -1616,11 +1615,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'DeployWithoutMove',
         'DropMovedInCopy',
         'ForgetRemovedSilo',
-        'ThawWhereItWas',
-        'ThawMovingPoolTenant',
-        'ServeAgainAfterMoveFailed',
-        'EmitMoveFailed',
-        'MoveFailed',
+        ...THAWED_IN_POOL,
       ]);
       expect(builds.map((b) => b.phase)).toEqual(['create', 'steady']);
       // Never frozen (the freeze comes once the silo is up): the thaw finds nothing to lift.
@@ -1643,9 +1638,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       const r = await move('acme', 'silo');
       expect(r.status).toBe('FAILED');
       expect(r.path).toEqual([
-        'Accept',
-        'OnboardOrOffboard',
-        'MoveOutOfItsCell',
+        ...INTO_SILO,
         'DeployMovePhasePoolToSilo',
         'CheckMovedSiloReadyPool',
         'ReadMoveDeployFailureReason',
@@ -1654,11 +1647,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'DeployWithoutMove',
         'DropMovedInCopy',
         'ForgetRemovedSilo',
-        'ThawWhereItWas',
-        'ThawMovingPoolTenant',
-        'ServeAgainAfterMoveFailed',
-        'EmitMoveFailed',
-        'MoveFailed',
+        ...THAWED_IN_POOL,
       ]);
       // Nothing was protected, and the silo's runner (with its database) holds nothing: neither is asked for.
       expect(builds.map((b) => [b.phase, b.request])).toEqual([
@@ -1701,9 +1690,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       const again = await move('acme', 'silo');
       expect(again.status).toBe('FAILED');
       expect(again.path).toEqual([
-        'Accept',
-        'OnboardOrOffboard',
-        'MoveOutOfItsCell',
+        ...INTO_SILO,
         'DeployMovePhasePoolToSilo',
         'ReadMoveDeployFailureReason',
         'AbortMove',
@@ -1713,11 +1700,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         'DeployWithoutMove',
         'DropMovedInCopy',
         'ForgetRemovedSilo',
-        'ThawWhereItWas',
-        'ThawMovingPoolTenant',
-        'ServeAgainAfterMoveFailed',
-        'EmitMoveFailed',
-        'MoveFailed',
+        ...THAWED_IN_POOL,
       ]);
       expect(builds.map((b) => [b.phase, b.request])).toEqual([
         ['create', moveRequest],

@@ -212,6 +212,23 @@ describe('a move into a silo, as the deploys CloudFormation runs', () => {
     expect(updatePlan(before, during).deleted).toEqual([]);
     expect(refusedUpdate(during, after)).toEqual([]);
     expect(updatePlan(during, after)).toEqual({ created: [], deleted: ['Tenant'], updated: [] });
+    // Its phases, as the move deploys it (create, sealed in steady, retired on a rollback), change only the
+    // protection of its Aurora cluster and load balancer.
+    const [create, steady, retire] = (['create', 'steady', 'retire'] as const).map((phase) =>
+      templateOf(pool, 'silo', undefined, phase, 'idle-friendly'),
+    );
+    const changed = updatePlan(create, steady);
+    expect(changed.created).toEqual([]);
+    expect(changed.deleted).toEqual([]);
+    expect(changed.updated.map((id) => during.Resources[id].Type).sort()).toEqual([
+      'AWS::ElasticLoadBalancingV2::LoadBalancer',
+      'AWS::RDS::DBCluster',
+    ]);
+    expect(updatePlan(steady, retire)).toEqual(changed);
+    const cluster = (t: TemplateJson) =>
+      Object.values(t.Resources).find((r) => r.Type === 'AWS::RDS::DBCluster')!.Properties!
+        .DeletionProtection;
+    expect([cluster(create), cluster(steady), cluster(retire)]).toEqual([false, true, false]);
     // A profile is a silo's: with no move into a silo it is refused.
     expect(() => templateOf(pool, undefined, undefined, undefined, 'production')).toThrow(
       "movingProfile production is a silo's cost profile: give it with movingTo 'silo' only",

@@ -197,11 +197,14 @@ export async function handler(event: LambdaFunctionURLEvent): Promise<Answer> {
     // A move likewise (nothing frozen yet), back to active, or still `moving` after an earlier move's failed rollback.
     const stillFrozen =
       (action === 'restore' && tenant.wasFrozen === true) || (action === 'move' && tenant.wasMoving === true);
-    const changesNothingYet = action === 'restore' || action === 'move' || action === 'purge';
+    const changesNothingYet = action === 'restore' || action === 'move';
+    // A purge changed no status (the tenant is active, or offboarded with its data kept): it keeps the one it had.
     await write(
       tenant.tenantId,
       {
-        status: changesNothingYet ? (stillFrozen ? 'moving' : 'active') : 'failed',
+        ...(action === 'purge'
+          ? {}
+          : { status: changesNothingYet ? (stillFrozen ? 'moving' : 'active') : 'failed' }),
         failureReason: reason,
       },
       ['lock', 'restoreArchive', 'purgeCopy', ...(stillFrozen ? [] : (['movingTo'] as const))],

@@ -196,7 +196,8 @@ export async function purged(e: Extract<Step, { step: 'purged' }>): Promise<Reco
   }
   const written =
     item?.purgeCopy !== undefined &&
-    (await write(e.tenantId, { releasedBy: e.execution }, [...RELEASED, 'keptCopy'], {
+    // An earlier purge's failure reason goes too: this one finished it.
+    (await write(e.tenantId, { releasedBy: e.execution }, [...RELEASED, 'keptCopy', 'failureReason'], {
       lockedBy: e.execution,
       statusIn: ['active', 'offboarded'],
     }));

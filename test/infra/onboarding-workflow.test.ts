@@ -1812,6 +1812,11 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
     expect(item).toMatchObject({ status: 'active', model: 'bridge', keptCopy: 'pool' });
     expect(item!.failureReason).toContain('the pool database is gone');
     for (const gone of ['lock', 'purgeCopy'] as const) expect(item![gone]).toBeUndefined();
+    // The same purge sent again finishes it, and the reason goes with the copy.
+    onRunner = () => ({ action: 'purge' });
+    expect((await ask('purge', { tenantId: 'acme' })).status).toBe('SUCCEEDED');
+    const done = await moto.get('acme');
+    for (const gone of ['keptCopy', 'failureReason'] as const) expect(done![gone]).toBeUndefined();
   });
 
   test('an offboarded tenant (its data kept) has its kept copy purged too; a failure releases it, still offboarded', async () => {

@@ -438,6 +438,40 @@ test("a purge removes the copy a move kept, and the tenant's archives in that ce
   await expect(
     pool.run({ action: 'purge', tenantId: 'gloop', execution: `${WORKFLOW_EXECUTIONS}purge_x_gloop-2` }),
   ).rejects.toThrow(`it is held by ${execution}`);
+  // Nor where the registry says it is served, nor a copy it does not record as kept, nor for an execution started
+  // for anything but this purge.
+  const purging = (await moto.get('gloop'))!;
+  for (const [change, why] of [
+    [{ model: 'pool' }, 'it is active in pool'],
+    [{ keptCopy: 'bridge' }, 'its request purges pool, and its kept copy is bridge'],
+  ] as const) {
+    await moto.put({ ...purging, ...change });
+    await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).rejects.toThrow(why);
+  }
+  await moto.put({ ...purging });
+  for (const input of [
+    { action: 'move', tenant: { tenantId: 'gloop', model: 'bridge', purgeCopy: 'pool' } },
+    { action: 'purge', tenant: { tenantId: 'gloop-2', model: 'bridge', purgeCopy: 'pool' } },
+    { action: 'purge', tenant: { tenantId: 'gloop', model: 'pool', purgeCopy: 'bridge' } },
+  ]) {
+    sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
+      status: 'RUNNING',
+      stateMachineArn: ONBOARDING_WORKFLOW,
+      input: JSON.stringify(input),
+    });
+    await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).rejects.toThrow(
+      "the execution was not started to purge this tenant's pool copy",
+    );
+  }
+  sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
+    status: 'RUNNING',
+    stateMachineArn: ONBOARDING_WORKFLOW,
+    input: JSON.stringify({
+      action: 'purge',
+      tenant: { tenantId: 'gloop', model: 'bridge', purgeCopy: 'pool' },
+    }),
+  });
+  expect(await archives(pool, 'pool-move-archives')).toBeGreaterThan(0);
   await expect(pool.run({ action: 'purge', tenantId: 'gloop', execution })).resolves.toMatchObject({
     action: 'purge',
     model: 'pool',

@@ -554,7 +554,27 @@ describe('a purge of the copy a move kept', () => {
     expect(item!.purgeCopy).toBeUndefined();
   });
 
-  test('an offboarded tenant (its data kept) may have its kept copy purged', async () => {
+  test('refused with nothing written: a tenant moving, failed or onboarding, and a kept copy that is where it serves', async () => {
+    const acme = (await moto.get('acme'))!;
+    for (const [change, message] of [
+      [{ status: 'moving', movingTo: 'pool' }, 'is moving: wait for the request in progress to end'],
+      [{ status: 'failed' }, 'is failed: wait for the request in progress to end'],
+      [{ status: 'provisioning' }, 'is provisioning: wait for the request in progress to end'],
+      [{ keptCopy: 'bridge' }, 'has no copy kept by a move: there is nothing to purge'],
+    ] as const) {
+      await moto.put({ ...acme, ...change });
+      const before = await moto.get('acme');
+      const r = await call(APPROVER, { action: 'purge', request: { tenantId: 'acme' } });
+      expect({ status: r.statusCode, message: r.json.message }).toEqual({
+        status: 400,
+        message: expect.stringContaining(message),
+      });
+      expect(await moto.get('acme')).toEqual(before);
+    }
+    expect(sfn.commandCalls(StartExecutionCommand)).toHaveLength(0);
+  });
+
+  test('an offboarded tenant (its data kept) may have its kept copy purged; a workflow not started leaves it offboarded', async () => {
     await moto.put({ ...(await moto.get('acme'))!, status: 'offboarded' });
     const r = await call(APPROVER, { action: 'purge', request: { tenantId: 'acme' } });
     expect(r.statusCode).toBe(202);
@@ -563,6 +583,14 @@ describe('a purge of the copy a move kept', () => {
       purgeCopy: 'pool',
       lock: r.json.execution,
     });
+    await moto.put({ ...(await moto.get('acme'))!, lock: undefined, purgeCopy: undefined });
+    sfn.on(StartExecutionCommand).rejects(new Error('Rate exceeded'));
+    const failed = await call(APPROVER, { action: 'purge', request: { tenantId: 'acme' } });
+    expect(failed.statusCode).toBe(502);
+    const item = await moto.get('acme');
+    expect(item).toMatchObject({ status: 'offboarded', keptCopy: 'pool' });
+    expect(item!.failureReason).toContain('the onboarding workflow could not be started: Rate exceeded');
+    for (const gone of ['lock', 'purgeCopy'] as const) expect(item![gone]).toBeUndefined();
   });
 
   test('offboarding with its data destroyed waits for the purge: the kept copy would outlive it', async () => {

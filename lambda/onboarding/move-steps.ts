@@ -8,6 +8,7 @@ import { MOVE_SILO_STAGES, RegistryItem, siloMobilityRunnerName, tenantStackName
 import { dataModel } from '../../db/models';
 import { tenantIdProblem } from '../../db/naming';
 import type { Step } from './index';
+import { stackHasDatabase } from './stacks';
 
 /** accept, for an approver's purge: the tenant serves on from its cell meanwhile. */
 export function acceptPurge(item: RegistryItem): Record<string, unknown> {
@@ -130,8 +131,11 @@ export async function abortMove(e: Extract<Step, { step: 'abortMove' }>): Promis
       `tenant "${e.tenantId}" is not being moved by execution ${e.execution}: its move was not marked for rollback`,
     );
   }
-  // How far a move into a silo got, this execution or an earlier one of the same move ('none': not at all).
-  return { tenantId: e.tenantId, moveAborted: true, moveSilo: item.moveSilo ?? 'none' };
+  // How far a move into a silo got, this execution or an earlier one of the same move ('none': not at all). A
+  // silo the registry records but the stack no longer holds (the removal an earlier execution asked for landed
+  // after that execution died) is 'gone': the rollback must not build it again only to remove it.
+  const gone = item.moveSilo !== undefined && (await stackHasDatabase(e.tenantId)) === false;
+  return { tenantId: e.tenantId, moveAborted: true, moveSilo: gone ? 'gone' : (item.moveSilo ?? 'none') };
 }
 
 /**

@@ -59,6 +59,26 @@ function parseCause(cause: string): string {
   }
 }
 
+/**
+ * Whether the tenant's stack holds a database (a silo's RDS instance or Aurora cluster, in any state but deleted):
+ * true, false, or undefined when CloudFormation's answer does not say (the caller then assumes it may).
+ */
+export async function stackHasDatabase(tenantId: string): Promise<boolean | undefined> {
+  try {
+    const resources = (
+      await cfn.send(new DescribeStackResourcesCommand({ StackName: tenantStackName(tenantId) }))
+    ).StackResources;
+    if (!Array.isArray(resources)) return undefined;
+    return resources.some(
+      (r) =>
+        (r.ResourceType === 'AWS::RDS::DBInstance' || r.ResourceType === 'AWS::RDS::DBCluster') &&
+        r.ResourceStatus !== 'DELETE_COMPLETE',
+    );
+  } catch {
+    return undefined;
+  }
+}
+
 /** What a final snapshot is of: an RDS instance, or an Aurora cluster (the idle-friendly silo profile). */
 export type SnapshotKind = 'instance' | 'cluster';
 

@@ -1713,15 +1713,41 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       expect(item!.moveSilo).toBeUndefined();
     });
 
-    test('a silo recorded as filled whose runner is not there (its create rolled back): its protection is lifted anyway, then it is removed', async () => {
-      // A move stuck after a failed rollback, as the registry keeps it.
-      await moto.put({
+    /** A move stuck after a failed rollback, as the registry keeps it, at `stage`. */
+    const stuckAt = async (stage: 'sealed' | 'filled') =>
+      moto.put({
         ...(await moto.get('acme'))!,
         status: 'moving',
         movingTo: 'silo',
-        moveSilo: 'filled',
+        moveSilo: stage,
         failureReason: 'restore failed; removing its place in the other cell failed too',
       });
+    /** The tenant's stack as CloudFormation lists it: with the silo's database, or without. */
+    const stackHolds = (database: boolean) =>
+      cfn.on(DescribeStackResourcesCommand).resolves({
+        StackResources: [
+          {
+            LogicalResourceId: 'Tenant',
+            ResourceType: 'Custom::PoolTenant',
+            ResourceStatus: 'UPDATE_COMPLETE' as const,
+            Timestamp: new Date(),
+          },
+          ...(database
+            ? [
+                {
+                  LogicalResourceId: 'CellDatabaseInstance05044F07',
+                  ResourceType: 'AWS::RDS::DBInstance',
+                  ResourceStatus: 'UPDATE_COMPLETE' as const,
+                  Timestamp: new Date(),
+                },
+              ]
+            : []),
+        ],
+      });
+
+    test('a silo recorded as filled whose runner is not there while its database is: its protection is lifted anyway, then it is removed', async () => {
+      await stuckAt('filled');
+      stackHolds(true);
       const inner = onRunner;
       onRunner = (payload, model) => {
         if (payload.action === 'dropMovedIn') {
@@ -1740,6 +1766,67 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       expect(r.path).not.toContain('KeepMovingAfterRollbackFailed');
       expect(builds.map((b) => b.phase)).toEqual(['create', 'retire', 'steady']);
       expect(await moto.get('acme')).toMatchObject({ status: 'active', model: 'pool' });
+    });
+
+    test('a silo the registry records but the stack no longer holds (its removal landed late) is never built again to be removed', async () => {
+      await stuckAt('filled');
+      stackHolds(false);
+      onBuild = (b) => {
+        if (b.phase === 'create') failBuild(b);
+      };
+      const r = await move('acme', 'silo');
+      expect(r.status).toBe('FAILED');
+      expect(r.path).toEqual([
+        ...INTO_SILO,
+        'DeployMovePhasePoolToSilo',
+        'ReadMoveDeployFailureReason',
+        'AbortMove',
+        'BuiltSiloToRemove',
+        'DeployWithoutMove',
+        'DropMovedInCopy',
+        'ForgetRemovedSilo',
+        ...THAWED_IN_POOL,
+      ]);
+      expect(builds.map((b) => b.phase)).toEqual(['create', 'steady']);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({ status: 'active', model: 'pool' });
+      expect(item!.moveSilo).toBeUndefined();
+    });
+
+    test('a seal that fails: the protection it may have set is lifted, nothing to empty (never frozen), then the silo is removed', async () => {
+      stackHolds(true);
+      recordStages();
+      const seal = onBuild;
+      onBuild = async (b) => {
+        await seal(b);
+        if (b.phase === 'steady' && b.request === moveRequest) failBuild(b);
+      };
+      const r = await move('acme', 'silo');
+      expect(r.status).toBe('FAILED');
+      expect(r.path).toEqual([
+        ...INTO_SILO,
+        'DeployMovePhasePoolToSilo',
+        'CheckMovedSiloReadyPool',
+        'MarkMoveSiloSealedPool',
+        'SealMovePhasePoolToSilo',
+        'ReadMoveDeployFailureReason',
+        'AbortMove',
+        'BuiltSiloToRemove',
+        'RetireMovedInSilo',
+        'DeployWithoutMove',
+        'DropMovedInCopy',
+        'ForgetRemovedSilo',
+        ...THAWED_IN_POOL,
+      ]);
+      expect(builds.map((b) => [b.phase, b.request])).toEqual([
+        ['create', moveRequest],
+        ['steady', moveRequest],
+        ['retire', moveRequest],
+        ['steady', kept],
+      ]);
+      expect(stages).toEqual([undefined, 'sealed', 'sealed', 'sealed']);
+      expect(runnerCalls.map((c) => c.payload.action)).toEqual(['thaw']);
+      expect((await moto.get('acme'))!.moveSilo).toBeUndefined();
     });
   });
 

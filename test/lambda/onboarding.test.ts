@@ -1164,12 +1164,22 @@ describe('a move between the pool and bridge cells: accept, the switch, reconcil
     expect(item!.moveProfile).toBeUndefined();
   });
 
-  test("a move's profile goes with a rollback that serves the tenant again", async () => {
-    await moto.put({ tenantId: 'acme', model: 'pool', status: 'active', schema: 'pool', request: kept });
+  test("a move's profile goes with a rollback that serves the tenant again; a fresh move forgets an old silo's stage", async () => {
+    // Served again after a rollback whose record of its silo was not cleared: that silo is gone (it serves only
+    // once the rollback's deploy removed it), and a new move builds from nothing.
+    await moto.put({
+      tenantId: 'acme',
+      model: 'pool',
+      status: 'active',
+      schema: 'pool',
+      request: kept,
+      moveSilo: 'filled',
+    });
     await beginning.beginMove(
       { tenantId: 'acme', to: 'silo', profile: 'production' },
       { execution: EXEC_A, requestedBy: OPS, approver: true },
     );
+    expect((await moto.get('acme'))!.moveSilo).toBeUndefined();
     await steps.handler({
       step: 'setStatus',
       tenantId: 'acme',

@@ -39,15 +39,18 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
   // The registry records how far the silo got before each step that takes it further (a rollback reads it there,
   // whichever execution of the move built the silo: builtSiloRemoval): `sealed` before the deploy that protects
   // it (one reported failed may have landed), `filled` before its runner may hold the tenant's data.
-  const mark = (stage: 'sealed' | 'filled') =>
-    onRunnerError(
-      wf.step(`MarkMoveSilo${title(stage)}${title(from)}`, {
-        step: 'markMoveSilo',
-        tenantId,
-        execution,
-        stage,
-      }),
-    );
+  const mark = (stage: 'sealed' | 'filled') => {
+    const task = wf.step(`MarkMoveSilo${title(stage)}${title(from)}`, {
+      step: 'markMoveSilo',
+      tenantId,
+      execution,
+      stage,
+    });
+    // An idempotent write: retried on any error but a lost lock, so one Lambda fault does not undo a silo's build.
+    task.addRetry({ errors: ['LockLost'], maxAttempts: 0 });
+    task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 3 });
+    return onRunnerError(task);
+  };
   const restore = siloRunner(
     wf,
     `RestoreMoved${title(from)}IntoSilo`,
@@ -83,9 +86,11 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
  *   `withoutMove` (the deploy without the move) can delete the silo;
  * - `sealed`: the protection lifted, then `withoutMove`;
  * - otherwise the silo was never protected (a create-phase deploy that failed was rolled back by CloudFormation
- *   to the stack before it): `withoutMove` alone.
- * A runner not found means no silo is there to empty (its create was rolled back): the protection is lifted
- * anyway, since the registry's stage says a seal may have landed. A failure of either step goes to `failed`.
+ *   to the stack before it), or it is `gone` (recorded, but the tenant's stack holds no database any more: the
+ *   removal an earlier execution asked for landed after that execution died): `withoutMove` alone, never a
+ *   deploy that would build the silo again only to remove it.
+ * A runner not found while the stack holds the silo's database: the protection is lifted anyway, since the
+ * registry's stage says a seal may have landed. A failure of either step goes to `failed`.
  */
 export function builtSiloRemoval(
   wf: OnboardingWorkflow,

@@ -76,10 +76,11 @@ export class OnboardingWorkflow extends Construct {
       stateMachineName: ONBOARDING_STATE_MACHINE_NAME,
       definitionBody: sfn.DefinitionBody.fromChainable(this.definition()),
       // The longest path, a move into a silo rolled back after its seal: four deploys (create, seal, retire, the
-      // deploy without the move) of up to 95 minutes each, the readiness wait (about an hour) and three runner
-      // invocations of up to 16 minutes. An execution that times out is reconciled (the tenant left `moving` with
-      // the reason, the registry's record of its silo kept for the move sent again).
-      timeout: Duration.hours(9),
+      // deploy without the move) of up to 95 minutes each, the readiness wait (about an hour) and the runners'
+      // invocations of up to 16 minutes with their retries (test/infra/onboarding.test.ts adds them up). An
+      // execution that times out is reconciled (the tenant left `moving` with the reason, the registry's record
+      // of its silo kept for the move sent again).
+      timeout: Duration.hours(12),
       tracingEnabled: true,
       logs: { destination: props.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });

@@ -3,7 +3,8 @@ import { DescribeExecutionCommand, SFNClient } from '@aws-sdk/client-sfn';
 import {
   CloudFormationClient,
   DescribeStackEventsCommand,
-  DescribeStackResourcesCommand,
+  ListStackResourcesCommand,
+  StackResourceSummary,
 } from '@aws-sdk/client-cloudformation';
 import {
   CreateDBClusterSnapshotCommand,
@@ -65,10 +66,7 @@ function parseCause(cause: string): string {
  */
 export async function stackHasDatabase(tenantId: string): Promise<boolean | undefined> {
   try {
-    const resources = (
-      await cfn.send(new DescribeStackResourcesCommand({ StackName: tenantStackName(tenantId) }))
-    ).StackResources;
-    if (!Array.isArray(resources)) return undefined;
+    const resources = await stackResources(tenantStackName(tenantId));
     return resources.some(
       (r) =>
         (r.ResourceType === 'AWS::RDS::DBInstance' || r.ResourceType === 'AWS::RDS::DBCluster') &&
@@ -77,6 +75,24 @@ export async function stackHasDatabase(tenantId: string): Promise<boolean | unde
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Every resource of the stack, page by page: DescribeStackResources lists only the first 100, and a silo's stack
+ * has more (its database may be past them). Throws when CloudFormation's answer holds no list.
+ */
+async function stackResources(stackName: string): Promise<StackResourceSummary[]> {
+  const resources: StackResourceSummary[] = [];
+  let NextToken: string | undefined;
+  do {
+    const page = await cfn.send(new ListStackResourcesCommand({ StackName: stackName, NextToken }));
+    if (!Array.isArray(page?.StackResourceSummaries)) {
+      throw new Error(`CloudFormation listed no resources for ${stackName}`);
+    }
+    resources.push(...page.StackResourceSummaries);
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return resources;
 }
 
 /** What a final snapshot is of: an RDS instance, or an Aurora cluster (the idle-friendly silo profile). */
@@ -89,8 +105,7 @@ export type SnapshotKind = 'instance' | 'cluster';
  */
 export async function finalSnapshot(tenantId: string): Promise<Record<string, unknown>> {
   const stackName = tenantStackName(tenantId);
-  const resources = (await cfn.send(new DescribeStackResourcesCommand({ StackName: stackName })))
-    .StackResources;
+  const resources = await stackResources(stackName);
   const cluster = resources?.find((r) => r.ResourceType === 'AWS::RDS::DBCluster');
   const instance = resources?.find((r) => r.ResourceType === 'AWS::RDS::DBInstance');
   const db = cluster ?? instance;

@@ -2,7 +2,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import {
   CloudFormationClient,
   DescribeStackEventsCommand,
-  DescribeStackResourcesCommand,
+  ListStackResourcesCommand,
 } from '@aws-sdk/client-cloudformation';
 import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import {
@@ -1040,14 +1040,14 @@ describe("restoring over a tenant's data, executed", () => {
 
 describe('offboarding workflow, executed', () => {
   beforeEach(() => {
-    cfn.on(DescribeStackResourcesCommand).resolves({
-      StackResources: [
+    cfn.on(ListStackResourcesCommand).resolves({
+      StackResourceSummaries: [
         {
           LogicalResourceId: 'Db',
           PhysicalResourceId: 'northwind-db',
           ResourceType: 'AWS::RDS::DBInstance',
           ResourceStatus: 'CREATE_COMPLETE',
-          Timestamp: new Date(),
+          LastUpdatedTimestamp: new Date(),
         },
       ],
     });
@@ -1059,21 +1059,21 @@ describe('offboarding workflow, executed', () => {
   });
 
   test('an idle-friendly silo (Aurora): the cluster is snapshotted and watched, then the same retire and destroy', async () => {
-    cfn.on(DescribeStackResourcesCommand).resolves({
-      StackResources: [
+    cfn.on(ListStackResourcesCommand).resolves({
+      StackResourceSummaries: [
         {
           LogicalResourceId: 'Writer',
           PhysicalResourceId: 'northwind-writer',
           ResourceType: 'AWS::RDS::DBInstance',
           ResourceStatus: 'CREATE_COMPLETE',
-          Timestamp: new Date(),
+          LastUpdatedTimestamp: new Date(),
         },
         {
           LogicalResourceId: 'Cluster',
           PhysicalResourceId: 'northwind-cluster',
           ResourceType: 'AWS::RDS::DBCluster',
           ResourceStatus: 'CREATE_COMPLETE',
-          Timestamp: new Date(),
+          LastUpdatedTimestamp: new Date(),
         },
       ],
     });
@@ -1724,13 +1724,13 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       });
     /** The tenant's stack as CloudFormation lists it: with the silo's database, or without. */
     const stackHolds = (database: boolean) =>
-      cfn.on(DescribeStackResourcesCommand).resolves({
-        StackResources: [
+      cfn.on(ListStackResourcesCommand).resolves({
+        StackResourceSummaries: [
           {
             LogicalResourceId: 'Tenant',
             ResourceType: 'Custom::PoolTenant',
             ResourceStatus: 'UPDATE_COMPLETE' as const,
-            Timestamp: new Date(),
+            LastUpdatedTimestamp: new Date(),
           },
           ...(database
             ? [
@@ -1738,7 +1738,7 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
                   LogicalResourceId: 'CellDatabaseInstance05044F07',
                   ResourceType: 'AWS::RDS::DBInstance',
                   ResourceStatus: 'UPDATE_COMPLETE' as const,
-                  Timestamp: new Date(),
+                  LastUpdatedTimestamp: new Date(),
                 },
               ]
             : []),

@@ -3,7 +3,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import {
   CloudFormationClient,
   DescribeStackEventsCommand,
-  DescribeStackResourcesCommand,
+  ListStackResourcesCommand,
 } from '@aws-sdk/client-cloudformation';
 import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import {
@@ -810,14 +810,14 @@ describe('failureReason', () => {
 
 describe('finalSnapshot', () => {
   test("snapshots the silo tenant's database, tagged, and modifies nothing (the stack lifts its own protection)", async () => {
-    cfn.on(DescribeStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({
-      StackResources: [
+    cfn.on(ListStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({
+      StackResourceSummaries: [
         {
           LogicalResourceId: 'CellDatabaseInstance',
           PhysicalResourceId: 'tenant-northwind-db',
           ResourceType: 'AWS::RDS::DBInstance',
           ResourceStatus: 'CREATE_COMPLETE',
-          Timestamp: new Date(),
+          LastUpdatedTimestamp: new Date(),
         },
       ],
     });
@@ -852,21 +852,21 @@ describe('finalSnapshot', () => {
 
 describe('finalSnapshot of an Aurora silo (the idle-friendly profile)', () => {
   test('snapshots the cluster, not its writer instance, tagged the same way, and watches the cluster snapshot', async () => {
-    cfn.on(DescribeStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({
-      StackResources: [
+    cfn.on(ListStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({
+      StackResourceSummaries: [
         {
           LogicalResourceId: 'CellDatabaseClusterWriter',
           PhysicalResourceId: 'tenant-northwind-writer',
           ResourceType: 'AWS::RDS::DBInstance',
           ResourceStatus: 'CREATE_COMPLETE',
-          Timestamp: new Date(),
+          LastUpdatedTimestamp: new Date(),
         },
         {
           LogicalResourceId: 'CellDatabaseCluster',
           PhysicalResourceId: 'tenant-northwind-cluster',
           ResourceType: 'AWS::RDS::DBCluster',
           ResourceStatus: 'CREATE_COMPLETE',
-          Timestamp: new Date(),
+          LastUpdatedTimestamp: new Date(),
         },
       ],
     });
@@ -896,8 +896,41 @@ describe('finalSnapshot of an Aurora silo (the idle-friendly profile)', () => {
     expect(rds.commandCalls(DescribeDBSnapshotsCommand)).toHaveLength(0);
   });
 
+  test("finds the database past the first 100 of the stack's resources (a silo's stack has 110): every page is read", async () => {
+    const filler = Array.from({ length: 100 }, (_, i) => ({
+      LogicalResourceId: `R${i}`,
+      ResourceType: 'AWS::EC2::Route',
+      ResourceStatus: 'CREATE_COMPLETE' as const,
+      LastUpdatedTimestamp: new Date(),
+    }));
+    cfn
+      .on(ListStackResourcesCommand, { StackName: 'Tenant-northwind', NextToken: undefined })
+      .resolves({ StackResourceSummaries: filler, NextToken: 'page-2' });
+    cfn.on(ListStackResourcesCommand, { StackName: 'Tenant-northwind', NextToken: 'page-2' }).resolves({
+      StackResourceSummaries: [
+        {
+          LogicalResourceId: 'CellDatabaseInstance',
+          PhysicalResourceId: 'tenant-northwind-db',
+          ResourceType: 'AWS::RDS::DBInstance',
+          ResourceStatus: 'CREATE_COMPLETE',
+          LastUpdatedTimestamp: new Date(),
+        },
+      ],
+    });
+    rds.on(CreateDBSnapshotCommand).resolves({});
+    await moto.put({ tenantId: 'northwind', model: 'silo', status: 'offboarding', lock: EXEC_A });
+    await expect(
+      steps.handler({ step: 'finalSnapshot', tenantId: 'northwind', execution: EXEC_A }),
+    ).resolves.toMatchObject({ kind: 'instance' });
+    expect(rds.commandCalls(CreateDBSnapshotCommand)[0].args[0].input.DBInstanceIdentifier).toBe(
+      'tenant-northwind-db',
+    );
+  });
+
   test('a stack with no database is an error naming the stack', async () => {
-    cfn.on(DescribeStackResourcesCommand, { StackName: 'Tenant-northwind' }).resolves({ StackResources: [] });
+    cfn
+      .on(ListStackResourcesCommand, { StackName: 'Tenant-northwind' })
+      .resolves({ StackResourceSummaries: [] });
     await moto.put({ tenantId: 'northwind', model: 'silo', status: 'offboarding', lock: EXEC_A });
     await expect(
       steps.handler({ step: 'finalSnapshot', tenantId: 'northwind', execution: EXEC_A }),

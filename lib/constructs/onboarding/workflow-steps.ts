@@ -64,7 +64,7 @@ export class WorkflowSteps extends Construct {
     grant(
       new iam.PolicyStatement({
         sid: 'ReadTenantStacks',
-        actions: ['cloudformation:DescribeStackEvents', 'cloudformation:DescribeStackResources'],
+        actions: ['cloudformation:DescribeStackEvents', 'cloudformation:ListStackResources'],
         resources: [
           stack.formatArn({
             service: 'cloudformation',

@@ -5,6 +5,7 @@
 import { tenantIdProblem } from '../db/naming';
 import { SILO_PROFILES, type IsolationModel, type SiloProfileName } from '../contracts';
 import { CatalogError, parseTenant, Tenant, tenantRequestOf } from './catalog';
+import { DEFAULT_SILO_PROFILE } from './silo-profiles';
 import { ExistingTenant, RequestRejected } from './onboarding-rules';
 
 /** `{ tenantId, to, profile }`: move the tenant, with its data, to the `to` cell (into a silo: of `profile`). */
@@ -66,9 +67,10 @@ export function checkMove(
   }
   const stuck = existing.status === 'moving' && existing.movingTo === to;
   // A move sent again finishes the one left moving, into the silo it may have built: with the same profile.
-  if (stuck && (existing.moveProfile ?? 'standard') !== (profile ?? 'standard')) {
+  const building = existing.moveProfile ?? DEFAULT_SILO_PROFILE;
+  if (stuck && building !== (profile ?? DEFAULT_SILO_PROFILE)) {
     throw refuse(
-      `is moving into a silo of profile ${existing.moveProfile ?? 'standard'} (its rollback failed): send the same move again with --profile ${existing.moveProfile ?? 'standard'} to finish it`,
+      `is moving into a silo of profile ${building} (its rollback failed): send the same move again with --profile ${building} to finish it`,
     );
   }
   if (existing.status !== 'active' && !stuck) {

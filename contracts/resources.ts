@@ -60,7 +60,7 @@ export function vouchStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 
  * The move workflow's state in which the source cell's runner freezes and exports the tenant and answers with the
  * archive's digest and a link to it (the destination's runner reads that answer from the execution's history).
  */
-export function moveOutStateName(from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 'silo'): string {
+export function moveOutStateName(from: 'pool' | 'bridge' | 'silo', to: 'pool' | 'bridge' | 'silo'): string {
   const title = (m: string) => m.charAt(0).toUpperCase() + m.slice(1);
   return `MoveOut${title(from)}To${title(to)}`;
 }
@@ -93,7 +93,8 @@ const executionIdPart = (tenantId: string) => tenantId.replace(/[^a-z0-9-]/g, ''
  */
 export function tenantExecutionsPattern(
   action: string,
-  model: 'pool' | 'bridge' | 'silo',
+  /** `x`: a request that names no model (a purge, a restore: onboardingExecutionName). */
+  model: 'pool' | 'bridge' | 'silo' | 'x',
   tenantId: string,
 ): string {
   return `${action}_${model}_${tenantMark(tenantId)}_${executionIdPart(tenantId)}-*`;

@@ -41,6 +41,12 @@ export interface Tenant {
    * @default - the tenant has always been in `model`
    */
   readonly firstModel?: IsolationModel;
+  /**
+   * The silo a move out of it kept (the move writes it into the tenant's request; never set it by hand): the tenant
+   * as it was in its silo, whose cell its stack keeps, unchanged and frozen, until an approver's purge removes it.
+   * @default - no silo kept
+   */
+  readonly keptSilo?: Tenant;
 }
 
 /** A shared cell's entry in the catalog: it exists when a tenant uses it, or when it is named here. */
@@ -78,7 +84,7 @@ export const SHARED_VPC_CIDRS: Readonly<Record<'pool' | 'bridge', string>> = {
  */
 export const SILO_IPAM_CIDR = '10.128.0.0/9';
 
-const TENANT_FIELDS = new Set(['id', 'name', 'model', 'settings', 'firstModel']);
+const TENANT_FIELDS = new Set(['id', 'name', 'model', 'settings', 'firstModel', 'keptSilo']);
 const SETTINGS_FIELDS = new Set([
   'deletionPolicy',
   'hostname',
@@ -346,8 +352,12 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
     );
   }
   const silo = model === 'silo' ? siloSettings(settings, add, tenantId) : undefined;
+  const keptSilo = keptSiloOf(entry.keptSilo, model, tenantId, label, problems, add);
+  // A kept silo's catalog range is still in use: it must overlap nothing either.
   const validCidr =
-    silo?.vpcCidr ?? (model === 'silo' && problems.length > 0 ? validVpcCidr(settings) : undefined);
+    silo?.vpcCidr ??
+    keptSilo?.silo?.vpcCidr ??
+    (model === 'silo' && problems.length > 0 ? validVpcCidr(settings) : undefined);
 
   const common = {
     where,
@@ -371,8 +381,55 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
       ...(firstModel !== undefined && firstModel !== model
         ? { firstModel: firstModel as IsolationModel }
         : {}),
+      ...(keptSilo ? { keptSilo } : {}),
     },
   };
+}
+
+/**
+ * A tenant entry's `keptSilo` (written by a move out of a silo): the tenant as it was in that silo, a valid silo
+ * entry of the same id that keeps no silo of its own, on a tenant no longer in a silo. Undefined when absent or
+ * invalid (its problems added).
+ */
+function keptSiloOf(
+  raw: unknown,
+  model: unknown,
+  tenantId: string | undefined,
+  label: string,
+  problems: Problem[],
+  add: (code: ProblemCode, field: string | undefined, message: string) => void,
+): Tenant | undefined {
+  if (raw === undefined) return undefined;
+  const written =
+    "it is written by a move out of a silo (the silo its stack keeps until a purge): copy it unchanged from the registry's request (npm run fleet -- pull)";
+  if (model === 'silo') {
+    add('invalid-field', 'keptSilo', `field "keptSilo" is set on a silo tenant: ${written}`);
+    return undefined;
+  }
+  if (isObject(raw) && raw.keptSilo !== undefined) {
+    add('invalid-field', 'keptSilo', `field "keptSilo" holds a "keptSilo" of its own: ${written}`);
+    return undefined;
+  }
+  const parsed = parseTenant(raw, `${label}'s field "keptSilo"`);
+  if (!parsed.tenant) {
+    problems.push(
+      ...parsed.problems.map((p) => ({
+        ...p,
+        field: p.field ? `keptSilo.${p.field}` : 'keptSilo',
+        message: `${label}, field "keptSilo": ${p.message}`,
+      })),
+    );
+    return undefined;
+  }
+  if (parsed.tenant.model !== 'silo' || parsed.tenant.id !== tenantId) {
+    add(
+      'invalid-field',
+      'keptSilo',
+      `field "keptSilo" is tenant "${parsed.tenant.id}" in ${parsed.tenant.model}, not this tenant in a silo: ${written}`,
+    );
+    return undefined;
+  }
+  return parsed.tenant;
 }
 
 /** Ranges no catalog silo range may overlap: the shared VPCs and the address pool silo ranges come from. */
@@ -478,5 +535,6 @@ export function tenantRequestOf(t: Tenant): string {
     model: t.model,
     ...(t.firstModel ? { firstModel: t.firstModel } : {}),
     settings,
+    ...(t.keptSilo ? { keptSilo: JSON.parse(tenantRequestOf(t.keptSilo)) as unknown } : {}),
   });
 }

@@ -1,4 +1,5 @@
 import { App, Aspects, CfnResource, DefaultStackSynthesizer, Stack, Tags, TagManager } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
 import { Catalog, SHARED_VPC_CIDRS } from './catalog';
 import { applyCompliance } from './compliance';
 import { PlatformStack } from './stacks/platform-stack';
@@ -192,6 +193,9 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
       if (sharedCell) stack.addStackDependency(sharedCell, `calls the ${model} provisioner`);
     }
     tag(stack, t.id, t.model, t.silo?.profile ?? 'shared-cell');
+    // A silo a move out of it kept keeps its own tags (and so its template): its cost is still the silo's.
+    const kept = stack.provisioning.keptCell;
+    if (kept && t.keptSilo) tag(kept, t.id, 'silo', t.keptSilo.silo!.profile);
     return stack;
   });
   // Every role a stack creates carries its scope's permissions boundary (deploy/<scope>-permissions-boundary.json):
@@ -212,13 +216,13 @@ function applyBoundary(stack: Stack, scope: DeployScopeName): void {
  * Cost-allocation tags on every taggable resource: the tenant (`shared` for shared stacks), the model, and the
  * cost profile (a silo's profile; `shared-cell` for a shared cell and its tenants; `platform`).
  */
-function tag(stack: Stack, tenantId: string, model: string, profile: string): void {
+function tag(scope: Construct, tenantId: string, model: string, profile: string): void {
   const tags = { 'tenant-id': tenantId, 'isolation-model': model, 'cost-profile': profile };
-  for (const [key, value] of Object.entries(tags)) Tags.of(stack).add(key, value);
+  for (const [key, value] of Object.entries(tags)) Tags.of(scope).add(key, value);
   // CDK's own custom-resource providers (the one that locks down a VPC's default security group, the one that
   // empties a disposable bucket) are raw CloudFormation resources that tag aspects do not reach: tag them too, so
   // their cost lands on the tenant as well.
-  Aspects.of(stack).add({
+  Aspects.of(scope).add({
     visit(node) {
       if (
         node instanceof CfnResource &&

@@ -16,22 +16,23 @@ export interface MoveRequest {
   readonly profile?: unknown;
 }
 
-const SHARED = ['pool', 'bridge'];
+/** Where a move may leave a copy: the cell it left, or the silo it moved out of (kept in the tenant's stack). */
+const KEPT_COPIES = ['pool', 'bridge', 'silo'];
 /** Where a move may go: the other shared cell, or a silo of the tenant's own. */
 const MOVE_DESTINATIONS = ['pool', 'bridge', 'silo'];
 
 /**
- * A move request against what the registry holds: an active pool or bridge tenant that nobody holds, with no copy
- * kept from an earlier move, to the other shared cell or into a silo of its own (of `profile`, by default
- * `standard`); or one an earlier move of it to the same place (and profile) left `moving` (its rollback failed),
- * which a new request finishes.
+ * A move request against what the registry holds: an active tenant that nobody holds, with no copy kept from an
+ * earlier move, to another model: the other shared cell, a silo of its own (of `profile`, by default `standard`), or
+ * out of its silo into a shared cell; or one an earlier move of it to the same place (and profile) left `moving`
+ * (its rollback failed), which a new request finishes.
  */
 export function checkMove(
   request: MoveRequest,
   existing: (ExistingTenant & { keptCopy?: string; request?: string; moveProfile?: string }) | undefined,
 ): {
   tenantId: string;
-  from: 'pool' | 'bridge';
+  from: IsolationModel;
   to: IsolationModel;
   profile?: SiloProfileName;
   stuck: boolean;
@@ -60,11 +61,6 @@ export function checkMove(
   if (existing.lock) {
     throw refuse(`is being changed by another request (${existing.lock}): wait for it to finish`);
   }
-  if (!SHARED.includes(existing.model)) {
-    throw refuse(
-      `is a ${existing.model} tenant: a move goes from the pool or bridge cell (out of a silo: npm run tenant -- export --aws, then a new tenant from its archive)`,
-    );
-  }
   const stuck = existing.status === 'moving' && existing.movingTo === to;
   // A move sent again finishes the one left moving, into the silo it may have built: with the same profile.
   const building = existing.moveProfile ?? DEFAULT_SILO_PROFILE;
@@ -91,7 +87,7 @@ export function checkMove(
   }
   return {
     tenantId,
-    from: existing.model as 'pool' | 'bridge',
+    from: existing.model as IsolationModel,
     to: to as IsolationModel,
     ...(profile !== undefined ? { profile: profile as SiloProfileName } : {}),
     stuck,
@@ -105,7 +101,7 @@ export function checkMove(
 export function checkPurge(
   request: { tenantId?: unknown },
   existing: (ExistingTenant & { keptCopy?: string }) | undefined,
-): { tenantId: string; copy: 'pool' | 'bridge' } {
+): { tenantId: string; copy: IsolationModel } {
   const problem = tenantIdProblem(request.tenantId);
   if (problem) throw new RequestRejected(`purge request: tenant id ${problem}`);
   const tenantId = request.tenantId as string;
@@ -115,21 +111,48 @@ export function checkPurge(
   if (existing.lock) {
     throw refuse(`is being changed by another request (${existing.lock}): wait for it to finish`);
   }
-  if (!existing.keptCopy || !SHARED.includes(existing.keptCopy) || existing.keptCopy === existing.model) {
+  if (
+    !existing.keptCopy ||
+    !KEPT_COPIES.includes(existing.keptCopy) ||
+    existing.keptCopy === existing.model
+  ) {
     throw refuse('has no copy kept by a move: there is nothing to purge');
   }
   // Served by its cell, or offboarded from it with its data kept (the copy a move kept is purged either way).
   if (existing.status !== 'active' && existing.status !== 'offboarded') {
     throw refuse(`is ${existing.status}: wait for the request in progress to end`);
   }
-  return { tenantId, copy: existing.keptCopy as 'pool' | 'bridge' };
+  return { tenantId, copy: existing.keptCopy as IsolationModel };
 }
 
-/** The tenant as it is once moved to `to`: its first model recorded (dropped again when it moves back to it). */
+/**
+ * The tenant as it is once moved to `to`: its first model recorded (dropped again when it moves back to it). Out
+ * of a silo, its silo's settings go and the silo is kept (`keptSilo`: the tenant as it was there, which its stack
+ * keeps building, unchanged, until a purge).
+ */
 export function movedTo(t: Tenant, to: IsolationModel): Tenant {
-  const { firstModel, ...rest } = t;
+  const { firstModel, silo, keptSilo, ...rest } = t;
   const first = firstModel ?? t.model;
-  return { ...rest, model: to, ...(first !== to ? { firstModel: first } : {}) };
+  return {
+    ...rest,
+    model: to,
+    ...(first !== to ? { firstModel: first } : {}),
+    ...(to === 'silo' && silo ? { silo } : {}),
+    ...(t.model === 'silo' && to !== 'silo' ? { keptSilo: withoutKeptSilo(t) } : {}),
+    ...(t.model !== 'silo' && keptSilo ? { keptSilo } : {}),
+  };
+}
+
+/** A request as the registry keeps it (`kept`), without the silo a move kept: the tenant once a purge removed it. */
+export function requestWithoutKeptSilo(kept: string): string {
+  return tenantRequestOf(withoutKeptSilo(parseKept(kept)));
+}
+
+/** The tenant without the silo a move kept: what its stack builds once a purge removed that silo. */
+export function withoutKeptSilo(t: Tenant): Tenant {
+  const rest = { ...t };
+  delete (rest as { keptSilo?: Tenant }).keptSilo;
+  return rest;
 }
 
 /**
@@ -154,6 +177,11 @@ export function movedTenant(t: Tenant, to: IsolationModel, profile?: SiloProfile
  * valid request.
  */
 export function movedRequest(kept: string, to: IsolationModel, profile?: SiloProfileName): string {
+  return tenantRequestOf(movedTenant(parseKept(kept), to, profile));
+}
+
+/** A request as the registry keeps it, validated. Throws CatalogError when it is not a valid request. */
+function parseKept(kept: string): Tenant {
   let raw: unknown;
   try {
     raw = JSON.parse(kept);
@@ -164,5 +192,5 @@ export function movedRequest(kept: string, to: IsolationModel, profile?: SiloPro
   }
   const { tenant, problems } = parseTenant(raw, 'the kept request');
   if (!tenant) throw new CatalogError('the kept request', problems);
-  return tenantRequestOf(movedTenant(tenant, to, profile));
+  return tenant;
 }

@@ -299,6 +299,12 @@ export function checkOffboarding(tenantId: string, existing: ExistingTenant | un
       `offboard request: tenant "${tenantId}" is already offboarded: nothing was changed`,
     );
   }
+  // The silo a move out of it kept is in the tenant's stack, protected: the stack cannot go while it is there.
+  if (existing.keptCopy === 'silo') {
+    throw new RequestRejected(
+      `offboard request: tenant "${tenantId}" still keeps the silo it moved out of, in its stack with its deletion protection on: nothing was changed; purge that silo first (npm run request -- purge --tenant ${tenantId})`,
+    );
+  }
   // Its data destroyed means every copy: the one a move kept in the other cell goes first.
   if (existing.keptCopy && existing.deletionPolicy === 'destroy') {
     throw new RequestRejected(

@@ -2,7 +2,7 @@
  * The onboarding workflow's steps for a move between the pool and bridge cells and for the purge of the copy a move
  * kept (lib/constructs/onboarding/move.ts): each a conditional write that needs the execution's lock.
  */
-import { movedRequest } from '../../lib/move-rules';
+import { movedRequest, requestWithoutKeptSilo } from '../../lib/move-rules';
 import { RequestRejected } from '../../lib/onboarding-rules';
 import { MOVE_SILO_STAGES, RegistryItem, siloMobilityRunnerName, tenantStackName } from '../../contracts';
 import { dataModel } from '../../db/models';
@@ -10,8 +10,13 @@ import { tenantIdProblem } from '../../db/naming';
 import type { Step } from './index';
 import { stackHasDatabase } from './stacks';
 
-/** accept, for an approver's purge: the tenant serves on from its cell meanwhile. */
-export function acceptPurge(item: RegistryItem): Record<string, unknown> {
+/**
+ * accept, for an approver's purge: the tenant serves on from its cell meanwhile. A kept silo is in the tenant's stack:
+ * the deploys that remove it build the stack from the tenant's request as kept (`tenantRequest`, its `retire`
+ * phase lifting the silo's protection) and without the silo (`purgedRequest`); `keptSiloGone` when the stack holds
+ * no database any more (an earlier purge's removal landed, its last write did not).
+ */
+export async function acceptPurge(item: RegistryItem): Promise<Record<string, unknown>> {
   if (
     (item.status !== 'active' && item.status !== 'offboarded') ||
     item.keptCopy !== item.purgeCopy ||
@@ -27,6 +32,28 @@ export function acceptPurge(item: RegistryItem): Record<string, unknown> {
     action: 'purge',
     stackName: tenantStackName(item.tenantId),
     purgeCopy: item.purgeCopy,
+    ...(item.purgeCopy === 'silo' ? await keptSiloPurge(item) : {}),
+  };
+}
+
+async function keptSiloPurge(item: RegistryItem): Promise<Record<string, unknown>> {
+  const kept = item.request ?? '';
+  let purgedRequest: string;
+  try {
+    purgedRequest = requestWithoutKeptSilo(kept);
+  } catch (e) {
+    throw new RequestRejected(
+      `tenant "${item.tenantId}"'s request as the registry keeps it cannot be read (${(e as Error).message}): its silo is not purged; nothing was changed`,
+    );
+  }
+  const request = JSON.parse(kept) as { settings?: { hostname?: string } };
+  return {
+    hostname: request.settings?.hostname ?? item.tenantId,
+    tenantRequest: kept,
+    purgedRequest,
+    mobilityRunner: siloMobilityRunnerName(item.tenantId),
+    // Unknown (the stack could not be read) is not gone: the purge empties and removes what may be there.
+    keptSiloGone: (await stackHasDatabase(item.tenantId)) === false,
   };
 }
 
@@ -61,8 +88,11 @@ export function acceptMove(item: RegistryItem): Record<string, unknown> {
       ...(item.moveProfile ? { movingProfile: item.moveProfile } : {}),
     }),
     movedRequest: moved,
-    // Into a silo: its own runner, by name (the workflow may invoke the silos' runners, by their names' pattern).
-    ...(item.movingTo === 'silo' ? { mobilityRunner: siloMobilityRunnerName(item.tenantId) } : {}),
+    // Into or out of a silo: its own runner, by name (the workflow may invoke the silos' runners, by their names'
+    // pattern).
+    ...(item.movingTo === 'silo' || item.model === 'silo'
+      ? { mobilityRunner: siloMobilityRunnerName(item.tenantId) }
+      : {}),
   };
 }
 import { LockLost, readItem, RELEASED, write } from './registry';
@@ -200,11 +230,21 @@ export async function purged(e: Extract<Step, { step: 'purged' }>): Promise<Reco
   }
   const written =
     item?.purgeCopy !== undefined &&
-    // An earlier purge's failure reason goes too: this one finished it.
-    (await write(e.tenantId, { releasedBy: e.execution }, [...RELEASED, 'keptCopy', 'failureReason'], {
-      lockedBy: e.execution,
-      statusIn: ['active', 'offboarded'],
-    }));
+    // An earlier purge's failure reason goes too: this one finished it. A kept silo goes from the request too.
+    (await write(
+      e.tenantId,
+      {
+        releasedBy: e.execution,
+        ...(item.purgeCopy === 'silo' && item.request
+          ? { request: requestWithoutKeptSilo(item.request) }
+          : {}),
+      },
+      [...RELEASED, 'keptCopy', 'failureReason'],
+      {
+        lockedBy: e.execution,
+        statusIn: ['active', 'offboarded'],
+      },
+    ));
   if (!written) {
     throw new LockLost(
       `tenant "${e.tenantId}" is not being purged by execution ${e.execution}: nothing was recorded`,

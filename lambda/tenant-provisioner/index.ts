@@ -84,6 +84,20 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
     });
     return { PhysicalResourceId: request.physicalId };
   }
+  if (
+    placement === 'elsewhere' &&
+    event.RequestType === 'Update' &&
+    env.model === 'silo' &&
+    item?.keptCopy === 'silo'
+  ) {
+    // The silo a move out of it kept, in the tenant's stack until a purge: a new release's update (a new schema
+    // version) leaves its frozen copy as it was; nothing reads it again but the purge that empties it.
+    log('the silo a move out of it kept: left as it is until a purge', { tenantId: request.tenantId });
+    return {
+      PhysicalResourceId: request.physicalId,
+      Data: { TenantId: request.tenantId!, Schema: dataModel('silo').schemaOf(request.tenantId!, {}) },
+    };
+  }
   if (placement === 'elsewhere' && event.RequestType !== 'Delete') {
     throw new ProvisioningInputError(
       `${event.ResourceType} ${event.RequestType}${tenantLabel} refused: the registry places the tenant in another cell than this ${env.model} cell, so this is not its stack's current definition; nothing was changed: deploy its stack from its request as the registry keeps it (npm run fleet -- pull), or move it with npm run request -- move`,

@@ -101,7 +101,7 @@ export async function expectApprovedMoveIn(
   deps: ApprovalDeps,
 ): Promise<{ sha256: string; from: string }> {
   const entry = await expectMoveHeld('destination', tenantId, execution, env, deps);
-  const from = entry.model as 'pool' | 'bridge';
+  const from = entry.model as 'pool' | 'bridge' | 'silo';
   const refuse = (why: string) =>
     new ProvisioningInputError(
       `tenant "${tenantId}" is moving into this ${env.model} cell from ${from}, but ${why}: nothing was written`,

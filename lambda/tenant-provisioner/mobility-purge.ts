@@ -3,7 +3,7 @@
  * onboarding workflow's execution of an approver's `purge` request (lib/constructs/onboarding/purge.ts).
  */
 import { type RegistryItem } from '../../contracts';
-import { dataModel } from '../../db/models';
+import { dataModel, emptySilo } from '../../db/models';
 import { deleteTenantArchives } from './archives';
 import type { ApprovalDeps } from './mobility-approval';
 import { startedAs } from './workflow-checks';
@@ -14,8 +14,9 @@ import { ProvisioningInputError } from './request';
 
 /**
  * `purge` (the runner of the cell a move left, for the workflow's execution of an approver's `purge` request): the
- * tenant's kept place in this cell removed, with every version of its archives in this cell's bucket (the move's
- * export among them), so no copy of the tenant stays in the cell it left. Idempotent.
+ * tenant's kept place in this cell removed (a kept silo's schema emptied, before the workflow's deploys remove the
+ * silo), with every version of its archives in this cell's bucket (the move's export among them), so no copy of the
+ * tenant stays in the cell it left. Idempotent.
  */
 export async function purgeKeptCopy(
   tenantId: string,
@@ -32,7 +33,11 @@ export async function purgeKeptCopy(
     const release = await waitForTenantLock(lockClient, tenantId, THAW_WAIT_MS);
     try {
       await approved();
-      await withClient(deps, (c) => dataModel(env.model).offboard(c, tenantId, 'destroy', {}));
+      // A silo's schema is emptied (its database goes with the purge's deploys, and keeps no rows in its final
+      // snapshot); a shared cell's place is removed.
+      await withClient(deps, (c) =>
+        env.model === 'silo' ? emptySilo(c) : dataModel(env.model).offboard(c, tenantId, 'destroy', {}),
+      );
       archives = await deleteTenantArchives(deps.bucket, tenantId, deps.s3);
     } finally {
       await release();

@@ -194,17 +194,13 @@ export class MobilityRunner extends Construct {
           actions: ['s3:DeleteObjectVersion'],
           resources: [archives],
         }),
-        // A shared cell's purge lists the versions it deletes, under the tenants' prefix only.
-        ...(props.model === 'silo'
-          ? []
-          : [
-              new iam.PolicyStatement({
-                sid: 'ListTenantArchiveVersions',
-                actions: ['s3:ListBucketVersions'],
-                resources: [this.bucket.bucketArn],
-                conditions: { StringLike: { 's3:prefix': ['tenants/*/'] } },
-              }),
-            ]),
+        // A purge lists the versions it deletes, under the tenants' prefix only (a silo's: its tenant's).
+        new iam.PolicyStatement({
+          sid: 'ListTenantArchiveVersions',
+          actions: ['s3:ListBucketVersions'],
+          resources: [this.bucket.bucketArn],
+          conditions: { StringLike: { 's3:prefix': [`tenants/${props.tenantId ?? '*'}/`] } },
+        }),
         new iam.PolicyStatement({
           sid: 'ReadSecrets',
           actions: ['secretsmanager:GetSecretValue'],

@@ -20,16 +20,12 @@ interface RunnerWorkflow {
 export function onboardingStatements(scope: Construct, props: RunnerWorkflow): iam.PolicyStatement[] {
   return [
     // A shared cell's runner answers the workflow's vouch task with its token.
-    ...(props.workflow === 'vouchAndRestore'
-      ? [
-          new iam.PolicyStatement({
-            // (and its moveOut task, for a tenant moving out of its cell)
-            sid: 'AnswerOnboardingVouchTasks',
-            actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
-            resources: [onboardingStateMachineArn(scope)],
-          }),
-        ]
-      : []),
+    new iam.PolicyStatement({
+      // A shared cell's vouch and moveOut tasks; a silo's moveOut task, for its tenant moving out of it.
+      sid: props.workflow === 'vouchAndRestore' ? 'AnswerOnboardingVouchTasks' : 'AnswerOwnMoveOutTasks',
+      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+      resources: [onboardingStateMachineArn(scope)],
+    }),
     ...onboardingReads(props).map(
       ({ sid, actions, pattern }) =>
         new iam.PolicyStatement({ sid, actions, resources: [executionArn(scope, pattern)] }),
@@ -83,6 +79,18 @@ function onboardingReads(
         actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
         pattern: tenantExecutionsPattern('move', 'silo', props.tenantId!),
         why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that move this silo's own tenant into it (their names carry its id's mark and start): the runner restores the tenant only for a running one, started to move it here, with the digest and link the shared cell's runner handed to it.",
+      },
+      ...(['pool', 'bridge'] as const).map((to) => ({
+        sid: `DescribeOwnMovesTo${to === 'pool' ? 'Pool' : 'Bridge'}`,
+        actions: ['states:DescribeExecution'],
+        pattern: tenantExecutionsPattern('move', to, props.tenantId!),
+        why: `Describes (DescribeExecution only: status and input, which holds no link) the onboarding workflow's executions that move this silo's own tenant out of it to the ${to} cell (their names carry its id's mark and start): the runner freezes, exports and hands over its tenant, or thaws it, only for a running one, started for that move.`,
+      })),
+      {
+        sid: 'DescribeOwnPurges',
+        actions: ['states:DescribeExecution'],
+        pattern: tenantExecutionsPattern('purge', 'x', props.tenantId!),
+        why: "Describes (DescribeExecution only) the onboarding workflow's executions that purge this silo's own tenant's kept copy (their names carry its id's mark and start): the runner empties the silo a move out of it kept only for a running one, started for that purge.",
       },
     ];
   }

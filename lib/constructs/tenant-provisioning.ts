@@ -39,8 +39,8 @@ export function moveProblem(t: Tenant, to: unknown): string | undefined {
   if (!(to === 'pool' || to === 'bridge' || to === 'silo')) {
     return `tenant "${t.id}": movingTo is ${JSON.stringify(to)}: use "pool", "bridge" or "silo"`;
   }
-  if (t.model === 'silo') {
-    return `tenant "${t.id}": a move from silo to "${to}" is not built in AWS: a move goes between the pool and bridge cells or from one of them into a silo (out of a silo: npm run tenant -- export --aws, then a new tenant from its archive)`;
+  if (t.keptSilo) {
+    return `tenant "${t.id}" still keeps the silo it moved out of: purge it first (npm run request -- purge --tenant ${t.id})`;
   }
   return undefined;
 }
@@ -120,6 +120,8 @@ export class TenantProvisioning extends Construct {
   readonly tenant: Tenant;
   /** Silo only: the tenant's own cell. */
   readonly cell?: Cell;
+  /** A tenant that moved out of its silo, until a purge: that silo's cell, kept as it was (frozen, not serving). */
+  readonly keptCell?: Cell;
   readonly tenantResource: CustomResource;
   /** While the tenant moves (`movingTo`): its resource in the destination cell. */
   readonly destinationResource?: CustomResource;
@@ -149,6 +151,15 @@ export class TenantProvisioning extends Construct {
     }
     this.tenantResource = tenantResource(this, t, serviceToken, props.restore);
     if (this.cell) this.tenantResource.node.addDependency(this.cell.bootstrap);
+    if (t.keptSilo) {
+      // The silo a move out of it kept: built exactly as it was (the same ids and properties, so CloudFormation
+      // changes nothing in it) until a purge removes it; its API answers 503 (the registry places the tenant
+      // elsewhere) and its data stays frozen. Its `retire` phase is the purge's, which lifts its protection.
+      this.keptCell = siloCell(this, t.keptSilo, props);
+      tenantResource(this, t.keptSilo, this.keptCell.provisioner.serviceToken).node.addDependency(
+        this.keptCell.bootstrap,
+      );
+    }
     if (props.movingTo === 'silo') {
       // Into a silo of its own: the whole cell, built beside the tenant's place in its shared cell, as the tenant
       // will be (its request as moved: the profile the move names, by default `standard`, and its settings).
@@ -174,12 +185,11 @@ export class TenantProvisioning extends Construct {
       // While the tenant moves it answers 503 in both cells, so its name already points at the cell it moves to
       // (its own, into a silo): the name has propagated by the time that cell serves it (a rollback's deploy points
       // it back).
-      const endpoint = this.cell
-        ? `https://${this.cell.api.loadBalancer.loadBalancerDnsName}`
-        : ssm.StringParameter.valueForStringParameter(
-            this,
-            ssmNames.apiEndpoint((props.movingTo ?? t.model) as 'pool' | 'bridge'),
-          );
+      const servedBy = props.movingTo ?? t.model;
+      const endpoint =
+        servedBy === 'silo'
+          ? `https://${this.cell!.api.loadBalancer.loadBalancerDnsName}`
+          : ssm.StringParameter.valueForStringParameter(this, ssmNames.apiEndpoint(servedBy));
       // The cell's load balancer, from its published https:// endpoint.
       new route53.CnameRecord(this, 'HostName', {
         zone,

@@ -40,6 +40,13 @@ export interface RunnerCell {
   ): Promise<import('../../lambda/tenant-provisioner/mobility').MobilityReport>;
   /** A custom resource Create from `stack`, through the real provisioner. */
   create(resourceType: string, properties: Record<string, unknown>, stack: string): Promise<unknown>;
+  /** A custom resource Update from `stack` (its properties as they were, then as now). */
+  update(
+    resourceType: string,
+    properties: Record<string, unknown>,
+    old: Record<string, unknown>,
+    stack: string,
+  ): Promise<unknown>;
   /** A tenant of the cell's model, created by its own stack. */
   onboard(id: string): Promise<unknown>;
   /** The tenant's invoices' customers, in order, read as the API reads them. */
@@ -114,9 +121,21 @@ export async function startRunnerCell(options: {
     .on(GetSecretValueCommand, { SecretId: arn('archive-key') })
     .resolves({ SecretString: options.archiveKeyHex });
   let requestNo = 0;
-  const create = (resourceType: string, properties: Record<string, unknown>, stack: string) =>
+  const create = (
+    resourceType: string,
+    properties: Record<string, unknown>,
+    stack: string,
+    old?: Record<string, unknown>,
+  ) =>
     activate() &&
     provisioner.handler({
+      ...(old
+        ? {
+            RequestType: 'Update',
+            PhysicalResourceId: `tenant-${String(properties.TenantId)}`,
+            OldResourceProperties: { ServiceToken: 'token', ...old },
+          }
+        : { RequestType: 'Create' }),
       ServiceToken: 'arn:aws:lambda:us-east-1:111122223333:function:provider',
       ResponseURL: 'https://cloudformation-custom-resource-response.example/',
       StackId: `arn:aws:cloudformation:us-east-1:111122223333:stack/${stack}/0a1b2c3d`,
@@ -124,7 +143,6 @@ export async function startRunnerCell(options: {
       LogicalResourceId: 'Tenant',
       ResourceType: resourceType,
       ResourceProperties: { ServiceToken: 'token', ...properties },
-      RequestType: 'Create',
     } as CloudFormationCustomResourceEvent);
   const onboard = (id: string) =>
     create(
@@ -166,7 +184,8 @@ export async function startRunnerCell(options: {
       activate();
       return runner.handler(event as never);
     },
-    create,
+    create: (resourceType, properties, stack) => create(resourceType, properties, stack),
+    update: (resourceType, properties, old, stack) => create(resourceType, properties, stack, old),
     onboard,
     invoices: async (tenant) =>
       (

@@ -212,10 +212,13 @@ describe('CloudFormation execution policies', () => {
     const tenants = actionsOf(generated['tenants-permissions-boundary.json'].Statement[0]);
     for (const svc of ['cognito-idp', 'codebuild', 'sts', 'events', 'iam', 'cloudformation'])
       expect(tenants.filter((a) => a.startsWith(`${svc}:`))).toEqual([]);
-    // A silo's mobility runner reads its own tenant's onboarding executions; nothing else of Step Functions.
+    // A silo's mobility runner reads its own tenant's onboarding executions and answers the task of a move out of
+    // it (the token it was handed); nothing else of Step Functions.
     expect(tenants.filter((a) => a.startsWith('states:'))).toEqual([
       'states:DescribeExecution',
       'states:GetExecutionHistory',
+      'states:SendTaskFailure',
+      'states:SendTaskSuccess',
     ]);
     expect(tenants).toEqual(expect.arrayContaining(['rds-db:*', 'secretsmanager:*', 's3:*']));
     const platform = actionsOf(generated['platform-permissions-boundary.json'].Statement[0]);

@@ -425,10 +425,15 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [prefix] },
         });
       }
+      // A purge lists the archive versions it deletes: under its tenant's prefix only, in a silo's bucket.
+      const listing = statementsOf(t).find(
+        (s) => s.id === runnerPolicy && s.Sid === 'ListTenantArchiveVersions',
+      )!;
+      expect(listing.Condition).toEqual({ StringLike: { 's3:prefix': [`tenants/${prefix}/`] } });
       // Of the onboarding workflow it reads only what it needs, and no link handed to another: a shared cell's
       // runner describes any execution but reads the history of its own model's onboardings and moves only, and answers the
-      // workflow's tasks; a silo's reads its own tenant's onboardings and moves into it only (their names carry its
-      // id's mark).
+      // workflow's tasks; a silo's reads its own tenant's onboardings and moves into it only, and describes its
+      // moves out and purges (their names carry its id's mark).
       const states = statementsOf(t)
         .filter((s) => s.id === runnerPolicy && actions(s).some((a) => a.startsWith('states:')))
         .map((s) => ({ actions: actions(s), resource: JSON.stringify(s.Resource) }));
@@ -447,15 +452,25 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           { actions: ['states:GetExecutionHistory'], resource: executions(`move_${model}_*`) },
         ]);
       } else {
+        const own = `${tenantMark(prefix)}_${prefix}-*`;
         expect(states).toEqual([
+          // The task of a move out of it, whose token it is handed.
           {
-            actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-            resource: executions(`onboard_silo_${tenantMark(prefix)}_${prefix}-*`),
+            actions: ['states:SendTaskFailure', 'states:SendTaskSuccess'],
+            resource: expect.stringContaining(':stateMachine:tenantforge-onboarding"'),
           },
           {
             actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-            resource: executions(`move_silo_${tenantMark(prefix)}_${prefix}-*`),
+            resource: executions(`onboard_silo_${own}`),
           },
+          {
+            actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
+            resource: executions(`move_silo_${own}`),
+          },
+          // Moves out of it and the purge of the silo it kept: described only (their inputs hold no link).
+          { actions: ['states:DescribeExecution'], resource: executions(`move_pool_${own}`) },
+          { actions: ['states:DescribeExecution'], resource: executions(`move_bridge_${own}`) },
+          { actions: ['states:DescribeExecution'], resource: executions(`purge_x_${own}`) },
         ]);
       }
       // It runs in the cell's VPC, long enough and with room for a large tenant's archive.

@@ -1830,6 +1830,218 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
     });
   });
 
+  describe('out of its silo', () => {
+    const inSilo = JSON.stringify({
+      id: 'acme',
+      name: 'Acme',
+      model: 'silo',
+      settings: {
+        deletionPolicy: 'retain',
+        instanceClass: 't4g.medium',
+        multiAz: true,
+        backupRetentionDays: 14,
+      },
+    });
+    const moveRequest = JSON.stringify({ ...JSON.parse(inSilo), movingTo: 'pool' });
+    const withoutSilo = {
+      id: 'acme',
+      name: 'Acme',
+      model: 'pool',
+      firstModel: 'silo',
+      settings: { deletionPolicy: 'retain' },
+    };
+    // As moved: in the pool, the silo kept as it was (its stack keeps building it until a purge).
+    const keepingSilo = JSON.stringify({ ...withoutSilo, keptSilo: JSON.parse(inSilo) });
+    const siloRunnerName = siloMobilityRunnerName('acme');
+    const databaseInStack = (database: boolean) =>
+      cfn.on(ListStackResourcesCommand).resolves({
+        StackResourceSummaries: database
+          ? [
+              {
+                LogicalResourceId: 'CellDatabaseInstance05044F07',
+                ResourceType: 'AWS::RDS::DBInstance',
+                ResourceStatus: 'UPDATE_COMPLETE' as const,
+                LastUpdatedTimestamp: new Date(),
+              },
+            ]
+          : [],
+      });
+
+    beforeEach(async () => {
+      await moto.put({ tenantId: 'acme', model: 'silo', status: 'active', schema: 'app', request: inSilo });
+    });
+
+    test("an approver's move: its pool place added beside the silo, frozen and handed over by the silo's own runner, restored, switched, the silo kept", async () => {
+      const r = await move('acme', 'pool');
+      expect(r.status).toBe('SUCCEEDED');
+      expect(r.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'MoveOutOfItsCell',
+        'DeployMovePhaseSiloToPool',
+        'MoveOutSiloToPool',
+        'RestoreMovedSiloIntoPool',
+        'ForgetMoveLinkSiloToPool',
+        'SwitchModel',
+        'EmitMoved',
+        'DeployMovedTenant',
+        'Moved',
+      ]);
+      const id = (r as { id: string }).id;
+      // The runners' own checks passed at each call (runners(): the silo's as the source, the pool's restore
+      // reading the digest and link from the silo's MoveOut task).
+      expect(runnerCalls).toEqual([
+        {
+          functionArn: siloRunnerName,
+          payload: {
+            action: 'moveOut',
+            tenantId: 'acme',
+            execution: id,
+            taskToken: expect.stringMatching(/^token:/),
+          },
+        },
+        {
+          functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
+          payload: { action: 'restore', tenantId: 'acme', archive: ARCHIVE, execution: id, handover: LINK },
+        },
+      ]);
+      expect(during).toEqual([
+        expect.objectContaining({ status: 'moving', model: 'silo', movingTo: 'pool', lock: id }),
+        expect.objectContaining({ status: 'moving', model: 'silo', movingTo: 'pool', lock: id }),
+      ]);
+      expect(builds).toEqual([
+        { action: 'deploy', phase: 'steady', tenantId: 'acme', request: moveRequest },
+        { action: 'deploy', phase: 'steady', tenantId: 'acme', request: keepingSilo },
+      ]);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({
+        status: 'active',
+        model: 'pool',
+        schema: 'pool',
+        keptCopy: 'silo',
+        request: keepingSilo,
+      });
+      expect(JSON.stringify((r as { output?: unknown }).output)).not.toContain('X-Amz-Signature');
+      // While the silo is kept: no other move, no offboarding (its protected database is in the stack).
+      expect((await move('acme', 'bridge')) as { cause: string }).toMatchObject({
+        status: 'REFUSED',
+        cause: expect.stringContaining('still has the silo copy its last move kept'),
+      });
+      expect((await offboard('acme')) as { cause: string }).toMatchObject({
+        status: 'REFUSED',
+        cause: expect.stringContaining('still keeps the silo it moved out of'),
+      });
+
+      // The purge: the silo's runner empties it, a deploy lifts its protection, the deploy without it removes it.
+      databaseInStack(true);
+      builds = [];
+      runnerCalls = [];
+      onRunner = (payload, model) => {
+        expect({ action: payload.action, model }).toEqual({ action: 'purge', model: 'silo' });
+        return { action: 'purge' };
+      };
+      const purge = await ask('purge', { tenantId: 'acme' });
+      expect(purge.status).toBe('SUCCEEDED');
+      expect(purge.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'PurgeInItsCell',
+        'KeptSiloStillThere',
+        'PurgeKeptSiloCopy',
+        'RetireKeptSilo',
+        'DeployWithoutKeptSilo',
+        'MarkPurged',
+        'EmitCopyPurged',
+        'Purged',
+      ]);
+      expect(runnerCalls.map((c) => c.functionArn)).toEqual([siloRunnerName]);
+      expect(builds).toEqual([
+        { action: 'deploy', phase: 'retire', tenantId: 'acme', request: keepingSilo },
+        { action: 'deploy', phase: 'steady', tenantId: 'acme', request: JSON.stringify(withoutSilo) },
+      ]);
+      const purged = await moto.get('acme');
+      expect(purged).toMatchObject({ status: 'active', model: 'pool', request: JSON.stringify(withoutSilo) });
+      for (const gone of ['lock', 'keptCopy', 'purgeCopy'] as const) expect(purged![gone]).toBeUndefined();
+    });
+
+    test("a restore that fails rolls back: the pool place removed, the silo's runner thaws it, serving in its silo with the reason", async () => {
+      const why = 'the handed-over copy has SHA-256 ...';
+      runners((p) => (p.action === 'restore' ? why : undefined));
+      const r = await move('acme', 'pool');
+      expect(r.status).toBe('FAILED');
+      expect(r.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'MoveOutOfItsCell',
+        'DeployMovePhaseSiloToPool',
+        'MoveOutSiloToPool',
+        'RestoreMovedSiloIntoPool',
+        'ReadMoveFailureReason',
+        'AbortMove',
+        'BuiltSiloToRemove',
+        'DeployWithoutMove',
+        'DropMovedInCopy',
+        'DropMovedIntoPool',
+        'ThawWhereItWas',
+        'ThawMovingSiloTenant',
+        'ServeAgainAfterMoveFailed',
+        'EmitMoveFailed',
+        'MoveFailed',
+      ]);
+      expect(runnerCalls.map((c) => [c.functionArn.replace(/.*:function:/, ''), c.payload.action])).toEqual([
+        [siloRunnerName, 'moveOut'],
+        ['tenantforge-pool-mobility', 'restore'],
+        ['tenantforge-pool-mobility', 'dropMovedIn'],
+        [siloRunnerName, 'thaw'],
+      ]);
+      expect(builds.map((b) => b.request)).toEqual([moveRequest, inSilo]);
+      const item = await moto.get('acme');
+      expect(item).toMatchObject({ status: 'active', model: 'silo', request: inSilo });
+      expect(item!.failureReason).toContain(why);
+      for (const gone of ['lock', 'movingTo', 'keptCopy', 'moveAborted'] as const)
+        expect(item![gone]).toBeUndefined();
+    });
+
+    test('a purge that fails is released with the reason, the silo still kept; one whose removal already landed only deploys', async () => {
+      expect((await move('acme', 'pool')).status).toBe('SUCCEEDED');
+      databaseInStack(true);
+      builds = [];
+      onRunner = () => ({ action: 'purge' });
+      onBuild = (b) => {
+        if (b.phase === 'retire') failBuild(b);
+      };
+      const failed = await ask('purge', { tenantId: 'acme' });
+      expect(failed.status).toBe('FAILED');
+      expect(failed.path).toEqual(expect.arrayContaining(['RetireKeptSilo', 'ReadPurgeDeployFailureReason']));
+      expect(failed.path).not.toContain('DeployWithoutKeptSilo');
+      const kept = await moto.get('acme');
+      expect(kept).toMatchObject({ status: 'active', model: 'pool', keptCopy: 'silo', request: keepingSilo });
+      expect(kept!.lock).toBeUndefined();
+      expect(kept!.failureReason).toBeDefined();
+      // An earlier purge's removal landed but not its last write: the stack holds no database, so nothing is
+      // emptied or retired (that deploy would build the silo again), only the deploy without it, then recorded.
+      databaseInStack(false);
+      onBuild = () => undefined;
+      builds = [];
+      runnerCalls = [];
+      const again = await ask('purge', { tenantId: 'acme' });
+      expect(again.status).toBe('SUCCEEDED');
+      expect(again.path).toEqual([
+        'Accept',
+        'OnboardOrOffboard',
+        'PurgeInItsCell',
+        'KeptSiloStillThere',
+        'DeployWithoutKeptSilo',
+        'MarkPurged',
+        'EmitCopyPurged',
+        'Purged',
+      ]);
+      expect(runnerCalls).toEqual([]);
+      expect(builds.map((b) => b.phase)).toEqual(['steady']);
+      expect(await moto.get('acme')).toMatchObject({ request: JSON.stringify(withoutSilo) });
+    });
+  });
+
   test("after a move, an approver's purge: the old cell's runner removes the kept copy, then it can move back", async () => {
     expect((await move('acme', 'bridge')).status).toBe('SUCCEEDED');
     runnerCalls = [];

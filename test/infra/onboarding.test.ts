@@ -42,7 +42,7 @@ const RESTORE_FAILURE_PATH: Record<string, string> = {
 };
 
 /** A move's steps before its switch catch into its own failure path, which rolls back (never `failed`). */
-const MOVE_RUNNER_STEPS = /^(MoveOut(Pool|Bridge)To\w+|RestoreMoved\w+|MarkMoveSilo(Sealed|Filled)\w+)$/;
+const MOVE_RUNNER_STEPS = /^(MoveOut(Pool|Bridge|Silo)To\w+|RestoreMoved\w+|MarkMoveSilo(Sealed|Filled)\w+)$/;
 // ... and into a silo, its readiness and seal, whose reasons are read from the tenant stack's events too.
 const MOVE_DEPLOY_STEPS = /^(DeployMovePhase\w+|CheckMovedSiloReady\w+|SealMovePhase\w+ToSilo)$/;
 const MOVE_FAILURE_PATH: Record<string, string> = {
@@ -59,6 +59,7 @@ const MOVE_FAILURE_PATH: Record<string, string> = {
   ForgetRemovedSilo: 'ThawWhereItWas',
   ThawMovingPoolTenant: 'KeepMovingAfterThawFailed',
   ThawMovingBridgeTenant: 'KeepMovingAfterThawFailed',
+  ThawMovingSiloTenant: 'KeepMovingAfterThawFailed',
   ServeAgainAfterMoveFailed: 'MoveFailedUnrecorded',
   KeepMovingAfterThawFailed: 'MoveFailedUnrecorded',
   KeepMovingAfterRollbackFailed: 'MoveFailedUnrecorded',
@@ -70,6 +71,10 @@ const MOVE_FAILURE_PATH: Record<string, string> = {
   // A purge's steps: the tenant serves on from its cell; a failure only releases it with the reason.
   PurgeKeptPoolCopy: 'ReadPurgeFailureReason',
   PurgeKeptBridgeCopy: 'ReadPurgeFailureReason',
+  PurgeKeptSiloCopy: 'ReadPurgeFailureReason',
+  RetireKeptSilo: 'ReadPurgeDeployFailureReason',
+  DeployWithoutKeptSilo: 'ReadPurgeDeployFailureReason',
+  ReadPurgeDeployFailureReason: 'GenericPurgeFailureReason',
   MarkPurged: 'ReadPurgeFailureReason',
   ReadPurgeFailureReason: 'GenericPurgeFailureReason',
   ReleaseAfterPurgeFailed: 'PurgeFailedUnrecorded',

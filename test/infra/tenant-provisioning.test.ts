@@ -1,7 +1,7 @@
 import { Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { CatalogError } from '../../lib/catalog';
+import { CatalogError, tenantRequestOf } from '../../lib/catalog';
 import { TenantProvisioning } from '../../lib/constructs/tenant-provisioning';
 import { newApp } from './fleet-helpers';
 import { refusedUpdate, TemplateJson, updatePlan } from '../helpers/cfn-update';
@@ -119,11 +119,121 @@ describe('a move between the pool and bridge cells, as the deploys CloudFormatio
     ]);
   });
 
-  test('a move to the same model, or out of a silo, is refused with the way that exists', () => {
+  test('a move to the same model, or of a tenant that still keeps the silo it left, is refused with the way out', () => {
     expect(() => templateOf(pool, 'pool')).toThrow('tenant "acme" is already a pool tenant: nothing to move');
-    expect(() =>
-      templateOf({ id: 'acme', name: 'Acme', model: 'silo', settings: { vpcCidr: '10.20.0.0/20' } }, 'pool'),
-    ).toThrow('a move from silo to "pool" is not built in AWS');
+    const keeping = {
+      id: 'acme',
+      name: 'Acme',
+      model: 'pool',
+      firstModel: 'silo',
+      keptSilo: { id: 'acme', name: 'Acme', model: 'silo', settings: { vpcCidr: '10.20.0.0/20' } },
+    };
+    expect(() => templateOf(keeping, 'bridge')).toThrow(
+      'tenant "acme" still keeps the silo it moved out of: purge it first (npm run request -- purge --tenant acme)',
+    );
+  });
+});
+
+describe('a move out of a silo, as the deploys CloudFormation runs', () => {
+  const templateOf = (
+    request: Record<string, unknown>,
+    movingTo?: 'pool' | 'bridge',
+    phase?: 'steady' | 'retire',
+    domain?: { zoneId: string; zoneName: string },
+  ): TemplateJson => {
+    const app = newApp();
+    const stack = new Stack(app, 'Tenant-acme', { env: { region: 'us-east-1' } });
+    new TenantProvisioning(stack, 'Default', {
+      tenant: TenantProvisioning.tenantFrom(request, 'request'),
+      ipamPoolId: 'ipam-pool-0123456789abcdef0',
+      ...(movingTo ? { movingTo } : {}),
+      ...(phase ? { phase } : {}),
+      ...(domain ? { domain } : {}),
+    });
+    return Template.fromStack(stack).toJSON() as TemplateJson;
+  };
+  const silo = { id: 'acme', name: 'Acme', model: 'silo', settings: { profile: 'production' } };
+  const siloRequest = JSON.parse(tenantRequestOf(TenantProvisioning.tenantFrom(silo, 'request'))) as object;
+  // As the switch records it: in the pool, the silo kept as it was.
+  const poolKeeping = {
+    id: 'acme',
+    name: 'Acme',
+    model: 'pool',
+    firstModel: 'silo',
+    settings: { deletionPolicy: 'retain' },
+    keptSilo: siloRequest,
+  };
+  const poolPurged = {
+    id: 'acme',
+    name: 'Acme',
+    model: 'pool',
+    firstModel: 'silo',
+    settings: { deletionPolicy: 'retain' },
+  };
+  const cellIds = (t: TemplateJson) => Object.keys(t.Resources).filter((id) => id.startsWith('Cell'));
+
+  test('the move deploy adds the pool place beside the untouched silo; the deploy as moved changes nothing', () => {
+    const before = templateOf(silo);
+    const during = templateOf(silo, 'pool');
+    const after = templateOf(poolKeeping);
+    expect(refusedUpdate(before, during)).toEqual([]);
+    expect(updatePlan(before, during)).toEqual({ created: ['TenantPool'], deleted: [], updated: [] });
+    expect(during.Resources.TenantPool).toMatchObject({
+      Type: 'Custom::PoolTenant',
+      Properties: { TenantId: 'acme', Model: 'pool', Request: JSON.stringify(poolKeeping) },
+    });
+    // As moved (the registry's request with the silo kept): the silo is exactly as it was, unprotected by nothing.
+    expect(refusedUpdate(during, after)).toEqual([]);
+    expect(updatePlan(during, after)).toEqual({ created: [], deleted: [], updated: [] });
+    expect(after.Resources.CellDatabaseInstance05044F07.Properties!.DeletionProtection).toBe(true);
+    // A rollback before the switch removes only the pool place.
+    expect(updatePlan(during, before)).toEqual({ created: [], deleted: ['TenantPool'], updated: [] });
+  });
+
+  test("the purge: its retire phase lifts only the kept silo's protection, then the silo goes and nothing else", () => {
+    const after = templateOf(poolKeeping);
+    const retire = templateOf(poolKeeping, undefined, 'retire');
+    const purged = templateOf(poolPurged);
+    expect(updatePlan(after, retire)).toEqual({
+      created: [],
+      deleted: [],
+      updated: ['CellDatabaseInstance05044F07', 'CellApiLoadBalancer5C1A0250'],
+    });
+    expect(retire.Resources.CellDatabaseInstance05044F07.Properties!.DeletionProtection).toBe(false);
+    const removal = updatePlan(retire, purged);
+    expect(refusedUpdate(retire, purged)).toEqual([]);
+    expect(removal.created).toEqual([]);
+    // The pool place's request no longer names the silo: its provisioner's Update (idempotent) is all it gets.
+    expect(removal.updated).toEqual(['TenantPool']);
+    expect(removal.deleted).toEqual(expect.arrayContaining(['Tenant', ...cellIds(retire)]));
+    expect(cellIds(purged)).toEqual([]);
+  });
+
+  test('with a DNS name, the move deploy already points it at the cell it moves to, not the silo', () => {
+    const domain = { zoneId: 'Z123', zoneName: 'tenants.example.com' };
+    const record = (t: TemplateJson) =>
+      JSON.stringify(
+        Object.values(t.Resources).find((r) => r.Type === 'AWS::Route53::RecordSet')!.Properties,
+      );
+    expect(record(templateOf(silo, undefined, undefined, domain))).toContain('CellApiLoadBalancer');
+    const during = record(templateOf(silo, 'pool', undefined, domain));
+    expect(during).toContain('poolapiendpoint');
+    expect(during).not.toContain('CellApiLoadBalancer');
+    expect(record(templateOf(poolKeeping, undefined, undefined, domain))).toContain('poolapiendpoint');
+  });
+
+  test('a request that keeps a silo it cannot be (another id, another model, a silo keeping one) is refused', () => {
+    const bad =
+      (keptSilo: unknown, model = 'pool') =>
+      () =>
+        TenantProvisioning.tenantFrom({ ...poolKeeping, model, keptSilo }, 'request');
+    expect(bad({ ...siloRequest, id: 'globex' })).toThrow(
+      'field "keptSilo" is tenant "globex" in silo, not this tenant in a silo',
+    );
+    expect(bad({ ...siloRequest, model: 'bridge', settings: {} })).toThrow('not this tenant in a silo');
+    expect(bad({ ...siloRequest, keptSilo: siloRequest })).toThrow('holds a "keptSilo" of its own');
+    expect(bad(siloRequest, 'silo')).toThrow('field "keptSilo" is set on a silo tenant');
+    expect(bad({ ...siloRequest, settings: { instanceClass: 'nope' } })).toThrow('field "keptSilo"');
   });
 });
 

@@ -31,7 +31,7 @@ const { tokens, answered } = answerTasks(sfn);
 /** What the entry writes for an approver's move, and what Step Functions says of its execution. */
 async function moving(
   tenantId: string,
-  from: 'pool' | 'bridge',
+  from: 'pool' | 'bridge' | 'silo',
   to: 'pool' | 'bridge' | 'silo',
   execution: string,
 ) {
@@ -47,7 +47,7 @@ async function moving(
 /** The execution's history once its moveOut task succeeded with `output`, as move.ts's ResultSelector leaves it. */
 function history(
   execution: string,
-  from: 'pool' | 'bridge',
+  from: 'pool' | 'bridge' | 'silo',
   to: 'pool' | 'bridge' | 'silo',
   output?: string,
 ) {
@@ -396,6 +396,118 @@ test("pool -> silo: the tenant's own silo runner restores it into its new silo; 
       }),
     ).toMatchObject({ rows: { invoices: 12, invoice_items: 12 }, checksums: out.checksums });
     expect(await silo.invoices('flurp')).toEqual(await pool.invoices('flurp'));
+  } finally {
+    await silo.db.drop();
+  }
+});
+
+test("silo -> pool: the silo's own runner freezes and hands it over, the pool's restores it; kept, a release leaves the silo as it is; its purge empties it", async () => {
+  const silo = await startRunnerCell({
+    model: 'silo',
+    siloTenant: 'zorp',
+    database: 'move_out_silo',
+    bucket: 'silo-out-archives',
+    archiveKeyHex: 'd4'.repeat(32),
+    moto,
+    secrets,
+  });
+  try {
+    await silo.onboard('zorp');
+    await silo.addInvoices('zorp', 9);
+    const execution = `${WORKFLOW_EXECUTIONS}move_pool_zorp-1`;
+    await moving('zorp', 'silo', 'pool', execution);
+    tokens.add('move-o');
+    const out = await silo.run({ action: 'moveOut', tenantId: 'zorp', execution, taskToken: 'move-o' });
+    expect(out).toMatchObject({ action: 'moveOut', model: 'silo', rows: { invoices: 9, invoice_items: 9 } });
+    expect(out.archive).toMatch(/^tenants\/zorp\/.+\.tfa$/);
+    const output = answered.get('move-o')!.output!;
+    // Frozen in its silo: reads answer, writes are refused by the database.
+    expect((await silo.invoices('zorp')).length).toBe(9);
+    expect(await sqlstateOf(silo.addInvoices('zorp', 1))).toBe('42501');
+    await place(pool, 'pool', 'zorp');
+    const restore = (cell: RunnerCell) =>
+      cell.run({
+        action: 'restore',
+        tenantId: 'zorp',
+        archive: out.archive,
+        execution,
+        handover: JSON.parse(output).handover,
+      });
+    history(execution, 'silo', 'pool', output);
+    await expect(restore(bridge)).rejects.toThrow(
+      `tenant "zorp" is not being moved into this bridge cell by ${execution}: it is moving from silo to pool`,
+    );
+    expect(await restore(pool)).toMatchObject({
+      model: 'pool',
+      rows: { invoices: 9, invoice_items: 9 },
+      checksums: out.checksums,
+    });
+    expect(await pool.invoices('zorp')).toEqual(await silo.invoices('zorp'));
+    // A rollback's thaw, by the silo's runner, for the move's execution only: the silo takes writes again.
+    await expect(
+      silo.run({ action: 'thaw', tenantId: 'zorp', execution: `${WORKFLOW_EXECUTIONS}move_pool_zorp-2` }),
+    ).rejects.toThrow(`it is held by ${execution}`);
+    await silo.run({ action: 'thaw', tenantId: 'zorp', execution });
+    await silo.addInvoices('zorp', 1);
+    expect((await silo.invoices('zorp')).length).toBe(10);
+
+    // Switched (as the workflow's switch writes it): served by the pool, the silo kept in the tenant's stack.
+    const switched = { ...(await moto.get('zorp'))!, model: 'pool', status: 'active', keptCopy: 'silo' };
+    delete switched.lock;
+    delete switched.movingTo;
+    await moto.put(switched);
+    // A release's update of the kept silo's resource (a new schema version) leaves it as it is and writes nothing.
+    const resource = {
+      TenantId: 'zorp',
+      Name: 'zorp Inc',
+      Model: 'silo',
+      DeletionPolicy: 'retain',
+      Request: JSON.stringify({ id: 'zorp', name: 'zorp Inc', model: 'silo' }),
+      SchemaVersion: String(LATEST_VERSION),
+    };
+    await expect(
+      silo.update(
+        'Custom::SiloTenant',
+        { ...resource, SchemaVersion: String(LATEST_VERSION) },
+        { ...resource, SchemaVersion: String(LATEST_VERSION - 1) },
+        'Tenant-zorp',
+      ),
+    ).resolves.toMatchObject({ Data: { TenantId: 'zorp' } });
+    expect(await moto.get('zorp')).toEqual(switched);
+    // ... while a silo that is not a kept copy is refused an update once the registry places it elsewhere.
+    await moto.put({ ...switched, keptCopy: undefined });
+    await expect(silo.update('Custom::SiloTenant', resource, resource, 'Tenant-zorp')).rejects.toThrow(
+      'the registry places the tenant in another cell than this silo cell',
+    );
+    await moto.put(switched);
+
+    // The purge, for its own execution only: the silo's schema emptied and the tenant's archives in its bucket gone.
+    const purge = `${WORKFLOW_EXECUTIONS}purge_x_zorp-1`;
+    await moto.put({ ...switched, purgeCopy: 'silo', lock: purge });
+    sfn.on(DescribeExecutionCommand, { executionArn: purge }).resolves({
+      status: 'RUNNING',
+      stateMachineArn: ONBOARDING_WORKFLOW,
+      input: JSON.stringify({
+        action: 'purge',
+        tenant: { tenantId: 'zorp', model: 'pool', purgeCopy: 'silo' },
+      }),
+    });
+    await expect(pool.run({ action: 'purge', tenantId: 'zorp', execution: purge })).rejects.toThrow(
+      'its request purges silo, and its kept copy is silo',
+    );
+    const versions = async () =>
+      (
+        await silo.s3.send(
+          new ListObjectVersionsCommand({ Bucket: 'silo-out-archives', Prefix: 'tenants/zorp/' }),
+        )
+      ).Versions?.length ?? 0;
+    expect(await versions()).toBeGreaterThan(0);
+    await expect(silo.run({ action: 'purge', tenantId: 'zorp', execution: purge })).resolves.toMatchObject({
+      action: 'purge',
+    });
+    expect(await silo.invoices('zorp')).toEqual([]);
+    expect(await versions()).toBe(0);
+    expect((await pool.invoices('zorp')).length).toBe(9);
   } finally {
     await silo.db.drop();
   }

@@ -409,11 +409,35 @@ describe('a move between the pool and bridge cells', () => {
     );
   });
 
+  test("an approver's move out of a silo: moving to pool, for an execution the silo's runner may describe", async () => {
+    await moto.put({ tenantId: 'zorp', model: 'silo', status: 'active', request: kept('zorp', 'silo') });
+    expect((await call(REQUESTER, move('zorp', 'pool'))).statusCode).toBe(403);
+    // A silo's profile goes with a move into a silo only.
+    const profiled = await call(APPROVER, {
+      action: 'move',
+      request: { tenantId: 'zorp', to: 'pool', profile: 'production' },
+    });
+    expect(profiled.statusCode).toBe(400);
+    const r = await call(APPROVER, move('zorp', 'pool'));
+    expect(r.statusCode).toBe(202);
+    expect(await moto.get('zorp')).toMatchObject({
+      status: 'moving',
+      model: 'silo',
+      movingTo: 'pool',
+      lock: r.json.execution,
+    });
+    const [start] = sfn.commandCalls(StartExecutionCommand);
+    // Named for the cell it moves to (whose runner reads its history); the silo's runner describes it by its mark.
+    expect(start.args[0].input.name).toMatch(
+      new RegExp(`^move_pool_${tenantMark('zorp')}_zorp-\\d+-[0-9a-f]{8}$`),
+    );
+  });
+
   test.each([
     ['acme', 'shared', '"to" is "shared": use "pool", "bridge" or "silo"'],
     ['acme', 'pool', 'is already a pool tenant'],
     ['nobody', 'bridge', 'tenant "nobody" is unknown'],
-    ['northwind', 'pool', 'is a silo tenant: a move goes from the pool or bridge cell'],
+    ['northwind', 'silo', 'is already a silo tenant'],
     ['kept', 'pool', 'still has the pool copy its last move kept'],
     // One kept copy a tenant at a time: a move into a silo would overwrite the record of the pool copy.
     ['kept', 'silo', 'still has the pool copy its last move kept (the registry records one kept copy'],

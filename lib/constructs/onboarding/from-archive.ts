@@ -196,17 +196,23 @@ export function siloRunner(
   wf: OnboardingWorkflow,
   id: string,
   payload: Record<string, unknown>,
-  options: { resultPath?: string; resultSelector?: Record<string, string> } = {},
+  options: {
+    resultPath?: string;
+    resultSelector?: Record<string, string>;
+    /** The runner answers through the task's token (payload `taskToken`), never in its own response. */
+    callback?: boolean;
+  } = {},
 ): sfn.CustomState {
   const parameters: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(payload)) {
     const path = typeof v === 'string' && /^\$/.test(v) ? v : undefined;
     parameters[path ? `${k}.$` : k] = path ?? v;
   }
+  if (options.callback) parameters['taskToken.$'] = '$$.Task.Token';
   return new sfn.CustomState(wf, id, {
     stateJson: {
       Type: 'Task',
-      Resource: `arn:${Stack.of(wf).partition}:states:::lambda:invoke`,
+      Resource: `arn:${Stack.of(wf).partition}:states:::lambda:invoke${options.callback ? '.waitForTaskToken' : ''}`,
       Parameters: { 'FunctionName.$': '$.tenant.mobilityRunner', Payload: parameters },
       ...(options.resultSelector ? { ResultSelector: options.resultSelector } : {}),
       ResultPath: options.resultPath ?? null,

@@ -9,7 +9,7 @@ export interface MoveParts {
   /** The source cell's runner's callback task: freeze, export, hand over digest and link. */
   readonly moveOutTask: (from: 'pool' | 'bridge', to: 'silo') => sfn.TaskStateBase;
   /** Drops the link from the execution's state once used. */
-  readonly forgetLink: (from: 'pool' | 'bridge', to: 'silo') => sfn.Pass;
+  readonly forgetLink: (from: 'pool' | 'bridge' | 'silo', to: 'pool' | 'bridge' | 'silo') => sfn.Pass;
   /** Catches a runner's failure into the rollback, with the runner's reason. */
   readonly onRunnerError: <T extends sfn.TaskStateBase | sfn.CustomState>(state: T) => T;
   /** Catches a deploy's failure into the rollback, with the reason from the tenant stack's events. */

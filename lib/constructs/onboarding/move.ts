@@ -4,14 +4,16 @@ import { MOVE_DETAIL_TYPES, moveOutStateName } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { execution, tenantId, THROTTLING, title } from './workflow-paths';
 import { builtSiloRemoval, forgetRemovedSilo, intoSilo } from './move-into-silo';
+import { outOfSilo, thawInSilo } from './move-out-of-silo';
 
 const SHARED = ['pool', 'bridge'] as const;
 const other = (model: 'pool' | 'bridge') => (model === 'pool' ? 'bridge' : 'pool');
 
 /**
  * Moving a tenant between the pool and bridge cells (an approver's `move` request; the entry set it `moving` to the
- * other cell, so the API answers it 503), or into a silo of its own (the same steps, its silo built and sealed in
- * step 1 and restored by its own runner in step 3: move-into-silo.ts):
+ * other cell, so the API answers it 503), into a silo of its own (the same steps, its silo built and sealed in
+ * step 1 and restored by its own runner in step 3: move-into-silo.ts), or out of its silo (its own runner the source
+ * in step 2, the silo kept in the stack until a purge: move-out-of-silo.ts):
  *
  * 1. `DeployMovePhase`: the tenant's stack with its place in the other cell added beside the untouched source
  *    (`moveRequest`: `movingTo`); that cell's provisioner builds the empty place and writes no registry field.
@@ -93,6 +95,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     task.next(serveAgain);
     thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
   }
+  thaw.when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), thawInSilo(wf, keepFrozen, serveAgain));
   thaw.otherwise(keepFrozen);
   const rollbackFailed = keepMoving(
     'KeepMovingAfterRollbackFailed',
@@ -215,7 +218,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     out.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
     return out;
   };
-  const forgetLink = (from: 'pool' | 'bridge', to: 'pool' | 'bridge' | 'silo') =>
+  const forgetLink = (from: 'pool' | 'bridge' | 'silo', to: 'pool' | 'bridge' | 'silo') =>
     new sfn.Pass(wf, `ForgetMoveLink${title(from)}To${title(to)}`, {
       comment:
         'The link is a credential for the archive until it expires: not carried into the execution output',
@@ -267,13 +270,22 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       intoSilo(wf, from, { moveOutTask, forgetLink, onRunnerError, onDeployError, switchModel }),
     );
   }
-  // Accept admits moves out of the pool and bridge cells only; anything else fails with the reason, changing
-  // nothing.
+  // Out of its silo into a shared cell (move-out-of-silo.ts).
+  for (const to of SHARED) {
+    moveOut.when(
+      sfn.Condition.and(
+        sfn.Condition.stringEquals('$.tenant.model', 'silo'),
+        sfn.Condition.stringEquals('$.tenant.movingTo', to),
+      ),
+      outOfSilo(wf, to, { forgetLink, onRunnerError, onDeployError, switchModel }),
+    );
+  }
+  // Accept admits a move to another model only; anything else fails with the reason, changing nothing.
   return moveOut.otherwise(
     new sfn.Pass(wf, 'NotAMoveBetweenSharedCells', {
       parameters: {
         Error: 'NotAMoveBetweenSharedCells',
-        Cause: 'only a move out of the pool or bridge cell runs through the workflow',
+        Cause: 'only a move to another model runs through the workflow',
       },
       resultPath: '$.error',
     }).next(genericReason),

@@ -19,9 +19,9 @@ export interface RestoreRequest {
 }
 
 /**
- * A restore request against what the registry holds: an active pool or bridge tenant that nobody holds (or one
- * that an earlier restore left `moving` within its own model, frozen, which a new restore finishes), and one of
- * its own archives. Returns the tenant's id and the archive's key.
+ * A restore request against what the registry holds: an active tenant that nobody holds, in any model (or one that
+ * an earlier restore left `moving` within its own model, frozen, which a new restore finishes), and one of its own
+ * archives (in its cell's bucket: a silo's, its own). Returns the tenant's id and the archive's key.
  */
 export function checkRestoreOver(
   request: RestoreRequest,
@@ -45,7 +45,7 @@ export function checkRestoreOver(
         `restore request: tenant "${tenantId}" is being changed by another request (${existing.lock}): nothing was changed; wait for it to finish`,
       );
     }
-    if (existing.status !== 'moving' || existing.movingTo !== existing.model || existing.model === 'silo') {
+    if (existing.status !== 'moving' || existing.movingTo !== existing.model) {
       throw new RequestRejected(
         `restore request: tenant "${tenantId}" is ${existing.status}${existing.status === 'moving' ? ` to ${existing.movingTo ?? 'another model'}` : ''}, not left frozen by a restore: there is nothing to abandon; nothing was changed`,
       );
@@ -71,11 +71,6 @@ export function checkRestoreOver(
   if (existing.lock) {
     throw new RequestRejected(
       `restore request: tenant "${tenantId}" is being changed by another request (${existing.lock}): nothing was changed; wait for it to finish`,
-    );
-  }
-  if (existing.model === 'silo') {
-    throw new RequestRejected(
-      `restore request: tenant "${tenantId}" is a silo: restore into its own empty database with its runner (npm run tenant -- restore --aws); restoring over a silo's data is not built yet; nothing was changed`,
     );
   }
   const stuck = existing.status === 'moving' && existing.movingTo === existing.model;

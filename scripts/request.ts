@@ -129,8 +129,8 @@ const USAGE =
   '       npm run request -- restore --tenant <id> --abandon [--url <entry URL>]   (approvers: thaws a tenant a failed restore\n' +
   '         left frozen; it serves again with the data it has)\n' +
   '       npm run request -- move --tenant <id> --to <pool|bridge|silo> [--profile <standard|production|idle-friendly>]\n' +
-  '         [--url <entry URL>]   (approvers: moves a pool or bridge tenant with its data to the other shared cell, or into\n' +
-  '         a silo of its own, of the profile given (default standard); it answers 503 meanwhile)\n' +
+  '         [--url <entry URL>]   (approvers: moves a tenant with its data to the other shared cell, into a silo of\n' +
+  '         its own of the profile given (default standard), or out of its silo; it answers 503 meanwhile)\n' +
   '       npm run request -- purge --tenant <id> [--url <entry URL>]   (approvers: removes the copy a move kept in the\n' +
   "         cell the tenant left, and the tenant's archives there)";
 

@@ -161,17 +161,14 @@ async function accept(e: Extract<Step, { step: 'accept' }>): Promise<Record<stri
   // A restore over the tenant's data: `moving` within its own model, with the archive recorded (or none: an
   // approver's request to abandon one that left the tenant frozen).
   if (item.status === 'moving' && item.movingTo === item.model) {
-    if (item.model === 'silo') {
-      throw new RequestRejected(
-        `tenant "${tenantId}" is a silo, whose data is not restored over through the workflow: nothing was changed`,
-      );
-    }
     return {
       tenantId: item.tenantId,
       model: item.model,
       action: item.restoreArchive ? 'restore' : 'abandonRestore',
       stackName: tenantStackName(item.tenantId),
       restoreArchive: item.restoreArchive ?? '',
+      // A silo's own runner, by name (the workflow may invoke the silos' runners, by their names' pattern).
+      ...(item.model === 'silo' ? { mobilityRunner: siloMobilityRunnerName(item.tenantId) } : {}),
     };
   }
   // A purge of the copy a move kept, or a move between the pool and bridge cells (move-steps.ts).

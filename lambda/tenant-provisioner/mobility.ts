@@ -134,6 +134,13 @@ export async function runMobilityEvent(
   deps: MobilityDeps,
 ): Promise<MobilityReport> {
   const parsed = parseMobilityEvent(event);
+  // A silo's runner acts for its own tenant only, whatever the action.
+  const siloTenant = env.model === 'silo' ? tenantOfStackName(env.ownStack) : undefined;
+  if (siloTenant && parsed.tenantId !== siloTenant) {
+    throw new ProvisioningInputError(
+      `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${siloTenant}" only (invoke the runner of the tenant's own cell)`,
+    );
+  }
   if (parsed.action === 'replace' || parsed.action === 'thaw') {
     return replaceOrThaw(parsed as ReplaceRequest, env, deps);
   }
@@ -143,12 +150,6 @@ export async function runMobilityEvent(
   if (parsed.archive && parsed.archive.tenantId !== parsed.tenantId && parsed.execution === undefined) {
     throw new ProvisioningInputError(
       `${parsed.archive.key} is tenant "${parsed.archive.tenantId}"'s archive: an operator restores an archive into its own tenant only, never into "${parsed.tenantId}" (a new tenant starts from another's archive only through an approved onboard request with "restoreFrom"); nothing was written`,
-    );
-  }
-  const siloTenant = env.model === 'silo' ? tenantOfStackName(env.ownStack) : undefined;
-  if (siloTenant && parsed.tenantId !== siloTenant) {
-    throw new ProvisioningInputError(
-      `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${siloTenant}" only (invoke the runner of the tenant's own cell)`,
     );
   }
   // Into a new tenant: checked now, and again inside the restore's transaction just before it commits (an

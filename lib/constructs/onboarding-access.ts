@@ -81,11 +81,17 @@ function onboardingReads(
         why: "Reads (DescribeExecution and GetExecutionHistory only) the onboarding workflow's executions that move this silo's own tenant into it (their names carry its id's mark and start): the runner restores the tenant only for a running one, started to move it here, with the digest and link the shared cell's runner handed to it.",
       },
       ...(['pool', 'bridge'] as const).map((to) => ({
-        sid: `DescribeOwnMovesTo${to === 'pool' ? 'Pool' : 'Bridge'}`,
+        sid: `DescribeOwnMovesTo${to.charAt(0).toUpperCase()}${to.slice(1)}`,
         actions: ['states:DescribeExecution'],
         pattern: tenantExecutionsPattern('move', to, props.tenantId!),
         why: `Describes (DescribeExecution only: status and input, which holds no link) the onboarding workflow's executions that move this silo's own tenant out of it to the ${to} cell (their names carry its id's mark and start): the runner freezes, exports and hands over its tenant, or thaws it, only for a running one, started for that move.`,
       })),
+      {
+        sid: 'DescribeOwnRestores',
+        actions: ['states:DescribeExecution'],
+        pattern: tenantExecutionsPattern('restore', 'x', props.tenantId!),
+        why: "Describes (DescribeExecution only) the onboarding workflow's executions that restore one of this silo's own tenant's archives over its data (their names carry its id's mark and start): the runner freezes, replaces and thaws its tenant only for a running one, started for that archive.",
+      },
       {
         sid: 'DescribeOwnPurges',
         actions: ['states:DescribeExecution'],

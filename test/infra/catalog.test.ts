@@ -88,7 +88,7 @@ describe('tenant catalog', () => {
       { id: 'hooli', name: 'Hooli', model: 'shared' },
     ]);
     expect(problems).toEqual([
-      'tenant "acme": unknown field "plan": allowed fields are id, name, model, settings, firstModel',
+      'tenant "acme": unknown field "plan": allowed fields are id, name, model, settings, firstModel, keptSilo',
       'tenant "globex": unknown field "settings.colour": allowed settings are deletionPolicy, hostname, tier, profile, instanceClass, multiAz, backupRetentionDays, vpcCidr, restoredFromSnapshot',
       'tenant "hooli": field "model" is "shared": use one of "silo", "pool", "bridge"',
     ]);

@@ -470,6 +470,8 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           // Moves out of it and the purge of the silo it kept: described only (their inputs hold no link).
           { actions: ['states:DescribeExecution'], resource: executions(`move_pool_${own}`) },
           { actions: ['states:DescribeExecution'], resource: executions(`move_bridge_${own}`) },
+          // ... restores over its tenant's data (the archive is its own, in its own bucket).
+          { actions: ['states:DescribeExecution'], resource: executions(`restore_x_${own}`) },
           { actions: ['states:DescribeExecution'], resource: executions(`purge_x_${own}`) },
         ]);
       }

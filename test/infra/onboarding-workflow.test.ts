@@ -251,7 +251,7 @@ async function expectHeldForReplace(
 ): Promise<Record<string, unknown>> {
   const tenantId = payload.tenantId as string;
   if (payload.action === 'thaw') {
-    await expectApprovedThaw(tenantId, payload.execution as string, runnerEnv(model), runnerDeps());
+    await expectApprovedThaw(tenantId, payload.execution as string, runnerEnv(model, tenantId), runnerDeps());
     return { action: 'thaw', tenantId, restored: false, safetyArchive: '' };
   }
   expect(payload.action).toBe('replace');
@@ -259,7 +259,7 @@ async function expectHeldForReplace(
     payload.archive as string,
     tenantId,
     payload.execution as string,
-    runnerEnv(model),
+    runnerEnv(model, tenantId),
     runnerDeps(),
   );
   return { action: 'replace', tenantId, safetyArchive: `tenants/${tenantId}/20261128T120000Z-5afe5afe.tfa` };
@@ -845,7 +845,97 @@ describe("restoring over a tenant's data, executed", () => {
     expect(runnerCalls[runnerCalls.length - 1].functionArn).toMatch(/:function:tenantforge-bridge-mobility$/);
   });
 
-  test("refused by the entry, changing nothing: another tenant's archive, a bad key, an unknown, held, offboarded or silo tenant", async () => {
+  test('a silo tenant: its own runner replaces its data (one of its own archives, in its own bucket), then it serves again', async () => {
+    await moto.put({ tenantId: 'northwind', model: 'silo', status: 'active' });
+    const from = 'tenants/northwind/20261127T030405Z-1a2b3c4d.tfa';
+    const r = await restore('northwind', from);
+    expect(r.status).toBe('SUCCEEDED');
+    expect(r.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'RestoreInItsCell',
+      'RestoreSiloTenantOver',
+      'MarkRestoredSilo',
+      'EmitRestoredSilo',
+      'Restored',
+    ]);
+    const id = (r as { id: string }).id;
+    // Its own runner, by the name derived from its id; its checks passed (expectHeldForReplace, as a silo's).
+    expect(runnerCalls).toEqual([
+      {
+        functionArn: siloMobilityRunnerName('northwind'),
+        payload: { action: 'replace', tenantId: 'northwind', archive: from, execution: id },
+      },
+    ]);
+    expect(during).toEqual([
+      expect.objectContaining({
+        status: 'moving',
+        model: 'silo',
+        movingTo: 'silo',
+        lock: id,
+        restoreArchive: from,
+      }),
+    ]);
+    expect(await moto.get('northwind')).toMatchObject({ status: 'active', model: 'silo' });
+    expect(events).toEqual([
+      expect.objectContaining({
+        DetailType: 'TenantRestored',
+        Detail: {
+          tenantId: 'northwind',
+          archive: from,
+          safetyArchive: 'tenants/northwind/20261128T120000Z-5afe5afe.tfa',
+        },
+      }),
+    ]);
+    expect(builds).toEqual([]);
+
+    // A replace that fails: the silo's runner thaws it (its answer read from Payload), and it serves again.
+    runnerCalls = [];
+    events = [];
+    onRunner = async (payload, model) => {
+      expect(model).toBe('silo');
+      if (payload.action === 'replace') {
+        throw new TaskError('Error', JSON.stringify({ errorMessage: 'the archive is at schema version 9' }));
+      }
+      return expectHeldForReplace(payload, model);
+    };
+    const failed = await restore('northwind', from);
+    expect(failed.status).toBe('FAILED');
+    expect(failed.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'RestoreInItsCell',
+      'RestoreSiloTenantOver',
+      'ReadRestoreFailureReason',
+      'ThawInItsCell',
+      'ThawSiloTenant',
+      'RestoredAfterAll',
+      'ServeAgainAfterRestoreFailed',
+      'AbandonedOrFailed',
+      'EmitRestoreFailed',
+      'RestoreFailed',
+    ]);
+    expect(runnerCalls.map((c) => c.payload.action)).toEqual(['replace', 'thaw']);
+    const item = await moto.get('northwind');
+    expect(item).toMatchObject({ status: 'active', model: 'silo' });
+    expect(item!.failureReason).toContain('the archive is at schema version 9');
+
+    // ... and one whose answer was lost after it committed: the thaw says so, and the restore is done.
+    onRunner = async (payload) => {
+      if (payload.action === 'replace') throw new TaskError('Lambda.ServiceException', '{}');
+      return {
+        action: 'thaw',
+        tenantId: 'northwind',
+        restored: true,
+        safetyArchive: 'tenants/northwind/s.tfa',
+      };
+    };
+    const lost = await restore('northwind', from);
+    expect(lost.status).toBe('SUCCEEDED');
+    expect(lost.path).toEqual(expect.arrayContaining(['ThawSiloTenant', 'MarkRestoredAfterAll']));
+  });
+
+  test("refused by the entry, changing nothing: another tenant's archive, a bad key, an unknown, held or offboarded tenant", async () => {
     const refusedWith = async (tenantId: string, from: string, why: string) => {
       const before = await moto.get(tenantId);
       const r = await restore(tenantId, from);
@@ -864,8 +954,6 @@ describe("restoring over a tenant's data, executed", () => {
     await refusedWith('initech', 'tenants/initech/a.tfa', 'is being changed by another request (arn:other)');
     await moto.put({ tenantId: 'gone', model: 'pool', status: 'offboarded' });
     await refusedWith('gone', 'tenants/gone/a.tfa', 'tenant "gone" is offboarded: only an active tenant');
-    await moto.put({ tenantId: 'northwind', model: 'silo', status: 'active' });
-    await refusedWith('northwind', 'tenants/northwind/a.tfa', 'tenant "northwind" is a silo');
     expect(runnerCalls).toEqual([]);
   });
 

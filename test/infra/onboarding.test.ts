@@ -24,20 +24,23 @@ const FAILURE_PATH = [
 /** Restores into a new tenant deploy nothing: their failure reason is read without the stack's events. */
 const FROM_ARCHIVE = /^(Restore(Pool|Bridge)Archive|Vouch\w+ArchiveFor\w+|RestoreHandedOver\w+)$/;
 /** A restore over a tenant's data has its own failure path: the tenant is thawed and serves again (never `failed`). */
-const RESTORE_STEPS = ['RestorePoolTenantOver', 'RestoreBridgeTenantOver'];
+const RESTORE_STEPS = ['RestorePoolTenantOver', 'RestoreBridgeTenantOver', 'RestoreSiloTenantOver'];
 const RESTORE_FAILURE_PATH: Record<string, string> = {
   ReadRestoreFailureReason: 'GenericRestoreFailureReason',
   ThawPoolTenant: 'KeepFrozenAfterThawFailed',
   ThawBridgeTenant: 'KeepFrozenAfterThawFailed',
+  ThawSiloTenant: 'KeepFrozenAfterThawFailed',
   ServeAgainAfterRestoreFailed: 'RestoreFailedUnrecorded',
   KeepFrozenAfterThawFailed: 'RestoreFailedUnrecorded',
   EmitRestoreFailed: 'RestoreFailed',
   // Once the rows are replaced nothing goes back to the thaw: the tenant holds the archive's data.
   MarkRestoredPool: 'RestoredUnrecorded',
   MarkRestoredBridge: 'RestoredUnrecorded',
+  MarkRestoredSilo: 'RestoredUnrecorded',
   MarkRestoredAfterAll: 'RestoredUnrecorded',
   EmitRestoredPool: 'RestoredNotAnnounced',
   EmitRestoredBridge: 'RestoredNotAnnounced',
+  EmitRestoredSilo: 'RestoredNotAnnounced',
   EmitRestoredAfterAll: 'RestoredNotAnnounced',
 };
 

@@ -513,6 +513,79 @@ test("silo -> pool: the silo's own runner freezes and hands it over, the pool's 
   }
 });
 
+test("a restore over a silo's data: its own runner freezes it, keeps what it had in a safety archive, replaces it; a failed one is thawed", async () => {
+  const silo = await startRunnerCell({
+    model: 'silo',
+    siloTenant: 'plugh',
+    database: 'restore_silo',
+    bucket: 'silo-restore-archives',
+    archiveKeyHex: 'd5'.repeat(32),
+    moto,
+    secrets,
+  });
+  try {
+    await silo.onboard('plugh');
+    await silo.addInvoices('plugh', 4);
+    const archive = (await silo.run({ action: 'export', tenantId: 'plugh' })).archive!;
+    await silo.addInvoices('plugh', 3); // written after the archive: the restore takes them away
+    const execution = `${WORKFLOW_EXECUTIONS}restore_x_plugh-1`;
+    const active = (await moto.get('plugh'))!;
+    // As the entry writes it for an approver's restore request, and as Step Functions says it started it.
+    await moto.put({
+      ...active,
+      status: 'moving',
+      movingTo: 'silo',
+      lock: execution,
+      restoreArchive: archive,
+    });
+    sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
+      status: 'RUNNING',
+      stateMachineArn: ONBOARDING_WORKFLOW,
+      input: JSON.stringify({
+        action: 'restore',
+        tenant: { tenantId: 'plugh', model: 'silo', restoreArchive: archive },
+      }),
+    });
+    // Only its own tenant: another silo's (or any) tenant id is refused before anything is read.
+    await expect(
+      silo.run({ action: 'replace', tenantId: 'xyzzy', archive: 'tenants/xyzzy/a.tfa', execution }),
+    ).rejects.toThrow('tenant "xyzzy" is not this silo\'s');
+    const report = await silo.run({ action: 'replace', tenantId: 'plugh', archive, execution });
+    expect(report).toMatchObject({
+      action: 'replace',
+      model: 'silo',
+      rows: { invoices: 4, invoice_items: 4 },
+    });
+    expect(report.safetyArchive).toMatch(/^tenants\/plugh\/before-restore-[0-9a-f]{24}\.tfa$/);
+    expect((await silo.invoices('plugh')).length).toBe(4);
+    // Served again: it takes writes. Its thaw (had the answer been lost) says the replace committed.
+    await silo.addInvoices('plugh', 1);
+    expect(await silo.run({ action: 'thaw', tenantId: 'plugh', execution })).toMatchObject({
+      restored: true,
+      safetyArchive: report.safetyArchive,
+    });
+
+    // A second request whose replace never ran: its thaw lifts the freeze, and says nothing was restored.
+    const second = `${WORKFLOW_EXECUTIONS}restore_x_plugh-2`;
+    await moto.put({ ...active, status: 'moving', movingTo: 'silo', lock: second, restoreArchive: archive });
+    sfn.on(DescribeExecutionCommand, { executionArn: second }).resolves({
+      status: 'RUNNING',
+      stateMachineArn: ONBOARDING_WORKFLOW,
+      input: JSON.stringify({
+        action: 'restore',
+        tenant: { tenantId: 'plugh', model: 'silo', restoreArchive: archive },
+      }),
+    });
+    expect(await silo.run({ action: 'thaw', tenantId: 'plugh', execution: second })).toMatchObject({
+      restored: false,
+    });
+    await silo.addInvoices('plugh', 1);
+    expect((await silo.invoices('plugh')).length).toBe(6);
+  } finally {
+    await silo.db.drop();
+  }
+});
+
 test("a purge removes the copy a move kept, and the tenant's archives in that cell, only for the purge's execution", async () => {
   // gloop moved to bridge (the first test): switched, its pool place kept, frozen and retired.
   const gloop = (await moto.get('gloop'))!;

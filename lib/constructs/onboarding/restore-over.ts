@@ -2,6 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { RESTORE_DETAIL_TYPES } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
+import { siloRunner } from './from-archive';
 import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
 
 /**
@@ -137,6 +138,28 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
     task.next(thawed);
     thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
   }
+  // A silo's own runner (its answer under Payload, then put where the shared cells' runners' answers go).
+  const siloThaw = siloRunner(
+    wf,
+    'ThawSiloTenant',
+    { action: 'thaw', tenantId, execution },
+    {
+      // Where a shared cell's runner's answer goes (the silo's thaw always says both; a missing one is a
+      // runtime error, which the reconciler leaves `moving` with the reason).
+      resultPath: '$.thawed',
+      resultSelector: { 'restored.$': '$.Payload.restored', 'safetyArchive.$': '$.Payload.safetyArchive' },
+    },
+  );
+  siloThaw.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+  siloThaw.addRetry({
+    errors: ['States.ALL'],
+    interval: Duration.seconds(10),
+    backoffRate: 2,
+    maxAttempts: 3,
+  });
+  siloThaw.addCatch(keepFrozen, { resultPath: '$.thawError' });
+  siloThaw.next(thawed);
+  thaw.when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), siloThaw);
   thaw.otherwise(keepFrozen);
   const genericReason = new sfn.Pass(wf, 'GenericRestoreFailureReason', {
     parameters: {
@@ -177,12 +200,32 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
     replace.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
     task.next(done(title(model), '$.restored.safetyArchive'));
   }
-  // Accept admits pool and bridge tenants only; anything else fails with the reason, changing nothing.
+  const siloReplace = siloRunner(
+    wf,
+    'RestoreSiloTenantOver',
+    {
+      action: 'replace',
+      tenantId,
+      archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
+      execution,
+    },
+    { resultPath: '$.restored', resultSelector: { 'safetyArchive.$': '$.Payload.safetyArchive' } },
+  );
+  siloReplace.addRetry({
+    errors: ['ThrottlingException', 'Lambda.TooManyRequestsException', 'Lambda.ResourceConflictException'],
+    interval: Duration.seconds(5),
+    backoffRate: 2,
+    maxAttempts: 4,
+  });
+  siloReplace.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
+  siloReplace.next(done('Silo', '$.restored.safetyArchive'));
+  replace.when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), siloReplace);
+  // Accept admits pool, bridge and silo tenants; anything else fails with the reason, changing nothing.
   replace.otherwise(
     new sfn.Pass(wf, 'NotASharedCellTenant', {
       parameters: {
         Error: 'NotASharedCellTenant',
-        Cause: 'only a pool or bridge tenant is restored over through the workflow',
+        Cause: 'only a pool, bridge or silo tenant is restored over through the workflow',
       },
       resultPath: '$.error',
     }).next(reason),

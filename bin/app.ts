@@ -3,7 +3,7 @@ import { App } from 'aws-cdk-lib';
 import { IsolationModel, SILO_PROFILES, SiloProfileName, TENANT_PHASES, TenantPhase } from '../contracts';
 import { moveProblem } from '../lib/constructs/tenant-provisioning';
 import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
-import { movedTenant } from '../lib/move-rules';
+import { movedTenant, withoutKeptSilo } from '../lib/move-rules';
 import { buildFleet, FleetError } from '../lib/fleet';
 
 // A stack trace per construct and a 27 MB construct tree cost seconds on a 1,000-tenant fleet and serve only
@@ -52,11 +52,22 @@ try {
     // A catalog tenant's request (as the registry keeps it) is the catalog's own entry: nothing to add; or that
     // entry moved to another cell (a move's last deploy, before the catalog is changed to say so), which this
     // deploy builds instead. Any other request for an id the catalog holds is a conflict.
+    // Out of a silo, the catalog entry as moved keeps the silo until a purge: the purge's last deploy builds it
+    // without (whether the catalog still lists the silo, or was pulled since the move and keeps it).
     const inCatalog = tenants.find((t) => t.id === tenant.id);
-    const movedFromCatalog =
-      inCatalog !== undefined &&
-      inCatalog.model !== tenant.model &&
-      tenantRequestOf(movedTenant(inCatalog, tenant.model, tenant.silo?.profile)) === tenantRequestOf(tenant);
+    const asMoved =
+      inCatalog === undefined
+        ? []
+        : inCatalog.model !== tenant.model
+          ? [movedTenant(inCatalog, tenant.model, tenant.silo?.profile)]
+          : inCatalog.keptSilo && !tenant.keptSilo
+            ? [inCatalog]
+            : [];
+    const movedFromCatalog = asMoved.some(
+      (moved) =>
+        tenantRequestOf(moved) === tenantRequestOf(tenant) ||
+        (moved.keptSilo !== undefined && tenantRequestOf(withoutKeptSilo(moved)) === tenantRequestOf(tenant)),
+    );
     if (movedFromCatalog) tenants = tenants.map((t) => (t.id === tenant.id ? tenant : t));
     else if (inCatalog && tenantRequestOf(inCatalog) !== tenantRequestOf(tenant)) {
       throw new CatalogError(source, [

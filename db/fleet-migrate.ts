@@ -17,7 +17,7 @@
 import type { ClientBase } from 'pg';
 import { LATEST_VERSION, MIGRATIONS, type Migration } from './migrations';
 import { assertCompatible } from './migrations/compatibility';
-import { migrateTarget, RetiredTenantError, type MigrationTarget } from './migrate';
+import { FrozenTargetError, migrateTarget, RetiredTenantError, type MigrationTarget } from './migrate';
 import { dataModel, type ModelOptions } from './models';
 import { validateTenantId, type IsolationModel } from './naming';
 import { ADMIN_SCHEMA, OWNER_ROLE } from './roles';
@@ -288,6 +288,11 @@ async function migrateOne(
         return {
           outcome: { target, result: 'skipped', reason: 'offboarded meanwhile', ms, attempts: attempt },
         };
+      }
+      // Frozen while its data moves (a move, a restore over it), or the silo a move out of it kept until a purge:
+      // not a failure of the release; rerun after the move (a kept silo goes with its purge).
+      if (e instanceof FrozenTargetError) {
+        return { outcome: { target, result: 'skipped', reason: e.message, ms, attempts: attempt } };
       }
       return {
         outcome: { target, result: 'failed', reason: (e as Error).message, ms, attempts: attempt },

@@ -138,7 +138,7 @@ async function isFrozen(client: ClientBase, target: MigrationTarget): Promise<bo
 export class FrozenTargetError extends Error {
   constructor(target: string) {
     super(
-      `${target} is frozen while its data moves (npm run tenant -- move or restore --force): it is migrated after the move; run the migration again then`,
+      `${target} is frozen while its data moves (npm run tenant -- move or restore --force), or is the silo a move out of it kept until its purge: it is migrated after the move (run the migration again then); a kept silo goes with its purge`,
     );
     this.name = 'FrozenTargetError';
   }

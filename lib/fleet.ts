@@ -195,7 +195,13 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
     tag(stack, t.id, t.model, t.silo?.profile ?? 'shared-cell');
     // A silo a move out of it kept keeps its own tags (and so its template): its cost is still the silo's.
     const kept = stack.provisioning.keptCell;
-    if (kept && t.keptSilo) tag(kept, t.id, 'silo', t.keptSilo.silo!.profile);
+    if (kept && t.keptSilo) {
+      // Its cell, and the parameters that publish its service (beside the cell, as for any silo).
+      const published = ['ApiEndpoint', 'ApiService'].map((id) => stack.provisioning.node.tryFindChild(id));
+      for (const scope of [kept, ...published]) {
+        if (scope) tag(scope, t.id, 'silo', t.keptSilo.silo!.profile);
+      }
+    }
     return stack;
   });
   // Every role a stack creates carries its scope's permissions boundary (deploy/<scope>-permissions-boundary.json):

@@ -274,8 +274,11 @@ export function checkSiloRanges(
 /** The catalog VPC range a kept request asked for, if any. */
 export function requestedVpcCidr(request: string | undefined): string | undefined {
   if (!request) return undefined;
-  const settings = (JSON.parse(request) as { settings?: { vpcCidr?: unknown } }).settings;
-  return typeof settings?.vpcCidr === 'string' ? settings.vpcCidr : undefined;
+  type Settings = { settings?: { vpcCidr?: unknown } };
+  const parsed = JSON.parse(request) as Settings & { keptSilo?: Settings };
+  // A tenant that moved out of its silo keeps it, range and all, until a purge.
+  const cidr = parsed.settings?.vpcCidr ?? parsed.keptSilo?.settings?.vpcCidr;
+  return typeof cidr === 'string' ? cidr : undefined;
 }
 
 /** Checks an offboarding request's tenant id before any lookup. */

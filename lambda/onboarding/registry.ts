@@ -63,7 +63,7 @@ export async function write(
   }
 }
 
-/** The catalog VPC ranges of silo tenants the registry holds (not offboarded), for the overlap rule. */
+/** The catalog VPC ranges of silo tenants the registry holds (not offboarded), and of silos moves kept, for the overlap rule. */
 export async function siloRanges(): Promise<{ tenantId: string; vpcCidr?: string }[]> {
   const out: { tenantId: string; vpcCidr?: string }[] = [];
   let start: Record<string, AttributeValue> | undefined;
@@ -72,8 +72,15 @@ export async function siloRanges(): Promise<{ tenantId: string; vpcCidr?: string
       new ScanCommand({
         TableName: table(),
         ProjectionExpression: '#key, #request',
-        FilterExpression: 'model = :silo AND attribute_exists(#request) AND #status <> :gone',
-        ExpressionAttributeNames: { '#key': REGISTRY_KEY, '#request': 'request', '#status': 'status' },
+        // A silo tenant's, or a silo a move out of it kept (its range is still in use until a purge).
+        FilterExpression:
+          '(model = :silo OR #kept = :silo) AND attribute_exists(#request) AND #status <> :gone',
+        ExpressionAttributeNames: {
+          '#key': REGISTRY_KEY,
+          '#request': 'request',
+          '#status': 'status',
+          '#kept': 'keptCopy',
+        },
         ExpressionAttributeValues: { ':silo': { S: 'silo' }, ':gone': { S: 'offboarded' } },
         ExclusiveStartKey: start,
       }),

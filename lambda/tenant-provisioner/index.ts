@@ -87,11 +87,14 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
   if (
     placement === 'elsewhere' &&
     event.RequestType === 'Update' &&
+    request.keptCopy === true &&
     env.model === 'silo' &&
     item?.keptCopy === 'silo'
   ) {
-    // The silo a move out of it kept, in the tenant's stack until a purge: a new release's update (a new schema
-    // version) leaves its frozen copy as it was; nothing reads it again but the purge that empties it.
+    // The silo a move out of it kept, in the tenant's stack until a purge (its resource marked so, and the
+    // registry saying so): the deploy as moved, and a new release's update (a new schema version), leave its frozen
+    // copy as it was; nothing reads it again but the purge that empties it. A stale catalog's template (the tenant
+    // still listed in its silo, the resource unmarked) is refused below, as for any cell the tenant left.
     log('the silo a move out of it kept: left as it is until a purge', { tenantId: request.tenantId });
     return {
       PhysicalResourceId: request.physicalId,

@@ -32,6 +32,8 @@ export interface Request {
   restore: boolean;
   /** The tenant's request as its stack states it (JSON), recorded in the registry. */
   tenantRequest?: string;
+  /** The silo a move out of it kept (its stack marks that resource so): left as it is until a purge. */
+  keptCopy?: boolean;
 }
 
 export interface Env {
@@ -128,6 +130,9 @@ export function parseRequest(
   }
   if (p.Request !== undefined && typeof p.Request !== 'string')
     fail('property Request must be the tenant request as JSON');
+  if (p.KeptCopy !== undefined && p.KeptCopy !== 'true') {
+    fail(`property KeptCopy is ${JSON.stringify(p.KeptCopy)}: use "true" or leave it out`);
+  }
   return {
     kind,
     model,
@@ -139,6 +144,7 @@ export function parseRequest(
     physicalId: `tenant-${model}-${tenantId}`,
     restore: p.Restore === 'true',
     tenantRequest: p.Request as string | undefined,
+    ...(p.KeptCopy === 'true' ? { keptCopy: true } : {}),
   };
 }
 

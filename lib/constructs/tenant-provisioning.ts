@@ -149,16 +149,18 @@ export class TenantProvisioning extends Construct {
         ssmNames.provisionerServiceToken(t.model),
       );
     }
-    this.tenantResource = tenantResource(this, t, serviceToken, props.restore);
+    this.tenantResource = tenantResource(this, t, serviceToken, { restore: props.restore });
     if (this.cell) this.tenantResource.node.addDependency(this.cell.bootstrap);
     if (t.keptSilo) {
       // The silo a move out of it kept: built exactly as it was (the same ids and properties, so CloudFormation
       // changes nothing in it) until a purge removes it; its API answers 503 (the registry places the tenant
       // elsewhere) and its data stays frozen. Its `retire` phase is the purge's, which lifts its protection.
       this.keptCell = siloCell(this, t.keptSilo, props);
-      tenantResource(this, t.keptSilo, this.keptCell.provisioner.serviceToken).node.addDependency(
-        this.keptCell.bootstrap,
-      );
+      // Marked as the kept copy: its provisioner leaves it as it is (an update of a silo the tenant left is
+      // otherwise refused, as a stale catalog's).
+      tenantResource(this, t.keptSilo, this.keptCell.provisioner.serviceToken, {
+        keptCopy: true,
+      }).node.addDependency(this.keptCell.bootstrap);
     }
     if (props.movingTo === 'silo') {
       // Into a silo of its own: the whole cell, built beside the tenant's place in its shared cell, as the tenant
@@ -245,7 +247,7 @@ function tenantResource(
   scope: Construct,
   t: Tenant,
   serviceToken: string,
-  restore?: boolean,
+  options: { restore?: boolean; keptCopy?: boolean } = {},
 ): CustomResource {
   return new CustomResource(scope, tenantResourceId(t.model, t.firstModel), {
     serviceToken,
@@ -260,7 +262,8 @@ function tenantResource(
       SchemaVersion: SCHEMA_VERSION,
       // The tenant as the registry keeps it: the registry is the fleet's source of truth.
       Request: tenantRequestOf(t),
-      ...(restore ? { Restore: 'true' } : {}),
+      ...(options.restore ? { Restore: 'true' } : {}),
+      ...(options.keptCopy ? { KeptCopy: 'true' } : {}),
     },
   });
 }

@@ -2,7 +2,7 @@ import { Client } from 'pg';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { FleetDatabase, migrateFleet, planFleet } from '../../db/fleet-migrate';
 import { MIGRATIONS, type Migration } from '../../db/migrations';
-import { migrateSilo, provisionBridgeTenant, registerPoolTenant } from '../../db/models';
+import { dataModel, migrateSilo, provisionBridgeTenant, registerPoolTenant } from '../../db/models';
 import { RUNTIME_ROLES } from '../../db/roles';
 import { lockTarget } from '../../db/tx';
 import {
@@ -244,6 +244,31 @@ describe('fleet migrations (db/fleet-migrate.ts)', () => {
           WHERE n.nspname IN ('pool', 't_b_one') AND c.relkind = 'r' AND c.relrowsecurity AND NOT c.relforcerowsecurity`,
       );
       expect(unforced.rows).toEqual([]);
+    }
+  });
+
+  test('a frozen target (its data moving, or the silo a move out of it kept) is skipped with the reason, never failed; once thawed a rerun migrates it', async () => {
+    const kept = await createTestDatabase('fleet_kept_silo');
+    try {
+      const m = await kept.master();
+      await bootstrapDatabase(m, 'silo', {
+        contextKey: TEST_CONTEXT_KEY,
+        runtimePasswords: { silo: RUNTIME_PASSWORD },
+      });
+      await migrateSilo(m, 2, RUNTIME_ROLES.silo);
+      await dataModel('silo').freeze(m, 's-kept', {});
+      const silo = [database(kept, 'silo', 's-kept')];
+      const run = await migrateFleet(await planFleet(silo, latest));
+      expect(run.outcomes.map((o) => [o.target.target, o.result])).toEqual([['silo', 'skipped']]);
+      expect(run.outcomes[0].reason).toContain('frozen while its data moves');
+      expect(await versions(silo[0])).toEqual({ silo: 2 });
+      await dataModel('silo').unfreeze(m, 's-kept', {});
+      const rerun = await migrateFleet(await planFleet(silo, latest));
+      expect(rerun.outcomes.map((o) => o.result)).toEqual(['done']);
+      expect(await versions(silo[0])).toEqual({ silo: latest });
+      await m.end();
+    } finally {
+      await kept.drop();
     }
   });
 });

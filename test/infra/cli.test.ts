@@ -3,6 +3,8 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { REPO_ROOT } from './fleet-helpers';
+import { loadCatalog, tenantRequestOf } from '../../lib/catalog';
+import { movedRequest, requestWithoutKeptSilo } from '../../lib/move-rules';
 
 /** Runs the real CLI the way a user or a pipeline does (offline, no credentials). */
 function cdkSynth(args: string[]) {
@@ -260,10 +262,49 @@ describe('cdk synth from the command line', () => {
     ) as Resources;
     const siloPart = (t: Resources) =>
       Object.fromEntries(
-        Object.entries(t.Resources).filter(([id]) => id.startsWith('Cell') || id === 'Tenant'),
+        Object.entries(t.Resources).filter(([id]) => /^(Cell|ApiEndpoint|ApiService)/.test(id)),
       );
     expect(Object.keys(siloPart(after)).length).toBeGreaterThan(50);
     expect(siloPart(after)).toEqual(siloPart(during));
     expect(JSON.stringify(after.Resources.CellDatabaseInstance05044F07)).toContain('"Value":"silo"');
+  });
+
+  test('a catalog silo moved out and purged: every deploy of the move and of the purge is accepted, whether or not the catalog was pulled', () => {
+    const catalog = loadCatalog(path.join(REPO_ROOT, 'tenants.json'));
+    const northwind = catalog.tenants.find((t) => t.id === 'northwind')!;
+    expect(northwind.model).toBe('silo');
+    const kept = tenantRequestOf(northwind);
+    const moved = movedRequest(kept, 'pool');
+    const purged = requestWithoutKeptSilo(moved);
+    const pulled = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'catalog-')), 'tenants.json');
+    const raw = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'tenants.json'), 'utf8')) as {
+      tenants: { id: string }[];
+    };
+    raw.tenants = raw.tenants.map((t) => (t.id === 'northwind' ? JSON.parse(moved) : t));
+    fs.writeFileSync(pulled, JSON.stringify(raw));
+    const deploys: [string, string, string?][] = [
+      // The purge's two deploys (its retire phase, then without the silo), against the catalog as it was ...
+      [moved, '', 'retire'],
+      [purged, ''],
+      // ... and as pulled after the move.
+      [moved, pulled, 'retire'],
+      [purged, pulled],
+    ];
+    for (const [request, catalogFile, phase] of deploys) {
+      const r = cdkSynth([
+        '-c',
+        'tenant=northwind',
+        '-c',
+        `tenantRequest=${request}`,
+        ...(catalogFile ? ['-c', `catalog=${catalogFile}`] : []),
+        ...(phase ? ['-c', `tenantPhase=${phase}`] : []),
+      ]);
+      expect({ request, catalogFile, status: r.status, stderr: r.status ? r.stderr : '' }).toEqual({
+        request,
+        catalogFile,
+        status: 0,
+        stderr: '',
+      });
+    }
   });
 });

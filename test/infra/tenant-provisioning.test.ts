@@ -172,7 +172,7 @@ describe('a move out of a silo, as the deploys CloudFormation runs', () => {
   };
   const cellIds = (t: TemplateJson) => Object.keys(t.Resources).filter((id) => id.startsWith('Cell'));
 
-  test('the move deploy adds the pool place beside the untouched silo; the deploy as moved changes nothing', () => {
+  test('the move deploy adds the pool place beside the untouched silo; the deploy as moved only marks the silo kept', () => {
     const before = templateOf(silo);
     const during = templateOf(silo, 'pool');
     const after = templateOf(poolKeeping);
@@ -182,9 +182,13 @@ describe('a move out of a silo, as the deploys CloudFormation runs', () => {
       Type: 'Custom::PoolTenant',
       Properties: { TenantId: 'acme', Model: 'pool', Request: JSON.stringify(poolKeeping) },
     });
-    // As moved (the registry's request with the silo kept): the silo is exactly as it was, unprotected by nothing.
+    // As moved (the registry's request with the silo kept): the silo exactly as it was, its resource marked as the
+    // kept copy (its provisioner's Update changes nothing), still protected.
     expect(refusedUpdate(during, after)).toEqual([]);
-    expect(updatePlan(during, after)).toEqual({ created: [], deleted: [], updated: [] });
+    expect(updatePlan(during, after)).toEqual({ created: [], deleted: [], updated: ['Tenant'] });
+    const { KeptCopy, ...unchanged } = after.Resources.Tenant.Properties!;
+    expect(KeptCopy).toBe('true');
+    expect(unchanged).toEqual(during.Resources.Tenant.Properties);
     expect(after.Resources.CellDatabaseInstance05044F07.Properties!.DeletionProtection).toBe(true);
     // A rollback before the switch removes only the pool place.
     expect(updatePlan(during, before)).toEqual({ created: [], deleted: ['TenantPool'], updated: [] });

@@ -456,7 +456,8 @@ test("silo -> pool: the silo's own runner freezes and hands it over, the pool's 
     delete switched.lock;
     delete switched.movingTo;
     await moto.put(switched);
-    // A release's update of the kept silo's resource (a new schema version) leaves it as it is and writes nothing.
+    // A release's update of the kept silo's resource (marked so by its stack; a new schema version) leaves it as it
+    // is and writes nothing.
     const resource = {
       TenantId: 'zorp',
       Name: 'zorp Inc',
@@ -468,17 +469,21 @@ test("silo -> pool: the silo's own runner freezes and hands it over, the pool's 
     await expect(
       silo.update(
         'Custom::SiloTenant',
-        { ...resource, SchemaVersion: String(LATEST_VERSION) },
-        { ...resource, SchemaVersion: String(LATEST_VERSION - 1) },
+        { ...resource, KeptCopy: 'true', SchemaVersion: String(LATEST_VERSION) },
+        { ...resource, KeptCopy: 'true', SchemaVersion: String(LATEST_VERSION - 1) },
         'Tenant-zorp',
       ),
     ).resolves.toMatchObject({ Data: { TenantId: 'zorp' } });
     expect(await moto.get('zorp')).toEqual(switched);
-    // ... while a silo that is not a kept copy is refused an update once the registry places it elsewhere.
-    await moto.put({ ...switched, keptCopy: undefined });
+    // Unmarked (a stale catalog that still lists the tenant in its silo): refused, as for any cell it left.
     await expect(silo.update('Custom::SiloTenant', resource, resource, 'Tenant-zorp')).rejects.toThrow(
       'the registry places the tenant in another cell than this silo cell',
     );
+    // ... and a marked one the registry does not record as kept (purged since) is refused too.
+    await moto.put({ ...switched, keptCopy: undefined });
+    await expect(
+      silo.update('Custom::SiloTenant', { ...resource, KeptCopy: 'true' }, resource, 'Tenant-zorp'),
+    ).rejects.toThrow('the registry places the tenant in another cell than this silo cell');
     await moto.put(switched);
 
     // The purge, for its own execution only: the silo's schema emptied and the tenant's archives in its bucket gone.

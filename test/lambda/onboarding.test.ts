@@ -311,6 +311,26 @@ describe('begin: onboarding', () => {
       tenantId: 'initrode',
     });
   });
+
+  test('so is one overlapping the silo a move out of it kept (its range is in use until a purge)', async () => {
+    await moto.put({
+      tenantId: 'globex',
+      model: 'pool',
+      status: 'active',
+      keptCopy: 'silo',
+      request: JSON.stringify({
+        id: 'globex',
+        name: 'G',
+        model: 'pool',
+        firstModel: 'silo',
+        settings: { deletionPolicy: 'retain' },
+        keptSilo: { id: 'globex', name: 'G', model: 'silo', settings: { vpcCidr: '10.18.0.0/20' } },
+      }),
+    });
+    await expect(
+      begin({ tenantId: 'hooli-2', model: 'silo', settings: { vpcCidr: '10.18.4.0/22' } }),
+    ).rejects.toThrow('overlaps tenant "globex" (10.18.0.0/20)');
+  });
 });
 
 describe('begin: a new tenant started from an archive (restoreFrom)', () => {

@@ -839,7 +839,8 @@ export function boundaryPolicy(
   /**
    * Services admitted only for the exact actions the roles use (no wildcard in them), not `service:*`: the
    * tenants' boundary admits of Step Functions, a control-plane service, only the runners' reads of the onboarding
-   * workflow's executions (and what their policies name), never starting, stopping or changing one.
+   * workflow's executions and answers to its tasks (what their policies name), never starting, stopping or changing
+   * one; of CloudFormation, only a silo provisioner's read of its own stack's status.
    */
   exact: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
 ): PolicyDocument {

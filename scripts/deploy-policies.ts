@@ -107,11 +107,14 @@ export function deployPolicyFiles(): Record<string, object> {
   for (const scope of [DEPLOY_SCOPES.tenants, DEPLOY_SCOPES.platform]) {
     const used = new Map<string, Set<string>>();
     const services = servicesOfRoles(templates[scope.name], used);
-    // Tenant stacks' roles get of Step Functions (the control plane) exactly what they use: reads of the onboarding
-    // workflow's executions.
+    // Tenant stacks' roles get of the control-plane services exactly what they use: of Step Functions, reads of the
+    // onboarding workflow's executions and the answer to a task; of CloudFormation, a silo provisioner's read of its
+    // own stack's status.
     const exact =
-      scope === DEPLOY_SCOPES.tenants && used.has('states')
-        ? new Map([['states', used.get('states')!]])
+      scope === DEPLOY_SCOPES.tenants
+        ? new Map(
+            ['states', 'cloudformation'].filter((svc) => used.has(svc)).map((svc) => [svc, used.get(svc)!]),
+          )
         : undefined;
     files[`${scope.name}-permissions-boundary.json`] = boundaryPolicy(services, exact);
     executionPolicies(types[scope.name], scope).forEach(

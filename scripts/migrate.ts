@@ -102,7 +102,7 @@ function planTable(plan: readonly PlannedTarget[]): string {
 function summary(plan: readonly PlannedTarget[], outcomes: readonly TargetOutcome[], ms: number): string {
   const count = (r: TargetOutcome['result']) => outcomes.filter((o) => o.result === r).length;
   const lines = [
-    `| targets | done | failed | skipped (busy, offboarded) | already current | not attempted | time |`,
+    `| targets | done | failed | skipped (busy, offboarded, frozen) | already current | not attempted | time |`,
     '|---|---|---|---|---|---|---|',
     `| ${plan.length} | ${count('done')} | ${count('failed')} | ${count('skipped') + plan.filter((t) => t.action === 'skip').length} | ${plan.filter((t) => t.action === 'current').length} | ${plan.filter((t) => t.action === 'migrate').length - outcomes.length} | ${(ms / 1000).toFixed(1)} s |`,
   ];

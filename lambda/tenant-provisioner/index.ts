@@ -87,14 +87,18 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
   if (
     placement === 'elsewhere' &&
     event.RequestType === 'Update' &&
-    request.keptCopy === true &&
     env.model === 'silo' &&
-    item?.keptCopy === 'silo'
+    item?.keptCopy === 'silo' &&
+    (request.keptCopy === true ||
+      ((event.OldResourceProperties as Record<string, unknown>).KeptCopy === 'true' &&
+        (await stackStatus(event.StackId)) === 'UPDATE_ROLLBACK_IN_PROGRESS'))
   ) {
     // The silo a move out of it kept, in the tenant's stack until a purge (its resource marked so, and the
     // registry saying so): the deploy as moved, and a new release's update (a new schema version), leave its frozen
-    // copy as it was; nothing reads it again but the purge that empties it. A stale catalog's template (the tenant
-    // still listed in its silo, the resource unmarked) is refused below, as for any cell the tenant left.
+    // copy as it was; nothing reads it again but the purge that empties it. So does the rollback of a deploy that
+    // marked it (its old properties unmarked), or the stack would be left UPDATE_ROLLBACK_FAILED. A stale catalog's
+    // template (the tenant still listed in its silo, the resource unmarked) is refused below, as for any cell the
+    // tenant left.
     log('the silo a move out of it kept: left as it is until a purge', { tenantId: request.tenantId });
     return {
       PhysicalResourceId: request.physicalId,

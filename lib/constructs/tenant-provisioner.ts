@@ -8,7 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { IsolationModel, TENANT_STACK_PREFIX } from '../../contracts';
+import { IsolationModel, TENANT_STACK_PREFIX, tenantStackName } from '../../contracts';
 import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
 import { CellDatabase } from './database';
 import { APP_SUBNETS } from './network';
@@ -204,16 +204,13 @@ export class TenantProvisioner extends Construct {
         }),
         ...vpcFunctionStatements([logGroup, fleetLogs]),
         // A shared cell's: whether a tenant resource's Delete is its stack's deletion (an offboarding) or an update
-        // dropping it from the template (which never touches the tenant's data: a move's, or a stale catalog's).
-        ...(props.model === 'silo'
-          ? []
-          : [
-              new iam.PolicyStatement({
-                sid: 'ReadTenantStackStatus',
-                actions: ['cloudformation:DescribeStacks'],
-                resources: [tenantStacksArn(this)],
-              }),
-            ]),
+        // dropping it from the template (which never touches the tenant's data: a move's, or a stale catalog's). A
+        // silo's, of its own stack only: whether an update of the silo a move out of it kept is a rollback.
+        new iam.PolicyStatement({
+          sid: 'ReadTenantStackStatus',
+          actions: ['cloudformation:DescribeStacks'],
+          resources: [tenantStacksArn(this, Stack.of(this).account, props.tenantId)],
+        }),
       ],
     }));
 
@@ -227,10 +224,10 @@ export class TenantProvisioner extends Construct {
       providerFunctionEnvEncryption: props.key,
     });
     this.serviceToken = this.provider.serviceToken;
-    this.acknowledge(handlerPolicy, props.model);
+    this.acknowledge(handlerPolicy, props.model, props.tenantId);
   }
 
-  private acknowledge(handlerPolicy: iam.ManagedPolicy, model: IsolationModel): void {
+  private acknowledge(handlerPolicy: iam.ManagedPolicy, model: IsolationModel, tenantId?: string): void {
     const framework = this.provider.node
       .findAll()
       .filter((c): c is lambda.Function => c instanceof lambda.Function && c !== this.handler);
@@ -276,13 +273,13 @@ export class TenantProvisioner extends Construct {
       AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.handler))}.Arn>:*]`),
       'Lets the framework invoke any version or alias of this one handler function, and no other function.',
     );
-    if (model !== 'silo') {
-      ack(
-        l1(handlerPolicy),
-        AWS_SOLUTIONS(`IAM5[Resource::${tenantStacksArn(this, '<AWS::AccountId>')}]`),
-        "Reads the status (DescribeStacks only) of the tenants' stacks, whose names are known only as tenants are onboarded: a tenant resource's Delete offboards the tenant only while its own stack is being deleted, never when an update drops the resource. DescribeStacks also shows a stack's parameters and outputs: tenant stacks have no outputs, and their parameters are SSM parameter names.",
-      );
-    }
+    ack(
+      l1(handlerPolicy),
+      AWS_SOLUTIONS(`IAM5[Resource::${tenantStacksArn(this, '<AWS::AccountId>', tenantId)}]`),
+      model !== 'silo'
+        ? "Reads the status (DescribeStacks only) of the tenants' stacks, whose names are known only as tenants are onboarded: a tenant resource's Delete offboards the tenant only while its own stack is being deleted, never when an update drops the resource. DescribeStacks also shows a stack's parameters and outputs: tenant stacks have no outputs, and their parameters are SSM parameter names."
+        : "Reads the status (DescribeStacks only) of this silo's own stack, named exactly (the wildcard is CloudFormation's stack id, assigned at creation): an update of the silo a move out of it kept is left as it is when it is the stack's rollback. Tenant stacks have no outputs, and their parameters are SSM parameter names.",
+    );
     ack(
       l1(handlerPolicy),
       AWS_SOLUTIONS('IAM5[Resource::*]'),
@@ -292,7 +289,8 @@ export class TenantProvisioner extends Construct {
 }
 
 /** Every tenant stack of this account and Region (`Tenant-<id>`), as an ARN pattern. */
-function tenantStacksArn(scope: Construct, account = Stack.of(scope).account): string {
+function tenantStacksArn(scope: Construct, account = Stack.of(scope).account, tenantId?: string): string {
   const stack = Stack.of(scope);
-  return `arn:${partitionOf(stack)}:cloudformation:${stack.region}:${account}:stack/${TENANT_STACK_PREFIX}*/*`;
+  const name = tenantId ? tenantStackName(tenantId) : `${TENANT_STACK_PREFIX}*`;
+  return `arn:${partitionOf(stack)}:cloudformation:${stack.region}:${account}:stack/${name}/*`;
 }

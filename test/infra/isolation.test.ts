@@ -415,6 +415,13 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       expect((bootstrapResource as { DependsOn?: string[] }).DependsOn).toEqual(
         expect.arrayContaining([destroyPolicyId, handlerPolicyId]),
       );
+      // The cell's provisioner reads the status of tenant stacks only (DescribeStacks): a shared cell's, of any
+      // tenant's; a silo's, of its own stack only.
+      const stackStatus = statementsOf(t).find((s) => s.Sid === 'ReadTenantStackStatus')!;
+      expect(actions(stackStatus)).toEqual(['cloudformation:DescribeStacks']);
+      expect(JSON.stringify(stackStatus.Resource)).toContain(
+        `:stack/${prefix === '*' ? 'Tenant-*' : `Tenant-${prefix}`}/*`,
+      );
       // A silo's runner reads its own tenant's registry item only.
       const registry = statementsOf(t).find(
         (s) => s.id === runnerPolicy && s.Sid === 'ReadRegistryEntriesItems',

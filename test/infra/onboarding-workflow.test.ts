@@ -932,6 +932,26 @@ describe("restoring over a tenant's data, executed", () => {
     };
     const lost = await restore('northwind', from);
     expect(lost.status).toBe('SUCCEEDED');
+    // A silo whose runner does not exist froze nothing: it serves again at once, with the way out.
+    onRunner = () => {
+      throw new TaskError('Lambda.ResourceNotFoundException', '{"errorMessage":"Function not found"}');
+    };
+    const missing = await restore('northwind', from);
+    expect(missing.status).toBe('FAILED');
+    expect(missing.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'RestoreInItsCell',
+      'RestoreSiloTenantOver',
+      'SiloRunnerNotThere',
+      'ServeAgainAfterRestoreFailed',
+      'AbandonedOrFailed',
+      'EmitRestoreFailed',
+      'RestoreFailed',
+    ]);
+    const served = await moto.get('northwind');
+    expect(served).toMatchObject({ status: 'active', model: 'silo' });
+    expect(served!.failureReason).toContain('the mobility runner of this silo does not exist');
     expect(lost.path).toEqual(expect.arrayContaining(['ThawSiloTenant', 'MarkRestoredAfterAll']));
   });
 

@@ -1,5 +1,10 @@
 import { mockClient } from 'aws-sdk-client-mock';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  CloudFormationClient,
+  DescribeStacksCommand,
+  type StackStatus,
+} from '@aws-sdk/client-cloudformation';
 import { ListObjectVersionsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import { moveOutStateName } from '../../contracts';
@@ -21,6 +26,13 @@ import {
 // boundary: the moveOut task's token (SendTaskSuccess) and the execution's history as Step Functions keeps them.
 const secrets = mockClient(SecretsManagerClient);
 const sfn = mockClient(SFNClient);
+const cfn = mockClient(CloudFormationClient);
+/** A tenant stack as DescribeStacks states it, in `status`. */
+const stackIn = (status: StackStatus) => ({
+  StackName: 'Tenant-zorp',
+  StackStatus: status,
+  CreationTime: new Date(),
+});
 
 let moto: Moto;
 let pool: RunnerCell;
@@ -475,10 +487,22 @@ test("silo -> pool: the silo's own runner freezes and hands it over, the pool's 
       ),
     ).resolves.toMatchObject({ Data: { TenantId: 'zorp' } });
     expect(await moto.get('zorp')).toEqual(switched);
-    // Unmarked (a stale catalog that still lists the tenant in its silo): refused, as for any cell it left.
+    // Unmarked (a stale catalog that still lists the tenant in its silo, its update going forward): refused, as for
+    // any cell it left ...
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [stackIn('UPDATE_IN_PROGRESS')] });
+    const unmark = () =>
+      silo.update('Custom::SiloTenant', resource, { ...resource, KeptCopy: 'true' }, 'Tenant-zorp');
+    await expect(unmark()).rejects.toThrow(
+      'the registry places the tenant in another cell than this silo cell',
+    );
     await expect(silo.update('Custom::SiloTenant', resource, resource, 'Tenant-zorp')).rejects.toThrow(
       'the registry places the tenant in another cell than this silo cell',
     );
+    // ... but the rollback of a deploy that marked it (CloudFormation sends the old, unmarked properties back) is
+    // left as it is too, or the stack would end UPDATE_ROLLBACK_FAILED.
+    cfn.on(DescribeStacksCommand).resolves({ Stacks: [stackIn('UPDATE_ROLLBACK_IN_PROGRESS')] });
+    await expect(unmark()).resolves.toMatchObject({ Data: { TenantId: 'zorp' } });
+    expect(await moto.get('zorp')).toEqual(switched);
     // ... and a marked one the registry does not record as kept (purged since) is refused too.
     await moto.put({ ...switched, keptCopy: undefined });
     await expect(

@@ -157,6 +157,18 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
     backoffRate: 2,
     maxAttempts: 3,
   });
+  // A silo whose runner does not exist (a stack of a release without one) froze nothing: it serves again, with
+  // the way out in the reason.
+  const noRunner = new sfn.Pass(wf, 'SiloRunnerNotThere', {
+    parameters: {
+      reason: sfn.JsonPath.format(
+        '{}: the mobility runner of this silo does not exist (its stack predates it): nothing was frozen or restored; deploy the stack of the tenant from this release, then request the restore again',
+        tenantId,
+      ),
+    },
+    resultPath: '$.failure',
+  }).next(serveAgain);
+  siloThaw.addCatch(noRunner, { errors: ['Lambda.ResourceNotFoundException'], resultPath: '$.thawError' });
   siloThaw.addCatch(keepFrozen, { resultPath: '$.thawError' });
   siloThaw.next(thawed);
   thaw.when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), siloThaw);
@@ -217,6 +229,7 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
     backoffRate: 2,
     maxAttempts: 4,
   });
+  siloReplace.addCatch(noRunner, { errors: ['Lambda.ResourceNotFoundException'], resultPath: '$.error' });
   siloReplace.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
   siloReplace.next(done('Silo', '$.restored.safetyArchive'));
   replace.when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), siloReplace);

@@ -24,7 +24,10 @@ import { execution, tenantId, THROTTLING, title } from './workflow-paths';
 export function outOfSilo(
   wf: OnboardingWorkflow,
   to: 'pool' | 'bridge',
-  parts: Omit<MoveParts, 'moveOutTask'>,
+  parts: Omit<MoveParts, 'moveOutTask'> & {
+    /** The destination cell's runner's restore of the handed-over bytes (move.ts). */
+    readonly restoreInto: (from: 'silo', to: 'pool' | 'bridge') => sfn.TaskStateBase;
+  },
 ): sfn.IChainable {
   const { onRunnerError, onDeployError } = parts;
   const deploy = onDeployError(
@@ -48,21 +51,7 @@ export function outOfSilo(
     },
   );
   out.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  const restore = wf.runner(
-    `RestoreMovedSiloInto${title(to)}`,
-    to,
-    {
-      action: 'restore',
-      tenantId,
-      archive: sfn.JsonPath.stringAt('$.movedOut.archive'),
-      execution,
-      handover: sfn.JsonPath.stringAt('$.movedOut.handover'),
-    },
-    '$.movedIn',
-    { resultSelector: { schemaVersion: sfn.JsonPath.numberAt('$.schemaVersion') } },
-  );
-  // A restore run again finds exactly the archive's rows there and is done (rerunIsDone).
-  restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+  const restore = parts.restoreInto('silo', to);
   deploy
     .next(onRunnerError(out))
     .next(onRunnerError(restore))

@@ -226,14 +226,9 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       resultPath: '$.movedOut',
     });
 
-  const moveOut = new sfn.Choice(wf, 'MoveOutOfItsCell');
-  for (const from of SHARED) {
-    const to = other(from);
-    const out = moveOutTask(from, to);
-    const deploy = onDeployError(
-      wf.build(`DeployMovePhase${title(from)}To${title(to)}`, 'deploy', 'steady', '$.tenant.moveRequest'),
-    );
-    // Its answer's schema version is the tenant's now (an older archive is migrated forward as it is restored).
+  // The destination cell's runner restores the handed-over bytes. Its answer's schema version is the tenant's now
+  // (an older archive is migrated forward as it is restored).
+  const restoreInto = (from: 'pool' | 'bridge' | 'silo', to: 'pool' | 'bridge') => {
     const restore = wf.runner(
       `RestoreMoved${title(from)}Into${title(to)}`,
       to,
@@ -249,6 +244,17 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
     );
     // A restore run again finds exactly the archive's rows there and is done (rerunIsDone).
     restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+    return restore;
+  };
+
+  const moveOut = new sfn.Choice(wf, 'MoveOutOfItsCell');
+  for (const from of SHARED) {
+    const to = other(from);
+    const out = moveOutTask(from, to);
+    const deploy = onDeployError(
+      wf.build(`DeployMovePhase${title(from)}To${title(to)}`, 'deploy', 'steady', '$.tenant.moveRequest'),
+    );
+    const restore = restoreInto(from, to);
     // The destination's place first, the freeze and export only then: the link the source's runner hands over is
     // valid for minutes, so nothing slow stands between it and the restore (and the freeze is shorter).
     deploy.next(onRunnerError(out)).next(onRunnerError(restore)).next(forgetLink(from, to)).next(switchModel);
@@ -277,7 +283,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
         sfn.Condition.stringEquals('$.tenant.model', 'silo'),
         sfn.Condition.stringEquals('$.tenant.movingTo', to),
       ),
-      outOfSilo(wf, to, { forgetLink, onRunnerError, onDeployError, switchModel }),
+      outOfSilo(wf, to, { forgetLink, onRunnerError, onDeployError, switchModel, restoreInto }),
     );
   }
   // Accept admits a move to another model only; anything else fails with the reason, changing nothing.

@@ -7,7 +7,16 @@ import { validateTenantId } from '../../db/naming';
 import { ProvisioningInputError } from './request';
 
 export interface MobilityEvent {
-  readonly action: 'export' | 'restore' | 'replace' | 'thaw' | 'vouch' | 'moveOut' | 'dropMovedIn' | 'purge';
+  readonly action:
+    | 'export'
+    | 'restore'
+    | 'replace'
+    | 'checkReplace'
+    | 'thaw'
+    | 'vouch'
+    | 'moveOut'
+    | 'dropMovedIn'
+    | 'purge';
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
@@ -54,9 +63,17 @@ export function parseMobilityEvent(event: MobilityEvent): {
       }: ${fix}`,
     );
   if (
-    !['export', 'restore', 'replace', 'thaw', 'vouch', 'moveOut', 'dropMovedIn', 'purge'].includes(
-      event.action,
-    )
+    ![
+      'export',
+      'restore',
+      'replace',
+      'checkReplace',
+      'thaw',
+      'vouch',
+      'moveOut',
+      'dropMovedIn',
+      'purge',
+    ].includes(event.action)
   ) {
     throw bad('action', 'use "export" or "restore" ("replace" and "thaw" are the onboarding workflow\'s)');
   }
@@ -74,7 +91,10 @@ export function parseMobilityEvent(event: MobilityEvent): {
   ) {
     throw bad('execution', 'leave it out (only the onboarding workflow names its execution ARN here)');
   }
-  if ((event.action === 'replace' || event.action === 'thaw') && event.execution === undefined) {
+  if (
+    (event.action === 'replace' || event.action === 'checkReplace' || event.action === 'thaw') &&
+    event.execution === undefined
+  ) {
     throw bad(
       'execution',
       `"${event.action}" is the onboarding workflow's, for an approver's restore request: ask for it with npm run request -- restore`,
@@ -133,7 +153,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
       'the key of an archive in the cell\'s bucket, as an export returned it: "tenants/<tenant id>/<name>.tfa"',
     );
   }
-  if (event.action === 'replace' && m[1] !== tenantId) {
+  if ((event.action === 'replace' || event.action === 'checkReplace') && m[1] !== tenantId) {
     throw bad('archive', `restore over tenant "${tenantId}"'s data from one of its own archives only`);
   }
   return {

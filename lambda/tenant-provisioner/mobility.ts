@@ -8,6 +8,7 @@
  *   { "action": "restore", "tenantId": "acme", "archive": "tenants/acme/20261128T030405Z-1a2b3c4d.tfa" }
  *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
  *   { "action": "replace", "tenantId": "acme", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
+ *   { "action": "checkReplace", "tenantId": "acme", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
  *   { "action": "thaw",    "tenantId": "acme", "execution": "arn:aws:states:..." }
  *   { "action": "vouch",   "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "arn:aws:states:..." }
  *   { "action": "restore", "tenantId": "acme-2", "archive": "tenants/acme/...tfa", "execution": "...", "handover": "https://..." }
@@ -63,11 +64,17 @@ import {
   type ArchiveManifest,
 } from '../../db/mobility';
 import { downloadArchive, uploadArchive, withdrawArchive } from './archives';
-import { ApprovalDeps, expectActiveHere, expectApprovedRestore } from './mobility-approval';
+import {
+  ApprovalDeps,
+  expectActiveHere,
+  expectApprovedReplace,
+  expectApprovedRestore,
+  expectApprovedThaw,
+} from './mobility-approval';
 import { fetchHandedOver, handoverApproval, vouchForArchive } from './mobility-handover';
 import { dropMovedIn, expectApprovedMoveIn, moveOut, movingBetweenCells } from './mobility-move';
 import { purgeKeptCopy } from './mobility-purge';
-import { replaceOrThaw, ReplaceRequest } from './mobility-replace';
+import { replaceOrThaw, ReplaceRequest, reportWithoutData } from './mobility-replace';
 import { MobilityEvent, parseMobilityEvent } from './mobility-event';
 
 export { isMobilityEvent, parseMobilityEvent, type MobilityEvent } from './mobility-event';
@@ -140,6 +147,14 @@ export async function runMobilityEvent(
     throw new ProvisioningInputError(
       `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${siloTenant}" only (invoke the runner of the tenant's own cell)`,
     );
+  }
+  if (parsed.action === 'checkReplace') {
+    // Before a silo's replace, nothing frozen yet: this runner can carry out the request (its release, its IAM),
+    // and would be allowed to thaw it. A refusal here leaves the tenant as it was.
+    const started = Date.now();
+    await expectApprovedReplace(parsed.archive!.key, parsed.tenantId, parsed.execution!, env, deps);
+    await expectApprovedThaw(parsed.tenantId, parsed.execution!, env, deps);
+    return reportWithoutData('checkReplace', parsed.tenantId, env, deps, started, parsed.archive!.key);
   }
   if (parsed.action === 'replace' || parsed.action === 'thaw') {
     return replaceOrThaw(parsed as ReplaceRequest, env, deps);

@@ -254,6 +254,18 @@ async function expectHeldForReplace(
     await expectApprovedThaw(tenantId, payload.execution as string, runnerEnv(model, tenantId), runnerDeps());
     return { action: 'thaw', tenantId, restored: false, safetyArchive: '' };
   }
+  if (payload.action === 'checkReplace') {
+    const env = runnerEnv(model, tenantId);
+    await expectApprovedReplace(
+      payload.archive as string,
+      tenantId,
+      payload.execution as string,
+      env,
+      runnerDeps(),
+    );
+    await expectApprovedThaw(tenantId, payload.execution as string, env, runnerDeps());
+    return { action: 'checkReplace', tenantId };
+  }
   expect(payload.action).toBe('replace');
   await expectApprovedReplace(
     payload.archive as string,
@@ -854,20 +866,23 @@ describe("restoring over a tenant's data, executed", () => {
       'Accept',
       'OnboardOrOffboard',
       'RestoreInItsCell',
+      'CheckSiloRestore',
       'RestoreSiloTenantOver',
       'MarkRestoredSilo',
       'EmitRestoredSilo',
       'Restored',
     ]);
     const id = (r as { id: string }).id;
-    // Its own runner, by the name derived from its id; its checks passed (expectHeldForReplace, as a silo's).
-    expect(runnerCalls).toEqual([
-      {
+    // Its own runner, by the name derived from its id, asked first whether it can carry the request out (nothing
+    // frozen yet); its checks passed (expectHeldForReplace, as a silo's).
+    expect(runnerCalls).toEqual(
+      ['checkReplace', 'replace'].map((action) => ({
         functionArn: siloMobilityRunnerName('northwind'),
-        payload: { action: 'replace', tenantId: 'northwind', archive: from, execution: id },
-      },
-    ]);
+        payload: { action, tenantId: 'northwind', archive: from, execution: id },
+      })),
+    );
     expect(during).toEqual([
+      expect.objectContaining({ status: 'moving', movingTo: 'silo', lock: id }),
       expect.objectContaining({
         status: 'moving',
         model: 'silo',
@@ -905,6 +920,7 @@ describe("restoring over a tenant's data, executed", () => {
       'Accept',
       'OnboardOrOffboard',
       'RestoreInItsCell',
+      'CheckSiloRestore',
       'RestoreSiloTenantOver',
       'ReadRestoreFailureReason',
       'ThawInItsCell',
@@ -915,7 +931,7 @@ describe("restoring over a tenant's data, executed", () => {
       'EmitRestoreFailed',
       'RestoreFailed',
     ]);
-    expect(runnerCalls.map((c) => c.payload.action)).toEqual(['replace', 'thaw']);
+    expect(runnerCalls.map((c) => c.payload.action)).toEqual(['checkReplace', 'replace', 'thaw']);
     const item = await moto.get('northwind');
     expect(item).toMatchObject({ status: 'active', model: 'silo' });
     expect(item!.failureReason).toContain('the archive is at schema version 9');
@@ -942,7 +958,7 @@ describe("restoring over a tenant's data, executed", () => {
       'Accept',
       'OnboardOrOffboard',
       'RestoreInItsCell',
-      'RestoreSiloTenantOver',
+      'CheckSiloRestore',
       'SiloRunnerNotThere',
       'ServeAgainAfterRestoreFailed',
       'AbandonedOrFailed',
@@ -953,6 +969,35 @@ describe("restoring over a tenant's data, executed", () => {
     expect(served).toMatchObject({ status: 'active', model: 'silo' });
     expect(served!.failureReason).toContain('the mobility runner of this silo does not exist');
     expect(lost.path).toEqual(expect.arrayContaining(['ThawSiloTenant', 'MarkRestoredAfterAll']));
+
+    // A runner that refuses the request (one of an earlier release, without the IAM to read the execution) is
+    // asked nothing more: nothing was frozen, so the tenant serves again with the runner's reason, never left 503.
+    runnerCalls = [];
+    onRunner = () => {
+      throw new TaskError(
+        'ProvisioningInputError',
+        JSON.stringify({
+          errorMessage: 'AccessDeniedException: not authorized to perform: states:DescribeExecution',
+        }),
+      );
+    };
+    const refused = await restore('northwind', from);
+    expect(refused.status).toBe('FAILED');
+    expect(refused.path).toEqual([
+      'Accept',
+      'OnboardOrOffboard',
+      'RestoreInItsCell',
+      'CheckSiloRestore',
+      'ReadRestoreCheckFailureReason',
+      'ServeAgainAfterRestoreFailed',
+      'AbandonedOrFailed',
+      'EmitRestoreFailed',
+      'RestoreFailed',
+    ]);
+    expect(runnerCalls.map((c) => c.payload.action)).toEqual(['checkReplace']);
+    const after = await moto.get('northwind');
+    expect(after).toMatchObject({ status: 'active', model: 'silo' });
+    expect(after!.failureReason).toContain('states:DescribeExecution');
   });
 
   test("refused by the entry, changing nothing: another tenant's archive, a bad key, an unknown, held or offboarded tenant", async () => {

@@ -30,6 +30,9 @@ const RESTORE_FAILURE_PATH: Record<string, string> = {
   ThawPoolTenant: 'KeepFrozenAfterThawFailed',
   ThawBridgeTenant: 'KeepFrozenAfterThawFailed',
   ThawSiloTenant: 'KeepFrozenAfterThawFailed',
+  // Nothing frozen yet: a refusal serves the tenant again with the runner's reason.
+  CheckSiloRestore: 'ReadRestoreCheckFailureReason',
+  ReadRestoreCheckFailureReason: 'GenericRestoreCheckFailureReason',
   ServeAgainAfterRestoreFailed: 'RestoreFailedUnrecorded',
   KeepFrozenAfterThawFailed: 'RestoreFailedUnrecorded',
   EmitRestoreFailed: 'RestoreFailed',
@@ -169,7 +172,7 @@ describe('onboarding pipeline', () => {
                 }),
               ]
             : []),
-          ...(name === 'ThawSiloTenant'
+          ...(name === 'ThawSiloTenant' || name === 'CheckSiloRestore'
             ? [
                 expect.objectContaining({
                   ErrorEquals: ['Lambda.ResourceNotFoundException'],

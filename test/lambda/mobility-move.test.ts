@@ -579,6 +579,14 @@ test("a restore over a silo's data: its own runner freezes it, keeps what it had
     await expect(
       silo.run({ action: 'replace', tenantId: 'xyzzy', archive: 'tenants/xyzzy/a.tfa', execution }),
     ).rejects.toThrow('tenant "xyzzy" is not this silo\'s');
+    // Asked first whether it can carry the request out: for its execution, yes, changing nothing; for another, no.
+    await expect(
+      silo.run({ action: 'checkReplace', tenantId: 'plugh', archive, execution }),
+    ).resolves.toMatchObject({ action: 'checkReplace', tenantId: 'plugh' });
+    await expect(
+      silo.run({ action: 'checkReplace', tenantId: 'plugh', archive, execution: `${execution}-other` }),
+    ).rejects.toThrow(`it is held by ${execution}`);
+    expect((await silo.invoices('plugh')).length).toBe(7);
     const report = await silo.run({ action: 'replace', tenantId: 'plugh', archive, execution });
     expect(report).toMatchObject({
       action: 'replace',

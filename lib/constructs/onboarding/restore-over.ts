@@ -232,7 +232,39 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
   siloReplace.addCatch(noRunner, { errors: ['Lambda.ResourceNotFoundException'], resultPath: '$.error' });
   siloReplace.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
   siloReplace.next(done('Silo', '$.restored.safetyArchive'));
-  replace.when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), siloReplace);
+  // First, with nothing frozen yet, the silo's runner says it can carry the request out and would be allowed to
+  // thaw it (a runner of an earlier release, or without the IAM, refuses both: its refusal then leaves the tenant
+  // serving as it was, instead of frozen at 503 with a thaw that cannot run).
+  const checkReason = wf.step(
+    'ReadRestoreCheckFailureReason',
+    { step: 'failureReason', tenantId, error: sfn.JsonPath.objectAt('$.error'), fromStack: false },
+    '$.failure',
+  );
+  checkReason.addCatch(
+    new sfn.Pass(wf, 'GenericRestoreCheckFailureReason', {
+      parameters: {
+        reason: sfn.JsonPath.format(
+          '{}: the runner of this silo cannot carry out the restore ({}): nothing was frozen or restored',
+          tenantId,
+          sfn.JsonPath.stringAt('$.error.Error'),
+        ),
+      },
+      resultPath: '$.failure',
+    }).next(serveAgain),
+    { resultPath: '$.failureOfFailure' },
+  );
+  checkReason.next(serveAgain);
+  const siloCheck = siloRunner(wf, 'CheckSiloRestore', {
+    action: 'checkReplace',
+    tenantId,
+    archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
+    execution,
+  });
+  siloCheck.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
+  siloCheck.addCatch(noRunner, { errors: ['Lambda.ResourceNotFoundException'], resultPath: '$.error' });
+  siloCheck.addCatch(checkReason, { errors: ['States.ALL'], resultPath: '$.error' });
+  siloCheck.next(siloReplace);
+  replace.when(sfn.Condition.stringEquals('$.tenant.model', 'silo'), siloCheck);
   // Accept admits pool, bridge and silo tenants; anything else fails with the reason, changing nothing.
   replace.otherwise(
     new sfn.Pass(wf, 'NotASharedCellTenant', {

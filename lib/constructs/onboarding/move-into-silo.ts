@@ -2,7 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { siloRunner } from './from-archive';
-import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+import { execution, tenantId, THROTTLING, title, retryIdempotent } from './workflow-paths';
 
 /** What a move's branch into a silo shares with the rest of the move (move.ts). */
 export interface MoveParts {
@@ -101,13 +101,7 @@ export function builtSiloRemoval(
   retireSilo.addCatch(failed, { resultPath: '$.rollbackError' });
   retireSilo.next(withoutMove);
   const emptySilo = siloRunner(wf, 'EmptyMovedInSilo', { action: 'dropMovedIn', tenantId, execution });
-  emptySilo.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  emptySilo.addRetry({
-    errors: ['States.ALL'],
-    interval: Duration.seconds(10),
-    backoffRate: 2,
-    maxAttempts: 3,
-  });
+  retryIdempotent(emptySilo);
   emptySilo.addCatch(retireSilo, {
     errors: ['Lambda.ResourceNotFoundException'],
     resultPath: '$.emptyError',

@@ -4,7 +4,7 @@ import { moveOutStateName } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { siloRunner } from './from-archive';
 import type { MoveParts } from './move-into-silo';
-import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+import { execution, tenantId, THROTTLING, title, retryIdempotent } from './workflow-paths';
 
 /**
  * A move out of the tenant's silo into the `to` cell: the same steps as between the shared cells (move.ts), with
@@ -68,8 +68,7 @@ export function thawInSilo(
 ): sfn.IChainable {
   const task = siloRunner(wf, 'ThawMovingSiloTenant', { action: 'thaw', tenantId, execution });
   // A thaw is idempotent: retried on any error (the database may be failing over).
-  task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+  retryIdempotent(task);
   task.addCatch(keepFrozen, { resultPath: '$.thawError' });
   return task.next(serveAgain);
 }

@@ -2,7 +2,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { MOVE_DETAIL_TYPES, moveOutStateName } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
-import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+import { execution, tenantId, THROTTLING, title, retryIdempotent } from './workflow-paths';
 import { builtSiloRemoval, forgetRemovedSilo, intoSilo } from './move-into-silo';
 import { outOfSilo, thawInSilo } from './move-out-of-silo';
 
@@ -89,8 +89,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       '$.thawed',
     );
     // A thaw is idempotent: retried on any error (the database may be failing over).
-    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+    retryIdempotent(task);
     task.addCatch(keepFrozen, { resultPath: '$.thawError' });
     task.next(serveAgain);
     thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
@@ -117,8 +116,7 @@ export function moveStates(wf: OnboardingWorkflow): sfn.IChainable {
       execution,
     });
     // Idempotent: retried on any error (the database may be failing over).
-    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+    retryIdempotent(task);
     task.addCatch(rollbackFailed, { resultPath: '$.rollbackError' });
     task.next(thaw);
     drop.when(sfn.Condition.stringEquals('$.tenant.movingTo', model), task);

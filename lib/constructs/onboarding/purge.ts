@@ -3,7 +3,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { MOVE_DETAIL_TYPES } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { siloRunner } from './from-archive';
-import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+import { execution, retryIdempotent, tenantId, title } from './workflow-paths';
 
 const SHARED = ['pool', 'bridge'] as const;
 
@@ -62,8 +62,7 @@ export function purgeStates(wf: OnboardingWorkflow): sfn.IChainable {
   const purge = new sfn.Choice(wf, 'PurgeInItsCell');
   for (const model of SHARED) {
     const task = wf.runner(`PurgeKept${title(model)}Copy`, model, { action: 'purge', tenantId, execution });
-    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+    retryIdempotent(task);
     task.addCatch(reason, { errors: ['States.ALL'], resultPath: '$.error' });
     task.next(done);
     purge.when(sfn.Condition.stringEquals('$.tenant.purgeCopy', model), task);
@@ -116,8 +115,7 @@ function keptSiloRemoval(
   );
   retire.next(remove);
   const empty = siloRunner(wf, 'PurgeKeptSiloCopy', { action: 'purge', tenantId, execution });
-  empty.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  empty.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
+  retryIdempotent(empty);
   onError(runnerFailed)(empty).next(retire);
   return new sfn.Choice(wf, 'KeptSiloStillThere')
     .when(sfn.Condition.booleanEquals('$.tenant.keptSiloGone', true), remove)

@@ -3,7 +3,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { RESTORE_DETAIL_TYPES } from '../../../contracts';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { siloRunner } from './from-archive';
-import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
+import { ACTION, execution, tenantId, THROTTLING, title, retryIdempotent } from './workflow-paths';
 
 /**
  * Restoring one of a tenant's own archives over its data (an approver's `restore` request), and abandoning one
@@ -127,13 +127,7 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
       '$.thawed',
     );
     // A thaw is idempotent: retried on any error (the database may be failing over).
-    task.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-    task.addRetry({
-      errors: ['States.ALL'],
-      interval: Duration.seconds(10),
-      backoffRate: 2,
-      maxAttempts: 3,
-    });
+    retryIdempotent(task);
     task.addCatch(keepFrozen, { resultPath: '$.thawError' });
     task.next(thawed);
     thaw.when(sfn.Condition.stringEquals('$.tenant.model', model), task);
@@ -150,13 +144,7 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
       resultSelector: { 'restored.$': '$.Payload.restored', 'safetyArchive.$': '$.Payload.safetyArchive' },
     },
   );
-  siloThaw.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
-  siloThaw.addRetry({
-    errors: ['States.ALL'],
-    interval: Duration.seconds(10),
-    backoffRate: 2,
-    maxAttempts: 3,
-  });
+  retryIdempotent(siloThaw);
   // A silo whose runner does not exist (a stack of a release without one) froze nothing: it serves again, with
   // the way out in the reason.
   const noRunner = new sfn.Pass(wf, 'SiloRunnerNotThere', {

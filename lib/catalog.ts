@@ -38,6 +38,9 @@ export interface Tenant {
    * The model the tenant was first provisioned in, when a move has since taken it to another (the move writes it
    * into the tenant's request; never set it by hand). Its stack's tenant resource is `Tenant` in that model and
    * `Tenant<Model>` in any other (tenantResourceId): CloudFormation cannot change a resource's type in place.
+   * `silo` on a silo tenant: it is back in a silo after moving out of the one it was first provisioned in, so its
+   * stack has held a silo before, whose log groups and backup vault outlive it under the stack's names: this cell
+   * names what it keeps after the stack with its own key's id instead (tenant-provisioning.ts siloCell).
    * @default - the tenant has always been in `model`
    */
   readonly firstModel?: IsolationModel;
@@ -377,8 +380,9 @@ export function parseTenant(entry: unknown, where: string): ParsedTenant {
       hostname: hostname as string,
       tier: tier as TenantTier,
       ...(silo ? { silo } : {}),
-      // The same as the model says nothing: the tenant has not moved away from it.
-      ...(firstModel !== undefined && firstModel !== model
+      // The same as the model says nothing (the tenant has not moved away from it), except for a silo: back in a
+      // silo after leaving its first one (see Tenant.firstModel).
+      ...(firstModel !== undefined && (firstModel !== model || model === 'silo')
         ? { firstModel: firstModel as IsolationModel }
         : {}),
       ...(keptSilo ? { keptSilo } : {}),

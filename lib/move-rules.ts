@@ -126,9 +126,10 @@ export function checkPurge(
 }
 
 /**
- * The tenant as it is once moved to `to`: its first model recorded (dropped again when it moves back to it). Out
- * of a silo, its silo's settings go and the silo is kept (`keptSilo`: the tenant as it was there, which its stack
- * keeps building, unchanged, until a purge).
+ * The tenant as it is once moved to `to`: its first model recorded (dropped again when it moves back to it, except
+ * back into a silo: its stack held one before, see Tenant.firstModel). Out of a silo, its silo's settings go and
+ * the silo is kept (`keptSilo`: the tenant as it was there, which its stack keeps building, unchanged, until a
+ * purge).
  */
 export function movedTo(t: Tenant, to: IsolationModel): Tenant {
   const { firstModel, silo, keptSilo, ...rest } = t;
@@ -136,7 +137,7 @@ export function movedTo(t: Tenant, to: IsolationModel): Tenant {
   return {
     ...rest,
     model: to,
-    ...(first !== to ? { firstModel: first } : {}),
+    ...(first !== to || to === 'silo' ? { firstModel: first } : {}),
     ...(to === 'silo' && silo ? { silo } : {}),
     ...(t.model === 'silo' && to !== 'silo' ? { keptSilo: withoutKeptSilo(t) } : {}),
     ...(t.model !== 'silo' && keptSilo ? { keptSilo } : {}),

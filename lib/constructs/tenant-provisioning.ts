@@ -205,9 +205,10 @@ export class TenantProvisioning extends Construct {
 
 /**
  * A silo tenant's own cell (VPC, KMS key, database, API service, provisioner, runner), from its silo settings. A
- * silo a move built (the tenant's first model is another) names what it keeps after its stack goes with its own
- * key's id instead of the stack's: a move rolled back removes its silo from a stack that lives on, and a later move
- * into a silo must not meet the log groups and vault the first one left under the stack's names.
+ * silo a move built (the tenant has a first model: another, or `silo` when it came back to one) names what it keeps
+ * after its stack goes with its own key's id instead of the stack's: a move rolled back, or a purge, removes a silo
+ * from a stack that lives on, and a later move into a silo must not meet the log groups and vault an earlier one
+ * left under the stack's names.
  */
 function siloCell(scope: Construct, t: Tenant, props: TenantProvisioningProps): Cell {
   if (!t.silo) throw new Error(`TenantProvisioning: silo tenant "${t.id}" has no silo settings`);
@@ -233,7 +234,7 @@ function siloCell(scope: Construct, t: Tenant, props: TenantProvisioningProps): 
     disposable: t.deletionPolicy === 'destroy',
     phase: props.phase,
     snapshotIdentifier: t.silo.restoredFromSnapshot,
-    incarnationFromKey: t.firstModel !== undefined && t.firstModel !== 'silo',
+    incarnationFromKey: t.firstModel !== undefined,
   });
   cell.publishApi(scope, {
     endpoint: ssmNames.tenantApiEndpoint(t.id),

@@ -216,7 +216,7 @@ describe('tenant catalog', () => {
     }
   });
 
-  test("firstModel (written by a move) must name a model, and says nothing when it is the tenant's model", () => {
+  test("firstModel (written by a move) must name a model, and says nothing when it is a shared cell tenant's model", () => {
     expect(() =>
       parseCatalog({ tenants: [{ id: 'acme', name: 'Acme', model: 'bridge', firstModel: 'shared' }] }, 'c'),
     ).toThrow(
@@ -228,6 +228,14 @@ describe('tenant catalog', () => {
     ).tenants;
     expect(same.firstModel).toBeUndefined();
     expect(JSON.parse(tenantRequestOf(same))).not.toHaveProperty('firstModel');
+    // Except on a silo tenant: back in a silo after leaving its first one (its cell names what it keeps with its
+    // own key's id: tenant-provisioning.test.ts).
+    const [back] = parseCatalog(
+      { tenants: [{ id: 'acme', name: 'Acme', model: 'silo', firstModel: 'silo' }] },
+      'c',
+    ).tenants;
+    expect(back.firstModel).toBe('silo');
+    expect(JSON.parse(tenantRequestOf(back))).toHaveProperty('firstModel', 'silo');
   });
 
   test('reports every problem at once, and names the file', () => {

@@ -3,6 +3,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { CatalogError, tenantRequestOf } from '../../lib/catalog';
 import { TenantProvisioning } from '../../lib/constructs/tenant-provisioning';
+import { movedRequest, requestWithoutKeptSilo } from '../../lib/move-rules';
 import { newApp } from './fleet-helpers';
 import { refusedUpdate, TemplateJson, updatePlan } from '../helpers/cfn-update';
 
@@ -238,6 +239,64 @@ describe('a move out of a silo, as the deploys CloudFormation runs', () => {
     expect(bad({ ...siloRequest, keptSilo: siloRequest })).toThrow('holds a "keptSilo" of its own');
     expect(bad(siloRequest, 'silo')).toThrow('field "keptSilo" is set on a silo tenant');
     expect(bad({ ...siloRequest, settings: { instanceClass: 'nope' } })).toThrow('field "keptSilo"');
+  });
+
+  test('back into a silo after a purge: the new silo names what it keeps with its own key, never as the first one did', () => {
+    // The requests as the registry records them: the switch out of the silo, the purge, the switch back in.
+    const first = tenantRequestOf(TenantProvisioning.tenantFrom(silo, 'request'));
+    const out = movedRequest(first, 'pool');
+    const purged = requestWithoutKeptSilo(out);
+    const back = movedRequest(purged, 'silo', 'production');
+    expect(JSON.parse(back)).toMatchObject({ model: 'silo', firstModel: 'silo' });
+    const build = (request: string, movingTo?: 'silo' | 'pool') => {
+      const app = newApp();
+      const stack = new Stack(app, 'Tenant-acme', { env: { region: 'us-east-1' } });
+      new TenantProvisioning(stack, 'Default', {
+        tenant: TenantProvisioning.tenantFrom(JSON.parse(request), 'request'),
+        ipamPoolId: 'ipam-pool-0123456789abcdef0',
+        ...(movingTo
+          ? { movingTo, ...(movingTo === 'silo' ? { movingProfile: 'production' as const } : {}) }
+          : {}),
+      });
+      return Template.fromStack(stack).toJSON() as TemplateJson;
+    };
+    // What outlives a silo's stack, by name: log groups and the backup vault.
+    const kept = (t: TemplateJson) =>
+      Object.values(t.Resources)
+        .filter((r) => r.Type === 'AWS::Logs::LogGroup' || r.Type === 'AWS::Backup::BackupVault')
+        .map((r) => JSON.stringify(r.Properties?.LogGroupName ?? r.Properties?.BackupVaultName));
+    const firstNames = kept(build(first));
+    expect(firstNames.length).toBeGreaterThan(5);
+    for (const name of firstNames) expect(name).toContain('AWS::StackId');
+    // The move deploy that builds the silo again, and the stack as moved back: named by the new cell's key.
+    for (const template of [build(purged, 'silo'), build(back)]) {
+      const names = kept(template);
+      expect(names.length).toBe(firstNames.length);
+      for (const name of names) {
+        expect(name).toContain('CellDataKey');
+        expect(name).not.toContain('AWS::StackId');
+      }
+    }
+    // Out of it again, the silo it keeps is built exactly as it was (the same names: CloudFormation changes nothing).
+    const again = movedRequest(back, 'pool');
+    expect(JSON.parse(again)).toMatchObject({
+      model: 'pool',
+      firstModel: 'silo',
+      keptSilo: JSON.parse(back),
+    });
+    const siloPart = (t: TemplateJson) =>
+      Object.fromEntries(Object.entries(t.Resources).filter(([id]) => id.startsWith('Cell')));
+    expect(siloPart(build(again))).toEqual(siloPart(build(back)));
+    // The catalog reads the marker back unchanged (fleet pull), and says nothing for a tenant back in a shared cell.
+    expect(JSON.parse(tenantRequestOf(TenantProvisioning.tenantFrom(JSON.parse(back), 'pulled')))).toEqual(
+      JSON.parse(back),
+    );
+    expect(
+      TenantProvisioning.tenantFrom(
+        { id: 'acme', name: 'Acme', model: 'pool', firstModel: 'pool' },
+        'request',
+      ).firstModel,
+    ).toBeUndefined();
   });
 });
 

@@ -427,6 +427,18 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         (s) => s.id === runnerPolicy && s.Sid === 'ReadRegistryEntriesItems',
       )!;
       expect(actions(registry)).toEqual(['dynamodb:GetItem']);
+      // And no policy of its role writes anything in DynamoDB: registry writes are the control plane's.
+      const [runnerRole] = ofType(t, 'AWS::IAM::Role').find(([id]) => id.includes('MobilityRole'))!;
+      const ofRunnerRole = [...ofType(t, 'AWS::IAM::ManagedPolicy'), ...ofType(t, 'AWS::IAM::Policy')]
+        .filter(([, p]) => JSON.stringify(p.Properties!.Roles ?? []).includes(`"${runnerRole}"`))
+        .map(([id]) => id);
+      expect(ofRunnerRole).toContain(runnerPolicy);
+      expect(
+        statementsOf(t)
+          .filter((s) => ofRunnerRole.includes(s.id))
+          .flatMap(actions)
+          .filter((a) => a === '*' || (a.startsWith('dynamodb:') && a !== 'dynamodb:GetItem')),
+      ).toEqual([]);
       if (prefix !== '*') {
         expect(registry.Condition).toEqual({
           'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': [prefix] },

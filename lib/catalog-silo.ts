@@ -4,7 +4,7 @@
  * the catalog's rules (lib/catalog.ts), which report every problem at once; like it, this imports nothing from
  * aws-cdk-lib.
  */
-import type { ProblemCode } from './catalog';
+import type { ProblemCode } from './catalog-problems';
 import { intToIp, isPrivate, parseCidr } from './cidr';
 import { DEFAULT_SILO_PROFILE, SILO_PROFILES, siloProfile, SiloProfileName } from './silo-profiles';
 

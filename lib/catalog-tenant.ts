@@ -42,17 +42,6 @@ export interface Tenant {
 }
 
 const TENANT_FIELDS = new Set(['id', 'name', 'model', 'settings', 'firstModel', 'keptSilo']);
-const SETTINGS_FIELDS = new Set([
-  'deletionPolicy',
-  'hostname',
-  'tier',
-  'profile',
-  'instanceClass',
-  'multiAz',
-  'backupRetentionDays',
-  'vpcCidr',
-  'restoredFromSnapshot',
-]);
 const SILO_ONLY_SETTINGS = [
   'profile',
   'instanceClass',
@@ -61,6 +50,7 @@ const SILO_ONLY_SETTINGS = [
   'vpcCidr',
   'restoredFromSnapshot',
 ];
+const SETTINGS_FIELDS = new Set(['deletionPolicy', 'hostname', 'tier', ...SILO_ONLY_SETTINGS]);
 const HOSTNAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** One entry's validation: the tenant when it is valid, and what could be read of it either way. */

@@ -101,7 +101,10 @@ export function adminEmailOf(request: OnboardingRequest, required: boolean): str
 /** What the registry holds for a tenant, if anything. */
 export type ExistingTenant = Pick<RegistryItem, 'status' | 'model'> &
   Partial<
-    Pick<RegistryItem, 'dataRetained' | 'lock' | 'failedDuring' | 'movingTo' | 'keptCopy' | 'deletionPolicy'>
+    Pick<
+      RegistryItem,
+      'dataRetained' | 'lock' | 'failedDuring' | 'movingTo' | 'keptCopy' | 'deletionPolicy' | 'name'
+    >
   >;
 
 /** What an accepted onboarding request does. */
@@ -139,7 +142,8 @@ export function onboardingDecision(
   const { tenant, problems } = parseTenant(
     {
       id: request.tenantId,
-      name: request.name ?? request.tenantId,
+      // A tenant brought back keeps its display name unless the request gives another.
+      name: request.name ?? (request.restore === true ? existing?.name : undefined) ?? request.tenantId,
       model: request.model,
       settings: request.settings,
     },

@@ -87,7 +87,10 @@ async function main(): Promise<number> {
     console.log(message);
     return 0;
   } catch (e) {
-    console.error(e instanceof AdminError ? e.message : e);
+    // A refusal says what to do; anything else, its message (no stack for what the user can act on).
+    console.error(
+      e instanceof AdminError ? e.message : e instanceof Error ? `npm run ${command}: ${e.message}` : e,
+    );
     return 1;
   } finally {
     await platform.stop();

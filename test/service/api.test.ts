@@ -20,6 +20,7 @@ import {
   LOCAL_USER_POOL_ID,
 } from '../../service/src/local/issuer';
 import { LocalPlatform } from '../../service/src/local/platform';
+import { TenantMobility } from '../../service/src/local/mobility';
 import { MASTER_PASSWORD, MASTER_ROLE, RUNTIME_PASSWORD, serverUrl, tryLeak } from '../db/harness';
 
 // End to end over HTTP: the real API, the real local platform on the run's PostgreSQL server, real tokens
@@ -362,16 +363,9 @@ describe("a cell's API asked for a tenant that moved away from it, or that it ne
 });
 
 describe('offboarding while an API still caches the tenant as active', () => {
-  test('the database refuses the pool tenant at once (403), and the next lookup reads the registry again', async () => {
-    await platform.provisionTenant({
-      id: 'leaver',
-      name: 'Leaver',
-      model: 'pool',
-      deletionPolicy: 'retain',
-      hostname: 'leaver',
-      tier: 'standard',
-    });
-    let forgotten = 0;
+  /** An API whose registry cache keeps an active tenant for a minute, counting what it is told to forget. */
+  const cachingApi = () => {
+    const forgotten: string[] = [];
     const registry = new CachedRegistry(platform.registry, { activeTtlMs: 60000 });
     const caching = buildApp({
       authenticate: createAuthenticator({
@@ -381,21 +375,93 @@ describe('offboarding while an API still caches the tenant as active', () => {
       }),
       registry,
       forgetTenant: (id) => {
-        forgotten++;
+        forgotten.push(id);
         registry.forget(id);
       },
       databaseFor: (entry) => platform.databaseFor(entry),
       ready: () => platform.ready(),
       logger: false,
     });
-    const get = async () => {
+    const get = async (tenantId: string) => {
       const r = await caching.inject({
         method: 'GET',
         url: '/invoices',
-        headers: { authorization: `Bearer ${token('leaver')}` },
+        headers: { authorization: `Bearer ${token(tenantId)}` },
       });
       return { status: r.statusCode, body: r.json() };
     };
+    return { caching, forgotten, get };
+  };
+
+  test('a silo whose data was destroyed: 403 at once (its tables are gone), never a 500, and the registry is read again', async () => {
+    await platform.provisionTenant(
+      parseCatalog(
+        {
+          tenants: [
+            {
+              id: 'silo-leaver',
+              name: 'Silo Leaver',
+              model: 'silo',
+              settings: { vpcCidr: '10.40.0.0/20', deletionPolicy: 'destroy' },
+            },
+          ],
+        },
+        'api test',
+      ).tenants[0],
+    );
+    const { caching, forgotten, get } = cachingApi();
+    expect((await get('silo-leaver')).status).toBe(200);
+    await platform.offboardTenant('silo-leaver', 'destroy');
+    expect(await get('silo-leaver')).toEqual({
+      status: 403,
+      body: { error: 'forbidden', message: 'tenant "silo-leaver" is not active' },
+    });
+    expect(forgotten).toEqual(['silo-leaver']);
+    expect((await get('silo-leaver')).body).toEqual({
+      error: 'forbidden',
+      message: 'tenant "silo-leaver" is offboarded',
+    });
+    await caching.close();
+  });
+
+  test('a silo the tenant moved out of: 503 with Retry-After naming where it went, never a 500', async () => {
+    await platform.provisionTenant(
+      parseCatalog(
+        {
+          tenants: [
+            { id: 'silo-mover', name: 'Silo Mover', model: 'silo', settings: { vpcCidr: '10.41.0.0/20' } },
+          ],
+        },
+        'api test',
+      ).tenants[0],
+    );
+    const { caching, forgotten, get } = cachingApi();
+    expect((await get('silo-mover')).status).toBe(200);
+    await new TenantMobility(platform, path.join(dir, 'moves')).move('silo-mover', 'pool');
+    const r = await caching.inject({
+      method: 'GET',
+      url: '/invoices',
+      headers: { authorization: `Bearer ${token('silo-mover')}` },
+    });
+    expect(r.statusCode).toBe(503);
+    expect(r.headers['retry-after']).toBeDefined();
+    expect(r.json().message).toContain('pool');
+    expect(forgotten).toEqual(['silo-mover']);
+    expect((await get('silo-mover')).status).toBe(200);
+    await caching.close();
+  });
+
+  test('the database refuses the pool tenant at once (403), and the next lookup reads the registry again', async () => {
+    await platform.provisionTenant({
+      id: 'leaver',
+      name: 'Leaver',
+      model: 'pool',
+      deletionPolicy: 'retain',
+      hostname: 'leaver',
+      tier: 'standard',
+    });
+    const { caching, forgotten, get: getFor } = cachingApi();
+    const get = () => getFor('leaver');
     expect((await get()).status).toBe(200);
     await platform.offboardTenant('leaver', 'retain');
     // The cache still says active for a minute; the database does not wait.
@@ -403,7 +469,7 @@ describe('offboarding while an API still caches the tenant as active', () => {
       status: 403,
       body: { error: 'forbidden', message: 'tenant "leaver" is not active' },
     });
-    expect(forgotten).toBe(1);
+    expect(forgotten).toEqual(['leaver']);
     expect(await get()).toEqual({
       status: 403,
       body: { error: 'forbidden', message: 'tenant "leaver" is offboarded' },

@@ -62,7 +62,7 @@ export function executionPolicies(types: Iterable<string>, scope: DeployScope): 
   }
   if (missing.length > 0) {
     throw new Error(
-      `the deploy policy has no permissions for ${missing.join(', ')}: add ${missing.length === 1 ? 'it' : 'them'} to RESOURCE_PERMISSIONS in lib/deploy-policy.ts, then npm run deploy-policies`,
+      `the deploy policy has no permissions for ${missing.join(', ')}: add ${missing.length === 1 ? 'it' : 'them'} to RESOURCE_PERMISSIONS in lib/deploy-permissions.ts, then npm run deploy-policies`,
     );
   }
   // ${aws:PrincipalAccount} pins every ARN to the account the policy is used in (a "*" there could also match

@@ -38,3 +38,18 @@ function usageError(command: string, usage: string, problem: string): never {
   console.error(`${command}: ${problem}\n\n${usage}`);
   process.exit(2);
 }
+
+/**
+ * An AWS SDK error's message for a user, with what to set when the SDK found no Region or no credentials (the
+ * commands that reach AWS say this rather than the SDK's bare sentence).
+ */
+export function awsErrorMessage(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  if (/Region is missing|Region not accepted/i.test(m)) {
+    return `${m}: set AWS_REGION (or AWS_PROFILE, with a profile that names a region)`;
+  }
+  if (/Could not load credentials|Unable to locate credentials|credentials? (is|are) missing/i.test(m)) {
+    return `${m}: configure AWS credentials for the fleet's account (aws configure, AWS_PROFILE or the AWS_* environment variables)`;
+  }
+  return m;
+}

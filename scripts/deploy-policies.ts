@@ -22,6 +22,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { parseCatalog } from '../lib/catalog';
+import { parseCli } from './cli';
 import * as YAML from 'yaml';
 import {
   boundaryPolicy,
@@ -172,18 +173,42 @@ export function setupCommands(region: string, account = '<account>'): string[] {
   ];
 }
 
-if (require.main === module && process.argv.includes('--commands')) {
-  // npm run -s deploy-policies -- --commands [<account> <region>]: prints the commands, changes nothing.
-  const [account, region] = process.argv.slice(process.argv.indexOf('--commands') + 1);
-  console.log(setupCommands(region ?? '<region>', account ?? '<account>').join('\n'));
-} else if (require.main === module) {
-  // Everything is computed before anything is removed: a missing resource type leaves the old files as they were.
-  const files = deployPolicyFiles();
-  fs.mkdirSync(DEPLOY_DIR, { recursive: true });
-  for (const f of fs.readdirSync(DEPLOY_DIR).filter((n) => n.endsWith('.json')))
-    fs.rmSync(path.join(DEPLOY_DIR, f));
-  for (const [name, doc] of Object.entries(files)) {
-    fs.writeFileSync(path.join(DEPLOY_DIR, name), JSON.stringify(doc, null, 2) + '\n');
-    console.log(`wrote deploy/${name}`);
+const USAGE = `usage: npm run deploy-policies
+       npm run -s deploy-policies -- --commands [<account> <region>]
+
+Writes deploy/*.json: the permissions boundaries, the CloudFormation execution policies and the tenants'
+bootstrap template, from the resource types a representative fleet uses. With --commands, prints instead the
+commands that create those policies and the two CDK bootstraps that use them (changes nothing).
+  --commands   print the set-up commands (optionally for an account and region)
+  --help       this text`;
+
+if (require.main === module) {
+  const { values, positionals } = parseCli(
+    'npm run deploy-policies',
+    USAGE,
+    { commands: { type: 'boolean' } },
+    {
+      positionals: 2,
+    },
+  );
+  if (values.commands) {
+    // Prints the commands, changes nothing.
+    const [account, region] = positionals;
+    console.log(setupCommands(region ?? '<region>', account ?? '<account>').join('\n'));
+  } else if (positionals.length > 0) {
+    console.error(
+      `npm run deploy-policies: unexpected argument "${positionals[0]}" (only --commands takes any)\n\n${USAGE}`,
+    );
+    process.exit(2);
+  } else {
+    // Everything is computed before anything is removed: a missing resource type leaves the old files as they were.
+    const files = deployPolicyFiles();
+    fs.mkdirSync(DEPLOY_DIR, { recursive: true });
+    for (const f of fs.readdirSync(DEPLOY_DIR).filter((n) => n.endsWith('.json')))
+      fs.rmSync(path.join(DEPLOY_DIR, f));
+    for (const [name, doc] of Object.entries(files)) {
+      fs.writeFileSync(path.join(DEPLOY_DIR, name), JSON.stringify(doc, null, 2) + '\n');
+      console.log(`wrote deploy/${name}`);
+    }
   }
 }

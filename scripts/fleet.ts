@@ -11,6 +11,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { RegistryItem, registryItemFromAttributes, ssmNames } from '../contracts';
 import { CatalogError, loadCatalog } from '../lib/catalog';
 import { fleetFromRegistry } from '../lib/fleet-source';
+import { awsErrorMessage } from './cli';
 
 const USAGE =
   'usage: npm run fleet -- pull [--out <file>] [--table <registry table name>] [--catalog <file whose sharedCells plans to keep; default tenants.json>]';
@@ -66,7 +67,7 @@ if (require.main === module) {
   pull(args, (l) => console.log(l)).then(
     (code) => process.exit(code),
     (e) => {
-      console.error(e instanceof CatalogError ? e.message : `fleet pull: ${(e as Error).message}`);
+      console.error(e instanceof CatalogError ? e.message : `fleet pull: ${awsErrorMessage(e)}`);
       process.exit(1);
     },
   );

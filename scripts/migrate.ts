@@ -15,7 +15,7 @@ import {
 import { LATEST_VERSION } from '../db/migrations';
 import { openLocalPlatform } from '../service/src/local/admin';
 import { LOCAL_DIR } from '../service/src/local/platform';
-import { parseCli } from './cli';
+import { awsErrorMessage, parseCli } from './cli';
 import {
   allCurrent,
   CloudFormationClient,
@@ -240,7 +240,7 @@ async function migrateAws(o: {
 main().then(
   (code) => process.exit(code),
   (e) => {
-    console.error(`migrate: ${(e as Error).message}${e instanceof UsageError ? `\n\n${USAGE}` : ''}`);
+    console.error(`migrate: ${awsErrorMessage(e)}${e instanceof UsageError ? `\n\n${USAGE}` : ''}`);
     process.exit(e instanceof UsageError ? 2 : 1);
   },
 );

@@ -17,6 +17,7 @@ import { createHash, createHmac } from 'crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, SourceData } from '@smithy/types';
 import { PAYLOAD_HEADER, payloadDigest, STS_BODY } from '../lambda/onboarding-entry/caller-proof';
+import { awsErrorMessage, parseCli } from './cli';
 
 /** SHA-256 and HMAC-SHA-256 from node:crypto, in the shape the SigV4 signer takes. */
 const bytes = (d: SourceData): string | Uint8Array =>
@@ -96,19 +97,7 @@ export async function entryRequestBody(options: {
   return JSON.stringify({ payload: options.payload, proof: { url: stsUrl, headers, body: STS_BODY } });
 }
 
-function flag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith('--')) {
-    console.error(`request: --${name} needs a value`);
-    process.exit(2);
-  }
-  return v;
-}
-
-async function entryUrl(args: string[]): Promise<string> {
-  const given = flag(args, 'url') ?? process.env.ENTRY_URL;
+async function entryUrl(given: string | undefined): Promise<string> {
   if (given) return given;
   const { CloudFormationClient, DescribeStacksCommand } = await import('@aws-sdk/client-cloudformation');
   const { STACK_NAMES } = await import('../contracts');
@@ -132,65 +121,108 @@ const USAGE =
   '         [--url <entry URL>]   (approvers: moves a tenant with its data to the other shared cell, into a silo of\n' +
   '         its own of the profile given (default standard), or out of its silo; it answers 503 meanwhile)\n' +
   '       npm run request -- purge --tenant <id> [--url <entry URL>]   (approvers: removes the copy a move kept in the\n' +
-  "         cell the tenant left, and the tenant's archives there)";
+  "         cell the tenant left, and the tenant's archives there)\n" +
+  '\n' +
+  "Sends the request to the Onboarding stack's entry (--url, or ENTRY_URL, or the stack's EntryUrl output), signed\n" +
+  'with your AWS credentials (AWS_PROFILE or the AWS_* variables; AWS_REGION for the stack lookup); prints the\n' +
+  "entry's answer (202: accepted).";
+
+/** The flags each request takes (beyond --tenant and --url). */
+const FLAGS: Record<string, readonly string[]> = {
+  onboard: ['model', 'name', 'admin-email', 'settings', 'restore', 'restore-from', 'restore-from-model'],
+  offboard: [],
+  restore: ['from', 'abandon'],
+  move: ['to', 'profile'],
+  purge: [],
+};
+
+const usageError = (problem: string): number => {
+  console.error(`npm run request: ${problem}\n\n${USAGE}`);
+  return 2;
+};
 
 async function main(): Promise<number> {
-  const [action, ...args] = process.argv.slice(2);
-  const tenantId = flag(args, 'tenant');
-  if (!['onboard', 'offboard', 'restore', 'move', 'purge'].includes(action) || !tenantId) {
-    console.error(USAGE);
-    return 2;
+  const str = { type: 'string' } as const;
+  const { values, positionals } = parseCli(
+    'npm run request',
+    USAGE,
+    {
+      tenant: str,
+      url: str,
+      model: str,
+      name: str,
+      'admin-email': str,
+      settings: str,
+      restore: { type: 'boolean' },
+      'restore-from': str,
+      'restore-from-model': str,
+      from: str,
+      abandon: { type: 'boolean' },
+      to: str,
+      profile: str,
+    },
+    { positionals: 1 },
+  );
+  const v = values as Record<string, string | boolean | undefined>;
+  const flag = (name: string) => v[name] as string | undefined;
+  const action = positionals[0];
+  if (!action) return usageError('name the request: onboard, offboard, restore, move or purge');
+  if (!(action in FLAGS)) {
+    return usageError(`unknown request "${action}": use onboard, offboard, restore, move or purge`);
   }
-  if (action === 'restore' && (flag(args, 'from') === undefined) === !args.includes('--abandon')) {
-    console.error(
-      `request: restore needs --from <archive key> (npm run tenant -- export --aws printed it), or --abandon alone\n${USAGE}`,
+  const tenantId = flag('tenant');
+  if (!tenantId) return usageError(`${action} needs --tenant <id>`);
+  const misplaced = Object.keys(v).filter(
+    (k) => v[k] !== undefined && !['tenant', 'url', ...FLAGS[action]].includes(k),
+  );
+  if (misplaced.length > 0) {
+    return usageError(`${action} takes no ${misplaced.map((k) => `--${k}`).join(', ')}`);
+  }
+  if (action === 'restore' && (flag('from') === undefined) === !v.abandon) {
+    return usageError(
+      'restore needs --from <archive key> (npm run tenant -- export --aws printed it), or --abandon alone',
     );
-    return 2;
   }
-  if (action === 'move' && flag(args, 'to') === undefined) {
-    console.error(`request: move needs --to <pool|bridge|silo>\n${USAGE}`);
-    return 2;
-  }
+  if (action === 'move' && flag('to') === undefined) return usageError('move needs --to <pool|bridge|silo>');
   let settings: unknown;
-  const rawSettings = flag(args, 'settings');
+  const rawSettings = flag('settings');
   if (rawSettings !== undefined) {
     try {
       settings = JSON.parse(rawSettings);
     } catch (e) {
-      console.error(`request: --settings is not JSON (${(e as Error).message}): e.g. '{"multiAz":true}'`);
-      return 2;
+      return usageError(`--settings is not JSON (${(e as Error).message}): e.g. '{"multiAz":true}'`);
     }
   }
   const request =
     action === 'onboard'
       ? {
           tenantId,
-          model: flag(args, 'model'),
-          name: flag(args, 'name'),
-          adminEmail: flag(args, 'admin-email'),
+          model: flag('model'),
+          name: flag('name'),
+          adminEmail: flag('admin-email'),
           ...(settings !== undefined ? { settings } : {}),
-          ...(args.includes('--restore') ? { restore: true } : {}),
+          ...(v.restore ? { restore: true } : {}),
           // An archive of the pool or bridge cell (npm run tenant -- export --aws printed its key): approvers only.
-          ...(flag(args, 'restore-from') !== undefined ? { restoreFrom: flag(args, 'restore-from') } : {}),
+          ...(flag('restore-from') !== undefined ? { restoreFrom: flag('restore-from') } : {}),
           // ... of the other shared cell (a bridge tenant from a pool tenant's archive, or the other way round).
-          ...(flag(args, 'restore-from-model') !== undefined
-            ? { restoreFromModel: flag(args, 'restore-from-model') }
+          ...(flag('restore-from-model') !== undefined
+            ? { restoreFromModel: flag('restore-from-model') }
             : {}),
         }
       : action === 'restore'
         ? // One of the tenant's own archives in its cell's bucket: approvers only.
-          args.includes('--abandon')
+          v.abandon
           ? { tenantId, abandon: true }
-          : { tenantId, from: flag(args, 'from') }
+          : { tenantId, from: flag('from') }
         : action === 'move'
           ? {
               tenantId,
-              to: flag(args, 'to'),
+              to: flag('to'),
               // Into a silo: its cost profile (the entry checks it).
-              ...(flag(args, 'profile') !== undefined ? { profile: flag(args, 'profile') } : {}),
+              ...(flag('profile') !== undefined ? { profile: flag('profile') } : {}),
             }
           : { tenantId };
-  const url = await entryUrl(args);
+  const url = await entryUrl(flag('url') ?? process.env.ENTRY_URL);
   const region = /\.lambda-url\.([a-z0-9-]+)\.on\.aws/.exec(new URL(url).hostname)?.[1];
   if (!region)
     throw new Error(`${url} is not a Lambda function URL (https://<id>.lambda-url.<region>.on.aws/)`);
@@ -217,7 +249,7 @@ if (require.main === module) {
   main()
     .then((code) => process.exit(code))
     .catch((e) => {
-      console.error(`request: ${(e as Error).message}`);
+      console.error(`npm run request: ${awsErrorMessage(e)}`);
       process.exit(1);
     });
 }

@@ -22,7 +22,7 @@ import { TenantIdError } from '../db/naming';
 import { openLocalPlatform } from '../service/src/local/admin';
 import { MobilityError, TenantMobility } from '../service/src/local/mobility';
 import { LOCAL_DIR } from '../service/src/local/platform';
-import { parseCli } from './cli';
+import { awsErrorMessage, parseCli } from './cli';
 import { AwsMobilityError, runAwsMobility } from './tenant-aws';
 
 const USAGE = `usage: npm run tenant -- <command> [options]
@@ -212,7 +212,7 @@ async function aws(command: string, flags: Flags): Promise<number> {
   } catch (e) {
     const known = e instanceof AwsMobilityError || e instanceof TenantIdError;
     // AWS's own errors (credentials, Region, throttling) are shown as AWS gave them, without our stack.
-    console.error(known ? (e as Error).message : `tenant ${command} --aws: ${(e as Error).message}`);
+    console.error(known ? (e as Error).message : `tenant ${command} --aws: ${awsErrorMessage(e)}`);
     return 1;
   }
 }

@@ -71,7 +71,7 @@ describe('CloudFormation execution policies', () => {
     expect(() =>
       executionPolicies(['AWS::Lambda::Function', 'AWS::Redshift::Cluster'], DEPLOY_SCOPES.tenants),
     ).toThrow(
-      'the deploy policy has no permissions for AWS::Redshift::Cluster: add it to RESOURCE_PERMISSIONS in lib/deploy-policy.ts, then npm run deploy-policies',
+      'the deploy policy has no permissions for AWS::Redshift::Cluster: add it to RESOURCE_PERMISSIONS in lib/deploy-permissions.ts, then npm run deploy-policies',
     );
   });
 

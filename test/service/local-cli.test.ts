@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { embeddedDataDir } from '../../service/src/local/embedded-server';
 import { freePort } from '../../service/src/local/free-port';
+import { awsErrorMessage } from '../../scripts/cli';
 
 // The local platform's commands as a new user runs them: through npm, in their own processes.
 const REPO = path.join(__dirname, '..', '..');
@@ -35,6 +36,22 @@ async function until(check: () => Promise<boolean> | boolean, ms: number): Promi
 }
 
 describe('command line: --help, unknown flags, missing values', () => {
+  test('an AWS command without a Region or credentials says what to set', () => {
+    const r = npm(['fleet', '--', 'pull', '--out', path.join(os.tmpdir(), 'never-written.json')], {
+      AWS_REGION: '',
+      AWS_DEFAULT_REGION: '',
+      AWS_PROFILE: '',
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(
+      /^fleet pull: .*: set AWS_REGION \(or AWS_PROFILE, with a profile that names a region\)\n$/,
+    );
+    expect(awsErrorMessage(new Error('Could not load credentials from any providers'))).toBe(
+      "Could not load credentials from any providers: configure AWS credentials for the fleet's account (aws configure, AWS_PROFILE or the AWS_* environment variables)",
+    );
+    expect(awsErrorMessage(new Error('Access denied'))).toBe('Access denied');
+  });
+
   test.each([
     [['local', '--', '--help'], 0, /usage: npm run local/],
     [['token', '--', '--help'], 0, /usage: npm run -s token/],
@@ -57,6 +74,12 @@ describe('command line: --help, unknown flags, missing values', () => {
       /--to must be silo, pool or bridge \(got "cloud"\)/,
     ],
     [['tenant', '--', 'export', '--tenant', 'acme', '--bogus'], 2, /Unknown option '--bogus'/],
+    [['request', '--', '--help'], 0, /signed\nwith your AWS credentials/],
+    [['request', '--', 'offboard', '--tenant', 'acme', '--bogus'], 2, /Unknown option '--bogus'/],
+    [['request', '--', 'offboard', '--tenant', 'acme', '--model', 'pool'], 2, /offboard takes no --model/],
+    [['request', '--', 'teleport', '--tenant', 'acme'], 2, /unknown request "teleport"/],
+    [['deploy-policies', '--', '--help'], 0, /--commands {3}print the set-up commands/],
+    [['deploy-policies', '--', 'now'], 2, /unexpected argument "now"/],
   ])('npm run %j exits %i', (args, code, said) => {
     const r = npm(args as string[], { LOCAL_DIR: path.join(os.tmpdir(), 'cli-test-never-created') });
     expect(r.status).toBe(code);

@@ -44,8 +44,11 @@ export interface Catalog {
 /** Most tenants a shared cell is planned for (the sizing rule's largest step is well below it). */
 export const MAX_PLANNED_TENANTS = 100_000;
 
-/** Reads and validates a catalog file. Throws CatalogError naming the file on any problem. */
-export function loadCatalog(path: string): Catalog {
+/**
+ * Reads and validates a catalog file. Throws CatalogError naming the file on any problem. `flag` is how the
+ * command at hand names another file (the CDK app's context by default).
+ */
+export function loadCatalog(path: string, flag = '-c catalog=<path>'): Catalog {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
@@ -53,7 +56,7 @@ export function loadCatalog(path: string): Catalog {
     throw new CatalogError(path, [
       problem(
         'unreadable',
-        `cannot read the catalog (${(e as Error).message}): pass an existing file with -c catalog=<path>`,
+        `cannot read the catalog (${(e as Error).message}): pass an existing file with ${flag}`,
       ),
     ]);
   }

@@ -136,7 +136,7 @@ export function onboardingDecision(
     (request.settings as { restoredFromSnapshot?: unknown } | undefined)?.restoredFromSnapshot !== undefined
   ) {
     throw new RequestRejected(
-      `onboard request refused: settings.restoredFromSnapshot is set by the platform when it restores a tenant, never by a request: leave it out (send "restore": true to bring back an offboarded tenant's own data)`,
+      `onboard request refused: settings.restoredFromSnapshot is set by the platform when it restores a tenant, never by a request: leave it out (send "restore": true, the --restore flag, to bring back an offboarded tenant's own data)`,
     );
   }
   const { tenant, problems } = parseTenant(
@@ -193,7 +193,7 @@ export function onboardingDecision(
     case 'offboarded':
       if (!restore) {
         throw new RequestRejected(
-          `onboard request: tenant id "${id}" belonged to a tenant that was offboarded, and ids are never reused for a new customer: choose another id, or send "restore": true to bring that tenant back with its kept data`,
+          `onboard request: tenant id "${id}" belonged to a tenant that was offboarded, and ids are never reused for a new customer: choose another id, or send "restore": true (the --restore flag) to bring that tenant back with its kept data`,
         );
       }
       if (existing.dataRetained === false) {

@@ -9,6 +9,7 @@
 import { parseCli } from './cli';
 import { AdminError, offboard, onboard, openLocalPlatform } from '../service/src/local/admin';
 import { LOCAL_DIR } from '../service/src/local/platform';
+import { localPgPort } from '../service/src/local/instance';
 
 const USAGE = {
   onboard: `usage: npm run onboard -- --tenant <id> --model <silo|pool|bridge> [--name <name>] [--settings <json>]
@@ -56,6 +57,10 @@ async function main(): Promise<number> {
     console.error(`${command}: --tenant <id> is required\n\n${USAGE[command]}`);
     return 2;
   }
+  if (command === 'onboard' && !flag('model')) {
+    console.error(`onboard: --model <silo|pool|bridge> is required\n\n${USAGE[command]}`);
+    return 2;
+  }
   let settings: Record<string, unknown> | undefined;
   const rawSettings = flag('settings');
   if (rawSettings !== undefined) {
@@ -70,14 +75,14 @@ async function main(): Promise<number> {
   }
   const platform = await openLocalPlatform({
     dir: LOCAL_DIR,
-    pgPort: Number(process.env.LOCAL_PG_PORT ?? '54329'),
+    pgPort: localPgPort(LOCAL_DIR),
   });
   try {
     const message =
       command === 'onboard'
         ? await onboard(platform, {
             tenantId,
-            model: flag('model') ?? '',
+            model: flag('model')!,
             name: flag('name'),
             settings,
             ...(flag('admin-email') !== undefined ? { adminEmail: flag('admin-email') } : {}),

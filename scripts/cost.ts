@@ -106,7 +106,7 @@ async function main(): Promise<number> {
   const table = JSON.parse(
     fs.readFileSync(v.prices ?? path.join(ROOT, 'lib', 'prices', 'us-east-1.json'), 'utf8'),
   ) as PriceTable;
-  const catalog = loadCatalog(v.catalog ?? path.join(ROOT, 'tenants.json'));
+  const catalog = loadCatalog(v.catalog ?? path.join(ROOT, 'tenants.json'), '--catalog <path>');
   const templates = synthesize(catalog);
   // Probes, not part of the catalog's report: one silo of each cost profile, and both shared cells as built for
   // no tenant yet (resized per N by cellSizeFor for the growth table).

@@ -47,7 +47,7 @@ export async function pull(args: string[], out: (line: string) => void): Promise
   const planFile = flag('catalog') ?? (fs.existsSync('tenants.json') ? 'tenants.json' : undefined);
   const { catalog, skipped } = fleetFromRegistry(
     items,
-    planFile ? loadCatalog(planFile).sharedCells : undefined,
+    planFile ? loadCatalog(planFile, '--catalog <path>').sharedCells : undefined,
   );
   fs.writeFileSync(file, JSON.stringify(catalog, null, 2) + '\n');
   out(
@@ -60,9 +60,15 @@ export async function pull(args: string[], out: (line: string) => void): Promise
 
 if (require.main === module) {
   const [command, ...args] = process.argv.slice(2);
-  if (command !== 'pull' || args.includes('--help')) {
+  if (command === '--help' || command === '-h' || args.includes('--help')) {
     console.log(USAGE);
-    process.exit(command === 'pull' || args.includes('--help') || command === '--help' ? 0 : 2);
+    process.exit(0);
+  }
+  if (command !== 'pull') {
+    console.error(
+      `npm run fleet: ${command === undefined ? 'name the command' : `unknown command "${command}"`}: the one command is pull\n\n${USAGE}`,
+    );
+    process.exit(2);
   }
   pull(args, (l) => console.log(l)).then(
     (code) => process.exit(code),

@@ -48,7 +48,7 @@ async function main(): Promise<void> {
   }
   const release = acquireInstance(LOCAL_DIR, { port, pgPort });
   process.on('exit', release);
-  const catalog = loadCatalog(catalogPath);
+  const catalog = loadCatalog(catalogPath, '--catalog <path>');
   console.log(`starting PostgreSQL (data in ${dataDir}) ...`);
   const platform = await LocalPlatform.start({ dir: LOCAL_DIR, pgPort });
   const registry = new CachedRegistry(platform.registry);
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   const first = served[0]?.tenantId ?? catalog.tenants[0]?.id ?? 'acme';
   console.log(`
 API listening on http://localhost:${port} (Ctrl-C stops)
-  tenants: ${served.map((t) => `${t.tenantId} (${t.model})`).join(', ') || 'none'}${offboarded.length ? `\n  offboarded (kept): ${offboarded.map((t) => t.tenantId).join(', ')}` : ''}
+  tenants: ${served.map((t) => `${t.tenantId} (${t.model})`).join(', ') || 'none'}${offboarded.length ? `\n  offboarded: ${offboarded.map((t) => `${t.tenantId} (${t.dataRetained === false ? 'data deleted' : 'data kept'})`).join(', ')}` : ''}
   try:
     TOKEN=$(npm run -s token -- ${first})
     curl -s -H "Authorization: Bearer $TOKEN" localhost:${port}/me

@@ -15,6 +15,7 @@ import {
 import { LATEST_VERSION } from '../db/migrations';
 import { openLocalPlatform } from '../service/src/local/admin';
 import { LOCAL_DIR } from '../service/src/local/platform';
+import { localPgPort } from '../service/src/local/instance';
 import { awsErrorMessage, parseCli } from './cli';
 import {
   allCurrent,
@@ -163,7 +164,7 @@ async function main(): Promise<number> {
   if (values.aws) return migrateAws({ plan: Boolean(values.plan), to, concurrency, canary });
   const platform = await openLocalPlatform({
     dir: LOCAL_DIR,
-    pgPort: Number(process.env.LOCAL_PG_PORT ?? '54329'),
+    pgPort: localPgPort(LOCAL_DIR),
   });
   try {
     const plan = await planFleet(platform.fleetDatabases(), to);

@@ -22,6 +22,7 @@ import { TenantIdError } from '../db/naming';
 import { openLocalPlatform } from '../service/src/local/admin';
 import { MobilityError, TenantMobility } from '../service/src/local/mobility';
 import { LOCAL_DIR } from '../service/src/local/platform';
+import { localPgPort } from '../service/src/local/instance';
 import { awsErrorMessage, parseCli } from './cli';
 import { AwsMobilityError, runAwsMobility } from './tenant-aws';
 
@@ -108,7 +109,7 @@ async function main(): Promise<number> {
   if (flags.aws) return aws(command, flags);
   const platform = await openLocalPlatform({
     dir: LOCAL_DIR,
-    pgPort: Number(process.env.LOCAL_PG_PORT ?? '54329'),
+    pgPort: localPgPort(LOCAL_DIR),
   });
   const mobility = new TenantMobility(platform);
   const str = (f: string) => flags[f] as string;

@@ -71,7 +71,7 @@ export function errorHandler(deps: {
       return sendLimit(reply, error);
     }
     if (error.validation) {
-      return reply.code(400).send({ error: 'bad_request', message: error.message });
+      return reply.code(400).send({ error: 'bad_request', message: validationMessage(error) });
     }
     if (error.statusCode === 413) {
       return reply.code(413).send({
@@ -142,4 +142,17 @@ export function errorHandler(deps: {
     request.log.error({ err: error }, 'request failed');
     return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
   };
+}
+
+/** A validation error's message, naming the field a body may not have (ajv's own message does not). */
+function validationMessage(error: ApiError): string {
+  const extra = (error.validation as { keyword?: string; params?: { additionalProperty?: string } }[]).find(
+    (v) => v.keyword === 'additionalProperties' && v.params?.additionalProperty,
+  );
+  return extra
+    ? error.message.replace(
+        'must NOT have additional properties',
+        `must NOT have additional properties: "${extra.params!.additionalProperty}" is not a field it takes`,
+      )
+    : error.message;
 }

@@ -214,7 +214,11 @@ describe('API basics', () => {
     ],
     [
       { customer: 'x', items: [{ description: 'x', quantity: 1, unitPriceCents: 1 }], tenantId: 'wayne' },
-      'body must NOT have additional properties',
+      'body must NOT have additional properties: "tenantId" is not a field it takes',
+    ],
+    [
+      { customer: 'x', items: [{ description: 'x', quantity: 1, unitPriceCents: 1, discount: 5 }] },
+      'body/items/0 must NOT have additional properties: "discount" is not a field it takes',
     ],
     [
       { customer: 'x', dueOn: 'tomorrow', items: [{ description: 'x', quantity: 1, unitPriceCents: 1 }] },

@@ -80,6 +80,10 @@ describe('command line: --help, unknown flags, missing values', () => {
     [['request', '--', 'teleport', '--tenant', 'acme'], 2, /unknown request "teleport"/],
     [['deploy-policies', '--', '--help'], 0, /--commands {3}print the set-up commands/],
     [['deploy-policies', '--', 'now'], 2, /unexpected argument "now"/],
+    [['onboard', '--', '--tenant', 'zed'], 2, /--model <silo\|pool\|bridge> is required/],
+    [['cost', '--', '--catalog', 'nope.json'], 1, /pass an existing file with --catalog <path>/],
+    [['fleet', '--', 'push'], 2, /unknown command "push": the one command is pull/],
+    [['fleet', '--', '--help'], 0, /usage: npm run fleet -- pull/],
   ])('npm run %j exits %i', (args, code, said) => {
     const r = npm(args as string[], { LOCAL_DIR: path.join(os.tmpdir(), 'cli-test-never-created') });
     expect(r.status).toBe(code);
@@ -206,7 +210,11 @@ describe('npm run local: one instance, and every stop signal stops everything', 
     try {
       expect(running.up).toBe(true);
       expect(await addInvoice('Moved Co')).toBe(201);
-      const moved = npm(['tenant', '--', 'move', '--tenant', 'acme', '--to', 'bridge'], env);
+      // Beside the running instance, without LOCAL_PG_PORT: its lock file says which port its PostgreSQL is on.
+      const moved = npm(['tenant', '--', 'move', '--tenant', 'acme', '--to', 'bridge'], {
+        ...env,
+        LOCAL_PG_PORT: '',
+      });
       expect({ status: moved.status, stderr: moved.stderr }).toEqual({ status: 0, stderr: '' });
       expect(await stop(running.p)).toBe(true);
 

@@ -66,3 +66,12 @@ export function acquireInstance(dir: string, me: Omit<Instance, 'pid'>): () => v
   }
   throw new Error(`could not take ${lockFile}: another start is racing this one`);
 }
+
+/**
+ * The PostgreSQL port the commands beside `npm run local` (onboard, offboard, migrate, tenant) use: LOCAL_PG_PORT
+ * when set, else the port of the instance running on `dir` (its lock file says), else the default 54329.
+ */
+export function localPgPort(dir: string): number {
+  if (process.env.LOCAL_PG_PORT) return Number(process.env.LOCAL_PG_PORT);
+  return runningInstance(dir)?.pgPort ?? 54329;
+}

@@ -503,6 +503,9 @@ test('--force exports what the tenant has first, then replaces it, all or nothin
   const result = await mobility.restore(replacement, { tenantId: 'm-bridge', as: 'forced', force: true });
   expect(result.created).toBe(false);
   expect(await digestOf('forced', 'bridge')).toEqual(source);
+  // Beside the archive restored, named after it, the tenant and the time (UTC, to the millisecond).
+  expect(result.safetyFile!.startsWith(replacement.replace(/\.tfa$/, '.before-restore-forced-'))).toBe(true);
+  expect(result.safetyFile).toMatch(/\.before-restore-forced-\d{8}T\d{6}\.\d{3}Z\.tfa$/);
   const safety = await verifyArchive(result.safetyFile!, platform.archiveKey);
   expect({ rows: safety.rows, checksums: safety.checksums }).toEqual(original);
   // And the safety archive brings the old data back.

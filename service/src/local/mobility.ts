@@ -133,7 +133,9 @@ export class TenantMobility {
         }
         // Over a live tenant: frozen as for a move, so no write lands between the safety export and the
         // replacement; the thaw commits with the replacement.
-        const safetyFile = `${file}.before-restore-${id}-${Date.now()}.tfa`;
+        // Beside the archive restored: <its name without .tfa>.before-restore-<tenant>-<UTC time, to the ms>.tfa
+        const stamp = new Date().toISOString().replace(/[-:]/g, '');
+        const safetyFile = `${file.replace(/\.tfa$/, '')}.before-restore-${id}-${stamp}.tfa`;
         const restored = await this.frozen(existing, model, async () => {
           await this.exportFrom(model, id, safetyFile);
           return this.platform.withMaster(model, id, (c, placement) =>

@@ -62,7 +62,11 @@ try {
           ? [movedTenant(inCatalog, tenant.model, tenant.silo?.profile)]
           : inCatalog.keptSilo && !tenant.keptSilo
             ? [inCatalog]
-            : [];
+            : tenant.model === 'silo' && tenant.firstModel === 'silo' && inCatalog.firstModel === undefined
+              ? // Out of its first silo, purged, and moved back into a silo (the catalog not pulled since): the
+                // same entry, its new silo marked (Tenant.firstModel).
+                [movedTenant(withoutKeptSilo(movedTenant(inCatalog, 'pool')), 'silo', tenant.silo?.profile)]
+              : [];
     const movedFromCatalog = asMoved.some(
       (moved) =>
         tenantRequestOf(moved) === tenantRequestOf(tenant) ||

@@ -269,7 +269,7 @@ describe('cdk synth from the command line', () => {
     expect(JSON.stringify(after.Resources.CellDatabaseInstance05044F07)).toContain('"Value":"silo"');
   });
 
-  test('a catalog silo moved out and purged: every deploy of the move and of the purge is accepted, whether or not the catalog was pulled', () => {
+  test('a catalog silo moved out, purged and moved back: every deploy of the moves and of the purge is accepted, whether or not the catalog was pulled', () => {
     const catalog = loadCatalog(path.join(REPO_ROOT, 'tenants.json'));
     const northwind = catalog.tenants.find((t) => t.id === 'northwind')!;
     expect(northwind.model).toBe('silo');
@@ -282,6 +282,19 @@ describe('cdk synth from the command line', () => {
     };
     raw.tenants = raw.tenants.map((t) => (t.id === 'northwind' ? JSON.parse(moved) : t));
     fs.writeFileSync(pulled, JSON.stringify(raw));
+    // Then back into a silo: the move's first deploy (the silo built beside the pool place), and the last (the
+    // tenant in its new silo, marked as not the stack's first: firstModel "silo").
+    const back = movedRequest(purged, 'silo');
+    expect(JSON.parse(back)).toMatchObject({ model: 'silo', firstModel: 'silo' });
+    const backPhase = JSON.stringify({ ...JSON.parse(purged), movingTo: 'silo' });
+    const pulledAfterPurge = path.join(path.dirname(pulled), 'purged.json');
+    fs.writeFileSync(
+      pulledAfterPurge,
+      JSON.stringify({
+        ...raw,
+        tenants: raw.tenants.map((t) => (t.id === 'northwind' ? JSON.parse(purged) : t)),
+      }),
+    );
     const deploys: [string, string, string?][] = [
       // The purge's two deploys (its retire phase, then without the silo), against the catalog as it was ...
       [moved, '', 'retire'],
@@ -289,6 +302,11 @@ describe('cdk synth from the command line', () => {
       // ... and as pulled after the move.
       [moved, pulled, 'retire'],
       [purged, pulled],
+      // The move back, against the catalog as it was and as pulled after the purge.
+      [backPhase, '', 'create'],
+      [back, ''],
+      [backPhase, pulledAfterPurge, 'create'],
+      [back, pulledAfterPurge],
     ];
     for (const [request, catalogFile, phase] of deploys) {
       const r = cdkSynth([

@@ -110,6 +110,20 @@ export async function handler(event: CloudFormationCustomResourceEvent): Promise
       `${event.ResourceType} ${event.RequestType}${tenantLabel} refused: the registry places the tenant in another cell than this ${env.model} cell, so this is not its stack's current definition; nothing was changed: deploy its stack from its request as the registry keeps it (npm run fleet -- pull), or move it with npm run request -- move`,
     );
   }
+  // Which cells the tenant's stack held before (its request's firstModel) is the move's to write, never a catalog's:
+  // an Update of the tenant's own place whose request says otherwise than the registry's comes from a template that
+  // predates a move (a stale catalog), and would rebuild a silo under another incarnation's names.
+  if (
+    request.kind === 'tenant' &&
+    event.RequestType === 'Update' &&
+    placement === 'own' &&
+    item?.request !== undefined &&
+    firstModelIn(item.request) !== firstModelIn(request.tenantRequest)
+  ) {
+    throw new ProvisioningInputError(
+      `${event.ResourceType} Update${tenantLabel} refused: its request says firstModel ${firstModelIn(request.tenantRequest) ?? '(none)'}, the registry's ${firstModelIn(item.request) ?? '(none)'} (written by a move), so this is not its stack's current definition; nothing was changed: deploy its stack from its request as the registry keeps it (npm run fleet -- pull)`,
+    );
+  }
   // The registry is this provisioner's to write for a tenant of its own cell only: a move's destination and a
   // left-behind place belong to the move (the workflow writes the tenant's model, schema and status at its switch).
   const records = request.kind === 'tenant' && (placement === 'own' || placement === 'source');
@@ -247,4 +261,13 @@ export async function withLockRetries<T>(
 
 export function log(message: string, fields: Record<string, unknown>): void {
   console.log(JSON.stringify({ level: 'info', message, ...fields }));
+}
+
+/** A tenant request's `firstModel` (undefined when it has none, or is not a request). */
+function firstModelIn(request: string | undefined): string | undefined {
+  try {
+    return (JSON.parse(request ?? '{}') as { firstModel?: string }).firstModel;
+  } catch {
+    return undefined;
+  }
 }

@@ -117,7 +117,22 @@ export function errorHandler(deps: {
       const { tenantId } = request.tenant.principal;
       deps.forgetTenant?.(tenantId);
       // Frozen for a move (M1), or moved since the cache read it: the tenant is not gone, its data is in transit.
-      const now = await deps.registry?.get(tenantId).catch(() => undefined);
+      const read = await (deps.registry?.get(tenantId) ?? Promise.resolve(undefined)).then(
+        (entry) => ({ entry }),
+        (failure: unknown) => ({ failure }),
+      );
+      if ('failure' in read) {
+        // The registry cannot say now whether the tenant left or moved: never a guess (403) on that.
+        request.log.warn(
+          { err: error, registry: String(read.failure) },
+          'refused by the database; registry unread',
+        );
+        return reply.code(503).header('retry-after', '2').send({
+          error: 'unavailable',
+          message: 'the tenant registry cannot be read right now; try again shortly',
+        });
+      }
+      const now = read.entry;
       const cached = request.tenant.entry;
       if (now?.status === 'moving' || (now?.status === 'active' && now.model !== cached.model)) {
         request.log.warn({ err: error }, 'refused by the database');

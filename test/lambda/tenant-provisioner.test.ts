@@ -619,6 +619,31 @@ describe('tenant provisioner handler: a tenant moving between the pool and bridg
     cloudformation.on(DescribeStacksCommand).resolves({
       Stacks: [{ StackName: 'Tenant-x', StackStatus: 'DELETE_IN_PROGRESS', CreationTime: new Date() }],
     });
+
+    // An Update of its new place whose request has lost what the move wrote (firstModel: a catalog entry written
+    // before the move, edited to say bridge) is refused, and changes nothing; the request as the registry keeps it
+    // (a release's update) goes through.
+    const { firstModel, ...stale } = JSON.parse(bridgeRequest('wonka')) as Record<string, unknown>;
+    expect(firstModel).toBe('pool');
+    const update = (request: string) =>
+      inCell('bridge', () =>
+        handler(
+          cfnEvent('Update', 'Custom::BridgeTenant', bridgeTenant('wonka', { Request: request }), {
+            physicalId: 'tenant-bridge-wonka',
+            old: bridgeTenant('wonka', { Request: bridgeRequest('wonka') }),
+          }),
+        ),
+      );
+    await expect(update(JSON.stringify(stale))).rejects.toThrow(
+      `Custom::BridgeTenant Update for tenant "wonka" refused: its request says firstModel (none), the registry's pool (written by a move), so this is not its stack's current definition; nothing was changed`,
+    );
+    expect(await moto.get('wonka')).toEqual(switched);
+    await update(bridgeRequest('wonka'));
+    expect(await moto.get('wonka')).toMatchObject({
+      model: 'bridge',
+      status: 'active',
+      request: bridgeRequest('wonka'),
+    });
   });
 
   test("a cell's registry writes never land once the registry places the tenant in another cell (a switch raced them)", async () => {

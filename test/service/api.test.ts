@@ -12,7 +12,7 @@ import { AppDeps, buildApp, MAX_ITEMS, MAX_QUANTITY, MAX_UNIT_PRICE_CENTS } from
 import { createAuthenticator } from '../../service/src/auth';
 import { TenantLimiter, TIER_LIMITS } from '../../service/src/tenant-limits';
 import { SERVED_SCHEMA_VERSIONS } from '../../db/migrations/compatibility';
-import { CachedRegistry } from '../../service/src/registry';
+import { CachedRegistry, TenantRegistry } from '../../service/src/registry';
 import {
   LocalIssuer,
   LOCAL_CLIENT_ID,
@@ -368,9 +368,9 @@ describe("a cell's API asked for a tenant that moved away from it, or that it ne
 
 describe('offboarding while an API still caches the tenant as active', () => {
   /** An API whose registry cache keeps an active tenant for a minute, counting what it is told to forget. */
-  const cachingApi = () => {
+  const cachingApi = (inner: TenantRegistry = platform.registry) => {
     const forgotten: string[] = [];
-    const registry = new CachedRegistry(platform.registry, { activeTtlMs: 60000 });
+    const registry = new CachedRegistry(inner, { activeTtlMs: 60000 });
     const caching = buildApp({
       authenticate: createAuthenticator({
         userPoolId: LOCAL_USER_POOL_ID,
@@ -424,6 +424,48 @@ describe('offboarding while an API still caches the tenant as active', () => {
     expect((await get('silo-leaver')).body).toEqual({
       error: 'forbidden',
       message: 'tenant "silo-leaver" is offboarded',
+    });
+    await caching.close();
+  });
+
+  test('when the registry cannot be read then, 503 with Retry-After: never a guess that the tenant left', async () => {
+    await platform.provisionTenant(
+      parseCatalog(
+        {
+          tenants: [
+            {
+              id: 'silo-unread',
+              name: 'Silo Unread',
+              model: 'silo',
+              settings: { vpcCidr: '10.42.0.0/20', deletionPolicy: 'destroy' },
+            },
+          ],
+        },
+        'api test',
+      ).tenants[0],
+    );
+    let failing = false;
+    const { caching, get } = cachingApi({
+      get: async (id) => {
+        if (failing) throw new Error('ProvisionedThroughputExceededException');
+        return platform.registry.get(id);
+      },
+    });
+    expect((await get('silo-unread')).status).toBe(200);
+    await platform.offboardTenant('silo-unread', 'destroy');
+    failing = true;
+    const r = await caching.inject({
+      method: 'GET',
+      url: '/invoices',
+      headers: { authorization: `Bearer ${token('silo-unread')}` },
+    });
+    expect({ status: r.statusCode, retryAfter: r.headers['retry-after'], body: r.json() }).toEqual({
+      status: 503,
+      retryAfter: '2',
+      body: {
+        error: 'unavailable',
+        message: 'the tenant registry cannot be read right now; try again shortly',
+      },
     });
     await caching.close();
   });

@@ -2,8 +2,7 @@ import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { IsolationModel, SILO_PROFILES, SiloProfileName, TENANT_PHASES, TenantPhase } from '../contracts';
 import { moveProblem } from '../lib/constructs/tenant-provisioning';
-import { CatalogError, loadCatalog, parseTenant, tenantRequestOf } from '../lib/catalog';
-import { movedTenant, withoutKeptSilo } from '../lib/move-rules';
+import { CatalogError, loadCatalog, parseTenant, Tenant, tenantRequestOf } from '../lib/catalog';
 import { buildFleet, FleetError } from '../lib/fleet';
 
 // A stack trace per construct and a 27 MB construct tree cost seconds on a 1,000-tenant fleet and serve only
@@ -50,28 +49,10 @@ try {
     const { tenant, problems } = parseTenant(entry, 'the request');
     if (!tenant) throw new CatalogError(source, problems);
     // A catalog tenant's request (as the registry keeps it) is the catalog's own entry: nothing to add; or that
-    // entry moved to another cell (a move's last deploy, before the catalog is changed to say so), which this
-    // deploy builds instead. Any other request for an id the catalog holds is a conflict.
-    // Out of a silo, the catalog entry as moved keeps the silo until a purge: the purge's last deploy builds it
-    // without (whether the catalog still lists the silo, or was pulled since the move and keeps it).
+    // entry after moves (a move's deploys, and a purge's, before the catalog is pulled to say so: movedSince), which
+    // this deploy builds instead. Any other request for an id the catalog holds is a conflict.
     const inCatalog = tenants.find((t) => t.id === tenant.id);
-    const asMoved =
-      inCatalog === undefined
-        ? []
-        : inCatalog.model !== tenant.model
-          ? [movedTenant(inCatalog, tenant.model, tenant.silo?.profile)]
-          : inCatalog.keptSilo && !tenant.keptSilo
-            ? [inCatalog]
-            : tenant.model === 'silo' && tenant.firstModel === 'silo' && inCatalog.firstModel === undefined
-              ? // Out of its first silo, purged, and moved back into a silo (the catalog not pulled since): the
-                // same entry, its new silo marked (Tenant.firstModel).
-                [movedTenant(withoutKeptSilo(movedTenant(inCatalog, 'pool')), 'silo', tenant.silo?.profile)]
-              : [];
-    const movedFromCatalog = asMoved.some(
-      (moved) =>
-        tenantRequestOf(moved) === tenantRequestOf(tenant) ||
-        (moved.keptSilo !== undefined && tenantRequestOf(withoutKeptSilo(moved)) === tenantRequestOf(tenant)),
-    );
+    const movedFromCatalog = inCatalog !== undefined && movedSince(inCatalog, tenant);
     if (movedFromCatalog) tenants = tenants.map((t) => (t.id === tenant.id ? tenant : t));
     else if (inCatalog && tenantRequestOf(inCatalog) !== tenantRequestOf(tenant)) {
       throw new CatalogError(source, [
@@ -137,4 +118,18 @@ try {
     process.exit(1);
   }
   throw e;
+}
+
+/**
+ * Whether `request` is the catalog's `entry` after moves (any number of them, the catalog not pulled since): the
+ * same tenant by everything a move leaves alone (name, hostname, tier, deletion policy), and a move's fields on
+ * either side. The workflow's request (the registry's) is then what the deploy builds. Two different tenants
+ * under one id, or a request that edits a catalog tenant that never moved, still conflict.
+ */
+function movedSince(entry: Tenant, request: Tenant): boolean {
+  const moved = [entry, request].some((t) => t.firstModel !== undefined || t.keptSilo !== undefined);
+  const same = (['name', 'hostname', 'tier', 'deletionPolicy'] as const).every(
+    (f) => entry[f] === request[f],
+  );
+  return moved && same;
 }

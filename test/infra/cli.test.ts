@@ -101,6 +101,15 @@ describe('cdk synth from the command line', () => {
     expect(dup.stderr).toContain('-c tenantRequest: the tenant catalog has 1 problem');
     expect(dup.stderr).toContain('tenant "acme": ');
     expect(dup.stderr).toContain('already defines this tenant differently');
+    // A request that looks moved is still another tenant when what no move changes differs (its name).
+    const otherMoved = cdkSynth([
+      '-c',
+      'tenant=acme',
+      '-c',
+      'tenantRequest={"id":"acme","name":"Again","model":"bridge","firstModel":"pool"}',
+    ]);
+    expect(otherMoved.status).not.toBe(0);
+    expect(otherMoved.stderr).toContain('already defines this tenant differently');
     // The request the registry keeps for a catalog tenant is the catalog's own entry: accepted as is.
     const same = cdkSynth([
       '-c',
@@ -287,6 +296,7 @@ describe('cdk synth from the command line', () => {
     const back = movedRequest(purged, 'silo');
     expect(JSON.parse(back)).toMatchObject({ model: 'silo', firstModel: 'silo' });
     const backPhase = JSON.stringify({ ...JSON.parse(purged), movingTo: 'silo' });
+    const outAgain = movedRequest(back, 'pool');
     const pulledAfterPurge = path.join(path.dirname(pulled), 'purged.json');
     fs.writeFileSync(
       pulledAfterPurge,
@@ -307,6 +317,9 @@ describe('cdk synth from the command line', () => {
       [back, ''],
       [backPhase, pulledAfterPurge, 'create'],
       [back, pulledAfterPurge],
+      // And out again, keeping the new silo, then its purge's retire deploy: against the catalog as it was.
+      [outAgain, ''],
+      [outAgain, '', 'retire'],
     ];
     for (const [request, catalogFile, phase] of deploys) {
       const r = cdkSynth([

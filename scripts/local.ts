@@ -17,7 +17,7 @@ import { createAuthenticator } from '../service/src/auth';
 import { CachedRegistry } from '../service/src/registry';
 import { LOCAL_CLIENT_ID, LOCAL_UNKNOWN_KEY_HINT, LOCAL_USER_POOL_ID } from '../service/src/local/issuer';
 import { LOCAL_DIR, LocalPlatform } from '../service/src/local/platform';
-import { embeddedDataDir } from '../service/src/local/embedded-server';
+import { embeddedDataDirs } from '../service/src/local/embedded-server';
 
 const USAGE = `usage: npm run local [-- --reset] [-- --catalog <path>]
 
@@ -40,11 +40,13 @@ async function main(): Promise<void> {
   if (running) throw new InstanceRunning(running, `${LOCAL_DIR}.lock`);
   const pgDir = path.join(LOCAL_DIR, 'pg');
   // As root in a directory the postgres user cannot enter, the server's data lives elsewhere (pg-server.mjs).
-  const dataDir = embeddedDataDir(pgDir);
+  const { inUse: dataDir, cache } = embeddedDataDirs(pgDir);
   if (values.reset) {
+    // The cache's directory too, whether or not it is in use now (the checkout's permissions may have changed).
     fs.rmSync(LOCAL_DIR, { recursive: true, force: true });
-    if (dataDir !== pgDir) fs.rmSync(dataDir, { recursive: true, force: true });
-    console.log(`reset: removed ${LOCAL_DIR}${dataDir !== pgDir ? ` and ${dataDir}` : ''}`);
+    const cached = fs.existsSync(cache);
+    fs.rmSync(cache, { recursive: true, force: true });
+    console.log(`reset: removed ${LOCAL_DIR}${cached ? ` and ${cache}` : ''}`);
   }
   const release = acquireInstance(LOCAL_DIR, { port, pgPort });
   process.on('exit', release);
@@ -155,7 +157,7 @@ function keptAsRegistered(
   const copy = known.keptCopy
     ? `, keeps its ${known.keptCopy} copy (npm run tenant -- purge --tenant ${id})`
     : '';
-  return `kept       ${id} (the registry's: ${known.model}, ${known.status}${copy}${differs}; a move or restore changed it)`;
+  return `kept       ${id} (the registry's: ${known.model}, ${known.status}${copy}${differs}: a move or a restore changed it, or the catalog was edited; after a release, npm run migrate brings its schema up to date)`;
 }
 
 main().catch((e) => {

@@ -79,12 +79,18 @@ async function embeddedPostgres() {
 /** Where `dir`'s data lives: `dir`, or (as root, when the postgres user cannot reach it) the cache's directory for it. */
 function dataDirOf(d) {
   if (!isRoot || othersCanReach(path.dirname(d))) return d;
+  return cacheDataDirOf(d);
+}
+
+/** The shared cache's directory for `d`'s data (one per checkout path). */
+function cacheDataDirOf(d) {
   return path.join(CACHE, 'data', createHash('sha256').update(d).digest('hex').slice(0, 16));
 }
 
-// --print-data-dir: where the data lives, and nothing else (what npm run local -- --reset removes besides .local/).
+// --print-data-dir: where the data lives now, then the shared cache's directory for `dir` (where it lives whenever
+// the postgres user cannot reach `dir`), and nothing else: npm run local -- --reset removes both besides .local/.
 if (args.includes('--print-data-dir')) {
-  process.stdout.write(`${dataDirOf(dir)}\n`);
+  process.stdout.write(`${dataDirOf(dir)}\n${cacheDataDirOf(dir)}\n`);
   process.exit(0);
 }
 

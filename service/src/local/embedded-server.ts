@@ -9,14 +9,19 @@ const SCRIPT = () => path.join(__dirname, '..', '..', '..', 'scripts', 'pg-serve
  * 0700 home), a directory of the shared cache (scripts/pg-server.mjs). A reset must remove that one too.
  */
 export function embeddedDataDir(dir: string): string {
+  return embeddedDataDirs(dir).inUse;
+}
+
+/** Where `dir`'s data lives now (`inUse`), and the shared cache's directory for it (`cache`), which a reset removes too. */
+export function embeddedDataDirs(dir: string): { inUse: string; cache: string } {
   const r = spawnSync(process.execPath, [SCRIPT(), '--dir', dir, '--print-data-dir'], { encoding: 'utf8' });
-  const out = r.stdout.trim();
-  if (r.status !== 0 || !out) {
+  const [inUse, cache] = r.stdout.trim().split('\n');
+  if (r.status !== 0 || !inUse || !cache) {
     throw new Error(
       `could not tell where the local PostgreSQL keeps ${dir}: ${r.stderr.trim() || `exit ${r.status}`}`,
     );
   }
-  return out;
+  return { inUse, cache };
 }
 
 export async function startEmbeddedServer(

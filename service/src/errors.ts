@@ -98,16 +98,7 @@ export function errorHandler(deps: {
     if (isUnavailable(error) || error instanceof RegistryUnavailable) {
       if (!(error instanceof RegistryUnavailable)) health.failed();
       request.log.warn({ err: error }, 'unavailable');
-      return reply
-        .code(503)
-        .header('retry-after', '2')
-        .send({
-          error: 'unavailable',
-          message:
-            error instanceof RegistryUnavailable
-              ? 'the tenant registry cannot be read right now; try again shortly'
-              : 'the database cannot be reached right now; try again shortly',
-        });
+      return sendUnavailable(reply, error instanceof RegistryUnavailable ? 'registry' : 'database');
     }
     // The database refused the tenant (offboarded meanwhile: its pool registration or bridge role is gone), or
     // no longer holds its place (a silo whose data was destroyed, or that the tenant moved out of), though the
@@ -127,10 +118,7 @@ export function errorHandler(deps: {
           { err: error, registry: String(read.failure) },
           'refused by the database; registry unread',
         );
-        return reply.code(503).header('retry-after', '2').send({
-          error: 'unavailable',
-          message: 'the tenant registry cannot be read right now; try again shortly',
-        });
+        return sendUnavailable(reply, 'registry');
       }
       const now = read.entry;
       const cached = request.tenant.entry;
@@ -144,19 +132,35 @@ export function errorHandler(deps: {
         );
       }
       // A missing table of a tenant the registry still serves where the cache said is a fault, not a leaver.
-      if (!refused && now?.status === 'active') {
-        request.log.error({ err: error }, 'request failed');
-        return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
-      }
+      if (!refused && now?.status === 'active') return sendInternal(request, reply, error);
       request.log.warn({ err: error }, 'refused by the database');
       return reply.code(403).send({
         error: 'forbidden',
         message: `tenant "${request.tenant.principal.tenantId}" is not active`,
       });
     }
-    request.log.error({ err: error }, 'request failed');
-    return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
+    return sendInternal(request, reply, error);
   };
+}
+
+/** 503 with Retry-After: the database or the tenant registry cannot answer now. */
+function sendUnavailable(reply: FastifyReply, what: 'registry' | 'database'): FastifyReply {
+  return reply
+    .code(503)
+    .header('retry-after', '2')
+    .send({
+      error: 'unavailable',
+      message:
+        what === 'registry'
+          ? 'the tenant registry cannot be read right now; try again shortly'
+          : 'the database cannot be reached right now; try again shortly',
+    });
+}
+
+/** 500: a fault. The raw error goes to the log only; the caller gets the request id to quote. */
+function sendInternal(request: FastifyRequest, reply: FastifyReply, error: Error): FastifyReply {
+  request.log.error({ err: error }, 'request failed');
+  return reply.code(500).send({ error: 'internal', message: `internal error (request ${request.id})` });
 }
 
 /** A validation error's message, naming the field a body may not have (ajv's own message does not). */

@@ -396,23 +396,17 @@ describe('offboarding while an API still caches the tenant as active', () => {
     };
     return { caching, forgotten, get };
   };
-
-  test('a silo whose data was destroyed: 403 at once (its tables are gone), never a 500, and the registry is read again', async () => {
-    await platform.provisionTenant(
+  /** A silo tenant of its own VPC range, provisioned as a catalog entry is. */
+  const provisionSilo = (id: string, vpcCidr: string, deletionPolicy: 'retain' | 'destroy') =>
+    platform.provisionTenant(
       parseCatalog(
-        {
-          tenants: [
-            {
-              id: 'silo-leaver',
-              name: 'Silo Leaver',
-              model: 'silo',
-              settings: { vpcCidr: '10.40.0.0/20', deletionPolicy: 'destroy' },
-            },
-          ],
-        },
+        { tenants: [{ id, name: id, model: 'silo', settings: { vpcCidr, deletionPolicy } }] },
         'api test',
       ).tenants[0],
     );
+
+  test('a silo whose data was destroyed: 403 at once (its tables are gone), never a 500, and the registry is read again', async () => {
+    await provisionSilo('silo-leaver', '10.40.0.0/20', 'destroy');
     const { caching, forgotten, get } = cachingApi();
     expect((await get('silo-leaver')).status).toBe(200);
     await platform.offboardTenant('silo-leaver', 'destroy');
@@ -429,21 +423,7 @@ describe('offboarding while an API still caches the tenant as active', () => {
   });
 
   test('when the registry cannot be read then, 503 with Retry-After: never a guess that the tenant left', async () => {
-    await platform.provisionTenant(
-      parseCatalog(
-        {
-          tenants: [
-            {
-              id: 'silo-unread',
-              name: 'Silo Unread',
-              model: 'silo',
-              settings: { vpcCidr: '10.42.0.0/20', deletionPolicy: 'destroy' },
-            },
-          ],
-        },
-        'api test',
-      ).tenants[0],
-    );
+    await provisionSilo('silo-unread', '10.42.0.0/20', 'destroy');
     let failing = false;
     const { caching, get } = cachingApi({
       get: async (id) => {
@@ -471,16 +451,7 @@ describe('offboarding while an API still caches the tenant as active', () => {
   });
 
   test('a silo the tenant moved out of: 503 with Retry-After naming where it went, never a 500', async () => {
-    await platform.provisionTenant(
-      parseCatalog(
-        {
-          tenants: [
-            { id: 'silo-mover', name: 'Silo Mover', model: 'silo', settings: { vpcCidr: '10.41.0.0/20' } },
-          ],
-        },
-        'api test',
-      ).tenants[0],
-    );
+    await provisionSilo('silo-mover', '10.41.0.0/20', 'retain');
     const { caching, forgotten, get } = cachingApi();
     expect((await get('silo-mover')).status).toBe(200);
     await new TenantMobility(platform, path.join(dir, 'moves')).move('silo-mover', 'pool');

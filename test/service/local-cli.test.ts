@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { embeddedDataDir } from '../../service/src/local/embedded-server';
+import { embeddedDataDirs } from '../../service/src/local/embedded-server';
 import { freePort } from '../../service/src/local/free-port';
 import { awsErrorMessage } from '../../scripts/cli';
 
@@ -245,7 +245,7 @@ describe('npm run local: one instance, and every stop signal stops everything', 
     const closed = path.join(dir, 'closed');
     fs.mkdirSync(closed, { mode: 0o700 });
     const localDir = path.join(closed, '.local');
-    const dataDir = embeddedDataDir(path.join(localDir, 'pg'));
+    const dataDir = embeddedDataDirs(path.join(localDir, 'pg')).inUse;
     if (process.getuid?.() === 0) expect(dataDir).not.toContain(closed);
     const { start, stop, invoices, addInvoice } = await localInstance(localDir);
     let running = await start();

@@ -5,14 +5,10 @@ import * as path from 'path';
 const SCRIPT = () => path.join(__dirname, '..', '..', '..', 'scripts', 'pg-server.mjs');
 
 /**
- * Where the server keeps `dir`'s data: `dir` itself, or, as root in a checkout the postgres user cannot enter (root's
- * 0700 home), a directory of the shared cache (scripts/pg-server.mjs). A reset must remove that one too.
+ * Where the server keeps `dir`'s data now (`inUse`): `dir` itself, or, as root in a checkout the postgres user
+ * cannot enter (root's 0700 home), the shared cache's directory for it (`cache`, scripts/pg-server.mjs), which a
+ * reset removes too.
  */
-export function embeddedDataDir(dir: string): string {
-  return embeddedDataDirs(dir).inUse;
-}
-
-/** Where `dir`'s data lives now (`inUse`), and the shared cache's directory for it (`cache`), which a reset removes too. */
 export function embeddedDataDirs(dir: string): { inUse: string; cache: string } {
   const r = spawnSync(process.execPath, [SCRIPT(), '--dir', dir, '--print-data-dir'], { encoding: 'utf8' });
   const [inUse, cache] = r.stdout.trim().split('\n');

@@ -229,6 +229,8 @@ export class MobilityRunner extends Construct {
         ...onboardingStatements(this, props),
       ],
     });
+    // Created only once its role may create network interfaces (tenant-provisioner.ts says why).
+    this.runner.node.addDependency(policy);
     acknowledgeOnboardingReads(l1(policy), props);
     this.runner.addEnvironment('ONBOARDING_STATE_MACHINE_ARN', onboardingStateMachineArn(this));
     ack(

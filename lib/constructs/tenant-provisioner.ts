@@ -59,9 +59,11 @@ export function vpcFunctionStatements(logGroups: readonly EncryptedLogGroup[]): 
     }),
     new iam.PolicyStatement({
       sid: 'VpcNetworkInterfaces',
+      // As AWSLambdaVPCAccessExecutionRole grants them (DescribeSubnets since its version 3).
       actions: [
         'ec2:CreateNetworkInterface',
         'ec2:DescribeNetworkInterfaces',
+        'ec2:DescribeSubnets',
         'ec2:DeleteNetworkInterface',
         'ec2:AssignPrivateIpAddresses',
         'ec2:UnassignPrivateIpAddresses',
@@ -224,6 +226,10 @@ export class TenantProvisioner extends Construct {
       providerFunctionEnvEncryption: props.key,
     });
     this.serviceToken = this.provider.serviceToken;
+    // Lambda checks, when it creates a function in a VPC, that the role may create its network interfaces: the
+    // functions wait for the policy that grants it (created at the same moment otherwise, once the database is).
+    this.handler.node.addDependency(handlerPolicy);
+    this.fleetRunner.node.addDependency(handlerPolicy);
     this.acknowledge(handlerPolicy, props.model, props.tenantId);
   }
 

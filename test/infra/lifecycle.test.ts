@@ -242,3 +242,42 @@ describe('deletion protection follows the lifecycle phase', () => {
     expect(protection('retire')).toEqual({ db: false, lb: 'false' });
   });
 });
+
+describe('a function in a VPC is created only once its role may create its network interfaces', () => {
+  // Lambda checks the role when it creates a VPC function: created beside the policy that grants it (both wait for
+  // the database, then start together), the create fails at random and the stack rolls back.
+  test('every VPC function depends on the policy of its role that grants ec2:CreateNetworkInterface', () => {
+    const fleet = synthFleet(SAMPLE_TENANTS);
+    let functions = 0;
+    for (const name of fleet.stackNames()) {
+      const resources = fleet.template(name).toJSON().Resources as Record<
+        string,
+        { Type: string; Properties: Record<string, unknown>; DependsOn?: string[] }
+      >;
+      for (const [id, fn] of Object.entries(resources)) {
+        if (fn.Type !== 'AWS::Lambda::Function' || !fn.Properties.VpcConfig) continue;
+        functions++;
+        const role = JSON.stringify(fn.Properties.Role);
+        const grants = Object.entries(resources)
+          .filter(
+            ([, p]) =>
+              (p.Type === 'AWS::IAM::ManagedPolicy' || p.Type === 'AWS::IAM::Policy') &&
+              JSON.stringify(p.Properties.Roles ?? []).includes(
+                role.replace(/^\{"Fn::GetAtt":\["([^"]+)".*$/, '$1'),
+              ) &&
+              JSON.stringify(p.Properties.PolicyDocument).includes('ec2:CreateNetworkInterface'),
+          )
+          .map(([pid]) => pid);
+        expect({ fn: `${name}/${id}`, grants: grants.length > 0 }).toEqual({
+          fn: `${name}/${id}`,
+          grants: true,
+        });
+        expect({ fn: `${name}/${id}`, waits: grants.every((g) => fn.DependsOn?.includes(g)) }).toEqual({
+          fn: `${name}/${id}`,
+          waits: true,
+        });
+      }
+    }
+    expect(functions).toBeGreaterThan(6);
+  });
+});

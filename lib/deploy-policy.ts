@@ -43,6 +43,11 @@ export interface DeployScope {
  * a managed policy), to be created as `<prefix>-<scope>-1`, `-2`, ... and given to
  * `cdk bootstrap --cloudformation-execution-policies`.
  */
+/** The roles a scope's stacks may create: named after their stacks (CloudFormation names them so). */
+export function scopeRoleArns(scope: DeployScope): string[] {
+  return scope.stackPrefixes.map((p) => `arn:aws:iam::\${aws:PrincipalAccount}:role/${p}*`);
+}
+
 export function executionPolicies(types: Iterable<string>, scope: DeployScope): PolicyDocument[] {
   // CloudFormation resolves the templates' SSM-typed parameters (the bootstrap version, cross-stack values) with
   // the execution role, whatever resources the templates hold.
@@ -70,7 +75,7 @@ export function executionPolicies(types: Iterable<string>, scope: DeployScope): 
   const account = '${aws:PrincipalAccount}';
   const boundaryArn = `arn:aws:iam::${account}:policy/${permissionsBoundaryName(scope.name)}`;
   const withBoundary = { StringEquals: { 'iam:PermissionsBoundary': boundaryArn } };
-  const roles = scope.stackPrefixes.map((p) => `arn:aws:iam::${account}:role/${p}*`);
+  const roles = scopeRoleArns(scope);
   const policies = scope.stackPrefixes.map((p) => `arn:aws:iam::${account}:policy/${p}*`);
   const iamActions = [...actions].filter((a) => a.startsWith('iam:')).sort();
   const roleActions = iamActions.filter((a) => a.includes('Role'));
@@ -238,7 +243,9 @@ export function servicesOfRoles(
  * A scope's permissions boundary: the most any role its stacks create may ever do, whatever policy it is given.
  * Only the services its roles use (`services`, from the synthesized templates), STS only to assume and tag, and
  * nothing in IAM, Organizations or account settings, so no such role can create or change roles, users or
- * policies.
+ * policies. One exception where the roles need it (`passRole`): passing the scope's own roles (which carry this
+ * boundary, so nothing passed can do more) to the named services only (a mobility runner starting its runner
+ * task, ECS).
  */
 export function boundaryPolicy(
   services: Iterable<string>,
@@ -249,6 +256,7 @@ export function boundaryPolicy(
    * one; of CloudFormation, only a silo provisioner's read of its own stack's status.
    */
   exact: ReadonlyMap<string, ReadonlySet<string>> = new Map(),
+  passRole?: { readonly roles: readonly string[]; readonly to: readonly string[] },
 ): PolicyDocument {
   const actions = [...new Set(services)]
     .filter((svc) => !['iam', 'organizations', 'account'].includes(svc))
@@ -260,14 +268,48 @@ export function boundaryPolicy(
           ? [...exact.get(svc)!].sort()
           : [`${svc}:*`],
     );
+  if (!passRole) {
+    return {
+      Version: '2012-10-17',
+      Statement: [
+        { Sid: 'TheServicesTheseRolesUse', Effect: 'Allow', Action: actions, Resource: '*' },
+        {
+          Sid: 'NothingInIam',
+          Effect: 'Deny',
+          Action: ['iam:*', 'organizations:*', 'account:*'],
+          Resource: '*',
+        },
+      ],
+    };
+  }
   return {
     Version: '2012-10-17',
     Statement: [
-      { Sid: 'TheServicesTheseRolesUse', Effect: 'Allow', Action: actions, Resource: '*' },
       {
-        Sid: 'NothingInIam',
+        Sid: 'TheServicesTheseRolesUse',
+        Effect: 'Allow',
+        Action: [...actions, 'iam:PassRole'],
+        Resource: '*',
+      },
+      {
+        // Every IAM action is refused but iam:PassRole to these services (the key is absent from every other IAM
+        // action, which a negated condition then matches).
+        Sid: 'NothingInIamButPassingToTheseServices',
         Effect: 'Deny',
-        Action: ['iam:*', 'organizations:*', 'account:*'],
+        Action: 'iam:*',
+        Resource: '*',
+        Condition: { StringNotEquals: { 'iam:PassedToService': [...passRole.to].sort() } },
+      },
+      {
+        Sid: 'PassOnlyTheScopesOwnRoles',
+        Effect: 'Deny',
+        Action: 'iam:PassRole',
+        NotResource: [...passRole.roles],
+      },
+      {
+        Sid: 'NothingInOrganizationsOrAccount',
+        Effect: 'Deny',
+        Action: ['organizations:*', 'account:*'],
         Resource: '*',
       },
     ],

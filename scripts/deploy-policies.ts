@@ -26,6 +26,7 @@ import { parseCli } from './cli';
 import * as YAML from 'yaml';
 import {
   boundaryPolicy,
+  scopeRoleArns,
   executionPolicies,
   executionPolicyName,
   servicesOfRoles,
@@ -65,8 +66,7 @@ export const REPRESENTATIVE_TENANTS = [
     settings: { profile: 'idle-friendly', restoredFromSnapshot: 'silo-idle-restored-final-1' },
   },
 ];
-
-type Template = { Resources?: Record<string, { Type: string }> };
+type Template = { Resources?: Record<string, { Type: string; Properties?: unknown }> };
 
 /** That fleet's templates, by the bootstrap that deploys them: the tenant stacks, and the shared stacks. */
 export function fleetTemplates(): Record<DeployScopeName, Template[]> {
@@ -101,6 +101,45 @@ export function cdkBootstrapTemplate(): Record<string, unknown> {
 /** The deploy job's role name starts with this (CloudFormation names it <stack>-<logical id>-<random>). */
 export const DEPLOY_JOB_ROLE_PREFIX = `${STACK_NAMES.onboarding}-DeployTenantRole`;
 
+const escapeRegExp = (s: string) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * The services the roles of these templates pass roles to (their iam:PassRole statements' iam:PassedToService).
+ * A statement that passes a role without naming the service is refused: the boundary admits passing to named
+ * services only.
+ */
+export function passedToServices(templates: readonly Template[]): string[] {
+  const to = new Set<string>();
+  for (const t of templates) {
+    for (const [id, r] of Object.entries(t.Resources ?? {})) {
+      type Doc = { Statement: Record<string, unknown>[] };
+      const p = (r.Properties ?? {}) as { PolicyDocument?: Doc; Policies?: { PolicyDocument: Doc }[] };
+      const docs =
+        r.Type === 'AWS::IAM::Policy' || r.Type === 'AWS::IAM::ManagedPolicy'
+          ? [p.PolicyDocument!]
+          : r.Type === 'AWS::IAM::Role'
+            ? (p.Policies ?? []).map((inline) => inline.PolicyDocument)
+            : [];
+      for (const st of docs.flatMap((d) => d.Statement)) {
+        const acts = [st.Action].flat() as string[];
+        // Any action pattern that covers iam:PassRole (iam:PassRole, iam:Pass*, iam:*, *).
+        const covers = (pattern: string) =>
+          new RegExp(`^${pattern.split('*').map(escapeRegExp).join('.*')}$`, 'i').test('iam:PassRole');
+        if (st.Effect === 'Deny' || !acts.some(covers)) continue;
+        const services = (st.Condition as { StringEquals?: Record<string, string | string[]> } | undefined)
+          ?.StringEquals?.['iam:PassedToService'];
+        if (!services) {
+          throw new Error(
+            `${id}: a statement passes roles without an iam:PassedToService condition; name the service it passes them to`,
+          );
+        }
+        [services].flat().forEach((svc) => to.add(svc));
+      }
+    }
+  }
+  return [...to].sort();
+}
+
 export function deployPolicyFiles(): Record<string, object> {
   const templates = fleetTemplates();
   const types = fleetResourceTypes(templates);
@@ -111,13 +150,21 @@ export function deployPolicyFiles(): Record<string, object> {
     // Tenant stacks' roles get of the control-plane services exactly what they use: of Step Functions, reads of the
     // onboarding workflow's executions and the answer to a task; of CloudFormation, a silo provisioner's read of its
     // own stack's status.
+    // ... and of ECS, a mobility runner's start of its runner task.
     const exact =
       scope === DEPLOY_SCOPES.tenants
         ? new Map(
-            ['states', 'cloudformation'].filter((svc) => used.has(svc)).map((svc) => [svc, used.get(svc)!]),
+            ['states', 'cloudformation', 'ecs']
+              .filter((svc) => used.has(svc))
+              .map((svc) => [svc, used.get(svc)!]),
           )
         : undefined;
-    files[`${scope.name}-permissions-boundary.json`] = boundaryPolicy(services, exact);
+    const passTo = passedToServices(templates[scope.name]);
+    files[`${scope.name}-permissions-boundary.json`] = boundaryPolicy(
+      services,
+      exact,
+      passTo.length > 0 ? { roles: scopeRoleArns(scope), to: passTo } : undefined,
+    );
     executionPolicies(types[scope.name], scope).forEach(
       (doc, i) => (files[`${scope.name}-execution-policy-${i + 1}.json`] = doc),
     );

@@ -12,6 +12,7 @@ import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, STACK_NAMES, tenantStackName } from '../contracts';
 import { validateTenantId } from '../db/naming';
 import type { MobilityEvent, MobilityReport } from '../lambda/tenant-provisioner/mobility';
+import type { HandedToTask, StillRunning } from '../lambda/tenant-provisioner/runner-task';
 
 /** The cell's mobility runner (lambda/tenant-provisioner/mobility-entry.ts). */
 const MOBILITY_RUNNER_LOGICAL_ID = /MobilityRunner[0-9A-F]{8}$/;
@@ -87,12 +88,15 @@ export async function findMobilityRunner(
   return { tenantId, model, stack, functionName: runner.physicalId };
 }
 
-/** Invokes the runner and returns its report; the function's error comes back as the error's message. */
+/** What the runner answers an operator: its report, or that its runner task does it (and where to poll). */
+type RunnerAnswer = MobilityReport | (HandedToTask & { result: string }) | StillRunning;
+
+/** Invokes the runner and returns its answer; the function's error comes back as the error's message. */
 export async function invokeMobilityRunner(
   lambda: LambdaClient,
   runner: MobilityRunnerRef,
   event: MobilityEvent,
-): Promise<MobilityReport> {
+): Promise<RunnerAnswer> {
   const r = await lambda.send(
     new InvokeCommand({
       FunctionName: runner.functionName,
@@ -110,14 +114,19 @@ export async function invokeMobilityRunner(
     }
     throw new AwsMobilityError(`${runner.stack}'s mobility runner: ${message}`);
   }
-  return JSON.parse(body) as MobilityReport;
+  return JSON.parse(body) as RunnerAnswer;
 }
+
+/** How often the command asks the runner whether its task is done. */
+export const POLL_SECONDS = 15;
 
 /** `export --aws` and `restore --aws`: finds the runner, checks what the command can check, invokes it. */
 export async function runAwsMobility(
   command: 'export' | 'restore',
   options: { tenant: string; from?: string },
   clients: { cfn: CloudFormationClient; lambda: LambdaClient },
+  progress: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+  wait: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
 ): Promise<MobilityReport> {
   validateTenantId(options.tenant, `${command} --tenant`);
   if (command === 'restore') {
@@ -129,11 +138,27 @@ export async function runAwsMobility(
     }
   }
   const runner = await findMobilityRunner(clients.cfn, options.tenant);
-  return invokeMobilityRunner(
+  const first = await invokeMobilityRunner(
     clients.lambda,
     runner,
     command === 'export'
       ? { action: 'export', tenantId: options.tenant }
       : { action: 'restore', tenantId: options.tenant, archive: options.from },
   );
+  if (!('handedToTask' in first)) return first as MobilityReport;
+  // Larger than the runner's function finishes: its runner task does it; ask every POLL_SECONDS until it is done.
+  progress(
+    `tenant "${options.tenant}" is about ${(first.bytes / 1024 ** 3).toFixed(1)} GiB: ${runner.stack}'s runner task ${first.handedToTask} does the ${command}; waiting for it (Ctrl-C stops waiting, not the task; its log group says what it did)`,
+  );
+  for (;;) {
+    await wait(POLL_SECONDS * 1000);
+    const r = await invokeMobilityRunner(clients.lambda, runner, {
+      action: 'result',
+      tenantId: options.tenant,
+      result: first.result,
+      task: first.handedToTask,
+    });
+    if (!('pending' in r)) return r as MobilityReport;
+    progress(`  ${r.status.toLowerCase()}...`);
+  }
 }

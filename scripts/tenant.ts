@@ -46,7 +46,8 @@ One tenant's data on the local platform.
 In a deployed fleet (AWS credentials and Region from the environment):
   export --aws --tenant <id>
       the same export, by the mobility runner beside the tenant's cell, to the cell's archive bucket
-      (encrypted with the cell's key, a silo's with its own); prints the archive's key
+      (encrypted with the cell's key, a silo's with its own); prints the archive's key. A tenant larger
+      than the runner's function finishes goes to the cell's runner task: the command waits for it
   restore --aws --tenant <id> --from tenants/<id>/<archive>.tfa
       that archive back into its own tenant, while the tenant has no rows (lost, or deleted on purpose)
   --help                      this text`;

@@ -8,6 +8,7 @@ export * from './archive';
 export { ArchiveWriter } from './archive-writer';
 export { verifyArchive, readArchive, MAX_ARCHIVE_LINE, type ArchiveRow } from './archive-reader';
 export { exportTenant } from './export';
+export { estimateTenantBytes } from './size';
 export { restoreArchive, type RestoreInto, type Restored } from './restore';
 export { waitForOlderTransactions, FreezeTimeout } from './freeze';
 export { holdTenantLock, TenantBusy } from './lock';

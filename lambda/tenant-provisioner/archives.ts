@@ -9,6 +9,9 @@ import * as fs from 'fs';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -17,12 +20,18 @@ import {
   type ObjectIdentifier,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { ProvisioningInputError } from './request';
 
+/** The most one PutObject takes; a larger archive (a runner task's) goes up in parts. */
+export const SINGLE_PUT_BYTES = 5 * 1024 ** 3;
+/** Parts of at least this size (S3 takes at most 10,000 parts: an archive of 640 GiB). */
+const MIN_PART_BYTES = 64 * 1024 ** 2;
+
 /**
  * Uploads `file` as a new archive of the tenant, `tenants/<id>/<time>-<random>.tfa` (or `tenants/<id>/<name>.tfa`),
- * never over an existing object; returns its key and version.
+ * never over an existing object; returns its key and version. Above `singlePutBytes`, in parts.
  */
 export async function uploadArchive(
   client: S3Client,
@@ -32,8 +41,20 @@ export async function uploadArchive(
   bytes: number,
   metadata: Record<string, string>,
   name?: string,
+  singlePutBytes = SINGLE_PUT_BYTES,
 ): Promise<{ key: string; versionId?: string }> {
   const key = `tenants/${tenantId}/${name ?? `${stamp(new Date())}-${randomBytes(4).toString('hex')}`}.tfa`;
+  if (bytes > singlePutBytes) {
+    return uploadInParts(
+      client,
+      bucket,
+      key,
+      file,
+      bytes,
+      { 'tenant-id': tenantId, ...metadata },
+      singlePutBytes,
+    );
+  }
   const written = await client.send(
     new PutObjectCommand({
       Bucket: bucket,
@@ -47,6 +68,63 @@ export async function uploadArchive(
     }),
   );
   return { key, versionId: written.VersionId };
+}
+
+/**
+ * A multipart upload of `file`, one part after another from the file itself (the archive is already on disk, so
+ * memory stays flat), completed only if no object has the key (as a single put's If-None-Match). A failure aborts
+ * the upload, so no parts are left to bill.
+ */
+async function uploadInParts(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  file: string,
+  bytes: number,
+  metadata: Record<string, string>,
+  partCeiling: number,
+): Promise<{ key: string; versionId?: string }> {
+  const partBytes = Math.min(partCeiling, Math.max(MIN_PART_BYTES, Math.ceil(bytes / 10_000)));
+  const { UploadId } = await client.send(
+    new CreateMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      ContentType: 'application/octet-stream',
+      Metadata: metadata,
+    }),
+  );
+  try {
+    const parts: { ETag: string; PartNumber: number }[] = [];
+    for (let start = 0, n = 1; start < bytes; start += partBytes, n++) {
+      const end = Math.min(bytes, start + partBytes);
+      const r = await client.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId,
+          PartNumber: n,
+          Body: fs.createReadStream(file, { start, end: end - 1 }),
+          ContentLength: end - start,
+        }),
+      );
+      parts.push({ ETag: r.ETag!, PartNumber: n });
+    }
+    const done = await client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        MultipartUpload: { Parts: parts },
+        IfNoneMatch: '*',
+      }),
+    );
+    return { key, versionId: done.VersionId };
+  } catch (e) {
+    await client
+      .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId }))
+      .catch(() => undefined);
+    throw e;
+  }
 }
 
 /** Deletes the one version an upload wrote (an export that must not leave its archive). */

@@ -10,23 +10,50 @@
  */
 import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { ECSClient } from '@aws-sdk/client-ecs';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
   GetExecutionHistoryCommand,
   SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
   SendTaskSuccessCommand,
   SFNClient,
 } from '@aws-sdk/client-sfn';
 import { Signer } from '@aws-sdk/rds-signer';
 import { Pool } from 'pg';
 import { REGISTRY_KEY, registryItemFromAttributes, tenantOfStackName } from '../../contracts';
-import { ArchiveKey } from '../../db/mobility';
+import { ArchiveKey, estimateTenantBytes } from '../../db/mobility';
 import { dataModel } from '../../db/models';
 import { TenantDatabase } from '../../db/tenant-context';
 import { connect, connectionConfig, contextKey } from './connection';
 import { log } from './index';
-import { isMobilityEvent, MobilityEvent, MobilityReport, runMobilityEvent } from './mobility';
+import {
+  isMobilityEvent,
+  MobilityEvent,
+  MobilityReport,
+  parseMobilityEvent,
+  runMobilityEvent,
+} from './mobility';
+import {
+  answeringTask,
+  handToTask,
+  HandedToTask,
+  headBytes,
+  newResultKey,
+  OPERATOR_TASK_ACTIONS,
+  rangedLinkBytes,
+  RunnerTask,
+  runnerTaskFromEnv,
+  StillRunning,
+  stepStillWaiting,
+  TASK_ACTIONS,
+  TaskAnswers,
+  taskOutcome,
+  workBytes,
+  writeOutcome,
+} from './runner-task';
 import { ProvisioningInputError, readEnv } from './request';
 import { RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
 
@@ -35,6 +62,36 @@ let dynamo: DynamoDBClient | undefined;
 let secrets: SecretsManagerClient | undefined;
 let sfn: SFNClient | undefined;
 let presigner: S3Client | undefined;
+let ecs: ECSClient | undefined;
+let lambdaClient: LambdaClient | undefined;
+
+/** Asks the cell's launcher (launcher-entry.ts) to start the runner task for the event at `eventKey`. */
+async function launchRunnerTask(launcher: string, eventKey: string): Promise<string> {
+  lambdaClient ??= new LambdaClient({
+    requestHandler: API_TIMEOUTS,
+    useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
+    // One attempt: a retried start could start a second task (RunTask's client token also guards it).
+    maxAttempts: 1,
+  });
+  const r = await lambdaClient.send(
+    new InvokeCommand({
+      FunctionName: launcher,
+      InvocationType: 'RequestResponse',
+      Payload: new TextEncoder().encode(JSON.stringify({ eventKey })),
+    }),
+  );
+  const body = r.Payload ? new TextDecoder().decode(r.Payload) : '';
+  if (r.FunctionError) {
+    let message = body || r.FunctionError;
+    try {
+      message = (JSON.parse(body) as { errorMessage?: string }).errorMessage ?? message;
+    } catch {
+      // not JSON: the raw body is the message
+    }
+    throw new Error(message);
+  }
+  return (JSON.parse(body) as { taskArn: string }).taskArn;
+}
 /**
  * The registry and Step Functions are read inside a restore's transaction too (its last check before it commits):
  * a call that hangs must fail in seconds, not hold the transaction open until the function's 15 minutes run out.
@@ -51,7 +108,7 @@ const API_TIMEOUTS = {
  * Step Functions, over its dual-stack endpoint in a cell without NAT gateways (a silo's cheaper profiles: its
  * functions go out over IPv6 only).
  */
-function stepFunctions(): SFNClient {
+export function stepFunctions(): SFNClient {
   return new SFNClient({
     requestHandler: API_TIMEOUTS,
     useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
@@ -67,7 +124,26 @@ function setting(name: string): string {
   return v;
 }
 
-export async function handler(event: MobilityEvent): Promise<MobilityReport> {
+/** The cell's archive bucket's client (the runner task reads its handed event with it too). */
+export function archiveClient(): S3Client {
+  return (s3 ??= new S3Client({
+    // A cell without NAT gateways reaches S3 over IPv6 (its dual-stack endpoint).
+    useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
+    // Tests only: an S3 emulator on a loopback address serves path-style requests.
+    forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
+    // An idle socket only, never a whole request: an archive of gigabytes uploads in one PutObject for minutes
+    // before its response begins. (The HeadObject inside a restore's transaction has its own deadline.)
+    requestHandler: { connectionTimeout: 5_000, socketTimeout: 60_000 },
+  }));
+}
+
+/**
+ * Runs a mobility event: here, or, for a workflow step whose work is larger than this function can finish, in a
+ * new runner task of the cell (runner-task.ts), which answers the step through its token.
+ */
+export async function handler(
+  event: MobilityEvent,
+): Promise<MobilityReport | (HandedToTask & { result?: string }) | StillRunning> {
   const env = readEnv();
   if (!isMobilityEvent(event)) {
     throw new ProvisioningInputError(
@@ -80,21 +156,13 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
     ...(event.handover !== undefined ? { handover: '(a link, not logged)' } : {}),
     ...(event.taskToken !== undefined ? { taskToken: '(a task token, not logged)' } : {}),
   });
-  s3 ??= new S3Client({
-    // A cell without NAT gateways reaches S3 over IPv6 (its dual-stack endpoint).
-    useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
-    // Tests only: an S3 emulator on a loopback address serves path-style requests.
-    forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
-    // An idle socket only, never a whole request: an archive of gigabytes uploads in one PutObject for minutes
-    // before its response begins. (The HeadObject inside a restore's transaction has its own deadline.)
-    requestHandler: { connectionTimeout: 5_000, socketTimeout: 60_000 },
-  });
   dynamo ??= new DynamoDBClient({ requestHandler: API_TIMEOUTS });
   secrets ??= new SecretsManagerClient({});
   const runtimeUser = setting('RUNTIME_DB_USER');
   let runtimePool: Pool | undefined;
+  let runtimeDb: TenantDatabase | undefined;
   try {
-    return await runMobilityEvent(event, env, {
+    const deps: Parameters<typeof runMobilityEvent>[2] = {
       connect: () => connect(env, log),
       runtimeDatabase: async () => {
         // The runtime role signs in as the API does: a short-lived IAM token, no password exists for it.
@@ -108,6 +176,7 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
           process.env.RUNTIME_DB_AUTH === 'iam'
             ? () => signer.getAuthToken()
             : setting('RUNTIME_DB_PASSWORD');
+        if (runtimeDb) return runtimeDb;
         runtimePool = new Pool({
           ...connectionConfig(env, runtimeUser, ''),
           password,
@@ -116,12 +185,12 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
           // As the API's connections (service/src/db-pool.ts): the role's defaults cannot start it as a tenant.
           options: RUNTIME_STARTUP_OPTIONS,
         });
-        return new TenantDatabase({
+        return (runtimeDb = new TenantDatabase({
           pool: runtimePool,
           model: env.model,
           contextKey: await contextKey(env),
           siloTenantId: dataModel(env.model).databasePerTenant ? tenantOfStackName(env.ownStack) : undefined,
-        });
+        }));
       },
       archiveKey: async () => {
         const arn = setting('ARCHIVE_KEY_SECRET_ARN');
@@ -187,7 +256,7 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
             },
           }
         : {}),
-      s3,
+      s3: archiveClient(),
       // Handover links name S3's dual-stack endpoint, reachable over IPv4 and IPv6 alike (an emulator's endpoint in
       // tests, which cannot be combined with it).
       presigner: (presigner ??= new S3Client({
@@ -195,10 +264,104 @@ export async function handler(event: MobilityEvent): Promise<MobilityReport> {
         forcePathStyle: process.env.S3_FORCE_PATH_STYLE === 'true',
       })),
       bucket: setting('ARCHIVE_BUCKET'),
-      workDir: '/tmp/tenant-archives',
+      // The function's temporary storage; the runner task's volume (MOBILITY_WORK_DIR, set by its task definition).
+      workDir: process.env.MOBILITY_WORK_DIR ?? '/tmp/tenant-archives',
       maxArchiveBytes: Number(process.env.MAX_ARCHIVE_BYTES ?? 9 * 1024 ** 3),
       log,
-    });
+    };
+    const parsed = parseMobilityEvent(event);
+    const inTask = process.env.RUNNER_IN_TASK === 'true';
+    const task = runnerTaskFromEnv();
+    const ecsClient = () =>
+      (ecs ??= new ECSClient({ useDualstackEndpoint: process.env.S3_DUALSTACK === 'true' }));
+    const sizeOf = (budget: number) =>
+      workBytes(
+        parsed,
+        {
+          archiveBytes: (key) => headBytes(deps.s3, deps.bucket, key),
+          linkBytes: rangedLinkBytes,
+          tenantBytes: async (tenantId, upTo) =>
+            estimateTenantBytes((await deps.runtimeDatabase()).forTenant(tenantId), upTo),
+        },
+        budget,
+      );
+    const handOff = async (handed: MobilityEvent, bytes: number, to: RunnerTask) => {
+      const started = await handToTask(handed, bytes, to, {
+        s3: deps.s3,
+        bucket: deps.bucket,
+        launch: (eventKey) => launchRunnerTask(to.launcher, eventKey),
+      });
+      log('handed to the runner task', { ...started });
+      return started;
+    };
+    if (parsed.action === 'result') {
+      if (!task) {
+        throw new ProvisioningInputError(
+          `the runner of ${env.ownStack} starts no runner task here${inTask ? ' (this is one)' : ''}: there is nothing to poll`,
+        );
+      }
+      return await taskOutcome(
+        { tenantId: parsed.tenantId, result: parsed.result!, task: parsed.task! },
+        { s3: deps.s3, ecs: ecsClient(), bucket: deps.bucket, cluster: task.cluster },
+      );
+    }
+    const token = parsed.taskToken;
+    if (token === undefined) {
+      // An operator's export or restore (or another invoke without a workflow's token).
+      if (parsed.result !== undefined && !inTask) {
+        throw new ProvisioningInputError(
+          'mobility event field "result" is set: leave it out (the runner sets it when it hands an export or restore to its task)',
+        );
+      }
+      if (task && OPERATOR_TASK_ACTIONS.has(parsed.action)) {
+        const bytes = await sizeOf(task.aboveBytes);
+        if (bytes > task.aboveBytes) {
+          // Too large for this function: the task does it, and the operator's command polls for its outcome.
+          const result = newResultKey();
+          return { ...(await handOff({ ...event, result }, bytes, task)), result };
+        }
+      }
+      if (parsed.result === undefined) return await runMobilityEvent(event, env, deps);
+      // The runner task doing an operator's step: its outcome goes where the operator's command polls.
+      const result = parsed.result;
+      try {
+        const report = await runMobilityEvent(event, env, deps);
+        await writeOutcome(deps.s3, deps.bucket, result, { tenantId: parsed.tenantId, report });
+        return report;
+      } catch (e) {
+        await writeOutcome(deps.s3, deps.bucket, result, {
+          tenantId: parsed.tenantId,
+          error: { name: (e as Error).name || 'Error', message: (e as Error).message },
+        }).catch(() => undefined);
+        throw e;
+      }
+    }
+    // A workflow step waiting for its token: answered through it, by this function or by a runner task.
+    sfn ??= stepFunctions();
+    const client = sfn;
+    const answers: TaskAnswers = {
+      heartbeat: async (t) => void (await client.send(new SendTaskHeartbeatCommand({ taskToken: t }))),
+      success: async (t, output) =>
+        void (await client.send(new SendTaskSuccessCommand({ taskToken: t, output }))),
+      failure: async (t, error, cause) =>
+        void (await client.send(
+          new SendTaskFailureCommand({ taskToken: t, error: error.slice(0, 256), cause }),
+        )),
+    };
+    deps.stepStillWaiting = () => stepStillWaiting(answers, token);
+    return await answeringTask(
+      parsed.action,
+      token,
+      answers,
+      async () => {
+        if (task && TASK_ACTIONS.has(parsed.action)) {
+          const bytes = await sizeOf(task.aboveBytes);
+          if (bytes > task.aboveBytes) return handOff(event, bytes, task);
+        }
+        return runMobilityEvent(event, env, deps);
+      },
+      log,
+    );
   } finally {
     await runtimePool?.end().catch(() => undefined);
   }

@@ -16,7 +16,8 @@ export interface MobilityEvent {
     | 'vouch'
     | 'moveOut'
     | 'dropMovedIn'
-    | 'purge';
+    | 'purge'
+    | 'result';
   readonly tenantId: string;
   /** restore: the archive's key in the cell's bucket, as an export returned it. */
   readonly archive?: string;
@@ -36,7 +37,18 @@ export interface MobilityEvent {
    * Functions with it (SendTaskSuccess), never back to whoever invoked it.
    */
   readonly taskToken?: string;
+  /**
+   * export or restore handed to the runner task (set by the runner function, never by whoever invokes it): where
+   * the task leaves its report or error; `result` (an operator's poll): that key.
+   */
+  readonly result?: string;
+  /** result: the runner task that works on it (its ARN, as the hand-over answered). */
+  readonly task?: string;
 }
+
+/** Where a runner task leaves the outcome of an operator's export or restore (runner-task.ts). */
+export const RESULT_KEY =
+  /^runner-events\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.result\.json$/;
 
 export function isMobilityEvent(event: unknown): event is MobilityEvent {
   return typeof event === 'object' && event !== null && 'action' in event && 'tenantId' in event;
@@ -50,6 +62,8 @@ export function parseMobilityEvent(event: MobilityEvent): {
   execution?: string;
   handover?: URL;
   taskToken?: string;
+  result?: string;
+  task?: string;
 } {
   // A link or a task token is a credential: an error names it as given, never its value (errors reach logs and,
   // through the workflow's failure path, the registry and events).
@@ -73,17 +87,50 @@ export function parseMobilityEvent(event: MobilityEvent): {
       'moveOut',
       'dropMovedIn',
       'purge',
+      'result',
     ].includes(event.action)
   ) {
     throw bad('action', 'use "export" or "restore" ("replace" and "thaw" are the onboarding workflow\'s)');
   }
   const tenantId = validateTenantId(event.tenantId, 'mobility event field "tenantId"');
+  if (event.result !== undefined && (typeof event.result !== 'string' || !RESULT_KEY.test(event.result))) {
+    throw bad(
+      'result',
+      'the key a hand-over to the runner task answered ("runner-events/<uuid>.result.json")',
+    );
+  }
+  if (
+    event.result !== undefined &&
+    (!['export', 'restore', 'result'].includes(event.action) || event.execution !== undefined)
+  ) {
+    throw bad('result', 'leave it out (an export or a restore handed to the runner task has one)');
+  }
+  if (event.action === 'result') {
+    if (event.result === undefined) {
+      throw bad(
+        'result',
+        'the key the hand-over to the runner task answered ("runner-events/<uuid>.result.json")',
+      );
+    }
+    if (
+      typeof event.task !== 'string' ||
+      !/^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task\/[\w-]{1,255}\/[0-9a-f]{32}$/.test(event.task)
+    ) {
+      throw bad(
+        'task',
+        'the runner task ARN the hand-over answered ("arn:aws:ecs:<region>:<account>:task/<cluster>/<id>")',
+      );
+    }
+    return { action: 'result', tenantId, result: event.result, task: event.task };
+  }
+  if (event.task !== undefined)
+    throw bad('task', 'leave it out (only a "result" poll names the runner task)');
   if (event.action === 'export') {
     if (event.archive !== undefined)
       throw bad('archive', 'an export names no archive (it returns the one it wrote)');
     if (event.execution !== undefined)
       throw bad('execution', 'an export is asked for by an operator, never by the onboarding workflow');
-    return { action: 'export', tenantId };
+    return { action: 'export', tenantId, ...(event.result !== undefined ? { result: event.result } : {}) };
   }
   if (
     event.execution !== undefined &&
@@ -116,11 +163,19 @@ export function parseMobilityEvent(event: MobilityEvent): {
     );
   }
   const answersByToken = event.action === 'vouch' || event.action === 'moveOut';
-  if (event.taskToken !== undefined && !answersByToken) {
-    throw bad('taskToken', "leave it out (only the onboarding workflow's vouch and moveOut tasks have one)");
+  // The workflow's restore and replace steps wait for a token too: their work may go to the cell's runner task,
+  // which answers through it (runner-task.ts).
+  const mayAnswerByToken =
+    answersByToken ||
+    ((event.action === 'restore' || event.action === 'replace') && event.execution !== undefined);
+  if (event.taskToken !== undefined && !mayAnswerByToken) {
+    throw bad(
+      'taskToken',
+      "leave it out (only the onboarding workflow's vouch, moveOut, restore and replace tasks have one)",
+    );
   }
   if (
-    answersByToken &&
+    (answersByToken || event.taskToken !== undefined) &&
     (typeof event.taskToken !== 'string' || !/^[\x21-\x7e]{1,2048}$/.test(event.taskToken))
   ) {
     throw bad(
@@ -162,7 +217,8 @@ export function parseMobilityEvent(event: MobilityEvent): {
     archive: { key: event.archive!, tenantId: m[1] },
     ...(event.execution !== undefined ? { execution: event.execution } : {}),
     ...(handover ? { handover } : {}),
-    ...(event.action === 'vouch' ? { taskToken: event.taskToken } : {}),
+    ...(event.taskToken !== undefined ? { taskToken: event.taskToken } : {}),
+    ...(event.result !== undefined && event.execution === undefined ? { result: event.result } : {}),
   };
 }
 

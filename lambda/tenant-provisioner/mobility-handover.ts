@@ -25,9 +25,20 @@ import { expectApprovedHandover, expectApprovedVouch } from './mobility-approval
 import type { MobilityDeps, MobilityReport } from './mobility';
 import type { Env } from './request';
 import { ProvisioningInputError } from './request';
+import { RUNNER_TASK_ABOVE_BYTES } from './runner-task';
 
 /** How long a vouched archive's link works: the workflow invokes the other runner with it at once. */
 export const HANDOVER_LINK_SECONDS = 5 * 60;
+/**
+ * ... unless the archive is large enough that the other runner hands its restore to its runner task, whose start
+ * (sizing, RunTask, Fargate's provisioning and image pull) can take minutes before the download begins.
+ */
+export const LARGE_HANDOVER_LINK_SECONDS = 30 * 60;
+
+/** How long the link to an archive of `bytes` works. */
+export function handoverLinkSeconds(bytes: number): number {
+  return bytes > RUNNER_TASK_ABOVE_BYTES ? LARGE_HANDOVER_LINK_SECONDS : HANDOVER_LINK_SECONDS;
+}
 
 /** The whole file's SHA-256, in hex. */
 export async function fileSha256(file: string): Promise<string> {
@@ -102,7 +113,7 @@ async function vouch(
   const handover = await getSignedUrl(
     deps.presigner ?? deps.s3,
     new GetObjectCommand({ Bucket: deps.bucket, Key: parsed.archive.key }),
-    { expiresIn: HANDOVER_LINK_SECONDS },
+    { expiresIn: handoverLinkSeconds(bytes) },
   );
   try {
     // What it vouched for goes with the link: the tenant's runner takes them only for its own execution, tenant
@@ -119,7 +130,7 @@ async function vouch(
     );
   } catch (e) {
     throw new ProvisioningInputError(
-      `Step Functions did not take the answer for this task token (${(e as Error).name}: it is not a waiting task of the onboarding workflow, or the call failed): a link to ${parsed.archive.key} was not handed out, or, if the call failed after Step Functions took it, it expires in ${HANDOVER_LINK_SECONDS / 60} minutes`,
+      `Step Functions did not take the answer for this task token (${(e as Error).name}: it is not a waiting task of the onboarding workflow, or the call failed): a link to ${parsed.archive.key} was not handed out, or, if the call failed after Step Functions took it, it expires in ${handoverLinkSeconds(bytes) / 60} minutes`,
     );
   }
   deps.log('vouched', {
@@ -128,7 +139,7 @@ async function vouch(
     execution: parsed.execution,
     sha256,
     bytes,
-    expiresInSeconds: HANDOVER_LINK_SECONDS,
+    expiresInSeconds: handoverLinkSeconds(bytes),
   });
   return {
     action: 'vouch',

@@ -25,7 +25,7 @@ import { exportTenant, holdTenantLock, waitForOlderTransactions } from '../../db
 import { uploadArchive } from './archives';
 import type { ApprovalDeps } from './mobility-approval';
 import { handedOverIn, startedAs } from './workflow-checks';
-import { fileSha256, HANDOVER_LINK_SECONDS } from './mobility-handover';
+import { fileSha256, handoverLinkSeconds } from './mobility-handover';
 import { reportWithoutData, THAW_WAIT_MS, waitForTenantLock, withClient } from './mobility-replace';
 import { type MobilityDeps, type MobilityReport, schemaVersionOf } from './mobility';
 import type { Env } from './request';
@@ -198,7 +198,7 @@ async function freezeAndHandOver(
       const handover = await getSignedUrl(
         deps.presigner ?? deps.s3,
         new GetObjectCommand({ Bucket: deps.bucket, Key: key }),
-        { expiresIn: HANDOVER_LINK_SECONDS },
+        { expiresIn: handoverLinkSeconds(bytes) },
       );
       try {
         await deps.sendTaskSuccess(
@@ -207,7 +207,7 @@ async function freezeAndHandOver(
         );
       } catch (e) {
         throw new ProvisioningInputError(
-          `Step Functions did not take the answer for this task token (${(e as Error).name}: it is not a waiting task of the onboarding workflow, or the call failed): a link to ${key} was not handed out, or, if the call failed after Step Functions took it, it expires in ${HANDOVER_LINK_SECONDS / 60} minutes`,
+          `Step Functions did not take the answer for this task token (${(e as Error).name}: it is not a waiting task of the onboarding workflow, or the call failed): a link to ${key} was not handed out, or, if the call failed after Step Functions took it, it expires in ${handoverLinkSeconds(bytes) / 60} minutes`,
         );
       }
       deps.log('moved out', { tenantId, execution, archive: key, sha256, bytes, rows: manifest.rows });

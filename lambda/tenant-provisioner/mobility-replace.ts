@@ -186,6 +186,8 @@ export async function replaceOrThaw(
               await approved();
               // Still holding the tenant's lock (its connection alive): no thaw can have run meanwhile.
               await lockClient.query('SELECT 1');
+              // Its step still waits for it (runner-task.ts): not after the workflow's rollback began.
+              await deps.stepStillWaiting?.();
               await recordReplaced(c, execution, tenantId, safety.key);
             },
           });

@@ -119,6 +119,11 @@ export interface MobilityDeps extends ApprovalDeps {
   sendTaskSuccess?(taskToken: string, output: string): Promise<void>;
   sendTaskFailure?(taskToken: string, error: string, cause: string): Promise<void>;
   /**
+   * A workflow step's last look before it commits: throws if Step Functions no longer waits for it (the step
+   * timed out, or was retried under a new token). Unset for an operator's invoke.
+   */
+  stepStillWaiting?(): Promise<void>;
+  /**
    * Signs a handover link (vouch): S3 at its dual-stack endpoint, so a cell without NAT gateways (IPv6 out only)
    * fetches it as well as one with them. Default: `s3`.
    */
@@ -292,7 +297,11 @@ export async function runMobilityEvent(
           verified: manifest,
           // The workflow may invoke again after a lost answer: finding its own rows there is success.
           rerunIsDone: approved !== undefined,
-          beforeCommit: approved,
+          beforeCommit: async () => {
+            await approved?.();
+            // A workflow step: it must still be waiting for this work (runner-task.ts).
+            await deps.stepStillWaiting?.();
+          },
         }).catch((e: Error) => {
           throw /already has rows in/.test(e.message)
             ? new Error(

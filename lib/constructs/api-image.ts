@@ -15,6 +15,11 @@ export type ApiArchitecture = 'arm64' | 'x86_64';
 export interface ApiImageRef {
   /** The image tag: a hash of the image's source and build settings, known at synth. */
   readonly tag: string;
+  /**
+   * The runner image's tag (lambda/tenant-provisioner/Dockerfile: the cells' runner tasks, built with the API's,
+   * in the same repository).
+   */
+  readonly runnerTag: string;
   /** The CPU architecture the image is built for; tasks must run on the same. */
   readonly architecture: ApiArchitecture;
   /** The CDK bootstrap qualifier whose container-asset repository holds the image. */
@@ -30,15 +35,22 @@ export interface ApiImageProps {
 
 const DEFAULT_QUALIFIER = BOOTSTRAP_QUALIFIERS.platform;
 
-/** The build of the API image: its source (service/ with the data plane and contracts) and target platform. */
-function assetProps(architecture: ApiArchitecture): ecrAssets.DockerImageAssetProps {
+/**
+ * The build of the API image (service/ with the data plane and contracts) or the runner image (the provisioner's
+ * code: lambda/tenant-provisioner/Dockerfile), for the target platform.
+ */
+function assetProps(
+  architecture: ApiArchitecture,
+  image: 'api' | 'runner' = 'api',
+): ecrAssets.DockerImageAssetProps {
+  const source = image === 'api' ? 'service' : 'lambda/tenant-provisioner';
   return {
     directory: REPO_ROOT,
-    file: 'service/Dockerfile',
+    file: `${source}/Dockerfile`,
     ignoreMode: IgnoreMode.DOCKER,
     exclude: [
       '**',
-      '!service/**',
+      `!${source}/**`,
       '!db/**',
       '!contracts/**',
       '!package.json',
@@ -58,6 +70,7 @@ function assetProps(architecture: ApiArchitecture): ecrAssets.DockerImageAssetPr
  */
 export class ApiImage extends Construct {
   readonly asset: ecrAssets.DockerImageAsset;
+  readonly runnerAsset: ecrAssets.DockerImageAsset;
   readonly ref: ApiImageRef;
 
   /**
@@ -68,8 +81,10 @@ export class ApiImage extends Construct {
     const architecture = props.architecture ?? 'arm64';
     const scratch = new Stack(new App(), 'ApiImageReference');
     const asset = new ecrAssets.DockerImageAsset(scratch, 'Image', assetProps(architecture));
+    const runner = new ecrAssets.DockerImageAsset(scratch, 'RunnerImage', assetProps(architecture, 'runner'));
     return {
       tag: asset.imageTag,
+      runnerTag: runner.imageTag,
       architecture,
       bootstrapQualifier: props.bootstrapQualifier ?? DEFAULT_QUALIFIER,
     };
@@ -79,8 +94,14 @@ export class ApiImage extends Construct {
     super(scope, id);
     const architecture = props.architecture ?? 'arm64';
     this.asset = new ecrAssets.DockerImageAsset(this, 'Image', assetProps(architecture));
+    this.runnerAsset = new ecrAssets.DockerImageAsset(
+      this,
+      'RunnerImage',
+      assetProps(architecture, 'runner'),
+    );
     this.ref = {
       tag: this.asset.imageTag,
+      runnerTag: this.runnerAsset.imageTag,
       architecture,
       bootstrapQualifier: props.bootstrapQualifier ?? DEFAULT_QUALIFIER,
     };
@@ -91,14 +112,21 @@ export class ApiImage extends Construct {
   }
 }
 
-/** The container image of a task that runs the API image `ref`, pulled from the bootstrap container repository. */
-export function apiContainerImage(scope: Construct, ref: ApiImageRef): ecs.ContainerImage {
+/**
+ * The container image of a task that runs the API image `ref` (or its runner image), pulled from the bootstrap
+ * container repository.
+ */
+export function apiContainerImage(
+  scope: Construct,
+  ref: ApiImageRef,
+  image: 'api' | 'runner' = 'api',
+): ecs.ContainerImage {
   const repository = ecr.Repository.fromRepositoryName(
     scope,
     'ImageRepository',
     `cdk-${ref.bootstrapQualifier}-container-assets-${Aws.ACCOUNT_ID}-${Aws.REGION}`,
   );
-  return ecs.ContainerImage.fromEcrRepository(repository, ref.tag);
+  return ecs.ContainerImage.fromEcrRepository(repository, image === 'api' ? ref.tag : ref.runnerTag);
 }
 
 export function cpuArchitecture(ref: ApiImageRef): ecs.CpuArchitecture {

@@ -93,6 +93,8 @@ export const WAF_ADDRESS_RATE_PER_MINUTE = 120_000;
  */
 export class ApiService extends Construct {
   readonly service: ecs.FargateService;
+  /** The cell's cluster (the API's service, and the mobility runner's tasks). */
+  readonly cluster: ecs.Cluster;
   readonly loadBalancer: elbv2.ApplicationLoadBalancer;
   readonly securityGroup: ec2.SecurityGroup;
   readonly taskDefinition: ecs.FargateTaskDefinition;
@@ -107,10 +109,10 @@ export class ApiService extends Construct {
     const publicTasks = props.egress === 'task-public-ip';
     const removalPolicy = disposable ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 
-    const cluster = new ecs.Cluster(this, 'Cluster', {
+    const cluster = (this.cluster = new ecs.Cluster(this, 'Cluster', {
       vpc: props.vpc,
       containerInsightsV2: ecs.ContainerInsights.ENHANCED,
-    });
+    }));
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: props.cpu ?? 512,
       memoryLimitMiB: props.memoryLimitMiB ?? 1024,

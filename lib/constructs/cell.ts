@@ -259,6 +259,8 @@ export class Cell extends Construct {
           ? siloMobilityRunnerName(props.siloTenantId!)
           : MOBILITY_RUNNER_NAMES[props.model],
       workflow: props.model === 'silo' ? 'restore' : 'vouchAndRestore',
+      image: props.image,
+      cluster: this.api.cluster,
     });
     const destroyPolicy = this.mobility.letDestroyArchives(this.provisioner);
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {

@@ -2,13 +2,15 @@ import * as path from 'path';
 import { Construct } from 'constructs';
 import { Duration, RemovalPolicy, Size, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { RUNTIME_ROLES } from '../../db/roles';
-import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf } from '../nag';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
+import { apiContainerImage, ApiImageRef, cpuArchitecture } from './api-image';
 import { EncryptedLogGroup } from './encrypted-log-group';
 import {
   acknowledgeOnboardingReads,
@@ -17,6 +19,11 @@ import {
 } from './onboarding-access';
 import { APP_SUBNETS } from './network';
 import { registryStatements } from './registry-access';
+import {
+  EVENT_PREFIX,
+  RUNNER_CONTAINER,
+  RUNNER_TASK_ABOVE_BYTES,
+} from '../../lambda/tenant-provisioner/runner-task';
 import {
   HEX_KEY_SECRET,
   LAMBDA_BUNDLING,
@@ -42,12 +49,23 @@ export interface MobilityRunnerProps extends TenantProvisionerProps {
    * another cell's archive into its new tenant only).
    */
   readonly workflow: 'vouchAndRestore' | 'restore';
+  /** The release's images: the runner task runs its runner image. */
+  readonly image: ApiImageRef;
+  /** The cell's ECS cluster (its API's), where the runner task runs. */
+  readonly cluster: ecs.Cluster;
 }
 
 /** The most a runner's archive may weigh: what one S3 PutObject takes (5 GiB; the temporary storage is 10 GiB). */
 const MAX_ARCHIVE_BYTES = 5 * 1024 ** 3;
 /** A restore inserts each table in one statement: a large tenant's may run for minutes (the function runs 15). */
 const STATEMENT_TIMEOUT_MS = 14 * 60 * 1000;
+/** The runner task's storage (Fargate's most) and the archive it takes: a replace holds two archives at once. */
+const TASK_STORAGE_GIB = 200;
+/** The runner image's work directory (its VOLUME), where the task's ephemeral storage is mounted. */
+export const RUNNER_WORK_DIR = '/work';
+const TASK_MAX_ARCHIVE_BYTES = 90 * 1024 ** 3;
+/** A data step runs 4 hours at most in a task (the workflow's timeout); one statement may take nearly all of it. */
+const TASK_STATEMENT_TIMEOUT_MS = 225 * 60 * 1000;
 
 /**
  * One tenant's data out of the cell's database to the cell's archive bucket, and back (lambda/tenant-provisioner/
@@ -79,7 +97,18 @@ export class MobilityRunner extends Construct {
       removalPolicy: keep,
       autoDeleteObjects: props.disposable ?? false,
       // Archives are never overwritten (each export writes a new key); a deleted one can be recovered for 30 days.
-      lifecycleRules: [{ noncurrentVersionExpiration: Duration.days(30) }],
+      lifecycleRules: [
+        {
+          noncurrentVersionExpiration: Duration.days(30),
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+        // A step's event its runner task never read (the task did not start) holds a task token: gone in a day.
+        {
+          prefix: EVENT_PREFIX,
+          expiration: Duration.days(1),
+          noncurrentVersionExpiration: Duration.days(1),
+        },
+      ],
     });
     // Server access logs to the cell's access-log bucket, which admits them by its bucket policy (written out
     // here rather than by serverAccessLogsBucket, whose form depends on a feature flag: an ACL there would
@@ -132,7 +161,28 @@ export class MobilityRunner extends Construct {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `Tenant mobility runner (${props.model}): the cell's archives, its database, its registry items`,
     });
+    // The runner task's: the same work as the function, so the same data policy, but it can start nothing.
+    const taskRole = new iam.Role(this, 'TaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com', {
+        conditions: {
+          StringEquals: { 'aws:SourceAccount': Stack.of(this).account },
+          ArnLike: { 'aws:SourceArn': Stack.of(this).formatArn({ service: 'ecs', resource: '*' }) },
+        },
+      }),
+      description: `Tenant mobility runner task (${props.model}): the runner's work, for steps too large for its function`,
+    });
     const logs = new EncryptedLogGroup(this, 'Logs', { key: props.key, disposable: props.disposable });
+    const environment = {
+      ...provisionerEnvironment(this, props),
+      ARCHIVE_BUCKET: this.bucket.bucketName,
+      ARCHIVE_KEY_SECRET_ARN: this.archiveKey.secretArn,
+      RUNTIME_DB_USER: RUNTIME_ROLES[props.model],
+      RUNTIME_DB_AUTH: 'iam',
+      S3_DUALSTACK: props.ipv6Egress ? 'true' : 'false',
+      ONBOARDING_STATE_MACHINE_ARN: onboardingStateMachineArn(this),
+    };
+    const task = this.runnerTask(props, taskRole, environment);
+    const launcher = this.launcher(props, task, securityGroup, taskRole);
     this.runner = new nodejs.NodejsFunction(this, 'Runner', {
       entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'mobility-entry.ts'),
       handler: 'handler',
@@ -150,14 +200,12 @@ export class MobilityRunner extends Construct {
       logGroup: logs,
       environmentEncryption: props.key,
       environment: {
-        ...provisionerEnvironment(this, props),
-        ARCHIVE_BUCKET: this.bucket.bucketName,
-        ARCHIVE_KEY_SECRET_ARN: this.archiveKey.secretArn,
-        RUNTIME_DB_USER: RUNTIME_ROLES[props.model],
-        RUNTIME_DB_AUTH: 'iam',
+        ...environment,
         MAX_ARCHIVE_BYTES: String(MAX_ARCHIVE_BYTES),
         DB_STATEMENT_TIMEOUT_MS: String(STATEMENT_TIMEOUT_MS),
-        S3_DUALSTACK: props.ipv6Egress ? 'true' : 'false',
+        RUNNER_TASK_LAUNCHER: launcher.functionName,
+        RUNNER_TASK_CLUSTER: props.cluster.clusterArn,
+        RUNNER_TASK_ABOVE_BYTES: String(RUNNER_TASK_ABOVE_BYTES),
       },
       bundling: LAMBDA_BUNDLING,
     });
@@ -171,21 +219,30 @@ export class MobilityRunner extends Construct {
         principals: [new iam.AnyPrincipal()],
         actions: ['s3:GetObject', 's3:GetObjectVersion', 's3:GetObjectVersionForReplication', 's3:PutObject'],
         resources: [this.bucket.arnForObjects('*')],
-        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': [role.roleArn, taskRole.roleArn] } },
       }),
     );
     // The policy stays with the bucket it guards (and its SSL-only rule with it).
     this.bucket.policy!.applyRemovalPolicy(keep);
     // Exports read as the runtime role (what the API reads as), never as the master user.
     props.database.grantConnect(role, RUNTIME_ROLES[props.model]);
+    props.database.grantConnect(taskRole, RUNTIME_ROLES[props.model]);
     const archives = `${this.bucket.bucketArn}/tenants/${props.tenantId ?? '*'}/*`;
+    // The runner's work, the function's and its task's alike.
     const policy = new iam.ManagedPolicy(this, 'Policy', {
-      roles: [role],
+      roles: [role, taskRole],
       statements: [
         new iam.PolicyStatement({
           sid: 'TenantArchives',
-          actions: ['s3:PutObject', 's3:GetObject'],
+          actions: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'],
           resources: [archives],
+        }),
+        new iam.PolicyStatement({
+          // The function hands a large step's event (its token, maybe a link) to the runner task through the
+          // bucket; the task reads it once and deletes that version.
+          sid: 'RunnerTaskEvents',
+          actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObjectVersion'],
+          resources: [this.bucket.arnForObjects(`${EVENT_PREFIX}*`)],
         }),
         new iam.PolicyStatement({
           // An export that finds its tenant offboarded once it has written deletes what it wrote; a purge deletes
@@ -225,18 +282,54 @@ export class MobilityRunner extends Construct {
           writes: false,
           tenantId: props.tenantId,
         }),
-        ...vpcFunctionStatements([logs]),
         ...onboardingStatements(this, props),
       ],
     });
+    // The function's own: its network interfaces and logs, the launcher, and a look at the tasks it started.
+    const functionPolicy = new iam.ManagedPolicy(this, 'FunctionPolicy', {
+      roles: [role],
+      statements: [
+        ...vpcFunctionStatements([logs]),
+        new iam.PolicyStatement({
+          sid: 'StartRunnerTaskThroughItsLauncher',
+          actions: ['lambda:InvokeFunction'],
+          resources: [launcher.functionArn],
+        }),
+        new iam.PolicyStatement({
+          // An operator's export or restore handed to the task: the command polls the function, which looks at
+          // the task when it has left no result yet.
+          sid: 'DescribeRunnerTasks',
+          actions: ['ecs:DescribeTasks'],
+          resources: [
+            Stack.of(this).formatArn({
+              service: 'ecs',
+              resource: 'task',
+              resourceName: `${props.cluster.clusterName}/*`,
+            }),
+          ],
+          conditions: { ArnEquals: { 'ecs:cluster': props.cluster.clusterArn } },
+        }),
+      ],
+    });
     // Created only once its role may create network interfaces (tenant-provisioner.ts says why).
-    this.runner.node.addDependency(policy);
+    this.runner.node.addDependency(policy, functionPolicy);
     acknowledgeOnboardingReads(l1(policy), props);
-    this.runner.addEnvironment('ONBOARDING_STATE_MACHINE_ARN', onboardingStateMachineArn(this));
     ack(
       l1(policy),
+      AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.bucket))}.Arn>/${EVENT_PREFIX}*]`),
+      "The events the runner function hands its runner task (a new random key each), under one prefix of this cell's own archive bucket, which expires them after a day.",
+    );
+    ack(
+      l1(functionPolicy),
+      AWS_SOLUTIONS(
+        `IAM5[Resource::arn:${partitionOf(Stack.of(this))}:ecs:${Stack.of(this).region}:<AWS::AccountId>:task/<${logicalIdOf(l1(props.cluster))}>/*]`,
+      ),
+      "Describes the tasks of this cell's own cluster only (task ids are ECS's, known only once started): an operator's command polls the runner for the task it started for its export or restore.",
+    );
+    ack(
+      l1(functionPolicy),
       AWS_SOLUTIONS('IAM5[Resource::*]'),
-      'A VPC Lambda must create and delete its network interfaces; these EC2 actions have no resource-level permissions. Every other statement is scoped to one bucket prefix, secret, key, table or log group.',
+      'A VPC Lambda must create and delete its network interfaces; these EC2 actions have no resource-level permissions. Every other statement is scoped to one log group, function or cluster.',
     );
     ack(
       l1(policy),
@@ -257,6 +350,155 @@ export class MobilityRunner extends Construct {
       HIPAA_AND_NIST('LambdaConcurrency'),
       'Runs when an operator exports or restores one tenant; reserving concurrency would take it from the account pool without bounding anything that matters.',
     );
+  }
+
+  /**
+   * The runner task's launcher (lambda/tenant-provisioner/launcher-entry.ts): the only holder of ecs:RunTask and
+   * iam:PassRole in the cell. It starts the runner task definition in the cell's cluster and network with an event
+   * key, nothing else; the runner function may only invoke it. Outside the VPC: it calls ECS only.
+   */
+  private launcher(
+    props: MobilityRunnerProps,
+    task: ecs.FargateTaskDefinition,
+    securityGroup: ec2.SecurityGroup,
+    taskRole: iam.Role,
+  ): nodejs.NodejsFunction {
+    const logs = new EncryptedLogGroup(this, 'LauncherLogs', {
+      key: props.key,
+      disposable: props.disposable,
+    });
+    const role = new iam.Role(this, 'LauncherRole', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Tenant mobility runner task launcher (${props.model}): starts the cell's runner task only`,
+    });
+    const policy = new iam.ManagedPolicy(this, 'LauncherPolicy', {
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'WriteOwnLogs',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [logs.logGroupArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'StartRunnerTask',
+          actions: ['ecs:RunTask'],
+          resources: [
+            Stack.of(this).formatArn({
+              service: 'ecs',
+              resource: 'task-definition',
+              resourceName: `${task.family}:*`,
+            }),
+          ],
+          conditions: { ArnEquals: { 'ecs:cluster': props.cluster.clusterArn } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'PassRolesToRunnerTask',
+          actions: ['iam:PassRole'],
+          resources: [taskRole.roleArn, task.executionRole!.roleArn],
+          conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+        }),
+      ],
+    });
+    ack(
+      l1(policy),
+      AWS_SOLUTIONS(
+        `IAM5[Resource::arn:${partitionOf(Stack.of(this))}:ecs:${Stack.of(this).region}:<AWS::AccountId>:task-definition/${task.family}:*]`,
+      ),
+      "Every revision of this cell's own runner task definition (RunTask starts its latest), in this cell's cluster only: a deploy adds a revision each time the release's image changes.",
+    );
+    const launcher = new nodejs.NodejsFunction(this, 'Launcher', {
+      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'launcher-entry.ts'),
+      handler: 'handler',
+      runtime: LAMBDA_RUNTIME,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: 256,
+      timeout: Duration.seconds(30),
+      role,
+      logGroup: logs,
+      environmentEncryption: props.key,
+      environment: {
+        RUNNER_TASK_CLUSTER: props.cluster.clusterArn,
+        RUNNER_TASK_DEFINITION: task.family,
+        RUNNER_TASK_SUBNETS: props.vpc
+          .selectSubnets(props.ipv6Egress ? { subnetType: ec2.SubnetType.PUBLIC } : APP_SUBNETS)
+          .subnetIds.join(','),
+        RUNNER_TASK_SECURITY_GROUPS: securityGroup.securityGroupId,
+        RUNNER_TASK_PUBLIC_IP: props.ipv6Egress ? 'true' : 'false',
+      },
+      bundling: LAMBDA_BUNDLING,
+    });
+    launcher.node.addDependency(policy);
+    ack(
+      l1(launcher),
+      HIPAA_AND_NIST('LambdaInsideVPC'),
+      "It calls the ECS API only (RunTask), touching no data and no network of the cell's; the task it starts runs in the cell's VPC.",
+    );
+    ack(
+      l1(launcher),
+      HIPAA_AND_NIST('LambdaDLQ'),
+      "Invoked synchronously by the cell's mobility runner, which gets the task or the error; there is no asynchronous event to dead-letter.",
+    );
+    ack(
+      l1(launcher),
+      HIPAA_AND_NIST('LambdaConcurrency'),
+      "Runs once per hand-over of a large tenant's step; reserving concurrency would take it from the account pool without bounding anything that matters.",
+    );
+    return launcher;
+  }
+
+  /**
+   * The runner task (lambda/tenant-provisioner/task-main.ts): the function's code in the release's runner image, in
+   * the cell's cluster, with the function's network and security group and a role holding the same data policy
+   * (but nothing to start tasks with), hours and 200 GiB instead of 15 minutes and 10 GiB. The function has its
+   * launcher start it for a step too large for itself (runner-task.ts).
+   */
+  private runnerTask(
+    props: MobilityRunnerProps,
+    taskRole: iam.Role,
+    environment: Record<string, string>,
+  ): ecs.FargateTaskDefinition {
+    const task = new ecs.FargateTaskDefinition(this, 'Task', {
+      cpu: 1024,
+      memoryLimitMiB: 4096,
+      ephemeralStorageGiB: TASK_STORAGE_GIB,
+      taskRole,
+      runtimePlatform: { cpuArchitecture: cpuArchitecture(props.image) },
+    });
+    const logs = new EncryptedLogGroup(this, 'TaskLogs', { key: props.key, disposable: props.disposable });
+    // The image sets its own CA bundle for TLS to the database (NODE_EXTRA_CA_CERTS); the function's names
+    // Lambda's.
+    const taskEnvironment = Object.fromEntries(
+      Object.entries(environment).filter(([name]) => name !== 'NODE_EXTRA_CA_CERTS'),
+    );
+    const container = task.addContainer(RUNNER_CONTAINER, {
+      image: apiContainerImage(this, props.image, 'runner'),
+      readonlyRootFilesystem: true,
+      user: '1000',
+      logging: ecs.LogDrivers.awsLogs({ logGroup: logs, streamPrefix: 'runner' }),
+      environment: {
+        ...taskEnvironment,
+        AWS_REGION: Stack.of(this).region,
+        RUNNER_IN_TASK: 'true',
+        // The image's VOLUME, owned by its user (lambda/tenant-provisioner/Dockerfile).
+        MOBILITY_WORK_DIR: `${RUNNER_WORK_DIR}/tenant-archives`,
+        MAX_ARCHIVE_BYTES: String(TASK_MAX_ARCHIVE_BYTES),
+        DB_STATEMENT_TIMEOUT_MS: String(TASK_STATEMENT_TIMEOUT_MS),
+      },
+    });
+    // Its archives are written and read on the task's ephemeral storage; the root filesystem stays read-only.
+    task.addVolume({ name: 'work' });
+    container.addMountPoints({ sourceVolume: 'work', containerPath: RUNNER_WORK_DIR, readOnly: false });
+    ack(
+      l1(task),
+      AWS_SOLUTIONS('ECS2'),
+      'The environment carries only non-secret configuration (endpoints, bucket, table and secret names, the model); the task reads its secrets from Secrets Manager with its role and signs in to PostgreSQL with short-lived IAM tokens.',
+    );
+    ack(
+      l1(childOfType(task.executionRole!, iam.Policy)),
+      AWS_SOLUTIONS('IAM5[Resource::*]'),
+      'ecr:GetAuthorizationToken has no resource-level permissions and must be granted on "*"; the image pull itself is scoped to the asset repository.',
+    );
+    return task;
   }
 
   /**

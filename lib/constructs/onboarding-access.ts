@@ -23,7 +23,8 @@ export function onboardingStatements(scope: Construct, props: RunnerWorkflow): i
     new iam.PolicyStatement({
       // A shared cell's vouch and moveOut tasks; a silo's moveOut task, for its tenant moving out of it.
       sid: props.workflow === 'vouchAndRestore' ? 'AnswerOnboardingVouchTasks' : 'AnswerOwnMoveOutTasks',
-      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure'],
+      // And beats for a data step while it works (the function or its runner task: runner-task.ts).
+      actions: ['states:SendTaskSuccess', 'states:SendTaskFailure', 'states:SendTaskHeartbeat'],
       resources: [onboardingStateMachineArn(scope)],
     }),
     ...onboardingReads(props).map(

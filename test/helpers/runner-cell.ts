@@ -182,7 +182,10 @@ export async function startRunnerCell(options: {
     provisioner,
     run: (event) => {
       activate();
-      return runner.handler(event as never);
+      // A report: these cells start no runner task (no RUNNER_TASK_* in their environment).
+      return runner.handler(event as never) as Promise<
+        import('../../lambda/tenant-provisioner/mobility').MobilityReport
+      >;
     },
     create: (resourceType, properties, stack) => create(resourceType, properties, stack),
     update: (resourceType, properties, old, stack) => create(resourceType, properties, stack, old),

@@ -10,6 +10,7 @@ import {
   DEPLOY_DIR,
   DEPLOY_JOB_ROLE_PREFIX,
   deployPolicyFiles,
+  passedToServices,
   fleetResourceTypes,
 } from '../../scripts/deploy-policies';
 import { REPO_ROOT, synthFleet } from './fleet-helpers';
@@ -210,8 +211,11 @@ describe('CloudFormation execution policies', () => {
 
   test("the tenants' boundary admits only the services tenant stacks' roles use: no control plane but reads of onboardings", () => {
     const tenants = actionsOf(generated['tenants-permissions-boundary.json'].Statement[0]);
-    for (const svc of ['cognito-idp', 'codebuild', 'sts', 'events', 'iam'])
+    for (const svc of ['cognito-idp', 'codebuild', 'sts', 'events'])
       expect(tenants.filter((a) => a.startsWith(`${svc}:`))).toEqual([]);
+    // Of IAM, passing a role (to ECS only, below); of ECS, a mobility runner's start of its runner task.
+    expect(tenants.filter((a) => a.startsWith('iam:'))).toEqual(['iam:PassRole']);
+    expect(tenants.filter((a) => a.startsWith('ecs:'))).toEqual(['ecs:DescribeTasks', 'ecs:RunTask']);
     // A silo's provisioner reads its own stack's status (is an update of the silo a move kept its rollback?);
     // nothing else of CloudFormation.
     expect(tenants.filter((a) => a.startsWith('cloudformation:'))).toEqual(['cloudformation:DescribeStacks']);
@@ -221,18 +225,40 @@ describe('CloudFormation execution policies', () => {
       'states:DescribeExecution',
       'states:GetExecutionHistory',
       'states:SendTaskFailure',
+      'states:SendTaskHeartbeat',
       'states:SendTaskSuccess',
     ]);
     expect(tenants).toEqual(expect.arrayContaining(['rds-db:*', 'secretsmanager:*', 's3:*']));
     const platform = actionsOf(generated['platform-permissions-boundary.json'].Statement[0]);
     expect(platform.filter((a) => a.startsWith('sts:'))).toEqual(['sts:AssumeRole', 'sts:TagSession']);
-    for (const doc of ['tenants', 'platform'].map((s) => generated[`${s}-permissions-boundary.json`])) {
-      expect(doc.Statement[1]).toEqual({
-        Sid: 'NothingInIam',
-        Effect: 'Deny',
-        Action: ['iam:*', 'organizations:*', 'account:*'],
-        Resource: '*',
-      });
+    // Nothing in IAM but passing the scope's own roles (which carry the boundary) to ECS tasks: a runner starts its
+    // runner task with its own role. No role under either boundary creates, changes or passes anything else.
+    for (const [scope, prefixes] of [
+      ['tenants', ['Tenant-']],
+      ['platform', ['Platform-', 'Pool-', 'Bridge-', 'Onboarding-']],
+    ] as const) {
+      const doc = generated[`${scope}-permissions-boundary.json`];
+      expect(doc.Statement.slice(1)).toEqual([
+        {
+          Sid: 'NothingInIamButPassingToTheseServices',
+          Effect: 'Deny',
+          Action: 'iam:*',
+          Resource: '*',
+          Condition: { StringNotEquals: { 'iam:PassedToService': ['ecs-tasks.amazonaws.com'] } },
+        },
+        {
+          Sid: 'PassOnlyTheScopesOwnRoles',
+          Effect: 'Deny',
+          Action: 'iam:PassRole',
+          NotResource: prefixes.map((p) => `arn:aws:iam::\${aws:PrincipalAccount}:role/${p}*`),
+        },
+        {
+          Sid: 'NothingInOrganizationsOrAccount',
+          Effect: 'Deny',
+          Action: ['organizations:*', 'account:*'],
+          Resource: '*',
+        },
+      ]);
     }
   });
 
@@ -400,5 +426,34 @@ describe("the deploy job's source integrity", () => {
 
   test('the repository digests as the synth digests it', () => {
     expect(sourceDigest(REPO_ROOT)).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe('which services the boundary lets roles pass roles to', () => {
+  const role = (statement: Record<string, unknown>) => ({
+    Resources: {
+      R: {
+        Type: 'AWS::IAM::Role',
+        Properties: { Policies: [{ PolicyDocument: { Statement: [statement] } }] },
+      },
+    },
+  });
+  test("a policy's iam:PassRole, or a wildcard covering it, names its service, inline in a role too", () => {
+    expect(
+      passedToServices([
+        role({
+          Effect: 'Allow',
+          Action: 'iam:Pass*',
+          Resource: '*',
+          Condition: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
+        }),
+      ]),
+    ).toEqual(['ecs-tasks.amazonaws.com']);
+    for (const action of ['iam:PassRole', 'iam:*', '*', ['s3:GetObject', 'iam:Pass*']]) {
+      expect(() => passedToServices([role({ Effect: 'Allow', Action: action, Resource: '*' })])).toThrow(
+        'R: a statement passes roles without an iam:PassedToService condition; name the service it passes them to',
+      );
+    }
+    expect(passedToServices([role({ Effect: 'Allow', Action: 'iam:GetRole', Resource: '*' })])).toEqual([]);
   });
 });

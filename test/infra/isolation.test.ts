@@ -261,7 +261,10 @@ describe('pool and bridge tenants', () => {
       ],
     });
     expect(JSON.stringify(t.toJSON())).toContain(':dbuser:');
-    const taskDefs = ofType(t, 'AWS::ECS::TaskDefinition');
+    // The API's task definition (the runner task, the mobility runner's code, restores as the master user as its
+    // function does).
+    const taskDefs = ofType(t, 'AWS::ECS::TaskDefinition').filter(([id]) => id.includes('ApiTask'));
+    expect(taskDefs).toHaveLength(1);
     expect(JSON.stringify(taskDefs)).not.toContain('MasterUserSecret');
   });
 });
@@ -361,8 +364,13 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       expect(onArchives.filter((s) => s.id !== runnerPolicy).map((s) => s.Sid)).toEqual([]);
       expect(onArchives).toEqual([
         expect.objectContaining({
-          Action: ['s3:GetObject', 's3:PutObject'],
+          Action: ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'],
           Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, `/tenants/${prefix}/*`]] },
+        }),
+        // The events the function hands its runner task (their token and link go through the bucket only).
+        expect.objectContaining({
+          Action: ['s3:DeleteObjectVersion', 's3:GetObject', 's3:PutObject'],
+          Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/runner-events/*']] },
         }),
       ]);
       // And the bucket itself refuses every other principal's reads and writes, whatever their IAM says.
@@ -383,7 +391,20 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
             's3:PutObject',
           ],
           Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/*']] },
-          Condition: { ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [runnerRoleId, 'Arn'] } } },
+          // The runner's role and its task's (the same work), no other.
+          Condition: {
+            ArnNotEquals: {
+              'aws:PrincipalArn': [
+                { 'Fn::GetAtt': [runnerRoleId, 'Arn'] },
+                {
+                  'Fn::GetAtt': [
+                    ofType(t, 'AWS::IAM::Role').find(([id]) => id.includes('MobilityTaskRole'))![0],
+                    'Arn',
+                  ],
+                },
+              ],
+            },
+          },
         }),
       );
       // ... and stays with it when the stack is deleted.
@@ -401,6 +422,85 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       expect(destroy.find((s) => actions(s).includes('s3:DeleteObject'))!.Resource).toEqual({
         'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, `/tenants/${prefix}/*`]],
       });
+      // The runner task: a role of its own (the bucket admits it and the runner's, no other), holding the runner's
+      // data policy and nothing that starts tasks; started only by the cell's launcher (RunTask on the runner task
+      // definition in the cell's cluster, passing only the task's two roles to ECS), which the runner may invoke.
+      const [taskRoleId, taskRoleDef] = ofType(t, 'AWS::IAM::Role').find(([id]) =>
+        id.includes('MobilityTaskRole'),
+      )!;
+      expect(
+        (taskRoleDef.Properties!.AssumeRolePolicyDocument as { Statement: Statement[] }).Statement,
+      ).toEqual([
+        expect.objectContaining({
+          Principal: { Service: 'ecs-tasks.amazonaws.com' },
+          Condition: {
+            StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+            ArnLike: { 'aws:SourceArn': expect.anything() },
+          },
+        }),
+      ]);
+      const [runnerRoleArnId, runnerRoleDef] = ofType(t, 'AWS::IAM::Role').find(
+        ([id]) => id.includes('MobilityRole') && !id.includes('TaskRole'),
+      )!;
+      expect(
+        (runnerRoleDef.Properties!.AssumeRolePolicyDocument as { Statement: Statement[] }).Statement,
+      ).toEqual([expect.objectContaining({ Principal: { Service: 'lambda.amazonaws.com' } })]);
+      const rolesOf = (policyId: string) =>
+        JSON.stringify(
+          ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) => id === policyId)![1].Properties!.Roles,
+        );
+      expect(rolesOf(runnerPolicy)).toBe(JSON.stringify([{ Ref: runnerRoleArnId }, { Ref: taskRoleId }]));
+      const [, runnerTask] = ofType(t, 'AWS::ECS::TaskDefinition').find(([id]) =>
+        id.includes('MobilityTask'),
+      )!;
+      expect(runnerTask.Properties).toMatchObject({
+        TaskRoleArn: { 'Fn::GetAtt': [taskRoleId, 'Arn'] },
+        ContainerDefinitions: [
+          expect.objectContaining({ Name: 'runner', ReadonlyRootFilesystem: true, User: '1000' }),
+        ],
+      });
+      const family = runnerTask.Properties!.Family as string;
+      const [clusterId] = ofType(t, 'AWS::ECS::Cluster')[0];
+      const start = statementsOf(t).find((s) => s.Sid === 'StartRunnerTask')!;
+      expect(start.id).toContain('MobilityLauncherPolicy');
+      const [launcherRoleId] = ofType(t, 'AWS::IAM::Role').find(([id]) =>
+        id.includes('MobilityLauncherRole'),
+      )!;
+      expect(rolesOf(start.id)).toBe(JSON.stringify([{ Ref: launcherRoleId }]));
+      const invoke = statementsOf(t).find((s) => s.Sid === 'StartRunnerTaskThroughItsLauncher')!;
+      expect(rolesOf(invoke.id)).toBe(JSON.stringify([{ Ref: runnerRoleArnId }]));
+      expect(actions(invoke)).toEqual(['lambda:InvokeFunction']);
+      expect(JSON.stringify(invoke.Resource)).toContain('MobilityLauncher');
+      expect(actions(start)).toEqual(['ecs:RunTask']);
+      expect(JSON.stringify(start.Resource)).toContain(`:task-definition/${family}:*`);
+      expect(start.Condition).toEqual({ ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [clusterId, 'Arn'] } } });
+      const describe = statementsOf(t).find((s) => s.Sid === 'DescribeRunnerTasks')!;
+      expect(actions(describe)).toEqual(['ecs:DescribeTasks']);
+      expect(JSON.stringify(describe.Resource)).toContain(`{"Ref":"${clusterId}"},"/*"`);
+      expect(describe.Condition).toEqual({
+        ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [clusterId, 'Arn'] } },
+      });
+      const pass = statementsOf(t).find((s) => s.Sid === 'PassRolesToRunnerTask')!;
+      // The task's two roles, in either order.
+      expect(pass.Resource).toHaveLength(2);
+      expect(pass.Resource).toEqual(
+        expect.arrayContaining([
+          { 'Fn::GetAtt': [taskRoleId, 'Arn'] },
+          {
+            'Fn::GetAtt': [
+              (runnerTask.Properties!.ExecutionRoleArn as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0],
+              'Arn',
+            ],
+          },
+        ]),
+      );
+      expect(pass.Condition).toEqual({ StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } });
+      // Nothing else in the stack may start tasks or pass roles to them.
+      expect(
+        statementsOf(t)
+          .filter((s) => actions(s).some((a) => a === 'ecs:RunTask' || a === 'iam:PassRole'))
+          .map((s) => s.Sid),
+      ).toEqual(['StartRunnerTask', 'PassRolesToRunnerTask']);
       // The handler keeps these permissions until every resource it serves is deleted (the bootstrap, on which
       // a silo's tenant resource depends, is deleted after the tenant and before the policies).
       const [destroyPolicyId] = ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) =>
@@ -462,7 +562,7 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         const model = stack.toLowerCase();
         expect(states).toEqual([
           {
-            actions: ['states:SendTaskFailure', 'states:SendTaskSuccess'],
+            actions: ['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess'],
             resource: expect.stringContaining(':stateMachine:tenantforge-onboarding"'),
           },
           { actions: ['states:DescribeExecution'], resource: executions('*') },
@@ -475,7 +575,7 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
         expect(states).toEqual([
           // The task of a move out of it, whose token it is handed.
           {
-            actions: ['states:SendTaskFailure', 'states:SendTaskSuccess'],
+            actions: ['states:SendTaskFailure', 'states:SendTaskHeartbeat', 'states:SendTaskSuccess'],
             resource: expect.stringContaining(':stateMachine:tenantforge-onboarding"'),
           },
           {

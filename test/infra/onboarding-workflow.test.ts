@@ -391,7 +391,14 @@ describe('onboarding workflow, executed', () => {
     expect(runnerCalls).toEqual([
       {
         functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
-        payload: { action: 'restore', tenantId: 'acme-eu', archive, execution: (r as { id: string }).id },
+        payload: {
+          action: 'restore',
+          tenantId: 'acme-eu',
+          archive,
+          execution: (r as { id: string }).id,
+          // A data step: it waits for its token (the runner may hand it to its task, which answers).
+          taskToken: expect.any(String),
+        },
       },
     ]);
     const item = await moto.get('acme-eu');
@@ -484,7 +491,14 @@ describe('onboarding workflow, executed', () => {
       },
       {
         functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-bridge-mobility',
-        payload: { action: 'restore', tenantId: 'wonka-b', archive, execution: id, handover },
+        payload: {
+          action: 'restore',
+          tenantId: 'wonka-b',
+          archive,
+          execution: id,
+          handover,
+          taskToken: expect.any(String),
+        },
       },
     ]);
     expect(handedOver).toEqual([{ sha256, from: "the pool cell's runner" }]);
@@ -597,7 +611,14 @@ describe('onboarding workflow, executed', () => {
     // The silo's runner by the name derived from its tenant id (the role may invoke the silos' runners by pattern).
     expect(runnerCalls[1]).toEqual({
       functionArn: siloMobilityRunnerName('wonka-silo'),
-      payload: { action: 'restore', tenantId: 'wonka-silo', archive, execution: id, handover },
+      payload: {
+        action: 'restore',
+        tenantId: 'wonka-silo',
+        archive,
+        execution: id,
+        handover,
+        taskToken: expect.any(String),
+      },
     });
     expect(runnerCalls[1].functionArn).toMatch(/^tenantforge-silo-[0-9a-f]{16}-mobility$/);
     expect(handedOver).toEqual([{ sha256, from: "the pool cell's runner" }]);
@@ -823,7 +844,13 @@ describe("restoring over a tenant's data, executed", () => {
     expect(runnerCalls).toEqual([
       {
         functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
-        payload: { action: 'replace', tenantId: 'acme', archive: ARCHIVE, execution: id },
+        payload: {
+          action: 'replace',
+          tenantId: 'acme',
+          archive: ARCHIVE,
+          execution: id,
+          taskToken: expect.any(String),
+        },
       },
     ]);
     // While the runner worked the tenant was `moving` within its own model, held by the execution, with the archive.
@@ -878,7 +905,14 @@ describe("restoring over a tenant's data, executed", () => {
     expect(runnerCalls).toEqual(
       ['checkReplace', 'replace'].map((action) => ({
         functionArn: siloMobilityRunnerName('northwind'),
-        payload: { action, tenantId: 'northwind', archive: from, execution: id },
+        payload: {
+          action,
+          tenantId: 'northwind',
+          archive: from,
+          execution: id,
+          // The replace is a data step: it waits for its token.
+          ...(action === 'replace' ? { taskToken: expect.any(String) } : {}),
+        },
       })),
     );
     expect(during).toEqual([
@@ -1418,7 +1452,14 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
       },
       {
         functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-bridge-mobility',
-        payload: { action: 'restore', tenantId: 'acme', archive: ARCHIVE, execution: id, handover: LINK },
+        payload: {
+          action: 'restore',
+          tenantId: 'acme',
+          archive: ARCHIVE,
+          execution: id,
+          handover: LINK,
+          taskToken: expect.any(String),
+        },
       },
     ]);
     // While the runners worked, the tenant was moving to bridge (503), held by the execution.
@@ -1626,7 +1667,14 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         // The silo's own runner, by the name derived from its tenant id.
         {
           functionArn: siloMobilityRunnerName('acme'),
-          payload: { action: 'restore', tenantId: 'acme', archive: ARCHIVE, execution: id, handover: LINK },
+          payload: {
+            action: 'restore',
+            tenantId: 'acme',
+            archive: ARCHIVE,
+            execution: id,
+            handover: LINK,
+            taskToken: expect.any(String),
+          },
         },
       ]);
       expect(during).toEqual([
@@ -2055,7 +2103,14 @@ describe('moving a tenant between the pool and bridge cells, executed', () => {
         },
         {
           functionArn: 'arn:aws:lambda:us-east-1:111122223333:function:tenantforge-pool-mobility',
-          payload: { action: 'restore', tenantId: 'acme', archive: ARCHIVE, execution: id, handover: LINK },
+          payload: {
+            action: 'restore',
+            tenantId: 'acme',
+            archive: ARCHIVE,
+            execution: id,
+            handover: LINK,
+            taskToken: expect.any(String),
+          },
         },
       ]);
       expect(during).toEqual([

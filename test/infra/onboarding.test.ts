@@ -216,13 +216,17 @@ describe('onboarding pipeline', () => {
           'ThrottlingException',
         ],
       });
-      expect(JSON.stringify(states[name].Resource)).toContain(`:function:${runner}`);
-      expect(states[name].Parameters).toEqual({
+      // A data step: it waits for its token (the runner, or the runner task it starts, answers), beating.
+      expect(states[name].Resource).toBe('arn:aws:states:::lambda:invoke.waitForTaskToken');
+      expect(JSON.stringify(states[name].Parameters)).toContain(`:function:${runner}`);
+      expect((states[name].Parameters as { Payload: unknown }).Payload).toEqual({
         action: 'replace',
         'tenantId.$': '$.tenant.tenantId',
         'archive.$': '$.tenant.restoreArchive',
         'execution.$': '$$.Execution.Id',
+        'taskToken.$': '$$.Task.Token',
       });
+      expect(states[name]).toMatchObject({ HeartbeatSeconds: 600, TimeoutSeconds: 4 * 3600 });
     }
   });
 

@@ -122,3 +122,74 @@ test("bad input is refused before any AWS call: another tenant's archive, a bad 
   expect(cfnMock.calls()).toHaveLength(0);
   expect(lambdaMock.calls()).toHaveLength(0);
 });
+
+test("an export larger than the runner's function goes to its runner task: the command waits, polling, for its report", async () => {
+  const task = `arn:aws:ecs:us-east-1:111122223333:task/pool-cell/${'a1'.repeat(16)}`;
+  const result = 'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json';
+  const report = {
+    action: 'export',
+    tenantId: 'acme',
+    model: 'pool',
+    archive: 'tenants/acme/x.tfa',
+    rows: {},
+  };
+  const answers = [
+    { action: 'export', tenantId: 'acme', handedToTask: task, bytes: 3 * 1024 ** 3, result },
+    { action: 'result', tenantId: 'acme', pending: true, status: 'PROVISIONING' },
+    { action: 'result', tenantId: 'acme', pending: true, status: 'RUNNING' },
+    report,
+  ];
+  lambdaMock.on(InvokeCommand).callsFake(() => ({ StatusCode: 200, Payload: encode(answers.shift()) }));
+  const lines: string[] = [];
+  const waits: number[] = [];
+  const r = await runAwsMobility(
+    'export',
+    { tenant: 'acme' },
+    clients(),
+    (l) => lines.push(l),
+    async (ms) => {
+      waits.push(ms);
+    },
+  );
+  expect(r).toEqual(report);
+  const payloads = lambdaMock
+    .commandCalls(InvokeCommand)
+    .map((c) => JSON.parse(new TextDecoder().decode(c.args[0].input.Payload as Uint8Array)));
+  expect(payloads).toEqual([
+    { action: 'export', tenantId: 'acme' },
+    ...Array(3).fill({ action: 'result', tenantId: 'acme', result, task }),
+  ]);
+  expect(waits).toEqual([15000, 15000, 15000]);
+  expect(lines[0]).toContain(`tenant "acme" is about 3.0 GiB: Pool's runner task ${task} does the export`);
+  expect(lines.slice(1)).toEqual(['  provisioning...', '  running...']);
+  // The task's error (the runner throws it on the poll that finds it) is the command's.
+  answers.push({
+    action: 'export',
+    tenantId: 'acme',
+    handedToTask: task,
+    bytes: 3 * 1024 ** 3,
+    result,
+  } as never);
+  lambdaMock.on(InvokeCommand).callsFake(() =>
+    answers.length
+      ? { StatusCode: 200, Payload: encode(answers.shift()) }
+      : {
+          StatusCode: 200,
+          FunctionError: 'Unhandled',
+          Payload: encode({
+            errorMessage: `the runner task ${task} stopped without a result: Essential container exited`,
+          }),
+        },
+  );
+  await expect(
+    runAwsMobility(
+      'export',
+      { tenant: 'acme' },
+      clients(),
+      () => undefined,
+      async () => undefined,
+    ),
+  ).rejects.toThrow(
+    `Pool's mobility runner: the runner task ${task} stopped without a result: Essential container exited`,
+  );
+});

@@ -15,11 +15,23 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Signer } from '@aws-sdk/rds-signer';
-import { DescribeExecutionCommand, ExecutionStatus, SFNClient } from '@aws-sdk/client-sfn';
+import {
+  DescribeExecutionCommand,
+  ExecutionStatus,
+  SendTaskFailureCommand,
+  SendTaskHeartbeatCommand,
+  SendTaskSuccessCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { runHandedEvent } from '../../lambda/tenant-provisioner/task-main';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import * as launcherEntry from '../../lambda/tenant-provisioner/launcher-entry';
 import { LATEST_VERSION } from '../../db/migrations';
 import { deleteTenantArchives } from '../../lambda/tenant-provisioner/archives';
-import { ArchiveKey, endRestore, verifyArchive } from '../../db/mobility';
+import { ArchiveKey, endRestore, estimateTenantBytes, verifyArchive } from '../../db/mobility';
 import { dataModel } from '../../db/models';
+import { OWNER_ROLE } from '../../db/roles';
 import { sql } from '../../db/sql';
 import { TenantDatabase } from '../../db/tenant-context';
 import { RUNTIME_PASSWORD, TestDatabase } from '../db/harness';
@@ -37,6 +49,37 @@ import {
 const secrets = mockClient(SecretsManagerClient);
 // Step Functions (the onboarding workflow's executions) is stubbed at the SDK boundary too.
 const sfn = mockClient(SFNClient);
+// ECS (the cell's runner task, started by the function for a step too large for it) is stubbed at the SDK boundary;
+// the task's own code then runs here, with the environment the task definition and the start give it.
+const ecs = mockClient(ECSClient);
+// The function asks the cell's launcher (a function of its own) to start the task: Lambda is stubbed at the SDK
+// boundary, and the launcher's own code runs here with the environment the construct gives it.
+const lambdaStub = mockClient(LambdaClient);
+const LAUNCHER = 'pool-runner-launcher';
+const launcherEnv = {
+  RUNNER_TASK_CLUSTER: 'arn:aws:ecs:us-east-1:111122223333:cluster/pool-cell',
+  RUNNER_TASK_DEFINITION: 'PoolCellMobilityTask',
+  RUNNER_TASK_SUBNETS: 'subnet-a,subnet-b',
+  RUNNER_TASK_SECURITY_GROUPS: 'sg-runner',
+  RUNNER_TASK_PUBLIC_IP: 'false',
+};
+lambdaStub.on(InvokeCommand, { FunctionName: LAUNCHER }).callsFake(async (input: { Payload: Uint8Array }) => {
+  const saved = { ...process.env };
+  Object.assign(process.env, launcherEnv);
+  try {
+    const r = await launcherEntry.handler(JSON.parse(new TextDecoder().decode(input.Payload)));
+    return { StatusCode: 200, Payload: new TextEncoder().encode(JSON.stringify(r)) };
+  } catch (e) {
+    return {
+      StatusCode: 200,
+      FunctionError: 'Unhandled',
+      Payload: new TextEncoder().encode(JSON.stringify({ errorMessage: (e as Error).message })),
+    };
+  } finally {
+    for (const k of Object.keys(launcherEnv)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+});
 // CloudFormation says a tenant stack is being deleted (a tenant resource's Delete offboards only then).
 const cloudformation = mockClient(CloudFormationClient);
 cloudformation.on(DescribeStacksCommand).resolves({
@@ -422,6 +465,301 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     await addInvoices('acme-copy', 1);
     await expect(restore({})).rejects.toThrow('tenant "acme-copy" already has rows in invoices');
     expect(await invoicesOf('acme-copy')).toHaveLength(31);
+  });
+
+  test("a workflow step too large for the function goes to the cell's runner task, which does it and answers the step", async () => {
+    sfn.resetHistory();
+    // How a move out sizes its tenant (db/mobility/size.ts), as the runtime role sees it: its own rows only,
+    // at the tables' average row size once analyzed (before, each tenant counts as the whole table: too high).
+    const unanalyzed = await estimateTenantBytes(tenants.forTenant('acme'));
+    const analyze = await db.master();
+    await analyze.query(`SET ROLE ${OWNER_ROLE}; ANALYZE pool.invoices, pool.invoice_items`);
+    await analyze.end();
+    const [acmeBytes, globexBytes, umbrellaBytes] = await Promise.all(
+      ['acme', 'globex', 'umbrella'].map((t) => estimateTenantBytes(tenants.forTenant(t))),
+    );
+    expect(acmeBytes).toBeGreaterThan(0);
+    expect(unanalyzed).toBeGreaterThan(acmeBytes);
+    expect(globexBytes / acmeBytes).toBeCloseTo(50 / 30, 0);
+    expect(umbrellaBytes).toBe(0);
+    // Counted only until it is past the budget: a few rows, not the tenant's every row.
+    const early = await estimateTenantBytes(tenants.forTenant('globex'), 1);
+    expect(early).toBeGreaterThan(1);
+    expect(early).toBeLessThan(globexBytes / 10);
+    const execution = `${WORKFLOW_EXECUTIONS}onboard-acme-big-1-0a1b2c3d`;
+    sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
+      status: 'RUNNING',
+      stateMachineArn: WORKFLOW,
+      input: JSON.stringify({
+        action: 'onboard',
+        tenant: { tenantId: 'acme-big', model: 'pool', restoreArchive: acmeArchive },
+      }),
+    });
+    await moto.put({
+      tenantId: 'acme-big',
+      model: 'pool',
+      status: 'provisioning',
+      lock: execution,
+      restoreArchive: acmeArchive,
+    });
+    await onboard('acme-big');
+    const archiveBytes = (await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: acmeArchive })))
+      .ContentLength!;
+    // What the construct sets on the function (lib/constructs/mobility-runner.ts).
+    const taskEnv = {
+      RUNNER_TASK_LAUNCHER: LAUNCHER,
+      RUNNER_TASK_CLUSTER: 'arn:aws:ecs:us-east-1:111122223333:cluster/pool-cell',
+      // This archive is one byte over the function's budget.
+      RUNNER_TASK_ABOVE_BYTES: String(archiveBytes - 1),
+    };
+    Object.assign(process.env, taskEnv);
+    sfn.on(SendTaskSuccessCommand).resolves({});
+    sfn.on(SendTaskFailureCommand).resolves({});
+    sfn.on(SendTaskHeartbeatCommand).resolves({});
+    ecs
+      .on(RunTaskCommand)
+      .resolves({ tasks: [{ taskArn: 'arn:aws:ecs:us-east-1:111122223333:task/pool-cell/1' }] });
+    const token = 'token-of-RestorePoolArchive';
+    const step = {
+      action: 'restore',
+      tenantId: 'acme-big',
+      archive: acmeArchive,
+      execution,
+      taskToken: token,
+    };
+    const events = async () =>
+      (
+        await s3.send(new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix: 'runner-events/' }))
+      ).Versions?.map((v) => v.Key) ?? [];
+    try {
+      // The function: sizes the step (the archive's bytes), hands it to a task, answers nothing itself.
+      expect(await run(step)).toEqual({
+        action: 'restore',
+        tenantId: 'acme-big',
+        handedToTask: 'arn:aws:ecs:us-east-1:111122223333:task/pool-cell/1',
+        bytes: archiveBytes,
+      });
+      expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(0);
+      expect(await invoicesOf('acme-big')).toEqual([]);
+      const [start] = ecs.commandCalls(RunTaskCommand);
+      expect(start.args[0].input).toEqual({
+        cluster: taskEnv.RUNNER_TASK_CLUSTER,
+        taskDefinition: 'PoolCellMobilityTask',
+        launchType: 'FARGATE',
+        count: 1,
+        networkConfiguration: {
+          awsvpcConfiguration: {
+            subnets: ['subnet-a', 'subnet-b'],
+            securityGroups: ['sg-runner'],
+            assignPublicIp: 'DISABLED',
+          },
+        },
+        overrides: {
+          containerOverrides: [
+            { name: 'runner', environment: [{ name: 'MOBILITY_EVENT_KEY', value: expect.any(String) }] },
+          ],
+        },
+        startedBy: 'tenant-mobility',
+        // One task per hand-over, whatever the SDK retries: the event's own id.
+        clientToken: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      });
+      // The task gets a key, never the token: the event waits in the cell's bucket.
+      const key = start.args[0].input.overrides!.containerOverrides![0].environment![0].value!;
+      expect(JSON.stringify(start.args[0].input)).not.toContain(token);
+      expect(await events()).toEqual([key]);
+
+      // The task: the function's environment with RUNNER_IN_TASK, and the key it was started with.
+      for (const name of Object.keys(taskEnv)) delete process.env[name];
+      Object.assign(process.env, { RUNNER_IN_TASK: 'true', MOBILITY_EVENT_KEY: key });
+      await runHandedEvent();
+      expect(await invoicesOf('acme-big')).toEqual(await invoicesOf('acme'));
+      const answers = sfn.commandCalls(SendTaskSuccessCommand);
+      expect(answers).toHaveLength(1);
+      expect(answers[0].args[0].input.taskToken).toBe(token);
+      expect(JSON.parse(answers[0].args[0].input.output!)).toMatchObject({
+        action: 'restore',
+        tenantId: 'acme-big',
+        archiveTenantId: 'acme',
+        rows: { invoices: 30, invoice_items: 30 },
+      });
+      expect(sfn.commandCalls(SendTaskHeartbeatCommand).map((c) => c.args[0].input.taskToken)).toContain(
+        token,
+      );
+      // Read once: its version is gone, and a task started again with it has nothing to do.
+      expect(await events()).toEqual([]);
+      await expect(runHandedEvent()).rejects.toThrow(/NoSuchKey|does not exist/);
+
+      // A step the task cannot do fails the workflow's step with the reason, as the function's error would.
+      await moto.put({
+        tenantId: 'acme-big',
+        model: 'pool',
+        status: 'provisioning',
+        lock: `${execution}-other`,
+      });
+      Object.assign(process.env, taskEnv);
+      delete process.env.RUNNER_IN_TASK;
+      ecs
+        .on(RunTaskCommand)
+        .resolves({ tasks: [{ taskArn: 'arn:aws:ecs:us-east-1:111122223333:task/pool-cell/2' }] });
+      await run({ ...step, taskToken: 'token-2' });
+      for (const name of Object.keys(taskEnv)) delete process.env[name];
+      const second = ecs.commandCalls(RunTaskCommand)[1].args[0].input;
+      Object.assign(process.env, {
+        RUNNER_IN_TASK: 'true',
+        MOBILITY_EVENT_KEY: second.overrides!.containerOverrides![0].environment![0].value,
+      });
+      await expect(runHandedEvent()).rejects.toThrow('is not being onboarded from');
+      const [failure] = sfn.commandCalls(SendTaskFailureCommand);
+      expect(failure.args[0].input).toMatchObject({ taskToken: 'token-2', error: 'ProvisioningInputError' });
+      expect(JSON.parse(failure.args[0].input.cause!).errorMessage).toContain(
+        'tenant "acme-big" is not being onboarded from',
+      );
+      expect(sfn.commandCalls(SendTaskSuccessCommand)).toHaveLength(1);
+
+      // ECS that starts no task: the step fails at once with ECS's reason, and no event is left behind.
+      delete process.env.RUNNER_IN_TASK;
+      delete process.env.MOBILITY_EVENT_KEY;
+      Object.assign(process.env, taskEnv);
+      await moto.put({ tenantId: 'acme-big', model: 'pool', status: 'provisioning', lock: execution });
+      ecs.on(RunTaskCommand).resolves({ tasks: [], failures: [{ reason: 'RESOURCE:MEMORY' }] });
+      await expect(run({ ...step, taskToken: 'token-3' })).rejects.toThrow(
+        `the restore of tenant "acme-big" (about ${archiveBytes} bytes, more than this function's ${archiveBytes - 1}) needs the cell's runner task, and it did not start: ECS did not start it: RESOURCE:MEMORY`,
+      );
+      expect(sfn.commandCalls(SendTaskFailureCommand).map((c) => c.args[0].input.taskToken)).toContain(
+        'token-3',
+      );
+      expect(await events()).toEqual([]);
+      // A step the workflow no longer waits for (it timed out, or was retried under a new token) commits nothing:
+      // the last look before the commit asks Step Functions, whose beat is refused.
+      const lateExecution = `${WORKFLOW_EXECUTIONS}onboard-acme-late-1-0a1b2c3d`;
+      sfn.on(DescribeExecutionCommand, { executionArn: lateExecution }).resolves({
+        status: 'RUNNING',
+        stateMachineArn: WORKFLOW,
+        input: JSON.stringify({
+          action: 'onboard',
+          tenant: { tenantId: 'acme-late', model: 'pool', restoreArchive: acmeArchive },
+        }),
+      });
+      await moto.put({
+        tenantId: 'acme-late',
+        model: 'pool',
+        status: 'provisioning',
+        lock: lateExecution,
+        restoreArchive: acmeArchive,
+      });
+      await onboard('acme-late');
+      for (const name of Object.keys(taskEnv)) delete process.env[name];
+      let beats = 0;
+      sfn.on(SendTaskHeartbeatCommand).callsFake(async () => {
+        if (++beats > 1) throw Object.assign(new Error('Task Timed Out'), { name: 'TaskTimedOut' });
+        return {};
+      });
+      await expect(
+        run({ ...step, tenantId: 'acme-late', execution: lateExecution, taskToken: 'token-late' }),
+      ).rejects.toThrow("the workflow's step no longer waits for this work (TaskTimedOut");
+      expect(beats).toBe(2);
+      expect(await invoicesOf('acme-late')).toEqual([]);
+    } finally {
+      for (const name of [...Object.keys(taskEnv), 'RUNNER_IN_TASK', 'MOBILITY_EVENT_KEY'])
+        delete process.env[name];
+      sfn.on(SendTaskHeartbeatCommand).resolves({});
+      ecs.reset();
+    }
+  });
+
+  test("an operator's export larger than the function goes to the runner task; the operator's polls get its report", async () => {
+    const taskEnv = {
+      RUNNER_TASK_LAUNCHER: LAUNCHER,
+      RUNNER_TASK_CLUSTER: 'arn:aws:ecs:us-east-1:111122223333:cluster/pool-cell',
+      RUNNER_TASK_ABOVE_BYTES: '0',
+    };
+    const taskArn = `arn:aws:ecs:us-east-1:111122223333:task/pool-cell/${'b2'.repeat(16)}`;
+    Object.assign(process.env, taskEnv);
+    ecs.on(RunTaskCommand).resolves({ tasks: [{ taskArn }] });
+    ecs.on(DescribeTasksCommand).resolves({ tasks: [{ taskArn, lastStatus: 'RUNNING' }] });
+    try {
+      // Whoever invokes the function cannot name where a task's outcome goes.
+      await expect(
+        run({
+          action: 'export',
+          tenantId: 'globex',
+          result: 'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json',
+        }),
+      ).rejects.toThrow('mobility event field "result" is set: leave it out');
+      const handed = (await run({ action: 'export', tenantId: 'globex' })) as unknown as {
+        handedToTask: string;
+        result: string;
+        bytes: number;
+      };
+      expect(handed).toMatchObject({ action: 'export', tenantId: 'globex', handedToTask: taskArn });
+      expect(handed.bytes).toBeGreaterThan(0);
+      // Started by the launcher, with its own settings (the function names only the event).
+      expect(ecs.commandCalls(RunTaskCommand)[0].args[0].input.networkConfiguration).toEqual({
+        awsvpcConfiguration: {
+          subnets: ['subnet-a', 'subnet-b'],
+          securityGroups: ['sg-runner'],
+          assignPublicIp: 'DISABLED',
+        },
+      });
+      expect(
+        lambdaStub
+          .commandCalls(InvokeCommand)
+          .map((c) => JSON.parse(new TextDecoder().decode(c.args[0].input.Payload as Uint8Array)))
+          .at(-1),
+      ).toEqual({ eventKey: expect.stringMatching(/^runner-events\/[0-9a-f-]{36}\.json$/) });
+      const poll = { action: 'result', tenantId: 'globex', result: handed.result, task: taskArn };
+      expect(await run(poll)).toEqual({
+        action: 'result',
+        tenantId: 'globex',
+        pending: true,
+        status: 'RUNNING',
+      });
+      // Another tenant's poll of this outcome is refused once there is one (a silo's runner serves one tenant).
+      const key =
+        ecs.commandCalls(RunTaskCommand)[0].args[0].input.overrides!.containerOverrides![0].environment![0]
+          .value!;
+      for (const name of Object.keys(taskEnv)) delete process.env[name];
+      Object.assign(process.env, { RUNNER_IN_TASK: 'true', MOBILITY_EVENT_KEY: key });
+      await runHandedEvent();
+      delete process.env.RUNNER_IN_TASK;
+      delete process.env.MOBILITY_EVENT_KEY;
+      Object.assign(process.env, taskEnv);
+      const report = await run(poll);
+      expect(report).toMatchObject({
+        action: 'export',
+        tenantId: 'globex',
+        rows: { invoices: 50, invoice_items: 50 },
+      });
+      expect(
+        (await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: report.archive }))).ContentLength,
+      ).toBe(report.bytes);
+      await expect(run({ ...poll, tenantId: 'acme' })).rejects.toThrow(
+        `${handed.result} is the outcome of tenant "globex"'s step, not "acme"'s`,
+      );
+      // A task that stopped without leaving anything: its reason, and where to look.
+      const lost = { ...poll, result: 'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json' };
+      ecs.on(DescribeTasksCommand).resolves({
+        tasks: [
+          {
+            taskArn,
+            lastStatus: 'STOPPED',
+            stoppedReason: 'Essential container in task exited',
+            containers: [{ name: 'runner', exitCode: 137 }],
+          },
+        ],
+      });
+      await expect(run(lost)).rejects.toThrow(
+        `the runner task ${taskArn} stopped without a result: Essential container in task exited (exit code 137); its log group holds what it did`,
+      );
+      expect(ecs.commandCalls(DescribeTasksCommand).map((c) => c.args[0].input)).toContainEqual({
+        cluster: taskEnv.RUNNER_TASK_CLUSTER,
+        tasks: [taskArn],
+      });
+    } finally {
+      for (const name of [...Object.keys(taskEnv), 'RUNNER_IN_TASK', 'MOBILITY_EVENT_KEY'])
+        delete process.env[name];
+      ecs.reset();
+    }
   });
 
   test("restore over a tenant's data (an approver's restore request): frozen, what it had kept in a safety archive, replaced in one transaction", async () => {

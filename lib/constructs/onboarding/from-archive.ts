@@ -4,7 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import type { OnboardingWorkflow } from './onboarding-workflow';
 import { SILO_MOBILITY_RUNNER_PATTERN, vouchStateName } from '../../../contracts';
-import { execution, tenantId, THROTTLING, title } from './workflow-paths';
+import { execution, isRunnerDataStep, runnerTimeouts, tenantId, THROTTLING, title } from './workflow-paths';
 
 const archive = sfn.JsonPath.stringAt('$.tenant.restoreArchive');
 
@@ -189,8 +189,8 @@ function handoverStates(
 
 /**
  * The silo's own runner, by the name accept returned for it ($.tenant.mobilityRunner: siloMobilityRunnerName),
- * invoked as the shared cells' runners are (its answer discarded unless a result path is given, 16 minutes at
- * most).
+ * invoked as the shared cells' runners are (its answer discarded unless a result path is given; 16 minutes at
+ * most, a data step waiting for its token up to 4 hours, with heartbeats).
  */
 export function siloRunner(
   wf: OnboardingWorkflow,
@@ -198,6 +198,7 @@ export function siloRunner(
   payload: Record<string, unknown>,
   options: {
     resultPath?: string;
+    /** Paths into the runner's answer (`$.safetyArchive`), whether it answers by its token or its response. */
     resultSelector?: Record<string, string>;
     /** The runner answers through the task's token (payload `taskToken`), never in its own response. */
     callback?: boolean;
@@ -208,15 +209,29 @@ export function siloRunner(
     const path = typeof v === 'string' && /^\$/.test(v) ? v : undefined;
     parameters[path ? `${k}.$` : k] = path ?? v;
   }
-  if (options.callback) parameters['taskToken.$'] = '$$.Task.Token';
+  const dataStep = isRunnerDataStep(payload);
+  const callback = options.callback || dataStep;
+  if (callback) parameters['taskToken.$'] = '$$.Task.Token';
+  const timeouts = runnerTimeouts(dataStep);
   return new sfn.CustomState(wf, id, {
     stateJson: {
       Type: 'Task',
-      Resource: `arn:${Stack.of(wf).partition}:states:::lambda:invoke${options.callback ? '.waitForTaskToken' : ''}`,
+      Resource: `arn:${Stack.of(wf).partition}:states:::lambda:invoke${callback ? '.waitForTaskToken' : ''}`,
       Parameters: { 'FunctionName.$': '$.tenant.mobilityRunner', Payload: parameters },
-      ...(options.resultSelector ? { ResultSelector: options.resultSelector } : {}),
+      // A token's answer is the runner's report itself; an invoke's response holds it under Payload.
+      ...(options.resultSelector
+        ? {
+            ResultSelector: Object.fromEntries(
+              Object.entries(options.resultSelector).map(([k, v]) => [
+                k,
+                callback ? v : v.replace(/^\$\./, '$.Payload.'),
+              ]),
+            ),
+          }
+        : {}),
       ResultPath: options.resultPath ?? null,
-      TimeoutSeconds: 16 * 60,
+      TimeoutSeconds: timeouts.timeout,
+      ...(timeouts.heartbeat ? { HeartbeatSeconds: timeouts.heartbeat } : {}),
     },
   });
 }

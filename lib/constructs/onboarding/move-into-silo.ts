@@ -61,7 +61,7 @@ export function intoSilo(wf: OnboardingWorkflow, from: 'pool' | 'bridge', parts:
       execution,
       handover: sfn.JsonPath.stringAt('$.movedOut.handover'),
     },
-    { resultPath: '$.movedIn', resultSelector: { 'schemaVersion.$': '$.Payload.schemaVersion' } },
+    { resultPath: '$.movedIn', resultSelector: { 'schemaVersion.$': '$.schemaVersion' } },
   );
   restore.addRetry({ errors: THROTTLING, interval: Duration.seconds(5), backoffRate: 2, maxAttempts: 4 });
   // The silo first (tens of minutes), the freeze and export only then: the link the source's runner hands over is

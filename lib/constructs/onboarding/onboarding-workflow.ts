@@ -26,7 +26,15 @@ import {
 import { restoreOverStates } from './restore-over';
 import { moveStates } from './move';
 import { purgeStates } from './purge';
-import { ACTION, execution, tenantId, THROTTLING, title } from './workflow-paths';
+import {
+  ACTION,
+  execution,
+  isRunnerDataStep,
+  runnerTimeouts,
+  tenantId,
+  THROTTLING,
+  title,
+} from './workflow-paths';
 
 export interface OnboardingWorkflowProps {
   /** The workflow's Lambda steps (lambda/onboarding). */
@@ -77,10 +85,10 @@ export class OnboardingWorkflow extends Construct {
       definitionBody: sfn.DefinitionBody.fromChainable(this.definition()),
       // The longest path, a move into a silo rolled back after its seal: four deploys (create, seal, retire, the
       // deploy without the move) of up to 95 minutes each, the readiness wait (about an hour) and the runners'
-      // invocations of up to 16 minutes with their retries (test/infra/onboarding.test.ts adds them up). An
-      // execution that times out is reconciled (the tenant left `moving` with the reason, the registry's record
-      // of its silo kept for the move sent again).
-      timeout: Duration.hours(12),
+      // invocations of up to 16 minutes with their retries, and its two data steps of up to 4 hours each in a
+      // runner task (test/infra/onboarding.test.ts adds them up). An execution that times out is reconciled (the
+      // tenant left `moving` with the reason, the registry's record of its silo kept for the move sent again).
+      timeout: Duration.hours(24),
       tracingEnabled: true,
       logs: { destination: props.logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
     });
@@ -167,7 +175,9 @@ export class OnboardingWorkflow extends Construct {
 
   /**
    * A shared cell's mobility runner, by its fixed name (the role may invoke those two and, by their names' pattern,
-   * the silos' runners: nothing else of the cells).
+   * the silos' runners: nothing else of the cells). A step whose work grows with the tenant's data (restore,
+   * replace, vouch, moveOut: RUNNER_DATA_STEP) always waits for its token: the runner may hand it to the cell's
+   * runner task, which answers for it (lambda/tenant-provisioner/runner-task.ts).
    */
   runner(
     id: string,
@@ -180,6 +190,8 @@ export class OnboardingWorkflow extends Construct {
       callback?: boolean;
     } = {},
   ): tasks.LambdaInvoke {
+    const dataStep = isRunnerDataStep(payload);
+    options = { ...options, callback: options.callback || dataStep };
     this.runners[model] ??= lambda.Function.fromFunctionName(
       this,
       `${title(model)}MobilityRunner`,
@@ -195,8 +207,10 @@ export class OnboardingWorkflow extends Construct {
         : { payloadResponseOnly: true }),
       resultPath: resultPath ?? sfn.JsonPath.DISCARD,
       ...(options.resultSelector ? { resultSelector: options.resultSelector } : {}),
-      // The runner runs for up to 15 minutes.
-      taskTimeout: sfn.Timeout.duration(Duration.minutes(16)),
+      taskTimeout: sfn.Timeout.duration(Duration.seconds(runnerTimeouts(dataStep).timeout)),
+      ...(dataStep
+        ? { heartbeatTimeout: sfn.Timeout.duration(Duration.seconds(runnerTimeouts(dataStep).heartbeat!)) }
+        : {}),
       retryOnServiceExceptions: false,
     });
   }

@@ -141,7 +141,7 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
       // Where a shared cell's runner's answer goes (the silo's thaw always says both; a missing one is a
       // runtime error, which the reconciler leaves `moving` with the reason).
       resultPath: '$.thawed',
-      resultSelector: { 'restored.$': '$.Payload.restored', 'safetyArchive.$': '$.Payload.safetyArchive' },
+      resultSelector: { 'restored.$': '$.restored', 'safetyArchive.$': '$.safetyArchive' },
     },
   );
   retryIdempotent(siloThaw);
@@ -209,7 +209,7 @@ export function restoreOverStates(wf: OnboardingWorkflow): {
       archive: sfn.JsonPath.stringAt('$.tenant.restoreArchive'),
       execution,
     },
-    { resultPath: '$.restored', resultSelector: { 'safetyArchive.$': '$.Payload.safetyArchive' } },
+    { resultPath: '$.restored', resultSelector: { 'safetyArchive.$': '$.safetyArchive' } },
   );
   siloReplace.addRetry({
     errors: ['ThrottlingException', 'Lambda.TooManyRequestsException', 'Lambda.ResourceConflictException'],

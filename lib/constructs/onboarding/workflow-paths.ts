@@ -32,3 +32,20 @@ export function retryIdempotent<T extends sfn.TaskStateBase | sfn.CustomState>(t
   task.addRetry({ errors: ['States.ALL'], interval: Duration.seconds(10), backoffRate: 2, maxAttempts: 3 });
   return task;
 }
+
+/** The runner's steps whose work grows with the tenant's data (lambda/tenant-provisioner/runner-task.ts TASK_ACTIONS). */
+export const RUNNER_DATA_STEPS: readonly string[] = ['restore', 'replace', 'vouch', 'moveOut'];
+
+/** Whether a runner step's payload is a data step: it waits for its token, which the function or its task answers. */
+export function isRunnerDataStep(payload: Record<string, unknown>): boolean {
+  return RUNNER_DATA_STEPS.includes(String(payload.action));
+}
+
+/**
+ * A runner step's timeouts, in seconds: a data step's worker (the function, or the runner task it started) beats
+ * every minute, and silence for 10 minutes (a task's start included) fails the step; it may run 4 hours in a task.
+ * Any other step is a function's 15 minutes and one more.
+ */
+export function runnerTimeouts(dataStep: boolean): { timeout: number; heartbeat?: number } {
+  return dataStep ? { timeout: 4 * 3600, heartbeat: 600 } : { timeout: 16 * 60 };
+}

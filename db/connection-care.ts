@@ -3,7 +3,7 @@
  * transaction status the server reported, the resets after a failed unit, the names of the API's prepared
  * statements, and how a connection in an unknown state is ended rather than handed to the next tenant.
  */
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { isConnectionFault } from './faults';
 import { forgetParsedStatements } from './unit-of-work';
 
@@ -60,13 +60,39 @@ export function statementName(text: string): string | undefined {
  * pool; if even ROLLBACK fails the connection is destroyed rather than returned (a client released
  * mid-transaction poisons the pool).
  */
-export async function abandon(client: PoolClient, error: unknown): Promise<void> {
-  if (isConnectionFault(error)) return destroy(client, error);
+export async function abandon(client: PoolClient, error: unknown, pool?: Pool): Promise<void> {
+  if (isConnectionFault(error)) {
+    const pid = (client as unknown as { processID?: number | null }).processID;
+    destroy(client, error);
+    if (pool && pid && isClientTimeout(error)) await endBackend(pool, pid);
+    return;
+  }
   try {
     await client.query('ROLLBACK');
     client.release();
   } catch (e) {
     destroy(client, e);
+  }
+}
+
+/** The driver stopped waiting for the server (its query timeout): the server may still be working on the unit. */
+function isClientTimeout(e: unknown): boolean {
+  return (e as { message?: unknown })?.message === 'Query read timeout';
+}
+
+/**
+ * Ends the backend a timed-out unit of work left running, from another connection of the pool (the runtime role
+ * may end its own role's backends), waiting up to a second for it to go. Closing the socket is not enough:
+ * PostgreSQL notices a gone client only when it next writes to it, and SQL in the unit may have turned off its
+ * own statement timeout (SET LOCAL) while it holds locks that stall every tenant of the cell, or a move's freeze
+ * (I6). The backend is alive when the driver times out waiting for it, so its pid is still its own. Best effort:
+ * the server's own limits stay the backstop.
+ */
+export async function endBackend(pool: Pool, pid: number): Promise<void> {
+  try {
+    await pool.query('SELECT pg_catalog.pg_terminate_backend($1::pg_catalog.int4, 1000)', [pid]);
+  } catch {
+    // The pool cannot reach the server either: the server's timeouts end the backend.
   }
 }
 

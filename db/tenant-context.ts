@@ -205,7 +205,7 @@ export class TenantDatabase {
         ]);
       } catch (e) {
         if (isConnectionFault(e) || txStatus(client) !== 'I') {
-          await abandon(client, e);
+          await abandon(client, e, pool);
           throw e;
         }
         const code = (e as { code?: string }).code;
@@ -304,7 +304,7 @@ export class TenantDatabase {
       return result;
     } catch (e) {
       open = false;
-      await abandon(client, e);
+      await abandon(client, e, pool);
       throw e;
     }
   }

@@ -493,6 +493,89 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     expect(outcome).toEqual({ leaked: false, detail: 'waited 55P03 after 2 s; tenancy.locks 42501' });
   });
 
+  test('I6: a transaction that turns off its own timeouts holds no lock once its request has timed out', async () => {
+    // The API gives up on a unit after its query timeout (here 1.5 s; 7 s in the API) and ends the backend from
+    // another connection: closing the socket alone left it running (PostgreSQL notices a gone client only when it
+    // next writes to it), holding its lock with no timeout of its own.
+    const shortLived = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: poolDb.poolAs('app_pool', { max: 1, query_timeout: 1500 }),
+      model: 'pool',
+    });
+    const master = await poolDb.master();
+    const outcome = await tryLeak(
+      'I6',
+      'statement and idle timeouts off, LOCK TABLE ... ACCESS EXCLUSIVE, then the request times out',
+      async () => {
+        const t0 = Date.now();
+        const attack = await inject(
+          shortLived.forTenant('acme'),
+          `SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0;
+           LOCK TABLE pool.invoices IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30)`,
+        );
+        const ended = Date.now() - t0;
+        const held = await master.query(
+          `SELECT count(*)::int AS n FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
+            WHERE c.relname = 'invoices' AND l.mode = 'AccessExclusiveLock' AND l.granted`,
+        );
+        const t1 = Date.now();
+        const other = await sqlstateOf(
+          pooledOther.forTenant('globex').run(sql`SELECT count(*) FROM invoices`),
+        );
+        const waited = Date.now() - t1;
+        return {
+          leaked:
+            attack.sqlstate !== 'Query read timeout' ||
+            ended > 4000 ||
+            held.rows[0].n > 0 ||
+            other !== undefined ||
+            waited > 1000,
+          detail: `the attack ended with ${attack.sqlstate}; locks held after it: ${held.rows[0].n}; globex: ${other ?? 'served'}`,
+        };
+      },
+    );
+    await master.end();
+    expect(outcome).toEqual({
+      leaked: false,
+      detail: 'the attack ended with Query read timeout; locks held after it: 0; globex: served',
+    });
+    // Bridge: a tenant that takes another tenant's role to lock that tenant's table alone (a targeted stall).
+    const shortBridge = new TenantDatabase({
+      contextKey: TEST_CONTEXT_KEY,
+      pool: bridgeDb.poolAs('app_bridge', { max: 1, query_timeout: 1500 }),
+      model: 'bridge',
+    });
+    const targeted = await tryLeak(
+      'I6',
+      "bridge: timeouts off, SET LOCAL ROLE to another tenant's, LOCK its table, then the request times out",
+      async () => {
+        const attack = await inject(
+          shortBridge.forTenant('umbrella'),
+          `SET LOCAL statement_timeout = 0; SET LOCAL ROLE t_hooli;
+           LOCK TABLE t_hooli.invoices IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30)`,
+        );
+        const t1 = Date.now();
+        const other = await sqlstateOf(
+          new TenantDatabase({
+            contextKey: TEST_CONTEXT_KEY,
+            pool: bridgeDb.poolAs('app_bridge', { max: 1 }),
+            model: 'bridge',
+          })
+            .forTenant('hooli')
+            .run(sql`SELECT count(*) FROM invoices`),
+        );
+        return {
+          leaked: attack.sqlstate !== 'Query read timeout' || other !== undefined || Date.now() - t1 > 1000,
+          detail: `the attack ended with ${attack.sqlstate}; hooli: ${other ?? 'served'}`,
+        };
+      },
+    );
+    expect(targeted).toEqual({
+      leaked: false,
+      detail: 'the attack ended with Query read timeout; hooli: served',
+    });
+  });
+
   test("I7: the planner's statistics hold no tenant's text, so EXPLAIN estimates are the same for any value", async () => {
     const outcome = await tryLeak('I7', 'bisect another tenant value through EXPLAIN estimates', async () => {
       const stats = await inject(

@@ -19,6 +19,51 @@ const EXPECTED_ROLE_SETTINGS = [
 ];
 
 /**
+ * Puts the runtime role's own defaults back to what the bootstrap set, as the role itself (any role may change
+ * its own defaults, so SQL injected in one tenant's request can, and so can the API). Such a change reaches no unit
+ * of work (enter() sets every setting that matters), but left in place it made every API task started after it
+ * refuse to start (assertSafeRuntimeRole): one tenant's statement took the whole cell's capacity away as tasks were
+ * replaced. Returns what it removed, to be logged as the security event it is. A setting it cannot remove stays,
+ * and the assertion refuses it.
+ */
+export async function repairRuntimeRoleSettings(pool: Pool): Promise<string[]> {
+  const found = await pool.query<{ setting: string; db: string | null }>(
+    `SELECT unnest(s.setconfig) AS setting, d.datname AS db
+       FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase
+      WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user)
+        AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))`,
+  );
+  const removed: string[] = [];
+  for (const { setting, db } of found.rows) {
+    if (EXPECTED_ROLE_SETTINGS.includes(setting)) continue;
+    const name = setting.slice(0, setting.indexOf('='));
+    const expected = EXPECTED_ROLE_SETTINGS.find((e) => e.startsWith(`${name}=`));
+    const scope = db === null ? '' : ` IN DATABASE ${quoteIdent(db)}`;
+    try {
+      await pool.query(`ALTER ROLE CURRENT_USER${scope} RESET ${quoteIdent(name)}`);
+      // One the bootstrap sets, changed: its own value again (role-wide, where the bootstrap sets it).
+      if (expected && db === null) {
+        await pool.query(
+          `ALTER ROLE CURRENT_USER SET ${quoteIdent(name)} = ${quoteLiteral(expected.slice(name.length + 1))}`,
+        );
+      }
+      removed.push(db === null ? setting : `${setting} (in database ${db})`);
+    } catch {
+      // Not this role's to change: the assertion names it.
+    }
+  }
+  return removed;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function quoteLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/**
  * Refuses to serve as a role that would make isolation meaningless: a superuser or BYPASSRLS role skips
  * RLS (P1), a member of the owner role can act as the owner (P2), and a role that inherits a tenant role's
  * privileges reads that tenant without SET ROLE (B2). Call at start-up.

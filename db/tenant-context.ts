@@ -22,7 +22,7 @@ import { isConnectionFault } from './faults';
 import { IsolationModel, validateTenantId } from './naming';
 import { DataModel, dataModel } from './models';
 import { Sql } from './sql';
-import { assertSafeRuntimeRole } from './runtime-role';
+import { assertSafeRuntimeRole, repairRuntimeRoleSettings } from './runtime-role';
 import { runUnitOfWork } from './unit-of-work';
 import { abandon, destroy, resetSession, resetStatements, statementName, txStatus } from './connection-care';
 
@@ -176,6 +176,11 @@ export class TenantDatabase {
    */
   assertSafeRuntimeRole(): Promise<void> {
     return assertSafeRuntimeRole(this.pool);
+  }
+
+  /** Puts the runtime role's own defaults back (db/runtime-role.ts); returns what it removed. Call at start-up. */
+  repairRuntimeRoleSettings(): Promise<string[]> {
+    return repairRuntimeRoleSettings(this.pool);
   }
 
   /** The partition that serves a tenant: always the same one (FNV-1a of the id). */

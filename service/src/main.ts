@@ -65,7 +65,15 @@ async function main(): Promise<void> {
   const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
     console.log(JSON.stringify({ level, msg, ...fields }));
   const startup = waitForDatabase({
-    check: () => db.assertSafeRuntimeRole(),
+    check: async () => {
+      // A change of the runtime role's own defaults (SQL injected in some tenant's request can make one) is put
+      // back and logged, rather than stopping every task started after it.
+      const removed = await db.repairRuntimeRoleSettings();
+      if (removed.length > 0) {
+        log('error', 'security: the runtime role had settings nobody provisioned; removed them', { removed });
+      }
+      await db.assertSafeRuntimeRole();
+    },
     log,
     fatal: () => process.exit(1),
   });

@@ -295,7 +295,7 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     expect(outcome.leaked).toBe(false);
   });
 
-  test("I5: changing the runtime role's own defaults reaches no unit of work, and the API notices the drift", async () => {
+  test("I5: changing the runtime role's own defaults reaches no unit of work, and the next API start puts them back", async () => {
     const changed = await inject(
       pooled.forTenant('acme'),
       "ALTER ROLE CURRENT_USER SET statement_timeout = '1ms'; ALTER ROLE CURRENT_USER SET search_path = pg_catalog",
@@ -329,15 +329,30 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       );
       expect(changed.sqlstate).toBeUndefined();
       expect(outcome).toEqual({ leaked: false, detail: 'timeout 5s; drift refused: true; n=1' });
-      await expect(
-        new TenantDatabase({
-          contextKey: TEST_CONTEXT_KEY,
-          pool: poolDb.poolAs('app_pool', { max: 1 }),
-          model: 'pool',
-        }).assertSafeRuntimeRole(),
-      ).rejects.toThrow(
+      const starting = new TenantDatabase({
+        contextKey: TEST_CONTEXT_KEY,
+        pool: poolDb.poolAs('app_pool', { max: 1 }),
+        model: 'pool',
+      });
+      await expect(starting.assertSafeRuntimeRole()).rejects.toThrow(
         'has role settings nobody provisioned (statement_timeout=1ms, search_path=pg_catalog)',
       );
+      // An API task that starts now puts the role's defaults back, as the role itself, and says what it removed
+      // (it used to refuse to start: one tenant's statement stopped every task started after it).
+      expect(await starting.repairRuntimeRoleSettings()).toEqual([
+        'statement_timeout=1ms',
+        'search_path=pg_catalog',
+      ]);
+      await expect(starting.assertSafeRuntimeRole()).resolves.toBeUndefined();
+      const now = await master.query<{ setting: string }>(
+        `SELECT unnest(setconfig) AS setting FROM pg_db_role_setting WHERE setrole = 'app_pool'::regrole`,
+      );
+      expect(now.rows.map((r) => r.setting).sort()).toEqual([
+        'idle_in_transaction_session_timeout=10s',
+        'lock_timeout=2s',
+        'statement_timeout=5s',
+      ]);
+      expect(await starting.repairRuntimeRoleSettings()).toEqual([]);
     } finally {
       await master.query(
         'ALTER ROLE app_pool RESET statement_timeout; ALTER ROLE app_pool RESET search_path',

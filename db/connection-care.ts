@@ -85,14 +85,26 @@ function isClientTimeout(e: unknown): boolean {
  * may end its own role's backends), waiting up to a second for it to go. Closing the socket is not enough:
  * PostgreSQL notices a gone client only when it next writes to it, and SQL in the unit may have turned off its
  * own statement timeout (SET LOCAL) while it holds locks that stall every tenant of the cell, or a move's freeze
- * (I6). The backend is alive when the driver times out waiting for it, so its pid is still its own. Best effort:
- * the server's own limits stay the backstop.
+ * (I6). The borrowed connection's role is reset first (SQL may have left a session-level SET ROLE to a tenant's
+ * role on it, which may not end the runtime role's backends), and only a backend whose current statement began
+ * before the timeout is ended (its pid, if freed meanwhile, could be a new backend's). Returns whether it ended
+ * one; best effort: the server's own limits stay the backstop.
  */
-export async function endBackend(pool: Pool, pid: number): Promise<void> {
+export async function endBackend(pool: Pool, pid: number): Promise<boolean> {
+  let client: PoolClient | undefined;
   try {
-    await pool.query('SELECT pg_catalog.pg_terminate_backend($1::pg_catalog.int4, 1000)', [pid]);
-  } catch {
-    // The pool cannot reach the server either: the server's timeouts end the backend.
+    client = await pool.connect();
+    await client.query('RESET ROLE');
+    const r = await client.query<{ ended: boolean }>(
+      `SELECT pg_catalog.pg_terminate_backend(a.pid, 1000) AS ended FROM pg_catalog.pg_stat_activity a
+        WHERE a.pid = $1::pg_catalog.int4 AND a.query_start < pg_catalog.now() - interval '1 second'`,
+      [pid],
+    );
+    client.release();
+    return r.rows[0]?.ended === true;
+  } catch (e) {
+    client?.release(e instanceof Error ? e : new Error(String(e)));
+    return false;
   }
 }
 

@@ -554,12 +554,18 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       leaked: false,
       detail: 'the attack ended with Query read timeout; locks held after it: 0; globex: served',
     });
-    // Bridge: a tenant that takes another tenant's role to lock that tenant's table alone (a targeted stall).
+    // Bridge: a tenant that takes another tenant's role to lock that tenant's table alone (a targeted stall),
+    // having first left a session-level SET ROLE on every connection of the pool (the connection that ends the
+    // backend must not end it as a tenant's role, which may not).
     const shortBridge = new TenantDatabase({
       contextKey: TEST_CONTEXT_KEY,
-      pool: bridgeDb.poolAs('app_bridge', { max: 1, query_timeout: 1500 }),
+      pool: bridgeDb.poolAs('app_bridge', { max: 2, query_timeout: 1500 }),
       model: 'bridge',
     });
+    const planted = await Promise.all(
+      [0, 1].map(() => inject(shortBridge.forTenant('umbrella'), 'SET ROLE t_hooli; SELECT pg_sleep(0.3)')),
+    );
+    expect(planted.map((p) => p.sqlstate)).toEqual([undefined, undefined]);
     const targeted = await tryLeak(
       'I6',
       "bridge: timeouts off, SET LOCAL ROLE to another tenant's, LOCK its table, then the request times out",

@@ -285,11 +285,15 @@ export function boundaryPolicy(
   return {
     Version: '2012-10-17',
     Statement: [
+      { Sid: 'TheServicesTheseRolesUse', Effect: 'Allow', Action: actions, Resource: '*' },
+      // The scope's own roles only (a boundary allows nothing it does not name; IAM resolves the account variable
+      // in Resource).
       {
-        Sid: 'TheServicesTheseRolesUse',
+        Sid: 'PassingTheScopesOwnRoles',
         Effect: 'Allow',
-        Action: [...actions, 'iam:PassRole'],
-        Resource: '*',
+        Action: 'iam:PassRole',
+        Resource: [...passRole.roles],
+        Condition: { StringEquals: { 'iam:PassedToService': [...passRole.to].sort() } },
       },
       {
         // Every IAM action is refused but iam:PassRole to these services (the key is absent from every other IAM
@@ -299,12 +303,6 @@ export function boundaryPolicy(
         Action: 'iam:*',
         Resource: '*',
         Condition: { StringNotEquals: { 'iam:PassedToService': [...passRole.to].sort() } },
-      },
-      {
-        Sid: 'PassOnlyTheScopesOwnRoles',
-        Effect: 'Deny',
-        Action: 'iam:PassRole',
-        NotResource: [...passRole.roles],
       },
       {
         Sid: 'NothingInOrganizationsOrAccount',

@@ -68,7 +68,8 @@ let lambdaClient: LambdaClient | undefined;
 /** Asks the cell's launcher (launcher-entry.ts) to start the runner task for the event at `eventKey`. */
 async function launchRunnerTask(launcher: string, eventKey: string): Promise<string> {
   lambdaClient ??= new LambdaClient({
-    requestHandler: API_TIMEOUTS,
+    // Longer than the launcher may take (a cold start and RunTask; its timeout is 30 s).
+    requestHandler: { ...API_TIMEOUTS, socketTimeout: 45_000, requestTimeout: 45_000 },
     useDualstackEndpoint: process.env.S3_DUALSTACK === 'true',
     // One attempt: a retried start could start a second task (RunTask's client token also guards it).
     maxAttempts: 1,
@@ -295,6 +296,12 @@ export async function handler(
       return started;
     };
     if (parsed.action === 'result') {
+      const silo = env.model === 'silo' ? tenantOfStackName(env.ownStack) : undefined;
+      if (silo !== undefined && parsed.tenantId !== silo) {
+        throw new ProvisioningInputError(
+          `tenant "${parsed.tenantId}" is not this silo's: the runner of stack ${env.ownStack} serves tenant "${silo}" only`,
+        );
+      }
       if (!task) {
         throw new ProvisioningInputError(
           `the runner of ${env.ownStack} starts no runner task here${inTask ? ' (this is one)' : ''}: there is nothing to poll`,
@@ -361,6 +368,14 @@ export async function handler(
         return runMobilityEvent(event, env, deps);
       },
       log,
+      inTask
+        ? () => {
+            log('the workflow no longer waits for this step: the runner task ends', {
+              action: parsed.action,
+            });
+            process.exit(1);
+          }
+        : undefined,
     );
   } finally {
     await runtimePool?.end().catch(() => undefined);

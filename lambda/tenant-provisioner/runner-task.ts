@@ -326,13 +326,21 @@ export async function answeringTask(
   answers: TaskAnswers,
   work: () => Promise<MobilityReport | HandedToTask>,
   log: (message: string, fields: Record<string, unknown>) => void,
+  /**
+   * Called when Step Functions refuses a beat because the step is over (timed out, or retried under a new token):
+   * the runner task ends its process (its connections go, PostgreSQL rolls back what it had not committed, and
+   * it stops holding snapshots and locks for hours). A function, which ends within 15 minutes anyway, does nothing:
+   * its last look before it commits asks again (stepStillWaiting).
+   */
+  onStepOver?: () => void,
 ): Promise<MobilityReport | HandedToTask> {
   const beat = () =>
     // A beat refused because the step is over (timed out, or retried under a new token) stops nothing here: the
     // work's last look before it commits asks again (stepStillWaiting) and rolls back instead.
-    answers
-      .heartbeat(taskToken)
-      .catch((e: Error) => log('heartbeat not taken', { action, error: `${e.name}: ${e.message}` }));
+    answers.heartbeat(taskToken).catch((e: Error) => {
+      log('heartbeat not taken', { action, error: `${e.name}: ${e.message}` });
+      if (STEP_OVER.has(e.name)) onStepOver?.();
+    });
   // At once (a task's first beat ends the wait for it to start), then every minute.
   await beat();
   const beating = setInterval(() => void beat(), HEARTBEAT_MS);
@@ -391,7 +399,8 @@ async function readOutcome(s3: S3Client, bucket: string, key: string): Promise<O
     const o = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return JSON.parse(await o.Body!.transformToString()) as Outcome;
   } catch (e) {
-    if ((e as Error).name === 'NoSuchKey' || (e as Error).name === 'NotFound') return undefined;
+    // Not there yet: S3 answers 403 for a missing key to a role that may not list the bucket (in AWS), 404 else.
+    if (['NoSuchKey', 'NotFound', 'AccessDenied', 'Forbidden'].includes((e as Error).name)) return undefined;
     throw e;
   }
 }
@@ -415,9 +424,7 @@ export async function taskOutcome(
 ): Promise<MobilityReport | StillRunning> {
   const settled = (o: Outcome): MobilityReport => {
     if (o.tenantId !== poll.tenantId) {
-      throw new Error(
-        `${poll.result} is the outcome of tenant "${o.tenantId}"'s step, not "${poll.tenantId}"'s`,
-      );
+      throw new Error(`${poll.result} is not the outcome of a step of tenant "${poll.tenantId}"`);
     }
     if ('error' in o) {
       const e = new Error(o.error.message);

@@ -382,13 +382,8 @@ export class MobilityRunner extends Construct {
         new iam.PolicyStatement({
           sid: 'StartRunnerTask',
           actions: ['ecs:RunTask'],
-          resources: [
-            Stack.of(this).formatArn({
-              service: 'ecs',
-              resource: 'task-definition',
-              resourceName: `${task.family}:*`,
-            }),
-          ],
+          // This deploy's revision exactly: not whatever revision someone registers under the family later.
+          resources: [task.taskDefinitionArn],
           conditions: { ArnEquals: { 'ecs:cluster': props.cluster.clusterArn } },
         }),
         new iam.PolicyStatement({
@@ -399,13 +394,6 @@ export class MobilityRunner extends Construct {
         }),
       ],
     });
-    ack(
-      l1(policy),
-      AWS_SOLUTIONS(
-        `IAM5[Resource::arn:${partitionOf(Stack.of(this))}:ecs:${Stack.of(this).region}:<AWS::AccountId>:task-definition/${task.family}:*]`,
-      ),
-      "Every revision of this cell's own runner task definition (RunTask starts its latest), in this cell's cluster only: a deploy adds a revision each time the release's image changes.",
-    );
     const launcher = new nodejs.NodejsFunction(this, 'Launcher', {
       entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'launcher-entry.ts'),
       handler: 'handler',
@@ -418,7 +406,7 @@ export class MobilityRunner extends Construct {
       environmentEncryption: props.key,
       environment: {
         RUNNER_TASK_CLUSTER: props.cluster.clusterArn,
-        RUNNER_TASK_DEFINITION: task.family,
+        RUNNER_TASK_DEFINITION: task.taskDefinitionArn,
         RUNNER_TASK_SUBNETS: props.vpc
           .selectSubnets(props.ipv6Egress ? { subnetType: ec2.SubnetType.PUBLIC } : APP_SUBNETS)
           .subnetIds.join(','),

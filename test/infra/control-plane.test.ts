@@ -22,7 +22,7 @@ const registryItems = (stack: string, rolePart: string) =>
 
 describe('the tenant registry, per tenant', () => {
   test("a silo's API reads only its own tenant's item; its provisioner writes only that item", () => {
-    const api = registryItems('Tenant-northwind', 'TaskRole');
+    const api = registryItems('Tenant-northwind', 'ApiTaskTaskRole');
     expect(api).toEqual([
       expect.objectContaining({
         Action: 'dynamodb:GetItem',
@@ -40,7 +40,7 @@ describe('the tenant registry, per tenant', () => {
 
   test('the shared APIs read, never write', () => {
     for (const cell of ['Pool', 'Bridge']) {
-      const api = statementsOf(cell, 'TaskRole');
+      const api = statementsOf(cell, 'ApiTaskTaskRole');
       const actions = api.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]));
       expect(actions.filter((a) => a.startsWith('dynamodb:'))).toEqual(['dynamodb:GetItem']);
       expect(actions.filter((a) => /^kms:(Encrypt|GenerateDataKey|ReEncrypt)/.test(a))).toEqual([]);

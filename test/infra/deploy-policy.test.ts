@@ -214,7 +214,7 @@ describe('CloudFormation execution policies', () => {
     for (const svc of ['cognito-idp', 'codebuild', 'sts', 'events'])
       expect(tenants.filter((a) => a.startsWith(`${svc}:`))).toEqual([]);
     // Of IAM, passing a role (to ECS only, below); of ECS, a mobility runner's start of its runner task.
-    expect(tenants.filter((a) => a.startsWith('iam:'))).toEqual(['iam:PassRole']);
+    expect(tenants.filter((a) => a.startsWith('iam:'))).toEqual([]);
     expect(tenants.filter((a) => a.startsWith('ecs:'))).toEqual(['ecs:DescribeTasks', 'ecs:RunTask']);
     // A silo's provisioner reads its own stack's status (is an update of the silo a move kept its rollback?);
     // nothing else of CloudFormation.
@@ -240,17 +240,18 @@ describe('CloudFormation execution policies', () => {
       const doc = generated[`${scope}-permissions-boundary.json`];
       expect(doc.Statement.slice(1)).toEqual([
         {
+          Sid: 'PassingTheScopesOwnRoles',
+          Effect: 'Allow',
+          Action: 'iam:PassRole',
+          Resource: prefixes.map((p) => `arn:aws:iam::\${aws:PrincipalAccount}:role/${p}*`),
+          Condition: { StringEquals: { 'iam:PassedToService': ['ecs-tasks.amazonaws.com'] } },
+        },
+        {
           Sid: 'NothingInIamButPassingToTheseServices',
           Effect: 'Deny',
           Action: 'iam:*',
           Resource: '*',
           Condition: { StringNotEquals: { 'iam:PassedToService': ['ecs-tasks.amazonaws.com'] } },
-        },
-        {
-          Sid: 'PassOnlyTheScopesOwnRoles',
-          Effect: 'Deny',
-          Action: 'iam:PassRole',
-          NotResource: prefixes.map((p) => `arn:aws:iam::\${aws:PrincipalAccount}:role/${p}*`),
         },
         {
           Sid: 'NothingInOrganizationsOrAccount',

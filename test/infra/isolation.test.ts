@@ -450,7 +450,7 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) => id === policyId)![1].Properties!.Roles,
         );
       expect(rolesOf(runnerPolicy)).toBe(JSON.stringify([{ Ref: runnerRoleArnId }, { Ref: taskRoleId }]));
-      const [, runnerTask] = ofType(t, 'AWS::ECS::TaskDefinition').find(([id]) =>
+      const [runnerTaskId, runnerTask] = ofType(t, 'AWS::ECS::TaskDefinition').find(([id]) =>
         id.includes('MobilityTask'),
       )!;
       expect(runnerTask.Properties).toMatchObject({
@@ -459,7 +459,6 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
           expect.objectContaining({ Name: 'runner', ReadonlyRootFilesystem: true, User: '1000' }),
         ],
       });
-      const family = runnerTask.Properties!.Family as string;
       const [clusterId] = ofType(t, 'AWS::ECS::Cluster')[0];
       const start = statementsOf(t).find((s) => s.Sid === 'StartRunnerTask')!;
       expect(start.id).toContain('MobilityLauncherPolicy');
@@ -472,7 +471,8 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       expect(actions(invoke)).toEqual(['lambda:InvokeFunction']);
       expect(JSON.stringify(invoke.Resource)).toContain('MobilityLauncher');
       expect(actions(start)).toEqual(['ecs:RunTask']);
-      expect(JSON.stringify(start.Resource)).toContain(`:task-definition/${family}:*`);
+      // This deploy's revision of the runner task definition, exactly (not every revision of its family).
+      expect(start.Resource).toEqual({ Ref: runnerTaskId });
       expect(start.Condition).toEqual({ ArnEquals: { 'ecs:cluster': { 'Fn::GetAtt': [clusterId, 'Arn'] } } });
       const describe = statementsOf(t).find((s) => s.Sid === 'DescribeRunnerTasks')!;
       expect(actions(describe)).toEqual(['ecs:DescribeTasks']);

@@ -283,15 +283,15 @@ describe('silo cost profiles: what each builds', () => {
       MinCapacity: 1,
       MaxCapacity: 4,
     });
-    // The API and the mobility runner (its exports) sign in with IAM to this cluster only, as its runtime role
-    // (rds-db:connect on its resource id).
+    // The API, the mobility runner (its exports) and the runner's task sign in with IAM to this cluster only, as
+    // its runtime role (rds-db:connect on its resource id).
     const connect = ofType(t, 'AWS::IAM::Policy')
       .flatMap(
         ([, p]) =>
           (p.Properties!.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] }).Statement,
       )
       .filter((s) => s.Action === 'rds-db:connect');
-    expect(connect).toHaveLength(2);
+    expect(connect).toHaveLength(3);
     for (const c of connect) {
       expect(JSON.stringify(c.Resource)).toContain(
         JSON.stringify({ 'Fn::GetAtt': [clusterId, 'DBClusterResourceId'] }),

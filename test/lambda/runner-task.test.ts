@@ -16,13 +16,14 @@ import {
   LARGE_HANDOVER_LINK_SECONDS,
 } from '../../lambda/tenant-provisioner/mobility-handover';
 import { mockClient } from 'aws-sdk-client-mock';
-import { ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
+import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
 import {
   answeringTask,
   launchSettingsFromEnv,
   startRunnerTask,
   rangedLinkBytes,
   stepStillWaiting,
+  taskOutcome,
   runnerTaskFromEnv,
   UNKNOWN_BYTES,
   workBytes,
@@ -197,6 +198,29 @@ describe('a worker answering a workflow step', () => {
     expect(handoverLinkSeconds(1024 ** 3)).toBe(HANDOVER_LINK_SECONDS);
     expect(handoverLinkSeconds(1024 ** 3 + 1)).toBe(LARGE_HANDOVER_LINK_SECONDS);
     expect(LARGE_HANDOVER_LINK_SECONDS).toBeGreaterThanOrEqual(30 * 60);
+  });
+});
+
+describe("an operator's poll for a step handed to the runner task", () => {
+  test('a result not there yet is "still running", though S3 answers 403 for it (no ListBucket), not an error', async () => {
+    const s3 = new S3Client({});
+    const s3Stub = mockClient(s3);
+    s3Stub.on(GetObjectCommand).rejects(
+      Object.assign(new Error('Access Denied'), {
+        name: 'AccessDenied',
+        $metadata: { httpStatusCode: 403 },
+      }),
+    );
+    const ecs = new ECSClient({});
+    mockClient(ecs)
+      .on(DescribeTasksCommand)
+      .resolves({ tasks: [{ taskArn: 'arn:task', lastStatus: 'RUNNING' }] });
+    expect(
+      await taskOutcome(
+        { tenantId: 'acme', result: 'runner-events/x.result.json', task: 'arn:task' },
+        { s3, ecs, bucket: 'b', cluster: 'c' },
+      ),
+    ).toEqual({ action: 'result', tenantId: 'acme', pending: true, status: 'RUNNING' });
   });
 });
 

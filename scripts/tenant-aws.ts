@@ -8,11 +8,13 @@
  * with the cell's key; this command never downloads them.
  */
 import { CloudFormationClient, paginateListStackResources } from '@aws-sdk/client-cloudformation';
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import type { LambdaClient } from '@aws-sdk/client-lambda';
+import { FunctionError, invokeJson } from '../lambda/tenant-provisioner/invoke';
 import { IsolationModel, PROVISIONER_RESOURCE_TYPES, STACK_NAMES, tenantStackName } from '../contracts';
 import { validateTenantId } from '../db/naming';
 import type { MobilityEvent, MobilityReport } from '../lambda/tenant-provisioner/mobility';
-import type { HandedToTask, StillRunning } from '../lambda/tenant-provisioner/runner-task';
+import type { HandedToTask } from '../lambda/tenant-provisioner/runner-task';
+import type { StillRunning } from '../lambda/tenant-provisioner/runner-answers';
 
 /** The cell's mobility runner (lambda/tenant-provisioner/mobility-entry.ts). */
 const MOBILITY_RUNNER_LOGICAL_ID = /MobilityRunner[0-9A-F]{8}$/;
@@ -97,24 +99,13 @@ export async function invokeMobilityRunner(
   runner: MobilityRunnerRef,
   event: MobilityEvent,
 ): Promise<RunnerAnswer> {
-  const r = await lambda.send(
-    new InvokeCommand({
-      FunctionName: runner.functionName,
-      InvocationType: 'RequestResponse',
-      Payload: new TextEncoder().encode(JSON.stringify(event)),
-    }),
-  );
-  const body = r.Payload ? new TextDecoder().decode(r.Payload) : '';
-  if (r.FunctionError) {
-    let message = body || r.FunctionError;
-    try {
-      message = (JSON.parse(body) as { errorMessage?: string }).errorMessage ?? message;
-    } catch {
-      // not JSON: the raw body is the message
-    }
-    throw new AwsMobilityError(`${runner.stack}'s mobility runner: ${message}`);
+  try {
+    return await invokeJson<RunnerAnswer>(lambda, runner.functionName, event);
+  } catch (e) {
+    if (e instanceof FunctionError)
+      throw new AwsMobilityError(`${runner.stack}'s mobility runner: ${e.message}`);
+    throw e;
   }
-  return JSON.parse(body) as RunnerAnswer;
 }
 
 /** How often the command asks the runner whether its task is done. */

@@ -11,7 +11,8 @@
 import { GetItemCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ECSClient } from '@aws-sdk/client-ecs';
-import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { LambdaClient } from '@aws-sdk/client-lambda';
+import { invokeJson } from './invoke';
 import { S3Client } from '@aws-sdk/client-s3';
 import {
   DescribeExecutionCommand,
@@ -37,23 +38,25 @@ import {
   runMobilityEvent,
 } from './mobility';
 import {
-  answeringTask,
   handToTask,
   HandedToTask,
   headBytes,
-  newResultKey,
   OPERATOR_TASK_ACTIONS,
   rangedLinkBytes,
   RunnerTask,
   runnerTaskFromEnv,
+  TASK_ACTIONS,
+  workBytes,
+} from './runner-task';
+import {
+  answeringTask,
+  newResultKey,
   StillRunning,
   stepStillWaiting,
-  TASK_ACTIONS,
   TaskAnswers,
   taskOutcome,
-  workBytes,
   writeOutcome,
-} from './runner-task';
+} from './runner-answers';
 import { ProvisioningInputError, readEnv } from './request';
 import { RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
 
@@ -74,24 +77,7 @@ async function launchRunnerTask(launcher: string, eventKey: string): Promise<str
     // One attempt: a retried start could start a second task (RunTask's client token also guards it).
     maxAttempts: 1,
   });
-  const r = await lambdaClient.send(
-    new InvokeCommand({
-      FunctionName: launcher,
-      InvocationType: 'RequestResponse',
-      Payload: new TextEncoder().encode(JSON.stringify({ eventKey })),
-    }),
-  );
-  const body = r.Payload ? new TextDecoder().decode(r.Payload) : '';
-  if (r.FunctionError) {
-    let message = body || r.FunctionError;
-    try {
-      message = (JSON.parse(body) as { errorMessage?: string }).errorMessage ?? message;
-    } catch {
-      // not JSON: the raw body is the message
-    }
-    throw new Error(message);
-  }
-  return (JSON.parse(body) as { taskArn: string }).taskArn;
+  return (await invokeJson<{ taskArn: string }>(lambdaClient, launcher, { eventKey })).taskArn;
 }
 /**
  * The registry and Step Functions are read inside a restore's transaction too (its last check before it commits):

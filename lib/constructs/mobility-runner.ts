@@ -9,9 +9,10 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { RUNTIME_ROLES } from '../../db/roles';
-import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
-import { apiContainerImage, ApiImageRef, cpuArchitecture } from './api-image';
+import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
+import type { ApiImageRef } from './api-image';
 import { EncryptedLogGroup } from './encrypted-log-group';
+import { runnerTaskDefinition, runnerTaskLauncher } from './runner-task';
 import {
   acknowledgeOnboardingReads,
   onboardingStateMachineArn,
@@ -19,11 +20,7 @@ import {
 } from './onboarding-access';
 import { APP_SUBNETS } from './network';
 import { registryStatements } from './registry-access';
-import {
-  EVENT_PREFIX,
-  RUNNER_CONTAINER,
-  RUNNER_TASK_ABOVE_BYTES,
-} from '../../lambda/tenant-provisioner/runner-task';
+import { EVENT_PREFIX, RUNNER_TASK_ABOVE_BYTES } from '../../lambda/tenant-provisioner/runner-task';
 import {
   HEX_KEY_SECRET,
   LAMBDA_BUNDLING,
@@ -59,13 +56,6 @@ export interface MobilityRunnerProps extends TenantProvisionerProps {
 const MAX_ARCHIVE_BYTES = 5 * 1024 ** 3;
 /** A restore inserts each table in one statement: a large tenant's may run for minutes (the function runs 15). */
 const STATEMENT_TIMEOUT_MS = 14 * 60 * 1000;
-/** The runner task's storage (Fargate's most) and the archive it takes: a replace holds two archives at once. */
-const TASK_STORAGE_GIB = 200;
-/** The runner image's work directory (its VOLUME), where the task's ephemeral storage is mounted. */
-export const RUNNER_WORK_DIR = '/work';
-const TASK_MAX_ARCHIVE_BYTES = 90 * 1024 ** 3;
-/** A data step runs 4 hours at most in a task (the workflow's timeout); one statement may take nearly all of it. */
-const TASK_STATEMENT_TIMEOUT_MS = 225 * 60 * 1000;
 
 /**
  * One tenant's data out of the cell's database to the cell's archive bucket, and back (lambda/tenant-provisioner/
@@ -181,8 +171,8 @@ export class MobilityRunner extends Construct {
       S3_DUALSTACK: props.ipv6Egress ? 'true' : 'false',
       ONBOARDING_STATE_MACHINE_ARN: onboardingStateMachineArn(this),
     };
-    const task = this.runnerTask(props, taskRole, environment);
-    const launcher = this.launcher(props, task, securityGroup, taskRole);
+    const task = runnerTaskDefinition(this, props, taskRole, environment);
+    const launcher = runnerTaskLauncher(this, props, task, securityGroup, taskRole);
     this.runner = new nodejs.NodejsFunction(this, 'Runner', {
       entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'mobility-entry.ts'),
       handler: 'handler',
@@ -350,143 +340,6 @@ export class MobilityRunner extends Construct {
       HIPAA_AND_NIST('LambdaConcurrency'),
       'Runs when an operator exports or restores one tenant; reserving concurrency would take it from the account pool without bounding anything that matters.',
     );
-  }
-
-  /**
-   * The runner task's launcher (lambda/tenant-provisioner/launcher-entry.ts): the only holder of ecs:RunTask and
-   * iam:PassRole in the cell. It starts the runner task definition in the cell's cluster and network with an event
-   * key, nothing else; the runner function may only invoke it. Outside the VPC: it calls ECS only.
-   */
-  private launcher(
-    props: MobilityRunnerProps,
-    task: ecs.FargateTaskDefinition,
-    securityGroup: ec2.SecurityGroup,
-    taskRole: iam.Role,
-  ): nodejs.NodejsFunction {
-    const logs = new EncryptedLogGroup(this, 'LauncherLogs', {
-      key: props.key,
-      disposable: props.disposable,
-    });
-    const role = new iam.Role(this, 'LauncherRole', {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `Tenant mobility runner task launcher (${props.model}): starts the cell's runner task only`,
-    });
-    const policy = new iam.ManagedPolicy(this, 'LauncherPolicy', {
-      roles: [role],
-      statements: [
-        new iam.PolicyStatement({
-          sid: 'WriteOwnLogs',
-          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-          resources: [logs.logGroupArn],
-        }),
-        new iam.PolicyStatement({
-          sid: 'StartRunnerTask',
-          actions: ['ecs:RunTask'],
-          // This deploy's revision exactly: not whatever revision someone registers under the family later.
-          resources: [task.taskDefinitionArn],
-          conditions: { ArnEquals: { 'ecs:cluster': props.cluster.clusterArn } },
-        }),
-        new iam.PolicyStatement({
-          sid: 'PassRolesToRunnerTask',
-          actions: ['iam:PassRole'],
-          resources: [taskRole.roleArn, task.executionRole!.roleArn],
-          conditions: { StringEquals: { 'iam:PassedToService': 'ecs-tasks.amazonaws.com' } },
-        }),
-      ],
-    });
-    const launcher = new nodejs.NodejsFunction(this, 'Launcher', {
-      entry: path.join(__dirname, '..', '..', 'lambda', 'tenant-provisioner', 'launcher-entry.ts'),
-      handler: 'handler',
-      runtime: LAMBDA_RUNTIME,
-      architecture: lambda.Architecture.ARM_64,
-      memorySize: 256,
-      timeout: Duration.seconds(30),
-      role,
-      logGroup: logs,
-      environmentEncryption: props.key,
-      environment: {
-        RUNNER_TASK_CLUSTER: props.cluster.clusterArn,
-        RUNNER_TASK_DEFINITION: task.taskDefinitionArn,
-        RUNNER_TASK_SUBNETS: props.vpc
-          .selectSubnets(props.ipv6Egress ? { subnetType: ec2.SubnetType.PUBLIC } : APP_SUBNETS)
-          .subnetIds.join(','),
-        RUNNER_TASK_SECURITY_GROUPS: securityGroup.securityGroupId,
-        RUNNER_TASK_PUBLIC_IP: props.ipv6Egress ? 'true' : 'false',
-      },
-      bundling: LAMBDA_BUNDLING,
-    });
-    launcher.node.addDependency(policy);
-    ack(
-      l1(launcher),
-      HIPAA_AND_NIST('LambdaInsideVPC'),
-      "It calls the ECS API only (RunTask), touching no data and no network of the cell's; the task it starts runs in the cell's VPC.",
-    );
-    ack(
-      l1(launcher),
-      HIPAA_AND_NIST('LambdaDLQ'),
-      "Invoked synchronously by the cell's mobility runner, which gets the task or the error; there is no asynchronous event to dead-letter.",
-    );
-    ack(
-      l1(launcher),
-      HIPAA_AND_NIST('LambdaConcurrency'),
-      "Runs once per hand-over of a large tenant's step; reserving concurrency would take it from the account pool without bounding anything that matters.",
-    );
-    return launcher;
-  }
-
-  /**
-   * The runner task (lambda/tenant-provisioner/task-main.ts): the function's code in the release's runner image, in
-   * the cell's cluster, with the function's network and security group and a role holding the same data policy
-   * (but nothing to start tasks with), hours and 200 GiB instead of 15 minutes and 10 GiB. The function has its
-   * launcher start it for a step too large for itself (runner-task.ts).
-   */
-  private runnerTask(
-    props: MobilityRunnerProps,
-    taskRole: iam.Role,
-    environment: Record<string, string>,
-  ): ecs.FargateTaskDefinition {
-    const task = new ecs.FargateTaskDefinition(this, 'Task', {
-      cpu: 1024,
-      memoryLimitMiB: 4096,
-      ephemeralStorageGiB: TASK_STORAGE_GIB,
-      taskRole,
-      runtimePlatform: { cpuArchitecture: cpuArchitecture(props.image) },
-    });
-    const logs = new EncryptedLogGroup(this, 'TaskLogs', { key: props.key, disposable: props.disposable });
-    // The image sets its own CA bundle for TLS to the database (NODE_EXTRA_CA_CERTS); the function's names
-    // Lambda's.
-    const taskEnvironment = Object.fromEntries(
-      Object.entries(environment).filter(([name]) => name !== 'NODE_EXTRA_CA_CERTS'),
-    );
-    const container = task.addContainer(RUNNER_CONTAINER, {
-      image: apiContainerImage(this, props.image, 'runner'),
-      readonlyRootFilesystem: true,
-      user: '1000',
-      logging: ecs.LogDrivers.awsLogs({ logGroup: logs, streamPrefix: 'runner' }),
-      environment: {
-        ...taskEnvironment,
-        AWS_REGION: Stack.of(this).region,
-        RUNNER_IN_TASK: 'true',
-        // The image's VOLUME, owned by its user (lambda/tenant-provisioner/Dockerfile).
-        MOBILITY_WORK_DIR: `${RUNNER_WORK_DIR}/tenant-archives`,
-        MAX_ARCHIVE_BYTES: String(TASK_MAX_ARCHIVE_BYTES),
-        DB_STATEMENT_TIMEOUT_MS: String(TASK_STATEMENT_TIMEOUT_MS),
-      },
-    });
-    // Its archives are written and read on the task's ephemeral storage; the root filesystem stays read-only.
-    task.addVolume({ name: 'work' });
-    container.addMountPoints({ sourceVolume: 'work', containerPath: RUNNER_WORK_DIR, readOnly: false });
-    ack(
-      l1(task),
-      AWS_SOLUTIONS('ECS2'),
-      'The environment carries only non-secret configuration (endpoints, bucket, table and secret names, the model); the task reads its secrets from Secrets Manager with its role and signs in to PostgreSQL with short-lived IAM tokens.',
-    );
-    ack(
-      l1(childOfType(task.executionRole!, iam.Policy)),
-      AWS_SOLUTIONS('IAM5[Resource::*]'),
-      'ecr:GetAuthorizationToken has no resource-level permissions and must be granted on "*"; the image pull itself is scoped to the asset repository.',
-    );
-    return task;
   }
 
   /**

@@ -487,22 +487,26 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     expect(early).toBeGreaterThan(1);
     expect(early).toBeLessThan(globexBytes / 10);
     const execution = `${WORKFLOW_EXECUTIONS}onboard-acme-big-1-0a1b2c3d`;
-    sfn.on(DescribeExecutionCommand, { executionArn: execution }).resolves({
-      status: 'RUNNING',
-      stateMachineArn: WORKFLOW,
-      input: JSON.stringify({
-        action: 'onboard',
-        tenant: { tenantId: 'acme-big', model: 'pool', restoreArchive: acmeArchive },
-      }),
-    });
-    await moto.put({
-      tenantId: 'acme-big',
-      model: 'pool',
-      status: 'provisioning',
-      lock: execution,
-      restoreArchive: acmeArchive,
-    });
-    await onboard('acme-big');
+    /** A new tenant held by `onboarding` to start from acme's archive, as the entry and the deploy leave it. */
+    const beingOnboarded = async (tenantId: string, onboarding: string) => {
+      sfn.on(DescribeExecutionCommand, { executionArn: onboarding }).resolves({
+        status: 'RUNNING',
+        stateMachineArn: WORKFLOW,
+        input: JSON.stringify({
+          action: 'onboard',
+          tenant: { tenantId, model: 'pool', restoreArchive: acmeArchive },
+        }),
+      });
+      await moto.put({
+        tenantId,
+        model: 'pool',
+        status: 'provisioning',
+        lock: onboarding,
+        restoreArchive: acmeArchive,
+      });
+      await onboard(tenantId);
+    };
+    await beingOnboarded('acme-big', execution);
     const archiveBytes = (await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: acmeArchive })))
       .ContentLength!;
     // What the construct sets on the function (lib/constructs/mobility-runner.ts).
@@ -632,22 +636,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
       // A step the workflow no longer waits for (it timed out, or was retried under a new token) commits nothing:
       // the last look before the commit asks Step Functions, whose beat is refused.
       const lateExecution = `${WORKFLOW_EXECUTIONS}onboard-acme-late-1-0a1b2c3d`;
-      sfn.on(DescribeExecutionCommand, { executionArn: lateExecution }).resolves({
-        status: 'RUNNING',
-        stateMachineArn: WORKFLOW,
-        input: JSON.stringify({
-          action: 'onboard',
-          tenant: { tenantId: 'acme-late', model: 'pool', restoreArchive: acmeArchive },
-        }),
-      });
-      await moto.put({
-        tenantId: 'acme-late',
-        model: 'pool',
-        status: 'provisioning',
-        lock: lateExecution,
-        restoreArchive: acmeArchive,
-      });
-      await onboard('acme-late');
+      await beingOnboarded('acme-late', lateExecution);
       for (const name of Object.keys(taskEnv)) delete process.env[name];
       let beats = 0;
       sfn.on(SendTaskHeartbeatCommand).callsFake(async () => {

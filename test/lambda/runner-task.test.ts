@@ -18,16 +18,14 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { DescribeTasksCommand, ECSClient, RunTaskCommand } from '@aws-sdk/client-ecs';
 import {
-  answeringTask,
   launchSettingsFromEnv,
   startRunnerTask,
   rangedLinkBytes,
-  stepStillWaiting,
-  taskOutcome,
   runnerTaskFromEnv,
   UNKNOWN_BYTES,
   workBytes,
 } from '../../lambda/tenant-provisioner/runner-task';
+import { answeringTask, stepStillWaiting, taskOutcome } from '../../lambda/tenant-provisioner/runner-answers';
 import { Moto, startMoto } from '../helpers/moto';
 
 // The runner's pieces for work larger than its function (lambda/tenant-provisioner/runner-task.ts); the whole

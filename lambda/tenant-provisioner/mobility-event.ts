@@ -48,7 +48,7 @@ export interface MobilityEvent {
 
 /** Where a runner task leaves the outcome of an operator's export or restore (runner-task.ts). */
 export const RESULT_KEY =
-  /^runner-events\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.result\.json$/;
+  /^runner-events\/out\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.result\.json$/;
 
 export function isMobilityEvent(event: unknown): event is MobilityEvent {
   return typeof event === 'object' && event !== null && 'action' in event && 'tenantId' in event;
@@ -96,7 +96,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
   if (event.result !== undefined && (typeof event.result !== 'string' || !RESULT_KEY.test(event.result))) {
     throw bad(
       'result',
-      'the key a hand-over to the runner task answered ("runner-events/<uuid>.result.json")',
+      'the key a hand-over to the runner task answered ("runner-events/out/<uuid>.result.json")',
     );
   }
   if (
@@ -109,7 +109,7 @@ export function parseMobilityEvent(event: MobilityEvent): {
     if (event.result === undefined) {
       throw bad(
         'result',
-        'the key the hand-over to the runner task answered ("runner-events/<uuid>.result.json")',
+        'the key the hand-over to the runner task answered ("runner-events/out/<uuid>.result.json")',
       );
     }
     if (

@@ -8,7 +8,7 @@ import { DescribeTasksCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { MobilityEvent } from './mobility-event';
 import type { MobilityReport } from './mobility';
-import { EVENT_PREFIX, HandedToTask, RUNNER_CONTAINER } from './runner-task';
+import { HandedToTask, OUTCOME_PREFIX, RUNNER_CONTAINER } from './runner-task';
 
 /** How often a worker tells Step Functions it is alive (the workflow's heartbeat timeout is 5 minutes). */
 export const HEARTBEAT_MS = 60_000;
@@ -97,7 +97,7 @@ export async function answeringTask(
 
 /** A new key for the outcome of an operator's step handed to a task. */
 export function newResultKey(): string {
-  return `${EVENT_PREFIX}${randomUUID()}.result.json`;
+  return `${OUTCOME_PREFIX}${randomUUID()}.result.json`;
 }
 
 /** What a runner task leaves for the operator who asked: the report, or the error. */

@@ -56,7 +56,11 @@ export const RUNNER_TASK_ABOVE_BYTES = 1024 ** 3;
 export const RUNNER_CONTAINER = 'runner';
 /** Where handed-over events wait for their task, in the cell's archive bucket. */
 export const EVENT_PREFIX = 'runner-events/';
-const EVENT_KEY = /^runner-events\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/;
+/** What the function hands the task (only the function writes here, only the task reads and deletes). */
+export const HANDED_PREFIX = `${EVENT_PREFIX}in/`;
+/** What the task leaves for an operator's poll (only the task writes here, only the function reads). */
+export const OUTCOME_PREFIX = `${EVENT_PREFIX}out/`;
+const EVENT_KEY = /^runner-events\/in\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/;
 
 /** An operator's actions that may go to the task (the operator's command then polls for the result). */
 export const OPERATOR_TASK_ACTIONS: ReadonlySet<MobilityEvent['action']> = new Set(['export', 'restore']);
@@ -192,7 +196,7 @@ export async function handToTask(
   task: RunnerTask,
   clients: { s3: S3Client; bucket: string; launch(eventKey: string): Promise<string> },
 ): Promise<HandedToTask> {
-  const key = `${EVENT_PREFIX}${randomUUID()}.json`;
+  const key = `${HANDED_PREFIX}${randomUUID()}.json`;
   const written = await clients.s3.send(
     new PutObjectCommand({
       Bucket: clients.bucket,
@@ -226,7 +230,7 @@ export async function startRunnerTask(
 ): Promise<string> {
   if (typeof eventKey !== 'string' || !EVENT_KEY.test(eventKey)) {
     throw new Error(
-      `the launcher starts the runner task only for an event the runner put in the cell's bucket ("${EVENT_PREFIX}<uuid>.json"), not ${JSON.stringify(eventKey)}`,
+      `the launcher starts the runner task only for an event the runner put in the cell's bucket ("${HANDED_PREFIX}<uuid>.json"), not ${JSON.stringify(eventKey)}`,
     );
   }
   let started;
@@ -252,7 +256,7 @@ export async function startRunnerTask(
         // No propagated tags: tagging a task needs ecs:TagResource, which the launcher does not hold.
         startedBy: 'tenant-mobility',
         // One task per hand-over, whatever is retried: the event's own id.
-        clientToken: eventKey.slice(EVENT_PREFIX.length, EVENT_PREFIX.length + 36),
+        clientToken: eventKey.slice(HANDED_PREFIX.length, HANDED_PREFIX.length + 36),
       }),
     );
   } catch (e) {
@@ -274,7 +278,7 @@ export async function takeHandedEvent(
 ): Promise<MobilityEvent> {
   if (!key || !EVENT_KEY.test(key)) {
     throw new Error(
-      `runner task misconfigured: MOBILITY_EVENT_KEY is ${JSON.stringify(key)}, not a key under ${EVENT_PREFIX} (the function that starts the task sets it)`,
+      `runner task misconfigured: MOBILITY_EVENT_KEY is ${JSON.stringify(key)}, not a key under ${HANDED_PREFIX} (the function that starts the task sets it)`,
     );
   }
   const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));

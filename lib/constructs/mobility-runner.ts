@@ -20,7 +20,12 @@ import {
 } from './onboarding-access';
 import { APP_SUBNETS } from './network';
 import { registryStatements } from './registry-access';
-import { EVENT_PREFIX, RUNNER_TASK_ABOVE_BYTES } from '../../lambda/tenant-provisioner/runner-task';
+import {
+  EVENT_PREFIX,
+  HANDED_PREFIX,
+  OUTCOME_PREFIX,
+  RUNNER_TASK_ABOVE_BYTES,
+} from '../../lambda/tenant-provisioner/runner-task';
 import {
   HEX_KEY_SECRET,
   LAMBDA_BUNDLING,
@@ -228,13 +233,6 @@ export class MobilityRunner extends Construct {
           resources: [archives],
         }),
         new iam.PolicyStatement({
-          // The function hands a large step's event (its token, maybe a link) to the runner task through the
-          // bucket; the task reads it once and deletes that version.
-          sid: 'RunnerTaskEvents',
-          actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObjectVersion'],
-          resources: [this.bucket.arnForObjects(`${EVENT_PREFIX}*`)],
-        }),
-        new iam.PolicyStatement({
           // An export that finds its tenant offboarded once it has written deletes what it wrote; a purge deletes
           // every version of a tenant's archives in the cell it moved out of.
           sid: 'WithdrawTenantArchive',
@@ -281,6 +279,18 @@ export class MobilityRunner extends Construct {
       statements: [
         ...vpcFunctionStatements([logs]),
         new iam.PolicyStatement({
+          // A large step's event (its token, maybe a link) for the runner task, written here only.
+          sid: 'HandStepsToRunnerTask',
+          actions: ['s3:PutObject', 's3:DeleteObjectVersion'],
+          resources: [this.bucket.arnForObjects(`${HANDED_PREFIX}*`)],
+        }),
+        new iam.PolicyStatement({
+          // What the task left for an operator's poll.
+          sid: 'ReadRunnerTaskOutcomes',
+          actions: ['s3:GetObject'],
+          resources: [this.bucket.arnForObjects(`${OUTCOME_PREFIX}*`)],
+        }),
+        new iam.PolicyStatement({
           sid: 'StartRunnerTaskThroughItsLauncher',
           actions: ['lambda:InvokeFunction'],
           resources: [launcher.functionArn],
@@ -303,12 +313,35 @@ export class MobilityRunner extends Construct {
     });
     // Created only once its role may create network interfaces (tenant-provisioner.ts says why).
     this.runner.node.addDependency(policy, functionPolicy);
+    // The task's own: the step handed to it (read once, that version deleted) and its outcome for a poll.
+    const taskPolicy = new iam.ManagedPolicy(this, 'TaskPolicy', {
+      roles: [taskRole],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'TakeHandedSteps',
+          actions: ['s3:GetObject', 's3:DeleteObjectVersion'],
+          resources: [this.bucket.arnForObjects(`${HANDED_PREFIX}*`)],
+        }),
+        new iam.PolicyStatement({
+          sid: 'LeaveOutcomes',
+          actions: ['s3:PutObject'],
+          resources: [this.bucket.arnForObjects(`${OUTCOME_PREFIX}*`)],
+        }),
+      ],
+    });
+    for (const [p, prefix] of [
+      [functionPolicy, HANDED_PREFIX],
+      [functionPolicy, OUTCOME_PREFIX],
+      [taskPolicy, HANDED_PREFIX],
+      [taskPolicy, OUTCOME_PREFIX],
+    ] as const) {
+      ack(
+        l1(p),
+        AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.bucket))}.Arn>/${prefix}*]`),
+        "The runner's hand-overs to its task and the task's outcomes (a new random key each), under one prefix of this cell's own archive bucket, which expires them after a day; each side writes only its own prefix.",
+      );
+    }
     acknowledgeOnboardingReads(l1(policy), props);
-    ack(
-      l1(policy),
-      AWS_SOLUTIONS(`IAM5[Resource::<${logicalIdOf(l1(this.bucket))}.Arn>/${EVENT_PREFIX}*]`),
-      "The events the runner function hands its runner task (a new random key each), under one prefix of this cell's own archive bucket, which expires them after a day.",
-    );
     ack(
       l1(functionPolicy),
       AWS_SOLUTIONS(

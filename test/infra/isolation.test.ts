@@ -361,17 +361,45 @@ describe('tenant mobility runner (npm run tenant -- export|restore --aws)', () =
       const [runnerPolicy] = ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) =>
         id.includes('MobilityPolicy'),
       )!;
-      expect(onArchives.filter((s) => s.id !== runnerPolicy).map((s) => s.Sid)).toEqual([]);
-      expect(onArchives).toEqual([
-        expect.objectContaining({
-          Action: ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'],
-          Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, `/tenants/${prefix}/*`]] },
-        }),
-        // The events the function hands its runner task (their token and link go through the bucket only).
-        expect.objectContaining({
-          Action: ['s3:DeleteObjectVersion', 's3:GetObject', 's3:PutObject'],
-          Resource: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, '/runner-events/*']] },
-        }),
+      const policyOf = (fragment: string) =>
+        ofType(t, 'AWS::IAM::ManagedPolicy').find(([id]) => id.includes(fragment))![0];
+      const at = (path: string) => ({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucketId, 'Arn'] }, path]] });
+      // The runner's data (its function's and its task's alike): the tenants' archives. The hand-over between the
+      // function and its task (the step's token and link go through the bucket only): each side writes only its own
+      // prefix, the function the steps it hands over, the task the outcomes it leaves for an operator's poll.
+      expect(
+        onArchives.map((s) => ({ policy: s.id, sid: s.Sid, actions: actions(s), resource: s.Resource })),
+      ).toEqual([
+        {
+          policy: runnerPolicy,
+          sid: 'TenantArchives',
+          actions: ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'],
+          resource: at(`/tenants/${prefix}/*`),
+        },
+        {
+          policy: policyOf('MobilityFunctionPolicy'),
+          sid: 'HandStepsToRunnerTask',
+          actions: ['s3:DeleteObjectVersion', 's3:PutObject'],
+          resource: at('/runner-events/in/*'),
+        },
+        {
+          policy: policyOf('MobilityFunctionPolicy'),
+          sid: 'ReadRunnerTaskOutcomes',
+          actions: ['s3:GetObject'],
+          resource: at('/runner-events/out/*'),
+        },
+        {
+          policy: policyOf('MobilityTaskPolicy'),
+          sid: 'TakeHandedSteps',
+          actions: ['s3:DeleteObjectVersion', 's3:GetObject'],
+          resource: at('/runner-events/in/*'),
+        },
+        {
+          policy: policyOf('MobilityTaskPolicy'),
+          sid: 'LeaveOutcomes',
+          actions: ['s3:PutObject'],
+          resource: at('/runner-events/out/*'),
+        },
       ]);
       // And the bucket itself refuses every other principal's reads and writes, whatever their IAM says.
       const [, bucketPolicy] = ofType(t, 'AWS::S3::BucketPolicy').find(

@@ -125,7 +125,7 @@ test("bad input is refused before any AWS call: another tenant's archive, a bad 
 
 test("an export larger than the runner's function goes to its runner task: the command waits, polling, for its report", async () => {
   const task = `arn:aws:ecs:us-east-1:111122223333:task/pool-cell/${'a1'.repeat(16)}`;
-  const result = 'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json';
+  const result = 'runner-events/out/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json';
   const report = {
     action: 'export',
     tenantId: 'acme',

@@ -672,7 +672,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
         run({
           action: 'export',
           tenantId: 'globex',
-          result: 'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json',
+          result: 'runner-events/out/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json',
         }),
       ).rejects.toThrow('mobility event field "result" is set: leave it out');
       const handed = (await run({ action: 'export', tenantId: 'globex' })) as unknown as {
@@ -695,7 +695,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
           .commandCalls(InvokeCommand)
           .map((c) => JSON.parse(new TextDecoder().decode(c.args[0].input.Payload as Uint8Array)))
           .at(-1),
-      ).toEqual({ eventKey: expect.stringMatching(/^runner-events\/[0-9a-f-]{36}\.json$/) });
+      ).toEqual({ eventKey: expect.stringMatching(/^runner-events\/in\/[0-9a-f-]{36}\.json$/) });
       const poll = { action: 'result', tenantId: 'globex', result: handed.result, task: taskArn };
       expect(await run(poll)).toEqual({
         action: 'result',
@@ -726,7 +726,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
         `${handed.result} is not the outcome of a step of tenant "acme"`,
       );
       // A task that stopped without leaving anything: its reason, and where to look.
-      const lost = { ...poll, result: 'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json' };
+      const lost = { ...poll, result: 'runner-events/out/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json' };
       ecs.on(DescribeTasksCommand).resolves({
         tasks: [
           {

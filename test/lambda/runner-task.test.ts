@@ -72,13 +72,20 @@ describe('runner task settings and sizing', () => {
     const ecs = new ECSClient({});
     const stub = mockClient(ecs);
     stub.on(RunTaskCommand).resolves({ tasks: [{ taskArn: 'arn:task' }] });
-    for (const bad of [undefined, 'tenants/acme/x.tfa', 'runner-events/../x.json', { key: 'x' }]) {
+    for (const bad of [
+      undefined,
+      'tenants/acme/x.tfa',
+      'runner-events/../x.json',
+      'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.json',
+      'runner-events/out/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.result.json',
+      { key: 'x' },
+    ]) {
       await expect(startRunnerTask(ecs, launchSettingsFromEnv(launcher), bad)).rejects.toThrow(
         "the launcher starts the runner task only for an event the runner put in the cell's bucket",
       );
     }
     expect(stub.commandCalls(RunTaskCommand)).toHaveLength(0);
-    const key = 'runner-events/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.json';
+    const key = 'runner-events/in/0a1b2c3d-0a1b-4c2d-8e3f-0a1b2c3d4e5f.json';
     expect(await startRunnerTask(ecs, launchSettingsFromEnv(launcher), key)).toBe('arn:task');
     expect(stub.commandCalls(RunTaskCommand)[0].args[0].input).toMatchObject({
       taskDefinition: 'Family',

@@ -268,24 +268,19 @@ export function boundaryPolicy(
           ? [...exact.get(svc)!].sort()
           : [`${svc}:*`],
     );
+  const allowed = { Sid: 'TheServicesTheseRolesUse', Effect: 'Allow', Action: actions, Resource: '*' };
   if (!passRole) {
+    const nothingInIam = ['iam:*', 'organizations:*', 'account:*'];
     return {
       Version: '2012-10-17',
-      Statement: [
-        { Sid: 'TheServicesTheseRolesUse', Effect: 'Allow', Action: actions, Resource: '*' },
-        {
-          Sid: 'NothingInIam',
-          Effect: 'Deny',
-          Action: ['iam:*', 'organizations:*', 'account:*'],
-          Resource: '*',
-        },
-      ],
+      Statement: [allowed, { Sid: 'NothingInIam', Effect: 'Deny', Action: nothingInIam, Resource: '*' }],
     };
   }
+  const to = { 'iam:PassedToService': [...passRole.to].sort() };
   return {
     Version: '2012-10-17',
     Statement: [
-      { Sid: 'TheServicesTheseRolesUse', Effect: 'Allow', Action: actions, Resource: '*' },
+      allowed,
       // The scope's own roles only (a boundary allows nothing it does not name; IAM resolves the account variable
       // in Resource).
       {
@@ -293,16 +288,16 @@ export function boundaryPolicy(
         Effect: 'Allow',
         Action: 'iam:PassRole',
         Resource: [...passRole.roles],
-        Condition: { StringEquals: { 'iam:PassedToService': [...passRole.to].sort() } },
+        Condition: { StringEquals: to },
       },
+      // Every IAM action is refused but iam:PassRole to these services (the key is absent from every other IAM
+      // action, which a negated condition then matches).
       {
-        // Every IAM action is refused but iam:PassRole to these services (the key is absent from every other IAM
-        // action, which a negated condition then matches).
         Sid: 'NothingInIamButPassingToTheseServices',
         Effect: 'Deny',
         Action: 'iam:*',
         Resource: '*',
-        Condition: { StringNotEquals: { 'iam:PassedToService': [...passRole.to].sort() } },
+        Condition: { StringNotEquals: to },
       },
       {
         Sid: 'NothingInOrganizationsOrAccount',

@@ -12,12 +12,14 @@ import Fastify from 'fastify';
 import { getInvoice } from '../db/invoices';
 import type { TenantScope } from '../db/tenant-context';
 import { createPool } from '../service/src/db-pool';
+import { DEFAULT_RUNTIME_SLOTS } from '../db/slots';
 
 const url = process.env.BASELINE_DATABASE_URL;
 if (!url) throw new Error('BASELINE_DATABASE_URL is not set (bench/api.ts sets it)');
+// Signing in as the API's connections do: each as a slot role of the runtime role (db/slots.ts).
 const pool = createPool(
   { connectionString: url, options: '-c search_path=bench_plain' },
-  {},
+  { slots: DEFAULT_RUNTIME_SLOTS },
   () => undefined,
 );
 // The same statement getInvoice sends in tenant context, sent here as is: no enter(), no credential, no RLS.

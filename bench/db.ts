@@ -35,6 +35,13 @@ import { sql } from '../db/sql';
 import { ContextKey } from '../db/context';
 import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
 import { runUnitOfWork } from '../db/unit-of-work';
+import {
+  claimSlot,
+  configuredUser,
+  DEFAULT_RUNTIME_SLOTS,
+  retryBusySlots,
+  slotClientClass,
+} from '../db/slots';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
 import { freePort } from '../service/src/local/free-port';
 
@@ -175,12 +182,27 @@ async function throughput(label: string, work: () => Promise<unknown>): Promise<
 }
 
 /**
+ * A pool that signs in as the API's do (db/slots.ts): a runtime role's connections each as one of its slot roles
+ * (the runtime roles themselves cannot sign in). Slot roles are taken when a connection opens, never per query.
+ */
+function slotted(config: PoolConfig): Pool {
+  const role = configuredUser(config);
+  if (role !== 'app_pool' && role !== 'app_bridge') return new Pool(config);
+  const pool = new Pool({
+    ...config,
+    Client: slotClientClass(role, DEFAULT_RUNTIME_SLOTS),
+    onConnect: claimSlot,
+  } as PoolConfig);
+  return retryBusySlots(pool, role, DEFAULT_RUNTIME_SLOTS);
+}
+
+/**
  * Counts network round trips per transaction: a query sent while the connection has none in flight starts one
  * (queries sent together, pipelined or as one exchange, share it).
  */
 function countingPool(connectionString: string): { pool: Pool; calls: () => number } {
   let trips = 0;
-  const pool = new Pool({ connectionString, max: CONCURRENCY, pipeline: true } as PoolConfig);
+  const pool = slotted({ connectionString, max: CONCURRENCY, pipeline: true } as PoolConfig);
   pool.on('connect', (c) => {
     let inFlight = 0;
     const original = c.query.bind(c) as (...a: unknown[]) => unknown;
@@ -401,7 +423,8 @@ async function withClient<T>(pool: Pool, work: (c: PoolClient) => Promise<T>): P
 /** The private memory (RssAnon, MB) of each backend of `user` in `db`, read from /proc (a local server only). */
 async function backendMemoryMb(su: Client, db: string, user: string): Promise<number[] | undefined> {
   const pids = await su.query<{ pid: number }>(
-    'SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2',
+    // The role's slot roles' backends (db/slots.ts).
+    `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename::text ~ ('^' || $2 || '_s[0-9]+$')`,
     [db, user],
   );
   const out: number[] = [];
@@ -464,15 +487,13 @@ async function memoryBenchmark(base: string, su: Client): Promise<void> {
       },
     ];
     for (const { label, partitions, limit } of settings) {
-      const pools = Array.from(
-        { length: partitions },
-        () =>
-          new Pool({
-            connectionString: urlFor(base, 'bench_bridge', 'app_bridge', PASSWORD),
-            max: 20 / partitions,
-            maxLifetimeSeconds: 600,
-            pipeline: true,
-          } as PoolConfig),
+      const pools = Array.from({ length: partitions }, () =>
+        slotted({
+          connectionString: urlFor(base, 'bench_bridge', 'app_bridge', PASSWORD),
+          max: 20 / partitions,
+          maxLifetimeSeconds: 600,
+          pipeline: true,
+        } as PoolConfig),
       );
       const db = new TenantDatabase({
         contextKey: BENCH_CONTEXT_KEY,

@@ -23,6 +23,7 @@ import {
   RUNTIME_LOCK_TIMEOUT,
   RUNTIME_STATEMENT_TIMEOUT,
 } from './roles';
+import { DEFAULT_RUNTIME_SLOTS, MAX_RUNTIME_SLOTS, SLOT_CONNECTION_LIMIT, slotRole } from './slots';
 import { ident, sql } from './sql';
 import {
   currentDatabase,
@@ -52,6 +53,12 @@ export interface BootstrapOptions extends ModelOptions {
    * hold the same. Bootstrapping again with another key rotates it (units of work in flight fail once).
    */
   readonly contextKey: ContextKey;
+  /**
+   * The shared cells' (pool, bridge) slot roles: one login role per connection (db/slots.ts), this many. More
+   * than an earlier bootstrap made are added; fewer leave the extra ones (a task may still use them).
+   * @default DEFAULT_RUNTIME_SLOTS
+   */
+  readonly runtimeSlots?: number;
 }
 
 export async function bootstrapDatabase(
@@ -72,8 +79,14 @@ export async function bootstrapDatabase(
         : sql`GRANT ${ident(OWNER_ROLE)} TO CURRENT_USER`,
     );
     const role = impl.runtimeRole(options);
-    // NOINHERIT: app_bridge holds no tenant's privileges until it SETs that tenant's role (B2).
-    await ensureRole(client, role, 'LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT');
+    // NOINHERIT: app_bridge holds no tenant's privileges until it SETs that tenant's role (B2). A shared cell's
+    // runtime role is a group no connection signs in as: its slot roles do (db/slots.ts, I8).
+    const shared = model !== 'silo';
+    await ensureRole(
+      client,
+      role,
+      `${shared ? 'NOLOGIN' : 'LOGIN'} NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT`,
+    );
     await assertRuntimeRoleAttributes(client, role);
     const password = options.runtimePasswords?.[model];
     if (password !== undefined) {
@@ -93,6 +106,25 @@ export async function bootstrapDatabase(
     await client.query(
       sql`ALTER ROLE ${ident(role)} SET lock_timeout = ${RUNTIME_LOCK_TIMEOUT}`.toLiteralSql(),
     );
+
+    if (shared) {
+      const upgraded = await roleExists(client, slotRole(role, 1));
+      await ensureSlotRoles(client, role, options.runtimeSlots ?? DEFAULT_RUNTIME_SLOTS, { pg16, password });
+      // A cell made before the slot roles: its runtime role stops signing in at the first bootstrap after the one
+      // that made them (whose deploy replaced the API tasks that signed in as it), if nothing signs in as it then.
+      // Until then each slot role, having its privileges, could read and end those sessions' statements (README:
+      // upgrading a cell made before slot roles).
+      if (upgraded) {
+        await client.query(
+          `DO $nologin$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE usename = current_setting('tenantforge.slot_parent'))
+                AND (SELECT rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = current_setting('tenantforge.slot_parent')) THEN
+               EXECUTE format('ALTER ROLE %I NOLOGIN', current_setting('tenantforge.slot_parent'));
+             END IF;
+           END $nologin$`,
+        );
+      }
+    }
 
     const db = ident(await currentDatabase(client));
     await exec(client, sql`GRANT CONNECT ON DATABASE ${db} TO ${ident(role)}`);
@@ -134,6 +166,95 @@ export async function bootstrapDatabase(
     await installContext(client, options.contextKey);
   });
   await impl.afterBootstrap(client, { ...options, version: options.version ?? LATEST_VERSION });
+}
+
+/**
+ * The slot roles of a shared cell's runtime role (db/slots.ts), made or checked in one statement: LOGIN,
+ * neither superuser nor BYPASSRLS, a connection limit of 2, the runtime role's privileges by membership (and its
+ * tenant roles by SET ROLE only: the runtime role is NOINHERIT), its defaults, and its password (local) or
+ * `rds_iam`. A slot role someone made otherwise is refused by name, not repaired.
+ */
+async function ensureSlotRoles(
+  client: ClientBase,
+  role: string,
+  slots: number,
+  o: { pg16: boolean; password?: string },
+): Promise<void> {
+  if (!Number.isInteger(slots) || slots < 1 || slots > MAX_RUNTIME_SLOTS) {
+    throw new Error(
+      `bootstrap: runtimeSlots is ${JSON.stringify(slots)}: use a whole number from 1 to ${MAX_RUNTIME_SLOTS}`,
+    );
+  }
+  // The password travels as a setting of this transaction, never in the statement's text.
+  await client.query(
+    `SELECT pg_catalog.set_config('tenantforge.slot_password', $1, true),
+            pg_catalog.set_config('tenantforge.slot_parent', $2, true),
+            pg_catalog.set_config('tenantforge.slot_defaults', $3, true)`,
+    [
+      o.password ?? '',
+      role,
+      [RUNTIME_STATEMENT_TIMEOUT, RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT, RUNTIME_LOCK_TIMEOUT].join(','),
+    ],
+  );
+  const membership = o.pg16 ? 'WITH INHERIT TRUE, SET TRUE' : '';
+  await client.query(`
+    DO $slots$
+    DECLARE
+      parent text := current_setting('tenantforge.slot_parent');
+      pw text := current_setting('tenantforge.slot_password');
+      d text[] := string_to_array(current_setting('tenantforge.slot_defaults'), ',');
+      iam boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'rds_iam');
+      r text;
+      s text;
+      indb boolean;
+    BEGIN
+      FOR n IN 1..${slots} LOOP
+        r := parent || '_s' || n;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+          EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE INHERIT CONNECTION LIMIT ${SLOT_CONNECTION_LIMIT}', r);
+        END IF;
+        EXECUTE format('GRANT %I TO %I ${membership}', parent, r);
+        -- Whatever a session of the role set as its defaults (I5) goes, one by one: a few (db/runtime-role.ts
+        -- INERT_ROLE_SETTINGS) only a superuser could remove, and RESET ALL would fail on them. Then the bootstrap's own.
+        FOR s, indb IN
+          SELECT pg_catalog.split_part(c, '=', 1), x.setdatabase <> 0
+            FROM pg_catalog.pg_db_role_setting x, pg_catalog.unnest(x.setconfig) c
+           WHERE x.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = r)
+             AND x.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))
+        LOOP
+          BEGIN
+            IF indb THEN
+              EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET %I', r, current_database(), s);
+            ELSE
+              EXECUTE format('ALTER ROLE %I RESET %I', r, s);
+            END IF;
+          EXCEPTION WHEN OTHERS THEN
+            NULL;
+          END;
+        END LOOP;
+        EXECUTE format('ALTER ROLE %I SET statement_timeout = %L', r, d[1]);
+        EXECUTE format('ALTER ROLE %I SET idle_in_transaction_session_timeout = %L', r, d[2]);
+        EXECUTE format('ALTER ROLE %I SET lock_timeout = %L', r, d[3]);
+        IF pw <> '' THEN EXECUTE format('ALTER ROLE %I PASSWORD %L', r, pw); END IF;
+        IF iam THEN EXECUTE format('GRANT rds_iam TO %I', r); END IF;
+      END LOOP;
+    END
+    $slots$`);
+  await client.query(`SELECT pg_catalog.set_config('tenantforge.slot_password', '', true)`);
+  const bad = await client.query<{ rolname: string }>(
+    `SELECT r.rolname FROM pg_catalog.pg_roles r
+      WHERE r.rolname = ANY (SELECT $1 || '_s' || n FROM pg_catalog.generate_series(1, $2::int) n)
+        AND (r.rolsuper OR r.rolbypassrls OR r.rolcreaterole OR r.rolcreatedb OR NOT r.rolcanlogin
+             OR NOT r.rolinherit OR r.rolconnlimit <> $3::int)
+      ORDER BY r.rolname`,
+    [role, slots, SLOT_CONNECTION_LIMIT],
+  );
+  if (bad.rows.length > 0) {
+    throw new Error(
+      `bootstrap: slot roles ${bad.rows.map((b) => b.rolname).join(', ')} exist with other attributes than the bootstrap gives them ` +
+        `(LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE INHERIT CONNECTION LIMIT ${SLOT_CONNECTION_LIMIT}): drop them as the database's administrator, then provision again`,
+    );
+  }
 }
 
 /** Refuses a runtime role that could skip Row-Level Security or own tenant data (P1, P2). */

@@ -3,8 +3,9 @@
  * transaction status the server reported, the resets after a failed unit, the names of the API's prepared
  * statements, and how a connection in an unknown state is ended rather than handed to the next tenant.
  */
-import type { Pool, PoolClient } from 'pg';
+import { Client, Pool, PoolClient, PoolConfig } from 'pg';
 import { isConnectionFault } from './faults';
+import { asUser, isSlotBusy } from './slots';
 import { forgetParsedStatements } from './unit-of-work';
 
 export function txStatus(client: PoolClient): string | undefined {
@@ -62,9 +63,9 @@ export function statementName(text: string): string | undefined {
  */
 export async function abandon(client: PoolClient, error: unknown, pool?: Pool): Promise<void> {
   if (isConnectionFault(error)) {
-    const pid = (client as unknown as { processID?: number | null }).processID;
+    const { processID: pid, user } = client as unknown as { processID?: number | null; user?: string };
     destroy(client, error);
-    if (pool && pid && isClientTimeout(error)) await endBackend(pool, pid);
+    if (pool && pid && user && isClientTimeout(error)) await endBackend(pool, pid, user);
     return;
   }
   try {
@@ -81,31 +82,37 @@ function isClientTimeout(e: unknown): boolean {
 }
 
 /**
- * Ends the backend a timed-out unit of work left running, from another connection of the pool (the runtime role
- * may end its own role's backends), waiting up to a second for it to go. Closing the socket is not enough:
- * PostgreSQL notices a gone client only when it next writes to it, and SQL in the unit may have turned off its
- * own statement timeout (SET LOCAL) while it holds locks that stall every tenant of the cell, or a move's freeze
- * (I6). The borrowed connection's role is reset first (SQL may have left a session-level SET ROLE to a tenant's
- * role on it, which may not end the runtime role's backends), and only a backend whose current statement began
- * before the timeout is ended (its pid, if freed meanwhile, could be a new backend's). Returns whether it ended
- * one; best effort: the server's own limits stay the backstop.
+ * Ends the backend a timed-out unit of work left running, from a new connection as the same login role (a role
+ * may end its own backends; with one login role per connection, db/slots.ts, no other connection of the pool
+ * could), waiting up to a second for it to go. Closing the socket is not enough: PostgreSQL notices a gone client
+ * only when it next writes to it, and SQL in the unit may have turned off its own statement timeout (SET LOCAL)
+ * while it holds locks that stall every tenant of the cell, or a move's freeze (I6). The new connection is one
+ * nobody else used (no SQL can have left a session-level SET ROLE on it), it takes the slot role's second seat,
+ * and only a backend whose current statement began before the timeout is ended (its pid, if freed meanwhile,
+ * could be a new backend's). Returns whether it ended one; best effort: the server's own limits stay the backstop.
  */
-export async function endBackend(pool: Pool, pid: number): Promise<boolean> {
-  let client: PoolClient | undefined;
-  try {
-    client = await pool.connect();
-    await client.query('RESET ROLE');
-    const r = await client.query<{ ended: boolean }>(
-      `SELECT pg_catalog.pg_terminate_backend(a.pid, 1000) AS ended FROM pg_catalog.pg_stat_activity a
-        WHERE a.pid = $1::pg_catalog.int4 AND a.query_start < pg_catalog.now() - interval '1 second'`,
-      [pid],
-    );
-    client.release();
-    return r.rows[0]?.ended === true;
-  } catch (e) {
-    client?.release(e instanceof Error ? e : new Error(String(e)));
-    return false;
+export async function endBackend(pool: Pool, pid: number, user: string): Promise<boolean> {
+  const options = (pool as unknown as { options: PoolConfig }).options;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const client = new Client(asUser(options, user));
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const r = await client.query<{ ended: boolean }>(
+        `SELECT pg_catalog.pg_terminate_backend(a.pid, 1000) AS ended FROM pg_catalog.pg_stat_activity a
+          WHERE a.pid = $1::pg_catalog.int4 AND a.query_start < pg_catalog.now() - interval '1 second'`,
+        [pid],
+      );
+      return r.rows[0]?.ended === true;
+    } catch (e) {
+      // The slot's second seat is taken for a moment by a connection that is leaving it (db/slots.ts).
+      if (!isSlotBusy(e) || attempt === 3) return false;
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
+  return false;
 }
 
 /** Closes the socket now (a half-open socket would otherwise linger until TCP gives up) and drops the client. */

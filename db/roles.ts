@@ -13,6 +13,14 @@ export const RUNTIME_ROLES: Readonly<Record<IsolationModel, string>> = {
   silo: 'app_silo',
 };
 
+/**
+ * The database users a model's runtime principals (its API, its mobility runner) sign in as, as IAM names them
+ * (rds-db:connect): a shared cell's slot roles (one login role per connection, db/slots.ts), a silo's runtime role.
+ */
+export function runtimeLogins(model: IsolationModel): string {
+  return model === 'silo' ? RUNTIME_ROLES.silo : `${RUNTIME_ROLES[model]}_s*`;
+}
+
 /** Schema of the pool model's shared tables. */
 export const POOL_SCHEMA = 'pool';
 /** Schema of the application tables in a silo database. */
@@ -44,4 +52,10 @@ export const RUNTIME_STARTUP_OPTIONS = [
   '-c default_transaction_read_only=off',
   '-c default_transaction_isolation=read\\ committed',
   '-c row_security=on',
+  // Role defaults that would end or refuse the session before anything can repair them (I5, I8): a library that
+  // does not exist fails every sign-in of the role; timeouts of a session or a transaction end it. (The last
+  // needs PostgreSQL 17 or later, as every cell runs.)
+  '-c local_preload_libraries=',
+  '-c idle_session_timeout=0',
+  '-c transaction_timeout=0',
 ].join(' ');

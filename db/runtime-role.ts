@@ -2,7 +2,7 @@
  * The login role the API serves tenants as must not be able to make isolation meaningless: checked at start-up
  * (TenantDatabase.assertSafeRuntimeRole).
  */
-import type { Pool } from 'pg';
+import type { ClientBase, Pool } from 'pg';
 import {
   OWNER_ROLE,
   RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT,
@@ -12,6 +12,22 @@ import {
 import { TenantContextError } from './context';
 
 /** The runtime roles' own settings, as the bootstrap sets them (db/bootstrap.ts). */
+/**
+ * Role defaults a role may set on itself that nobody but a superuser can remove again (PostgreSQL refuses to
+ * RESET them; RDS has no superuser), and that reach nothing: a transaction's own characteristics are set from the
+ * `default_transaction_*` settings (pinned in the startup packet) as each transaction starts, and no statement of
+ * ours uses random() (keys are gen_random_uuid(), from the strong source). Left where they are, and not refused: a
+ * tenant's statement that set one would otherwise fail every start-up check, and every bootstrap, of the cell.
+ */
+export const INERT_ROLE_SETTINGS = [
+  'transaction_read_only',
+  'transaction_isolation',
+  'transaction_deferrable',
+  'seed',
+];
+const inert = (setting: string) =>
+  INERT_ROLE_SETTINGS.includes(setting.slice(0, setting.indexOf('=')).toLowerCase());
+
 const EXPECTED_ROLE_SETTINGS = [
   `statement_timeout=${RUNTIME_STATEMENT_TIMEOUT}`,
   `idle_in_transaction_session_timeout=${RUNTIME_IDLE_IN_TRANSACTION_TIMEOUT}`,
@@ -24,9 +40,10 @@ const EXPECTED_ROLE_SETTINGS = [
  * of work (enter() sets every setting that matters), but left in place it made every API task started after it
  * refuse to start (assertSafeRuntimeRole): one tenant's statement took the whole cell's capacity away as tasks were
  * replaced. Returns what it removed, to be logged as the security event it is. A setting it cannot remove stays,
- * and the assertion refuses it.
+ * and the assertion refuses it. Give it one connection (a pool's queries may each sign in as another slot role,
+ * db/slots.ts): every new connection of a pool with slot roles runs it on itself (service/src/db-pool.ts).
  */
-export async function repairRuntimeRoleSettings(pool: Pool): Promise<string[]> {
+export async function repairRuntimeRoleSettings(pool: Pool | ClientBase): Promise<string[]> {
   const found = await pool.query<{ setting: string; db: string | null }>(
     `SELECT unnest(s.setconfig) AS setting, d.datname AS db
        FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase
@@ -35,7 +52,7 @@ export async function repairRuntimeRoleSettings(pool: Pool): Promise<string[]> {
   );
   const removed: string[] = [];
   for (const { setting, db } of found.rows) {
-    if (EXPECTED_ROLE_SETTINGS.includes(setting)) continue;
+    if (EXPECTED_ROLE_SETTINGS.includes(setting) || inert(setting)) continue;
     const name = setting.slice(0, setting.indexOf('='));
     const expected = EXPECTED_ROLE_SETTINGS.find((e) => e.startsWith(`${name}=`));
     const scope = db === null ? '' : ` IN DATABASE ${quoteIdent(db)}`;
@@ -115,7 +132,9 @@ export async function assertSafeRuntimeRole(pool: Pool): Promise<void> {
       WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user)
         AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))`,
   );
-  const unexpected = settings.rows.map((r) => r.setting).filter((x) => !EXPECTED_ROLE_SETTINGS.includes(x));
+  const unexpected = settings.rows
+    .map((r) => r.setting)
+    .filter((x) => !EXPECTED_ROLE_SETTINGS.includes(x) && !inert(x));
   if (unexpected.length > 0) {
     problems.push(
       `has role settings nobody provisioned (${unexpected.join(', ')}): run ALTER ROLE ${role.rolname} RESET ALL as the database's administrator, then provision again`,

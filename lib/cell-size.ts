@@ -49,3 +49,16 @@ export function cellSizeFor(model: SharedModel, tenants: number): CellSize {
     tasks: Math.max(2, Math.ceil(tenants / 250)),
   };
 }
+
+/** Connections one API task's pool opens at most (service/src/db-pool.ts, DB_POOL_SIZE). */
+export const API_POOL_SIZE = 20;
+
+/**
+ * The slot roles a shared cell's runtime role gets (db/slots.ts: one login role per connection): twice the
+ * connections its API can open at its largest (autoscaling's 4x its minimum tasks, doubled while a deployment
+ * runs the old tasks beside the new: ECS's maximumPercent of 200), so a new connection seldom draws a slot in use,
+ * and 16 for the mobility runner's.
+ */
+export function runtimeSlotsFor(apiMinTasks: number): number {
+  return 2 * (2 * 4 * apiMinTasks * API_POOL_SIZE) + 16;
+}

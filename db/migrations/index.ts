@@ -60,6 +60,7 @@ export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
  * their grants). Raise it with every change there: each cell's bootstrap resource carries it (lib/constructs/
  * cell.ts), so the next deploy runs the bootstrap again on a database that already has one (it is idempotent).
  * 2: any role may call tenancy_api.enter(), whose body names pg_catalog functions only (threat model I5).
+ * 3: the shared cells' slot roles, one login role per connection (db/slots.ts, threat model I8).
  * test/db/provisioning.test.ts pins a fingerprint of db/bootstrap.ts, so a change there cannot forget this.
  */
-export const BOOTSTRAP_REVISION = 2;
+export const BOOTSTRAP_REVISION = 3;

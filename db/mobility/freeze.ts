@@ -18,8 +18,8 @@ export class FreezeTimeout extends Error {
 }
 
 /**
- * Waits until every transaction that `runtimeRole`'s sessions had open in this database when it was called
- * has ended. The API's transactions end within their statement and idle-in-transaction timeouts (5 s, 10 s), so
+ * Waits until every transaction that `runtimeRole`'s sessions (its slot roles' too, db/slots.ts) had open in this
+ * database when it was called has ended. The API's transactions end within their statement and idle-in-transaction timeouts (5 s, 10 s), so
  * the default bound covers them; an export of another tenant of the same cell (a read-only snapshot that can run
  * for minutes) is waited for too, and past the bound the move stops and can be run again once it has finished.
  */
@@ -33,7 +33,9 @@ export async function waitForOlderTransactions(
        FROM pg_catalog.pg_locks l
        JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'virtualxid' AND l.granted AND l.pid <> pg_backend_pid()
-        AND a.datname = current_database() AND a.usename = $1`,
+        AND a.datname = current_database()
+        AND (a.usename = $1 OR (pg_catalog.left(a.usename, pg_catalog.length($1) + 2) = $1 || '_s'
+             AND pg_catalog.substr(a.usename, pg_catalog.length($1) + 3) ~ '^[0-9]+$'))`,
     [runtimeRole],
   );
   const older = r.rows.map((row) => row.vxid);

@@ -172,7 +172,11 @@ async function carryOut(
   if (r.kind === 'bootstrap') {
     // Deleting the bootstrap resource never drops roles or data: tenant data outlives the cell's stack.
     if (requestType !== 'Delete') {
-      await bootstrapDatabase(client, r.model, { version, contextKey: await contextKey(env) });
+      await bootstrapDatabase(client, r.model, {
+        version,
+        contextKey: await contextKey(env),
+        runtimeSlots: r.runtimeSlots,
+      });
     }
     return { Model: r.model, SchemaVersion: String(version) };
   }

@@ -4,7 +4,7 @@
  * `npm run tenant -- export|restore --aws` hold invoke on this function only.
  *
  * Environment (the CDK construct sets it): the provisioner's, plus ARCHIVE_BUCKET, ARCHIVE_KEY_SECRET_ARN,
- * RUNTIME_DB_USER, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK (S3 and Step
+ * RUNTIME_DB_USER, RUNTIME_DB_SLOTS, RUNTIME_DB_AUTH=iam (tests: RUNTIME_DB_PASSWORD), MAX_ARCHIVE_BYTES, S3_DUALSTACK (S3 and Step
  * Functions over their dual-stack endpoints); a shared
  * cell's runner, and a silo's, also ONBOARDING_STATE_MACHINE_ARN (the onboarding workflow, whose executions it may read).
  */
@@ -23,7 +23,7 @@ import {
   SFNClient,
 } from '@aws-sdk/client-sfn';
 import { Signer } from '@aws-sdk/rds-signer';
-import { Pool } from 'pg';
+import { Pool, PoolConfig } from 'pg';
 import { REGISTRY_KEY, registryItemFromAttributes, tenantOfStackName } from '../../contracts';
 import { ArchiveKey, estimateTenantBytes } from '../../db/mobility';
 import { dataModel } from '../../db/models';
@@ -59,6 +59,13 @@ import {
 } from './runner-answers';
 import { ProvisioningInputError, readEnv } from './request';
 import { RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
+import {
+  DEFAULT_RUNTIME_SLOTS,
+  onSlotConnect,
+  parseSlots,
+  retryBusySlots,
+  slotClientClass,
+} from '../../db/slots';
 
 let s3: S3Client | undefined;
 let dynamo: DynamoDBClient | undefined;
@@ -152,18 +159,25 @@ export async function handler(
     const deps: Parameters<typeof runMobilityEvent>[2] = {
       connect: () => connect(env, log),
       runtimeDatabase: async () => {
-        // The runtime role signs in as the API does: a short-lived IAM token, no password exists for it.
-        const signer = new Signer({
-          hostname: env.host,
-          port: env.port,
-          username: runtimeUser,
-          region: process.env.AWS_REGION,
-        });
+        // The runtime role signs in as the API does: a short-lived IAM token (for the slot role a connection
+        // signs in as, db/slots.ts), no password exists for it.
         const password =
           process.env.RUNTIME_DB_AUTH === 'iam'
-            ? () => signer.getAuthToken()
+            ? (params?: { user?: string }) =>
+                new Signer({
+                  hostname: env.host,
+                  port: env.port,
+                  username: params?.user ?? runtimeUser,
+                  region: process.env.AWS_REGION,
+                }).getAuthToken()
             : setting('RUNTIME_DB_PASSWORD');
         if (runtimeDb) return runtimeDb;
+        // As the API's connections: one login role per connection in a shared cell (I8), so no tenant's SQL can
+        // end this export's backend.
+        const slots = dataModel(env.model).databasePerTenant
+          ? undefined
+          : (parseSlots(process.env.RUNTIME_DB_SLOTS, 'the RUNTIME_DB_SLOTS environment variable') ??
+            DEFAULT_RUNTIME_SLOTS);
         runtimePool = new Pool({
           ...connectionConfig(env, runtimeUser, ''),
           password,
@@ -171,7 +185,14 @@ export async function handler(
           application_name: 'tenant-mobility',
           // As the API's connections (service/src/db-pool.ts): the role's defaults cannot start it as a tenant.
           options: RUNTIME_STARTUP_OPTIONS,
-        });
+          ...(slots
+            ? {
+                Client: slotClientClass(runtimeUser, slots),
+                onConnect: onSlotConnect((f) => log('security event', f)),
+              }
+            : {}),
+        } as PoolConfig);
+        if (slots) retryBusySlots(runtimePool, runtimeUser, slots);
         return (runtimeDb = new TenantDatabase({
           pool: runtimePool,
           model: env.model,

@@ -8,6 +8,7 @@ import {
   tenantStackName,
 } from '../../contracts';
 import { tenantIdProblem } from '../../db/naming';
+import { parseSlots } from '../../db/slots';
 import { MIGRATIONS } from '../../db/migrations';
 
 export const RESOURCE_TYPES = PROVISIONER_RESOURCE_TYPES;
@@ -34,6 +35,8 @@ export interface Request {
   tenantRequest?: string;
   /** The silo a move out of it kept (its stack marks that resource so): left as it is until a purge. */
   keptCopy?: boolean;
+  /** The bootstrap of a shared cell: how many slot roles its runtime role has (db/slots.ts). */
+  runtimeSlots?: number;
 }
 
 export interface Env {
@@ -106,6 +109,12 @@ export function parseRequest(
         `the database bootstrap belongs to stack ${env.ownStack}; stack ${callingStack ?? event.StackId} may not run it`,
       );
     }
+    let runtimeSlots: number | undefined;
+    try {
+      runtimeSlots = parseSlots(p.RuntimeSlots as string | undefined, 'property RuntimeSlots');
+    } catch (e) {
+      fail((e as Error).message.replace(/^configuration: /, ''));
+    }
     return {
       kind,
       model,
@@ -113,6 +122,7 @@ export function parseRequest(
       schemaVersion,
       physicalId: `${model}-database-bootstrap`,
       restore: false,
+      ...(runtimeSlots !== undefined ? { runtimeSlots } : {}),
     };
   }
   const idProblem = tenantIdProblem(p.TenantId);

@@ -12,7 +12,8 @@ import {
   ssmNames,
   TenantPhase,
 } from '../../contracts';
-import { RUNTIME_ROLES } from '../../db/roles';
+import { RUNTIME_ROLES, runtimeLogins } from '../../db/roles';
+import { runtimeSlotsFor } from '../cell-size';
 import { BOOTSTRAP_REVISION, LATEST_VERSION } from '../../db/migrations';
 import { ApiService } from './api-service';
 import { DataKey } from './data-key';
@@ -193,6 +194,8 @@ export class Cell extends Construct {
     );
     const registry = registryRef(this);
     const runtimeRole = RUNTIME_ROLES[props.model];
+    // A shared cell's connections each sign in as a slot role of their own (db/slots.ts, I8).
+    const runtimeSlots = props.model === 'silo' ? undefined : runtimeSlotsFor(props.tasks?.count ?? 2);
     this.api = new ApiService(this, 'Api', {
       vpc,
       key: this.key.key,
@@ -211,6 +214,7 @@ export class Cell extends Construct {
         DB_NAME: this.database.databaseName,
         DB_USER: runtimeRole,
         DB_AUTH: 'iam',
+        ...(runtimeSlots ? { DB_SLOTS: String(runtimeSlots) } : {}),
         REGISTRY_TABLE: registry.tableName,
         USER_POOL_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolId),
         USER_POOL_CLIENT_ID: ssm.StringParameter.valueForStringParameter(this, ssmNames.userPoolClientId),
@@ -235,8 +239,12 @@ export class Cell extends Construct {
         resources: [this.database.backupResource],
       });
     }
-    // The API signs in as its runtime role with a short-lived IAM token: no password exists for it.
-    this.database.grantConnect(this.api.taskDefinition.taskRole, runtimeRole);
+    // The API signs in as its runtime role (a shared cell's: its slot roles) with a short-lived IAM token: no
+    // password exists for it.
+    this.database.grantConnect(this.api.taskDefinition.taskRole, runtimeLogins(props.model));
+    // For the release that brings the slot roles: while it rolls out, the earlier release's tasks (with this task
+    // role) still sign in as the runtime role itself, which stays LOGIN until a later bootstrap (CHANGELOG).
+    if (runtimeSlots) this.database.grantConnect(this.api.taskDefinition.taskRole, runtimeRole);
 
     // The cell's functions that work on its database: the provisioner and the mobility runner.
     const dataFunctions = {
@@ -249,6 +257,7 @@ export class Cell extends Construct {
       contextKey: this.contextKey,
       disposable,
       ipv6Egress: this.network.ipv6Egress,
+      runtimeSlots,
     };
     this.provisioner = new TenantProvisioner(this, 'Provisioner', dataFunctions);
     this.mobility = new MobilityRunner(this, 'Mobility', {
@@ -266,7 +275,13 @@ export class Cell extends Construct {
     this.bootstrap = new CustomResource(this, 'DatabaseBootstrap', {
       serviceToken: this.provisioner.serviceToken,
       resourceType: PROVISIONER_RESOURCE_TYPES.bootstrap,
-      properties: { Model: props.model, SchemaVersion: SCHEMA_VERSION, Revision: String(BOOTSTRAP_REVISION) },
+      properties: {
+        Model: props.model,
+        SchemaVersion: SCHEMA_VERSION,
+        Revision: String(BOOTSTRAP_REVISION),
+        // A change re-runs the bootstrap, which makes the new slot roles before the API's tasks use them.
+        ...(runtimeSlots ? { RuntimeSlots: String(runtimeSlots) } : {}),
+      },
     });
     // The handler's permissions outlive every resource it serves: a silo's tenant resource depends on the
     // bootstrap, so its Delete (which may delete archives) runs before these policies are detached.

@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -9,7 +9,7 @@ import * as rds from 'aws-cdk-lib/aws-rds';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as backup from 'aws-cdk-lib/aws-backup';
 import { TenantPhase } from '../../contracts';
-import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1 } from '../nag';
+import { ack, AWS_SOLUTIONS, childOfType, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
 import { PHASE_REASONS } from './api-service';
 
 export interface DatabaseProps {
@@ -255,6 +255,20 @@ export class Database extends Construct implements CellDatabase {
 
   grantConnect(grantee: iam.IGrantable, user: string): void {
     this.instance.grantConnect(grantee, user);
+    if (user.endsWith('*')) {
+      // A shared cell's slot roles (db/slots.ts): hundreds of login roles of one runtime role, too many to list.
+      const stack = Stack.of(this);
+      const policy = (grantee.grantPrincipal as iam.Role).node.tryFindChild('DefaultPolicy');
+      if (!policy)
+        throw new Error(`grantConnect: ${user} is granted to a principal without a default policy`);
+      ack(
+        l1(policy),
+        AWS_SOLUTIONS(
+          `IAM5[Resource::arn:${partitionOf(stack)}:rds-db:${stack.region}:<AWS::AccountId>:dbuser:<${logicalIdOf(l1(this.instance))}.DbiResourceId>/${user}]`,
+        ),
+        `Signs in to this cell's database only, as one of its runtime role's slot roles (${user}: one login role per connection, which the bootstrap makes and nothing else may create; docs/threat-model.md I8). Each slot role has the runtime role's privileges and no more; listing every slot would exceed a policy's size.`,
+      );
+    }
   }
 }
 

@@ -8,7 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { RUNTIME_ROLES } from '../../db/roles';
+import { RUNTIME_ROLES, runtimeLogins } from '../../db/roles';
 import { ack, AWS_SOLUTIONS, HIPAA_AND_NIST, l1, logicalIdOf, partitionOf } from '../nag';
 import type { ApiImageRef } from './api-image';
 import { EncryptedLogGroup } from './encrypted-log-group';
@@ -55,6 +55,8 @@ export interface MobilityRunnerProps extends TenantProvisionerProps {
   readonly image: ApiImageRef;
   /** The cell's ECS cluster (its API's), where the runner task runs. */
   readonly cluster: ecs.Cluster;
+  /** A shared cell's slot roles (db/slots.ts): the runner's connections sign in as them, as the API's do. */
+  readonly runtimeSlots?: number;
 }
 
 /** The most a runner's archive may weigh: what one S3 PutObject takes (5 GiB; the temporary storage is 10 GiB). */
@@ -172,6 +174,7 @@ export class MobilityRunner extends Construct {
       ARCHIVE_BUCKET: this.bucket.bucketName,
       ARCHIVE_KEY_SECRET_ARN: this.archiveKey.secretArn,
       RUNTIME_DB_USER: RUNTIME_ROLES[props.model],
+      ...(props.runtimeSlots ? { RUNTIME_DB_SLOTS: String(props.runtimeSlots) } : {}),
       RUNTIME_DB_AUTH: 'iam',
       S3_DUALSTACK: props.ipv6Egress ? 'true' : 'false',
       ONBOARDING_STATE_MACHINE_ARN: onboardingStateMachineArn(this),
@@ -220,8 +223,8 @@ export class MobilityRunner extends Construct {
     // The policy stays with the bucket it guards (and its SSL-only rule with it).
     this.bucket.policy!.applyRemovalPolicy(keep);
     // Exports read as the runtime role (what the API reads as), never as the master user.
-    props.database.grantConnect(role, RUNTIME_ROLES[props.model]);
-    props.database.grantConnect(taskRole, RUNTIME_ROLES[props.model]);
+    props.database.grantConnect(role, runtimeLogins(props.model));
+    props.database.grantConnect(taskRole, runtimeLogins(props.model));
     const archives = `${this.bucket.bucketArn}/tenants/${props.tenantId ?? '*'}/*`;
     // The runner's work, the function's and its task's alike.
     const policy = new iam.ManagedPolicy(this, 'Policy', {

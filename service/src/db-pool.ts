@@ -12,6 +12,7 @@
  */
 import { Pool, PoolConfig } from 'pg';
 import { RUNTIME_LIMITS_MS, RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
+import { configuredUser, onSlotConnect, parseSlots, retryBusySlots, slotClientClass } from '../../db/slots';
 
 export interface PoolSettings {
   /** Connections in all, across the partitions. @default 20 */
@@ -29,6 +30,12 @@ export interface PoolSettings {
   readonly maxLifetimeSeconds?: number;
   /** @default 10000 */
   readonly keepAliveInitialDelayMs?: number;
+  /**
+   * Sign every connection in as its own slot role of the configured runtime role (db/slots.ts): this many
+   * exist (the bootstrap's `runtimeSlots`). The shared cells' pools (pool, bridge); not a silo's.
+   * @default - every connection signs in as the configured user
+   */
+  readonly slots?: number;
 }
 
 /**
@@ -50,12 +57,25 @@ export function poolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): PoolS
     partitions: num('DB_POOL_PARTITIONS'),
     connectTimeoutMs: num('DB_CONNECT_TIMEOUT_MS'),
     queryTimeoutMs: num('DB_QUERY_TIMEOUT_MS'),
+    slots: parseSlots(env.DB_SLOTS, 'the DB_SLOTS environment variable'),
   };
 }
 
-export function resilientPoolConfig(connection: PoolConfig, settings: PoolSettings = {}): PoolConfig {
+export function resilientPoolConfig(
+  connection: PoolConfig,
+  settings: PoolSettings = {},
+  log: (fields: Record<string, unknown>) => void = (f) => console.error(JSON.stringify(f)),
+): PoolConfig {
+  const slots = settings.slots
+    ? {
+        Client: slotClientClass(configuredUser(connection), settings.slots),
+        // Alone on its slot, its role's own defaults put back, or the pool tries again (db/slots.ts).
+        onConnect: onSlotConnect(log),
+      }
+    : {};
   return {
     ...connection,
+    ...slots,
     max: settings.max ?? 20,
     connectionTimeoutMillis: settings.connectTimeoutMs ?? 3000,
     query_timeout: settings.queryTimeoutMs ?? 7000,
@@ -80,7 +100,8 @@ export function createPool(
   settings: PoolSettings = {},
   log: (fields: Record<string, unknown>) => void = (f) => console.error(JSON.stringify(f)),
 ): Pool {
-  const pool = new Pool(resilientPoolConfig(connection, settings));
+  const pool = new Pool(resilientPoolConfig(connection, settings, log));
+  if (settings.slots) retryBusySlots(pool, configuredUser(connection), settings.slots);
   pool.on('error', (e) => log({ level: 'warn', msg: 'idle database connection dropped', err: e.message }));
   // A connection that fails while checked out (between two statements of a transaction, when the server shuts
   // down) emits 'error' on its client; unheard, that error would end the process. The statement in progress

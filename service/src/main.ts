@@ -1,7 +1,8 @@
 /**
  * The API's entry point on ECS. Configuration comes from the environment the CDK stacks set:
  *   MODEL, PORT, DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_AUTH=iam, REGISTRY_TABLE, USER_POOL_ID,
- *   USER_POOL_CLIENT_ID, SILO_TENANT_ID (silo only), AWS_REGION, and the secret CONTEXT_KEY.
+ *   USER_POOL_CLIENT_ID, SILO_TENANT_ID (silo only), DB_SLOTS (pool, bridge), AWS_REGION, and the secret
+ *   CONTEXT_KEY.
  * It signs in to PostgreSQL as its runtime role with short-lived IAM tokens over verified TLS, refuses to start
  * as a role that could bypass isolation, and serves only the tenants of its own model (and, for a silo, only
  * its own tenant).
@@ -10,6 +11,7 @@ import { Signer } from '@aws-sdk/rds-signer';
 import { ISOLATION_MODELS, IsolationModel } from '../../db/naming';
 import { dataModel } from '../../db/models';
 import { ContextKey } from '../../db/context';
+import { DEFAULT_RUNTIME_SLOTS } from '../../db/slots';
 import { BRIDGE_POOL_PARTITIONS, TenantDatabase } from '../../db/tenant-context';
 import { buildApp } from './app';
 import { createPools, poolSettingsFromEnv } from './db-pool';
@@ -30,7 +32,15 @@ async function main(): Promise<void> {
   const host = env('DB_HOST');
   const port = Number(process.env.DB_PORT ?? '5432');
   const user = env('DB_USER');
-  const signer = new Signer({ hostname: host, port, username: user, region: process.env.AWS_REGION });
+  // A token is signed for the role a connection signs in as: in a shared cell, one of the runtime role's slot
+  // roles (db/slots.ts), which pg passes to the password function.
+  const token = (params?: { user?: string }) =>
+    new Signer({
+      hostname: host,
+      port,
+      username: params?.user ?? user,
+      region: process.env.AWS_REGION,
+    }).getAuthToken();
   // Bridge: the connections are split into partitions and each tenant routed to one, so a backend caches a
   // share of the tenants' schemas (README: when something fails).
   const settings = poolSettingsFromEnv();
@@ -41,11 +51,16 @@ async function main(): Promise<void> {
       user,
       database: env('DB_NAME'),
       // A fresh 15-minute IAM token for each new connection; no password exists for the runtime role.
-      password: process.env.DB_AUTH === 'iam' ? () => signer.getAuthToken() : env('DB_PASSWORD'),
+      password: process.env.DB_AUTH === 'iam' ? token : env('DB_PASSWORD'),
       // The RDS CA bundle is in the image (NODE_EXTRA_CA_CERTS); the host name is verified.
       ssl: { rejectUnauthorized: true, servername: host },
     },
-    { ...settings, partitions: settings.partitions ?? (model === 'bridge' ? BRIDGE_POOL_PARTITIONS : 1) },
+    {
+      ...settings,
+      partitions: settings.partitions ?? (model === 'bridge' ? BRIDGE_POOL_PARTITIONS : 1),
+      // One login role per connection in a shared cell (I8); a silo's API serves one tenant.
+      slots: dataModel(model).databasePerTenant ? undefined : (settings.slots ?? DEFAULT_RUNTIME_SLOTS),
+    },
   );
   const pool = pools[0];
   const db = new TenantDatabase({

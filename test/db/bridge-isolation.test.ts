@@ -1,4 +1,4 @@
-import { Client } from 'pg';
+import { PoolClient } from 'pg';
 import { tenantDbNames } from '../../db/naming';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { provisionBridgeTenant } from '../../db/models';
@@ -17,7 +17,7 @@ import {
 // Every row of the threat model's bridge table (docs/threat-model.md), tried for real as the runtime login role app_bridge.
 let db: TestDatabase;
 let tenants: TenantDatabase;
-let app: Client;
+let app: PoolClient;
 
 beforeAll(async () => {
   db = await createTestDatabase('bridge_isolation');
@@ -37,10 +37,12 @@ beforeAll(async () => {
       .forTenant(id)
       .run(sql`INSERT INTO invoices (customer, reference) VALUES (${`${id} customer`}, 'ref-1')`);
   }
-  app = await db.clientAs('app_bridge');
+  // One of app_bridge's slot roles (db/slots.ts): what every runtime connection signs in as.
+  app = await db.poolAs('app_bridge', { max: 1 }).connect();
 });
 
 afterAll(async () => {
+  app?.release();
   await db.drop();
 });
 
@@ -180,18 +182,19 @@ describe('bridge isolation (docs/threat-model.md B1-B7), as app_bridge', () => {
       await single.forTenant('umbrella').transaction((tx) => tx.query(sql`SELECT * FROM invoices`));
       await single.forTenant('umbrella').run(sql`SELECT * FROM invoices`);
       const state = await probe.query(
-        "SELECT current_user AS who, current_setting('search_path') AS path, has_schema_privilege('t_umbrella', 'USAGE') AS usage",
+        // The login role is one of app_bridge's slot roles (db/slots.ts): named so, or the role it switched to.
+        "SELECT CASE WHEN current_user = session_user AND session_user::text ~ '^app_bridge_s[0-9]+$' THEN 'app_bridge slot' ELSE current_user::text END AS who, current_setting('search_path') AS path, has_schema_privilege('t_umbrella', 'USAGE') AS usage",
       );
       const read = await sqlstateOf(probe.query('SELECT * FROM t_umbrella.invoices'));
       const s = state.rows[0];
       return {
-        leaked: s.who !== 'app_bridge' || s.path.includes('t_umbrella') || s.usage || read === undefined,
+        leaked: s.who !== 'app_bridge slot' || s.path.includes('t_umbrella') || s.usage || read === undefined,
         detail: `user ${s.who}, search_path ${s.path}, read ${read}`,
       };
     });
     expect(outcome).toEqual({
       leaked: false,
-      detail: 'user app_bridge, search_path "$user", public, read 42501',
+      detail: 'user app_bridge slot, search_path "$user", public, read 42501',
     });
   });
 

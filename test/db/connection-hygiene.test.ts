@@ -59,12 +59,15 @@ afterAll(async () => {
 /** What the next user of the single pooled connection sees without setting any context. */
 async function leftover(): Promise<{ poolRows: number; bridgeUser: string; bridgeRead?: string }> {
   const p = await poolRaw.query<{ n: number }>('SELECT count(*)::int AS n FROM pool.invoices');
-  const b = await bridgeRaw.query<{ u: string }>('SELECT current_user AS u');
+  // The login role is one of app_bridge's slot roles (db/slots.ts): named so, or the role it switched to.
+  const b = await bridgeRaw.query<{ u: string }>(
+    "SELECT CASE WHEN current_user = session_user AND session_user::text ~ '^app_bridge_s[0-9]+$' THEN 'app_bridge slot' ELSE current_user::text END AS u",
+  );
   const read = await sqlstateOf(bridgeRaw.query('SELECT * FROM t_soylent.invoices'));
   return { poolRows: p.rows[0].n, bridgeUser: b.rows[0].u, bridgeRead: read };
 }
 
-const clean = { poolRows: 0, bridgeUser: 'app_bridge', bridgeRead: '42501' };
+const clean = { poolRows: 0, bridgeUser: 'app_bridge slot', bridgeRead: '42501' };
 
 describe('pooled-connection hygiene: the next user of a connection sees no tenant context', () => {
   test.each([
@@ -126,7 +129,7 @@ describe('pooled-connection hygiene: the next user of a connection sees no tenan
     const outcome = await tryLeak('P14', `reuse a pooled connection ${when}`, async () => {
       const seen = await leftover();
       return {
-        leaked: seen.poolRows !== 0 || seen.bridgeUser !== 'app_bridge' || seen.bridgeRead !== '42501',
+        leaked: seen.poolRows !== 0 || seen.bridgeUser !== 'app_bridge slot' || seen.bridgeRead !== '42501',
         detail: JSON.stringify(seen),
       };
     });

@@ -3,6 +3,11 @@ import { randomBytes } from 'crypto';
 import { Client, ClientBase, Pool, PoolConfig } from 'pg';
 import { ContextKey } from '../../db/context';
 import { resilientPoolConfig } from '../../service/src/db-pool';
+import { RUNTIME_ROLES } from '../../db/roles';
+import { DEFAULT_RUNTIME_SLOTS, retryBusySlots, slotClientClass } from '../../db/slots';
+
+/** The runtime roles whose connections sign in as slot roles (db/slots.ts): the shared cells'. */
+const SLOTTED: string[] = [RUNTIME_ROLES.pool, RUNTIME_ROLES.bridge];
 import { escapeIdentifier, escapeLiteral } from 'pg';
 
 /**
@@ -55,6 +60,20 @@ async function superClient(): Promise<Client> {
   return c;
 }
 
+/**
+ * Gives a runtime role and its slot roles (db/slots.ts) the tests' password, as the local platform's bootstrap
+ * does: the provisioner's bootstrap (as in AWS, where they sign in with IAM tokens) gives them none.
+ */
+export async function setRuntimePassword(master: ClientBase, role: string): Promise<void> {
+  await master.query(
+    `DO $$ DECLARE r text; BEGIN
+       FOR r IN SELECT rolname FROM pg_roles WHERE rolname ~ ('^' || ${escapeLiteral(role)} || '(_s[0-9]+)?$') LOOP
+         EXECUTE format('ALTER ROLE %I PASSWORD %L', r, ${escapeLiteral(RUNTIME_PASSWORD)});
+       END LOOP;
+     END $$`,
+  );
+}
+
 export interface TestDatabase {
   readonly name: string;
   /** The server's superuser, connected to this database: only for setting up hostile roles in tests. */
@@ -64,6 +83,11 @@ export interface TestDatabase {
   /** A pool as a login role (the runtime roles use RUNTIME_PASSWORD). */
   poolAs(user: string, config?: PoolConfig, password?: string): Pool;
   clientAs(user: string, password?: string): Promise<Client>;
+  /**
+   * A pool of one connection as the API makes it for a shared cell's runtime role `user`, signing in as its slot
+   * role `slot` (db/slots.ts), not one at random; `log` hears its security events.
+   */
+  poolOnSlot(user: string, slot: number, log?: (fields: Record<string, unknown>) => void): Pool;
   /** Drops the database (and closes what this harness opened). */
   drop(): Promise<void>;
 }
@@ -113,12 +137,33 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
       return c;
     },
     poolAs(user, config = {}, password = RUNTIME_PASSWORD) {
-      // The API's own pool settings (pipelined, the startup limits, the timeouts), as tests act as the API.
+      // The API's own pool settings (pipelined, the startup limits, the timeouts, and a shared cell's one login
+      // role per connection), as tests act as the API.
+      const slots = SLOTTED.includes(user) ? DEFAULT_RUNTIME_SLOTS : undefined;
+      const pool = new Pool({
+        ...resilientPoolConfig(
+          { connectionString: urlFor(name, user, password) },
+          { max: 4, slots },
+          () => undefined,
+        ),
+        ...config,
+      });
+      if (slots) retryBusySlots(pool, user, slots);
+      return track(pool);
+    },
+    poolOnSlot(user, slot, log = () => undefined) {
+      const slots = Math.max(DEFAULT_RUNTIME_SLOTS, slot);
+      const config = resilientPoolConfig(
+        { connectionString: urlFor(name, user, RUNTIME_PASSWORD) },
+        { max: 1, slots },
+        log,
+      );
+      const choose = (free: readonly number[]) => {
+        if (!free.includes(slot)) throw new Error(`slot ${slot} of ${user} is held by this test process`);
+        return slot;
+      };
       return track(
-        new Pool({
-          ...resilientPoolConfig({ connectionString: urlFor(name, user, password) }, { max: 4 }),
-          ...config,
-        }),
+        retryBusySlots(new Pool({ ...config, Client: slotClientClass(user, slots, choose) }), user, slots),
       );
     },
     async clientAs(user, password = RUNTIME_PASSWORD) {

@@ -13,7 +13,7 @@ import {
 } from './harness';
 
 // The attacker has SQL injection: arbitrary SQL inside tenant A's own transaction, as the runtime login role,
-// through the API's own TenantDatabase (docs/threat-model.md I1-I7). Each test runs one vector and asserts that
+// through the API's own TenantDatabase (docs/threat-model.md I1-I8). Each test runs one vector and asserts that
 // it reaches no other tenant's data, and leaves nothing behind for the next tenant's work.
 let poolDb: TestDatabase;
 let bridgeDb: TestDatabase;
@@ -80,7 +80,7 @@ afterAll(async () => {
   await bridgeDb.drop();
 });
 
-describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A transaction as the runtime role', () => {
+describe('under SQL injection (docs/threat-model.md I1-I8), inside tenant A transaction as the runtime role', () => {
   test('I1: pool: setting another tenant (active, or offboarded and retained) in the session reads and writes nothing of it', async () => {
     const attempts = [
       "SELECT set_config('app.tenant_id', 'globex', true); SELECT customer FROM pool.invoices",
@@ -137,7 +137,7 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     ]);
   });
 
-  test("I3: other tenants' values appear in no activity view (they travel as bind parameters)", async () => {
+  test("I3: other tenants' values appear in no activity view (they travel as bind parameters, in statements other backends cannot see, I8)", async () => {
     const value = 'globex-confidential-4471';
     const running = pooledOther
       .forTenant('globex')
@@ -149,13 +149,18 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
         "SELECT string_agg(coalesce(query, ''), ' | ') AS q FROM pg_stat_activity WHERE pid <> pg_backend_pid()",
       );
       const seen = String(r.rows[0]?.q ?? '');
+      const texts = seen.split(' | ').filter((q) => q !== '');
       return {
         leaked: seen.includes(value) || seen.includes('globex'),
-        detail: seen.includes('$1') ? 'placeholders only' : `saw: ${seen.slice(0, 80)}`,
+        detail: texts.every((q) => q === '<insufficient privilege>')
+          ? 'hidden'
+          : seen.includes('$1')
+            ? 'placeholders only'
+            : `saw: ${seen.slice(0, 80)}`,
       };
     });
     await running;
-    expect(outcome).toEqual({ leaked: false, detail: 'placeholders only' });
+    expect(outcome).toEqual({ leaked: false, detail: 'hidden' });
   });
 
   test('I4: whatever the injection leaves in the session is gone before the next tenant works on that connection', async () => {
@@ -295,69 +300,156 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     expect(outcome.leaked).toBe(false);
   });
 
-  test("I5: changing the runtime role's own defaults reaches no unit of work, and the next API start puts them back", async () => {
+  test("I5: changing the runtime role's own defaults reaches only its slot role, and that slot's next connection puts them back", async () => {
+    // The attacker's connection, a slot role of app_pool (db/slots.ts).
+    const attacked = poolDb.poolAs('app_pool', { max: 1 });
     const changed = await inject(
-      pooled.forTenant('acme'),
-      "ALTER ROLE CURRENT_USER SET statement_timeout = '1ms'; ALTER ROLE CURRENT_USER SET search_path = pg_catalog",
+      new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: attacked, model: 'pool' }).forTenant('acme'),
+      `ALTER ROLE CURRENT_USER SET statement_timeout = '1ms'; ALTER ROLE CURRENT_USER SET search_path = pg_catalog;
+       ALTER ROLE CURRENT_USER SET DateStyle = 'SQL, DMY'; ALTER ROLE CURRENT_USER SET local_preload_libraries = 'nope';
+       ALTER ROLE CURRENT_USER SET idle_session_timeout = '1ms'; ALTER ROLE CURRENT_USER SET transaction_timeout = '1ms';
+       SELECT session_user::text AS slot`,
     );
+    expect(changed.sqlstate).toBeUndefined();
+    const slot = String(changed.rows[0].slot);
+    expect(slot).toMatch(/^app_pool_s[0-9]+$/);
+    await attacked.end();
     const master = await poolDb.master();
+    const settingsOf = async (role: string) =>
+      (
+        await master.query<{ setting: string }>(
+          `SELECT unnest(setconfig) AS setting FROM pg_db_role_setting WHERE setrole = $1::regrole`,
+          [role],
+        )
+      ).rows
+        .map((r) => r.setting)
+        .sort();
+    const provisioned = [
+      'idle_in_transaction_session_timeout=10s',
+      'lock_timeout=2s',
+      'statement_timeout=5s',
+    ];
     try {
+      expect(await settingsOf(slot)).toEqual([
+        'DateStyle=SQL, DMY',
+        'idle_in_transaction_session_timeout=10s',
+        'idle_session_timeout=1ms',
+        'local_preload_libraries=nope',
+        'lock_timeout=2s',
+        'search_path=pg_catalog',
+        'statement_timeout=1ms',
+        'transaction_timeout=1ms',
+      ]);
+      // The attack is real: a sign-in without the API's startup packet fails (the library does not exist).
+      expect(await sqlstateOf(poolDb.clientAs(slot))).toBe('58P01');
+      const events: Record<string, unknown>[] = [];
       const outcome = await tryLeak(
         'I5',
-        'ALTER ROLE CURRENT_USER SET ... for every new connection',
+        'ALTER ROLE CURRENT_USER SET ... for every new connection of its login role',
         async () => {
-          // A new connection starts with the attacker's defaults; enter() sets its own.
+          // The next connection that signs in as that slot role: the API's pool puts its defaults back first.
           const fresh = new TenantDatabase({
             contextKey: TEST_CONTEXT_KEY,
-            pool: poolDb.poolAs('app_pool', { max: 1 }),
+            pool: poolDb.poolOnSlot('app_pool', Number(slot.slice('app_pool_s'.length)), (f) =>
+              events.push(f),
+            ),
             model: 'pool',
           });
           const r = await fresh
             .forTenant('globex')
-            .run<{ n: number; timeout: string }>(
-              sql`SELECT count(*)::int AS n, current_setting('statement_timeout') AS timeout FROM invoices`,
+            .run<{ n: number; timeout: string; who: string }>(
+              sql`SELECT count(*)::int AS n, current_setting('statement_timeout') || ' ' || current_setting('DateStyle') AS timeout, session_user::text AS who FROM invoices`,
             );
           const drift = await fresh.assertSafeRuntimeRole().then(
             () => undefined,
             (e: Error) => e.message,
           );
           return {
-            leaked: r.rows[0].timeout !== '5s' || r.rows[0].n !== 1 || drift === undefined,
-            detail: `timeout ${r.rows[0].timeout}; drift refused: ${drift !== undefined}; n=${r.rows[0].n}`,
+            leaked:
+              r.rows[0].timeout !== '5s ISO, MDY' ||
+              r.rows[0].n !== 1 ||
+              r.rows[0].who !== slot ||
+              drift !== undefined,
+            detail: `timeout ${r.rows[0].timeout}; drift: ${drift ?? 'none'}; n=${r.rows[0].n}`,
           };
         },
       );
-      expect(changed.sqlstate).toBeUndefined();
-      expect(outcome).toEqual({ leaked: false, detail: 'timeout 5s; drift refused: true; n=1' });
-      const starting = new TenantDatabase({
+      expect(outcome).toEqual({ leaked: false, detail: 'timeout 5s ISO, MDY; drift: none; n=1' });
+      // Put back as the connection opened, and said, as the security event it is.
+      expect(await settingsOf(slot)).toEqual(provisioned);
+      expect(events).toEqual([
+        {
+          level: 'error',
+          msg: 'security: the runtime role had settings nobody provisioned; removed them',
+          role: slot,
+          removed: [
+            'statement_timeout=1ms',
+            'search_path=pg_catalog',
+            'DateStyle=SQL, DMY',
+            'local_preload_libraries=nope',
+            'idle_session_timeout=1ms',
+            'transaction_timeout=1ms',
+          ],
+        },
+      ]);
+      // The session that started with them was ended (RESET ALL would have gone back to them), not handed out.
+      // No other login role had them.
+      const other = slot === 'app_pool_s1' ? 'app_pool_s2' : 'app_pool_s1';
+      expect(await settingsOf(other)).toEqual(provisioned);
+    } finally {
+      for (const g of [
+        'search_path',
+        'DateStyle',
+        'local_preload_libraries',
+        'idle_session_timeout',
+        'transaction_timeout',
+      ]) {
+        await master.query(`ALTER ROLE ${slot} RESET ${g}`);
+      }
+      await master.query(`ALTER ROLE ${slot} SET statement_timeout = '5s'`);
+      await master.end();
+    }
+  });
+
+  test("I5: defaults only a superuser could remove again (a transaction's own characteristics, the random seed) reach no unit, and stop no start-up and no bootstrap", async () => {
+    const attacked = poolDb.poolAs('app_pool', { max: 1 });
+    const changed = await inject(
+      new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: attacked, model: 'pool' }).forTenant('acme'),
+      `ALTER ROLE CURRENT_USER SET transaction_read_only = on; ALTER ROLE CURRENT_USER SET seed = 0.5;
+       SELECT session_user::text AS slot`,
+    );
+    expect(changed.sqlstate).toBeUndefined();
+    const slot = String(changed.rows[0].slot);
+    await attacked.end();
+    const master = await poolDb.master();
+    try {
+      // Not even the master user (CREATEROLE, as on RDS) can remove them.
+      expect(await sqlstateOf(master.query(`ALTER ROLE ${slot} RESET transaction_read_only`))).toBeDefined();
+      const events: Record<string, unknown>[] = [];
+      const fresh = new TenantDatabase({
         contextKey: TEST_CONTEXT_KEY,
-        pool: poolDb.poolAs('app_pool', { max: 1 }),
+        pool: poolDb.poolOnSlot('app_pool', Number(slot.slice('app_pool_s'.length)), (f) => events.push(f)),
         model: 'pool',
       });
-      await expect(starting.assertSafeRuntimeRole()).rejects.toThrow(
-        'has role settings nobody provisioned (statement_timeout=1ms, search_path=pg_catalog)',
-      );
-      // An API task that starts now puts the role's defaults back, as the role itself, and says what it removed
-      // (it used to refuse to start: one tenant's statement stopped every task started after it).
-      expect(await starting.repairRuntimeRoleSettings()).toEqual([
-        'statement_timeout=1ms',
-        'search_path=pg_catalog',
-      ]);
-      await expect(starting.assertSafeRuntimeRole()).resolves.toBeUndefined();
-      const now = await master.query<{ setting: string }>(
-        `SELECT unnest(setconfig) AS setting FROM pg_db_role_setting WHERE setrole = 'app_pool'::regrole`,
-      );
-      expect(now.rows.map((r) => r.setting).sort()).toEqual([
-        'idle_in_transaction_session_timeout=10s',
-        'lock_timeout=2s',
-        'statement_timeout=5s',
-      ]);
-      expect(await starting.repairRuntimeRoleSettings()).toEqual([]);
+      const outcome = await tryLeak('I5', 'role defaults nobody but a superuser can reset', async () => {
+        const wrote = await sqlstateOf(
+          fresh.forTenant('globex').run(sql`INSERT INTO pool.invoices (customer) VALUES ('globex inert')`),
+        );
+        const drift = await fresh.assertSafeRuntimeRole().then(
+          () => undefined,
+          (e: Error) => e.message,
+        );
+        const again = await sqlstateOf(bootstrapDatabase(master, 'pool', { contextKey: TEST_CONTEXT_KEY }));
+        return {
+          leaked: wrote !== undefined || drift !== undefined || again !== undefined,
+          detail: `write ${wrote ?? 'ok'}; start-up check ${drift ?? 'ok'}; bootstrap ${again ?? 'ok'}`,
+        };
+      });
+      expect(outcome).toEqual({ leaked: false, detail: 'write ok; start-up check ok; bootstrap ok' });
+      expect(events).toEqual([]);
+      await fresh.forTenant('globex').run(sql`DELETE FROM pool.invoices WHERE customer = 'globex inert'`);
     } finally {
-      await master.query(
-        'ALTER ROLE app_pool RESET statement_timeout; ALTER ROLE app_pool RESET search_path',
-      );
-      await master.query("ALTER ROLE app_pool SET statement_timeout = '5s'");
+      await master.end();
     }
   });
 
@@ -366,12 +458,16 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       pooled.forTenant('acme'),
       `ALTER ROLE CURRENT_USER SET default_transaction_read_only = on;
        ALTER ROLE CURRENT_USER SET default_transaction_isolation = serializable;
-       ALTER ROLE CURRENT_USER SET row_security = off`,
+       ALTER ROLE CURRENT_USER SET row_security = off;
+       SELECT session_user::text AS slot`,
     );
+    const slot = String(changed.rows[0]?.slot);
     const master = await poolDb.master();
     try {
       expect(changed.sqlstate).toBeUndefined();
-      const freshPool = poolDb.poolAs('app_pool', { max: 1 });
+      // A connection straight to that login role, without the slot pool's repair on connect: its startup packet
+      // alone must hold (it is also what the repair's own statements run with).
+      const freshPool = poolDb.poolAs(slot, { max: 1 });
       const fresh = new TenantDatabase({ contextKey: TEST_CONTEXT_KEY, pool: freshPool, model: 'pool' });
       const settings = await freshPool.query<{ ro: string; iso: string; rls: string }>(
         `SELECT current_setting('default_transaction_read_only') AS ro,
@@ -381,9 +477,9 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       await fresh.forTenant('globex').run(sql`INSERT INTO pool.invoices (customer) VALUES ('globex fresh')`);
       await fresh.forTenant('globex').run(sql`DELETE FROM pool.invoices WHERE customer = 'globex fresh'`);
       await expect(fresh.assertSafeRuntimeRole()).rejects.toThrow('has role settings nobody provisioned');
-      await master.query('ALTER ROLE app_pool RESET default_transaction_read_only');
-      await master.query('ALTER ROLE app_pool RESET default_transaction_isolation');
-      await master.query('ALTER ROLE app_pool RESET row_security');
+      await master.query(`ALTER ROLE ${slot} RESET default_transaction_read_only`);
+      await master.query(`ALTER ROLE ${slot} RESET default_transaction_isolation`);
+      await master.query(`ALTER ROLE ${slot} RESET row_security`);
       await expect(fresh.assertSafeRuntimeRole()).resolves.toBeUndefined();
       // A role that could create objects could shadow a name a kept statement resolves on a re-plan.
       await master.query(`GRANT TEMP ON DATABASE ${poolDb.name} TO app_pool`);
@@ -393,13 +489,15 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       await master.query(`REVOKE TEMP ON DATABASE ${poolDb.name} FROM app_pool`);
       await master.query('SET ROLE tenant_owner; GRANT CREATE ON SCHEMA pool TO app_pool; RESET ROLE');
       await expect(fresh.assertSafeRuntimeRole()).rejects.toThrow('may create objects in schema "pool"');
+      // A second session of that slot role: gone before the next test, as the API's pools never keep one.
+      await freshPool.end();
     } finally {
       await master
         .query('SET ROLE tenant_owner; REVOKE CREATE ON SCHEMA pool FROM app_pool; RESET ROLE')
         .catch(() => undefined);
       await master.query(`REVOKE TEMP ON DATABASE ${poolDb.name} FROM app_pool`).catch(() => undefined);
       for (const g of ['default_transaction_read_only', 'default_transaction_isolation', 'row_security']) {
-        await master.query(`ALTER ROLE app_pool RESET ${g}`).catch(() => undefined);
+        await master.query(`ALTER ROLE ${slot} RESET ${g}`).catch(() => undefined);
       }
       await master.end();
     }
@@ -418,6 +516,7 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
     const set = await inject(bridged.forTenant('umbrella'), 'SET SESSION ROLE t_hooli');
     expect(set.sqlstate).toBeUndefined();
     const master = await bridgeDb.master();
+    let slot = '';
     try {
       const outcome = await tryLeak(
         'I5',
@@ -430,9 +529,11 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
           // their startup packet, and the start-up check names the drift.
           const altered = await inject(
             bridged.forTenant('umbrella'),
-            'RESET ROLE; ALTER ROLE CURRENT_USER SET role = t_hooli',
+            'RESET ROLE; ALTER ROLE CURRENT_USER SET role = t_hooli; SELECT session_user::text AS slot',
           );
-          const freshPool = bridgeDb.poolAs('app_bridge', { max: 1 });
+          slot = String(altered.rows[0]?.slot);
+          // Straight to that login role, without the slot pool's repair on connect (the startup packet alone).
+          const freshPool = bridgeDb.poolAs(slot, { max: 1 });
           const startsAs = (await freshPool.query<{ who: string }>('SELECT current_user AS who')).rows[0].who;
           const fresh = new TenantDatabase({
             contextKey: TEST_CONTEXT_KEY,
@@ -446,6 +547,7 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
             () => undefined,
             (e: Error) => e.message,
           );
+          await freshPool.end();
           const same = (rows: { customer: string }[], want: string[]) =>
             JSON.stringify(rows.map((r) => r.customer)) === JSON.stringify(want);
           return {
@@ -454,7 +556,8 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
               !same(u.rows, umbrellaBefore) ||
               !same(h.rows, hooliBefore) ||
               !same(f.rows, umbrellaBefore) ||
-              startsAs !== 'app_bridge' ||
+              !/^app_bridge_s[0-9]+$/.test(slot) ||
+              startsAs !== slot ||
               !String(drift).includes('has role settings nobody provisioned (role=t_hooli)'),
             detail: JSON.stringify({
               u: u.rows,
@@ -469,7 +572,7 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       );
       expect(outcome.leaked).toBe(false);
     } finally {
-      await master.query('ALTER ROLE app_bridge RESET role');
+      if (slot) await master.query(`ALTER ROLE ${slot} RESET role`);
       await master.end();
     }
   });
@@ -518,10 +621,18 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       model: 'pool',
     });
     const master = await poolDb.master();
+    let slot = '';
     const outcome = await tryLeak(
       'I6',
       'statement and idle timeouts off, LOCK TABLE ... ACCESS EXCLUSIVE, then the request times out',
       async () => {
+        // First, a default that makes every sign-in of its login role fail: the end of the backend signs in as
+        // that role (db/connection-care.ts), so its startup packet must override it.
+        const poison = await inject(
+          shortLived.forTenant('acme'),
+          `ALTER ROLE CURRENT_USER SET local_preload_libraries = 'nope'; SELECT session_user::text AS slot`,
+        );
+        slot = String(poison.rows[0]?.slot);
         const t0 = Date.now();
         const attack = await inject(
           shortLived.forTenant('acme'),
@@ -549,6 +660,8 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
         };
       },
     );
+    if (/^app_pool_s[0-9]+$/.test(slot))
+      await master.query(`ALTER ROLE ${slot} RESET local_preload_libraries`);
     await master.end();
     expect(outcome).toEqual({
       leaked: false,
@@ -596,6 +709,71 @@ describe('under SQL injection (docs/threat-model.md I1-I7), inside tenant A tran
       detail: 'the attack ended with Query read timeout; hooli: served',
     });
   });
+
+  test.each([
+    ['pool', 'acme', 'globex', ''],
+    ['bridge', 'umbrella', 'hooli', 'SET LOCAL ROLE t_hooli;'],
+  ] as const)(
+    "I8: %s: a tenant's SQL can neither read, cancel nor end the statements of the cell's other connections",
+    async (model, attackerTenant, victimTenant, asVictim) => {
+      const db = model === 'pool' ? poolDb : bridgeDb;
+      const role = model === 'pool' ? 'app_pool' : 'app_bridge';
+      const attacker = model === 'pool' ? pooled : bridged;
+      // Another connection of the same cell (another API task, or the same task's next connection).
+      const victimDb = new TenantDatabase({
+        contextKey: TEST_CONTEXT_KEY,
+        pool: db.poolAs(role, { max: 1 }),
+        model,
+      });
+      const running = victimDb
+        .forTenant(victimTenant)
+        .run(sql`SELECT pg_sleep(0.8), count(*)::int AS n FROM invoices`)
+        .then(
+          () => 'completed',
+          (e: { code?: string; message: string }) => e.code ?? e.message,
+        );
+      await new Promise((r) => setTimeout(r, 200));
+      const others = `FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND usename::text LIKE '${role}%'`;
+      const outcome = await tryLeak(
+        'I8',
+        `${model}: cancel, end or read another connection's statement`,
+        async () => {
+          const tries = {
+            seen: await inject(
+              attacker.forTenant(attackerTenant),
+              `SELECT string_agg(DISTINCT coalesce(query, ''), ' | ') AS q ${others}`,
+            ),
+            cancel: await inject(
+              attacker.forTenant(attackerTenant),
+              `${asVictim} SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) AS n ${others}`,
+            ),
+            end: await inject(
+              attacker.forTenant(attackerTenant),
+              `${asVictim} SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n ${others}`,
+            ),
+            // As the runtime role itself, whose privileges every slot role has.
+            asParent: await inject(
+              attacker.forTenant(attackerTenant),
+              `SET LOCAL ROLE ${role}; SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) AS n ${others}`,
+            ),
+          };
+          const victim = await running;
+          const seen = String(tries.seen.rows[0]?.q ?? '');
+          const refused = [tries.cancel, tries.end, tries.asParent].map(
+            (t) => t.sqlstate ?? JSON.stringify(t.rows),
+          );
+          return {
+            leaked: victim !== 'completed' || seen.includes('pg_sleep') || refused.some((r) => r !== '42501'),
+            detail: `victim ${victim}; seen ${seen}; refused ${refused.join(', ')}`,
+          };
+        },
+      );
+      expect(outcome).toEqual({
+        leaked: false,
+        detail: 'victim completed; seen <insufficient privilege>; refused 42501, 42501, 42501',
+      });
+    },
+  );
 
   test("I7: the planner's statistics hold no tenant's text, so EXPLAIN estimates are the same for any value", async () => {
     const outcome = await tryLeak('I7', 'bisect another tenant value through EXPLAIN estimates', async () => {

@@ -1,5 +1,5 @@
 import { listStatement } from '../../db/invoices';
-import { Client } from 'pg';
+import { PoolClient } from 'pg';
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { migratePool, registerPoolTenant } from '../../db/models';
 import { sql } from '../../db/sql';
@@ -19,7 +19,7 @@ import {
 // Every row of the threat model's pool table (docs/threat-model.md), tried for real as the runtime login role app_pool.
 let db: TestDatabase;
 let tenants: TenantDatabase;
-let app: Client; // a raw connection as app_pool, as a buggy or compromised API would have
+let app: PoolClient; // a raw connection as app_pool (one of its slot roles), as a buggy or compromised API would have
 const invoiceOf: Record<string, string> = {};
 
 beforeAll(async () => {
@@ -40,10 +40,12 @@ beforeAll(async () => {
     );
     invoiceOf[id] = r.rows[0].id;
   }
-  app = await db.clientAs('app_pool');
+  // One of app_pool's slot roles (db/slots.ts): what every runtime connection signs in as.
+  app = await db.poolAs('app_pool', { max: 1 }).connect();
 });
 
 afterAll(async () => {
+  app?.release();
   await db.drop();
 });
 

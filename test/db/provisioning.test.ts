@@ -55,8 +55,9 @@ describe('database bootstrap', () => {
     );
     expect(r.rows).toEqual([
       {
+        // A group: each connection signs in as one of its slot roles (db/slots.ts, test/db/slots.test.ts).
         rolname: 'app_pool',
-        rolcanlogin: true,
+        rolcanlogin: false,
         rolsuper: false,
         rolbypassrls: false,
         rolinherit: false,
@@ -74,10 +75,12 @@ describe('database bootstrap', () => {
       },
     ]);
     // Every runtime session starts with a statement timeout and an idle-in-transaction timeout.
-    const app = await db.clientAs('app_pool');
+    // (As one of app_pool's slot roles, db/slots.ts: the bootstrap gives each the same defaults.)
+    const app = await db.clientAs('app_pool_s1');
     const limits = await app.query(
       "SELECT current_setting('statement_timeout') AS st, current_setting('idle_in_transaction_session_timeout') AS idle",
     );
+    await app.end();
     expect(limits.rows[0]).toEqual({ st: '5s', idle: '10s' });
     // PUBLIC lost CONNECT and TEMP on the database and everything on schema public.
     const acl = await master.query(
@@ -109,8 +112,8 @@ test('db/bootstrap.ts has not changed since BOOTSTRAP_REVISION was last raised',
     .update(fs.readFileSync(path.join(__dirname, '../../db/bootstrap.ts')))
     .digest('hex');
   expect({ revision: BOOTSTRAP_REVISION, fingerprint }).toEqual({
-    revision: 2,
-    fingerprint: '24313f98a7dd1cb1b4c8b224e3e5ca113fa19caf0e8ac03b09508f96ee717bfa',
+    revision: 3,
+    fingerprint: '9abe7f51125c9962de4a52084e2b17501ed02a98e12a7ea6bf5876d0f5afc5bc',
   });
 });
 

@@ -19,6 +19,7 @@ import {
   MASTER_ROLE,
   RUNTIME_PASSWORD,
   serverUrl,
+  setRuntimePassword,
   TestDatabase,
   TEST_CONTEXT_KEY,
 } from '../db/harness';
@@ -167,7 +168,7 @@ export async function startRunnerCell(options: {
     ownStack,
   );
   const master = await db.master();
-  await master.query(`ALTER ROLE ${runtimeRole} PASSWORD '${RUNTIME_PASSWORD}'`);
+  await setRuntimePassword(master, runtimeRole);
   await master.end();
   const tenants = new TenantDatabase({
     contextKey: TEST_CONTEXT_KEY,

@@ -1,6 +1,7 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { SAMPLE_TENANTS, synthFleet, SynthesizedFleet } from './fleet-helpers';
 import { tenantMark } from '../../contracts';
+import { runtimeSlotsFor } from '../../lib/cell-size';
 
 let fleet: SynthesizedFleet;
 beforeAll(() => {
@@ -267,6 +268,51 @@ describe('pool and bridge tenants', () => {
     expect(taskDefs).toHaveLength(1);
     expect(JSON.stringify(taskDefs)).not.toContain('MasterUserSecret');
   });
+
+  test.each([
+    ['Pool', 'app_pool'],
+    ['Bridge', 'app_bridge'],
+    ['Tenant-northwind', 'app_silo'],
+  ])(
+    "%s: every connection signs in as a login role of its own (the shared cells' slot roles, I8), as many as the bootstrap makes",
+    (stack, runtimeRole) => {
+      const t = fleet.template(stack);
+      const shared = runtimeRole !== 'app_silo';
+      // Who may sign in as whom: the API's task role, the runner's function and task roles, and nobody else.
+      const connects = [...ofType(t, 'AWS::IAM::Policy'), ...ofType(t, 'AWS::IAM::ManagedPolicy')].flatMap(
+        ([, p]) =>
+          (
+            (p.Properties!.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] })
+              .Statement ?? []
+          )
+            .filter((st) => st.Action === 'rds-db:connect')
+            .map((st) => JSON.stringify(st.Resource)),
+      );
+      const users = connects.flatMap((c) => [...c.matchAll(/\/(app_[a-z]+(?:_s\*)?)"/g)].map((m) => m[1]));
+      // The API's task role, the runner's function and task roles; in a shared cell, the API's also as the runtime
+      // role itself, for the release that brings slot roles (the earlier release's tasks sign in as it).
+      expect(users.sort()).toEqual(
+        shared
+          ? [runtimeRole, `${runtimeRole}_s*`, `${runtimeRole}_s*`, `${runtimeRole}_s*`]
+          : [runtimeRole, runtimeRole, runtimeRole],
+      );
+      const slots = ofType(t, 'Custom::DatabaseBootstrap')[0][1].Properties!.RuntimeSlots;
+      const env = (name: string) =>
+        JSON.stringify(t.toJSON()).match(
+          new RegExp(`"(?:Name":"${name}","Value":"|${name}":")([0-9]+)"`),
+        )?.[1];
+      if (shared) {
+        // Twice what the API opens at its largest (4x its 2 tasks, 20 connections each, twice over while a
+        // deployment runs old and new tasks), and 16 for the runner.
+        expect(slots).toBe(String(runtimeSlotsFor(2)));
+        expect(slots).toBe('656');
+        expect(env('DB_SLOTS')).toBe(slots);
+        expect(env('RUNTIME_DB_SLOTS')).toBe(slots);
+      } else {
+        expect([slots, env('DB_SLOTS'), env('RUNTIME_DB_SLOTS')]).toEqual([undefined, undefined, undefined]);
+      }
+    },
+  );
 });
 
 describe('platform', () => {

@@ -178,15 +178,20 @@ describe('mobility runner: export and restore one tenant through the cell archiv
   });
 
   test('in AWS the runtime role signs in with an IAM token, never a stored password', async () => {
-    // With RUNTIME_DB_AUTH=iam the password is a freshly signed RDS token for app_pool (which this test server
-    // does not accept), even though a password is set: the connection is made as the runtime role with it.
+    // With RUNTIME_DB_AUTH=iam the password is a freshly signed RDS token for the login role the connection signs
+    // in as, one of app_pool's slot roles (db/slots.ts; this test server does not accept it), even though a
+    // password is set.
     process.env.RUNTIME_DB_AUTH = 'iam';
     const signed = jest.spyOn(Signer.prototype, 'getAuthToken');
     try {
-      await expect(run({ action: 'export', tenantId: 'acme' })).rejects.toThrow(
-        /password authentication failed for user "app_pool"/,
+      const refused = await run({ action: 'export', tenantId: 'acme' }).then(
+        () => 'exported',
+        (e: Error) => e.message,
       );
+      const user = /password authentication failed for user "(app_pool_s[0-9]+)"/.exec(refused)?.[1];
+      expect(user).toBeDefined();
       expect(signed).toHaveBeenCalled();
+      expect((signed.mock.contexts[0] as { username?: string }).username).toBe(user);
     } finally {
       signed.mockRestore();
       delete process.env.RUNTIME_DB_AUTH;
@@ -197,7 +202,7 @@ describe('mobility runner: export and restore one tenant through the cell archiv
     process.env.RUNTIME_DB_PASSWORD = 'wrong';
     try {
       await expect(run({ action: 'export', tenantId: 'acme' })).rejects.toThrow(
-        /password authentication failed for user "app_pool"/,
+        /password authentication failed for user "app_pool_s[0-9]+"/,
       );
     } finally {
       process.env.RUNTIME_DB_PASSWORD = RUNTIME_PASSWORD;

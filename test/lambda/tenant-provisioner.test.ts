@@ -9,8 +9,8 @@ import {
   createTestDatabase,
   MASTER_PASSWORD,
   MASTER_ROLE,
-  RUNTIME_PASSWORD,
   serverUrl,
+  setRuntimePassword,
   sqlstateOf,
   TestDatabase,
   TEST_CONTEXT_KEY,
@@ -260,6 +260,19 @@ describe('tenant provisioner handler: pool cell', () => {
     await expect(handler({ ...bootstrap('pool'), StackId: stackId('Tenant-globex') })).rejects.toThrow(
       'the database bootstrap belongs to stack Pool; stack Tenant-globex may not run it',
     );
+    for (const bad of ['0', 'lots', '4097']) {
+      await expect(
+        handler(
+          cfnEvent('Create', 'Custom::DatabaseBootstrap', {
+            Model: 'pool',
+            SchemaVersion: String(LATEST_VERSION),
+            RuntimeSlots: bad,
+          }),
+        ),
+      ).rejects.toThrow(
+        `property RuntimeSlots is "${bad}": use a whole number of login roles from 1 to 4096`,
+      );
+    }
     expect(secrets.calls()).toHaveLength(0);
     expect(await moto.get('acme')).toEqual(before);
   });
@@ -282,7 +295,7 @@ describe('tenant provisioner handler: pool cell', () => {
       pool: poolDb.poolAs('app_pool'),
       model: 'pool',
     });
-    await poolDb.master().then((m) => m.query(`ALTER ROLE app_pool PASSWORD '${RUNTIME_PASSWORD}'`));
+    await poolDb.master().then((m) => setRuntimePassword(m, 'app_pool'));
     await expect(api.forTenant('acme').run(sql`SELECT 1`)).resolves.toBeDefined();
   });
 
@@ -482,7 +495,7 @@ describe('tenant provisioner handler: bridge cell', () => {
     const left = await master.query("SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 't_tyrell'");
     expect(left.rows[0].n).toBe(0);
     // In AWS app_bridge signs in with IAM; here it needs a password to try.
-    await master.query(`ALTER ROLE app_bridge PASSWORD '${RUNTIME_PASSWORD}'`);
+    await setRuntimePassword(master, 'app_bridge');
     const api = new TenantDatabase({
       contextKey: TEST_CONTEXT_KEY,
       pool: bridgeDb.poolAs('app_bridge'),

@@ -24,6 +24,7 @@ import { ContextKey } from '../../../db/context';
 import { ArchiveKey } from '../../../db/mobility/archive';
 import { targetState } from '../../../db/migrate';
 import { createPool, PoolSettings } from '../db-pool';
+import { DEFAULT_RUNTIME_SLOTS } from '../../../db/slots';
 import { LocalIssuer } from './issuer';
 import { defaultAdminEmail, LocalUsers } from './users';
 
@@ -222,7 +223,12 @@ export class LocalPlatform {
     // the fault tests run exactly what runs in AWS.
     const pool = createPool(
       { connectionString: this.url(database, role, this.secrets.runtimePassword) },
-      { max: this.options.poolSize ?? 10, ...this.options.poolSettings },
+      {
+        max: this.options.poolSize ?? 10,
+        // One login role per connection in a shared cell (I8), as in AWS.
+        slots: dataModel(options.model).databasePerTenant ? undefined : DEFAULT_RUNTIME_SLOTS,
+        ...this.options.poolSettings,
+      },
       () => undefined,
     );
     this.pools.push(pool);

@@ -99,7 +99,13 @@ export function slotClientClass(role: string, slots: number, choose: Choose = at
     constructor(config: PoolConfig) {
       const n = takeSlot(role, slots, choose);
       super(asUser(config, slotRole(role, n)));
-      const free = () => held.get(role)?.delete(n);
+      // Once per client: a later 'end' of this one must not free the slot again once another client took it.
+      let given = false;
+      const free = () => {
+        if (given) return;
+        given = true;
+        held.get(role)?.delete(n);
+      };
       // 'end' comes when the connection closes; a connect that fails on this side (a password function that
       // threw) leaves the socket to the server's authentication timeout, so that closes it and frees the slot now.
       this.once('end', free);

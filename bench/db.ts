@@ -35,13 +35,7 @@ import { sql } from '../db/sql';
 import { ContextKey } from '../db/context';
 import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
 import { runUnitOfWork } from '../db/unit-of-work';
-import {
-  claimSlot,
-  configuredUser,
-  DEFAULT_RUNTIME_SLOTS,
-  retryBusySlots,
-  slotClientClass,
-} from '../db/slots';
+import { configuredUser, DEFAULT_RUNTIME_SLOTS, slotPool } from '../db/slots';
 import { startEmbeddedServer } from '../service/src/local/embedded-server';
 import { freePort } from '../service/src/local/free-port';
 
@@ -188,12 +182,7 @@ async function throughput(label: string, work: () => Promise<unknown>): Promise<
 function slotted(config: PoolConfig): Pool {
   const role = configuredUser(config);
   if (role !== 'app_pool' && role !== 'app_bridge') return new Pool(config);
-  const pool = new Pool({
-    ...config,
-    Client: slotClientClass(role, DEFAULT_RUNTIME_SLOTS),
-    onConnect: claimSlot,
-  } as PoolConfig);
-  return retryBusySlots(pool, role, DEFAULT_RUNTIME_SLOTS);
+  return slotPool(config, DEFAULT_RUNTIME_SLOTS, () => undefined);
 }
 
 /**

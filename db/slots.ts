@@ -246,3 +246,23 @@ export function retryBusySlots(pool: Pool, role: string, slots: number, attempts
   };
   return pool;
 }
+
+/**
+ * A pool whose every connection signs in as its own slot role of `config`'s user, the runtime role (the three
+ * parts above together: the slot client, the check on connect, the retries). `choose` picks the slot (tests).
+ */
+export function slotPool(
+  config: PoolConfig,
+  slots: number,
+  log: (fields: Record<string, unknown>) => void,
+  choose?: Choose,
+): Pool {
+  const role = configuredUser(config);
+  const pool = new Pool({
+    ...config,
+    password: config.password,
+    Client: slotClientClass(role, slots, choose),
+    onConnect: onSlotConnect(log),
+  } as PoolConfig);
+  return retryBusySlots(pool, role, slots);
+}

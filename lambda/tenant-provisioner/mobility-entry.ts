@@ -59,13 +59,7 @@ import {
 } from './runner-answers';
 import { ProvisioningInputError, readEnv } from './request';
 import { RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
-import {
-  DEFAULT_RUNTIME_SLOTS,
-  onSlotConnect,
-  parseSlots,
-  retryBusySlots,
-  slotClientClass,
-} from '../../db/slots';
+import { DEFAULT_RUNTIME_SLOTS, parseSlots, slotPool } from '../../db/slots';
 
 let s3: S3Client | undefined;
 let dynamo: DynamoDBClient | undefined;
@@ -178,21 +172,15 @@ export async function handler(
           ? undefined
           : (parseSlots(process.env.RUNTIME_DB_SLOTS, 'the RUNTIME_DB_SLOTS environment variable') ??
             DEFAULT_RUNTIME_SLOTS);
-        runtimePool = new Pool({
+        const config: PoolConfig = {
           ...connectionConfig(env, runtimeUser, ''),
           password,
           max: 2,
           application_name: 'tenant-mobility',
           // As the API's connections (service/src/db-pool.ts): the role's defaults cannot start it as a tenant.
           options: RUNTIME_STARTUP_OPTIONS,
-          ...(slots
-            ? {
-                Client: slotClientClass(runtimeUser, slots),
-                onConnect: onSlotConnect((f) => log('security event', f)),
-              }
-            : {}),
-        } as PoolConfig);
-        if (slots) retryBusySlots(runtimePool, runtimeUser, slots);
+        };
+        runtimePool = slots ? slotPool(config, slots, (f) => log('security event', f)) : new Pool(config);
         return (runtimeDb = new TenantDatabase({
           pool: runtimePool,
           model: env.model,

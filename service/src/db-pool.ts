@@ -12,7 +12,7 @@
  */
 import { Pool, PoolConfig } from 'pg';
 import { RUNTIME_LIMITS_MS, RUNTIME_STARTUP_OPTIONS } from '../../db/roles';
-import { configuredUser, onSlotConnect, parseSlots, retryBusySlots, slotClientClass } from '../../db/slots';
+import { parseSlots, slotPool } from '../../db/slots';
 
 export interface PoolSettings {
   /** Connections in all, across the partitions. @default 20 */
@@ -61,21 +61,9 @@ export function poolSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): PoolS
   };
 }
 
-export function resilientPoolConfig(
-  connection: PoolConfig,
-  settings: PoolSettings = {},
-  log: (fields: Record<string, unknown>) => void = (f) => console.error(JSON.stringify(f)),
-): PoolConfig {
-  const slots = settings.slots
-    ? {
-        Client: slotClientClass(configuredUser(connection), settings.slots),
-        // Alone on its slot, its role's own defaults put back, or the pool tries again (db/slots.ts).
-        onConnect: onSlotConnect(log),
-      }
-    : {};
+export function resilientPoolConfig(connection: PoolConfig, settings: PoolSettings = {}): PoolConfig {
   return {
     ...connection,
-    ...slots,
     max: settings.max ?? 20,
     connectionTimeoutMillis: settings.connectTimeoutMs ?? 3000,
     query_timeout: settings.queryTimeoutMs ?? 7000,
@@ -100,8 +88,8 @@ export function createPool(
   settings: PoolSettings = {},
   log: (fields: Record<string, unknown>) => void = (f) => console.error(JSON.stringify(f)),
 ): Pool {
-  const pool = new Pool(resilientPoolConfig(connection, settings, log));
-  if (settings.slots) retryBusySlots(pool, configuredUser(connection), settings.slots);
+  const config = resilientPoolConfig(connection, settings);
+  const pool = settings.slots ? slotPool(config, settings.slots, log) : new Pool(config);
   pool.on('error', (e) => log({ level: 'warn', msg: 'idle database connection dropped', err: e.message }));
   // A connection that fails while checked out (between two statements of a transaction, when the server shuts
   // down) emits 'error' on its client; unheard, that error would end the process. The statement in progress

@@ -4,7 +4,7 @@ import { Client, ClientBase, Pool, PoolConfig } from 'pg';
 import { ContextKey } from '../../db/context';
 import { resilientPoolConfig } from '../../service/src/db-pool';
 import { RUNTIME_ROLES } from '../../db/roles';
-import { DEFAULT_RUNTIME_SLOTS, retryBusySlots, slotClientClass } from '../../db/slots';
+import { DEFAULT_RUNTIME_SLOTS, slotPool } from '../../db/slots';
 
 /** The runtime roles whose connections sign in as slot roles (db/slots.ts): the shared cells'. */
 const SLOTTED: string[] = [RUNTIME_ROLES.pool, RUNTIME_ROLES.bridge];
@@ -139,32 +139,26 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
     poolAs(user, config = {}, password = RUNTIME_PASSWORD) {
       // The API's own pool settings (pipelined, the startup limits, the timeouts, and a shared cell's one login
       // role per connection), as tests act as the API.
-      const slots = SLOTTED.includes(user) ? DEFAULT_RUNTIME_SLOTS : undefined;
-      const pool = new Pool({
-        ...resilientPoolConfig(
-          { connectionString: urlFor(name, user, password) },
-          { max: 4, slots },
-          () => undefined,
-        ),
+      const settings = {
+        ...resilientPoolConfig({ connectionString: urlFor(name, user, password) }, { max: 4 }),
         ...config,
-      });
-      if (slots) retryBusySlots(pool, user, slots);
-      return track(pool);
+      };
+      return track(
+        SLOTTED.includes(user)
+          ? slotPool(settings, DEFAULT_RUNTIME_SLOTS, () => undefined)
+          : new Pool(settings),
+      );
     },
     poolOnSlot(user, slot, log = () => undefined) {
-      const slots = Math.max(DEFAULT_RUNTIME_SLOTS, slot);
       const config = resilientPoolConfig(
         { connectionString: urlFor(name, user, RUNTIME_PASSWORD) },
-        { max: 1, slots },
-        log,
+        { max: 1 },
       );
       const choose = (free: readonly number[]) => {
         if (!free.includes(slot)) throw new Error(`slot ${slot} of ${user} is held by this test process`);
         return slot;
       };
-      return track(
-        retryBusySlots(new Pool({ ...config, Client: slotClientClass(user, slots, choose) }), user, slots),
-      );
+      return track(slotPool(config, Math.max(DEFAULT_RUNTIME_SLOTS, slot), log, choose));
     },
     async clientAs(user, password = RUNTIME_PASSWORD) {
       const c = track(new Client({ connectionString: urlFor(name, user, password) }));

@@ -1,8 +1,7 @@
 import { bootstrapDatabase } from '../../db/bootstrap';
 import { migratePool, provisionBridgeTenant, registerPoolTenant } from '../../db/models';
-import { Pool } from 'pg';
 import { endBackend } from '../../db/connection-care';
-import { DEFAULT_RUNTIME_SLOTS, isSlotBusy, parseSlots, retryBusySlots } from '../../db/slots';
+import { DEFAULT_RUNTIME_SLOTS, isSlotBusy, parseSlots, slotPool } from '../../db/slots';
 import { createPool, resilientPoolConfig } from '../../service/src/db-pool';
 import {
   createTestDatabase,
@@ -160,20 +159,19 @@ describe('slot roles (one login role per connection, I8)', () => {
 
   test('a sign-in that fails on this side gives its slot back at once; only a slot role at its limit is tried again', async () => {
     let failures = 2;
-    const pool = retryBusySlots(
-      new Pool({
+    const pool = slotPool(
+      {
         ...resilientPoolConfig(
           { host: '127.0.0.1', port: serverPort(), database: poolDb.name, user: 'app_pool' },
-          { max: 1, slots: 2 },
-          () => undefined,
+          { max: 1 },
         ),
         password: () => {
           if (failures-- > 0) throw new Error('no token today');
           return RUNTIME_PASSWORD;
         },
-      }),
-      'app_pool',
+      },
       2,
+      () => undefined,
     );
     try {
       await expect(pool.query('SELECT 1')).rejects.toThrow('no token today');

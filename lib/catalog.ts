@@ -7,7 +7,12 @@
  * rules to a single request.
  */
 import * as fs from 'fs';
-import type { SharedModel } from './cell-size';
+import {
+  DEFAULT_SHARED_CELL_PROFILE,
+  SHARED_CELL_PROFILES,
+  type SharedCellProfileName,
+  type SharedModel,
+} from './cell-size';
 import { CatalogError, isObject, Problem, problem } from './catalog-problems';
 import { ParsedTenant, parseTenant, Tenant } from './catalog-tenant';
 import { rangeProblems } from './catalog-ranges';
@@ -29,6 +34,8 @@ export interface SharedCellPlan {
    * this and the catalog's tenants of its model.
    */
   readonly plannedTenants: number;
+  /** How the cell is built (lib/cell-size.ts `SHARED_CELL_PROFILES`). @default 'standard' */
+  readonly profile?: SharedCellProfileName;
 }
 
 export type { SharedModel };
@@ -118,7 +125,9 @@ function parseSharedCells(raw: unknown, problems: Problem[]): Catalog['sharedCel
       );
       continue;
     }
-    const extra = isObject(plan) ? Object.keys(plan).filter((k) => k !== 'plannedTenants') : [];
+    const extra = isObject(plan)
+      ? Object.keys(plan).filter((k) => k !== 'plannedTenants' && k !== 'profile')
+      : [];
     const n = isObject(plan) ? (plan.plannedTenants ?? 0) : undefined;
     if (
       !isObject(plan) ||
@@ -131,14 +140,29 @@ function parseSharedCells(raw: unknown, problems: Problem[]): Catalog['sharedCel
       problems.push(
         problem(
           'invalid-field',
-          `field "${field}" is ${JSON.stringify(plan)}: use { "plannedTenants": <a whole number from 0 to ${MAX_PLANNED_TENANTS}> } (0 builds the cell with no tenant yet)`,
+          `field "${field}" is ${JSON.stringify(plan)}: use { "plannedTenants": <a whole number from 0 to ${MAX_PLANNED_TENANTS}> } (0 builds the cell with no tenant yet), optionally with "profile": ${SHARED_CELL_PROFILES.map((p) => `"${p}"`).join(' or ')}`,
           undefined,
           field,
         ),
       );
       continue;
     }
-    cells[model as SharedModel] = { plannedTenants: n };
+    const profile = plan.profile;
+    if (profile !== undefined && !SHARED_CELL_PROFILES.includes(profile as SharedCellProfileName)) {
+      problems.push(
+        problem(
+          'invalid-field',
+          `field "${field}.profile" is ${JSON.stringify(profile)}: use one of ${SHARED_CELL_PROFILES.map((p) => `"${p}"`).join(', ')} (the default is "${DEFAULT_SHARED_CELL_PROFILE}"; the README's "Shared cell profiles" compares them)`,
+          undefined,
+          `${field}.profile`,
+        ),
+      );
+      continue;
+    }
+    cells[model as SharedModel] = {
+      plannedTenants: n,
+      ...(profile !== undefined ? { profile: profile as SharedCellProfileName } : {}),
+    };
   }
   return cells;
 }

@@ -13,6 +13,20 @@
  */
 export type SharedModel = 'pool' | 'bridge';
 
+/**
+ * How a shared cell is built (`sharedCells.<model>.profile` in the catalog), with the same names and egress as
+ * the silo profiles (lib/silo-profiles.ts):
+ * - `standard` (the default): the API tasks in private subnets behind a NAT gateway per AZ; the pool database on
+ *   general-purpose classes past 100 tenants.
+ * - `production`: highly available too (Multi-AZ database, tasks in two AZs), without a NAT gateway: each task
+ *   has a public address and a security group that admits only the load balancer (the provisioner goes out over
+ *   IPv6 through an egress-only gateway), as the silo `production` profile; the pool database stays on burstable
+ *   Graviton classes up to 1,000 tenants. The README's "Shared cell profiles" states the trade-offs.
+ */
+export const SHARED_CELL_PROFILES = ['standard', 'production'] as const;
+export type SharedCellProfileName = (typeof SHARED_CELL_PROFILES)[number];
+export const DEFAULT_SHARED_CELL_PROFILE: SharedCellProfileName = 'standard';
+
 export interface CellSize {
   /** RDS instance class, with the `db.` prefix. */
   readonly instanceClass: string;
@@ -20,9 +34,13 @@ export interface CellSize {
   readonly storageGb: number;
   /** The API service's minimum task count (autoscaling adds up to 4x). */
   readonly tasks: number;
+  /** How the API tasks and the provisioner reach AWS (the profile's; lib/silo-profiles.ts `SiloEgress`). */
+  readonly egress: 'nat-per-az' | 'task-public-ip';
 }
 
-const CLASS_STEPS: Readonly<Record<SharedModel, readonly (readonly [number, string])[]>> = {
+type Steps = readonly (readonly [number, string])[];
+
+const CLASS_STEPS: Readonly<Record<SharedModel, Steps>> = {
   pool: [
     [100, 'db.t4g.medium'],
     [1000, 'db.m6g.large'],
@@ -37,16 +55,36 @@ const CLASS_STEPS: Readonly<Record<SharedModel, readonly (readonly [number, stri
   ],
 };
 
+/**
+ * The production profile's pool database: burstable Graviton (T4g, which RDS runs in Unlimited mode: it may use
+ * the whole CPU for as long as it needs, and CPU above the class's baseline is billed as surplus credits) up to
+ * 1,000 tenants. db.t4g.large has the memory and vCPUs of db.m6g.large at 81% of its price; with the surplus
+ * credits (`npm run cost -- --db-cpu`) it stays the cheaper of the two up to 50% average CPU, past which the cell
+ * is undersized anyway. Past 1,000 tenants, the standard classes.
+ */
+const PRODUCTION_POOL_STEPS: Steps = [
+  [100, 'db.t4g.medium'],
+  [1000, 'db.t4g.large'],
+  ...CLASS_STEPS.pool.slice(2),
+];
+
 /** Every shared cell starts with this much storage; autoscaling grows it (RDS can never shrink it). */
 export const CELL_STORAGE_FLOOR_GIB = 50;
 
-export function cellSizeFor(model: SharedModel, tenants: number): CellSize {
-  const instanceClass = CLASS_STEPS[model].find(([upTo]) => tenants <= upTo)![1];
+export function cellSizeFor(
+  model: SharedModel,
+  tenants: number,
+  profile: SharedCellProfileName = DEFAULT_SHARED_CELL_PROFILE,
+): CellSize {
+  const production = profile === 'production';
+  const steps = production && model === 'pool' ? PRODUCTION_POOL_STEPS : CLASS_STEPS[model];
+  const instanceClass = steps.find(([upTo]) => tenants <= upTo)![1];
   return {
     instanceClass,
     // 0.2 GB per tenant, never under the 50 GB every cell starts with.
     storageGb: Math.max(CELL_STORAGE_FLOOR_GIB, Math.ceil(tenants * 0.2)),
     tasks: Math.max(2, Math.ceil(tenants / 250)),
+    egress: production ? 'task-public-ip' : 'nat-per-az',
   };
 }
 

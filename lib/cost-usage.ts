@@ -1,6 +1,6 @@
 /**
  * The usage assumptions `npm run cost` prices usage-driven lines with (log volume, NAT traffic, load balancer
- * capacity, WAF requests, backup storage, active users, IPAM addresses, registry reads, Aurora use): the defaults,
+ * capacity, WAF requests, backup storage, active users, IPAM addresses, registry reads, Aurora use, burstable databases' CPU): the defaults,
  * which flags change, and an idle tenant's.
  */
 export interface Usage {
@@ -24,6 +24,11 @@ export interface Usage {
   readonly auroraAcuHours: number;
   /** GB stored per Aurora cluster (Aurora bills what is used, not what is allocated). */
   readonly auroraStorageGb: number;
+  /**
+   * Average CPU utilization, in percent, of each burstable (T class) RDS database: what it uses above its class's
+   * baseline is billed as CPU credits (RDS runs T classes in Unlimited mode).
+   */
+  readonly dbCpuPercent: number;
 }
 
 export const DEFAULT_USAGE: Usage = {
@@ -37,6 +42,7 @@ export const DEFAULT_USAGE: Usage = {
   registryMillionReads: 1,
   auroraAcuHours: 30,
   auroraStorageGb: 10,
+  dbCpuPercent: 20,
 };
 
 /**
@@ -53,4 +59,5 @@ export const IDLE_USAGE: Usage = {
   registryMillionReads: 0,
   auroraAcuHours: 0,
   auroraStorageGb: 1,
+  dbCpuPercent: 5,
 };

@@ -5,7 +5,7 @@
  * unpriced. Usage-driven lines (log volume, NAT traffic, load balancer capacity units, WAF requests, backup
  * storage, monthly active users) are assumptions the caller sets (`Usage`), shown as such.
  */
-import { cellSizeFor, SharedModel } from './cell-size';
+import { cellSizeFor, SharedCellProfileName, SharedModel } from './cell-size';
 import { DEFAULT_USAGE, Usage } from './cost-usage';
 
 export { DEFAULT_USAGE, IDLE_USAGE, type Usage } from './cost-usage';
@@ -158,6 +158,28 @@ export function priceTemplate(
         const factor = props.MultiAZ === true ? p['rds.multiAzFactor'] : 1;
         const gb = num(props.AllocatedStorage, 20);
         add(id, `RDS PostgreSQL ${cls}${factor > 1 ? ' Multi-AZ' : ''}`, hourly * factor * h);
+        // RDS runs T classes in Unlimited mode: CPU above the class's baseline is billed per vCPU-hour (on the
+        // writer only: a Multi-AZ standby runs no queries).
+        if (cls.startsWith('db.t')) {
+          const baseline = (
+            table.prices['rds.burstableBaselinePercent'] as Record<string, number> | undefined
+          )?.[cls];
+          const vcpus = (table.prices['rds.burstableVcpus'] as Record<string, number> | undefined)?.[cls];
+          if (baseline === undefined || vcpus === undefined) {
+            throw new Error(
+              `no CPU baseline for ${cls} in lib/prices/${table.region}.json: add it under rds.burstableBaselinePercent and rds.burstableVcpus`,
+            );
+          }
+          const surplusVcpus = (vcpus * Math.max(0, usage.dbCpuPercent - baseline)) / 100;
+          if (surplusVcpus > 0) {
+            add(
+              id,
+              `CPU credits above the baseline (${usage.dbCpuPercent}% average CPU)`,
+              surplusVcpus * p['rds.cpuCreditVcpuHour'] * h,
+              true,
+            );
+          }
+        }
         add(
           id,
           `RDS storage gp3 ${gb} GB${factor > 1 ? ' Multi-AZ' : ''}`,
@@ -309,9 +331,17 @@ export function biggest(lines: readonly CostLine[], n = 3): { what: string; mont
 
 export { cellSizeFor } from './cell-size';
 
-/** A shared cell's template resized for N tenants by cellSizeFor (database class and storage, task count). */
-export function resizeCell(template: Template, model: SharedModel, tenants: number): Template {
-  const size = cellSizeFor(model, tenants);
+/**
+ * A shared cell's template resized for N tenants by cellSizeFor (database class and storage, task count). The
+ * template must be a cell of `profile` (its egress is the template's own).
+ */
+export function resizeCell(
+  template: Template,
+  model: SharedModel,
+  tenants: number,
+  profile?: SharedCellProfileName,
+): Template {
+  const size = cellSizeFor(model, tenants, profile);
   const resources: Record<string, Resource> = {};
   for (const [id, r] of Object.entries(template.Resources)) {
     if (r.Type === 'AWS::RDS::DBInstance') {

@@ -120,12 +120,13 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   const cellFor = (model: SharedModel): SharedCellStackProps | undefined => {
     const listed = catalog.tenants.filter((t) => t.model === model).length;
     const planned = catalog.sharedCells?.[model]?.plannedTenants;
+    const profile = catalog.sharedCells?.[model]?.profile;
     if (listed === 0 && planned === undefined) return undefined;
     return {
       env,
       cidr: SHARED_VPC_CIDRS[model],
       image,
-      size: cellSizeFor(model, planned ?? 0),
+      size: cellSizeFor(model, planned ?? 0, profile),
       description: `${STACK_NAMES[model]} cell`,
       ...(listed > (planned ?? 100)
         ? {

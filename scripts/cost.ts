@@ -12,7 +12,7 @@ import * as path from 'path';
 import { App } from 'aws-cdk-lib';
 import { loadCatalog, parseCatalog, type Catalog } from '../lib/catalog';
 import { SILO_PROFILES, type SiloProfileName } from '../lib/silo-profiles';
-import type { SharedModel } from '../lib/cell-size';
+import { SHARED_CELL_PROFILES, type SharedCellProfileName, type SharedModel } from '../lib/cell-size';
 import {
   biggest,
   cellSizeFor,
@@ -44,6 +44,7 @@ const USAGE_FLAGS: Record<string, keyof Usage> = {
   'ipam-ips': 'ipamIpsPerVpc',
   'acu-hours': 'auroraAcuHours',
   'aurora-gb': 'auroraStorageGb',
+  'db-cpu': 'dbCpuPercent',
 };
 
 const USAGE_TEXT = `usage: npm run cost [-- --catalog <file>] [-- --chart <file.svg>] [-- --prices <file>] [usage flags]
@@ -57,7 +58,8 @@ Usage assumptions (monthly): --log-gb <GB per log group> (${DEFAULT_USAGE.logGbP
   --alb-lcu <average LCU> (${DEFAULT_USAGE.albLcu}), --waf-mreq <million requests per web ACL> (${DEFAULT_USAGE.wafMillionRequests}),
   --backup-factor <backup GB per GB of database storage> (${DEFAULT_USAGE.backupGbFactor}), --mau <active users per tenant> (${DEFAULT_USAGE.mauPerTenant}),
   --ipam-ips <active IPs per VPC> (${DEFAULT_USAGE.ipamIpsPerVpc}), --acu-hours <Aurora capacity-unit hours per
-  serverless cluster above its minimum> (${DEFAULT_USAGE.auroraAcuHours}), --aurora-gb <GB per Aurora cluster> (${DEFAULT_USAGE.auroraStorageGb})
+  serverless cluster above its minimum> (${DEFAULT_USAGE.auroraAcuHours}), --aurora-gb <GB per Aurora cluster> (${DEFAULT_USAGE.auroraStorageGb}),
+  --db-cpu <average CPU % of each burstable (T class) database; above its baseline it is billed> (${DEFAULT_USAGE.dbCpuPercent})
 The silo profile table also prices each profile idle: no traffic, a paused database.
   --help             this text`;
 
@@ -111,20 +113,34 @@ async function main(): Promise<number> {
   // Probes, not part of the catalog's report: one silo of each cost profile, and both shared cells as built for
   // no tenant yet (resized per N by cellSizeFor for the growth table).
   const probeId = (profile: SiloProfileName) => `cost-silo-${profile}`;
-  const probes = synthesize(
-    parseCatalog(
-      {
-        tenants: SILO_PROFILES.map((profile) => ({
-          id: probeId(profile),
-          name: `cost probe (${profile})`,
-          model: 'silo',
-          settings: { profile },
-        })),
-        sharedCells: { pool: { plannedTenants: 0 }, bridge: { plannedTenants: 0 } },
-      },
-      'cost probes',
-    ),
-  );
+  // One synth per shared-cell profile (a fleet has one Pool and one Bridge stack); the first adds the silos.
+  const cellProbes = new Map<SharedCellProfileName, Map<string, Template>>();
+  for (const cellProfile of SHARED_CELL_PROFILES) {
+    const first = cellProbes.size === 0;
+    cellProbes.set(
+      cellProfile,
+      synthesize(
+        parseCatalog(
+          {
+            tenants: first
+              ? SILO_PROFILES.map((profile) => ({
+                  id: probeId(profile),
+                  name: `cost probe (${profile})`,
+                  model: 'silo',
+                  settings: { profile },
+                }))
+              : [],
+            sharedCells: {
+              pool: { plannedTenants: 0, profile: cellProfile },
+              bridge: { plannedTenants: 0, profile: cellProfile },
+            },
+          },
+          'cost probes',
+        ),
+      ),
+    );
+  }
+  const probes = cellProbes.get(SHARED_CELL_PROFILES[0])!;
   const price = (
     stack: string,
     template: Template,
@@ -227,12 +243,16 @@ async function main(): Promise<number> {
         perTenant: total(siloOf(profile, assumed)) + platformFor(n, n) / n,
       });
     }
-    for (const [model, cellName] of [
-      ['pool', STACK_NAMES.pool],
-      ['bridge', STACK_NAMES.bridge],
-    ] as const) {
-      const sized = total(price(cellName, resizeCell(probes.get(cellName)!, model, n), assumed));
-      (series[model] ??= []).push({ tenants: n, perTenant: sized / n + platformFor(n, 1) / n });
+    for (const cellProfile of SHARED_CELL_PROFILES) {
+      for (const [model, cellName] of [
+        ['pool', STACK_NAMES.pool],
+        ['bridge', STACK_NAMES.bridge],
+      ] as const) {
+        const probe = cellProbes.get(cellProfile)!.get(cellName)!;
+        const sized = total(price(cellName, resizeCell(probe, model, n, cellProfile), assumed));
+        const name = cellProfile === 'standard' ? model : `${model} (${cellProfile})`;
+        (series[name] ??= []).push({ tenants: n, perTenant: sized / n + platformFor(n, 1) / n });
+      }
     }
   }
   console.log(
@@ -243,14 +263,21 @@ async function main(): Promise<number> {
   for (const [model, points] of Object.entries(series)) {
     console.log(`| ${model} | ${points.map((p) => usd(p.perTenant)).join(' | ')} |`);
   }
-  const sizes = (model: SharedModel) =>
+  const sizes = (model: SharedModel, cellProfile: SharedCellProfileName) =>
     SIZES.map((n) => {
-      const s = cellSizeFor(model, n);
+      const s = cellSizeFor(model, n, cellProfile);
       return `${n}: ${s.instanceClass} Multi-AZ, ${s.storageGb} GB, ${s.tasks} tasks`;
     }).join('; ');
-  console.log(
-    `\nShared cells sized per N (lib/cell-size.ts cellSizeFor): pool ${sizes('pool')}. Bridge ${sizes('bridge')}.`,
-  );
+  const egress = {
+    'nat-per-az': 'a NAT gateway per AZ',
+    'task-public-ip': 'no NAT gateway, a public address per task',
+  };
+  console.log('\nShared cells sized per N (lib/cell-size.ts cellSizeFor), by profile:');
+  for (const cellProfile of SHARED_CELL_PROFILES) {
+    console.log(
+      `- ${cellProfile} (${egress[cellSizeFor('pool', 0, cellProfile).egress]}): pool ${sizes('pool', cellProfile)}. Bridge ${sizes('bridge', cellProfile)}.`,
+    );
+  }
   const chart = v.chart ?? path.join(ROOT, 'cdk.out', 'cost-per-tenant.svg');
   fs.mkdirSync(path.dirname(chart), { recursive: true });
   fs.writeFileSync(chart, unitCostChart(series));

@@ -33,6 +33,7 @@ import {
   tenantsBootstrapTemplate,
 } from '../lib/deploy-policy';
 import { buildFleet } from '../lib/fleet';
+import { DEFAULT_SHARED_CELL_PROFILE, SHARED_CELL_PROFILES } from '../lib/cell-size';
 import {
   BOOTSTRAP_QUALIFIERS,
   DEPLOY_SCOPES,
@@ -81,6 +82,26 @@ export function fleetTemplates(): Record<DeployScopeName, Template[]> {
     templates[tenantOfStackName(stack.stackName) !== undefined ? 'tenants' : 'platform'].push(
       stack.template as Template,
     );
+  }
+  // The shared cells in their other profile too (no NAT gateway, IPv6 out): a fleet has one of each cell, so a
+  // second one with both cells planned in it.
+  for (const profile of SHARED_CELL_PROFILES.filter((p) => p !== DEFAULT_SHARED_CELL_PROFILE)) {
+    const cells = new App({ context: { 'aws:cdk:disable-creation-stack-traces': true } });
+    buildFleet(
+      cells,
+      parseCatalog(
+        {
+          tenants: [],
+          sharedCells: { pool: { plannedTenants: 0, profile }, bridge: { plannedTenants: 0, profile } },
+        },
+        `representative ${profile} cells`,
+      ),
+      { env: { region: 'us-east-1' }, skipChecks: true },
+    );
+    for (const stack of cells.synth().stacks) {
+      if (stack.stackName === STACK_NAMES.pool || stack.stackName === STACK_NAMES.bridge)
+        templates.platform.push(stack.template as Template);
+    }
   }
   return templates;
 }

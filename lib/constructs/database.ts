@@ -176,7 +176,10 @@ export class Database extends Construct implements CellDatabase {
       cfn.addPropertyOverride('MaxAllocatedStorage', RESTORED_MAX_STORAGE_GIB);
     }
     this.secretArn = cfn.attrMasterUserSecretSecretArn;
-    if (props.alarmTopic) this.alarmOnLowMemory(props.instanceClass ?? 't4g.medium', props.alarmTopic);
+    if (props.alarmTopic) {
+      this.alarmOnLowMemory(props.instanceClass ?? 't4g.medium', props.alarmTopic);
+      this.alarmOnBurstableCpu(props.instanceClass ?? 't4g.medium', props.alarmTopic);
+    }
     this.acknowledge(disposable, props.multiAz ?? true, props.phase ?? 'steady', props.snapshotIdentifier);
   }
 
@@ -192,6 +195,26 @@ export class Database extends Construct implements CellDatabase {
       metric: this.instance.metricFreeableMemory({ period: Duration.minutes(5), statistic: 'Minimum' }),
       threshold: Math.round(gib * 0.1 * 1024 ** 3),
       comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 3,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    alarm.addAlarmAction(new cloudwatchActions.SnsAction(topic));
+    alarm.addOkAction(new cloudwatchActions.SnsAction(topic));
+  }
+
+  /**
+   * RDS runs T classes in Unlimited mode: never throttled, but CPU above the class's baseline is billed as credits.
+   * Past about half its CPU, sustained, a T class costs more than the general-purpose class with its memory
+   * (README: "Shared cell profiles"), and the database is short of headroom anyway: the alarm says so and names
+   * the fix. Other classes have no credits to run up.
+   */
+  private alarmOnBurstableCpu(instanceClass: string, topic: sns.ITopic): void {
+    if (!instanceClass.startsWith('t')) return;
+    const alarm = new cloudwatch.Alarm(this, 'SustainedBurstableCpu', {
+      alarmDescription: `CPUUtilization of ${instanceClass} above 50% on average for 3 hours: a burstable class bills the CPU it uses above its baseline, and at this load a general-purpose class costs less and leaves headroom: raise sharedCells.<model>.plannedTenants, use the standard cell profile, or set the silo's settings.instanceClass (README: "What it costs")`,
+      metric: this.instance.metricCPUUtilization({ period: Duration.hours(1), statistic: 'Average' }),
+      threshold: 50,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 3,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });

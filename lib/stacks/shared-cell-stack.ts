@@ -13,7 +13,7 @@ export interface SharedCellStackProps extends StackProps {
   /** The release's API image (built by the Platform stack). */
   readonly image: ApiImageRef;
   /**
-   * The database class and storage and the API's minimum task count (lib/cell-size.ts `cellSizeFor`).
+   * The database class and storage, the API's minimum task count and the egress (lib/cell-size.ts `cellSizeFor`).
    * @default - the size for up to 100 tenants
    */
   readonly size?: CellSize;
@@ -49,6 +49,7 @@ abstract class SharedCellStack extends Stack {
       storageGiB: CELL_STORAGE_FLOOR_GIB,
       maxStorageGiB: Math.max(4 * CELL_STORAGE_FLOOR_GIB, 2 * size.storageGb),
       tasks: { count: size.tasks, cpu: 512, memoryMiB: 1024 },
+      egress: size.egress,
     });
     if (props.sizeWarning) Annotations.of(this).addWarningV2('tenantforge:cell-size', props.sizeWarning);
     new ssm.StringParameter(this, 'ProvisionerServiceToken', {

@@ -25,6 +25,9 @@ const TABLE: PriceTable = {
   prices: {
     'rds.postgres.instanceHour': { 'db.t4g.medium': 0.1, 'db.r6g.xlarge': 1 },
     'rds.multiAzFactor': 2,
+    'rds.burstableVcpus': { 'db.t4g.medium': 2 },
+    'rds.burstableBaselinePercent': { 'db.t4g.medium': 20 },
+    'rds.cpuCreditVcpuHour': 0.05,
     'rds.gp3GbMonth': 0.1,
     'backup.rdsSnapshotGbMonth': 0.05,
     'ec2.natGatewayHour': 0.05,
@@ -229,12 +232,64 @@ describe('pricing a template (lib/cost.ts)', () => {
   });
 
   test('shared cells are sized by the stated rule, and resized templates price accordingly', () => {
-    expect(cellSizeFor('pool', 10)).toEqual({ instanceClass: 'db.t4g.medium', storageGb: 50, tasks: 2 });
-    expect(cellSizeFor('pool', 1000)).toEqual({ instanceClass: 'db.m6g.large', storageGb: 200, tasks: 4 });
-    expect(cellSizeFor('bridge', 1000)).toEqual({ instanceClass: 'db.r6g.xlarge', storageGb: 200, tasks: 4 });
+    const nat = { egress: 'nat-per-az' };
+    expect(cellSizeFor('pool', 10)).toEqual({
+      instanceClass: 'db.t4g.medium',
+      storageGb: 50,
+      tasks: 2,
+      ...nat,
+    });
+    expect(cellSizeFor('pool', 1000)).toEqual({
+      instanceClass: 'db.m6g.large',
+      storageGb: 200,
+      tasks: 4,
+      ...nat,
+    });
+    expect(cellSizeFor('bridge', 1000)).toEqual({
+      instanceClass: 'db.r6g.xlarge',
+      storageGb: 200,
+      tasks: 4,
+      ...nat,
+    });
+    expect(cellSizeFor('pool', 1000, 'production')).toEqual({
+      instanceClass: 'db.t4g.large',
+      storageGb: 200,
+      tasks: 4,
+      egress: 'task-public-ip',
+    });
     const big = priceTemplate('Cell', resizeCell(CELL, 'bridge', 1000), TABLE);
     expect(big.find((l) => l.what.startsWith('RDS PostgreSQL'))!.monthly).toBe(200); // 1 x 2 x 100 h
     expect(big.find((l) => l.what.startsWith('Fargate'))!.what).toBe('Fargate arm64 4 x (0.5 vCPU, 1 GB)');
+  });
+
+  test('a burstable database bills the CPU it uses above its baseline, on its writer only', () => {
+    const table: PriceTable = {
+      ...TABLE,
+      prices: {
+        ...TABLE.prices,
+        'rds.postgres.instanceHour': { 'db.t4g.large': 0.2 },
+        'rds.burstableVcpus': { 'db.t4g.large': 2 },
+        'rds.burstableBaselinePercent': { 'db.t4g.large': 30 },
+        'rds.cpuCreditVcpuHour': 0.05,
+      },
+    };
+    const t4g = resizeCell(CELL, 'pool', 1000, 'production');
+    const credits = (dbCpuPercent: number) =>
+      priceTemplate('Cell', t4g, table, { ...DEFAULT_USAGE, dbCpuPercent }).filter((l) =>
+        l.what.startsWith('CPU credits'),
+      );
+    // At or under the baseline: no line.
+    expect(credits(30)).toEqual([]);
+    // 50% of 2 vCPUs, 30% of them free: 0.4 vCPU x 0.05 x 100 h (Multi-AZ or not: the standby runs nothing).
+    expect(credits(50)).toEqual([
+      expect.objectContaining({ what: 'CPU credits above the baseline (50% average CPU)', usage: true }),
+    ]);
+    expect(credits(50)[0].monthly).toBeCloseTo(2, 10);
+    // A T class the table has no baseline for is refused, naming the fix.
+    const noBaseline = { ...table, prices: { ...table.prices, 'rds.burstableBaselinePercent': {} } };
+    expect(() => priceTemplate('Cell', t4g, noBaseline)).toThrow(
+      'no CPU baseline for db.t4g.large in lib/prices/test-1.json: add it under rds.burstableBaselinePercent and rds.burstableVcpus',
+    );
   });
 
   test('the chart is an SVG with one line per model', () => {

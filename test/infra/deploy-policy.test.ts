@@ -45,7 +45,21 @@ describe('CloudFormation execution policies', () => {
   });
 
   test("every resource type in every synthesized template is covered by its bootstrap's policy", () => {
-    for (const name of fleet.stackNames()) {
+    // The sample fleet, and the shared cells in their production profile (no NAT gateway, IPv6 out).
+    const productionCells = synthFleet([], {
+      sharedCells: {
+        pool: { plannedTenants: 0, profile: 'production' },
+        bridge: { plannedTenants: 0, profile: 'production' },
+      },
+    });
+    const stacks = [
+      ...fleet.stackNames().map((name) => ({ name, template: fleet.template(name) })),
+      ...['Pool', 'Bridge'].map((name) => ({ name, template: productionCells.template(name) })),
+    ];
+    expect(
+      stacks.some((s) => JSON.stringify(s.template.toJSON()).includes('AWS::EC2::EgressOnlyInternetGateway')),
+    ).toBe(true);
+    for (const { name, template } of stacks) {
       const scope = name.startsWith('Tenant-') ? 'tenants' : 'platform';
       const allowed = new Set(
         Object.entries(generated)
@@ -54,7 +68,7 @@ describe('CloudFormation execution policies', () => {
             (d.Statement as Statement[]).filter((s) => s.Effect === 'Allow').flatMap(actionsOf),
           ),
       );
-      const resources = fleet.template(name).toJSON().Resources as Record<string, { Type: string }>;
+      const resources = template.toJSON().Resources as Record<string, { Type: string }>;
       for (const r of Object.values(resources)) {
         const needed = permissionsOf(r.Type);
         expect({ stack: name, type: r.Type, covered: !!needed }).toEqual({

@@ -4,6 +4,7 @@
  * profile passing synth is itself the proof that AwsSolutions, HIPAA Security and NIST 800-53 R5 find nothing
  * unacknowledged in it.
  */
+import { execFileSync } from 'child_process';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { CatalogError, parseCatalog, parseTenant, tenantRequestOf } from '../../lib/catalog';
 import { cellSizeFor } from '../../lib/cell-size';
@@ -460,6 +461,12 @@ describe('shared cells: only when used, sized by tenant count', () => {
       /field "sharedCells.pool" is \{"plannedTenants":-1\}: use \{ "plannedTenants": <a whole number from 0 to 100000> \}/,
     );
     expect(problems({ pool: { tenants: 3 } })).toHaveLength(1);
+    expect(problems({ pool: { plannedTenants: 1000, profile: 'cheap' } })).toEqual([
+      'field "sharedCells.pool.profile" is "cheap": use one of "standard", "production" (the default is "standard"; the README\'s "Shared cell profiles" compares them)',
+    ]);
+    expect(problems({ bridge: { profile: 'idle-friendly' } })[0]).toMatch(
+      /use one of "standard", "production"/,
+    );
     expect(problems([])).toEqual([
       'field "sharedCells" must be an object such as { "pool": { "plannedTenants": 300 } }',
     ]);
@@ -468,4 +475,177 @@ describe('shared cells: only when used, sized by tenant count', () => {
 
 function synthFleetWith(doc: { tenants: unknown[]; sharedCells?: unknown }, options: FleetOptions = {}) {
   return synthFleet(doc.tenants, { ...options, sharedCells: doc.sharedCells });
+}
+
+describe('shared cell profiles: production has no NAT gateway and, for pool, a burstable database', () => {
+  const many = Array.from({ length: 3 }, (_, i) => ({ id: `pool-${i}`, name: `P${i}`, model: 'pool' }));
+  const plan = (profile?: string) => ({
+    pool: { plannedTenants: 1000, ...(profile ? { profile } : {}) },
+    bridge: { plannedTenants: 1000, ...(profile ? { profile } : {}) },
+  });
+  let standard: ReturnType<typeof synthFleet>;
+  let production: ReturnType<typeof synthFleet>;
+  beforeAll(() => {
+    // Compliance packs and lifecycle checks run in these synths: they throw on any unacknowledged finding.
+    standard = synthFleet(many, { sharedCells: plan() });
+    production = synthFleet(many, { sharedCells: plan('production') });
+  });
+
+  test('the rule: production keeps the pool database burstable up to 1,000 tenants; bridge classes and tasks are the same', () => {
+    expect(cellSizeFor('pool', 1000)).toMatchObject({ instanceClass: 'db.m6g.large', egress: 'nat-per-az' });
+    expect(cellSizeFor('pool', 1000, 'production')).toMatchObject({
+      instanceClass: 'db.t4g.large',
+      tasks: 4,
+      egress: 'task-public-ip',
+    });
+    expect(cellSizeFor('pool', 1001, 'production').instanceClass).toBe('db.m6g.xlarge');
+    expect(cellSizeFor('pool', 50, 'production').instanceClass).toBe('db.t4g.medium');
+    for (const n of [10, 300, 1000, 5000]) {
+      expect({ ...cellSizeFor('bridge', n, 'production'), egress: 'nat-per-az' }).toEqual(
+        cellSizeFor('bridge', n),
+      );
+    }
+  });
+
+  test.each(['Pool', 'Bridge'])(
+    '%s: no NAT gateway; tasks with public addresses in the public tier, reachable only from the load balancer',
+    (stack) => {
+      const t = production.template(stack);
+      t.resourceCountIs('AWS::EC2::NatGateway', 0);
+      t.resourceCountIs('AWS::EC2::EIP', 0);
+      t.resourceCountIs('AWS::EC2::EgressOnlyInternetGateway', 1);
+      const [[, service]] = ofType(t, 'AWS::ECS::Service');
+      const net = (
+        service.Properties!.NetworkConfiguration as { AwsvpcConfiguration: Record<string, unknown> }
+      ).AwsvpcConfiguration;
+      expect(net.AssignPublicIp).toBe('ENABLED');
+      expect(net.Subnets).toEqual(
+        ofType(t, 'AWS::EC2::Subnet')
+          .filter(([id]) => id.includes('public'))
+          .map(([id]) => ({ Ref: id })),
+      );
+      const taskSg = (net.SecurityGroups as { 'Fn::GetAtt': [string, string] }[])[0]['Fn::GetAtt'][0];
+      const ingress = ofType(t, 'AWS::EC2::SecurityGroupIngress').filter(([, r]) =>
+        JSON.stringify(r.Properties!.GroupId).includes(taskSg),
+      );
+      expect(ingress).toHaveLength(1);
+      expect(JSON.stringify(ingress[0][1].Properties!.SourceSecurityGroupId)).toMatch(
+        /LoadBalancerSecurityGroup/,
+      );
+      expect(JSON.stringify(resources(t)[taskSg].Properties!.SecurityGroupIngress ?? [])).toBe('[]');
+      for (const [id, subnet] of ofType(t, 'AWS::EC2::Subnet')) {
+        expect(subnet.Properties!.AssignIpv6AddressOnCreation).toBe(id.includes('app'));
+        expect(subnet.Properties!.MapPublicIpOnLaunch).not.toBe(true);
+      }
+      // Still highly available: a Multi-AZ database, and tasks in two AZs.
+      expect(ofType(t, 'AWS::RDS::DBInstance')[0][1].Properties!.MultiAZ).toBe(true);
+      expect((net.Subnets as unknown[]).length).toBe(2);
+      const standardService = ofType(standard.template(stack), 'AWS::ECS::Service')[0][1].Properties!;
+      expect(
+        (standardService.NetworkConfiguration as { AwsvpcConfiguration: Record<string, unknown> })
+          .AwsvpcConfiguration.AssignPublicIp,
+      ).toBe('DISABLED');
+      standard.template(stack).resourceCountIs('AWS::EC2::NatGateway', 2);
+    },
+  );
+
+  test('the pool database: db.t4g.large for 1,000 tenants in production, db.m6g.large in standard', () => {
+    expect(ofType(production.template('Pool'), 'AWS::RDS::DBInstance')[0][1].Properties).toMatchObject({
+      DBInstanceClass: 'db.t4g.large',
+      MultiAZ: true,
+    });
+    expect(ofType(standard.template('Pool'), 'AWS::RDS::DBInstance')[0][1].Properties!.DBInstanceClass).toBe(
+      'db.m6g.large',
+    );
+    expect(
+      ofType(production.template('Bridge'), 'AWS::RDS::DBInstance')[0][1].Properties!.DBInstanceClass,
+    ).toBe('db.r6g.xlarge');
+    // A burstable class bills CPU above its baseline: sustained load past half its CPU raises the cell's alarm.
+    const cpuAlarms = (f: ReturnType<typeof synthFleet>) =>
+      ofType(f.template('Pool'), 'AWS::CloudWatch::Alarm').filter(
+        ([, a]) => a.Properties!.MetricName === 'CPUUtilization',
+      );
+    const [[, alarm]] = cpuAlarms(production);
+    expect(alarm.Properties).toMatchObject({
+      Namespace: 'AWS/RDS',
+      Statistic: 'Average',
+      Period: 3600,
+      EvaluationPeriods: 3,
+      Threshold: 50,
+      ComparisonOperator: 'GreaterThanThreshold',
+      AlarmActions: [{ Ref: expect.stringMatching(/^CellAlarms/) }],
+    });
+    expect(String(alarm.Properties!.AlarmDescription)).toMatch(/use the standard cell profile/);
+    expect(cpuAlarms(standard)).toEqual([]);
+  });
+
+  test.each(['Pool', 'Bridge'])(
+    '%s: switching a deployed cell between the profiles replaces no resource that outlives the change',
+    (stack) => {
+      // What CloudFormation replaces on an update: a resource whose create-only properties (its registry
+      // schema, as cfn-lint ships it) change. Going to production adds the VPC's IPv6 block and the subnets'
+      // (updated in place), removes the NAT gateways, and moves the tasks (a rolling deployment).
+      const before = resources(standard.template(stack));
+      const after = resources(production.template(stack));
+      const replaced = replacedOnUpdate(before, after);
+      // A task definition is replaced on any change by design (a new revision; running tasks keep theirs): the
+      // mobility runner's moves to the public tier with its environment.
+      expect(replaced).toEqual(['CellMobilityTaskD0C93FC1.ContainerDefinitions']);
+      expect(before.CellMobilityTaskD0C93FC1.Type).toBe('AWS::ECS::TaskDefinition');
+      // The database, its subnets and its key keep their logical ids (so they are updated, not re-created).
+      for (const type of [
+        'AWS::RDS::DBInstance',
+        'AWS::RDS::DBSubnetGroup',
+        'AWS::KMS::Key',
+        'AWS::EC2::VPC',
+      ]) {
+        const ids = (r: Resources) =>
+          Object.entries(r)
+            .filter(([, x]) => x.Type === type)
+            .map(([id]) => id);
+        expect(ids(after)).toEqual(ids(before));
+        expect(ids(before).length).toBeGreaterThan(0);
+      }
+      // And back: nothing is replaced the other way either. (Not verified in AWS: EC2 refuses to remove a subnet's
+      // IPv6 range while a network interface in it holds an IPv6 address, which the README says of going back.)
+      expect(replacedOnUpdate(after, before)).toEqual(['CellMobilityTaskD0C93FC1.ContainerDefinitions']);
+    },
+  );
+});
+
+/** Logical ids (with the property) of resources in both templates whose create-only properties differ. */
+function replacedOnUpdate(before: Resources, after: Resources): string[] {
+  const types = [...new Set(Object.values(after).map((r) => r.Type))].filter(
+    (t) => !t.startsWith('Custom::'),
+  );
+  const createOnly = JSON.parse(
+    execFileSync(
+      'python3',
+      [
+        '-c',
+        [
+          'import json, sys',
+          'from cfnlint.schema import PROVIDER_SCHEMA_MANAGER as P',
+          'out = {}',
+          'for t in json.loads(sys.argv[1]):',
+          '    try: s = P.get_resource_schema("us-east-1", t).schema',
+          '    except Exception: continue',
+          '    out[t] = [p.split("/")[2] for p in s.get("createOnlyProperties", [])]',
+          'print(json.dumps(out))',
+        ].join('\n'),
+        JSON.stringify(types),
+      ],
+      { encoding: 'utf8' },
+    ),
+  ) as Record<string, string[]>;
+  const out: string[] = [];
+  for (const [id, a] of Object.entries(after)) {
+    const b = before[id];
+    if (!b || b.Type !== a.Type) continue;
+    for (const prop of createOnly[a.Type] ?? []) {
+      if (JSON.stringify(b.Properties?.[prop]) !== JSON.stringify(a.Properties?.[prop]))
+        out.push(`${id}.${prop}`);
+    }
+  }
+  return out;
 }

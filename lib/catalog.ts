@@ -129,14 +129,14 @@ function parseSharedCells(raw: unknown, problems: Problem[]): Catalog['sharedCel
       ? Object.keys(plan).filter((k) => k !== 'plannedTenants' && k !== 'profile')
       : [];
     const n = isObject(plan) ? (plan.plannedTenants ?? 0) : undefined;
-    if (
+    const badPlan =
       !isObject(plan) ||
       extra.length > 0 ||
       typeof n !== 'number' ||
       !Number.isInteger(n) ||
       n < 0 ||
-      n > MAX_PLANNED_TENANTS
-    ) {
+      n > MAX_PLANNED_TENANTS;
+    if (badPlan) {
       problems.push(
         problem(
           'invalid-field',
@@ -145,10 +145,12 @@ function parseSharedCells(raw: unknown, problems: Problem[]): Catalog['sharedCel
           field,
         ),
       );
-      continue;
     }
-    const profile = plan.profile;
-    if (profile !== undefined && !SHARED_CELL_PROFILES.includes(profile as SharedCellProfileName)) {
+    // Checked whatever the count, so both problems are reported at once.
+    const profile = isObject(plan) ? plan.profile : undefined;
+    const badProfile =
+      profile !== undefined && !SHARED_CELL_PROFILES.includes(profile as SharedCellProfileName);
+    if (badProfile) {
       problems.push(
         problem(
           'invalid-field',
@@ -157,10 +159,10 @@ function parseSharedCells(raw: unknown, problems: Problem[]): Catalog['sharedCel
           `${field}.profile`,
         ),
       );
-      continue;
     }
+    if (badPlan || badProfile) continue;
     cells[model as SharedModel] = {
-      plannedTenants: n,
+      plannedTenants: n as number,
       ...(profile !== undefined ? { profile: profile as SharedCellProfileName } : {}),
     };
   }

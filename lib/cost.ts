@@ -158,8 +158,8 @@ export function priceTemplate(
         const factor = props.MultiAZ === true ? p['rds.multiAzFactor'] : 1;
         const gb = num(props.AllocatedStorage, 20);
         add(id, `RDS PostgreSQL ${cls}${factor > 1 ? ' Multi-AZ' : ''}`, hourly * factor * h);
-        // RDS runs T classes in Unlimited mode: CPU above the class's baseline is billed per vCPU-hour (on the
-        // writer only: a Multi-AZ standby runs no queries).
+        // RDS runs T classes in Unlimited mode: CPU above the class's baseline is billed per vCPU-hour. Priced at
+        // the Multi-AZ factor too, as every hourly dimension of a Multi-AZ instance is (the cautious reading).
         if (cls.startsWith('db.t')) {
           const baseline = (
             table.prices['rds.burstableBaselinePercent'] as Record<string, number> | undefined
@@ -175,7 +175,7 @@ export function priceTemplate(
             add(
               id,
               `CPU credits above the baseline (${usage.dbCpuPercent}% average CPU)`,
-              surplusVcpus * p['rds.cpuCreditVcpuHour'] * h,
+              surplusVcpus * p['rds.cpuCreditVcpuHour'] * h * factor,
               true,
             );
           }

@@ -221,7 +221,9 @@ const OFFBOARDING_STACK_STATUSES = ['DELETE_IN_PROGRESS', 'ROLLBACK_IN_PROGRESS'
 
 let cfn: CloudFormationClient | undefined;
 async function stackStatus(stackId: string): Promise<string | undefined> {
-  cfn ??= new CloudFormationClient({});
+  // In a cell without NAT gateways this function's only way out is IPv6 (S3_DUALSTACK): CloudFormation's
+  // dual-stack endpoint is a different host from its IPv4-only one.
+  cfn ??= new CloudFormationClient({ useDualstackEndpoint: process.env.S3_DUALSTACK === 'true' });
   const r = await cfn.send(new DescribeStacksCommand({ StackName: stackId }));
   return r.Stacks?.[0]?.StackStatus;
 }

@@ -204,14 +204,14 @@ export class Database extends Construct implements CellDatabase {
 
   /**
    * RDS runs T classes in Unlimited mode: never throttled, but CPU above the class's baseline is billed as credits.
-   * Past about half its CPU, sustained, a T class costs more than the general-purpose class with its memory
-   * (README: "Shared cell profiles"), and the database is short of headroom anyway: the alarm says so and names
-   * the fix. Other classes have no credits to run up.
+   * Past about half its CPU, sustained, the credits add up (for db.t4g.large, to more than db.m6g.large with its
+   * memory would cost: README, "Shared cell profiles") and the database is short of headroom: the alarm says so
+   * and names the fix. Other classes have no credits to run up.
    */
   private alarmOnBurstableCpu(instanceClass: string, topic: sns.ITopic): void {
     if (!instanceClass.startsWith('t')) return;
     const alarm = new cloudwatch.Alarm(this, 'SustainedBurstableCpu', {
-      alarmDescription: `CPUUtilization of ${instanceClass} above 50% on average for 3 hours: a burstable class bills the CPU it uses above its baseline, and at this load a general-purpose class costs less and leaves headroom: raise sharedCells.<model>.plannedTenants, use the standard cell profile, or set the silo's settings.instanceClass (README: "What it costs")`,
+      alarmDescription: `CPUUtilization of ${instanceClass} above 50% on average for 3 hours: a burstable class bills the CPU it uses above its baseline as credits and has little headroom left: move to a larger or general-purpose class (a shared cell: a larger sharedCells.<model>.plannedTenants, or the standard cell profile; a silo: settings.instanceClass)`,
       metric: this.instance.metricCPUUtilization({ period: Duration.hours(1), statistic: 'Average' }),
       threshold: 50,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

@@ -119,7 +119,8 @@ export class Network extends Construct {
     if (publicTasks) {
       // The provisioner's way out: IPv6 only, through an egress-only gateway (nothing can connect in). Secrets
       // Manager's regional endpoint is dual-stack; DynamoDB and S3 are reached through the gateway endpoints;
-      // CloudFormation is answered by the provider framework's function, which runs outside the VPC.
+      // CloudFormation is answered by the provider framework's function, which runs outside the VPC, and asked
+      // (a shared cell's tenant stack status) at its dual-stack endpoint (test/lambda/ipv6-egress-clients.test.ts).
       // A dual-stack VPC comes with an egress-only gateway; only the `app` tier gets a route to it.
       const eigw = this.vpc.node.children.find(
         (c): c is ec2.CfnEgressOnlyInternetGateway => c instanceof ec2.CfnEgressOnlyInternetGateway,
@@ -140,7 +141,7 @@ export class Network extends Construct {
           route,
           HIPAA_AND_NIST('VPCNoUnrestrictedRouteToIGW'),
           publicTasks
-            ? 'The public tier holds the internet-facing load balancer and the API tasks (this silo profile has no NAT gateway): each task security group admits only the load balancer, so nothing on the internet can open a connection to a task; the database sits in isolated subnets with no route out, and the only way out of the provisioner tier is an egress-only IPv6 gateway.'
+            ? "The public tier holds the internet-facing load balancer, the API tasks and, while it runs, the mobility runner's task (this cell's profile has no NAT gateway): the API tasks' security group admits only the load balancer and the runner task's admits nothing, so nothing on the internet can open a connection to a task; the database sits in isolated subnets with no route out, and the only way out of the provisioner tier is an egress-only IPv6 gateway."
             : 'The public tier holds only the internet-facing load balancer and the NAT gateway; the API tasks and the database sit in private and isolated subnets with no route to the internet gateway.',
         );
     }

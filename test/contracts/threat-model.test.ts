@@ -16,7 +16,7 @@ function rows(): Row[] {
     .readFileSync(path.join(REPO_ROOT, DOC), 'utf8')
     .split('\n')
     .map((line) => line.split('|').map((c) => c.trim()))
-    .filter((cells) => cells.length === 6 && /^(API|[PBICM]\d+)$/.test(cells[1]))
+    .filter((cells) => cells.length === 6 && /^(API|[PBICMN]\d+)$/.test(cells[1]))
     .map((cells) => ({ id: cells[1], control: cells[3], test: cells[4] }));
 }
 

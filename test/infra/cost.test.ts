@@ -262,7 +262,7 @@ describe('pricing a template (lib/cost.ts)', () => {
     expect(big.find((l) => l.what.startsWith('Fargate'))!.what).toBe('Fargate arm64 4 x (0.5 vCPU, 1 GB)');
   });
 
-  test('a burstable database bills the CPU it uses above its baseline, on its writer only', () => {
+  test('a burstable database bills the CPU it uses above its baseline (Multi-AZ: twice)', () => {
     const table: PriceTable = {
       ...TABLE,
       prices: {
@@ -280,11 +280,21 @@ describe('pricing a template (lib/cost.ts)', () => {
       );
     // At or under the baseline: no line.
     expect(credits(30)).toEqual([]);
-    // 50% of 2 vCPUs, 30% of them free: 0.4 vCPU x 0.05 x 100 h (Multi-AZ or not: the standby runs nothing).
+    // 50% of 2 vCPUs, 30% of them free: 0.4 vCPU x 0.05 x 100 h, x 2 for Multi-AZ.
     expect(credits(50)).toEqual([
       expect.objectContaining({ what: 'CPU credits above the baseline (50% average CPU)', usage: true }),
     ]);
-    expect(credits(50)[0].monthly).toBeCloseTo(2, 10);
+    expect(credits(50)[0].monthly).toBeCloseTo(4, 10);
+    const singleAz = {
+      Resources: {
+        ...t4g.Resources,
+        Db: { ...t4g.Resources.Db, Properties: { ...t4g.Resources.Db.Properties, MultiAZ: false } },
+      },
+    };
+    const line = priceTemplate('Cell', singleAz, table, { ...DEFAULT_USAGE, dbCpuPercent: 50 }).find((l) =>
+      l.what.startsWith('CPU credits'),
+    );
+    expect(line!.monthly).toBeCloseTo(2, 10);
     // A T class the table has no baseline for is refused, naming the fix.
     const noBaseline = { ...table, prices: { ...table.prices, 'rds.burstableBaselinePercent': {} } };
     expect(() => priceTemplate('Cell', t4g, noBaseline)).toThrow(

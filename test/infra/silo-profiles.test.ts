@@ -145,31 +145,7 @@ describe('silo cost profiles: what each builds', () => {
       MultiAZ: true,
       AllocatedStorage: '50', // standard's: RDS never shrinks storage, so moving between them never has to
     });
-    const [[, service]] = ofType(t, 'AWS::ECS::Service');
-    const net = (service.Properties!.NetworkConfiguration as { AwsvpcConfiguration: Record<string, unknown> })
-      .AwsvpcConfiguration;
-    expect(net.AssignPublicIp).toBe('ENABLED');
-    const publicSubnets = ofType(t, 'AWS::EC2::Subnet')
-      .filter(([id]) => id.includes('public'))
-      .map(([id]) => ({ Ref: id }));
-    expect(net.Subnets).toEqual(publicSubnets);
-    // The task security group: its only ingress is the load balancer's security group, on the container port.
-    const taskSg = (net.SecurityGroups as { 'Fn::GetAtt': [string, string] }[])[0]['Fn::GetAtt'][0];
-    const ingress = ofType(t, 'AWS::EC2::SecurityGroupIngress').filter(([, r]) =>
-      JSON.stringify(r.Properties!.GroupId).includes(taskSg),
-    );
-    expect(ingress).toHaveLength(1);
-    expect(JSON.stringify(ingress[0][1].Properties!.SourceSecurityGroupId)).toMatch(
-      /LoadBalancerSecurityGroup/,
-    );
-    expect(ingress[0][1].Properties).toMatchObject({ FromPort: 8080, ToPort: 8080, IpProtocol: 'tcp' });
-    expect(JSON.stringify(resources(t)[taskSg].Properties!.SecurityGroupIngress ?? [])).toBe('[]');
-    // No subnet hands out IPv4 public addresses (the service asks for its tasks'); only the provisioner's tier
-    // hands out IPv6 ones, and its only route out is the egress-only gateway.
-    for (const [id, subnet] of ofType(t, 'AWS::EC2::Subnet')) {
-      expect(subnet.Properties!.AssignIpv6AddressOnCreation).toBe(id.includes('app'));
-      expect(subnet.Properties!.MapPublicIpOnLaunch).not.toBe(true);
-    }
+    expectPublicTasksBehindTheLoadBalancer(t);
     // The database is in the data tier only, never in the provisioner's (isolated too, but with IPv6 out).
     const [[, group]] = ofType(t, 'AWS::RDS::DBSubnetGroup');
     const refs = (group.Properties!.SubnetIds as { Ref: string }[]).map((x) => x.Ref);
@@ -519,29 +495,7 @@ describe('shared cell profiles: production has no NAT gateway and, for pool, a b
       t.resourceCountIs('AWS::EC2::NatGateway', 0);
       t.resourceCountIs('AWS::EC2::EIP', 0);
       t.resourceCountIs('AWS::EC2::EgressOnlyInternetGateway', 1);
-      const [[, service]] = ofType(t, 'AWS::ECS::Service');
-      const net = (
-        service.Properties!.NetworkConfiguration as { AwsvpcConfiguration: Record<string, unknown> }
-      ).AwsvpcConfiguration;
-      expect(net.AssignPublicIp).toBe('ENABLED');
-      expect(net.Subnets).toEqual(
-        ofType(t, 'AWS::EC2::Subnet')
-          .filter(([id]) => id.includes('public'))
-          .map(([id]) => ({ Ref: id })),
-      );
-      const taskSg = (net.SecurityGroups as { 'Fn::GetAtt': [string, string] }[])[0]['Fn::GetAtt'][0];
-      const ingress = ofType(t, 'AWS::EC2::SecurityGroupIngress').filter(([, r]) =>
-        JSON.stringify(r.Properties!.GroupId).includes(taskSg),
-      );
-      expect(ingress).toHaveLength(1);
-      expect(JSON.stringify(ingress[0][1].Properties!.SourceSecurityGroupId)).toMatch(
-        /LoadBalancerSecurityGroup/,
-      );
-      expect(JSON.stringify(resources(t)[taskSg].Properties!.SecurityGroupIngress ?? [])).toBe('[]');
-      for (const [id, subnet] of ofType(t, 'AWS::EC2::Subnet')) {
-        expect(subnet.Properties!.AssignIpv6AddressOnCreation).toBe(id.includes('app'));
-        expect(subnet.Properties!.MapPublicIpOnLaunch).not.toBe(true);
-      }
+      const net = expectPublicTasksBehindTheLoadBalancer(t);
       // The mobility runner's task (started by its launcher) runs in the public tier too, with a public address and
       // a security group that admits nothing; the provisioner's function goes out over IPv6 and says so to its
       // AWS clients (test/lambda/ipv6-egress-clients.test.ts).
@@ -682,4 +636,36 @@ function replacedOnUpdate(before: Resources, after: Resources): string[] {
     }
   }
   return out;
+}
+
+/**
+ * A cell without NAT gateways: its API tasks in the public subnets with public addresses, their security group's
+ * only ingress the load balancer's (on the container port); no subnet hands out IPv4 public addresses (the service
+ * asks for its tasks'), and only the provisioner's tier hands out IPv6 ones (its only route out is the egress-only
+ * gateway). Returns the service's network configuration.
+ */
+function expectPublicTasksBehindTheLoadBalancer(t: Template): Record<string, unknown> {
+  const [[, service]] = ofType(t, 'AWS::ECS::Service');
+  const net = (service.Properties!.NetworkConfiguration as { AwsvpcConfiguration: Record<string, unknown> })
+    .AwsvpcConfiguration;
+  expect(net.AssignPublicIp).toBe('ENABLED');
+  const publicSubnets = ofType(t, 'AWS::EC2::Subnet')
+    .filter(([id]) => id.includes('public'))
+    .map(([id]) => ({ Ref: id }));
+  expect(net.Subnets).toEqual(publicSubnets);
+  const taskSg = (net.SecurityGroups as { 'Fn::GetAtt': [string, string] }[])[0]['Fn::GetAtt'][0];
+  const ingress = ofType(t, 'AWS::EC2::SecurityGroupIngress').filter(([, r]) =>
+    JSON.stringify(r.Properties!.GroupId).includes(taskSg),
+  );
+  expect(ingress).toHaveLength(1);
+  expect(JSON.stringify(ingress[0][1].Properties!.SourceSecurityGroupId)).toMatch(
+    /LoadBalancerSecurityGroup/,
+  );
+  expect(ingress[0][1].Properties).toMatchObject({ FromPort: 8080, ToPort: 8080, IpProtocol: 'tcp' });
+  expect(JSON.stringify(resources(t)[taskSg].Properties!.SecurityGroupIngress ?? [])).toBe('[]');
+  for (const [id, subnet] of ofType(t, 'AWS::EC2::Subnet')) {
+    expect(subnet.Properties!.AssignIpv6AddressOnCreation).toBe(id.includes('app'));
+    expect(subnet.Properties!.MapPublicIpOnLaunch).not.toBe(true);
+  }
+  return net;
 }

@@ -4,7 +4,7 @@ import { Catalog, SHARED_VPC_CIDRS } from './catalog';
 import { applyCompliance } from './compliance';
 import { PlatformStack } from './stacks/platform-stack';
 import { BridgeStack, PoolStack, SharedCellStackProps } from './stacks/shared-cell-stack';
-import { cellSizeFor, SharedModel } from './cell-size';
+import { cellSizeFor, DEFAULT_SHARED_CELL_PROFILE, SharedModel } from './cell-size';
 import { TenantStack } from './stacks/tenant-stack';
 import { OnboardingStack } from './stacks/onboarding-stack';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -161,7 +161,14 @@ export function buildFleet(app: App, catalog: Catalog, options: FleetOptions = {
   for (const cell of [pool, bridge]) {
     if (!cell) continue;
     cell.addStackDependency(platform, 'reads the registry and user pool from SSM');
-    tag(cell, 'shared', cell.model, 'shared-cell');
+    // A standard cell keeps the tag it always had; another profile's cell says which it is.
+    const profile = catalog.sharedCells?.[cell.model]?.profile ?? DEFAULT_SHARED_CELL_PROFILE;
+    tag(
+      cell,
+      'shared',
+      cell.model,
+      profile === DEFAULT_SHARED_CELL_PROFILE ? 'shared-cell' : `shared-cell-${profile}`,
+    );
   }
   const sharedStacks: Stack[] = [platform, onboarding, ...(pool ? [pool] : []), ...(bridge ? [bridge] : [])];
   for (const shared of sharedStacks) {
@@ -221,7 +228,8 @@ function applyBoundary(stack: Stack, scope: DeployScopeName): void {
 
 /**
  * Cost-allocation tags on every taggable resource: the tenant (`shared` for shared stacks), the model, and the
- * cost profile (a silo's profile; `shared-cell` for a shared cell and its tenants; `platform`).
+ * cost profile (a silo's profile; `shared-cell` for a standard shared cell and every shared-cell tenant's stack,
+ * `shared-cell-production` for a production one; `platform`).
  */
 function tag(scope: Construct, tenantId: string, model: string, profile: string): void {
   const tags = { 'tenant-id': tenantId, 'isolation-model': model, 'cost-profile': profile };

@@ -523,6 +523,16 @@ describe('shared cell profiles: production has no NAT gateway and, for pool, a b
       expect(dualStack.map(([id]) => id.replace(/[0-9A-F]{8}$/, '')).sort()).toEqual(
         ['CellMobilityRunner', 'CellProvisionerHandler'].sort(),
       );
+      // Its cost-allocation tag names the profile (a standard cell's stays `shared-cell`).
+      const costProfile = (f: ReturnType<typeof synthFleet>) =>
+        (
+          ofType(f.template(stack), 'AWS::EC2::VPC')[0][1].Properties!.Tags as {
+            Key: string;
+            Value: string;
+          }[]
+        ).find((x) => x.Key === 'cost-profile')?.Value;
+      expect(costProfile(production)).toBe('shared-cell-production');
+      expect(costProfile(standard)).toBe('shared-cell');
       // Still highly available: a Multi-AZ database, and tasks in two AZs.
       expect(ofType(t, 'AWS::RDS::DBInstance')[0][1].Properties!.MultiAZ).toBe(true);
       expect((net.Subnets as unknown[]).length).toBe(2);

@@ -12,6 +12,9 @@
  *    last level's tenants present), and the round trips each transaction takes; then, to show where run()'s
  *    time goes, the same one-exchange protocol with parts of the context left out (no reset; no verification).
  *
+ * 2b. CPU per unit of work (bench/db-cpu.ts): the same read with one client, server and client CPU apart, for no
+ *    context, run(), and a connection signed in as the tenant (--cpu-units, --cpu-rounds).
+ *
  * 3. Bridge backend memory: 20 connections (a task's pool) serve requests for K tenants (each --memory-rounds
  *    times, in random order): as one pool whose connections live on (as before), as one pool whose connections
  *    close after BRIDGE_TENANTS_PER_CONNECTION distinct tenants, and as the API runs a bridge cell (tenants
@@ -33,6 +36,7 @@ import { bootstrapDatabase } from '../db/bootstrap';
 import { migratePool, provisionBridgeTenant, registerPoolTenant } from '../db/models';
 import { sql } from '../db/sql';
 import { ContextKey } from '../db/context';
+import { cpuPerUnitBenchmark } from './db-cpu';
 import { BRIDGE_POOL_PARTITIONS, BRIDGE_TENANTS_PER_CONNECTION, TenantDatabase } from '../db/tenant-context';
 import { runUnitOfWork } from '../db/unit-of-work';
 import { configuredUser, DEFAULT_RUNTIME_SLOTS, slotPool } from '../db/slots';
@@ -52,6 +56,8 @@ const MEMORY_SAMPLES = Number(arg('memory-samples', '3'));
 const SECONDS = Number(arg('seconds', '5'));
 const SAMPLES = Number(arg('samples', '30'));
 const CONCURRENCY = 8;
+const CPU_UNITS = Number(arg('cpu-units', '2000'));
+const CPU_ROUNDS = Number(arg('cpu-rounds', '5'));
 
 async function startServer(): Promise<{ url: string; child?: ChildProcess; dir?: string }> {
   if (process.env.DATABASE_URL) return { url: process.env.DATABASE_URL };
@@ -553,6 +559,13 @@ async function main(): Promise<void> {
   try {
     await provisioningBenchmark(server.url, master);
     await contextBenchmark(server.url);
+    await cpuPerUnitBenchmark({
+      url: (db, user, password = PASSWORD) => urlFor(server.url, db, user, password),
+      contextKey: BENCH_CONTEXT_KEY,
+      slotted,
+      units: CPU_UNITS,
+      rounds: CPU_ROUNDS,
+    });
     await memoryBenchmark(server.url, su);
   } finally {
     await master.end();

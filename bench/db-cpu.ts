@@ -22,6 +22,8 @@ export interface CpuBenchmarkOptions {
   readonly slotted: (config: PoolConfig) => Pool;
   readonly units: number;
   readonly rounds: number;
+  /** Whether the server runs on this machine (its backends' /proc entries are theirs), as the embedded one does. */
+  readonly localServer: boolean;
 }
 
 const LOGIN_ROLE = 'bench_login_acme';
@@ -111,11 +113,11 @@ export async function cpuPerUnitBenchmark(o: CpuBenchmarkOptions): Promise<void>
   for (const c of cases) for (let i = 0; i < 300; i++) await c.unit();
   for (let r = 0; r < o.rounds; r++) {
     for (const c of cases) {
-      const s0 = backendCpuUs(c.pid);
+      const s0 = o.localServer ? backendCpuUs(c.pid) : undefined;
       const c0 = process.cpuUsage();
       for (let i = 0; i < o.units; i++) await c.unit();
       const used = process.cpuUsage(c0);
-      const s1 = backendCpuUs(c.pid);
+      const s1 = o.localServer ? backendCpuUs(c.pid) : undefined;
       const f = figures.get(c.name) ?? { server: [], client: [] };
       f.server.push(s0 !== undefined && s1 !== undefined ? (s1 - s0) / o.units : undefined);
       f.client.push((used.user + used.system) / o.units);

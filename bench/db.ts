@@ -565,6 +565,7 @@ async function main(): Promise<void> {
       slotted,
       units: CPU_UNITS,
       rounds: CPU_ROUNDS,
+      localServer: !process.env.DATABASE_URL,
     });
     await memoryBenchmark(server.url, su);
   } finally {

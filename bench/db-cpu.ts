@@ -54,6 +54,7 @@ export async function cpuPerUnitBenchmark(o: CpuBenchmarkOptions): Promise<void>
     ALTER TABLE plain.invoices_by_login
       ADD COLUMN tenant_login name GENERATED ALWAYS AS (('bench_login_' || tenant_id)::name) STORED;
     INSERT INTO plain.invoices_by_login SELECT * FROM plain.invoices;
+    INSERT INTO plain.invoices_by_login (tenant_id, customer) VALUES ('globex', 'another tenant');
     ALTER TABLE plain.invoices_by_login ENABLE ROW LEVEL SECURITY;
     CREATE POLICY tenant_read ON plain.invoices_by_login FOR SELECT USING (tenant_login = session_user);
     GRANT USAGE ON SCHEMA plain TO ${LOGIN_ROLE};
@@ -75,9 +76,15 @@ export async function cpuPerUnitBenchmark(o: CpuBenchmarkOptions): Promise<void>
   });
   login.on('error', () => undefined);
   await login.connect();
-  const loginRows = await login.query(`SELECT count(*)::int AS n FROM plain.invoices_by_login`);
-  if (loginRows.rows[0].n !== ids.length)
-    throw new Error('the login-role table does not show the tenant its rows');
+  // The design priced below must isolate: the tenant's login sees its own rows and not the other tenant's row.
+  const seen = await login.query(
+    `SELECT count(*)::int AS n, count(*) FILTER (WHERE tenant_id <> 'acme')::int AS others FROM plain.invoices_by_login`,
+  );
+  if (seen.rows[0].n !== ids.length || seen.rows[0].others !== 0) {
+    throw new Error(
+      `signed in as the tenant, the policy showed ${JSON.stringify(seen.rows[0])}, not acme's rows only`,
+    );
+  }
 
   const text = "SELECT * FROM plain.invoices WHERE tenant_id = 'acme' AND id = $1";
   const cases: { name: string; pid: number; unit: () => Promise<unknown> }[] = [

@@ -417,6 +417,8 @@ async function withClient<T>(pool: Pool, work: (c: PoolClient) => Promise<T>): P
 
 /** The private memory (RssAnon, MB) of each backend of `user` in `db`, read from /proc (a local server only). */
 async function backendMemoryMb(su: Client, db: string, user: string): Promise<number[] | undefined> {
+  // A remote server's backend pids are not this machine's: a /proc entry of the same number is another process.
+  if (process.env.DATABASE_URL) return undefined;
   const pids = await su.query<{ pid: number }>(
     // The role's slot roles' backends (db/slots.ts).
     `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename::text ~ ('^' || $2 || '_s[0-9]+$')`,

@@ -56,6 +56,8 @@ const MEMORY_SAMPLES = Number(arg('memory-samples', '3'));
 const SECONDS = Number(arg('seconds', '5'));
 const SAMPLES = Number(arg('samples', '30'));
 const CONCURRENCY = 8;
+/** Whether the server runs on this machine, so a backend's pid names its /proc entry (not with DATABASE_URL). */
+const LOCAL_SERVER = !process.env.DATABASE_URL;
 const CPU_UNITS = Number(arg('cpu-units', '2000'));
 const CPU_ROUNDS = Number(arg('cpu-rounds', '5'));
 
@@ -417,8 +419,7 @@ async function withClient<T>(pool: Pool, work: (c: PoolClient) => Promise<T>): P
 
 /** The private memory (RssAnon, MB) of each backend of `user` in `db`, read from /proc (a local server only). */
 async function backendMemoryMb(su: Client, db: string, user: string): Promise<number[] | undefined> {
-  // A remote server's backend pids are not this machine's: a /proc entry of the same number is another process.
-  if (process.env.DATABASE_URL) return undefined;
+  if (!LOCAL_SERVER) return undefined;
   const pids = await su.query<{ pid: number }>(
     // The role's slot roles' backends (db/slots.ts).
     `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename::text ~ ('^' || $2 || '_s[0-9]+$')`,
@@ -567,7 +568,7 @@ async function main(): Promise<void> {
       slotted,
       units: CPU_UNITS,
       rounds: CPU_ROUNDS,
-      localServer: !process.env.DATABASE_URL,
+      localServer: LOCAL_SERVER,
     });
     await memoryBenchmark(server.url, su);
   } finally {
